@@ -1,0 +1,1 @@
+"""The `pasid-explorer` command line: one module per subcommand under `commands/`."""

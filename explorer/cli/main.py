@@ -1,0 +1,71 @@
+"""Entry point: builds the parser from every module in `commands/` and turns project errors into one line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import ExplorerError
+from . import commands
+
+DESCRIPTION = """\
+Watch how a Linux host hands out and uses PCIe PASIDs (Process Address Space IDs).
+
+There are only two ways to get a PASID: from an mm (SVA: a process's first bind allocates its one global PASID,
+later binds reuse it), or through iommufd, the one user interface that creates and controls PASIDs, for
+processes and virtual machines alike. Faults, page-request groups and responses hang off a (device, PASID)
+pair. PASID Explorer captures these events on a live host, keeps them in recordings, replays them in a
+terminal UI beside a simulated model of the kernel's allocator, and checks the model's invariants.
+
+With no command it opens the explorer on the first bundled teaching scenario."""
+
+EPILOG = """\
+examples:
+  pasid-explorer                                   explore the first teaching scenario
+  pasid-explorer scenarios                         list the bundled teaching scenarios
+  pasid-explorer replay recordings/exhaustion.pasidrec
+  pasid-explorer simulate recordings/scenarios/two-processes.yaml -o two.pasidrec
+  pasid-explorer check two.pasidrec --json         run the invariant checks (exit 1 on anomalies)
+  pasid-explorer export two.pasidrec --to jsonl -o -
+
+run 'pasid-explorer COMMAND --help' for each command's options."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pasid-explorer", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules = [importlib.import_module(f"{commands.__name__}.{m.name}")
+               for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")]
+    for module in sorted(modules, key=lambda m: (getattr(m, "ORDER", 50), m.__name__)):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["replay"])
+    try:
+        return int(args.func(args) or 0)
+    except ExplorerError as e:
+        print(f"pasid-explorer: {e}", file=sys.stderr)
+        return e.exit_status
+    except KeyboardInterrupt:
+        print("pasid-explorer: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader of our output went away (| head): not an error worth a message
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

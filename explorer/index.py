@@ -1,0 +1,298 @@
+"""The per-device / per-PASID index of a recording, with simulator checkpoints for time travel.
+
+Events are kept as a few numpy columns (time, kind, track), about 30 bytes an event, never as Python objects;
+full events are decoded from their chunk on demand. The simulator runs once over the stateful events while
+indexing and leaves a checkpoint after every chunk, so the state at any time is one checkpoint plus at most one
+chunk of replay away.
+"""
+
+from __future__ import annotations
+
+import bisect
+import gc
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import count
+from operator import itemgetter
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .events import Event, Kind
+from .recording import DeviceInfo, Header, Recording
+from .simulator import DEFAULT_STALE_NS, STATEFUL_KINDS, Anomaly, SimState, Simulator
+
+Progress = Callable[[int, int], None]
+_TS, _KIND, _TRACK = itemgetter(0), itemgetter(1), itemgetter(2, 3)
+_CHUNK_CACHE = 16
+
+
+class TrackKey(NamedTuple):
+    """A timeline track: a (device, PASID) pair. device None is the allocator's track, pasid None a device's
+    own events (no PASID)."""
+
+    device: str | None
+    pasid: int | None
+
+    def label(self) -> str:
+        dev = self.device or "allocator"
+        return dev if self.pasid is None else f"{dev} · PASID {self.pasid}"
+
+
+@dataclass(slots=True)
+class _Checkpoint:
+    next_index: int  # events before this index are in the state
+    state: SimState
+
+
+class RecordingIndex:
+    """Index + simulator over one event stream, from a file (`build`) or fed live (`add_rows`)."""
+
+    def __init__(self, header: Header, *, recording: Recording | None = None,
+                 stale_ns: int = DEFAULT_STALE_NS) -> None:
+        self.header = header
+        self.recording = recording
+        self.devices: dict[str, DeviceInfo] = {d.name: d for d in header.devices}
+        self.stale_ns = stale_ns
+        self.sim = Simulator(self.devices.values(), kernel=header.kernel, stale_ns=stale_ns)
+        self._replayer = Simulator(self.devices.values(), kernel=header.kernel, stale_ns=stale_ns)
+        self._replayer.report = False
+        self._kind_ids: defaultdict[str, int] = defaultdict(count().__next__)
+        for k in Kind:
+            self._kind_ids[str(k)]
+        self._stateful = np.zeros(256, dtype=bool)
+        for k in STATEFUL_KINDS:
+            self._stateful[self._kind_ids[str(k)]] = True
+        self._track_ids: defaultdict[tuple[Any, Any], int] = defaultdict(count().__next__)
+        self._cols: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._chunk_starts: list[int] = []  # event index of each chunk's first event
+        self._chunk_file_ids: list[int | None] = []  # the file chunk behind each chunk (None: fed live)
+        self._live_chunks: dict[int, list[list[Any]]] = {}  # rows of chunks fed live, by chunk number
+        self._cache: OrderedDict[int, list[list[Any]]] = OrderedDict()
+        self._checkpoints: list[_Checkpoint] = [_Checkpoint(0, self.sim.snapshot())]
+        self._checkpoint_starts: list[int] = [0]
+        self.n = 0
+        self.damage: list[str] = []
+        self._dirty = True
+        self._anomalies_sorted: list[Anomaly] = []
+        self._anomaly_ts: list[int] = []
+
+    # -- building ---------------------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, recording: Recording, *, progress: Progress | None = None,
+              stale_ns: int = DEFAULT_STALE_NS) -> RecordingIndex:
+        """Index a whole recording; `progress(done, total)` is called after every chunk."""
+        idx = cls(recording.header, recording=recording, stale_ns=stale_ns)
+        for d in recording.devices:
+            idx.devices.setdefault(d.name, d)
+            idx.sim.state.devices.setdefault(d.name, d.pasid_width)
+        total = recording.event_count
+        was_enabled = gc.isenabled()
+        gc.disable()  # millions of short-lived rows; the cyclic collector would only rescan them
+        try:
+            for i, info in enumerate(recording.chunks):
+                rows = recording.try_chunk_rows(i)
+                if rows is None:
+                    idx._note_gap(info.t0, info.n, f"byte {info.offset}: unreadable chunk of {info.n} events")
+                    rows = []
+                idx._ingest(rows, file_chunk=i)
+                if progress is not None:
+                    progress(idx.n, total)
+        finally:
+            if was_enabled:
+                gc.enable()
+        for d in recording.damage:
+            if not any(str(d.offset) in x for x in idx.damage):
+                idx.damage.append(str(d))
+        idx.finish()
+        return idx
+
+    def add_rows(self, rows: list[list[Any]]) -> None:
+        """Feed a batch of live rows (time-ordered); they become one in-memory chunk."""
+        if rows:
+            self._live_chunks[len(self._chunk_starts)] = rows
+            self._ingest(rows, file_chunk=None)
+
+    def _note_gap(self, ts: int, n: int, why: str) -> None:
+        """An unreadable chunk is a loss like any other: the simulator must stop trusting its state there."""
+        self.damage.append(why)
+        self.sim.apply_row([ts, str(Kind.LOST), None, None, None, None, None, "recording", {"count": n}], -1)
+
+    def _ingest(self, rows: list[list[Any]], file_chunk: int | None) -> None:
+        n = len(rows)
+        base = self.n
+        self._chunk_starts.append(base)
+        self._chunk_file_ids.append(file_chunk)
+        if n:
+            ts = np.fromiter(map(_TS, rows), np.int64, n)
+            kinds = np.fromiter(map(self._kind_ids.__getitem__, map(_KIND, rows)), np.uint8, n)
+            tracks = np.fromiter(map(self._track_ids.__getitem__, map(_TRACK, rows)), np.uint32, n)
+            self._cols.append((ts, kinds, tracks))
+            apply = self.sim.apply_row
+            for j in np.flatnonzero(self._stateful[kinds]).tolist():
+                apply(rows[j], base + j)
+            self.n += n
+            self._checkpoints.append(_Checkpoint(self.n, self.sim.snapshot()))
+            self._checkpoint_starts.append(self.n)
+        self._dirty = True
+
+    def finish(self) -> None:
+        """End of stream: let outstanding groups age to the last event's time."""
+        if self.n:
+            self.sim.advance(self.end_ns)
+        self._dirty = True
+
+    # -- columns ----------------------------------------------------------------------------------------------
+    def _columns(self) -> None:
+        if not self._dirty:
+            return
+        if self._cols:
+            ts = np.concatenate([c[0] for c in self._cols])
+            kinds = np.concatenate([c[1] for c in self._cols])
+            tracks = np.concatenate([c[2] for c in self._cols])
+            self._cols = [(ts, kinds, tracks)]
+        else:
+            ts, kinds, tracks = np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros(0, np.uint32)
+        self._ts, self._kinds, self._tracks = ts, kinds, tracks
+        self._ts_max = np.maximum.accumulate(ts) if len(ts) else ts
+        order = np.argsort(tracks, kind="stable").astype(np.uint32)
+        self._order = order
+        self._track_bounds = np.searchsorted(tracks[order], np.arange(len(self._track_ids) + 1))
+        self._track_ts = ts[order]
+        self._anomalies_sorted = sorted(self.sim.anomalies, key=lambda a: (a.ts_ns, a.rule))
+        self._anomaly_ts = [a.ts_ns for a in self._anomalies_sorted]
+        self._dirty = False
+
+    @property
+    def ts(self) -> np.ndarray:
+        self._columns()
+        return self._ts
+
+    @property
+    def kinds(self) -> np.ndarray:
+        self._columns()
+        return self._kinds
+
+    @property
+    def track_of(self) -> np.ndarray:
+        self._columns()
+        return self._tracks
+
+    @property
+    def kind_names(self) -> list[str]:
+        return list(self._kind_ids)
+
+    def kind_id(self, kind: str) -> int | None:
+        return self._kind_ids.get(kind)
+
+    @property
+    def tracks(self) -> list[TrackKey]:
+        return [TrackKey(*k) for k in self._track_ids]
+
+    @property
+    def start_ns(self) -> int:
+        return int(self.ts[0]) if self.n else 0
+
+    @property
+    def end_ns(self) -> int:
+        return int(self.ts_max[-1]) if self.n else 0
+
+    @property
+    def ts_max(self) -> np.ndarray:
+        self._columns()
+        return self._ts_max
+
+    def track_events(self, track: int) -> np.ndarray:
+        """Indices of the events on `track`, in time order."""
+        self._columns()
+        a, b = self._track_bounds[track], self._track_bounds[track + 1]
+        return self._order[a:b]
+
+    def track_times(self, track: int) -> np.ndarray:
+        """Times of the events on `track`, sorted (a view, no copy)."""
+        self._columns()
+        a, b = self._track_bounds[track], self._track_bounds[track + 1]
+        return self._track_ts[a:b]
+
+    def device_names(self) -> list[str]:
+        """Devices in the header's table first, then those only seen in events."""
+        names = list(self.devices)
+        for dev, _ in self._track_ids:
+            if dev is not None and dev not in self.devices and dev not in names:
+                names.append(dev)
+        return names
+
+    def tracks_of_device(self, device: str | None) -> list[int]:
+        return [i for i, (d, _) in enumerate(self._track_ids) if d == device]
+
+    @property
+    def anomalies(self) -> list[Anomaly]:
+        """Every anomaly, in time order."""
+        self._columns()
+        return self._anomalies_sorted
+
+    def counts_by_kind(self) -> dict[str, int]:
+        counts = np.bincount(self.kinds, minlength=len(self._kind_ids)) if self.n else []
+        return {name: int(counts[i]) for name, i in self._kind_ids.items() if self.n and counts[i]}
+
+    # -- events -----------------------------------------------------------------------------------------------
+    def _chunk_rows(self, c: int) -> list[list[Any]]:
+        rows = self._cache.get(c)
+        if rows is not None:
+            self._cache.move_to_end(c)
+            return rows
+        file_chunk = self._chunk_file_ids[c]
+        if file_chunk is None:
+            rows = self._live_chunks[c]
+        else:
+            assert self.recording is not None
+            rows = self.recording.try_chunk_rows(file_chunk) or []
+        self._cache[c] = rows
+        if len(self._cache) > _CHUNK_CACHE:
+            self._cache.popitem(last=False)
+        return rows
+
+    def row(self, i: int) -> list[Any]:
+        if not 0 <= i < self.n:
+            raise IndexError(f"event {i} outside 0..{self.n - 1}")
+        c = bisect.bisect_right(self._chunk_starts, i) - 1
+        while c + 1 < len(self._chunk_starts) and self._chunk_starts[c + 1] == self._chunk_starts[c]:
+            c += 1  # skip empty (unreadable) chunks that share a start
+        return self._chunk_rows(c)[i - self._chunk_starts[c]]
+
+    def event(self, i: int) -> Event:
+        return Event.from_row(self.row(i))
+
+    def events(self, indices: Sequence[int]) -> Iterator[Event]:
+        for i in indices:
+            yield self.event(int(i))
+
+    # -- time travel ------------------------------------------------------------------------------------------
+    def index_at(self, t_ns: int) -> int:
+        """Number of events at or before `t_ns`."""
+        return int(np.searchsorted(self.ts_max, t_ns, side="right"))
+
+    def state_at(self, t_ns: int) -> SimState:
+        """The simulator's full state at time `t_ns`: nearest checkpoint, then replay to that time."""
+        upto = self.index_at(t_ns)
+        cp = self._checkpoints[bisect.bisect_right(self._checkpoint_starts, upto) - 1]
+        sim = self._replayer
+        sim.restore(cp.state)
+        i = cp.next_index
+        stateful = self._stateful
+        kinds = self.kinds
+        while i < upto:
+            c = bisect.bisect_right(self._chunk_starts, i) - 1
+            rows = self._chunk_rows(c)
+            start = self._chunk_starts[c]
+            stop = min(upto, start + len(rows))
+            for j in np.flatnonzero(stateful[kinds[i:stop]]).tolist():
+                sim.apply_row(rows[i - start + j], i + j)
+            i = stop
+        sim.advance(t_ns)
+        return sim.state
+
+    def anomalies_between(self, t0: int, t1: int) -> list[Anomaly]:
+        a = self.anomalies
+        return a[bisect.bisect_left(self._anomaly_ts, t0):bisect.bisect_right(self._anomaly_ts, t1)]

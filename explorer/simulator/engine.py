@@ -1,0 +1,459 @@
+"""The deterministic model of the kernel's PASID machinery.
+
+Feed it events in time order (rows for speed, `Event`s for convenience); it keeps `SimState` and appends every
+broken invariant to `anomalies`. It never guesses after lost events: findings a lost event could explain are
+reported as uncertain, and state is flagged uncertain from the loss on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..events import (
+    IOMMU_NO_PASID,
+    R_DEVICE,
+    R_FIELDS,
+    R_PASID,
+    R_PID,
+    R_TS,
+    AllocPath,
+    DomainType,
+    Event,
+    Kind,
+    ResponseCode,
+)
+from ..recording.header import DeviceInfo
+from .checks import RULES, Anomaly, Severity, fmt_ns
+from .policy import KernelPolicy, policy_for
+from .state import (
+    Answered,
+    Attachment,
+    Bind,
+    Freed,
+    LivePasid,
+    PendingGroup,
+    SimState,
+    UapiObject,
+)
+
+DEFAULT_STALE_NS = 100_000_000  # a page-request group unanswered this long is reported
+ENOSPC = 28
+
+# Kinds that change or check state; the rest (map, unmap, markers...) pass the simulator by.
+STATEFUL_KINDS = frozenset({
+    Kind.PASID_ALLOC, Kind.PASID_FREE, Kind.SVA_BIND, Kind.SVA_UNBIND, Kind.MM_EXIT, Kind.PASID_ATTACH,
+    Kind.PASID_DETACH, Kind.PASID_REPLACE, Kind.PAGE_REQUEST, Kind.PAGE_RESPONSE, Kind.FAULT, Kind.UAPI,
+    Kind.LOST, Kind.GROUP_ADD,
+})
+
+
+def _where(device: str | None, pasid: int | None) -> str:
+    if device is None:
+        return f"PASID {pasid}"
+    return f"{device} PASID {pasid}" if pasid is not None else device
+
+
+class Simulator:
+    """Consumes events, holds the state at the latest one, and records anomalies as it goes."""
+
+    def __init__(self, devices: Iterable[DeviceInfo] = (), *, kernel: str | None = None,
+                 stale_ns: int = DEFAULT_STALE_NS, policy: KernelPolicy | None = None) -> None:
+        self.policy = policy or policy_for(kernel)
+        self.stale_ns = stale_ns
+        self.state = SimState()
+        for d in devices:
+            self.state.devices[d.name] = d.pasid_width
+        self.anomalies: list[Anomaly] = []
+        self.report = True  # off while replaying from a checkpoint: those anomalies are known already
+        self._handlers: dict[str, Callable[[list[Any], int], None]] = {
+            Kind.PASID_ALLOC: self._alloc, Kind.PASID_FREE: self._free, Kind.SVA_BIND: self._bind,
+            Kind.SVA_UNBIND: self._unbind, Kind.MM_EXIT: self._mm_exit, Kind.PASID_ATTACH: self._attach,
+            Kind.PASID_DETACH: self._detach, Kind.PASID_REPLACE: self._replace,
+            Kind.PAGE_REQUEST: self._page_request, Kind.PAGE_RESPONSE: self._page_response,
+            Kind.FAULT: self._fault, Kind.UAPI: self._uapi, Kind.LOST: self._lost,
+            Kind.GROUP_ADD: self._group_add,
+        }
+
+    # -- feeding ----------------------------------------------------------------------------------------------
+    def apply(self, event: Event, idx: int | None = None) -> None:
+        self.apply_row(event.to_row(), self.state.index + 1 if idx is None else idx)
+
+    def apply_all(self, events: Iterable[Event]) -> Simulator:
+        for i, ev in enumerate(events):
+            self.apply(ev, i)
+        return self
+
+    def apply_row(self, row: list[Any], idx: int) -> None:
+        """Apply one recording row (see `Event.to_row`) that is event number `idx` of its stream."""
+        st = self.state
+        ts = row[R_TS]
+        st.time_ns = ts
+        st.index = idx
+        st.events += 1
+        if st.stale_queue and st.stale_queue[0][0] <= ts:
+            self._age_groups(ts)
+        handler = self._handlers.get(row[1])
+        if handler is not None:
+            handler(row, idx)
+
+    def advance(self, ts: int) -> None:
+        """Let time pass without an event (end of a recording, a live clock tick): groups age."""
+        if ts > self.state.time_ns:
+            self.state.time_ns = ts
+        self._age_groups(ts)
+
+    def snapshot(self) -> SimState:
+        return self.state.copy()
+
+    def restore(self, state: SimState) -> None:
+        self.state = state.copy()
+
+    # -- reporting --------------------------------------------------------------------------------------------
+    def _flag(self, rule: str, ts: int, device: str | None, pasid: int | None, text: str,
+              evidence: Iterable[int] = (), severity: Severity | None = None) -> None:
+        if not self.report:
+            return
+        sev = severity or RULES[rule].severity
+        self.anomalies.append(Anomaly(rule, ts, device, pasid, text, tuple(i for i in evidence if i >= 0), sev))
+
+    def _doubt(self, severity: Severity | None = None) -> Severity | None:
+        """Findings a lost event could explain are uncertain once events were lost."""
+        return Severity.UNCERTAIN if self.state.uncertain_since is not None else severity
+
+    def _check_live(self, ts: int, device: str | None, pasid: int | None, what: str, idx: int) -> bool:
+        """Is `pasid` allocated? Flags use-after-free / never-allocated / reserved / beyond width if not."""
+        st = self.state
+        if pasid is None:
+            return True
+        if pasid == IOMMU_NO_PASID:
+            self._flag("reserved_pasid", ts, device, pasid,
+                       f"{what} on {_where(device, pasid)}: PASID 0 means 'no PASID' and is never handed out.",
+                       [idx])
+            return False
+        if device is not None and pasid >= st.max_pasids(device):
+            self._flag("beyond_width", ts, device, pasid,
+                       f"{what} on {_where(device, pasid)}, but {device} carries only "
+                       f"{st.max_pasids(device)} PASIDs (width {st.devices.get(device)} bits).", [idx])
+        if pasid in st.pasids:
+            return True
+        freed = st.freed.get(pasid)
+        if freed is not None:
+            self._flag("use_after_free", ts, device, pasid,
+                       f"{what} on {_where(device, pasid)} {fmt_ns(ts - freed.ts_ns)} after PASID {pasid} was "
+                       f"freed by {freed.owner}.", [freed.idx, idx], self._doubt())
+        else:
+            self._flag("use_unallocated", ts, device, pasid,
+                       f"{what} on {_where(device, pasid)}, which no allocation in this recording handed out.",
+                       [idx], self._doubt())
+        return False
+
+    # -- allocation -------------------------------------------------------------------------------------------
+    def _take(self, pasid: int, path: str, owner: str, mm: int | None, vm: str | None, ts: int, idx: int,
+              certain: bool = True) -> None:
+        st = self.state
+        st.pasids[pasid] = LivePasid(pasid, path, owner, mm, vm, ts, idx, certain)
+        st.freed.pop(pasid, None)
+        st.allocs += 1
+        if mm is not None and path == AllocPath.SVA:
+            st.mm_pasid[mm] = pasid
+            st.mm_owner[mm] = owner
+        if len(st.pasids) > st.high_water:
+            st.high_water = len(st.pasids)
+        if pasid > st.high_water_pasid:
+            st.high_water_pasid = pasid
+
+    def _release(self, pasid: int, ts: int, idx: int, owner: str, inferred: bool = False) -> None:
+        st = self.state
+        live = st.pasids.pop(pasid)
+        st.freed[pasid] = Freed(ts, idx, owner, inferred)
+        st.frees += 1
+        if live.mm is not None and st.mm_pasid.get(live.mm) == pasid:
+            del st.mm_pasid[live.mm]
+        for (dev, p), att in list(st.attachments.items()):
+            if p == pasid and not inferred:
+                self._flag("free_while_attached", ts, dev, pasid,
+                           f"PASID {pasid} was freed while {dev} still had it attached to a {att.domain_type} "
+                           f"domain (attached {fmt_ns(ts - att.since_ns)} earlier).", [att.idx, idx])
+
+    def _alloc(self, row: list[Any], idx: int) -> None:
+        st = self.state
+        ts, dev, pasid, f = row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS]
+        path = f.get("path", "?")
+        owner = f.get("owner") or f"pid {row[R_PID]}"
+        err = f.get("error", 0)
+        if err or pasid is None:
+            if err == -ENOSPC or pasid is None:
+                limit = st.max_pasids(dev)
+                self._flag("space_exhausted", ts, dev, None,
+                           f"{owner} asked for a PASID ({path} path) and the allocator had none left in "
+                           f"1..{limit - 1}{f' for {dev}' if dev else ''}: {len(st.pasids)} are live.", [idx])
+            return
+        if pasid == IOMMU_NO_PASID:
+            self._check_live(ts, dev, pasid, "allocation", idx)
+            return
+        if dev is not None and pasid >= st.max_pasids(dev):
+            self._flag("beyond_width", ts, dev, pasid,
+                       f"PASID {pasid} was allocated for {dev}, whose width allows only 1.."
+                       f"{st.max_pasids(dev) - 1}.", [idx])
+        mm = f.get("mm")
+        if pasid in st.pasids:
+            prev = st.pasids[pasid]
+            self._flag("double_free", ts, dev, pasid,
+                       f"PASID {pasid} was handed to {owner} while {prev.owner} still held it: a free went "
+                       f"missing or the allocator handed it out twice.", [prev.idx, idx], self._doubt())
+        if path == AllocPath.SVA and mm is not None and mm in st.mm_pasid and st.mm_pasid[mm] != pasid:
+            self._flag("second_sva_pasid", ts, dev, pasid,
+                       f"{owner}'s mm already has SVA PASID {st.mm_pasid[mm]}, yet PASID {pasid} was "
+                       f"allocated for it.", [st.pasids[st.mm_pasid[mm]].idx, idx])
+        self._take(pasid, path, owner, mm, f.get("vm"), ts, idx)
+
+    def _free(self, row: list[Any], idx: int) -> None:
+        st = self.state
+        ts, dev, pasid, f = row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS]
+        owner = f.get("owner") or f"pid {row[R_PID]}"
+        if pasid in st.pasids:
+            self._release(pasid, ts, idx, owner)
+            return
+        freed = st.freed.get(pasid)
+        if freed is not None and freed.inferred:
+            # The kernel's own free of a PASID the model already freed when its mm went away: confirmation.
+            st.freed[pasid] = Freed(ts, idx, freed.owner)
+            return
+        if freed is not None:
+            self._flag("double_free", ts, dev, pasid,
+                       f"PASID {pasid} freed again by {owner}, {fmt_ns(ts - freed.ts_ns)} after "
+                       f"{freed.owner} freed it.", [freed.idx, idx], self._doubt())
+        else:
+            self._flag("free_unallocated", ts, dev, pasid,
+                       f"{owner} freed PASID {pasid}, which was never allocated in this recording.", [idx],
+                       self._doubt())
+        st.freed[pasid] = Freed(ts, idx, owner)
+
+    # -- SVA: binds and the mm's one PASID -------------------------------------------------------------------
+    def _bind(self, row: list[Any], idx: int) -> None:
+        st = self.state
+        ts, dev, pasid, f = row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS]
+        if f.get("error"):
+            return
+        mm = f.get("mm", row[R_PID])
+        owner = st.mm_owner.get(mm) or f"pid {row[R_PID]}"
+        known = st.mm_pasid.get(mm)
+        if pasid is None:
+            pasid = known
+        if known is not None and pasid != known:
+            self._flag("second_sva_pasid", ts, dev, pasid,
+                       f"{owner} bound {dev} with PASID {pasid}, but its mm already has SVA PASID {known}: "
+                       f"every bind of one mm must share one PASID.", [st.pasids[known].idx, idx])
+        if pasid is None:
+            return
+        if pasid not in st.pasids:
+            if pasid in st.freed or self.state.uncertain:
+                self._check_live(ts, dev, pasid, "SVA bind", idx)
+            # No allocation seen (the alloc hook may be invisible): the first bind allocates, so infer it.
+            self._take(pasid, AllocPath.SVA, owner, mm, None, ts, -1, certain=False)
+        elif dev is not None and pasid >= st.max_pasids(dev):
+            self._check_live(ts, dev, pasid, "SVA bind", idx)
+        st.mm_pasid[mm] = pasid
+        key = (mm, dev)
+        b = st.binds.get(key)
+        st.binds[key] = Bind(b.refs + 1, pasid, b.since_ns, b.idx) if b else Bind(1, pasid, ts, idx)
+        if (dev, pasid) not in st.attachments:
+            st.attachments[(dev, pasid)] = Attachment(f.get("handle"), DomainType.SVA, ts, idx, inferred=True)
+
+    def _unbind(self, row: list[Any], idx: int) -> None:
+        st = self.state
+        ts, dev, f = row[R_TS], row[R_DEVICE], row[R_FIELDS]
+        mm = f.get("mm", row[R_PID])
+        key = (mm, dev)
+        b = st.binds.get(key)
+        if b is None:
+            pasid = row[R_PASID]
+            self._flag("detach_unattached", ts, dev, pasid,
+                       f"unbind of mm {mm} from {dev}, which holds no bind to it.", [idx], self._doubt())
+            return
+        if b.refs > 1:
+            st.binds[key] = b._replace(refs=b.refs - 1)
+            return
+        del st.binds[key]
+        att = st.attachments.get((dev, b.pasid))
+        if att is not None and att.domain_type == DomainType.SVA:
+            # The last unbind detaches the SVA domain; the kernel's own detach event may follow.
+            del st.attachments[(dev, b.pasid)]
+            st.implied_detach[(dev, b.pasid)] = idx
+        if self.policy.sva_free_at == "last_unbind" and b.pasid in st.pasids and not st.binds_of(mm):
+            self._release(b.pasid, ts, idx, st.mm_owner.get(mm, f"mm {mm}"), inferred=True)
+        elif mm in st.exited and not st.binds_of(mm) and b.pasid in st.pasids:
+            # The last bind of an exited mm: the mm is dropped now and mm_pasid_drop() frees its PASID.
+            self._release(b.pasid, ts, idx, st.mm_owner.get(mm, f"mm {mm}"), inferred=True)
+
+    def _mm_exit(self, row: list[Any], idx: int) -> None:
+        st = self.state
+        ts, f = row[R_TS], row[R_FIELDS]
+        mm = f.get("mm", row[R_PID])
+        held = st.binds_of(mm)
+        pasid = st.mm_pasid.get(mm)
+        if not held and pasid is None:
+            return  # an mm the PASID machinery never saw: most processes on a host
+        st.exited[mm] = (ts, idx)
+        if held:
+            st.stale_queue.append((ts + self.stale_ns, ("exit", mm), idx))
+        elif pasid is not None and pasid in st.pasids:
+            self._release(pasid, ts, idx, st.mm_owner.get(mm, f"mm {mm}"), inferred=True)
+
+    # -- (device, PASID) domains ------------------------------------------------------------------------------
+    def _attach(self, row: list[Any], idx: int) -> None:
+        st = self.state
+        ts, dev, pasid, f = row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS]
+        if f.get("error") or pasid is None:
+            return
+        live = self._check_live(ts, dev, pasid, "attach", idx)
+        dtype = f.get("domain_type", DomainType.PAGING)
+        old = st.attachments.get((dev, pasid))
+        if old is not None and not (old.inferred and old.domain_type == dtype):
+            self._flag("attach_conflict", ts, dev, pasid,
+                       f"{_where(dev, pasid)} was attached to a {dtype} domain while still attached to a "
+                       f"{old.domain_type} domain since {fmt_ns(ts - old.since_ns)} earlier.", [old.idx, idx])
+        st.attachments[(dev, pasid)] = Attachment(f.get("domain"), dtype, ts, idx, f.get("guest_pasid"),
+                                                  f.get("vm"), f.get("fault_queue"))
+        st.implied_detach.pop((dev, pasid), None)
+        if not live and pasid != IOMMU_NO_PASID:
+            st.pasids.setdefault(pasid, LivePasid(pasid, "?", "unknown", None, f.get("vm"), ts, -1, False))
+
+    def _detach(self, row: list[Any], idx: int) -> None:
+        st = self.state
+        ts, dev, pasid = row[R_TS], row[R_DEVICE], row[R_PASID]
+        if st.attachments.pop((dev, pasid), None) is None:
+            if st.implied_detach.pop((dev, pasid), None) is not None:
+                return  # the detach inside an SVA unbind, which the model already applied
+            self._flag("detach_unattached", ts, dev, pasid,
+                       f"detach of {_where(dev, pasid)}, which had no domain attached.", [idx], self._doubt())
+
+    def _replace(self, row: list[Any], idx: int) -> None:
+        st = self.state
+        ts, dev, pasid, f = row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS]
+        if f.get("error") or pasid is None:
+            return
+        self._check_live(ts, dev, pasid, "replace", idx)
+        st.attachments[(dev, pasid)] = Attachment(f.get("domain"), f.get("domain_type", DomainType.PAGING), ts,
+                                                  idx, f.get("guest_pasid"), f.get("vm"), f.get("fault_queue"))
+
+    # -- page requests, responses and faults -----------------------------------------------------------------
+    def _route(self, dev: str, pasid: int | None) -> str:
+        att = self.state.attachments.get((dev, pasid)) if pasid is not None else None
+        if att is None:
+            return "kernel"
+        if att.domain_type == DomainType.NESTED or att.vm:
+            return "guest"
+        if att.fault_queue is not None:
+            return "user"
+        return "kernel"
+
+    def _check_attached(self, ts: int, dev: str, pasid: int | None, what: str, idx: int) -> None:
+        if pasid is None or (dev, pasid) in self.state.attachments:
+            return
+        if self._check_live(ts, dev, pasid, what, idx):
+            self._flag("fault_unattached", ts, dev, pasid,
+                       f"{what} from {dev} on PASID {pasid}, which is allocated "
+                       f"(to {self.state.pasids[pasid].owner}) but not attached to {dev}.", [idx],
+                       self._doubt())
+
+    def _page_request(self, row: list[Any], idx: int) -> None:
+        st = self.state
+        ts, dev, pasid, f = row[0], row[2], row[3], row[8]
+        prg = f["prg"]
+        key = (dev, prg, pasid)
+        g = st.groups.get(key)
+        if g is None:
+            self._check_attached(ts, dev, pasid, "page request", idx)
+            st.groups[key] = PendingGroup(dev, pasid, prg, ts, idx, 1, bool(f.get("last", True)),
+                                          self._route(dev, pasid))
+            st.stale_queue.append((ts + self.stale_ns, key, idx))
+        else:
+            st.groups[key] = g._replace(requests=g.requests + 1, closed=g.closed or bool(f.get("last", True)))
+
+    def _page_response(self, row: list[Any], idx: int) -> None:
+        st = self.state
+        ts, dev, pasid, f = row[0], row[2], row[3], row[8]
+        prg = f["prg"]
+        key = (dev, prg, pasid)
+        g = st.groups.pop(key, None)
+        if g is None and pasid is not None and (dev, prg, None) in st.groups:
+            g = st.groups.pop((dev, prg, None))  # a group whose requests carried no PASID
+        if g is not None:
+            st.answered[key] = Answered(ts, idx, f.get("code", 0))
+            return
+        prev = st.answered.get(key)
+        code = ResponseCode(f.get("code", 0)).name.lower() if f.get("code", 0) in (0, 1, 2) else f.get("code")
+        if prev is not None:
+            self._flag("duplicate_response", ts, dev, pasid,
+                       f"{code} response for PRG {prg} on {_where(dev, pasid)}, already answered "
+                       f"{fmt_ns(ts - prev.ts_ns)} earlier.", [prev.idx, idx], self._doubt())
+        else:
+            self._flag("response_without_group", ts, dev, pasid,
+                       f"{code} response for PRG {prg} on {_where(dev, pasid)}, but no such group was "
+                       f"outstanding.", [idx], self._doubt())
+
+    def _fault(self, row: list[Any], idx: int) -> None:
+        pasid = row[R_PASID]
+        if pasid is not None and row[R_DEVICE] is not None:
+            self._check_attached(row[R_TS], row[R_DEVICE], pasid, "fault", idx)
+
+    def _age_groups(self, now: int) -> None:
+        st = self.state
+        q = st.stale_queue
+        while q and q[0][0] <= now:
+            due, key, idx = q.popleft()
+            if key[0] == "exit":
+                self._exit_overdue(due, key[1], idx)
+                continue
+            g = st.groups.get(key)
+            if g is not None and g.first_idx == idx:
+                self._flag("unanswered_group", due, g.device, g.pasid,
+                           f"PRG {g.prg} on {_where(g.device, g.pasid)} ({g.requests} request"
+                           f"{'s' if g.requests != 1 else ''}) has waited {fmt_ns(self.stale_ns)} for the "
+                           f"{g.route}'s response; the device is stalled on it.", [idx], self._doubt(None))
+
+    def _exit_overdue(self, due: int, mm: int, idx: int) -> None:
+        held = self.state.binds_of(mm)
+        if held and mm in self.state.exited:
+            owner = self.state.mm_owner.get(mm, f"mm {mm}")
+            devs = ", ".join(sorted(held))
+            self._flag("mm_exit_with_binds", due, None, self.state.mm_pasid.get(mm),
+                       f"{owner} exited {fmt_ns(self.stale_ns)} ago, yet {devs} still hold "
+                       f"{sum(b.refs for b in held.values())} bind(s) on its mm.",
+                       [idx] + [b.idx for b in held.values()])
+
+    # -- the user interface (iommufd and VFIO) ---------------------------------------------------------------
+    def _uapi(self, row: list[Any], idx: int) -> None:
+        st = self.state
+        f = row[R_FIELDS]
+        name, ret, pid = f.get("name", "?"), f.get("ret"), row[R_PID]
+        ckey = (pid, name, ret if ret is not None else 0)
+        st.uapi_calls[ckey] = st.uapi_calls.get(ckey, 0) + 1
+        if ret is not None and ret < 0:
+            return
+        args = f.get("args") or {}
+        if name == "IOMMU_DESTROY" and "id" in args:
+            st.uapi_objects.pop((pid, args["id"]), None)
+            return
+        for k, v in args.items():
+            if k.startswith("out_") and k.endswith("_id") and isinstance(v, int):
+                what = name.removeprefix("IOMMU_").removesuffix("_ALLOC").lower()
+                detail = ", ".join(f"{a}={b}" for a, b in args.items() if not a.startswith(("size", "out_")))
+                st.uapi_objects[(pid, v)] = UapiObject(what, pid, row[R_TS], idx, detail)
+
+    # -- capture health --------------------------------------------------------------------------------------
+    def _lost(self, row: list[Any], idx: int) -> None:
+        st = self.state
+        count = row[R_FIELDS].get("count", 0)
+        st.lost += count
+        first = st.uncertain_since is None
+        if first:
+            st.uncertain_since = row[R_TS]
+        self._flag("events_lost", row[R_TS], None, None,
+                   f"the capture lost {count} event(s){f' on CPU {row[4]}' if row[4] is not None else ''}"
+                   f"{'; state is uncertain from here' if first else ''} ({st.lost} lost so far).", [idx])
+
+    def _group_add(self, row: list[Any], idx: int) -> None:
+        self.state.devices.setdefault(row[R_DEVICE], None)

@@ -1,0 +1,157 @@
+"""The simulator's state: what the kernel's PASID machinery holds at one moment.
+
+Records are immutable tuples held in flat dicts keyed by plain tuples, so a checkpoint is a handful of shallow
+dict copies and seeking stays cheap however long the recording is.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field, fields
+from typing import Any, NamedTuple
+
+from ..events import PASID_SPACE
+
+
+class LivePasid(NamedTuple):
+    """An allocated PASID: who asked (path), for whom (owner, mm, vm), since when and by which event."""
+
+    pasid: int
+    path: str
+    owner: str
+    mm: int | None
+    vm: str | None
+    since_ns: int
+    idx: int  # event index of the allocation (-1 when inferred)
+    certain: bool = True
+
+
+class Freed(NamedTuple):
+    """The last time a PASID was freed: evidence for use-after-free and double-free findings."""
+
+    ts_ns: int
+    idx: int
+    owner: str
+    inferred: bool = False  # the simulator freed it by rule (mm gone) before the kernel's own event arrived
+
+
+class Attachment(NamedTuple):
+    """A (device, PASID) pair's domain: SVA (a process), paging, or nested (a guest)."""
+
+    domain: int | None
+    domain_type: str
+    since_ns: int
+    idx: int
+    guest_pasid: int | None = None
+    vm: str | None = None
+    fault_queue: int | None = None
+    inferred: bool = False
+
+
+class Bind(NamedTuple):
+    """One (mm, device) SVA bind handle; repeated binds take references on it."""
+
+    refs: int
+    pasid: int | None
+    since_ns: int
+    idx: int
+
+
+class PendingGroup(NamedTuple):
+    """An outstanding page-request group, open from its first request until its response."""
+
+    device: str
+    pasid: int | None
+    prg: int
+    first_ns: int
+    first_idx: int
+    requests: int
+    closed: bool  # the request carrying Last has arrived
+    route: str  # who must answer: kernel (iopf/SVA), user (iommufd fault queue), guest (a VM)
+
+
+class Answered(NamedTuple):
+    ts_ns: int
+    idx: int
+    code: int
+
+
+class UapiObject(NamedTuple):
+    """An object a process created through iommufd (IOAS, HWPT, fault queue, vIOMMU, vdevice)."""
+
+    kind: str
+    pid: int | None
+    since_ns: int
+    idx: int
+    detail: str
+
+
+@dataclass(slots=True)
+class SimState:
+    """Everything the simulator knows at one time; `copy()` is the checkpoint."""
+
+    devices: dict[str, int | None] = field(default_factory=dict)  # device -> PASID width (bits)
+    pasids: dict[int, LivePasid] = field(default_factory=dict)
+    freed: dict[int, Freed] = field(default_factory=dict)
+    mm_pasid: dict[int, int] = field(default_factory=dict)
+    mm_owner: dict[int, str] = field(default_factory=dict)
+    exited: dict[int, tuple[int, int]] = field(default_factory=dict)  # mm -> (ts, idx) of its exit
+    binds: dict[tuple[int, str], Bind] = field(default_factory=dict)
+    attachments: dict[tuple[str, int], Attachment] = field(default_factory=dict)
+    implied_detach: dict[tuple[str, int], int] = field(default_factory=dict)  # detached by a last unbind
+    groups: dict[tuple[str, int, int | None], PendingGroup] = field(default_factory=dict)
+    answered: dict[tuple[str, int, int | None], Answered] = field(default_factory=dict)
+    uapi_objects: dict[tuple[int | None, int], UapiObject] = field(default_factory=dict)
+    uapi_calls: dict[tuple[int | None, str, int], int] = field(default_factory=dict)  # (pid, cmd, ret) -> n
+    stale_queue: deque[tuple[int, Any, int]] = field(default_factory=deque)
+    time_ns: int = 0
+    index: int = -1
+    events: int = 0
+    allocs: int = 0
+    frees: int = 0
+    high_water: int = 0
+    high_water_pasid: int = 0
+    lost: int = 0
+    uncertain_since: int | None = None
+
+    def copy(self) -> SimState:
+        """A checkpoint. `answered` is history kept only to word duplicate-response findings, which a replay
+        from a checkpoint never reports, so checkpoints start it afresh instead of copying it each time."""
+        new = SimState()
+        for f in fields(self):
+            if f.name != "answered":
+                value = getattr(self, f.name)
+                setattr(new, f.name, value.copy() if hasattr(value, "copy") else value)
+        return new
+
+    # -- questions the UI and the scenario runner ask --------------------------------------------------------
+    @property
+    def uncertain(self) -> bool:
+        return self.uncertain_since is not None
+
+    def max_pasids(self, device: str | None) -> int:
+        width = self.devices.get(device) if device is not None else None
+        return PASID_SPACE if width is None else min(1 << width, PASID_SPACE)
+
+    def lowest_free(self, device: str | None = None) -> int | None:
+        """What iommu_alloc_global_pasid() would return for `device` now: the lowest free PASID in range."""
+        limit = self.max_pasids(device)
+        taken = self.pasids
+        pasid = 1
+        while pasid in taken:
+            pasid += 1
+        return pasid if pasid < limit else None
+
+    def pasids_on(self, device: str) -> dict[int, Attachment]:
+        return {p: a for (d, p), a in self.attachments.items() if d == device}
+
+    def devices_of(self, pasid: int) -> dict[str, Attachment]:
+        return {d: a for (d, p), a in self.attachments.items() if p == pasid}
+
+    def binds_of(self, mm: int) -> dict[str, Bind]:
+        return {d: b for (m, d), b in self.binds.items() if m == mm}
+
+    def outstanding(self, now_ns: int | None = None) -> list[tuple[PendingGroup, int]]:
+        """Outstanding groups, oldest first, with their age at `now_ns` (default: the state's time)."""
+        now = self.time_ns if now_ns is None else now_ns
+        return sorted(((g, now - g.first_ns) for g in self.groups.values()), key=lambda x: -x[1])
