@@ -1,0 +1,27 @@
+"""Open whatever a user points the explorer at: a recording, or a YAML teaching scenario simulated on the fly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import InputError
+from .index import Progress, RecordingIndex
+from .recording import Recording
+
+RECORDINGS_DIR = Path(__file__).resolve().parent.parent / "recordings"
+
+
+def open_index(path: str | os.PathLike[str], *, progress: Progress | None = None,
+               stale_ns: int | None = None) -> RecordingIndex:
+    """Index `path`: a .pasidrec file, or a scenario .yaml (simulated in memory, nothing written)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(str(p), "", "no such file")
+    kw = {} if stale_ns is None else {"stale_ns": stale_ns}
+    if p.suffix in (".yaml", ".yml"):
+        from .scenarios import load_scenario
+
+        scenario = load_scenario(p)
+        return scenario.index(**kw)
+    return RecordingIndex.build(Recording(p), progress=progress, **kw)
