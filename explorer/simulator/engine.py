@@ -170,8 +170,9 @@ class Simulator:
         st.frees += 1
         if live.mm is not None and st.mm_pasid.get(live.mm) == pasid:
             del st.mm_pasid[live.mm]
-        for (dev, p), att in list(st.attachments.items()):
-            if p == pasid and not inferred:
+        for (dev, p), att in st.attachments.items():
+            # Attachments older than this allocation were reported when the PASID was first freed under them.
+            if p == pasid and not inferred and att.since_ns >= live.since_ns:
                 self._flag("free_while_attached", ts, dev, pasid,
                            f"PASID {pasid} was freed while {dev} still had it attached to a {att.domain_type} "
                            f"domain (attached {fmt_ns(ts - att.since_ns)} earlier).", [att.idx, idx])
@@ -350,9 +351,20 @@ class Simulator:
         return "kernel"
 
     def _check_attached(self, ts: int, dev: str, pasid: int | None, what: str, idx: int) -> None:
-        if pasid is None or (dev, pasid) in self.state.attachments:
+        """A fault or request must come from a live PASID attached to that device."""
+        if pasid is None:
             return
-        if self._check_live(ts, dev, pasid, what, idx):
+        st = self.state
+        live, att = st.pasids.get(pasid), st.attachments.get((dev, pasid))
+        if live is not None and att is not None:
+            if att.since_ns < live.since_ns:
+                self._flag("use_after_free", ts, dev, pasid,
+                           f"{what} from {dev} on PASID {pasid} through an attachment made "
+                           f"{fmt_ns(ts - att.since_ns)} ago, before PASID {pasid} was freed and handed to "
+                           f"{live.owner}: the device is using a stale PASID that now names someone else's "
+                           f"address space.", [att.idx, live.idx, idx], self._doubt())
+            return
+        if self._check_live(ts, dev, pasid, what, idx) and att is None:
             self._flag("fault_unattached", ts, dev, pasid,
                        f"{what} from {dev} on PASID {pasid}, which is allocated "
                        f"(to {self.state.pasids[pasid].owner}) but not attached to {dev}.", [idx],

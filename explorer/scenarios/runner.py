@@ -1,0 +1,274 @@
+"""Turns a scenario's script into the events the kernel would show, in the kernel's order.
+
+The runner asks the simulator what the kernel would decide (which PASID the allocator hands out, whether an mm
+already has one, whether a bind reference is the last), so scenarios teach the same rules the checks enforce.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import count
+from typing import Any
+
+from ..errors import ScenarioError
+from ..events import AllocPath, DomainType, Event, Kind, ResponseCode, make
+from ..index import RecordingIndex
+from ..recording import DeviceInfo, Header, write_events
+from ..simulator import Simulator
+from ..uapi import VFIO_DEVICE_ATTACH_PASID, command_number
+from ..yaml_lines import parse_duration
+from .language import Actor, Scenario, Step
+
+ENOSPC, EINVAL = 28, 22
+TICK = 1_000  # spacing of the events one action produces (1 µs)
+PAGE = 4096
+_ACCESS = {"r": 1, "w": 2, "x": 4, "p": 8}
+
+
+class ScenarioRun:
+    """One scenario, run: its events, its header, and an index over them."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.header = Header(
+            source="scenario", host={"kernel": scenario.kernel} if scenario.kernel else {}, clock="scenario",
+            title=scenario.title, description=scenario.summary.strip() or None,
+            devices=[DeviceInfo(d.name, d.width, d.pri, d.ats, d.driver) for d in scenario.devices],
+            extra={"scenario": {"file": scenario.path.rsplit("/", 1)[-1], "expect": scenario.expect,
+                                "stale_ns": scenario.stale_ns}},
+        )
+        self.sim = Simulator(self.header.devices, kernel=scenario.kernel, stale_ns=scenario.stale_ns)
+        self.events: list[Event] = []
+        self._names: dict[str, int] = {}
+        self._domains = count(0x10)
+        self._sva_domain: dict[int, int] = {}
+        self._marker_steps = count(1)
+        self._floor = -1
+        for step in scenario.steps:
+            self._run(step)
+
+    # -- emitting -------------------------------------------------------------------------------------------
+    def _emit(self, kind: str, t: int, actor: Actor | None = None, **kw: Any) -> int:
+        if actor is not None:
+            kw.setdefault("pid", actor.pid)
+            kw.setdefault("comm", actor.comm)
+        ev = make(kind, t, source="scenario", **kw)
+        self.sim.apply(ev, len(self.events))
+        self.events.append(ev)
+        self._floor = t
+        return t + TICK
+
+    def _fail(self, step: Step, key: str | None, what: str) -> ScenarioError:
+        line = step.params.get("_lines", {}).get(key, step.line) if key else step.line
+        return ScenarioError(self.scenario.path, f"line {line}", what)
+
+    def _run(self, step: Step) -> None:
+        if step.t_ns <= self._floor:
+            raise self._fail(step, None, f"this step at {step.t_ns} ns overlaps the events of the step before, "
+                                         f"which run until {self._floor} ns: move it later")
+        t = step.t_ns
+        if step.say is not None:
+            t = self._emit(Kind.MARKER, t, text=step.say.strip(), title=step.title, step=next(self._marker_steps))
+        if step.action is not None:
+            handler: Callable[[Step, int], None] = getattr(self, f"_do_{step.action}")
+            handler(step, t)
+
+    # -- resolving names --------------------------------------------------------------------------------------
+    def _actor(self, step: Step) -> Actor | None:
+        name = step.params.get("actor")
+        return None if name is None else self.scenario.actors[str(name)]
+
+    def _pasid(self, step: Step, required: bool = True) -> int | None:
+        ref = step.params.get("pasid")
+        if ref is None:
+            if required:
+                raise self._fail(step, None, f"{step.action} needs `pasid`")
+            return None
+        if isinstance(ref, int) and not isinstance(ref, bool):
+            return ref
+        ref = str(ref)
+        if ref in self._names:
+            return self._names[ref]
+        actor = self.scenario.actors.get(ref)
+        if actor is not None:
+            pasid = self.sim.state.mm_pasid.get(actor.pid)
+            if pasid is None:
+                raise self._fail(step, "pasid", f"actor {ref!r} has no SVA PASID at this point (bind it first)")
+            return pasid
+        known = sorted(set(self._names) | set(self.scenario.actors))
+        raise self._fail(step, "pasid", f"unknown PASID {ref!r}: use a number, an actor's name (its SVA PASID) or "
+                                        f"a name given with `as` earlier (known: {', '.join(known) or 'none'})")
+
+    def _choice(self, step: Step, key: str, choices: dict[str, Any], default: str) -> Any:
+        value = str(step.params.get(key, default))
+        if value not in choices:
+            raise self._fail(step, key, f"`{key}` must be one of {', '.join(choices)}, got {value!r}")
+        return choices[value]
+
+    # -- SVA --------------------------------------------------------------------------------------------------
+    def _do_bind(self, step: Step, t: int) -> None:
+        actor, dev = self._actor(step), str(step.params["device"])
+        assert actor is not None
+        st = self.sim.state
+        mm = actor.pid
+        pasid = st.mm_pasid.get(mm)
+        if pasid is None:
+            pasid = st.lowest_free(dev)
+            if pasid is None:
+                t = self._emit(Kind.PASID_ALLOC, t, actor, device=dev, path=AllocPath.SVA, owner=actor.owner,
+                               mm=mm, error=-ENOSPC)
+                self._emit(Kind.SVA_BIND, t, actor, device=dev, mm=mm, error=-ENOSPC)
+                return
+            t = self._emit(Kind.PASID_ALLOC, t, actor, device=dev, pasid=pasid, path=AllocPath.SVA,
+                           owner=actor.owner, mm=mm)
+        if pasid >= st.max_pasids(dev):
+            # iommu_attach_device_pasid() refuses a PASID beyond the device's width: the bind fails.
+            self._emit(Kind.SVA_BIND, t, actor, device=dev, pasid=pasid, mm=mm, error=-EINVAL)
+            return
+        if (mm, dev) not in st.binds:
+            domain = self._sva_domain.setdefault(mm, next(self._domains))
+            t = self._emit(Kind.PASID_ATTACH, t, actor, device=dev, pasid=pasid, domain=domain,
+                           domain_type=DomainType.SVA)
+        self._emit(Kind.SVA_BIND, t, actor, device=dev, pasid=pasid, mm=mm)
+
+    def _do_unbind(self, step: Step, t: int) -> None:
+        actor, dev = self._actor(step), str(step.params["device"])
+        assert actor is not None
+        st = self.sim.state
+        mm = actor.pid
+        bind = st.binds.get((mm, dev))
+        pasid = bind.pasid if bind else st.mm_pasid.get(mm)
+        t = self._emit(Kind.SVA_UNBIND, t, actor, device=dev, pasid=pasid, mm=mm)
+        if bind is not None and bind.refs == 1:
+            t = self._emit(Kind.PASID_DETACH, t, actor, device=dev, pasid=pasid, domain=self._sva_domain.get(mm),
+                           domain_type=DomainType.SVA)
+            if not st.binds_of(mm) and pasid is not None and (
+                    mm in st.exited or self.sim.policy.sva_free_at == "last_unbind"):
+                self._emit(Kind.PASID_FREE, t, actor, pasid=pasid, path=AllocPath.SVA, owner=actor.owner, mm=mm)
+
+    def _do_exit(self, step: Step, t: int) -> None:
+        actor = self._actor(step)
+        assert actor is not None
+        st = self.sim.state
+        mm = actor.pid
+        pasid = st.mm_pasid.get(mm)
+        if pasid is not None and not st.binds_of(mm):
+            # No bind holds the mm: it is dropped as the process exits, and mm_pasid_drop() frees its PASID.
+            t = self._emit(Kind.PASID_FREE, t, actor, pasid=pasid, path=AllocPath.SVA, owner=actor.owner, mm=mm)
+        self._emit(Kind.MM_EXIT, t, actor, mm=mm)
+
+    # -- the user interface and drivers -----------------------------------------------------------------------
+    def _do_alloc(self, step: Step, t: int) -> None:
+        actor = self._actor(step)
+        assert actor is not None
+        path = self._choice(step, "via", {"iommufd": AllocPath.IOMMUFD, "driver": AllocPath.DRIVER}, "iommufd")
+        dev = step.params.get("device")
+        dev = None if dev is None else str(dev)
+        pasid = self.sim.state.lowest_free(dev)
+        kw: dict[str, Any] = {"device": dev, "path": path, "owner": actor.owner, "vm": actor.vm}
+        if pasid is None:
+            self._emit(Kind.PASID_ALLOC, t, actor, error=-ENOSPC, **kw)
+            return
+        self._emit(Kind.PASID_ALLOC, t, actor, pasid=pasid, **kw)
+        if "as" in step.params:
+            self._names[str(step.params["as"])] = pasid
+
+    def _do_free(self, step: Step, t: int) -> None:
+        actor = self._actor(step)
+        pasid = self._pasid(step)
+        path = self._choice(step, "via", {p.value: p for p in AllocPath}, "iommufd")
+        self._emit(Kind.PASID_FREE, t, actor, pasid=pasid, path=path,
+                   owner=actor.owner if actor else "a driver")
+
+    def _through_iommufd(self, step: Step, actor: Actor | None) -> bool:
+        return actor is not None and str(step.params.get("via", "iommufd")) != "driver"
+
+    def _do_attach(self, step: Step, t: int) -> None:
+        actor, dev, pasid = self._actor(step), str(step.params["device"]), self._pasid(step)
+        dtype = self._choice(step, "domain", {d.value: d for d in DomainType}, "paging")
+        domain = int(step.params.get("domain_id", next(self._domains)))
+        if self._through_iommufd(step, actor):
+            t = self._emit(Kind.UAPI, t, actor, device=dev, pasid=pasid,
+                           cmd=command_number("VFIO_DEVICE_ATTACH_IOMMUFD_PT"), name="VFIO_DEVICE_ATTACH_IOMMUFD_PT",
+                           args={"argsz": 16, "flags": VFIO_DEVICE_ATTACH_PASID, "pt_id": domain, "pasid": pasid},
+                           ret=0, vm=actor.vm if actor else None)
+        self._emit(Kind.PASID_ATTACH, t, actor, device=dev, pasid=pasid, domain=domain, domain_type=dtype,
+                   guest_pasid=step.params.get("guest_pasid"), vm=actor.vm if actor else None,
+                   fault_queue=step.params.get("fault_queue"))
+
+    def _do_detach(self, step: Step, t: int) -> None:
+        actor, dev, pasid = self._actor(step), str(step.params["device"]), self._pasid(step)
+        att = self.sim.state.attachments.get((dev, pasid)) if pasid is not None else None
+        if self._through_iommufd(step, actor):
+            t = self._emit(Kind.UAPI, t, actor, device=dev, pasid=pasid,
+                           cmd=command_number("VFIO_DEVICE_DETACH_IOMMUFD_PT"), name="VFIO_DEVICE_DETACH_IOMMUFD_PT",
+                           args={"argsz": 12, "flags": VFIO_DEVICE_ATTACH_PASID, "pasid": pasid}, ret=0,
+                           vm=actor.vm if actor else None)
+        self._emit(Kind.PASID_DETACH, t, actor, device=dev, pasid=pasid, domain=att.domain if att else None,
+                   domain_type=att.domain_type if att else None)
+
+    # -- page requests, responses, faults ---------------------------------------------------------------------
+    def _do_request(self, step: Step, t: int) -> None:
+        dev, pasid = str(step.params["device"]), self._pasid(step, required=False)
+        pages = int(step.params.get("pages", 1))
+        access = str(step.params.get("access", "r"))
+        if pages < 1 or any(ch not in _ACCESS for ch in access):
+            raise self._fail(step, "pages" if pages < 1 else "access",
+                             "`pages` must be at least 1 and `access` letters from r, w, x, p")
+        perm = sum(_ACCESS[ch] for ch in set(access))
+        addr = int(step.params.get("addr", 0x7F00_0000_0000))
+        try:
+            spacing = TICK if "spacing" not in step.params else parse_duration(step.params["spacing"])
+        except ValueError as e:
+            raise self._fail(step, "spacing", str(e)) from None
+        for i in range(pages):
+            self._emit(Kind.PAGE_REQUEST, t + i * spacing, device=dev, pasid=pasid, prg=int(step.params["prg"]),
+                       addr=addr + i * PAGE, perm=perm, last=i == pages - 1, needs_pasid=pasid is not None)
+
+    def _do_respond(self, step: Step, t: int) -> None:
+        dev, pasid = str(step.params["device"]), self._pasid(step, required=False)
+        code = self._choice(step, "code", {c.name.lower(): c for c in ResponseCode}, "success")
+        by = self._choice(step, "by", {"kernel": "kernel", "user": "user", "guest": "guest"}, "kernel")
+        self._emit(Kind.PAGE_RESPONSE, t, device=dev, pasid=pasid, prg=int(step.params["prg"]), code=int(code),
+                   by=by)
+
+    def _do_fault(self, step: Step, t: int) -> None:
+        dev, pasid = str(step.params["device"]), self._pasid(step, required=False)
+        self._emit(Kind.FAULT, t, device=dev, pasid=pasid, addr=int(step.params.get("addr", 0)),
+                   reason=str(step.params.get("reason", "DMA fault")), access=str(step.params.get("access", "read")),
+                   vendor="generic")
+
+    def _do_map(self, step: Step, t: int) -> None:
+        dev = step.params.get("device")
+        iova, size = int(step.params.get("iova", 0x1000_0000)), int(step.params.get("size", PAGE))
+        for i in range(int(step.params.get("count", 1))):
+            t = self._emit(Kind.MAP, t, device=None if dev is None else str(dev), domain=step.params.get("domain"),
+                           iova=iova + i * size, size=size, paddr=0x1_0000_0000 + i * size)
+
+    def _do_uapi(self, step: Step, t: int) -> None:
+        actor = self._actor(step)
+        name = str(step.params["name"])
+        try:
+            cmd = command_number(name)
+        except ValueError as e:
+            raise self._fail(step, "name", str(e)) from None
+        args = step.params.get("args") or {}
+        self._emit(Kind.UAPI, t, actor, cmd=cmd, name=name, args=dict(args), ret=step.params.get("ret", 0),
+                   vm=actor.vm if actor else None)
+
+    def _do_lose(self, step: Step, t: int) -> None:
+        self._emit(Kind.LOST, t, count=int(step.params["count"]), cpu=0)
+
+    # -- results ----------------------------------------------------------------------------------------------
+    def index(self, stale_ns: int | None = None) -> RecordingIndex:
+        """Index the run in memory, the same way a recording of it would be indexed."""
+        idx = RecordingIndex(self.header, stale_ns=self.scenario.stale_ns if stale_ns is None else stale_ns)
+        rows = [ev.to_row() for ev in self.events]
+        for i in range(0, len(rows), 4096):
+            idx.add_rows(rows[i:i + 4096])
+        idx.finish()
+        return idx
+
+    def write(self, path: str) -> int:
+        return write_events(path, self.header, self.events)
+
