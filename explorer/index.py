@@ -129,9 +129,7 @@ class RecordingIndex:
             kinds = np.fromiter(map(self._kind_ids.__getitem__, map(_KIND, rows)), np.uint8, n)
             tracks = np.fromiter(map(self._track_ids.__getitem__, map(_TRACK, rows)), np.uint32, n)
             self._cols.append((ts, kinds, tracks))
-            apply = self.sim.apply_row
-            for j in np.flatnonzero(self._stateful[kinds]).tolist():
-                apply(rows[j], base + j)
+            self.sim.apply_rows(rows, np.flatnonzero(self._stateful[kinds]).tolist(), base)
             self.n += n
             self._checkpoints.append(_Checkpoint(self.n, self.sim.snapshot()))
             self._checkpoint_starts.append(self.n)
@@ -141,7 +139,7 @@ class RecordingIndex:
         """End of stream: let outstanding groups age to the last event's time."""
         if self.n:
             self.sim.advance(self.end_ns)
-        self._dirty = True
+        self._sort_anomalies()
 
     # -- columns ----------------------------------------------------------------------------------------------
     def _columns(self) -> None:
@@ -155,14 +153,18 @@ class RecordingIndex:
         else:
             ts, kinds, tracks = np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros(0, np.uint32)
         self._ts, self._kinds, self._tracks = ts, kinds, tracks
-        self._ts_max = np.maximum.accumulate(ts) if len(ts) else ts
+        monotonic = len(ts) < 2 or bool((ts[1:] >= ts[:-1]).all())
+        self._ts_max = ts if monotonic else np.maximum.accumulate(ts)  # searchable times even if out of order
         order = np.argsort(tracks, kind="stable").astype(np.uint32)
         self._order = order
         self._track_bounds = np.searchsorted(tracks[order], np.arange(len(self._track_ids) + 1))
         self._track_ts = ts[order]
+        self._sort_anomalies()
+        self._dirty = False
+
+    def _sort_anomalies(self) -> None:
         self._anomalies_sorted = sorted(self.sim.anomalies, key=lambda a: (a.ts_ns, a.rule))
         self._anomaly_ts = [a.ts_ns for a in self._anomalies_sorted]
-        self._dirty = False
 
     @property
     def ts(self) -> np.ndarray:
@@ -274,7 +276,19 @@ class RecordingIndex:
         return int(np.searchsorted(self.ts_max, t_ns, side="right"))
 
     def state_at(self, t_ns: int) -> SimState:
-        """The simulator's full state at time `t_ns`: nearest checkpoint, then replay to that time."""
+        """The simulator's full state at time `t_ns`: nearest checkpoint, then replay to that time.
+
+        The cyclic collector is paused meanwhile: a replay makes thousands of acyclic rows, and a full collection
+        over the checkpoints would cost more than the replay itself."""
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._state_at(t_ns)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def _state_at(self, t_ns: int) -> SimState:
         upto = self.index_at(t_ns)
         cp = self._checkpoints[bisect.bisect_right(self._checkpoint_starts, upto) - 1]
         sim = self._replayer
@@ -287,8 +301,8 @@ class RecordingIndex:
             rows = self._chunk_rows(c)
             start = self._chunk_starts[c]
             stop = min(upto, start + len(rows))
-            for j in np.flatnonzero(stateful[kinds[i:stop]]).tolist():
-                sim.apply_row(rows[i - start + j], i + j)
+            offset = i - start
+            sim.apply_rows(rows, (offset + j for j in np.flatnonzero(stateful[kinds[i:stop]]).tolist()), start)
             i = stop
         sim.advance(t_ns)
         return sim.state

@@ -8,6 +8,7 @@ reported as uncertain, and state is flagged uncertain from the loss on.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from ..events import (
@@ -27,7 +28,6 @@ from ..recording.header import DeviceInfo
 from .checks import RULES, Anomaly, Severity, fmt_ns
 from .policy import KernelPolicy, policy_for
 from .state import (
-    Answered,
     Attachment,
     Bind,
     Freed,
@@ -37,6 +37,7 @@ from .state import (
     UapiObject,
 )
 
+_new_group = partial(tuple.__new__, PendingGroup)  # far cheaper than calling the class, on the hottest path
 DEFAULT_STALE_NS = 100_000_000  # a page-request group unanswered this long is reported
 ENOSPC = 28
 
@@ -46,6 +47,14 @@ STATEFUL_KINDS = frozenset({
     Kind.PASID_DETACH, Kind.PASID_REPLACE, Kind.PAGE_REQUEST, Kind.PAGE_RESPONSE, Kind.FAULT, Kind.UAPI,
     Kind.LOST, Kind.GROUP_ADD,
 })
+
+
+def _attachment(f: dict[str, Any], dtype: str, ts: int, idx: int) -> Attachment:
+    """An attachment, with the route its page requests take: the guest (nested or VM-owned), the user's
+    fault queue (iommufd), or the kernel's own I/O page-fault handler."""
+    vm, queue = f.get("vm"), f.get("fault_queue")
+    route = "guest" if dtype == DomainType.NESTED or vm else "user" if queue is not None else "kernel"
+    return Attachment(f.get("domain"), dtype, ts, idx, f.get("guest_pasid"), vm, queue, route=route)
 
 
 def _where(device: str | None, pasid: int | None) -> str:
@@ -90,12 +99,28 @@ class Simulator:
         ts = row[R_TS]
         st.time_ns = ts
         st.index = idx
-        st.events += 1
-        if st.stale_queue and st.stale_queue[0][0] <= ts:
-            self._age_groups(ts)
         handler = self._handlers.get(row[1])
         if handler is not None:
             handler(row, idx)
+        self._age_groups(ts)
+
+    def apply_rows(self, rows: list[list[Any]], positions: Iterable[int], base: int) -> None:
+        """The indexer's hot loop: apply `rows[j]` as event `base + j` for each j in `positions`.
+
+        Groups age once per batch rather than per event: a group answered late is caught by its response, one
+        still open by the aging at the batch's end, so findings are the same either way."""
+        st = self.state
+        handlers = self._handlers
+        j = -1
+        for j in positions:
+            row = rows[j]
+            handler = handlers.get(row[1])
+            if handler is not None:
+                handler(row, base + j)
+        if j >= 0:
+            st.time_ns = rows[j][0]
+            st.index = base + j
+            self._age_groups(st.time_ns)
 
     def advance(self, ts: int) -> None:
         """Let time pass without an event (end of a recording, a live clock tick): groups age."""
@@ -170,6 +195,10 @@ class Simulator:
         st.frees += 1
         if live.mm is not None and st.mm_pasid.get(live.mm) == pasid:
             del st.mm_pasid[live.mm]
+            if not st.binds_of(live.mm):
+                # The mm is gone from the model: keep checkpoints small on hosts with many short-lived processes.
+                st.mm_owner.pop(live.mm, None)
+                st.exited.pop(live.mm, None)
         for (dev, p), att in st.attachments.items():
             # Attachments older than this allocation were reported when the PASID was first freed under them.
             if p == pasid and not inferred and att.since_ns >= live.since_ns:
@@ -266,6 +295,9 @@ class Simulator:
         st = self.state
         ts, dev, f = row[R_TS], row[R_DEVICE], row[R_FIELDS]
         mm = f.get("mm", row[R_PID])
+        exited = st.exited.get(mm)
+        if exited is not None and ts - exited[0] >= self.stale_ns:
+            self._exit_overdue(mm)  # unbound, but too late
         key = (mm, dev)
         b = st.binds.get(key)
         if b is None:
@@ -298,7 +330,8 @@ class Simulator:
             return  # an mm the PASID machinery never saw: most processes on a host
         st.exited[mm] = (ts, idx)
         if held:
-            st.stale_queue.append((ts + self.stale_ns, ("exit", mm), idx))
+            st.stale_queue.append((ts + self.stale_ns, mm))
+            st.exit_reported.discard(mm)
         elif pasid is not None and pasid in st.pasids:
             self._release(pasid, ts, idx, st.mm_owner.get(mm, f"mm {mm}"), inferred=True)
 
@@ -315,8 +348,7 @@ class Simulator:
             self._flag("attach_conflict", ts, dev, pasid,
                        f"{_where(dev, pasid)} was attached to a {dtype} domain while still attached to a "
                        f"{old.domain_type} domain since {fmt_ns(ts - old.since_ns)} earlier.", [old.idx, idx])
-        st.attachments[(dev, pasid)] = Attachment(f.get("domain"), dtype, ts, idx, f.get("guest_pasid"),
-                                                  f.get("vm"), f.get("fault_queue"))
+        st.attachments[(dev, pasid)] = _attachment(f, dtype, ts, idx)
         st.implied_detach.pop((dev, pasid), None)
         if not live and pasid != IOMMU_NO_PASID:
             st.pasids.setdefault(pasid, LivePasid(pasid, "?", "unknown", None, f.get("vm"), ts, -1, False))
@@ -336,20 +368,9 @@ class Simulator:
         if f.get("error") or pasid is None:
             return
         self._check_live(ts, dev, pasid, "replace", idx)
-        st.attachments[(dev, pasid)] = Attachment(f.get("domain"), f.get("domain_type", DomainType.PAGING), ts,
-                                                  idx, f.get("guest_pasid"), f.get("vm"), f.get("fault_queue"))
+        st.attachments[(dev, pasid)] = _attachment(f, f.get("domain_type", DomainType.PAGING), ts, idx)
 
     # -- page requests, responses and faults -----------------------------------------------------------------
-    def _route(self, dev: str, pasid: int | None) -> str:
-        att = self.state.attachments.get((dev, pasid)) if pasid is not None else None
-        if att is None:
-            return "kernel"
-        if att.domain_type == DomainType.NESTED or att.vm:
-            return "guest"
-        if att.fault_queue is not None:
-            return "user"
-        return "kernel"
-
     def _check_attached(self, ts: int, dev: str, pasid: int | None, what: str, idx: int) -> None:
         """A fault or request must come from a live PASID attached to that device."""
         if pasid is None:
@@ -377,12 +398,16 @@ class Simulator:
         key = (dev, prg, pasid)
         g = st.groups.get(key)
         if g is None:
-            self._check_attached(ts, dev, pasid, "page request", idx)
-            st.groups[key] = PendingGroup(dev, pasid, prg, ts, idx, 1, bool(f.get("last", True)),
-                                          self._route(dev, pasid))
-            st.stale_queue.append((ts + self.stale_ns, key, idx))
+            att = st.attachments.get((dev, pasid)) if pasid is not None else None
+            if pasid is not None:
+                live = st.pasids.get(pasid)
+                if live is None or att is None or att.since_ns < live.since_ns:
+                    self._check_attached(ts, dev, pasid, "page request", idx)
+            st.groups[key] = _new_group((dev, pasid, prg, ts, idx, 1, f.get("last", True),
+                                         "kernel" if att is None else att.route, False))
         else:
-            st.groups[key] = g._replace(requests=g.requests + 1, closed=g.closed or bool(f.get("last", True)))
+            st.groups[key] = _new_group((dev, pasid, prg, g[3], g[4], g[5] + 1, g[6] or f.get("last", True), g[7],
+                                         g[8]))
 
     def _page_response(self, row: list[Any], idx: int) -> None:
         st = self.state
@@ -393,14 +418,17 @@ class Simulator:
         if g is None and pasid is not None and (dev, prg, None) in st.groups:
             g = st.groups.pop((dev, prg, None))  # a group whose requests carried no PASID
         if g is not None:
-            st.answered[key] = Answered(ts, idx, f.get("code", 0))
+            st.answered[key] = (ts, idx)
+            if not g.stale and ts - g.first_ns >= self.stale_ns:
+                self._stale_group(g, [g.first_idx, idx])
             return
         prev = st.answered.get(key)
-        code = ResponseCode(f.get("code", 0)).name.lower() if f.get("code", 0) in (0, 1, 2) else f.get("code")
+        code = f.get("code", 0)
+        code = ResponseCode(code).name.lower() if code in (0, 1, 2) else code
         if prev is not None:
             self._flag("duplicate_response", ts, dev, pasid,
                        f"{code} response for PRG {prg} on {_where(dev, pasid)}, already answered "
-                       f"{fmt_ns(ts - prev.ts_ns)} earlier.", [prev.idx, idx], self._doubt())
+                       f"{fmt_ns(ts - prev[0])} earlier.", [prev[1], idx], self._doubt())
         else:
             self._flag("response_without_group", ts, dev, pasid,
                        f"{code} response for PRG {prg} on {_where(dev, pasid)}, but no such group was "
@@ -412,29 +440,39 @@ class Simulator:
             self._check_attached(row[R_TS], row[R_DEVICE], pasid, "fault", idx)
 
     def _age_groups(self, now: int) -> None:
+        """Report groups still open, and exits still holding binds, past the threshold at `now`.
+
+        Outstanding groups are few (most are answered within microseconds), so scanning them beats keeping a
+        queue entry for each of the many that never go stale."""
         st = self.state
+        due = now - self.stale_ns
+        for key, g in st.groups.items():
+            if g.first_ns <= due and not g.stale:
+                self._stale_group(g, [g.first_idx])
+                st.groups[key] = g._replace(stale=True)
         q = st.stale_queue
         while q and q[0][0] <= now:
-            due, key, idx = q.popleft()
-            if key[0] == "exit":
-                self._exit_overdue(due, key[1], idx)
-                continue
-            g = st.groups.get(key)
-            if g is not None and g.first_idx == idx:
-                self._flag("unanswered_group", due, g.device, g.pasid,
-                           f"PRG {g.prg} on {_where(g.device, g.pasid)} ({g.requests} request"
-                           f"{'s' if g.requests != 1 else ''}) has waited {fmt_ns(self.stale_ns)} for the "
-                           f"{g.route}'s response; the device is stalled on it.", [idx], self._doubt(None))
+            self._exit_overdue(q.popleft()[1])
 
-    def _exit_overdue(self, due: int, mm: int, idx: int) -> None:
-        held = self.state.binds_of(mm)
-        if held and mm in self.state.exited:
-            owner = self.state.mm_owner.get(mm, f"mm {mm}")
-            devs = ", ".join(sorted(held))
-            self._flag("mm_exit_with_binds", due, None, self.state.mm_pasid.get(mm),
-                       f"{owner} exited {fmt_ns(self.stale_ns)} ago, yet {devs} still hold "
-                       f"{sum(b.refs for b in held.values())} bind(s) on its mm.",
-                       [idx] + [b.idx for b in held.values()])
+    def _stale_group(self, g: PendingGroup, evidence: list[int]) -> None:
+        self._flag("unanswered_group", g.first_ns + self.stale_ns, g.device, g.pasid,
+                   f"PRG {g.prg} on {_where(g.device, g.pasid)} ({g.requests} request"
+                   f"{'s' if g.requests != 1 else ''}) waited more than {fmt_ns(self.stale_ns)} for the "
+                   f"{g.route}'s response; the device was stalled on it.", evidence, self._doubt(None))
+
+    def _exit_overdue(self, mm: int) -> None:
+        """An exited mm whose binds outlived the threshold: reported once, by aging or by the late unbind."""
+        st = self.state
+        held = st.binds_of(mm)
+        exit_ts, exit_idx = st.exited.get(mm, (None, -1))
+        if not held or exit_ts is None or mm in st.exit_reported:
+            return
+        st.exit_reported.add(mm)
+        owner = st.mm_owner.get(mm, f"mm {mm}")
+        self._flag("mm_exit_with_binds", exit_ts + self.stale_ns, None, st.mm_pasid.get(mm),
+                   f"{owner} exited, yet {', '.join(sorted(held))} still held "
+                   f"{sum(b.refs for b in held.values())} bind(s) on its mm {fmt_ns(self.stale_ns)} later.",
+                   [exit_idx] + [b.idx for b in held.values()])
 
     # -- the user interface (iommufd and VFIO) ---------------------------------------------------------------
     def _uapi(self, row: list[Any], idx: int) -> None:
@@ -443,7 +481,7 @@ class Simulator:
         name, ret, pid = f.get("name", "?"), f.get("ret"), row[R_PID]
         ckey = (pid, name, ret if ret is not None else 0)
         st.uapi_calls[ckey] = st.uapi_calls.get(ckey, 0) + 1
-        if ret is not None and ret < 0:
+        if (ret is not None and ret < 0) or not name.endswith(("_ALLOC", "_DESTROY", "_BIND_IOMMUFD")):
             return
         args = f.get("args") or {}
         if name == "IOMMU_DESTROY" and "id" in args:

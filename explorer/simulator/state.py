@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field, fields
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from ..events import PASID_SPACE
 
@@ -46,6 +46,7 @@ class Attachment(NamedTuple):
     vm: str | None = None
     fault_queue: int | None = None
     inferred: bool = False
+    route: str = "kernel"  # who answers its page requests: kernel, user (iommufd fault queue) or guest
 
 
 class Bind(NamedTuple):
@@ -68,12 +69,7 @@ class PendingGroup(NamedTuple):
     requests: int
     closed: bool  # the request carrying Last has arrived
     route: str  # who must answer: kernel (iopf/SVA), user (iommufd fault queue), guest (a VM)
-
-
-class Answered(NamedTuple):
-    ts_ns: int
-    idx: int
-    code: int
+    stale: bool = False  # already reported as unanswered
 
 
 class UapiObject(NamedTuple):
@@ -86,6 +82,9 @@ class UapiObject(NamedTuple):
     detail: str
 
 
+_FINDINGS_ONLY = frozenset({"answered", "stale_queue", "exit_reported"})
+
+
 @dataclass(slots=True)
 class SimState:
     """Everything the simulator knows at one time; `copy()` is the checkpoint."""
@@ -96,17 +95,17 @@ class SimState:
     mm_pasid: dict[int, int] = field(default_factory=dict)
     mm_owner: dict[int, str] = field(default_factory=dict)
     exited: dict[int, tuple[int, int]] = field(default_factory=dict)  # mm -> (ts, idx) of its exit
+    exit_reported: set[int] = field(default_factory=set)  # exited mms already reported for binds held on
     binds: dict[tuple[int, str], Bind] = field(default_factory=dict)
     attachments: dict[tuple[str, int], Attachment] = field(default_factory=dict)
     implied_detach: dict[tuple[str, int], int] = field(default_factory=dict)  # detached by a last unbind
     groups: dict[tuple[str, int, int | None], PendingGroup] = field(default_factory=dict)
-    answered: dict[tuple[str, int, int | None], Answered] = field(default_factory=dict)
+    answered: dict[tuple[str, int, int | None], tuple[int, int]] = field(default_factory=dict)  # (ts, idx)
     uapi_objects: dict[tuple[int | None, int], UapiObject] = field(default_factory=dict)
     uapi_calls: dict[tuple[int | None, str, int], int] = field(default_factory=dict)  # (pid, cmd, ret) -> n
-    stale_queue: deque[tuple[int, Any, int]] = field(default_factory=deque)
+    stale_queue: deque[tuple[int, int]] = field(default_factory=deque)  # (due time, mm) of exits holding binds
     time_ns: int = 0
     index: int = -1
-    events: int = 0
     allocs: int = 0
     frees: int = 0
     high_water: int = 0
@@ -115,11 +114,11 @@ class SimState:
     uncertain_since: int | None = None
 
     def copy(self) -> SimState:
-        """A checkpoint. `answered` is history kept only to word duplicate-response findings, which a replay
-        from a checkpoint never reports, so checkpoints start it afresh instead of copying it each time."""
+        """A checkpoint. `answered` and `stale_queue` only serve findings, which a replay from a checkpoint never
+        reports (they were found while indexing), so checkpoints start them empty instead of copying them."""
         new = SimState()
         for f in fields(self):
-            if f.name != "answered":
+            if f.name not in _FINDINGS_ONLY:
                 value = getattr(self, f.name)
                 setattr(new, f.name, value.copy() if hasattr(value, "copy") else value)
         return new
