@@ -215,6 +215,31 @@ class Event:
             fields["_extra"] = list(row[9:])
         return cls(ts, kind, device, pasid, cpu, pid, comm, source or "", MappingProxyType(fields))
 
+    def brief(self) -> str:
+        """One line for lists and logs: kind, where, and the fields that tell this event apart."""
+        where = " ".join(x for x in (self.device, None if self.pasid is None else f"PASID {self.pasid}") if x)
+        f = self.fields
+        bits: list[str] = []
+        if "prg" in f:
+            bits.append(f"PRG {f['prg']}")
+        if "addr" in f:
+            bits.append(f"addr {f['addr']:#x}")
+        if "perm" in f:
+            bits.append(perm_text(f["perm"]))
+        if f.get("last"):
+            bits.append("last")
+        if "code" in f and self.kind == Kind.PAGE_RESPONSE:
+            code = f["code"]
+            bits.append(ResponseCode(code).name.lower() if code in (0, 1, 2) else f"code {code}")
+        for key in ("path", "owner", "domain_type", "name", "reason", "text", "rule", "count"):
+            if f.get(key) not in (None, ""):
+                bits.append(str(f[key]))
+        if f.get("error"):
+            bits.append(f"error {f['error']}")
+        if "ret" in f and f["ret"] is not None and f["ret"] < 0:
+            bits.append(f"ret {f['ret']}")
+        return " ".join(x for x in (str(self.kind), where, *bits) if x)
+
     def as_dict(self) -> dict[str, Any]:
         """Every field named, for JSON export and scripts."""
         out: dict[str, Any] = {

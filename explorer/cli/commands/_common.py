@@ -1,0 +1,24 @@
+"""Helpers the subcommands share: opening an input with progress, and JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from ...index import RecordingIndex
+from ...loading import open_index
+from ..progress import Progress
+
+
+def open_with_progress(path: str, stale_ms: float | None = None) -> RecordingIndex:
+    progress = Progress(f"indexing {path}")
+    stale_ns = None if stale_ms is None else int(stale_ms * 1e6)
+    idx = open_index(path, progress=progress, stale_ns=stale_ns)
+    progress.done()
+    return idx
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")

@@ -1,0 +1,129 @@
+"""What `info` and `check` report about a recording, as plain data (JSON-ready) and as text for people."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .index import RecordingIndex
+from .simulator import Anomaly, fmt_ns
+
+
+def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
+    """Everything `info --json` prints: counts by kind, devices, PASIDs, time range, capture coverage, damage."""
+    h = idx.header
+    rec = idx.recording
+    footer = (rec.footer if rec is not None else None) or {}
+    device_events: dict[str | None, int] = {}
+    pasids: set[int] = set()
+    for t, key in enumerate(idx.tracks):
+        n = len(idx.track_times(t))
+        device_events[key.device] = device_events.get(key.device, 0) + n
+        if key.pasid is not None:
+            pasids.add(key.pasid)
+    devices = []
+    for name in idx.device_names():
+        d = idx.devices.get(name)
+        entry: dict[str, Any] = {"name": name, "events": device_events.get(name, 0)}
+        if d is not None:
+            entry.update({k: v for k, v in d.to_dict().items() if k != "name"})
+        devices.append(entry)
+    info: dict[str, Any] = {
+        "file": str(path),
+        "format": h.format,
+        "version": h.version,
+        "source": h.source,
+        "title": h.title,
+        "description": h.description,
+        "host": h.host,
+        "clock": h.clock,
+        "events": idx.n,
+        "by_kind": dict(sorted(idx.counts_by_kind().items())),
+        "devices": devices,
+        "pasids": sorted(pasids),
+        "time_range_ns": [idx.start_ns, idx.end_ns],
+        "duration_ns": idx.end_ns - idx.start_ns,
+        "chunks": len(rec.chunks) if rec is not None else None,
+        "complete": rec.complete if rec is not None else True,
+        "end_reason": footer.get("end_reason"),
+        "damage": idx.damage,
+        "lost": idx.sim.state.lost,
+        "probes": h.probes,
+        "kernel_rules": idx.sim.policy.describe(),
+    }
+    if "import" in footer:
+        info["import"] = footer["import"]
+    unknown = sorted(k for k in info["by_kind"] if k not in _known_kinds())
+    if unknown:
+        info["unknown_kinds"] = unknown
+    return info
+
+
+def _known_kinds() -> set[str]:
+    from .events import KINDS
+
+    return {str(k) for k in KINDS}
+
+
+def check_report(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
+    """`check --json`: the info, plus every anomaly with its explanation."""
+    report = recording_info(path, idx)
+    report["anomalies"] = [a.as_dict() for a in idx.anomalies]
+    return report
+
+
+def info_text(info: dict[str, Any]) -> list[str]:
+    lines = [f"{info['file']}: {info['title'] or 'recording'} ({info['source']}, format v{info['version']})"]
+    if info.get("description"):
+        lines.append(f"  {info['description'].strip().splitlines()[0]}")
+    host = info["host"]
+    if host:
+        lines.append("  host: " + ", ".join(f"{k} {v}" for k, v in host.items() if v is not None))
+    lines.append(f"  rules: {info['kernel_rules']}")
+    a, b = info["time_range_ns"]
+    lines.append(f"  {info['events']:,} events over {fmt_ns(b - a)} ({info['clock']} clock), "
+                 f"{info['chunks'] if info['chunks'] is not None else '-'} chunks")
+    for kind, n in info["by_kind"].items():
+        lines.append(f"    {kind:<14} {n:>10,}")
+    if info["devices"]:
+        lines.append("  devices:")
+        for d in info["devices"]:
+            width = f"{d['pasid_width']}-bit PASID" if d.get("pasid_width") is not None else "PASID width ?"
+            caps = "+".join(c for c in ("pri", "ats") if d.get(c)) or "-"
+            lines.append(f"    {d['name']:<14} {width:<15} {caps:<8} {d.get('driver') or '':<12} "
+                         f"{d['events']:>10,} events")
+    pasids = info["pasids"]
+    if pasids:
+        shown = ", ".join(map(str, pasids[:20])) + (f" ... ({len(pasids)} in all)" if len(pasids) > 20 else "")
+        lines.append(f"  PASIDs seen: {shown}")
+    probes = info.get("probes") or {}
+    for hook, why in (probes.get("unavailable") or {}).items():
+        lines.append(f"  not observed: {hook}: {why}")
+    if "import" in info:
+        imp = info["import"]
+        lines.append(f"  imported from {imp.get('input')} ({imp.get('format')}): {imp.get('lines', 0):,} lines, "
+                     f"{imp.get('parsed', 0):,} parsed, {imp.get('unknown', 0):,} not understood, "
+                     f"{imp.get('suppressed', 0):,} suppressed by the kernel")
+        for line_no, text in imp.get("unknown_samples", [])[:10]:
+            lines.append(f"    line {line_no}: {text}")
+    if info.get("unknown_kinds"):
+        lines.append(f"  kinds from a newer writer (kept, shown as-is): {', '.join(info['unknown_kinds'])}")
+    if info["lost"]:
+        lines.append(f"  {info['lost']:,} events lost during capture: state after the first loss is uncertain")
+    for d in info["damage"]:
+        lines.append(f"  damaged: {d}")
+    if info["end_reason"] and info["end_reason"] != "complete":
+        lines.append(f"  capture ended: {info['end_reason']}")
+    return lines
+
+
+def anomaly_text(a: Anomaly, idx: RecordingIndex, evidence: int = 3) -> list[str]:
+    where = " ".join(x for x in (a.device, None if a.pasid is None else f"PASID {a.pasid}") if x)
+    lines = [f"{a.severity.upper():<9} {fmt_ns(a.ts_ns - idx.start_ns):>12}  {a.title}" + (f" ({where})" if where
+                                                                                           else ""),
+             f"          {a.explanation}"]
+    for i in a.evidence[:evidence]:
+        if 0 <= i < idx.n:
+            ev = idx.event(i)
+            lines.append(f"          evidence #{i} at {fmt_ns(ev.ts_ns - idx.start_ns)}: {ev.brief()}")
+    return lines
