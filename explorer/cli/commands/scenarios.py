@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "scenarios", help="list the bundled teaching scenarios (or rebuild their recordings)",
         description="List the teaching scenarios shipped in recordings/scenarios/, in teaching order, with the "
                     "anomalies each one demonstrates. Each has a generated recording beside it in recordings/.",
-        epilog="examples:\n  pasid-explorer scenarios\n  pasid-explorer replay recordings/03-guest-pasid-iommufd.pasidrec\n"
+        epilog="examples:\n  pasid-explorer scenarios\n"
+               "  pasid-explorer replay recordings/03-guest-pasid-iommufd.pasidrec\n"
                "  pasid-explorer scenarios --rebuild   (after editing a scenario)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rebuild", action="store_true", help="regenerate every bundled .pasidrec from its .yaml")

@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     "A scenario is YAML with title, summary, kernel, devices, actors, expect and script; each "
                     "script step has `at` or `after`, an optional `say` (teaching text) and one action:\n"
                     f"{actions}\n\nSee recordings/scenarios/ for complete examples.",
-        epilog="examples:\n  pasid-explorer simulate recordings/scenarios/01-two-processes-one-device.yaml -o two.pasidrec\n"
+        epilog="examples:\n"
+               "  pasid-explorer simulate recordings/scenarios/01-two-processes-one-device.yaml -o two.pasidrec\n"
                "  pasid-explorer simulate my-bug.yaml   (writes my-bug.pasidrec here)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scenario", help="a scenario .yaml file")
