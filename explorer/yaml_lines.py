@@ -69,6 +69,8 @@ def load_yaml(path: str | Path, error: type[InputError] = InputError) -> Any:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = " ".join(x for x in (e.context, e.problem) if x)
+        if e.context_mark is not None and mark is not None and e.context_mark.line != mark.line:
+            what += f" (the construct opened at line {e.context_mark.line + 1})"
         raise error(str(path), where, f"invalid YAML: {what}") from None
     except yaml.YAMLError as e:
         raise error(str(path), "", f"invalid YAML: {e}") from None

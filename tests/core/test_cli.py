@@ -1,0 +1,97 @@
+"""The command line as a user runs it: real processes, real files, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from explorer.recording import Recording
+from explorer.scenarios import bundled_scenarios
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = {s.name: s for s in bundled_scenarios()}
+
+
+def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "explorer.cli.main", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_info_json_has_the_promised_shape() -> None:
+    r = cli("info", str(SCENARIOS["03-guest-pasid-iommufd"].recording_path), "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert {"events", "by_kind", "devices", "pasids", "time_range_ns"} <= info.keys()
+    assert info["events"] == sum(info["by_kind"].values())
+    assert {d["name"] for d in info["devices"]} == {"0000:6a:01.0", "0000:17:00.0"}
+    assert info["pasids"] == [1, 2]
+    a, b = info["time_range_ns"]
+    assert 0 <= a < b
+
+
+def test_check_exits_0_when_clean_and_1_with_anomalies_listed_in_json() -> None:
+    clean = cli("check", str(SCENARIOS["01-two-processes-one-device"].recording_path), "--json")
+    assert clean.returncode == 0 and json.loads(clean.stdout)["anomalies"] == []
+    buggy = cli("check", str(SCENARIOS["06-buggy-driver"].recording_path), "--json")
+    assert buggy.returncode == 1
+    anomalies = json.loads(buggy.stdout)["anomalies"]
+    assert {a["kind"] for a in anomalies} == {"free_while_attached", "use_after_free", "unanswered_group",
+                                               "response_without_group"}
+    for a in anomalies:
+        assert {"kind", "time_ns", "device", "pasid", "explanation"} <= a.keys() and a["explanation"]
+    text = cli("check", str(SCENARIOS["06-buggy-driver"].recording_path))
+    assert "PASID used after it was freed" in text.stdout and "evidence #" in text.stdout
+
+
+def test_check_stale_threshold_is_configurable() -> None:
+    path = str(SCENARIOS["04-page-request-groups"].recording_path)
+    assert cli("check", path, "--json").returncode == 1
+    assert cli("check", path, "--stale-ms", "500", "--json").returncode == 0
+
+
+@pytest.mark.parametrize("args, words", [
+    (["check", "no-such-file.pasidrec"], "no such file"),
+    (["info", "README.md"], "not a PASID Explorer recording"),
+    (["simulate", "pyproject.toml"], "pyproject.toml:line"),
+])
+def test_unreadable_input_is_exit_2_with_one_line_naming_the_file(args: list[str], words: str) -> None:
+    r = cli(*args)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and words in r.stderr and args[-1] in r.stderr and "Traceback" not in r.stderr
+
+
+def test_simulate_writes_a_recording_that_check_agrees_with(tmp_path: Path) -> None:
+    src = SCENARIOS["05-exhaustion-narrow-device"].yaml_path
+    r = cli("simulate", str(src), "-o", str(tmp_path / "x.pasidrec"))
+    assert r.returncode == 0 and "space_exhausted" in r.stdout
+    assert Recording(tmp_path / "x.pasidrec").complete
+    r = cli("simulate", str(src), cwd=tmp_path)  # default output name, in the current directory
+    assert (tmp_path / f"{src.stem}.pasidrec").exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("title: t\ndevices: []\nscript:\n  - at: 1ms\n    bind: {actor: ghost, device: d}\n")
+    r = cli("simulate", str(bad))
+    assert r.returncode == 2 and f"{bad}:line 5" in r.stderr and "unknown actor" in r.stderr
+
+
+def test_generate_is_seeded_and_check_finds_only_the_planted_slow_responses(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.pasidrec", tmp_path / "b.pasidrec"
+    for p in (a, b):
+        assert cli("generate", "--events", "300000", "--seed", "4", "--slow-every", "400", "-o", str(p)).returncode == 0
+    assert list(Recording(a).iter_rows()) == list(Recording(b).iter_rows())
+    r = cli("check", str(a), "--json")
+    assert r.returncode == 1
+    assert {x["kind"] for x in json.loads(r.stdout)["anomalies"]} == {"unanswered_group"}
+
+
+def test_every_command_has_help_with_examples() -> None:
+    top = cli("--help")
+    assert top.returncode == 0 and "two ways to get a PASID" in top.stdout
+    commands = [c for c in ("info", "check", "simulate", "generate", "scenarios") if c in top.stdout]
+    assert len(commands) == 5
+    for c in commands:
+        r = cli(c, "--help")
+        assert r.returncode == 0 and "examples:" in r.stdout, c
