@@ -145,3 +145,12 @@ def test_a_writer_killed_before_close_leaves_every_flushed_chunk(tmp_path: Path)
         assert "did not close cleanly" in rec.damage_summary()
     w.close()
     assert list(Recording(path).iter_events()) == evs
+
+
+def test_the_format_document_describes_every_kind_and_field() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "recording-format.md").read_text()
+    for kind, fields in KINDS.items():
+        row = next((line for line in doc.splitlines() if line.startswith(f"| `{kind}` |")), None)
+        assert row is not None, f"docs/recording-format.md lacks kind {kind}"
+        for f in fields:
+            assert f"`{f.name}`" in row, f"docs/recording-format.md lacks {kind}.{f.name}"
