@@ -1,0 +1,155 @@
+"""AMD-Vi event log lines, in the forms kernels have printed them.
+
+    2.6-4.x  AMD-Vi: Event logged [IO_PAGE_FAULT device=05:00.0 domain=0x0012 address=0x00000000ff6101b0 flags=0x0070]
+             (the same, split by a broken printk continuation:)  AMD-Vi: Event logged [
+                                                                 IO_PAGE_FAULT device=05:00.0 domain=0x0012 ...]
+    5.x      iommu ivhd0: AMD-Vi: Event logged [IO_PAGE_FAULT device=0a:00.0 domain=0x0000 address=0x... flags=0x0050]
+             nvme 0000:01:00.0: AMD-Vi: Event logged [IO_PAGE_FAULT domain=0x0000 address=0xfc189000 flags=0x0000]
+    6.x      AMD-Vi: Event logged [IO_PAGE_FAULT device=0000:05:00.0 domain=0x0000 address=0x... flags=0x0000]
+             iommu ivhd0: AMD-Vi: Event logged [INVALID_DEVICE_REQUEST device=0000:00:00.1 pasid=0x00000 ...]
+             iommu ivhd0: PPR logged [Request ignored due to GN=0 (device=0000:03:00.0 pasid=0x00001 ...)]
+
+When the device's driver is bound, the fault is printed by the driver's device ("nvme 0000:01:00.0: ...") with no
+device= field; the driver name is kept. For IO_PAGE_FAULT with GN=1 the domain field holds the request's PASID
+(its low 16 bits: the kernel passes the PASID through a 16-bit domain argument).
+"""
+
+from __future__ import annotations
+
+import re
+
+from .amd_tables import EVENTS, FLAG_GN, page_fault_access, page_fault_reason, ppr_perm
+from .core import LogLine, PendingParser, append_raw
+from .prefix import normalize_pci
+
+_EVENT = re.compile(r"(?:Event|PPR) logged \[(?P<body>.*)$")
+_DEV_PREFIX = re.compile(r"^(?P<drv>[\w.\-]+) (?P<dev>[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]): ")
+_NAME = re.compile(r"(?P<name>[A-Z][A-Z_]+)\b(?P<rest>.*)$")
+_KV = re.compile(r"(\w+(?:\[\d\])?)=(0x[0-9a-fA-F]+|[0-9a-fA-F]{1,4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]|"
+                 r"[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]|\d+)")
+_CONTEXT = re.compile(r"(?:Control Reg :|DTE\[\d\]:|CMD\[\d\]:|\s*device=)")
+
+
+def _int(v: str | None) -> int | None:
+    if v is None:
+        return None
+    try:
+        return int(v, 16) if v.startswith("0x") else int(v)
+    except ValueError:
+        return None
+
+
+class AmdVi(PendingParser):
+    vendor = "amd"
+
+    def __init__(self, sink):  # type: ignore[no-untyped-def]
+        super().__init__(sink)
+        self._split: LogLine | None = None  # "Event logged [" whose event is on the next line
+        self._prefix_dev: tuple[str | None, str | None] = (None, None)
+
+    def parse(self, line: LogLine) -> bool:
+        msg = line.msg
+        if "logged [" not in msg:
+            return False
+        m = _EVENT.search(msg)
+        if m is None:
+            return False
+        d = _DEV_PREFIX.match(msg)
+        self._prefix_dev = (d["dev"], None if d["drv"] == "pci" else d["drv"]) if d else (None, None)
+        body = m["body"].strip()
+        self.close()
+        if not body:
+            self._split = line
+            self.open = True
+            return True
+        return self._event(line, body, ppr=msg[m.start():m.start() + 3] == "PPR")
+
+    def more(self, line: LogLine) -> bool:
+        if self._split is not None:
+            first = self._split
+            self._split = None
+            self.open = False
+            body = line.msg.strip()
+            n = _NAME.match(body)
+            if n is None or n["name"] not in EVENTS:
+                return False
+            joined = LogLine(line.no, f"{first.text.rstrip()}\n{line.text.rstrip()}", body, first.ts)
+            return self._event(joined, body, ppr=False)
+        if self.pending is not None and _CONTEXT.match(line.msg.partition("AMD-Vi: ")[2] or line.msg):
+            append_raw(self.pending, line)
+            self._context(line)
+            return True
+        return False
+
+    def close(self) -> None:
+        self._split = None
+        super().close()
+
+    def _event(self, line: LogLine, body: str, ppr: bool) -> bool:
+        kv = dict(_KV.findall(body))
+        if ppr:
+            return self._ppr(line, body, kv)
+        n = _NAME.match(body)
+        if n is None:
+            return False
+        name = n["name"]
+        if name == "Device" or body.startswith("Device not attached"):
+            row = self.sink.fault_row(line, self._prefix_dev[0], None, vendor=self.vendor, access="unknown",
+                                      reason="Device not attached to domain properly: the IOMMU faulted a device "
+                                             "whose driver state says it has no domain (see the next line's "
+                                             "device and domain)")
+            self.hold(row)
+            return True
+        if name not in EVENTS:
+            return False
+        code, meaning = EVENTS[name]
+        device = normalize_pci(kv["device"]) if "device" in kv else self._prefix_dev[0]
+        driver = self._prefix_dev[1]
+        flags = _int(kv.get("flags"))
+        addr = _int(kv.get("address")) if "address" in kv else _int(kv.get("spa") or kv.get("gpa"))
+        pasid = _int(kv.get("pasid"))
+        domain = _int(kv.get("domain"))
+        access = "unknown"
+        if name == "IO_PAGE_FAULT":
+            flags = flags or 0
+            if flags & FLAG_GN:
+                pasid, domain = domain, None
+            access = page_fault_access(flags)
+            reason = page_fault_reason(flags, pasid if flags & FLAG_GN else domain)
+        elif name == "UNKNOWN":
+            code = (_int(kv.get("event[1]")) or 0) >> 28 & 0xF
+            reason = f"UNKNOWN event type {code:#x}: {meaning}"
+        else:
+            extra = f" (flags {flags:#06x})" if flags is not None else ""
+            reason = f"{name}: {meaning}{extra}"
+        if pasid == 0 and name != "IO_PAGE_FAULT":
+            pasid = None  # the kernel prints pasid=0x00000 for requests that carried none
+        row = self.sink.fault_row(line, device, pasid, addr=addr, code=code, flags=flags, vendor=self.vendor,
+                                  access=access, driver=driver, reason=reason)
+        self.sink.device(device, driver)
+        self.hold(row)
+        return True
+
+    def _ppr(self, line: LogLine, body: str, kv: dict[str, str]) -> bool:
+        device = normalize_pci(kv["device"]) if "device" in kv else None
+        flags = _int(kv.get("flags")) or 0
+        why = body.split("(", 1)[0].strip()
+        perm = ppr_perm(flags)
+        meaning = ("GN=0 means the request carried no PASID, so no address space can serve it" if "GN=0" in why
+                   else "the request is malformed (reserved bits set)")
+        reason = (f"page request (PPR) rejected: {why}: {meaning} "
+                  f"[tag {_int(kv.get('tag')) or 0:#x}, perm {perm:#x}]")
+        row = self.sink.fault_row(line, device, _int(kv.get("pasid")), addr=_int(kv.get("address")), code=0x9,
+                                  flags=flags, vendor=self.vendor, access="unknown", reason=reason)
+        self.sink.device(device)
+        self.hold(row)
+        return True
+
+    def _context(self, line: LogLine) -> None:
+        """The 'device=... domain=...' line after 'Device not attached to domain properly' names the device."""
+        assert self.pending is not None
+        if self.pending[2] is None:
+            kv = dict(_KV.findall(line.msg))
+            if "device" in kv:
+                self.pending[2] = normalize_pci(kv["device"])
+                self.sink.device(self.pending[2])

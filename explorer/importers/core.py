@@ -1,0 +1,130 @@
+"""What every importer shares: the line a parser sees, the sink that turns findings into recording rows, and
+the statistics that end up in the recording's footer under "import".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..events import Kind
+from ..recording import DeviceInfo, RecordingWriter
+
+UNKNOWN_SAMPLES = 50
+
+
+@dataclass(slots=True)
+class LogLine:
+    """One input line as a parser sees it: its number, the original text, the bare message and its time."""
+
+    no: int
+    text: str
+    msg: str
+    ts: int
+
+
+@dataclass(slots=True)
+class ImportStats:
+    """Counts for the footer's "import" entry; `info` prints them."""
+
+    format: str
+    input: str
+    lines: int = 0
+    parsed: int = 0
+    unknown: int = 0
+    unknown_samples: list[list[Any]] = field(default_factory=list)
+    suppressed: int = 0
+    events: int = 0
+    by_vendor: dict[str, int] = field(default_factory=dict)
+    host: dict[str, Any] = field(default_factory=dict)
+
+    def not_understood(self, line_no: int, text: str) -> None:
+        self.unknown += 1
+        if len(self.unknown_samples) < UNKNOWN_SAMPLES:
+            self.unknown_samples.append([line_no, text.rstrip("\r\n")[:300]])
+
+    def footer(self) -> dict[str, Any]:
+        return {"format": self.format, "input": self.input, "lines": self.lines, "parsed": self.parsed,
+                "unknown": self.unknown, "unknown_samples": self.unknown_samples, "suppressed": self.suppressed,
+                "ignored": max(0, self.lines - self.parsed - self.unknown), "events": self.events,
+                "by_vendor": self.by_vendor, **({"host": self.host} if self.host else {})}
+
+
+class Sink:
+    """Appends rows straight to the writer (no Event objects: an import may hold millions of faults)."""
+
+    def __init__(self, writer: RecordingWriter, source: str, stats: ImportStats) -> None:
+        self.writer = writer
+        self.source = source
+        self.stats = stats
+        self._drivers: dict[str, str | None] = {}
+        self.last_device: dict[str, str | None] = {}  # per vendor: who a "callbacks suppressed" line is about
+
+    def row(self, kind: str, ts: int, device: str | None, pasid: int | None, fields: dict[str, Any],
+            cpu: int | None = None, pid: int | None = None, comm: str | None = None) -> None:
+        """Append one event."""
+        self.emit([ts, kind, device, pasid, cpu, pid, comm, self.source, fields])
+
+    def fault_row(self, line: LogLine, device: str | None, pasid: int | None, **fields: Any) -> list[Any]:
+        """A fault's row, not yet appended: the parser may still add context lines to its `raw`."""
+        fields = {k: v for k, v in fields.items() if v is not None}
+        fields["raw"] = line.text.rstrip("\r\n")
+        return [line.ts, str(Kind.FAULT), device, pasid, None, None, None, self.source, fields]
+
+    def emit(self, row: list[Any]) -> None:
+        self.writer.append_row(row)
+        self.stats.events += 1
+        vendor = row[8].get("vendor")
+        if vendor is not None:
+            self.stats.by_vendor[vendor] = self.stats.by_vendor.get(vendor, 0) + 1
+            self.last_device[vendor] = row[2]
+
+    def device(self, name: str | None, driver: str | None = None) -> None:
+        """Note a device (and its driver when the log names it) for the recording's device table."""
+        if name is None or (name in self._drivers and (driver is None or self._drivers[name] is not None)):
+            return
+        self._drivers[name] = driver
+        self.writer.add_device(DeviceInfo(name, driver=driver))
+
+
+class Parser:
+    """A vendor's line parser. `parse` takes a line it recognises; a record spread over several lines stays
+    `open` and receives the following lines through `more` until one does not belong, then `close` emits it."""
+
+    vendor = "generic"
+    open = False
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    def parse(self, line: LogLine) -> bool:
+        raise NotImplementedError
+
+    def more(self, line: LogLine) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.open = False
+
+
+class PendingParser(Parser):
+    """A parser whose record may be followed by context lines: the row waits in `pending` until closed."""
+
+    pending: list[Any] | None = None
+
+    def hold(self, row: list[Any]) -> None:
+        self.close()
+        self.pending = row
+        self.open = True
+
+    def close(self) -> None:
+        if self.pending is not None:
+            self.sink.emit(self.pending)
+            self.pending = None
+        self.open = False
+
+
+def append_raw(row: list[Any], line: LogLine) -> None:
+    """Keep a context line (a dump, a decoded detail) with the fault it belongs to."""
+    fields = row[8]
+    fields["raw"] = f"{fields.get('raw', '')}\n{line.text.rstrip()}"

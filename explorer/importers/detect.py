@@ -1,0 +1,68 @@
+"""Which format an input is, judged from its first lines; and what those lines say about clock and host."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .ftrace import PERF_LINE, TRACE_LINE
+from .kernel_log import KEYWORDS as LOG_KEYWORDS
+from .kernel_log import host_facts
+from .prefix import split_line
+
+TRACE_DAT_MAGIC = b"\x17\x08Dtracing"
+FORMATS = ("kernel-log", "ftrace", "trace-dat")
+SNIFF_LINES = 4000
+_TRACE_HEADER = re.compile(r"^(?:# tracer: |cpus=\d+$|CPU:?\d+ \[|version = \d)")
+
+
+@dataclass(slots=True)
+class Sniff:
+    """What the first lines tell: the likely format, evidence for each, the clock, host facts, first lines."""
+
+    format: str | None
+    evidence: dict[str, int]
+    clock: str
+    host: dict[str, str] = field(default_factory=dict)
+    first_lines: list[str] = field(default_factory=list)
+    year: int | None = None
+
+
+def sniff(head: bytes) -> Sniff:
+    """Score a prefix of the input for each text format (trace.dat is told by its magic)."""
+    if head.startswith(TRACE_DAT_MAGIC):
+        return Sniff("trace-dat", {"trace-dat": 1}, "kernel")
+    text = head.decode("utf-8", "replace")
+    lines = text.splitlines()[:SNIFF_LINES]
+    if len(head) >= 1 << 16 and lines and not head.endswith(b"\n"):
+        lines = lines[:-1]  # a line cut by the sample's end
+    clocks: Counter[str] = Counter()
+    trace = log = 0
+    host: dict[str, str] = {}
+    year = None
+    for line in lines:
+        if TRACE_LINE.match(line) or PERF_LINE.match(line) or _TRACE_HEADER.match(line):
+            trace += 1
+            continue
+        sp = split_line(line)
+        stamped = sp.mono_ns is not None or sp.wall_ns is not None
+        if sp.mono_ns is not None:
+            clocks["kernel"] += 1
+        elif sp.wall_ns is not None:
+            clocks["wall"] += 1
+        if stamped or LOG_KEYWORDS.search(line.encode()):
+            log += 1
+        for k, v in host_facts(sp.msg).items():
+            host.setdefault(k, v)
+        if sp.host and "hostname" not in host:
+            host["hostname"] = sp.host
+        m = re.search(r"\b(19|20)\d\d(?=[-\] T])", line[:40])
+        if year is None and m is not None and sp.wall_ns is not None:
+            year = int(m[0])
+    evidence = {"kernel-log": log, "ftrace": trace}
+    fmt = None
+    if trace or log:
+        fmt = "ftrace" if trace >= log else "kernel-log"
+    clock = "kernel" if fmt == "ftrace" else (clocks.most_common(1)[0][0] if clocks else "line")
+    return Sniff(fmt, evidence, clock, host, [ln[:200] for ln in lines[:5]], year)

@@ -1,0 +1,126 @@
+"""Intel VT-d (DMAR) fault lines, in every form kernels have printed them.
+
+    3.x  DMAR:[DMA Read] Request device [00:02.0] fault addr 1a45aa9000       (reason on the next line:)
+         DMAR:[fault reason 12] non-zero reserved fields in PTE
+         INTR-REMAP: Request device [[f0:1f.0] fault index 2 / INTR-REMAP:[fault reason 34] ...
+    4.x  DMAR: [DMA Read] Request device [00:02.0] fault addr 7f5b8000 [fault reason 06] PTE Read access ...
+    5.x  DMAR: [DMA Read] Request device [00:02.0] PASID ffffffff fault addr ... [fault reason 06] ...
+    5.14 DMAR: [DMA Read NO_PASID] Request device [0x00:0x02.0] fault addr 0x... [fault reason 0x06] ...
+    5.15+ DMAR: [DMA Write PASID 0x2] Request device [6a:01.0] fault addr 0x... [fault reason 0x3a] SM: ...
+         DMAR: [INTR-REMAP] Request device [f0:1f.0] fault index 0x0 [fault reason 0x25] Blocked ...
+
+Reasons printed without 0x are decimal (the old %02d), with 0x or a trailing h hexadecimal. PASID ffffffff (and
+NO_PASID) mean the request carried no PASID. "DRHD: handling fault status reg N" precedes a batch of faults; its
+overflow bit means the hardware dropped faults, which the next fault's reason says. CONFIG_DMAR_DEBUG's page-table
+dump after a fault stays with that fault's raw text.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .core import LogLine, PendingParser, append_raw
+from .prefix import normalize_pci
+from .vtd_tables import fault_reason, status_notes
+
+_FAULT = re.compile(
+    r"(?:\[(?P<type>DMA Read|DMA Write|INTR-REMAP)"
+    r"(?: (?:NO_PASID|w/o PASID|(?:w/ )?PASID (?:0x)?(?P<pasid>[0-9a-fA-F]+)))?\]"
+    r"|(?P<ir>INTR-REMAP):) ?Request device \[\[?(?P<bdf>(?:0x)?[0-9a-fA-F]{1,2}:(?:0x)?[0-9a-fA-F]{1,2}\.[0-7])\]"
+    r"(?: PASID (?P<pasid_old>[0-9a-fA-F]+))?"
+    r" fault (?:addr (?:0x)?(?P<addr>[0-9a-fA-F]+)|index (?:0x)?(?P<index>[0-9a-fA-F]+))"
+    r"\s*(?:\[fault reason (?P<code>(?:0x)?[0-9a-fA-F]+)h?\]\s*(?P<text>.*))?$")
+_REASON_LINE = re.compile(r"(?:DMAR|INTR-REMAP): ?\[fault reason (?P<code>(?:0x)?[0-9a-fA-F]+)h?\]\s*(?P<text>.*)$")
+_STATUS = re.compile(r"DRHD: handling fault status reg (?P<status>[0-9a-fA-F]+)")
+_DUMP = re.compile(r"(?:DMAR: )?(?:Dump \S+ table entries for IOVA|(?:scalable mode )?root entry|context entry|"
+                   r"pasid dir entry|pasid table entry|pte level:|PTE not present at level|root table entry|"
+                   r"Invalid (?:root|context|pasid) ?(?:dir|table)? ?entry|pasid dir entry|"
+                   r"(?:legacy|scalable) mode)", re.IGNORECASE)
+NO_PASID = 0xFFFFFFFF
+STATUS_SPAN_NS = 1_000_000_000  # a status line speaks for the batch of faults printed right after it
+
+
+def reason_code(text: str) -> int:
+    """'0x06' and '06h' are hexadecimal; '06', '12', '37' (the old %02d) are decimal."""
+    return int(text, 16) if text.startswith("0x") else int(text, 10)
+
+
+class IntelDmar(PendingParser):
+    vendor = "intel"
+
+    def __init__(self, sink):  # type: ignore[no-untyped-def]
+        super().__init__(sink)
+        self._status_note: str | None = None
+        self._awaiting_reason = False
+        self._index: int | None = None
+        self._status_ts = 0
+
+    def parse(self, line: LogLine) -> bool:
+        msg = line.msg
+        if "Request device" in msg:
+            m = _FAULT.search(msg)
+            if m is None:
+                return False
+            self._fault(line, m)
+            return True
+        if "fault status reg" in msg:
+            m = _STATUS.search(msg)
+            if m is None:
+                return False
+            notes = status_notes(int(m["status"], 16))
+            self._status_note = "; ".join(notes) or None
+            self._status_ts = line.ts
+            self.close()
+            return True
+        return False
+
+    def more(self, line: LogLine) -> bool:
+        assert self.pending is not None
+        if self._awaiting_reason:
+            m = _REASON_LINE.search(line.msg)
+            if m is not None:
+                self._awaiting_reason = False
+                append_raw(self.pending, line)
+                self._set_reason(self.pending, reason_code(m["code"]), m["text"])
+                return True
+        if _DUMP.match(line.msg) or _DUMP.match(line.msg.partition(": ")[2]):
+            append_raw(self.pending, line)
+            return True
+        return False
+
+    def close(self) -> None:
+        self._awaiting_reason = False
+        super().close()
+
+    def _fault(self, line: LogLine, m: re.Match[str]) -> None:
+        device = normalize_pci(m["bdf"])
+        pasid_text = m["pasid"] or m["pasid_old"]
+        pasid = int(pasid_text, 16) if pasid_text else None
+        if pasid == NO_PASID:
+            pasid = None
+        irq = (m["type"] == "INTR-REMAP") or m["ir"] is not None
+        access = "unknown" if irq else ("read" if m["type"] == "DMA Read" else "write")
+        addr = None if m["addr"] is None else int(m["addr"], 16)
+        row = self.sink.fault_row(line, device, pasid, addr=addr, vendor=self.vendor, access=access)
+        self._index = int(m["index"], 16) if irq and m["index"] else None
+        self.sink.device(device)
+        self.hold(row)
+        if m["code"] is not None:
+            self._set_reason(row, reason_code(m["code"]), m["text"])
+        else:
+            self._awaiting_reason = True  # 3.x printed the reason on a line of its own
+            row[8]["reason"] = "reason on the next line (not seen)"
+
+    def _set_reason(self, row: list, code: int, printed: str) -> None:  # type: ignore[type-arg]
+        fields = row[8]
+        text, lesson, irq = fault_reason(code)
+        reason = f"{text} (reason {code:#04x}): {lesson}"
+        if irq:
+            index = "" if self._index is None else f" {self._index:#x}"
+            reason = f"interrupt remapping fault on interrupt index{index}: {reason}"
+        elif printed and printed.strip() != text and not text.startswith("Unknown"):
+            reason += f" [kernel printed: {printed.strip()}]"
+        if self._status_note and row[0] - self._status_ts <= STATUS_SPAN_NS:
+            reason += f"; status register: {self._status_note}"
+        fields["code"] = code
+        fields["reason"] = reason if irq else f"DMA {fields['access']}: {reason}"

@@ -1,0 +1,142 @@
+"""The kernel log importer: dmesg, dmesg -T, journalctl -k (default, -o short-monotonic, ISO), syslog files and
+logs pasted into bug reports. Each IOMMU fault line becomes a `fault` event; the vendor parsers decide which.
+
+Lines that come from an IOMMU driver and mention a fault, an error or an event, but match no known format, are
+counted and sampled as "not understood" (`info` lists them); other lines, IOMMU chatter at boot included, are
+counted as ignored. "N callbacks suppressed" lines keep the count of faults the kernel's rate limit folded away.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..events import Kind
+from .amd_vi import AmdVi
+from .arm_smmu import ArmSmmu
+from .core import ImportStats, LogLine, Parser, Sink
+from .intel_dmar import IntelDmar
+from .prefix import YearGuess, split_line
+from .scan import BlockScanner, previous_line
+
+LINE_NS = 1_000_000  # a log without any timestamp: one millisecond per line, so order survives
+
+KEYWORDS = re.compile(
+    rb"DMAR|dmar|AMD-Vi|logged \[|smmu|SMMU|INTR-REMAP|IO_PAGE_FAULT|INVALID_DEVICE_REQUEST|ILLEGAL_|"
+    rb"_HARDWARE_ERROR|IOTLB_INV_TIMEOUT|INVALID_PPR_REQUEST|RMP_|callbacks suppressed|Linux version|"
+    rb"Command line:|DMI: |iommu|IOMMU")
+_FAULTISH = re.compile(r"fault|error|event|logged|received|overflow|unhandled|illegal|invalid|timed? ?out|"
+                       r"Request device", re.IGNORECASE)
+_SUPPRESSED = re.compile(r"(?P<func>\w+): (?P<n>\d+) callbacks suppressed")
+_HOST = re.compile(r"^(?:Linux version (?P<kernel>\S+)|DMI: (?P<dmi>.+)|Command line: (?P<cmdline>.+))")
+
+
+def suppressing_vendor(func: str) -> str | None:
+    """Which IOMMU driver a rate-limited function belongs to (None: not an IOMMU fault path)."""
+    if func.startswith(("dmar", "intel_iommu", "prq_")):
+        return "intel"
+    if func.startswith("amd_iommu") or func == "iommu_print_event":
+        return "amd"
+    if func.startswith("arm_smmu_context") or func.startswith("arm_smmu_global"):
+        return "arm-smmu"
+    if func.startswith("arm_smmu"):
+        return "arm-smmu-v3"
+    if func == "report_iommu_fault":
+        return "generic"
+    return None
+
+
+def host_facts(msg: str) -> dict[str, str]:
+    """Kernel release, machine and command line, from the lines every boot log starts with."""
+    m = _HOST.match(msg)
+    if m is None:
+        return {}
+    return {k: v.strip() for k, v in m.groupdict().items() if v}
+
+
+class KernelLogImporter:
+    """Feeds blocks of a kernel log through the vendor parsers."""
+
+    format = "kernel-log"
+    keywords = KEYWORDS
+
+    def __init__(self, sink: Sink, stats: ImportStats, clock: str, years: YearGuess) -> None:
+        self.sink = sink
+        self.stats = stats
+        self.clock = clock
+        self.years = years
+        self.parsers: list[Parser] = [AmdVi(sink), IntelDmar(sink), ArmSmmu(sink)]
+        self.open: Parser | None = None
+        self.last_ts = 0
+        self.scanner = BlockScanner(KEYWORDS, self._line, lambda: self.open is not None)
+
+    def feed(self, block: bytes) -> None:
+        self.scanner.feed(block)
+
+    def finish(self) -> None:
+        if self.open is not None:
+            self.open.close()
+            self.open = None
+        for p in self.parsers:
+            p.close()
+        self.stats.lines = self.scanner.lines
+
+    # -- one line -------------------------------------------------------------------------------------------
+    def _time(self, sp: Any, line_no: int) -> int | None:
+        if self.clock == "kernel":
+            return sp.mono_ns
+        if self.clock == "wall":
+            return sp.wall_ns
+        return line_no * LINE_NS
+
+    def _line(self, raw: bytes, line_no: int, candidate: bool, block: bytes, start: int) -> None:
+        text = raw.decode("utf-8", "replace")
+        sp = split_line(text, self.years)
+        ts = self._time(sp, line_no)
+        if ts is None:
+            prev = previous_line(block, start)
+            ts = self._time(split_line(prev.decode("utf-8", "replace"), self.years), line_no - 1) \
+                if prev is not None else None
+            ts = self.last_ts if ts is None else ts
+        self.last_ts = ts
+        line = LogLine(line_no, text, sp.msg, ts)
+        stats = self.stats
+        if self.open is not None:
+            if self.open.more(line):
+                stats.parsed += 1
+                if not self.open.open:
+                    self.open = None
+                return
+            self.open.close()
+            self.open = None
+        if not candidate:
+            return
+        for p in self.parsers:
+            if p.parse(line):
+                stats.parsed += 1
+                if p.open:
+                    self.open = p
+                return
+        msg = sp.msg
+        if "suppressed" in msg and (m := _SUPPRESSED.search(msg)) is not None:
+            vendor = suppressing_vendor(m["func"])
+            if vendor is not None:
+                self._suppressed(line, vendor, int(m["n"]))
+                stats.parsed += 1
+                return
+        if (facts := host_facts(msg)) and not stats.host.keys() >= facts.keys():
+            for k, v in facts.items():
+                stats.host.setdefault(k, v)
+            stats.parsed += 1
+            return
+        if _FAULTISH.search(msg):
+            stats.not_understood(line_no, text)
+
+    def _suppressed(self, line: LogLine, vendor: str, n: int) -> None:
+        self.stats.suppressed += n
+        device = self.sink.last_device.get(vendor)
+        who = f"shown on {device}, the last device this IOMMU reported" if device else "no device known yet"
+        self.sink.row(Kind.FAULT, line.ts, device, None, {
+            "vendor": vendor, "access": "unknown", "suppressed": n, "raw": line.text.rstrip(),
+            "reason": f"{n} more fault messages were not printed: the kernel's rate limit folded them into this "
+                      f"count (their devices were not printed; {who})"})

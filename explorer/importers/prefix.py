@@ -1,0 +1,157 @@
+"""Peel a kernel log line down to its time and message, whichever way it reached the user.
+
+A printk line arrives wrapped in dmesg's `[   12.345678]`, `dmesg -T`'s ctime, journalctl's syslog or ISO or
+monotonic prefixes, a caller id, a facility tag, quote markers from a mailing list reply, or a bug tracker's
+indentation. `split_line` strips all of those (in any of the orders they are stacked) and returns the kernel's
+relative time when printed, the wall clock converted to nanoseconds since the epoch when printed, and the message.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass
+
+MONTHS = {m: i for i, m in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_MON = "(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_HMS = r"(?P<h>\d\d):(?P<mi>\d\d):(?P<s>\d\d)(?:[.,](?P<frac>\d{1,9}))?"
+
+_QUOTE = re.compile(r"(?:\s*[>|](?:\s|$))+")  # "> " replies, "| " commit-message samples
+_SYSLOG = re.compile(rf"(?:<\d{{1,3}}>)?{_MON} {{1,2}}(?P<day>\d{{1,2}}) {_HMS} (?P<host>\S+) "
+                     r"(?P<ident>[^\s:\[]+)(?:\[\d+\])?: ")
+_ISO = re.compile(rf"(?P<y>\d{{4}})-(?P<mo>\d\d)-(?P<d>\d\d)[T ]{_HMS}(?P<tz>Z|[+-]\d\d:?\d\d)?\s+"
+                  r"(?:(?P<host>\S+) (?P<ident>kernel|[^\s:\[]+)(?:\[\d+\])?: )?")
+_CTIME = re.compile(rf"\[(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) )?{_MON} +(?P<day>\d{{1,2}}) {_HMS} (?P<y>\d{{4}})\]\s?")
+_MONO = re.compile(r"\[\s*(?P<sec>\d{1,10})\.(?P<frac>\d{1,9})\]\s?")
+_JOURNAL_HOST = re.compile(r"(?P<host>[\w.\-]+) kernel: ")
+_CALLER = re.compile(r"\[\s*(?:[TC]\d+)?\]\s?")  # a caller id, or a stamp a reporter blanked out
+_TAGS = re.compile(r"(?:<\d{1,3}>|(?:kern|user|daemon|syslog|auth|local\d)\s*:\s*"
+                   r"(?:emerg|alert|crit|err|warn|notice|info|debug)\s*:\s?|kernel:\s+)")
+_VENDOR = re.compile(r"\[pid:\d+,cpu\d+,[^\]]*\]\s?")  # some vendor kernels tag every line with its task
+_OFFSET_PIPE = re.compile(r"0x[0-9A-Fa-f]+ \|\s+(?P<sec>\d+)\.(?P<frac>\d{1,9}):\s+")  # a log viewer's export
+
+
+@dataclass(slots=True)
+class Split:
+    """A line's parts: kernel-relative time, wall time (ns since the epoch), host, and the printk message."""
+
+    mono_ns: int | None
+    wall_ns: int | None
+    host: str | None
+    msg: str
+
+
+def _frac_ns(frac: str | None) -> int:
+    return int((frac or "0").ljust(9, "0")[:9])
+
+
+def _tz_seconds(tz: str | None) -> int:
+    if not tz or tz == "Z":
+        return 0
+    sign = -1 if tz[0] == "-" else 1
+    digits = tz[1:].replace(":", "")
+    return sign * (int(digits[:2]) * 3600 + int(digits[2:4]) * 60)
+
+
+def _wall(y: int, mon: int, day: int, m: re.Match[str]) -> int | None:
+    try:
+        secs = calendar.timegm((y, mon, day, int(m["h"]), int(m["mi"]), int(m["s"]), 0, 0, 0))
+    except (ValueError, OverflowError):
+        return None
+    if not 1 <= mon <= 12 or not 1 <= day <= 31:
+        return None
+    return secs * 1_000_000_000 + _frac_ns(m["frac"])
+
+
+class YearGuess:
+    """Syslog stamps carry no year: take one from the log itself or the file's date, and roll over at New Year."""
+
+    def __init__(self, year: int) -> None:
+        self.year = year
+        self._last_month = 0
+
+    def for_month(self, month: int) -> int:
+        if self._last_month == 12 and month == 1:
+            self.year += 1
+        self._last_month = month
+        return self.year
+
+
+def split_line(line: str, years: YearGuess | None = None) -> Split:
+    """Strip every known prefix from `line`; what remains is the message the kernel printed."""
+    s = line.rstrip("\r\n")
+    mono = wall = None
+    host = None
+    m = _QUOTE.match(s)
+    if m:
+        s = s[m.end():]
+    s = s.lstrip()
+    for _ in range(6):  # prefixes stack: syslog, then "kernel: ", then "[  12.3]", then a caller id...
+        if not s:
+            break
+        c = s[0]
+        if c == "[":
+            if mono is None and (m := _MONO.match(s)):
+                mono = int(m["sec"]) * 1_000_000_000 + _frac_ns(m["frac"])
+                s = s[m.end():]
+                if (j := _JOURNAL_HOST.match(s)) is not None:
+                    host = host or j["host"]
+                    s = s[j.end():]
+                continue
+            if (m := _CALLER.match(s)) or (m := _VENDOR.match(s)):
+                s = s[m.end():]
+                continue
+            if wall is None and (m := _CTIME.match(s)):
+                wall = _wall(int(m["y"]), MONTHS[m["mon"]], int(m["day"]), m)
+                s = s[m.end():]
+                continue
+            break
+        if wall is None and c in MONTH_INITIALS and (m := _SYSLOG.match(s)):
+            mon = MONTHS[m["mon"]]
+            year = years.for_month(mon) if years is not None else 1970
+            wall = _wall(year, mon, int(m["day"]), m)
+            host = m["host"]
+            s = s[m.end():]
+            continue
+        if wall is None and mono is None and c.isdigit() and (m := _ISO.match(s)):
+            w = _wall(int(m["y"]), int(m["mo"]), int(m["d"]), m)
+            wall = None if w is None else w - _tz_seconds(m["tz"]) * 1_000_000_000
+            host = host or m["host"]
+            s = s[m.end():]
+            continue
+        if mono is None and c == "0" and (m := _OFFSET_PIPE.match(s)):
+            mono = int(m["sec"]) * 1_000_000_000 + _frac_ns(m["frac"])
+            s = s[m.end():]
+            continue
+        if (m := _TAGS.match(s)) is not None:
+            s = s[m.end():]
+            continue
+        break
+    return Split(mono, wall, host, s.strip())
+
+
+MONTH_INITIALS = frozenset(m[0] for m in MONTHS) | {"<"}
+
+
+def has_timestamp(line: str) -> bool:
+    """Does this line carry a time a kernel log would print? (Format detection asks this of sample lines.)"""
+    sp = split_line(line)
+    return sp.mono_ns is not None or sp.wall_ns is not None
+
+
+def normalize_pci(bdf: str, segment: str | None = None) -> str:
+    """'03:00.0', '0x03:0x00.0' or '0000:03:00.0' to the kernel's device name '0000:03:00.0'."""
+    s = bdf.lower().replace("0x", "")
+    parts = s.split(":")
+    if len(parts) == 3:
+        seg, bus, devfn = parts
+    else:
+        seg, bus, devfn = (segment or "0000"), parts[0], parts[-1]
+    dev, _, fn = devfn.partition(".")
+    return f"{int(seg, 16):04x}:{int(bus, 16):02x}:{int(dev, 16):02x}.{int(fn or '0', 16):x}"
+
+
+def rid_to_pci(rid: int, segment: int = 0) -> str:
+    """A 16-bit requester id (bus << 8 | devfn) as a PCI device name."""
+    return f"{segment:04x}:{rid >> 8 & 0xFF:02x}:{rid >> 3 & 0x1F:02x}.{rid & 7:x}"
