@@ -80,8 +80,8 @@ def page_fault_reason(flags: int, domain: int | None) -> str:
     if flags & FLAG_GN:
         where = f"; GN=1: the request carried PASID {domain:#x}" if domain is not None else "; GN=1 (PASID)"
     elif domain is not None:
-        where = f" in domain {domain:#06x}" if domain else " in domain 0 (the device is not attached to any " \
-                                                           "translation domain)"
+        where = f" in domain {domain:#06x}" if domain else " in domain 0 (Linux never hands out domain id 0: the " \
+                                                           "device had no domain set up when it did this DMA)"
     priv = "user" if flags & FLAG_US else "supervisor"
     return f"IO_PAGE_FAULT: {what}{where} [{flag_names(flags)}, {priv}]"
 

@@ -34,7 +34,7 @@ _OVERFLOW = re.compile(r"(?P<smmu>[\w.\-]+): (?P<q>EVTQ|PRIQ) overflow detected 
 _V2 = re.compile(r"(?P<smmu>[\w.\-]+): Unhandled context fault: fsr=0x(?P<fsr>[0-9a-fA-F]+), "
                  r"iova=0x(?P<iova>[0-9a-fA-F]+), fsynr=0x(?P<fsynr>[0-9a-fA-F]+)"
                  r"(?:, cbfrsynra=0x(?P<cbfrsynra>[0-9a-fA-F]+))?, cb=(?P<cb>\d+)")
-_V2_CONTEXT = re.compile(r"(?:[\w.\-]+: )?(?:FSR\s+=|FSYNR0\s+=|soft iova-to-phys|hard iova-to-phys|"
+_V2_CONTEXT = re.compile(r"(?:^|: )(?:FSR\s+=|FSYNR0\s+=|soft iova-to-phys|hard iova-to-phys|"
                          r"Stack trace:|FAR\s+=|CBFRSYNRA)")
 _PCI_NAME = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 
@@ -113,7 +113,7 @@ class ArmSmmu(PendingParser):
             self._pri_smmu = None
             self.open = self.pending is not None
             return m is not None
-        if self.pending is not None and _V2_CONTEXT.match(msg):
+        if self.pending is not None and _V2_CONTEXT.search(msg):
             append_raw(self.pending, line)
             return True
         return False

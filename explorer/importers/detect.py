@@ -6,7 +6,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .ftrace import PERF_LINE, TRACE_LINE
+from .ftrace import BARE_LINE, PERF_LINE, TRACE_LINE
+from .ftrace import KEYWORDS as TRACE_KEYWORDS
 from .kernel_log import KEYWORDS as LOG_KEYWORDS
 from .kernel_log import host_facts
 from .prefix import split_line
@@ -38,12 +39,14 @@ def sniff(head: bytes) -> Sniff:
     if len(head) >= 1 << 16 and lines and not head.endswith(b"\n"):
         lines = lines[:-1]  # a line cut by the sample's end
     clocks: Counter[str] = Counter()
-    trace = log = 0
+    trace = log = trace_iommu = log_iommu = 0
     host: dict[str, str] = {}
     year = None
     for line in lines:
-        if TRACE_LINE.match(line) or PERF_LINE.match(line) or _TRACE_HEADER.match(line):
+        raw = line.encode("utf-8", "replace")
+        if TRACE_LINE.match(line) or PERF_LINE.match(line) or BARE_LINE.match(line) or _TRACE_HEADER.match(line):
             trace += 1
+            trace_iommu += TRACE_KEYWORDS.search(raw) is not None
             continue
         sp = split_line(line)
         stamped = sp.mono_ns is not None or sp.wall_ns is not None
@@ -51,8 +54,9 @@ def sniff(head: bytes) -> Sniff:
             clocks["kernel"] += 1
         elif sp.wall_ns is not None:
             clocks["wall"] += 1
-        if stamped or LOG_KEYWORDS.search(line.encode()):
-            log += 1
+        iommu = LOG_KEYWORDS.search(raw) is not None
+        log += stamped or iommu
+        log_iommu += iommu
         for k, v in host_facts(sp.msg).items():
             host.setdefault(k, v)
         if sp.host and "hostname" not in host:
@@ -61,8 +65,11 @@ def sniff(head: bytes) -> Sniff:
         if year is None and m is not None and sp.wall_ns is not None:
             year = int(m[0])
     evidence = {"kernel-log": log, "ftrace": trace}
+    # What decides is where the IOMMU lines are: bug reports mix dmesg lines and trace lines freely.
     fmt = None
-    if trace or log:
-        fmt = "ftrace" if trace >= log else "kernel-log"
+    if trace_iommu or log_iommu:
+        fmt = "ftrace" if trace_iommu >= log_iommu else "kernel-log"
+    elif trace or log:
+        fmt = "ftrace" if trace > log else "kernel-log"
     clock = "kernel" if fmt == "ftrace" else (clocks.most_common(1)[0][0] if clocks else "line")
     return Sniff(fmt, evidence, clock, host, [ln[:200] for ln in lines[:5]], year)

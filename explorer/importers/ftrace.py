@@ -31,6 +31,11 @@ TRACE_LINE = re.compile(
 PERF_LINE = re.compile(
     r"^\s*(?P<comm>\S.*?)\s+(?P<pid>\d+)(?:/\d+)?\s+\[(?P<cpu>\d+)\]\s+(?P<sec>\d+)\.(?P<frac>\d+):\s+"
     r"(?:\d+\s+)?(?P<event>[\w:]+):\s*(?P<msg>.*)$")
+# A tracepoint line quoted without its task, CPU and time (commit messages, mails): "| prq_report: dmar0/..."
+BARE_LINE = re.compile(
+    r"^\s*(?:[|>]\s*)*(?P<event>io_page_fault|map|unmap|add_device_to_group|remove_device_from_group|"
+    r"attach_device_to_domain|dev_fault|dev_page_response|prq_report|qi_submit): (?P<msg>.*)$")
+BARE_STEP_NS = 1_000  # bare lines have no time: each is a microsecond after the one before
 _HEX = r"0x([0-9a-fA-F]+)"
 _FAULT = re.compile(rf"IOMMU:(?P<driver>\S*) (?P<dev>\S+) iova={_HEX} flags={_HEX}")
 _MAP = re.compile(rf"IOMMU: (?:dev=(?P<dev>\S+) )?iova={_HEX}(?: - 0x[0-9a-fA-F]+)? paddr={_HEX} size=(\d+)")
@@ -42,6 +47,7 @@ _PRQ = re.compile(r"(?P<iommu>\w+)/(?P<dev>\S+) seq# \d+: rid=0x(?P<rid>[0-9a-fA
                   r"(?P<perm>[r-][w-][x-][p-][l-]) pasid=0x(?P<pasid>[0-9a-fA-F]+) index=0x(?P<index>[0-9a-fA-F]+)")
 _QI = re.compile(rf"(?P<type>\w+) (?P<iommu>\w+): {_HEX} {_HEX} {_HEX} {_HEX}")
 _OWN = re.compile(r"pasid_explorer: (?P<json>\{.*\})\s*$")
+Where = tuple[int | None, int | None, str | None]  # cpu, pid, comm of the traced task
 IOMMU_FAULT_WRITE = 0x1
 IOMMU_FAULT_DMA_UNRECOV, IOMMU_FAULT_PAGE_REQ = 1, 2
 PAGE_REQUEST_LAST = 1 << 1
@@ -61,6 +67,7 @@ class FtraceImporter:
         self.sink = sink
         self.stats = stats
         self.scanner = BlockScanner(KEYWORDS, self._line, lambda: False)
+        self.last_ts = 0
         self._decoders = {
             "io_page_fault": self._io_page_fault, "map": self._map, "unmap": self._unmap,
             "add_device_to_group": lambda msg, ts, where: self._group(msg, ts, where, Kind.GROUP_ADD),
@@ -79,12 +86,18 @@ class FtraceImporter:
     def _line(self, raw: bytes, line_no: int, candidate: bool, block: bytes, start: int) -> None:
         text = raw.decode("utf-8", "replace").rstrip("\r\n")
         m = TRACE_LINE.match(text) or PERF_LINE.match(text)
-        if m is None:
+        where: tuple[int | None, int | None, str | None]
+        if m is not None:
+            ts = int(m["sec"]) * 1_000_000_000 + int(m["frac"].ljust(9, "0")[:9])
+            where = (int(m["cpu"]), int(m["pid"]), m["comm"].strip())
+        elif (m := BARE_LINE.match(text)) is not None:
+            ts = self.last_ts + BARE_STEP_NS
+            where = (None, None, None)
+        else:
             self.stats.not_understood(line_no, text)
             return
+        self.last_ts = ts
         event = m["event"].rsplit(":", 1)[-1]
-        ts = int(m["sec"]) * 1_000_000_000 + int(m["frac"].ljust(9, "0")[:9])
-        where = (int(m["cpu"]), int(m["pid"]), m["comm"].strip())
         msg = m["msg"]
         try:
             if "pasid_explorer: " in msg:
@@ -101,7 +114,7 @@ class FtraceImporter:
         else:
             self.stats.not_understood(line_no, text)
 
-    def _emit(self, kind: str, ts: int, where: tuple[int, int, str], device: str | None, pasid: int | None,
+    def _emit(self, kind: str, ts: int, where: Where, device: str | None, pasid: int | None,
               fields: dict[str, Any], vendor: str | None = None) -> bool:
         self.sink.row(kind, ts, device, pasid, fields, *where)
         self.sink.device(device, fields.get("driver"))
@@ -110,7 +123,7 @@ class FtraceImporter:
         return True
 
     # -- iommu: -------------------------------------------------------------------------------------------------
-    def _io_page_fault(self, msg: str, ts: int, where: tuple[int, int, str]) -> bool:
+    def _io_page_fault(self, msg: str, ts: int, where: Where) -> bool:
         m = _FAULT.search(msg)
         if m is None:
             return False
@@ -124,33 +137,33 @@ class FtraceImporter:
             fields["driver"] = driver
         return self._emit(Kind.FAULT, ts, where, m["dev"], None, fields)
 
-    def _map(self, msg: str, ts: int, where: tuple[int, int, str]) -> bool:
+    def _map(self, msg: str, ts: int, where: Where) -> bool:
         m = _MAP.search(msg)
         if m is None:
             return False
         return self._emit(Kind.MAP, ts, where, m["dev"], None,
                           {"iova": int(m[2], 16), "paddr": int(m[3], 16), "size": int(m[4])})
 
-    def _unmap(self, msg: str, ts: int, where: tuple[int, int, str]) -> bool:
+    def _unmap(self, msg: str, ts: int, where: Where) -> bool:
         m = _UNMAP.search(msg)
         if m is None:
             return False
         return self._emit(Kind.UNMAP, ts, where, m["dev"], None,
                           {"iova": int(m[2], 16), "size": int(m[3]), "unmapped": int(m[4])})
 
-    def _group(self, msg: str, ts: int, where: tuple[int, int, str], kind: str) -> bool:
+    def _group(self, msg: str, ts: int, where: Where, kind: str) -> bool:
         m = _GROUP.search(msg)
         if m is None:
             return False
         return self._emit(kind, ts, where, m[2], None, {"group": int(m[1])})
 
-    def _attach(self, msg: str, ts: int, where: tuple[int, int, str]) -> bool:
+    def _attach(self, msg: str, ts: int, where: Where) -> bool:
         m = _ATTACH.search(msg)
         if m is None:
             return False
         return self._emit(Kind.DOMAIN_ATTACH, ts, where, m[1], None, {})
 
-    def _dev_fault(self, msg: str, ts: int, where: tuple[int, int, str]) -> bool:
+    def _dev_fault(self, msg: str, ts: int, where: Where) -> bool:
         dev, _, rest = msg.partition("IOMMU:")[2].partition(" ")
         kv = {k: _int(v) for k, v in _KV.findall(rest) if k != "flags"} | \
             {k: int(v, 16) for k, v in _KV.findall(rest) if k == "flags"}
@@ -164,14 +177,14 @@ class FtraceImporter:
             "addr": kv.get("addr"), "code": kv.get("reason"), "vendor": "generic", "access": "unknown", "raw": msg,
             "reason": f"unrecoverable fault reported to the IOMMU core (reason {kv.get('reason')})"})
 
-    def _dev_page_response(self, msg: str, ts: int, where: tuple[int, int, str]) -> bool:
+    def _dev_page_response(self, msg: str, ts: int, where: Where) -> bool:
         dev, _, rest = msg.partition("IOMMU:")[2].partition(" ")
         kv = {k: _int(v) for k, v in _KV.findall(rest)}
         return self._emit(Kind.PAGE_RESPONSE, ts, where, dev, kv.get("pasid"),
                           {"prg": kv["group"] & 0x1FF, "code": kv["code"], "by": "kernel"})
 
     # -- intel_iommu: -------------------------------------------------------------------------------------------
-    def _prq_report(self, msg: str, ts: int, where: tuple[int, int, str]) -> bool:
+    def _prq_report(self, msg: str, ts: int, where: Where) -> bool:
         m = _PRQ.search(msg)
         if m is None:
             return False
@@ -183,7 +196,7 @@ class FtraceImporter:
                           {"prg": int(m["index"], 16) & 0x1FF, "addr": int(m["addr"], 16) << 12, "perm": perm,
                            "last": flags[4] == "l"}, vendor="intel")
 
-    def _qi_submit(self, msg: str, ts: int, where: tuple[int, int, str]) -> bool | None:
+    def _qi_submit(self, msg: str, ts: int, where: Where) -> bool | None:
         m = _QI.search(msg)
         if m is None:
             return False
@@ -196,7 +209,7 @@ class FtraceImporter:
                           {"prg": int(d["prg"]), "code": int(d["code"]), "by": "kernel"}, vendor="intel")
 
     # -- PASID Explorer's own events ----------------------------------------------------------------------------
-    def _own(self, msg: str, ts: int, where: tuple[int, int, str]) -> bool:
+    def _own(self, msg: str, ts: int, where: Where) -> bool:
         m = _OWN.search(msg)
         if m is None:
             return False
@@ -207,7 +220,7 @@ class FtraceImporter:
         for k in ("ts_ns", "source"):
             d.pop(k, None)
         common = {k: d.pop(k) for k in ("device", "pasid", "cpu", "pid", "comm") if k in d}
-        ev = make(kind, ts, source=self.sink.source, **{"cpu": where[0], "pid": where[1], "comm": where[2],
-                                                        **common}, **d)
+        task = {"cpu": where[0], "pid": where[1], "comm": where[2], **common}
+        ev = make(kind, ts, source=self.sink.source, **task, **d)
         self.sink.emit(ev.to_row())
         return True

@@ -27,6 +27,9 @@ KEYWORDS = re.compile(
     rb"Command line:|DMI: |iommu|IOMMU")
 _FAULTISH = re.compile(r"fault|error|event|logged|received|overflow|unhandled|illegal|invalid|timed? ?out|"
                        r"Request device", re.IGNORECASE)
+_STACK_FRAME = re.compile(r"^\??\s*[\w.]+\+0x[0-9a-f]+/0x[0-9a-f]+")  # " arm_smmu_context_fault+0x110/0x138"
+# A line from a driver (rather than a reporter's prose around the log): "DMAR: ...", "arm-smmu-v3 x.y: ...".
+_DRIVER_TAG = re.compile(r"^(?:(?:DMAR|dmar|DMAR-IR|AMD-Vi|INTR-REMAP|iommu|SMMU|smmu)\b|[\w.\-]+ [\w.:\-]+: )")
 _SUPPRESSED = re.compile(r"(?P<func>\w+): (?P<n>\d+) callbacks suppressed")
 _HOST = re.compile(r"^(?:Linux version (?P<kernel>\S+)|DMI: (?P<dmi>.+)|Command line: (?P<cmdline>.+))")
 
@@ -129,7 +132,8 @@ class KernelLogImporter:
                 stats.host.setdefault(k, v)
             stats.parsed += 1
             return
-        if _FAULTISH.search(msg):
+        if _FAULTISH.search(msg) and not _STACK_FRAME.match(msg) and \
+                (sp.mono_ns is not None or sp.wall_ns is not None or _DRIVER_TAG.match(msg)):
             stats.not_understood(line_no, text)
 
     def _suppressed(self, line: LogLine, vendor: str, n: int) -> None:

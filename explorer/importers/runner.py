@@ -72,26 +72,24 @@ def _trace_cmd_report(path: str) -> Iterator[BinaryIO]:
 
 
 def _blocks(f: BinaryIO, head: bytes, path: str) -> Iterator[tuple[bytes, int]]:
-    """Blocks of whole lines, and how many input bytes have been consumed after each."""
-    carry = head
-    done = len(head)
+    """Blocks of whole lines of about BLOCK bytes, and how many input bytes have been consumed after each."""
+    buf, done, eof = head, len(head), False
     while True:
-        chunk = f.read(BLOCK)
-        if not chunk:
-            break
-        done += len(chunk)
-        data = carry + chunk
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            if len(data) > MAX_LINE:
-                raise InputError(path, f"byte {done - len(data)}", f"no line break in {MAX_LINE >> 20} MiB: "
-                                                                     "this is not a text log")
-            carry = data
-            continue
-        yield data[:cut], done - (len(data) - cut)
-        carry = data[cut:]
-    if carry:
-        yield carry, done
+        while not eof and (len(buf) < BLOCK or buf.find(b"\n") < 0):
+            chunk = f.read(BLOCK)
+            if not chunk:
+                eof = True
+                break
+            buf += chunk
+            done += len(chunk)
+            if len(buf) > MAX_LINE and buf.find(b"\n") < 0:
+                raise InputError(path, f"byte {done - len(buf)}", f"no line break in {MAX_LINE >> 20} MiB: "
+                                                                   "this is not a text log")
+        if not buf:
+            return
+        cut = buf.rfind(b"\n", 0, BLOCK) + 1 or buf.find(b"\n") + 1 or len(buf)
+        yield buf[:cut], done - (len(buf) - cut)
+        buf = buf[cut:]
 
 
 def _description(fmt: str, clock: str, name: str) -> str:

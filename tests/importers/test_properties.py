@@ -1,0 +1,106 @@
+"""Whatever text arrives, the importers either write a recording or say in one line why not; and the decoders
+answer for every value a field can hold."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from explorer.errors import InputError
+from explorer.events import make
+from explorer.importers import import_log
+from explorer.importers.amd_tables import page_fault_access, page_fault_reason
+from explorer.importers.prefix import split_line
+from explorer.importers.smmu_tables import V3Event, fsr_text, v3_event
+from explorer.importers.vtd_tables import decode_page_group_response, fault_reason
+from explorer.recording import Recording
+
+# Fragments real logs are made of, so that random text often comes close to a real line and exercises the parsers
+# deep inside, not only their first check.
+FRAGMENTS = [
+    "[   12.345678] ", "[Mon Jan  1 12:00:00 2024] ", "Jan  2 03:04:05 host kernel: ", "kernel: ", "> ", "| ",
+    "DMAR: ", "DMAR:[DMA Read] ", "[DMA Write PASID 0x", "[DMA Read NO_PASID] ", "[INTR-REMAP] ", "Request device [",
+    "00:02.0] ", "0x00:0x02.0]", " fault addr 0x", " fault index ", "[fault reason 0x", "06] ", "ffffffff",
+    "PTE Read access is not set", "DRHD: handling fault status reg 3", "dmar_fault: 12 callbacks suppressed",
+    "AMD-Vi: Event logged [", "IO_PAGE_FAULT ", "device=00:14.5 ", "domain=0x000d ", "address=0xfdf8000000 ",
+    "flags=0x0070]", "INVALID_DEVICE_REQUEST ", "pasid=0x00001 ", "PPR logged [", "nvme 0000:01:00.0: ",
+    "iommu ivhd0: ", "arm-smmu-v3 arm-smmu-v3.0.auto: ", "event 0x10 received:", "\t0x0000010000000010",
+    "event: F_TRANSLATION client: 0000:00:01.0 sid: 0x8 ssid: 0x0 iova: 0x0 ipa: 0x0",
+    "unexpected PRI request received:", "sid 0x00000010.0x00005: [3L] unprivileged RW access at iova 0x1000",
+    "arm-smmu 15000000.iommu: Unhandled context fault: fsr=0x402, iova=0x9c4b9000, fsynr=0x7c0020, ",
+    "cbfrsynra=0x800, cb=7",
+    "FSR    = 00000402 [TF], SID=0x800", "EVTQ overflow detected -- events lost", "DTE[0]: 7d9", "\n", "\n", " ",
+    "irq/24-AMD-Vi-48    [002] ....   978.554289: ", "io_page_fault: IOMMU:nvme 0000:05:00.0 iova=0x1 flags=0x1",
+    "map: IOMMU: iova=0x1000 paddr=0x2000 size=4096", "prq_report: dmar0/0000:00:0a.0 seq# 1: rid=0x50 addr=0x5 ",
+    "r---- pasid=0x2 index=0x1", "qi_submit: page_grp_resp dmar0: 0x300500019 0x3c 0x0 0x0",
+    "tracing_mark_write: pasid_explorer: {\"kind\": \"marker\"", ", \"text\": \"x\"}", "\x00", "\ufffd", "\r",
+]
+log_text = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=12)), max_size=60).map("".join)
+
+
+def _import(data: bytes, fmt: str | None) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        src, out = Path(d) / "in.log", Path(d) / "out.pasidrec"
+        src.write_bytes(data)
+        try:
+            stats = import_log(str(src), out, fmt=fmt)
+        except InputError as e:
+            assert str(src) in str(e) and "\n" not in str(e).strip()
+            assert not out.exists(), "a refused import leaves no file behind"
+            return
+        with Recording(out) as rec:
+            events = list(rec.iter_events())
+            assert rec.complete
+        assert len(events) == stats.events
+        assert stats.parsed + stats.unknown <= stats.lines
+        for ev in events:  # everything written obeys the event model
+            make(ev.kind, ev.ts_ns, device=ev.device, pasid=ev.pasid, cpu=ev.cpu, pid=ev.pid, comm=ev.comm,
+                 **dict(ev.fields))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(log_text, st.sampled_from([None, "kernel-log", "ftrace"]))
+def test_any_text_imports_or_is_refused_in_one_line(text: str, fmt: str | None) -> None:
+    _import(text.encode("utf-8", "surrogatepass"), fmt)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=400))
+def test_any_bytes_import_or_are_refused_in_one_line(data: bytes) -> None:
+    _import(data, None)
+
+
+@given(st.text(max_size=200))
+def test_split_line_keeps_a_suffix_of_the_line(line: str) -> None:
+    sp = split_line(line)
+    assert sp.msg in line  # only prefixes are taken off
+    assert sp.mono_ns is None or sp.mono_ns >= 0
+
+
+@given(st.integers(0, 255))
+def test_every_vtd_reason_code_has_words(code: int) -> None:
+    text, lesson, _ = fault_reason(code)
+    assert text and lesson
+
+
+@given(st.integers(0, 0xFFF), st.one_of(st.none(), st.integers(0, 0xFFFF)))
+def test_every_amd_flag_combination_is_explained(flags: int, domain: int | None) -> None:
+    assert page_fault_access(flags) in ("read", "write", "exec", "unknown")
+    assert page_fault_reason(flags, domain).startswith("IO_PAGE_FAULT: ")
+
+
+@given(st.lists(st.integers(0, 2**64 - 1), min_size=4, max_size=4), st.integers(0, 2**32 - 1))
+def test_smmu_records_and_status_words_always_decode(words: list[int], fsr: int) -> None:
+    ev = V3Event.decode(words)
+    assert ev.id == words[0] & 0xFF and ev.sid == words[0] >> 32 and 0 <= ev.ssid < 1 << 20
+    assert v3_event(ev.id)[0] and ev.access_text()
+    assert fsr_text(fsr)[1]
+
+
+@given(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1))
+def test_page_group_responses_decode_to_model_values(qw0: int, qw1: int) -> None:
+    d = decode_page_group_response(qw0, qw1)
+    assert 0 <= d["prg"] < 512 and 0 <= d["pasid"] < 1 << 20 and 0 <= d["rid"] < 1 << 16
