@@ -1,0 +1,66 @@
+"""`probes`: what a live capture can see on this host, hook by hook, and which event kinds it cannot."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import print_json
+
+ORDER = 70
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "probes", help="report which kernel hooks a live capture can attach here, and what stays invisible",
+        description="Check this host for live capture: every tracepoint and kernel function PASID Explorer can "
+                    "listen to, and whether it attaches here or why not (missing symbol or tracepoint, blocked "
+                    "by kernel lockdown, no kprobes in this kernel, needs root, a format this version does not "
+                    "read). Tracepoints work under lockdown; kernel functions need fentry (BPF trampolines) or "
+                    "kprobes, which lockdown refuses. From the verdicts follow the event kinds a capture will not "
+                    "show (PASID allocation, SVA binds, ...) and the ones it shows only in part (page requests "
+                    "handled through iommufd fault queues). As root it compiles and attaches the probes once to "
+                    "confirm the report. Exit status 0 when a capture can run, 1 when it cannot.",
+        epilog="examples:\n  sudo pasid-explorer probes\n  sudo pasid-explorer probes --json | jq .invisible_kinds\n"
+               "  pasid-explorer probes --no-load        plan only, from tracefs, kallsyms, BTF and lockdown",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--no-load", action="store_true", help="do not compile and attach to confirm the plan")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from probes.capability import ATTACHED, WILL_ATTACH, coverage
+    from probes.capture import survey
+
+    s = survey(load=not args.no_load)
+    f = s.facts
+    cov = coverage(s.verdicts)
+    runnable = s.problem is None and any(v.status in (ATTACHED, WILL_ATTACH) for v in s.verdicts)
+    host = {"kernel": f.kernel, "root": f.root, "tracefs": str(f.tracefs) if f.tracefs else None,
+            "lockdown": f.lockdown, "btf": f.btf is not None, "kprobes": f.kprobes,
+            "fentry": "works" if f.fentry_error is None else f.fentry_error}
+    if args.json:
+        print_json({"host": host, "problem": s.problem, "can_capture": runnable,
+                    "hooks": [{"hook": v.hook.name, "status": v.status, "method": v.method or None,
+                               "reason": v.reason or None, "kinds": list(v.hook.kinds)} for v in s.verdicts],
+                    "visible_kinds": list(cov.visible), "partial_kinds": cov.partial,
+                    "invisible_kinds": cov.invisible})
+        return 0 if runnable else 1
+    print(f"Linux {f.kernel}: lockdown {f.lockdown or 'unknown'}, BTF {'yes' if f.btf else 'no'}, "
+          f"kprobes {'yes' if f.kprobes else 'no'}, fentry {host['fentry']}, "
+          f"tracefs {host['tracefs'] or 'not mounted'}")
+    if s.problem:
+        print(f"capture cannot start: {s.problem}")
+    print()
+    width = max(len(v.hook.name) for v in s.verdicts)
+    print(f"{'hook':<{width}}  {'status':<20} {'via':<10} why / what it shows")
+    for v in s.verdicts:
+        why = v.reason or v.hook.doc
+        print(f"{v.hook.name:<{width}}  {v.status:<20} {v.method or '-':<10} {why}")
+    print()
+    print(f"visible event kinds: {', '.join(cov.visible)}")
+    for kind, why in cov.partial.items():
+        print(f"partly visible: {kind}: {why}")
+    for kind, why in cov.invisible.items():
+        print(f"invisible: {kind}: {why}")
+    return 0 if runnable else 1

@@ -1,0 +1,371 @@
+/* PASID Explorer's live capture: tracepoints only, so it runs under kernel lockdown too.
+ *
+ *  - syscalls:sys_enter/exit_ioctl, filtered in the kernel to iommufd and VFIO-cdev commands: the argument struct
+ *    is copied at entry and again at return (for the out_* values), one record per completed call;
+ *  - reads and writes on iommufd fault-queue fds (learned from IOMMU_FAULT_QUEUE_ALLOC's out_fault_fd): the page
+ *    faults user space (a VMM) receives and the page responses it sends back;
+ *  - sched:sched_process_exit for processes seen doing this work (or the --pid target): their mm goes away;
+ *  - iommu:* and, where the kernel has them, the Intel VT-d and older SVA-era tracepoints (HAVE_TP_* flags).
+ *
+ * Compiled by probes/loader.py after common.bpf.c, with -D flags for the tracepoints this kernel has. */
+
+/* config[CFG_TGID]: capture only this process (0: all). config[CFG_FAULT_FDS]: any fault fd known (fast path). */
+BPF_ARRAY(config, u64, 4);
+#define CFG_TGID 0
+#define CFG_FAULT_FDS 1
+
+/* A call in flight, from sys_enter to sys_exit, by thread id. */
+struct call {
+    u64 ts;
+    u64 uptr;
+    u32 type;
+    u32 cmd;
+    s32 fd;
+    u32 n_in;
+    u8 in[TEXT_BYTES];
+};
+BPF_HASH(calls, u32, struct call, 10240);
+
+/* Processes that did iommufd/VFIO work: their exit is reported. */
+BPF_HASH(seen, u32, u8, 10240);
+
+/* iommufd fault-queue fds by (tgid, fd) -> fault object id. */
+struct fdkey {
+    u32 tgid;
+    s32 fd;
+};
+BPF_TABLE("lru_hash", struct fdkey, u32, fault_fds, 4096);
+
+static __always_inline u64 cfg(int i)
+{
+    u64 *v = config.lookup(&i);
+    return v ? *v : 0;
+}
+
+static __always_inline int wanted(u32 tgid)
+{
+    u64 want = cfg(CFG_TGID);
+    return want == 0 || want == tgid;
+}
+
+/* Copy a user struct that begins with its own u32 size: at most TEXT_BYTES, never past its size. */
+static __always_inline u32 copy_sized(u8 *dst, u64 uptr)
+{
+    u32 size = 0;
+    if (bpf_probe_read_user(&size, sizeof(size), (void *)uptr))
+        return 0;
+    u32 n = size;
+    if (n > TEXT_BYTES)
+        n = TEXT_BYTES;
+    if (n < 4)
+        n = 4;
+    if (bpf_probe_read_user(dst, n & 0x3f, (void *)uptr))
+        return 0;
+    return n;
+}
+
+static __always_inline u32 copy_user(u8 *dst, u64 uptr, s64 len)
+{
+    u32 n = len > TEXT_BYTES ? TEXT_BYTES : (len < 0 ? 0 : (u32)len);
+    if (n == 0 || bpf_probe_read_user(dst, n & 0x3f, (void *)uptr))
+        return 0;
+    return n;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_ioctl)
+{
+    u32 cmd = args->cmd;
+    u32 nr = cmd & 0xff;
+    if ((cmd >> 8) != 0x3b || (nr < 0x80 && (nr < VFIO_FIRST || nr > VFIO_LAST)))
+        return 0;
+    u64 id = bpf_get_current_pid_tgid();
+    if (!wanted(id >> 32))
+        return 0;
+    u32 tid = (u32)id;
+    struct call c = {};
+    c.ts = bpf_ktime_get_ns();
+    c.uptr = args->arg;
+    c.type = EV_IOCTL;
+    c.cmd = cmd;
+    c.fd = args->fd;
+    c.n_in = copy_sized(c.in, c.uptr);
+    calls.update(&tid, &c);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_ioctl)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tid = (u32)id, tgid = id >> 32;
+    struct call *c = calls.lookup(&tid);
+    if (!c || c->type != EV_IOCTL)
+        return 0;
+    u8 one = 1;
+    seen.update(&tgid, &one);
+    count_event(EV_IOCTL, c->cmd, tgid, 0xffffffff, 0);
+    struct rec *r = new_rec(EV_IOCTL);
+    if (r) {
+        r->ts_start = c->ts;
+        r->cmd = c->cmd;
+        r->fd = c->fd;
+        r->ret = args->ret;
+        r->a = c->uptr;
+        r->n_in = c->n_in;
+        __builtin_memcpy(r->in, c->in, TEXT_BYTES);
+        if (args->ret == 0 && c->n_in)
+            r->n_out = copy_sized(r->out, c->uptr);
+        if (c->cmd == IOMMU_FAULT_QUEUE_ALLOC && args->ret == 0 && r->n_out >= 16) {
+            struct fdkey k = {tgid, *(s32 *)(r->out + 12)};
+            u32 fault_id = *(u32 *)(r->out + 8);
+            fault_fds.update(&k, &fault_id);
+            int i = CFG_FAULT_FDS;
+            u64 yes = 1;
+            config.update(&i, &yes);
+        }
+        submit(r);
+    }
+    calls.delete(&tid);
+    return 0;
+}
+
+/* -- iommufd fault queues: page faults read by user space, page responses written back ------------------------- */
+static __always_inline int fault_fd_io(u32 type, s32 fd, u64 buf)
+{
+    if (!cfg(CFG_FAULT_FDS))
+        return 0;
+    u64 id = bpf_get_current_pid_tgid();
+    struct fdkey k = {id >> 32, fd};
+    u32 *fault_id = fault_fds.lookup(&k);
+    if (!fault_id)
+        return 0;
+    u32 tid = (u32)id;
+    struct call c = {};
+    c.ts = bpf_ktime_get_ns();
+    c.uptr = buf;
+    c.type = type;
+    c.cmd = *fault_id;
+    c.fd = fd;
+    calls.update(&tid, &c);
+    return 0;
+}
+
+/* A read returns page faults (48 bytes each), a write carries responses (8 bytes each): the first
+ * FAULT_RECS_PER_IO * 96 bytes are copied, 96 to a record; r->ret keeps the call's full byte count. */
+static __always_inline int fault_fd_done(u32 type, s64 ret)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tid = (u32)id;
+    struct call *c = calls.lookup(&tid);
+    if (!c || c->type != type)
+        return 0;
+    count_event(type, c->cmd, id >> 32, 0xffffffff, 0);
+    u64 uptr = c->uptr;
+    #pragma unroll
+    for (int i = 0; i < FAULT_RECS_PER_IO; i++) {
+        s64 off = (s64)i * 2 * TEXT_BYTES;
+        if (i > 0 && off >= ret)
+            break;
+        struct rec *r = new_rec(type);
+        if (!r)
+            break;
+        r->ts_start = c->ts;
+        r->cmd = c->cmd;
+        r->fd = c->fd;
+        r->ret = ret;
+        r->b = i;
+        if (ret > 0) {
+            r->n_in = copy_user(r->in, uptr + off, ret - off);
+            r->n_out = copy_user(r->out, uptr + off + TEXT_BYTES, ret - off - TEXT_BYTES);
+        }
+        submit(r);
+    }
+    calls.delete(&tid);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_read) { return fault_fd_io(EV_FAULT_READ, args->fd, (u64)args->buf); }
+TRACEPOINT_PROBE(syscalls, sys_exit_read) { return fault_fd_done(EV_FAULT_READ, args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_enter_write) { return fault_fd_io(EV_FAULT_WRITE, args->fd, (u64)args->buf); }
+TRACEPOINT_PROBE(syscalls, sys_exit_write) { return fault_fd_done(EV_FAULT_WRITE, args->ret); }
+
+TRACEPOINT_PROBE(syscalls, sys_enter_close)
+{
+    if (!cfg(CFG_FAULT_FDS))
+        return 0;
+    struct fdkey k = {bpf_get_current_pid_tgid() >> 32, args->fd};
+    fault_fds.delete(&k);
+    return 0;
+}
+
+/* -- process exit: the mm of a process that did PASID work goes away ------------------------------------------- */
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+#ifdef HAVE_GROUP_DEAD
+    if (!args->group_dead)
+        return 0;
+#else
+    if ((u32)id != tgid)
+        return 0;
+#endif
+    if (!seen.lookup(&tgid) && cfg(CFG_TGID) != tgid)
+        return 0;
+    seen.delete(&tgid);
+    count_event(EV_EXIT, 0, tgid, 0xffffffff, 0);
+    struct rec *r = new_rec(EV_EXIT);
+    if (r)
+        submit(r);
+    return 0;
+}
+
+/* -- iommu:* tracepoints --------------------------------------------------------------------------------------- */
+#define READ_STR(dst, field) \
+    bpf_probe_read_kernel_str((dst), TEXT_BYTES, (char *)args + (args->data_loc_##field & 0xFFFF))
+
+#define DEVICE_EVENT(TYPE, PASID)                                                                   \
+    u8 dev[TEXT_BYTES] = {};                                                                        \
+    READ_STR(dev, device);                                                                          \
+    count_event(TYPE, 0, 0, PASID, (const char *)dev);                                              \
+    struct rec *r = new_rec(TYPE);                                                                  \
+    if (!r)                                                                                         \
+        return 0;                                                                                   \
+    __builtin_memcpy(r->in, dev, TEXT_BYTES);                                                       \
+    r->n_in = TEXT_BYTES;
+
+#ifdef HAVE_TP_iommu__io_page_fault
+TRACEPOINT_PROBE(iommu, io_page_fault)
+{
+    DEVICE_EVENT(EV_IO_PAGE_FAULT, 0xffffffff)
+    READ_STR(r->out, driver);
+    r->n_out = TEXT_BYTES;
+    r->a = args->iova;
+    r->cmd = args->flags;
+    submit(r);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_TP_iommu__add_device_to_group
+TRACEPOINT_PROBE(iommu, add_device_to_group)
+{
+    DEVICE_EVENT(EV_GROUP_ADD, 0xffffffff)
+    r->cmd = args->gid;
+    submit(r);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_TP_iommu__remove_device_from_group
+TRACEPOINT_PROBE(iommu, remove_device_from_group)
+{
+    DEVICE_EVENT(EV_GROUP_REMOVE, 0xffffffff)
+    r->cmd = args->gid;
+    submit(r);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_TP_iommu__attach_device_to_domain
+TRACEPOINT_PROBE(iommu, attach_device_to_domain)
+{
+    DEVICE_EVENT(EV_DOMAIN_ATTACH, 0xffffffff)
+    submit(r);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_TP_iommu__map
+TRACEPOINT_PROBE(iommu, map)
+{
+    count_event(EV_MAP, 0, 0, 0xffffffff, 0);
+    struct rec *r = new_rec(EV_MAP);
+    if (!r)
+        return 0;
+    r->a = args->iova;
+    r->b = args->paddr;
+    r->c = args->size;
+    submit(r);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_TP_iommu__unmap
+TRACEPOINT_PROBE(iommu, unmap)
+{
+    count_event(EV_UNMAP, 0, 0, 0xffffffff, 0);
+    struct rec *r = new_rec(EV_UNMAP);
+    if (!r)
+        return 0;
+    r->a = args->iova;
+    r->b = args->size;
+    r->c = args->unmapped_size;
+    submit(r);
+    return 0;
+}
+#endif
+
+/* SVA-era kernels (about 5.2 to 6.7) traced page requests and responses themselves. */
+#ifdef HAVE_TP_iommu__dev_fault
+TRACEPOINT_PROBE(iommu, dev_fault)
+{
+    DEVICE_EVENT(EV_DEV_FAULT, args->pasid)
+    r->cmd = args->type;
+    r->fd = args->reason;
+    r->a = args->addr;
+    r->b = ((u64)args->grpid << 32) | args->flags;
+    r->c = ((u64)args->pasid << 32) | args->prot;
+    submit(r);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_TP_iommu__dev_page_response
+TRACEPOINT_PROBE(iommu, dev_page_response)
+{
+    DEVICE_EVENT(EV_DEV_PAGE_RESPONSE, args->pasid)
+    r->cmd = args->code;
+    r->b = args->grpid;
+    r->c = args->pasid;
+    submit(r);
+    return 0;
+}
+#endif
+
+/* Intel VT-d: raw page-request descriptors, and queued invalidations (page group responses among them). */
+#ifdef HAVE_TP_intel_iommu__prq_report
+TRACEPOINT_PROBE(intel_iommu, prq_report)
+{
+    u8 dev[TEXT_BYTES] = {};
+    bpf_probe_read_kernel_str(dev, TEXT_BYTES, (char *)args + (args->data_loc_dev & 0xFFFF));
+    count_event(EV_PRQ, 0, 0, (args->dw0 >> 32) & 0xfffff, (const char *)dev);
+    struct rec *r = new_rec(EV_PRQ);
+    if (!r)
+        return 0;
+    __builtin_memcpy(r->in, dev, TEXT_BYTES);
+    r->n_in = TEXT_BYTES;
+    r->a = args->dw0;
+    r->b = args->dw1;
+    r->c = args->seq;
+    submit(r);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_TP_intel_iommu__qi_submit
+TRACEPOINT_PROBE(intel_iommu, qi_submit)
+{
+    if ((args->qw0 & 0xf) != QI_PGRP_RESP_TYPE)
+        return 0;  /* only page group responses: the other descriptors are cache invalidations */
+    count_event(EV_QI_PGRP_RESP, 0, 0, (args->qw0 >> 32) & 0xfffff, 0);
+    struct rec *r = new_rec(EV_QI_PGRP_RESP);
+    if (!r)
+        return 0;
+    READ_STR(r->out, iommu);
+    r->n_out = TEXT_BYTES;
+    r->a = args->qw0;
+    r->b = args->qw1;
+    submit(r);
+    return 0;
+}
+#endif

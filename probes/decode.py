@@ -1,0 +1,383 @@
+"""Turns batches of raw probe records (numpy arrays of `layout.REC`) into the core's event rows.
+
+Pure Python and numpy: no bcc, no root, so every decoding rule is unit-tested on synthetic records. The hot
+path is the ioctl record: a batch is split by command and each command's argument struct is read as numpy
+columns, so the Python work per event is building its row, not parsing bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from explorer.events import IOMMU_PASID_INVALID, AllocPath, Kind, owner_of
+
+from .layout import TEXT_BYTES, Ev
+from .uapi_decode import (
+    LAYOUTS,
+    PAGE_RESPONSE,
+    PGFAULT,
+    UField,
+    command_name,
+    pasid_of,
+)
+
+Row = list[Any]
+RowMaker = Callable[..., Row]
+FdDevice = Callable[[int, int], str | None]  # (tgid, fd) -> the PCI device behind a VFIO device fd
+
+ENOSPC = 28
+IOMMU_FAULT_WRITE = 0x1  # include/linux/iommu.h: report_iommu_fault() flags
+IOMMU_PGFAULT_FLAGS_PASID_VALID, IOMMU_PGFAULT_FLAGS_LAST_PAGE = 1, 2
+OLD_FAULT_PAGE_REQ = 2  # iommu:dev_fault's `type` for a page request (1 is an unrecoverable fault) in 5.x
+PAGE_REQUEST_PASID_VALID, PAGE_REQUEST_LAST_PAGE = 1, 2  # IOMMU_FAULT_PAGE_REQUEST_* (same bits in every era)
+VTD_RESPONSE_CODES = {0x0: 0, 0x1: 1, 0xF: 2}  # QI_RESP_SUCCESS / INVALID / FAILURE -> ResponseCode
+DEV_ID_COMMANDS = ("IOMMU_HWPT_ALLOC", "IOMMU_GET_HW_INFO", "IOMMU_VIOMMU_ALLOC", "IOMMU_VDEVICE_ALLOC")
+DEVICE_FD_COMMANDS = ("VFIO_DEVICE_BIND_IOMMUFD", "VFIO_DEVICE_ATTACH_IOMMUFD_PT", "VFIO_DEVICE_DETACH_IOMMUFD_PT")
+
+SOURCES = {
+    Ev.IOCTL: "syscalls:sys_exit_ioctl", Ev.EXIT: "sched:sched_process_exit",
+    Ev.IO_PAGE_FAULT: "iommu:io_page_fault", Ev.MAP: "iommu:map", Ev.UNMAP: "iommu:unmap",
+    Ev.GROUP_ADD: "iommu:add_device_to_group", Ev.GROUP_REMOVE: "iommu:remove_device_from_group",
+    Ev.DOMAIN_ATTACH: "iommu:attach_device_to_domain", Ev.FAULT_READ: "syscalls:sys_exit_read",
+    Ev.FAULT_WRITE: "syscalls:sys_exit_write", Ev.DEV_FAULT: "iommu:dev_fault",
+    Ev.DEV_PAGE_RESPONSE: "iommu:dev_page_response", Ev.PRQ: "intel_iommu:prq_report",
+    Ev.QI_PGRP_RESP: "intel_iommu:qi_submit",
+}
+
+
+def text(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def rid_name(rid: int, segment: int = 0) -> str:
+    """A PCI requester id as the kernel names the device (segment:bus:device.function)."""
+    return f"{segment:04x}:{rid >> 8:02x}:{(rid >> 3) & 0x1F:02x}.{rid & 7}"
+
+
+def _field_dtype(fields: tuple[UField, ...]) -> np.dtype:
+    return np.dtype({"names": [f.name for f in fields], "formats": ["<" + f.fmt for f in fields],
+                     "offsets": [f.offset for f in fields], "itemsize": TEXT_BYTES})
+
+
+@dataclass(slots=True)
+class Decoder:
+    """Stateful across batches: fault-queue cookies, iommufd device ids and fds learned from earlier calls.
+
+    `kernel_page_requests` / `kernel_page_responses` say the kernel's own hooks report page requests and
+    responses; fault-queue traffic then only feeds what it learns (which group a cookie answers) instead of
+    producing the same events a second time.
+    """
+
+    device: str | None = None  # keep only events about this device (and those about none)
+    fd_device: FdDevice | None = None
+    kernel_page_requests: bool = False
+    kernel_page_responses: bool = False
+    kfunc_sources: dict[int, str] | None = None  # Ev -> "fentry:fn" / "kprobe:fn" of the kernel-function hooks
+    unmatched_responses: int = 0  # responses written for a fault the capture never saw read
+    _comm: dict[bytes, str] = field(default_factory=dict, init=False, repr=False)
+    _iommufd_devs: dict[tuple[int, int], str] = field(default_factory=dict, init=False, repr=False)
+    _fd_devs: dict[tuple[int, int], str | None] = field(default_factory=dict, init=False, repr=False)
+    # (tgid, fault object, cookie) -> (device, PASID, PRG index) of the page fault read with that cookie
+    _cookies: dict[tuple[int, int, int], tuple[str, int | None, int]] = field(default_factory=dict, init=False,
+                                                                             repr=False)
+
+    # -- batches ----------------------------------------------------------------------------------------------
+    def rows(self, recs: np.ndarray) -> list[Row]:
+        """Rows for a batch of records, in time order."""
+        if not len(recs):
+            return []
+        recs = recs[np.argsort(recs["ts"], kind="stable")]
+        types = recs["type"]
+        ioctl = types == Ev.IOCTL
+        if ioctl.all():
+            out = self._ioctls(recs)
+        else:
+            out = self._ioctls(recs[ioctl])
+            for rec in recs[~ioctl]:
+                out.extend(self._one(rec))
+            out.sort(key=lambda r: r[0])
+        if self.device is not None:
+            out = [r for r in out if r[2] is None or r[2] == self.device]
+        return out
+
+    def _comms(self, raw: list[bytes]) -> list[str]:
+        cache = self._comm
+        out = []
+        for c in raw:
+            s = cache.get(c)
+            if s is None:
+                s = cache[c] = text(c)
+            out.append(s)
+        return out
+
+    # -- ioctls: the hot path -----------------------------------------------------------------------------------
+    def _ioctls(self, recs: np.ndarray) -> list[Row]:
+        if not len(recs):
+            return []
+        n = len(recs)
+        out: list[Row | None] = [None] * n
+        cmds = recs["cmd"]
+        for cmd in np.unique(cmds).tolist():
+            pos = np.flatnonzero(cmds == cmd)
+            sel = recs[pos]
+            name = command_name(cmd)
+            rows = self._ioctl_rows(cmd, name, sel)
+            for p, row in zip(pos.tolist(), rows, strict=True):
+                out[p] = row
+        return out  # type: ignore[return-value]
+
+    def _ioctl_rows(self, cmd: int, name: str, sel: np.ndarray) -> list[Row]:
+        ts, cpu, tgid = sel["ts"].tolist(), sel["cpu"].tolist(), sel["tgid"].tolist()
+        comm, fd, ret = self._comms(sel["comm"].tolist()), sel["fd"].tolist(), sel["ret"].tolist()
+        args = self._args(name, sel)
+        rows = []
+        source = SOURCES[Ev.IOCTL]
+        for i in range(len(sel)):
+            a = args[i]
+            device = self._call_device(name, tgid[i], fd[i], a, ret[i])
+            rows.append([ts[i], Kind.UAPI, device, pasid_of(name, a), cpu[i], tgid[i], comm[i], source,
+                         {"cmd": cmd, "name": name, "fd": fd[i], "args": a, "ret": ret[i]}])
+        return rows
+
+    def _args(self, name: str, sel: np.ndarray) -> list[dict[str, Any]]:
+        """Each call's argument dict: fields inside the size the caller passed; out values only after success."""
+        layout = LAYOUTS.get(name)
+        n = len(sel)
+        if layout is None:
+            return [{} for _ in range(n)]
+        size = sel["in"].view(_field_dtype(layout.fields[:1]))[layout.fields[0].name].astype(np.int64)
+        visible = np.minimum(size, sel["n_in"].astype(np.int64))
+        ok = (sel["ret"] == 0) & (sel["n_out"] > 0)
+        variant = visible * 2 + ok
+        result: list[dict[str, Any]] = [{}] * n
+        for v in np.unique(variant).tolist():
+            rows_v = np.flatnonzero(variant == v)
+            vis, good = v >> 1, bool(v & 1)
+            fields = layout.visible(vis)
+            src_in = tuple(f for f in fields if f.io == "in" or (f.io == "inout" and not good))
+            src_out = tuple(f for f in fields if good and f.io in ("out", "inout"))
+            names = [f.name for f in src_in] + [f.name for f in src_out]
+            cols = []
+            if src_in:
+                view = sel["in"][rows_v].view(_field_dtype(src_in))
+                cols += [view[f.name].tolist() for f in src_in]
+            if src_out:
+                view = sel["out"][rows_v].view(_field_dtype(src_out))
+                cols += [view[f.name].tolist() for f in src_out]
+            for r, vals in zip(rows_v.tolist(), zip(*cols, strict=True) if cols else [()] * len(rows_v),
+                               strict=True):
+                result[r] = dict(zip(names, vals, strict=True))
+        return result
+
+    def _call_device(self, name: str, tgid: int, fd: int, args: dict[str, Any], ret: int) -> str | None:
+        """The PCI device a call is about, where the call says so (a VFIO device fd, an iommufd dev_id)."""
+        if name in DEVICE_FD_COMMANDS:
+            key = (tgid, fd)
+            if key not in self._fd_devs:
+                self._fd_devs[key] = self.fd_device(tgid, fd) if self.fd_device else None
+            device = self._fd_devs[key]
+            if device is not None and name == "VFIO_DEVICE_BIND_IOMMUFD" and ret == 0 and "out_devid" in args:
+                self._iommufd_devs[(tgid, args["out_devid"])] = device
+            return device
+        if name in DEV_ID_COMMANDS and "dev_id" in args:
+            return self._iommufd_devs.get((tgid, args["dev_id"]))
+        return None
+
+    def iommufd_device(self, tgid: int, dev_id: int) -> str:
+        return self._iommufd_devs.get((tgid, dev_id)) or f"iommufd:{tgid}/dev{dev_id}"
+
+    # -- everything else: low rates, one record at a time ----------------------------------------------------------
+    def _one(self, rec: np.void) -> list[Row]:
+        t = int(rec["type"])
+        head = (int(rec["ts"]), int(rec["cpu"]), int(rec["tgid"]), self._comms([rec["comm"]])[0],
+                SOURCES.get(t) or (self.kfunc_sources or {}).get(t, "probe"))
+
+        def row(kind: str, device: str | None = None, pasid: int | None = None, **fields: Any) -> Row:
+            return [head[0], kind, device, pasid, head[1], head[2], head[3], head[4],
+                    {k: v for k, v in fields.items() if v is not None}]
+
+        handler = self._handlers.get(t)
+        return handler(self, row, Raw.of(rec)) if handler else []
+
+    def _exit(self, row: RowMaker, r: Raw) -> list[Row]:
+        return [row(Kind.MM_EXIT, mm=r.tgid)]
+
+    def _io_page_fault(self, row: RowMaker, r: Raw) -> list[Row]:
+        return [row(Kind.FAULT, r.dev, addr=r.a, flags=r.cmd, vendor="generic",
+                    access="write" if r.cmd & IOMMU_FAULT_WRITE else "read", driver=r.out_text or None)]
+
+    def _group(self, row: RowMaker, r: Raw) -> list[Row]:
+        return [row(Kind.GROUP_ADD if r.type == Ev.GROUP_ADD else Kind.GROUP_REMOVE, r.dev, group=r.cmd)]
+
+    def _domain_attach(self, row: RowMaker, r: Raw) -> list[Row]:
+        return [row(Kind.DOMAIN_ATTACH, r.dev)]
+
+    def _map(self, row: RowMaker, r: Raw) -> list[Row]:
+        return [row(Kind.MAP, iova=r.a, paddr=r.b, size=r.c)]
+
+    def _unmap(self, row: RowMaker, r: Raw) -> list[Row]:
+        return [row(Kind.UNMAP, iova=r.a, size=r.b, unmapped=r.c)]
+
+    def _old_dev_fault(self, row: RowMaker, r: Raw) -> list[Row]:
+        """iommu:dev_fault of SVA-era kernels: an unrecoverable fault or a page request."""
+        flags, prg = r.b & 0xFFFFFFFF, r.b >> 32
+        perm, pasid = r.c & 0xFFFFFFFF, r.c >> 32
+        pasid_or_none = pasid if flags & PAGE_REQUEST_PASID_VALID else None
+        if r.cmd != OLD_FAULT_PAGE_REQ:
+            return [row(Kind.FAULT, r.dev, pasid_or_none, addr=r.a, code=r.fd, flags=flags, vendor="generic")]
+        return [row(Kind.PAGE_REQUEST, r.dev, pasid_or_none, prg=prg, addr=r.a, perm=perm,
+                    last=bool(flags & PAGE_REQUEST_LAST_PAGE))]
+
+    def _old_dev_page_response(self, row: RowMaker, r: Raw) -> list[Row]:
+        return [row(Kind.PAGE_RESPONSE, r.dev, r.c, prg=r.b, code=r.cmd)]
+
+    def _prq(self, row: RowMaker, r: Raw) -> list[Row]:
+        return [vtd_page_request(row, r.dev, r.a, r.b)]
+
+    def _qi_page_response(self, row: RowMaker, r: Raw) -> list[Row]:
+        return [vtd_page_response(row, r.a, r.b)]
+
+    # -- iommufd fault queues ---------------------------------------------------------------------------------------
+    def _fault_reads(self, row: RowMaker, r: Raw) -> list[Row]:
+        """Page faults a process read from its fault queue: remembered by cookie, so that its response can be
+        tied to the group; events of their own only where the kernel's page-request hooks are missing."""
+        out = []
+        for off in range(0, len(r.data) - PGFAULT.size + 1, PGFAULT.size):
+            f = {fl.name: struct.unpack_from("<" + fl.fmt, r.data, off + fl.offset)[0] for fl in PGFAULT.fields}
+            pasid = f["pasid"] if f["flags"] & IOMMU_PGFAULT_FLAGS_PASID_VALID else None
+            device = self.iommufd_device(r.tgid, f["dev_id"])
+            self._cookies[(r.tgid, r.cmd, f["cookie"])] = (device, pasid, f["grpid"])
+            if not self.kernel_page_requests:
+                out.append(row(Kind.PAGE_REQUEST, device, pasid, prg=f["grpid"], addr=f["addr"], perm=f["perm"],
+                               last=bool(f["flags"] & IOMMU_PGFAULT_FLAGS_LAST_PAGE)))
+        return out
+
+    def _fault_writes(self, row: RowMaker, r: Raw) -> list[Row]:
+        """Page responses a process wrote to its fault queue (accepted by the kernel)."""
+        if r.ret <= 0:
+            return []
+        out = []
+        for off in range(0, len(r.data) - PAGE_RESPONSE.size + 1, PAGE_RESPONSE.size):
+            cookie, code = struct.unpack_from("<II", r.data, off)
+            group = self._cookies.pop((r.tgid, r.cmd, cookie), None)
+            if group is None:
+                self.unmatched_responses += 1
+            elif not self.kernel_page_responses:
+                device, pasid, prg = group
+                out.append(row(Kind.PAGE_RESPONSE, device, pasid, prg=prg, code=code, by="user"))
+        return out
+
+    # -- kernel functions (fentry / kprobes, where the host permits) ------------------------------------------------
+    def _pasid_alloc(self, row: RowMaker, r: Raw) -> list[Row]:
+        path = AllocPath.IOASID if r.type == Ev.IOASID_ALLOC else AllocPath.SVA if r.b else AllocPath.DRIVER
+        ok = r.ret == 0 and r.pasid is not None
+        return [row(Kind.PASID_ALLOC, r.dev, r.pasid if ok else None, path=str(path), owner=r.owner,
+                    mm=r.a if path == AllocPath.SVA else None, error=None if ok else r.ret or -ENOSPC)]
+
+    def _pasid_free(self, row: RowMaker, r: Raw) -> list[Row]:
+        path = {Ev.MM_PASID_DROP: AllocPath.SVA, Ev.IOASID_FREE: AllocPath.IOASID}.get(Ev(r.type))
+        return [row(Kind.PASID_FREE, None, r.pasid, path=str(path) if path else None,
+                    mm=r.a if r.type == Ev.MM_PASID_DROP else None)]
+
+    def _sva_bind(self, row: RowMaker, r: Raw) -> list[Row]:
+        return [row(Kind.SVA_BIND, r.dev, r.pasid if not r.ret else None, mm=r.a, handle=r.b or None,
+                    error=r.ret or None)]
+
+    def _sva_unbind(self, row: RowMaker, r: Raw) -> list[Row]:
+        return [row(Kind.SVA_UNBIND, r.dev, r.pasid, mm=r.a, handle=r.b)]
+
+    def _pasid_domain(self, row: RowMaker, r: Raw) -> list[Row]:
+        kind = {Ev.PASID_ATTACH: Kind.PASID_ATTACH, Ev.PASID_REPLACE: Kind.PASID_REPLACE,
+                Ev.PASID_DETACH: Kind.PASID_DETACH}[Ev(r.type)]
+        error = {"error": r.ret or None} if r.type != Ev.PASID_DETACH else {}
+        return [row(kind, r.dev, r.pasid, domain=r.a, domain_type=domain_type(r.b), **error)]
+
+    def _report_fault(self, row: RowMaker, r: Raw) -> list[Row]:
+        flags = r.b & 0xFFFFFFFF
+        return [row(Kind.PAGE_REQUEST, r.dev, r.pasid if flags & PAGE_REQUEST_PASID_VALID else None, prg=r.fd,
+                    addr=r.a, perm=r.c, last=bool(flags & PAGE_REQUEST_LAST_PAGE), needs_pasid=bool(r.b >> 32))]
+
+    def _kernel_page_response(self, row: RowMaker, r: Raw) -> list[Row]:
+        return [row(Kind.PAGE_RESPONSE, r.dev, r.pasid, prg=r.fd, code=r.ret, by="kernel")]
+
+    _handlers: ClassVar[dict[int, Callable[[Decoder, RowMaker, Raw], list[Row]]]] = {
+        Ev.EXIT: _exit, Ev.IO_PAGE_FAULT: _io_page_fault, Ev.GROUP_ADD: _group, Ev.GROUP_REMOVE: _group,
+        Ev.DOMAIN_ATTACH: _domain_attach, Ev.MAP: _map, Ev.UNMAP: _unmap, Ev.DEV_FAULT: _old_dev_fault,
+        Ev.DEV_PAGE_RESPONSE: _old_dev_page_response, Ev.PRQ: _prq, Ev.QI_PGRP_RESP: _qi_page_response,
+        Ev.FAULT_READ: _fault_reads, Ev.FAULT_WRITE: _fault_writes, Ev.PASID_ALLOC: _pasid_alloc,
+        Ev.IOASID_ALLOC: _pasid_alloc, Ev.PASID_FREE: _pasid_free, Ev.IOASID_FREE: _pasid_free,
+        Ev.MM_PASID_DROP: _pasid_free, Ev.SVA_BIND: _sva_bind, Ev.SVA_UNBIND: _sva_unbind,
+        Ev.PASID_ATTACH: _pasid_domain, Ev.PASID_REPLACE: _pasid_domain, Ev.PASID_DETACH: _pasid_domain,
+        Ev.REPORT_FAULT: _report_fault, Ev.PAGE_RESPONSE: _kernel_page_response,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """One record's fields as Python values, for the low-rate decoders."""
+
+    type: int
+    tgid: int
+    comm: str
+    cmd: int
+    fd: int
+    ret: int
+    a: int
+    b: int
+    c: int
+    dev: str | None  # `in` as text (a device name), when set
+    out_text: str
+    data: bytes  # `in` then `out`, as many bytes as the probe copied
+
+    @classmethod
+    def of(cls, rec: np.void) -> Raw:
+        raw_in, raw_out = bytes(rec["in"])[:int(rec["n_in"])], bytes(rec["out"])[:int(rec["n_out"])]
+        return cls(int(rec["type"]), int(rec["tgid"]), text(bytes(rec["comm"])), int(rec["cmd"]), int(rec["fd"]),
+                   int(rec["ret"]), int(rec["a"]), int(rec["b"]), int(rec["c"]), text(raw_in) or None,
+                   text(raw_out), raw_in + raw_out)
+
+    @property
+    def pasid(self) -> int | None:
+        """`cmd` as the PASID a kernel-function record carries (IOMMU_PASID_INVALID: none)."""
+        return None if self.cmd == IOMMU_PASID_INVALID else self.cmd
+
+    @property
+    def owner(self) -> str:
+        return owner_of(self.tgid, self.comm)
+
+
+# include/linux/iommu.h domain type bits: __IOMMU_DOMAIN_PAGING 1, _DMA_API 2, _PT 4, _DMA_FQ 8, _SVA 16,
+# _PLATFORM 32, _NESTED 64; IOMMU_DOMAIN_BLOCKED is 0.
+def domain_type(bits: int) -> str:
+    if bits & 0x10:
+        return "sva"
+    if bits & 0x40:
+        return "nested"
+    if bits & 0x4:
+        return "identity"
+    if bits & 0x1:
+        return "paging"
+    return "blocked"
+
+
+def vtd_page_request(row: RowMaker, dev: str | None, dw0: int, dw1: int) -> Row:
+    """A VT-d page request descriptor (drivers/iommu/intel/prq.c, struct page_req_dsc)."""
+    pasid = (dw0 >> 32) & 0xFFFFF if dw0 >> 8 & 1 else None
+    perm = (dw1 & 1) | (dw1 & 2) | ((dw0 >> 52 & 1) << 2) | ((dw0 >> 53 & 1) << 3)
+    return row(Kind.PAGE_REQUEST, dev, pasid, prg=(dw1 >> 3) & 0x1FF, addr=dw1 & ~0xFFF, perm=perm,
+               last=bool(dw1 >> 2 & 1))
+
+
+def vtd_page_response(row: RowMaker, qw0: int, qw1: int) -> Row:
+    """A VT-d page group response descriptor (QI_PGRP_* in drivers/iommu/intel/iommu.h). Only the requester
+    id names the device, so segment 0000 is assumed."""
+    pasid = (qw0 >> 32) & 0xFFFFF if qw0 >> 4 & 1 else None
+    code = (qw0 >> 12) & 0xF
+    return row(Kind.PAGE_RESPONSE, rid_name((qw0 >> 16) & 0xFFFF), pasid, prg=(qw1 >> 3) & 0x1FF,
+               code=VTD_RESPONSE_CODES.get(code, code))
+

@@ -1,0 +1,102 @@
+"""Compiler flags for the kernel-function probes (kernel_funcs.bpf.c), taken from the running kernel's BTF.
+
+The probes read struct members through byte offsets (-DOFF_*) found in /sys/kernel/btf/vmlinux, trying the
+member paths of each kernel era in turn, and list exactly as many arguments as the function takes (-DNARGS_*,
+which fexit programs need). A hook whose members this kernel does not have is reported, not guessed at.
+"""
+
+from __future__ import annotations
+
+from .btf import Btf
+from .hooks import Hook
+
+# Offset name -> (struct, member path) alternatives, newest kernel layout first.
+OFFSETS: dict[str, tuple[tuple[str, str], ...]] = {
+    "DEV_NAME": (("device", "kobj.name"),),
+    "TASK_MM": (("task_struct", "mm"),),
+    "SVA_DEV": (("iommu_sva", "dev"),),
+    "SVA_DOMAIN": (("iommu_sva", "handle.domain"), ("iommu_sva", "domain")),
+    "DOMAIN_MM": (("iommu_domain", "mm"),),
+    "DOMAIN_TYPE": (("iommu_domain", "type"),),
+    "EVT_TYPE": (("iopf_fault", "fault.type"), ("iommu_fault_event", "fault.type")),
+    "EVT_FLAGS": (("iopf_fault", "fault.prm.flags"), ("iommu_fault_event", "fault.prm.flags")),
+    "EVT_PASID": (("iopf_fault", "fault.prm.pasid"), ("iommu_fault_event", "fault.prm.pasid")),
+    "EVT_GRPID": (("iopf_fault", "fault.prm.grpid"), ("iommu_fault_event", "fault.prm.grpid")),
+    "EVT_PERM": (("iopf_fault", "fault.prm.perm"), ("iommu_fault_event", "fault.prm.perm")),
+    "EVT_ADDR": (("iopf_fault", "fault.prm.addr"), ("iommu_fault_event", "fault.prm.addr")),
+    "GRP_FLAGS": (("iopf_group", "last_fault.fault.prm.flags"),),
+    "GRP_PASID": (("iopf_group", "last_fault.fault.prm.pasid"),),
+    "GRP_GRPID": (("iopf_group", "last_fault.fault.prm.grpid"),),
+    "GRP_PARAM": (("iopf_group", "fault_param"),),
+    "PARAM_DEV": (("iommu_fault_param", "dev"),),
+    "RESP_PASID": (("iommu_page_response", "pasid"),),
+    "RESP_GRPID": (("iommu_page_response", "grpid"),),
+    "RESP_CODE": (("iommu_page_response", "code"),),
+}
+_DEV = ("DEV_NAME",)
+NEEDS: dict[str, tuple[str, ...]] = {
+    "iommu_alloc_global_pasid": _DEV,
+    "iommu_free_global_pasid": (),
+    "iommu_sva_bind_device": (*_DEV, "TASK_MM"),
+    "iommu_sva_unbind_device": (*_DEV, "TASK_MM", "SVA_DEV", "SVA_DOMAIN", "DOMAIN_MM"),
+    "iommu_attach_device_pasid": (*_DEV, "DOMAIN_TYPE"),
+    "iommu_detach_device_pasid": (*_DEV, "DOMAIN_TYPE"),
+    "iommu_replace_device_pasid": (*_DEV, "DOMAIN_TYPE"),
+    "iommu_report_device_fault": (*_DEV, "EVT_TYPE", "EVT_FLAGS", "EVT_PASID", "EVT_GRPID", "EVT_PERM", "EVT_ADDR"),
+    "iopf_group_response": (*_DEV, "GRP_FLAGS", "GRP_PASID", "GRP_GRPID", "GRP_PARAM", "PARAM_DEV"),
+    "iommu_page_response": (*_DEV, "RESP_PASID", "RESP_GRPID", "RESP_CODE"),
+    "mm_pasid_drop": (),
+    "ioasid_alloc": (),
+    "ioasid_free": (),
+}
+# Functions probed at their return too (fexit, or a kretprobe beside the kprobe): their result is the event.
+RETURN_PROBES = frozenset({"iommu_alloc_global_pasid", "iommu_sva_bind_device", "iommu_attach_device_pasid",
+                           "iommu_replace_device_pasid", "ioasid_alloc"})
+
+
+def offset(btf: Btf, name: str) -> int | None:
+    for struct_name, path in OFFSETS[name]:
+        off = btf.member_offset(struct_name, path)
+        if off is not None:
+            return off
+    return None
+
+
+def mm_pasid_flags(btf: Btf) -> list[str]:
+    """How to read an mm's SVA PASID here: mm->iommu_mm->pasid (6.8+), mm->pasid (5.x to 6.7), or not at all."""
+    via, pasid = btf.member_offset("mm_struct", "iommu_mm"), btf.member_offset("iommu_mm_data", "pasid")
+    if via is not None and pasid is not None:
+        return ["-DHAVE_IOMMU_MM", f"-DOFF_MM_IOMMU_MM={via}", f"-DOFF_IOMMU_MM_PASID={pasid}"]
+    direct = btf.member_offset("mm_struct", "pasid")
+    return [] if direct is None else ["-DHAVE_MM_PASID", f"-DOFF_MM_PASID={direct}"]
+
+
+def function_flags(btf: Btf, hook: Hook) -> tuple[list[str], str]:
+    """The -D flags that compile `hook`'s probe, or ([], what this kernel's BTF lacks)."""
+    name = hook.name
+    flags = [f"-DHOOK_{name}"]
+    nargs = btf.params(name)
+    if nargs is not None:
+        flags.append(f"-DNARGS_{name}={nargs}")
+    lacking = []
+    for off_name in NEEDS[name]:
+        value = offset(btf, off_name)
+        if value is None:
+            lacking.append(" or ".join(f"{s}.{p}" for s, p in OFFSETS[off_name]))
+        else:
+            flags.append(f"-DOFF_{off_name}={value}")
+    if name in ("iommu_sva_bind_device", "iommu_sva_unbind_device", "mm_pasid_drop"):
+        mm = mm_pasid_flags(btf)
+        if not mm and name == "mm_pasid_drop":
+            lacking.append("mm_struct.iommu_mm or mm_struct.pasid")
+        flags += mm
+    if name == "iommu_report_device_fault":
+        page_req = btf.enum_value("IOMMU_FAULT_PAGE_REQ")
+        if page_req is None:
+            lacking.append("enum IOMMU_FAULT_PAGE_REQ")
+        else:
+            flags.append(f"-DFAULT_PAGE_REQ={page_req}")
+        # Linux 6.7 dropped the private-data flag, moving NEEDS_PASID from bit 3 to bit 2.
+        old = btf.member_offset("iommu_fault_page_request", "private_data") is not None
+        flags.append(f"-DNEEDS_PASID_FLAG={1 << 3 if old else 1 << 2}")
+    return flags, "; ".join(lacking)

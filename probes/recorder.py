@@ -1,0 +1,70 @@
+"""A live source whose rows also go to a recording: `record` drives it headless, `live -o` under the UI.
+
+Rows are appended as they are polled and a chunk is written (and fsynced) at least every second, so a capture
+killed with SIGKILL loses at most its last second; `close` writes the footer with the kernel's exact counts and
+why the capture ended.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from explorer.errors import InputError
+from explorer.recording import RecordingWriter
+
+from .capture import Capture
+from .decode import Row
+
+FLUSH_EVERY_S = 1.0
+
+
+class RecordingTee:
+    """Wraps a `Capture`: same `LiveSource` face, and a durable recording of everything it hands out."""
+
+    def __init__(self, capture: Capture, path: str | os.PathLike[str]) -> None:
+        self.capture = capture
+        self.header = capture.header
+        self.path = str(path)
+        try:
+            self.writer = RecordingWriter(path, capture.header, durable=True)
+        except OSError as e:
+            raise InputError(self.path, "", f"cannot write the recording: {e.strerror or e}") from None
+        self._last_flush = time.monotonic()
+        self.end_reason = "complete"
+
+    def poll(self, timeout_s: float) -> list[Row]:
+        rows = self.capture.poll(timeout_s)
+        self._write(rows)
+        return rows
+
+    def _write(self, rows: list[Row]) -> None:
+        append = self.writer.append_row
+        for row in rows:
+            append(row)
+        now = time.monotonic()
+        if now - self._last_flush >= FLUSH_EVERY_S:
+            self.writer.flush()
+            self._last_flush = now
+
+    def status(self) -> str:
+        return f"{self.capture.status()} · recording {self.path}"
+
+    @property
+    def events_written(self) -> int:
+        return self.writer.events_written + self.writer.pending
+
+    def close(self, end_reason: str | None = None) -> dict[str, Any]:
+        """Stop the capture, write what is still in flight and the footer; returns the footer's extras."""
+        if self.writer.closed:
+            return {}
+        extra: dict[str, Any] = {}
+        try:
+            self._write(self.capture.finish())
+            extra = {"lost": self.capture.lost, "kernel_counts": self.capture.kernel_counts(),
+                     "unmatched_responses": self.capture.decoder.unmatched_responses}
+        finally:
+            self.writer.close(end_reason or self.end_reason, **extra)
+            self.capture.close()
+        return extra
