@@ -6,6 +6,8 @@ PPR_FLAG_*); the flag meanings are those of the spec's IO_PAGE_FAULT event, whic
 
 from __future__ import annotations
 
+import functools
+
 # Event name as printed -> (event type code, what it means).
 EVENTS: dict[str, tuple[int, str]] = {
     "ILLEGAL_DEV_TABLE_ENTRY": (0x1, "the device's entry in the IOMMU device table is invalid"),
@@ -61,6 +63,7 @@ def page_fault_access(flags: int) -> str:
     return "unknown"
 
 
+@functools.lru_cache(maxsize=4096)
 def page_fault_reason(flags: int, domain: int | None) -> str:
     """The IO_PAGE_FAULT flags in words: what the device tried, and why the IOMMU refused."""
     if flags & FLAG_I:

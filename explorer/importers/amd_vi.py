@@ -60,7 +60,7 @@ class AmdVi(PendingParser):
         self.close()
         if not body:
             self._split = line
-            self.open = True
+            self.open = self.greedy = True
             return True
         return self._event(line, body, ppr=msg[m.start():m.start() + 3] == "PPR")
 
@@ -68,12 +68,12 @@ class AmdVi(PendingParser):
         if self._split is not None:
             first = self._split
             self._split = None
-            self.open = False
+            self.open = self.greedy = False
             body = line.msg.strip()
             n = _NAME.match(body)
             if n is None or n["name"] not in EVENTS:
                 return False
-            joined = LogLine(line.no, f"{first.text.rstrip()}\n{line.text.rstrip()}", body, first.ts)
+            joined = LogLine(line.start, f"{first.text.rstrip()}\n{line.text.rstrip()}", body, first.ts)
             return self._event(joined, body, ppr=False)
         if self.pending is not None and _CONTEXT.match(line.msg.partition("AMD-Vi: ")[2] or line.msg):
             append_raw(self.pending, line)
@@ -83,6 +83,7 @@ class AmdVi(PendingParser):
 
     def close(self) -> None:
         self._split = None
+        self.greedy = False
         super().close()
 
     def _event(self, line: LogLine, body: str, ppr: bool) -> bool:

@@ -25,6 +25,7 @@ from .smmu_tables import V3Event, fsr_text, fsynr0_text, v3_event
 
 _V3_HEADER = re.compile(r"(?:arm-smmu-v3 )?(?P<smmu>[\w.\-]+): event 0x(?P<id>[0-9a-fA-F]{1,2}) received:")
 _WORD = re.compile(r"(?:(?:arm-smmu-v3 )?[\w.\-]+:)?\s*0x(?P<w>[0-9a-fA-F]{16})\s*$")
+_WORD_TAIL = re.compile(r"(?:^|[:\s])0x(?P<w>[0-9a-fA-F]{16})\s*$")  # on the raw line, prefixes and all
 _DECODED = re.compile(r"event: (?P<name>\S+) client: (?P<client>\(unassigned sid\)|\S+) sid: 0x(?P<sid>[0-9a-fA-F]+)")
 _DECODED2 = re.compile(r"(?:un)?priv (?:inst|data) (?:read|write) s[12] ")
 _PRI_HEADER = re.compile(r"(?P<smmu>[\w.\-]+): unexpected PRI request received:")
@@ -52,7 +53,7 @@ class ArmSmmu(PendingParser):
         self._v3: tuple[LogLine, str, int] | None = None  # header line, SMMU name, event id
         self._words: list[int] = []
         self._client: str | None = None
-        self._extra: list[LogLine] = []
+        self._extra: list[str] = []  # the record's other lines, for its raw text
         self._pri_smmu: str | None = None
 
     def parse(self, line: LogLine) -> bool:
@@ -62,13 +63,13 @@ class ArmSmmu(PendingParser):
             if m is not None:
                 self.close()
                 self._v3 = (line, m["smmu"], int(m["id"], 16))
-                self.open = True
+                self.open = self.greedy = True
                 return True
             m = _PRI_HEADER.search(msg)
             if m is not None:
                 self.close()
                 self._pri_smmu = m["smmu"]
-                self.open = True
+                self.open = self.greedy = True
                 return True
             return False
         if "context fault" in msg:
@@ -94,16 +95,15 @@ class ArmSmmu(PendingParser):
         msg = line.msg
         if self._v3 is not None:
             if len(self._words) < 4 and (m := _WORD.match(msg)) is not None:
-                self._words.append(int(m["w"], 16))
-                self._extra.append(line)
+                self._word(line.text, m["w"])
                 return True
             if (m := _DECODED.search(msg)) is not None:
                 client = m["client"]
                 self._client = None if client.startswith("(") else client
-                self._extra.append(line)
+                self._extra.append(line.text.rstrip())
                 return True
             if _DECODED2.search(msg):
-                self._extra.append(line)
+                self._extra.append(line.text.rstrip())
                 return True
             return False
         if self._pri_smmu is not None:
@@ -112,16 +112,30 @@ class ArmSmmu(PendingParser):
                 self._pri(line, m)
             self._pri_smmu = None
             self.open = self.pending is not None
+            self.greedy = False
             return m is not None
         if self.pending is not None and _V2_CONTEXT.search(msg):
             append_raw(self.pending, line)
             return True
         return False
 
+    def more_raw(self, text: str) -> bool:
+        """The next word of an event record, read straight off the raw line (the hot path of an SMMU storm)."""
+        if self._v3 is not None and len(self._words) < 4 and (m := _WORD_TAIL.search(text)) is not None:
+            self._word(text, m["w"])
+            return True
+        return False
+
+    def _word(self, text: str, hexword: str) -> None:
+        self._words.append(int(hexword, 16))
+        self._extra.append(text.rstrip())
+        self.greedy = len(self._words) < 4
+
     def close(self) -> None:
         if self._v3 is not None:
             self._emit_v3()
         self._pri_smmu = None
+        self.greedy = False
         super().close()
 
     # -- SMMUv3 -------------------------------------------------------------------------------------------------
@@ -149,8 +163,8 @@ class ArmSmmu(PendingParser):
             row = self.sink.fault_row(header, device, pasid, addr=ev.iova if ev.is_translation else None,
                                       code=id_, vendor=self.vendor, access=access, reason=reason)
             self.sink.device(device)
-        for line in extra:
-            append_raw(row, line)
+        if extra:
+            row[8]["raw"] = "\n".join([row[8]["raw"], *extra])
         self.sink.emit(row)
 
     def _pri(self, line: LogLine, m: re.Match[str]) -> None:

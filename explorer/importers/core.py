@@ -15,9 +15,10 @@ UNKNOWN_SAMPLES = 50
 
 @dataclass(slots=True)
 class LogLine:
-    """One input line as a parser sees it: its number, the original text, the bare message and its time."""
+    """One input line as a parser sees it: where it starts in its block, the original text, the bare message and
+    its time."""
 
-    no: int
+    start: int
     text: str
     msg: str
     ts: int
@@ -89,10 +90,13 @@ class Sink:
 
 class Parser:
     """A vendor's line parser. `parse` takes a line it recognises; a record spread over several lines stays
-    `open` and receives the following lines through `more` until one does not belong, then `close` emits it."""
+    `open` and receives the following lines through `more` until one does not belong, then `close` emits it.
+    While `greedy` the record needs the very next line whatever it holds (a split printk, a dump's bare words);
+    otherwise only the next line that carries an IOMMU word is offered (dumps and details do carry one)."""
 
     vendor = "generic"
     open = False
+    greedy = False
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
@@ -101,6 +105,10 @@ class Parser:
         raise NotImplementedError
 
     def more(self, line: LogLine) -> bool:
+        return False
+
+    def more_raw(self, text: str) -> bool:
+        """A cheap first look at the next line of a greedy record, before its prefixes are taken apart."""
         return False
 
     def close(self) -> None:

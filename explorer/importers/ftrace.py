@@ -21,10 +21,11 @@ from typing import Any
 from ..events import KINDS, Kind, make
 from .core import ImportStats, Sink
 from .prefix import rid_to_pci
-from .scan import BlockScanner
+from .scan import BlockScanner, keyword_pattern
 from .vtd_tables import QI_PGRP_RESP_TYPE, decode_page_group_response
 
-KEYWORDS = re.compile(rb"IOMMU:|prq_report|qi_submit|pasid_explorer")
+ANCHORS = (b"IOMMU:", b"prq_report", b"qi_submit", b"pasid_explorer")
+KEYWORDS = keyword_pattern(ANCHORS)
 TRACE_LINE = re.compile(
     r"^(?:[\w.\-]+: )?\s*(?P<comm>.+?)-(?P<pid>\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[(?P<cpu>\d+)\]\s+(?:\S{4,8}\s+)?"
     r"(?P<sec>\d+)\.(?P<frac>\d+):\s+(?P<event>[\w:]+):\s*(?P<msg>.*)$")
@@ -61,12 +62,11 @@ class FtraceImporter:
     """Feeds blocks of trace text through the tracepoint decoders."""
 
     format = "ftrace"
-    keywords = KEYWORDS
 
     def __init__(self, sink: Sink, stats: ImportStats) -> None:
         self.sink = sink
         self.stats = stats
-        self.scanner = BlockScanner(KEYWORDS, self._line, lambda: False)
+        self.scanner = BlockScanner(ANCHORS, self._line, lambda: False)
         self.last_ts = 0
         self._decoders = {
             "io_page_fault": self._io_page_fault, "map": self._map, "unmap": self._unmap,
@@ -83,7 +83,7 @@ class FtraceImporter:
     def finish(self) -> None:
         self.stats.lines = self.scanner.lines
 
-    def _line(self, raw: bytes, line_no: int, candidate: bool, block: bytes, start: int) -> None:
+    def _line(self, raw: bytes, candidate: bool | None, block: bytes, start: int) -> None:
         text = raw.decode("utf-8", "replace").rstrip("\r\n")
         m = TRACE_LINE.match(text) or PERF_LINE.match(text)
         where: tuple[int | None, int | None, str | None]
@@ -94,7 +94,7 @@ class FtraceImporter:
             ts = self.last_ts + BARE_STEP_NS
             where = (None, None, None)
         else:
-            self.stats.not_understood(line_no, text)
+            self.stats.not_understood(self.scanner.line_no(start), text)
             return
         self.last_ts = ts
         event = m["event"].rsplit(":", 1)[-1]
@@ -112,7 +112,7 @@ class FtraceImporter:
         if ok:
             self.stats.parsed += 1
         else:
-            self.stats.not_understood(line_no, text)
+            self.stats.not_understood(self.scanner.line_no(start), text)
 
     def _emit(self, kind: str, ts: int, where: Where, device: str | None, pasid: int | None,
               fields: dict[str, Any], vendor: str | None = None) -> bool:

@@ -17,6 +17,7 @@ dump after a fault stays with that fault's raw text.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from .core import LogLine, PendingParser, append_raw
@@ -76,14 +77,17 @@ class IntelDmar(PendingParser):
 
     def more(self, line: LogLine) -> bool:
         assert self.pending is not None
+        msg = line.msg
+        if "Request device" in msg:
+            return False  # the next fault, not a detail of this one
         if self._awaiting_reason:
-            m = _REASON_LINE.search(line.msg)
+            m = _REASON_LINE.search(msg)
             if m is not None:
                 self._awaiting_reason = False
                 append_raw(self.pending, line)
                 self._set_reason(self.pending, reason_code(m["code"]), m["text"])
                 return True
-        if _DUMP.match(line.msg) or _DUMP.match(line.msg.partition(": ")[2]):
+        if _DUMP.match(msg) or _DUMP.match(msg.partition(": ")[2]):
             append_raw(self.pending, line)
             return True
         return False
@@ -113,14 +117,23 @@ class IntelDmar(PendingParser):
 
     def _set_reason(self, row: list, code: int, printed: str) -> None:  # type: ignore[type-arg]
         fields = row[8]
-        text, lesson, irq = fault_reason(code)
-        reason = f"{text} (reason {code:#04x}): {lesson}"
+        reason, irq = _reason(code, printed.strip(), fields["access"], self._index)
         if irq:
-            index = "" if self._index is None else f" {self._index:#x}"
-            reason = f"interrupt remapping fault on interrupt index{index}: {reason}"
-        elif printed and printed.strip() != text and not text.startswith("Unknown"):
-            reason += f" [kernel printed: {printed.strip()}]"
+            fields["access"] = "unknown"
         if self._status_note and row[0] - self._status_ts <= STATUS_SPAN_NS:
             reason += f"; status register: {self._status_note}"
         fields["code"] = code
-        fields["reason"] = reason if irq else f"DMA {fields['access']}: {reason}"
+        fields["reason"] = reason
+
+
+@functools.lru_cache(maxsize=4096)
+def _reason(code: int, printed: str, access: str, index: int | None) -> tuple[str, bool]:
+    """A fault reason in words (cached: a storm repeats a handful of them)."""
+    text, lesson, irq = fault_reason(code)
+    reason = f"{text} (reason {code:#04x}): {lesson}"
+    if irq:
+        where = "" if index is None else f" {index:#x}"
+        return f"interrupt remapping fault on interrupt index{where}: {reason}", True
+    if printed and printed != text and not text.startswith("Unknown"):
+        reason += f" [kernel printed: {printed}]"
+    return f"DMA {access}: {reason}", False

@@ -9,7 +9,6 @@ counted as ignored. "N callbacks suppressed" lines keep the count of faults the 
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from ..events import Kind
 from .amd_vi import AmdVi
@@ -17,14 +16,15 @@ from .arm_smmu import ArmSmmu
 from .core import ImportStats, LogLine, Parser, Sink
 from .intel_dmar import IntelDmar
 from .prefix import YearGuess, split_line
-from .scan import BlockScanner, previous_line
+from .scan import BlockScanner, keyword_pattern, previous_line
 
 LINE_NS = 1_000_000  # a log without any timestamp: one millisecond per line, so order survives
 
-KEYWORDS = re.compile(
-    rb"DMAR|dmar|AMD-Vi|logged \[|smmu|SMMU|INTR-REMAP|IO_PAGE_FAULT|INVALID_DEVICE_REQUEST|ILLEGAL_|"
-    rb"_HARDWARE_ERROR|IOTLB_INV_TIMEOUT|INVALID_PPR_REQUEST|RMP_|callbacks suppressed|Linux version|"
-    rb"Command line:|DMI: |iommu|IOMMU")
+# Words one of which every line an IOMMU driver prints carries (the rest of a multi-line record reaches its parser
+# because the parser holds the record open). "iommu" also catches other IOMMUs' fault lines, counted as not
+# understood rather than missed.
+ANCHORS = (b"DMAR", b"dmar", b"AMD-Vi", b"smmu", b"INTR-REMAP", b"suppressed", b"Linux version", b"iommu")
+KEYWORDS = keyword_pattern(ANCHORS)
 _FAULTISH = re.compile(r"fault|error|event|logged|received|overflow|unhandled|illegal|invalid|timed? ?out|"
                        r"Request device", re.IGNORECASE)
 _STACK_FRAME = re.compile(r"^\??\s*[\w.]+\+0x[0-9a-f]+/0x[0-9a-f]+")  # " arm_smmu_context_fault+0x110/0x138"
@@ -61,7 +61,6 @@ class KernelLogImporter:
     """Feeds blocks of a kernel log through the vendor parsers."""
 
     format = "kernel-log"
-    keywords = KEYWORDS
 
     def __init__(self, sink: Sink, stats: ImportStats, clock: str, years: YearGuess) -> None:
         self.sink = sink
@@ -71,7 +70,7 @@ class KernelLogImporter:
         self.parsers: list[Parser] = [AmdVi(sink), IntelDmar(sink), ArmSmmu(sink)]
         self.open: Parser | None = None
         self.last_ts = 0
-        self.scanner = BlockScanner(KEYWORDS, self._line, lambda: self.open is not None)
+        self.scanner = BlockScanner(ANCHORS, self._line, lambda: self.open is not None and self.open.greedy)
 
     def feed(self, block: bytes) -> None:
         self.scanner.feed(block)
@@ -85,24 +84,27 @@ class KernelLogImporter:
         self.stats.lines = self.scanner.lines
 
     # -- one line -------------------------------------------------------------------------------------------
-    def _time(self, sp: Any, line_no: int) -> int | None:
-        if self.clock == "kernel":
-            return sp.mono_ns
-        if self.clock == "wall":
-            return sp.wall_ns
-        return line_no * LINE_NS
-
-    def _line(self, raw: bytes, line_no: int, candidate: bool, block: bytes, start: int) -> None:
+    def _line(self, raw: bytes, candidate: bool | None, block: bytes, start: int) -> None:
         text = raw.decode("utf-8", "replace")
+        if self.open is not None and self.open.greedy and self.open.more_raw(text):
+            self.stats.parsed += 1
+            return
         sp = split_line(text, self.years)
-        ts = self._time(sp, line_no)
+        clock = self.clock
+        if clock == "kernel":
+            ts = sp.mono_ns
+        elif clock == "wall":
+            ts = sp.wall_ns
+        else:
+            ts = self.scanner.line_no(start) * LINE_NS
         if ts is None:
             prev = previous_line(block, start)
-            ts = self._time(split_line(prev.decode("utf-8", "replace"), self.years), line_no - 1) \
-                if prev is not None else None
+            if prev is not None:
+                psp = split_line(prev.decode("utf-8", "replace"), self.years)
+                ts = psp.mono_ns if clock == "kernel" else psp.wall_ns
             ts = self.last_ts if ts is None else ts
         self.last_ts = ts
-        line = LogLine(line_no, text, sp.msg, ts)
+        line = LogLine(start, text, sp.msg, ts)
         stats = self.stats
         if self.open is not None:
             if self.open.more(line):
@@ -112,7 +114,7 @@ class KernelLogImporter:
                 return
             self.open.close()
             self.open = None
-        if not candidate:
+        if not (candidate if candidate is not None else self.scanner.is_candidate(raw)):
             return
         for p in self.parsers:
             if p.parse(line):
@@ -127,14 +129,14 @@ class KernelLogImporter:
                 self._suppressed(line, vendor, int(m["n"]))
                 stats.parsed += 1
                 return
-        if (facts := host_facts(msg)) and not stats.host.keys() >= facts.keys():
+        if msg[:1] in "LDC" and (facts := host_facts(msg)) and not stats.host.keys() >= facts.keys():
             for k, v in facts.items():
                 stats.host.setdefault(k, v)
             stats.parsed += 1
             return
         if _FAULTISH.search(msg) and not _STACK_FRAME.match(msg) and \
                 (sp.mono_ns is not None or sp.wall_ns is not None or _DRIVER_TAG.match(msg)):
-            stats.not_understood(line_no, text)
+            stats.not_understood(self.scanner.line_no(start), text)
 
     def _suppressed(self, line: LogLine, vendor: str, n: int) -> None:
         self.stats.suppressed += n

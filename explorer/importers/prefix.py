@@ -9,6 +9,7 @@ relative time when printed, the wall clock converted to nanoseconds since the ep
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from dataclasses import dataclass
 
@@ -78,9 +79,17 @@ class YearGuess:
         return self.year
 
 
+_FAST = re.compile(r"\[\s*(?P<sec>\d{1,10})\.(?P<frac>\d{1,9})\] ?(?=[^\[\s<k])")
+
+
 def split_line(line: str, years: YearGuess | None = None) -> Split:
     """Strip every known prefix from `line`; what remains is the message the kernel printed."""
     s = line.rstrip("\r\n")
+    if s[:1] == "[" and (m := _FAST.match(s)) is not None and " kernel: " not in s[m.end():m.end() + 80]:
+        # The common case, plain dmesg: "[   12.345678] message" (no journal host, tag or caller id after it).
+        frac = m["frac"]
+        return Split(int(m["sec"]) * 1_000_000_000 + int(frac) * 10 ** (9 - len(frac)), None, None,
+                     s[m.end():].strip())
     mono = wall = None
     host = None
     m = _QUOTE.match(s)
@@ -140,6 +149,7 @@ def has_timestamp(line: str) -> bool:
     return sp.mono_ns is not None or sp.wall_ns is not None
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_pci(bdf: str, segment: str | None = None) -> str:
     """'03:00.0', '0x03:0x00.0' or '0000:03:00.0' to the kernel's device name '0000:03:00.0'."""
     s = bdf.lower().replace("0x", "")

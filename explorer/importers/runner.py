@@ -8,6 +8,7 @@ and renamed into place when complete, so a failed import never leaves half a fil
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import os
 import shutil
 import subprocess
@@ -123,10 +124,12 @@ def _run(path: str, f: BinaryIO, size: int, head: bytes, s: Sniff, chosen: str, 
     clock = "kernel" if chosen == "ftrace" else s.clock
     host = dict(s.host)
     header = Header(source=f"import:{stats.format}", host=host, clock=clock, title=title,
-                    description=_description(stats.format, clock, stats.input))
+                    description=_description(stats.format, clock, stats.input), probes=_coverage(chosen))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
     writer = RecordingWriter(tmp, header)
+    collecting = gc.isenabled()
+    gc.disable()  # rows are short-lived or written out; the cyclic collector would only rescan them
     try:
         sink = Sink(writer, header.source, stats)
         if chosen == "ftrace":
@@ -149,7 +152,23 @@ def _run(path: str, f: BinaryIO, size: int, head: bytes, s: Sniff, chosen: str, 
         with suppress(OSError):
             tmp.unlink()
         raise
+    finally:
+        if collecting:
+            gc.enable()
     return stats
+
+
+def _coverage(chosen: str) -> dict[str, object]:
+    """What an imported text can and cannot show, in the header's probes terms (info prints the gaps)."""
+    if chosen == "ftrace":
+        return {"attached": ["iommu and intel_iommu tracepoints, as printed"],
+                "unavailable": {"PASID lifecycle": "the iommu tracepoints do not show PASID allocation, binds or "
+                                                   "attaches (only PASID Explorer's own events printed into the "
+                                                   "trace do)"}}
+    return {"attached": ["kernel log: IOMMU fault lines"],
+            "unavailable": {"PASID lifecycle": "a kernel log does not print PASID allocation, binds or attaches: "
+                                               "faults name PASIDs handed out before or outside the log",
+                            "page requests": "page requests and responses are not printed; only faults are"}}
 
 
 def _file_year(path: str) -> int:

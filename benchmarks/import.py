@@ -1,0 +1,188 @@
+"""How fast `pasid-explorer import` reads a big kernel log, against a bare grep-style scan of the same file.
+
+Builds a synthetic dmesg of about --mb megabytes (not timed) from the test fixtures' real lines: the IOMMU
+records of the dmesg-style cases (faults, dumps, rate-limit summaries, the lines around them), re-stamped with
+increasing times, between real non-IOMMU kernel lines from the same reports. --fault-share sets the fraction of
+lines that belong to IOMMU records (real logs are mostly other drivers' chatter: the kernel rate-limits fault
+printing to about ten per five seconds per source).
+
+Then, in one run, interleaved and best of --repeat:
+  (a) the baseline: read the file line by line and test each line with the importer's own keyword pattern
+      (what `grep -c` does, in Python); nothing is decoded or kept;
+  (b) the import: detection, parsing, decoding, writing the recording - in a child process, whose peak RSS
+      is reported.
+Also reported: a block scan (the keyword pattern run over whole blocks, the importer's own first stage), a
+stricter reference than (a). The last line is one JSON object with lines_per_s, baseline_lines_per_s, ratio
+(import / baseline; target >= 0.5) and peak_rss_mb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import random
+import re
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from explorer.importers import import_log  # noqa: E402
+from explorer.importers.kernel_log import KEYWORDS  # noqa: E402
+
+FIXTURES = ROOT / "tests" / "importers" / "fixtures"
+STAMP = re.compile(r"^(\s*(?:kernel: )?)\[\s*\d+\.\d+\]")
+BLOCK = 8 << 20
+
+
+def pools() -> tuple[list[list[str]], list[str]]:
+    """IOMMU records (each dmesg-style case's lines from its first IOMMU line to its last, so multi-line
+    records stay whole) and the plain kernel lines around them."""
+    records, noise = [], []
+    for path in sorted(FIXTURES.glob("*.yaml")):
+        for case in yaml.safe_load(path.read_text())["cases"]:
+            if case.get("format") or case.get("clock"):
+                continue
+            lines = [ln for ln in case["log"].splitlines() if STAMP.match(ln)]
+            hits = [i for i, ln in enumerate(lines) if KEYWORDS.search(ln.encode())]
+            if hits:
+                records.append(lines[hits[0]:hits[-1] + 1])
+                noise += lines[:hits[0]] + lines[hits[-1] + 1:]
+    return records, noise
+
+
+def generate(path: Path, mb: int, share: float, seed: int) -> tuple[int, int]:
+    """Write the synthetic log; returns (lines, IOMMU record lines)."""
+    records, noise = pools()
+    rng = random.Random(seed)
+    target = mb << 20
+    t_us = 0
+    lines = iommu = 0
+    size = 0
+    buf: list[str] = []
+    with open(path, "w") as f:
+        while size < target:
+            if rng.random() < share / 4:  # records average about four lines
+                chunk = rng.choice(records)
+                iommu += sum(1 for ln in chunk if KEYWORDS.search(ln.encode()))
+            else:
+                chunk = [rng.choice(noise)]
+            for ln in chunk:
+                t_us += rng.randint(1, 400)
+                text = STAMP.sub(lambda m: f"{m[1]}[{t_us // 1_000_000:5d}.{t_us % 1_000_000:06d}]", ln, count=1)
+                buf.append(text)
+                size += len(text) + 1
+                lines += 1
+            if len(buf) >= 10_000:
+                f.write("\n".join(buf) + "\n")
+                buf = []
+        if buf:
+            f.write("\n".join(buf) + "\n")
+    return lines, iommu
+
+
+def grep_scan(path: Path) -> tuple[float, int, int]:
+    """(a) every line read and tested with the keyword pattern; returns (seconds, lines, matching lines)."""
+    search = KEYWORDS.search
+    t0 = time.perf_counter()
+    n = hits = 0
+    with open(path, "rb", buffering=1 << 20) as f:
+        for line in f:
+            n += 1
+            if search(line):
+                hits += 1
+    return time.perf_counter() - t0, n, hits
+
+
+def block_scan(path: Path) -> float:
+    """The keyword pattern over whole blocks: the cheapest way to find the candidate lines at all."""
+    t0 = time.perf_counter()
+    with open(path, "rb") as f:
+        while block := f.read(BLOCK):
+            for _ in KEYWORDS.finditer(block):
+                pass
+            block.count(b"\n")
+    return time.perf_counter() - t0
+
+
+def _child(path: str, out: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
+    t0 = time.perf_counter()
+    stats = import_log(path, out)
+    elapsed = time.perf_counter() - t0
+    q.put((elapsed, stats.lines, stats.events, stats.parsed, stats.unknown,
+           resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+
+
+def timed_import(path: Path, out: Path) -> tuple[float, int, int, int, int, int]:
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(str(path), str(out), q))
+    p.start()
+    result = q.get()
+    p.join()
+    if p.exitcode:
+        raise SystemExit(f"import failed (exit {p.exitcode})")
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mb", type=int, default=200, help="size of the synthetic log in MiB (default 200)")
+    ap.add_argument("--fault-share", type=float, default=0.1,
+                    help="fraction of lines in IOMMU records (default 0.1)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3, help="runs of (a) and (b); the best of each counts")
+    ap.add_argument("--json", action="store_true", help="print only the JSON line")
+    args = ap.parse_args()
+    say = (lambda *a: None) if args.json else print
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log, out = Path(tmp) / "big.log", Path(tmp) / "big.pasidrec"
+        t0 = time.perf_counter()
+        lines, iommu = generate(log, args.mb, args.fault_share, args.seed)
+        size = log.stat().st_size
+        say(f"generated {lines:,} lines ({iommu:,} in IOMMU records), {size / 2**20:.0f} MiB, "
+            f"in {time.perf_counter() - t0:.1f} s")
+        best_grep = best_import = best_block = float("inf")
+        result = None
+        for r in range(args.repeat):
+            g, n, hits = grep_scan(log)
+            best_grep = min(best_grep, g)
+            best_block = min(best_block, block_scan(log))
+            result = timed_import(log, out)
+            best_import = min(best_import, result[0])
+            say(f"run {r + 1}: grep-style scan {g:.2f} s ({hits:,} keyword lines), import {result[0]:.2f} s "
+                f"({result[2]:,} events)")
+        assert result is not None
+        _, n_lines, events, parsed, unknown, maxrss_kb = result
+        assert n_lines == lines == n, (n_lines, lines, n)
+        out_size = out.stat().st_size
+    report = {
+        "benchmark": "import", "mb": round(size / 2**20, 1), "lines": lines, "iommu_lines": iommu,
+        "fault_share": args.fault_share, "events": events, "parsed": parsed, "unknown": unknown,
+        "import_s": round(best_import, 3), "lines_per_s": round(lines / best_import),
+        "mb_per_s": round(size / 2**20 / best_import, 1),
+        "baseline": "for line in file: keyword_regex.search(line)",
+        "baseline_s": round(best_grep, 3), "baseline_lines_per_s": round(lines / best_grep),
+        "ratio": round(best_grep / best_import, 3),
+        "block_scan_lines_per_s": round(lines / best_block), "ratio_vs_block_scan": round(best_block / best_import, 3),
+        "peak_rss_mb": round(maxrss_kb / 1024, 1), "recording_mb": round(out_size / 2**20, 2),
+        "cpus": os.cpu_count(),
+    }
+    say(f"import: {report['lines_per_s']:,} lines/s ({report['mb_per_s']} MiB/s), grep-style scan: "
+        f"{report['baseline_lines_per_s']:,} lines/s, ratio {report['ratio']} (target >= 0.5); "
+        f"peak RSS {report['peak_rss_mb']} MiB")
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
