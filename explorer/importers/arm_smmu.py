@@ -47,6 +47,8 @@ def stream_device(smmu: str, sid: int) -> str:
 
 class ArmSmmu(PendingParser):
     vendor = "arm-smmu-v3"
+    RULES = (("received:", _V3_HEADER, "_v3_header"), ("received:", _PRI_HEADER, "_pri_header"),
+             ("context fault", _V2, "_v2"), ("overflow detected", _OVERFLOW, "_overflow"))
 
     def __init__(self, sink):  # type: ignore[no-untyped-def]
         super().__init__(sink)
@@ -56,40 +58,22 @@ class ArmSmmu(PendingParser):
         self._extra: list[str] = []  # the record's other lines, for its raw text
         self._pri_smmu: str | None = None
 
-    def parse(self, line: LogLine) -> bool:
-        msg = line.msg
-        if "received:" in msg:
-            m = _V3_HEADER.search(msg)
-            if m is not None:
-                self.close()
-                self._v3 = (line, m["smmu"], int(m["id"], 16))
-                self.open = self.greedy = True
-                return True
-            m = _PRI_HEADER.search(msg)
-            if m is not None:
-                self.close()
-                self._pri_smmu = m["smmu"]
-                self.open = self.greedy = True
-                return True
-            return False
-        if "context fault" in msg:
-            m = _V2.search(msg)
-            if m is None:
-                return False
-            self._v2(line, m)
-            return True
-        if "overflow detected" in msg:
-            m = _OVERFLOW.search(msg)
-            if m is None:
-                return False
-            self.close()
-            queue = "event" if m["q"] == "EVTQ" else "page request"
-            row = self.sink.fault_row(line, m["smmu"], None, vendor=self.vendor, access="unknown",
-                                      reason=f"{m['q']} overflow: the SMMU's {queue} queue filled up and "
-                                             f"{queue}s were lost; what follows is incomplete")
-            self.sink.emit(row)
-            return True
-        return False
+    def _v3_header(self, line: LogLine, m: re.Match[str]) -> None:
+        self.close()
+        self._v3 = (line, m["smmu"], int(m["id"], 16))
+        self.open = self.greedy = True
+
+    def _pri_header(self, line: LogLine, m: re.Match[str]) -> None:
+        self.close()
+        self._pri_smmu = m["smmu"]
+        self.open = self.greedy = True
+
+    def _overflow(self, line: LogLine, m: re.Match[str]) -> None:
+        self.close()
+        queue = "event" if m["q"] == "EVTQ" else "page request"
+        self.sink.emit(self.sink.fault_row(line, m["smmu"], None, vendor=self.vendor, access="unknown",
+                                           reason=f"{m['q']} overflow: the SMMU's {queue} queue filled up and "
+                                                  f"{queue}s were lost; what follows is incomplete"))
 
     def more(self, line: LogLine) -> bool:
         msg = line.msg

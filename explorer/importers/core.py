@@ -4,6 +4,7 @@ the statistics that end up in the recording's footer under "import".
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,12 +98,20 @@ class Parser:
     vendor = "generic"
     open = False
     greedy = False
+    # (a word the line must hold, the pattern that reads it, the method that takes the match): checked in order
+    RULES: tuple[tuple[str, re.Pattern[str], str], ...] = ()
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
+        self._rules = [(word, pattern, getattr(self, method)) for word, pattern, method in self.RULES]
 
     def parse(self, line: LogLine) -> bool:
-        raise NotImplementedError
+        msg = line.msg
+        for word, pattern, take in self._rules:
+            if word in msg and (m := pattern.search(msg)) is not None:
+                take(line, m)
+                return True
+        return False
 
     def more(self, line: LogLine) -> bool:
         return False

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ..events import KINDS, Kind, make
@@ -33,9 +34,9 @@ PERF_LINE = re.compile(
     r"^\s*(?P<comm>\S.*?)\s+(?P<pid>\d+)(?:/\d+)?\s+\[(?P<cpu>\d+)\]\s+(?P<sec>\d+)\.(?P<frac>\d+):\s+"
     r"(?:\d+\s+)?(?P<event>[\w:]+):\s*(?P<msg>.*)$")
 # A tracepoint line quoted without its task, CPU and time (commit messages, mails): "| prq_report: dmar0/..."
-BARE_LINE = re.compile(
-    r"^\s*(?:[|>]\s*)*(?P<event>io_page_fault|map|unmap|add_device_to_group|remove_device_from_group|"
-    r"attach_device_to_domain|dev_fault|dev_page_response|prq_report|qi_submit): (?P<msg>.*)$")
+TRACEPOINTS = ("io_page_fault", "map", "unmap", "add_device_to_group", "remove_device_from_group",
+               "attach_device_to_domain", "dev_fault", "dev_page_response", "prq_report", "qi_submit")
+BARE_LINE = re.compile(rf"^\s*(?:[|>]\s*)*(?P<event>{'|'.join(TRACEPOINTS)}): (?P<msg>.*)$")
 BARE_STEP_NS = 1_000  # bare lines have no time: each is a microsecond after the one before
 _HEX = r"0x([0-9a-fA-F]+)"
 _FAULT = re.compile(rf"IOMMU:(?P<driver>\S*) (?P<dev>\S+) iova={_HEX} flags={_HEX}")
@@ -68,7 +69,7 @@ class FtraceImporter:
         self.stats = stats
         self.scanner = BlockScanner(ANCHORS, self._line, lambda: False)
         self.last_ts = 0
-        self._decoders = {
+        self._decoders: dict[str, Callable[[str, int, Where], bool | None]] = {
             "io_page_fault": self._io_page_fault, "map": self._map, "unmap": self._unmap,
             "add_device_to_group": lambda msg, ts, where: self._group(msg, ts, where, Kind.GROUP_ADD),
             "remove_device_from_group": lambda msg, ts, where: self._group(msg, ts, where, Kind.GROUP_REMOVE),
@@ -76,6 +77,7 @@ class FtraceImporter:
             "dev_page_response": self._dev_page_response, "prq_report": self._prq_report,
             "qi_submit": self._qi_submit,
         }
+        assert set(self._decoders) == set(TRACEPOINTS)
 
     def feed(self, block: bytes) -> None:
         self.scanner.feed(block)

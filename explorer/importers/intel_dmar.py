@@ -48,6 +48,7 @@ def reason_code(text: str) -> int:
 
 class IntelDmar(PendingParser):
     vendor = "intel"
+    RULES = (("Request device", _FAULT, "_fault"), ("fault status reg", _STATUS, "_status"))
 
     def __init__(self, sink):  # type: ignore[no-untyped-def]
         super().__init__(sink)
@@ -56,24 +57,11 @@ class IntelDmar(PendingParser):
         self._index: int | None = None
         self._status_ts = 0
 
-    def parse(self, line: LogLine) -> bool:
-        msg = line.msg
-        if "Request device" in msg:
-            m = _FAULT.search(msg)
-            if m is None:
-                return False
-            self._fault(line, m)
-            return True
-        if "fault status reg" in msg:
-            m = _STATUS.search(msg)
-            if m is None:
-                return False
-            notes = status_notes(int(m["status"], 16))
-            self._status_note = "; ".join(notes) or None
-            self._status_ts = line.ts
-            self.close()
-            return True
-        return False
+    def _status(self, line: LogLine, m: re.Match[str]) -> None:
+        notes = status_notes(int(m["status"], 16))
+        self._status_note = "; ".join(notes) or None
+        self._status_ts = line.ts
+        self.close()
 
     def more(self, line: LogLine) -> bool:
         assert self.pending is not None
