@@ -54,14 +54,14 @@ class HostFacts:
     @classmethod
     def gather(cls, tracefs_dirs: Iterable[Path] = TRACEFS_DIRS) -> HostFacts:
         facts = cls(kernel=platform.release(), root=os.geteuid() == 0)
-        facts.tracefs = next((d for d in tracefs_dirs if (d / "events").is_dir()), None)
+        facts.tracefs = next((d for d in tracefs_dirs if _is_dir(d / "events")), None)
         try:
             text = LOCKDOWN_FILE.read_text()
             facts.lockdown = text[text.index("[") + 1:text.index("]")]
         except (OSError, ValueError):
             facts.lockdown = None
-        facts.kprobes = Path("/sys/bus/event_source/devices/kprobe").exists() or bool(
-            facts.tracefs and (facts.tracefs / "kprobe_events").exists())
+        facts.kprobes = _exists(Path("/sys/bus/event_source/devices/kprobe")) or bool(
+            facts.tracefs and _exists(facts.tracefs / "kprobe_events"))
         try:
             facts.btf = Btf.load(VMLINUX_BTF)
         except BtfError:
@@ -77,6 +77,20 @@ class HostFacts:
     @property
     def lockdown_active(self) -> bool:
         return self.lockdown not in (None, "none")
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # tracefs is root-only: EACCES says nothing about whether it is mounted
+        return False
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def _names_in(path: Path, wanted: set[str], column: int) -> set[str] | None:

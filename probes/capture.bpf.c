@@ -149,9 +149,10 @@ static __always_inline int fault_fd_io(u32 type, s32 fd, u64 buf)
     return 0;
 }
 
-/* A read returns page faults (48 bytes each), a write carries responses (8 bytes each): the first
- * FAULT_RECS_PER_IO * 96 bytes are copied, 96 to a record; r->ret keeps the call's full byte count. */
-static __always_inline int fault_fd_done(u32 type, s64 ret)
+/* A read returns page faults (40-byte struct iommu_hwpt_pgfault), a write carries responses (8-byte struct
+ * iommu_hwpt_page_response). Each record takes `chunk` bytes, a whole number of entries (in: the first 48, out:
+ * the rest), at most FAULT_RECS_PER_IO records a call; r->ret keeps the call's full byte count. */
+static __always_inline int fault_fd_done(u32 type, s64 ret, s64 chunk)
 {
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = (u32)id;
@@ -162,7 +163,7 @@ static __always_inline int fault_fd_done(u32 type, s64 ret)
     u64 uptr = c->uptr;
     #pragma unroll
     for (int i = 0; i < FAULT_RECS_PER_IO; i++) {
-        s64 off = (s64)i * 2 * TEXT_BYTES;
+        s64 off = (s64)i * chunk;
         if (i > 0 && off >= ret)
             break;
         struct rec *r = new_rec(type);
@@ -174,8 +175,10 @@ static __always_inline int fault_fd_done(u32 type, s64 ret)
         r->ret = ret;
         r->b = i;
         if (ret > 0) {
-            r->n_in = copy_user(r->in, uptr + off, ret - off);
-            r->n_out = copy_user(r->out, uptr + off + TEXT_BYTES, ret - off - TEXT_BYTES);
+            s64 left = ret - off;
+            r->n_in = copy_user(r->in, uptr + off, left);
+            left -= TEXT_BYTES;
+            r->n_out = copy_user(r->out, uptr + off + TEXT_BYTES, left < chunk - TEXT_BYTES ? left : chunk - TEXT_BYTES);
         }
         submit(r);
     }
@@ -184,9 +187,9 @@ static __always_inline int fault_fd_done(u32 type, s64 ret)
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_read) { return fault_fd_io(EV_FAULT_READ, args->fd, (u64)args->buf); }
-TRACEPOINT_PROBE(syscalls, sys_exit_read) { return fault_fd_done(EV_FAULT_READ, args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_read) { return fault_fd_done(EV_FAULT_READ, args->ret, FAULT_READ_CHUNK); }
 TRACEPOINT_PROBE(syscalls, sys_enter_write) { return fault_fd_io(EV_FAULT_WRITE, args->fd, (u64)args->buf); }
-TRACEPOINT_PROBE(syscalls, sys_exit_write) { return fault_fd_done(EV_FAULT_WRITE, args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_write) { return fault_fd_done(EV_FAULT_WRITE, args->ret, FAULT_WRITE_CHUNK); }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_close)
 {

@@ -35,15 +35,6 @@ static __always_inline u32 kread32(u64 addr)
     return v;
 }
 
-static __always_inline void dev_name(struct rec *r, u64 dev)
-{
-#ifdef OFF_DEV_NAME
-    u64 name = kread(dev + OFF_DEV_NAME);
-    if (name && bpf_probe_read_kernel_str(r->in, TEXT_BYTES, (void *)name) > 0)
-        r->n_in = TEXT_BYTES;
-#endif
-}
-
 static __always_inline u32 mm_pasid(u64 mm)
 {
     if (!mm)

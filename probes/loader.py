@@ -21,7 +21,7 @@ from explorer.errors import CaptureError
 from . import layout
 from .capability import ATTACHED, FAILED, HostFacts, Verdict, explain_fentry_failure
 from .kernel_funcs import RETURN_PROBES
-from .uapi_decode import ARG_BYTES
+from .uapi_decode import ARG_BYTES, PAGE_RESPONSE, PGFAULT
 
 PROBES_DIR = Path(__file__).resolve().parent
 PROGRAMS = ("common.bpf.c", "capture.bpf.c")
@@ -29,6 +29,9 @@ KERNEL_FUNCS = "kernel_funcs.bpf.c"
 INSTALL_BCC = ("bcc is not importable from this Python: install it with 'apt install python3-bpfcc' (Debian, "
                "Ubuntu) or 'dnf install python3-bcc' (Fedora); a virtualenv needs --system-site-packages")
 FAULT_RECS_PER_IO = 4
+# Bytes of fault-queue I/O per record: whole entries only, at most two TEXT_BYTES halves.
+FAULT_READ_CHUNK = 2 * layout.TEXT_BYTES // PGFAULT.size * PGFAULT.size
+FAULT_WRITE_CHUNK = 2 * layout.TEXT_BYTES // PAGE_RESPONSE.size * PAGE_RESPONSE.size
 IOMMU_FAULT_QUEUE_ALLOC = 0x3B8E
 QI_PGRP_RESP_TYPE = 0x9
 
@@ -73,7 +76,7 @@ def try_fentry(facts: HostFacts, function: str) -> str | None:
     bcc = import_bcc()
     try:
         with _quiet_stderr():
-            b = bcc.BPF(text=f"KFUNC_PROBE({function}) {{ return 0; }}")
+            b = bcc.BPF(text=f"KFUNC_PROBE({function}) {{ return 0; }}".encode())
         b.cleanup()
         return None
     except Exception as e:  # bcc raises bare Exception for every failure
@@ -85,7 +88,8 @@ def cflags(verdicts: list[Verdict], ring_bytes: int, facts: HostFacts) -> list[s
     flags = [f"-I{PROBES_DIR}", f"-DRINGBUF_PAGES={ring_bytes // os.sysconf('SC_PAGE_SIZE')}",
              f"-DWAKEUP_EVERY={max(1, ring_bytes // layout.SLOT.itemsize // 8 // (os.cpu_count() or 1))}",
              "-DVFIO_FIRST=118", "-DVFIO_LAST=120", f"-DIOMMU_FAULT_QUEUE_ALLOC={IOMMU_FAULT_QUEUE_ALLOC}",
-             f"-DFAULT_RECS_PER_IO={FAULT_RECS_PER_IO}", f"-DQI_PGRP_RESP_TYPE={QI_PGRP_RESP_TYPE}",
+             f"-DFAULT_RECS_PER_IO={FAULT_RECS_PER_IO}", f"-DFAULT_READ_CHUNK={FAULT_READ_CHUNK}",
+             f"-DFAULT_WRITE_CHUNK={FAULT_WRITE_CHUNK}", f"-DQI_PGRP_RESP_TYPE={QI_PGRP_RESP_TYPE}",
              *layout.cflags()]
     assert ARG_BYTES <= layout.TEXT_BYTES, "a uapi struct no longer fits a record"
     if "group_dead" in (facts.formats.get("sched:sched_process_exit") or ()):
@@ -111,7 +115,7 @@ class Loaded:
     verdicts: list[Verdict]
 
     def table(self, name: str) -> Any:
-        return self.bpf[name]
+        return self.bpf[name.encode()]
 
     def detach(self) -> None:
         """Stop every probe but keep the maps readable (the last counts are read after this)."""
@@ -135,7 +139,7 @@ def load(verdicts: list[Verdict], facts: HostFacts, ring_bytes: int) -> Loaded:
     flags = cflags(verdicts, ring_bytes, facts)
     try:
         with _quiet_stderr():
-            b = bcc.BPF(text=source(verdicts), cflags=flags)
+            b = bcc.BPF(text=source(verdicts).encode(), cflags=flags)
     except Exception as e:
         functions = [v for v in verdicts if v.planned and v.hook.function]
         if not functions:
@@ -144,7 +148,7 @@ def load(verdicts: list[Verdict], facts: HostFacts, ring_bytes: int) -> Loaded:
         why = f"{e}".splitlines()[0]
         verdicts = [dataclasses.replace(v, status=FAILED, reason=why) if v in functions else v for v in verdicts]
         return load(verdicts, facts, ring_bytes)
-    layout.check_against(b["rec_layout"].Leaf)
+    layout.check_against(b[b"rec_layout"].Leaf)
     out = []
     for v in verdicts:
         if not v.planned:
@@ -160,9 +164,9 @@ def _attach_kprobe(b: Any, v: Verdict) -> Verdict:
     fn = v.hook.name
     try:
         with _quiet_stderr():
-            b.attach_kprobe(event=fn, fn_name=f"kp_{fn}")
+            b.attach_kprobe(event=fn.encode(), fn_name=f"kp_{fn}".encode())
             if fn in RETURN_PROBES:
-                b.attach_kretprobe(event=fn, fn_name=f"kr_{fn}")
+                b.attach_kretprobe(event=fn.encode(), fn_name=f"kr_{fn}".encode())
     except Exception as e:
         return dataclasses.replace(v, status=FAILED, reason=str(e).splitlines()[0])
     return dataclasses.replace(v, status=ATTACHED)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from probes.capability import ATTACHED, WILL_ATTACH, coverage
+from probes.capture import survey
+
 from ._common import print_json
 
 ORDER = 70
@@ -29,9 +32,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from probes.capability import ATTACHED, WILL_ATTACH, coverage
-    from probes.capture import survey
-
     s = survey(load=not args.no_load)
     f = s.facts
     cov = coverage(s.verdicts)
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         return 0 if runnable else 1
     print(f"Linux {f.kernel}: lockdown {f.lockdown or 'unknown'}, BTF {'yes' if f.btf else 'no'}, "
           f"kprobes {'yes' if f.kprobes else 'no'}, fentry {host['fentry']}, "
-          f"tracefs {host['tracefs'] or 'not mounted'}")
+          f"tracefs {host['tracefs'] or ('not mounted' if f.root else 'not readable without root')}")
     if s.problem:
         print(f"capture cannot start: {s.problem}")
     print()

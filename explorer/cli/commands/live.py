@@ -1,0 +1,47 @@
+"""`live`: the explorer UI fed by a running capture, optionally recording what it shows."""
+
+from __future__ import annotations
+
+import argparse
+
+from probes.capture import Capture
+from probes.recorder import RecordingTee
+
+from ...errors import ExplorerError
+from ...index import RecordingIndex
+from .record import add_capture_arguments, capture_options
+
+ORDER = 72
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "live", help="open the explorer on this host's live PASID activity (root)",
+        description="Open the explorer fed by a live capture of this host (what 'pasid-explorer probes' says it "
+                    "can see): timelines grow as events arrive and the cursor follows the present until you move "
+                    "it; the simulated allocator model and its checks run on the live stream. With -o the same "
+                    "events are recorded as by 'pasid-explorer record', and the recording is closed when you "
+                    "quit.",
+        epilog="examples:\n  sudo pasid-explorer live\n  sudo pasid-explorer live -o session.pasidrec\n"
+               "  sudo pasid-explorer live --pid $(pidof qemu-system-x86_64) --layout vmm",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-o", "--output", help="also record to this file (.pasidrec)")
+    p.add_argument("--layout", help="screen layout name or .yaml file (see the explorer's help)")
+    add_capture_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from ...tui.app import ExplorerApp
+    except ImportError as e:
+        raise ExplorerError(f"the explorer UI is not available in this installation ({e})") from None
+    capture = Capture(capture_options(args))
+    source: Capture | RecordingTee = capture if args.output is None else RecordingTee(capture, args.output)
+    try:
+        ExplorerApp(RecordingIndex(source.header), live=source, layout=args.layout).run()
+    finally:
+        source.close()
+    if isinstance(source, RecordingTee):
+        print(f"{args.output}: {source.writer.events_written:,} events recorded")
+    return 0

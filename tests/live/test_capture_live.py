@@ -1,0 +1,175 @@
+"""Live capture on the real kernel, as root: the probes attach, `record` captures what a process did, losses are
+accounted exactly, and recordings survive SIGTERM and SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from explorer.index import RecordingIndex
+from explorer.recording import Recording
+from probes.hooks import HOOKS
+
+from .client import COMM, PLAN, UNKNOWN_IOMMUFD
+from .conftest import Client, Recorder, cli, settle
+
+pytestmark = [pytest.mark.live, pytest.mark.usefixtures("live_host")]
+ENOTTY = -25
+TRACEFS = Path("/sys/kernel/tracing")
+
+
+def kernel_facts() -> tuple[set[str], str, bool]:
+    """Read independently of the probes package: function symbols, lockdown level, kprobe support."""
+    with open("/proc/kallsyms") as f:
+        symbols = {parts[2] for parts in map(str.split, f) if len(parts) > 2}
+    try:
+        text = Path("/sys/kernel/security/lockdown").read_text()
+        lockdown = text[text.index("[") + 1:text.index("]")]
+    except (OSError, ValueError):
+        lockdown = "none"
+    kprobes = (TRACEFS / "kprobe_events").exists() or Path("/sys/bus/event_source/devices/kprobe").exists()
+    return symbols, lockdown, kprobes
+
+
+def test_probes_reports_exactly_what_this_host_offers() -> None:
+    result = cli("probes", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    symbols, lockdown, kprobes = kernel_facts()
+    status = {h["hook"]: h["status"] for h in report["hooks"]}
+    assert set(status) == {h.name for h in HOOKS}
+    for hook in HOOKS:
+        if not hook.function:
+            exists = (TRACEFS / "events" / hook.system / hook.event).is_dir()
+            assert status[hook.name] == ("attached" if exists else "missing"), hook.name
+        elif hook.name not in symbols:
+            assert status[hook.name] == "missing symbol", hook.name
+        elif lockdown != "none":
+            # fentry is refused under lockdown here, and kprobes are either absent or refused too
+            assert status[hook.name] == "blocked by lockdown", hook.name
+        else:
+            assert status[hook.name] == "attached", hook.name
+    assert report["can_capture"] is True
+    invisible = {k for k in report["invisible_kinds"]}
+    for kind in ("pasid_alloc", "sva_bind", "pasid_attach"):
+        full = [h for h in HOOKS if kind in h.kinds and not h.partial]
+        assert (kind in invisible) == all(status[h.name] != "attached" for h in full)
+    assert "uapi" in report["visible_kinds"] and "mm_exit" in report["visible_kinds"]
+    text = cli("probes").stdout
+    assert "syscalls:sys_enter_ioctl" in text
+    assert all(f"invisible: {kind}:" in text for kind in invisible)
+
+
+def test_record_captures_a_process_ioctls_decoded_with_results_and_its_exit(tmp_path: Path, clients) -> None:
+    target, bystander = Client("calls"), Client("calls")
+    clients += [target, bystander]
+    out = tmp_path / "e2e.pasidrec"
+    rec = Recorder(out, "--pid", str(target.pid))
+    bystander.go()
+    bystander.finish()
+    target.go()
+    target.finish()
+    settle()
+    err = rec.stop(signal.SIGTERM)
+    assert rec.proc.returncode == 0, err
+    assert "terminated" in err
+
+    r = Recording(out)
+    assert r.complete and r.footer is not None and r.footer["end_reason"] == "terminated"
+    assert r.header.source == "capture" and r.header.clock == "monotonic"
+    assert "syscalls:sys_enter_ioctl" in r.header.probes["attached"]
+    assert r.header.probes["filters"] == {"pid": target.pid}
+    events = list(r.iter_events())
+    assert [e.ts_ns for e in events] == sorted(e.ts_ns for e in events)
+    uapi = [e for e in events if e.kind == "uapi"]
+    assert {(e.pid, e.comm) for e in uapi} == {(target.pid, COMM.decode())}  # the bystander is filtered out
+    expected = [(name, args, ENOTTY) for name, _, args in PLAN] + [("IOMMU_UNKNOWN_0x9f", {}, ENOTTY)]
+    assert [(e.get("name"), e.get("args"), e.get("ret")) for e in uapi] == expected
+    assert uapi[-1].get("cmd") == UNKNOWN_IOMMUFD and all(e.source == "syscalls:sys_exit_ioctl" for e in uapi)
+    attach = next(e for e in uapi if e.get("name") == "VFIO_DEVICE_ATTACH_IOMMUFD_PT")
+    assert attach.pasid == 42
+    exits = [e for e in events if e.kind == "mm_exit"]
+    assert [(e.pid, e.get("mm")) for e in exits] == [(target.pid, target.pid)]
+    assert exits[0].ts_ns > uapi[-1].ts_ns
+
+    state = RecordingIndex.build(Recording(out)).sim.state
+    assert state.uapi_calls == dict(Counter((target.pid, name, ENOTTY) for name, *_ in expected))
+    assert state.uapi_objects == {}  # every call failed: no IOAS, HWPT or fault queue exists
+    counts = {(c["cmd"], c["pid"]): c["count"] for c in r.footer["kernel_counts"] if c["type"] == "ioctl"}
+    assert sum(n for (_, pid), n in counts.items() if pid == target.pid) == len(expected)
+
+
+def test_a_flood_bigger_than_the_ring_buffer_is_accounted_exactly(tmp_path: Path, clients) -> None:
+    n = 30_000
+    flood = Client("flood", str(n))
+    clients.append(flood)
+    out = tmp_path / "flood.pasidrec"
+    rec = Recorder(out, "--pid", str(flood.pid), "--ring-kb", "4")
+    flood.go()
+    flood.finish()
+    settle()
+    rec.stop(signal.SIGINT)
+    r = Recording(out)
+    assert r.footer is not None and r.footer["end_reason"] == "interrupted"
+    kinds = Counter(e.kind for e in r.iter_events())
+    lost = sum(e.get("count") for e in r.iter_events() if e.kind == "lost")
+    assert lost > 0 and kinds["lost"] >= 1
+    assert all(e.cpu is not None for e in r.iter_events() if e.kind == "lost")
+    assert kinds["uapi"] + kinds["mm_exit"] + lost == n + 1  # every ioctl, and the exit
+    assert r.footer["lost"] == lost
+    in_kernel = sum(c["count"] for c in r.footer["kernel_counts"] if c["type"] == "ioctl" and c.get("pid") == flood.pid)
+    assert in_kernel == n  # the in-kernel counts stay exact whatever the ring buffer dropped
+    idx = RecordingIndex.build(Recording(out))
+    assert idx.sim.state.lost == lost and idx.sim.state.uncertain
+
+
+def test_sigkill_loses_at_most_the_last_second(tmp_path: Path, clients) -> None:
+    steady = Client("steady", "6")
+    clients.append(steady)
+    out = tmp_path / "killed.pasidrec"
+    rec = Recorder(out, "--pid", str(steady.pid))
+    steady.go()
+    time.sleep(3.0)
+    killed_at = time.monotonic_ns()
+    rec.proc.kill()
+    rec.proc.wait()
+    r = Recording(out)
+    assert r.footer is None and r.damage and "did not close cleanly" in r.damage_summary()
+    events = list(r.iter_events())
+    assert len(events) > 200 and {e.kind for e in events} == {"uapi"}
+    assert max(e.ts_ns for e in events) >= killed_at - 1_600_000_000  # flushed every second, plus a poll
+    assert RecordingIndex.build(Recording(out)).n == len(events)
+
+
+def test_not_root_gets_one_clear_line(tmp_path: Path) -> None:
+    os.chmod(tmp_path, 0o777)
+    result = cli("record", "-o", str(tmp_path / "x.pasidrec"), "--duration", "1",
+                 preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)))
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("pasid-explorer: live capture loads BPF programs and needs root: run it "
+                                     "with sudo")
+    assert not (tmp_path / "x.pasidrec").exists()
+
+
+def test_without_bcc_the_error_names_the_packages(tmp_path: Path) -> None:
+    fake = tmp_path / "bcc"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError(\"No module named 'bcc'\")\n")
+    result = cli("record", "-o", str(tmp_path / "x.pasidrec"), env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "apt install python3-bpfcc" in result.stderr and "dnf install python3-bcc" in result.stderr
+
+
+def test_bad_options_fail_before_anything_is_written(tmp_path: Path) -> None:
+    result = cli("record", "-o", str(tmp_path / "x.pasidrec"), "--pid", "999999999")
+    assert result.returncode == 2 and "no such process" in result.stderr
+    result = cli("record", "-o", str(tmp_path / "missing" / "x.pasidrec"), "--duration", "1")
+    assert result.returncode == 2 and "cannot write the recording" in result.stderr
+    result = cli("record", "-o", str(tmp_path / "x.pasidrec"), "--ring-kb", "3")
+    assert result.returncode == 2 and "power of two" in result.stderr

@@ -1,0 +1,178 @@
+"""Decoding raw probe records into event rows: the bulk ioctl path, vendor descriptors, fault queues, filters."""
+
+from __future__ import annotations
+
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from explorer.events import KINDS, Event, make
+from explorer.uapi import command_number
+from probes.decode import Decoder, rid_name
+from probes.layout import Ev
+from probes.uapi_decode import LAYOUTS, PAGE_RESPONSE, PGFAULT, decode_args, encode_args
+
+from .records import batch, record
+
+ENOTTY = -25
+
+
+def ioctl(ts: int, name: str, args: dict[str, int], ret: int = 0, out: dict[str, int] | None = None, *,
+          tgid: int = 100, size: int | None = None, cmd: int | None = None) -> object:
+    entry = encode_args(name, args if size is None else {**args, LAYOUTS[name].fields[0].name: size})
+    exit_ = bytearray(entry)
+    for f in LAYOUTS[name].fields:
+        if out and f.name in out:
+            struct.pack_into("<" + f.fmt, exit_, f.offset, out[f.name])
+    n = len(entry) if size is None else min(size, len(entry))
+    return record(Ev.IOCTL, ts, cmd=cmd if cmd is not None else command_number(name), fd=3, ret=ret, tgid=tgid,
+                  pid=tgid, cpu=1, **{"in": entry[:n]}, **({"out": bytes(exit_[:n])} if ret == 0 else {}))
+
+
+def valid(row: list) -> Event:  # type: ignore[type-arg]
+    """The row is an event the schema accepts."""
+    ev = Event.from_row(row)
+    if ev.kind in KINDS:
+        make(ev.kind, ev.ts_ns, device=ev.device, pasid=ev.pasid, cpu=ev.cpu, pid=ev.pid, comm=ev.comm,
+             source=ev.source, **dict(ev.fields))
+    return ev
+
+
+def test_an_ioctl_becomes_a_uapi_event_with_out_ids_from_its_return() -> None:
+    rows = Decoder().rows(batch(
+        ioctl(20, "IOMMU_HWPT_ALLOC", {"flags": 4, "dev_id": 7, "pt_id": 3, "fault_id": 9}, 0, {"out_hwpt_id": 12}),
+        ioctl(10, "IOMMU_IOAS_ALLOC", {}, ENOTTY),
+        ioctl(30, "VFIO_DEVICE_ATTACH_IOMMUFD_PT", {"flags": 1, "pt_id": 12, "pasid": 42}, ENOTTY),
+    ))
+    events = [valid(r) for r in rows]
+    assert [e.ts_ns for e in events] == [10, 20, 30]
+    ioas, hwpt, attach = events
+    assert (ioas.kind, ioas.pid, ioas.comm, ioas.source) == ("uapi", 100, "test", "syscalls:sys_exit_ioctl")
+    assert ioas.fields == {"cmd": 0x3B81, "name": "IOMMU_IOAS_ALLOC", "fd": 3, "args": {"size": 12, "flags": 0},
+                           "ret": ENOTTY}
+    assert hwpt.get("args") == {"size": 48, "flags": 4, "dev_id": 7, "pt_id": 3, "out_hwpt_id": 12,
+                                "data_type": 0, "data_len": 0, "data_uptr": 0, "fault_id": 9}
+    assert attach.pasid == 42 and attach.get("args")["pasid"] == 42
+
+
+def test_unknown_iommufd_commands_are_kept_by_number() -> None:
+    (row,) = Decoder().rows(batch(ioctl(5, "IOMMU_DESTROY", {"id": 1}, ENOTTY, cmd=0x3B9F)))
+    assert valid(row).get("name") == "IOMMU_UNKNOWN_0x9f" and valid(row).get("args") == {}
+
+
+@st.composite
+def ioctl_batches(draw: st.DrawFn) -> list[tuple[int, str, dict[str, int], int, dict[str, int], int | None]]:
+    out = []
+    for ts in draw(st.lists(st.integers(0, 10**6), min_size=1, max_size=40)):
+        name = draw(st.sampled_from(sorted(LAYOUTS)))
+        values, after = ({f.name: draw(st.integers(0, (1 << 8 * struct.calcsize(f.fmt) - 1) - 1))
+                          for f in LAYOUTS[name].fields[1:]} for _ in range(2))
+        size = draw(st.sampled_from([None, *(f.offset for f in LAYOUTS[name].fields[1:])]))
+        out.append((ts, name, values, draw(st.sampled_from([0, ENOTTY])), after, size))
+    return out
+
+
+@settings(max_examples=60)
+@given(ioctl_batches())
+def test_bulk_decoding_equals_decoding_each_call_alone(calls) -> None:  # type: ignore[no-untyped-def]
+    recs = batch(*(ioctl(ts, name, args, ret, out, size=size) for ts, name, args, ret, out, size in calls))
+    rows = Decoder().rows(recs)
+    assert [r[0] for r in rows] == sorted(ts for ts, *_ in calls)
+    got = sorted((r[0], r[8]["name"], sorted(r[8]["args"].items())) for r in rows)
+    expected = []
+    for ts, name, args, ret, out, size in calls:
+        entry = encode_args(name, args if size is None else {**args, LAYOUTS[name].fields[0].name: size})
+        exit_ = bytearray(entry)
+        for f in LAYOUTS[name].fields:
+            if f.name in out:
+                struct.pack_into("<" + f.fmt, exit_, f.offset, out[f.name])
+        n = len(entry) if size is None else min(size, len(entry))
+        expected.append((ts, name, sorted(decode_args(name, entry[:n], bytes(exit_[:n]), ret).items())))
+    assert got == sorted(expected)
+
+
+def test_vtd_page_request_and_group_response_descriptors() -> None:
+    dev = b"0000:6a:01.0"
+    # page_req_dsc: type 1, PASID present, rid 0x6a08, PASID 0x1234, exec; qw1: read+write, last, PRG 0x1a5, addr
+    dw0 = 0x1 | 1 << 8 | 0x6A08 << 16 | 0x1234 << 32 | 1 << 52
+    dw1 = 0b011 | 1 << 2 | 0x1A5 << 3 | 0x7F0012345000
+    # QI page group response: type 9, PASID present, code 0xf (failure), rid 0x6a08, PASID 0x1234; PRG 0x1a5
+    qw0 = 0x9 | 1 << 4 | 0xF << 12 | 0x6A08 << 16 | 0x1234 << 32
+    qw1 = 1 << 2 | 0x1A5 << 3
+    req, resp = (valid(r) for r in Decoder().rows(batch(
+        record(Ev.PRQ, 1, a=dw0, b=dw1, **{"in": dev}), record(Ev.QI_PGRP_RESP, 2, a=qw0, b=qw1))))
+    assert (req.kind, req.device, req.pasid) == ("page_request", "0000:6a:01.0", 0x1234)
+    assert req.fields == {"prg": 0x1A5, "addr": 0x7F0012345000, "perm": 0b111, "last": True}
+    assert (resp.kind, resp.device, resp.pasid) == ("page_response", rid_name(0x6A08), 0x1234)
+    assert resp.device == "0000:6a:01.0" and resp.fields == {"prg": 0x1A5, "code": 2}
+
+
+def pgfault(dev_id: int, pasid: int, grpid: int, cookie: int, flags: int = 3) -> bytes:
+    return struct.pack("<IIIIIIQII", flags, dev_id, pasid, grpid, 1, 0, 0x1000 * grpid, 0, cookie)
+
+
+def test_fault_queue_responses_are_tied_to_the_faults_read_before_them() -> None:
+    faults = pgfault(2, 7, 5, 100) + pgfault(2, 7, 6, 101)
+    assert len(faults) == 2 * PGFAULT.size
+    read = record(Ev.FAULT_READ, 1, tgid=50, cmd=9, ret=len(faults), **{"in": faults[:48], "out": faults[48:]})
+    answer = struct.pack("<II", 101, 1) + struct.pack("<II", 100, 0) + struct.pack("<II", 555, 0)
+    write = record(Ev.FAULT_WRITE, 2, tgid=50, cmd=9, ret=len(answer), **{"in": answer})
+    assert len(answer) == 3 * PAGE_RESPONSE.size
+    decoder = Decoder()
+    events = [valid(r) for r in decoder.rows(batch(read, write))]
+    assert [(e.kind, e.device, e.pasid, e.get("prg")) for e in events] == [
+        ("page_request", "iommufd:50/dev2", 7, 5), ("page_request", "iommufd:50/dev2", 7, 6),
+        ("page_response", "iommufd:50/dev2", 7, 6), ("page_response", "iommufd:50/dev2", 7, 5)]
+    assert [e.get("code") for e in events[2:]] == [1, 0] and events[2].get("by") == "user"
+    assert decoder.unmatched_responses == 1  # cookie 555 was never read
+
+
+def test_kernel_hooks_for_page_requests_make_fault_queue_traffic_bookkeeping_only() -> None:
+    faults = pgfault(2, 7, 5, 100)
+    rows = Decoder(kernel_page_requests=True, kernel_page_responses=True).rows(batch(
+        record(Ev.FAULT_READ, 1, tgid=50, cmd=9, ret=len(faults), **{"in": faults}),
+        record(Ev.FAULT_WRITE, 2, tgid=50, cmd=9, ret=8, **{"in": struct.pack("<II", 100, 0)})))
+    assert rows == []
+
+
+def test_iommu_tracepoints_exits_and_the_device_filter() -> None:
+    recs = batch(
+        record(Ev.IO_PAGE_FAULT, 1, cmd=1, a=0xFEE00000, **{"in": b"0000:00:04.0", "out": b"nvme"}),
+        record(Ev.GROUP_ADD, 2, cmd=12, **{"in": b"0000:00:05.0"}),
+        record(Ev.MAP, 3, a=0x1000, b=0x2000, c=4096),
+        record(Ev.EXIT, 4, tgid=77, pid=77, comm=b"qemu"),
+    )
+    events = [valid(r) for r in Decoder().rows(recs)]
+    fault, group, mapping, exit_ = events
+    assert (fault.kind, fault.device) == ("fault", "0000:00:04.0")
+    assert fault.fields == {"addr": 0xFEE00000, "flags": 1, "vendor": "generic", "access": "write", "driver": "nvme"}
+    assert (group.kind, group.get("group")) == ("group_add", 12)
+    assert mapping.fields == {"iova": 0x1000, "paddr": 0x2000, "size": 4096}
+    assert (exit_.kind, exit_.pid, exit_.comm, exit_.get("mm")) == ("mm_exit", 77, "qemu", 77)
+    kept = [valid(r) for r in Decoder(device="0000:00:04.0").rows(recs)]
+    assert [e.kind for e in kept] == ["fault", "map", "mm_exit"]
+
+
+def test_kernel_function_records() -> None:
+    invalid = 0xFFFFFFFF
+    recs = batch(
+        record(Ev.PASID_ALLOC, 1, cmd=5, a=77, b=1, tgid=77, comm=b"idxd", **{"in": b"0000:6a:01.0"}),
+        record(Ev.PASID_ALLOC, 2, cmd=invalid, ret=-28, **{"in": b"0000:6a:01.0"}),
+        record(Ev.SVA_BIND, 3, cmd=5, a=77, b=0xFFFF888012345678, **{"in": b"0000:6a:01.0"}),
+        record(Ev.PASID_ATTACH, 4, cmd=5, a=0xFFFF8880AAAA0000, b=0x10, **{"in": b"0000:6a:01.0"}),
+        record(Ev.REPORT_FAULT, 5, cmd=5, fd=3, a=0x7000, b=3 | 1 << 32, c=2, **{"in": b"0000:6a:01.0"}),
+        record(Ev.PAGE_RESPONSE, 6, cmd=5, fd=3, ret=0, **{"in": b"0000:6a:01.0"}),
+        record(Ev.MM_PASID_DROP, 7, cmd=5, a=77),
+    )
+    events = [valid(r) for r in Decoder(kfunc_sources={Ev.PASID_ALLOC: "fentry:iommu_alloc_global_pasid"})
+              .rows(recs)]
+    alloc, full, bind, attach, req, resp, drop = events
+    assert (alloc.pasid, alloc.source, alloc.fields) == (
+        5, "fentry:iommu_alloc_global_pasid", {"path": "sva", "owner": "pid 77 (idxd)", "mm": 77})
+    assert full.pasid is None and full.get("error") == -28 and full.get("path") == "driver"
+    assert (bind.pasid, bind.get("mm")) == (5, 77)
+    assert (attach.pasid, attach.get("domain_type")) == (5, "sva")
+    assert (req.pasid, req.get("prg"), req.get("last"), req.get("needs_pasid")) == (5, 3, True, True)
+    assert (resp.get("prg"), resp.get("code"), resp.get("by")) == (3, 0, "kernel")
+    assert (drop.kind, drop.pasid, drop.get("path"), drop.get("mm")) == ("pasid_free", 5, "sva", 77)
