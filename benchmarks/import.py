@@ -77,7 +77,8 @@ def generate(path: Path, mb: int, share: float, seed: int) -> tuple[int, int]:
                 chunk = [rng.choice(noise)]
             for ln in chunk:
                 t_us += rng.randint(1, 400)
-                text = STAMP.sub(lambda m: f"{m[1]}[{t_us // 1_000_000:5d}.{t_us % 1_000_000:06d}]", ln, count=1)
+                stamp = f"[{t_us // 1_000_000:5d}.{t_us % 1_000_000:06d}]"
+                text = STAMP.sub(lambda m, stamp=stamp: m[1] + stamp, ln, count=1)
                 buf.append(text)
                 size += len(text) + 1
                 lines += 1

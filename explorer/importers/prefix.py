@@ -151,7 +151,8 @@ def has_timestamp(line: str) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def normalize_pci(bdf: str, segment: str | None = None) -> str:
-    """'03:00.0', '0x03:0x00.0' or '0000:03:00.0' to the kernel's device name '0000:03:00.0'."""
+    """'03:00.0', '0x03:0x00.0' or '0000:03:00.0' to the kernel's device name '0000:03:00.0' (anything else is
+    kept as printed)."""
     s = bdf.lower().replace("0x", "")
     parts = s.split(":")
     if len(parts) == 3:
@@ -159,7 +160,10 @@ def normalize_pci(bdf: str, segment: str | None = None) -> str:
     else:
         seg, bus, devfn = (segment or "0000"), parts[0], parts[-1]
     dev, _, fn = devfn.partition(".")
-    return f"{int(seg, 16):04x}:{int(bus, 16):02x}:{int(dev, 16):02x}.{int(fn or '0', 16):x}"
+    try:
+        return f"{int(seg, 16):04x}:{int(bus, 16):02x}:{int(dev, 16):02x}.{int(fn or '0', 16):x}"
+    except ValueError:
+        return bdf
 
 
 def rid_to_pci(rid: int, segment: int = 0) -> str:
