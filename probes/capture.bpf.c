@@ -14,7 +14,7 @@ BPF_ARRAY(config, u64, 4);
 #define CFG_TGID 0
 #define CFG_FAULT_FDS 1
 
-/* A call in flight, from sys_enter to sys_exit, by thread id. */
+/* A call in flight, from sys_enter to sys_exit, by thread id (LRU: a thread killed inside a call leaves no leak). */
 struct call {
     u64 ts;
     u64 uptr;
@@ -24,10 +24,10 @@ struct call {
     u32 n_in;
     u8 in[TEXT_BYTES];
 };
-BPF_HASH(calls, u32, struct call, 10240);
+BPF_TABLE("lru_hash", u32, struct call, calls, 10240);
 
 /* Processes that did iommufd/VFIO work: their exit is reported. */
-BPF_HASH(seen, u32, u8, 10240);
+BPF_TABLE("lru_hash", u32, u8, seen, 10240);
 
 /* iommufd fault-queue fds by (tgid, fd) -> fault object id. */
 struct fdkey {

@@ -30,7 +30,7 @@ from .capability import (
     header_probes,
     plan,
 )
-from .decode import Decoder, Row
+from .decode import Decoder, Row, without_gc
 from .hooks import HOOKS
 from .layout import SLOT, Ev
 from .ringbuf import RingReader
@@ -161,7 +161,8 @@ class Capture:
 
     def _collect(self) -> None:
         """Drain, decode and merge into the held-back rows, which stay in time order."""
-        rows = self.decoder.rows(self.ring.drain())
+        with without_gc():
+            rows = self.decoder.rows(self.ring.drain())
         rows += self._lost_rows()
         if rows:
             rows.sort(key=_TS)

@@ -15,7 +15,7 @@ from explorer.errors import InputError
 from explorer.recording import RecordingWriter
 
 from .capture import Capture
-from .decode import Row
+from .decode import Row, without_gc
 
 FLUSH_EVERY_S = 1.0
 
@@ -30,6 +30,7 @@ class RecordingTee:
         try:
             self.writer = RecordingWriter(path, capture.header, durable=True)
         except OSError as e:
+            capture.close()
             raise InputError(self.path, "", f"cannot write the recording: {e.strerror or e}") from None
         self._last_flush = time.monotonic()
         self.end_reason = "complete"
@@ -41,8 +42,9 @@ class RecordingTee:
 
     def _write(self, rows: list[Row]) -> None:
         append = self.writer.append_row
-        for row in rows:
-            append(row)
+        with without_gc():
+            for row in rows:
+                append(row)
         now = time.monotonic()
         if now - self._last_flush >= FLUSH_EVERY_S:
             self.writer.flush()
