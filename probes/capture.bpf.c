@@ -223,24 +223,38 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 }
 
 /* -- iommu:* tracepoints --------------------------------------------------------------------------------------- */
-#define READ_STR(dst, field) \
-    bpf_probe_read_kernel_str((dst), TEXT_BYTES, (char *)args + (args->data_loc_##field & 0xFFFF))
+#define DATA_LOC(field) ((char *)args + (args->data_loc_##field & 0xFFFF))
+#define NO_PASID 0xffffffff
 
-#define DEVICE_EVENT(TYPE, PASID)                                                                   \
-    u8 dev[TEXT_BYTES] = {};                                                                        \
-    READ_STR(dev, device);                                                                          \
-    count_event(TYPE, 0, 0, PASID, (const char *)dev);                                              \
-    struct rec *r = new_rec(TYPE);                                                                  \
-    if (!r)                                                                                         \
-        return 0;                                                                                   \
-    __builtin_memcpy(r->in, dev, TEXT_BYTES);                                                       \
-    r->n_in = TEXT_BYTES;
+static __always_inline int device_event(u32 type, const void *name, u32 cmd)
+{
+    struct rec *r = device_rec(type, NO_PASID, name);
+    if (r) {
+        r->cmd = cmd;
+        submit(r);
+    }
+    return 0;
+}
+
+static __always_inline int address_event(u32 type, u64 a, u64 b, u64 c)
+{
+    struct rec *r = device_rec(type, NO_PASID, 0);
+    if (r) {
+        r->a = a;
+        r->b = b;
+        r->c = c;
+        submit(r);
+    }
+    return 0;
+}
 
 #ifdef HAVE_TP_iommu__io_page_fault
 TRACEPOINT_PROBE(iommu, io_page_fault)
 {
-    DEVICE_EVENT(EV_IO_PAGE_FAULT, 0xffffffff)
-    READ_STR(r->out, driver);
+    struct rec *r = device_rec(EV_IO_PAGE_FAULT, NO_PASID, DATA_LOC(device));
+    if (!r)
+        return 0;
+    bpf_probe_read_kernel_str(r->out, TEXT_BYTES, DATA_LOC(driver));
     r->n_out = TEXT_BYTES;
     r->a = args->iova;
     r->cmd = args->flags;
@@ -250,69 +264,35 @@ TRACEPOINT_PROBE(iommu, io_page_fault)
 #endif
 
 #ifdef HAVE_TP_iommu__add_device_to_group
-TRACEPOINT_PROBE(iommu, add_device_to_group)
-{
-    DEVICE_EVENT(EV_GROUP_ADD, 0xffffffff)
-    r->cmd = args->gid;
-    submit(r);
-    return 0;
-}
+TRACEPOINT_PROBE(iommu, add_device_to_group) { return device_event(EV_GROUP_ADD, DATA_LOC(device), args->gid); }
 #endif
 
 #ifdef HAVE_TP_iommu__remove_device_from_group
 TRACEPOINT_PROBE(iommu, remove_device_from_group)
 {
-    DEVICE_EVENT(EV_GROUP_REMOVE, 0xffffffff)
-    r->cmd = args->gid;
-    submit(r);
-    return 0;
+    return device_event(EV_GROUP_REMOVE, DATA_LOC(device), args->gid);
 }
 #endif
 
 #ifdef HAVE_TP_iommu__attach_device_to_domain
-TRACEPOINT_PROBE(iommu, attach_device_to_domain)
-{
-    DEVICE_EVENT(EV_DOMAIN_ATTACH, 0xffffffff)
-    submit(r);
-    return 0;
-}
+TRACEPOINT_PROBE(iommu, attach_device_to_domain) { return device_event(EV_DOMAIN_ATTACH, DATA_LOC(device), 0); }
 #endif
 
 #ifdef HAVE_TP_iommu__map
-TRACEPOINT_PROBE(iommu, map)
-{
-    count_event(EV_MAP, 0, 0, 0xffffffff, 0);
-    struct rec *r = new_rec(EV_MAP);
-    if (!r)
-        return 0;
-    r->a = args->iova;
-    r->b = args->paddr;
-    r->c = args->size;
-    submit(r);
-    return 0;
-}
+TRACEPOINT_PROBE(iommu, map) { return address_event(EV_MAP, args->iova, args->paddr, args->size); }
 #endif
 
 #ifdef HAVE_TP_iommu__unmap
-TRACEPOINT_PROBE(iommu, unmap)
-{
-    count_event(EV_UNMAP, 0, 0, 0xffffffff, 0);
-    struct rec *r = new_rec(EV_UNMAP);
-    if (!r)
-        return 0;
-    r->a = args->iova;
-    r->b = args->size;
-    r->c = args->unmapped_size;
-    submit(r);
-    return 0;
-}
+TRACEPOINT_PROBE(iommu, unmap) { return address_event(EV_UNMAP, args->iova, args->size, args->unmapped_size); }
 #endif
 
 /* SVA-era kernels (about 5.2 to 6.7) traced page requests and responses themselves. */
 #ifdef HAVE_TP_iommu__dev_fault
 TRACEPOINT_PROBE(iommu, dev_fault)
 {
-    DEVICE_EVENT(EV_DEV_FAULT, args->pasid)
+    struct rec *r = device_rec(EV_DEV_FAULT, args->pasid, DATA_LOC(device));
+    if (!r)
+        return 0;
     r->cmd = args->type;
     r->fd = args->reason;
     r->a = args->addr;
@@ -326,7 +306,9 @@ TRACEPOINT_PROBE(iommu, dev_fault)
 #ifdef HAVE_TP_iommu__dev_page_response
 TRACEPOINT_PROBE(iommu, dev_page_response)
 {
-    DEVICE_EVENT(EV_DEV_PAGE_RESPONSE, args->pasid)
+    struct rec *r = device_rec(EV_DEV_PAGE_RESPONSE, args->pasid, DATA_LOC(device));
+    if (!r)
+        return 0;
     r->cmd = args->code;
     r->b = args->grpid;
     r->c = args->pasid;
@@ -339,14 +321,9 @@ TRACEPOINT_PROBE(iommu, dev_page_response)
 #ifdef HAVE_TP_intel_iommu__prq_report
 TRACEPOINT_PROBE(intel_iommu, prq_report)
 {
-    u8 dev[TEXT_BYTES] = {};
-    bpf_probe_read_kernel_str(dev, TEXT_BYTES, (char *)args + (args->data_loc_dev & 0xFFFF));
-    count_event(EV_PRQ, 0, 0, (args->dw0 >> 32) & 0xfffff, (const char *)dev);
-    struct rec *r = new_rec(EV_PRQ);
+    struct rec *r = device_rec(EV_PRQ, (args->dw0 >> 32) & 0xfffff, DATA_LOC(dev));
     if (!r)
         return 0;
-    __builtin_memcpy(r->in, dev, TEXT_BYTES);
-    r->n_in = TEXT_BYTES;
     r->a = args->dw0;
     r->b = args->dw1;
     r->c = args->seq;
@@ -360,11 +337,10 @@ TRACEPOINT_PROBE(intel_iommu, qi_submit)
 {
     if ((args->qw0 & 0xf) != QI_PGRP_RESP_TYPE)
         return 0;  /* only page group responses: the other descriptors are cache invalidations */
-    count_event(EV_QI_PGRP_RESP, 0, 0, (args->qw0 >> 32) & 0xfffff, 0);
-    struct rec *r = new_rec(EV_QI_PGRP_RESP);
+    struct rec *r = device_rec(EV_QI_PGRP_RESP, (args->qw0 >> 32) & 0xfffff, 0);
     if (!r)
         return 0;
-    READ_STR(r->out, iommu);
+    bpf_probe_read_kernel_str(r->out, TEXT_BYTES, DATA_LOC(iommu));
     r->n_out = TEXT_BYTES;
     r->a = args->qw0;
     r->b = args->qw1;

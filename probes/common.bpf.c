@@ -96,6 +96,21 @@ static __always_inline struct rec *new_rec(u32 type)
     return r;
 }
 
+/* A counted record about a device, named by the kernel string at `name` (NULL: none). */
+static __always_inline struct rec *device_rec(u32 type, u32 pasid, const void *name)
+{
+    u8 dev[TEXT_BYTES] = {};
+    if (name)
+        bpf_probe_read_kernel_str(dev, TEXT_BYTES, name);
+    count_event(type, 0, 0, pasid, (const char *)dev);
+    struct rec *r = new_rec(type);
+    if (r && dev[0]) {
+        __builtin_memcpy(r->in, dev, TEXT_BYTES);
+        r->n_in = TEXT_BYTES;
+    }
+    return r;
+}
+
 /* Wake the reader only every WAKEUP_EVERY records a CPU: it polls on a short timer anyway, so under a storm it
  * drains big batches instead of waking once per event. (bcc 0.26 cannot call bpf_ringbuf_query.) */
 BPF_PERCPU_ARRAY(since_wakeup, u32, 1);

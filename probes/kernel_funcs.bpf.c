@@ -132,23 +132,16 @@ static __always_inline void unstash(u32 hook)
     }
 #endif
 
+/* A counted record for kernel function `type` about `dev` (a struct device *, or 0), with its PASID in cmd. */
 static __always_inline struct rec *kfunc_rec(u32 type, u32 pasid, u64 dev)
 {
-    u8 name[TEXT_BYTES] = {};
+    u64 name = 0;
 #ifdef OFF_DEV_NAME
-    if (dev) {
-        u64 p = kread(dev + OFF_DEV_NAME);
-        if (p)
-            bpf_probe_read_kernel_str(name, TEXT_BYTES, (void *)p);
-    }
+    name = kread(dev ? dev + OFF_DEV_NAME : 0);
 #endif
-    count_event(type, 0, 0, pasid, (const char *)name);
-    struct rec *r = new_rec(type);
-    if (!r)
-        return 0;
-    r->cmd = pasid;
-    __builtin_memcpy(r->in, name, TEXT_BYTES);
-    r->n_in = name[0] ? TEXT_BYTES : 0;
+    struct rec *r = device_rec(type, pasid, (const void *)name);
+    if (r)
+        r->cmd = pasid;
     return r;
 }
 

@@ -176,3 +176,21 @@ def test_kernel_function_records() -> None:
     assert (req.pasid, req.get("prg"), req.get("last"), req.get("needs_pasid")) == (5, 3, True, True)
     assert (resp.get("prg"), resp.get("code"), resp.get("by")) == (3, 0, "kernel")
     assert (drop.kind, drop.pasid, drop.get("path"), drop.get("mm")) == ("pasid_free", 5, "sva", 77)
+
+
+def test_sva_era_dev_fault_and_page_response_tracepoints() -> None:
+    dev = b"0000:00:04.0"
+    recs = batch(
+        # iommu:dev_fault of a page request: type 2, flags PASID_VALID|LAST_PAGE, PRG 9, perm read|write, PASID 3
+        record(Ev.DEV_FAULT, 1, cmd=2, a=0x5000, b=9 << 32 | 3, c=3 << 32 | 3, **{"in": dev}),
+        # an unrecoverable fault: type 1, reason 6, no PASID
+        record(Ev.DEV_FAULT, 2, cmd=1, fd=6, a=0x6000, b=0, c=0, **{"in": dev}),
+        record(Ev.DEV_PAGE_RESPONSE, 3, cmd=0, b=9, c=3, **{"in": dev}),
+    )
+    req, fault, resp = (valid(r) for r in Decoder().rows(recs))
+    assert (req.kind, req.pasid, req.fields) == ("page_request", 3, {"prg": 9, "addr": 0x5000, "perm": 3,
+                                                                     "last": True})
+    assert (fault.kind, fault.pasid, fault.get("code"), fault.get("addr")) == ("fault", None, 6, 0x6000)
+    assert (resp.kind, resp.device, resp.pasid, resp.fields) == ("page_response", "0000:00:04.0", 3,
+                                                                 {"prg": 9, "code": 0})
+    assert req.source == "iommu:dev_fault" and resp.source == "iommu:dev_page_response"
