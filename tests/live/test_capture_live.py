@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,7 +19,7 @@ from explorer.recording import Recording
 from probes.hooks import HOOKS
 
 from .client import COMM, PLAN, UNKNOWN_IOMMUFD
-from .conftest import Client, Recorder, cli, settle
+from .conftest import ROOT, Client, Recorder, cli, settle
 
 pytestmark = [pytest.mark.live, pytest.mark.usefixtures("live_host")]
 ENOTTY = -25
@@ -149,9 +151,13 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path: Path, clients) -> None:
 
 def test_not_root_gets_one_clear_line(tmp_path: Path) -> None:
     os.chmod(tmp_path, 0o777)
-    result = cli("record", "-o", str(tmp_path / "x.pasidrec"), "--duration", "1",
-                 preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)))
-    assert result.returncode == 2
+    # nobody, keeping only the right to read and search files (the checkout may live under /root)
+    unprivileged = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=+dac_read_search",
+                    "--ambient-caps=+dac_read_search"]
+    result = subprocess.run([*unprivileged, sys.executable, "-m", "explorer.cli.main", "record", "-o",
+                             str(tmp_path / "x.pasidrec"), "--duration", "1"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
     assert result.stderr.strip() == ("pasid-explorer: live capture loads BPF programs and needs root: run it "
                                      "with sudo")
     assert not (tmp_path / "x.pasidrec").exists()

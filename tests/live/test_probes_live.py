@@ -3,21 +3,28 @@ function programs against this kernel's verifier, and the errors for hosts that 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
 import os
 import struct
+import time
 from pathlib import Path
 
 import pytest
 
 from explorer.errors import CaptureError
 from explorer.index import RecordingIndex
+from explorer.recording import Recording
+from explorer.uapi import command_number
 from probes import layout, loader
 from probes.btf import Btf
 from probes.capability import HostFacts
 from probes.capture import Capture, CaptureOptions, host_plan
 from probes.hooks import HOOKS
 from probes.kernel_funcs import NEEDS, OFFSETS, RETURN_PROBES, offset
+from probes.recorder import RecordingTee
+from probes.uapi_decode import encode_args
 
 from .test_decode import pgfault
 
@@ -130,3 +137,24 @@ def test_a_host_without_tracefs_or_hooks_is_refused_with_the_reason(tmp_path: Pa
         pytest.skip("kernel functions are attachable here, so the host is not without hooks")
     with pytest.raises(CaptureError, match="offers none of the hooks"):
         Capture(CaptureOptions(tracefs_dirs=(tmp_path,)))
+
+
+def test_a_recording_tee_writes_exactly_the_rows_it_hands_out(tmp_path: Path) -> None:
+    """What `live -o` does under the UI: rows polled for the screen are the rows in the recording."""
+    tee = RecordingTee(Capture(CaptureOptions(pid=os.getpid(), ring_bytes=1 << 16)), tmp_path / "tee.pasidrec")
+    fd = os.open("/dev/null", os.O_RDONLY)
+    buf = bytearray(encode_args("IOMMU_IOAS_ALLOC", {}))
+    for _ in range(50):
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(fd, command_number("IOMMU_IOAS_ALLOC"), buf)
+    os.close(fd)
+    shown = []
+    deadline = time.monotonic() + 5
+    while len(shown) < 50 and time.monotonic() < deadline:
+        shown += tee.poll(0.05)
+    assert len(shown) == 50 and "recording" in tee.status()
+    extra = tee.close()
+    r = Recording(tmp_path / "tee.pasidrec")
+    assert r.complete and r.footer["end_reason"] == "complete" and extra["lost"] == 0
+    assert list(r.iter_rows()) == [[*row[:8], row[8]] for row in shown]
+    assert [c["count"] for c in r.footer["kernel_counts"] if c["type"] == "ioctl"] == [50]
