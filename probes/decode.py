@@ -33,6 +33,7 @@ RowMaker = Callable[..., Row]
 FdDevice = Callable[[int, int], str | None]  # (tgid, fd) -> the PCI device behind a VFIO device fd
 
 ENOSPC = 28
+MAX_COOKIES = 1 << 16
 IOMMU_FAULT_WRITE = 0x1  # include/linux/iommu.h: report_iommu_fault() flags
 IOMMU_PGFAULT_FLAGS_PASID_VALID, IOMMU_PGFAULT_FLAGS_LAST_PAGE = 1, 2
 OLD_FAULT_PAGE_REQ = 2  # iommu:dev_fault's `type` for a page request (1 is an unrecoverable fault) in 5.x
@@ -96,7 +97,6 @@ class Decoder:
     unmatched_responses: int = 0  # responses written for a fault the capture never saw read
     _comm: dict[bytes, str] = field(default_factory=dict, init=False, repr=False)
     _iommufd_devs: dict[tuple[int, int], str] = field(default_factory=dict, init=False, repr=False)
-    _fd_devs: dict[tuple[int, int], str | None] = field(default_factory=dict, init=False, repr=False)
     # (tgid, fault object, cookie) -> (device, PASID, PRG index) of the page fault read with that cookie
     _cookies: dict[tuple[int, int, int], tuple[str, int | None, int]] = field(default_factory=dict, init=False,
                                                                              repr=False)
@@ -190,11 +190,8 @@ class Decoder:
 
     def _call_device(self, name: str, tgid: int, fd: int, args: dict[str, Any], ret: int) -> str | None:
         """The PCI device a call is about, where the call says so (a VFIO device fd, an iommufd dev_id)."""
-        if name in DEVICE_FD_COMMANDS:
-            key = (tgid, fd)
-            if key not in self._fd_devs:
-                self._fd_devs[key] = self.fd_device(tgid, fd) if self.fd_device else None
-            device = self._fd_devs[key]
+        if name in DEVICE_FD_COMMANDS:  # rare calls: the fd is looked up each time, as fds get reused
+            device = self.fd_device(tgid, fd) if self.fd_device else None
             if device is not None and name == "VFIO_DEVICE_BIND_IOMMUFD" and ret == 0 and "out_devid" in args:
                 self._iommufd_devs[(tgid, args["out_devid"])] = device
             return device
@@ -266,6 +263,8 @@ class Decoder:
             pasid = f["pasid"] if f["flags"] & IOMMU_PGFAULT_FLAGS_PASID_VALID else None
             device = self.iommufd_device(r.tgid, f["dev_id"])
             self._cookies[(r.tgid, r.cmd, f["cookie"])] = (device, pasid, f["grpid"])
+            if len(self._cookies) > MAX_COOKIES:  # faults never answered: forget the oldest
+                del self._cookies[next(iter(self._cookies))]
             if not self.kernel_page_requests:
                 out.append(row(Kind.PAGE_REQUEST, device, pasid, prg=f["grpid"], addr=f["addr"], perm=f["perm"],
                                last=bool(f["flags"] & IOMMU_PGFAULT_FLAGS_LAST_PAGE)))
