@@ -21,7 +21,7 @@ import numpy as np
 
 from .events import Event, Kind
 from .recording import DeviceInfo, Header, Recording
-from .simulator import DEFAULT_STALE_NS, STATEFUL_KINDS, Anomaly, SimState, Simulator
+from .simulator import DEFAULT_STALE_NS, STATEFUL_KINDS, Anomaly, SimState, Simulator, lifecycle_unobserved
 
 Progress = Callable[[int, int], None]
 _TS, _KIND, _TRACK = itemgetter(0), itemgetter(1), itemgetter(2, 3)
@@ -55,8 +55,10 @@ class RecordingIndex:
         self.recording = recording
         self.devices: dict[str, DeviceInfo] = {d.name: d for d in header.devices}
         self.stale_ns = stale_ns
-        self.sim = Simulator(self.devices.values(), kernel=header.kernel, stale_ns=stale_ns)
-        self._replayer = Simulator(self.devices.values(), kernel=header.kernel, stale_ns=stale_ns)
+        unobserved = lifecycle_unobserved(header)  # imports, and captures blind to the kernel's PASID calls
+        self.sim = Simulator(self.devices.values(), kernel=header.kernel, stale_ns=stale_ns, unobserved=unobserved)
+        self._replayer = Simulator(self.devices.values(), kernel=header.kernel, stale_ns=stale_ns,
+                                   unobserved=unobserved)
         self._replayer.report = False
         self._kind_ids: defaultdict[str, int] = defaultdict(count().__next__)
         for k in Kind:

@@ -49,6 +49,7 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
         "damage": idx.damage,
         "lost": idx.sim.state.lost,
         "probes": h.probes,
+        "lifecycle_unobserved": idx.sim.unobserved,  # why state is uncertain from the start, or None
         "kernel_rules": idx.sim.policy.describe(),
     }
     if "import" in footer:
@@ -99,6 +100,9 @@ def info_text(info: dict[str, Any]) -> list[str]:
     probes = info.get("probes") or {}
     for hook, why in (probes.get("unavailable") or {}).items():
         lines.append(f"  not observed: {hook}: {why}")
+    if info.get("lifecycle_unobserved"):
+        lines.append("  state uncertain from the start: the PASID lifecycle was not observed, so findings a missing "
+                     "allocation, bind or attach could explain are marked uncertain")
     if "import" in info:
         imp = info["import"]
         lines.append(f"  imported from {imp.get('input')} ({imp.get('format')}): {imp.get('lines', 0):,} lines, "

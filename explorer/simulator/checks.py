@@ -16,7 +16,7 @@ from ..events import Event, Kind, make
 class Severity(enum.StrEnum):
     ERROR = "error"  # the kernel or a driver broke a rule
     WARNING = "warning"  # legal but harmful: a stalled device, an exhausted space
-    UNCERTAIN = "uncertain"  # cannot be verified: events were lost
+    UNCERTAIN = "uncertain"  # cannot be verified: events were lost, or the recording could not see them
 
 
 @dataclass(frozen=True, slots=True)

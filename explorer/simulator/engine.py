@@ -2,7 +2,8 @@
 
 Feed it events in time order (rows for speed, `Event`s for convenience); it keeps `SimState` and appends every
 broken invariant to `anomalies`. It never guesses after lost events: findings a lost event could explain are
-reported as uncertain, and state is flagged uncertain from the loss on.
+reported as uncertain, and state is flagged uncertain from the loss on. A recording that never could see the PASID
+lifecycle (`coverage.lifecycle_unobserved`) is uncertain the same way from its start.
 """
 
 from __future__ import annotations
@@ -67,10 +68,16 @@ class Simulator:
     """Consumes events, holds the state at the latest one, and records anomalies as it goes."""
 
     def __init__(self, devices: Iterable[DeviceInfo] = (), *, kernel: str | None = None,
-                 stale_ns: int = DEFAULT_STALE_NS, policy: KernelPolicy | None = None) -> None:
+                 stale_ns: int = DEFAULT_STALE_NS, policy: KernelPolicy | None = None,
+                 unobserved: str | None = None) -> None:
         self.policy = policy or policy_for(kernel)
         self.stale_ns = stale_ns
         self.state = SimState()
+        # Why the PASID lifecycle cannot be seen, if it cannot: then state is uncertain before the first event
+        # (time 0 until `begin` learns the first event's time), exactly as after a loss.
+        self.unobserved = unobserved
+        if unobserved is not None:
+            self.state.uncertain_since = 0
         for d in devices:
             self.state.devices[d.name] = d.pasid_width
         self.anomalies: list[Anomaly] = []
@@ -97,6 +104,8 @@ class Simulator:
         """Apply one recording row (see `Event.to_row`) that is event number `idx` of its stream."""
         st = self.state
         ts = row[R_TS]
+        if st.index < 0:
+            self.begin(ts)
         st.time_ns = ts
         st.index = idx
         handler = self._handlers.get(row[1])
@@ -110,6 +119,8 @@ class Simulator:
         Groups age once per batch rather than per event: a group answered late is caught by its response, one
         still open by the aging at the batch's end, so findings are the same either way."""
         st = self.state
+        if st.index < 0 and rows:
+            self.begin(rows[0][0])
         handlers = self._handlers
         j = -1
         for j in positions:
@@ -128,6 +139,12 @@ class Simulator:
             self.state.time_ns = ts
         self._age_groups(ts)
 
+    def begin(self, ts: int) -> None:
+        """The stream's first event is at `ts`: uncertainty from the start now starts there, not at time 0."""
+        st = self.state
+        if self.unobserved is not None and st.uncertain_since == 0 and st.index < 0:
+            st.uncertain_since = ts
+
     def snapshot(self) -> SimState:
         return self.state.copy()
 
@@ -143,7 +160,7 @@ class Simulator:
         self.anomalies.append(Anomaly(rule, ts, device, pasid, text, tuple(i for i in evidence if i >= 0), sev))
 
     def _doubt(self, severity: Severity | None = None) -> Severity | None:
-        """Findings a lost event could explain are uncertain once events were lost."""
+        """Findings a lost (or never observable) event could explain are uncertain once state is uncertain."""
         return Severity.UNCERTAIN if self.state.uncertain_since is not None else severity
 
     def _check_live(self, ts: int, device: str | None, pasid: int | None, what: str, idx: int) -> bool:
@@ -204,7 +221,8 @@ class Simulator:
             if p == pasid and not inferred and att.since_ns >= live.since_ns:
                 self._flag("free_while_attached", ts, dev, pasid,
                            f"PASID {pasid} was freed while {dev} still had it attached to a {att.domain_type} "
-                           f"domain (attached {fmt_ns(ts - att.since_ns)} earlier).", [att.idx, idx])
+                           f"domain (attached {fmt_ns(ts - att.since_ns)} earlier).", [att.idx, idx],
+                           self._doubt())
 
     def _alloc(self, row: list[Any], idx: int) -> None:
         st = self.state
@@ -235,7 +253,7 @@ class Simulator:
         if path == AllocPath.SVA and mm is not None and mm in st.mm_pasid and st.mm_pasid[mm] != pasid:
             self._flag("second_sva_pasid", ts, dev, pasid,
                        f"{owner}'s mm already has SVA PASID {st.mm_pasid[mm]}, yet PASID {pasid} was "
-                       f"allocated for it.", [st.pasids[st.mm_pasid[mm]].idx, idx])
+                       f"allocated for it.", [st.pasids[st.mm_pasid[mm]].idx, idx], self._doubt())
         self._take(pasid, path, owner, mm, f.get("vm"), ts, idx)
 
     def _free(self, row: list[Any], idx: int) -> None:
@@ -274,7 +292,8 @@ class Simulator:
         if known is not None and pasid != known:
             self._flag("second_sva_pasid", ts, dev, pasid,
                        f"{owner} bound {dev} with PASID {pasid}, but its mm already has SVA PASID {known}: "
-                       f"every bind of one mm must share one PASID.", [st.pasids[known].idx, idx])
+                       f"every bind of one mm must share one PASID.", [st.pasids[known].idx, idx],
+                       self._doubt())
         if pasid is None:
             return
         if pasid not in st.pasids:
@@ -347,7 +366,8 @@ class Simulator:
         if old is not None and not (old.inferred and old.domain_type == dtype):
             self._flag("attach_conflict", ts, dev, pasid,
                        f"{_where(dev, pasid)} was attached to a {dtype} domain while still attached to a "
-                       f"{old.domain_type} domain since {fmt_ns(ts - old.since_ns)} earlier.", [old.idx, idx])
+                       f"{old.domain_type} domain since {fmt_ns(ts - old.since_ns)} earlier.", [old.idx, idx],
+                       self._doubt())
         st.attachments[(dev, pasid)] = _attachment(f, dtype, ts, idx)
         st.implied_detach.pop((dev, pasid), None)
         if not live and pasid != IOMMU_NO_PASID:
@@ -472,7 +492,7 @@ class Simulator:
         self._flag("mm_exit_with_binds", exit_ts + self.stale_ns, None, st.mm_pasid.get(mm),
                    f"{owner} exited, yet {', '.join(sorted(held))} still held "
                    f"{sum(b.refs for b in held.values())} bind(s) on its mm {fmt_ns(self.stale_ns)} later.",
-                   [exit_idx] + [b.idx for b in held.values()])
+                   [exit_idx] + [b.idx for b in held.values()], self._doubt(None))
 
     # -- the user interface (iommufd and VFIO) ---------------------------------------------------------------
     def _uapi(self, row: list[Any], idx: int) -> None:

@@ -1,0 +1,51 @@
+"""Whether a recording could see the PASID lifecycle at all, read from what its header says it could not see.
+
+A kernel log, an ftrace of the iommu tracepoints, or a capture on a host where the kernel's PASID functions
+cannot be probed (no kprobes, fentry refused under lockdown) shows faults on PASIDs whose allocation, bind and
+attach happened unseen. The simulator then starts uncertain, as after a loss: findings a missing lifecycle
+event could explain are uncertain, not errors. This module is the one place that rule lives.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..events import Kind
+from ..recording.header import Header
+
+# The events without which a fault, a bind or a free looks like a bug. A replace only changes the domain of a
+# pair already attached, so missing one explains no finding.
+LIFECYCLE_KINDS = frozenset(str(k) for k in (
+    Kind.PASID_ALLOC, Kind.PASID_FREE, Kind.SVA_BIND, Kind.SVA_UNBIND, Kind.PASID_ATTACH, Kind.PASID_DETACH))
+# How importers name all of them at once in the header's `unavailable` table.
+LIFECYCLE = "PASID lifecycle"
+# A capture's verdict for a kernel function this kernel does not have (probes.capability.MISSING_SYMBOL): no
+# event of that kind can happen here, so none was missed.
+_NOT_IN_KERNEL = "missing symbol"
+
+
+def lifecycle_unobserved(header: Header) -> str | None:
+    """Why this recording cannot show every PASID allocation, bind and attach; None when it can.
+
+    The header decides: an importer's `unavailable` entry for the lifecycle, a capture's `invisible_kinds`
+    naming a lifecycle kind that this kernel has but that no probe could attach to, or an imported recording
+    whose header predates coverage notes (a log never shows the lifecycle)."""
+    probes: dict[str, Any] = header.probes or {}
+    unavailable = probes.get("unavailable") or {}
+    if isinstance(unavailable, dict):
+        for name in (LIFECYCLE, *sorted(LIFECYCLE_KINDS)):
+            if name in unavailable:
+                return f"{name}: {unavailable[name]}"
+    invisible = probes.get("invisible_kinds") or {}
+    missed = sorted(k for k in LIFECYCLE_KINDS & set(invisible) if not _absent_from_kernel(str(invisible[k])))
+    if missed:
+        return f"the capture could not see {', '.join(missed)} ({invisible[missed[0]]})"
+    if header.source.startswith("import:") and not probes:
+        return f"imported from a log ({header.source.removeprefix('import:')}), which shows no PASID lifecycle"
+    return None
+
+
+def _absent_from_kernel(why: str) -> bool:
+    """Is every hook for the kind (listed 'hook: status; ...') a function this kernel does not have?"""
+    statuses = [part.split(": ", 1)[1] if ": " in part else part for part in why.split("; ")]
+    return bool(statuses) and all(s == _NOT_IN_KERNEL for s in statuses)
