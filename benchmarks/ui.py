@@ -1,0 +1,129 @@
+"""How fast the explorer opens a big recording and answers each keystroke, driven headless by Textual's Pilot.
+
+Generates a seeded N-event recording (not timed), then starts a fresh Python process that opens it in the explorer
+and reports:
+  first_screen_s   from that process's start (interpreter, imports, indexing, app start-up) to the first frame
+                   drawn with every panel filled;
+  bars_s           from process start until the timeline's bars (lifetimes, attachments, open page-request groups),
+                   computed in a worker, are drawn too;
+  frame_*_ms       for a mixed sequence of zoom, pan, cursor, row and step keys: from the key's dispatch to the end
+                   of the screen update it caused (Pilot's own idle waits between keys are not counted).
+As a same-run baseline it also times one full-screen frame of an app with an empty recording, so a slow machine
+shows up as a slow baseline rather than as a slow explorer. The last line is one JSON object.
+
+Targets at N=1,000,000: first_screen_s < 1.5, frame_median_ms < 50, frame_p95_ms < 100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+KEYS = ["right", "right", "plus", "plus", "shift+right", "down", "right_square_bracket", "minus", "left",
+        "full_stop", "shift+left", "down", "n", "plus", "right", "up", "minus", "minus", "comma", "left"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=1_000_000, help="events in the generated recording")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--size", default="160x48", help="terminal size WxH (default 160x48)")
+    ap.add_argument("--layout", default="debug")
+    ap.add_argument("--rounds", type=int, default=5, help="times the key sequence is replayed (default 5)")
+    ap.add_argument("--json", action="store_true", help="print only the JSON result line")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--started", type=float, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        asyncio.run(child(args))
+        return
+    from explorer.workload import write_workload
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "ui-bench.pasidrec")
+        if not args.json:
+            print(f"generating {args.events:,} events …", file=sys.stderr)
+        write_workload(path, args.events, args.seed)
+        sys.stderr.flush()
+        started = time.time()
+        out = subprocess.run([sys.executable, __file__, "--child", path, "--started", str(started), "--size",
+                              args.size, "--layout", args.layout, "--rounds", str(args.rounds)],
+                             capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        sys.exit(f"benchmark child failed:\n{out.stderr[-3000:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["events"] = args.events
+    if not args.json:
+        print(f"first screen {result['first_screen_s']:.2f} s (target < 1.5), bars {result['bars_s']:.2f} s; "
+              f"frames median {result['frame_median_ms']:.1f} ms (target < 50), p95 {result['frame_p95_ms']:.1f} ms "
+              f"(target < 100); empty-app frame {result['baseline_frame_ms']:.1f} ms")
+    print(json.dumps(result))
+
+
+async def child(args: argparse.Namespace) -> None:
+    from textual.screen import Screen
+
+    from explorer.index import RecordingIndex
+    from explorer.loading import open_index
+    from explorer.recording import Header
+    from explorer.tui.app import ExplorerApp
+
+    rendered: list[float] = []
+    original = Screen._compositor_refresh
+
+    def timed(self: Screen) -> None:  # type: ignore[type-arg]
+        original(self)
+        rendered.append(time.perf_counter())
+
+    Screen._compositor_refresh = timed  # type: ignore[method-assign]
+    width, height = map(int, args.size.split("x"))
+    index = open_index(args.child)
+    app = ExplorerApp(index, layout=args.layout)
+    result: dict[str, float] = {}
+    async with app.run_test(size=(width, height)) as pilot:
+        while not (app.frame_count and rendered):
+            await asyncio.sleep(0.001)
+        result["first_screen_s"] = time.time() - args.started
+        while app.spans.done < index.n:
+            await asyncio.sleep(0.01)
+        await pilot.pause()
+        result["bars_s"] = time.time() - args.started
+        frames = await drive(pilot, rendered, KEYS * args.rounds)
+    empty = ExplorerApp(RecordingIndex(Header(source="benchmark")), layout=args.layout)
+    async with empty.run_test(size=(width, height)) as pilot:
+        await pilot.pause()
+        base = await drive(pilot, rendered, ["right", "left"] * 10)
+    frames.sort()
+    ms = [f for f, _ in frames]
+    result.update(frame_median_ms=statistics.median(ms), frame_p95_ms=ms[int(len(ms) * 0.95) - 1],
+                  frame_max_ms=ms[-1], frames=len(ms), baseline_frame_ms=statistics.median(f for f, _ in base))
+    out = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
+    out["slowest"] = [[key, round(f, 1)] for f, key in frames[-5:]]
+    print(json.dumps(out))
+
+
+async def drive(pilot, rendered: list[float], keys: list[str]) -> list[tuple[float, str]]:  # type: ignore[no-untyped-def]
+    """Press each key; a frame lasts from the key's dispatch to the last screen update it caused."""
+    frames = []
+    for key in keys:
+        await pilot.pause()
+        t0 = time.perf_counter()
+        await pilot.press(key)
+        await pilot.pause()
+        after = [t for t in rendered if t > t0]
+        if after:
+            frames.append(((after[-1] - t0) * 1000, key))
+    return frames
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""`replay`: open the explorer UI on a recording or a teaching scenario (the default command)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ...errors import ExplorerError
+from ...scenarios import bundled_scenarios
+from ._common import open_with_progress
+
+ORDER = 5
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "replay", help="explore a recording in the terminal UI (default: the first teaching scenario)",
+        description="Open the explorer on a recording (.pasidrec) or a teaching scenario (.yaml, simulated on the "
+                    "fly): one timeline row per device, opening into one row per PASID, plus the allocator's "
+                    "row; beside it the simulated allocator's state at the cursor, the selected event explained, "
+                    "the anomalies and, for scenarios, the lesson. Press ? inside for every key.",
+        epilog="keys (the essentials):\n"
+               "  left/right  move the cursor       +/-  zoom       shift+left/right  pan\n"
+               "  up/down     select a row          enter  open/close a device's PASID rows\n"
+               "  ] [         next/previous event on the row    . ,  step through all events\n"
+               "  n N         next/previous anomaly             m M  next/previous teaching step\n"
+               "  space       play/pause  > < speed             /    filter (dev: pasid: pid: comm: kind:)\n"
+               "  ?           help                              q    quit\n\n"
+               "examples:\n"
+               "  pasid-explorer                                          the first teaching scenario\n"
+               "  pasid-explorer replay recordings/06-buggy-driver.pasidrec\n"
+               "  pasid-explorer replay recordings/scenarios/03-guest-pasid-iommufd.yaml --layout compact\n"
+               "  pasid-explorer replay big.pasidrec --layout my-layout.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", nargs="?", help="recording or scenario to open (default: the first bundled scenario)")
+    p.add_argument("--layout", help="layout name (debug, teaching, compact) or a layout .yaml file "
+                                    "(default: teaching for scenarios, debug otherwise)")
+    p.add_argument("--stale-ms", type=float, metavar="MS",
+                   help="age at which an unanswered page-request group is reported (default 100)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ...tui.app import ExplorerApp
+    from ...tui.layout import load_layout
+
+    path = args.file
+    if path is None:
+        scenarios = bundled_scenarios()
+        if not scenarios:
+            raise ExplorerError("no bundled scenarios found; give a recording to open")
+        first = scenarios[0]
+        path = str(first.recording_path if first.recording_path.exists() else first.yaml_path)
+    layout = load_layout(args.layout) if args.layout else None  # a bad layout fails before the long indexing
+    index = open_with_progress(path, args.stale_ms)
+    ExplorerApp(index, layout=layout, source_name=path).run()
+    return 0

@@ -1,0 +1,74 @@
+"""The allocator panel: the simulator's state at the cursor, in the model's own words."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from ..events import PASID_SPACE
+from ..explain import uncertainty
+from ..index import RecordingIndex
+from ..simulator import SimState
+from ..simulator.checks import fmt_ns
+from .panel import Panel, columns
+
+MAX_LISTED = 40
+
+
+class AllocatorPanel(Panel):
+    TITLE = "allocator"
+
+    def show_state(self, index: RecordingIndex, st: SimState, cursor: int) -> None:
+        self.set_body(render_state(index, st, cursor))
+
+
+def render_state(index: RecordingIndex, st: SimState, cursor: int) -> Text:
+    parts: list[Text] = []
+    head = Text(f"at +{fmt_ns(cursor - index.start_ns)} · {index.index_at(cursor):,} of {index.n:,} events")
+    if st.uncertain:
+        head.append(f"\nUNCERTAIN: {uncertainty(index, st)}; state below may be incomplete", style="bold #d03c3c")
+    parts.append(head)
+    parts.append(Text(f"space: {len(st.pasids):,} live of {PASID_SPACE - 1:,} · high-water {st.high_water:,} "
+                      f"(PASID {st.high_water_pasid}) · {st.allocs:,} allocs, {st.frees:,} frees · next free "
+                      f"{st.lowest_free()}", style="dim"))
+    listed = []
+    for p in sorted(st.pasids)[:MAX_LISTED]:
+        live = st.pasids[p]
+        devs = ", ".join(f"{d} {a.domain_type}" + (f" guest PASID {a.guest_pasid}" if a.guest_pasid is not None else "")
+                         for d, a in sorted(st.devices_of(p).items())) or "none"
+        owner = live.owner + (f" vm {live.vm}" if live.vm else "") + ("" if live.certain else " (inferred)")
+        listed.append((str(p), live.path, owner, devs))
+    parts.append(columns(listed, ("PASID", "path", "owner", "attached (domain)")) if listed
+                 else Text("no PASID is allocated", style="dim"))
+    if len(st.pasids) > MAX_LISTED:
+        parts.append(Text(f"… and {len(st.pasids) - MAX_LISTED:,} more live PASIDs", style="dim"))
+    groups = st.outstanding(cursor)
+    if groups:
+        parts.append(Text(f"outstanding page-request groups: {len(groups)}", style="bold"))
+        for g, age in groups[:MAX_LISTED // 4]:
+            stale = age >= index.stale_ns
+            parts.append(Text(f"  {g.device} PASID {g.pasid} PRG {g.prg}: age {fmt_ns(age)}, {g.requests} req, "
+                              f"answered by {g.route}{' (waiting for Last)' if not g.closed else ''}"
+                              f"{'  STALE' if stale else ''}", style="#d03c3c" if stale else ""))
+    else:
+        parts.append(Text("no page-request group outstanding", style="dim"))
+    devices = []
+    for name in index.device_names():
+        width = st.devices.get(name, index.devices[name].pasid_width if name in index.devices else None)
+        info = index.devices.get(name)
+        drv = f" {info.driver}" if info and info.driver else ""
+        wtext = "?" if width is None else f"{width}-bit ({1 << width:,})" if width else "no PASID"
+        devices.append((f"{name}{drv}", wtext, ", ".join(map(str, sorted(st.pasids_on(name))[:12])) or "-"))
+    parts.append(columns(devices, ("device", "width", "PASIDs on it")))
+    mms = [(mm, p) for mm, p in st.mm_pasid.items()]
+    if mms:
+        parts.append(Text("processes (mm → SVA PASID, binds):", style="bold"))
+        for mm, p in mms[:MAX_LISTED // 4]:
+            binds = ", ".join(f"{d} ×{b.refs}" for d, b in sorted(st.binds_of(mm).items())) or "no binds"
+            parts.append(Text(f"  {st.mm_owner.get(mm, f'mm {mm}')} → PASID {p}: {binds}"))
+    if st.uapi_objects:
+        objs = ", ".join(f"{o.kind} {oid}" for (_pid, oid), o in list(st.uapi_objects.items())[:12])
+        parts.append(Text(f"iommufd objects: {objs}", style="dim"))
+    for part in parts:
+        part.rstrip()
+    return Text("\n").join(parts)
+

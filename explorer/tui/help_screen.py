@@ -1,0 +1,71 @@
+"""The `?` screen: every key, the glyph legend and the filter syntax, generated from the app's own tables."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+from .filters import FILTER_HELP
+from .glyphs import MARKS
+from .spans import SPAN_NAMES
+
+
+def help_markdown(bindings: list[Binding]) -> str:
+    keys = "\n".join(f"| `{b.key_display or b.key}` | {b.description} |" for b in bindings if b.description)
+    marks = "\n".join(f"| `{m.glyph}` | {m.meaning} |" for m in MARKS.values())
+    bars = "\n".join(f"- {name}" for name in SPAN_NAMES)
+    return f"""# PASID Explorer
+
+There are two ways to get a PASID: from an **mm** (SVA: a process's first bind allocates its one global PASID,
+later binds reuse it) or through **iommufd** (for processes and VMs). Faults, page-request groups and responses
+hang off a *(device, PASID)* pair: each device row opens into one row per PASID; the allocator row opens into one
+row per PASID number with its lifetime.
+
+## Keys
+
+| key | action |
+|---|---|
+{keys}
+
+Mouse: click a row to select it and move the cursor there; the wheel zooms around the pointer.
+`ctrl+p` opens the command palette (every action is there too).
+
+## Marks
+
+| glyph | meaning |
+|---|---|
+{marks}
+
+A cell shows the most telling kind among its events; a cell of DMA map traffic shows how many events it holds
+with a bar (`▁` few … `█` many). The status line under the timeline counts the events in the cursor's cell.
+
+## Bars (background)
+
+{bars}
+
+## Filter (`/`)
+
+{FILTER_HELP}. Example: `dev:6a:01 kind:page_request,page_response`. Escape clears it.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 90%; height: 90%; border: round $accent; background: $surface; }
+    """
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close help")]
+
+    def __init__(self, bindings: list[Binding]) -> None:
+        super().__init__()
+        self._markdown = help_markdown(bindings)
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Markdown(self._markdown)
+
+    def action_dismiss(self, result: None = None) -> None:  # type: ignore[override]
+        self.dismiss(result)

@@ -1,0 +1,50 @@
+"""The lesson panel: a teaching scenario's title and text, and its markers with the step at the cursor lit."""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.text import Text
+
+from ..events import Kind
+from ..explain import prose
+from ..index import RecordingIndex
+from ..simulator.checks import fmt_ns
+from .panel import Panel
+
+
+class LessonPanel(Panel):
+    TITLE = "lesson"
+
+    def show_lesson(self, index: RecordingIndex, markers: list[int], cursor: int) -> None:
+        h = index.header
+        text = Text()
+        if h.title:
+            text.append(h.title + "\n", style="bold")
+        if h.description:
+            text.append(prose(h.description) + "\n\n", style="dim")
+        if not markers:
+            text.append("This recording has no teaching markers. Press n to jump to the next anomaly, ? for help.",
+                        style="dim")
+            self.set_body(text)
+            return
+        times = [index.ts[i] for i in markers]
+        current = int(np.searchsorted(times, cursor, side="right")) - 1
+        for n, i in enumerate(markers):
+            ev = index.event(i)
+            title = ev.get("title")
+            body = prose(str(ev.get("text", "")))
+            stamp = f"+{fmt_ns(ev.ts_ns - index.start_ns)} "
+            if n == current:
+                text.append(f"▶ {stamp}{title + ': ' if title else ''}", style="bold #a05ad0")
+                text.append(body + "\n", style="bold")
+            elif n < current:
+                text.append(f"  {stamp}{title + ': ' if title else ''}{body}\n", style="dim")
+            else:
+                text.append(f"  {stamp}{title or body[:60] + ('…' if len(body) > 60 else '')}\n", style="dim italic")
+        text.append("\nm / M: next / previous step", style="dim")
+        self.set_body(text)
+
+
+def marker_indices(index: RecordingIndex) -> list[int]:
+    kid = index.kind_id(str(Kind.MARKER))
+    return [] if kid is None or not index.n else np.flatnonzero(index.kinds == kid).tolist()

@@ -1,0 +1,93 @@
+"""Where a step lands: the event on a row at the cursor, the next or previous one, the next anomaly or marker.
+
+Order is (time, event index), so events sharing a timestamp are still visited one by one. Pure numpy over the
+index's columns; no Textual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from ..index import RecordingIndex
+from ..simulator import Anomaly
+
+_CHUNK = 65_536
+
+
+def event_at(index: RecordingIndex, tracks: Iterable[int], t: int, keep: np.ndarray | None = None) -> int | None:
+    """The latest event at or before `t` on these tracks (the highest index among equal times)."""
+    best: tuple[int, int] | None = None
+    for tid in tracks:
+        times = index.track_times(tid)
+        ids = index.track_events(tid)
+        pos = int(np.searchsorted(times, t, side="right")) - 1
+        while pos >= 0 and keep is not None and not keep[index.kinds[ids[pos]]]:
+            pos -= 1
+        if pos >= 0:
+            cand = (int(times[pos]), int(ids[pos]))
+            if best is None or cand > best:
+                best = cand
+    return None if best is None else best[1]
+
+
+def step_on_tracks(index: RecordingIndex, tracks: Iterable[int], current: int | None, t: int, forward: bool,
+                   keep: np.ndarray | None = None) -> int | None:
+    """The next (or previous) event on these tracks after `current` (or after time `t` when there is none)."""
+    here = (t, index.n if forward else -1) if current is None else (int(index.ts[current]), current)
+    best: tuple[int, int] | None = None
+    for tid in tracks:
+        times = index.track_times(tid)
+        ids = index.track_events(tid)
+        if forward:
+            pos = int(np.searchsorted(times, here[0], side="left"))
+            while pos < len(times) and ((int(times[pos]), int(ids[pos])) <= here
+                                        or (keep is not None and not keep[index.kinds[ids[pos]]])):
+                pos += 1
+            if pos < len(times):
+                cand = (int(times[pos]), int(ids[pos]))
+                best = cand if best is None or cand < best else best
+        else:
+            pos = int(np.searchsorted(times, here[0], side="right")) - 1
+            while pos >= 0 and ((int(times[pos]), int(ids[pos])) >= here
+                                or (keep is not None and not keep[index.kinds[ids[pos]]])):
+                pos -= 1
+            if pos >= 0:
+                cand = (int(times[pos]), int(ids[pos]))
+                best = cand if best is None or cand > best else best
+    return None if best is None else best[1]
+
+
+def step_global(index: RecordingIndex, current: int, forward: bool, visible: np.ndarray,
+                keep: np.ndarray | None = None) -> int | None:
+    """The next (previous) event in recording order on a visible track (and of a kept kind), scanning in chunks so
+    a step costs little however far the next visible event is."""
+    tracks, kinds = index.track_of, index.kinds
+    i = current
+    while True:
+        lo, hi = (i + 1, min(i + 1 + _CHUNK, index.n)) if forward else (max(i - _CHUNK, 0), i)
+        if lo >= hi:
+            return None
+        ok = visible[tracks[lo:hi]]
+        if keep is not None:
+            ok &= keep[kinds[lo:hi]]
+        hits = np.flatnonzero(ok)
+        if len(hits):
+            return lo + int(hits[0] if forward else hits[-1])
+        i = hi - 1 if forward else lo
+
+
+def next_anomaly(anomalies: list[Anomaly], current: int | None, t: int, forward: bool) -> int | None:
+    """Index into `anomalies` (time order) of the next (previous) one after `current`, or after time `t`."""
+    if not anomalies:
+        return None
+    if current is not None:
+        n = current + (1 if forward else -1)
+        return n if 0 <= n < len(anomalies) else None
+    times = [a.ts_ns for a in anomalies]
+    if forward:
+        n = int(np.searchsorted(times, t, side="right"))
+        return n if n < len(anomalies) else None
+    n = int(np.searchsorted(times, t, side="left")) - 1
+    return n if n >= 0 else None

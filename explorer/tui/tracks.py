@@ -1,0 +1,112 @@
+"""The rows of the timeline: the allocator and each device, each expandable into one row per PASID.
+
+A row aggregates one or more index tracks (a device's row sums all its PASIDs while collapsed). Filters hide rows;
+nothing here imports Textual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ..index import RecordingIndex
+from .filters import Filter
+from .spans import Spans
+
+ALLOCATOR = "allocator"
+
+
+@dataclass(slots=True)
+class Row:
+    """One timeline row. `group` rows (allocator, a device) have children; `span_key` names its bars."""
+
+    key: tuple[object, ...]
+    label: str
+    tracks: list[int]
+    depth: int = 0
+    device: str | None = None
+    pasid: int | None = None
+    span_key: tuple[object, object] | None = None
+    children: list[Row] = field(default_factory=list)
+
+    @property
+    def is_group(self) -> bool:
+        return self.depth == 0
+
+    @property
+    def anomaly_key(self) -> tuple[str | None, int | None] | None:
+        """The (device, PASID) whose anomalies this row shows; None for groups, which show all of theirs."""
+        return None if self.is_group else (self.device, self.pasid)
+
+
+def build_rows(index: RecordingIndex, spans: Spans | None = None) -> list[Row]:
+    """The allocator row (its children: one per PASID number, with its lifetimes) then one row per device."""
+    tracks = index.tracks
+    by_device: dict[str | None, list[tuple[int | None, int]]] = {}
+    for tid, t in enumerate(tracks):
+        by_device.setdefault(t.device, []).append((t.pasid, tid))
+    pasids = sorted({t.pasid for t in tracks if t.pasid is not None})
+    own = {p: tid for p, tid in by_device.get(None, []) if p is not None}
+    alloc = Row((ALLOCATOR,), ALLOCATOR, [tid for _, tid in by_device.get(None, [])], device=None)
+    for p in pasids:
+        owner = _owner_text(spans, p)
+        alloc.children.append(Row((ALLOCATOR, p), f"PASID {p}{owner}", [own[p]] if p in own else [], 1, None, p,
+                                  ("pasid", p)))
+    if (None, None) in {(t.device, t.pasid) for t in tracks}:
+        host = [tid for p, tid in by_device[None] if p is None]
+        alloc.children.insert(0, Row((ALLOCATOR, "host"), "host-wide", host, 1, None, None, None))
+    rows = [alloc]
+    for dev in index.device_names():
+        entries = sorted(by_device.get(dev, []), key=lambda x: -1 if x[0] is None else x[0])
+        info = index.devices.get(dev)
+        label = dev if info is None or not info.driver else f"{dev} {info.driver}"
+        row = Row(("device", dev), label, [tid for _, tid in entries], 0, dev)
+        for p, tid in entries:
+            label = "no PASID" if p is None else f"PASID {p}{_owner_text(spans, p)}"
+            row.children.append(Row(("device", dev, p), label, [tid], 1, dev, p, (dev, p) if p is not None else None))
+        rows.append(row)
+    return rows
+
+
+def _owner_text(spans: Spans | None, pasid: int) -> str:
+    """The process or VM holding the PASID, when the number only ever had one holder."""
+    holders = spans.holders.get(pasid) if spans is not None else None
+    if not holders:
+        return ""
+    return f" {next(iter(holders.values()))}" if len(holders) == 1 else f" ({len(holders)} holders)"
+
+
+def matches(row: Row, flt: Filter, index: RecordingIndex, spans: Spans | None,
+            kind_tracks: set[int] | None) -> bool:
+    """Whether a row survives the filter: every given criterion must hold (a group survives through a child)."""
+    if row.children:
+        return any(matches(c, flt, index, spans, kind_tracks) for c in row.children)
+    if flt.devices and not (row.device and any(d in row.device.lower() for d in flt.devices)):
+        return False
+    if flt.pasids and row.pasid not in flt.pasids:
+        return False
+    names = spans.owners.get(row.pasid, set()) if spans is not None and row.pasid is not None else set()
+    if flt.pids and not any(str(p) in names for p in flt.pids):
+        return False
+    if flt.comms and not any(c in n for c in flt.comms for n in names):
+        return False
+    if kind_tracks is not None and not kind_tracks.intersection(row.tracks):
+        return False
+    if flt.words:
+        info = index.devices.get(row.device) if row.device else None
+        hay = " ".join([row.label.lower(), *names, (info.driver or "") if info else ""]).lower()
+        return all(w in hay for w in flt.words)
+    return True
+
+
+def visible_rows(rows: Iterable[Row], expanded: set[tuple[object, ...]], flt: Filter, index: RecordingIndex,
+                 spans: Spans | None, kind_tracks: set[int] | None = None) -> list[Row]:
+    """The rows on screen, in order: groups, then the children of expanded groups, filters applied."""
+    out: list[Row] = []
+    for row in rows:
+        if flt.active and not matches(row, flt, index, spans, kind_tracks):
+            continue
+        out.append(row)
+        if row.key in expanded:
+            out.extend(c for c in row.children if not flt.active or matches(c, flt, index, spans, kind_tracks))
+    return out
