@@ -33,7 +33,7 @@ def render_event(index: RecordingIndex, i: int) -> Text:
     for p in account.paragraphs:
         paras.append(Text(p, style="bold #d03c3c" if p.startswith("ANOMALY") else ""))
     fields.rstrip()
-    return Text("\n").join([head, fields, *paras])
+    return Text("\n").join([head, *paras, fields])  # the account first: on a small screen it is what fits
 
 
 def _value(key: str, v: object) -> str:
