@@ -491,6 +491,8 @@ class ExplorerApp(App[None]):
         worker = get_current_worker()
         while not worker.is_cancelled:
             rows = self.live.poll(0.2)
+            if worker.is_cancelled or not self.is_running:
+                break  # the app is closing: the source's owner writes what is still in flight
             self.call_from_thread(self._live_rows, rows)
 
     def _live_rows(self, rows: list[list[Any]]) -> None:

@@ -1,0 +1,83 @@
+"""`live`: the explorer fed by a real capture on this kernel. A process's ioctls appear on the timeline as they
+happen, the cursor follows the present until the user moves it, and what was shown is also recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from explorer.events import Kind
+from explorer.index import RecordingIndex
+from explorer.recording import Recording
+from explorer.tui.app import ExplorerApp
+from explorer.tui.panel import Panel
+from probes.capture import Capture, CaptureOptions
+from probes.recorder import RecordingTee
+
+from .client import PLAN
+from .conftest import Client
+
+pytestmark = [pytest.mark.live, pytest.mark.usefixtures("live_host")]
+
+
+async def wait_for(pilot, condition, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the live view did not catch up in time"
+        await pilot.pause(0.1)
+
+
+def uapi_count(index: RecordingIndex, pid: int) -> int:
+    kid = index.kind_id(str(Kind.UAPI))
+    return sum(1 for i in range(index.n) if index.kinds[i] == kid and index.row(i)[5] == pid)
+
+
+def test_live_view_grows_follows_the_present_and_records_what_it_shows(tmp_path: Path, clients) -> None:
+    out = tmp_path / "live.pasidrec"
+    first, second = Client("calls"), Client("calls")
+    clients += [first, second]
+    source = RecordingTee(Capture(CaptureOptions()), out)
+    app = ExplorerApp(RecordingIndex(source.header), live=source)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(160, 48)) as pilot:
+            assert app.following
+            first.go()
+            first.finish()
+            await wait_for(pilot, lambda: uapi_count(app.index, first.pid) >= len(PLAN))
+            await pilot.pause(0.3)
+            # the process's calls are on screen, and the cursor sits at the newest event
+            assert app.cursor == app.index.end_ns
+            host = next(r for r in app.rows if r.label == "host-wide")
+            assert host.tracks
+            timeline = app.query_one("Timeline")
+            assert "following" in timeline.view.status
+            assert "events" in timeline.view.status  # the capture's own counter
+            # moving the cursor stops following: new events extend the timeline, the cursor stays
+            await pilot.press("home")
+            held = app.cursor
+            assert not app.following and held == app.index.start_ns
+            n_before = app.index.n
+            second.go()
+            second.finish()
+            await wait_for(pilot, lambda: uapi_count(app.index, second.pid) >= len(PLAN))
+            assert app.index.n > n_before and app.cursor == held
+            # stepping to the last event shows a decoded call of the second process in the event panel
+            await pilot.press("end")
+            assert app.following and app.cursor == app.index.end_ns
+            await pilot.press("comma")
+            panel = app.query_one("#event", Panel)
+            assert "IOMMU_" in panel.text or "VFIO_" in panel.text or "mm_exit" in panel.text
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        source.close()
+    shown = app.index
+    rec = Recording(out)
+    assert rec.event_count >= shown.n  # everything shown was recorded (the close may add the last stragglers)
+    recorded = {(r[0], r[1], r[5]) for c in range(len(rec.chunks)) for r in rec.chunk_rows(c)}
+    assert all((r[0], r[1], r[5]) in recorded for r in (shown.row(i) for i in range(shown.n)))
