@@ -27,8 +27,8 @@ EPILOG = """\
 examples:
   pasid-explorer                                   explore the first teaching scenario
   pasid-explorer scenarios                         list the bundled teaching scenarios
-  pasid-explorer replay recordings/exhaustion.pasidrec
-  pasid-explorer simulate recordings/scenarios/two-processes.yaml -o two.pasidrec
+  pasid-explorer replay recordings/05-exhaustion-narrow-device.pasidrec
+  pasid-explorer simulate recordings/scenarios/01-two-processes-one-device.yaml -o two.pasidrec
   pasid-explorer check two.pasidrec --json         run the invariant checks (exit 1 on anomalies)
   pasid-explorer export two.pasidrec --to jsonl -o -
 
