@@ -7,11 +7,13 @@ ways the PASID came from, and for anomalies what broke and which earlier events 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from weakref import WeakKeyDictionary
 
 from .events import AllocPath, Event, Kind, ResponseCode, perm_text
 from .index import RecordingIndex
 from .simulator import Anomaly, SimState
 from .simulator.checks import fmt_ns
+from .summary import evidence_brief
 from .uapi import VFIO_DEVICE_ATTACH_PASID
 
 _PATHS = {
@@ -44,6 +46,9 @@ _ROUTES = {
 }
 
 
+_EVIDENCE: WeakKeyDictionary[RecordingIndex, tuple[int, dict[int, list[Anomaly]]]] = WeakKeyDictionary()
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
     """What the event panel shows: a headline and paragraphs."""
@@ -63,7 +68,9 @@ def explain(index: RecordingIndex, i: int) -> Account:
     st = index.state_at(ev.ts_ns)
     paras = [p for p in _describe(ev, st, index) if p]
     for a in anomalies_of(index, i):
-        paras.append(anomaly_text(a, index))
+        proves = a.evidence[-1] != i and a.ts_ns != ev.ts_ns
+        paras.append(anomaly_text(a, index, f"EVIDENCE for the anomaly at +{fmt_ns(a.ts_ns - index.start_ns)}"
+                                  if proves else "ANOMALY"))
     if st.uncertain and ev.kind != Kind.LOST:
         paras.append(f"State is uncertain: {uncertainty(index, st)}. What is shown may miss allocations, binds or "
                      "responses, so findings are marked uncertain rather than reported as bugs.")
@@ -86,18 +93,22 @@ def uncertainty(index: RecordingIndex, st: SimState) -> str:
 
 
 def anomalies_of(index: RecordingIndex, i: int) -> list[Anomaly]:
-    """Anomalies this event proves or triggered."""
-    ev = index.event(i)
-    near = index.anomalies_between(ev.ts_ns, ev.ts_ns + index.stale_ns)
-    return [a for a in near if i in a.evidence[-1:]] + [a for a in index.anomalies_between(ev.ts_ns, ev.ts_ns)
-                                                          if i not in a.evidence[-1:] and i in a.evidence]
+    """Anomalies whose evidence includes event `i` (before or after the finding's own time)."""
+    found = index.anomalies
+    cached = _EVIDENCE.get(index)
+    if cached is None or cached[0] != len(found):
+        by_event: dict[int, list[Anomaly]] = {}
+        for a in found:
+            for j in a.evidence:
+                by_event.setdefault(j, []).append(a)
+        cached = _EVIDENCE[index] = (len(found), by_event)
+    return cached[1].get(i, [])
 
 
-def anomaly_text(a: Anomaly, index: RecordingIndex) -> str:
-    proof = "; ".join(f"#{j} at {fmt_ns(index.event(j).ts_ns - index.start_ns)}: {index.event(j).brief()}"
-                      for j in a.evidence[:4])
+def anomaly_text(a: Anomaly, index: RecordingIndex, role: str = "ANOMALY") -> str:
+    proof = "; ".join(evidence_brief(index, j) for j in a.evidence[:4] if 0 <= j < index.n)
     more = f" (and {len(a.evidence) - 4} more)" if len(a.evidence) > 4 else ""
-    return (f"ANOMALY ({a.severity}) {a.title}: {a.explanation} Why it matters: {a.lesson}"
+    return (f"{role} ({a.severity}) {a.title}: {a.explanation} Why it matters: {a.lesson}"
             + (f" Evidence: {proof}{more}." if proof else ""))
 
 

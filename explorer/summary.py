@@ -126,8 +126,11 @@ def anomaly_text(a: Anomaly, idx: RecordingIndex, evidence: int = 3) -> list[str
     lines = [f"{a.severity.upper():<9} {fmt_ns(a.ts_ns - idx.start_ns):>12}  {a.title}" + (f" ({where})" if where
                                                                                            else ""),
              f"          {a.explanation}"]
-    for i in a.evidence[:evidence]:
-        if 0 <= i < idx.n:
-            ev = idx.event(i)
-            lines.append(f"          evidence #{i} at {fmt_ns(ev.ts_ns - idx.start_ns)}: {ev.brief()}")
+    lines += [f"          evidence {evidence_brief(idx, i)}" for i in a.evidence[:evidence] if 0 <= i < idx.n]
     return lines
+
+
+def evidence_brief(idx: RecordingIndex, i: int) -> str:
+    """One evidence event, as the check report and the explorer's explanations cite it."""
+    ev = idx.event(i)
+    return f"#{i} at {fmt_ns(ev.ts_ns - idx.start_ns)}: {ev.brief()}"

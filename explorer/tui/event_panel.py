@@ -9,6 +9,8 @@ from ..index import RecordingIndex
 from ..simulator.checks import fmt_ns
 from .panel import Panel, columns
 
+_ROLE_STYLES = {"ANOMALY": "bold #d03c3c", "EVIDENCE": "#c88a00"}
+
 
 class EventPanel(Panel):
     TITLE = "event"
@@ -29,9 +31,7 @@ def render_event(index: RecordingIndex, i: int) -> Text:
     fields = columns([(k, _value(k, v)) for k, v in ev.as_dict().items() if v not in (None, "", {}) and k != "ts_ns"],
                      indent="  ")
     fields.stylize("dim")
-    paras = []
-    for p in account.paragraphs:
-        paras.append(Text(p, style="bold #d03c3c" if p.startswith("ANOMALY") else ""))
+    paras = [Text(p, style=_ROLE_STYLES.get(p.split(" ", 1)[0], "")) for p in account.paragraphs]
     fields.rstrip()
     return Text("\n").join([head, *paras, fields])  # the account first: on a small screen it is what fits
 
