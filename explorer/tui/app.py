@@ -33,7 +33,7 @@ from .filters import FILTER_HELP, Filter, FilterSyntaxError, parse_filter
 from .help_screen import HelpScreen
 from .layout import Layout, load_layout
 from .lesson_panel import LessonPanel, marker_indices
-from .navigation import event_at, next_anomaly, step_global, step_on_tracks
+from .navigation import event_at, find_text, next_anomaly, step_global, step_on_tracks
 from .panel import Panel
 from .spans import Spans
 from .timeline import Timeline, View
@@ -52,8 +52,8 @@ class ExplorerApp(App[None]):
 
     TITLE = "PASID Explorer"
     CSS = """
-    #filter { dock: bottom; display: none; height: 3; }
-    #filter.shown { display: block; }
+    #filter, #search { dock: bottom; display: none; height: 3; }
+    #filter.shown, #search.shown { display: block; }
     .layout-row { height: 1fr; }
     Timeline { border: round $primary 50%; }
     Timeline:focus { border: round $accent; }
@@ -86,6 +86,8 @@ class ExplorerApp(App[None]):
         Binding("greater_than_sign", "speed(1)", "faster", key_display=">", show=False),
         Binding("less_than_sign", "speed(-1)", "slower", key_display="<", show=False),
         Binding("slash", "filter", "filter", key_display="/"),
+        Binding("s", "search", "search event text", show=False),
+        Binding("S", "search_again(1)", "next search match", key_display="S", show=False),
         Binding("escape", "clear_filter", "clear filter", show=False),
         Binding("t", "toggle_theme", "light / dark", show=False),
         Binding("q", "quit", "quit"),
@@ -119,6 +121,7 @@ class ExplorerApp(App[None]):
         self.following = live is not None
         self._last_tick = 0.0
         self._top = 0
+        self.needle = ""  # the last search
         self.frame_count = 0  # full refreshes done, for the benchmark and tests
 
     # -- composition ------------------------------------------------------------------------------------------
@@ -132,6 +135,8 @@ class ExplorerApp(App[None]):
                     widget.styles.width = spec.width
                     yield widget
         yield Input(placeholder=FILTER_HELP, id="filter")
+        yield Input(placeholder="search: text in an event's line (a PASID, an address, IOMMU_HWPT_ALLOC, a comm)",
+                    id="search")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -309,15 +314,18 @@ class ExplorerApp(App[None]):
         if not self.index.n:
             return
         current = self.selected_event if self.selected_event is not None else self.index.index_at(self.cursor) - 1
-        visible = np.zeros(max(len(self.index.tracks), 1), dtype=bool)
-        for r in self.rows:
-            visible[r.tracks] = True
-        i = step_global(self.index, current, delta > 0, visible, self._keep())
+        i = step_global(self.index, current, delta > 0, self._visible_tracks(), self._keep())
         if i is None:
             self.playing = False
             self.notify("no more events", timeout=2)
             return
         self._select_event(i, keep_row=False)
+
+    def _visible_tracks(self) -> np.ndarray:
+        visible = np.zeros(max(len(self.index.tracks), 1), dtype=bool)
+        for r in self.rows:
+            visible[r.tracks] = True
+        return visible
 
     def _select_event(self, i: int, *, keep_row: bool) -> None:
         """Put the cursor on event `i` and select its row (opening its device if needed)."""
@@ -431,7 +439,38 @@ class ExplorerApp(App[None]):
         self._apply_filter(flt)
         self.query_one(Timeline).focus()
 
+    def action_search(self) -> None:
+        box = self.query_one("#search", Input)
+        box.add_class("shown")
+        box.focus()
+
+    @on(Input.Submitted, "#search")
+    def _search_submitted(self, event: Input.Submitted) -> None:
+        event.input.remove_class("shown")
+        self.query_one(Timeline).focus()
+        self.needle = event.value.strip()
+        self.action_search_again(1)
+
+    def action_search_again(self, delta: int) -> None:
+        if not self.needle:
+            self.action_search()
+            return
+        current = self.selected_event if self.selected_event is not None else self.index.index_at(self.cursor) - 1
+        self._find(current, delta > 0, self.needle, self._visible_tracks(), self._keep())
+
+    @work(thread=True, exclusive=True, group="search")
+    def _find(self, current: int, forward: bool, needle: str, visible: np.ndarray, keep: np.ndarray | None) -> None:
+        found = find_text(self.index, current, forward, needle, visible, keep)
+        self.call_from_thread(self._found, found, needle)
+
+    def _found(self, i: int | None, needle: str) -> None:
+        if i is None:
+            self.notify(f"no more events matching '{needle}'", severity="warning", timeout=3)
+            return
+        self._select_event(i, keep_row=False)
+
     def action_clear_filter(self) -> None:
+        self.query_one("#search", Input).remove_class("shown")
         box = self.query_one("#filter", Input)
         box.remove_class("shown")
         if self.filter.active:

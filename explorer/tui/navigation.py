@@ -91,3 +91,24 @@ def next_anomaly(anomalies: list[Anomaly], current: int | None, t: int, forward:
         return n if n < len(anomalies) else None
     n = int(np.searchsorted(times, t, side="left")) - 1
     return n if n >= 0 else None
+
+
+def find_text(index: RecordingIndex, current: int, forward: bool, needle: str, visible: np.ndarray,
+              keep: np.ndarray | None = None) -> int | None:
+    """The next (previous) event on a visible track whose one-line description contains `needle` (any case).
+    Only events that pass the track and kind masks are decoded, a chunk at a time."""
+    needle = needle.lower()
+    tracks, kinds = index.track_of, index.kinds
+    i = current
+    while True:
+        lo, hi = (i + 1, min(i + 1 + _CHUNK, index.n)) if forward else (max(i - _CHUNK, 0), i)
+        if lo >= hi:
+            return None
+        ok = visible[tracks[lo:hi]]
+        if keep is not None:
+            ok &= keep[kinds[lo:hi]]
+        hits = np.flatnonzero(ok) + lo
+        for j in (hits if forward else hits[::-1]).tolist():
+            if needle in index.event(j).brief().lower():
+                return j
+        i = hi - 1 if forward else lo

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                "  ] [         next/previous event on the row    . ,  step through all events\n"
                "  n N         next/previous anomaly             m M  next/previous teaching step\n"
                "  space       play/pause  > < speed             /    filter (dev: pasid: pid: comm: kind:)\n"
-               "  ?           help                              q    quit\n\n"
+               "  s S         search event text, next match     ?    help    q  quit\n\n"
                "examples:\n"
                "  pasid-explorer                                          the first teaching scenario\n"
                "  pasid-explorer replay recordings/06-buggy-driver.pasidrec\n"
