@@ -6,7 +6,7 @@ index's columns; no Textual.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -59,23 +59,37 @@ def step_on_tracks(index: RecordingIndex, tracks: Iterable[int], current: int | 
     return None if best is None else best[1]
 
 
-def step_global(index: RecordingIndex, current: int, forward: bool, visible: np.ndarray,
-                keep: np.ndarray | None = None) -> int | None:
-    """The next (previous) event in recording order on a visible track (and of a kept kind), scanning in chunks so
-    a step costs little however far the next visible event is."""
+def candidates(index: RecordingIndex, current: int, forward: bool, visible: np.ndarray,
+               keep: np.ndarray | None = None) -> Iterator[int]:
+    """Events after (before) `current` in recording order on a visible track and of a kept kind, found a chunk of
+    the index's columns at a time, so a step costs little however far the next such event is."""
     tracks, kinds = index.track_of, index.kinds
     i = current
     while True:
         lo, hi = (i + 1, min(i + 1 + _CHUNK, index.n)) if forward else (max(i - _CHUNK, 0), i)
         if lo >= hi:
-            return None
+            return
         ok = visible[tracks[lo:hi]]
         if keep is not None:
             ok &= keep[kinds[lo:hi]]
-        hits = np.flatnonzero(ok)
-        if len(hits):
-            return lo + int(hits[0] if forward else hits[-1])
+        hits = np.flatnonzero(ok) + lo
+        yield from (hits if forward else hits[::-1]).tolist()
         i = hi - 1 if forward else lo
+
+
+def step_global(index: RecordingIndex, current: int, forward: bool, visible: np.ndarray,
+                keep: np.ndarray | None = None) -> int | None:
+    """The next (previous) event in recording order that a step may land on."""
+    return next(candidates(index, current, forward, visible, keep), None)
+
+
+def find_text(index: RecordingIndex, current: int, forward: bool, needle: str, visible: np.ndarray,
+              keep: np.ndarray | None = None) -> int | None:
+    """The next (previous) such event whose one-line description contains `needle` (any case); only candidates
+    are decoded."""
+    needle = needle.lower()
+    return next((j for j in candidates(index, current, forward, visible, keep)
+                 if needle in index.event(j).brief().lower()), None)
 
 
 def next_anomaly(anomalies: list[Anomaly], current: int | None, t: int, forward: bool) -> int | None:
@@ -91,24 +105,3 @@ def next_anomaly(anomalies: list[Anomaly], current: int | None, t: int, forward:
         return n if n < len(anomalies) else None
     n = int(np.searchsorted(times, t, side="left")) - 1
     return n if n >= 0 else None
-
-
-def find_text(index: RecordingIndex, current: int, forward: bool, needle: str, visible: np.ndarray,
-              keep: np.ndarray | None = None) -> int | None:
-    """The next (previous) event on a visible track whose one-line description contains `needle` (any case).
-    Only events that pass the track and kind masks are decoded, a chunk at a time."""
-    needle = needle.lower()
-    tracks, kinds = index.track_of, index.kinds
-    i = current
-    while True:
-        lo, hi = (i + 1, min(i + 1 + _CHUNK, index.n)) if forward else (max(i - _CHUNK, 0), i)
-        if lo >= hi:
-            return None
-        ok = visible[tracks[lo:hi]]
-        if keep is not None:
-            ok &= keep[kinds[lo:hi]]
-        hits = np.flatnonzero(ok) + lo
-        for j in (hits if forward else hits[::-1]).tolist():
-            if needle in index.event(j).brief().lower():
-                return j
-        i = hi - 1 if forward else lo
