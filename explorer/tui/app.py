@@ -556,6 +556,11 @@ class ExplorerApp(App[None]):
         self.refresh_view()
 
 
-def default_layout(index: RecordingIndex) -> str:
-    """Teaching for recordings with lesson markers, debug for the rest."""
+COMPACT_BELOW = (120, 36)  # a terminal narrower or shorter than this gets the compact layout by default
+
+
+def default_layout(index: RecordingIndex, terminal: tuple[int, int] | None = None) -> str:
+    """Compact on a small terminal; else teaching for recordings with lesson markers, debug for the rest."""
+    if terminal is not None and (terminal[0] < COMPACT_BELOW[0] or terminal[1] < COMPACT_BELOW[1]):
+        return "compact"
     return "teaching" if marker_indices(index) else "debug"

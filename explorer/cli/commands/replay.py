@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 
 from ...errors import ExplorerError
 from ...scenarios import bundled_scenarios
@@ -32,15 +33,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                "  pasid-explorer replay big.pasidrec --layout my-layout.yaml",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", nargs="?", help="recording or scenario to open (default: the first bundled scenario)")
-    p.add_argument("--layout", help="layout name (debug, teaching, compact) or a layout .yaml file "
-                                    "(default: teaching for scenarios, debug otherwise)")
+    p.add_argument("--layout", help="layout name (debug, teaching, compact) or a layout .yaml file (default: "
+                                    "compact below 120x36, else teaching for scenarios and debug otherwise)")
     p.add_argument("--stale-ms", type=float, metavar="MS",
                    help="age at which an unanswered page-request group is reported (default 100)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...tui.app import ExplorerApp
+    from ...tui.app import ExplorerApp, default_layout
     from ...tui.layout import load_layout
 
     path = args.file
@@ -52,5 +53,7 @@ def run(args: argparse.Namespace) -> int:
         path = str(first.recording_path if first.recording_path.exists() else first.yaml_path)
     layout = load_layout(args.layout) if args.layout else None  # a bad layout fails before the long indexing
     index = open_with_progress(path, args.stale_ms)
+    if layout is None:
+        layout = load_layout(default_layout(index, tuple(shutil.get_terminal_size())))
     ExplorerApp(index, layout=layout, source_name=path).run()
     return 0
