@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "check", help="run the simulator's invariant checks (exit 0 clean, 1 anomalies, 2 unreadable)",
         description="Replay a recording (or a scenario .yaml) through the model of the kernel's PASID machinery "
                     "and report every broken invariant, with a plain-language explanation and the events that "
-                    "prove it. Exit status: 0 clean, 1 anomalies found, 2 unreadable input.\n\n"
+                    "prove it. Exit status: 0 clean, 1 anomalies found (uncertain ones included: after lost events, or "
+                    "in a recording that cannot see the PASID lifecycle), 2 unreadable input.\n\n"
                     f"The checks:\n{rules}",
         epilog="examples:\n  pasid-explorer check recordings/06-buggy-driver.pasidrec\n"
                "  pasid-explorer check capture.pasidrec --stale-ms 20 --json",
