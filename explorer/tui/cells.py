@@ -12,9 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..index import RecordingIndex
+from ..simulator import Severity
 from .glyphs import priority_table
 from .spans import NO_SPANS, Spans, TrackSpans
 from .tracks import Row
+
+SEVERITY_RANK = {Severity.UNCERTAIN: 1, Severity.WARNING: 2, Severity.ERROR: 3}
 
 
 @dataclass(slots=True)
@@ -22,7 +25,7 @@ class RowCells:
     counts: np.ndarray  # events per cell
     top: np.ndarray  # highest kind priority per cell (0 where empty)
     bars: np.ndarray  # span style per cell (-1: none)
-    anomalies: np.ndarray  # anomalies per cell
+    anomalies: np.ndarray  # per cell, the gravest anomaly's rank (SEVERITY_RANK; 0: none)
 
 
 class CellModel:
@@ -50,11 +53,12 @@ class CellModel:
         else:
             self.keep = None
         self._tracks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._anoms: dict[tuple[object, ...], np.ndarray] = {}
-        by_key: defaultdict[tuple[object, ...], list[int]] = defaultdict(list)
+        self._anoms: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray]] = {}
+        by_key: defaultdict[tuple[object, ...], list[tuple[int, int]]] = defaultdict(list)
         for a in self.index.anomalies:
-            by_key[("pair", a.device, a.pasid)].append(a.ts_ns)
-            by_key[("device", a.device)].append(a.ts_ns)
+            rank = SEVERITY_RANK.get(a.severity, 1)
+            by_key[("pair", a.device, a.pasid)].append((a.ts_ns, rank))
+            by_key[("device", a.device)].append((a.ts_ns, rank))
         self._anom_lists = by_key
 
     def tracks_with_kinds(self) -> set[int] | None:
@@ -75,12 +79,13 @@ class CellModel:
             self._tracks[tid] = got
         return got
 
-    def _anomaly_times(self, row: Row) -> np.ndarray:
+    def _anomalies(self, row: Row) -> tuple[np.ndarray, np.ndarray]:
+        """Times (sorted) and severity ranks of the anomalies a row shows."""
         key = ("device", row.device) if row.is_group else ("pair", row.device, row.pasid)
         got = self._anoms.get(key)
         if got is None:
-            got = np.array(sorted(self._anom_lists.get(key, [])), dtype=np.int64)
-            self._anoms[key] = got
+            pairs = np.array(sorted(self._anom_lists.get(key, [])), dtype=np.int64).reshape(-1, 2)
+            got = self._anoms[key] = (pairs[:, 0], pairs[:, 1].astype(np.int8))
         return got
 
     def row_cells(self, row: Row, edges: np.ndarray) -> RowCells:
@@ -101,8 +106,13 @@ class CellModel:
             best = np.maximum.reduceat(prio[pos[0]:pos[-1]], first - pos[0])
             top[nonempty] = np.maximum(top[nonempty], best)
         bars = self._bars(row).cover(edges, min_cells=2)
-        at = self._anomaly_times(row)
-        anomalies = np.diff(np.searchsorted(at, edges, side="left")) if len(at) else np.zeros(cells, np.int64)
+        at, ranks = self._anomalies(row)
+        anomalies = np.zeros(cells, dtype=np.int8)
+        if len(at):
+            pos = np.searchsorted(at, edges, side="left")
+            hit = np.flatnonzero(np.diff(pos))
+            if len(hit):
+                anomalies[hit] = np.maximum.reduceat(ranks[pos[0]:pos[-1]], pos[hit] - pos[0])
         return RowCells(counts, top, bars, anomalies)
 
     def _bars(self, row: Row) -> TrackSpans:

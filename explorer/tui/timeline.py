@@ -23,6 +23,7 @@ from .tracks import Row
 
 HEADER_LINES = 2  # the axis labels and the tick line
 _ANOMALY = MARKS["anomaly"]
+ANOMALY_COLOURS = {1: ("#ffffff", "#707070"), 2: ("#000000", "#d89a00"), 3: ("#ffffff", "#c01010")}  # by rank
 # Bar tints per span style (see spans.SPAN_NAMES), for dark and for light themes.
 BAR_TINTS = {
     True: ("#1f3d26", "#1c2f4d", "#173d40", "#3a2150", "#333333", "#4a3a10", "#6a1c1c"),
@@ -204,7 +205,8 @@ class Timeline(Widget, can_focus=True):
             bg = tints[bar] if bar >= 0 else None
             reverse = i == cursor_cell
             if anomalies[i]:
-                glyph, style = _ANOMALY.glyph, self._style(fg="#ffffff", bg="#c01010", bold=True, reverse=reverse)
+                fg, bg = ANOMALY_COLOURS[anomalies[i]]
+                glyph, style = _ANOMALY.glyph, self._style(fg=fg, bg=bg, bold=True, reverse=reverse)
             elif count:
                 mark = mark_of_priority(top[i])
                 low = mark.glyph == "·"
