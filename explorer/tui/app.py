@@ -43,6 +43,7 @@ from .tracks import ALLOCATOR, Row, build_rows, visible_rows
 SPEEDS: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2, 5, 10, 100, 1000, float("inf"))
 SYNC_SPANS = 200_000  # below this many events bars are computed before the first frame, above in a worker
 TICK_S = 1 / 30
+MAX_PACE = 1000  # the speed as fast as possible never falls below
 _PANELS: dict[str, type[Panel]] = {"allocator": AllocatorPanel, "event": EventPanel, "anomalies": AnomalyPanel,
                                    "lesson": LessonPanel}
 
@@ -407,15 +408,20 @@ class ExplorerApp(App[None]):
         self.refresh_view(reselect=False)
 
     def _tick(self) -> None:
+        """Replay: move the cursor by the time that passed times the speed. As fast as possible means every frame
+        lands on the next event, or moves at MAX_PACE when that goes further, so it is never slower than 1000x."""
         if not self.playing:
             return
         now = time.monotonic()
         dt, self._last_tick = now - self._last_tick, now
         speed = SPEEDS[self.speed]
-        if speed == float("inf"):
-            self.action_step(1)
-            return
-        target = self.cursor + int(dt * 1e9 * speed)
+        target = self.cursor + int(dt * 1e9 * min(speed, MAX_PACE))
+        if speed == float("inf") and self.index.n:
+            nxt = step_global(self.index, self.index.index_at(self.cursor) - 1, True, self._visible_tracks(),
+                              self._keep())
+            if nxt is not None and int(self.index.ts[nxt]) > target:
+                self._select_event(nxt, keep_row=False)
+                return
         if target >= self.index.end_ns:
             target, self.playing = self.index.end_ns, False
         self._move_to(target)
