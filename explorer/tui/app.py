@@ -40,7 +40,9 @@ from .timeline import Timeline, View
 from .timescale import Window
 from .tracks import ALLOCATOR, Row, build_rows, visible_rows
 
-SPEEDS: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2, 5, 10, 100, 1000, float("inf"))
+# Kernel events come microseconds apart, so replay offers slow motion well below 0.1x as well.
+SPEEDS: tuple[float, ...] = (0.0001, 0.001, 0.01, 0.1, 0.25, 0.5, 1, 2, 5, 10, 100, 1000, float("inf"))
+PLAY_S = 10.0  # the default speed replays the whole recording in about this long
 SYNC_SPANS = 200_000  # below this many events bars are computed before the first frame, above in a worker
 TICK_S = 1 / 30
 MAX_PACE = 1000  # the speed as fast as possible never falls below
@@ -117,7 +119,7 @@ class ExplorerApp(App[None]):
         self.selected_event: int | None = None
         self.current_anomaly: int | None = None
         self.markers = marker_indices(index)
-        self.speed = SPEEDS.index(1)
+        self.speed = default_speed(index.end_ns - index.start_ns)
         self.playing = False
         self.following = live is not None
         self._last_tick = 0.0
@@ -560,6 +562,12 @@ class ExplorerApp(App[None]):
             self.window.show(self.cursor)
         self.sub_title = self._subtitle()
         self.refresh_view()
+
+
+def default_speed(duration_ns: int) -> int:
+    """The fastest speed (an index into SPEEDS) that still takes PLAY_S or more for the whole recording."""
+    fits = [i for i, s in enumerate(SPEEDS[:-1]) if duration_ns / 1e9 / s >= PLAY_S]
+    return fits[-1] if fits else 0
 
 
 COMPACT_BELOW = (120, 36)  # a terminal narrower or shorter than this gets the compact layout by default
