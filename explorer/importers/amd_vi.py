@@ -49,24 +49,19 @@ def _int(v: str | None) -> int | None:
 
 class AmdVi(PendingParser):
     vendor = "amd"
+    RULES = (("logged [", _EVENT, "_logged"),)
 
     def __init__(self, sink):  # type: ignore[no-untyped-def]
         super().__init__(sink)
         self._split: LogLine | None = None  # "Event logged [" whose event is on the next line
         self._prefix_dev: tuple[str | None, str | None] = (None, None)
 
-    def parse(self, line: LogLine) -> bool:
+    def _logged(self, line: LogLine, m: re.Match[str]) -> bool:
         msg = line.msg
-        if "logged [" not in msg:
-            return False
-        m = _EVENT.search(msg)
-        if m is None:
-            return False
         d = _DEV_PREFIX.match(msg)
         self._prefix_dev = (d["dev"], None if d["drv"] == "pci" else d["drv"]) if d else (None, None)
         body = m["body"].strip()
         if not body:
-            self.close()
             self._split = line
             self.open = self.greedy = True
             return True
@@ -81,7 +76,7 @@ class AmdVi(PendingParser):
             n = _NAME.match(body)
             if n is None or n["name"] not in EVENTS:
                 return False
-            joined = LogLine(line.start, f"{first.text.rstrip()}\n{line.text.rstrip()}", body, first.ts)
+            joined = LogLine(f"{first.text.rstrip()}\n{line.text.rstrip()}", body, first.ts)
             return self._event(joined, body, ppr=False)
         if self.pending is not None and _CONTEXT.match(line.msg.partition("AMD-Vi: ")[2] or line.msg):
             append_raw(self.pending, line)

@@ -25,7 +25,7 @@ from .smmu_tables import V3Event, fsr_text, fsynr0_text, v3_event
 
 _V3_HEADER = re.compile(r"(?:arm-smmu-v3 )?(?P<smmu>[\w.\-]+): event 0x(?P<id>[0-9a-fA-F]{1,2}) received:")
 _WORD = re.compile(r"(?:(?:arm-smmu-v3 )?[\w.\-]+:)?\s*0x(?P<w>[0-9a-fA-F]{16})\s*$")
-_WORD_TAIL = re.compile(r"(?:^|[:\s])0x(?P<w>[0-9a-fA-F]{16})\s*$")  # on the raw line, prefixes and all
+_WORD_TAIL = re.compile(r"(?P<w>[0-9a-fA-F]{16})\s*$")  # after the raw line's last "0x", prefixes and all
 _DECODED = re.compile(r"event: (?P<name>\S+) client: (?P<client>\(unassigned sid\)|\S+) sid: 0x(?P<sid>[0-9a-fA-F]+)")
 _DECODED2 = re.compile(r"(?:un)?priv (?:inst|data) (?:read|write) s[12] ")
 _PRI_HEADER = re.compile(r"(?P<smmu>[\w.\-]+): unexpected PRI request received:")
@@ -58,22 +58,22 @@ class ArmSmmu(PendingParser):
         self._extra: list[str] = []  # the record's other lines, for its raw text
         self._pri_smmu: str | None = None
 
-    def _v3_header(self, line: LogLine, m: re.Match[str]) -> None:
-        self.close()
+    def _v3_header(self, line: LogLine, m: re.Match[str]) -> bool:
         self._v3 = (line, m["smmu"], int(m["id"], 16))
         self.open = self.greedy = True
+        return True
 
-    def _pri_header(self, line: LogLine, m: re.Match[str]) -> None:
-        self.close()
+    def _pri_header(self, line: LogLine, m: re.Match[str]) -> bool:
         self._pri_smmu = m["smmu"]
         self.open = self.greedy = True
+        return True
 
-    def _overflow(self, line: LogLine, m: re.Match[str]) -> None:
-        self.close()
+    def _overflow(self, line: LogLine, m: re.Match[str]) -> bool:
         queue = "event" if m["q"] == "EVTQ" else "page request"
         self.sink.emit(self.sink.fault_row(line, m["smmu"], None, vendor=self.vendor, access="unknown",
                                            reason=f"{m['q']} overflow: the SMMU's {queue} queue filled up and "
                                                   f"{queue}s were lost; what follows is incomplete"))
+        return True
 
     def more(self, line: LogLine) -> bool:
         msg = line.msg
@@ -86,7 +86,7 @@ class ArmSmmu(PendingParser):
                 self._client = None if client.startswith("(") else client
                 self._extra.append(line.text.rstrip())
                 return True
-            if _DECODED2.search(msg):
+            if "priv " in msg and _DECODED2.search(msg):
                 self._extra.append(line.text.rstrip())
                 return True
             return False
@@ -104,10 +104,14 @@ class ArmSmmu(PendingParser):
         return False
 
     def more_raw(self, text: str) -> bool:
-        """The next word of an event record, read straight off the raw line (the hot path of an SMMU storm)."""
-        if self._v3 is not None and len(self._words) < 4 and (m := _WORD_TAIL.search(text)) is not None:
-            self._word(text, m["w"])
-            return True
+        """The next word of an event record, read straight off the raw line (the hot path of an SMMU storm): the
+        line's last "0x" (a word's digits hold no other), at its start or after a colon or a blank."""
+        if self._v3 is not None and len(self._words) < 4:
+            i = text.rfind("0x")
+            if i >= 0 and (i == 0 or text[i - 1] == ":" or text[i - 1].isspace()) and \
+                    (m := _WORD_TAIL.match(text, i + 2)) is not None:
+                self._word(text, m["w"])
+                return True
         return False
 
     def _word(self, text: str, hexword: str) -> None:
@@ -164,7 +168,7 @@ class ArmSmmu(PendingParser):
         self.sink.device(device)
 
     # -- SMMUv2 -------------------------------------------------------------------------------------------------
-    def _v2(self, line: LogLine, m: re.Match[str]) -> None:
+    def _v2(self, line: LogLine, m: re.Match[str]) -> bool:
         fsr, fsynr = int(m["fsr"], 16), int(m["fsynr"], 16)
         cbfrsynra = None if m["cbfrsynra"] is None else int(m["cbfrsynra"], 16)
         smmu = m["smmu"]
@@ -177,3 +181,4 @@ class ArmSmmu(PendingParser):
                                   vendor="arm-smmu", access=access, reason=reason)
         self.sink.device(device)
         self.hold(row)
+        return True

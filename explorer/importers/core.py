@@ -12,14 +12,13 @@ from ..events import Kind
 from ..recording import DeviceInfo, RecordingWriter
 
 UNKNOWN_SAMPLES = 50
+FAULT = str(Kind.FAULT)
 
 
 @dataclass(slots=True)
 class LogLine:
-    """One input line as a parser sees it: where it starts in its block, the original text, the bare message and
-    its time."""
+    """One input line as a parser sees it: the original text, the bare message and its time."""
 
-    start: int
     text: str
     msg: str
     ts: int
@@ -69,16 +68,19 @@ class Sink:
 
     def fault_row(self, line: LogLine, device: str | None, pasid: int | None, **fields: Any) -> list[Any]:
         """A fault's row, not yet appended: the parser may still add context lines to its `raw`."""
-        fields = {k: v for k, v in fields.items() if v is not None}
+        if None in fields.values():
+            fields = {k: v for k, v in fields.items() if v is not None}
         fields["raw"] = line.text.rstrip("\r\n")
-        return [line.ts, str(Kind.FAULT), device, pasid, None, None, None, self.source, fields]
+        return [line.ts, FAULT, device, pasid, None, None, None, self.source, fields]
 
     def emit(self, row: list[Any]) -> None:
         self.writer.append_row(row)
-        self.stats.events += 1
+        stats = self.stats
+        stats.events += 1
         vendor = row[8].get("vendor")
         if vendor is not None:
-            self.stats.by_vendor[vendor] = self.stats.by_vendor.get(vendor, 0) + 1
+            by_vendor = stats.by_vendor
+            by_vendor[vendor] = by_vendor.get(vendor, 0) + 1
             self.last_device[vendor] = row[2]
 
     def device(self, name: str | None, driver: str | None = None) -> None:
@@ -90,28 +92,21 @@ class Sink:
 
 
 class Parser:
-    """A vendor's line parser. `parse` takes a line it recognises; a record spread over several lines stays
-    `open` and receives the following lines through `more` until one does not belong, then `close` emits it.
-    While `greedy` the record needs the very next line whatever it holds (a split printk, a dump's bare words);
-    otherwise only the next line that carries an IOMMU word is offered (dumps and details do carry one)."""
+    """A vendor's line parser. Its `RULES` say which lines it reads; a record spread over several lines stays `open`
+    and receives the following lines through `more` until one does not belong, then `close` emits it. While
+    `greedy` the record needs the very next line whatever it holds (a split printk, a dump's bare words);
+    otherwise only the next line that carries an IOMMU word is offered (dumps and details do carry one). A line
+    is offered to the rules only once no record is open: the importer closes the open one first."""
 
     vendor = "generic"
     open = False
     greedy = False
-    # (a word the line must hold, the pattern that reads it, the method that takes the match): checked in order
+    # (a word the line must hold, the pattern that reads it, the method that takes the match and says whether it
+    # did): the kernel log importer tries every parser's rules in order
     RULES: tuple[tuple[str, re.Pattern[str], str], ...] = ()
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
-        self._rules = [(word, pattern, getattr(self, method)) for word, pattern, method in self.RULES]
-
-    def parse(self, line: LogLine) -> bool:
-        msg = line.msg
-        for word, pattern, take in self._rules:
-            if word in msg and (m := pattern.search(msg)) is not None:
-                take(line, m)
-                return True
-        return False
 
     def more(self, line: LogLine) -> bool:
         return False
@@ -130,7 +125,6 @@ class PendingParser(Parser):
     pending: list[Any] | None = None
 
     def hold(self, row: list[Any]) -> None:
-        self.close()
         self.pending = row
         self.open = True
 

@@ -67,7 +67,7 @@ class FtraceImporter:
     def __init__(self, sink: Sink, stats: ImportStats) -> None:
         self.sink = sink
         self.stats = stats
-        self.scanner = BlockScanner(ANCHORS, self._line, lambda: False)
+        self.scanner = BlockScanner(ANCHORS, self._line)
         self.last_ts = 0
         self._decoders: dict[str, Callable[[str, int, Where], bool | None]] = {
             "io_page_fault": self._io_page_fault, "map": self._map, "unmap": self._unmap,
@@ -79,14 +79,14 @@ class FtraceImporter:
         }
         assert set(self._decoders) == set(TRACEPOINTS)
 
-    def feed(self, block: bytes) -> None:
-        self.scanner.feed(block)
+    def feed(self, block: bytes, start: int, end: int) -> None:
+        self.scanner.feed(block, start, end)
 
     def finish(self) -> None:
         self.stats.lines = self.scanner.lines
 
-    def _line(self, raw: bytes, candidate: bool | None, block: bytes, start: int) -> None:
-        text = raw.decode("utf-8", "replace").rstrip("\r\n")
+    def _line(self, block: bytes, start: int, end: int, candidate: bool) -> None:
+        text = block[start:end].decode("utf-8", "replace").rstrip("\r\n")
         m = TRACE_LINE.match(text) or PERF_LINE.match(text)
         where: tuple[int | None, int | None, str | None]
         if m is not None:

@@ -57,11 +57,10 @@ class IntelDmar(PendingParser):
         self._index: int | None = None
         self._status_ts = 0
 
-    def _status(self, line: LogLine, m: re.Match[str]) -> None:
-        notes = status_notes(int(m["status"], 16))
-        self._status_note = "; ".join(notes) or None
+    def _status(self, line: LogLine, m: re.Match[str]) -> bool:
+        self._status_note = _status_note(int(m["status"], 16))
         self._status_ts = line.ts
-        self.close()
+        return True
 
     def more(self, line: LogLine) -> bool:
         assert self.pending is not None
@@ -84,7 +83,7 @@ class IntelDmar(PendingParser):
         self._awaiting_reason = False
         super().close()
 
-    def _fault(self, line: LogLine, m: re.Match[str]) -> None:
+    def _fault(self, line: LogLine, m: re.Match[str]) -> bool:
         device = normalize_pci(m["bdf"])
         pasid_text = m["pasid"] or m["pasid_old"]
         pasid = int(pasid_text, 16) if pasid_text else None
@@ -102,6 +101,7 @@ class IntelDmar(PendingParser):
         else:
             self._awaiting_reason = True  # 3.x printed the reason on a line of its own
             row[8]["reason"] = "reason on the next line (not seen)"
+        return True
 
     def _set_reason(self, row: list, code: int, printed: str) -> None:  # type: ignore[type-arg]
         fields = row[8]
@@ -112,6 +112,12 @@ class IntelDmar(PendingParser):
             reason += f"; status register: {self._status_note}"
         fields["code"] = code
         fields["reason"] = reason
+
+
+@functools.lru_cache(maxsize=256)
+def _status_note(status: int) -> str | None:
+    """What a fault status register value adds, in words (cached: a storm prints the same few values)."""
+    return "; ".join(status_notes(status)) or None
 
 
 @functools.lru_cache(maxsize=4096)

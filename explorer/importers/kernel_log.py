@@ -16,7 +16,7 @@ from .arm_smmu import ArmSmmu
 from .core import ImportStats, LogLine, Parser, Sink
 from .intel_dmar import IntelDmar
 from .prefix import YearGuess, split_line
-from .scan import BlockScanner, keyword_pattern, previous_line
+from .scan import BlockScanner, keyword_pattern
 
 LINE_NS = 1_000_000  # a log without any timestamp: one millisecond per line, so order survives
 
@@ -25,6 +25,9 @@ LINE_NS = 1_000_000  # a log without any timestamp: one millisecond per line, so
 # understood rather than missed.
 ANCHORS = (b"DMAR", b"dmar", b"AMD-Vi", b"smmu", b"INTR-REMAP", b"suppressed", b"Linux version", b"iommu")
 KEYWORDS = keyword_pattern(ANCHORS)
+# bytes.find runs quickest with a needle whose characters are rare in text (capitals rather than lower case or "-"):
+# the block scan looks for these anchors by the piece given here, and checks the whole word where it finds one.
+NEEDLES = {b"AMD-Vi": b"AMD-V", b"INTR-REMAP": b"REMAP", b"suppressed": b"essed", b"Linux version": b"Linux"}
 _FAULTISH = re.compile(r"fault|error|event|logged|received|overflow|unhandled|illegal|invalid|timed? ?out|"
                        r"Request device", re.IGNORECASE)
 _STACK_FRAME = re.compile(r"^\??\s*[\w.]+\+0x[0-9a-f]+/0x[0-9a-f]+")  # " arm_smmu_context_fault+0x110/0x138"
@@ -68,12 +71,15 @@ class KernelLogImporter:
         self.clock = clock
         self.years = years
         self.parsers: list[Parser] = [AmdVi(sink), IntelDmar(sink), ArmSmmu(sink)]
+        # Every parser's rules in one list, in order: the first whose word the message holds, whose pattern matches
+        # and whose method takes the match reads the line.
+        self.rules = [(word, pattern, getattr(p, method), p) for p in self.parsers for word, pattern, method in p.RULES]
         self.open: Parser | None = None
         self.last_ts = 0
-        self.scanner = BlockScanner(ANCHORS, self._line, lambda: self.open is not None and self.open.greedy)
+        self.scanner = BlockScanner(ANCHORS, self._line, NEEDLES)
 
-    def feed(self, block: bytes) -> None:
-        self.scanner.feed(block)
+    def feed(self, block: bytes, start: int, end: int) -> None:
+        self.scanner.feed(block, start, end)
 
     def finish(self) -> None:
         if self.open is not None:
@@ -84,11 +90,14 @@ class KernelLogImporter:
         self.stats.lines = self.scanner.lines
 
     # -- one line -------------------------------------------------------------------------------------------
-    def _line(self, raw: bytes, candidate: bool | None, block: bytes, start: int) -> None:
-        text = raw.decode("utf-8", "replace")
-        if self.open is not None and self.open.greedy and self.open.more_raw(text):
-            self.stats.parsed += 1
-            return
+    def _line(self, block: bytes, start: int, end: int, candidate: bool) -> bool:
+        """Read one line; returns whether the record it leaves open wants the very next line too."""
+        text = block[start:end].decode("utf-8", "replace")
+        stats = self.stats
+        record = self.open
+        if record is not None and record.greedy and record.more_raw(text):
+            stats.parsed += 1
+            return record.greedy
         sp = split_line(text, self.years)
         clock = self.clock
         if clock == "kernel":
@@ -98,45 +107,47 @@ class KernelLogImporter:
         else:
             ts = self.scanner.line_no(start) * LINE_NS
         if ts is None:
-            prev = previous_line(block, start)
+            prev = self.scanner.previous_line(start)
             if prev is not None:
                 psp = split_line(prev.decode("utf-8", "replace"), self.years)
                 ts = psp.mono_ns if clock == "kernel" else psp.wall_ns
             ts = self.last_ts if ts is None else ts
         self.last_ts = ts
-        line = LogLine(start, text, sp.msg, ts)
-        stats = self.stats
-        if self.open is not None:
-            if self.open.more(line):
-                stats.parsed += 1
-                if not self.open.open:
-                    self.open = None
-                return
-            self.open.close()
-            self.open = None
-        if not (candidate if candidate is not None else self.scanner.is_candidate(raw)):
-            return
-        for p in self.parsers:
-            if p.parse(line):
-                stats.parsed += 1
-                if p.open:
-                    self.open = p
-                return
         msg = sp.msg
+        line = LogLine(text, msg, ts)
+        if record is not None:
+            if record.more(line):
+                stats.parsed += 1
+                if record.open:
+                    return record.greedy
+                self.open = None
+                return False
+            record.close()
+            self.open = None
+        if not candidate:
+            return False
+        for word, pattern, take, parser in self.rules:
+            if word in msg and (m := pattern.search(msg)) is not None and take(line, m):
+                stats.parsed += 1
+                if parser.open:
+                    self.open = parser
+                    return parser.greedy
+                return False
         if "suppressed" in msg and (m := _SUPPRESSED.search(msg)) is not None:
             vendor = suppressing_vendor(m["func"])
             if vendor is not None:
                 self._suppressed(line, vendor, int(m["n"]))
                 stats.parsed += 1
-                return
+                return False
         if msg[:1] in "LDC" and (facts := host_facts(msg)) and not stats.host.keys() >= facts.keys():
             for k, v in facts.items():
                 stats.host.setdefault(k, v)
             stats.parsed += 1
-            return
+            return False
         if _FAULTISH.search(msg) and not _STACK_FRAME.match(msg) and \
                 (sp.mono_ns is not None or sp.wall_ns is not None or _DRIVER_TAG.match(msg)):
             stats.not_understood(self.scanner.line_no(start), text)
+        return False
 
     def _suppressed(self, line: LogLine, vendor: str, n: int) -> None:
         self.stats.suppressed += n

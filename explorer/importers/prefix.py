@@ -79,17 +79,17 @@ class YearGuess:
         return self.year
 
 
-_FAST = re.compile(r"\[\s*(?P<sec>\d{1,10})\.(?P<frac>\d{1,9})\] ?(?=[^\[\s<k])")
+_FAST = re.compile(r"\[\s*(?P<sec>\d{1,10})\.(?P<frac>\d{1,9})\] ?(?=[^\[\s<k])(?P<msg>.*)", re.DOTALL)
 
 
 def split_line(line: str, years: YearGuess | None = None) -> Split:
     """Strip every known prefix from `line`; what remains is the message the kernel printed."""
     s = line.rstrip("\r\n")
-    if s[:1] == "[" and (m := _FAST.match(s)) is not None and " kernel: " not in s[m.end():m.end() + 80]:
-        # The common case, plain dmesg: "[   12.345678] message" (no journal host, tag or caller id after it).
-        frac = m["frac"]
-        return Split(int(m["sec"]) * 1_000_000_000 + int(frac) * 10 ** (9 - len(frac)), None, None,
-                     s[m.end():].strip())
+    if s[:1] == "[" and (m := _FAST.match(s)) is not None:
+        sec, frac, msg = m.groups()
+        if " kernel: " not in msg[:80]:
+            # The common case, plain dmesg: "[   12.345678] message" (no journal host, tag or caller id after it).
+            return Split(int(sec) * 1_000_000_000 + int(frac) * 10 ** (9 - len(frac)), None, None, msg.strip())
     mono = wall = None
     host = None
     m = _QUOTE.match(s)

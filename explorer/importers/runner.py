@@ -72,25 +72,38 @@ def _trace_cmd_report(path: str) -> Iterator[BinaryIO]:
             raise InputError(path, "", f"trace-cmd report failed: {err.splitlines()[-1] if err else proc.returncode}")
 
 
-def _blocks(f: BinaryIO, head: bytes, path: str) -> Iterator[tuple[bytes, int]]:
-    """Blocks of whole lines of about BLOCK bytes, and how many input bytes have been consumed after each."""
-    buf, done, eof = head, len(head), False
-    while True:
-        while not eof and (len(buf) < BLOCK or buf.find(b"\n") < 0):
+def _blocks(f: BinaryIO, head: bytes, path: str) -> Iterator[tuple[bytes, int, int, int]]:
+    """Runs of whole lines, `block[start:end]`, of about BLOCK bytes, and how many input bytes have been consumed
+    after each. Each read is scanned where it lies, never copied: only a line that straddles two reads is joined,
+    and handed over on its own."""
+    partial: list[bytes] = []  # the beginning of a line, from earlier reads
+    held = done = 0
+    chunk = head or f.read(BLOCK)
+    while chunk:
+        done += len(chunk)
+        first = chunk.find(b"\n") + 1
+        if not first:
+            partial.append(chunk)
+            held += len(chunk)
+            if held > MAX_LINE:
+                raise InputError(path, f"byte {done - held}", f"no line break in {MAX_LINE >> 20} MiB: "
+                                                              "this is not a text log")
             chunk = f.read(BLOCK)
-            if not chunk:
-                eof = True
-                break
-            buf += chunk
-            done += len(chunk)
-            if len(buf) > MAX_LINE and buf.find(b"\n") < 0:
-                raise InputError(path, f"byte {done - len(buf)}", f"no line break in {MAX_LINE >> 20} MiB: "
-                                                                   "this is not a text log")
-        if not buf:
-            return
-        cut = buf.rfind(b"\n", 0, BLOCK) + 1 or buf.find(b"\n") + 1 or len(buf)
-        yield buf[:cut], done - (len(buf) - cut)
-        buf = buf[cut:]
+            continue
+        start = 0
+        if partial:
+            line = b"".join([*partial, chunk[:first]])
+            yield line, 0, first + held, done - len(chunk) + first
+            partial, held, start = [], 0, first
+        last = chunk.rfind(b"\n") + 1
+        if start < last:
+            yield chunk, start, last, done - len(chunk) + last
+        if last < len(chunk):
+            partial, held = [chunk[last:]], len(chunk) - last
+        chunk = f.read(BLOCK)
+    if partial:
+        line = b"".join(partial)
+        yield line, 0, held, done
 
 
 def _description(fmt: str, clock: str, name: str) -> str:
@@ -137,8 +150,8 @@ def _run(path: str, f: BinaryIO, size: int, head: bytes, s: Sniff, chosen: str, 
         else:
             year = s.year or _file_year(path)
             importer = KernelLogImporter(sink, stats, clock, YearGuess(year))
-        for block, done in _blocks(f, head, path):
-            importer.feed(block)
+        for block, start, end, done in _blocks(f, head, path):
+            importer.feed(block, start, end)
             if progress is not None:
                 progress(done, size)
         importer.finish()

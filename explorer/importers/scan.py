@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import numpy as np
+
 BLOCK = 8 << 20
 
 
@@ -19,79 +21,85 @@ def keyword_pattern(anchors: tuple[bytes, ...]) -> re.Pattern[bytes]:
     return re.compile(b"|".join(re.escape(a) for a in anchors))
 
 
-def candidate_starts(block: bytes, anchors: tuple[bytes, ...]) -> list[int]:
-    """Offsets of the lines of `block` that hold an anchor, in order, each once."""
-    starts: set[int] = set()
-    find, rfind, add = block.find, block.rfind, starts.add
+def candidate_ends(block: bytes, anchors: tuple[bytes, ...], start: int, end: int,
+                   needles: dict[bytes, bytes]) -> set[int]:
+    """Where the lines of `block[start:end]` that hold an anchor end (at their line break, or `end`). An anchor with
+    a needle is looked for by that piece of it, and the whole word checked where the piece is found."""
+    ends: set[int] = set()
+    find, add, whole = block.find, ends.add, block.startswith
     for a in anchors:
-        i = find(a)
+        needle = needles.get(a, a)
+        back = a.find(needle)
+        i = find(needle, start, end)
         while i >= 0:
-            line = rfind(b"\n", 0, i) + 1
-            add(line)
-            nxt = find(b"\n", i)
-            if nxt < 0:
+            if back and not (i - back >= start and whole(a, i - back, end)):
+                i = find(needle, i + 1, end)
+                continue
+            stop = find(b"\n", i, end)
+            if stop < 0:
+                add(end)
                 break
-            i = find(a, nxt)
-    return sorted(starts)
+            add(stop)
+            i = find(needle, stop, end)
+    return ends
 
 
 class BlockScanner:
-    """Calls `handle(raw_line, is_candidate, block, start)` for each line worth a look; is_candidate is None for
-    a line handed over only because a record is open (`is_candidate(raw)` answers then, if needed). Line
+    """Calls `handle(block, start, end, is_candidate)` for each line worth a look, `block[start:end]` (without
+    its line break); is_candidate says whether it holds an anchor, since a line is also handed over when the
+    previous call returned true (a record open across lines wants the very next line, whatever it holds). Line
     numbers are counted only when asked for (`line_no`), since most lines are never asked about."""
 
-    def __init__(self, anchors: tuple[bytes, ...],
-                 handle: Callable[[bytes, bool | None, bytes, int], None],
-                 wants_next_line: Callable[[], bool]) -> None:
+    def __init__(self, anchors: tuple[bytes, ...], handle: Callable[[bytes, int, int, bool], bool | None],
+                 needles: dict[bytes, bytes] | None = None) -> None:
         self.anchors = anchors
         self.handle = handle
-        self.wants_next_line = wants_next_line
+        self.needles = needles or {}
         self.lines = 0  # lines fed so far
+        self._follow = False  # the last line handed over asked for the next one
         self._block = b""
+        self._start = 0  # where the current block's lines begin in _block
         self._at = 0  # line_no's bookmark: the number of the line starting at _at
         self._no = 1
 
     def line_no(self, start: int) -> int:
         """The number (from 1) of the line starting at `start` in the current block."""
         if start < self._at:
-            self._at, self._no = 0, self.lines + 1
+            self._at, self._no = self._start, self.lines + 1
         self._no += self._block.count(b"\n", self._at, start)
         self._at = start
         return self._no
 
-    def is_candidate(self, raw: bytes) -> bool:
-        return any(a in raw for a in self.anchors)
+    def previous_line(self, start: int) -> bytes | None:
+        """The line before the one starting at `start`, when it lies in the same block."""
+        if start <= self._start:
+            return None
+        return self._block[self._block.rfind(b"\n", self._start, start - 1) + 1 or self._start:start - 1]
 
-    def feed(self, block: bytes) -> None:
-        """`block` holds whole lines (the last may lack its newline only at the end of the input)."""
-        n = len(block)
-        starts = candidate_starts(block, self.anchors)
-        self._block, self._at, self._no = block, 0, self.lines + 1
-        k = 0
-        pos = 0
-        find, handle, wants_next_line = block.find, self.handle, self.wants_next_line
-        while pos < n:
-            if wants_next_line():
-                start = pos
-                candidate = None
-            else:
-                while k < len(starts) and starts[k] < pos:
-                    k += 1
-                if k == len(starts):
-                    break
-                start = starts[k]
-                candidate = True
-            end = find(b"\n", start)
-            if end < 0:
-                end = n
-            handle(block[start:end], candidate, block, start)
-            pos = end + 1
-        self.lines += block.count(b"\n") + (0 if block.endswith(b"\n") or not block else 1)
+    def feed(self, block: bytes, start: int, end: int) -> None:
+        """`block[start:end]` holds whole lines (the last may lack its newline only at the end of the input)."""
+        ends = candidate_ends(block, self.anchors, start, end, self.needles)
+        self._block, self._start, self._at, self._no = block, start, start, self.lines + 1
+        rfind, handle = block.rfind, self.handle
+        pos = self._follow_from(block, start, end, ends) if self._follow else start
+        for stop in sorted(ends):
+            if stop >= pos:
+                line, pos = rfind(b"\n", pos, stop) + 1 or pos, stop + 1
+                if handle(block, line, stop, True):
+                    pos = self._follow_from(block, pos, end, ends)
+        if end > start:  # numpy counts bytes several times faster than bytes.count
+            self.lines += int(np.count_nonzero(np.frombuffer(block, np.uint8, end - start, start) == 10)) + \
+                (block[end - 1] != 10)
 
-
-def previous_line(block: bytes, start: int) -> bytes | None:
-    """The line before the one starting at `start`, when it lies in the same block."""
-    if start <= 0:
-        return None
-    prev = block.rfind(b"\n", 0, start - 1) + 1
-    return block[prev:start - 1]
+    def _follow_from(self, block: bytes, pos: int, end: int, ends: set[int]) -> int:
+        """Hand over the lines from `pos` on for as long as the handler asks for the next; returns where it stopped."""
+        self._follow = True
+        while pos < end:
+            stop = block.find(b"\n", pos, end)
+            if stop < 0:
+                stop = end
+            line, pos = pos, stop + 1
+            if not self.handle(block, line, stop, stop in ends):
+                self._follow = False
+                break
+        return pos
