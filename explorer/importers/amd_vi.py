@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 
 from .amd_tables import EVENTS, FLAG_GN, page_fault_access, page_fault_reason, ppr_perm
-from .core import LogLine, PendingParser, append_raw
+from .core import RECORDABLE, LogLine, PendingParser, append_raw
 from .prefix import normalize_pci
 
 _EVENT = re.compile(r"(?:Event|PPR) logged \[(?P<body>.*)$")
@@ -39,12 +39,14 @@ def _fields(body: str) -> dict[str, str]:
 
 
 def _int(v: str | None) -> int | None:
+    """A printed number, or None when there is none or it is wider than 64 bits (no kernel prints one)."""
     if v is None:
         return None
     try:
-        return int(v, 16) if v[:2] == "0x" else int(v)
+        n = int(v, 16) if v[:2] == "0x" else int(v)
     except ValueError:
         return None
+    return n if n in RECORDABLE else None
 
 
 class AmdVi(PendingParser):

@@ -29,11 +29,11 @@ _WORD_TAIL = re.compile(r"(?P<w>[0-9a-fA-F]{16})\s*$")  # after the raw line's l
 _DECODED = re.compile(r"event: (?P<name>\S+) client: (?P<client>\(unassigned sid\)|\S+) sid: 0x(?P<sid>[0-9a-fA-F]+)")
 _DECODED2 = re.compile(r"(?:un)?priv (?:inst|data) (?:read|write) s[12] ")
 _PRI_HEADER = re.compile(r"(?P<smmu>[\w.\-]+): unexpected PRI request received:")
-_PRI = re.compile(r"sid 0x(?P<sid>[0-9a-fA-F]+)\.0x(?P<ssid>[0-9a-fA-F]+): \[(?P<grp>\d+)(?P<last>L?)\] "
-                  r"(?P<un>(?:un)?)privileged (?P<rwx>[RWX]*) access at iova 0x(?P<iova>[0-9a-fA-F]+)")
+_PRI = re.compile(r"sid 0x(?P<sid>[0-9a-fA-F]+)\.0x(?P<ssid>[0-9a-fA-F]{1,16}): \[(?P<grp>\d+)(?P<last>L?)\] "
+                  r"(?P<un>(?:un)?)privileged (?P<rwx>[RWX]*) access at iova 0x(?P<iova>[0-9a-fA-F]{1,16})")
 _OVERFLOW = re.compile(r"(?P<smmu>[\w.\-]+): (?P<q>EVTQ|PRIQ) overflow detected -- (?:events|requests) lost")
-_V2 = re.compile(r"(?P<smmu>[\w.\-]+): Unhandled context fault: fsr=0x(?P<fsr>[0-9a-fA-F]+), "
-                 r"iova=0x(?P<iova>[0-9a-fA-F]+), fsynr=0x(?P<fsynr>[0-9a-fA-F]+)"
+_V2 = re.compile(r"(?P<smmu>[\w.\-]+): Unhandled context fault: fsr=0x(?P<fsr>[0-9a-fA-F]{1,16}), "
+                 r"iova=0x(?P<iova>[0-9a-fA-F]{1,16}), fsynr=0x(?P<fsynr>[0-9a-fA-F]{1,16})"
                  r"(?:, cbfrsynra=0x(?P<cbfrsynra>[0-9a-fA-F]+))?, cb=(?P<cb>\d+)")
 _V2_CONTEXT = re.compile(r"(?:^|: )(?:FSR\s+=|FSYNR0\s+=|soft iova-to-phys|hard iova-to-phys|"
                          r"Stack trace:|FAR\s+=|CBFRSYNRA)")

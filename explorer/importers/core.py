@@ -13,6 +13,7 @@ from ..recording import DeviceInfo, RecordingWriter
 
 UNKNOWN_SAMPLES = 50
 FAULT = str(Kind.FAULT)
+RECORDABLE = range(-(1 << 63), 1 << 64)  # the integers a recording holds (msgpack's)
 
 
 @dataclass(slots=True)
@@ -63,8 +64,8 @@ class Sink:
 
     def row(self, kind: str, ts: int, device: str | None, pasid: int | None, fields: dict[str, Any],
             cpu: int | None = None, pid: int | None = None, comm: str | None = None) -> None:
-        """Append one event."""
-        self.emit([ts, kind, device, pasid, cpu, pid, comm, self.source, fields])
+        """Append one event (checked: see `recordable`)."""
+        self.emit(recordable([ts, kind, device, pasid, cpu, pid, comm, self.source, fields]))
 
     def fault_row(self, line: LogLine, device: str | None, pasid: int | None, **fields: Any) -> list[Any]:
         """A fault's row, not yet appended: the parser may still add context lines to its `raw`."""
@@ -133,6 +134,16 @@ class PendingParser(Parser):
             self.sink.emit(self.pending)
             self.pending = None
         self.open = False
+
+
+def recordable(row: list[Any]) -> list[Any]:
+    """`row`, unless a number in it is wider than a recording holds: then OverflowError, and the line that gave it is
+    not understood (no kernel prints such a number). Fault rows need no check: the vendor patterns read at most 16
+    hex digits."""
+    for v in (*row[:8], *row[8].values()):
+        if type(v) is int and v not in RECORDABLE:
+            raise OverflowError(f"{v:#x} is wider than 64 bits")
+    return row
 
 
 def append_raw(row: list[Any], line: LogLine) -> None:

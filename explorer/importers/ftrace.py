@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..events import KINDS, Kind, make
-from .core import ImportStats, Sink
+from .core import ImportStats, Sink, recordable
 from .prefix import rid_to_pci
 from .scan import BlockScanner, keyword_pattern
 from .vtd_tables import QI_PGRP_RESP_TYPE, decode_page_group_response
@@ -224,5 +224,5 @@ class FtraceImporter:
         common = {k: d.pop(k) for k in ("device", "pasid", "cpu", "pid", "comm") if k in d}
         task = {"cpu": where[0], "pid": where[1], "comm": where[2], **common}
         ev = make(kind, ts, source=self.sink.source, **task, **d)
-        self.sink.emit(ev.to_row())
+        self.sink.emit(recordable(ev.to_row()))
         return True

@@ -26,12 +26,13 @@ from .vtd_tables import fault_reason, status_notes
 
 _FAULT = re.compile(
     r"(?:\[(?P<type>DMA Read|DMA Write|INTR-REMAP)"
-    r"(?: (?:NO_PASID|w/o PASID|(?:w/ )?PASID (?:0x)?(?P<pasid>[0-9a-fA-F]+)))?\]"
+    r"(?: (?:NO_PASID|w/o PASID|(?:w/ )?PASID (?:0x)?(?P<pasid>[0-9a-fA-F]{1,16})))?\]"
     r"|(?P<ir>INTR-REMAP):) ?Request device \[\[?(?P<bdf>(?:0x)?[0-9a-fA-F]{1,2}:(?:0x)?[0-9a-fA-F]{1,2}\.[0-7])\]"
-    r"(?: PASID (?P<pasid_old>[0-9a-fA-F]+))?"
-    r" fault (?:addr (?:0x)?(?P<addr>[0-9a-fA-F]+)|index (?:0x)?(?P<index>[0-9a-fA-F]+))"
-    r"\s*(?:\[fault reason (?P<code>(?:0x)?[0-9a-fA-F]+)h?\]\s*(?P<text>.*))?$")
-_REASON_LINE = re.compile(r"(?:DMAR|INTR-REMAP): ?\[fault reason (?P<code>(?:0x)?[0-9a-fA-F]+)h?\]\s*(?P<text>.*)$")
+    r"(?: PASID (?P<pasid_old>[0-9a-fA-F]{1,16}))?"
+    r" fault (?:addr (?:0x)?(?P<addr>[0-9a-fA-F]{1,16})|index (?:0x)?(?P<index>[0-9a-fA-F]{1,16}))"
+    r"\s*(?:\[fault reason (?P<code>(?:0x)?[0-9a-fA-F]{1,16})h?\]\s*(?P<text>.*))?$")
+_REASON_LINE = re.compile(r"(?:DMAR|INTR-REMAP): ?\[fault reason (?P<code>(?:0x)?[0-9a-fA-F]{1,16})h?\]"
+                          r"\s*(?P<text>.*)$")
 _STATUS = re.compile(r"DRHD: handling fault status reg (?P<status>[0-9a-fA-F]+)")
 _DUMP = re.compile(r"(?:DMAR: )?(?:Dump \S+ table entries for IOVA|(?:scalable mode )?root entry|context entry|"
                    r"pasid dir entry|pasid table entry|pte level:|PTE not present at level|root table entry|"

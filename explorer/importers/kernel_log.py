@@ -33,7 +33,7 @@ _FAULTISH = re.compile(r"fault|error|event|logged|received|overflow|unhandled|il
 _STACK_FRAME = re.compile(r"^\??\s*[\w.]+\+0x[0-9a-f]+/0x[0-9a-f]+")  # " arm_smmu_context_fault+0x110/0x138"
 # A line from a driver (rather than a reporter's prose around the log): "DMAR: ...", "arm-smmu-v3 x.y: ...".
 _DRIVER_TAG = re.compile(r"^(?:(?:DMAR|dmar|DMAR-IR|AMD-Vi|INTR-REMAP|iommu|SMMU|smmu)\b|[\w.\-]+ [\w.:\-]+: )")
-_SUPPRESSED = re.compile(r"(?P<func>\w+): (?P<n>\d+) callbacks suppressed")
+_SUPPRESSED = re.compile(r"(?P<func>\w+): (?P<n>\d{1,10}) callbacks suppressed")
 _HOST = re.compile(r"^(?:Linux version (?P<kernel>\S+)|DMI: (?P<dmi>.+)|Command line: (?P<cmdline>.+))")
 
 

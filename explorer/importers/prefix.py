@@ -30,7 +30,7 @@ _CALLER = re.compile(r"\[\s*(?:[TC]\d+)?\]\s?")  # a caller id, or a stamp a rep
 _TAGS = re.compile(r"(?:<\d{1,3}>|(?:kern|user|daemon|syslog|auth|local\d)\s*:\s*"
                    r"(?:emerg|alert|crit|err|warn|notice|info|debug)\s*:\s?|kernel:\s+)")
 _VENDOR = re.compile(r"\[pid:\d+,cpu\d+,[^\]]*\]\s?")  # some vendor kernels tag every line with its task
-_OFFSET_PIPE = re.compile(r"0x[0-9A-Fa-f]+ \|\s+(?P<sec>\d+)\.(?P<frac>\d{1,9}):\s+")  # a log viewer's export
+_OFFSET_PIPE = re.compile(r"0x[0-9A-Fa-f]+ \|\s+(?P<sec>\d{1,10})\.(?P<frac>\d{1,9}):\s+")  # a log viewer's export
 
 
 @dataclass(slots=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -66,6 +67,28 @@ def _import(data: bytes, fmt: str | None) -> None:
 @given(log_text, st.sampled_from([None, "kernel-log", "ftrace"]))
 def test_any_text_imports_or_is_refused_in_one_line(text: str, fmt: str | None) -> None:
     _import(text.encode("utf-8", "surrogatepass"), fmt)
+
+
+WIDE = "1" + "f" * 16  # a 65-bit number: no kernel prints one, and a recording cannot hold it
+
+
+@pytest.mark.parametrize(("line", "fmt"), [
+    (f"[    1.000000] DMAR: [DMA Read NO_PASID] Request device [00:02.0] fault addr 0x{WIDE} [fault reason 0x06] "
+     "PTE Read access is not set", None),
+    (f"[    1.000000] DMAR: [DMA Write PASID 0x{WIDE}] Request device [00:02.0] fault addr 0x1000 "
+     "[fault reason 0x06] PTE Read access is not set", None),
+    (f"[    1.000000] AMD-Vi: Event logged [IO_PAGE_FAULT device=05:00.0 domain=0x0012 address=0x{WIDE} "
+     "flags=0x0070]", None),
+    (f"[    1.000000] arm-smmu 15000000.iommu: Unhandled context fault: fsr=0x402, iova=0x{WIDE}, fsynr=0x7c0020, "
+     "cbfrsynra=0x800, cb=7", None),
+    ("[    1.000000] dmar_fault: 99999999999999999999 callbacks suppressed", None),
+    (f"io_page_fault: IOMMU:nvme 0000:05:00.0 iova=0x1 flags=0x{WIDE}", "ftrace"),
+    ("bash-1 [000] 99999999999999999999.000001: map: IOMMU: iova=0x1000 paddr=0x2000 size=4096", "ftrace"),
+    ('bash-1 [000] 1.000001: print: tracing_mark_write: pasid_explorer: {"kind": "marker", "text": "x", '
+     '"step": 99999999999999999999}', "ftrace"),
+])
+def test_numbers_wider_than_64_bits_never_break_the_recording(line: str, fmt: str | None) -> None:
+    _import(line.encode(), fmt)
 
 
 @settings(max_examples=100, deadline=None)
