@@ -29,10 +29,10 @@ def candidate_ends(block: bytes, anchors: tuple[bytes, ...], start: int, end: in
     find, add, whole = block.find, ends.add, block.startswith
     for a in anchors:
         needle = needles.get(a, a)
-        back = a.find(needle)
+        partial, back = needle != a, a.find(needle)  # where the needle lies in the anchor
         i = find(needle, start, end)
         while i >= 0:
-            if back and not (i - back >= start and whole(a, i - back, end)):
+            if partial and not (i - back >= start and whole(a, i - back, end)):
                 i = find(needle, i + 1, end)
                 continue
             stop = find(b"\n", i, end)

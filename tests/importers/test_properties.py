@@ -14,7 +14,9 @@ from explorer.errors import InputError
 from explorer.events import make
 from explorer.importers import import_log
 from explorer.importers.amd_tables import page_fault_access, page_fault_reason
+from explorer.importers.kernel_log import ANCHORS, KEYWORDS, NEEDLES
 from explorer.importers.prefix import split_line
+from explorer.importers.scan import candidate_ends
 from explorer.importers.smmu_tables import V3Event, fsr_text, v3_event
 from explorer.importers.vtd_tables import decode_page_group_response, fault_reason
 from explorer.recording import Recording
@@ -95,6 +97,27 @@ def test_numbers_wider_than_64_bits_never_break_the_recording(line: str, fmt: st
 @given(st.binary(max_size=400))
 def test_any_bytes_import_or_are_refused_in_one_line(data: bytes) -> None:
     _import(data, None)
+
+
+# Anchors, the pieces the scan looks for, and near misses around them.
+SCAN_BITS = [a.decode() for a in ANCHORS] + [n.decode() for n in NEEDLES.values()] + \
+    ["AMD-V ", "-REMAP", "INTR-", "ssed", "pressed", "Linux ", "Linu", "\n", "\n", " ", "x"]
+
+
+@given(st.lists(st.sampled_from(SCAN_BITS), max_size=40).map("".join), st.integers(0, 3))
+def test_the_block_scan_finds_the_lines_the_keyword_pattern_finds(text: str, skip: int) -> None:
+    data = text.encode()
+    start = 0
+    for _ in range(skip):  # a run of lines may begin anywhere after a line break
+        start = data.find(b"\n", start) + 1 or len(data)
+    want, pos = set(), start
+    while pos < len(data):
+        stop = data.find(b"\n", pos)
+        stop = len(data) if stop < 0 else stop
+        if KEYWORDS.search(data, pos, stop):
+            want.add(stop)
+        pos = stop + 1
+    assert candidate_ends(data, ANCHORS, start, len(data), NEEDLES) == want
 
 
 @given(st.text(max_size=200))
