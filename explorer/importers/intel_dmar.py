@@ -85,20 +85,22 @@ class IntelDmar(PendingParser):
         super().close()
 
     def _fault(self, line: LogLine, m: re.Match[str]) -> bool:
-        device = normalize_pci(m["bdf"])
-        pasid_text = m["pasid"] or m["pasid_old"]
+        kind, pasid_text, ir, bdf, pasid_old, addr, index, code, text = m.group(
+            "type", "pasid", "ir", "bdf", "pasid_old", "addr", "index", "code", "text")
+        device = normalize_pci(bdf)
+        pasid_text = pasid_text or pasid_old
         pasid = int(pasid_text, 16) if pasid_text else None
         if pasid == NO_PASID:
             pasid = None
-        irq = (m["type"] == "INTR-REMAP") or m["ir"] is not None
-        access = "unknown" if irq else ("read" if m["type"] == "DMA Read" else "write")
-        addr = None if m["addr"] is None else int(m["addr"], 16)
-        row = self.sink.fault_row(line, device, pasid, addr=addr, vendor=self.vendor, access=access)
-        self._index = int(m["index"], 16) if irq and m["index"] else None
+        irq = kind == "INTR-REMAP" or ir is not None
+        access = "unknown" if irq else ("read" if kind == "DMA Read" else "write")
+        row = self.sink.fault_row(line, device, pasid, addr=None if addr is None else int(addr, 16),
+                                  vendor=self.vendor, access=access)
+        self._index = int(index, 16) if irq and index else None
         self.sink.device(device)
         self.hold(row)
-        if m["code"] is not None:
-            self._set_reason(row, reason_code(m["code"]), m["text"])
+        if code is not None:
+            self._set_reason(row, reason_code(code), text)
         else:
             self._awaiting_reason = True  # 3.x printed the reason on a line of its own
             row[8]["reason"] = "reason on the next line (not seen)"

@@ -15,7 +15,7 @@ from .amd_vi import AmdVi
 from .arm_smmu import ArmSmmu
 from .core import ImportStats, LogLine, Parser, Sink
 from .intel_dmar import IntelDmar
-from .prefix import YearGuess, split_line
+from .prefix import YearGuess, split_parts
 from .scan import BlockScanner, keyword_pattern
 
 LINE_NS = 1_000_000  # a log without any timestamp: one millisecond per line, so order survives
@@ -98,22 +98,21 @@ class KernelLogImporter:
         if record is not None and record.greedy and record.more_raw(text):
             stats.parsed += 1
             return record.greedy
-        sp = split_line(text, self.years)
+        mono, wall, _, msg = split_parts(text, self.years)
         clock = self.clock
         if clock == "kernel":
-            ts = sp.mono_ns
+            ts = mono
         elif clock == "wall":
-            ts = sp.wall_ns
+            ts = wall
         else:
             ts = self.scanner.line_no(start) * LINE_NS
         if ts is None:
             prev = self.scanner.previous_line(start)
             if prev is not None:
-                psp = split_line(prev.decode("utf-8", "replace"), self.years)
-                ts = psp.mono_ns if clock == "kernel" else psp.wall_ns
+                prev_mono, prev_wall, _, _ = split_parts(prev.decode("utf-8", "replace"), self.years)
+                ts = prev_mono if clock == "kernel" else prev_wall
             ts = self.last_ts if ts is None else ts
         self.last_ts = ts
-        msg = sp.msg
         line = LogLine(text, msg, ts)
         if record is not None:
             if record.more(line):
@@ -145,7 +144,7 @@ class KernelLogImporter:
             stats.parsed += 1
             return False
         if _FAULTISH.search(msg) and not _STACK_FRAME.match(msg) and \
-                (sp.mono_ns is not None or sp.wall_ns is not None or _DRIVER_TAG.match(msg)):
+                (mono is not None or wall is not None or _DRIVER_TAG.match(msg)):
             stats.not_understood(self.scanner.line_no(start), text)
         return False
 

@@ -84,12 +84,17 @@ _FAST = re.compile(r"\[\s*(?P<sec>\d{1,10})\.(?P<frac>\d{1,9})\] ?(?=[^\[\s<k])(
 
 def split_line(line: str, years: YearGuess | None = None) -> Split:
     """Strip every known prefix from `line`; what remains is the message the kernel printed."""
+    return Split(*split_parts(line, years))
+
+
+def split_parts(line: str, years: YearGuess | None = None) -> tuple[int | None, int | None, str | None, str]:
+    """`split_line`'s parts as a plain tuple (mono_ns, wall_ns, host, msg), for the importer's hot path."""
     s = line.rstrip("\r\n")
     if s[:1] == "[" and (m := _FAST.match(s)) is not None:
         sec, frac, msg = m.groups()
         if " kernel: " not in msg[:80]:
             # The common case, plain dmesg: "[   12.345678] message" (no journal host, tag or caller id after it).
-            return Split(int(sec) * 1_000_000_000 + int(frac) * 10 ** (9 - len(frac)), None, None, msg.strip())
+            return int(sec) * 1_000_000_000 + int(frac) * 10 ** (9 - len(frac)), None, None, msg.strip()
     mono = wall = None
     host = None
     m = _QUOTE.match(s)
@@ -137,7 +142,7 @@ def split_line(line: str, years: YearGuess | None = None) -> Split:
             s = s[m.end():]
             continue
         break
-    return Split(mono, wall, host, s.strip())
+    return mono, wall, host, s.strip()
 
 
 MONTH_INITIALS = frozenset(m[0] for m in MONTHS) | {"<"}

@@ -1,9 +1,9 @@
 """Block scanning shared by the text importers: find the few interesting lines of a huge log at C speed.
 
-A 1 GB log is read in blocks of whole lines. Within a block, each anchor word is located with `bytes.find`
-(a fast substring search, quicker than one regular expression with many alternatives); lines holding none
-are only counted, never decoded. When a parser holds a record open (a dump spread over several lines) the
-scanner hands it the very next line, anchor or not.
+A 1 GB log is read in blocks of whole lines. Within a block, each anchor word (or a rarer piece of it, then checked
+whole) is located with `bytes.find` (a fast substring search, quicker than one regular expression with many
+alternatives); lines holding none are only counted, never decoded. When a parser holds a record open (a dump spread
+over several lines) the scanner hands it the very next line, anchor or not.
 """
 
 from __future__ import annotations
