@@ -97,10 +97,9 @@ def split_parts(line: str, years: YearGuess | None = None) -> tuple[int | None, 
             return int(sec) * 1_000_000_000 + int(frac) * 10 ** (9 - len(frac)), None, None, msg.strip()
     mono = wall = None
     host = None
-    m = _QUOTE.match(s)
-    if m:
-        s = s[m.end():]
     s = s.lstrip()
+    if s[:1] in ">|" and (m := _QUOTE.match(s)):
+        s = s[m.end():].lstrip()
     for _ in range(6):  # prefixes stack: syslog, then "kernel: ", then "[  12.3]", then a caller id...
         if not s:
             break
@@ -109,7 +108,7 @@ def split_parts(line: str, years: YearGuess | None = None) -> tuple[int | None, 
             if mono is None and (m := _MONO.match(s)):
                 mono = int(m["sec"]) * 1_000_000_000 + _frac_ns(m["frac"])
                 s = s[m.end():]
-                if (j := _JOURNAL_HOST.match(s)) is not None:
+                if " kernel: " in s and (j := _JOURNAL_HOST.match(s)) is not None:
                     host = host or j["host"]
                     s = s[j.end():]
                 continue
@@ -121,7 +120,7 @@ def split_parts(line: str, years: YearGuess | None = None) -> tuple[int | None, 
                 s = s[m.end():]
                 continue
             break
-        if wall is None and c in MONTH_INITIALS and (m := _SYSLOG.match(s)):
+        if wall is None and (c == "<" or s[:3] in MONTHS) and (m := _SYSLOG.match(s)):
             mon = MONTHS[m["mon"]]
             year = years.for_month(mon) if years is not None else 1970
             wall = _wall(year, mon, int(m["day"]), m)
@@ -144,8 +143,6 @@ def split_parts(line: str, years: YearGuess | None = None) -> tuple[int | None, 
         break
     return mono, wall, host, s.strip()
 
-
-MONTH_INITIALS = frozenset(m[0] for m in MONTHS) | {"<"}
 
 
 def has_timestamp(line: str) -> bool:
