@@ -364,22 +364,22 @@ class ExplorerApp(App[None]):
             return
         a = found[n]
         self.current_anomaly = n
-        ev = a.evidence[-1] if a.evidence else None
-        if ev is not None and 0 <= ev < self.index.n and int(self.index.ts[ev]) == a.ts_ns:
-            self._select_event(ev, keep_row=False)
-        else:
-            self._move_to(a.ts_ns)
-            self._select_pair(a.device, a.pasid)
-            self.refresh_view()
-        self.current_anomaly = n
-        for panel in self.query(AnomalyPanel):
-            self._fill(panel)
+        ev = a.evidence[-1] if a.evidence and 0 <= a.evidence[-1] < self.index.n else None
+        self._move_to(a.ts_ns)
+        if not self._select_pair(a.device, a.pasid) and ev is not None:
+            self._select_track(int(self.index.track_of[ev]))  # no row of its own: the row of its evidence
+        self.refresh_view()
+        if ev is not None and int(self.index.ts[ev]) == a.ts_ns:
+            self.selected_event = ev  # the event that proves it, even when it sits on another row
+            for panel in self.query(EventPanel):
+                self._fill(panel)
 
-    def _select_pair(self, device: str | None, pasid: int | None) -> None:
+    def _select_pair(self, device: str | None, pasid: int | None) -> bool:
         for tid, t in enumerate(self.index.tracks):
             if t.device == device and t.pasid == pasid:
                 self._select_track(tid)
-                return
+                return True
+        return False
 
     def action_marker(self, delta: int) -> None:
         kid = self.index.kind_id(str(Kind.MARKER))

@@ -101,19 +101,21 @@ class Timeline(Widget, can_focus=True):
         return self.view.window.time_of(x - self.label_width - 1, self.cell_count)
 
     def on_click(self, event: events.Click) -> None:
-        if self.view is None:
+        at = event.get_content_offset(self)  # inside the border, where lines are drawn
+        if self.view is None or at is None:
             return
-        line = event.y - HEADER_LINES
+        line = at.y - HEADER_LINES
         row = self.view.top + line if 0 <= line < self.track_lines else None
         if row is not None and row >= len(self.view.rows):
             row = None
-        t = self._time_at(event.x)
+        t = self._time_at(at.x)
         self.post_message(self.Clicked(row, self.view.cursor if t is None else t))
 
     def _wheel(self, event: events.MouseEvent, factor: float) -> None:
+        at = event.get_content_offset(self)
         if self.view is not None:
             event.stop()
-            t = self._time_at(event.x)
+            t = None if at is None else self._time_at(at.x)
             self.post_message(self.Zoom(factor, self.view.cursor if t is None else t))
 
     def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:

@@ -1,0 +1,38 @@
+"""Helpers for driving the explorer with Textual's Pilot from plain (synchronous) pytest tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from explorer.index import RecordingIndex
+from explorer.loading import open_index
+from explorer.tui.app import ExplorerApp
+from explorer.tui.panel import Panel
+
+ROOT = Path(__file__).resolve().parents[2]
+RECORDINGS = sorted((ROOT / "recordings").glob("0*.pasidrec"))
+_INDEXES: dict[str, RecordingIndex] = {}
+
+
+def index_of(name: str) -> RecordingIndex:
+    """A bundled recording's index by name prefix ("06" -> 06-buggy-driver), opened once per session."""
+    path = next(p for p in RECORDINGS if p.name.startswith(name))
+    if path.name not in _INDEXES:
+        _INDEXES[path.name] = open_index(path)
+    return _INDEXES[path.name]
+
+
+def drive(app: ExplorerApp, body: Callable[[Any], Awaitable[None]], size: tuple[int, int] = (160, 48)) -> None:
+    async def run() -> None:
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            await body(pilot)
+
+    asyncio.run(run())
+
+
+def panel_text(app: ExplorerApp, name: str) -> str:
+    return app.query_one(f"#{name}", Panel).text
