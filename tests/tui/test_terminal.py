@@ -1,0 +1,99 @@
+"""End to end: the real program in a real terminal (tmux), driven by keys, read back from the screen."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None and not os.environ.get("CI"),
+                                reason="tmux is not installed (CI installs it)")
+
+
+class Terminal:
+    """A detached tmux session on its own server socket, of a fixed size."""
+
+    def __init__(self, command: list[str], width: int = 160, height: int = 48) -> None:
+        self.socket = f"pasid-e2e-{os.getpid()}-{time.monotonic_ns()}"
+        # the shell starts first and the program is typed into it, so it starts in a terminal of the final size
+        self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "e2e", "-x", str(width), "-y", str(height),
+                  "-c", str(ROOT), "sh")
+        self.keys(" ".join(command) + "; printf 'EXIT%s\\n' \"=$?\"", "Enter")  # the typed line never shows EXIT=
+
+    def tmux(self, *args: str) -> str:
+        # COLUMNS and LINES (set by some shells and test runners) would override the terminal's real size
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True,
+                              timeout=20, env=env).stdout
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", "e2e")
+
+    def keys(self, *keys: str) -> None:
+        self.tmux("send-keys", "-t", "e2e", *keys)
+        if "Escape" in keys:
+            time.sleep(0.5)  # a key right behind ESC would arrive as an alt- combination
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never appeared; the screen shows:\n{screen}")
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=20)
+
+
+@pytest.fixture
+def terminal() -> Iterator[type[Terminal]]:
+    made: list[Terminal] = []
+
+    def make(*args: object, **kw: object) -> Terminal:
+        t = Terminal(*args, **kw)  # type: ignore[arg-type]
+        made.append(t)
+        return t
+
+    yield make  # type: ignore[misc]
+    for t in made:
+        t.close()
+
+
+def test_the_main_command_opens_the_first_scenario_and_answers_keys(terminal) -> None:  # type: ignore[no-untyped-def]
+    term = terminal([sys.executable, "-m", "explorer.cli.main"])
+    screen = term.wait_for("allocator")
+    assert "Two processes" in screen or "lesson" in screen  # the teaching layout on the first scenario
+    assert "0000:6a:01.0" in screen and "PASID 1" in screen
+    term.keys("?")
+    term.wait_for("open / close row")  # the help screen lists every key
+    term.keys("Escape")
+    term.keys("/")
+    term.wait_for("dev:BDF")  # the filter box explains its syntax
+    term.keys("pasid:2", "Enter")
+    screen = term.wait_for("filter: pasid:2")
+    labels = [line.split("│")[1] for line in screen.splitlines() if line.count("│") >= 3]
+    assert any("PASID 2" in label for label in labels)
+    assert not any("PASID 1" in label for label in labels)  # filtered-out rows hide
+    term.keys("q")
+    assert "EXIT=0" in term.wait_for("EXIT=")
+
+
+def test_an_anomaly_is_found_from_the_keyboard_in_the_buggy_driver(terminal) -> None:  # type: ignore[no-untyped-def]
+    term = terminal([sys.executable, "-m", "explorer.cli.main", "replay", "recordings/06-buggy-driver.pasidrec",
+                     "--layout", "compact"], width=80, height=24)
+    term.wait_for("acme-accel")
+    term.keys("n")
+    screen = term.wait_for("ANOMALY")
+    assert "!" in screen and "freed while" in screen
+    term.keys("q")
+    assert "EXIT=0" in term.wait_for("EXIT=")
