@@ -98,6 +98,7 @@ class ExplorerApp(App[None]):
 
     def __init__(self, index: RecordingIndex, *, live: LiveSource | None = None, layout: str | Layout | None = None,
                  source_name: str = "") -> None:
+        gc.freeze()  # the index's objects live as long as the app: keep the collector from rescanning them
         super().__init__()
         self.index = index
         self.live = live
@@ -143,7 +144,6 @@ class ExplorerApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        gc.freeze()  # the index's objects live as long as the app: keep the collector from rescanning them per key
         self.theme = "textual-light" if self.layout.theme == "light" else "textual-dark"
         self.sub_title = self._subtitle()
         self._apply_filter(self.filter)
