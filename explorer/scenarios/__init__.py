@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .language import ACTIONS, Scenario, parse_scenario
+from .language import ACTIONS, Scenario, parse_scenario, reference
 from .runner import ScenarioRun
 
 RECORDINGS = Path(__file__).resolve().parents[2] / "recordings"
@@ -34,4 +34,4 @@ def bundled_scenarios() -> list[BundledScenario]:
 
 
 __all__ = ["ACTIONS", "BundledScenario", "Scenario", "ScenarioRun", "bundled_scenarios", "load_scenario",
-           "parse_scenario"]
+           "parse_scenario", "reference"]

@@ -2,7 +2,7 @@
 
     title: Two processes, one device
     summary: What the learner should take away.
-    kernel: "6.18"                  # which kernel's rules apply (optional)
+    kernel: "6.18"                  # which kernel's rules apply (optional; quoted, or YAML reads 6.10 as 6.1)
     stale_after: 100ms              # an unanswered page-request group is reported after this (optional)
     devices:
       - {name: "0000:6a:01.0", width: 20, pri: true, ats: true, driver: idxd}
@@ -17,56 +17,296 @@
         bind: {actor: app-a, device: "0000:6a:01.0"}
 
 Every step has `at` (absolute) or `after` (relative to the previous step; default 1ms), optionally `say` (and
-`title`), and at most one action. See ACTIONS for each action's parameters.
+`title`), and at most one action. ACTIONS declares each action's parameters with their types, ranges and
+defaults; the parser checks steps against it, the runner reads parameters through it, and `reference()` renders
+it for `simulate --help`, so the three cannot drift apart.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import textwrap
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import ScenarioError
+from ..events import PASID_SPACE, AllocPath, DomainType, ResponseCode
 from ..simulator import RULES
+from ..simulator.policy import parse_release
+from ..uapi import NUMBERS
 from ..yaml_lines import LineDict, LineList, load_yaml, parse_duration
 
-
-@dataclass(frozen=True, slots=True)
-class Action:
-    """An action's parameters: required, optional, and a line of help shown when a step gets them wrong."""
-
-    required: frozenset[str]
-    optional: frozenset[str]
-    doc: str
-
-
-def _a(required: str, optional: str, doc: str) -> Action:
-    return Action(frozenset(required.split()), frozenset(optional.split()), doc)
-
-
-ACTIONS: dict[str, Action] = {
-    "bind": _a("actor device", "", "SVA-bind the actor's mm to a device (the first bind allocates its PASID)"),
-    "unbind": _a("actor device", "", "drop one bind reference of the actor's mm on a device"),
-    "exit": _a("actor", "", "the actor's process exits: its mm goes away and its SVA PASID with it"),
-    "alloc": _a("actor", "as device via", "allocate a PASID through iommufd (via: iommufd) or a driver "
-                                         "(via: driver); name it with `as` to use it later"),
-    "free": _a("pasid", "actor via", "free a PASID (a name from `as`, an actor's SVA PASID, or a number)"),
-    "attach": _a("device pasid", "actor domain domain_id guest_pasid fault_queue via",
-                 "attach a (device, PASID) to a domain: paging, nested (a guest's) or sva"),
-    "detach": _a("device pasid", "actor via", "detach a (device, PASID) from its domain"),
-    "request": _a("device prg", "pasid addr access pages spacing",
-                  "the device sends a page-request group: `pages` requests, the last one carrying Last"),
-    "respond": _a("device prg", "pasid code by", "answer a page-request group: success, invalid or failure; "
-                                                 "by kernel, user (iommufd fault fd) or guest"),
-    "fault": _a("device", "pasid addr reason access", "an unrecoverable DMA fault"),
-    "map": _a("", "device domain iova size count", "map IOVA pages in a paging domain"),
-    "uapi": _a("actor name", "args ret", "an iommufd or VFIO ioctl by the actor (name as in the kernel uapi)"),
-    "lose": _a("count", "", "the capture loses this many events (state becomes uncertain)"),
-}
-STEP_KEYS = frozenset({"at", "after", "say", "title"})
+U32, U64, S64 = 2**32 - 1, 2**64 - 1, 2**63
+MAX_EVENTS = 512  # the most events one `pages` or `count` asks for: a typo must not run for minutes
+PAGE = 4096
+PID_MAX = 4_194_304  # PID_MAX_LIMIT on 64-bit kernels
 DEFAULT_GAP_NS = 1_000_000
 
 
+# -- parameter types ------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One action parameter: what it takes (`text`, used in errors and help), what it means, how a YAML value
+    becomes the value the runner uses, and the YAML value used when it is left out."""
+
+    text: str
+    doc: str
+    convert: Callable[[Any], Any]
+    default: Any = None
+
+    def read(self, value: Any) -> Any:
+        """The value as the runner uses it; a ValueError saying what was expected when it will not do."""
+        try:
+            return self.convert(value)
+        except (ValueError, TypeError, KeyError):
+            raise ValueError(f"expected {self.text}, got {_kind(value)}") from None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _bound(n: int) -> str:
+    """2^20-1 reads better than 1048575."""
+    m = abs(n)
+    if m < 1 << 16:
+        return str(n)
+    if m & (m - 1) == 0:
+        return f"{'-' if n < 0 else ''}2^{m.bit_length() - 1}"
+    if n > 0 and n & (n + 1) == 0:
+        return f"2^{n.bit_length()}-1"
+    return hex(n)
+
+
+def _in_range(lo: int, hi: int) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if not _is_int(value) or not lo <= value <= hi:
+            raise ValueError
+        return value
+    return convert
+
+
+def _int(lo: int, hi: int, doc: str, default: int | None = None) -> Param:
+    return Param(f"an integer {_bound(lo)}..{_bound(hi)}", doc, _in_range(lo, hi), default)
+
+
+def _name(value: Any) -> str:
+    """Names of actors and devices: YAML reads a name such as 1234 as a number, which is fine."""
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ValueError
+    return str(value)
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError
+    return value
+
+
+def _text(doc: str, default: str | None = None) -> Param:
+    return Param("text", doc, _string, default)
+
+
+def _choice(choices: Mapping[str, Any], doc: str, default: str) -> Param:
+    return Param(f"one of {', '.join(choices)}", doc, choices.__getitem__, default)
+
+
+_PASID = _in_range(0, PASID_SPACE - 1)
+
+
+def _pasid_ref(value: Any) -> int | str:
+    """A PASID number, or a name the runner resolves when the step runs (an actor's SVA PASID, an `as` name)."""
+    return value if isinstance(value, str) else _PASID(value)
+
+
+def _duration(value: Any) -> int:
+    ns = parse_duration(value)
+    if ns < 0:
+        raise ValueError
+    return ns
+
+
+_ACCESS = {"r": 1, "w": 2, "x": 4, "p": 8}
+
+
+def _perm(value: Any) -> int:
+    """'rw' -> the Perm bits 3."""
+    if not isinstance(value, str) or not set(value) <= _ACCESS.keys():
+        raise ValueError
+    return sum(_ACCESS[ch] for ch in set(value))
+
+
+_ARG = _in_range(-S64, U64)
+
+
+def _struct(value: Any) -> dict[str, int]:
+    """An ioctl's decoded argument struct: field names to integers, as a capture would decode them."""
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ValueError
+    return {k: _ARG(v) for k, v in value.items()}
+
+
+def _ioctl(value: Any) -> str:
+    if value not in NUMBERS:
+        raise ValueError
+    return value
+
+
+# -- the actions ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Action:
+    """An action: what it does (shown when a step gets it wrong) and its parameters, the required ones first."""
+
+    doc: str
+    params: dict[str, Param]
+    required: frozenset[str]
+
+
+def _a(doc: str, required: dict[str, Param], optional: dict[str, Param] | None = None) -> Action:
+    return Action(doc, {**required, **(optional or {})}, frozenset(required))
+
+
+ACTOR = Param("an actor's name", "the process doing it", _name)
+DEVICE = Param("a device's name", "the device it happens on", _name)
+PASID = Param(f"a PASID 0..{_bound(PASID_SPACE - 1)}, an actor's name (its SVA PASID) or a name given with `as`",
+              "which PASID", _pasid_ref)
+PRG = _int(0, 511, "the 9-bit page-request group index")
+_ALLOCATORS = {"iommufd": AllocPath.IOMMUFD, "driver": AllocPath.DRIVER}
+_BY_ACTOR = _choice(_ALLOCATORS, "who does it; with iommufd (and an actor) the actor's VFIO ioctl comes first",
+                    "iommufd")
+
+ACTIONS: dict[str, Action] = {
+    "bind": _a("SVA-bind the actor's mm to a device (the first bind allocates its PASID)",
+               {"actor": ACTOR, "device": DEVICE}),
+    "unbind": _a("drop one bind reference of the actor's mm on a device", {"actor": ACTOR, "device": DEVICE}),
+    "exit": _a("the actor's process exits: its mm goes away and its SVA PASID with it", {"actor": ACTOR}),
+    "alloc": _a("allocate a PASID through iommufd (via: iommufd) or a driver (via: driver); name it with `as` to "
+                "use it later", {"actor": ACTOR}, {
+                    "as": _text("a name for the PASID, for later steps' `pasid`"),
+                    "device": replace(DEVICE, doc="the device it is for (the allocator keeps within its width)"),
+                    "via": _choice(_ALLOCATORS, "who asks the allocator", "iommufd")}),
+    "free": _a("free a PASID (a name from `as`, an actor's SVA PASID, or a number)", {"pasid": PASID}, {
+        "actor": replace(ACTOR, doc="who frees it (default: a driver)"),
+        "via": _choice({p.value: p for p in AllocPath}, "the path that allocated it", "iommufd")}),
+    "attach": _a("attach a (device, PASID) to a domain: paging, nested (a guest's) or sva",
+                 {"device": DEVICE, "pasid": PASID}, {
+                     "actor": ACTOR,
+                     "domain": _choice({d.value: d for d in DomainType}, "the domain's type", "paging"),
+                     "domain_id": _int(0, U64, "the domain's id (default: a fresh one)"),
+                     "guest_pasid": _int(0, PASID_SPACE - 1, "the guest's own number for this PASID"),
+                     "fault_queue": _int(0, U32, "the iommufd fault queue receiving its page requests"),
+                     "via": _BY_ACTOR}),
+    "detach": _a("detach a (device, PASID) from its domain", {"device": DEVICE, "pasid": PASID},
+                 {"actor": ACTOR, "via": _BY_ACTOR}),
+    "request": _a("the device sends a page-request group: `pages` requests, the last one carrying Last",
+                  {"device": DEVICE, "prg": PRG}, {
+                      "pasid": replace(PASID, doc="the PASID it carries (none: a request without PASID)"),
+                      "addr": _int(0, U64 + 1 - MAX_EVENTS * PAGE,
+                                   "the first page's address (the group stays below 2^64)", 0x7F00_0000_0000),
+                      "access": Param("letters from r, w, x, p", "read, write, exec, privileged", _perm, "r"),
+                      "pages": _int(1, MAX_EVENTS, "requests in the group, one page each", 1),
+                      "spacing": Param("a duration, 0 or more", "time between its requests", _duration, "1us")}),
+    "respond": _a("answer a page-request group: success, invalid or failure; by kernel, user (iommufd fault fd) "
+                  "or guest", {"device": DEVICE, "prg": PRG}, {
+                      "pasid": PASID,
+                      "code": _choice({c.name.lower(): c for c in ResponseCode}, "the response code", "success"),
+                      "by": _choice({w: w for w in ("kernel", "user", "guest")}, "who answers", "kernel")}),
+    "fault": _a("an unrecoverable DMA fault", {"device": DEVICE}, {
+        "pasid": PASID,
+        "addr": _int(0, U64, "the faulting address", 0),
+        "reason": _text("the reason in words", "DMA fault"),
+        "access": _choice({w: w for w in ("read", "write", "exec", "unknown")}, "the faulting access", "read")}),
+    "map": _a("map IOVA pages in a paging domain", {}, {
+        "device": replace(DEVICE, doc="the device whose domain it is"),
+        "domain": _int(0, U64, "the domain's id"),
+        "iova": _int(0, (1 << 57) - 1, "the first page's I/O virtual address", 0x1000_0000),
+        "size": _int(1, 1 << 30, "bytes per page", PAGE),
+        "count": _int(1, MAX_EVENTS, "pages mapped, one after another", 1)}),
+    "uapi": _a("an iommufd or VFIO ioctl by the actor (name as in the kernel uapi)", {
+        "actor": ACTOR,
+        "name": Param("an iommufd or VFIO ioctl name", "the command, one of " + ", ".join(sorted(NUMBERS)),
+                      _ioctl)}, {
+        "args": Param("a mapping of struct field: integer", "the decoded argument struct", _struct, {}),
+        "ret": _int(-S64, S64 - 1, "the return value, a negative errno on failure", 0)}),
+    "lose": _a("the capture loses this many events (state becomes uncertain)",
+               {"count": _int(1, U32, "how many events")}),
+}
+
+# -- the keys around the actions, documented where they are checked ------------------------------------------
+TOP_KEYS: dict[str, str] = {
+    "title": "text (required): the scenario's name, the recording's title",
+    "summary": "text: what the learner should take away, the recording's description",
+    "kernel": 'a quoted release such as "6.18": whose rules apply (before 5.18 an SVA PASID is freed at the last '
+              "unbind; before 6.5 the ioasid allocator hands PASIDs out); default: current rules",
+    "stale_after": "a duration: an unanswered page-request group is reported after this (default 100ms)",
+    "devices": "a list of devices (required), with the keys below",
+    "actors": "a mapping of actor name to actor, with the keys below",
+    "expect": "a list of the anomalies the scenario must show: " + ", ".join(sorted(RULES)),
+    "script": "a list of steps (required), with the keys below",
+}
+DEVICE_KEYS: dict[str, str] = {
+    "name": "text (required): its PCI address or any name; actions name it in `device`",
+    "width": "an integer 0..20: its PASID capability's width in bits; it carries PASIDs below 2^width (default 20)",
+    "pri": "true or false: it can send page requests, with PRI (default true)",
+    "ats": "true or false: it caches translations, with ATS (default true)",
+    "driver": "text: the driver bound to it",
+}
+ACTOR_KEYS: dict[str, str] = {
+    "pid": f"an integer 1..{PID_MAX} (required): its process id, which also names its mm",
+    "comm": "text: its process name (default: the actor's name)",
+    "vm": "text: the virtual machine it runs, for a VMM",
+}
+STEP_KEYS: dict[str, str] = {
+    "at": "a duration: when the step happens, from the start; steps are in time order",
+    "after": "a duration: how long after the previous step (the default, 1ms); give `at` or `after`, not both",
+    "say": "text: teaching text, shown by the explorer as a marker at this step",
+    "title": "text: a short heading for the `say` text",
+}
+DURATIONS = "A duration is a number with a unit, ns, us (or µs), ms or s: 5ms, 250us, 1.5s; a bare 0 is 0."
+
+
+def reference() -> str:
+    """The whole language, for `simulate --help`, rendered from the tables the parser and runner use."""
+    return "\n".join([
+        "A scenario file is a YAML mapping:", *_rows(TOP_KEYS, 2),
+        "", "Each device, an item of `devices`:", *_rows(DEVICE_KEYS, 2),
+        "", "Each actor, under `actors` by its name:", *_rows(ACTOR_KEYS, 2),
+        "", "Each step, an item of `script`, has at most one action (below) and:", *_rows(STEP_KEYS, 2),
+        "", DURATIONS,
+        "", "Actions, each a mapping of parameters (* marks the required ones):",
+        *_action_rows(),
+    ])
+
+
+def _action_rows() -> list[str]:
+    name_gap = max(map(len, ACTIONS)) + 2
+    param_gap = max(len(key) for action in ACTIONS.values() for key in action.params) + 3
+    rows: list[str] = []
+    for name, action in ACTIONS.items():
+        rows += _rows({name: action.doc}, 2, name_gap)
+        rows += _rows({f"{key}*" if key in action.required else key: f"{p.text}: {p.doc}{_default(p)}"
+                       for key, p in action.params.items()}, 4, param_gap)
+    return rows
+
+
+def _default(p: Param) -> str:
+    if p.default is None:
+        return ""
+    if _is_int(p.default) and p.default > 0xFFFF:
+        return f" (default {p.default:#x})"
+    return f" (default {p.default!r})" if isinstance(p.default, str) and " " in p.default else f" (default {p.default})"
+
+
+def _rows(docs: Mapping[str, str], indent: int, gap: int | None = None, width: int = 116) -> list[str]:
+    """`key  doc` rows, the docs aligned and wrapped under themselves."""
+    gap = gap or max(map(len, docs), default=0) + 2
+    return [line for key, doc in docs.items()
+            for line in textwrap.wrap(doc, width, initial_indent=" " * indent + key.ljust(gap),
+                                      subsequent_indent=" " * (indent + gap))]
+
+
+# -- the parsed scenario --------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class DeviceSpec:
     name: str
@@ -127,7 +367,7 @@ class _Checker:
             raise self.fail(getattr(value, "line", line), f"{what} must be a mapping, got {_kind(value)}")
         return value
 
-    def keys(self, d: LineDict, allowed: set[str] | frozenset[str], what: str) -> None:
+    def keys(self, d: LineDict, allowed: Collection[str], what: str) -> None:
         for key in d:
             if key not in allowed:
                 raise self.fail(d.line_of(key), f"unknown key {key!r} in {what} (expected one of: "
@@ -142,6 +382,12 @@ class _Checker:
         if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
             names = " or ".join(t.__name__ for t in (typ if isinstance(typ, tuple) else (typ,)))
             raise self.fail(d.line_of(key), f"{what}: `{key}` must be {names}, got {_kind(value)}")
+        return value
+
+    def ranged(self, d: LineDict, key: str, lo: int, hi: int, what: str, default: Any = ...) -> int:
+        value = self.get(d, key, int, what, default)
+        if not lo <= value <= hi:
+            raise self.fail(d.line_of(key), f"{what}: `{key}` must be {lo}..{hi}, got {value}")
         return value
 
     def duration(self, d: LineDict, key: str, what: str) -> int:
@@ -169,84 +415,122 @@ def parse_scenario(path: str | Path) -> Scenario:
     if doc is None:
         raise c.fail(1, "empty scenario: expected a mapping with title, devices, actors and script")
     top = c.mapping(doc, 1, "a scenario")
-    c.keys(top, {"title", "summary", "kernel", "stale_after", "devices", "actors", "script", "expect"}, "scenario")
+    c.keys(top, TOP_KEYS, "scenario")
     title = c.get(top, "title", str, "a scenario")
     summary = c.get(top, "summary", str, "a scenario", "")
-    kernel = top.get("kernel")
-    kernel = None if kernel is None else str(kernel)
     stale_ns = c.duration(top, "stale_after", "a scenario") if "stale_after" in top else 100_000_000
+    devices = _devices(c, top)
+    actors = _actors(c, top)
+    expect = _expect(c, top)
+    steps = _steps(c, top, actors, {d.name for d in devices})
+    return Scenario(path, title, summary, _kernel(c, top), stale_ns, devices, actors, steps, expect)
 
+
+def _kernel(c: _Checker, top: LineDict) -> str | None:
+    """The release whose rules apply. A number is refused: YAML reads an unquoted 6.10 as 6.1, another kernel."""
+    if "kernel" not in top:
+        return None
+    value, line = top["kernel"], top.line_of("kernel")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise c.fail(line, f"`kernel`: expected a quoted release, got {_kind(value)}: YAML reads an unquoted "
+                           f"release as a number (6.10 becomes 6.1), so quote it, e.g. kernel: \"6.10\"")
+    if not isinstance(value, str) or parse_release(value) is None:
+        raise c.fail(line, f"`kernel`: expected a release such as \"6.18\" (major.minor first), got {_kind(value)}")
+    return value
+
+
+def _devices(c: _Checker, top: LineDict) -> list[DeviceSpec]:
     devices: list[DeviceSpec] = []
     for i, raw in enumerate(c.get(top, "devices", list, "a scenario")):
-        d = c.mapping(raw, top.line_of("devices"), f"device {i + 1}")
-        c.keys(d, {"name", "width", "pri", "ats", "driver"}, f"device {i + 1}")
-        width = c.get(d, "width", int, f"device {i + 1}", 20)
+        what = f"device {i + 1}"
+        d = c.mapping(raw, top.line_of("devices"), what)
+        c.keys(d, DEVICE_KEYS, what)
+        width = c.get(d, "width", int, what, 20)
         if not 0 <= width <= 20:
-            raise c.fail(d.line_of("width"), f"device {i + 1}: PASID width must be 0..20 bits, got {width}")
-        devices.append(DeviceSpec(str(c.get(d, "name", (str, int), f"device {i + 1}")), width,
-                                  c.get(d, "pri", bool, f"device {i + 1}", True),
-                                  c.get(d, "ats", bool, f"device {i + 1}", True),
-                                  c.get(d, "driver", str, f"device {i + 1}", None)))
-    device_names = {d.name for d in devices}
+            raise c.fail(d.line_of("width"), f"{what}: PASID width must be 0..20 bits, got {width}")
+        devices.append(DeviceSpec(str(c.get(d, "name", (str, int), what)), width, c.get(d, "pri", bool, what, True),
+                                  c.get(d, "ats", bool, what, True), c.get(d, "driver", str, what, None)))
+    return devices
 
+
+def _actors(c: _Checker, top: LineDict) -> dict[str, Actor]:
     actors: dict[str, Actor] = {}
     raw_actors = c.mapping(top.get("actors", LineDict()), top.line_of("actors"), "actors")
     for name, raw in raw_actors.items():
-        a = c.mapping(raw, raw_actors.line_of(name), f"actor {name!r}")
-        c.keys(a, {"pid", "comm", "vm"}, f"actor {name!r}")
-        actors[str(name)] = Actor(str(name), c.get(a, "pid", int, f"actor {name!r}"),
-                                  str(c.get(a, "comm", (str, int), f"actor {name!r}", name)),
-                                  c.get(a, "vm", str, f"actor {name!r}", None))
+        what = f"actor {name!r}"
+        a = c.mapping(raw, raw_actors.line_of(name), what)
+        c.keys(a, ACTOR_KEYS, what)
+        actors[str(name)] = Actor(str(name), c.ranged(a, "pid", 1, PID_MAX, what),
+                                  str(c.get(a, "comm", (str, int), what, name)), c.get(a, "vm", str, what, None))
+    return actors
 
+
+def _expect(c: _Checker, top: LineDict) -> list[str]:
     expect = list(c.get(top, "expect", list, "a scenario", LineList()))
     for i, rule in enumerate(expect):
         if rule not in RULES:
             lines = getattr(top["expect"], "item_lines", [top.line_of("expect")] * len(expect))
             raise c.fail(lines[i], f"expect: unknown anomaly {rule!r} (known: {', '.join(sorted(RULES))})")
+    return expect
 
+
+def _steps(c: _Checker, top: LineDict, actors: dict[str, Actor], device_names: set[str]) -> list[Step]:
     steps: list[Step] = []
     t = 0
     script = c.get(top, "script", list, "a scenario")
     for i, raw in enumerate(script):
+        what = f"step {i + 1}"
         line = script.item_lines[i] if isinstance(script, LineList) else top.line_of("script")
-        s = c.mapping(raw, line, f"step {i + 1}")
-        actions = [k for k in s if k not in STEP_KEYS]
-        for k in actions:
-            if k not in ACTIONS:
-                raise c.fail(s.line_of(k), f"step {i + 1}: unknown action {k!r} (expected one of: "
-                                           f"{', '.join(ACTIONS)}; or {', '.join(sorted(STEP_KEYS))})")
-        if len(actions) > 1:
-            raise c.fail(s.line, f"step {i + 1}: one action per step, got {', '.join(actions)}")
-        if "at" in s and "after" in s:
-            raise c.fail(s.line, f"step {i + 1}: give `at` or `after`, not both")
-        if "at" in s:
-            at = c.duration(s, "at", f"step {i + 1}")
-            if at < t:
-                raise c.fail(s.line_of("at"), f"step {i + 1}: at {s['at']} goes back in time (the previous "
-                                              f"step is at {t} ns); steps must be in time order")
-            t = at
-        elif "after" in s:
-            t += c.duration(s, "after", f"step {i + 1}")
-        elif steps:
-            t += DEFAULT_GAP_NS
-        params: dict[str, Any] = {}
-        action = actions[0] if actions else None
-        if action is not None:
-            spec = ACTIONS[action]
-            p = c.mapping(s[action], s.line_of(action), f"step {i + 1} ({action})")
-            c.keys(p, spec.required | spec.optional, f"step {i + 1} ({action}: {spec.doc})")
-            for req in sorted(spec.required - set(p)):
-                raise c.fail(p.line, f"step {i + 1} ({action}) needs `{req}`: {spec.doc}")
-            if "actor" in p and str(p["actor"]) not in actors:
-                raise c.fail(p.line_of("actor"), f"step {i + 1}: unknown actor {p['actor']!r} (actors: "
-                                                 f"{', '.join(actors) or 'none defined'})")
-            if "device" in p and str(p["device"]) not in device_names:
-                raise c.fail(p.line_of("device"), f"step {i + 1}: unknown device {p['device']!r} (devices: "
-                                                  f"{', '.join(sorted(device_names)) or 'none defined'})")
-            params = dict(p)
-            params["_lines"] = p.key_lines
-        say = c.get(s, "say", str, f"step {i + 1}", None)
+        s = c.mapping(raw, line, what)
+        t = _time(c, s, what, t, first=not steps)
+        action, params = _action(c, s, what, actors, device_names)
+        say = c.get(s, "say", str, what, None)
         if action is None and say is None:
-            raise c.fail(s.line, f"step {i + 1} does nothing: give an action ({', '.join(ACTIONS)}) or `say`")
-        steps.append(Step(s.line, t, action, params, say, c.get(s, "title", str, f"step {i + 1}", None)))
-    return Scenario(path, title, summary, kernel, stale_ns, devices, actors, steps, expect)
+            raise c.fail(s.line, f"{what} does nothing: give an action ({', '.join(ACTIONS)}) or `say`")
+        steps.append(Step(s.line, t, action, params, say, c.get(s, "title", str, what, None)))
+    return steps
+
+
+def _time(c: _Checker, s: LineDict, what: str, t: int, first: bool) -> int:
+    """The step's time: `at`, the previous step's plus `after`, or plus the default gap."""
+    if "at" in s and "after" in s:
+        raise c.fail(s.line, f"{what}: give `at` or `after`, not both")
+    if "at" in s:
+        at = c.duration(s, "at", what)
+        if at < t:
+            raise c.fail(s.line_of("at"), f"{what}: at {s['at']} goes back in time (the previous step is at {t} "
+                                          f"ns); steps must be in time order")
+        return at
+    if "after" in s:
+        return t + c.duration(s, "after", what)
+    return t if first else t + DEFAULT_GAP_NS
+
+
+def _action(c: _Checker, s: LineDict, what: str, actors: dict[str, Actor],
+            device_names: set[str]) -> tuple[str | None, dict[str, Any]]:
+    """The step's action and its parameters, each checked against the action table at its own line."""
+    actions = [k for k in s if k not in STEP_KEYS]
+    for k in actions:
+        if k not in ACTIONS:
+            raise c.fail(s.line_of(k), f"{what}: unknown action {k!r} (expected one of: {', '.join(ACTIONS)}; "
+                                       f"or {', '.join(sorted(STEP_KEYS))})")
+    if len(actions) > 1:
+        raise c.fail(s.line, f"{what}: one action per step, got {', '.join(actions)}")
+    if not actions:
+        return None, {}
+    action = actions[0]
+    spec = ACTIONS[action]
+    p = c.mapping(s[action], s.line_of(action), f"{what} ({action})")
+    c.keys(p, spec.params, f"{what} ({action}: {spec.doc})")
+    for key, value in p.items():
+        try:
+            spec.params[key].read(value)
+        except ValueError as e:
+            raise c.fail(p.line_of(key), f"{what} ({action}): `{key}`: {e}") from None
+    for req in sorted(spec.required - set(p)):
+        raise c.fail(p.line, f"{what} ({action}) needs `{req}`: {spec.doc}")
+    for key, known, plural in (("actor", actors, "actors"), ("device", device_names, "devices")):
+        if key in p and str(p[key]) not in known:
+            raise c.fail(p.line_of(key), f"{what}: unknown {key} {p[key]!r} ({plural}: "
+                                         f"{', '.join(sorted(known)) or 'none defined'})")
+    return action, {**p, "_lines": p.key_lines}

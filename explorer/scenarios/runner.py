@@ -11,18 +11,15 @@ from itertools import count
 from typing import Any
 
 from ..errors import ScenarioError
-from ..events import AllocPath, DomainType, Event, Kind, ResponseCode, make
+from ..events import AllocPath, DomainType, Event, Kind, make
 from ..index import RecordingIndex
 from ..recording import DeviceInfo, Header, write_events
 from ..simulator import Simulator
 from ..uapi import VFIO_DEVICE_ATTACH_PASID, command_number
-from ..yaml_lines import parse_duration
-from .language import Actor, Scenario, Step
+from .language import ACTIONS, PAGE, Actor, Scenario, Step
 
 ENOSPC, EINVAL = 28, 22
 TICK = 1_000  # spacing of the events one action produces (1 µs)
-PAGE = 4096
-_ACCESS = {"r": 1, "w": 2, "x": 4, "p": 8}
 
 
 class ScenarioRun:
@@ -71,22 +68,26 @@ class ScenarioRun:
             t = self._emit(Kind.MARKER, t, text=step.say.strip(), title=step.title, step=next(self._marker_steps))
         if step.action is not None:
             handler: Callable[[Step, int], None] = getattr(self, f"_do_{step.action}")
-            handler(step, t)
+            try:
+                handler(step, t)
+            except (ValueError, TypeError) as e:  # a value the parser let through but the event model refuses
+                raise self._fail(step, None, f"{step.action}: {e}") from None
 
-    # -- resolving names --------------------------------------------------------------------------------------
+    # -- reading parameters -----------------------------------------------------------------------------------
+    def _arg(self, step: Step, key: str) -> Any:
+        """A parameter as the action uses it, read through the action table, which holds its type and default."""
+        param = ACTIONS[str(step.action)].params[key]
+        raw = step.params.get(key, param.default)
+        return None if raw is None else param.read(raw)
+
     def _actor(self, step: Step) -> Actor | None:
-        name = step.params.get("actor")
-        return None if name is None else self.scenario.actors[str(name)]
+        name = self._arg(step, "actor")
+        return None if name is None else self.scenario.actors[name]
 
-    def _pasid(self, step: Step, required: bool = True) -> int | None:
-        ref = step.params.get("pasid")
-        if ref is None:
-            if required:
-                raise self._fail(step, None, f"{step.action} needs `pasid`")
-            return None
-        if isinstance(ref, int) and not isinstance(ref, bool):
+    def _pasid(self, step: Step) -> int | None:
+        ref = self._arg(step, "pasid")
+        if ref is None or isinstance(ref, int):
             return ref
-        ref = str(ref)
         if ref in self._names:
             return self._names[ref]
         actor = self.scenario.actors.get(ref)
@@ -99,15 +100,9 @@ class ScenarioRun:
         raise self._fail(step, "pasid", f"unknown PASID {ref!r}: use a number, an actor's name (its SVA PASID) or "
                                         f"a name given with `as` earlier (known: {', '.join(known) or 'none'})")
 
-    def _choice(self, step: Step, key: str, choices: dict[str, Any], default: str) -> Any:
-        value = str(step.params.get(key, default))
-        if value not in choices:
-            raise self._fail(step, key, f"`{key}` must be one of {', '.join(choices)}, got {value!r}")
-        return choices[value]
-
     # -- SVA --------------------------------------------------------------------------------------------------
     def _do_bind(self, step: Step, t: int) -> None:
-        actor, dev = self._actor(step), str(step.params["device"])
+        actor, dev = self._actor(step), self._arg(step, "device")
         assert actor is not None
         st = self.sim.state
         mm = actor.pid
@@ -132,7 +127,7 @@ class ScenarioRun:
         self._emit(Kind.SVA_BIND, t, actor, device=dev, pasid=pasid, mm=mm)
 
     def _do_unbind(self, step: Step, t: int) -> None:
-        actor, dev = self._actor(step), str(step.params["device"])
+        actor, dev = self._actor(step), self._arg(step, "device")
         assert actor is not None
         st = self.sim.state
         mm = actor.pid
@@ -161,43 +156,39 @@ class ScenarioRun:
     def _do_alloc(self, step: Step, t: int) -> None:
         actor = self._actor(step)
         assert actor is not None
-        path = self._choice(step, "via", {"iommufd": AllocPath.IOMMUFD, "driver": AllocPath.DRIVER}, "iommufd")
-        dev = step.params.get("device")
-        dev = None if dev is None else str(dev)
+        dev = self._arg(step, "device")
         pasid = self.sim.state.lowest_free(dev)
-        kw: dict[str, Any] = {"device": dev, "path": path, "owner": actor.owner, "vm": actor.vm}
+        kw: dict[str, Any] = {"device": dev, "path": self._arg(step, "via"), "owner": actor.owner, "vm": actor.vm}
         if pasid is None:
             self._emit(Kind.PASID_ALLOC, t, actor, error=-ENOSPC, **kw)
             return
         self._emit(Kind.PASID_ALLOC, t, actor, pasid=pasid, **kw)
         if "as" in step.params:
-            self._names[str(step.params["as"])] = pasid
+            self._names[self._arg(step, "as")] = pasid
 
     def _do_free(self, step: Step, t: int) -> None:
         actor = self._actor(step)
-        pasid = self._pasid(step)
-        path = self._choice(step, "via", {p.value: p for p in AllocPath}, "iommufd")
-        self._emit(Kind.PASID_FREE, t, actor, pasid=pasid, path=path,
+        self._emit(Kind.PASID_FREE, t, actor, pasid=self._pasid(step), path=self._arg(step, "via"),
                    owner=actor.owner if actor else "a driver")
 
     def _through_iommufd(self, step: Step, actor: Actor | None) -> bool:
-        return actor is not None and str(step.params.get("via", "iommufd")) != "driver"
+        return actor is not None and self._arg(step, "via") != AllocPath.DRIVER
 
     def _do_attach(self, step: Step, t: int) -> None:
-        actor, dev, pasid = self._actor(step), str(step.params["device"]), self._pasid(step)
-        dtype = self._choice(step, "domain", {d.value: d for d in DomainType}, "paging")
-        domain = int(step.params.get("domain_id", next(self._domains)))
+        actor, dev, pasid = self._actor(step), self._arg(step, "device"), self._pasid(step)
+        fresh = next(self._domains)  # drawn even when `domain_id` is given: later domains keep their numbers
+        domain = fresh if "domain_id" not in step.params else self._arg(step, "domain_id")
         if self._through_iommufd(step, actor):
             t = self._emit(Kind.UAPI, t, actor, device=dev, pasid=pasid,
                            cmd=command_number("VFIO_DEVICE_ATTACH_IOMMUFD_PT"), name="VFIO_DEVICE_ATTACH_IOMMUFD_PT",
                            args={"argsz": 16, "flags": VFIO_DEVICE_ATTACH_PASID, "pt_id": domain, "pasid": pasid},
                            ret=0, vm=actor.vm if actor else None)
-        self._emit(Kind.PASID_ATTACH, t, actor, device=dev, pasid=pasid, domain=domain, domain_type=dtype,
-                   guest_pasid=step.params.get("guest_pasid"), vm=actor.vm if actor else None,
-                   fault_queue=step.params.get("fault_queue"))
+        self._emit(Kind.PASID_ATTACH, t, actor, device=dev, pasid=pasid, domain=domain,
+                   domain_type=self._arg(step, "domain"), guest_pasid=self._arg(step, "guest_pasid"),
+                   vm=actor.vm if actor else None, fault_queue=self._arg(step, "fault_queue"))
 
     def _do_detach(self, step: Step, t: int) -> None:
-        actor, dev, pasid = self._actor(step), str(step.params["device"]), self._pasid(step)
+        actor, dev, pasid = self._actor(step), self._arg(step, "device"), self._pasid(step)
         att = self.sim.state.attachments.get((dev, pasid)) if pasid is not None else None
         if self._through_iommufd(step, actor):
             t = self._emit(Kind.UAPI, t, actor, device=dev, pasid=pasid,
@@ -209,55 +200,34 @@ class ScenarioRun:
 
     # -- page requests, responses, faults ---------------------------------------------------------------------
     def _do_request(self, step: Step, t: int) -> None:
-        dev, pasid = str(step.params["device"]), self._pasid(step, required=False)
-        pages = int(step.params.get("pages", 1))
-        access = str(step.params.get("access", "r"))
-        if pages < 1 or any(ch not in _ACCESS for ch in access):
-            raise self._fail(step, "pages" if pages < 1 else "access",
-                             "`pages` must be at least 1 and `access` letters from r, w, x, p")
-        perm = sum(_ACCESS[ch] for ch in set(access))
-        addr = int(step.params.get("addr", 0x7F00_0000_0000))
-        try:
-            spacing = TICK if "spacing" not in step.params else parse_duration(step.params["spacing"])
-        except ValueError as e:
-            raise self._fail(step, "spacing", str(e)) from None
+        dev, pasid, pages = self._arg(step, "device"), self._pasid(step), self._arg(step, "pages")
+        prg, addr, perm, spacing = (self._arg(step, k) for k in ("prg", "addr", "access", "spacing"))
         for i in range(pages):
-            self._emit(Kind.PAGE_REQUEST, t + i * spacing, device=dev, pasid=pasid, prg=int(step.params["prg"]),
-                       addr=addr + i * PAGE, perm=perm, last=i == pages - 1, needs_pasid=pasid is not None)
+            self._emit(Kind.PAGE_REQUEST, t + i * spacing, device=dev, pasid=pasid, prg=prg, addr=addr + i * PAGE,
+                       perm=perm, last=i == pages - 1, needs_pasid=pasid is not None)
 
     def _do_respond(self, step: Step, t: int) -> None:
-        dev, pasid = str(step.params["device"]), self._pasid(step, required=False)
-        code = self._choice(step, "code", {c.name.lower(): c for c in ResponseCode}, "success")
-        by = self._choice(step, "by", {"kernel": "kernel", "user": "user", "guest": "guest"}, "kernel")
-        self._emit(Kind.PAGE_RESPONSE, t, device=dev, pasid=pasid, prg=int(step.params["prg"]), code=int(code),
-                   by=by)
+        self._emit(Kind.PAGE_RESPONSE, t, device=self._arg(step, "device"), pasid=self._pasid(step),
+                   prg=self._arg(step, "prg"), code=int(self._arg(step, "code")), by=self._arg(step, "by"))
 
     def _do_fault(self, step: Step, t: int) -> None:
-        dev, pasid = str(step.params["device"]), self._pasid(step, required=False)
-        self._emit(Kind.FAULT, t, device=dev, pasid=pasid, addr=int(step.params.get("addr", 0)),
-                   reason=str(step.params.get("reason", "DMA fault")), access=str(step.params.get("access", "read")),
+        self._emit(Kind.FAULT, t, device=self._arg(step, "device"), pasid=self._pasid(step),
+                   addr=self._arg(step, "addr"), reason=self._arg(step, "reason"), access=self._arg(step, "access"),
                    vendor="generic")
 
     def _do_map(self, step: Step, t: int) -> None:
-        dev = step.params.get("device")
-        iova, size = int(step.params.get("iova", 0x1000_0000)), int(step.params.get("size", PAGE))
-        for i in range(int(step.params.get("count", 1))):
-            t = self._emit(Kind.MAP, t, device=None if dev is None else str(dev), domain=step.params.get("domain"),
-                           iova=iova + i * size, size=size, paddr=0x1_0000_0000 + i * size)
+        dev, domain, iova, size = (self._arg(step, k) for k in ("device", "domain", "iova", "size"))
+        for i in range(self._arg(step, "count")):
+            t = self._emit(Kind.MAP, t, device=dev, domain=domain, iova=iova + i * size, size=size,
+                           paddr=0x1_0000_0000 + i * size)
 
     def _do_uapi(self, step: Step, t: int) -> None:
-        actor = self._actor(step)
-        name = str(step.params["name"])
-        try:
-            cmd = command_number(name)
-        except ValueError as e:
-            raise self._fail(step, "name", str(e)) from None
-        args = step.params.get("args") or {}
-        self._emit(Kind.UAPI, t, actor, cmd=cmd, name=name, args=dict(args), ret=step.params.get("ret", 0),
-                   vm=actor.vm if actor else None)
+        actor, name = self._actor(step), self._arg(step, "name")
+        self._emit(Kind.UAPI, t, actor, cmd=command_number(name), name=name, args=self._arg(step, "args"),
+                   ret=self._arg(step, "ret"), vm=actor.vm if actor else None)
 
     def _do_lose(self, step: Step, t: int) -> None:
-        self._emit(Kind.LOST, t, count=int(step.params["count"]), cpu=0)
+        self._emit(Kind.LOST, t, count=self._arg(step, "count"), cpu=0)
 
     # -- results ----------------------------------------------------------------------------------------------
     def index(self, stale_ns: int | None = None) -> RecordingIndex:

@@ -3,14 +3,18 @@ in a scenario file are named by file and line."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+from explorer.cli.main import main
 from explorer.errors import ScenarioError
 from explorer.index import RecordingIndex
 from explorer.recording import Recording
-from explorer.scenarios import bundled_scenarios, load_scenario
+from explorer.scenarios import ACTIONS, bundled_scenarios, load_scenario
+from explorer.scenarios.language import ACTOR_KEYS, DEVICE_KEYS, STEP_KEYS, TOP_KEYS, Scenario, Step
+from explorer.scenarios.runner import ScenarioRun
 
 BUNDLED = bundled_scenarios()
 
@@ -81,3 +85,80 @@ def test_mistakes_in_a_scenario_are_named_by_file_line_and_what_was_expected(tmp
         load_scenario(path)
     msg = str(err.value)
     assert msg.startswith(f"{path}:{line}") and words in msg and "\n" not in msg, msg
+
+
+# The step under test starts at line 10; block-style parameters put each key on its own line after that.
+BOUND = GOOD_HEAD + "  - at: 0\n    bind: {actor: app, device: d0}\n  - at: 1ms\n"
+
+
+@pytest.mark.parametrize("step, line, words", [
+    ("    request: {device: d0, prg: abc}\n", 10, "`prg`: expected an integer 0..511, got str 'abc'"),
+    ("    request: {device: d0, prg: 512}\n", 10, "`prg`: expected an integer 0..511, got int 512"),
+    ("    request:\n      device: d0\n      prg: 1\n      pages: many\n", 13, "`pages`: expected an integer 1..512"),
+    ("    request: {device: d0, prg: 1, pages: 100000000}\n", 10, "`pages`: expected an integer 1..512"),
+    ("    request: {device: d0, prg: 1, addr: zero}\n", 10, "`addr`: expected an integer 0.."),
+    ("    request: {device: d0, prg: 1, access: rq}\n", 10, "`access`: expected letters from r, w, x, p"),
+    ("    request: {device: d0, prg: 1, spacing: 5}\n", 10, "`spacing`: expected a duration"),
+    ("    request: {device: [d0], prg: 1}\n", 10, "`device`: expected a device's name, got a list"),
+    ("    respond: {device: d0, prg: 1, code: maybe}\n", 10, "`code`: expected one of success, invalid, failure"),
+    ("    lose: {count: lots}\n", 10, "`count`: expected an integer 1..2^32-1, got str 'lots'"),
+    ("    lose: {count: 0}\n", 10, "`count`: expected an integer 1.."),
+    ("    attach: {device: d0, pasid: 1, domain_id: abc}\n", 10, "`domain_id`: expected an integer 0..2^64-1"),
+    ("    attach:\n      device: d0\n      pasid: 99999999\n", 12, "`pasid`: expected a PASID 0..2^20-1"),
+    ("    attach: {device: d0, pasid: 1, guest_pasid: abc}\n", 10, "`guest_pasid`: expected an integer 0..2^20-1"),
+    ("    attach: {device: d0, pasid: 1, fault_queue: [1]}\n", 10, "`fault_queue`: expected an integer"),
+    ("    attach: {device: d0, pasid: 1, domain: shared}\n", 10, "`domain`: expected one of sva, paging"),
+    ("    free: {pasid: -1}\n", 10, "`pasid`: expected a PASID 0..2^20-1, an actor's name"),
+    ("    uapi:\n      actor: app\n      name: IOMMU_DESTROY\n      args: [1, 2]\n", 13,
+     "`args`: expected a mapping"),
+    ("    uapi: {args: [1, 2]}\n", 10, "`args`: expected a mapping"),  # a bad value outranks missing keys
+    ("    uapi: {actor: app, name: IOMMU_DESTROY, ret: abc}\n", 10, "`ret`: expected an integer"),
+    ("    uapi: {actor: app, name: IOMMU_TELEPORT}\n", 10, "`name`: expected an iommufd or VFIO ioctl name"),
+    ("    map: {domain: abc}\n", 10, "`domain`: expected an integer 0..2^64-1, got str 'abc'"),
+    ("    map: {count: 100000000}\n", 10, "`count`: expected an integer 1..512"),
+])
+def test_bad_parameter_values_are_exit_2_with_one_line_naming_the_parameters_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], step: str, line: int, words: str) -> None:
+    path = _write(tmp_path, BOUND + step)
+    assert main(["simulate", str(path), "-o", str(tmp_path / "out.pasidrec")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"pasid-explorer: {path}:line {line}: ") and words in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("value, words", [
+    ("6.10", 'expected a quoted release, got float 6.1'),
+    ("6", "expected a quoted release, got int 6"),
+    ('"latest"', 'expected a release such as "6.18"'),
+])
+def test_a_kernel_release_must_be_a_quoted_string_not_a_number_yaml_rounds(tmp_path: Path, value: str,
+                                                                          words: str) -> None:
+    path = _write(tmp_path, f"title: t\nkernel: {value}\n" + GOOD_HEAD.removeprefix("title: t\n") + "  - say: a\n")
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path)
+    assert err.value.where == "line 2" and words in err.value.what, err.value
+    if value == "6.10":
+        assert 'kernel: "6.10"' in err.value.what
+
+
+def test_a_value_that_bypasses_the_parser_is_still_a_scenario_error_at_its_steps_line() -> None:
+    scenario = Scenario("direct.yaml", "t", "", "6.18", 100_000_000, [], {},
+                        [Step(7, 0, "lose", {"count": "lots"})])
+    with pytest.raises(ScenarioError) as err:
+        ScenarioRun(scenario)
+    assert err.value.where == "line 7" and "expected an integer" in err.value.what
+
+
+def test_simulate_help_documents_every_key_and_every_actions_parameters(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["simulate", "--help"])
+    out = capsys.readouterr().out
+    for keys in (TOP_KEYS, DEVICE_KEYS, ACTOR_KEYS, STEP_KEYS):
+        assert all(re.search(rf"^  {key}  ", out, re.M) for key in keys), keys
+    assert "a duration is a number with a unit" in out.lower()
+    blocks = re.split(r"\n  (?=\S)", out.split("\nActions")[1])  # one block per action, parameters under it
+    by_action = {block.split()[0]: " ".join(block.split()) for block in blocks[1:]}
+    for name, action in ACTIONS.items():
+        assert name in by_action, name
+        for key, param in action.params.items():
+            marker = f"{key}*" if key in action.required else key
+            assert f" {marker} {param.text}: {param.doc}" in by_action[name], (name, key)
