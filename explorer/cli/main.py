@@ -65,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         sys.stderr.close()  # the reader of our output went away (| head): not an error worth a message
         return 0
+    except OSError as e:  # an output path in a missing folder, a directory given as a file, a full disk
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"pasid-explorer: {where}{e.strerror or e}", file=sys.stderr)
+        return ExplorerError.exit_status
 
 
 if __name__ == "__main__":

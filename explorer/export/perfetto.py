@@ -144,6 +144,8 @@ class PerfettoWriter:
 
     def event(self, row: list[Any]) -> None:
         kind, ts, dev, pasid, f = row[R_KIND], row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS] or {}
+        if type(f) is not dict:
+            return  # a malformed event: the index has reported it (and the model treats it as a loss)
         if kind == Kind.PASID_ALLOC and pasid is not None and not f.get("error"):
             self._end_lifetime(pasid, ts, "reallocated while live")
             who = f.get("owner") or f.get("vm") or ""

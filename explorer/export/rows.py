@@ -2,25 +2,48 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..events import R_FIELDS, R_TS, row_problem
 from ..loading import open_index
 from ..recording import Header, Recording
 
 
 @contextmanager
-def open_rows(path: str) -> Iterator[tuple[Header, Iterator[list[Any]], int]]:
-    """The header, every readable row in file order, and the event count (for progress)."""
+def open_rows(path: str, anomalies: bool = False) -> Iterator[tuple[Header, Iterator[list[Any]], int, list[str]]]:
+    """The header, every readable row in file order, the event count (for progress), and the damage found, a
+    list that is complete once the rows are exhausted. With `anomalies`, the recording is run through the model
+    and each finding becomes an `anomaly` event among the rows, at its time."""
     p = Path(path)
     if not p.exists():
         raise InputError(path, "", "no such file")
+    if anomalies:
+        idx = open_index(p)
+        found = [a.to_event().to_row() for a in idx.anomalies]
+        rows = heapq.merge((idx.row(i) for i in range(idx.n)), found, key=itemgetter(R_TS))
+        yield idx.header, rows, idx.n + len(found), idx.damage
+        return
     if p.suffix in (".yaml", ".yml"):
         idx = open_index(p)
-        yield idx.header, (idx.row(i) for i in range(idx.n)), idx.n
+        yield idx.header, (idx.row(i) for i in range(idx.n)), idx.n, idx.damage
         return
+    damage: list[str] = []
     with Recording(p) as rec:
-        yield rec.header, rec.iter_rows(), rec.event_count
+        yield rec.header, _well_formed(rec, damage), rec.event_count, damage
+
+
+def _well_formed(rec: Recording, damage: list[str]) -> Iterator[list[Any]]:
+    """Rows an exporter can name every field of; the others are left out and described, as is every chunk the
+    reader could not use. Values of unexpected types are written as they are."""
+    for n, row in enumerate(rec.iter_rows()):
+        if type(row) is list and len(row) > R_FIELDS and (row[R_FIELDS] is None or type(row[R_FIELDS]) is dict):
+            yield row
+        else:
+            damage.append(f"event {n}: {row_problem(row) or 'malformed'}; left out")
+    damage.extend(str(d) for d in rec.damage)

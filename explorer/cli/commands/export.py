@@ -31,6 +31,7 @@ EPILOG = """\
 examples:
   pasid-explorer export capture.pasidrec --to jsonl -o - | jq 'select(.kind == "fault")'
   pasid-explorer export dmesg.pasidrec --to csv -o faults.csv
+  pasid-explorer export recordings/06-buggy-driver.pasidrec --to jsonl --anomalies -o - | jq 'select(.rule)'
   pasid-explorer export recordings/04-page-request-groups.pasidrec --to perfetto -o prg.json
       then open https://ui.perfetto.dev and drop prg.json on it"""
 
@@ -41,13 +42,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("file", help="a .pasidrec recording or a scenario .yaml")
     p.add_argument("--to", choices=FORMATS, required=True, help="output format")
     p.add_argument("-o", "--output", required=True, help="file to write ('-' for standard output)")
+    p.add_argument("--anomalies", action="store_true",
+                   help="jsonl, csv: run the model's checks and add each finding as an 'anomaly' event at its time "
+                        "(rule, severity, explanation, and evidence: the numbers of the events that prove it, not counting "
+                        "anomalies)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     progress = Progress(f"exporting {args.file}", stream=sys.stderr)
-    n = export(args.file, args.to, args.output, progress=progress)
+    damage: list[str] = []
+    n = export(args.file, args.to, args.output, progress=progress, damage=damage, anomalies=args.anomalies)
     progress.done()
+    for d in damage:  # the export is still written: say what it lacks, on stderr so a pipe stays clean
+        print(f"pasid-explorer: {args.file}: {d}", file=sys.stderr)
     if args.output != "-":
         print(f"{args.output}: {n:,} {'trace events' if args.to == 'perfetto' else 'events'} ({args.to})")
     return 0

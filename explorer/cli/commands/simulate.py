@@ -5,25 +5,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ...scenarios import ACTIONS, load_scenario
+from ...outputs import check_output
+from ...scenarios import load_scenario, reference
 from ...simulator import fmt_ns
 
 ORDER = 40
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    actions = "\n".join(f"  {name:<8} {a.doc}" for name, a in ACTIONS.items())
     p = sub.add_parser(
         "simulate", help="run a teaching scenario (.yaml) and write its recording",
         description="Run a teaching scenario through the simulator: each action becomes the events the kernel "
                     "would show, in the kernel's order, with the PASIDs its allocator would hand out. The "
                     "recording can then be explored, checked or exported like a live capture.\n\n"
-                    "A scenario is YAML with title, summary, kernel, devices, actors, expect and script; each "
-                    "script step has `at` or `after`, an optional `say` (teaching text) and one action:\n"
-                    f"{actions}\n\nSee recordings/scenarios/ for complete examples.",
+                    f"{reference()}\n\nSee recordings/scenarios/ for complete examples.",
         epilog="examples:\n"
                "  pasid-explorer simulate recordings/scenarios/01-two-processes-one-device.yaml -o two.pasidrec\n"
-               "  pasid-explorer simulate my-bug.yaml   (writes my-bug.pasidrec here)",
+               "  pasid-explorer simulate my-bug.yaml   (writes my-bug.pasidrec here)\n"
+               "  pasid-explorer check my-bug.yaml      (checks it without writing a recording)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scenario", help="a scenario .yaml file")
     p.add_argument("-o", "--output", help="recording to write (default: the scenario's name, .pasidrec, here)")
@@ -31,8 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    run_ = load_scenario(args.scenario)
     out = args.output or f"{Path(args.scenario).stem}.pasidrec"
+    check_output(out)
+    run_ = load_scenario(args.scenario)
     n = run_.write(out)
     idx = run_.index()
     span = fmt_ns(idx.end_ns - idx.start_ns)
