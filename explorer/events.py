@@ -163,7 +163,8 @@ KINDS: dict[str, tuple[FieldSpec, ...]] = {
         _f("ret", _OPT_INT, "return value (negative errno), absent when not seen"),
         _f("vm", str, "the VM the calling VMM runs, when known"),
     ),
-    Kind.LOST: (_f("count", int, "events the capture dropped on this CPU", True),),
+    Kind.LOST: (_f("count", int, "events the capture dropped on this CPU", True),
+                _f("why", str, "how they were lost, when it is not the ring buffer running full")),
     Kind.MARKER: (
         _f("text", str, "what the marker says", True),
         _f("title", str, "a short heading"),
@@ -210,7 +211,7 @@ class Event:
     def from_row(cls, row: list[Any]) -> Event:
         """Inverse of `to_row`; extra trailing row items from newer writers land in fields['_extra']."""
         ts, kind, device, pasid, cpu, pid, comm, source, fields = row[:9]
-        fields = dict(fields) if fields else {}
+        fields = dict(fields) if isinstance(fields, dict) else {} if fields is None else {"_fields": fields}
         if len(row) > 9:
             fields["_extra"] = list(row[9:])
         return cls(ts, kind, device, pasid, cpu, pid, comm, source or "", MappingProxyType(fields))
@@ -253,6 +254,26 @@ class Event:
 # Row positions, shared by the recording, the index and the simulator's fast path.
 R_TS, R_KIND, R_DEVICE, R_PASID, R_CPU, R_PID, R_COMM, R_SOURCE, R_FIELDS = range(9)
 COMMON_FIELDS = ("ts_ns", "kind", "device", "pasid", "cpu", "pid", "comm", "source")
+
+
+_POSITION_TYPES: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("ts_ns", int), ("kind", str), ("device", (str, type(None))), ("pasid", (int, type(None))),
+    ("cpu", (int, type(None))), ("pid", (int, type(None))), ("comm", (str, type(None))),
+    ("source", (str, type(None))), ("fields", (dict, type(None))),
+)
+
+
+def row_problem(row: Any) -> str | None:
+    """What makes a recording row unusable (wrong shape or position types), or None. The readers' fast paths
+    assume well-formed rows and call this only once something has failed, to say what and where."""
+    if not isinstance(row, list) or len(row) < len(_POSITION_TYPES):
+        return f"not an event row (a {type(row).__name__} of {len(row) if isinstance(row, list) else 1} items)"
+    for (name, types), value in zip(_POSITION_TYPES, row, strict=False):
+        if isinstance(value, bool) or not isinstance(value, types):
+            return f"{name} is {value!r:.40}, a {type(value).__name__}"
+    if not -(1 << 63) <= row[R_TS] < 1 << 63:
+        return f"ts_ns {row[R_TS]} does not fit in 64 bits"
+    return None
 
 
 def make(kind: str, ts_ns: int, *, device: str | None = None, pasid: int | None = None,

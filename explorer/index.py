@@ -2,8 +2,8 @@
 
 Events are kept as a few numpy columns (time, kind, track), about 30 bytes an event, never as Python objects;
 full events are decoded from their chunk on demand. The simulator runs once over the stateful events while
-indexing and leaves a checkpoint after every chunk, so the state at any time is one checkpoint plus at most one
-chunk of replay away.
+indexing and leaves a checkpoint after every chunk and every CHECKPOINT_EVERY events, so the state at any time is one
+checkpoint plus a bounded replay away.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .events import Event, Kind
+from .events import Event, Kind, row_problem
 from .recording import DeviceInfo, Header, Recording
 from .simulator import DEFAULT_STALE_NS, STATEFUL_KINDS, Anomaly, SimState, Simulator, lifecycle_unobserved
 
 Progress = Callable[[int, int], None]
-_TS, _KIND, _TRACK = itemgetter(0), itemgetter(1), itemgetter(2, 3)
+_TS, _KIND_TRACK = itemgetter(0), itemgetter(1, 2, 3)
 _CHUNK_CACHE = 16
+CHECKPOINT_EVERY = 8192  # events between simulator checkpoints: bounds the replay behind any seek
 
 
 class TrackKey(NamedTuple):
@@ -67,6 +68,10 @@ class RecordingIndex:
         for k in STATEFUL_KINDS:
             self._stateful[self._kind_ids[str(k)]] = True
         self._track_ids: defaultdict[tuple[Any, Any], int] = defaultdict(count().__next__)
+        # (kind, device, pasid) -> one id, so a row costs one dict lookup; its kind and track come from tables
+        self._combo_ids: defaultdict[tuple[Any, Any, Any], int] = defaultdict(count().__next__)
+        self._combo_kind = np.zeros(0, np.uint8)
+        self._combo_track = np.zeros(0, np.uint32)
         self._cols: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._chunk_starts: list[int] = []  # event index of each chunk's first event
         self._chunk_file_ids: list[int | None] = []  # the file chunk behind each chunk (None: fed live)
@@ -113,7 +118,6 @@ class RecordingIndex:
     def add_rows(self, rows: list[list[Any]]) -> None:
         """Feed a batch of live rows (time-ordered); they become one in-memory chunk."""
         if rows:
-            self._live_chunks[len(self._chunk_starts)] = rows
             self._ingest(rows, file_chunk=None)
 
     def _note_gap(self, ts: int, n: int, why: str) -> None:
@@ -124,18 +128,67 @@ class RecordingIndex:
     def _ingest(self, rows: list[list[Any]], file_chunk: int | None) -> None:
         n = len(rows)
         base = self.n
+        if n:
+            try:
+                ts, kinds, tracks = self._columns_of(rows)
+            except (TypeError, ValueError, OverflowError, IndexError):
+                rows = self._repaired(rows, file_chunk)
+                file_chunk = None  # the repaired rows are kept in memory, the file's are never read again
+                ts, kinds, tracks = self._columns_of(rows)
+            self._cols.append((ts, kinds, tracks))
+        if file_chunk is None:
+            self._live_chunks[len(self._chunk_starts)] = rows
         self._chunk_starts.append(base)
         self._chunk_file_ids.append(file_chunk)
-        if n:
-            ts = np.fromiter(map(_TS, rows), np.int64, n)
-            kinds = np.fromiter(map(self._kind_ids.__getitem__, map(_KIND, rows)), np.uint8, n)
-            tracks = np.fromiter(map(self._track_ids.__getitem__, map(_TRACK, rows)), np.uint32, n)
-            self._cols.append((ts, kinds, tracks))
-            self.sim.apply_rows(rows, np.flatnonzero(self._stateful[kinds]).tolist(), base)
-            self.n += n
-            self._checkpoints.append(_Checkpoint(self.n, self.sim.snapshot()))
-            self._checkpoint_starts.append(self.n)
+        stateful = np.flatnonzero(self._stateful[kinds]) if n else ()
+        for a in range(0, n, CHECKPOINT_EVERY):  # a big chunk (a busy second of capture) gets several
+            b = min(a + CHECKPOINT_EVERY, n)
+            lo, hi = np.searchsorted(stateful, (a, b))
+            self.sim.apply_rows(rows, stateful[lo:hi].tolist(), base)
+            self._checkpoints.append(_Checkpoint(base + b, self.sim.snapshot()))
+            self._checkpoint_starts.append(base + b)
+        self.n += n
         self._dirty = True
+
+    def _columns_of(self, rows: list[list[Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Time, kind and track columns of a batch; TypeError or ValueError when a row is malformed."""
+        n = len(rows)
+        ts = np.fromiter(map(_TS, rows), np.int64, n)
+        combos = np.fromiter(map(self._combo_ids.__getitem__, map(_KIND_TRACK, rows)), np.uint32, n)
+        if len(self._combo_ids) > len(self._combo_kind):
+            self._grow_combos()
+        return ts, self._combo_kind[combos], self._combo_track[combos]
+
+    def _repaired(self, rows: list[list[Any]], file_chunk: int | None) -> list[list[Any]]:
+        """The batch with each malformed row replaced by a one-event loss at the previous row's time: the rest
+        of the chunk is kept, the model stops trusting its state there, and the damage names the place."""
+        where = f"byte {self.recording.chunks[file_chunk].offset}: chunk {file_chunk}" \
+            if file_chunk is not None and self.recording is not None else "live batch"
+        out, last = [], self.end_ns if self.n else 0
+        for j, row in enumerate(rows):
+            problem = row_problem(row)
+            if problem is None:
+                last = row[0]
+                out.append(row)
+                continue
+            self.damage.append(f"{where}, event {self.n + j}: {problem}; read as one lost event")
+            out.append([last, str(Kind.LOST), None, None, None, None, None, "recording",
+                        {"count": 1, "why": f"malformed event: {problem}"}])
+        return out
+
+    def _grow_combos(self) -> None:
+        """Kind and track ids for the (kind, device, pasid) combinations first seen in this batch, in order of
+        appearance, so tracks are numbered as they first appear. A combination of the wrong types means a
+        malformed row: TypeError, and the caller repairs the batch (the stray combination stays unused)."""
+        new = list(self._combo_ids)[len(self._combo_kind):]
+        valid = [isinstance(k, str) and isinstance(d, str | None) and isinstance(p, int | None) and
+                 not isinstance(p, bool) for k, d, p in new]
+        kinds = [self._kind_ids[k] if ok else 0 for (k, _, _), ok in zip(new, valid, strict=True)]
+        tracks = [self._track_ids[d, p] if ok else 0 for (_, d, p), ok in zip(new, valid, strict=True)]
+        self._combo_kind = np.concatenate([self._combo_kind, np.array(kinds, np.uint8)])
+        self._combo_track = np.concatenate([self._combo_track, np.array(tracks, np.uint32)])
+        if not all(valid):
+            raise TypeError("malformed kind, device or PASID")
 
     def finish(self) -> None:
         """End of stream: let outstanding groups age to the last event's time."""

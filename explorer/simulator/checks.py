@@ -74,6 +74,9 @@ RULES: dict[str, Rule] = {r.name: r for r in (
     _r("mm_exit_with_binds", "process exited but its binds were held on", W,
        "When a process exits, its drivers should unbind it soon after (when its files close). Binds held on "
        "keep the mm's PASID attached to a dead address space, and the PASID is never freed."),
+    _r("malformed_event", "event the model cannot read: state uncertain from here", U,
+       "An event whose fields are missing or of the wrong type (a damaged or hand-edited recording, a writer's "
+       "bug) cannot be applied to the model; it counts as a lost event, so later findings are uncertain."),
     _r("events_lost", "events lost: state uncertain from here", U,
        "The capture dropped events, so the reconstructed state may miss allocations, binds or responses. "
        "Findings that a lost event could explain are marked uncertain instead of reported as bugs."),

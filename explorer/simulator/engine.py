@@ -38,6 +38,8 @@ from .state import (
     UapiObject,
 )
 
+# What a handler raises on an event with missing or mistyped fields (a damaged or hand-made recording)
+MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 _new_group = partial(tuple.__new__, PendingGroup)  # far cheaper than calling the class, on the hottest path
 DEFAULT_STALE_NS = 100_000_000  # a page-request group unanswered this long is reported
 ENOSPC = 28
@@ -110,7 +112,10 @@ class Simulator:
         st.index = idx
         handler = self._handlers.get(row[1])
         if handler is not None:
-            handler(row, idx)
+            try:
+                handler(row, idx)
+            except MALFORMED as e:
+                self._malformed(row, idx, e)
         self._age_groups(ts)
 
     def apply_rows(self, rows: list[list[Any]], positions: Iterable[int], base: int) -> None:
@@ -127,7 +132,10 @@ class Simulator:
             row = rows[j]
             handler = handlers.get(row[1])
             if handler is not None:
-                handler(row, base + j)
+                try:
+                    handler(row, base + j)
+                except MALFORMED as e:  # free when nothing is raised: the hot loop pays nothing for it
+                    self._malformed(row, base + j, e)
         if j >= 0:
             st.time_ns = rows[j][0]
             st.index = base + j
@@ -297,9 +305,9 @@ class Simulator:
         if pasid is None:
             return
         if pasid not in st.pasids:
-            if pasid in st.freed or self.state.uncertain:
-                self._check_live(ts, dev, pasid, "SVA bind", idx)
-            # No allocation seen (the alloc hook may be invisible): the first bind allocates, so infer it.
+            if pasid in st.freed or self.state.uncertain or self.unobserved is None:
+                self._check_live(ts, dev, pasid, "SVA bind", idx)  # the allocation was observable, yet not seen
+            # Infer the allocation the first bind makes, so that the mm's later events are checked against it.
             self._take(pasid, AllocPath.SVA, owner, mm, None, ts, -1, certain=False)
         elif dev is not None and pasid >= st.max_pasids(dev):
             self._check_live(ts, dev, pasid, "SVA bind", idx)
@@ -424,10 +432,11 @@ class Simulator:
                 if live is None or att is None or att.since_ns < live.since_ns:
                     self._check_attached(ts, dev, pasid, "page request", idx)
             st.groups[key] = _new_group((dev, pasid, prg, ts, idx, 1, f.get("last", True),
-                                         "kernel" if att is None else att.route, False))
+                                         "kernel" if att is None else att.route, False,
+                                         f.get("needs_pasid", pasid is not None)))
         else:
             st.groups[key] = _new_group((dev, pasid, prg, g[3], g[4], g[5] + 1, g[6] or f.get("last", True), g[7],
-                                         g[8]))
+                                         g[8], g[9]))
 
     def _page_response(self, row: list[Any], idx: int) -> None:
         st = self.state
@@ -435,8 +444,8 @@ class Simulator:
         prg = f["prg"]
         key = (dev, prg, pasid)
         g = st.groups.pop(key, None)
-        if g is None and pasid is not None and (dev, prg, None) in st.groups:
-            g = st.groups.pop((dev, prg, None))  # a group whose requests carried no PASID
+        if g is None:
+            g = self._match_without_pasid(dev, prg, pasid)
         if g is not None:
             st.answered[key] = (ts, idx)
             if not g.stale and ts - g.first_ns >= self.stale_ns:
@@ -453,6 +462,15 @@ class Simulator:
             self._flag("response_without_group", ts, dev, pasid,
                        f"{code} response for PRG {prg} on {_where(dev, pasid)}, but no such group was "
                        f"outstanding.", [idx], self._doubt())
+
+    def _match_without_pasid(self, dev: str, prg: int, pasid: int | None) -> PendingGroup | None:
+        """The kernel's rule (iommu_page_response): a response matches a group on its PRG index alone unless the
+        group's requests said the response must carry their PASID (IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID)."""
+        groups = self.state.groups
+        for key, g in groups.items():
+            if g.device == dev and g.prg == prg and (g.pasid is None or not g.needs_pasid or g.pasid == pasid):
+                return groups.pop(key)
+        return None
 
     def _fault(self, row: list[Any], idx: int) -> None:
         pasid = row[R_PASID]
@@ -524,6 +542,18 @@ class Simulator:
         self._flag("events_lost", row[R_TS], None, None,
                    f"the capture lost {count} event(s){f' on CPU {row[4]}' if row[4] is not None else ''}"
                    f"{'; state is uncertain from here' if first else ''} ({st.lost} lost so far).", [idx])
+
+    def _malformed(self, row: list[Any], idx: int, error: Exception) -> None:
+        """An event with missing or mistyped fields: skipped, reported, and treated as a loss from here on."""
+        st = self.state
+        ts = row[R_TS] if isinstance(row[R_TS], int) else st.time_ns
+        first = st.uncertain_since is None
+        if first:
+            st.uncertain_since = ts
+        what = f"lacks field {error.args[0]!r}" if isinstance(error, KeyError) else f"has a bad value ({error})"
+        self._flag("malformed_event", ts, row[R_DEVICE] if isinstance(row[R_DEVICE], str) else None, None,
+                   f"event #{idx} ({row[1]}) {what}; the model skipped it"
+                   f"{', so its state is uncertain from here' if first else ''}.", [idx])
 
     def _group_add(self, row: list[Any], idx: int) -> None:
         self.state.devices.setdefault(row[R_DEVICE], None)

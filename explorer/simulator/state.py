@@ -70,6 +70,7 @@ class PendingGroup(NamedTuple):
     closed: bool  # the request carrying Last has arrived
     route: str  # who must answer: kernel (iopf/SVA), user (iommufd fault queue), guest (a VM)
     stale: bool = False  # already reported as unanswered
+    needs_pasid: bool = True  # the response must carry the PASID to match (else the PRG index alone matches)
 
 
 class UapiObject(NamedTuple):
