@@ -159,7 +159,9 @@ def bench_bpftrace(tmp: Path, seconds: float, rate: float) -> dict[str, float]:
         cpu1 = wait_idle(bt.pid)
         bt.send_signal(signal.SIGINT)
         _, err = bt.communicate(timeout=60)
-    lost = sum(int(w[1]) for w in (ln.split() for ln in err.splitlines() if ln.startswith("Lost")) if len(w) > 1)
+    # bpftrace prints "Lost N events" on stdout (v0.17, Debian's) or stderr (others): count both
+    said = [*err.splitlines(), *lines_file.read_text().splitlines()]
+    lost = sum(int(w[1]) for w in (ln.split() for ln in said if ln.startswith("Lost")) if len(w) > 1 and w[1].isdigit())
     lines = sum(1 for ln in lines_file.open() if ln[:1].isdigit())
     return {"issued": issued, "offered_per_s": issued / elapsed, "lines": lines, "lines_per_s": lines / elapsed,
             "lost": lost, "cpu_s": cpu1 - cpu0, "cpu_us_per_event": (cpu1 - cpu0) / max(lines, 1) * 1e6}

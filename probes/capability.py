@@ -179,7 +179,7 @@ def _function(facts: HostFacts, hook: Hook) -> Verdict:
     if not facts.kprobes:
         status = LOCKDOWN if "lockdown" in (facts.fentry_error or "") else NO_KPROBES
         return Verdict(hook, status, f"{fentry_why}; kprobes: not built into this kernel")
-    if facts.lockdown_active:
+    if facts.lockdown == "confidentiality":  # LOCKDOWN_KPROBES is past LOCKDOWN_INTEGRITY_MAX: integrity allows
         return Verdict(hook, LOCKDOWN, f"{fentry_why}; kprobes: refused under lockdown={facts.lockdown}")
     return Verdict(hook, WILL_ATTACH, method="kprobe", cflags=flags)
 

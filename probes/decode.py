@@ -33,6 +33,10 @@ RowMaker = Callable[..., Row]
 FdDevice = Callable[[int, int], str | None]  # (tgid, fd) -> the PCI device behind a VFIO device fd
 
 ENOSPC = 28
+FAULT_RECS_PER_IO = 4  # records the probe writes for one read or write on a fault-queue fd
+# Bytes of fault-queue I/O per record: whole entries only, at most two TEXT_BYTES halves.
+FAULT_READ_CHUNK = 2 * TEXT_BYTES // PGFAULT.size * PGFAULT.size
+FAULT_WRITE_CHUNK = 2 * TEXT_BYTES // PAGE_RESPONSE.size * PAGE_RESPONSE.size
 MAX_COOKIES = 1 << 16
 IOMMU_FAULT_WRITE = 0x1  # include/linux/iommu.h: report_iommu_fault() flags
 IOMMU_PGFAULT_FLAGS_PASID_VALID, IOMMU_PGFAULT_FLAGS_LAST_PAGE = 1, 2
@@ -254,10 +258,21 @@ class Decoder:
         return [vtd_page_response(row, r.a, r.b)]
 
     # -- iommufd fault queues ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _beyond_copy(row: RowMaker, r: Raw, entry: int, chunk: int, what: str) -> list[Row]:
+        """A call's first record knows its full byte count: entries past what the probe copies for one call
+        are counted as lost, never dropped silently."""
+        total = max(r.ret, 0) // entry
+        copied = FAULT_RECS_PER_IO * (chunk // entry)
+        if r.b != 0 or total <= copied:
+            return []
+        return [row(Kind.LOST, None, None, count=total - copied,
+                    why=f"one fault-queue {what} carried {total} entries; the probe copies the first {copied}")]
+
     def _fault_reads(self, row: RowMaker, r: Raw) -> list[Row]:
         """Page faults a process read from its fault queue: remembered by cookie, so that its response can be
         tied to the group; events of their own only where the kernel's page-request hooks are missing."""
-        out = []
+        out = self._beyond_copy(row, r, PGFAULT.size, FAULT_READ_CHUNK, "read")
         for off in range(0, len(r.data) - PGFAULT.size + 1, PGFAULT.size):
             f = {fl.name: struct.unpack_from("<" + fl.fmt, r.data, off + fl.offset)[0] for fl in PGFAULT.fields}
             pasid = f["pasid"] if f["flags"] & IOMMU_PGFAULT_FLAGS_PASID_VALID else None
@@ -274,7 +289,7 @@ class Decoder:
         """Page responses a process wrote to its fault queue (accepted by the kernel)."""
         if r.ret <= 0:
             return []
-        out = []
+        out = self._beyond_copy(row, r, PAGE_RESPONSE.size, FAULT_WRITE_CHUNK, "write")
         for off in range(0, len(r.data) - PAGE_RESPONSE.size + 1, PAGE_RESPONSE.size):
             cookie, code = struct.unpack_from("<II", r.data, off)
             group = self._cookies.pop((r.tgid, r.cmd, cookie), None)

@@ -20,18 +20,15 @@ from explorer.errors import CaptureError
 
 from . import layout
 from .capability import ATTACHED, FAILED, HostFacts, Verdict, explain_fentry_failure
+from .decode import FAULT_READ_CHUNK, FAULT_RECS_PER_IO, FAULT_WRITE_CHUNK
 from .kernel_funcs import RETURN_PROBES
-from .uapi_decode import ARG_BYTES, PAGE_RESPONSE, PGFAULT
+from .uapi_decode import ARG_BYTES
 
 PROBES_DIR = Path(__file__).resolve().parent
 PROGRAMS = ("common.bpf.c", "capture.bpf.c")
 KERNEL_FUNCS = "kernel_funcs.bpf.c"
 INSTALL_BCC = ("bcc is not importable from this Python: install it with 'apt install python3-bpfcc' (Debian, "
                "Ubuntu) or 'dnf install python3-bcc' (Fedora); a virtualenv needs --system-site-packages")
-FAULT_RECS_PER_IO = 4
-# Bytes of fault-queue I/O per record: whole entries only, at most two TEXT_BYTES halves.
-FAULT_READ_CHUNK = 2 * layout.TEXT_BYTES // PGFAULT.size * PGFAULT.size
-FAULT_WRITE_CHUNK = 2 * layout.TEXT_BYTES // PAGE_RESPONSE.size * PAGE_RESPONSE.size
 IOMMU_FAULT_QUEUE_ALLOC = 0x3B8E
 QI_PGRP_RESP_TYPE = 0x9
 

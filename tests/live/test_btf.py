@@ -87,6 +87,7 @@ def test_not_btf_is_an_error() -> None:
         Btf.parse(b"\0" * 32)
 
 
+@pytest.mark.live
 @pytest.mark.skipif(not Path("/sys/kernel/btf/vmlinux").exists(), reason="this kernel has no BTF")
 def test_the_running_kernels_btf_parses_with_the_layouts_every_kernel_has() -> None:
     btf = Btf.load()

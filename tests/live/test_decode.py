@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from explorer.events import KINDS, Event, make
 from explorer.uapi import command_number
-from probes.decode import Decoder, rid_name
+from probes.decode import FAULT_READ_CHUNK, FAULT_RECS_PER_IO, Decoder, rid_name
 from probes.layout import Ev
 from probes.uapi_decode import LAYOUTS, PAGE_RESPONSE, PGFAULT, decode_args, encode_args
 
@@ -126,6 +126,19 @@ def test_fault_queue_responses_are_tied_to_the_faults_read_before_them() -> None
         ("page_response", "iommufd:50/dev2", 7, 6), ("page_response", "iommufd:50/dev2", 7, 5)]
     assert [e.get("code") for e in events[2:]] == [1, 0] and events[2].get("by") == "user"
     assert decoder.unmatched_responses == 1  # cookie 555 was never read
+
+
+def test_faults_beyond_what_the_probe_copies_from_one_read_are_counted_as_lost() -> None:
+    faults = b"".join(pgfault(2, 7, g, 100 + g) for g in range(20))
+    per_record = FAULT_READ_CHUNK // PGFAULT.size
+    reads = [record(Ev.FAULT_READ, 1, tgid=50, cmd=9, ret=len(faults), b=i,
+                    **{"in": faults[i * FAULT_READ_CHUNK:][:48], "out": faults[i * FAULT_READ_CHUNK + 48:][:32]})
+             for i in range(FAULT_RECS_PER_IO)]
+    events = [valid(r) for r in Decoder().rows(batch(*reads))]
+    seen = FAULT_RECS_PER_IO * per_record
+    assert [e.get("prg") for e in events if e.kind == "page_request"] == list(range(seen))
+    (lost,) = [e for e in events if e.kind == "lost"]
+    assert lost.get("count") == 20 - seen and "carried 20 entries" in lost.get("why")
 
 
 def test_kernel_hooks_for_page_requests_make_fault_queue_traffic_bookkeeping_only() -> None:
