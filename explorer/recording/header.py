@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import reprlib
 import socket
 import time
 from dataclasses import asdict, dataclass, field
@@ -11,6 +12,29 @@ from typing import Any
 
 FORMAT_NAME = "pasidrec"
 FORMAT_VERSION = 1
+HOST_TEXT_KEYS = ("hostname", "kernel", "arch", "boot_id")
+MAX_PASID_WIDTH = 32  # PCIe allows 20; more would make `max_pasids` absurd
+_WIDTH = f"an integer from 0 to {MAX_PASID_WIDTH}"
+
+
+class BadHeader(ValueError):
+    """A header this explorer cannot use; the reader adds the file and the header frame's byte offset."""
+
+
+def _bad(key: str, expected: str, value: Any) -> BadHeader:
+    return BadHeader(f"header key {key}: expected {expected}, found {reprlib.repr(value)}")
+
+
+def _get(d: dict[str, Any], key: str, want: type | tuple[type, ...], expected: str, where: str = "",
+         default: Any = None) -> Any:
+    """d[key], or `default` when absent or nil; a value of another type (a bool is no number) is refused."""
+    value = d.get(key)
+    if value is None:
+        return default
+    wants = want if isinstance(want, tuple) else (want,)
+    if isinstance(value, wants) and (bool in wants or not isinstance(value, bool)):
+        return value
+    raise _bad(f"{where}{key}", expected, value)
 
 
 @dataclass(slots=True)
@@ -34,9 +58,19 @@ class DeviceInfo:
         return {**extra, **{k: v for k, v in d.items() if v is not None}}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DeviceInfo:
+    def from_dict(cls, d: Any, where: str = "device") -> DeviceInfo:
+        """Parse a device table entry; a value of the wrong type raises BadHeader naming `where` and the key."""
+        if not isinstance(d, dict):
+            raise _bad(where, "a map", d)
+        name = _get(d, "name", str, "a string", f"{where}.")
+        if name is None:
+            raise _bad(f"{where}.name", "a string", name)
+        width = _get(d, "pasid_width", int, _WIDTH, f"{where}.")
+        if width is not None and not 0 <= width <= MAX_PASID_WIDTH:
+            raise _bad(f"{where}.pasid_width", _WIDTH, width)
         known = {"name", "pasid_width", "pri", "ats", "driver"}
-        return cls(str(d.get("name", "?")), d.get("pasid_width"), d.get("pri"), d.get("ats"), d.get("driver"),
+        return cls(name, width, _get(d, "pri", bool, "true or false", f"{where}."),
+                   _get(d, "ats", bool, "true or false", f"{where}."), _get(d, "driver", str, "a string", f"{where}."),
                    {k: v for k, v in d.items() if k not in known})
 
 
@@ -70,14 +104,34 @@ class Header:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Header:
+        """Parse a header read from a file, refusing (BadHeader) what later code would trip over.
+
+        The version is checked before the other keys: a newer writer may give them other types."""
+        if d.get("format") != FORMAT_NAME:
+            raise BadHeader("header does not name the pasidrec format")
+        version = _get(d, "version", int, "a positive integer")
+        if version is None or version < 1:
+            raise _bad("version", "a positive integer", version)
+        if version > FORMAT_VERSION:
+            raise BadHeader(f"format version {version} is newer than this explorer reads ({FORMAT_VERSION}); "
+                            f"upgrade pasid-explorer")
+        host = _get(d, "host", dict, "a map") or {}
+        for key in HOST_TEXT_KEYS:
+            _get(host, key, str, "a string", "host.")
+        probes = _get(d, "probes", dict, "a map") or {}
+        _get(probes, "attached", list, "a list", "probes.")
+        for key in ("unavailable", "invisible_kinds"):
+            _get(probes, key, dict, "a map", "probes.")
+        devices = _get(d, "devices", list, "a list") or []
         known = {"format", "version", "source", "host", "clock", "title", "description", "probes", "devices",
                  "created_unix"}
         return cls(
-            source=str(d.get("source", "?")), host=dict(d.get("host") or {}), clock=str(d.get("clock", "?")),
-            title=d.get("title"), description=d.get("description"), probes=dict(d.get("probes") or {}),
-            devices=[DeviceInfo.from_dict(x) for x in d.get("devices") or [] if isinstance(x, dict)],
-            created_unix=float(d.get("created_unix") or 0.0), format=str(d.get("format")),
-            version=int(d.get("version") or 0), extra={k: v for k, v in d.items() if k not in known},
+            source=_get(d, "source", str, "a string", default="?"), host=dict(host),
+            clock=_get(d, "clock", str, "a string", default="?"), title=_get(d, "title", str, "a string"),
+            description=_get(d, "description", str, "a string"), probes=dict(probes),
+            devices=[DeviceInfo.from_dict(x, f"devices[{i}]") for i, x in enumerate(devices)],
+            created_unix=float(_get(d, "created_unix", (int, float), "a number", default=0.0)),
+            format=FORMAT_NAME, version=version, extra={k: v for k, v in d.items() if k not in known},
         )
 
     @property

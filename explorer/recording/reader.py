@@ -7,17 +7,22 @@ chunk; what was lost is described in `Recording.damage`, with byte offsets, inst
 from __future__ import annotations
 
 import os
+import re
+import stat
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
 from ..errors import RecordingError
 from ..events import Event
 from .framing import FRAME, MAGIC, MAX_FRAME, TAG_CHUNK, TAG_FOOTER, TAG_HEADER, TAIL, TAIL_MAGIC
-from .header import FORMAT_NAME, FORMAT_VERSION, DeviceInfo, Header
+from .header import BadHeader, DeviceInfo, Header
+
+_TAGS = re.compile(re.escape(TAG_CHUNK) + b"|" + re.escape(TAG_FOOTER))
+_SCAN_BLOCK = 1 << 20  # bytes read at a time when looking past damage for the next intact frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,29 @@ class ChunkInfo:
     @property
     def payload_offset(self) -> int:
         return self.offset + FRAME.size
+
+
+class _Frame(NamedTuple):
+    """A frame as found at some offset; `why` says why it is not whole (None when it is)."""
+
+    tag: bytes
+    length: int
+    crc: int
+    payload: bytes
+    why: str | None
+
+    @property
+    def intact(self) -> bool:
+        """Whole, CRC-valid and tagged in letters or digits (zeros left by a crash pass a CRC of nothing)."""
+        return self.why is None and self.tag.isalnum() and zlib.crc32(self.payload) == self.crc
+
+    @property
+    def fault(self) -> str:
+        if self.why:
+            return self.why
+        if not self.tag.isalnum():
+            return f"not a frame (tag {self.tag!r})"
+        return f"{self.tag.decode('ascii')} frame fails its checksum"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +103,11 @@ class Recording:
             self._fd: int | None = os.open(self.path, os.O_RDONLY)
         except OSError as e:
             raise RecordingError(self.path, "", e.strerror or str(e)) from None
-        self.size = os.fstat(self._fd).st_size
+        st = os.fstat(self._fd)
+        self.size = st.st_size
+        if stat.S_ISDIR(st.st_mode):
+            self.close()
+            raise RecordingError(self.path, "", "is a directory, not a recording")
         if self.size == 0:
             self.close()
             raise RecordingError(self.path, "byte 0", "empty file, not a recording")
@@ -104,36 +136,41 @@ class Recording:
         if head != MAGIC:
             raise self._fail(0, f"not a PASID Explorer recording (starts with {head!r}, "
                                 f"expected {MAGIC!r})")
-        tag, length, crc, payload, _ = self._frame_at(len(MAGIC))
-        if tag != TAG_HEADER:
+        tag, length, crc, payload, why = self._frame_at(len(MAGIC))
+        if not TAG_HEADER.startswith(tag):
             raise self._fail(len(MAGIC), f"expected the header frame, found {tag!r}")
+        if why:
+            raise self._fail(len(MAGIC), why)
         if zlib.crc32(payload) != crc:
             raise self._fail(len(MAGIC), "header frame fails its checksum (corrupt)")
         try:
             d = _unpack(payload)
         except Exception as e:  # msgpack raises several unrelated types
             raise self._fail(len(MAGIC) + FRAME.size, f"header is not valid msgpack ({e})") from None
-        if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
-            raise self._fail(len(MAGIC), "header does not name the pasidrec format")
-        if not isinstance(d.get("version"), int) or d["version"] > FORMAT_VERSION:
-            raise self._fail(len(MAGIC), f"format version {d.get('version')} is newer than this explorer "
-                                         f"reads ({FORMAT_VERSION}); upgrade pasid-explorer")
+        if not isinstance(d, dict):
+            raise self._fail(len(MAGIC), f"header is not a map (found {type(d).__name__})")
+        try:
+            header = Header.from_dict(d)
+        except BadHeader as e:
+            raise self._fail(len(MAGIC), str(e)) from None
         self._after_header = len(MAGIC) + FRAME.size + length
-        return Header.from_dict(d)
+        return header
 
-    def _frame_at(self, off: int, want_payload: bool = True) -> tuple[bytes, int, int, bytes, str | None]:
-        """Frame at `off`: tag, length, crc, payload, and why it is incomplete (None when whole)."""
-        if off + FRAME.size > self.size:
-            return b"", 0, 0, b"", f"file ends inside a frame header ({self.size - off} of " \
-                                   f"{FRAME.size} bytes present)"
+    def _frame_at(self, off: int) -> _Frame:
+        """The frame at `off`; one cut inside its 12 leading bytes comes back with what is present of its tag."""
+        present = self.size - off
+        if present < FRAME.size:
+            tag = self._read(off, min(present, 4))
+            name = f"a {tag.decode('ascii', 'replace')} frame" if len(tag) == 4 else "a frame"
+            return _Frame(tag, 0, 0, b"", f"file ends inside {name} ({present} of at least {FRAME.size} bytes present)")
         tag, length, crc = FRAME.unpack(self._read(off, FRAME.size))
         start = off + FRAME.size
         if length > MAX_FRAME:
-            return tag, length, crc, b"", f"frame length {length} is implausible (corrupt)"
+            return _Frame(tag, length, crc, b"", f"frame length {length} is implausible (corrupt)")
         if start + length > self.size:
-            return tag, length, crc, b"", (f"file ends inside a {tag.decode('ascii', 'replace')} "
-                                           f"frame ({self.size - start} of {length} bytes present)")
-        return tag, length, crc, self._read(start, length) if want_payload else b"", None
+            return _Frame(tag, length, crc, b"", f"file ends inside a {tag.decode('ascii', 'replace')} "
+                                                 f"frame ({present} of {FRAME.size + length} bytes present)")
+        return _Frame(tag, length, crc, self._read(start, length), None)
 
     def _open_by_footer(self) -> bool:
         if self.size < self._after_header + TAIL.size:
@@ -141,11 +178,11 @@ class Recording:
         footer_off, magic = TAIL.unpack(self._read(self.size - TAIL.size, TAIL.size))
         if magic != TAIL_MAGIC or not self._after_header <= footer_off < self.size - TAIL.size:
             return False
-        tag, _, crc, payload, why = self._frame_at(footer_off)
-        if why or tag != TAG_FOOTER or zlib.crc32(payload) != crc:
+        found = self._frame_at(footer_off)
+        if found.tag != TAG_FOOTER or not found.intact:
             return False
         try:
-            footer = _unpack(payload)
+            footer = _unpack(found.payload)
             chunks = [ChunkInfo(*map(int, c[:5])) for c in footer["chunks"]]
         except Exception:
             return False
@@ -154,34 +191,82 @@ class Recording:
         return True
 
     def _open_by_walking(self) -> None:
+        """Keep every intact chunk after the header, stepping over damage: there is no footer index to trust."""
         off = self._after_header
-        while off < self.size:
-            tag, length, crc, payload, why = self._frame_at(off)
-            if why:
-                self.damage.append(Damage(off, f"{why}: the recording was cut short here; "
-                                               f"{len(self.chunks)} complete chunks kept"))
+        while off < self.size and not self._is_tail(off):
+            found = self._frame_at(off)
+            if found.intact:
+                if self._take_frame(off, found):
+                    return
+                off += FRAME.size + found.length
+                continue
+            resume = self._resume_after(off, found)
+            if resume is None:
                 return
-            if zlib.crc32(payload) != crc:
-                self.damage.append(Damage(off, f"{tag.decode('ascii', 'replace')} frame fails its checksum: "
-                                               f"corrupt from here; {len(self.chunks)} complete chunks kept"))
-                return
-            if tag == TAG_CHUNK:
-                try:
-                    meta = _chunk_meta(payload)
-                    info = ChunkInfo(off, length, int(meta["t0"]), int(meta["t1"]), int(meta["n"]))
-                except Exception:
-                    self.damage.append(Damage(off, "chunk passes its checksum but does not decode; skipped"))
-                else:
-                    self.chunks.append(info)
-            elif tag == TAG_FOOTER:
-                # A footer without a tail: only the last 16 bytes were lost. Nothing more to walk.
-                self.damage.append(Damage(off, "footer present but the closing tail is missing"))
-                return
-            else:
-                self.unknown_frames.append((off, tag.decode("ascii", "replace")))
-            off += FRAME.size + length
-        self.damage.append(Damage(self.size, f"no footer: the capture did not close cleanly (killed?); "
-                                             f"{len(self.chunks)} complete chunks kept"))
+            off = resume
+        ending = ("the footer is lost though the file was closed" if self._is_tail(off) else
+                  "no footer: the capture did not close cleanly (killed?)")
+        self.damage.append(Damage(off, f"{ending}; {len(self.chunks)} complete chunks kept"))
+
+    def _take_frame(self, off: int, found: _Frame) -> bool:
+        """Keep an intact frame found by walking; True when it ends the walk (a footer)."""
+        tag, length, _, payload, _ = found
+        if tag == TAG_CHUNK:
+            try:
+                meta = _chunk_meta(payload)
+                self.chunks.append(ChunkInfo(off, length, int(meta["t0"]), int(meta["t1"]), int(meta["n"])))
+            except Exception:
+                self.damage.append(Damage(off, "chunk passes its checksum but does not decode; skipped"))
+        elif tag == TAG_FOOTER:
+            # A footer without a tail: only the last 16 bytes were lost. Nothing more to walk.
+            self.damage.append(Damage(off, "footer present but the closing tail is missing"))
+            return True
+        else:
+            # Skipped as the format says; noted too, since in a damaged file it may be a chunk whose tag was hit.
+            self.unknown_frames.append((off, tag.decode("ascii", "replace")))
+            self.damage.append(Damage(off, f"frame with unknown tag {tag!r} skipped ({length} bytes)"))
+        return False
+
+    def _resume_after(self, off: int, bad: _Frame) -> int | None:
+        """Where walking goes on after the bad frame at `off` (None: nowhere), having noted what was lost.
+
+        A whole frame whose end is where a frame may start lost only its payload; otherwise its length is not
+        to be trusted, and the next intact chunk or footer is looked for byte by byte."""
+        tag, length, _, _, why = bad
+        end = off + FRAME.size + length
+        if why is None and self._may_start_frame(end):
+            self.damage.append(Damage(off, f"{bad.fault}; its {FRAME.size + length} bytes are skipped"))
+            return end
+        found = self._next_intact_frame(off + 1)
+        if found is not None:
+            self.damage.append(Damage(off, f"damaged frame (tag {tag!r}, length {length}): bytes {off} to "
+                                           f"{found - 1} skipped, up to the next intact frame"))
+            return found
+        kept = f"{len(self.chunks)} complete chunks kept"
+        if why is not None and length <= MAX_FRAME:
+            self.damage.append(Damage(off, f"{why}: the recording was cut short here; {kept}"))
+        else:
+            self.damage.append(Damage(off, f"{bad.fault}: nothing intact from here to the end "
+                                           f"({self.size - off} bytes); {kept}"))
+        return None
+
+    def _may_start_frame(self, off: int) -> bool:
+        """Is `off` the end of the file, the tail, or the start (perhaps cut) of a chunk or footer frame?"""
+        head = self._read(off, len(TAG_CHUNK))
+        return self._is_tail(off) or any(t.startswith(head) for t in (TAG_CHUNK, TAG_FOOTER))
+
+    def _next_intact_frame(self, start: int) -> int | None:
+        """Offset of the first whole, CRC-valid chunk or footer frame at or after `start`."""
+        for block_start in range(start, self.size, _SCAN_BLOCK):
+            block = self._read(block_start, _SCAN_BLOCK + len(TAG_CHUNK) - 1)
+            for m in _TAGS.finditer(block):
+                if self._frame_at(block_start + m.start()).intact:
+                    return block_start + m.start()
+        return None
+
+    def _is_tail(self, off: int) -> bool:
+        magic_at = self.size - len(TAIL_MAGIC)
+        return off == self.size - TAIL.size and self._read(magic_at, len(TAIL_MAGIC)) == TAIL_MAGIC
 
     # -- reading --------------------------------------------------------------------------------------------
     def chunk_payload(self, i: int) -> bytes:
@@ -238,9 +323,11 @@ class Recording:
         """The header's device table, completed by devices the footer learned of during capture."""
         table = {d.name: d for d in self.header.devices}
         for d in (self.footer or {}).get("devices", []):
-            if isinstance(d, dict) and d.get("name") not in table:
+            try:
                 info = DeviceInfo.from_dict(d)
-                table[info.name] = info
+            except BadHeader:
+                continue  # the footer is only a completion of the header's table
+            table.setdefault(info.name, info)
         return list(table.values())
 
     def damage_summary(self) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgpack
@@ -14,6 +15,7 @@ from explorer.errors import RecordingError
 from explorer.events import KINDS, Event, Kind, make
 from explorer.recording import DeviceInfo, Header, Recording, RecordingWriter, write_events
 from explorer.recording.framing import MAGIC, frame
+from explorer.workload import write_workload
 
 DEV = "0000:6a:01.0"
 HEADER = Header("test", host={"kernel": "6.18.0"}, devices=[DeviceInfo(DEV, 20, True, True, "idxd")])
@@ -86,13 +88,82 @@ def test_truncation_at_every_byte_keeps_every_complete_chunk_and_says_so(tmp_pat
         if size < header_end:
             with pytest.raises(RecordingError) as err:
                 Recording(cut)
-            assert str(err.value).startswith(f"{cut}:byte ")
+            why = "empty file" if size == 0 else "not a PASID Explorer" if size < len(MAGIC) else "file ends inside"
+            assert str(err.value).startswith(f"{cut}:byte ") and why in str(err.value), size
             continue
         with Recording(cut) as rec:
             complete = sum(1 for end in chunk_ends if end <= size)
             assert list(rec.iter_events()) == [e for c in chunks[:complete] for e in c], size
-            assert rec.damage, f"a file cut at byte {size} must say it was cut"
+            summary = rec.damage_summary()
+            assert summary, f"a file cut at byte {size} must say it was cut"
+            assert "checksum" not in summary and "corrupt" not in summary, f"a cut is no corruption: {summary}"
             assert not rec.complete
+
+
+@dataclass(repr=False)  # hypothesis prints the arguments of a failing example; the rows are megabytes
+class Footerless:
+    """A workload recording cut just before its footer, with each chunk's rows and frame offset."""
+
+    path: Path
+    data: bytes
+    rows: list[list[list]]
+    offsets: list[int]
+
+
+@pytest.fixture(scope="module")
+def footerless(tmp_path_factory: pytest.TempPathFactory) -> Footerless:
+    path = tmp_path_factory.mktemp("footerless") / "w.pasidrec"
+    write_workload(str(path), 20_000, 1)
+    with Recording(path) as rec:
+        rows = [rec.chunk_rows(i) for i in range(len(rec.chunks))]
+        offsets = [c.offset for c in rec.chunks]
+        footer_offset = rec.chunks[-1].offset + 12 + rec.chunks[-1].length
+    return Footerless(path, path.read_bytes()[:footer_offset], rows, offsets)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_without_a_footer_a_damaged_byte_costs_only_its_chunk(footerless: Footerless, data: st.DataObject) -> None:
+    f = footerless
+    cut_inside_last = data.draw(st.booleans(), "cut inside the last chunk")
+    size = f.offsets[-1] + 1000 if cut_inside_last else len(f.data)
+    complete = len(f.offsets) - cut_inside_last
+    hit = data.draw(st.integers(0, complete - 1), "damaged chunk")
+    frame_len = (f.offsets[hit + 1] if hit + 1 < len(f.offsets) else len(f.data)) - f.offsets[hit]
+    where = data.draw(st.integers(0, 11) | st.integers(12, frame_len - 1), "byte in its frame")
+    bad = bytearray(f.data[:size])
+    bad[f.offsets[hit] + where] ^= 1 << data.draw(st.integers(0, 7), "bit")
+    damaged = f.path.with_name("damaged.pasidrec")
+    damaged.write_bytes(bytes(bad))
+    with Recording(damaged) as rec:
+        assert list(rec.iter_rows()) == [r for i in range(complete) if i != hit for r in f.rows[i]]
+        *skipped, last = rec.damage
+        # The hit chunk is named where the damage is; only the end of the file (or the cut) is reported besides.
+        assert f.offsets[hit] in [d.offset for d in rec.damage] and len(skipped) <= 1, rec.damage_summary()
+        assert last.what.endswith(f"; {complete - 1} complete chunks kept"), rec.damage_summary()
+
+
+def test_a_footerless_workload_with_a_flipped_byte_keeps_its_other_chunks(footerless: Footerless) -> None:
+    f = footerless
+    bad = bytearray(f.data[:-5])  # the last chunk is cut too
+    bad[f.offsets[0] + 12 + 100] ^= 0x40
+    damaged = f.path.with_name("flipped.pasidrec")
+    damaged.write_bytes(bytes(bad))
+    with Recording(damaged) as rec:
+        assert list(rec.iter_rows()) == [r for chunk in f.rows[1:-1] for r in chunk]
+        summary = rec.damage_summary()
+        assert summary.startswith(f"byte {f.offsets[0]}: CHNK frame fails its checksum")
+        assert summary.endswith(f"the recording was cut short here; {len(f.rows) - 2} complete chunks kept")
+
+
+def test_zeros_left_after_a_crash_end_the_walk_in_one_line(footerless: Footerless) -> None:
+    damaged = footerless.path.with_name("zeros.pasidrec")
+    damaged.write_bytes(footerless.data + bytes(4096))
+    with Recording(damaged) as rec:
+        assert list(rec.iter_rows()) == [r for chunk in footerless.rows for r in chunk]
+        assert [str(d) for d in rec.damage] == [
+            f"byte {len(footerless.data)}: not a frame (tag {bytes(4)!r}): nothing intact from here to the end "
+            f"(4096 bytes); {len(footerless.rows)} complete chunks kept"]
 
 
 def test_a_corrupt_byte_is_caught_by_its_checksum_and_costs_only_its_chunk(tmp_path: Path) -> None:
@@ -123,15 +194,75 @@ def test_foreign_or_empty_files_get_one_line_errors_with_the_byte_offset(tmp_pat
     assert message in text and "byte " in text and "\n" not in text
 
 
-def test_a_newer_major_version_is_refused_with_a_hint(tmp_path: Path) -> None:
-    path = tmp_path / "v2.pasidrec"
-    write_events(path, HEADER, [])
+def _with_header(path: Path, header: dict) -> Path:
+    """A recording of one chunk whose header frame is replaced by `header` (with a valid checksum)."""
+    write_events(path, HEADER, [make(Kind.MARKER, 1, text="m")])
     data = path.read_bytes()
-    header = msgpack.packb({**HEADER.to_dict(), "version": 99})
     rest_start = len(MAGIC) + 12 + int.from_bytes(data[len(MAGIC) + 4:len(MAGIC) + 8], "little")
-    path.write_bytes(MAGIC + frame(b"HEAD", header) + data[rest_start:])
+    path.write_bytes(MAGIC + frame(b"HEAD", msgpack.packb(header)) + data[rest_start:])
+    return path
+
+
+def test_a_newer_major_version_is_refused_with_a_hint(tmp_path: Path) -> None:
+    path = _with_header(tmp_path / "v2.pasidrec", {**HEADER.to_dict(), "version": 99})
     with pytest.raises(RecordingError, match="newer than this explorer reads"):
         Recording(path)
+
+
+@pytest.mark.parametrize("size, message", [
+    (10, "file ends inside a frame (2 of at least 12 bytes present)"),
+    (12, "file ends inside a HEAD frame (4 of at least 12 bytes present)"),
+    (20, "file ends inside a HEAD frame (12 of "),
+    (100, "file ends inside a HEAD frame (92 of "),
+])
+def test_a_cut_inside_the_header_is_called_a_cut(tmp_path: Path, size: int, message: str) -> None:
+    path, data, _ = _small_file(tmp_path)
+    path.write_bytes(data[:size])
+    with pytest.raises(RecordingError) as err:
+        Recording(path)
+    assert str(err.value).startswith(f"{path}:byte 8: {message}")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"host": "nothost"}, "header key host: expected a map, found 'nothost'"),
+    ({"host": {"kernel": 5}}, "header key host.kernel: expected a string, found 5"),
+    ({"probes": 5}, "header key probes: expected a map, found 5"),
+    ({"probes": {"unavailable": ["x"]}}, "header key probes.unavailable: expected a map"),
+    ({"probes": {"attached": "kprobe"}}, "header key probes.attached: expected a list"),
+    ({"created_unix": "yesterday"}, "header key created_unix: expected a number, found 'yesterday'"),
+    ({"created_unix": True}, "header key created_unix: expected a number, found True"),
+    ({"version": "1"}, "header key version: expected a positive integer, found '1'"),
+    ({"version": -3}, "header key version: expected a positive integer, found -3"),
+    ({"version": None}, "header key version: expected a positive integer, found None"),
+    ({"source": ["capture"]}, "header key source: expected a string"),
+    ({"clock": 1}, "header key clock: expected a string, found 1"),
+    ({"title": 3}, "header key title: expected a string, found 3"),
+    ({"devices": {"a": 1}}, "header key devices: expected a list"),
+    ({"devices": [5]}, "header key devices[0]: expected a map, found 5"),
+    ({"devices": [{"pasid_width": 20}]}, "header key devices[0].name: expected a string, found None"),
+    ({"devices": [{"name": DEV, "pasid_width": "20"}]}, "header key devices[0].pasid_width: expected an integer"),
+    ({"devices": [{"name": DEV, "pasid_width": 10**9}]}, "header key devices[0].pasid_width: expected an integer"),
+    ({"devices": [{"name": DEV, "pri": "yes"}]}, "header key devices[0].pri: expected true or false"),
+    ({"format": "pcap"}, "header does not name the pasidrec format"),
+])
+def test_a_header_with_wrong_types_is_refused_naming_the_key(tmp_path: Path, change: dict, message: str) -> None:
+    path = _with_header(tmp_path / "h.pasidrec", {**HEADER.to_dict(), **change})
+    with pytest.raises(RecordingError) as err:
+        Recording(path)
+    assert str(err.value).startswith(f"{path}:byte 8: {message}") and "\n" not in str(err.value)
+
+
+def test_unknown_header_keys_from_a_newer_writer_are_kept(tmp_path: Path) -> None:
+    header = {**HEADER.to_dict(), "hologram": {"depth": 3}, "host": {"kernel": "6.18.0", "rack": 7},
+              "devices": [{"name": DEV, "pasid_width": 20, "numa": 1}]}
+    with Recording(_with_header(tmp_path / "h.pasidrec", header)) as rec:
+        assert rec.header.extra == {"hologram": {"depth": 3}} and rec.header.host["rack"] == 7
+        assert rec.header.devices[0].extra == {"numa": 1} and rec.event_count == 1
+
+
+def test_a_directory_is_refused_with_one_line(tmp_path: Path) -> None:
+    with pytest.raises(RecordingError, match="is a directory"):
+        Recording(tmp_path)
 
 
 def test_a_writer_killed_before_close_leaves_every_flushed_chunk(tmp_path: Path) -> None:
