@@ -224,6 +224,10 @@ class Capture:
             out.append(entry)
         return sorted(out, key=lambda e: -e["count"])
 
+    def kernel_counts_missed(self) -> int:
+        """Events the in-kernel counts could not hold (their table was full): the counts are short by this."""
+        return int(sum(self.loaded.table("counts_missed")[0]))
+
     def close(self) -> None:
         if self._closed:
             return

@@ -47,6 +47,9 @@ struct agg_key {
 };
 BPF_HASH(counts, struct agg_key, u64, 16384);
 
+/* Events that found the counts table full, per CPU: reported, so that a count is never silently short. */
+BPF_PERCPU_ARRAY(counts_missed, u64, 1);
+
 static __always_inline void count_event(u32 type, u32 cmd, u32 tgid, u32 pasid, const char *dev)
 {
     struct agg_key k = {};
@@ -61,8 +64,13 @@ static __always_inline void count_event(u32 type, u32 cmd, u32 tgid, u32 pasid, 
         u64 zero = 0;
         counts.insert(&k, &zero);  /* fails harmlessly when another CPU got there first */
         v = counts.lookup(&k);
-        if (!v)
-            return;  /* table full: the counts were sized for far more keys than a host has */
+        if (!v) {  /* table full: sized for far more keys than a host has, but counted if it happens */
+            int zero = 0;
+            u64 *missed = counts_missed.lookup(&zero);
+            if (missed)
+                __sync_fetch_and_add(missed, 1);
+            return;
+        }
     }
     __sync_fetch_and_add(v, 1);
 }

@@ -65,6 +65,7 @@ class RecordingTee:
         try:
             self._write(self.capture.finish())
             extra = {"lost": self.capture.lost, "kernel_counts": self.capture.kernel_counts(),
+                     "kernel_counts_missed": self.capture.kernel_counts_missed(),
                      "unmatched_responses": self.capture.decoder.unmatched_responses}
         finally:
             self.writer.close(end_reason or self.end_reason, **extra)

@@ -64,6 +64,13 @@ def test_unreadable_input_is_exit_2_with_one_line_naming_the_file(args: list[str
     assert r.stderr.count("\n") == 1 and words in r.stderr and args[-1] in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("device, words", [("zz", "not a PCI address"), ("0000:ff:1f.7", "no such PCI device")])
+def test_record_refuses_a_mistyped_device_before_capturing(tmp_path: Path, device: str, words: str) -> None:
+    r = cli("record", "-o", str(tmp_path / "x.pasidrec"), "--device", device, "--duration", "1")
+    assert r.returncode == 2 and words in r.stderr and device in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.pasidrec").exists()
+
+
 def test_simulate_writes_a_recording_that_check_agrees_with(tmp_path: Path) -> None:
     src = SCENARIOS["05-exhaustion-narrow-device"].yaml_path
     r = cli("simulate", str(src), "-o", str(tmp_path / "x.pasidrec"))

@@ -127,6 +127,7 @@ def test_a_flood_bigger_than_the_ring_buffer_is_accounted_exactly(tmp_path: Path
     assert r.footer["lost"] == lost
     in_kernel = sum(c["count"] for c in r.footer["kernel_counts"] if c["type"] == "ioctl" and c.get("pid") == flood.pid)
     assert in_kernel == n  # the in-kernel counts stay exact whatever the ring buffer dropped
+    assert r.footer["kernel_counts_missed"] == 0
     idx = RecordingIndex.build(Recording(out))
     assert idx.sim.state.lost == lost and idx.sim.state.uncertain
 

@@ -4,6 +4,10 @@ happen, the cursor follows the present until the user moves it, and what was sho
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -81,3 +85,20 @@ def test_live_view_grows_follows_the_present_and_records_what_it_shows(tmp_path:
     assert rec.event_count >= shown.n  # everything shown was recorded (the close may add the last stragglers)
     recorded = {(r[0], r[1], r[5]) for c in range(len(rec.chunks)) for r in rec.chunk_rows(c)}
     assert all((r[0], r[1], r[5]) in recorded for r in (shown.row(i) for i in range(shown.n)))
+
+
+def test_sigterm_closes_the_live_view_and_its_recording_cleanly(tmp_path: Path) -> None:
+    from tui.test_terminal import Terminal  # the same real terminal as the explorer's end-to-end test
+
+    out = tmp_path / "term.pasidrec"
+    term = Terminal([sys.executable, "-m", "explorer.cli.main", "live", "-o", str(out)], 120, 36)
+    try:
+        term.wait_for("allocator", timeout=60)
+        pid = int(subprocess.run(["pgrep", "-f", f"live -o {out}"], capture_output=True, text=True,
+                                 check=True).stdout.split()[0])
+        os.kill(pid, signal.SIGTERM)
+        assert "EXIT=0" in term.wait_for("EXIT=")
+    finally:
+        term.close()
+    rec = Recording(out)
+    assert rec.complete and rec.footer["end_reason"] == "terminated"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+import signal
+from types import FrameType
 
 from probes.capture import Capture
 from probes.recorder import RecordingTee
@@ -23,25 +26,41 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     "events are recorded as by 'pasid-explorer record', and the recording is closed when you "
                     "quit.",
         epilog="examples:\n  sudo pasid-explorer live\n  sudo pasid-explorer live -o session.pasidrec\n"
-               "  sudo pasid-explorer live --pid $(pidof qemu-system-x86_64) --layout vmm",
+               "  sudo pasid-explorer live --pid $(pidof qemu-system-x86_64) --layout compact",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-o", "--output", help="also record to this file (.pasidrec)")
-    p.add_argument("--layout", help="screen layout name or .yaml file (see the explorer's help)")
+    p.add_argument("--layout", help="layout name (debug, teaching, compact) or a layout .yaml file (default: "
+                                    "debug, or compact on a terminal smaller than 120x36)")
     add_capture_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from ...tui.app import ExplorerApp
+        from ...tui.app import ExplorerApp, default_layout
+        from ...tui.layout import load_layout
     except ImportError as e:
         raise ExplorerError(f"the explorer UI is not available in this installation ({e})") from None
+    layout = load_layout(args.layout) if args.layout else None  # a bad layout fails before the probes load
     capture = Capture(capture_options(args))
     source: Capture | RecordingTee = capture if args.output is None else RecordingTee(capture, args.output)
+    index = RecordingIndex(source.header)
+    app = ExplorerApp(index, live=source, layout=layout or load_layout(
+        default_layout(index, tuple(shutil.get_terminal_size()))))
+    ended: list[str] = []
+
+    def terminated(_signum: int, _frame: FrameType | None) -> None:
+        ended.append("terminated")  # SIGTERM: leave the UI as `q` would, so the recording gets its footer
+        app.exit()
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
-        ExplorerApp(RecordingIndex(source.header), live=source, layout=args.layout).run()
+        app.run()
     finally:
-        source.close()
+        if isinstance(source, RecordingTee):
+            source.close(ended[0] if ended else None)
+        else:
+            source.close()
     if isinstance(source, RecordingTee):
         print(f"{args.output}: {source.writer.events_written:,} events recorded")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import time
@@ -11,12 +12,14 @@ from types import FrameType
 
 from probes.capability import ATTACHED
 from probes.capture import Capture, CaptureOptions
+from probes.devices import PCI_DEVICES
 from probes.recorder import RecordingTee
 
 from ...errors import CaptureError
 
 ORDER = 71
 DEFAULT_RING_MB = 16
+BDF = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 
 
 def add_capture_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,8 +36,12 @@ def capture_options(args: argparse.Namespace) -> CaptureOptions:
     if args.pid is not None and not os.path.exists(f"/proc/{args.pid}"):
         raise CaptureError(f"--pid {args.pid}: no such process")
     device = args.device
-    if device is not None and device.count(":") == 1:
-        device = "0000:" + device  # the kernel names PCI devices with their segment
+    if device is not None:
+        device = device.lower() if device.count(":") == 2 else "0000:" + device.lower()  # the kernel's name
+        if not BDF.fullmatch(device):
+            raise CaptureError(f"--device {args.device}: not a PCI address (expected the form 0000:65:00.0)")
+        if not (PCI_DEVICES / device).exists():
+            raise CaptureError(f"--device {args.device}: no such PCI device on this host ('lspci -D' lists them)")
     return CaptureOptions(pid=args.pid, device=device, ring_bytes=args.ring_kb * 1024)
 
 
