@@ -43,9 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--to", choices=FORMATS, required=True, help="output format")
     p.add_argument("-o", "--output", required=True, help="file to write ('-' for standard output)")
     p.add_argument("--anomalies", action="store_true",
-                   help="jsonl, csv: run the model's checks and add each finding as an 'anomaly' event at its time "
-                        "(rule, severity, explanation, and evidence: the numbers of the events that prove it, not counting "
-                        "anomalies)")
+                   help="jsonl, csv: run the model's checks and add each finding as an 'anomaly' event at its "
+                        "time (rule, severity, explanation, and evidence: the numbers of the events that prove it, "
+                        "not counting anomalies)")
     p.set_defaults(func=run)
 
 
