@@ -21,6 +21,7 @@ import numpy as np
 
 from .events import Event, Kind, row_problem
 from .recording import DeviceInfo, Header, Recording
+from .recording.columns import ChunkColumns
 from .simulator import DEFAULT_STALE_NS, STATEFUL_KINDS, Anomaly, SimState, Simulator, lifecycle_unobserved
 
 Progress = Callable[[int, int], None]
@@ -99,11 +100,10 @@ class RecordingIndex:
         gc.disable()  # millions of short-lived rows; the cyclic collector would only rescan them
         try:
             for i, info in enumerate(recording.chunks):
-                rows = recording.try_chunk_rows(i)
-                if rows is None:
+                got = recording.try_chunk(i)
+                if got is None:
                     idx._note_gap(info.t0, info.n, f"byte {info.offset}: unreadable chunk of {info.n} events")
-                    rows = []
-                idx._ingest(rows, file_chunk=i)
+                idx._ingest(*(got or ([], None)), file_chunk=i)
                 if progress is not None:
                     progress(idx.n, total)
         finally:
@@ -125,12 +125,13 @@ class RecordingIndex:
         self.damage.append(why)
         self.sim.apply_row([ts, str(Kind.LOST), None, None, None, None, None, "recording", {"count": n}], -1)
 
-    def _ingest(self, rows: list[list[Any]], file_chunk: int | None) -> None:
+    def _ingest(self, rows: list[list[Any]], cols: ChunkColumns | None = None, *,
+                file_chunk: int | None) -> None:
         n = len(rows)
         base = self.n
         if n:
             try:
-                ts, kinds, tracks = self._columns_of(rows)
+                ts, kinds, tracks = self._columns_of(rows) if cols is None else self._stored_columns(cols)
             except (TypeError, ValueError, OverflowError, IndexError):
                 rows = self._repaired(rows, file_chunk)
                 file_chunk = None  # the repaired rows are kept in memory, the file's are never read again
@@ -158,6 +159,14 @@ class RecordingIndex:
         if len(self._combo_ids) > len(self._combo_kind):
             self._grow_combos()
         return ts, self._combo_kind[combos], self._combo_track[combos]
+
+    def _stored_columns(self, cols: ChunkColumns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The same columns from what the writer stored: one lookup per distinct key instead of one per row."""
+        ids = self._combo_ids
+        combos = np.array([ids[k] for k in cols.keys], np.uint32)[cols.key_of]
+        if len(ids) > len(self._combo_kind):
+            self._grow_combos()
+        return cols.ts.astype(np.int64), self._combo_kind[combos], self._combo_track[combos]
 
     def _repaired(self, rows: list[list[Any]], file_chunk: int | None) -> list[list[Any]]:
         """The batch with each malformed row replaced by a one-event loss at the previous row's time: the rest

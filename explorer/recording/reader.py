@@ -18,6 +18,8 @@ import msgpack
 
 from ..errors import RecordingError
 from ..events import Event
+from .columns import ChunkColumns
+from .columns import unpack as unpack_columns
 from .framing import FRAME, MAGIC, MAX_FRAME, TAG_CHUNK, TAG_FOOTER, TAG_HEADER, TAIL, TAIL_MAGIC
 from .header import BadHeader, DeviceInfo, Header
 
@@ -279,27 +281,39 @@ class Recording:
             raise self._fail(c.offset, f"chunk {i} of {c.n} events fails its checksum (corrupt)")
         return payload
 
-    def chunk_rows(self, i: int) -> list[list[Any]]:
-        """Decode chunk `i` into rows (see `Event.to_row`)."""
+    def _chunk(self, i: int) -> dict[Any, Any]:
         payload = self.chunk_payload(i)
         try:
-            rows = _unpack(payload)["events"]
+            chunk = _unpack(payload)
+            rows = chunk["events"]
         except Exception as e:
             raise self._fail(self.chunks[i].offset, f"chunk {i} passes its checksum but does not decode ({e})") \
                 from None
         if not isinstance(rows, list):
             raise self._fail(self.chunks[i].offset, f"chunk {i} holds no event list")
-        return rows
+        return chunk
 
-    def try_chunk_rows(self, i: int) -> list[list[Any]] | None:
-        """Chunk `i`'s rows, or None after noting in `damage` why it cannot be read."""
+    def chunk_rows(self, i: int) -> list[list[Any]]:
+        """Decode chunk `i` into rows (see `Event.to_row`)."""
+        return self._chunk(i)["events"]
+
+    def try_chunk(self, i: int) -> tuple[list[list[Any]], ChunkColumns | None] | None:
+        """Chunk `i`'s rows and its stored columns (None when it has none that fit), or None after noting in
+        `damage` why it cannot be read."""
         try:
-            return self.chunk_rows(i)
+            chunk = self._chunk(i)
         except RecordingError as e:
             offset = self.chunks[i].offset
             if all(d.offset != offset for d in self.damage):
                 self.damage.append(Damage(offset, f"{e.what}; its {self.chunks[i].n} events are skipped"))
             return None
+        rows = chunk["events"]
+        return rows, unpack_columns(chunk.get("cols"), len(rows))
+
+    def try_chunk_rows(self, i: int) -> list[list[Any]] | None:
+        """Chunk `i`'s rows, or None after noting in `damage` why it cannot be read."""
+        got = self.try_chunk(i)
+        return None if got is None else got[0]
 
     def iter_rows(self) -> Iterator[list[Any]]:
         """Every readable row in order; unreadable chunks are skipped and described in `damage`."""

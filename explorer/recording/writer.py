@@ -9,6 +9,7 @@ from typing import Any, BinaryIO
 import msgpack
 
 from ..events import R_DEVICE, R_KIND, R_TS, Event
+from .columns import columns_of, pack
 from .framing import MAGIC, TAG_CHUNK, TAG_FOOTER, TAG_HEADER, frame, tail
 from .header import DeviceInfo, Header
 
@@ -81,16 +82,18 @@ class RecordingWriter:
             return
         rows = sorted(self._rows, key=lambda r: r[R_TS])
         self._rows = []
-        counts = Counter(r[R_KIND] for r in rows)
+        cols = columns_of(rows)
+        counts = cols.counts() if cols is not None else Counter(r[R_KIND] for r in rows)
         self._counts.update(counts)
-        for r in rows:
-            if r[R_DEVICE] is not None and r[R_DEVICE] not in self._devices:
-                self._devices[r[R_DEVICE]] = DeviceInfo(r[R_DEVICE])
-        payload = msgpack.packb(
-            {"seq": len(self._index), "t0": rows[0][R_TS], "t1": rows[-1][R_TS], "n": len(rows),
-             "counts": dict(counts), "events": rows},
-            use_bin_type=True,
-        )
+        for dev in (k[1] for k in cols.keys) if cols is not None else (r[R_DEVICE] for r in rows):
+            if dev is not None and dev not in self._devices:
+                self._devices[dev] = DeviceInfo(dev)
+        chunk = {"seq": len(self._index), "t0": rows[0][R_TS], "t1": rows[-1][R_TS], "n": len(rows),
+                 "counts": dict(counts)}
+        if cols is not None:
+            chunk["cols"] = pack(cols)
+        chunk["events"] = rows  # last, so that a reader can take everything before it without decoding rows
+        payload = msgpack.packb(chunk, use_bin_type=True)
         self._index.append([self._offset, len(payload), rows[0][R_TS], rows[-1][R_TS], len(rows)])
         self._write(frame(TAG_CHUNK, payload))
         self.events_written += len(rows)

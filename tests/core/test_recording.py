@@ -285,3 +285,34 @@ def test_the_format_document_describes_every_kind_and_field() -> None:
         assert row is not None, f"docs/recording-format.md lacks kind {kind}"
         for f in fields:
             assert f"`{f.name}`" in row, f"docs/recording-format.md lacks {kind}.{f.name}"
+
+
+def _index_columns(path: Path, monkeypatch: pytest.MonkeyPatch | None = None) -> tuple:
+    from explorer.index import RecordingIndex
+
+    if monkeypatch is not None:  # a reader of files without stored columns (older writers, other tools)
+        monkeypatch.setattr("explorer.recording.reader.unpack_columns", lambda packed, n: None)
+    idx = RecordingIndex.build(Recording(path))
+    return (idx.ts.tolist(), [idx.kind_names[k] for k in idx.kinds.tolist()],
+            [idx.tracks[t] for t in idx.track_of.tolist()], [(a.rule, a.ts_ns) for a in idx.anomalies])
+
+
+def test_stored_columns_index_exactly_as_the_rows_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "w.pasidrec"
+    write_workload(str(path), 12_000, seed=9, slow_every=400, loss_every=300)
+    rec = Recording(path)
+    assert all(rec.try_chunk(i)[1] is not None for i in range(len(rec.chunks)))  # the writer stores them
+    from_columns = _index_columns(path)
+    assert from_columns == _index_columns(path, monkeypatch)
+
+
+@pytest.mark.parametrize("cols", [
+    {"ts": b"\0" * 8, "keys": [["fault", None, None]], "key_of": b"\0\0"},  # one time for two events
+    {"ts": b"\0" * 16, "keys": [["fault", None, None]], "key_of": b"\0\0\1\0"},  # a key number out of range
+    {"ts": b"\0" * 16, "keys": [["fault", None]], "key_of": b"\0\0\0\0"},  # a key of two parts
+    "columns",
+])
+def test_stored_columns_that_do_not_fit_their_chunk_are_ignored(cols: object) -> None:
+    from explorer.recording.columns import unpack
+
+    assert unpack(cols, 2) is None
