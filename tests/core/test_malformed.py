@@ -98,3 +98,12 @@ def test_export_to_a_device_writes_to_it_and_leaves_it_a_device() -> None:
     r = cli("export", str(SCENARIOS["01-two-processes-one-device"].recording_path), "--to", "jsonl", "-o", "/dev/null")
     assert r.returncode == 0, r.stderr
     assert stat.S_ISCHR(Path("/dev/null").stat().st_mode)
+
+
+def test_check_of_a_recording_with_nothing_readable_is_exit_2_not_clean(tmp_path: Path) -> None:
+    cut = tmp_path / "cut.pasidrec"
+    cut.write_bytes(SCENARIOS["04-page-request-groups"].recording_path.read_bytes()[:2000])  # inside chunk 0
+    r = cli("check", str(cut))
+    no_traceback(r)
+    assert r.returncode == 2 and "nothing readable" in r.stdout and "clean" not in r.stdout
+    assert "cut short" in r.stderr

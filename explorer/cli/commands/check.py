@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(info_text(report)))
         print()
         if not anomalies:
-            print("clean: every invariant holds")
+            print("nothing readable to check" if idx.n == 0 and idx.damage else "clean: every invariant holds")
         for a in anomalies:
             print("\n".join(anomaly_text(a, idx)))
         if anomalies:
@@ -52,4 +52,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"\n{len(anomalies)} anomalies: {summary}")
     for d in idx.damage:
         print(f"pasid-explorer: {args.file}: {d}", file=sys.stderr)
+    if idx.n == 0 and idx.damage:  # nothing was checked: not "clean", but unreadable
+        return 2
     return 1 if anomalies else 0
