@@ -17,11 +17,13 @@ from itertools import count
 from operator import itemgetter
 from typing import Any, NamedTuple
 
+import msgpack
 import numpy as np
 
 from .events import Event, Kind, row_problem
 from .recording import DeviceInfo, Header, Recording
 from .recording.columns import ChunkColumns
+from .recording.reader import ChunkHead
 from .simulator import DEFAULT_STALE_NS, STATEFUL_KINDS, Anomaly, SimState, Simulator, lifecycle_unobserved
 
 Progress = Callable[[int, int], None]
@@ -100,10 +102,14 @@ class RecordingIndex:
         gc.disable()  # millions of short-lived rows; the cyclic collector would only rescan them
         try:
             for i, info in enumerate(recording.chunks):
+                head = recording.chunk_head(i)
+                if head is not None and idx._ingest_head(head, i):
+                    continue
                 got = recording.try_chunk(i)
                 if got is None:
                     idx._note_gap(info.t0, info.n, f"byte {info.offset}: unreadable chunk of {info.n} events")
                 idx._ingest(*(got or ([], None)), file_chunk=i)
+                del got  # before the next chunk is decoded, so that it reuses this one's memory while it is hot
                 if progress is not None:
                     progress(idx.n, total)
         finally:
@@ -125,23 +131,45 @@ class RecordingIndex:
         self.damage.append(why)
         self.sim.apply_row([ts, str(Kind.LOST), None, None, None, None, None, "recording", {"count": n}], -1)
 
+    def _ingest_head(self, head: ChunkHead, file_chunk: int) -> bool:
+        """Index a file chunk from its stored columns, decoding only the rows the model replays (most events,
+        DMA map traffic above all, are never decoded while opening). False when the columns and rows do not
+        agree: the caller then reads the chunk whole."""
+        try:
+            columns = self._stored_columns(head.cols)
+            stateful = np.flatnonzero(self._stateful[columns[1]])
+            rows = head.rows(stateful.tolist())
+        except (TypeError, ValueError, OverflowError, IndexError, msgpack.UnpackException):
+            return False
+        self._add_chunk(rows, columns, stateful, file_chunk)
+        return True
+
     def _ingest(self, rows: list[list[Any]], cols: ChunkColumns | None = None, *,
                 file_chunk: int | None) -> None:
-        n = len(rows)
-        base = self.n
-        if n:
+        if rows:
             try:
-                ts, kinds, tracks = self._columns_of(rows) if cols is None else self._stored_columns(cols)
+                columns = self._columns_of(rows) if cols is None else self._stored_columns(cols)
             except (TypeError, ValueError, OverflowError, IndexError):
                 rows = self._repaired(rows, file_chunk)
                 file_chunk = None  # the repaired rows are kept in memory, the file's are never read again
-                ts, kinds, tracks = self._columns_of(rows)
-            self._cols.append((ts, kinds, tracks))
+                columns = self._columns_of(rows)
+        else:
+            columns = (np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros(0, np.uint32))
+        self._add_chunk(rows, columns, np.flatnonzero(self._stateful[columns[1]]), file_chunk)
+
+    def _add_chunk(self, rows: list[Any], columns: tuple[np.ndarray, np.ndarray, np.ndarray],
+                   stateful: np.ndarray, file_chunk: int | None) -> None:
+        """Record a chunk's columns and run the model over its stateful rows, with checkpoints."""
+        n = len(rows)
+        base = self.n
+        if n:
+            self._cols.append(columns)
+            if self.sim.state.index < 0:
+                self.sim.begin(int(columns[0][0]))  # the stream's first event, whatever its kind
         if file_chunk is None:
             self._live_chunks[len(self._chunk_starts)] = rows
         self._chunk_starts.append(base)
         self._chunk_file_ids.append(file_chunk)
-        stateful = np.flatnonzero(self._stateful[kinds]) if n else ()
         for a in range(0, n, CHECKPOINT_EVERY):  # a big chunk (a busy second of capture) gets several
             b = min(a + CHECKPOINT_EVERY, n)
             lo, hi = np.searchsorted(stateful, (a, b))

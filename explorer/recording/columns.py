@@ -29,6 +29,7 @@ class ChunkColumns:
     ts: np.ndarray  # int64, one per event
     keys: list[Key]  # the chunk's distinct (kind, device, pasid), in order of first appearance
     key_of: np.ndarray  # per event, its index in `keys`
+    row_at: list[int] | None = None  # n + 1 byte offsets of the rows inside the events array, when stored
 
     def counts(self) -> dict[str, int]:
         """Events per kind, as the chunk's `counts` map has them."""
@@ -51,10 +52,13 @@ def columns_of(rows: list[list[Any]]) -> ChunkColumns | None:
     return ChunkColumns(ts, list(ids), key_of)
 
 
-def pack(cols: ChunkColumns) -> dict[str, Any]:
+def pack(cols: ChunkColumns, row_sizes: list[int]) -> dict[str, Any]:
+    """The stored form; `row_sizes` are the rows' encoded lengths, from which readers find any one row."""
     width = "<u2" if len(cols.keys) <= 0xFFFF else "<u4"
+    row_at = np.zeros(len(row_sizes) + 1, "<u4")
+    np.cumsum(row_sizes, out=row_at[1:])
     return {"ts": cols.ts.astype("<i8").tobytes(), "keys": [list(k) for k in cols.keys],
-            "key_of": cols.key_of.astype(width).tobytes()}
+            "key_of": cols.key_of.astype(width).tobytes(), "row_at": row_at.tobytes()}
 
 
 def unpack(packed: Any, n: int) -> ChunkColumns | None:
@@ -72,4 +76,11 @@ def unpack(packed: Any, n: int) -> ChunkColumns | None:
     of = np.frombuffer(key_of, "<u2" if width == 2 else "<u4")
     if n and int(of.max()) >= len(keys):
         return None
-    return ChunkColumns(np.frombuffer(ts, "<i8"), [tuple(k) for k in keys], of)
+    return ChunkColumns(np.frombuffer(ts, "<i8"), [tuple(k) for k in keys], of, _row_at(packed.get("row_at"), n))
+
+
+def _row_at(packed: Any, n: int) -> list[int] | None:
+    if not isinstance(packed, bytes) or len(packed) != 4 * (n + 1):
+        return None
+    at = np.frombuffer(packed, "<u4")
+    return at.tolist() if at[0] == 0 and bool((np.diff(at) > 0).all()) else None

@@ -93,6 +93,29 @@ def _chunk_meta(payload: bytes) -> dict[str, Any]:
     return meta
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkHead:
+    """A chunk's columns and its undecoded rows: the index decodes only the rows the model replays."""
+
+    payload: bytes
+    start: int  # where the first row begins in `payload`
+    cols: ChunkColumns
+
+    def rows(self, positions: list[int]) -> list[Any]:
+        """A list as long as the chunk with the rows at `positions` decoded (None elsewhere). ValueError when
+        a row does not decode, or is not the one its column says (its time differs)."""
+        at, start, ts = self.cols.row_at, self.start, self.cols.ts.tolist()
+        view = memoryview(self.payload)
+        out: list[Any] = [None] * len(ts)
+        assert at is not None
+        for j in positions:
+            row = msgpack.unpackb(view[start + at[j]:start + at[j + 1]], raw=False, strict_map_key=False)
+            if type(row) is not list or not row or row[0] != ts[j]:
+                raise ValueError(f"event {j} of the chunk does not match its columns")
+            out[j] = row
+        return out
+
+
 class Recording:
     """A read-only view of a .pasidrec file; chunks are read and decoded only when asked for.
 
@@ -309,6 +332,30 @@ class Recording:
             return None
         rows = chunk["events"]
         return rows, unpack_columns(chunk.get("cols"), len(rows))
+
+    def chunk_head(self, i: int) -> ChunkHead | None:
+        """Chunk `i`'s columns, with what it takes to decode any of its rows alone; None when it has no columns
+        that locate its rows (or cannot be read): the caller then reads it whole."""
+        try:
+            payload = self.chunk_payload(i)
+            u = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(payload), 1))
+            u.feed(payload)
+            packed = None
+            for _ in range(u.read_map_header()):
+                key = u.unpack()
+                if key == "events":
+                    n = u.read_array_header()
+                    cols = unpack_columns(packed, n)
+                    if cols is None or cols.row_at is None or u.tell() + cols.row_at[-1] != len(payload):
+                        return None
+                    return ChunkHead(payload, u.tell(), cols)
+                if key == "cols":
+                    packed = u.unpack()
+                else:
+                    u.skip()
+        except (RecordingError, ValueError, msgpack.UnpackException):
+            return None
+        return None
 
     def try_chunk_rows(self, i: int) -> list[list[Any]] | None:
         """Chunk `i`'s rows, or None after noting in `damage` why it cannot be read."""

@@ -90,10 +90,14 @@ class RecordingWriter:
                 self._devices[dev] = DeviceInfo(dev)
         chunk = {"seq": len(self._index), "t0": rows[0][R_TS], "t1": rows[-1][R_TS], "n": len(rows),
                  "counts": dict(counts)}
+        packer = msgpack.Packer(use_bin_type=True)
+        encoded = list(map(packer.pack, rows))  # one by one: the columns say where each row starts
         if cols is not None:
-            chunk["cols"] = pack(cols)
-        chunk["events"] = rows  # last, so that a reader can take everything before it without decoding rows
-        payload = msgpack.packb(chunk, use_bin_type=True)
+            chunk["cols"] = pack(cols, list(map(len, encoded)))
+        # the same bytes as packing the map with its events list last, so that any msgpack reader reads it
+        head = [packer.pack_map_header(len(chunk) + 1), *(packer.pack(x) for kv in chunk.items() for x in kv),
+                packer.pack("events"), packer.pack_array_header(len(rows))]
+        payload = b"".join(head + encoded)
         self._index.append([self._offset, len(payload), rows[0][R_TS], rows[-1][R_TS], len(rows)])
         self._write(frame(TAG_CHUNK, payload))
         self.events_written += len(rows)

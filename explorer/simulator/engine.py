@@ -29,6 +29,7 @@ from ..recording.header import DeviceInfo
 from .checks import RULES, Anomaly, Severity, fmt_ns
 from .policy import KernelPolicy, policy_for
 from .state import (
+    ANSWERS_KEPT,
     Attachment,
     Bind,
     Freed,
@@ -124,7 +125,7 @@ class Simulator:
         Groups age once per batch rather than per event: a group answered late is caught by its response, one
         still open by the aging at the batch's end, so findings are the same either way."""
         st = self.state
-        if st.index < 0 and rows:
+        if st.index < 0 and rows and rows[0] is not None:  # (an indexer passing only some rows calls begin)
             self.begin(rows[0][0])
         handlers = self._handlers
         j = -1
@@ -447,11 +448,14 @@ class Simulator:
         if g is None:
             g = self._match_without_pasid(dev, prg, pasid)
         if g is not None:
-            st.answered[key] = (ts, idx)
+            answered = st.answered
+            answered[key] = (ts, idx)
+            if len(answered) > ANSWERS_KEPT:
+                st.answered_before, st.answered = answered, {}
             if not g.stale and ts - g.first_ns >= self.stale_ns:
                 self._stale_group(g, [g.first_idx, idx])
             return
-        prev = st.answered.get(key)
+        prev = st.answered.get(key) or st.answered_before.get(key)
         code = f.get("code", 0)
         code = ResponseCode(code).name.lower() if code in (0, 1, 2) else code
         if prev is not None:

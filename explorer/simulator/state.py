@@ -83,7 +83,8 @@ class UapiObject(NamedTuple):
     detail: str
 
 
-_FINDINGS_ONLY = frozenset({"answered", "stale_queue", "exit_reported"})
+_FINDINGS_ONLY = frozenset({"answered", "answered_before", "stale_queue", "exit_reported"})
+ANSWERS_KEPT = 4096  # answered groups remembered per generation (a PRG index is 9 bits, so keys recur)
 
 
 @dataclass(slots=True)
@@ -101,7 +102,10 @@ class SimState:
     attachments: dict[tuple[str, int], Attachment] = field(default_factory=dict)
     implied_detach: dict[tuple[str, int], int] = field(default_factory=dict)  # detached by a last unbind
     groups: dict[tuple[str, int, int | None], PendingGroup] = field(default_factory=dict)
-    answered: dict[tuple[str, int, int | None], tuple[int, int]] = field(default_factory=dict)  # (ts, idx)
+    # The latest answers, (ts, idx) by group key, to tell a duplicate response from a stray one: two generations
+    # of at most ANSWERS_KEPT each, so that memory stays bounded however long the recording.
+    answered: dict[tuple[str, int, int | None], tuple[int, int]] = field(default_factory=dict)
+    answered_before: dict[tuple[str, int, int | None], tuple[int, int]] = field(default_factory=dict)
     uapi_objects: dict[tuple[int | None, int], UapiObject] = field(default_factory=dict)
     uapi_calls: dict[tuple[int | None, str, int], int] = field(default_factory=dict)  # (pid, cmd, ret) -> n
     stale_queue: deque[tuple[int, int]] = field(default_factory=deque)  # (due time, mm) of exits holding binds

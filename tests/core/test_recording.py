@@ -316,3 +316,21 @@ def test_stored_columns_that_do_not_fit_their_chunk_are_ignored(cols: object) ->
     from explorer.recording.columns import unpack
 
     assert unpack(cols, 2) is None
+
+
+def test_rows_that_do_not_match_their_columns_are_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from explorer.recording.reader import ChunkHead
+
+    path = tmp_path / "w.pasidrec"
+    write_workload(str(path), 9_000, seed=2, slow_every=300)
+    head = Recording(path).chunk_head(0)
+    assert head is not None and len(head.rows(list(range(10)))) == len(head.cols.ts)
+    shifted = dataclasses.replace(head, cols=dataclasses.replace(head.cols, ts=head.cols.ts + 1))
+    with pytest.raises(ValueError, match="does not match its columns"):
+        shifted.rows([0])
+    expected = _index_columns(path)
+    original = ChunkHead.rows
+    monkeypatch.setattr(ChunkHead, "rows", lambda self, positions: original(shifted, [0]))
+    assert _index_columns(path) == expected  # every chunk fell back to its rows, to the same index

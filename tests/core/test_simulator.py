@@ -151,7 +151,7 @@ def _naive_state(events: list[list], upto: int, header: Header, t: int) -> SimSt
 
 # Left out: what only serves findings (checkpoints drop it, since a replay reports nothing) and the index of the
 # last event applied (a batch counts only the events that change state).
-NOT_STATE = {"answered", "stale_queue", "exit_reported", "index"}
+NOT_STATE = {"answered", "answered_before", "stale_queue", "exit_reported", "index"}
 
 
 def _comparable(s: SimState) -> dict:
