@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .importers.core import UNKNOWN_SAMPLES
 from .index import RecordingIndex
 from .simulator import Anomaly, fmt_ns
+
+SHOWN_SAMPLES = 10  # of the lines an import did not understand, how many `info` prints
 
 
 def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
@@ -108,8 +111,7 @@ def info_text(info: dict[str, Any]) -> list[str]:
         lines.append(f"  imported from {imp.get('input')} ({imp.get('format')}): {imp.get('lines', 0):,} lines, "
                      f"{imp.get('parsed', 0):,} parsed, {imp.get('unknown', 0):,} not understood, "
                      f"{imp.get('suppressed', 0):,} suppressed by the kernel")
-        for line_no, text in imp.get("unknown_samples", [])[:10]:
-            lines.append(f"    line {line_no}: {text}")
+        lines += _unknown_sample_lines(info["file"], imp)
     if info.get("unknown_kinds"):
         lines.append(f"  kinds from a newer writer (kept, shown as-is): {', '.join(info['unknown_kinds'])}")
     if info["lost"]:
@@ -118,6 +120,20 @@ def info_text(info: dict[str, Any]) -> list[str]:
         lines.append(f"  damaged: {d}")
     if info["end_reason"] and info["end_reason"] != "complete":
         lines.append(f"  capture ended: {info['end_reason']}")
+    return lines
+
+
+def _unknown_sample_lines(path: str, imp: dict[str, Any]) -> list[str]:
+    """The first lines an import did not understand, and where the rest are: `info` shows a few of the samples the
+    footer keeps; `info --json` prints all of them."""
+    samples = imp.get("unknown_samples", [])
+    lines = [f"    line {line_no}: {text}" for line_no, text in samples[:SHOWN_SAMPLES]]
+    hidden = len(samples) - SHOWN_SAMPLES
+    if hidden > 0:
+        lines.append(f"    ... and {hidden:,} more kept in the recording (pasid-explorer info --json {path} lists "
+                     f"them)")
+    if imp.get("unknown", 0) > len(samples):
+        lines.append(f"    (only the first {UNKNOWN_SAMPLES} lines not understood are kept as samples)")
     return lines
 
 

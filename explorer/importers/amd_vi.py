@@ -1,5 +1,6 @@
 """AMD-Vi event log lines, in the forms kernels have printed them.
 
+    2.6.2x   AMD IOMMU: Event logged [IO_PAGE_FAULT device=00:12.0 domain=0x0007 address=0x00000000dff8c7c0 ...]
     2.6-4.x  AMD-Vi: Event logged [IO_PAGE_FAULT device=05:00.0 domain=0x0012 address=0x00000000ff6101b0 flags=0x0070]
              (the same, split by a broken printk continuation:)  AMD-Vi: Event logged [
                                                                  IO_PAGE_FAULT device=05:00.0 domain=0x0012 ...]
@@ -10,8 +11,11 @@
              iommu ivhd0: PPR logged [Request ignored due to GN=0 (device=0000:03:00.0 pasid=0x00001 ...)]
 
 When the device's driver is bound, the fault is printed by the driver's device ("nvme 0000:01:00.0: ...") with no
-device= field; the driver name is kept. For IO_PAGE_FAULT with GN=1 the domain field holds the request's PASID
-(its low 16 bits: the kernel passes the PASID through a 16-bit domain argument).
+device= field; the driver name is kept. Events about the IOMMU itself (ILLEGAL_COMMAND_ERROR,
+COMMAND_HARDWARE_ERROR) name no device: they go on the IOMMU's own ("ivhd0") where the line names it. For
+IO_PAGE_FAULT with GN=1 the domain field holds the request's PASID (its low 16 bits: the kernel passes the PASID
+through a 16-bit domain argument). "IOMMU event log overflow" (5.x-6.6), "IOMMU PPR log overflow" (6.7) and
+"IOMMU Event/PPR/GA log restarting" (6.8 on, printed once an overflow stopped the log) mean entries were lost.
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ from .prefix import normalize_pci
 
 _EVENT = re.compile(r"(?:Event|PPR) logged \[(?P<body>.*)$")
 _DEV_PREFIX = re.compile(r"^(?P<drv>[\w.\-]+) (?P<dev>[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]): ")
+_IOMMU_PREFIX = re.compile(r"^iommu (?P<name>[\w.\-]+): ")
+_LOG_LOST = re.compile(r"IOMMU (?P<log>[Ee]vent|Evt|PPR|GA) log (?:overflow|restarting)")
+# What each log's overflow loses.
+_LOST = {"event": "events (faults among them) were lost", "ppr": "page requests were lost: devices waiting on "
+         "them may hang until they time out", "ga": "guest interrupt notifications were lost"}
 _NAME = re.compile(r"(?P<name>[A-Z][A-Z_]+)\b(?P<rest>.*)$")
 _CONTEXT = re.compile(r"(?:Control Reg :|DTE\[\d\]:|CMD\[\d\]:|\s*device=)")
 
@@ -51,17 +60,19 @@ def _int(v: str | None) -> int | None:
 
 class AmdVi(PendingParser):
     vendor = "amd"
-    RULES = (("logged [", _EVENT, "_logged"),)
+    RULES = (("logged [", _EVENT, "_logged"), (" log ", _LOG_LOST, "_log_lost"))
 
     def __init__(self, sink):  # type: ignore[no-untyped-def]
         super().__init__(sink)
         self._split: LogLine | None = None  # "Event logged [" whose event is on the next line
         self._prefix_dev: tuple[str | None, str | None] = (None, None)
+        self._iommu: str | None = None  # the IOMMU that printed the line ("iommu ivhd0: "), when named
 
     def _logged(self, line: LogLine, m: re.Match[str]) -> bool:
         msg = line.msg
         d = _DEV_PREFIX.match(msg)
         self._prefix_dev = (d["dev"], None if d["drv"] == "pci" else d["drv"]) if d else (None, None)
+        self._iommu = _iommu_name(msg)
         body = m["body"].strip()
         if not body:
             self._split = line
@@ -109,7 +120,7 @@ class AmdVi(PendingParser):
         if name not in EVENTS:
             return False
         code, meaning = EVENTS[name]
-        device = normalize_pci(kv["device"]) if "device" in kv else self._prefix_dev[0]
+        device = normalize_pci(kv["device"]) if "device" in kv else self._prefix_dev[0] or self._iommu
         driver = self._prefix_dev[1]
         flags = _int(kv.get("flags"))
         addr = _int(kv.get("address")) if "address" in kv else _int(kv.get("spa") or kv.get("gpa"))
@@ -145,10 +156,20 @@ class AmdVi(PendingParser):
                    else "the request is malformed (reserved bits set)")
         reason = (f"page request (PPR) rejected: {why}: {meaning} "
                   f"[tag {_int(kv.get('tag')) or 0:#x}, perm {perm:#x}]")
-        row = self.sink.fault_row(line, device, _int(kv.get("pasid")), addr=_int(kv.get("address")), code=0x9,
+        pasid = None if "GN=0" in why else _int(kv.get("pasid"))  # GN=0: the printed PASID field is not one
+        row = self.sink.fault_row(line, device, pasid, addr=_int(kv.get("address")), code=0x9,
                                   flags=flags, vendor=self.vendor, access="unknown", reason=reason)
         self.sink.device(device)
         self.hold(row)
+        return True
+
+    def _log_lost(self, line: LogLine, m: re.Match[str]) -> bool:
+        """A log overflow, shown like an SMMU queue overflow: a fault on the IOMMU saying what is missing."""
+        log = m["log"].lower().replace("evt", "event")
+        device = _iommu_name(line.msg)
+        self.sink.emit(self.sink.fault_row(line, device, None, vendor=self.vendor, access="unknown",
+                                           reason=f"{log} log overflow: the IOMMU's {log} log filled up and "
+                                                  f"{_LOST[log]}; what follows is incomplete"))
         return True
 
     def _context(self, line: LogLine) -> None:
@@ -159,3 +180,9 @@ class AmdVi(PendingParser):
             if "device" in kv:
                 self.pending[2] = normalize_pci(kv["device"])
                 self.sink.device(self.pending[2])
+
+
+def _iommu_name(msg: str) -> str | None:
+    """'ivhd0' from a line the IOMMU's own device printed ("iommu ivhd0: AMD-Vi: ...")."""
+    m = _IOMMU_PREFIX.match(msg)
+    return None if m is None else m["name"]

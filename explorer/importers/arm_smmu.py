@@ -11,17 +11,29 @@ and "unpriv data write s1 ..."). The words are decoded here whichever the kernel
 SubstreamID (the PASID, when SSV is set), address and access. The device is the client the kernel names, else
 the SMMU and StreamID ("arm-smmu-v3.0.auto/sid=0x100").
 
-SMMUv2: "arm-smmu 15000000.iommu: Unhandled context fault: fsr=0x402, iova=0x..., fsynr=0x..., cbfrsynra=0x800,
-cb=7", with newer kernels adding FSR/FSYNR0 decode lines. The device is the SMMU and the StreamID from cbfrsynra.
+SMMUv2 context faults, whichever fields the kernel printed, in whatever order (drivers/iommu/arm/arm-smmu/):
+
+    3.x-4.x   arm-smmu 2b400000.smmu: Unhandled context fault: iova=0x..., fsynr=0x..., cb=3
+    4.x-6.x   arm-smmu 15000000.iommu: Unhandled context fault: fsr=0x402, iova=0x..., fsynr=0x..., cbfrsynra=0x800,
+              cb=7
+    qcom      Unhandled context fault: iova=0x..., fsr=0x..., fsynr=0x..., cb=%d    (downstream msm kernels)
+              Unhandled context fault: iova=0x..., cb=%d, fsr=0x..., fsynr0=0x..., fsynr1=0x...
+              qcom_iommu: Unhandled context fault: fsr=0x..., iova=0x..., fsynr=0x..., cb=%d
+
+with newer kernels adding FSR/FSYNR0 decode lines. The device is the SMMU and the StreamID (from cbfrsynra, or a
+Tegra kernel's sid=), else the context bank. Global faults ("Unexpected global fault, this could be serious", or
+with bypass disabled "Blocked unknown Stream ID 0x2c01; ...") are followed by a GFSR/GFSYNR line, which is decoded:
+an unidentified stream's ID (GFSYNR1) names the device.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 
 from ..events import Kind
 from .core import LogLine, PendingParser, append_raw
-from .smmu_tables import V3Event, fsr_text, fsynr0_text, v3_event
+from .smmu_tables import FSYNR0_IND, FSYNR0_WNR, GFSR_USF, V3Event, fsr_text, fsynr0_text, gfsr_text, v3_event
 
 _V3_HEADER = re.compile(r"(?:arm-smmu-v3 )?(?P<smmu>[\w.\-]+): event 0x(?P<id>[0-9a-fA-F]{1,2}) received:")
 _WORD = re.compile(r"(?:(?:arm-smmu-v3 )?[\w.\-]+:)?\s*0x(?P<w>[0-9a-fA-F]{16})\s*$")
@@ -32,11 +44,16 @@ _PRI_HEADER = re.compile(r"(?P<smmu>[\w.\-]+): unexpected PRI request received:"
 _PRI = re.compile(r"sid 0x(?P<sid>[0-9a-fA-F]+)\.0x(?P<ssid>[0-9a-fA-F]{1,16}): \[(?P<grp>\d+)(?P<last>L?)\] "
                   r"(?P<un>(?:un)?)privileged (?P<rwx>[RWX]*) access at iova 0x(?P<iova>[0-9a-fA-F]{1,16})")
 _OVERFLOW = re.compile(r"(?P<smmu>[\w.\-]+): (?P<q>EVTQ|PRIQ) overflow detected -- (?:events|requests) lost")
-_V2 = re.compile(r"(?P<smmu>[\w.\-]+): Unhandled context fault: fsr=0x(?P<fsr>[0-9a-fA-F]{1,16}), "
-                 r"iova=0x(?P<iova>[0-9a-fA-F]{1,16}), fsynr=0x(?P<fsynr>[0-9a-fA-F]{1,16})"
-                 r"(?:, cbfrsynra=0x(?P<cbfrsynra>[0-9a-fA-F]+))?, cb=(?P<cb>\d+)")
-_V2_CONTEXT = re.compile(r"(?:^|: )(?:FSR\s+=|FSYNR0\s+=|soft iova-to-phys|hard iova-to-phys|"
-                         r"Stack trace:|FAR\s+=|CBFRSYNRA)")
+_V2 = re.compile(r"(?P<smmu>[\w.\-]+): Unhandled context fault: (?P<kv>.*)$")
+_V2_FIELD = re.compile(r"(\w+)=(0x[0-9a-fA-F]{1,16}|\d{1,10})\b")  # fsr=0x402, cb=7, a Tegra kernel's sid=5(...)
+_V2_CONTEXT = re.compile(r"(?:^|: )(?:FSR\s+=|FSYNR[01]\s+=|soft iova-to-phys|hard iova-to-phys|"
+                         r"Stack trace:|FAR\s+=|CBFRSYNRA|Client info:|SOFTWARE TABLE WALK|(?:SSD=0x\w+ )?SID=0x)")
+_V2_SID = re.compile(r"(?:^|: )(?:SSD=0x\w+ )?SID=0x(?P<sid>[0-9a-fA-F]{1,8})\s*$")  # downstream: after the fault
+_GLOBAL = re.compile(r"(?P<smmu>[\w.\-]+): (?:Unexpected global fault, this could be serious|"
+                     r"Blocked unknown Stream ID 0x(?P<sid>[0-9a-fA-F]{1,8});)")
+_GFSR = re.compile(r"(?:(?P<smmu>[\w.\-]+):\s+)?GFSR 0x(?P<gfsr>[0-9a-fA-F]{1,8}), GFSYNR0 0x(?P<s0>[0-9a-fA-F]{1,8}), "
+                   r"GFSYNR1 0x(?P<s1>[0-9a-fA-F]{1,8}), GFSYNR2 0x[0-9a-fA-F]{1,8}")
+GFSYNR0_WNR = 1 << 1
 _PCI_NAME = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 
 
@@ -48,7 +65,9 @@ def stream_device(smmu: str, sid: int) -> str:
 class ArmSmmu(PendingParser):
     vendor = "arm-smmu-v3"
     RULES = (("received:", _V3_HEADER, "_v3_header"), ("received:", _PRI_HEADER, "_pri_header"),
-             ("context fault", _V2, "_v2"), ("overflow detected", _OVERFLOW, "_overflow"))
+             ("context fault", _V2, "_v2"), ("overflow detected", _OVERFLOW, "_overflow"),
+             ("global fault", _GLOBAL, "_global"), ("Blocked unknown", _GLOBAL, "_global"),
+             ("GFSR 0x", _GFSR, "_gfsr_alone"))
 
     def __init__(self, sink):  # type: ignore[no-untyped-def]
         super().__init__(sink)
@@ -57,6 +76,8 @@ class ArmSmmu(PendingParser):
         self._client: str | None = None
         self._extra: list[str] = []  # the record's other lines, for its raw text
         self._pri_smmu: str | None = None
+        self._global_smmu: str | None = None  # a global fault whose GFSR line is still to come
+        self._v2_smmu: str | None = None  # a context fault whose StreamID a later "SID=0x.." line may give
 
     def _v3_header(self, line: LogLine, m: re.Match[str]) -> bool:
         self._v3 = (line, m["smmu"], int(m["id"], 16))
@@ -98,8 +119,17 @@ class ArmSmmu(PendingParser):
             self.open = self.pending is not None
             self.greedy = False
             return m is not None
+        if self._global_smmu is not None and (m := _GFSR.search(msg)) is not None:
+            assert self.pending is not None
+            append_raw(self.pending, line)
+            _apply_gfsr(self.pending, self._global_smmu, m)
+            self._global_smmu = None
+            return True
         if self.pending is not None and _V2_CONTEXT.search(msg):
             append_raw(self.pending, line)
+            if self._v2_smmu is not None and (m := _V2_SID.search(msg)) is not None:
+                self.pending[2] = stream_device(self._v2_smmu, int(m["sid"], 16))
+                self._v2_smmu = None
             return True
         return False
 
@@ -122,7 +152,7 @@ class ArmSmmu(PendingParser):
     def close(self) -> None:
         if self._v3 is not None:
             self._emit_v3()
-        self._pri_smmu = None
+        self._pri_smmu = self._global_smmu = self._v2_smmu = None
         self.greedy = False
         super().close()
 
@@ -169,16 +199,69 @@ class ArmSmmu(PendingParser):
 
     # -- SMMUv2 -------------------------------------------------------------------------------------------------
     def _v2(self, line: LogLine, m: re.Match[str]) -> bool:
-        fsr, fsynr = int(m["fsr"], 16), int(m["fsynr"], 16)
-        cbfrsynra = None if m["cbfrsynra"] is None else int(m["cbfrsynra"], 16)
+        kv = {k: int(v, 16) if v[:2] == "0x" else int(v) for k, v in _V2_FIELD.findall(m["kv"])}
+        if "iova" not in kv:
+            return False
+        fsr, cb = kv.get("fsr"), kv.get("cb")
+        fsynr = kv.get("fsynr", kv.get("fsynr0"))
+        sid = kv["cbfrsynra"] & 0xFFFF if "cbfrsynra" in kv else kv.get("sid")
         smmu = m["smmu"]
-        device = stream_device(smmu, cbfrsynra & 0xFFFF) if cbfrsynra is not None else f"{smmu}/cb={m['cb']}"
-        names, meaning = fsr_text(fsr)
-        reason = (f"context fault [{names}]: {meaning}; {fsynr0_text(fsynr)}; context bank {m['cb']}"
-                  + (f", StreamID {cbfrsynra & 0xFFFF:#x}" if cbfrsynra is not None else ""))
-        access = "exec" if fsynr & 0x40 else ("write" if fsynr & 0x10 else "read")
-        row = self.sink.fault_row(line, device, None, addr=int(m["iova"], 16), code=fsr, flags=fsynr,
-                                  vendor="arm-smmu", access=access, reason=reason)
-        self.sink.device(device)
+        device = stream_device(smmu, sid) if sid is not None else (smmu if cb is None else f"{smmu}/cb={cb}")
+        access = "unknown" if fsynr is None else \
+            "exec" if fsynr & FSYNR0_IND else ("write" if fsynr & FSYNR0_WNR else "read")
+        row = self.sink.fault_row(line, device, None, addr=kv["iova"], code=fsr, flags=fsynr, vendor="arm-smmu",
+                                  access=access, reason=_v2_reason(fsr, fsynr, cb, sid))
         self.hold(row)
+        self._v2_smmu = smmu if sid is None else None
         return True
+
+    def _global(self, line: LogLine, m: re.Match[str]) -> bool:
+        smmu, sid = m["smmu"], m["sid"]
+        if sid is None:
+            device = smmu
+            reason = "global fault: a fault no context bank took (the GFSR line that says which was not seen)"
+        else:
+            device = stream_device(smmu, int(sid, 16))
+            reason = (f"blocked DMA from unknown StreamID {int(sid, 16):#x}: no stream mapping entry matches it and "
+                      "bypass is disabled (the device is not described to the SMMU in the device tree or IORT, or "
+                      "its driver never attached it); arm-smmu.disable_bypass=0 would let it through unchecked")
+        self.hold(self.sink.fault_row(line, device, None, vendor="arm-smmu", access="unknown", reason=reason))
+        self._global_smmu = smmu
+        return True
+
+    def _gfsr_alone(self, line: LogLine, m: re.Match[str]) -> bool:
+        """A GFSR line whose header the rate limit (or the paste) left out."""
+        row = self.sink.fault_row(line, m["smmu"], None, vendor="arm-smmu", access="unknown", reason="global fault")
+        _apply_gfsr(row, m["smmu"], m)
+        self.sink.emit(row)
+        return True
+
+
+def _apply_gfsr(row: list, smmu: str | None, m: re.Match[str]) -> None:  # type: ignore[type-arg]
+    """Decode the GFSR line into its fault: which global fault, the access, and an unidentified stream's ID."""
+    gfsr, s0, s1 = int(m["gfsr"], 16), int(m["s0"], 16), int(m["s1"], 16)
+    names, meaning = gfsr_text(gfsr)
+    fields = row[8]
+    fields.update(code=gfsr, flags=s0, access="write" if s0 & GFSYNR0_WNR else "read")
+    decoded = f"GFSR [{names}]: {meaning}"
+    if gfsr & GFSR_USF and smmu is not None:
+        decoded += f"; StreamID {s1 & 0xFFFF:#x}"
+        if row[2] == smmu:
+            row[2] = stream_device(smmu, s1 & 0xFFFF)
+    fields["reason"] = f"global fault, {decoded}" if fields["reason"].startswith("global fault") else \
+        f"{fields['reason']}; {decoded}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _v2_reason(fsr: int | None, fsynr: int | None, cb: int | None, sid: int | None) -> str:
+    """A context fault in words, from whichever registers the kernel printed (cached: a storm repeats a few)."""
+    if fsr is None:
+        parts = ["context fault (FSR not printed by this kernel)"]
+    else:
+        names, meaning = fsr_text(fsr)
+        parts = [f"context fault [{names}]: {meaning}"]
+    if fsynr is not None:
+        parts.append(fsynr0_text(fsynr))
+    where = ", ".join(x for x in (None if cb is None else f"context bank {cb}",
+                                  None if sid is None else f"StreamID {sid:#x}") if x)
+    return "; ".join([*parts, where] if where else parts)

@@ -1,15 +1,16 @@
-"""What every importer shares: the line a parser sees, the sink that turns findings into recording rows, and
-the statistics that end up in the recording's footer under "import".
+"""What every importer shares: the line a parser sees, the sink that turns findings into recording rows, the
+statistics that end up in the recording's footer under "import", and the text importers' common frame.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..events import Kind
 from ..recording import DeviceInfo, RecordingWriter
+from .scan import BlockScanner
 
 UNKNOWN_SAMPLES = 50
 FAULT = str(Kind.FAULT)
@@ -150,3 +151,51 @@ def append_raw(row: list[Any], line: LogLine) -> None:
     """Keep a context line (a dump, a decoded detail) with the fault it belongs to."""
     fields = row[8]
     fields["raw"] = f"{fields.get('raw', '')}\n{line.text.rstrip()}"
+
+
+class TextImporter:
+    """A text format's importer: a block scanner hands it the lines that hold one of its ANCHORS (and the lines an
+    open record asks for). A paste can mix formats - dmesg lines amid trace lines - so the other format's importer
+    rides along as the guest: this importer reads each line first, and a line it cannot read goes to the guest when
+    the guest `owns` it (on this slow path only: the lines it reads cost no more). The guest's lines that ANCHORS
+    already finds are always read so; GUEST_ANCHORS, which find the rest, cost a pass over every block, so they are
+    scanned for only when the input's first lines showed both formats (as a paste's do).
+    """
+
+    ANCHORS: ClassVar[tuple[bytes, ...]] = ()
+    NEEDLES: ClassVar[dict[bytes, bytes]] = {}  # rarer pieces of anchors, for the scan (see scan.candidate_ends)
+    GUEST_ANCHORS: ClassVar[tuple[bytes, ...]] = ()  # what finds the guest's lines that ANCHORS does not
+
+    def __init__(self, sink: Sink, stats: ImportStats) -> None:
+        self.sink = sink
+        self.stats = stats
+        self.guest: TextImporter | None = None
+        self.scanner = BlockScanner(self.ANCHORS, self.line, self.NEEDLES)
+
+    def take_along(self, guest: TextImporter, scan_for_guest: bool) -> None:
+        """Read `guest`'s lines too: one scanner feeds this importer, over GUEST_ANCHORS as well if `scan_for_guest`."""
+        self.guest = guest
+        anchors = self.ANCHORS + self.GUEST_ANCHORS if scan_for_guest else self.ANCHORS
+        self.scanner = guest.scanner = BlockScanner(anchors, self.line, {**guest.NEEDLES, **self.NEEDLES})
+
+    def feed(self, block: bytes, start: int, end: int) -> None:
+        self.scanner.feed(block, start, end)
+
+    def finish(self) -> None:
+        if self.guest is not None:
+            self.guest.finish()
+        self.stats.lines = self.scanner.lines
+
+    def line(self, block: bytes, start: int, end: int, candidate: bool) -> bool:
+        """Read `block[start:end]`; returns whether the record it leaves open wants the very next line too."""
+        raise NotImplementedError
+
+    def owns(self, text: str) -> bool:
+        """Is this line of the importer's format (asked by a host importer of the line it could not read)?"""
+        raise NotImplementedError
+
+    def hand_over(self, block: bytes, start: int, end: int, candidate: bool, text: str) -> bool | None:
+        """The guest's reading of a line this importer could not read; None when the guest does not own it."""
+        if self.guest is None or not self.guest.owns(text):
+            return None
+        return self.guest.line(block, start, end, candidate)

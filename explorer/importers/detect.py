@@ -1,4 +1,5 @@
-"""Which format an input is, judged from its first lines; and what those lines say about clock and host."""
+"""Which format an input is, judged from its first lines; what those lines say about clock and host; and whether
+the input is text at all."""
 
 from __future__ import annotations
 
@@ -16,6 +17,14 @@ TRACE_DAT_MAGIC = b"\x17\x08Dtracing"
 FORMATS = ("kernel-log", "ftrace", "trace-dat")
 SNIFF_LINES = 4000
 _TRACE_HEADER = re.compile(r"^(?:# tracer: |cpus=\d+$|CPU:?\d+ \[|version = \d)")
+_ICONV = "iconv -f UTF-16 -t UTF-8"
+# (magic, what it is, the tool that turns it back into text)
+_MAGIC = ((b"\x1f\x8b", "compressed (gzip)", "zcat"), (b"\xfd7zXZ\x00", "compressed (xz)", "xzcat"),
+          (b"\x28\xb5\x2f\xfd", "compressed (zstd)", "zstdcat"), (b"BZh", "compressed (bzip2)", "bzcat"),
+          (b"\xff\xfe", "UTF-16 text", _ICONV), (b"\xfe\xff", "UTF-16 text", _ICONV),
+          (b"\x7fELF", "an executable (ELF), not a text log", None))
+_NOT_TEXT = re.compile("[\x00-\x08\x0e-\x1a\x1c-\x1f\ufffd]")  # control characters (not tabs, breaks, ESC)
+BINARY_SHARE = 0.1  # more of the sample than this not text: binary
 
 
 @dataclass(slots=True)
@@ -73,3 +82,15 @@ def sniff(head: bytes) -> Sniff:
         fmt = "ftrace" if trace > log else "kernel-log"
     clock = "kernel" if fmt == "ftrace" else (clocks.most_common(1)[0][0] if clocks else "line")
     return Sniff(fmt, evidence, clock, host, [ln[:200] for ln in lines[:5]], year)
+
+
+def not_text(head: bytes) -> tuple[str, str | None] | None:
+    """(what the input is, the tool that makes text of it) when its first bytes are not a text log, else None.
+    NUL bytes are left out of the count: a syslog file keeps the zeroed blocks a crash left in it."""
+    for magic, what, tool in _MAGIC:
+        if head.startswith(magic):
+            return what, tool
+    text = head.replace(b"\x00", b"").decode("utf-8", "replace")
+    if len(_NOT_TEXT.findall(text)) > BINARY_SHARE * len(text):
+        return "binary, not a text log", None
+    return None

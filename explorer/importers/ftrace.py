@@ -10,6 +10,8 @@ Decoded: io_page_fault (fault), map, unmap, add/remove_device_to/from_group, att
 SVA-era dev_fault (fault or page request) and dev_page_response, intel_iommu:prq_report (page requests) and the
 page-group-response descriptors among intel_iommu:qi_submit (page responses). A line whose message is
 `pasid_explorer: {json}` (a marker written to trace_marker, or a probe's bpf_trace_printk) becomes that event.
+trace_pipe prints the same lines as trace, without its header. Kernel log lines pasted among the trace lines go
+to the kernel-log importer (see core.TextImporter).
 """
 
 from __future__ import annotations
@@ -20,16 +22,19 @@ from collections.abc import Callable
 from typing import Any
 
 from ..events import KINDS, Kind, make
-from .core import ImportStats, Sink, recordable
+from .core import ImportStats, Sink, TextImporter, recordable
+from .kernel_log import ANCHORS as LOG_ANCHORS
+from .kernel_log import NEEDLES as LOG_NEEDLES
 from .prefix import rid_to_pci
-from .scan import BlockScanner, keyword_pattern
+from .scan import keyword_pattern
 from .vtd_tables import QI_PGRP_RESP_TYPE, decode_page_group_response
 
 ANCHORS = (b"IOMMU:", b"prq_report", b"qi_submit", b"pasid_explorer")
 KEYWORDS = keyword_pattern(ANCHORS)
-TRACE_LINE = re.compile(
-    r"^(?:[\w.\-]+: )?\s*(?P<comm>.+?)-(?P<pid>\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[(?P<cpu>\d+)\]\s+(?:\S{4,8}\s+)?"
-    r"(?P<sec>\d+)\.(?P<frac>\d+):\s+(?P<event>[\w:]+):\s*(?P<msg>.*)$")
+_WORDS = tuple(a.decode() for a in ANCHORS)
+TRACE_LINE = re.compile(  # after a mail's quote markers, if any, and a trace-cmd instance's name
+    r"^(?:\s*[|>](?=\s))*(?:[\w.\-]+: )?\s*(?P<comm>.+?)-(?P<pid>\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[(?P<cpu>\d+)\]\s+"
+    r"(?:\S{4,8}\s+)?(?P<sec>\d+)\.(?P<frac>\d+):\s+(?P<event>[\w:]+):\s*(?P<msg>.*)$")
 PERF_LINE = re.compile(
     r"^\s*(?P<comm>\S.*?)\s+(?P<pid>\d+)(?:/\d+)?\s+\[(?P<cpu>\d+)\]\s+(?P<sec>\d+)\.(?P<frac>\d+):\s+"
     r"(?:\d+\s+)?(?P<event>[\w:]+):\s*(?P<msg>.*)$")
@@ -59,15 +64,16 @@ def _int(v: str) -> int:
     return int(v, 16) if v.startswith(("0x", "-0x")) else int(v)
 
 
-class FtraceImporter:
+class FtraceImporter(TextImporter):
     """Feeds blocks of trace text through the tracepoint decoders."""
 
     format = "ftrace"
+    ANCHORS = ANCHORS
+    NEEDLES = LOG_NEEDLES  # for the kernel log's anchors, when it rides along
+    GUEST_ANCHORS = LOG_ANCHORS
 
     def __init__(self, sink: Sink, stats: ImportStats) -> None:
-        self.sink = sink
-        self.stats = stats
-        self.scanner = BlockScanner(ANCHORS, self._line)
+        super().__init__(sink, stats)
         self.last_ts = 0
         self._decoders: dict[str, Callable[[str, int, Where], bool | None]] = {
             "io_page_fault": self._io_page_fault, "map": self._map, "unmap": self._unmap,
@@ -79,25 +85,29 @@ class FtraceImporter:
         }
         assert set(self._decoders) == set(TRACEPOINTS)
 
-    def feed(self, block: bytes, start: int, end: int) -> None:
-        self.scanner.feed(block, start, end)
+    def owns(self, text: str) -> bool:
+        """A trace line of one of the events read here."""
+        return any(w in text for w in _WORDS) and _trace_match(text) is not None
 
-    def finish(self) -> None:
-        self.stats.lines = self.scanner.lines
-
-    def _line(self, block: bytes, start: int, end: int, candidate: bool) -> None:
+    def line(self, block: bytes, start: int, end: int, candidate: bool) -> bool:
         text = block[start:end].decode("utf-8", "replace").rstrip("\r\n")
-        m = TRACE_LINE.match(text) or PERF_LINE.match(text)
-        where: tuple[int | None, int | None, str | None]
-        if m is not None:
+        m = _trace_match(text)
+        if m is None:
+            if (follow := self.hand_over(block, start, end, candidate, text)) is not None:
+                return follow
+            self.stats.not_understood(self.scanner.line_no(start), text)
+            return False
+        where: Where
+        if m.re is BARE_LINE:
+            ts, where = self.last_ts + BARE_STEP_NS, (None, None, None)
+        else:
             ts = int(m["sec"]) * 1_000_000_000 + int(m["frac"].ljust(9, "0")[:9])
             where = (int(m["cpu"]), int(m["pid"]), m["comm"].strip())
-        elif (m := BARE_LINE.match(text)) is not None:
-            ts = self.last_ts + BARE_STEP_NS
-            where = (None, None, None)
-        else:
-            self.stats.not_understood(self.scanner.line_no(start), text)
-            return
+        self._event(m, ts, where, start, text)
+        return False
+
+    def _event(self, m: re.Match[str], ts: int, where: Where, start: int, text: str) -> None:
+        """Decode one trace line's event (`m` is its match) into a row, or count it as not understood."""
         self.last_ts = ts
         event = m["event"].rsplit(":", 1)[-1]
         msg = m["msg"]
@@ -226,3 +236,7 @@ class FtraceImporter:
         ev = make(kind, ts, source=self.sink.source, **task, **d)
         self.sink.emit(recordable(ev.to_row()))
         return True
+
+
+def _trace_match(text: str) -> re.Match[str] | None:
+    return TRACE_LINE.match(text) or PERF_LINE.match(text) or BARE_LINE.match(text)

@@ -9,10 +9,10 @@
     5.15+ DMAR: [DMA Write PASID 0x2] Request device [6a:01.0] fault addr 0x... [fault reason 0x3a] SM: ...
          DMAR: [INTR-REMAP] Request device [f0:1f.0] fault index 0x0 [fault reason 0x25] Blocked ...
 
-Reasons printed without 0x are decimal (the old %02d), with 0x or a trailing h hexadecimal. PASID ffffffff (and
-NO_PASID) mean the request carried no PASID. "DRHD: handling fault status reg N" precedes a batch of faults; its
-overflow bit means the hardware dropped faults, which the next fault's reason says. CONFIG_DMAR_DEBUG's page-table
-dump after a fault stays with that fault's raw text.
+Reasons printed as plain digits are decimal (the old %02d); with 0x, a trailing h or a hex letter, hexadecimal.
+PASID ffffffff (and NO_PASID) mean the request carried no PASID. "DRHD: handling fault status reg N" precedes a
+batch of faults; its overflow bit means the hardware dropped faults, which the next fault's reason says.
+CONFIG_DMAR_DEBUG's page-table dump after a fault stays with that fault's raw text.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ _FAULT = re.compile(
     r"|(?P<ir>INTR-REMAP):) ?Request device \[\[?(?P<bdf>(?:0x)?[0-9a-fA-F]{1,2}:(?:0x)?[0-9a-fA-F]{1,2}\.[0-7])\]"
     r"(?: PASID (?P<pasid_old>[0-9a-fA-F]{1,16}))?"
     r" fault (?:addr (?:0x)?(?P<addr>[0-9a-fA-F]{1,16})|index (?:0x)?(?P<index>[0-9a-fA-F]{1,16}))"
-    r"\s*(?:\[fault reason (?P<code>(?:0x)?[0-9a-fA-F]{1,16})h?\]\s*(?P<text>.*))?$")
-_REASON_LINE = re.compile(r"(?:DMAR|INTR-REMAP): ?\[fault reason (?P<code>(?:0x)?[0-9a-fA-F]{1,16})h?\]"
+    r"\s*(?:\[fault reason (?P<code>(?:0x)?[0-9a-fA-F]{1,16}h?)\]\s*(?P<text>.*))?$")
+_REASON_LINE = re.compile(r"(?:DMAR|INTR-REMAP): ?\[fault reason (?P<code>(?:0x)?[0-9a-fA-F]{1,16}h?)\]"
                           r"\s*(?P<text>.*)$")
 _STATUS = re.compile(r"DRHD: handling fault status reg (?P<status>[0-9a-fA-F]+)")
 _DUMP = re.compile(r"(?:DMAR: )?(?:Dump \S+ table entries for IOVA|(?:scalable mode )?root entry|context entry|"
@@ -43,8 +43,9 @@ STATUS_SPAN_NS = 1_000_000_000  # a status line speaks for the batch of faults p
 
 
 def reason_code(text: str) -> int:
-    """'0x06' and '06h' are hexadecimal; '06', '12', '37' (the old %02d) are decimal."""
-    return int(text, 16) if text.startswith("0x") else int(text, 10)
+    """'06', '12', '37' (the old %02d) are decimal; '0x06', '06h' (Xen's %02xh) and digits only hex has ('1f') are
+    hexadecimal."""
+    return int(text) if text.isdigit() else int(text.removesuffix("h"), 16)
 
 
 class IntelDmar(PendingParser):

@@ -4,6 +4,7 @@ logs pasted into bug reports. Each IOMMU fault line becomes a `fault` event; the
 Lines that come from an IOMMU driver and mention a fault, an error or an event, but match no known format, are
 counted and sampled as "not understood" (`info` lists them); other lines, IOMMU chatter at boot included, are
 counted as ignored. "N callbacks suppressed" lines keep the count of faults the kernel's rate limit folded away.
+Trace lines pasted among the dmesg lines go to the ftrace importer (see core.TextImporter).
 """
 
 from __future__ import annotations
@@ -13,23 +14,25 @@ import re
 from ..events import Kind
 from .amd_vi import AmdVi
 from .arm_smmu import ArmSmmu
-from .core import ImportStats, LogLine, Parser, Sink
+from .core import ImportStats, LogLine, Parser, Sink, TextImporter
 from .intel_dmar import IntelDmar
 from .prefix import YearGuess, split_parts
-from .scan import BlockScanner, keyword_pattern
+from .scan import keyword_pattern
 
 LINE_NS = 1_000_000  # a log without any timestamp: one millisecond per line, so order survives
 
 # Words one of which every line an IOMMU driver prints carries (the rest of a multi-line record reaches its parser
 # because the parser holds the record open). "iommu" also catches other IOMMUs' fault lines, counted as not
-# understood rather than missed.
-ANCHORS = (b"DMAR", b"dmar", b"AMD-Vi", b"smmu", b"INTR-REMAP", b"suppressed", b"Linux version", b"iommu")
+# understood rather than missed; "IOMMU" the 2.6-era "AMD IOMMU:" lines (and every iommu tracepoint's line, for a
+# pasted trace).
+ANCHORS = (b"DMAR", b"dmar", b"AMD-Vi", b"smmu", b"INTR-REMAP", b"suppressed", b"Linux version", b"iommu",
+           b"IOMMU")
 KEYWORDS = keyword_pattern(ANCHORS)
 # bytes.find runs quickest with a needle whose characters are rare in text (capitals rather than lower case or "-"):
 # the block scan looks for these anchors by the piece given here, and checks the whole word where it finds one.
 NEEDLES = {b"AMD-Vi": b"AMD-V", b"INTR-REMAP": b"REMAP", b"suppressed": b"essed", b"Linux version": b"Linux"}
 _FAULTISH = re.compile(r"fault|error|event|logged|received|overflow|unhandled|illegal|invalid|timed? ?out|"
-                       r"Request device", re.IGNORECASE)
+                       r"Request device|\bblocked\b|\blost\b|\babort|\bstall(?:ed)?\b|GFSR", re.IGNORECASE)
 _STACK_FRAME = re.compile(r"^\??\s*[\w.]+\+0x[0-9a-f]+/0x[0-9a-f]+")  # " arm_smmu_context_fault+0x110/0x138"
 # A line from a driver (rather than a reporter's prose around the log): "DMAR: ...", "arm-smmu-v3 x.y: ...".
 _DRIVER_TAG = re.compile(r"^(?:(?:DMAR|dmar|DMAR-IR|AMD-Vi|INTR-REMAP|iommu|SMMU|smmu)\b|[\w.\-]+ [\w.:\-]+: )")
@@ -43,7 +46,7 @@ def suppressing_vendor(func: str) -> str | None:
         return "intel"
     if func.startswith("amd_iommu") or func == "iommu_print_event":
         return "amd"
-    if func.startswith("arm_smmu_context") or func.startswith("arm_smmu_global"):
+    if func.startswith(("arm_smmu_context", "arm_smmu_global", "qcom_smmu", "qcom_iommu", "nvidia_smmu")):
         return "arm-smmu"
     if func.startswith("arm_smmu"):
         return "arm-smmu-v3"
@@ -60,14 +63,18 @@ def host_facts(msg: str) -> dict[str, str]:
     return {k: v.strip() for k, v in m.groupdict().items() if v}
 
 
-class KernelLogImporter:
+class KernelLogImporter(TextImporter):
     """Feeds blocks of a kernel log through the vendor parsers."""
 
     format = "kernel-log"
+    ANCHORS = ANCHORS
+    NEEDLES = NEEDLES
+    # The one ftrace anchor that ANCHORS does not already catch: "IOMMU:" holds "IOMMU", and prq_report and
+    # qi_submit lines name their "dmar" unit; PASID Explorer's own events need their word.
+    GUEST_ANCHORS = (b"pasid_explorer",)
 
     def __init__(self, sink: Sink, stats: ImportStats, clock: str, years: YearGuess) -> None:
-        self.sink = sink
-        self.stats = stats
+        super().__init__(sink, stats)
         self.clock = clock
         self.years = years
         self.parsers: list[Parser] = [AmdVi(sink), IntelDmar(sink), ArmSmmu(sink)]
@@ -76,10 +83,6 @@ class KernelLogImporter:
         self.rules = [(word, pattern, getattr(p, method), p) for p in self.parsers for word, pattern, method in p.RULES]
         self.open: Parser | None = None
         self.last_ts = 0
-        self.scanner = BlockScanner(ANCHORS, self._line, NEEDLES)
-
-    def feed(self, block: bytes, start: int, end: int) -> None:
-        self.scanner.feed(block, start, end)
 
     def finish(self) -> None:
         if self.open is not None:
@@ -87,10 +90,15 @@ class KernelLogImporter:
             self.open = None
         for p in self.parsers:
             p.close()
-        self.stats.lines = self.scanner.lines
+        super().finish()
+
+    def owns(self, text: str) -> bool:
+        """A kernel log line: it carries a printk time, or a driver's tag (a paste's stamps may be cut away)."""
+        mono, wall, _, msg = split_parts(text, self.years)
+        return mono is not None or wall is not None or _DRIVER_TAG.match(msg) is not None
 
     # -- one line -------------------------------------------------------------------------------------------
-    def _line(self, block: bytes, start: int, end: int, candidate: bool) -> bool:
+    def line(self, block: bytes, start: int, end: int, candidate: bool) -> bool:
         """Read one line; returns whether the record it leaves open wants the very next line too."""
         text = block[start:end].decode("utf-8", "replace")
         stats = self.stats
@@ -143,6 +151,8 @@ class KernelLogImporter:
                 stats.host.setdefault(k, v)
             stats.parsed += 1
             return False
+        if (follow := self.hand_over(block, start, end, candidate, text)) is not None:
+            return follow
         if _FAULTISH.search(msg) and not _STACK_FRAME.match(msg) and \
                 (mono is not None or wall is not None or _DRIVER_TAG.match(msg)):
             stats.not_understood(self.scanner.line_no(start), text)

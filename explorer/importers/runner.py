@@ -1,8 +1,9 @@
 """Run an import end to end: sniff the format, stream the input through its importer into a recording.
 
 Memory stays bounded whatever the input's size: the input is read in blocks, the writer flushes a chunk every
-few thousand events, and only the current block is ever decoded. The recording is written beside its final name
-and renamed into place when complete, so a failed import never leaves half a file or clobbers an older one.
+few thousand events, and only the current block is ever decoded. The output is checked before the input is read,
+and the recording is written beside its final name and renamed into place when complete (outputs.atomic_output),
+so a failed import never leaves half a file or clobbers an older one.
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from ..errors import InputError
+from ..outputs import atomic_output
 from ..recording import Header, RecordingWriter
-from .core import ImportStats, Sink
-from .detect import FORMATS, TRACE_DAT_MAGIC, Sniff, sniff
+from .core import ImportStats, Sink, TextImporter
+from .detect import FORMATS, TRACE_DAT_MAGIC, Sniff, not_text, sniff
 from .ftrace import FtraceImporter
 from .kernel_log import KernelLogImporter
 from .prefix import YearGuess
@@ -48,7 +51,7 @@ def _open_input(path: str, fmt: str | None) -> Iterator[tuple[BinaryIO, int, str
     with f:
         is_dat = f.read(len(TRACE_DAT_MAGIC)) == TRACE_DAT_MAGIC
         f.seek(0)
-        if fmt == "trace-dat" or (fmt is None and is_dat):
+        if is_dat or fmt == "trace-dat":  # a trace.dat is binary whatever --format says: only trace-cmd reads it
             with _trace_cmd_report(path) as out:
                 yield out, 0, p.name, True
             return
@@ -61,15 +64,23 @@ def _trace_cmd_report(path: str) -> Iterator[BinaryIO]:
     if exe is None:
         raise InputError(path, "", "a trace.dat file is read through trace-cmd, which is not installed "
                                    "(apt install trace-cmd), or convert it first: trace-cmd report -i FILE > trace.txt")
-    proc = subprocess.Popen([exe, "report", "-i", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None
-    try:
-        yield proc.stdout  # type: ignore[misc]
-    finally:
-        proc.stdout.close()
-        err = proc.stderr.read().decode("utf-8", "replace").strip() if proc.stderr else ""
-        if proc.wait() != 0:
-            raise InputError(path, "", f"trace-cmd report failed: {err.splitlines()[-1] if err else proc.returncode}")
+    # Its warnings go to a file, not a pipe: read only at the end, a pipe's 64 KiB would fill and stall it.
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([exe, "report", "-i", path], stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdout is not None
+        try:
+            yield proc.stdout  # type: ignore[misc]
+        finally:
+            proc.stdout.close()
+            code = proc.wait()
+        if code != 0:
+            raise InputError(path, "", f"trace-cmd report failed: {_last_line(err) or code}")
+
+
+def _last_line(f: IO[bytes]) -> str:
+    f.seek(0)
+    lines = f.read().decode("utf-8", "replace").strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 def _blocks(f: BinaryIO, head: bytes, path: str) -> Iterator[tuple[bytes, int, int, int]]:
@@ -122,34 +133,45 @@ def import_log(path: str, out: str | os.PathLike[str], *, fmt: str | None = None
     """Import `path` ('-' for stdin) into the recording `out`; returns the statistics kept in its footer."""
     if fmt is not None and fmt not in FORMATS:
         raise InputError(path, "", f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
-    with _open_input(path, fmt) as (f, size, name, is_dat):
+    with atomic_output(out, "wb") as dest, _open_input(path, fmt) as (f, size, name, is_dat):
         head = f.read(SNIFF_BYTES)
+        if not is_dat:
+            _refuse_non_text(path, head, out)
         s = sniff(head)
+        if s.format == "trace-dat" and not is_dat:
+            raise InputError(path, "", "a trace.dat is read through trace-cmd, which needs a file: name it "
+                                       "instead of '-'")
         chosen = "ftrace" if is_dat else (fmt or s.format)
         if chosen is None:
             raise _not_recognised(path, s, "no line looks like a kernel log or a trace")
         stats = ImportStats(format="trace-dat" if is_dat else chosen, input=name)
-        return _run(path, f, size, head, s, chosen, stats, Path(out), progress, title or f"{name} (imported)")
+        return _run(path, f, size, head, s, chosen, stats, dest, progress, title or f"{name} (imported)")
 
 
-def _run(path: str, f: BinaryIO, size: int, head: bytes, s: Sniff, chosen: str, stats: ImportStats, out: Path,
-         progress: ProgressFn | None, title: str) -> ImportStats:
+def _refuse_non_text(path: str, head: bytes, out: str | os.PathLike[str]) -> None:
+    """Compressed or binary input, said in one line (rather than a screenful of what its bytes decode to)."""
+    why = not_text(head)
+    if why is None:
+        return
+    what, tool = why
+    if tool is not None:
+        source = f"{tool} {path} |" if path != "-" else f"... | {tool} |"
+        what += f": try `{source} pasid-explorer import - -o {out}`"
+    raise InputError(path, "", what)
+
+
+def _run(path: str, f: BinaryIO, size: int, head: bytes, s: Sniff, chosen: str, stats: ImportStats,
+         dest: BinaryIO, progress: ProgressFn | None, title: str) -> ImportStats:
     clock = "kernel" if chosen == "ftrace" else s.clock
-    host = dict(s.host)
-    header = Header(source=f"import:{stats.format}", host=host, clock=clock, title=title,
+    header = Header(source=f"import:{stats.format}", host=dict(s.host), clock=clock, title=title,
                     description=_description(stats.format, clock, stats.input), probes=_coverage(chosen))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
-    writer = RecordingWriter(tmp, header)
+    writer = RecordingWriter(dest, header)
     collecting = gc.isenabled()
     gc.disable()  # rows are short-lived or written out; the cyclic collector would only rescan them
+    years = YearGuess(s.year or _file_year(path))
+    mixed = bool(s.evidence.get("kernel-log") and s.evidence.get("ftrace"))
     try:
-        sink = Sink(writer, header.source, stats)
-        if chosen == "ftrace":
-            importer: KernelLogImporter | FtraceImporter = FtraceImporter(sink, stats)
-        else:
-            year = s.year or _file_year(path)
-            importer = KernelLogImporter(sink, stats, clock, YearGuess(year))
+        importer = _importer(chosen, Sink(writer, header.source, stats), stats, clock, years, mixed)
         for block, start, end, done in _blocks(f, head, path):
             importer.feed(block, start, end)
             if progress is not None:
@@ -158,17 +180,21 @@ def _run(path: str, f: BinaryIO, size: int, head: bytes, s: Sniff, chosen: str, 
         if stats.parsed == 0 and not s.evidence.get(chosen):
             raise _not_recognised(path, s, f"nothing in it reads as {chosen}")
         writer.close("complete", **{"import": stats.footer()})
-        os.replace(tmp, out)
-    except BaseException:
-        if not writer.closed:
-            writer.close("aborted")
-        with suppress(OSError):
-            tmp.unlink()
-        raise
     finally:
         if collecting:
             gc.enable()
     return stats
+
+
+def _importer(chosen: str, sink: Sink, stats: ImportStats, clock: str, years: YearGuess,
+              mixed: bool) -> TextImporter:
+    """The chosen format's importer, taking the other format's along for the lines of it a paste mixes in (`mixed`:
+    the first lines showed both formats, see TextImporter)."""
+    log = KernelLogImporter(sink, stats, clock, years)
+    trace = FtraceImporter(sink, stats)
+    host, guest = (trace, log) if chosen == "ftrace" else (log, trace)
+    host.take_along(guest, scan_for_guest=mixed)
+    return host
 
 
 def _coverage(chosen: str) -> dict[str, object]:

@@ -2,7 +2,7 @@
 
 SMMUv3 ids and record layout follow drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.h (EVT_ID_*, EVTQ_*) and the
 SMMUv3 architecture's event table; SMMUv2 bits follow drivers/iommu/arm/arm-smmu/arm-smmu.h (ARM_SMMU_CB_FSR_*,
-ARM_SMMU_CB_FSYNR0_*).
+ARM_SMMU_CB_FSYNR0_*, ARM_SMMU_sGFSR_USF) and the SMMUv2 architecture's sGFSR layout.
 """
 
 from __future__ import annotations
@@ -91,6 +91,23 @@ FSR_BITS: tuple[tuple[int, str, str], ...] = (
     (1 << 31, "MULTI", "more faults arrived before this one was cleared"),
 )
 
+# SMMUv2 global fault status (sGFSR) bits: faults no context bank took, so the stream is the only lead.
+GFSR_BITS: tuple[tuple[int, str, str], ...] = (
+    (1 << 1, "USF", "unidentified stream: a device whose StreamID matches no stream mapping entry did DMA (it is not "
+                    "described to the SMMU in the device tree or IORT, or its driver never attached it), and "
+                    "bypass is disabled"),
+    (1 << 2, "SMCF", "stream match conflict: the StreamID matched more than one stream mapping entry"),
+    (1 << 0, "ICF", "invalid context: the stream is mapped to a context bank that is not set up"),
+    (1 << 3, "UCBF", "the stream is mapped to a context bank this SMMU does not implement"),
+    (1 << 4, "UCIF", "unimplemented context interrupt"),
+    (1 << 5, "CAF", "configuration access fault: software touched an SMMU register it may not"),
+    (1 << 6, "EF", "external fault: the interconnect returned an error to the SMMU"),
+    (1 << 7, "PF", "permission fault on an SMMU configuration access"),
+    (1 << 8, "UUT", "unsupported upstream transaction"),
+    (1 << 31, "MULTI", "more global faults arrived before this one was cleared"),
+)
+GFSR_USF = 1 << 1
+
 FSYNR0_WNR = 1 << 4
 FSYNR0_PNU = 1 << 5
 FSYNR0_IND = 1 << 6
@@ -98,9 +115,18 @@ FSYNR0_PTWF = 1 << 10
 
 
 def fsr_text(fsr: int) -> tuple[str, str]:
-    """(short flag names, the first fault's meaning) for an FSR value."""
-    names = [n for bit, n, _ in FSR_BITS if fsr & bit]
-    meaning = next((m for bit, _, m in FSR_BITS if fsr & bit), "no fault bit set")
+    """(short flag names, the first fault's meaning) for a context bank's FSR value."""
+    return _bits_text(FSR_BITS, fsr)
+
+
+def gfsr_text(gfsr: int) -> tuple[str, str]:
+    """The same for a global fault status (sGFSR) value."""
+    return _bits_text(GFSR_BITS, gfsr)
+
+
+def _bits_text(bits: tuple[tuple[int, str, str], ...], value: int) -> tuple[str, str]:
+    names = [n for bit, n, _ in bits if value & bit]
+    meaning = next((m for bit, _, m in bits if value & bit), "no fault bit set")
     return " ".join(names) or "none", meaning
 
 

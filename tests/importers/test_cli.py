@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from explorer.cli.main import main
+from explorer.importers import import_log
 from explorer.loading import open_index
 from explorer.recording import Recording
 
@@ -92,3 +94,95 @@ def test_help_teaches_with_examples(command: str, capsys: pytest.CaptureFixture[
     assert e.value.code == 0
     text = capsys.readouterr().out
     assert "examples:" in text and "pasid-explorer " + command in text
+
+
+def test_an_unwritable_output_is_one_line_before_the_input_is_read(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "no" / "such" / "out.pasidrec"
+    # The input does not exist either: the output is what the user hears about, so it was checked first.
+    assert main(["import", str(tmp_path / "nope.log"), "-o", str(missing)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no such folder" in err and str(missing) in err
+    assert not (tmp_path / "no").exists(), "missing folders are not made"
+    src = tmp_path / "dmesg.txt"
+    src.write_text(BUG_REPORT)
+    assert main(["import", str(src), "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is a directory" in err
+
+
+@pytest.mark.parametrize(("data", "said"), [
+    pytest.param(gzip.compress(BUG_REPORT.encode()), "compressed (gzip): try `zcat ", id="gzip"),
+    pytest.param(b"\xfd7zXZ\x00\x00" + bytes(range(256)) * 4, "compressed (xz): try `xzcat ", id="xz"),
+    pytest.param(b"\x28\xb5\x2f\xfd" + bytes(range(256)) * 4, "compressed (zstd)", id="zstd"),
+    pytest.param(b"\x7fELF\x02\x01\x01" + bytes(1000), "an executable (ELF), not a text log", id="elf"),
+    pytest.param(BUG_REPORT.encode("utf-16"), "UTF-16 text: try `iconv -f UTF-16 -t UTF-8 ", id="utf-16"),
+    pytest.param(bytes(range(256)) * 40, "binary, not a text log", id="binary"),
+])
+def test_compressed_or_binary_input_is_named_in_one_short_line(data: bytes, said: str, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "dmesg.bin"
+    src.write_bytes(data)
+    assert main(["import", str(src), "-o", str(tmp_path / "out.pasidrec")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and said in err and len(err.replace(str(tmp_path), "")) < 150, err
+    assert not (tmp_path / "out.pasidrec").exists()
+
+
+def test_a_syslog_file_with_a_crashs_zeroed_blocks_is_still_a_log(tmp_path: Path) -> None:
+    src = tmp_path / "kern.log"
+    src.write_bytes(bytes(4096) + BUG_REPORT.encode())
+    stats = import_log(str(src), tmp_path / "out.pasidrec")
+    assert stats.events == 3
+
+
+# Real lines (amd_vi.yaml and ftrace.yaml sources): dmesg faults and trace lines in one paste.
+DMESG = ["[  221.562629] AMD-Vi: Event logged [IO_PAGE_FAULT device=05:00.0 domain=0x0012 address=0x00000000ff6101b0 "
+         "flags=0x0070]",
+         "[   40.182570] ath10k_pci 0000:01:00.0: AMD-Vi: Event logged [IO_PAGE_FAULT domain=0x000d address=0xcff49550 "
+         "flags=0x0070]"]
+TRACE = ["   irq/24-AMD-Vi-48    [002] ....   978.554289: io_page_fault: IOMMU:[drvname] 0000:05:00.0 "
+         "iova=0x0000000091482640 flags=0x0000",
+         "   (udev-worker)-532     [010] .....     4.878076: map: IOMMU: iova=0x00000000fe980000 - 0x00000000fea00000 "
+         "paddr=0x000000010ec80000 size=524288",
+         "   kworker/u64:0-12      [011] .....   327.747766: unmap: IOMMU: iova=0x00000000fe980000 - "
+         "0x00000000fea00000 size=524288 unmapped_size=524288"]
+MARKER = ('pe-probe-test:             bash-6105  [000] 11266.681163: print:                tracing_mark_write: '
+          'pasid_explorer: {"kind":"marker","text":"hi"}')
+
+
+@pytest.mark.parametrize(("lines", "fmt"), [(DMESG + DMESG + TRACE[:1] + [MARKER], "kernel-log"),
+                                            (TRACE + DMESG[:1], "ftrace")])
+def test_a_paste_mixing_dmesg_and_trace_lines_keeps_both_kinds(lines: list[str], fmt: str, tmp_path: Path) -> None:
+    src = tmp_path / "paste.txt"
+    src.write_text("\n".join(lines) + "\n")
+    stats = import_log(str(src), tmp_path / "out.pasidrec")
+    assert stats.format == fmt  # the majority decides the format; the minority is read all the same
+    assert (stats.parsed, stats.unknown, stats.events) == (len(lines), 0, len(lines))
+    with Recording(tmp_path / "out.pasidrec") as rec:
+        sources = {(e.kind, e.get("vendor")) for e in rec.iter_events()}
+    assert ("fault", "amd") in sources and ("fault", "generic") in sources
+
+
+def test_info_says_how_many_unknown_lines_it_did_not_show_and_where_they_are(tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture[str]
+                                                                            ) -> None:
+    src = tmp_path / "odd.log"
+    src.write_text("".join(f"[ {i}.000000] DMAR: a fault form nobody has seen {i}\n" for i in range(1, 61)))
+    out = tmp_path / "odd.pasidrec"
+    assert main(["import", str(src), "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "nobody has seen 10\n" in said and "nobody has seen 11\n" not in said
+    assert f"... and 40 more kept in the recording (pasid-explorer info --json {out} lists them)" in said
+    assert "only the first 50 lines not understood are kept" in said
+
+
+def test_trace_lines_after_a_long_dmesg_are_read_too(tmp_path: Path) -> None:
+    src = tmp_path / "dmesg-then-trace.txt"
+    noise = "".join(f"[{i:5d}.000000] usb 3-3: new high-speed USB device number {i} using xhci_hcd\n"
+                    for i in range(2000))  # past the first 64 KiB, which the format is judged from
+    src.write_text(DMESG[0] + "\n" + noise + "\n".join(TRACE) + "\n")
+    stats = import_log(str(src), tmp_path / "out.pasidrec")
+    assert stats.format == "kernel-log" and (stats.events, stats.unknown) == (4, 0)

@@ -14,6 +14,7 @@ from explorer.errors import InputError
 from explorer.events import make
 from explorer.importers import import_log
 from explorer.importers.amd_tables import page_fault_access, page_fault_reason
+from explorer.importers.intel_dmar import reason_code
 from explorer.importers.kernel_log import ANCHORS, KEYWORDS, NEEDLES
 from explorer.importers.prefix import split_line
 from explorer.importers.scan import candidate_ends
@@ -41,6 +42,17 @@ FRAGMENTS = [
     "map: IOMMU: iova=0x1000 paddr=0x2000 size=4096", "prq_report: dmar0/0000:00:0a.0 seq# 1: rid=0x50 addr=0x5 ",
     "r---- pasid=0x2 index=0x1", "qi_submit: page_grp_resp dmar0: 0x300500019 0x3c 0x0 0x0",
     "tracing_mark_write: pasid_explorer: {\"kind\": \"marker\"", ", \"text\": \"x\"}", "\x00", "\ufffd", "\r",
+    # reasons in hex without 0x, and with a trailing h; a paste's prefixes; dmesg -H and journalctl stamps
+    "[fault reason 1f] x", "[fault reason 12h] ", "  1 ", "L25: ", "* ", "`", "dmesg: ", "[Mar 5 12:34] ",
+    "[  +0.000012] ", "Tue 2024-03-05 12:34:56 UTC host kernel: ", "1709647327.123456 host kernel: ",
+    # old AMD prefix, log overflows, faults of the IOMMU itself
+    "AMD IOMMU: ", "AMD-Vi: IOMMU event log overflow", "IOMMU PPR log restarting",
+    "iommu ivhd0: AMD-Vi: Event logged [ILLEGAL_COMMAND_ERROR address=0x10]", "AMD-Vi: CMD[0]: 00000000",
+    # SMMUv2 global faults and the other context fault forms
+    "arm-smmu 5000000.iommu: Blocked unknown Stream ID 0x2c01; ", "Unexpected global fault, this could be serious",
+    "GFSR 0x80000002, GFSYNR0 0x00000002, GFSYNR1 0x00000429, GFSYNR2 0x00000000",
+    "Unhandled context fault: iova=0x1000, cb=0, fsr=0x402, fsynr0=0x1, fsynr1=0x0", "fsynr=0x11, cb=3", "SID=0x880",
+    "qcom_smmu_context_fault: 9 callbacks suppressed",
 ]
 log_text = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=12)), max_size=60).map("".join)
 
@@ -91,6 +103,21 @@ WIDE = "1" + "f" * 16  # a 65-bit number: no kernel prints one, and a recording 
 ])
 def test_numbers_wider_than_64_bits_never_break_the_recording(line: str, fmt: str | None) -> None:
     _import(line.encode(), fmt)
+
+
+def test_a_reason_in_hex_without_0x_is_a_fault_not_a_traceback(tmp_path: Path) -> None:
+    src = tmp_path / "in.log"
+    src.write_text("[1.0] DMAR: [DMA Read] Request device [00:02.0] fault addr 1000 [fault reason 1f] x\n")
+    stats = import_log(str(src), tmp_path / "out.pasidrec")
+    with Recording(tmp_path / "out.pasidrec") as rec:
+        (ev,) = rec.iter_events()
+    assert stats.unknown == 0 and ev.get("code") == 0x1F and ev.device == "0000:00:02.0"
+
+
+@pytest.mark.parametrize(("printed", "code"), [("06", 6), ("12", 12), ("37", 37), ("0x3a", 0x3A), ("1f", 0x1F),
+                                               ("12h", 0x12), ("0ch", 0x0C)])
+def test_reason_codes_are_read_in_the_base_they_were_printed_in(printed: str, code: int) -> None:
+    assert reason_code(printed) == code
 
 
 @settings(max_examples=100, deadline=None)

@@ -1,7 +1,10 @@
-"""An import reads its input in blocks: where the blocks fall must never change what it finds."""
+"""An import reads its input in blocks: where the blocks fall must never change what it finds, its memory does not
+grow with the input, and it reports how far it has read."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ from explorer.importers import import_log, runner
 from explorer.recording import Recording
 
 FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).parents[2]
 
 
 def _all_fixture_logs(fmt: str | None) -> str:
@@ -51,3 +55,50 @@ def test_a_log_without_final_newline_keeps_its_last_line(tmp_path: Path) -> None
     with Recording(tmp_path / "out.pasidrec") as rec:
         (ev,) = rec.iter_events()
     assert (ev.device, ev.get("access"), ev.get("code")) == ("0000:00:14.0", "write", 5)
+
+
+def test_progress_is_reported_in_increasing_bytes_up_to_the_size(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "all.log"
+    src.write_text(_all_fixture_logs(None) * 8)  # past the first 64 KiB the format is sniffed from
+    monkeypatch.setattr(runner, "BLOCK", 4096)
+    calls: list[tuple[int, int]] = []
+    import_log(str(src), tmp_path / "out.pasidrec", progress=lambda done, total: calls.append((done, total)))
+    size = src.stat().st_size
+    done = [d for d, _ in calls]
+    assert len(calls) > 3 and all(total == size for _, total in calls)
+    assert done == sorted(set(done)) and done[-1] == size
+
+
+# The child imports a generated log of MB megabytes (real lines from the fixtures, re-stamped) and prints how far
+# its peak RSS rose during the import alone.
+_MEASURE = """
+import resource, sys
+from pathlib import Path
+from explorer.importers import import_log, runner
+path, mb = Path(sys.argv[1]), int(sys.argv[2])
+fault = "AMD-Vi: Event logged [IO_PAGE_FAULT device=05:00.0 domain=0x0012 address=0x00000000ff6101b0 flags=0x0070]"
+noise = "usb 3-3: new high-speed USB device number 2 using xhci_hcd"
+with open(path, "w") as f:
+    t, size = 0, 0
+    while size < mb << 20:
+        chunk = "".join(f"[{(t + i) // 1000:6d}.{(t + i) % 1000:03d}000] {fault if i % 10 == 0 else noise}\\n"
+                        for i in range(1000))
+        f.write(chunk)
+        t, size = t + 1000, size + len(chunk)
+runner.BLOCK = 1 << 20
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+import_log(str(path), path.with_suffix(".pasidrec"))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def _rss_growth_kb(tmp_path: Path, mb: int) -> int:
+    out = subprocess.run([sys.executable, "-c", _MEASURE, str(tmp_path / f"big{mb}.log"), str(mb)],
+                         capture_output=True, text=True, timeout=300, check=True, cwd=ROOT)
+    return int(out.stdout.strip())
+
+
+def test_memory_stays_bounded_when_the_input_grows_fourfold(tmp_path: Path) -> None:
+    small, large = _rss_growth_kb(tmp_path, 3), _rss_growth_kb(tmp_path, 12)
+    assert large - small < 8 << 10, f"peak RSS rose {small} KiB for 3 MiB, {large} KiB for 12 MiB"

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,42 @@ def test_trace_dat_without_trace_cmd_is_a_clear_error(tmp_path: Path, monkeypatc
 
     with pytest.raises(InputError, match="trace-cmd"):
         import_log(str(dat), tmp_path / "x.pasidrec")
+
+
+# A stand-in for trace-cmd: 200 KB of warnings on stderr (past a pipe's buffer) before its report, then its exit.
+FAKE_TRACE_CMD = """#!{python}
+import sys
+sys.stderr.write("trace-cmd: some warning about a missing plugin\\n" * 4000)
+sys.stderr.flush()
+print("cpus=1")
+print('  bash-1  [000]  1.000001: print: tracing_mark_write: pasid_explorer: {{"kind": "marker", "text": "hi"}}')
+sys.stderr.write("{last}\\n")
+sys.exit({code})
+"""
+
+
+def _import_with_fake_trace_cmd(tmp_path: Path, fmt: str | None, code: int = 0) -> subprocess.CompletedProcess[str]:
+    """Import a trace.dat through the stand-in, in a child process with a time limit: a hang fails, not stalls."""
+    exe = tmp_path / "bin" / "trace-cmd"
+    exe.parent.mkdir()
+    exe.write_text(FAKE_TRACE_CMD.format(python=sys.executable, last="trace-cmd: the very last word", code=code))
+    exe.chmod(0o755)
+    dat = tmp_path / "trace.dat"
+    dat.write_bytes(b"\x17\x08Dtracing6\x00" + bytes(64))
+    script = ("import sys\nfrom explorer.errors import InputError\nfrom explorer.importers import import_log\n"
+              f"try:\n    s = import_log({str(dat)!r}, {str(tmp_path / 'out.pasidrec')!r}, fmt={fmt!r})\n"
+              "    print(s.format, s.parsed)\nexcept InputError as e:\n    print(e)\n")
+    env = {**os.environ, "PATH": f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=Path(__file__).parents[2], check=True)
+
+
+@pytest.mark.parametrize("fmt", [None, "ftrace", "trace-dat"])
+def test_trace_cmd_warnings_past_a_pipes_buffer_do_not_stall_the_import(fmt: str | None, tmp_path: Path) -> None:
+    # --format ftrace on a trace.dat still goes through trace-cmd: the file is binary whatever the flag says.
+    assert _import_with_fake_trace_cmd(tmp_path, fmt).stdout.split() == ["trace-dat", "1"]
+
+
+def test_a_failing_trace_cmd_is_one_line_with_its_last_word(tmp_path: Path) -> None:
+    said = _import_with_fake_trace_cmd(tmp_path, None, code=1).stdout.strip()
+    assert said.endswith("trace-cmd report failed: trace-cmd: the very last word") and "\n" not in said
