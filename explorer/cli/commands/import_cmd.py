@@ -14,13 +14,17 @@ DESCRIPTION = """\
 Read what you already have - a kernel log or an ftrace capture - and write a recording whose faults sit on
 per-device, per-PASID timelines, each fault's reason decoded into words.
 
-Kernel logs (kernel-log): dmesg, dmesg -T, journalctl -k (default, -o short-monotonic, -o short-iso), syslog
-files, and logs pasted into bug reports or mail (quote markers, blanked stamps and vendor prefixes are peeled
-off). Understood: Intel VT-d DMAR faults in every format since 3.x (two-line, PASID ffffffff, NO_PASID,
-PASID 0x.., interrupt remapping, the fault status register), AMD-Vi event log entries (IO_PAGE_FAULT with its
-flags decoded, INVALID_DEVICE_REQUEST, ILLEGAL_DEV_TABLE_ENTRY, hardware and command errors, PPR entries, split
-and driver-prefixed forms), Arm SMMUv3 event dumps (event id, StreamID, SubstreamID = PASID, address, access)
-and PRI reports, SMMUv2 context faults, and "callbacks suppressed" counts.
+Kernel logs (kernel-log): dmesg, dmesg -T, dmesg -H, journalctl -k (default, -o short-monotonic, short-iso,
+short-full, short-unix), syslog files, and logs pasted into bug reports or mail (quote markers, line numbers,
+blanked stamps and vendor prefixes are peeled off). Understood: Intel VT-d DMAR faults in every format since
+3.x (two-line, PASID ffffffff, NO_PASID, PASID 0x.., interrupt remapping, the fault status register), AMD-Vi
+event log entries (IO_PAGE_FAULT with its flags decoded, INVALID_DEVICE_REQUEST, ILLEGAL_DEV_TABLE_ENTRY,
+page-table, device-table and command hardware errors, IOTLB timeouts, PPR entries and log overflows, split,
+driver-prefixed and 2.6-era "AMD IOMMU:" forms), Arm SMMUv3 event dumps (event id, StreamID, SubstreamID =
+PASID, address, access) and PRI reports, SMMUv2 context faults in every printed form (upstream, Qualcomm,
+Tegra), blocked stream IDs and global faults, and "callbacks suppressed" counts. A paste that mixes log and
+trace lines is read line by line by whichever importer understands each. Compressed or binary input is named
+as such (zcat it into 'import -').
 
 ftrace (ftrace): /sys/kernel/tracing/trace or trace_pipe, trace-cmd report, perf script output of the iommu and
 intel_iommu tracepoints (faults, map/unmap, groups, page requests and responses), and PASID Explorer's own
