@@ -9,23 +9,27 @@ from ..explain import uncertainty
 from ..index import RecordingIndex
 from ..simulator import SimState
 from ..simulator.checks import fmt_ns
+from .palette import ink
 from .panel import Panel, columns
 
 MAX_LISTED = 40
+_WAITING = {"kernel": "to be answered by the kernel", "user": "waiting for user space (its iommufd fault queue)",
+            "guest": "waiting for the guest"}
 
 
 class AllocatorPanel(Panel):
     TITLE = "allocator"
 
     def show_state(self, index: RecordingIndex, st: SimState, cursor: int) -> None:
-        self.set_body(render_state(index, st, cursor))
+        self.set_body(render_state(index, st, cursor, ink("red", self.dark)))
 
 
-def render_state(index: RecordingIndex, st: SimState, cursor: int) -> Text:
+def render_state(index: RecordingIndex, st: SimState, cursor: int, alarm: str) -> Text:
+    """The state at `cursor`; `alarm` is the theme's colour for what needs attention."""
     parts: list[Text] = []
     head = Text(f"at +{fmt_ns(cursor - index.start_ns)} · {index.index_at(cursor):,} of {index.n:,} events")
     if st.uncertain:
-        head.append(f"\nUNCERTAIN: {uncertainty(index, st)}; state below may be incomplete", style="bold #d03c3c")
+        head.append(f"\nUNCERTAIN: {uncertainty(index, st)}; state below may be incomplete", style=f"bold {alarm}")
     parts.append(head)
     parts.append(Text(f"space: {len(st.pasids):,} live of {PASID_SPACE - 1:,} · high-water {st.high_water:,} "
                       f"(PASID {st.high_water_pasid}) · {st.allocs:,} allocs, {st.frees:,} frees · next free "
@@ -47,8 +51,9 @@ def render_state(index: RecordingIndex, st: SimState, cursor: int) -> Text:
         for g, age in groups[:MAX_LISTED // 4]:
             stale = age >= index.stale_ns
             parts.append(Text(f"  {g.device} PASID {g.pasid} PRG {g.prg}: age {fmt_ns(age)}, {g.requests} req, "
-                              f"answered by {g.route}{' (waiting for Last)' if not g.closed else ''}"
-                              f"{'  STALE' if stale else ''}", style="#d03c3c" if stale else ""))
+                              f"{_WAITING.get(g.route, f'to be answered by {g.route}')}"
+                              f"{' (waiting for Last)' if not g.closed else ''}{'  STALE' if stale else ''}",
+                              style=alarm if stale else ""))
     else:
         parts.append(Text("no page-request group outstanding", style="dim"))
     devices = []

@@ -33,7 +33,7 @@ from .filters import FILTER_HELP, Filter, FilterSyntaxError, parse_filter
 from .help_screen import HelpScreen
 from .layout import Layout, load_layout
 from .lesson_panel import LessonPanel, marker_indices
-from .navigation import event_at, find_text, next_anomaly, step_global, step_on_tracks
+from .navigation import event_at, evidence_shown, find_text, next_anomaly, step_global, step_on_tracks
 from .panel import Panel
 from .spans import Spans
 from .timeline import Timeline, View
@@ -61,8 +61,13 @@ class ExplorerApp(App[None]):
     Timeline { border: round $primary 50%; }
     Timeline:focus { border: round $accent; }
     """
+    # The footer shows the bindings with show=True in this order, as many as fit: the essentials come first.
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n", "anomaly(1)", "next anomaly"),
+        Binding("space", "play", "play / pause"),
+        Binding("slash", "filter", "filter", key_display="/"),
         Binding("question_mark", "help", "help", key_display="?"),
+        Binding("q", "quit", "quit"),
         Binding("left", "cursor(-1)", "cursor ←", show=False),
         Binding("right", "cursor(1)", "cursor →", show=False),
         Binding("shift+left", "pan(-0.25)", "pan earlier", show=False),
@@ -81,19 +86,15 @@ class ExplorerApp(App[None]):
         Binding("left_square_bracket", "row_event(-1)", "previous event on row", key_display="[", show=False),
         Binding("full_stop", "step(1)", "step one event", key_display="."),
         Binding("comma", "step(-1)", "step back one event", key_display=",", show=False),
-        Binding("n", "anomaly(1)", "next anomaly"),
         Binding("N", "anomaly(-1)", "previous anomaly", key_display="N", show=False),
         Binding("m", "marker(1)", "next step (marker)", show=False),
         Binding("M", "marker(-1)", "previous step (marker)", key_display="M", show=False),
-        Binding("space", "play", "play / pause"),
         Binding("greater_than_sign", "speed(1)", "faster", key_display=">", show=False),
         Binding("less_than_sign", "speed(-1)", "slower", key_display="<", show=False),
-        Binding("slash", "filter", "filter", key_display="/"),
         Binding("s", "search", "search event text", show=False),
         Binding("S", "search_again(1)", "next search match", key_display="S", show=False),
         Binding("escape", "clear_filter", "clear filter", show=False),
         Binding("t", "toggle_theme", "light / dark", show=False),
-        Binding("q", "quit", "quit"),
     ]
 
     def __init__(self, index: RecordingIndex, *, live: LiveSource | None = None, layout: str | Layout | None = None,
@@ -120,6 +121,8 @@ class ExplorerApp(App[None]):
         self.selected_event: int | None = None
         self.current_anomaly: int | None = None
         self.markers = marker_indices(index)
+        self._marker_ts = [int(index.ts[i]) for i in self.markers]
+        self._anomaly_ts: list[int] = []
         self.speed = default_speed(index.end_ns - index.start_ns)
         self.playing = False
         self.following = live is not None
@@ -181,7 +184,7 @@ class ExplorerApp(App[None]):
     def _rebuild_rows(self) -> None:
         key = self.rows[self.selected].key if self.rows else None
         self.rows = visible_rows(self.rows_all, self.expanded, self.filter, self.index, self.spans,
-                                 self.cells.tracks_with_kinds())
+                                 self.cells.tracks_with_kinds(self.filter.kinds))
         keys = [r.key for r in self.rows]
         self.selected = keys.index(key) if key in keys else min(self.selected, max(len(self.rows) - 1, 0))
 
@@ -209,33 +212,37 @@ class ExplorerApp(App[None]):
         if isinstance(panel, AllocatorPanel):
             key = (self.cursor, self.index.n)
         elif isinstance(panel, EventPanel):
-            key = (self.selected_event, self.row.key if self.row else None, self.index.n)
+            key = (self.selected_event, self.current_anomaly, self.row.key if self.row else None, self.index.n)
         elif isinstance(panel, AnomalyPanel):
             key = (self.current_anomaly, len(self.index.anomalies),
                    self.index.anomalies and bisect.bisect_right(self._anomaly_times(), self.cursor))
         else:
-            key = (bisect.bisect_right(self._marker_times(), self.cursor),)
+            key = (bisect.bisect_right(self._marker_ts, self.cursor),)
         if key == panel.shown:
             return
         panel.shown = key
         if isinstance(panel, AllocatorPanel):
             panel.show_state(self.index, self.index.state_at(self.cursor), self.cursor)
         elif isinstance(panel, EventPanel):
-            panel.show_event(self.index, self.selected_event, self.row.label if self.row else "this row")
+            panel.show_event(self.index, self.selected_event, self.row.label if self.row else "this row",
+                             self.current_anomaly)
         elif isinstance(panel, AnomalyPanel):
-            panel.show_anomalies(self.index, self.cursor, self.current_anomaly)
+            panel.show_anomalies(self.index, self._anomaly_times(), self.cursor, self.current_anomaly)
         elif isinstance(panel, LessonPanel):
             panel.show_lesson(self.index, self.markers, self.cursor)
 
     def _anomaly_times(self) -> list[int]:
-        return [a.ts_ns for a in self.index.anomalies]
-
-    def _marker_times(self) -> list[int]:
-        return [int(self.index.ts[i]) for i in self.markers]
+        """The anomalies' times, rebuilt only when a live capture brought new ones."""
+        found = self.index.anomalies
+        if len(self._anomaly_ts) != len(found):
+            self._anomaly_ts = [a.ts_ns for a in found]
+        return self._anomaly_ts
 
     def _status(self) -> str:
         row = self.row
-        bits = [f"span {fmt_ns(self.window.span)}"]
+        found = len(self.index.anomalies)
+        bits = [f"{found:,} anomal{'y' if found == 1 else 'ies'} · n jumps"] if found else []
+        bits.append(f"span {fmt_ns(self.window.span)}")
         if row is not None:
             timeline = self.query_one(Timeline)
             n = timeline.cell_count
@@ -257,7 +264,9 @@ class ExplorerApp(App[None]):
 
     # -- moving -----------------------------------------------------------------------------------------------
     def _move_to(self, t: int, *, follow: bool = False) -> None:
+        """Move the cursor; n and N then count from here, not from the anomaly last jumped to."""
         self.cursor = t
+        self.current_anomaly = None
         self.following = follow and self.live is not None
         self.window.show(t)
 
@@ -362,17 +371,19 @@ class ExplorerApp(App[None]):
         if n is None:
             self.notify("no more anomalies" if found else "no anomalies in this recording", timeout=2)
             return
-        a = found[n]
-        self.current_anomaly = n
-        ev = a.evidence[-1] if a.evidence and 0 <= a.evidence[-1] < self.index.n else None
+        self._show_anomaly(n)
+
+    def _show_anomaly(self, n: int) -> None:
+        """Put the cursor on anomaly `n` and its row; the event panel explains it with its evidence event (the
+        latest at or before it, even when that sits on another row)."""
+        a = self.index.anomalies[n]
+        ev = evidence_shown(self.index, a)
         self._move_to(a.ts_ns)
+        self.current_anomaly = n
         if not self._select_pair(a.device, a.pasid) and ev is not None:
             self._select_track(int(self.index.track_of[ev]))  # no row of its own: the row of its evidence
-        self.refresh_view()
-        if ev is not None and int(self.index.ts[ev]) == a.ts_ns:
-            self.selected_event = ev  # the event that proves it, even when it sits on another row
-            for panel in self.query(EventPanel):
-                self._fill(panel)
+        self.selected_event = ev
+        self.refresh_view(reselect=False)
 
     def _select_pair(self, device: str | None, pasid: int | None) -> bool:
         for tid, t in enumerate(self.index.tracks):
@@ -499,10 +510,14 @@ class ExplorerApp(App[None]):
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
 
     def watch_theme(self, theme: str) -> None:
+        """Redraw in the new theme's ink: the timeline, and every panel refilled."""
         timeline = self.query(Timeline)
         if timeline:
             timeline.first().dark = self.current_theme.dark
             timeline.first().invalidate()
+        for panel in self.query(Panel):
+            panel.shown = None
+            self._fill(panel)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen([b for b in self.BINDINGS if isinstance(b, Binding)]))
@@ -510,10 +525,25 @@ class ExplorerApp(App[None]):
     # -- messages from the timeline ---------------------------------------------------------------------------
     @on(Timeline.Clicked)
     def _clicked(self, message: Timeline.Clicked) -> None:
+        """Select the clicked row, and what its clicked cell shows: the anomaly, else the event whose mark is
+        drawn there, else the cell's start time."""
         if message.row is not None:
             self.selected = message.row
-        self._move_to(message.time_ns)
-        self.refresh_view()
+        row = self.row
+        if message.cell is None or row is None:
+            self.refresh_view()
+            return
+        edges = self.window.edges(self.query_one(Timeline).cell_count)
+        t0, t1 = int(edges[message.cell]), int(edges[message.cell + 1])
+        anomaly = self.cells.anomaly_at(row, t0, t1)
+        event = self.cells.telling_event(row, t0, t1) if anomaly is None else None
+        if anomaly is not None:
+            self._show_anomaly(anomaly)
+        elif event is not None:
+            self._select_event(event, keep_row=True)
+        else:
+            self._move_to(t0)
+            self.refresh_view()
 
     @on(Timeline.Zoom)
     def _zoomed(self, message: Timeline.Zoom) -> None:
@@ -558,8 +588,7 @@ class ExplorerApp(App[None]):
                 self.window = Window.whole(self.index.start_ns, self.index.end_ns)
                 self.cursor = self.index.start_ns
         if self.following and self.index.n:
-            self.cursor = self.index.end_ns
-            self.window.show(self.cursor)
+            self._move_to(self.index.end_ns, follow=True)
         self.sub_title = self._subtitle()
         self.refresh_view()
 

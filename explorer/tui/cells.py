@@ -1,7 +1,8 @@
 """What each timeline cell holds: event count, the most telling kind, the bar under it, anomalies in it.
 
 Counts come from searchsorted over each track's sorted times, so a frame costs O(rows x cells x log n) whatever
-the recording's size. Pure numpy, no Textual, so it is tested and benchmarked on its own.
+the recording's size; a group of many tracks is merged into one sorted array once. Pure numpy, no Textual, so it
+is tested and benchmarked on its own.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..index import RecordingIndex
-from ..simulator import Severity
 from .glyphs import priority_table
+from .palette import SEVERITY_RANK
 from .spans import NO_SPANS, Spans, TrackSpans
 from .tracks import Row
 
-SEVERITY_RANK = {Severity.UNCERTAIN: 1, Severity.WARNING: 2, Severity.ERROR: 3}
+MERGE_TRACKS = 16  # a row summing more tracks than this gets one merged array instead of a search per track
+_AnomalyKey = tuple[object, ...]
 
 
 @dataclass(slots=True)
@@ -53,19 +55,23 @@ class CellModel:
         else:
             self.keep = None
         self._tracks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._anoms: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray]] = {}
-        by_key: defaultdict[tuple[object, ...], list[tuple[int, int]]] = defaultdict(list)
-        for a in self.index.anomalies:
-            rank = SEVERITY_RANK.get(a.severity, 1)
-            by_key[("pair", a.device, a.pasid)].append((a.ts_ns, rank))
-            by_key[("device", a.device)].append((a.ts_ns, rank))
-        self._anom_lists = by_key
+        self._merged: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self._anoms: dict[_AnomalyKey, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        by_pair: defaultdict[tuple[str | None, int | None], list[tuple[int, int, int]]] = defaultdict(list)
+        for n, a in enumerate(self.index.anomalies):
+            by_pair[(a.device, a.pasid)].append((a.ts_ns, SEVERITY_RANK.get(a.severity, 1), n))
+        self._anom_pairs = by_pair
 
-    def tracks_with_kinds(self) -> set[int] | None:
-        """Tracks holding at least one event of the filtered kinds (None: no kind filter)."""
-        if self.keep is None:
+    def tracks_with_kinds(self, kinds: frozenset[str]) -> set[int] | None:
+        """Tracks holding at least one event of `kinds`, or for the pseudo-kind "anomaly" an anomaly of their
+        (device, PASID); None: no kind filter."""
+        if not kinds:
             return None
-        return {tid for tid in range(len(self.index.tracks)) if len(self._track(tid)[0])}
+        tracks = self.index.tracks
+        out = {tid for tid in range(len(tracks)) if len(self._track(tid)[0])} if self.keep is not None else set()
+        if "anomaly" in kinds:
+            out |= {tid for tid, t in enumerate(tracks) if (t.device, t.pasid) in self._anom_pairs}
+        return out
 
     def _track(self, tid: int) -> tuple[np.ndarray, np.ndarray]:
         got = self._tracks.get(tid)
@@ -79,14 +85,78 @@ class CellModel:
             self._tracks[tid] = got
         return got
 
-    def _anomalies(self, row: Row) -> tuple[np.ndarray, np.ndarray]:
-        """Times (sorted) and severity ranks of the anomalies a row shows."""
-        key = ("device", row.device) if row.is_group else ("pair", row.device, row.pasid)
+    def _arrays_of(self, row: Row) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(sorted times, priorities) to count for a row: one array per track, or one merged array for many."""
+        if len(row.tracks) <= MERGE_TRACKS:
+            return [self._track(tid) for tid in row.tracks]
+        key = tuple(row.tracks)
+        got = self._merged.get(key)
+        if got is None:
+            parts = [self._track(tid) for tid in row.tracks]
+            times = np.concatenate([t for t, _ in parts])
+            order = np.argsort(times, kind="stable")
+            got = self._merged[key] = (times[order], np.concatenate([p for _, p in parts])[order])
+        return [got]
+
+    def _anomalies(self, key: _AnomalyKey) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Times (sorted), severity ranks and indices (into index.anomalies) of the anomalies under `key`:
+        ("all",), ("pair", device, pasid) or ("device", device, PASIDs or None for all)."""
         got = self._anoms.get(key)
         if got is None:
-            pairs = np.array(sorted(self._anom_lists.get(key, [])), dtype=np.int64).reshape(-1, 2)
-            got = self._anoms[key] = (pairs[:, 0], pairs[:, 1].astype(np.int8))
+            if key[0] == "all":
+                items = [x for found in self._anom_pairs.values() for x in found]
+            elif key[0] == "pair":
+                items = list(self._anom_pairs.get((key[1], key[2]), []))  # type: ignore[arg-type]
+            else:
+                only = key[2]
+                items = [x for (dev, pasid), found in self._anom_pairs.items()
+                         if dev == key[1] and (only is None or pasid in only) for x in found]  # type: ignore[operator]
+            a = np.array(sorted(items), dtype=np.int64).reshape(-1, 3)
+            got = self._anoms[key] = (a[:, 0], a[:, 1].astype(np.int8), a[:, 2])
         return got
+
+    @staticmethod
+    def anomaly_key(row: Row) -> _AnomalyKey:
+        return ("device", row.device, row.only) if row.is_group else ("pair", row.device, row.pasid)
+
+    def _anomaly_ranks(self, key: _AnomalyKey, edges: np.ndarray) -> np.ndarray:
+        at, ranks, _ = self._anomalies(key)
+        out = np.zeros(len(edges) - 1, dtype=np.int8)
+        if len(at):
+            pos = np.searchsorted(at, edges, side="left")
+            hit = np.flatnonzero(np.diff(pos))
+            if len(hit):
+                out[hit] = np.maximum.reduceat(ranks[pos[0]:pos[-1]], pos[hit] - pos[0])
+        return out
+
+    def axis_anomalies(self, edges: np.ndarray) -> np.ndarray:
+        """Per cell, the gravest rank among all anomalies, whichever row they are on (for the time axis)."""
+        return self._anomaly_ranks(("all",), edges)
+
+    def anomaly_at(self, row: Row, t0: int, t1: int) -> int | None:
+        """The gravest (then earliest) anomaly the row shows in [t0, t1), as an index into index.anomalies."""
+        at, ranks, ns = self._anomalies(self.anomaly_key(row))
+        lo, hi = np.searchsorted(at, [t0, t1], side="left")
+        if lo == hi:
+            return None
+        return int(ns[lo + int(np.argmax(ranks[lo:hi]))])
+
+    def telling_event(self, row: Row, t0: int, t1: int) -> int | None:
+        """The event whose mark a cell [t0, t1) of the row shows: its most telling kind, the latest of those."""
+        best: tuple[int, int, int] | None = None
+        for tid in row.tracks:
+            times = self.index.track_times(tid)
+            lo, hi = np.searchsorted(times, [t0, t1], side="left")
+            ids = self.index.track_events(tid)[lo:hi]
+            kinds = self.index.kinds[ids]
+            if self.keep is not None:
+                ids, kinds = ids[self.keep[kinds]], kinds[self.keep[kinds]]
+            if len(ids):
+                prio = self._prio[kinds]
+                j = len(prio) - 1 - int(np.argmax(prio[::-1]))  # the last of the highest priority
+                cand = (int(prio[j]), int(self.index.ts[ids[j]]), int(ids[j]))
+                best = cand if best is None or cand > best else best
+        return None if best is None else best[2]
 
     def row_cells(self, row: Row, edges: np.ndarray) -> RowCells:
         if self.index.n != self._n:
@@ -94,8 +164,7 @@ class CellModel:
         cells = len(edges) - 1
         counts = np.zeros(cells, dtype=np.int64)
         top = np.zeros(cells, dtype=np.int16)
-        for tid in row.tracks:
-            times, prio = self._track(tid)
+        for times, prio in self._arrays_of(row):
             pos = np.searchsorted(times, edges, side="left")
             c = np.diff(pos)
             if not c.any():
@@ -106,14 +175,7 @@ class CellModel:
             best = np.maximum.reduceat(prio[pos[0]:pos[-1]], first - pos[0])
             top[nonempty] = np.maximum(top[nonempty], best)
         bars = self._bars(row).cover(edges, min_cells=2)
-        at, ranks = self._anomalies(row)
-        anomalies = np.zeros(cells, dtype=np.int8)
-        if len(at):
-            pos = np.searchsorted(at, edges, side="left")
-            hit = np.flatnonzero(np.diff(pos))
-            if len(hit):
-                anomalies[hit] = np.maximum.reduceat(ranks[pos[0]:pos[-1]], pos[hit] - pos[0])
-        return RowCells(counts, top, bars, anomalies)
+        return RowCells(counts, top, bars, self._anomaly_ranks(self.anomaly_key(row), edges))
 
     def _bars(self, row: Row) -> TrackSpans:
         if self.spans is None or row.span_key is None:

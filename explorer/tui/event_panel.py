@@ -1,29 +1,46 @@
-"""The event panel: the selected event's fields and a plain-language account of what happened."""
+"""The event panel: the selected event's fields and a plain-language account of what happened; after a jump to
+an anomaly, that anomaly first, then the evidence event."""
 
 from __future__ import annotations
 
 from rich.text import Text
 
-from ..explain import explain
+from ..explain import anomaly_text, explain
 from ..index import RecordingIndex
+from ..simulator import Anomaly
 from ..simulator.checks import fmt_ns
+from .palette import SEVERITY_INK, ink
 from .panel import Panel, columns
 
-_ROLE_STYLES = {"ANOMALY": "bold #d03c3c", "EVIDENCE": "#c88a00"}
+_ROLE_INK = {"ANOMALY": "red", "EVIDENCE": "amber"}
 
 
 class EventPanel(Panel):
     TITLE = "event"
 
-    def show_event(self, index: RecordingIndex, i: int | None, where: str) -> None:
-        if i is None:
-            self.set_body(Text(f"No event at or before the cursor on {where}. Use ] and [ to step through this "
-                               "row's events, or . and , through all of them.", style="dim"))
-            return
-        self.set_body(render_event(index, i))
+    def show_event(self, index: RecordingIndex, i: int | None, where: str, anomaly: int | None = None) -> None:
+        """Show event `i`; with `anomaly` (an index into index.anomalies), that finding above it."""
+        dark = self.dark
+        body = [] if anomaly is None else [render_anomaly(index, anomaly, dark)]
+        if i is not None:
+            body.append(render_event(index, i, dark, index.anomalies[anomaly] if anomaly is not None else None))
+        elif anomaly is None:
+            body.append(Text(f"No event at or before the cursor on {where}. Use ] and [ to step through this "
+                             "row's events, or . and , through all of them.", style="dim"))
+        self.set_body(Text("\n").join(body))
 
 
-def render_event(index: RecordingIndex, i: int) -> Text:
+def render_anomaly(index: RecordingIndex, n: int, dark: bool) -> Text:
+    a = index.anomalies[n]
+    head = Text(f"anomaly {n + 1} of {len(index.anomalies)} +{fmt_ns(a.ts_ns - index.start_ns)}  ", style="dim")
+    head.append(a.title, style="bold")
+    why = Text(anomaly_text(a, index), style=f"bold {ink(SEVERITY_INK.get(a.severity, 'red'), dark)}")
+    parts = [head, why] + ([Text("Its evidence at or before that time:", style="dim")] if a.evidence else [])
+    return Text("\n").join(parts)
+
+
+def render_event(index: RecordingIndex, i: int, dark: bool, shown: Anomaly | None = None) -> Text:
+    """Event `i` explained; the account of `shown`, already on screen above it, is left out."""
     ev = index.event(i)
     account = explain(index, i)
     head = Text(f"#{i} +{fmt_ns(ev.ts_ns - index.start_ns)}  ", style="dim")
@@ -31,9 +48,15 @@ def render_event(index: RecordingIndex, i: int) -> Text:
     fields = columns([(k, _value(k, v)) for k, v in ev.as_dict().items() if v not in (None, "", {}) and k != "ts_ns"],
                      indent="  ")
     fields.stylize("dim")
-    paras = [Text(p, style=_ROLE_STYLES.get(p.split(" ", 1)[0], "")) for p in account.paragraphs]
+    same = None if shown is None else f"{shown.title}: {shown.explanation}"
+    paras = [Text(p, style=_role_style(p, dark)) for p in account.paragraphs if same is None or same not in p]
     fields.rstrip()
     return Text("\n").join([head, *paras, fields])  # the account first: on a small screen it is what fits
+
+
+def _role_style(paragraph: str, dark: bool) -> str:
+    role = _ROLE_INK.get(paragraph.split(" ", 1)[0])
+    return "" if role is None else f"{'bold ' if role == 'red' else ''}{ink(role, dark)}"
 
 
 def _value(key: str, v: object) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..events import Kind
+from .palette import ink
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,33 +15,36 @@ class Mark:
     """A kind's look. Its place in MARKS is its priority: later entries win a shared cell."""
 
     glyph: str
-    color: str  # a colour that reads on dark and light backgrounds alike
+    role: str  # its ink (palette.INK), a shade per theme
     meaning: str  # for the legend in the help screen
+
+    def colour(self, dark: bool) -> str:
+        return ink(self.role, dark)
 
 
 MARKS: dict[str, Mark] = {
-    Kind.MAP: Mark("·", "#808080", "map (DMA mapping)"),
-    Kind.UNMAP: Mark("·", "#808080", "unmap"),
-    Kind.UAPI: Mark("u", "#2aa1b3", "iommufd / VFIO ioctl"),
-    Kind.GROUP_ADD: Mark("g", "#808080", "device joins an IOMMU group"),
-    Kind.GROUP_REMOVE: Mark("g", "#808080", "device leaves an IOMMU group"),
-    Kind.DOMAIN_ATTACH: Mark("d", "#808080", "device attached to a domain"),
-    Kind.PAGE_RESPONSE: Mark("◂", "#3c9a3c", "page response (the group is answered)"),
-    Kind.PAGE_REQUEST: Mark("▸", "#c88a00", "page request (a group opens)"),
-    Kind.SVA_BIND: Mark("b", "#5a7fe0", "SVA bind"),
-    Kind.SVA_UNBIND: Mark("x", "#5a7fe0", "SVA unbind"),
-    Kind.PASID_ATTACH: Mark("[", "#5a7fe0", "PASID attached to a domain"),
-    Kind.PASID_REPLACE: Mark("|", "#5a7fe0", "PASID domain replaced"),
-    Kind.PASID_DETACH: Mark("]", "#5a7fe0", "PASID detached"),
-    Kind.MM_EXIT: Mark("†", "#a05ad0", "process (mm) exit"),
-    Kind.PASID_ALLOC: Mark("A", "#3c9a3c", "PASID allocated"),
-    Kind.PASID_FREE: Mark("F", "#3c9a3c", "PASID freed"),
-    Kind.MARKER: Mark("◆", "#a05ad0", "scenario marker (a teaching step)"),
-    Kind.FAULT: Mark("✖", "#d03c3c", "unrecoverable DMA fault"),
-    Kind.LOST: Mark("?", "#d03c3c", "events lost by the capture"),
-    Kind.ANOMALY: Mark("!", "#ff3030", "anomaly found by the simulator"),
+    Kind.MAP: Mark("·", "grey", "map (DMA mapping)"),
+    Kind.UNMAP: Mark("·", "grey", "unmap"),
+    Kind.UAPI: Mark("u", "cyan", "iommufd / VFIO ioctl"),
+    Kind.GROUP_ADD: Mark("g", "grey", "device joins an IOMMU group"),
+    Kind.GROUP_REMOVE: Mark("g", "grey", "device leaves an IOMMU group"),
+    Kind.DOMAIN_ATTACH: Mark("d", "grey", "device attached to a domain"),
+    Kind.PAGE_RESPONSE: Mark("◂", "green", "page response (the group is answered)"),
+    Kind.PAGE_REQUEST: Mark("▸", "amber", "page request (a group opens)"),
+    Kind.SVA_BIND: Mark("b", "blue", "SVA bind"),
+    Kind.SVA_UNBIND: Mark("x", "blue", "SVA unbind"),
+    Kind.PASID_ATTACH: Mark("[", "blue", "PASID attached to a domain"),
+    Kind.PASID_REPLACE: Mark("|", "blue", "PASID domain replaced"),
+    Kind.PASID_DETACH: Mark("]", "blue", "PASID detached"),
+    Kind.MM_EXIT: Mark("†", "purple", "process (mm) exit"),
+    Kind.PASID_ALLOC: Mark("A", "green", "PASID allocated"),
+    Kind.PASID_FREE: Mark("F", "green", "PASID freed"),
+    Kind.MARKER: Mark("◆", "purple", "scenario marker (a teaching step)"),
+    Kind.FAULT: Mark("✖", "red", "unrecoverable DMA fault"),
+    Kind.LOST: Mark("?", "red", "events lost by the capture"),
+    Kind.ANOMALY: Mark("!", "red", "anomaly found by the simulator"),
 }
-UNKNOWN = Mark("•", "#808080", "a kind this version does not know")
+UNKNOWN = Mark("•", "grey", "a kind this version does not know")
 _BY_PRIORITY = list(MARKS.values())
 DENSITY = "▁▂▃▄▅▆▇█"  # low-priority cells show how many events they hold
 

@@ -30,7 +30,8 @@ row per PASID number with its lifetime.
 |---|---|
 {keys}
 
-Mouse: click a row to select it and move the cursor there; the wheel zooms around the pointer.
+Mouse: click a mark to select the event drawn there (an `!`: its anomaly, explained), a row to select it; the
+wheel zooms around the pointer.
 `ctrl+p` opens the command palette (every action is there too).
 
 ## Marks
@@ -40,7 +41,8 @@ Mouse: click a row to select it and move the cursor there; the wheel zooms aroun
 {marks}
 
 A cell shows the most telling kind among its events; a cell of DMA map traffic shows how many events it holds
-with a bar (`▁` few … `█` many). The status line under the timeline counts the events in the cursor's cell.
+with a bar (`▁` few … `█` many). An `!` on the time axis marks an anomaly at that time on any row, even one
+scrolled out of view. The status line under the timeline counts the anomalies and the events in the cursor's cell.
 
 ## Bars (background)
 

@@ -95,6 +95,14 @@ class _Checker:
             raise self.fail(parent, key, f"expected a size such as 12, 40% or 2fr, got {value!r}")
         return text
 
+    def text(self, value: Any, key: str, what: str, parent: Any) -> str:
+        """A value that must be a string (YAML would otherwise turn a list or a number into one silently)."""
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise self.fail(parent, key, f"expected {what} as text, got {value!r}")
+        return value
+
     def choice(self, value: Any, key: str, options: tuple[str, ...], parent: Any) -> str:
         if value not in options:
             raise self.fail(parent, key, f"expected one of {', '.join(options)}, got {value!r}")
@@ -128,7 +136,7 @@ def _parse(doc: Any, path: Path) -> Layout:
                 p = LineDict(panel=p)
                 p.key_lines, p.line = {}, panels_in.item_lines[j]
             spec = c.mapping(p, pk, _PANEL, panels_in)
-            name = spec.get("panel")
+            name = c.text(spec.get("panel"), f"{pk}.panel", "a panel name", spec)
             if name not in PANELS:
                 raise c.fail(spec, f"{pk}.panel", f"unknown panel {name!r} (known: {', '.join(PANELS)})")
             panels.append(PanelSpec(name, c.size(spec.get("width", "1fr"), f"{pk}.width", spec)))
@@ -144,11 +152,12 @@ def _parse(doc: Any, path: Path) -> Layout:
     if not isinstance(label_width, int) or not 8 <= label_width <= 80:
         raise c.fail(tracks, "tracks.label_width", f"expected a number of cells from 8 to 80, got {label_width!r}")
     expand = c.choice(tracks.get("expand", "devices"), "tracks.expand", EXPAND, tracks)
-    flt = str(top.get("filter") or "")
+    flt = c.text(top.get("filter"), "filter", "a filter", top)
     try:
         parse_filter(flt)
     except FilterSyntaxError as e:
         raise c.fail(top, "filter", str(e)) from None
     theme = c.choice(top.get("theme", "dark"), "theme", THEMES, top)
-    return Layout(str(top.get("name") or path.stem), str(top.get("description") or ""), tuple(rows),
-                  label_width, expand, flt, theme)
+    name = c.text(top.get("name"), "name", "a name", top) or path.stem
+    description = c.text(top.get("description"), "description", "one line", top)
+    return Layout(name, description, tuple(rows), label_width, expand, flt, theme)

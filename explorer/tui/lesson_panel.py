@@ -1,14 +1,18 @@
-"""The lesson panel: a teaching scenario's title and text, and its markers with the step at the cursor lit."""
+"""The lesson panel: a teaching scenario's title and text, and its markers with the step at the cursor lit and
+scrolled into view."""
 
 from __future__ import annotations
 
 import numpy as np
 from rich.text import Text
+from textual.content import Content
+from textual.geometry import Region
 
 from ..events import Kind
 from ..explain import prose
 from ..index import RecordingIndex
 from ..simulator.checks import fmt_ns
+from .palette import ink
 from .panel import Panel
 
 
@@ -29,20 +33,39 @@ class LessonPanel(Panel):
             return
         times = [index.ts[i] for i in markers]
         current = int(np.searchsorted(times, cursor, side="right")) - 1
+        before, step = text.copy(), Text()
         for n, i in enumerate(markers):
             ev = index.event(i)
             title = ev.get("title")
             body = prose(str(ev.get("text", "")))
             stamp = f"+{fmt_ns(ev.ts_ns - index.start_ns)} "
             if n == current:
-                text.append(f"▶ {stamp}{title + ': ' if title else ''}", style="bold #a05ad0")
+                before = text.copy()
+                text.append(f"▶ {stamp}{title + ': ' if title else ''}", style=f"bold {ink('purple', self.dark)}")
                 text.append(body + "\n", style="bold")
+                step = text[len(before):]
             elif n < current:
                 text.append(f"  {stamp}{title + ': ' if title else ''}{body}\n", style="dim")
             else:
                 text.append(f"  {stamp}{title or body[:60] + ('…' if len(body) > 60 else '')}\n", style="dim italic")
         text.append("\nm / M: next / previous step", style="dim")
         self.set_body(text)
+        if current >= 0:
+            self.call_after_refresh(self._reveal, before, step)
+
+    def _reveal(self, before: Text, step: Text) -> None:
+        """Scroll the ▶ step into view: its line is where the text before it ends, wrapped as the body wraps."""
+        width = self.query_one("#body").content_region.width
+        if width <= 0:
+            return
+        y = _lines(before, width)
+        self.scroll_to_region(Region(0, y, width, _lines(step, width)), animate=False, immediate=True)
+
+
+def _lines(text: Text, width: int) -> int:
+    """How many lines `text` (ending in a newline, or empty) takes at `width`."""
+    plain = text[:-1] if text.plain.endswith("\n") else text
+    return len(Content.from_rich_text(plain).wrap(width)) if text.plain else 0
 
 
 def marker_indices(index: RecordingIndex) -> list[int]:

@@ -93,7 +93,8 @@ def find_text(index: RecordingIndex, current: int, forward: bool, needle: str, v
 
 
 def next_anomaly(anomalies: list[Anomaly], current: int | None, t: int, forward: bool) -> int | None:
-    """Index into `anomalies` (time order) of the next (previous) one after `current`, or after time `t`."""
+    """Index into `anomalies` (time order) of the next (previous) one after `current`, or with no current one
+    (the cursor moved since), the first at or after (the last before) time `t`."""
     if not anomalies:
         return None
     if current is not None:
@@ -101,7 +102,14 @@ def next_anomaly(anomalies: list[Anomaly], current: int | None, t: int, forward:
         return n if 0 <= n < len(anomalies) else None
     times = [a.ts_ns for a in anomalies]
     if forward:
-        n = int(np.searchsorted(times, t, side="right"))
+        n = int(np.searchsorted(times, t, side="left"))
         return n if n < len(anomalies) else None
     n = int(np.searchsorted(times, t, side="left")) - 1
     return n if n >= 0 else None
+
+
+def evidence_shown(index: RecordingIndex, a: Anomaly) -> int | None:
+    """The evidence event to show with an anomaly: the latest one at or before its time (else its first)."""
+    found = [i for i in a.evidence if 0 <= i < index.n]
+    before = [i for i in found if int(index.ts[i]) <= a.ts_ns]
+    return max(before, key=lambda i: (int(index.ts[i]), i)) if before else (found[0] if found else None)

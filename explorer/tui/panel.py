@@ -31,6 +31,11 @@ class Panel(VerticalScroll):
         self.query_one("#body", Static).update(Content.from_rich_text(text))
 
     @property
+    def dark(self) -> bool:
+        """Whether the app's theme is dark: panels pick their ink for it (palette.INK)."""
+        return self.app.current_theme.dark
+
+    @property
     def text(self) -> str:
         """What the panel shows, as plain text (for tests and for copying)."""
         content = self.query_one("#body", Static).visual

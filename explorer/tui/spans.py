@@ -22,26 +22,56 @@ SPAN_NAMES = ("PASID allocated", "attached: SVA (a process)", "attached: paging 
 _ATTACH_STYLE = {"sva": ATTACHED_SVA, "paging": ATTACHED_PAGING, "nested": ATTACHED_NESTED}
 _OPENING = (Kind.SVA_BIND, Kind.PASID_ALLOC, Kind.PASID_FREE, Kind.PASID_ATTACH, Kind.PASID_DETACH, Kind.PASID_REPLACE,
             Kind.PAGE_REQUEST, Kind.PAGE_RESPONSE)
+_OWNING = (Kind.PASID_ALLOC, Kind.SVA_BIND, Kind.PASID_ATTACH, Kind.PASID_REPLACE)  # events that name a holder
 OPEN_END = np.iinfo(np.int64).max  # still open at the end of what has been seen
 
 
 @dataclass(slots=True)
 class TrackSpans:
-    """The intervals of one row: parallel arrays of start, end and style."""
+    """The intervals of one row: parallel arrays of start, end and style, grouped by length class (log2 of the
+    duration) and sorted by start within a class, so a frame finds the spans it shows by binary search."""
 
     starts: np.ndarray
     ends: np.ndarray
     styles: np.ndarray
+    classes: tuple[tuple[int, int, int], ...]  # (first, end, longest duration) of each class's slice
+
+    @classmethod
+    def of(cls, items: list[tuple[int, int, int]]) -> TrackSpans:
+        """Spans from (start, end, style) triples, in any order."""
+        if not items:
+            return NO_SPANS
+        a = np.array(items, dtype=np.int64)
+        lengths = np.maximum(a[:, 1].astype(np.float64) - a[:, 0], 1.0)
+        length_class = np.log2(lengths).astype(np.int64)
+        order = np.lexsort((a[:, 0], length_class))
+        a, length_class, lengths = a[order], length_class[order], lengths[order]
+        cuts = [0, *(np.flatnonzero(np.diff(length_class)) + 1).tolist(), len(a)]
+        classes = tuple((lo, hi, int(lengths[lo:hi].max()) + 1) for lo, hi in zip(cuts, cuts[1:], strict=False))
+        return cls(a[:, 0], a[:, 1], a[:, 2].astype(np.int16), classes)
+
+    def _overlapping(self, t0: int, t1: int) -> np.ndarray:
+        """Indices of the spans overlapping [t0, t1): in each class only spans starting less than its longest
+        duration before t0 can reach t0, so the cost follows what is on screen, not the row's history."""
+        picks = []
+        floor = int(np.iinfo(np.int64).min)
+        for lo, hi, longest in self.classes:
+            starts = self.starts[lo:hi]
+            a = lo + int(np.searchsorted(starts, max(t0 - longest, floor), side="left"))
+            b = lo + int(np.searchsorted(starts, t1, side="left"))
+            if a < b:
+                picks.append(np.arange(a, b))
+        if not picks:
+            return np.zeros(0, dtype=np.int64)
+        sel = np.concatenate(picks)
+        return sel[self.ends[sel] > t0]
 
     def cover(self, edges: np.ndarray, min_cells: int = 1) -> np.ndarray:
         """Per cell, the style of the span covering it (-1: none). Spans narrower than `min_cells` cells are left
         to the marks, so microsecond-long groups do not paint a zoomed-out screen solid."""
         cells = len(edges) - 1
         out = np.full(cells, -1, dtype=np.int16)
-        if not len(self.starts):
-            return out
-        t0, t1 = edges[0], edges[-1]
-        sel = np.flatnonzero((self.starts < t1) & (self.ends > t0))
+        sel = self._overlapping(int(edges[0]), int(edges[-1]))
         if not len(sel):
             return out
         starts, ends, styles = self.starts[sel], self.ends[sel], self.styles[sel]
@@ -53,7 +83,7 @@ class TrackSpans:
         return out
 
 
-NO_SPANS = TrackSpans(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int16))
+NO_SPANS = TrackSpans(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int16), ())
 
 
 @dataclass(slots=True)
@@ -64,10 +94,13 @@ class Spans:
     done: int = 0  # events scanned so far
     _spans: defaultdict[tuple[object, object], list[tuple[int, int, int]]] = field(
         default_factory=lambda: defaultdict(list))
-    _open: dict[tuple[object, ...], tuple[int, int]] = field(default_factory=dict)  # key -> (start, style)
+    # key -> (start, style, row key)
+    _open: dict[tuple[object, ...], tuple[int, int, tuple[object, object]]] = field(default_factory=dict)
     _arrays: dict[tuple[object, object], TrackSpans] = field(default_factory=dict)
-    owners: defaultdict[int, set[str]] = field(default_factory=lambda: defaultdict(set))  # PASID -> names to match
-    holders: defaultdict[int, dict[object, str]] = field(default_factory=lambda: defaultdict(dict))  # -> labels
+    # by row key, ("pasid", p) for the number or (device, p) for one device's use of it: names a filter matches
+    owners: defaultdict[tuple[object, object], set[str]] = field(default_factory=lambda: defaultdict(set))
+    holders: defaultdict[tuple[object, object], dict[object, str]] = field(  # -> holder -> label
+        default_factory=lambda: defaultdict(dict))
 
     def update(self) -> None:
         """Scan the events added since the last call."""
@@ -89,8 +122,10 @@ class Spans:
 
     def _apply(self, row: list) -> None:  # type: ignore[type-arg]
         kind, ts, dev, pasid, f = row[1], row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS] or {}
-        if kind in (Kind.PASID_ALLOC, Kind.SVA_BIND) and pasid is not None:
-            self._note_owner(pasid, row, f)
+        if kind in _OWNING and pasid is not None:
+            self._note_owner(("pasid", pasid), row, f)
+            if dev is not None:
+                self._note_owner((dev, pasid), row, f)
         if kind == Kind.PASID_ALLOC:
             self._start(("pasid", pasid), ("pasid", pasid), ts, LIFETIME)
         elif kind == Kind.PASID_FREE:
@@ -105,22 +140,18 @@ class Spans:
             if key not in self._open:
                 self._start(key, (dev, pasid), ts, GROUP)
         elif kind == Kind.PAGE_RESPONSE:
-            key = ("prg", dev, pasid, f.get("prg"))
-            start = self._open.get(key)
-            if start is not None and ts - start[0] >= self.index.stale_ns:
-                self._open[key] = (start[0], GROUP_STALE, start[2])
-            self._end(key, ts)
+            self._end(("prg", dev, pasid, f.get("prg")), ts)
 
-    def _note_owner(self, pasid: int, row: list, f: dict) -> None:  # type: ignore[type-arg]
-        """Names a filter or a label may use for this PASID: pid, comm, owner text, VM."""
-        names = self.owners[pasid]
+    def _note_owner(self, key: tuple[object, object], row: list, f: dict) -> None:  # type: ignore[type-arg]
+        """Names a filter or a label may use for this row: pid, comm, owner text, VM."""
+        names = self.owners[key]
         for value in (row[R_PID], row[R_COMM], f.get("owner"), f.get("vm")):
             if value is not None:
                 names.add(str(value).lower())
         who = row[R_PID] if row[R_PID] is not None else f.get("owner")
         label = f"vm {f['vm']}" if f.get("vm") else row[R_COMM] or f.get("owner")
         if who is not None and label:
-            self.holders[pasid].setdefault(who, label)
+            self.holders[key].setdefault(who, label)
 
     def _start(self, key: tuple[object, ...], row_key: tuple[object, object], ts: int, style: int) -> None:
         self._open[key] = (ts, style, row_key)
@@ -128,22 +159,25 @@ class Spans:
     def _end(self, key: tuple[object, ...], ts: int) -> None:
         opened = self._open.pop(key, None)
         if opened is not None:
-            self._spans[opened[2]].append((opened[0], ts, opened[1]))
+            self._spans[opened[2]] += self._pieces(opened[0], ts, opened[1])
+
+    def _pieces(self, start: int, end: int, style: int, seen: int | None = None) -> list[tuple[int, int, int]]:
+        """A span as drawn: a group is amber until it passes the stale threshold and red from there on. `seen`:
+        how long an open group has been seen open (a closed one: its end)."""
+        stale_at = start + self.index.stale_ns
+        if style != GROUP or (end if seen is None else seen) <= stale_at:
+            return [(start, end, style)]
+        return [(start, stale_at, GROUP), (stale_at, end, GROUP_STALE)]
 
     def of(self, row_key: tuple[object, object]) -> TrackSpans:
-        """The spans of a row, open ones running to the end (past the stale threshold they turn stale)."""
+        """The spans of a row, open ones running to the end (a group open past the stale threshold turns red
+        there)."""
         got = self._arrays.get(row_key)
         if got is not None:
             return got
-        closed = self._spans.get(row_key, [])
-        now = self.index.end_ns
-        still = [(s, OPEN_END, GROUP_STALE if st == GROUP and now - s >= self.index.stale_ns else st)
-                 for s, st, rk in self._open.values() if rk == row_key]
-        items = closed + still
-        if not items:
-            got = NO_SPANS
-        else:
-            a = np.array(items, dtype=np.int64)
-            got = TrackSpans(a[:, 0], a[:, 1], a[:, 2].astype(np.int16))
-        self._arrays[row_key] = got
+        items = list(self._spans.get(row_key, []))
+        for s, st, rk in self._open.values():
+            if rk == row_key:
+                items += self._pieces(s, OPEN_END, st, seen=self.index.end_ns)
+        got = self._arrays[row_key] = TrackSpans.of(items)
         return got

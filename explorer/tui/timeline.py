@@ -17,18 +17,14 @@ from textual.widget import Widget
 
 from .cells import CellModel, RowCells
 from .glyphs import MARKS, density_glyph, mark_of_priority
+from .palette import ANOMALY_CHIPS, BAR_TINTS, ink
 from .spans import GROUP_STALE
 from .timescale import Window, fmt_offset
 from .tracks import Row
 
 HEADER_LINES = 2  # the axis labels and the tick line
+MIN_LABEL, MIN_CELLS = 12, 30  # a narrow timeline shrinks its labels, down to MIN_LABEL, to keep MIN_CELLS of time
 _ANOMALY = MARKS["anomaly"]
-ANOMALY_COLOURS = {1: ("#ffffff", "#707070"), 2: ("#000000", "#d89a00"), 3: ("#ffffff", "#c01010")}  # by rank
-# Bar tints per span style (see spans.SPAN_NAMES), for dark and for light themes.
-BAR_TINTS = {
-    True: ("#1f3d26", "#1c2f4d", "#173d40", "#3a2150", "#333333", "#4a3a10", "#6a1c1c"),
-    False: ("#d4efd4", "#d6e2fa", "#cdecee", "#ead9f7", "#e2e2e2", "#f6e4b0", "#f6c8c8"),
-}
 
 
 @dataclass(slots=True)
@@ -52,9 +48,11 @@ class Timeline(Widget, can_focus=True):
     """
 
     class Clicked(Message):
-        def __init__(self, row: int | None, time_ns: int) -> None:
+        """A click on a row (None: on the axis or below the rows) and a cell (None: on the labels)."""
+
+        def __init__(self, row: int | None, cell: int | None) -> None:
             super().__init__()
-            self.row, self.time_ns = row, time_ns
+            self.row, self.cell = row, cell
 
     class Zoom(Message):
         def __init__(self, factor: float, around_ns: int) -> None:
@@ -64,7 +62,8 @@ class Timeline(Widget, can_focus=True):
     def __init__(self, cells: CellModel, label_width: int, **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
         self.cells = cells
-        self.label_width = label_width
+        self.max_label = label_width
+        self.label_width = label_width  # narrower on a narrow timeline: see on_resize
         self.view: View | None = None
         self.dark = True
         self._cache: dict[int, Strip] = {}
@@ -91,14 +90,15 @@ class Timeline(Widget, can_focus=True):
         self.refresh()
 
     def on_resize(self) -> None:
+        """Keep the layout's label width unless that leaves fewer than MIN_CELLS cells of time."""
+        self.label_width = min(self.max_label, max(MIN_LABEL, self.size.width - 1 - MIN_CELLS))
         if self.view is not None:
             self.show(self.view)
 
     # -- input ------------------------------------------------------------------------------------------------
-    def _time_at(self, x: int) -> int | None:
-        if self.view is None or x <= self.label_width:
-            return None
-        return self.view.window.time_of(x - self.label_width - 1, self.cell_count)
+    def _cell_at(self, x: int) -> int | None:
+        cell = x - self.label_width - 1
+        return cell if 0 <= cell < self.cell_count else None
 
     def on_click(self, event: events.Click) -> None:
         at = event.get_content_offset(self)  # inside the border, where lines are drawn
@@ -108,15 +108,15 @@ class Timeline(Widget, can_focus=True):
         row = self.view.top + line if 0 <= line < self.track_lines else None
         if row is not None and row >= len(self.view.rows):
             row = None
-        t = self._time_at(at.x)
-        self.post_message(self.Clicked(row, self.view.cursor if t is None else t))
+        self.post_message(self.Clicked(row, self._cell_at(at.x)))
 
     def _wheel(self, event: events.MouseEvent, factor: float) -> None:
         at = event.get_content_offset(self)
         if self.view is not None:
             event.stop()
-            t = None if at is None else self._time_at(at.x)
-            self.post_message(self.Zoom(factor, self.view.cursor if t is None else t))
+            cell = None if at is None else self._cell_at(at.x)
+            around = self.view.cursor if cell is None else self.view.window.time_of(cell, self.cell_count)
+            self.post_message(self.Zoom(factor, around))
 
     def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
         self._wheel(event, 0.8)
@@ -134,9 +134,10 @@ class Timeline(Widget, can_focus=True):
         return s
 
     def render_line(self, y: int) -> Strip:
+        """Line `y`, over the theme's colours (a line drawn without them would show the terminal's own)."""
         strip = self._cache.get(y)
         if strip is None:
-            strip = self._cache[y] = self._line(y)
+            strip = self._cache[y] = self._line(y).apply_style(self.rich_style)
         return strip
 
     def _line(self, y: int) -> Strip:
@@ -166,19 +167,31 @@ class Timeline(Widget, can_focus=True):
                       Segment("".join(chars), self._style(dim=True))])
 
     def _axis_ticks(self, v: View) -> Strip:
+        """Ticks, an `!` wherever any anomaly lies (so the axis tells of those on rows off screen) and the
+        cursor's ▼."""
         n = self.cell_count
         chars = ["─"] * n
         for cell, _ in v.window.ticks(n):
             chars[cell] = "┬"
+        ranks = self.cells.axis_anomalies(v.window.edges(n)).tolist()
         cur = v.window.cell_of(v.cursor, n)
-        segs = [Segment("time".ljust(self.label_width) + "┼", self._style(dim=True))]
-        if cur is None:
-            segs.append(Segment("".join(chars), self._style(dim=True)))
-        else:
-            segs += [Segment("".join(chars[:cur]), self._style(dim=True)),
-                     Segment("▼", self._style(fg="#d03c3c", bold=True)),
-                     Segment("".join(chars[cur + 1:]), self._style(dim=True))]
+        rule = self._style(dim=True)
+        segs = [Segment("time".ljust(self.label_width) + "┼", rule)]
+        start = 0
+        for cell in range(n):
+            if cell == cur or ranks[cell]:
+                segs.append(Segment("".join(chars[start:cell]), rule))
+                segs.append(self._cursor_mark() if cell == cur else self._anomaly_chip(ranks[cell], False))
+                start = cell + 1
+        segs.append(Segment("".join(chars[start:]), rule))
         return Strip(segs)
+
+    def _cursor_mark(self) -> Segment:
+        return Segment("▼", self._style(fg=ink("red", self.dark), bold=True))
+
+    def _anomaly_chip(self, rank: int, reverse: bool) -> Segment:
+        fg, bg = ANOMALY_CHIPS[rank]
+        return Segment(_ANOMALY.glyph, self._style(fg=fg, bg=bg, bold=True, reverse=reverse))
 
     def _label(self, v: View, r: int) -> Segment:
         row = v.rows[r]
@@ -207,15 +220,15 @@ class Timeline(Widget, can_focus=True):
             bg = tints[bar] if bar >= 0 else None
             reverse = i == cursor_cell
             if anomalies[i]:
-                fg, bg = ANOMALY_COLOURS[anomalies[i]]
-                glyph, style = _ANOMALY.glyph, self._style(fg=fg, bg=bg, bold=True, reverse=reverse)
+                chip = self._anomaly_chip(anomalies[i], reverse)
+                glyph, style = chip.text, chip.style
             elif count:
                 mark = mark_of_priority(top[i])
                 low = mark.glyph == "·"
                 glyph = density_glyph(count) if low else mark.glyph
-                style = self._style(fg=mark.color, bg=bg, bold=not low, reverse=reverse)
+                style = self._style(fg=mark.colour(self.dark), bg=bg, bold=not low, reverse=reverse)
             elif bar == GROUP_STALE:
-                glyph, style = "╌", self._style(fg="#d03c3c", bg=bg, reverse=reverse)
+                glyph, style = "╌", self._style(fg=ink("red", self.dark), bg=bg, reverse=reverse)
             else:
                 glyph, style = " ", self._style(bg=bg, reverse=reverse)
             if style is not run_style and run:

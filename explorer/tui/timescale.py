@@ -102,12 +102,18 @@ class Window:
             self.t1 = self.hi + slack + span // 2
             self.t0 = self.t1 - span
 
-    def ticks(self, cells: int, min_gap: int = 12) -> list[tuple[int, str]]:
-        """(cell, label) pairs for the axis, labels relative to the recording's start."""
-        step = nice_step(self.span, max(cells // min_gap, 1))
-        first = ((self.t0 - self.lo) // step + 1) * step + self.lo
+    def ticks(self, cells: int) -> list[tuple[int, str]]:
+        """(cell, label) pairs for the axis, labels relative to the recording's start: about one per 12 cells (8
+        on a narrow axis), tighter where that would leave fewer than two."""
+        for gap in (12 if cells >= 60 else 8, 6):
+            out = self._ticks(cells, nice_step(self.span, max(cells // gap, 1)))
+            if len(out) >= 2:
+                break
+        return out
+
+    def _ticks(self, cells: int, step: int) -> list[tuple[int, str]]:
         out = []
-        t = first
+        t = ((self.t0 - self.lo) // step + 1) * step + self.lo
         while t < self.t1:
             c = self.cell_of(t, cells)
             if c is not None:

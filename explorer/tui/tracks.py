@@ -28,15 +28,11 @@ class Row:
     pasid: int | None = None
     span_key: tuple[object, object] | None = None
     children: list[Row] = field(default_factory=list)
+    only: frozenset[int | None] | None = None  # a group under a filter: the PASIDs of the children that passed
 
     @property
     def is_group(self) -> bool:
         return self.depth == 0
-
-    @property
-    def anomaly_key(self) -> tuple[str | None, int | None] | None:
-        """The (device, PASID) whose anomalies this row shows; None for groups, which show all of theirs."""
-        return None if self.is_group else (self.device, self.pasid)
 
 
 def build_rows(index: RecordingIndex, spans: Spans | None = None) -> list[Row]:
@@ -49,7 +45,7 @@ def build_rows(index: RecordingIndex, spans: Spans | None = None) -> list[Row]:
     own = {p: tid for p, tid in by_device.get(None, []) if p is not None}
     alloc = Row((ALLOCATOR,), ALLOCATOR, [tid for _, tid in by_device.get(None, [])], device=None)
     for p in pasids:
-        owner = _owner_text(spans, p)
+        owner = _owner_text(spans, ("pasid", p))
         alloc.children.append(Row((ALLOCATOR, p), f"PASID {p}{owner}", [own[p]] if p in own else [], 1, None, p,
                                   ("pasid", p)))
     if (None, None) in {(t.device, t.pasid) for t in tracks}:
@@ -62,15 +58,16 @@ def build_rows(index: RecordingIndex, spans: Spans | None = None) -> list[Row]:
         label = dev if info is None or not info.driver else f"{dev} {info.driver}"
         row = Row(("device", dev), label, [tid for _, tid in entries], 0, dev)
         for p, tid in entries:
-            label = "no PASID" if p is None else f"PASID {p}{_owner_text(spans, p)}"
+            label = "no PASID" if p is None else f"PASID {p}{_owner_text(spans, (dev, p))}"
             row.children.append(Row(("device", dev, p), label, [tid], 1, dev, p, (dev, p) if p is not None else None))
         rows.append(row)
     return rows
 
 
-def _owner_text(spans: Spans | None, pasid: int) -> str:
-    """The process or VM holding the PASID, when the number only ever had one holder."""
-    holders = spans.holders.get(pasid) if spans is not None else None
+def _owner_text(spans: Spans | None, key: tuple[object, object]) -> str:
+    """The process or VM holding the row's PASID (the number, or its use on one device), when it only ever had one
+    holder."""
+    holders = spans.holders.get(key) if spans is not None else None
     if not holders:
         return ""
     return f" {next(iter(holders.values()))}" if len(holders) == 1 else f" ({len(holders)} holders)"
@@ -85,7 +82,7 @@ def matches(row: Row, flt: Filter, index: RecordingIndex, spans: Spans | None,
         return False
     if flt.pasids and row.pasid not in flt.pasids:
         return False
-    names = spans.owners.get(row.pasid, set()) if spans is not None and row.pasid is not None else set()
+    names = spans.owners.get(row.span_key, set()) if spans is not None and row.span_key is not None else set()
     if flt.pids and not any(str(p) in names for p in flt.pids):
         return False
     if flt.comms and not any(c in n for c in flt.comms for n in names):
@@ -101,12 +98,24 @@ def matches(row: Row, flt: Filter, index: RecordingIndex, spans: Spans | None,
 
 def visible_rows(rows: Iterable[Row], expanded: set[tuple[object, ...]], flt: Filter, index: RecordingIndex,
                  spans: Spans | None, kind_tracks: set[int] | None = None) -> list[Row]:
-    """The rows on screen, in order: groups, then the children of expanded groups, filters applied."""
+    """The rows on screen, in order: groups, then the children of expanded groups, filters applied (a group then
+    sums only the children that passed)."""
     out: list[Row] = []
     for row in rows:
-        if flt.active and not matches(row, flt, index, spans, kind_tracks):
-            continue
+        kept = row.children
+        if flt.active:
+            kept = [c for c in row.children if matches(c, flt, index, spans, kind_tracks)]
+            if not (kept if row.children else matches(row, flt, index, spans, kind_tracks)):
+                continue
+            if row.children:
+                row = narrowed(row, kept)
         out.append(row)
         if row.key in expanded:
-            out.extend(c for c in row.children if not flt.active or matches(c, flt, index, spans, kind_tracks))
+            out.extend(kept)
     return out
+
+
+def narrowed(group: Row, kept: list[Row]) -> Row:
+    """A copy of `group` whose marks and anomalies come from the `kept` children only."""
+    return Row(group.key, group.label, [t for c in kept for t in c.tracks], group.depth, group.device, group.pasid,
+               group.span_key, group.children, frozenset(c.pasid for c in kept))

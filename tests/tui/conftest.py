@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+from textual.widget import Widget
 
 from explorer.index import RecordingIndex
 from explorer.loading import open_index
@@ -36,3 +40,17 @@ def drive(app: ExplorerApp, body: Callable[[Any], Awaitable[None]], size: tuple[
 
 def panel_text(app: ExplorerApp, name: str) -> str:
     return app.query_one(f"#{name}", Panel).text
+
+
+def screen_lines(app: ExplorerApp) -> list[str]:
+    """The whole screen as a user sees it, one string per line (composited as for a snapshot)."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), record=True, color_system=None)
+    console.print(app.screen._compositor.render_update(full=True))
+    return console.export_text().splitlines()
+
+
+def region_lines(app: ExplorerApp, widget: Widget) -> list[str]:
+    """The lines of the screen inside `widget`'s region: what of it is visible."""
+    r = widget.region
+    return [line[r.x:r.right] for line in screen_lines(app)[r.y:r.bottom]]

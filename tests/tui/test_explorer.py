@@ -9,12 +9,15 @@ import sys
 import time
 
 import pytest
+from textual.events import MouseScrollUp
 
 from explorer.events import Kind
-from explorer.tui.app import SPEEDS, ExplorerApp
+from explorer.tui.app import SPEEDS, ExplorerApp, default_layout
+from explorer.tui.glyphs import MARKS
+from explorer.tui.palette import ANOMALY_CHIPS, SEVERITY_RANK
 from explorer.tui.timeline import HEADER_LINES, Timeline
 
-from .conftest import RECORDINGS, ROOT, drive, index_of, panel_text
+from .conftest import RECORDINGS, ROOT, drive, index_of, panel_text, region_lines, screen_lines
 
 SCENARIOS = [p.name[:2] for p in RECORDINGS]
 
@@ -38,12 +41,16 @@ def test_n_visits_every_anomaly_and_the_panels_agree_with_the_simulator(name: st
             assert (app.row.device, app.row.pasid) == (a.device, a.pasid)
             marked = [line for line in panel_text(app, "anomalies").splitlines() if line.startswith("▶")]
             assert len(marked) == 1 and a.title in marked[0]
-            if app.selected_event in a.evidence:
-                assert a.title in panel_text(app, "event")
+            # the event panel explains this anomaly, with its latest evidence at or before it
+            event = panel_text(app, "event")
+            assert event.startswith(f"anomaly {n + 1} of {len(index.anomalies)} ") and a.title in event
+            before = [i for i in a.evidence if index.ts[i] <= a.ts_ns]
+            assert app.selected_event == (max(before) if before else a.evidence[0])
             # the anomaly is visible on its row: the cursor's cell carries the anomaly glyph
             line = row_text(app, app.selected)
-            cell = app.window.cell_of(app.cursor, app.query_one(Timeline).cell_count)
-            assert line[app.layout.label_width + 1 + cell] == "!"
+            timeline = app.query_one(Timeline)
+            cell = app.window.cell_of(app.cursor, timeline.cell_count)
+            assert line[timeline.label_width + 1 + cell] == "!"
             state = index.state_at(app.cursor)
             allocator = panel_text(app, "allocator")
             listed = {int(m) for m in re.findall(r"^(\d+)\s", allocator, re.M)}
@@ -212,14 +219,19 @@ def test_mouse_help_theme_and_palette() -> None:
 
     async def body(pilot) -> None:  # type: ignore[no-untyped-def]
         timeline = app.query_one(Timeline)
-        x = app.layout.label_width + 1 + timeline.cell_count // 2
+        cell = timeline.cell_count // 2
+        x = timeline.label_width + 1 + cell
         await pilot.click(Timeline, offset=(x + 1, HEADER_LINES + 3))  # +1: the widget's border
         assert app.selected == timeline.view.top + 2
-        assert app.cursor == app.window.time_of(timeline.cell_count // 2, timeline.cell_count)
+        assert row_text(app, app.selected)[x] == " "  # an empty cell: the cursor goes to its start
+        assert app.cursor == app.window.edges(timeline.cell_count)[cell]
         span = app.window.span
-        timeline.post_message(Timeline.Zoom(0.8, app.cursor))  # what a wheel turn up sends
+        region = timeline.content_region
+        timeline.post_message(MouseScrollUp(timeline, x, 5, 0, -1, 0, False, False, False,
+                                            screen_x=region.x + x, screen_y=region.y + 5))  # a wheel turn up
         await pilot.pause()
         assert app.window.span == pytest.approx(span * 0.8, rel=0.01)
+        assert app.window.t0 <= app.cursor < app.window.t1  # it zoomed around the pointer, where the cursor is
         await pilot.press("question_mark")
         assert type(app.screen).__name__ == "HelpScreen"
         await pilot.press("escape")
@@ -242,3 +254,245 @@ def test_a_bad_layout_is_one_line_naming_file_line_and_key(tmp_path) -> None:  #
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
     assert f"{bad}:line 5: key 'rows[0].panels[0].panel': unknown panel 'timelin'" in out.stderr
+
+
+WITH_ANOMALIES = [name for name in SCENARIOS if index_of(name).anomalies]
+ESSENTIAL_KEYS = ("n next anomaly", "space play / pause", "/ filter", "? help", "q quit")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("name", WITH_ANOMALIES)
+def test_the_opening_screen_tells_of_anomalies_even_when_their_rows_are_off_screen(name: str,
+                                                                                 size: tuple[int, int]) -> None:
+    index = index_of(name)
+    app = ExplorerApp(index, layout=default_layout(index, size))
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        timeline = app.query_one(Timeline)
+        lines = region_lines(app, timeline)
+        count = len(index.anomalies)
+        assert f"{count} anomal{'y' if count == 1 else 'ies'} · n jumps" in lines[-2]
+        axis = timeline.render_line(1)
+        chips = [seg for seg in axis if seg.text == "!"]
+        ranks = {SEVERITY_RANK[a.severity] for a in index.anomalies}
+        assert chips and {ANOMALY_CHIPS[r][1] for r in ranks} >= {str(seg.style.bgcolor.name) for seg in chips}
+        assert "!" in lines[2]  # on screen, whichever rows are scrolled away
+        footer = screen_lines(app)[-1]
+        assert all(key in footer for key in ESSENTIAL_KEYS), footer
+
+    drive(app, body, size=size)
+
+
+def test_a_recording_without_anomalies_says_nothing_of_them() -> None:
+    app = ExplorerApp(index_of("01"), layout="compact")
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        timeline = app.query_one(Timeline)
+        assert "anomal" not in timeline.view.status and "!" not in timeline.render_line(1).text
+
+    drive(app, body, size=(80, 24))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_lesson_panel_keeps_the_current_step_in_view(size: tuple[int, int]) -> None:
+    index = index_of("03")
+    app = ExplorerApp(index, layout="teaching")
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        lesson = app.query_one("#lesson")
+        for step in range(2, len(app.markers) + 1):
+            await pilot.press("m")
+            await pilot.pause()
+            assert f"Step {step}" in panel_text(app, "event")
+            assert any("▶" in line for line in region_lines(app, lesson)), f"step {step} is out of view"
+        for _ in app.markers[1:]:
+            await pilot.press("M")
+        await pilot.pause()
+        assert any("▶ +0 ns" in line for line in region_lines(app, lesson))
+
+    drive(app, body, size=size)
+
+
+def test_clicking_a_mark_selects_the_event_drawn_there() -> None:
+    index = index_of("06")
+    app = ExplorerApp(index, layout="debug")
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        timeline = app.query_one(Timeline)
+        first = timeline.label_width + 1
+        marks = [(r, x, ch) for r in range(len(app.rows))
+                 for x, ch in enumerate(row_text(app, r)) if x >= first and ch not in " ╌"]
+        glyphs = {m.glyph: kind for kind, m in MARKS.items()}
+        assert len(marks) > 20
+        for r, x, ch in marks:
+            await pilot.press("0")  # the whole recording, as when the marks were read
+            await pilot.click(Timeline, offset=(x + 1, HEADER_LINES + r + 1))
+            if ch == "!":  # the anomaly, on its own row (a group's `!` opens onto its PASID's)
+                a = index.anomalies[app.current_anomaly]
+                assert app.window.cell_of(a.ts_ns, timeline.cell_count) == x - first
+                assert (app.row.device, app.row.pasid) == (a.device, a.pasid)
+                assert a.title in panel_text(app, "event")
+            else:
+                assert app.selected == r
+                assert str(index.event(app.selected_event).kind) == glyphs[ch], (r, x, ch)
+                assert app.cursor == index.ts[app.selected_event]
+                assert f"#{app.selected_event} " in panel_text(app, "event")
+
+    drive(app, body)
+
+
+def test_n_and_shift_n_count_from_the_cursor_after_it_moved() -> None:
+    index = index_of("06")
+    app = ExplorerApp(index, layout="debug")
+    last = len(index.anomalies) - 1
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press("n", "end", "N")
+        assert app.current_anomaly == last
+        await pilot.press("home", "n")
+        assert app.current_anomaly == 0
+        await pilot.press("n", "n", "comma")  # a step back from the third: between the second and the third
+        assert app.current_anomaly is None
+        await pilot.press("n")
+        assert app.current_anomaly == 2
+        await pilot.press("home", "full_stop", "N")
+        assert app.current_anomaly is None  # none before the first event
+        assert any("no more anomalies" in str(n.message) for n in app._notifications)
+
+    drive(app, body)
+
+
+def test_kind_anomaly_keeps_only_rows_with_anomalies() -> None:
+    index = index_of("07")  # events lost (host-wide) and a response on (0000:6a:01.0, PASID 1)
+    app = ExplorerApp(index, layout="debug")
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press("slash", *"kind:anomaly", "enter")
+        assert {(r.device, r.pasid) for r in app.rows if r.depth} == {(a.device, a.pasid) for a in index.anomalies}
+        await pilot.press("escape", "slash", *"kind:anomaly,pasid_free", "enter")  # either kind
+        assert {(r.device, r.pasid) for r in app.rows if r.depth} == {(None, None), (None, 1), ("0000:6a:01.0", 1)}
+
+    drive(app, body)
+
+
+def test_pid_comm_and_words_match_who_held_the_pasid_on_that_row() -> None:
+    index = index_of("06")  # PASID 1: first the driver's (pid 211) on acme-accel, then dsa-copy's on idxd
+    app = ExplorerApp(index, layout="debug")
+
+    def shown() -> set[tuple[str | None, int | None]]:
+        return {(r.device, r.pasid) for r in app.rows if r.depth}
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press("slash", *"pid:211", "enter")
+        assert shown() == {(None, 1), ("0000:b1:00.0", 1)}  # the number, and the device it used it on
+        await pilot.press("escape", "slash", *"comm:dsa", "enter")
+        assert shown() == {(None, 1), ("0000:6a:01.0", 1)}
+        await pilot.press("escape", "slash", *"dsa-copy", "enter")
+        assert shown() == {(None, 1), ("0000:6a:01.0", 1)}
+        await pilot.press("escape", "slash", *"acme", "enter")  # a driver's name keeps its device's rows
+        assert shown() == {("0000:b1:00.0", 1)}
+        assert [r.label for r in app.rows if r.depth] == ["PASID 1 kworker/u8:2"]
+
+    drive(app, body)
+
+
+def test_a_filtered_group_row_sums_only_the_rows_that_passed() -> None:
+    index = index_of("05")
+    app = ExplorerApp(index, layout="compact")
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press("slash", *"dev:3b:00 pasid:7", "enter", "c")  # then close every row
+        group = next(r for r in app.rows if r.device == "0000:3b:00.0")
+        assert group.depth == 0 and group.key not in app.expanded
+        pasid7 = next(c for c in group.children if c.pasid == 7)
+        edges = app.window.edges(app.query_one(Timeline).cell_count)
+        cells = app.cells.row_cells(group, edges)
+        assert cells.counts.sum() == len(index.track_events(pasid7.tracks[0]))
+        assert not cells.anomalies.any()  # the exhaustion is on the device's no-PASID row, filtered out
+
+    drive(app, body, size=(80, 24))
+
+
+def test_left_up_bracket_and_next_search_match() -> None:
+    index = index_of("03")
+    app = ExplorerApp(index, layout="debug")
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press("end")
+        step = app.window.span // app.query_one(Timeline).cell_count
+        await pilot.press("left")
+        assert app.cursor == index.end_ns - step
+        await pilot.press("down", "down", "up")
+        assert app.selected == 1
+        row = app.row
+        times = sorted((int(index.ts[i]), int(i)) for t in row.tracks for i in index.track_events(t))
+        await pilot.press("end")  # selects the row's last event
+        assert app.selected_event == times[-1][1]
+        await pilot.press("left_square_bracket")
+        assert (app.cursor, app.selected_event) == times[-2]
+        await pilot.press("left_square_bracket")
+        assert (app.cursor, app.selected_event) == times[-3]
+        await pilot.press("home", "s", *"IOMMU_", "enter")
+        await pilot.pause(0.2)
+        first = app.selected_event
+        await pilot.press("S")
+        await pilot.pause(0.2)
+        assert app.selected_event > first and "IOMMU_" in index.event(app.selected_event).brief()
+
+    drive(app, body)
+
+
+def test_a_command_from_the_palette_runs_its_action() -> None:
+    index = index_of("06")
+    app = ExplorerApp(index, layout="debug")
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"next anomaly")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.current_anomaly == 0 and app.cursor == index.anomalies[0].ts_ns
+
+    drive(app, body)
+
+
+def test_the_axis_labels_in_ns_and_us_when_zoomed_far_in() -> None:
+    app = ExplorerApp(index_of("04"), layout="debug")
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        timeline = app.query_one(Timeline)
+        await pilot.press("home")
+        units = set()
+        for _ in range(24):
+            await pilot.press("plus")
+            units |= set(re.findall(r"\d(ns|µs|ms)\b", timeline.render_line(0).text[timeline.label_width:]))
+        assert {"ms", "µs", "ns"} <= units
+
+    drive(app, body)
+
+
+@pytest.mark.parametrize("layout", ["debug", "teaching", "compact"])
+@pytest.mark.parametrize("name", ["01", "04", "07"])  # 23 ms, 166 ms and 9 ms long
+def test_every_layout_at_80x24_has_a_time_axis(layout: str, name: str) -> None:
+    app = ExplorerApp(index_of(name), layout=layout)
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        timeline = app.query_one(Timeline)
+        labels = re.findall(r"\d+(?:\.\d+)?(?:ns|µs|ms|s)\b", timeline.render_line(0).text[timeline.label_width:])
+        assert len(labels) >= 2, timeline.render_line(0).text
+
+    drive(app, body, size=(80, 24))
+
+
+def test_an_outstanding_group_says_who_is_to_answer_it() -> None:
+    index = index_of("06")
+    app = ExplorerApp(index, layout="debug")
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press("n", "n", "n", "n")  # the unanswered group
+        text = panel_text(app, "allocator")
+        assert "PRG 3" in text and "to be answered by the kernel" in text and "STALE" in text
+
+    drive(app, body)
