@@ -57,6 +57,9 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
     }
     if "import" in footer:
         info["import"] = footer["import"]
+    for key in ("kernel_counts", "kernel_counts_missed"):  # a capture's exact in-kernel counts
+        if key in footer:
+            info[key] = footer[key]
     unknown = sorted(k for k in info["by_kind"] if k not in _known_kinds())
     if unknown:
         info["unknown_kinds"] = unknown
@@ -114,12 +117,30 @@ def info_text(info: dict[str, Any]) -> list[str]:
         lines += _unknown_sample_lines(info["file"], imp)
     if info.get("unknown_kinds"):
         lines.append(f"  kinds from a newer writer (kept, shown as-is): {', '.join(info['unknown_kinds'])}")
+    lines += _kernel_count_lines(info)
     if info["lost"]:
         lines.append(f"  {info['lost']:,} events lost during capture: state after the first loss is uncertain")
     for d in info["damage"]:
         lines.append(f"  damaged: {d}")
     if info["end_reason"] and info["end_reason"] != "complete":
         lines.append(f"  capture ended: {info['end_reason']}")
+    return lines
+
+
+def _kernel_count_lines(info: dict[str, Any]) -> list[str]:
+    """A capture's in-kernel counts by event type, beside what was recorded: exact even when the ring buffer
+    dropped details under a storm."""
+    counts = info.get("kernel_counts")
+    if not counts:
+        return []
+    totals: dict[str, int] = {}
+    for c in counts:
+        totals[str(c["type"])] = totals.get(str(c["type"]), 0) + int(c["count"])
+    lines = ["  counted in the kernel (exact, whatever the ring buffer dropped; --json has them per command, "
+             "process, device and PASID):"]
+    lines += [f"    {kind:<14} {n:>10,}" for kind, n in sorted(totals.items())]
+    if info.get("kernel_counts_missed"):
+        lines.append(f"    {info['kernel_counts_missed']:,} events found the count table full and are not counted")
     return lines
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -128,6 +129,9 @@ def test_a_flood_bigger_than_the_ring_buffer_is_accounted_exactly(tmp_path: Path
     in_kernel = sum(c["count"] for c in r.footer["kernel_counts"] if c["type"] == "ioctl" and c.get("pid") == flood.pid)
     assert in_kernel == n  # the in-kernel counts stay exact whatever the ring buffer dropped
     assert r.footer["kernel_counts_missed"] == 0
+    shown = cli("info", str(out)).stdout  # info shows the exact counts beside what the ring buffer delivered
+    counted = re.search(r"counted in the kernel.*\n(?:.*\n)*?\s+ioctl\s+([\d,]+)\n", shown)
+    assert counted is not None and int(counted[1].replace(",", "")) >= n, shown
     idx = RecordingIndex.build(Recording(out))
     assert idx.sim.state.lost == lost and idx.sim.state.uncertain
 
