@@ -14,7 +14,6 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import count
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 import msgpack
@@ -22,12 +21,11 @@ import numpy as np
 
 from .events import Event, Kind, row_problem
 from .recording import DeviceInfo, Header, Recording
-from .recording.columns import ChunkColumns
+from .recording.columns import ChunkColumns, columns_of
 from .recording.reader import ChunkHead
 from .simulator import DEFAULT_STALE_NS, STATEFUL_KINDS, Anomaly, SimState, Simulator, lifecycle_unobserved
 
 Progress = Callable[[int, int], None]
-_TS, _KIND_TRACK = itemgetter(0), itemgetter(1, 2, 3)
 _CHUNK_CACHE = 16
 CHECKPOINT_EVERY = 8192  # events between simulator checkpoints: bounds the replay behind any seek
 
@@ -103,13 +101,13 @@ class RecordingIndex:
         try:
             for i, info in enumerate(recording.chunks):
                 head = recording.chunk_head(i)
-                if head is not None and idx._ingest_head(head, i):
-                    continue
-                got = recording.try_chunk(i)
-                if got is None:
-                    idx._note_gap(info.t0, info.n, f"byte {info.offset}: unreadable chunk of {info.n} events")
-                idx._ingest(*(got or ([], None)), file_chunk=i)
-                del got  # before the next chunk is decoded, so that it reuses this one's memory while it is hot
+                if head is None or not idx._ingest_head(head, i):
+                    # no columns, or columns the rows contradict: the rows alone say what the chunk holds
+                    rows = recording.try_chunk_rows(i)
+                    if rows is None:
+                        idx._note_gap(info.t0, info.n, f"byte {info.offset}: unreadable chunk of {info.n} events")
+                    idx._ingest(rows or [], file_chunk=i)
+                    del rows  # before the next chunk is decoded, so that it reuses this one's memory while hot
                 if progress is not None:
                     progress(idx.n, total)
         finally:
@@ -144,11 +142,10 @@ class RecordingIndex:
         self._add_chunk(rows, columns, stateful, file_chunk)
         return True
 
-    def _ingest(self, rows: list[list[Any]], cols: ChunkColumns | None = None, *,
-                file_chunk: int | None) -> None:
+    def _ingest(self, rows: list[list[Any]], file_chunk: int | None) -> None:
         if rows:
             try:
-                columns = self._columns_of(rows) if cols is None else self._stored_columns(cols)
+                columns = self._columns_of(rows)
             except (TypeError, ValueError, OverflowError, IndexError):
                 rows = self._repaired(rows, file_chunk)
                 file_chunk = None  # the repaired rows are kept in memory, the file's are never read again
@@ -180,13 +177,12 @@ class RecordingIndex:
         self._dirty = True
 
     def _columns_of(self, rows: list[list[Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Time, kind and track columns of a batch; TypeError or ValueError when a row is malformed."""
-        n = len(rows)
-        ts = np.fromiter(map(_TS, rows), np.int64, n)
-        combos = np.fromiter(map(self._combo_ids.__getitem__, map(_KIND_TRACK, rows)), np.uint32, n)
-        if len(self._combo_ids) > len(self._combo_kind):
-            self._grow_combos()
-        return ts, self._combo_kind[combos], self._combo_track[combos]
+        """Time, kind and track columns of a batch, computed as a writer stores them; TypeError when a row is
+        malformed."""
+        cols = columns_of(rows)
+        if cols is None:
+            raise TypeError("a malformed row")
+        return self._stored_columns(cols)
 
     def _stored_columns(self, cols: ChunkColumns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The same columns from what the writer stored: one lookup per distinct key instead of one per row."""

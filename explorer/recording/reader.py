@@ -124,6 +124,7 @@ class Recording:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = str(path)
+        self._last_payload: tuple[int, bytes] = (-1, b"")
         try:
             self._fd: int | None = os.open(self.path, os.O_RDONLY)
         except OSError as e:
@@ -295,43 +296,31 @@ class Recording:
 
     # -- reading --------------------------------------------------------------------------------------------
     def chunk_payload(self, i: int) -> bytes:
-        """Chunk `i`'s payload, checked against its frame's CRC."""
+        """Chunk `i`'s payload, checked against its frame's CRC. The last one read is kept: opening a file
+        written without columns looks for them, then reads the rows, from one read and one check."""
+        last = self._last_payload  # one read of the pair: a worker thread may replace it meanwhile
+        if last[0] == i:
+            return last[1]
         c = self.chunks[i]
         tag, length, crc, payload, why = self._frame_at(c.offset)
         if why or tag != TAG_CHUNK or length != c.length:
             raise self._fail(c.offset, f"chunk {i} of {c.n} events is unreadable ({why or 'bad frame'})")
         if zlib.crc32(payload) != crc:
             raise self._fail(c.offset, f"chunk {i} of {c.n} events fails its checksum (corrupt)")
+        self._last_payload = (i, payload)
         return payload
 
-    def _chunk(self, i: int) -> dict[Any, Any]:
+    def chunk_rows(self, i: int) -> list[list[Any]]:
+        """Decode chunk `i` into rows (see `Event.to_row`)."""
         payload = self.chunk_payload(i)
         try:
-            chunk = _unpack(payload)
-            rows = chunk["events"]
+            rows = _unpack(payload)["events"]
         except Exception as e:
             raise self._fail(self.chunks[i].offset, f"chunk {i} passes its checksum but does not decode ({e})") \
                 from None
         if not isinstance(rows, list):
             raise self._fail(self.chunks[i].offset, f"chunk {i} holds no event list")
-        return chunk
-
-    def chunk_rows(self, i: int) -> list[list[Any]]:
-        """Decode chunk `i` into rows (see `Event.to_row`)."""
-        return self._chunk(i)["events"]
-
-    def try_chunk(self, i: int) -> tuple[list[list[Any]], ChunkColumns | None] | None:
-        """Chunk `i`'s rows and its stored columns (None when it has none that fit), or None after noting in
-        `damage` why it cannot be read."""
-        try:
-            chunk = self._chunk(i)
-        except RecordingError as e:
-            offset = self.chunks[i].offset
-            if all(d.offset != offset for d in self.damage):
-                self.damage.append(Damage(offset, f"{e.what}; its {self.chunks[i].n} events are skipped"))
-            return None
-        rows = chunk["events"]
-        return rows, unpack_columns(chunk.get("cols"), len(rows))
+        return rows
 
     def chunk_head(self, i: int) -> ChunkHead | None:
         """Chunk `i`'s columns, with what it takes to decode any of its rows alone; None when it has no columns
@@ -359,8 +348,13 @@ class Recording:
 
     def try_chunk_rows(self, i: int) -> list[list[Any]] | None:
         """Chunk `i`'s rows, or None after noting in `damage` why it cannot be read."""
-        got = self.try_chunk(i)
-        return None if got is None else got[0]
+        try:
+            return self.chunk_rows(i)
+        except RecordingError as e:
+            offset = self.chunks[i].offset
+            if all(d.offset != offset for d in self.damage):
+                self.damage.append(Damage(offset, f"{e.what}; its {self.chunks[i].n} events are skipped"))
+            return None
 
     def iter_rows(self) -> Iterator[list[Any]]:
         """Every readable row in order; unreadable chunks are skipped and described in `damage`."""
