@@ -35,15 +35,13 @@ def atomic_output(out: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[A
         f = open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""}))  # noqa: SIM115
     except OSError as e:
         raise InputError(str(out), "", f"cannot be written ({e.strerror})") from None
-    if special:
-        with f:
-            yield f
-        return
     try:
         with f:
             yield f
-        os.replace(tmp, target)
+        if not special:
+            os.replace(tmp, target)
     except BaseException:
-        with suppress(OSError):
-            tmp.unlink()
+        if not special:
+            with suppress(OSError):
+                tmp.unlink()
         raise

@@ -540,20 +540,22 @@ class Simulator:
         st = self.state
         count = row[R_FIELDS].get("count", 0)
         st.lost += count
-        first = st.uncertain_since is None
-        if first:
-            st.uncertain_since = row[R_TS]
+        first = self._uncertain_from(row[R_TS])
         self._flag("events_lost", row[R_TS], None, None,
                    f"the capture lost {count} event(s){f' on CPU {row[4]}' if row[4] is not None else ''}"
                    f"{'; state is uncertain from here' if first else ''} ({st.lost} lost so far).", [idx])
 
+    def _uncertain_from(self, ts: int) -> bool:
+        """State can no longer be trusted from `ts` on; True when this is the first such moment."""
+        first = self.state.uncertain_since is None
+        if first:
+            self.state.uncertain_since = ts
+        return first
+
     def _malformed(self, row: list[Any], idx: int, error: Exception) -> None:
         """An event with missing or mistyped fields: skipped, reported, and treated as a loss from here on."""
-        st = self.state
-        ts = row[R_TS] if isinstance(row[R_TS], int) else st.time_ns
-        first = st.uncertain_since is None
-        if first:
-            st.uncertain_since = ts
+        ts = row[R_TS] if isinstance(row[R_TS], int) else self.state.time_ns
+        first = self._uncertain_from(ts)
         what = f"lacks field {error.args[0]!r}" if isinstance(error, KeyError) else f"has a bad value ({error})"
         self._flag("malformed_event", ts, row[R_DEVICE] if isinstance(row[R_DEVICE], str) else None, None,
                    f"event #{idx} ({row[1]}) {what}; the model skipped it"
