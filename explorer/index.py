@@ -104,8 +104,10 @@ class RecordingIndex:
                 if head is None or not idx._ingest_head(head, i):
                     # no columns, or columns the rows contradict: the rows alone say what the chunk holds
                     rows = recording.try_chunk_rows(i)
-                    if rows is None:
-                        idx._note_gap(info.t0, info.n, f"byte {info.offset}: unreadable chunk of {info.n} events")
+                    if rows is None:  # the reader said why, in its damage at this chunk's offset
+                        why = next((str(d) for d in recording.damage if d.offset == info.offset),
+                                   f"byte {info.offset}: unreadable chunk of {info.n} events")
+                        idx._note_gap(info.t0, info.n, why)
                     idx._ingest(rows or [], file_chunk=i)
                     del rows  # before the next chunk is decoded, so that it reuses this one's memory while hot
                 if progress is not None:
