@@ -1,9 +1,14 @@
 """The per-device / per-PASID index of a recording, with simulator checkpoints for time travel.
 
 Events are kept as a few numpy columns (time, kind, track), about 30 bytes an event, never as Python objects;
-full events are decoded from their chunk on demand. The simulator runs once over the stateful events while
-indexing and leaves a checkpoint after every chunk and every CHECKPOINT_EVERY events, so the state at any time is one
-checkpoint plus a bounded replay away.
+full events are decoded from their chunk on demand. The simulator runs once over the stateful events and leaves a
+checkpoint after every chunk and every CHECKPOINT_EVERY events, so the state at any time is one checkpoint plus a
+bounded replay away.
+
+Opening a file takes two passes that can run together (`build`) or apart (`build(model=False)`, then
+`run_model`): the columns come from what the writer stored, in a fraction of the time the model takes, so the
+explorer can draw a big recording's timeline while the model is still replaying it in a worker thread. Until then
+`modelled` says how far the model has got, and `covers(t)` whether the state at `t` is known yet.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ import bisect
 import gc
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import count
+from threading import Lock
 from typing import Any, NamedTuple
 
 import msgpack
@@ -26,8 +33,21 @@ from .recording.reader import ChunkHead
 from .simulator import DEFAULT_STALE_NS, STATEFUL_KINDS, Anomaly, SimState, Simulator, lifecycle_unobserved
 
 Progress = Callable[[int, int], None]
+Observer = Callable[[list[Any], list[int]], None]  # a chunk's rows (None where not decoded), positions modelled
 _CHUNK_CACHE = 16
 CHECKPOINT_EVERY = 8192  # events between simulator checkpoints: bounds the replay behind any seek
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Millions of short-lived acyclic rows: the cyclic collector would only rescan them."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class TrackKey(NamedTuple):
@@ -76,6 +96,11 @@ class RecordingIndex:
         self._cols: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._chunk_starts: list[int] = []  # event index of each chunk's first event
         self._chunk_file_ids: list[int | None] = []  # the file chunk behind each chunk (None: fed live)
+        self._stateful_at: list[np.ndarray] = []  # per chunk, the positions of the rows the model replays
+        self._first_ts: list[int] = []  # per chunk, its first event's time
+        self._gaps: dict[int, tuple[int, int]] = {}  # chunk -> (time, events) of an unreadable chunk's loss
+        self.modelled_chunks = 0  # chunks the model has replayed, in order
+        self.modelled = 0  # events the model has replayed: the state is known up to here
         self._live_chunks: dict[int, list[list[Any]]] = {}  # rows of chunks fed live, by chunk number
         self._cache: OrderedDict[int, list[list[Any]]] = OrderedDict()
         self._checkpoints: list[_Checkpoint] = [_Checkpoint(0, self.sim.snapshot())]
@@ -85,20 +110,20 @@ class RecordingIndex:
         self._dirty = True
         self._anomalies_sorted: list[Anomaly] = []
         self._anomaly_ts: list[int] = []
+        self._lock = Lock()  # the chunk cache is shared with a worker thread running the model
 
     # -- building ---------------------------------------------------------------------------------------------
     @classmethod
     def build(cls, recording: Recording, *, progress: Progress | None = None,
-              stale_ns: int = DEFAULT_STALE_NS) -> RecordingIndex:
-        """Index a whole recording; `progress(done, total)` is called after every chunk."""
+              stale_ns: int = DEFAULT_STALE_NS, model: bool = True) -> RecordingIndex:
+        """Index a whole recording; `progress(done, total)` is called after every chunk. With `model` False only
+        the columns are read: `run_model` replays the model later (the explorer runs it in a worker)."""
         idx = cls(recording.header, recording=recording, stale_ns=stale_ns)
         for d in recording.devices:
             idx.devices.setdefault(d.name, d)
             idx.sim.state.devices.setdefault(d.name, d.pasid_width)
         total = recording.event_count
-        was_enabled = gc.isenabled()
-        gc.disable()  # millions of short-lived rows; the cyclic collector would only rescan them
-        try:
+        with _collector_paused():
             for i, info in enumerate(recording.chunks):
                 head = recording.chunk_head(i)
                 if head is None or not idx._ingest_head(head, i):
@@ -110,38 +135,68 @@ class RecordingIndex:
                         idx._note_gap(info.t0, info.n, why)
                     idx._ingest(rows or [], file_chunk=i)
                     del rows  # before the next chunk is decoded, so that it reuses this one's memory while hot
+                if model:
+                    idx._model_chunk(idx.modelled_chunks)
                 if progress is not None:
                     progress(idx.n, total)
-        finally:
-            if was_enabled:
-                gc.enable()
         for d in recording.damage:
             if not any(str(d.offset) in x for x in idx.damage):
                 idx.damage.append(str(d))
-        idx.finish()
+        if model:
+            idx.finish()
+        else:
+            idx._columns()
         return idx
 
+    def run_model(self, *, observe: Observer | None = None, progress: Progress | None = None,
+                  stop: Callable[[], bool] | None = None, through_ns: int | None = None) -> bool:
+        """Replay the model over the chunks it has not seen yet, then `finish`; True once it has. `observe` gets
+        each chunk's decoded rows, so a caller that needs the same rows (the timeline's bars) does not decode
+        them again. It returns early, False, when `stop()` says so or, with `through_ns`, once the state at
+        that time is known. Safe beside readers in another thread: what it appends (checkpoints, anomalies,
+        `modelled`) is appended in an order they can read at any moment."""
+        with _collector_paused():
+            while self.modelled_chunks < len(self._chunk_starts):
+                if (stop is not None and stop()) or (through_ns is not None and self.covers(through_ns)):
+                    return False
+                self._model_chunk(self.modelled_chunks, observe)
+                if progress is not None:
+                    progress(self.modelled, self.n)
+        self.finish()
+        return True
+
+    def covers(self, t_ns: int) -> bool:
+        """Whether the model has replayed everything up to `t_ns` (events, and the loss an unreadable chunk
+        stands for), so the state there is known."""
+        c = self.modelled_chunks
+        if c >= len(self._chunk_starts):
+            return True
+        gap = self._gaps.get(c)
+        return self.modelled >= self.index_at(t_ns) and (gap is None or gap[0] > t_ns)
+
     def add_rows(self, rows: list[list[Any]]) -> None:
-        """Feed a batch of live rows (time-ordered); they become one in-memory chunk."""
+        """Feed a batch of live rows (time-ordered); they become one in-memory chunk, modelled at once (after any
+        chunks the model has still to replay)."""
         if rows:
             self._ingest(rows, file_chunk=None)
+            while self.modelled_chunks < len(self._chunk_starts):
+                self._model_chunk(self.modelled_chunks)
 
     def _note_gap(self, ts: int, n: int, why: str) -> None:
         """An unreadable chunk is a loss like any other: the simulator must stop trusting its state there."""
         self.damage.append(why)
-        self.sim.apply_row([ts, str(Kind.LOST), None, None, None, None, None, "recording", {"count": n}], -1)
+        self._gaps[len(self._chunk_starts)] = (ts, n)
 
     def _ingest_head(self, head: ChunkHead, file_chunk: int) -> bool:
-        """Index a file chunk from its stored columns, decoding only the rows the model replays (most events,
-        DMA map traffic above all, are never decoded while opening). False when the columns and rows do not
-        agree: the caller then reads the chunk whole."""
+        """Index a file chunk from its stored columns: no row is decoded but its first and last, which must be
+        the events the columns say (the model decodes the rest it needs later). False when they are not: the
+        caller then reads the chunk whole."""
         try:
             columns = self._stored_columns(head.cols)
-            stateful = np.flatnonzero(self._stateful[columns[1]])
-            rows = head.rows(stateful.tolist())
+            head.rows([0, len(columns[0]) - 1] if len(columns[0]) else [])
         except (TypeError, ValueError, OverflowError, IndexError, msgpack.UnpackException):
             return False
-        self._add_chunk(rows, columns, stateful, file_chunk)
+        self._add_chunk(len(columns[0]), columns, file_chunk)
         return True
 
     def _ingest(self, rows: list[list[Any]], file_chunk: int | None) -> None:
@@ -154,29 +209,68 @@ class RecordingIndex:
                 columns = self._columns_of(rows)
         else:
             columns = (np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros(0, np.uint32))
-        self._add_chunk(rows, columns, np.flatnonzero(self._stateful[columns[1]]), file_chunk)
+        c = len(self._chunk_starts)
+        self._add_chunk(len(rows), columns, file_chunk)
+        if file_chunk is None:
+            self._live_chunks[c] = rows
+        elif rows:
+            self._remember(c, rows)  # modelling it next reads these, not the file again
 
-    def _add_chunk(self, rows: list[Any], columns: tuple[np.ndarray, np.ndarray, np.ndarray],
-                   stateful: np.ndarray, file_chunk: int | None) -> None:
-        """Record a chunk's columns and run the model over its stateful rows, with checkpoints."""
-        n = len(rows)
-        base = self.n
+    def _add_chunk(self, n: int, columns: tuple[np.ndarray, np.ndarray, np.ndarray], file_chunk: int | None) -> None:
+        """Record a chunk's columns and which of its rows the model replays."""
         if n:
             self._cols.append(columns)
-            if self.sim.state.index < 0:
-                self.sim.begin(int(columns[0][0]))  # the stream's first event, whatever its kind
-        if file_chunk is None:
-            self._live_chunks[len(self._chunk_starts)] = rows
-        self._chunk_starts.append(base)
+        self._chunk_starts.append(self.n)
         self._chunk_file_ids.append(file_chunk)
+        self._stateful_at.append(np.flatnonzero(self._stateful[columns[1]]))
+        self._first_ts.append(int(columns[0][0]) if n else 0)
+        self.n += n
+        self._dirty = True
+
+    def _model_chunk(self, c: int, observe: Observer | None = None) -> None:
+        """Run the model over chunk `c`'s stateful rows (the next it has not seen), leaving checkpoints."""
+        base = self._chunk_starts[c]
+        gap = self._gaps.get(c)
+        if gap is not None:  # with a checkpoint of its own: a seek past it must not replay from before the loss
+            self.sim.apply_row([gap[0], str(Kind.LOST), None, None, None, None, None, "recording",
+                                {"count": gap[1]}], -1)
+            self._checkpoints.append(_Checkpoint(base, self.sim.snapshot()))
+            self._checkpoint_starts.append(base)
+        stateful = self._stateful_at[c]
+        positions = stateful.tolist()
+        rows = self._model_rows(c, positions)
+        n = len(rows)
+        if n and self.sim.state.index < 0:
+            self.sim.begin(self._first_ts[c])  # the stream's first event, whatever its kind
         for a in range(0, n, CHECKPOINT_EVERY):  # a big chunk (a busy second of capture) gets several
             b = min(a + CHECKPOINT_EVERY, n)
             lo, hi = np.searchsorted(stateful, (a, b))
-            self.sim.apply_rows(rows, stateful[lo:hi].tolist(), base)
+            self.sim.apply_rows(rows, positions[lo:hi], base)
             self._checkpoints.append(_Checkpoint(base + b, self.sim.snapshot()))
             self._checkpoint_starts.append(base + b)
-        self.n += n
-        self._dirty = True
+        if observe is not None:
+            observe(rows, positions)
+        self.modelled_chunks = c + 1
+        self.modelled = base + n
+
+    def _model_rows(self, c: int, positions: list[int]) -> list[Any]:
+        """Chunk `c`'s rows with at least those at `positions` decoded: from the file by stored columns when
+        it has them, else whole. Rows that contradict their columns past the ones checked when indexing are
+        modelled from the whole chunk, and the damage says so."""
+        file_chunk = self._chunk_file_ids[c]
+        with self._lock:
+            cached = self._cache.get(c)
+        if file_chunk is None or cached is not None:
+            return self._chunk_rows(c)
+        assert self.recording is not None
+        head = self.recording.chunk_head(file_chunk)
+        if head is not None:
+            try:
+                return head.rows(positions)
+            except (TypeError, ValueError, OverflowError, IndexError, msgpack.UnpackException) as e:
+                self.damage.append(f"byte {self.recording.chunks[file_chunk].offset}: chunk {file_chunk}: {e}; "
+                                   "the model reads the chunk's rows, the timeline shows its stored columns")
+        return self._chunk_rows(c)
 
     def _columns_of(self, rows: list[list[Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Time, kind and track columns of a batch, computed as a writer stores them; TypeError when a row is
@@ -229,7 +323,6 @@ class RecordingIndex:
         """End of stream: let outstanding groups age to the last event's time."""
         if self.n:
             self.sim.advance(self.end_ns)
-        self._sort_anomalies()
 
     # -- columns ----------------------------------------------------------------------------------------------
     def _columns(self) -> None:
@@ -249,12 +342,7 @@ class RecordingIndex:
         self._order = order
         self._track_bounds = np.searchsorted(tracks[order], np.arange(len(self._track_ids) + 1))
         self._track_ts = ts[order]
-        self._sort_anomalies()
         self._dirty = False
-
-    def _sort_anomalies(self) -> None:
-        self._anomalies_sorted = sorted(self.sim.anomalies, key=lambda a: (a.ts_ns, a.rule))
-        self._anomaly_ts = [a.ts_ns for a in self._anomalies_sorted]
 
     @property
     def ts(self) -> np.ndarray:
@@ -320,8 +408,12 @@ class RecordingIndex:
 
     @property
     def anomalies(self) -> list[Anomaly]:
-        """Every anomaly, in time order."""
-        self._columns()
+        """Every anomaly found so far (all of them once the model has run), in time order."""
+        found = self.sim.anomalies  # only ever appended to, by the model (maybe in another thread)
+        if len(found) != len(self._anomalies_sorted):
+            ordered = sorted(found[:], key=lambda a: (a.ts_ns, a.rule))
+            self._anomaly_ts = [a.ts_ns for a in ordered]
+            self._anomalies_sorted = ordered
         return self._anomalies_sorted
 
     def counts_by_kind(self) -> dict[str, int]:
@@ -330,20 +422,24 @@ class RecordingIndex:
 
     # -- events -----------------------------------------------------------------------------------------------
     def _chunk_rows(self, c: int) -> list[list[Any]]:
-        rows = self._cache.get(c)
-        if rows is not None:
-            self._cache.move_to_end(c)
-            return rows
+        with self._lock:
+            rows = self._cache.get(c)
+            if rows is not None:
+                self._cache.move_to_end(c)
+                return rows
         file_chunk = self._chunk_file_ids[c]
         if file_chunk is None:
-            rows = self._live_chunks[c]
-        else:
-            assert self.recording is not None
-            rows = self.recording.try_chunk_rows(file_chunk) or []
-        self._cache[c] = rows
-        if len(self._cache) > _CHUNK_CACHE:
-            self._cache.popitem(last=False)
+            return self._live_chunks[c]
+        assert self.recording is not None
+        rows = self.recording.try_chunk_rows(file_chunk) or []
+        self._remember(c, rows)
         return rows
+
+    def _remember(self, c: int, rows: list[list[Any]]) -> None:
+        with self._lock:
+            self._cache[c] = rows
+            if len(self._cache) > _CHUNK_CACHE:
+                self._cache.popitem(last=False)
 
     def row(self, i: int) -> list[Any]:
         if not 0 <= i < self.n:
@@ -366,17 +462,13 @@ class RecordingIndex:
         return int(np.searchsorted(self.ts_max, t_ns, side="right"))
 
     def state_at(self, t_ns: int) -> SimState:
-        """The simulator's full state at time `t_ns`: nearest checkpoint, then replay to that time.
+        """The simulator's full state at time `t_ns`: nearest checkpoint, then replay to that time (see
+        `covers`: past what the model has replayed, the replay would have to do the model's work).
 
         The cyclic collector is paused meanwhile: a replay makes thousands of acyclic rows, and a full collection
         over the checkpoints would cost more than the replay itself."""
-        was_enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with _collector_paused():
             return self._state_at(t_ns)
-        finally:
-            if was_enabled:
-                gc.enable()
 
     def _state_at(self, t_ns: int) -> SimState:
         upto = self.index_at(t_ns)

@@ -13,8 +13,9 @@ RECORDINGS_DIR = Path(__file__).resolve().parent.parent / "recordings"
 
 
 def open_index(path: str | os.PathLike[str], *, progress: Progress | None = None,
-               stale_ns: int | None = None) -> RecordingIndex:
-    """Index `path`: a .pasidrec file, or a scenario .yaml (simulated in memory, nothing written)."""
+               stale_ns: int | None = None, model: bool = True) -> RecordingIndex:
+    """Index `path`: a .pasidrec file, or a scenario .yaml (simulated in memory, nothing written). With `model`
+    False a recording's model is left to `RecordingIndex.run_model` (a scenario is always modelled)."""
     p = Path(path)
     if not p.exists():
         raise InputError(str(p), "", "no such file")
@@ -24,4 +25,4 @@ def open_index(path: str | os.PathLike[str], *, progress: Progress | None = None
 
         scenario = load_scenario(p)
         return scenario.index(**kw)
-    return RecordingIndex.build(Recording(p), progress=progress, **kw)
+    return RecordingIndex.build(Recording(p), progress=progress, model=model, **kw)

@@ -140,11 +140,18 @@ def test_a_late_response_and_a_never_answered_group_are_both_reported_at_their_d
                                                                    ("unanswered_group", 100_002_000)]
 
 
-def _naive_state(events: list[list], upto: int, header: Header, t: int) -> SimState:
-    """One event at a time from the start, then time passes to `t`: what a seek to `t` must give."""
+def _naive_state(events: list[list], upto: int, header: Header, t: int, lost_before: dict[int, list] | None = None
+                 ) -> SimState:
+    """One event at a time from the start, then time passes to `t`: what a seek to `t` must give. `lost_before`:
+    a loss (a row, which is no event of the stream) that comes before event i."""
     sim = Simulator(header.devices, kernel=header.kernel)
+    lost_before = lost_before or {}
     for i, row in enumerate(events[:upto]):
+        if i in lost_before:
+            sim.apply_row(lost_before[i], -1)
         sim.apply_row(row, i)
+    if upto in lost_before:
+        sim.apply_row(lost_before[upto], -1)
     sim.advance(t)
     return sim.state
 
@@ -256,3 +263,40 @@ def test_random_scenario_scripts_never_break_the_model_through_the_kernels_own_r
     with Recording(path) as rec:  # closed each time: a run of thousands of examples must not run out of fds
         idx = RecordingIndex.build(rec)
     assert [a.rule for a in idx.anomalies] == [a.rule for a in sorted(run_.sim.anomalies, key=lambda a: a.ts_ns)]
+
+
+def _findings(idx: RecordingIndex) -> list[tuple]:
+    return [(a.rule, a.ts_ns, a.device, a.pasid, a.evidence, a.severity) for a in idx.anomalies]
+
+
+def test_a_recording_opened_from_its_columns_models_later_to_the_same_states_and_findings(tmp_path: Path) -> None:
+    """What the explorer does with a big file: the timeline from the stored columns first, the model after, in
+    steps. Each step gives the state a straight replay gives, a chunk damaged on disk counting as its events
+    lost, and the findings end as those of a model run while indexing."""
+    path = tmp_path / "w.pasidrec"
+    write_workload(str(path), 40_000, seed=8, slow_every=450, loss_every=350)
+    rec = Recording(path)
+    hit = rec.chunks[len(rec.chunks) // 2]
+    data = bytearray(path.read_bytes())
+    data[hit.payload_offset + hit.length // 2] ^= 0x40
+    path.write_bytes(bytes(data))
+    rows = list(Recording(path).iter_rows())
+    gap_at = sum(c.n for c in rec.chunks[:len(rec.chunks) // 2])
+    loss = {gap_at: [hit.t0, "lost", None, None, None, None, None, "recording", {"count": hit.n}]}
+    full = RecordingIndex.build(Recording(path))
+    later = RecordingIndex.build(Recording(path), model=False)
+    assert later.ts.tolist() == full.ts.tolist() and later.damage == full.damage
+    assert later.modelled == 0 and not later.covers(later.start_ns) and later.anomalies == []
+    rng = random.Random(2)
+    times = sorted(rng.randrange(full.start_ns, full.end_ns) for _ in range(6)) + [hit.t0 + 1]
+    for t in sorted(times):
+        assert later.run_model(through_ns=t) is False
+        assert later.covers(t) and later.modelled < later.n
+        upto = later.index_at(t)
+        naive = _naive_state(rows, upto, later.header, t, loss)
+        assert _comparable(later.state_at(t)) == _comparable(naive)
+        assert (later.state_at(t).lost >= hit.n) == (upto >= gap_at)
+        so_far = _findings(later)
+        assert so_far == [f for f in _findings(full) if f in so_far] and len(so_far) <= len(full.anomalies)
+    assert later.run_model() is True and later.modelled == later.n
+    assert _findings(later) == _findings(full) and later.damage == full.damage
