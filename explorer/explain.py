@@ -65,6 +65,9 @@ def prose(text: str) -> str:
 def explain(index: RecordingIndex, i: int) -> Account:
     """Explain event `i` of `index` using the simulator's state just after it."""
     ev = index.event(i)
+    if not index.covers(ev.ts_ns):
+        return Account(ev.brief(), (f"The model has replayed {index.modelled / index.n:.0%} of the recording so far: "
+                                    "what this event did, and any anomaly it proves, shows when it gets here.",))
     st = index.state_at(ev.ts_ns)
     paras = [p for p in _describe(ev, st, index) if p]
     for a in anomalies_of(index, i):

@@ -20,7 +20,13 @@ _WAITING = {"kernel": "to be answered by the kernel", "user": "waiting for user 
 class AllocatorPanel(Panel):
     TITLE = "allocator"
 
-    def show_state(self, index: RecordingIndex, st: SimState, cursor: int) -> None:
+    def show_state(self, index: RecordingIndex, st: SimState | None, cursor: int) -> None:
+        """`st` None: the model, still running, has not reached the cursor yet."""
+        if st is None:
+            self.set_body(Text(f"at +{fmt_ns(cursor - index.start_ns)} · the model has replayed "
+                               f"{index.modelled:,} of {index.n:,} events ({index.modelled / index.n:.0%}) so far: "
+                               "the allocator's state here shows when it gets this far", style="dim"))
+            return
         self.set_body(render_state(index, st, cursor, ink("red", self.dark)))
 
 

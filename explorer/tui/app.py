@@ -43,8 +43,9 @@ from .tracks import ALLOCATOR, Row, build_rows, visible_rows
 # Kernel events come microseconds apart, so replay offers slow motion well below 0.1x as well.
 SPEEDS: tuple[float, ...] = (0.0001, 0.001, 0.01, 0.1, 0.25, 0.5, 1, 2, 5, 10, 100, 1000, float("inf"))
 PLAY_S = 10.0  # the default speed replays the whole recording in about this long
-SYNC_SPANS = 200_000  # below this many events bars are computed before the first frame, above in a worker
+SYNC_SPANS = 200_000  # up to this many events the model and bars are run before the first frame, above in a worker
 TICK_S = 1 / 30
+PROGRESS_S = 0.5  # while the model runs in its worker, the screen shows how far it got this often
 MAX_PACE = 1000  # the speed as fast as possible never falls below
 _PANELS: dict[str, type[Panel]] = {"allocator": AllocatorPanel, "event": EventPanel, "anomalies": AnomalyPanel,
                                    "lesson": LessonPanel}
@@ -106,8 +107,13 @@ class ExplorerApp(App[None]):
         self.layout = layout if isinstance(layout, Layout) else load_layout(layout or default_layout(index))
         self.source_name = source_name
         self.spans = Spans(index)
+        self._bars = Spans(index)  # fed beside the model in its worker, shown once whole
         if index.n <= SYNC_SPANS:
+            index.run_model(observe=self.spans.feed)
             self.spans.update()
+        else:  # the state at the cursor (the start) is on the first screen; the rest is modelled behind it
+            index.run_model(observe=self._bars.feed, through_ns=index.start_ns)
+        self._progress_shown = (0.0, index.modelled)
         self.cells = CellModel(index, self.spans)
         self.rows_all: list[Row] = build_rows(index, self.spans)
         self.expanded: set[tuple[object, ...]] = set()
@@ -150,8 +156,8 @@ class ExplorerApp(App[None]):
         self.theme = "textual-light" if self.layout.theme == "light" else "textual-dark"
         self.sub_title = self._subtitle()
         self._apply_filter(self.filter)
-        if self.index.n > SYNC_SPANS:
-            self._compute_spans()
+        if self.spans.done < self.index.n:
+            self.call_after_refresh(self._run_model)  # once the first screen is up
         if self.live is not None:
             self._poll_live()
         self.set_interval(TICK_S, self._tick)
@@ -209,10 +215,11 @@ class ExplorerApp(App[None]):
         """Refill a panel when what it depends on changed: re-laying out unchanged text would cost more than the
         whole timeline frame."""
         key: tuple[object, ...]
+        known = self.index.covers(self.cursor)
         if isinstance(panel, AllocatorPanel):
-            key = (self.cursor, self.index.n)
+            key = (self.cursor, self.index.n, known or self.index.modelled)
         elif isinstance(panel, EventPanel):
-            key = (self.selected_event, self.current_anomaly, self.row.key if self.row else None, self.index.n)
+            key = (self.selected_event, self.current_anomaly, self.row.key if self.row else None, self.index.n, known)
         elif isinstance(panel, AnomalyPanel):
             key = (self.current_anomaly, len(self.index.anomalies),
                    self.index.anomalies and bisect.bisect_right(self._anomaly_times(), self.cursor))
@@ -222,7 +229,7 @@ class ExplorerApp(App[None]):
             return
         panel.shown = key
         if isinstance(panel, AllocatorPanel):
-            panel.show_state(self.index, self.index.state_at(self.cursor), self.cursor)
+            panel.show_state(self.index, self.index.state_at(self.cursor) if known else None, self.cursor)
         elif isinstance(panel, EventPanel):
             panel.show_event(self.index, self.selected_event, self.row.label if self.row else "this row",
                              self.current_anomaly)
@@ -241,7 +248,10 @@ class ExplorerApp(App[None]):
     def _status(self) -> str:
         row = self.row
         found = len(self.index.anomalies)
-        bits = [f"{found:,} anomal{'y' if found == 1 else 'ies'} · n jumps"] if found else []
+        modelling = self.index.modelled < self.index.n
+        bits = [f"model {self.index.modelled / self.index.n:.0%}"] if modelling else []
+        if found:
+            bits.append(f"{found:,} anomal{'y' if found == 1 else 'ies'}{' so far' if modelling else ''} · n jumps")
         bits.append(f"span {fmt_ns(self.window.span)}")
         if row is not None:
             timeline = self.query_one(Timeline)
@@ -258,7 +268,7 @@ class ExplorerApp(App[None]):
             bits.append(f"▶ {'max' if speed == float('inf') else f'{speed:g}x'}")
         if self.live is not None:
             bits.append(self.live.status() + (" · following" if self.following else ""))
-        if self.spans.done < self.index.n:
+        if self.spans.done < self.index.n and not modelling:
             bits.append("computing bars…")
         return " · ".join(bits)
 
@@ -370,6 +380,9 @@ class ExplorerApp(App[None]):
         n = next_anomaly(found, self.current_anomaly, self.cursor, delta > 0)
         if n is None:
             self.notify("no more anomalies" if found else "no anomalies in this recording", timeout=2)
+            if self.index.modelled < self.index.n:
+                self.notify(f"the model has replayed {self.index.modelled / self.index.n:.0%} of the recording so "
+                            "far: more may follow", timeout=3)
             return
         self._show_anomaly(n)
 
@@ -423,9 +436,13 @@ class ExplorerApp(App[None]):
     def _tick(self) -> None:
         """Replay: move the cursor by the time that passed times the speed. As fast as possible means every frame
         lands on the next event, or moves at MAX_PACE when that goes further, so it is never slower than 1000x."""
+        now = time.monotonic()
+        if self.spans.done < self.index.n and now - self._progress_shown[0] >= PROGRESS_S and \
+                self.index.modelled != self._progress_shown[1]:
+            self._progress_shown = (now, self.index.modelled)
+            self.refresh_view(reselect=False)
         if not self.playing:
             return
-        now = time.monotonic()
         dt, self._last_tick = now - self._last_tick, now
         speed = SPEEDS[self.speed]
         target = self.cursor + int(dt * 1e9 * min(speed, MAX_PACE))
@@ -551,14 +568,21 @@ class ExplorerApp(App[None]):
         self.refresh_view(reselect=False)
 
     # -- background work --------------------------------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="spans")
-    def _compute_spans(self) -> None:
-        self.spans.update()
-        self.call_from_thread(self._spans_ready)
+    @work(thread=True, exclusive=True, group="model")
+    def _run_model(self) -> None:
+        """The model over a recording opened from its columns alone, and the bars from the same rows. The bars
+        are built aside and handed over whole: the timeline never reads them half made."""
+        worker = get_current_worker()
+        spans = self._bars
+        if self.index.run_model(observe=spans.feed, stop=lambda: worker.is_cancelled):
+            spans.update()  # an index the model had already run over: its bars' rows are read here
+            self.call_from_thread(self._model_ready, spans)
 
-    def _spans_ready(self) -> None:
+    def _model_ready(self, spans: Spans) -> None:
         gc.freeze()
-        self.rows_all = build_rows(self.index, self.spans)
+        self.spans = self.cells.spans = spans
+        self.cells.reset()
+        self.rows_all = build_rows(self.index, spans)
         self._rebuild_rows()
         self.refresh_view(reselect=False)
 

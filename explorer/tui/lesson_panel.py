@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 from rich.text import Text
-from textual.content import Content
-from textual.geometry import Region
 
 from ..events import Kind
 from ..explain import prose
@@ -49,23 +47,7 @@ class LessonPanel(Panel):
             else:
                 text.append(f"  {stamp}{title or body[:60] + ('…' if len(body) > 60 else '')}\n", style="dim italic")
         text.append("\nm / M: next / previous step", style="dim")
-        self.set_body(text)
-        if current >= 0:
-            self.call_after_refresh(self._reveal, before, step)
-
-    def _reveal(self, before: Text, step: Text) -> None:
-        """Scroll the ▶ step into view: its line is where the text before it ends, wrapped as the body wraps."""
-        width = self.query_one("#body").content_region.width
-        if width <= 0:
-            return
-        y = _lines(before, width)
-        self.scroll_to_region(Region(0, y, width, _lines(step, width)), animate=False, immediate=True)
-
-
-def _lines(text: Text, width: int) -> int:
-    """How many lines `text` (ending in a newline, or empty) takes at `width`."""
-    plain = text[:-1] if text.plain.endswith("\n") else text
-    return len(Content.from_rich_text(plain).wrap(width)) if text.plain else 0
+        self.set_body(text, reveal=(len(before), len(before) + len(step)) if current >= 0 else None)
 
 
 def marker_indices(index: RecordingIndex) -> list[int]:

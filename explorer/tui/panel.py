@@ -1,34 +1,115 @@
-"""The frame every side panel shares: a bordered, scrollable box whose body the app replaces as the cursor moves."""
+"""The frame every side panel shares: a bordered box whose body the app replaces as the cursor moves.
+
+A panel draws its own lines (Textual's line API) and scrolls by its own offset: its size never depends on its
+text, so a new body is a repaint of this panel alone. A scrolling container would re-lay out the whole screen
+whenever the text's height changed (and with it the scroll bar), which cost more than the timeline's frame.
+"""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import VerticalScroll
+from textual import events
+from textual.binding import Binding, BindingType
 from textual.content import Content
-from textual.widgets import Static
+from textual.strip import Strip
+from textual.visual import Visual
+from textual.widget import Widget
+
+WHEEL_LINES = 3
 
 
-class Panel(VerticalScroll):
+class Panel(Widget, can_focus=True):
     """A titled panel. Subclasses turn the model into a renderable; they never reach into other panels."""
 
     DEFAULT_CSS = """
     Panel { border: round $primary 50%; padding: 0 1; height: 1fr; }
-    Panel:focus-within { border: round $accent; }
-    Panel > Static { width: 1fr; }
+    Panel:focus { border: round $accent; }
     """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "scroll_by(-1)", "scroll up", show=False),
+        Binding("down", "scroll_by(1)", "scroll down", show=False),
+        Binding("pageup", "scroll_by(-0.9)", "page up", show=False),
+        Binding("pagedown", "scroll_by(0.9)", "page down", show=False),
+    ]
     TITLE = ""
     shown: tuple[object, ...] | None = None  # what the body was last filled from (the app skips equal refills)
 
-    def compose(self) -> ComposeResult:
-        yield Static(id="body")
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 (Textual's own name)
+        super().__init__(id=id)
+        self._body = Text()
+        self._content = Content()
+        self._reveal: tuple[int, int] | None = None
+        self._strips: list[Strip] = []
+        self._width = -1  # the width the strips were wrapped at
+        self.top = 0  # the first body line shown
 
     def on_mount(self) -> None:
         self.border_title = self.TITLE
 
-    def set_body(self, text: Text) -> None:
-        """Show `text`, as Textual's own Content: laid out natively, far cheaper than a Rich renderable."""
-        self.query_one("#body", Static).update(Content.from_rich_text(text))
+    def set_body(self, text: Text, reveal: tuple[int, int] | None = None) -> None:
+        """Show `text` (as Textual's own Content: laid out natively, far cheaper than a Rich renderable). With
+        `reveal`, a (start, end) range of its characters is scrolled into view; else it stays scrolled where it
+        was (as far as the new text reaches)."""
+        self._body, self._content, self._reveal = text, Content.from_rich_text(text), reveal
+        self._width = -1
+        self._wrap()
+        self.refresh()
+
+    def on_resize(self, _: events.Resize) -> None:
+        self._wrap()
+
+    def _wrap(self) -> None:
+        """Wrap the body at the panel's width and, when asked, scroll to the range to reveal."""
+        width = self.size.width
+        if width <= 0 or width == self._width:
+            return
+        self._width = width
+        self._strips = Visual.to_strips(self, self._content, width, None, self.visual_style, pad=True)
+        if self._reveal is not None:
+            start, end = self._reveal
+            first = self._lines_before(start)
+            last = max(self._lines_before(end), first + 1)
+            height = self.size.height
+            if not (self.top <= first and last <= self.top + height):
+                self.top = max(min(first, last - height), 0)
+        self._scroll_to(self.top)
+
+    def _lines_before(self, offset: int) -> int:
+        """How many wrapped lines the body's first `offset` characters take, up to the line `offset` begins."""
+        before = self._body[:offset]
+        if not before.plain:
+            return 0
+        ends_line = before.plain.endswith("\n")
+        lines = len(Content.from_rich_text(before[:-1] if ends_line else before).wrap(self._width))
+        return lines if ends_line else lines - 1
+
+    def _scroll_to(self, top: int) -> None:
+        """Scroll, and say in the bottom border which lines show when they do not all fit."""
+        height, total = self.size.height, len(self._strips)
+        self.top = max(min(top, total - height), 0)
+        more = total > height > 0
+        self.border_subtitle = f"{self.top + 1}–{min(self.top + height, total)} of {total} ↕" if more else ""
+
+    def action_scroll_by(self, amount: float) -> None:
+        lines = int(amount * self.size.height) if abs(amount) < 1 else int(amount)
+        self._scroll_to(self.top + lines)
+        self.refresh()
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        event.stop()
+        self.action_scroll_by(WHEEL_LINES)
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        event.stop()
+        self.action_scroll_by(-WHEEL_LINES)
+
+    def render_line(self, y: int) -> Strip:
+        i = self.top + y
+        if 0 <= i < len(self._strips):
+            return self._strips[i]
+        return Strip.blank(self.size.width, self.visual_style.rich_style)
 
     @property
     def dark(self) -> bool:
@@ -37,9 +118,12 @@ class Panel(VerticalScroll):
 
     @property
     def text(self) -> str:
-        """What the panel shows, as plain text (for tests and for copying)."""
-        content = self.query_one("#body", Static).visual
-        return str(getattr(content, "plain", content))
+        """What the panel holds, as plain text (for tests and for copying)."""
+        return self._body.plain
+
+    def visible_text(self) -> list[str]:
+        """The body lines on screen now, as plain text."""
+        return [s.text for s in self._strips[self.top:self.top + self.size.height]]
 
 
 def columns(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None, indent: str = "") -> Text:

@@ -22,6 +22,7 @@ SPAN_NAMES = ("PASID allocated", "attached: SVA (a process)", "attached: paging 
 _ATTACH_STYLE = {"sva": ATTACHED_SVA, "paging": ATTACHED_PAGING, "nested": ATTACHED_NESTED}
 _OPENING = (Kind.SVA_BIND, Kind.PASID_ALLOC, Kind.PASID_FREE, Kind.PASID_ATTACH, Kind.PASID_DETACH, Kind.PASID_REPLACE,
             Kind.PAGE_REQUEST, Kind.PAGE_RESPONSE)
+_OPENING_NAMES = frozenset(map(str, _OPENING))
 _OWNING = (Kind.PASID_ALLOC, Kind.SVA_BIND, Kind.PASID_ATTACH, Kind.PASID_REPLACE)  # events that name a holder
 OPEN_END = np.iinfo(np.int64).max  # still open at the end of what has been seen
 
@@ -119,6 +120,15 @@ class Spans:
                 gc.enable()
         self.done = idx.n
         self._arrays.clear()
+
+    def feed(self, rows: list[list | None], positions: list[int]) -> None:  # type: ignore[type-arg]
+        """One chunk's rows as the model replays them (see `RecordingIndex.run_model`), so the bars cost no
+        decoding of their own; `positions` covers every row of the kinds that open or close a bar."""
+        for j in positions:
+            row = rows[j]
+            if row is not None and row[1] in _OPENING_NAMES:
+                self._apply(row)
+        self.done += len(rows)
 
     def _apply(self, row: list) -> None:  # type: ignore[type-arg]
         kind, ts, dev, pasid, f = row[1], row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS] or {}

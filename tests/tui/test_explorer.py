@@ -15,6 +15,7 @@ from explorer.events import Kind
 from explorer.tui.app import SPEEDS, ExplorerApp, default_layout
 from explorer.tui.glyphs import MARKS
 from explorer.tui.palette import ANOMALY_CHIPS, SEVERITY_RANK
+from explorer.tui.panel import WHEEL_LINES, Panel
 from explorer.tui.timeline import HEADER_LINES, Timeline
 
 from .conftest import RECORDINGS, ROOT, drive, index_of, panel_text, region_lines, screen_lines
@@ -496,3 +497,80 @@ def test_an_outstanding_group_says_who_is_to_answer_it() -> None:
         assert "PRG 3" in text and "to be answered by the kernel" in text and "STALE" in text
 
     drive(app, body)
+
+
+def test_a_big_recording_shows_its_timeline_at_once_and_its_model_as_it_comes(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Above SYNC_SPANS events the first screen is drawn from the stored columns, with the allocator at the start;
+    the model runs behind it (held here until the test lets it go) and fills in anomalies, state and bars."""
+    import threading
+
+    from explorer.loading import open_index
+    from explorer.tui import app as app_module
+    from explorer.workload import write_workload
+
+    path = tmp_path / "w.pasidrec"
+    write_workload(str(path), 30_000, seed=6, slow_every=700)  # 30 ms long: groups go stale after 5 ms here
+    full = open_index(path, stale_ns=5_000_000)
+    index = open_index(path, model=False, stale_ns=5_000_000)
+    monkeypatch.setattr(app_module, "SYNC_SPANS", 1_000)
+    app = ExplorerApp(index, layout="debug")
+    gate, model = threading.Event(), index.run_model
+    index.run_model = lambda **kw: gate.wait(30) and model(**kw)  # type: ignore[method-assign]
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        timeline = app.query_one(Timeline)
+        assert 0 < index.modelled < index.n and full.anomalies and not index.anomalies
+        assert timeline.view.status.startswith("model ") and "%" in timeline.view.status
+        assert panel_text(app, "allocator").startswith("at +0 ns · ")  # the state at the start, known already
+        assert "live of" in panel_text(app, "allocator")
+        assert sum(1 for r in app.rows_all for c in r.children if app.cells._bars(c).starts.size) == 0  # noqa: SLF001
+        await pilot.press("end")
+        assert "the model has replayed" in panel_text(app, "allocator")
+        assert "The model has replayed" in panel_text(app, "event")
+        await pilot.press("n")  # nothing found yet: it says the model is still running
+        gate.set()
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if app.spans.done == index.n:
+                break
+        await pilot.pause()
+        assert [a.rule for a in index.anomalies] == [a.rule for a in full.anomalies]
+        assert not timeline.view.status.startswith("model ")
+        assert f"{len(full.anomalies):,} anomal" in timeline.view.status
+        assert panel_text(app, "allocator") == app_with_model_text(full, app.cursor)
+        assert any(app.cells._bars(c).starts.size for r in app.rows_all for c in r.children)  # noqa: SLF001
+
+    drive(app, body)
+
+
+def app_with_model_text(index, cursor: int) -> str:  # type: ignore[no-untyped-def]
+    """What the allocator panel shows at `cursor` for an index modelled while it was opened."""
+    from explorer.tui.allocator_panel import render_state
+
+    return render_state(index, index.state_at(cursor), cursor, "red").plain
+
+
+def test_a_panel_longer_than_its_box_scrolls_with_keys_and_wheel_and_says_what_it_shows() -> None:
+    index = index_of("03")
+    app = ExplorerApp(index, layout="compact")
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press("end")
+        panel = max(app.query(Panel), key=lambda p: len(p._strips) - p.size.height)  # noqa: SLF001
+        assert len(panel._strips) > panel.size.height + WHEEL_LINES  # noqa: SLF001
+        first = panel.visible_text()
+        assert panel.border_subtitle == f"1–{panel.size.height} of {len(panel._strips)} ↕"  # noqa: SLF001
+        panel.focus()
+        await pilot.press("down")
+        assert panel.visible_text()[0] == first[1] and panel.border_subtitle.startswith("2–")
+        await pilot.press("pagedown", "pagedown", "pagedown", "pagedown")
+        assert panel.visible_text()[-1] == panel._strips[-1].text  # noqa: SLF001 - it stops at the end
+        region = panel.content_region
+        panel.post_message(MouseScrollUp(panel, 1, 1, 0, -1, 0, False, False, False, screen_x=region.x + 1,
+                                         screen_y=region.y + 1))
+        await pilot.pause()
+        assert panel.top == len(panel._strips) - panel.size.height - WHEEL_LINES  # noqa: SLF001
+        assert [line[2:-2].rstrip() for line in region_lines(app, panel)[1:-1]] == \
+            [line.rstrip() for line in panel.visible_text()]  # on screen, inside the border and padding
+
+    drive(app, body, size=(80, 24))

@@ -11,10 +11,11 @@ from ...loading import open_index
 from ..progress import Progress
 
 
-def open_with_progress(path: str, stale_ms: float | None = None) -> RecordingIndex:
+def open_with_progress(path: str, stale_ms: float | None = None, *, model: bool = True) -> RecordingIndex:
+    """`model` False: the explorer runs the model itself, behind its first screen."""
     progress = Progress(f"indexing {path}")
     stale_ns = None if stale_ms is None else int(stale_ms * 1e6)
-    idx = open_index(path, progress=progress, stale_ns=stale_ns)
+    idx = open_index(path, progress=progress, stale_ns=stale_ns, model=model)
     progress.done()
     return idx
 

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         first = scenarios[0]
         path = str(first.recording_path if first.recording_path.exists() else first.yaml_path)
     layout = load_layout(args.layout) if args.layout else None  # a bad layout fails before the long indexing
-    index = open_with_progress(path, args.stale_ms)
+    index = open_with_progress(path, args.stale_ms, model=False)
     if layout is None:
         layout = load_layout(default_layout(index, tuple(shutil.get_terminal_size())))
     ExplorerApp(index, layout=layout, source_name=path).run()
