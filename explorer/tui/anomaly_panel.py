@@ -20,9 +20,11 @@ class AnomalyPanel(Panel):
     def show_anomalies(self, index: RecordingIndex, times: list[int], cursor: int, current: int | None) -> None:
         """`times`: the anomalies' times, which the app keeps."""
         found = index.anomalies
-        self.border_title = f"anomalies ({len(found):,})"
+        running = index.modelled < index.n
+        self.border_title = f"anomalies ({len(found):,}{' so far' if running else ''})"
+        still = Text("The model is still replaying the recording: more may follow." if running else "", style="dim")
         if not found:
-            self.set_body(Text("No anomalies: every invariant held.", style="dim"))
+            self.set_body(still if running else Text("No anomalies: every invariant held.", style="dim"))
             return
         at = bisect.bisect_right(times, cursor) - 1 if current is None else current
         lo = max(0, at - WINDOW // 2)
@@ -33,5 +35,7 @@ class AnomalyPanel(Panel):
             text.append(line, style=ink(SEVERITY_INK.get(a.severity, "red"), self.dark)
                         + (" bold reverse" if n == at else ""))
         if lo + WINDOW < len(found):
-            text.append(f"  … {len(found) - lo - WINDOW:,} more (n / N jump)", style="dim")
+            text.append(f"  … {len(found) - lo - WINDOW:,} more (n / N jump)\n", style="dim")
+        text.append_text(still)
+        text.rstrip()
         self.set_body(text)

@@ -221,7 +221,7 @@ class ExplorerApp(App[None]):
         elif isinstance(panel, EventPanel):
             key = (self.selected_event, self.current_anomaly, self.row.key if self.row else None, self.index.n, known)
         elif isinstance(panel, AnomalyPanel):
-            key = (self.current_anomaly, len(self.index.anomalies),
+            key = (self.current_anomaly, len(self.index.anomalies), self.index.modelled < self.index.n,
                    self.index.anomalies and bisect.bisect_right(self._anomaly_times(), self.cursor))
         else:
             key = (bisect.bisect_right(self._marker_ts, self.cursor),)

@@ -523,6 +523,7 @@ def test_a_big_recording_shows_its_timeline_at_once_and_its_model_as_it_comes(tm
         assert timeline.view.status.startswith("model ") and "%" in timeline.view.status
         assert panel_text(app, "allocator").startswith("at +0 ns · ")  # the state at the start, known already
         assert "live of" in panel_text(app, "allocator")
+        assert panel_text(app, "anomalies") == "The model is still replaying the recording: more may follow."
         assert sum(1 for r in app.rows_all for c in r.children if app.cells._bars(c).starts.size) == 0  # noqa: SLF001
         await pilot.press("end")
         assert "the model has replayed" in panel_text(app, "allocator")
@@ -537,6 +538,8 @@ def test_a_big_recording_shows_its_timeline_at_once_and_its_model_as_it_comes(tm
         assert [a.rule for a in index.anomalies] == [a.rule for a in full.anomalies]
         assert not timeline.view.status.startswith("model ")
         assert f"{len(full.anomalies):,} anomal" in timeline.view.status
+        assert "still replaying" not in panel_text(app, "anomalies") and full.anomalies[0].title in \
+            panel_text(app, "anomalies")
         assert panel_text(app, "allocator") == app_with_model_text(full, app.cursor)
         assert any(app.cells._bars(c).starts.size for r in app.rows_all for c in r.children)  # noqa: SLF001
 
