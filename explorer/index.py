@@ -39,7 +39,7 @@ CHECKPOINT_EVERY = 8192  # events between simulator checkpoints: bounds the repl
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Millions of short-lived acyclic rows: the cyclic collector would only rescan them."""
     was_enabled = gc.isenabled()
     gc.disable()
@@ -48,6 +48,14 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def _reader_said(recording: Recording, i: int | None) -> str:
+    """Why file chunk `i` could not be read: the reader's damage at its offset."""
+    assert i is not None
+    info = recording.chunks[i]
+    return next((str(d) for d in recording.damage if d.offset == info.offset),
+                f"byte {info.offset}: unreadable chunk of {info.n} events")
 
 
 class TrackKey(NamedTuple):
@@ -66,6 +74,7 @@ class TrackKey(NamedTuple):
 class _Checkpoint:
     next_index: int  # events before this index are in the state
     state: SimState
+    loss_ns: int | None = None  # an unreadable chunk's loss, at this time: the state only holds from then on
 
 
 class RecordingIndex:
@@ -111,6 +120,7 @@ class RecordingIndex:
         self._anomalies_sorted: list[Anomaly] = []
         self._anomaly_ts: list[int] = []
         self._lock = Lock()  # the chunk cache is shared with a worker thread running the model
+        self._model_lock = Lock()  # and so is the model: whoever feeds live rows models them too
 
     # -- building ---------------------------------------------------------------------------------------------
     @classmethod
@@ -123,16 +133,14 @@ class RecordingIndex:
             idx.devices.setdefault(d.name, d)
             idx.sim.state.devices.setdefault(d.name, d.pasid_width)
         total = recording.event_count
-        with _collector_paused():
+        with collector_paused():
             for i, info in enumerate(recording.chunks):
                 head = recording.chunk_head(i)
                 if head is None or not idx._ingest_head(head, i):
                     # no columns, or columns the rows contradict: the rows alone say what the chunk holds
                     rows = recording.try_chunk_rows(i)
-                    if rows is None:  # the reader said why, in its damage at this chunk's offset
-                        why = next((str(d) for d in recording.damage if d.offset == info.offset),
-                                   f"byte {info.offset}: unreadable chunk of {info.n} events")
-                        idx._note_gap(info.t0, info.n, why)
+                    if rows is None:
+                        idx._note_gap(info.t0, info.n, _reader_said(recording, i))
                     idx._ingest(rows or [], file_chunk=i)
                     del rows  # before the next chunk is decoded, so that it reuses this one's memory while hot
                 if model:
@@ -153,23 +161,28 @@ class RecordingIndex:
         """Replay the model over the chunks it has not seen yet, then `finish`; True once it has. `observe` gets
         each chunk's decoded rows, so a caller that needs the same rows (the timeline's bars) does not decode
         them again. It returns early, False, when `stop()` says so or, with `through_ns`, once the state at
-        that time is known. Safe beside readers in another thread: what it appends (checkpoints, anomalies,
-        `modelled`) is appended in an order they can read at any moment."""
-        with _collector_paused():
-            while self.modelled_chunks < len(self._chunk_starts):
+        that time is known. One thread models at a time (a lock sees to it); others may read meanwhile: what it
+        appends (checkpoints, anomalies, `modelled`) is appended in an order they can read at any moment."""
+        with collector_paused():
+            while not self.model_done:
                 if (stop is not None and stop()) or (through_ns is not None and self.covers(through_ns)):
                     return False
-                self._model_chunk(self.modelled_chunks, observe)
+                self._model_next(observe)
                 if progress is not None:
                     progress(self.modelled, self.n)
         self.finish()
         return True
 
+    @property
+    def model_done(self) -> bool:
+        """Whether the model has replayed every chunk indexed so far."""
+        return self.modelled_chunks >= len(self._chunk_starts)
+
     def covers(self, t_ns: int) -> bool:
         """Whether the model has replayed everything up to `t_ns` (events, and the loss an unreadable chunk
         stands for), so the state there is known."""
         c = self.modelled_chunks
-        if c >= len(self._chunk_starts):
+        if self.model_done:
             return True
         gap = self._gaps.get(c)
         return self.modelled >= self.index_at(t_ns) and (gap is None or gap[0] > t_ns)
@@ -179,8 +192,8 @@ class RecordingIndex:
         chunks the model has still to replay)."""
         if rows:
             self._ingest(rows, file_chunk=None)
-            while self.modelled_chunks < len(self._chunk_starts):
-                self._model_chunk(self.modelled_chunks)
+            while self._model_next():
+                pass
 
     def _note_gap(self, ts: int, n: int, why: str) -> None:
         """An unreadable chunk is a loss like any other: the simulator must stop trusting its state there."""
@@ -227,19 +240,31 @@ class RecordingIndex:
         self.n += n
         self._dirty = True
 
+    def _model_next(self, observe: Observer | None = None) -> bool:
+        """Model the next chunk not modelled yet; False when there was none."""
+        with self._model_lock:
+            if self.model_done:
+                return False
+            self._model_chunk(self.modelled_chunks, observe)
+            return True
+
     def _model_chunk(self, c: int, observe: Observer | None = None) -> None:
         """Run the model over chunk `c`'s stateful rows (the next it has not seen), leaving checkpoints."""
         base = self._chunk_starts[c]
+        n = (self._chunk_starts[c + 1] if c + 1 < len(self._chunk_starts) else self.n) - base
         gap = self._gaps.get(c)
+        stateful, positions = self._stateful_at[c], self._stateful_at[c].tolist()
+        rows = self._model_rows(c, positions)
+        if len(rows) != n:  # readable when indexed, not now: its events are a loss like an unreadable chunk's
+            gap = (self._first_ts[c], n)
+            assert self.recording is not None  # (rows in memory are always there)
+            self.damage.append(_reader_said(self.recording, self._chunk_file_ids[c]))
+            rows, stateful, positions = [None] * n, stateful[:0], []
         if gap is not None:  # with a checkpoint of its own: a seek past it must not replay from before the loss
             self.sim.apply_row([gap[0], str(Kind.LOST), None, None, None, None, None, "recording",
                                 {"count": gap[1]}], -1)
-            self._checkpoints.append(_Checkpoint(base, self.sim.snapshot()))
+            self._checkpoints.append(_Checkpoint(base, self.sim.snapshot(), loss_ns=gap[0]))
             self._checkpoint_starts.append(base)
-        stateful = self._stateful_at[c]
-        positions = stateful.tolist()
-        rows = self._model_rows(c, positions)
-        n = len(rows)
         if n and self.sim.state.index < 0:
             self.sim.begin(self._first_ts[c])  # the stream's first event, whatever its kind
         for a in range(0, n, CHECKPOINT_EVERY):  # a big chunk (a busy second of capture) gets several
@@ -250,8 +275,9 @@ class RecordingIndex:
             self._checkpoint_starts.append(base + b)
         if observe is not None:
             observe(rows, positions)
-        self.modelled_chunks = c + 1
+        self._stateful_at[c] = stateful[:0]  # a seek's replay finds them from the kinds column
         self.modelled = base + n
+        self.modelled_chunks = c + 1
 
     def _model_rows(self, c: int, positions: list[int]) -> list[Any]:
         """Chunk `c`'s rows with at least those at `positions` decoded: from the file by stored columns when
@@ -462,17 +488,22 @@ class RecordingIndex:
         return int(np.searchsorted(self.ts_max, t_ns, side="right"))
 
     def state_at(self, t_ns: int) -> SimState:
-        """The simulator's full state at time `t_ns`: nearest checkpoint, then replay to that time (see
-        `covers`: past what the model has replayed, the replay would have to do the model's work).
+        """The simulator's full state at time `t_ns`: nearest checkpoint, then replay to that time. Only for a
+        time the model has reached (`covers`): a replay past it would not know of the losses ahead.
 
         The cyclic collector is paused meanwhile: a replay makes thousands of acyclic rows, and a full collection
         over the checkpoints would cost more than the replay itself."""
-        with _collector_paused():
+        if not self.covers(t_ns):
+            raise ValueError(f"the model has not reached {t_ns} yet ({self.modelled} of {self.n} events)")
+        with collector_paused():
             return self._state_at(t_ns)
 
     def _state_at(self, t_ns: int) -> SimState:
         upto = self.index_at(t_ns)
-        cp = self._checkpoints[bisect.bisect_right(self._checkpoint_starts, upto) - 1]
+        k = bisect.bisect_right(self._checkpoint_starts, upto) - 1
+        while k > 0 and (self._checkpoints[k].loss_ns or 0) > t_ns:  # a loss that comes after t_ns
+            k -= 1
+        cp = self._checkpoints[k]
         sim = self._replayer
         sim.restore(cp.state)
         i = cp.next_index
@@ -482,9 +513,11 @@ class RecordingIndex:
             c = bisect.bisect_right(self._chunk_starts, i) - 1
             rows = self._chunk_rows(c)
             start = self._chunk_starts[c]
-            stop = min(upto, start + len(rows))
-            offset = i - start
-            sim.apply_rows(rows, (offset + j for j in np.flatnonzero(stateful[kinds[i:stop]]).tolist()), start)
+            end = self._chunk_starts[c + 1] if c + 1 < len(self._chunk_starts) else self.n
+            stop = min(upto, end)
+            if len(rows) == end - start:  # (else it is no longer readable: the model counted it lost)
+                offset = i - start
+                sim.apply_rows(rows, (offset + j for j in np.flatnonzero(stateful[kinds[i:stop]]).tolist()), start)
             i = stop
         sim.advance(t_ns)
         return sim.state

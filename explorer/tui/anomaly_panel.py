@@ -20,7 +20,7 @@ class AnomalyPanel(Panel):
     def show_anomalies(self, index: RecordingIndex, times: list[int], cursor: int, current: int | None) -> None:
         """`times`: the anomalies' times, which the app keeps."""
         found = index.anomalies
-        running = index.modelled < index.n
+        running = not index.model_done
         self.border_title = f"anomalies ({len(found):,}{' so far' if running else ''})"
         still = Text("The model is still replaying the recording: more may follow." if running else "", style="dim")
         if not found:

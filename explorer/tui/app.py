@@ -24,6 +24,7 @@ from textual.worker import get_current_worker
 from ..events import Kind
 from ..index import RecordingIndex
 from ..live import LiveSource
+from ..simulator import Anomaly
 from ..simulator.checks import fmt_ns
 from .allocator_panel import AllocatorPanel
 from .anomaly_panel import AnomalyPanel
@@ -43,7 +44,7 @@ from .tracks import ALLOCATOR, Row, build_rows, visible_rows
 # Kernel events come microseconds apart, so replay offers slow motion well below 0.1x as well.
 SPEEDS: tuple[float, ...] = (0.0001, 0.001, 0.01, 0.1, 0.25, 0.5, 1, 2, 5, 10, 100, 1000, float("inf"))
 PLAY_S = 10.0  # the default speed replays the whole recording in about this long
-SYNC_SPANS = 200_000  # up to this many events the model and bars are run before the first frame, above in a worker
+SYNC_MODEL = 200_000  # up to this many events the model and bars are run before the first frame, above in a worker
 TICK_S = 1 / 30
 PROGRESS_S = 0.5  # while the model runs in its worker, the screen shows how far it got this often
 MAX_PACE = 1000  # the speed as fast as possible never falls below
@@ -108,11 +109,14 @@ class ExplorerApp(App[None]):
         self.source_name = source_name
         self.spans = Spans(index)
         self._bars = Spans(index)  # fed beside the model in its worker, shown once whole
-        if index.n <= SYNC_SPANS:
-            index.run_model(observe=self.spans.feed)
+        # bars from the model's own rows, when it has all of them still to replay; else decoded on their own
+        self._observe = (self.spans if index.n <= SYNC_MODEL else self._bars).feed if index.modelled_chunks == 0 \
+            else None
+        if index.n <= SYNC_MODEL:
+            index.run_model(observe=self._observe)
             self.spans.update()
         else:  # the state at the cursor (the start) is on the first screen; the rest is modelled behind it
-            index.run_model(observe=self._bars.feed, through_ns=index.start_ns)
+            index.run_model(observe=self._observe, through_ns=index.start_ns)
         self._progress_shown = (0.0, index.modelled)
         self.cells = CellModel(index, self.spans)
         self.rows_all: list[Row] = build_rows(index, self.spans)
@@ -125,7 +129,7 @@ class ExplorerApp(App[None]):
         self.rows: list[Row] = []
         self.selected = 0
         self.selected_event: int | None = None
-        self.current_anomaly: int | None = None
+        self._anomaly: Anomaly | None = None  # the one shown: findings the model adds later may sort before it
         self.markers = marker_indices(index)
         self._marker_ts = [int(index.ts[i]) for i in self.markers]
         self._anomaly_ts: list[int] = []
@@ -136,6 +140,22 @@ class ExplorerApp(App[None]):
         self._top = 0
         self.needle = ""  # the last search
         self.frame_count = 0  # full refreshes done, for the benchmark and tests
+
+    @property
+    def current_anomaly(self) -> int | None:
+        """The position in index.anomalies of the anomaly shown (it moves as the model finds earlier ones)."""
+        a = self._anomaly
+        if a is None:
+            return None
+        found = self.index.anomalies
+        i = bisect.bisect_left(self._anomaly_times(), a.ts_ns)
+        while found[i] is not a:
+            i += 1
+        return i
+
+    @current_anomaly.setter
+    def current_anomaly(self, n: int | None) -> None:
+        self._anomaly = None if n is None else self.index.anomalies[n]
 
     # -- composition ------------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -216,13 +236,16 @@ class ExplorerApp(App[None]):
         whole timeline frame."""
         key: tuple[object, ...]
         known = self.index.covers(self.cursor)
+        progress = None if known else self.index.modelled  # what the panels say while the state is not known
+        found = len(self.index.anomalies)
         if isinstance(panel, AllocatorPanel):
-            key = (self.cursor, self.index.n, known or self.index.modelled)
+            key = (self.cursor, self.index.n, progress)
         elif isinstance(panel, EventPanel):
-            key = (self.selected_event, self.current_anomaly, self.row.key if self.row else None, self.index.n, known)
+            key = (self.selected_event, self._anomaly, self.row.key if self.row else None, self.index.n, progress,
+                   found)
         elif isinstance(panel, AnomalyPanel):
-            key = (self.current_anomaly, len(self.index.anomalies), self.index.modelled < self.index.n,
-                   self.index.anomalies and bisect.bisect_right(self._anomaly_times(), self.cursor))
+            key = (self._anomaly, found, self.index.model_done,
+                   found and bisect.bisect_right(self._anomaly_times(), self.cursor))
         else:
             key = (bisect.bisect_right(self._marker_ts, self.cursor),)
         if key == panel.shown:
@@ -239,7 +262,7 @@ class ExplorerApp(App[None]):
             panel.show_lesson(self.index, self.markers, self.cursor)
 
     def _anomaly_times(self) -> list[int]:
-        """The anomalies' times, rebuilt only when a live capture brought new ones."""
+        """The anomalies' times, rebuilt only when the model (running behind the screen, or fed live) found more."""
         found = self.index.anomalies
         if len(self._anomaly_ts) != len(found):
             self._anomaly_ts = [a.ts_ns for a in found]
@@ -248,7 +271,7 @@ class ExplorerApp(App[None]):
     def _status(self) -> str:
         row = self.row
         found = len(self.index.anomalies)
-        modelling = self.index.modelled < self.index.n
+        modelling = not self.index.model_done
         bits = [f"model {self.index.modelled / self.index.n:.0%}"] if modelling else []
         if found:
             bits.append(f"{found:,} anomal{'y' if found == 1 else 'ies'}{' so far' if modelling else ''} · n jumps")
@@ -379,10 +402,11 @@ class ExplorerApp(App[None]):
         found = self.index.anomalies
         n = next_anomaly(found, self.current_anomaly, self.cursor, delta > 0)
         if n is None:
-            self.notify("no more anomalies" if found else "no anomalies in this recording", timeout=2)
-            if self.index.modelled < self.index.n:
-                self.notify(f"the model has replayed {self.index.modelled / self.index.n:.0%} of the recording so "
-                            "far: more may follow", timeout=3)
+            if not self.index.model_done:
+                self.notify(f"no {'more ' if found else ''}anomalies found so far: the model has replayed "
+                            f"{self.index.modelled / self.index.n:.0%} of the recording", timeout=3)
+            else:
+                self.notify("no more anomalies" if found else "no anomalies in this recording", timeout=2)
             return
         self._show_anomaly(n)
 
@@ -440,6 +464,8 @@ class ExplorerApp(App[None]):
         if self.spans.done < self.index.n and now - self._progress_shown[0] >= PROGRESS_S and \
                 self.index.modelled != self._progress_shown[1]:
             self._progress_shown = (now, self.index.modelled)
+            if self.filter.active:  # kind:anomaly keeps the rows of what the model has found so far
+                self._rebuild_rows()
             self.refresh_view(reselect=False)
         if not self.playing:
             return
@@ -520,7 +546,9 @@ class ExplorerApp(App[None]):
             self.expanded |= {r.key for r in self.rows_all}
         self._rebuild_rows()
         if flt.active and not self.rows:
-            self.notify(f"nothing matches '{flt.text}'", severity="warning", timeout=4)
+            later = "" if self.spans.done >= self.index.n else \
+                " yet: anomalies and who held each PASID are known once the model has replayed the recording"
+            self.notify(f"nothing matches '{flt.text}'{later}", severity="warning", timeout=4)
         self.refresh_view()
 
     def action_toggle_theme(self) -> None:
@@ -574,9 +602,10 @@ class ExplorerApp(App[None]):
         are built aside and handed over whole: the timeline never reads them half made."""
         worker = get_current_worker()
         spans = self._bars
-        if self.index.run_model(observe=spans.feed, stop=lambda: worker.is_cancelled):
-            spans.update()  # an index the model had already run over: its bars' rows are read here
-            self.call_from_thread(self._model_ready, spans)
+        if self.index.run_model(observe=self._observe, stop=lambda: worker.is_cancelled):
+            spans.update()  # what the model's rows did not bring (an index it had already run over)
+            if not worker.is_cancelled and self.is_running:
+                self.call_from_thread(self._model_ready, spans)
 
     def _model_ready(self, spans: Spans) -> None:
         gc.freeze()

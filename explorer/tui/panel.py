@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from rich.text import Text
 from textual import events
+from textual.actions import SkipAction
 from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.strip import Strip
@@ -61,12 +62,14 @@ class Panel(Widget, can_focus=True):
         self._wrap()
 
     def _wrap(self) -> None:
-        """Wrap the body at the panel's width and, when asked, scroll to the range to reveal."""
+        """Wrap the body at the panel's width (again only when that changed) and scroll: to the range to
+        reveal when asked, else as far as it was, within what the new size leaves."""
         width = self.size.width
-        if width <= 0 or width == self._width:
+        if width <= 0:
             return
-        self._width = width
-        self._strips = Visual.to_strips(self, self._content, width, None, self.visual_style, pad=True)
+        if width != self._width:
+            self._width = width
+            self._strips = Visual.to_strips(self, self._content, width, None, self.visual_style, pad=True)
         if self._reveal is not None:
             start, end = self._reveal
             first = self._lines_before(start)
@@ -93,6 +96,8 @@ class Panel(Widget, can_focus=True):
         self.border_subtitle = f"{self.top + 1}–{min(self.top + height, total)} of {total} ↕" if more else ""
 
     def action_scroll_by(self, amount: float) -> None:
+        if len(self._strips) <= self.size.height:
+            raise SkipAction  # nothing to scroll: the key goes to the app (↑/↓ move between rows)
         lines = int(amount * self.size.height) if abs(amount) < 1 else int(amount)
         self._scroll_to(self.top + lines)
         self.refresh()

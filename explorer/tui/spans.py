@@ -1,19 +1,19 @@
 """Intervals the timeline draws as bars: PASID lifetimes, attached domains and outstanding page-request groups.
 
-Built in one forward pass over the few kinds that open or close an interval, and extended incrementally as a
-live capture adds events; nothing here imports Textual.
+Built in one forward pass over the few kinds that open or close an interval: fed the rows the model decodes as it
+replays a recording (`feed`), or decoding them itself (`update`), which also extends them as a live capture adds
+events; nothing here imports Textual.
 """
 
 from __future__ import annotations
 
-import gc
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..events import R_COMM, R_DEVICE, R_FIELDS, R_PASID, R_PID, R_TS, Kind
-from ..index import RecordingIndex
+from ..index import RecordingIndex, collector_paused
 
 LIFETIME, ATTACHED_SVA, ATTACHED_PAGING, ATTACHED_NESTED, ATTACHED_OTHER, GROUP, GROUP_STALE = range(7)
 SPAN_NAMES = ("PASID allocated", "attached: SVA (a process)", "attached: paging (iommufd IOAS)",
@@ -110,20 +110,16 @@ class Spans:
             return
         ids = [k for k in (idx.kind_id(str(name)) for name in _OPENING) if k is not None]
         kinds = idx.kinds[self.done:]
-        was_enabled = gc.isenabled()
-        gc.disable()  # decoding chunks makes many acyclic rows; the cyclic collector would only rescan them
-        try:
+        with collector_paused():
             for i in (np.flatnonzero(np.isin(kinds, ids)) + self.done).tolist():
                 self._apply(idx.row(i))
-        finally:
-            if was_enabled:
-                gc.enable()
         self.done = idx.n
         self._arrays.clear()
 
     def feed(self, rows: list[list | None], positions: list[int]) -> None:  # type: ignore[type-arg]
         """One chunk's rows as the model replays them (see `RecordingIndex.run_model`), so the bars cost no
-        decoding of their own; `positions` covers every row of the kinds that open or close a bar."""
+        decoding of their own; `positions` covers every row of the kinds that open or close a bar. Fed from the
+        recording's first chunk on, chunk after chunk (`done` counts the events seen)."""
         for j in positions:
             row = rows[j]
             if row is not None and row[1] in _OPENING_NAMES:

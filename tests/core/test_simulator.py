@@ -288,15 +288,37 @@ def test_a_recording_opened_from_its_columns_models_later_to_the_same_states_and
     assert later.ts.tolist() == full.ts.tolist() and later.damage == full.damage
     assert later.modelled == 0 and not later.covers(later.start_ns) and later.anomalies == []
     rng = random.Random(2)
-    times = sorted(rng.randrange(full.start_ns, full.end_ns) for _ in range(6)) + [hit.t0 + 1]
+    times = [rng.randrange(full.start_ns, full.end_ns) for _ in range(6)] + [int(full.ts[gap_at - 1]), hit.t0 + 1]
     for t in sorted(times):
         assert later.run_model(through_ns=t) is False
         assert later.covers(t) and later.modelled < later.n
         upto = later.index_at(t)
-        naive = _naive_state(rows, upto, later.header, t, loss)
-        assert _comparable(later.state_at(t)) == _comparable(naive)
-        assert (later.state_at(t).lost >= hit.n) == (upto >= gap_at)
+        naive = _naive_state(rows, upto, later.header, t, loss if t >= hit.t0 else {})
+        assert _comparable(later.state_at(t)) == _comparable(naive) == _comparable(full.state_at(t))
+        assert (later.state_at(t).lost >= hit.n) == (t >= hit.t0)  # the last event before the loss: none yet
         so_far = _findings(later)
         assert so_far == [f for f in _findings(full) if f in so_far] and len(so_far) <= len(full.anomalies)
-    assert later.run_model() is True and later.modelled == later.n
+    with pytest.raises(ValueError, match="has not reached"):
+        later.state_at(later.end_ns)  # past the model's reach a replay would miss the losses ahead
+    assert later.run_model() is True and later.modelled == later.n and later.model_done
     assert _findings(later) == _findings(full) and later.damage == full.damage
+
+
+def test_a_chunk_damaged_after_indexing_counts_as_lost_when_the_model_gets_there(tmp_path: Path) -> None:
+    """The file changed under the explorer between its columns and its model (overwritten, a disk error): the
+    model reads the damage, counts that chunk's events lost and goes on; seeks across it do not hang."""
+    path = tmp_path / "w.pasidrec"
+    write_workload(str(path), 20_000, seed=4, slow_every=300)
+    later = RecordingIndex.build(Recording(path), model=False)
+    hit = later.recording.chunks[2]
+    with open(path, "r+b") as f:
+        f.seek(hit.payload_offset + hit.length // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x40]))
+    assert later.run_model() is True
+    assert any("checksum" in d for d in later.damage)
+    after = later.state_at(int(later.ts[later._chunk_starts[3]]))  # noqa: SLF001
+    assert after.uncertain and after.lost >= hit.n
+    assert not later.state_at(int(later.ts[later._chunk_starts[2] - 1])).lost  # noqa: SLF001
+    assert later.state_at(later.end_ns).lost >= hit.n

@@ -500,7 +500,7 @@ def test_an_outstanding_group_says_who_is_to_answer_it() -> None:
 
 
 def test_a_big_recording_shows_its_timeline_at_once_and_its_model_as_it_comes(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """Above SYNC_SPANS events the first screen is drawn from the stored columns, with the allocator at the start;
+    """Above SYNC_MODEL events the first screen is drawn from the stored columns, with the allocator at the start;
     the model runs behind it (held here until the test lets it go) and fills in anomalies, state and bars."""
     import threading
 
@@ -512,7 +512,7 @@ def test_a_big_recording_shows_its_timeline_at_once_and_its_model_as_it_comes(tm
     write_workload(str(path), 30_000, seed=6, slow_every=700)  # 30 ms long: groups go stale after 5 ms here
     full = open_index(path, stale_ns=5_000_000)
     index = open_index(path, model=False, stale_ns=5_000_000)
-    monkeypatch.setattr(app_module, "SYNC_SPANS", 1_000)
+    monkeypatch.setattr(app_module, "SYNC_MODEL", 1_000)
     app = ExplorerApp(index, layout="debug")
     gate, model = threading.Event(), index.run_model
     index.run_model = lambda **kw: gate.wait(30) and model(**kw)  # type: ignore[method-assign]
@@ -529,6 +529,13 @@ def test_a_big_recording_shows_its_timeline_at_once_and_its_model_as_it_comes(tm
         assert "the model has replayed" in panel_text(app, "allocator")
         assert "The model has replayed" in panel_text(app, "event")
         await pilot.press("n")  # nothing found yet: it says the model is still running
+        evidence = full.anomalies[0].evidence[-1]  # the request of a group found unanswered 5 ms later
+        app._select_event(evidence, keep_row=False)  # noqa: SLF001 - as a click on its mark does
+        assert "The model has replayed" in panel_text(app, "event")
+        model(through_ns=int(index.ts[evidence]))  # the model reaches the request, not yet the finding
+        assert not index.anomalies
+        await pilot.press("right", "left")
+        assert app.selected_event == evidence and full.anomalies[0].title not in panel_text(app, "event")
         gate.set()
         for _ in range(200):
             await pilot.pause(0.05)
@@ -541,6 +548,7 @@ def test_a_big_recording_shows_its_timeline_at_once_and_its_model_as_it_comes(tm
         assert "still replaying" not in panel_text(app, "anomalies") and full.anomalies[0].title in \
             panel_text(app, "anomalies")
         assert panel_text(app, "allocator") == app_with_model_text(full, app.cursor)
+        assert app.selected_event == evidence and full.anomalies[0].title in panel_text(app, "event")
         assert any(app.cells._bars(c).starts.size for r in app.rows_all for c in r.children)  # noqa: SLF001
 
     drive(app, body)
@@ -575,5 +583,15 @@ def test_a_panel_longer_than_its_box_scrolls_with_keys_and_wheel_and_says_what_i
         assert panel.top == len(panel._strips) - panel.size.height - WHEEL_LINES  # noqa: SLF001
         assert [line[2:-2].rstrip() for line in region_lines(app, panel)[1:-1]] == \
             [line.rstrip() for line in panel.visible_text()]  # on screen, inside the border and padding
+        await pilot.resize_terminal(80, 60)  # taller: the end of the text comes down to the panel's new bottom
+        await pilot.pause()
+        assert panel.top == max(len(panel._strips) - panel.size.height, 0)  # noqa: SLF001
+        assert panel.border_subtitle == ("" if panel.top == 0 else
+                                         f"{panel.top + 1}–{len(panel._strips)} of {len(panel._strips)} ↕")  # noqa: SLF001
+        short = min(app.query(Panel), key=lambda p: len(p._strips))  # noqa: SLF001
+        short.focus()
+        row = app.selected
+        await pilot.press("down")  # nothing for it to scroll: the key moves the timeline's row
+        assert app.selected == row + 1
 
     drive(app, body, size=(80, 24))
