@@ -20,6 +20,7 @@ through a 16-bit domain argument). "IOMMU event log overflow" (5.x-6.6), "IOMMU 
 
 from __future__ import annotations
 
+import functools
 import re
 
 from .amd_tables import EVENTS, FLAG_GN, page_fault_access, page_fault_reason, ppr_perm
@@ -27,8 +28,9 @@ from .core import RECORDABLE, LogLine, PendingParser, append_raw
 from .prefix import normalize_pci
 
 _EVENT = re.compile(r"(?:Event|PPR) logged \[(?P<body>.*)$")
-_DEV_PREFIX = re.compile(r"^(?P<drv>[\w.\-]+) (?P<dev>[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]): ")
-_IOMMU_PREFIX = re.compile(r"^iommu (?P<name>[\w.\-]+): ")
+# The device that printed the line ("nvme 0000:01:00.0: "), or the IOMMU ("iommu ivhd0: "); never both.
+_PREFIX = re.compile(r"(?:(?P<drv>[\w.\-]+) (?P<dev>[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])|"
+                     r"iommu (?P<iommu>[\w.\-]+)): ")
 _LOG_LOST = re.compile(r"IOMMU (?P<log>[Ee]vent|Evt|PPR|GA) log (?:overflow|restarting)")
 # What each log's overflow loses.
 _LOST = {"event": "events (faults among them) were lost", "ppr": "page requests were lost: devices waiting on "
@@ -41,8 +43,8 @@ def _fields(body: str) -> dict[str, str]:
     """'device=03:00.0 domain=0x000e address=0x... flags=0x0010]' as a dict (faster than a regex here)."""
     kv = {}
     for tok in body.replace(",", " ").split():
-        k, eq, v = tok.partition("=")
-        if eq:
+        if "=" in tok:
+            k, _, v = tok.partition("=")
             kv[k.lstrip("([")] = v.rstrip(")]")
     return kv
 
@@ -70,9 +72,9 @@ class AmdVi(PendingParser):
 
     def _logged(self, line: LogLine, m: re.Match[str]) -> bool:
         msg = line.msg
-        d = _DEV_PREFIX.match(msg)
-        self._prefix_dev = (d["dev"], None if d["drv"] == "pci" else d["drv"]) if d else (None, None)
-        self._iommu = _iommu_name(msg)
+        p = _PREFIX.match(msg)
+        dev, drv, self._iommu = p.group("dev", "drv", "iommu") if p else (None, None, None)
+        self._prefix_dev = (dev, None if drv == "pci" else drv) if dev else (None, None)
         body = m["body"].strip()
         if not body:
             self._split = line
@@ -119,28 +121,12 @@ class AmdVi(PendingParser):
             return True
         if name not in EVENTS:
             return False
-        code, meaning = EVENTS[name]
+        get = kv.get
+        code, flags, pasid, access, reason = _decoded(name, get("flags"), get("pasid"), get("domain"),
+                                                      get("event[1]"))
         device = normalize_pci(kv["device"]) if "device" in kv else self._prefix_dev[0] or self._iommu
         driver = self._prefix_dev[1]
-        flags = _int(kv.get("flags"))
         addr = _int(kv.get("address")) if "address" in kv else _int(kv.get("spa") or kv.get("gpa"))
-        pasid = _int(kv.get("pasid"))
-        domain = _int(kv.get("domain"))
-        access = "unknown"
-        if name == "IO_PAGE_FAULT":
-            flags = flags or 0
-            if flags & FLAG_GN:
-                pasid, domain = domain, None
-            access = page_fault_access(flags)
-            reason = page_fault_reason(flags, pasid if flags & FLAG_GN else domain)
-        elif name == "UNKNOWN":
-            code = (_int(kv.get("event[1]")) or 0) >> 28 & 0xF
-            reason = f"UNKNOWN event type {code:#x}: {meaning}"
-        else:
-            extra = f" (flags {flags:#06x})" if flags is not None else ""
-            reason = f"{name}: {meaning}{extra}"
-        if pasid == 0 and name != "IO_PAGE_FAULT":
-            pasid = None  # the kernel prints pasid=0x00000 for requests that carried none
         row = self.sink.fault_row(line, device, pasid, addr=addr, code=code, flags=flags, vendor=self.vendor,
                                   access=access, driver=driver, reason=reason)
         self.sink.device(device, driver)
@@ -184,5 +170,30 @@ class AmdVi(PendingParser):
 
 def _iommu_name(msg: str) -> str | None:
     """'ivhd0' from a line the IOMMU's own device printed ("iommu ivhd0: AMD-Vi: ...")."""
-    m = _IOMMU_PREFIX.match(msg)
-    return None if m is None else m["name"]
+    m = _PREFIX.match(msg)
+    return None if m is None else m["iommu"]
+
+
+@functools.lru_cache(maxsize=4096)
+def _decoded(name: str, flags_text: str | None, pasid_text: str | None, domain_text: str | None,
+             event1_text: str | None) -> tuple[int, int | None, int | None, str, str]:
+    """An event's code, flags, PASID, access and reason, from its name and printed fields (cached: a storm repeats a
+    few of them, with only the address changing)."""
+    code, meaning = EVENTS[name]
+    flags, pasid, domain = _int(flags_text), _int(pasid_text), _int(domain_text)
+    access = "unknown"
+    if name == "IO_PAGE_FAULT":
+        flags = flags or 0
+        if flags & FLAG_GN:
+            pasid, domain = domain, None
+        access = page_fault_access(flags)
+        reason = page_fault_reason(flags, pasid if flags & FLAG_GN else domain)
+    elif name == "UNKNOWN":
+        code = (_int(event1_text) or 0) >> 28 & 0xF
+        reason = f"UNKNOWN event type {code:#x}: {meaning}"
+    else:
+        extra = f" (flags {flags:#06x})" if flags is not None else ""
+        reason = f"{name}: {meaning}{extra}"
+    if pasid == 0 and name != "IO_PAGE_FAULT":
+        pasid = None  # the kernel prints pasid=0x00000 for requests that carried none
+    return code, flags, pasid, access, reason

@@ -35,21 +35,39 @@ from ..events import Kind
 from .core import LogLine, PendingParser, append_raw
 from .smmu_tables import FSYNR0_IND, FSYNR0_WNR, GFSR_USF, V3Event, fsr_text, fsynr0_text, gfsr_text, v3_event
 
-_V3_HEADER = re.compile(r"(?:arm-smmu-v3 )?(?P<smmu>[\w.\-]+): event 0x(?P<id>[0-9a-fA-F]{1,2}) received:")
 _WORD = re.compile(r"(?:(?:arm-smmu-v3 )?[\w.\-]+:)?\s*0x(?P<w>[0-9a-fA-F]{16})\s*$")
 _WORD_TAIL = re.compile(r"(?P<w>[0-9a-fA-F]{16})\s*$")  # after the raw line's last "0x", prefixes and all
 _DECODED = re.compile(r"event: (?P<name>\S+) client: (?P<client>\(unassigned sid\)|\S+) sid: 0x(?P<sid>[0-9a-fA-F]+)")
 _DECODED2 = re.compile(r"(?:un)?priv (?:inst|data) (?:read|write) s[12] ")
-_PRI_HEADER = re.compile(r"(?P<smmu>[\w.\-]+): unexpected PRI request received:")
+# A name before ": " is matched from where its run of name characters begins, once (`(?<!...)` and `++`): the same
+# match as a plain `[\w.\-]+`, without retrying it from every character of every word before it.
+_NAME = r"(?<![\w.\-])(?P<smmu>[\w.\-]++)"
+_V3_HEADER = re.compile(rf"(?:arm-smmu-v3 )?{_NAME}: event 0x(?P<id>[0-9a-fA-F]{{1,2}}) received:")
+_PRI_HEADER = re.compile(rf"{_NAME}: unexpected PRI request received:")
 _PRI = re.compile(r"sid 0x(?P<sid>[0-9a-fA-F]+)\.0x(?P<ssid>[0-9a-fA-F]{1,16}): \[(?P<grp>\d+)(?P<last>L?)\] "
                   r"(?P<un>(?:un)?)privileged (?P<rwx>[RWX]*) access at iova 0x(?P<iova>[0-9a-fA-F]{1,16})")
-_OVERFLOW = re.compile(r"(?P<smmu>[\w.\-]+): (?P<q>EVTQ|PRIQ) overflow detected -- (?:events|requests) lost")
-_V2 = re.compile(r"(?P<smmu>[\w.\-]+): Unhandled context fault: (?P<kv>.*)$")
-_V2_FIELD = re.compile(r"(\w+)=(0x[0-9a-fA-F]{1,16}|\d{1,10})\b")  # fsr=0x402, cb=7, a Tegra kernel's sid=5(...)
-_V2_CONTEXT = re.compile(r"(?:^|: )(?:FSR\s+=|FSYNR[01]\s+=|soft iova-to-phys|hard iova-to-phys|"
-                         r"Stack trace:|FAR\s+=|CBFRSYNRA|Client info:|SOFTWARE TABLE WALK|(?:SSD=0x\w+ )?SID=0x)")
-_V2_SID = re.compile(r"(?:^|: )(?:SSD=0x\w+ )?SID=0x(?P<sid>[0-9a-fA-F]{1,8})\s*$")  # downstream: after the fault
-_GLOBAL = re.compile(r"(?P<smmu>[\w.\-]+): (?:Unexpected global fault, this could be serious|"
+_OVERFLOW = re.compile(rf"{_NAME}: (?P<q>EVTQ|PRIQ) overflow detected -- (?:events|requests) lost")
+_V2 = re.compile(rf"{_NAME}: Unhandled context fault: (?P<kv>.*)$")
+# fsr=0x402, cb=7, a Tegra kernel's sid=5(...); matched from a word's start only, like _NAME
+_V2_FIELD = re.compile(r"(?<!\w)(\w++)=(0x[0-9a-fA-F]{1,16}|\d{1,10})\b")
+
+
+def _at_field(body: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """`body` at a message's start, and after a ": " in it (what `(?:^|: )body` finds, the first place it matches,
+    at C speed: a search that begins with a literal skips to it, one that begins with `^|` tries every position)."""
+    return re.compile(body), re.compile(": " + body)
+
+
+def _field_match(patterns: tuple[re.Pattern[str], re.Pattern[str]], msg: str) -> re.Match[str] | None:
+    """The first match of an `_at_field` pair in `msg`."""
+    at_start, after = patterns
+    return at_start.match(msg) or after.search(msg)
+
+
+_V2_CONTEXT = _at_field(r"(?:FSR\s+=|FSYNR[01]\s+=|soft iova-to-phys|hard iova-to-phys|Stack trace:|FAR\s+=|"
+                        r"CBFRSYNRA|Client info:|SOFTWARE TABLE WALK|(?:SSD=0x\w+ )?SID=0x)")
+_V2_SID = _at_field(r"(?:SSD=0x\w+ )?SID=0x(?P<sid>[0-9a-fA-F]{1,8})\s*$")  # downstream: after the fault
+_GLOBAL = re.compile(rf"{_NAME}: (?:Unexpected global fault, this could be serious|"
                      r"Blocked unknown Stream ID 0x(?P<sid>[0-9a-fA-F]{1,8});)")
 _GFSR = re.compile(r"(?:(?P<smmu>[\w.\-]+):\s+)?GFSR 0x(?P<gfsr>[0-9a-fA-F]{1,8}), GFSYNR0 0x(?P<s0>[0-9a-fA-F]{1,8}), "
                    r"GFSYNR1 0x(?P<s1>[0-9a-fA-F]{1,8}), GFSYNR2 0x[0-9a-fA-F]{1,8}")
@@ -125,9 +143,9 @@ class ArmSmmu(PendingParser):
             _apply_gfsr(self.pending, self._global_smmu, m)
             self._global_smmu = None
             return True
-        if self.pending is not None and _V2_CONTEXT.search(msg):
+        if self.pending is not None and _field_match(_V2_CONTEXT, msg):
             append_raw(self.pending, line)
-            if self._v2_smmu is not None and (m := _V2_SID.search(msg)) is not None:
+            if self._v2_smmu is not None and (m := _field_match(_V2_SID, msg)) is not None:
                 self.pending[2] = stream_device(self._v2_smmu, int(m["sid"], 16))
                 self._v2_smmu = None
             return True
@@ -162,23 +180,14 @@ class ArmSmmu(PendingParser):
         header, smmu, id_ = self._v3
         words, client, extra = self._words, self._client, self._extra
         self._v3, self._words, self._client, self._extra = None, [], None, []
-        name, meaning = v3_event(id_)
         if len(words) < 4:
+            name, meaning = v3_event(id_)
             row = self.sink.fault_row(header, smmu, None, code=id_, vendor=self.vendor, access="unknown",
                                       reason=f"{name} ({id_:#04x}): {meaning} [record words not in the log]")
         else:
-            ev = V3Event.decode(words)
-            device = client if client else stream_device(smmu, ev.sid)
-            pasid = ev.ssid if ev.ssv else None
-            where = f"StreamID {ev.sid:#x}" + (f", SubstreamID (PASID) {ev.ssid:#x}" if ev.ssv else ", no PASID")
-            reason = f"{name} ({id_:#04x}): {meaning}; {where}"
-            access = "unknown"
-            if ev.is_translation:
-                access = "exec" if ev.instruction else ("read" if ev.read else "write")
-                reason += f"; {ev.access_text()}"
-                if ev.stall:
-                    reason += f"; stalled (stag {ev.stag:#x}): the transaction waits for a resume, as a page request"
-            row = self.sink.fault_row(header, device, pasid, addr=ev.iova if ev.is_translation else None,
+            sid, pasid, translation, access, reason = _v3_decoded(id_, words[0], words[1])
+            device = client if client else stream_device(smmu, sid)
+            row = self.sink.fault_row(header, device, pasid, addr=words[2] if translation else None,
                                       code=id_, vendor=self.vendor, access=access, reason=reason)
             self.sink.device(device)
         if extra:
@@ -235,6 +244,23 @@ class ArmSmmu(PendingParser):
         _apply_gfsr(row, m["smmu"], m)
         self.sink.emit(row)
         return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _v3_decoded(id_: int, w0: int, w1: int) -> tuple[int, int | None, bool, str, str]:
+    """StreamID, PASID, whether it is a translation fault, access and reason of an event record, from its header's id
+    and its first two words (the third is the address; cached: a storm repeats one stream, PASID and access)."""
+    name, meaning = v3_event(id_)
+    ev = V3Event.decode([w0, w1, 0, 0])
+    where = f"StreamID {ev.sid:#x}" + (f", SubstreamID (PASID) {ev.ssid:#x}" if ev.ssv else ", no PASID")
+    reason = f"{name} ({id_:#04x}): {meaning}; {where}"
+    access = "unknown"
+    if ev.is_translation:
+        access = "exec" if ev.instruction else ("read" if ev.read else "write")
+        reason += f"; {ev.access_text()}"
+        if ev.stall:
+            reason += f"; stalled (stag {ev.stag:#x}): the transaction waits for a resume, as a page request"
+    return ev.sid, ev.ssid if ev.ssv else None, ev.is_translation, access, reason
 
 
 def _apply_gfsr(row: list, smmu: str | None, m: re.Match[str]) -> None:  # type: ignore[type-arg]

@@ -58,6 +58,7 @@ class Sink:
 
     def __init__(self, writer: RecordingWriter, source: str, stats: ImportStats) -> None:
         self.writer = writer
+        self._append = writer.append_row
         self.source = source
         self.stats = stats
         self._drivers: dict[str, str | None] = {}
@@ -71,12 +72,13 @@ class Sink:
     def fault_row(self, line: LogLine, device: str | None, pasid: int | None, **fields: Any) -> list[Any]:
         """A fault's row, not yet appended: the parser may still add context lines to its `raw`."""
         if None in fields.values():
-            fields = {k: v for k, v in fields.items() if v is not None}
+            for k in [k for k, v in fields.items() if v is None]:
+                del fields[k]
         fields["raw"] = line.text.rstrip("\r\n")
         return [line.ts, FAULT, device, pasid, None, None, None, self.source, fields]
 
     def emit(self, row: list[Any]) -> None:
-        self.writer.append_row(row)
+        self._append(row)
         stats = self.stats
         stats.events += 1
         vendor = row[8].get("vendor")
@@ -141,10 +143,24 @@ def recordable(row: list[Any]) -> list[Any]:
     """`row`, unless a number in it is wider than a recording holds: then OverflowError, and the line that gave it is
     not understood (no kernel prints such a number). Fault rows need no check: the vendor patterns read at most 16
     hex digits."""
-    for v in (*row[:8], *row[8].values()):
-        if type(v) is int and v not in RECORDABLE:
-            raise OverflowError(f"{v:#x} is wider than 64 bits")
+    for values in (row[:8], row[8].values()):
+        for v in values:
+            if type(v) is int and v not in RECORDABLE:
+                raise OverflowError(f"{v:#x} is wider than 64 bits")
     return row
+
+
+def may_hold(msg: str, words: tuple[str, ...]) -> bool:
+    """Whether `msg` may match a case-blind pattern each of whose matches holds one of `words` (in lower case). Looking
+    for the words in an ASCII message is many times quicker than the case-blind search that most messages fail; a
+    non-ASCII one always may, since such a pattern also matches other letters ("ſ" for "s")."""
+    if not msg.isascii():
+        return True
+    low = msg.lower()
+    for word in words:  # noqa: SIM110 - quicker than any() on this hot path
+        if word in low:
+            return True
+    return False
 
 
 def append_raw(row: list[Any], line: LogLine) -> None:

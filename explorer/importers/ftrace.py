@@ -87,7 +87,10 @@ class FtraceImporter(TextImporter):
 
     def owns(self, text: str) -> bool:
         """A trace line of one of the events read here."""
-        return any(w in text for w in _WORDS) and _trace_match(text) is not None
+        for w in _WORDS:  # noqa: SIM110 - quicker than any(): every unread kernel log line is asked
+            if w in text:
+                return _trace_match(text) is not None
+        return False
 
     def line(self, block: bytes, start: int, end: int, candidate: bool) -> bool:
         text = block[start:end].decode("utf-8", "replace").rstrip("\r\n")

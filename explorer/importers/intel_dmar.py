@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import re
 
-from .core import LogLine, PendingParser, append_raw
+from .core import LogLine, PendingParser, append_raw, may_hold
 from .prefix import normalize_pci
 from .vtd_tables import fault_reason, status_notes
 
@@ -38,6 +38,7 @@ _DUMP = re.compile(r"(?:DMAR: )?(?:Dump \S+ table entries for IOVA|(?:scalable m
                    r"pasid dir entry|pasid table entry|pte level:|PTE not present at level|root table entry|"
                    r"Invalid (?:root|context|pasid) ?(?:dir|table)? ?entry|pasid dir entry|"
                    r"(?:legacy|scalable) mode)", re.IGNORECASE)
+_DUMP_WORDS = ("entr", "pte ", " mode")  # see core.may_hold
 NO_PASID = 0xFFFFFFFF
 STATUS_SPAN_NS = 1_000_000_000  # a status line speaks for the batch of faults printed right after it
 
@@ -76,7 +77,7 @@ class IntelDmar(PendingParser):
                 append_raw(self.pending, line)
                 self._set_reason(self.pending, reason_code(m["code"]), m["text"])
                 return True
-        if _DUMP.match(msg) or _DUMP.match(msg.partition(": ")[2]):
+        if may_hold(msg, _DUMP_WORDS) and (_DUMP.match(msg) or _DUMP.match(msg.partition(": ")[2])):
             append_raw(self.pending, line)
             return True
         return False

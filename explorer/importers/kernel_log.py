@@ -14,7 +14,7 @@ import re
 from ..events import Kind
 from .amd_vi import AmdVi
 from .arm_smmu import ArmSmmu
-from .core import ImportStats, LogLine, Parser, Sink, TextImporter
+from .core import ImportStats, LogLine, Parser, Sink, TextImporter, may_hold
 from .intel_dmar import IntelDmar
 from .prefix import YearGuess, split_parts
 from .scan import keyword_pattern
@@ -28,11 +28,15 @@ LINE_NS = 1_000_000  # a log without any timestamp: one millisecond per line, so
 ANCHORS = (b"DMAR", b"dmar", b"AMD-Vi", b"smmu", b"INTR-REMAP", b"suppressed", b"Linux version", b"iommu",
            b"IOMMU")
 KEYWORDS = keyword_pattern(ANCHORS)
-# bytes.find runs quickest with a needle whose characters are rare in text (capitals rather than lower case or "-"):
-# the block scan looks for these anchors by the piece given here, and checks the whole word where it finds one.
-NEEDLES = {b"AMD-Vi": b"AMD-V", b"INTR-REMAP": b"REMAP", b"suppressed": b"essed", b"Linux version": b"Linux"}
+# bytes.find runs quickest with a needle whose characters are rare in text (capitals rather than lower case or "-"),
+# of at most five (longer ones take a slower algorithm), and each needle costs a pass over the block: the block scan
+# looks for these anchors by the piece given here, and checks the whole word where it finds one.
+NEEDLES = {b"AMD-Vi": b"AMD-V", b"INTR-REMAP": b"REMAP", b"suppressed": b"essed", b"Linux version": b"Linux",
+           b"smmu": b"mmu", b"iommu": b"mmu"}
 _FAULTISH = re.compile(r"fault|error|event|logged|received|overflow|unhandled|illegal|invalid|timed? ?out|"
                        r"Request device|\bblocked\b|\blost\b|\babort|\bstall(?:ed)?\b|GFSR", re.IGNORECASE)
+_FAULTISH_WORDS = ("fault", "error", "event", "logged", "received", "overflow", "unhandled", "illegal", "invalid",
+                   "out", "request device", "blocked", "lost", "abort", "stall", "gfsr")  # see core.may_hold
 _STACK_FRAME = re.compile(r"^\??\s*[\w.]+\+0x[0-9a-f]+/0x[0-9a-f]+")  # " arm_smmu_context_fault+0x110/0x138"
 # A line from a driver (rather than a reporter's prose around the log): "DMAR: ...", "arm-smmu-v3 x.y: ...".
 _DRIVER_TAG = re.compile(r"^(?:(?:DMAR|dmar|DMAR-IR|AMD-Vi|INTR-REMAP|iommu|SMMU|smmu)\b|[\w.\-]+ [\w.:\-]+: )")
@@ -153,7 +157,7 @@ class KernelLogImporter(TextImporter):
             return False
         if (follow := self.hand_over(block, start, end, candidate, text)) is not None:
             return follow
-        if _FAULTISH.search(msg) and not _STACK_FRAME.match(msg) and \
+        if may_hold(msg, _FAULTISH_WORDS) and _FAULTISH.search(msg) and not _STACK_FRAME.match(msg) and \
                 (mono is not None or wall is not None or _DRIVER_TAG.match(msg)):
             stats.not_understood(self.scanner.line_no(start), text)
         return False

@@ -105,12 +105,13 @@ def split_line(line: str, years: YearGuess | None = None) -> Split:
 
 def split_parts(line: str, years: YearGuess | None = None) -> tuple[int | None, int | None, str | None, str]:
     """`split_line`'s parts as a plain tuple (mono_ns, wall_ns, host, msg), for the importer's hot path."""
-    s = line.rstrip("\r\n")
-    if s[:1] == "[" and (m := _FAST.match(s)) is not None:
+    if line[:1] == "[" and (m := _FAST.match(line)) is not None:
         sec, frac, msg = m.groups()
         if " kernel: " not in msg[:80]:
-            # The common case, plain dmesg: "[   12.345678] message" (no journal host, tag or caller id after it).
-            return int(sec) * 1_000_000_000 + int(frac) * 10 ** (9 - len(frac)), None, None, msg.strip()
+            # The common case, plain dmesg: "[   12.345678] message" (no journal host, tag or caller id after it; a
+            # line break left at the end goes with the message's blanks).
+            return int(sec + frac.ljust(9, "0")), None, None, msg.strip()
+    s = line.rstrip("\r\n")
     mono = wall = None
     host = None
     s = s.lstrip()
