@@ -108,18 +108,15 @@ class AmdVi(PendingParser):
         kv = _fields(body)
         if ppr:
             return self._ppr(line, body, kv)
-        n = _NAME.match(body)
-        if n is None:
-            return False
-        name = n["name"]
-        if name == "Device" or body.startswith("Device not attached"):
+        if body.startswith("Device not attached"):  # (no event name: the driver's own words)
             row = self.sink.fault_row(line, self._prefix_dev[0], None, vendor=self.vendor, access="unknown",
                                       reason="Device not attached to domain properly: the IOMMU faulted a device "
                                              "whose driver state says it has no domain (see the next line's "
                                              "device and domain)")
             self.hold(row)
             return True
-        if name not in EVENTS:
+        n = _NAME.match(body)
+        if n is None or (name := n["name"]) not in EVENTS:
             return False
         get = kv.get
         code, flags, pasid, access, reason = _decoded(name, get("flags"), get("pasid"), get("domain"),
