@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .importers.core import UNKNOWN_SAMPLES
 from .index import RecordingIndex
 from .simulator import Anomaly, fmt_ns
 
@@ -154,7 +153,7 @@ def _unknown_sample_lines(path: str, imp: dict[str, Any]) -> list[str]:
         lines.append(f"    ... and {hidden:,} more kept in the recording (pasid-explorer info --json {path} lists "
                      f"them)")
     if imp.get("unknown", 0) > len(samples):
-        lines.append(f"    (only the first {UNKNOWN_SAMPLES} lines not understood are kept as samples)")
+        lines.append(f"    (only the first {len(samples)} lines not understood are kept as samples)")
     return lines
 
 
