@@ -8,6 +8,7 @@ events; nothing here imports Textual.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,10 +21,6 @@ SPAN_NAMES = ("PASID allocated", "attached: SVA (a process)", "attached: paging 
               "attached: nested (a guest)", "attached: other domain", "page-request group outstanding",
               "page-request group past the stale threshold")
 _ATTACH_STYLE = {"sva": ATTACHED_SVA, "paging": ATTACHED_PAGING, "nested": ATTACHED_NESTED}
-_OPENING = (Kind.SVA_BIND, Kind.PASID_ALLOC, Kind.PASID_FREE, Kind.PASID_ATTACH, Kind.PASID_DETACH, Kind.PASID_REPLACE,
-            Kind.PAGE_REQUEST, Kind.PAGE_RESPONSE)
-_OPENING_NAMES = frozenset(map(str, _OPENING))
-_OWNING = (Kind.PASID_ALLOC, Kind.SVA_BIND, Kind.PASID_ATTACH, Kind.PASID_REPLACE)  # events that name a holder
 OPEN_END = np.iinfo(np.int64).max  # still open at the end of what has been seen
 
 
@@ -108,11 +105,13 @@ class Spans:
         idx = self.index
         if self.done >= idx.n:
             return
-        ids = [k for k in (idx.kind_id(str(name)) for name in _OPENING) if k is not None]
+        handlers = self._table()
+        ids = [k for k in map(idx.kind_id, handlers) if k is not None]
         kinds = idx.kinds[self.done:]
         with collector_paused():
             for i in (np.flatnonzero(np.isin(kinds, ids)) + self.done).tolist():
-                self._apply(idx.row(i))
+                row = idx.row(i)
+                handlers[row[1]](row)
         self.done = idx.n
         self._arrays.clear()
 
@@ -120,33 +119,53 @@ class Spans:
         """One chunk's rows as the model replays them (see `RecordingIndex.run_model`), so the bars cost no
         decoding of their own; `positions` covers every row of the kinds that open or close a bar. Fed from the
         recording's first chunk on, chunk after chunk (`done` counts the events seen)."""
+        handlers = self._table()
         for j in positions:
             row = rows[j]
-            if row is not None and row[1] in _OPENING_NAMES:
-                self._apply(row)
+            if row is not None and (handle := handlers.get(row[1])) is not None:
+                handle(row)
         self.done += len(rows)
 
-    def _apply(self, row: list) -> None:  # type: ignore[type-arg]
-        kind, ts, dev, pasid, f = row[1], row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS] or {}
-        if kind in _OWNING and pasid is not None:
+    def _table(self) -> dict[str, Callable[[list], None]]:  # type: ignore[type-arg]
+        """What each kind that opens or closes a bar does (a table: the model's pass calls it for every page
+        request and response)."""
+        return {Kind.PAGE_REQUEST: self._request, Kind.PAGE_RESPONSE: self._response, Kind.PASID_ALLOC: self._alloc,
+                Kind.PASID_FREE: self._free, Kind.PASID_ATTACH: self._attach, Kind.PASID_REPLACE: self._attach,
+                Kind.PASID_DETACH: self._detach, Kind.SVA_BIND: self._owned}
+
+    def _request(self, row: list) -> None:  # type: ignore[type-arg]
+        key = ("prg", row[R_DEVICE], row[R_PASID], (row[R_FIELDS] or {}).get("prg"))
+        if key not in self._open:
+            self._open[key] = (row[R_TS], GROUP, (row[R_DEVICE], row[R_PASID]))
+
+    def _response(self, row: list) -> None:  # type: ignore[type-arg]
+        self._end(("prg", row[R_DEVICE], row[R_PASID], (row[R_FIELDS] or {}).get("prg")), row[R_TS])
+
+    def _owned(self, row: list) -> None:  # type: ignore[type-arg]
+        """The holder an allocation, bind or attachment names, for filters and labels."""
+        pasid = row[R_PASID]
+        if pasid is not None:
+            f = row[R_FIELDS] or {}
             self._note_owner(("pasid", pasid), row, f)
-            if dev is not None:
-                self._note_owner((dev, pasid), row, f)
-        if kind == Kind.PASID_ALLOC:
-            self._start(("pasid", pasid), ("pasid", pasid), ts, LIFETIME)
-        elif kind == Kind.PASID_FREE:
-            self._end(("pasid", pasid), ts)
-        elif kind in (Kind.PASID_ATTACH, Kind.PASID_REPLACE):
-            self._end((dev, pasid), ts)
-            self._start((dev, pasid), (dev, pasid), ts, _ATTACH_STYLE.get(f.get("domain_type"), ATTACHED_OTHER))
-        elif kind == Kind.PASID_DETACH:
-            self._end((dev, pasid), ts)
-        elif kind == Kind.PAGE_REQUEST:
-            key = ("prg", dev, pasid, f.get("prg"))
-            if key not in self._open:
-                self._start(key, (dev, pasid), ts, GROUP)
-        elif kind == Kind.PAGE_RESPONSE:
-            self._end(("prg", dev, pasid, f.get("prg")), ts)
+            if row[R_DEVICE] is not None:
+                self._note_owner((row[R_DEVICE], pasid), row, f)
+
+    def _alloc(self, row: list) -> None:  # type: ignore[type-arg]
+        self._owned(row)
+        pasid = row[R_PASID]
+        self._start(("pasid", pasid), ("pasid", pasid), row[R_TS], LIFETIME)
+
+    def _free(self, row: list) -> None:  # type: ignore[type-arg]
+        self._end(("pasid", row[R_PASID]), row[R_TS])
+
+    def _attach(self, row: list) -> None:  # type: ignore[type-arg]
+        self._owned(row)
+        key, ts = (row[R_DEVICE], row[R_PASID]), row[R_TS]
+        self._end(key, ts)
+        self._start(key, key, ts, _ATTACH_STYLE.get((row[R_FIELDS] or {}).get("domain_type"), ATTACHED_OTHER))
+
+    def _detach(self, row: list) -> None:  # type: ignore[type-arg]
+        self._end((row[R_DEVICE], row[R_PASID]), row[R_TS])
 
     def _note_owner(self, key: tuple[object, object], row: list, f: dict) -> None:  # type: ignore[type-arg]
         """Names a filter or a label may use for this row: pid, comm, owner text, VM."""

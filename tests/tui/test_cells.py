@@ -113,3 +113,24 @@ def test_spans_found_by_search_match_a_scan_of_every_span() -> None:
                 b = min(max(int(np.searchsorted(edges, e, side="left")), 1), 80)
                 expected[a:b] = np.maximum(expected[a:b], st)
         assert (bars.cover(edges) == expected).all()
+
+
+def test_bars_fed_from_the_models_rows_equal_bars_decoded_on_their_own(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from explorer.recording import Recording
+    from explorer.workload import write_workload
+
+    path = tmp_path / "w.pasidrec"
+    write_workload(str(path), 30_000, seed=12, slow_every=200, loss_every=400)
+    alone = Spans(RecordingIndex.build(Recording(path)))
+    alone.update()
+    later = RecordingIndex.build(Recording(path), model=False)
+    fed = Spans(later)
+    later.run_model(observe=fed.feed)
+    assert fed.done == alone.done == later.n
+    keys = {rk for rk in alone._spans} | {o[2] for o in alone._open.values()}  # noqa: SLF001
+    assert len(keys) > 20 and keys == {rk for rk in fed._spans} | {o[2] for o in fed._open.values()}  # noqa: SLF001
+    for key in keys:
+        a, b = alone.of(key), fed.of(key)
+        assert (a.starts.tolist(), a.ends.tolist(), a.styles.tolist()) == \
+            (b.starts.tolist(), b.ends.tolist(), b.styles.tolist()), key
+    assert fed.owners == alone.owners and fed.holders == alone.holders
