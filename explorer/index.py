@@ -102,6 +102,7 @@ class RecordingIndex:
         self._combo_ids: defaultdict[tuple[Any, Any, Any], int] = defaultdict(count().__next__)
         self._combo_kind = np.zeros(0, np.uint8)
         self._combo_track = np.zeros(0, np.uint32)
+        self._combo_ok = np.zeros(0, bool)
         self._cols: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._chunk_starts: list[int] = []  # event index of each chunk's first event
         self._chunk_file_ids: list[int | None] = []  # the file chunk behind each chunk (None: fed live)
@@ -309,9 +310,12 @@ class RecordingIndex:
     def _stored_columns(self, cols: ChunkColumns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The same columns from what the writer stored: one lookup per distinct key instead of one per row."""
         ids = self._combo_ids
-        combos = np.array([ids[k] for k in cols.keys], np.uint32)[cols.key_of]
+        keys = np.array([ids[k] for k in cols.keys], np.uint32)
         if len(ids) > len(self._combo_kind):
             self._grow_combos()
+        if not self._combo_ok[keys].all():  # checked each time: a malformed key seen before is malformed again
+            raise TypeError("malformed kind, device or PASID")
+        combos = keys[cols.key_of]
         return cols.ts.astype(np.int64), self._combo_kind[combos], self._combo_track[combos]
 
     def _repaired(self, rows: list[list[Any]], file_chunk: int | None) -> list[list[Any]]:
@@ -333,8 +337,8 @@ class RecordingIndex:
 
     def _grow_combos(self) -> None:
         """Kind and track ids for the (kind, device, pasid) combinations first seen in this batch, in order of
-        appearance, so tracks are numbered as they first appear. A combination of the wrong types means a
-        malformed row: TypeError, and the caller repairs the batch (the stray combination stays unused)."""
+        appearance, so tracks are numbered as they first appear. A combination of the wrong types (a malformed
+        row) gets no kind or track: it is marked not ok, and a batch holding it is repaired by the caller."""
         new = list(self._combo_ids)[len(self._combo_kind):]
         valid = [isinstance(k, str) and isinstance(d, str | None) and isinstance(p, int | None) and
                  not isinstance(p, bool) for k, d, p in new]
@@ -342,8 +346,7 @@ class RecordingIndex:
         tracks = [self._track_ids[d, p] if ok else 0 for (_, d, p), ok in zip(new, valid, strict=True)]
         self._combo_kind = np.concatenate([self._combo_kind, np.array(kinds, np.uint8)])
         self._combo_track = np.concatenate([self._combo_track, np.array(tracks, np.uint32)])
-        if not all(valid):
-            raise TypeError("malformed kind, device or PASID")
+        self._combo_ok = np.concatenate([self._combo_ok, np.array(valid, bool)])
 
     def finish(self) -> None:
         """End of stream: let outstanding groups age to the last event's time."""

@@ -107,3 +107,15 @@ def test_check_of_a_recording_with_nothing_readable_is_exit_2_not_clean(tmp_path
     no_traceback(r)
     assert r.returncode == 2 and "nothing readable" in r.stdout and "clean" not in r.stdout
     assert "cut short" in r.stderr
+
+
+def test_a_malformed_key_is_repaired_every_time_it_comes_not_only_the_first() -> None:
+    from explorer.index import RecordingIndex
+
+    idx = RecordingIndex(Header(source="test", devices=[DeviceInfo("d0", pasid_width=20)]))
+    bad = [2000, 7, None, None, None, None, None, "t", {}]
+    idx.add_rows([GOOD_FIRST, bad])
+    idx.add_rows([[2500, *bad[1:]], GOOD_LAST])
+    assert idx.damage == ["live batch, event 1: kind is 7, a int; read as one lost event",
+                          "live batch, event 2: kind is 7, a int; read as one lost event"]
+    assert [idx.kind_names[k] for k in idx.kinds.tolist()] == ["pasid_alloc", "lost", "lost", "pasid_free"]
