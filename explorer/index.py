@@ -478,6 +478,11 @@ class RecordingIndex:
             c += 1  # skip empty (unreadable) chunks that share a start
         return self._chunk_rows(c)[i - self._chunk_starts[c]]
 
+    def iter_rows(self) -> Iterator[list[Any]]:
+        """Every row in order, chunk by chunk (a chunk that can no longer be read yields none)."""
+        for c in range(len(self._chunk_starts)):
+            yield from self._chunk_rows(c)
+
     def event(self, i: int) -> Event:
         return Event.from_row(self.row(i))
 

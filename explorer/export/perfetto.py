@@ -18,10 +18,11 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from ..events import R_DEVICE, R_FIELDS, R_KIND, R_PASID, R_TS, Kind
+from ..events import R_DEVICE, R_FIELDS, R_KIND, R_PASID, R_TS, Kind, row_problem
 from ..index import RecordingIndex
 from ..simulator import RULES
 from .jsonl import json_default
+from .rows import usable
 
 ALLOCATOR_PID = 1
 # Kinds drawn as slices; they appear as instants only when they failed.
@@ -99,6 +100,7 @@ class PerfettoWriter:
         self._ids = count(1)
         self._first = True
         self.written = 0
+        self.left_out: list[str] = []  # events whose fields an exporter cannot read, as jsonl and csv report them
 
     def us(self, ts: int) -> float:
         return round((ts - self.t0) / 1000, 3)
@@ -128,7 +130,7 @@ class PerfettoWriter:
         ts = idx.ts
         order = np.argsort(ts, kind="stable") if idx.n and np.any(np.diff(ts) < 0) else range(idx.n)
         for k, i in enumerate(order):
-            self.event(idx.row(int(i)))
+            self.event(int(i), idx.row(int(i)))
             if tick is not None and k % 65536 == 0:
                 tick(k)
         end = idx.end_ns
@@ -142,10 +144,11 @@ class PerfettoWriter:
         self.out.write(f'\n],"displayTimeUnit":"ns","otherData":{_DUMPS(other)}}}\n')
         return self.written
 
-    def event(self, row: list[Any]) -> None:
+    def event(self, i: int, row: list[Any]) -> None:
+        if not usable(row):
+            self.left_out.append(f"event {i}: {row_problem(row) or 'malformed'}; left out")
+            return
         kind, ts, dev, pasid, f = row[R_KIND], row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS] or {}
-        if type(f) is not dict:
-            return  # a malformed event: the index has reported it (and the model treats it as a loss)
         if kind == Kind.PASID_ALLOC and pasid is not None and not f.get("error"):
             self._end_lifetime(pasid, ts, "reallocated while live")
             who = f.get("owner") or f.get("vm") or ""
@@ -247,5 +250,11 @@ class PerfettoWriter:
                             "evidence": list(a.evidence)}})
 
 
-def write_perfetto(idx: RecordingIndex, out: TextIO, tick: Callable[[int], None] | None = None) -> int:
-    return PerfettoWriter(idx, out).write(tick)
+def write_perfetto(idx: RecordingIndex, out: TextIO, tick: Callable[[int], None] | None = None,
+                   damage: list[str] | None = None) -> int:
+    """Write the trace; events left out are appended to `damage`."""
+    writer = PerfettoWriter(idx, out)
+    n = writer.write(tick)
+    if damage is not None:
+        damage.extend(writer.left_out)
+    return n

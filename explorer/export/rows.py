@@ -23,27 +23,30 @@ def open_rows(path: str, anomalies: bool = False) -> Iterator[tuple[Header, Iter
     p = Path(path)
     if not p.exists():
         raise InputError(path, "", "no such file")
-    if anomalies:
+    if anomalies or p.suffix in (".yaml", ".yml"):  # a scenario is simulated, and findings need the model
         idx = open_index(p)
-        found = [a.to_event().to_row() for a in idx.anomalies]
-        rows = heapq.merge((idx.row(i) for i in range(idx.n)), found, key=itemgetter(R_TS))
-        yield idx.header, rows, idx.n + len(found), idx.damage
+        damage = list(idx.damage)
+        found = [a.to_event().to_row() for a in idx.anomalies] if anomalies else []
+        rows = heapq.merge(_well_formed(idx.iter_rows(), damage), found, key=itemgetter(R_TS))
+        yield idx.header, rows, idx.n + len(found), damage
         return
-    if p.suffix in (".yaml", ".yml"):
-        idx = open_index(p)
-        yield idx.header, (idx.row(i) for i in range(idx.n)), idx.n, idx.damage
-        return
-    damage: list[str] = []
+    damage = []
     with Recording(p) as rec:
-        yield rec.header, _well_formed(rec, damage), rec.event_count, damage
+        yield rec.header, _well_formed(rec.iter_rows(), damage, rec.damage), rec.event_count, damage
 
 
-def _well_formed(rec: Recording, damage: list[str]) -> Iterator[list[Any]]:
-    """Rows an exporter can name every field of; the others are left out and described, as is every chunk the
-    reader could not use. Values of unexpected types are written as they are."""
-    for n, row in enumerate(rec.iter_rows()):
-        if type(row) is list and len(row) > R_FIELDS and (row[R_FIELDS] is None or type(row[R_FIELDS]) is dict):
+def _well_formed(rows: Iterator[Any], damage: list[str], after: list[Any] | None = None) -> Iterator[list[Any]]:
+    """Rows an exporter can name every field of; the others are left out and described (`event n` counts the
+    readable rows), and so, once the rows are done, is what the reader could not use (`after`). Values of
+    unexpected types are written as they are."""
+    for n, row in enumerate(rows):
+        if usable(row):
             yield row
         else:
             damage.append(f"event {n}: {row_problem(row) or 'malformed'}; left out")
-    damage.extend(str(d) for d in rec.damage)
+    damage.extend(str(d) for d in after or ())
+
+
+def usable(row: Any) -> bool:
+    """Whether an exporter can read every field of `row`: a row of the right length whose fields are a mapping."""
+    return type(row) is list and len(row) > R_FIELDS and (row[R_FIELDS] is None or type(row[R_FIELDS]) is dict)
