@@ -149,10 +149,7 @@ class AmdVi(PendingParser):
     def _log_lost(self, line: LogLine, m: re.Match[str]) -> bool:
         """A log overflow, shown like an SMMU queue overflow: a fault on the IOMMU saying what is missing."""
         log = m["log"].lower().replace("evt", "event")
-        device = _iommu_name(line.msg)
-        self.sink.emit(self.sink.fault_row(line, device, None, vendor=self.vendor, access="unknown",
-                                           reason=f"{log} log overflow: the IOMMU's {log} log filled up and "
-                                                  f"{_LOST[log]}; what follows is incomplete"))
+        self.sink.overflow(line, _iommu_name(line.msg), self.vendor, f"{log} log", f"IOMMU's {log} log", _LOST[log])
         return True
 
     def _context(self, line: LogLine) -> None:

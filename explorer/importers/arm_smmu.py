@@ -72,7 +72,6 @@ _GLOBAL = re.compile(rf"{_NAME}: (?:Unexpected global fault, this could be serio
 _GFSR = re.compile(r"(?:(?P<smmu>[\w.\-]+):\s+)?GFSR 0x(?P<gfsr>[0-9a-fA-F]{1,8}), GFSYNR0 0x(?P<s0>[0-9a-fA-F]{1,8}), "
                    r"GFSYNR1 0x(?P<s1>[0-9a-fA-F]{1,8}), GFSYNR2 0x[0-9a-fA-F]{1,8}")
 GFSYNR0_WNR = 1 << 1
-_PCI_NAME = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 
 
 def stream_device(smmu: str, sid: int) -> str:
@@ -109,9 +108,7 @@ class ArmSmmu(PendingParser):
 
     def _overflow(self, line: LogLine, m: re.Match[str]) -> bool:
         queue = "event" if m["q"] == "EVTQ" else "page request"
-        self.sink.emit(self.sink.fault_row(line, m["smmu"], None, vendor=self.vendor, access="unknown",
-                                           reason=f"{m['q']} overflow: the SMMU's {queue} queue filled up and "
-                                                  f"{queue}s were lost; what follows is incomplete"))
+        self.sink.overflow(line, m["smmu"], self.vendor, m["q"], f"SMMU's {queue} queue", f"{queue}s were lost")
         return True
 
     def more(self, line: LogLine) -> bool:

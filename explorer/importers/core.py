@@ -77,6 +77,12 @@ class Sink:
         fields["raw"] = line.text.rstrip("\r\n")
         return [line.ts, FAULT, device, pasid, None, None, None, self.source, fields]
 
+    def overflow(self, line: LogLine, device: str | None, vendor: str, name: str, store: str, lost: str) -> None:
+        """An IOMMU's event store filled up (SMMU queues, AMD logs): a fault on the IOMMU saying what is missing."""
+        self.emit(self.fault_row(line, device, None, vendor=vendor, access="unknown",
+                                 reason=f"{name} overflow: the {store} filled up and {lost}; what follows is "
+                                        "incomplete"))
+
     def emit(self, row: list[Any]) -> None:
         self._append(row)
         stats = self.stats

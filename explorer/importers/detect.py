@@ -7,8 +7,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .ftrace import BARE_LINE, PERF_LINE, TRACE_LINE
 from .ftrace import KEYWORDS as TRACE_KEYWORDS
+from .ftrace import trace_match
 from .kernel_log import KEYWORDS as LOG_KEYWORDS
 from .kernel_log import host_facts
 from .prefix import split_line
@@ -53,7 +53,7 @@ def sniff(head: bytes) -> Sniff:
     year = None
     for line in lines:
         raw = line.encode("utf-8", "replace")
-        if TRACE_LINE.match(line) or PERF_LINE.match(line) or BARE_LINE.match(line) or _TRACE_HEADER.match(line):
+        if trace_match(line) or _TRACE_HEADER.match(line):
             trace += 1
             trace_iommu += TRACE_KEYWORDS.search(raw) is not None
             continue

@@ -24,7 +24,6 @@ from typing import Any
 from ..events import KINDS, Kind, make
 from .core import ImportStats, Sink, TextImporter, recordable
 from .kernel_log import ANCHORS as LOG_ANCHORS
-from .kernel_log import NEEDLES as LOG_NEEDLES
 from .prefix import rid_to_pci
 from .scan import keyword_pattern
 from .vtd_tables import QI_PGRP_RESP_TYPE, decode_page_group_response
@@ -69,7 +68,6 @@ class FtraceImporter(TextImporter):
 
     format = "ftrace"
     ANCHORS = ANCHORS
-    NEEDLES = LOG_NEEDLES  # for the kernel log's anchors, when it rides along
     GUEST_ANCHORS = LOG_ANCHORS
 
     def __init__(self, sink: Sink, stats: ImportStats) -> None:
@@ -89,12 +87,12 @@ class FtraceImporter(TextImporter):
         """A trace line of one of the events read here."""
         for w in _WORDS:  # noqa: SIM110 - quicker than any(): every unread kernel log line is asked
             if w in text:
-                return _trace_match(text) is not None
+                return trace_match(text) is not None
         return False
 
     def line(self, block: bytes, start: int, end: int, candidate: bool) -> bool:
         text = block[start:end].decode("utf-8", "replace").rstrip("\r\n")
-        m = _trace_match(text)
+        m = trace_match(text)
         if m is None:
             if (follow := self.hand_over(block, start, end, candidate, text)) is not None:
                 return follow
@@ -241,5 +239,6 @@ class FtraceImporter(TextImporter):
         return True
 
 
-def _trace_match(text: str) -> re.Match[str] | None:
+def trace_match(text: str) -> re.Match[str] | None:
+    """A trace line in any of the printed forms (trace-cmd report, tracefs, perf script)."""
     return TRACE_LINE.match(text) or PERF_LINE.match(text) or BARE_LINE.match(text)

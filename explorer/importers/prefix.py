@@ -182,12 +182,6 @@ def _after_lead(s: str, at: int, years: YearGuess | None) -> tuple[int | None, i
     return split_parts(rest, years)
 
 
-def has_timestamp(line: str) -> bool:
-    """Does this line carry a time a kernel log would print? (Format detection asks this of sample lines.)"""
-    sp = split_line(line)
-    return sp.mono_ns is not None or sp.wall_ns is not None
-
-
 @functools.lru_cache(maxsize=4096)
 def normalize_pci(bdf: str, segment: str | None = None) -> str:
     """'03:00.0', '0x03:0x00.0' or '0000:03:00.0' to the kernel's device name '0000:03:00.0' (anything else is

@@ -20,6 +20,12 @@ def open_with_progress(path: str, stale_ms: float | None = None, *, model: bool 
     return idx
 
 
+def warn_damage(path: str, damage: list[str]) -> None:
+    """What the input lacks, one line each on stderr, so that a pipe of the output stays clean."""
+    for d in damage:
+        print(f"pasid-explorer: {path}: {d}", file=sys.stderr)
+
+
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")

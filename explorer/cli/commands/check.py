@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ...simulator import RULES
 from ...summary import anomaly_text, check_report, info_text
-from ._common import open_with_progress, print_json
+from ._common import open_with_progress, print_json, warn_damage
 
 ORDER = 30
 
@@ -35,13 +34,14 @@ def run(args: argparse.Namespace) -> int:
     idx = open_with_progress(args.file, args.stale_ms)
     report = check_report(args.file, idx)
     anomalies = idx.anomalies
+    unreadable = idx.n == 0 and bool(idx.damage)
     if args.json:
         print_json(report)
     else:
         print("\n".join(info_text(report)))
         print()
         if not anomalies:
-            print("nothing readable to check" if idx.n == 0 and idx.damage else "clean: every invariant holds")
+            print("nothing readable to check" if unreadable else "clean: every invariant holds")
         for a in anomalies:
             print("\n".join(anomaly_text(a, idx)))
         if anomalies:
@@ -50,8 +50,7 @@ def run(args: argparse.Namespace) -> int:
                 by_rule[a.rule] = by_rule.get(a.rule, 0) + 1
             summary = ", ".join(f"{n} {RULES[r].title if r in RULES else r}" for r, n in by_rule.items())
             print(f"\n{len(anomalies)} anomalies: {summary}")
-    for d in idx.damage:
-        print(f"pasid-explorer: {args.file}: {d}", file=sys.stderr)
-    if idx.n == 0 and idx.damage:  # nothing was checked: not "clean", but unreadable
+    warn_damage(args.file, idx.damage)
+    if unreadable:  # nothing was checked: not "clean"
         return 2
     return 1 if anomalies else 0

@@ -8,6 +8,7 @@ import sys
 from ...export import FORMATS, export
 from ...export.table import COLUMNS
 from ..progress import Progress
+from ._common import warn_damage
 
 ORDER = 55
 
@@ -54,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
     damage: list[str] = []
     n = export(args.file, args.to, args.output, progress=progress, damage=damage, anomalies=args.anomalies)
     progress.done()
-    for d in damage:  # the export is still written: say what it lacks, on stderr so a pipe stays clean
-        print(f"pasid-explorer: {args.file}: {d}", file=sys.stderr)
+    warn_damage(args.file, damage)  # the export is still written: say what it lacks
     if args.output != "-":
         print(f"{args.output}: {n:,} {'trace events' if args.to == 'perfetto' else 'events'} ({args.to})")
     return 0
