@@ -14,10 +14,8 @@ explorer can draw a big recording's timeline while the model is still replaying 
 from __future__ import annotations
 
 import bisect
-import gc
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import count
 from threading import Lock
@@ -26,6 +24,7 @@ from typing import Any, NamedTuple
 import msgpack
 import numpy as np
 
+from .collector import collector_paused
 from .events import Event, Kind, row_problem
 from .recording import DeviceInfo, Header, Recording
 from .recording.columns import ChunkColumns, columns_of
@@ -36,18 +35,6 @@ Progress = Callable[[int, int], None]
 Observer = Callable[[list[Any], list[int]], None]  # a chunk's rows (None where not decoded), positions modelled
 _CHUNK_CACHE = 16
 CHECKPOINT_EVERY = 8192  # events between simulator checkpoints: bounds the replay behind any seek
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Millions of short-lived acyclic rows: the cyclic collector would only rescan them."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _reader_said(recording: Recording, i: int | None) -> str:
@@ -110,7 +97,6 @@ class RecordingIndex:
         self._first_ts: list[int] = []  # per chunk, its first event's time
         self._gaps: dict[int, tuple[int, int]] = {}  # chunk -> (time, events) of an unreadable chunk's loss
         self.modelled_chunks = 0  # chunks the model has replayed, in order
-        self.modelled = 0  # events the model has replayed: the state is known up to here
         self._live_chunks: dict[int, list[list[Any]]] = {}  # rows of chunks fed live, by chunk number
         self._cache: OrderedDict[int, list[list[Any]]] = OrderedDict()
         self._checkpoints: list[_Checkpoint] = [_Checkpoint(0, self.sim.snapshot())]
@@ -120,6 +106,7 @@ class RecordingIndex:
         self._dirty = True
         self._anomalies_sorted: list[Anomaly] = []
         self._anomaly_ts: list[int] = []
+        self._last_head: tuple[int, ChunkHead] | None = None  # the chunk last indexed from its columns
         self._lock = Lock()  # the chunk cache is shared with a worker thread running the model
         self._model_lock = Lock()  # and so is the model: whoever feeds live rows models them too
 
@@ -175,6 +162,12 @@ class RecordingIndex:
         return True
 
     @property
+    def modelled(self) -> int:
+        """Events the model has replayed: the state is known up to here."""
+        c = self.modelled_chunks
+        return self._chunk_starts[c] if c < len(self._chunk_starts) else self.n
+
+    @property
     def model_done(self) -> bool:
         """Whether the model has replayed every chunk indexed so far."""
         return self.modelled_chunks >= len(self._chunk_starts)
@@ -211,6 +204,7 @@ class RecordingIndex:
         except (TypeError, ValueError, OverflowError, IndexError, msgpack.UnpackException):
             return False
         self._add_chunk(len(columns[0]), columns, file_chunk)
+        self._last_head = (len(self._chunk_starts) - 1, head)  # modelling it next needs no second parse
         return True
 
     def _ingest(self, rows: list[list[Any]], file_chunk: int | None) -> None:
@@ -277,7 +271,6 @@ class RecordingIndex:
         if observe is not None:
             observe(rows, positions)
         self._stateful_at[c] = stateful[:0]  # a seek's replay finds them from the kinds column
-        self.modelled = base + n
         self.modelled_chunks = c + 1
 
     def _model_rows(self, c: int, positions: list[int]) -> list[Any]:
@@ -290,7 +283,8 @@ class RecordingIndex:
         if file_chunk is None or cached is not None:
             return self._chunk_rows(c)
         assert self.recording is not None
-        head = self.recording.chunk_head(file_chunk)
+        last, self._last_head = self._last_head, None
+        head = last[1] if last is not None and last[0] == c else self.recording.chunk_head(file_chunk)
         if head is not None:
             try:
                 return head.rows(positions)

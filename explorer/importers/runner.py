@@ -9,7 +9,6 @@ so a failed import never leaves half a file or clobbers an older one.
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import os
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, BinaryIO
 
+from ..collector import collector_paused
 from ..errors import InputError
 from ..outputs import atomic_output
 from ..recording import Header, RecordingWriter
@@ -166,11 +166,9 @@ def _run(path: str, f: BinaryIO, size: int, head: bytes, s: Sniff, chosen: str, 
     header = Header(source=f"import:{stats.format}", host=dict(s.host), clock=clock, title=title,
                     description=_description(stats.format, clock, stats.input), probes=_coverage(chosen))
     writer = RecordingWriter(dest, header)
-    collecting = gc.isenabled()
-    gc.disable()  # rows are short-lived or written out; the cyclic collector would only rescan them
     years = YearGuess(s.year or _file_year(path))
     mixed = bool(s.evidence.get("kernel-log") and s.evidence.get("ftrace"))
-    try:
+    with collector_paused():  # rows are short-lived or written out
         importer = _importer(chosen, Sink(writer, header.source, stats), stats, clock, years, mixed)
         for block, start, end, done in _blocks(f, head, path):
             importer.feed(block, start, end)
@@ -180,9 +178,6 @@ def _run(path: str, f: BinaryIO, size: int, head: bytes, s: Sniff, chosen: str, 
         if stats.parsed == 0 and not s.evidence.get(chosen):
             raise _not_recognised(path, s, f"nothing in it reads as {chosen}")
         writer.close("complete", **{"import": stats.footer()})
-    finally:
-        if collecting:
-            gc.enable()
     return stats
 
 

@@ -104,13 +104,13 @@ class ChunkHead:
     def rows(self, positions: list[int]) -> list[Any]:
         """A list as long as the chunk with the rows at `positions` decoded (None elsewhere). ValueError when
         a row does not decode, or is not the one its column says (its time differs)."""
-        at, start, ts = self.cols.row_at, self.start, self.cols.ts.tolist()
+        at, start = self.cols.row_at, self.start
         view = memoryview(self.payload)
-        out: list[Any] = [None] * len(ts)
+        out: list[Any] = [None] * len(self.cols.ts)
         assert at is not None
-        for j in positions:
+        for j, t in zip(positions, self.cols.ts[positions].tolist(), strict=True):
             row = msgpack.unpackb(view[start + at[j]:start + at[j + 1]], raw=False, strict_map_key=False)
-            if type(row) is not list or not row or row[0] != ts[j]:
+            if type(row) is not list or not row or row[0] != t:
                 raise ValueError(f"event {j} of the chunk does not match its columns")
             out[j] = row
         return out

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import ScenarioError
 from ..events import PASID_SPACE, AllocPath, DomainType, ResponseCode
-from ..simulator import RULES
+from ..simulator import DEFAULT_STALE_NS, RULES
 from ..simulator.policy import parse_release
 from ..uapi import NUMBERS
 from ..yaml_lines import LineDict, LineList, load_yaml, parse_duration
@@ -418,7 +418,7 @@ def parse_scenario(path: str | Path) -> Scenario:
     c.keys(top, TOP_KEYS, "scenario")
     title = c.get(top, "title", str, "a scenario")
     summary = c.get(top, "summary", str, "a scenario", "")
-    stale_ns = c.duration(top, "stale_after", "a scenario") if "stale_after" in top else 100_000_000
+    stale_ns = c.duration(top, "stale_after", "a scenario") if "stale_after" in top else DEFAULT_STALE_NS
     devices = _devices(c, top)
     actors = _actors(c, top)
     expect = _expect(c, top)

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..collector import collector_paused
 from ..events import R_COMM, R_DEVICE, R_FIELDS, R_PASID, R_PID, R_TS, Kind
-from ..index import RecordingIndex, collector_paused
+from ..index import RecordingIndex
 
 LIFETIME, ATTACHED_SVA, ATTACHED_PAGING, ATTACHED_NESTED, ATTACHED_OTHER, GROUP, GROUP_STALE = range(7)
 SPAN_NAMES = ("PASID allocated", "attached: SVA (a process)", "attached: paging (iommufd IOAS)",
