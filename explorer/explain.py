@@ -62,15 +62,23 @@ def prose(text: str) -> str:
     return " ".join(text.split())
 
 
-def explain(index: RecordingIndex, i: int) -> Account:
-    """Explain event `i` of `index` using the simulator's state just after it."""
+def model_progress(index: RecordingIndex) -> str:
+    """How far a model still running has got, in words for the panels."""
+    return f"the model has replayed {index.modelled / index.n:.0%} of the recording so far"
+
+
+def explain(index: RecordingIndex, i: int, shown: Anomaly | None = None) -> Account:
+    """Explain event `i` of `index` using the simulator's state just after it; `shown`, an anomaly already on
+    screen beside it, is left out of the account."""
     ev = index.event(i)
     if not index.covers(ev.ts_ns):
-        return Account(ev.brief(), (f"The model has replayed {index.modelled / index.n:.0%} of the recording so far: "
-                                    "what this event did, and any anomaly it proves, shows when it gets here.",))
+        return Account(ev.brief(), (f"{model_progress(index).capitalize()}: what this event did, and any anomaly "
+                                    "it proves, shows when it gets here.",))
     st = index.state_at(ev.ts_ns)
     paras = [p for p in _describe(ev, st, index) if p]
     for a in anomalies_of(index, i):
+        if a is shown:
+            continue
         proves = a.evidence[-1] != i and a.ts_ns != ev.ts_ns
         paras.append(anomaly_text(a, index, f"EVIDENCE for the anomaly at +{fmt_ns(a.ts_ns - index.start_ns)}"
                                   if proves else "ANOMALY"))

@@ -439,6 +439,11 @@ class RecordingIndex:
             self._anomalies_sorted = ordered
         return self._anomalies_sorted
 
+    @property
+    def anomaly_times(self) -> list[int]:
+        """The times of the list `anomalies` last returned, in its order (the two are refreshed together)."""
+        return self._anomaly_ts
+
     def counts_by_kind(self) -> dict[str, int]:
         counts = np.bincount(self.kinds, minlength=len(self._kind_ids)) if self.n else []
         return {name: int(counts[i]) for name, i in self._kind_ids.items() if self.n and counts[i]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from ..events import PASID_SPACE
-from ..explain import uncertainty
+from ..explain import model_progress, uncertainty
 from ..index import RecordingIndex
 from ..simulator import SimState
 from ..simulator.checks import fmt_ns
@@ -23,9 +23,9 @@ class AllocatorPanel(Panel):
     def show_state(self, index: RecordingIndex, st: SimState | None, cursor: int) -> None:
         """`st` None: the model, still running, has not reached the cursor yet."""
         if st is None:
-            self.set_body(Text(f"at +{fmt_ns(cursor - index.start_ns)} · the model has replayed "
-                               f"{index.modelled:,} of {index.n:,} events ({index.modelled / index.n:.0%}) so far: "
-                               "the allocator's state here shows when it gets this far", style="dim"))
+            self.set_body(Text(f"at +{fmt_ns(cursor - index.start_ns)} · {model_progress(index)} ({index.modelled:,} "
+                               f"of {index.n:,} events): the allocator's state here shows when it gets this far",
+                               style="dim"))
             return
         self.set_body(render_state(index, st, cursor, ink("red", self.dark)))
 

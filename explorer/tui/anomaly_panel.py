@@ -17,8 +17,7 @@ WINDOW = 60  # findings listed around the cursor
 class AnomalyPanel(Panel):
     TITLE = "anomalies"
 
-    def show_anomalies(self, index: RecordingIndex, times: list[int], cursor: int, current: int | None) -> None:
-        """`times`: the anomalies' times, which the app keeps."""
+    def show_anomalies(self, index: RecordingIndex, cursor: int, current: int | None) -> None:
         found = index.anomalies
         running = not index.model_done
         self.border_title = f"anomalies ({len(found):,}{' so far' if running else ''})"
@@ -26,7 +25,7 @@ class AnomalyPanel(Panel):
         if not found:
             self.set_body(still if running else Text("No anomalies: every invariant held.", style="dim"))
             return
-        at = bisect.bisect_right(times, cursor) - 1 if current is None else current
+        at = bisect.bisect_right(index.anomaly_times, cursor) - 1 if current is None else current
         lo = max(0, at - WINDOW // 2)
         text = Text()
         for n, a in enumerate(found[lo:lo + WINDOW], lo):

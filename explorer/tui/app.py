@@ -22,6 +22,7 @@ from textual.widgets import Footer, Input
 from textual.worker import get_current_worker
 
 from ..events import Kind
+from ..explain import model_progress
 from ..index import RecordingIndex
 from ..live import LiveSource
 from ..simulator import Anomaly
@@ -108,16 +109,14 @@ class ExplorerApp(App[None]):
         self.layout = layout if isinstance(layout, Layout) else load_layout(layout or default_layout(index))
         self.source_name = source_name
         self.spans = Spans(index)
-        self._bars = Spans(index)  # fed beside the model in its worker, shown once whole
-        # bars from the model's own rows, when it has all of them still to replay; else decoded on their own
-        self._observe = (self.spans if index.n <= SYNC_MODEL else self._bars).feed if index.modelled_chunks == 0 \
-            else None
-        if index.n <= SYNC_MODEL:
-            index.run_model(observe=self._observe)
+        sync = index.n <= SYNC_MODEL
+        self._bars = self.spans if sync else Spans(index)  # a big one's are fed in the model's worker, shown whole
+        # Bars come from the model's own rows when it has them all still to replay (else they are decoded apart).
+        # A big recording's first screen needs the state at the cursor (the start): the rest is modelled behind it.
+        index.run_model(observe=self._bars.feed if index.modelled_chunks == 0 else None,
+                        through_ns=None if sync else index.start_ns)
+        if sync:
             self.spans.update()
-        else:  # the state at the cursor (the start) is on the first screen; the rest is modelled behind it
-            index.run_model(observe=self._observe, through_ns=index.start_ns)
-        self._progress_shown = (0.0, index.modelled)
         self.cells = CellModel(index, self.spans)
         self.rows_all: list[Row] = build_rows(index, self.spans)
         self.expanded: set[tuple[object, ...]] = set()
@@ -132,7 +131,6 @@ class ExplorerApp(App[None]):
         self._anomaly: Anomaly | None = None  # the one shown: findings the model adds later may sort before it
         self.markers = marker_indices(index)
         self._marker_ts = [int(index.ts[i]) for i in self.markers]
-        self._anomaly_ts: list[int] = []
         self.speed = default_speed(index.end_ns - index.start_ns)
         self.playing = False
         self.following = live is not None
@@ -148,7 +146,7 @@ class ExplorerApp(App[None]):
         if a is None:
             return None
         found = self.index.anomalies
-        i = bisect.bisect_left(self._anomaly_times(), a.ts_ns)
+        i = bisect.bisect_left(self.index.anomaly_times, a.ts_ns)
         while found[i] is not a:
             i += 1
         return i
@@ -178,6 +176,7 @@ class ExplorerApp(App[None]):
         self._apply_filter(self.filter)
         if self.spans.done < self.index.n:
             self.call_after_refresh(self._run_model)  # once the first screen is up
+            self._progress = self.set_interval(PROGRESS_S, self._show_progress)
         if self.live is not None:
             self._poll_live()
         self.set_interval(TICK_S, self._tick)
@@ -235,17 +234,18 @@ class ExplorerApp(App[None]):
         """Refill a panel when what it depends on changed: re-laying out unchanged text would cost more than the
         whole timeline frame."""
         key: tuple[object, ...]
-        known = self.index.covers(self.cursor)
-        progress = None if known else self.index.modelled  # what the panels say while the state is not known
-        found = len(self.index.anomalies)
         if isinstance(panel, AllocatorPanel):
-            key = (self.cursor, self.index.n, progress)
+            known = self.index.covers(self.cursor)
+            key = (self.cursor, self.index.n, None if known else self.index.modelled)  # (the progress it shows)
         elif isinstance(panel, EventPanel):
-            key = (self.selected_event, self._anomaly, self.row.key if self.row else None, self.index.n, progress,
-                   found)
+            i = self.selected_event
+            progress = None if i is None or self.index.covers(int(self.index.ts[i])) else self.index.modelled
+            key = (i, self._anomaly, self.row.key if self.row else None, self.index.n, progress,
+                   len(self.index.anomalies))
         elif isinstance(panel, AnomalyPanel):
+            found = len(self.index.anomalies)
             key = (self._anomaly, found, self.index.model_done,
-                   found and bisect.bisect_right(self._anomaly_times(), self.cursor))
+                   found and bisect.bisect_right(self.index.anomaly_times, self.cursor))
         else:
             key = (bisect.bisect_right(self._marker_ts, self.cursor),)
         if key == panel.shown:
@@ -257,16 +257,9 @@ class ExplorerApp(App[None]):
             panel.show_event(self.index, self.selected_event, self.row.label if self.row else "this row",
                              self.current_anomaly)
         elif isinstance(panel, AnomalyPanel):
-            panel.show_anomalies(self.index, self._anomaly_times(), self.cursor, self.current_anomaly)
+            panel.show_anomalies(self.index, self.cursor, self.current_anomaly)
         elif isinstance(panel, LessonPanel):
             panel.show_lesson(self.index, self.markers, self.cursor)
-
-    def _anomaly_times(self) -> list[int]:
-        """The anomalies' times, rebuilt only when the model (running behind the screen, or fed live) found more."""
-        found = self.index.anomalies
-        if len(self._anomaly_ts) != len(found):
-            self._anomaly_ts = [a.ts_ns for a in found]
-        return self._anomaly_ts
 
     def _status(self) -> str:
         row = self.row
@@ -400,11 +393,11 @@ class ExplorerApp(App[None]):
 
     def action_anomaly(self, delta: int) -> None:
         found = self.index.anomalies
-        n = next_anomaly(found, self.current_anomaly, self.cursor, delta > 0)
+        n = next_anomaly(found, self.index.anomaly_times, self.current_anomaly, self.cursor, delta > 0)
         if n is None:
             if not self.index.model_done:
-                self.notify(f"no {'more ' if found else ''}anomalies found so far: the model has replayed "
-                            f"{self.index.modelled / self.index.n:.0%} of the recording", timeout=3)
+                self.notify(f"no {'more ' if found else ''}anomalies found yet: {model_progress(self.index)}",
+                            timeout=3)
             else:
                 self.notify("no more anomalies" if found else "no anomalies in this recording", timeout=2)
             return
@@ -457,18 +450,18 @@ class ExplorerApp(App[None]):
         self.notify(f"speed {'as fast as possible' if speed == float('inf') else f'{speed:g}x'}", timeout=1.5)
         self.refresh_view(reselect=False)
 
+    def _show_progress(self) -> None:
+        """While the model runs: its progress, and what it has found so far (kind:anomaly keeps those rows)."""
+        if "anomaly" in self.filter.kinds:
+            self._rebuild_rows()
+        self.refresh_view(reselect=False)
+
     def _tick(self) -> None:
         """Replay: move the cursor by the time that passed times the speed. As fast as possible means every frame
         lands on the next event, or moves at MAX_PACE when that goes further, so it is never slower than 1000x."""
-        now = time.monotonic()
-        if self.spans.done < self.index.n and now - self._progress_shown[0] >= PROGRESS_S and \
-                self.index.modelled != self._progress_shown[1]:
-            self._progress_shown = (now, self.index.modelled)
-            if self.filter.active:  # kind:anomaly keeps the rows of what the model has found so far
-                self._rebuild_rows()
-            self.refresh_view(reselect=False)
         if not self.playing:
             return
+        now = time.monotonic()
         dt, self._last_tick = now - self._last_tick, now
         speed = SPEEDS[self.speed]
         target = self.cursor + int(dt * 1e9 * min(speed, MAX_PACE))
@@ -598,16 +591,19 @@ class ExplorerApp(App[None]):
     # -- background work --------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="model")
     def _run_model(self) -> None:
-        """The model over a recording opened from its columns alone, and the bars from the same rows. The bars
-        are built aside and handed over whole: the timeline never reads them half made."""
+        """The model over a recording opened from its columns alone, and the bars from the same rows (or, for an
+        index modelled already, the bars alone). The bars are built aside and handed over whole: the timeline
+        never reads them half made."""
         worker = get_current_worker()
         spans = self._bars
-        if self.index.run_model(observe=self._observe, stop=lambda: worker.is_cancelled):
+        observe = spans.feed if spans.done == self.index.modelled else None  # fed from the first chunk on
+        if self.index.run_model(observe=observe, stop=lambda: worker.is_cancelled):
             spans.update()  # what the model's rows did not bring (an index it had already run over)
             if not worker.is_cancelled and self.is_running:
                 self.call_from_thread(self._model_ready, spans)
 
     def _model_ready(self, spans: Spans) -> None:
+        self._progress.stop()
         gc.freeze()
         self.spans = self.cells.spans = spans
         self.cells.reset()

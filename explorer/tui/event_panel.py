@@ -42,14 +42,13 @@ def render_anomaly(index: RecordingIndex, n: int, dark: bool) -> Text:
 def render_event(index: RecordingIndex, i: int, dark: bool, shown: Anomaly | None = None) -> Text:
     """Event `i` explained; the account of `shown`, already on screen above it, is left out."""
     ev = index.event(i)
-    account = explain(index, i)
+    account = explain(index, i, shown)
     head = Text(f"#{i} +{fmt_ns(ev.ts_ns - index.start_ns)}  ", style="dim")
     head.append(account.headline, style="bold")
     fields = columns([(k, _value(k, v)) for k, v in ev.as_dict().items() if v not in (None, "", {}) and k != "ts_ns"],
                      indent="  ")
     fields.stylize("dim")
-    same = None if shown is None else f"{shown.title}: {shown.explanation}"
-    paras = [Text(p, style=_role_style(p, dark)) for p in account.paragraphs if same is None or same not in p]
+    paras = [Text(p, style=_role_style(p, dark)) for p in account.paragraphs]
     fields.rstrip()
     return Text("\n").join([head, *paras, fields])  # the account first: on a small screen it is what fits
 

@@ -92,15 +92,15 @@ def find_text(index: RecordingIndex, current: int, forward: bool, needle: str, v
                  if needle in index.event(j).brief().lower()), None)
 
 
-def next_anomaly(anomalies: list[Anomaly], current: int | None, t: int, forward: bool) -> int | None:
-    """Index into `anomalies` (time order) of the next (previous) one after `current`, or with no current one
-    (the cursor moved since), the first at or after (the last before) time `t`."""
+def next_anomaly(anomalies: list[Anomaly], times: list[int], current: int | None, t: int, forward: bool
+                 ) -> int | None:
+    """Index into `anomalies` (time order, at `times`) of the next (previous) one after `current`, or with no
+    current one (the cursor moved since), the first at or after (the last before) time `t`."""
     if not anomalies:
         return None
     if current is not None:
         n = current + (1 if forward else -1)
         return n if 0 <= n < len(anomalies) else None
-    times = [a.ts_ns for a in anomalies]
     if forward:
         n = int(np.searchsorted(times, t, side="left"))
         return n if n < len(anomalies) else None
