@@ -31,23 +31,23 @@ class LessonPanel(Panel):
             return
         times = [index.ts[i] for i in markers]
         current = int(np.searchsorted(times, cursor, side="right")) - 1
-        before, step = text.copy(), Text()
+        reveal = None  # where the current step's text starts and ends
         for n, i in enumerate(markers):
             ev = index.event(i)
             title = ev.get("title")
             body = prose(str(ev.get("text", "")))
             stamp = f"+{fmt_ns(ev.ts_ns - index.start_ns)} "
             if n == current:
-                before = text.copy()
+                start = len(text)
                 text.append(f"▶ {stamp}{title + ': ' if title else ''}", style=f"bold {ink('purple', self.dark)}")
                 text.append(body + "\n", style="bold")
-                step = text[len(before):]
+                reveal = (start, len(text))
             elif n < current:
                 text.append(f"  {stamp}{title + ': ' if title else ''}{body}\n", style="dim")
             else:
                 text.append(f"  {stamp}{title or body[:60] + ('…' if len(body) > 60 else '')}\n", style="dim italic")
         text.append("\nm / M: next / previous step", style="dim")
-        self.set_body(text, reveal=(len(before), len(before) + len(step)) if current >= 0 else None)
+        self.set_body(text, reveal=reveal)
 
 
 def marker_indices(index: RecordingIndex) -> list[int]:

@@ -137,7 +137,7 @@ class Spans:
     def _request(self, row: list) -> None:  # type: ignore[type-arg]
         key = ("prg", row[R_DEVICE], row[R_PASID], (row[R_FIELDS] or {}).get("prg"))
         if key not in self._open:
-            self._open[key] = (row[R_TS], GROUP, (row[R_DEVICE], row[R_PASID]))
+            self._start(key, (row[R_DEVICE], row[R_PASID]), row[R_TS], GROUP)
 
     def _response(self, row: list) -> None:  # type: ignore[type-arg]
         self._end(("prg", row[R_DEVICE], row[R_PASID], (row[R_FIELDS] or {}).get("prg")), row[R_TS])

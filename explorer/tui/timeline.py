@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -67,6 +68,7 @@ class Timeline(Widget, can_focus=True):
         self.view: View | None = None
         self.dark = True
         self._cache: dict[int, Strip] = {}
+        self._grid: tuple[np.ndarray, list[tuple[int, str]]] | None = None  # this frame's cell edges and ticks
         self._styles: dict[tuple[object, ...], Style] = {}
 
     # -- geometry ---------------------------------------------------------------------------------------------
@@ -82,12 +84,19 @@ class Timeline(Widget, can_focus=True):
         view.top = min(max(view.top, view.selected - self.track_lines + 1), max(view.selected, 0))
         view.top = max(min(view.top, max(len(view.rows) - self.track_lines, 0)), 0)
         self.view = view
-        self._cache.clear()
-        self.refresh()
+        self.invalidate()
 
     def invalidate(self) -> None:
         self._cache.clear()
+        self._grid = None
         self.refresh()
+
+    def _edges_and_ticks(self, v: View) -> tuple[np.ndarray, list[tuple[int, str]]]:
+        """The cell edges and axis ticks of this frame, worked out once for all its lines."""
+        if self._grid is None:
+            n = self.cell_count
+            self._grid = (v.window.edges(n), v.window.ticks(n))
+        return self._grid
 
     def on_resize(self) -> None:
         """Keep the layout's label width unless that leaves fewer than MIN_CELLS cells of time."""
@@ -137,7 +146,7 @@ class Timeline(Widget, can_focus=True):
         """Line `y`, over the theme's colours (a line drawn without them would show the terminal's own)."""
         strip = self._cache.get(y)
         if strip is None:
-            strip = self._cache[y] = self._line(y).apply_style(self.rich_style)
+            strip = self._cache[y] = self._line(y).apply_style(self.visual_style.rich_style)
         return strip
 
     def _line(self, y: int) -> Strip:
@@ -159,7 +168,7 @@ class Timeline(Widget, can_focus=True):
     def _axis_labels(self, v: View) -> Strip:
         n = self.cell_count
         chars = [" "] * n
-        for cell, label in v.window.ticks(n):
+        for cell, label in self._edges_and_ticks(v)[1]:
             if cell + len(label) <= n and all(c == " " for c in chars[max(cell - 1, 0):cell + len(label) + 1]):
                 chars[cell:cell + len(label)] = label
         head = f" +{fmt_offset(v.cursor - v.window.lo, max(v.window.span // n, 1))}"[:self.label_width]
@@ -171,9 +180,10 @@ class Timeline(Widget, can_focus=True):
         cursor's ▼."""
         n = self.cell_count
         chars = ["─"] * n
-        for cell, _ in v.window.ticks(n):
+        edges, ticks = self._edges_and_ticks(v)
+        for cell, _ in ticks:
             chars[cell] = "┬"
-        ranks = self.cells.axis_anomalies(v.window.edges(n)).tolist()
+        ranks = self.cells.axis_anomalies(edges).tolist()
         cur = v.window.cell_of(v.cursor, n)
         rule = self._style(dim=True)
         segs = [Segment("time".ljust(self.label_width) + "┼", rule)]
@@ -202,7 +212,7 @@ class Timeline(Widget, can_focus=True):
 
     def _row_line(self, v: View, r: int) -> Strip:
         n = self.cell_count
-        cells = self.cells.row_cells(v.rows[r], v.window.edges(n))
+        cells = self.cells.row_cells(v.rows[r], self._edges_and_ticks(v)[0])
         cur = v.window.cell_of(v.cursor, n)
         segs = [self._label(v, r), Segment("│", self._style(dim=True))]
         segs += self._cell_segments(cells, cur)

@@ -75,9 +75,8 @@ def _owner_text(spans: Spans | None, key: tuple[object, object]) -> str:
 
 def matches(row: Row, flt: Filter, index: RecordingIndex, spans: Spans | None,
             kind_tracks: set[int] | None) -> bool:
-    """Whether a row survives the filter: every given criterion must hold (a group survives through a child)."""
-    if row.children:
-        return any(matches(c, flt, index, spans, kind_tracks) for c in row.children)
+    """Whether a row without children survives the filter: every given criterion must hold (a group survives
+    through its children: see `visible_rows`)."""
     if flt.devices and not (row.device and any(d in row.device.lower() for d in flt.devices)):
         return False
     if flt.pasids and row.pasid not in flt.pasids:
