@@ -202,13 +202,13 @@ class Event:
     def known_kind(self) -> bool:
         return self.kind in KINDS
 
-    def to_row(self) -> list[Any]:
+    def to_row(self) -> Row:
         """The recording's compact row: a positional header plus the kind's field map."""
         return [self.ts_ns, str(self.kind), self.device, self.pasid, self.cpu, self.pid, self.comm,
                 self.source, dict(self.fields)]
 
     @classmethod
-    def from_row(cls, row: list[Any]) -> Event:
+    def from_row(cls, row: Row) -> Event:
         """Inverse of `to_row`; extra trailing row items from newer writers land in fields['_extra']."""
         ts, kind, device, pasid, cpu, pid, comm, source, fields = row[:9]
         fields = dict(fields) if isinstance(fields, dict) else {} if fields is None else {"_fields": fields}
@@ -251,7 +251,12 @@ class Event:
         return out
 
 
-# Row positions, shared by the recording, the index and the simulator's fast path.
+Row = list[Any]
+"""An event as recordings store it and every fast path reads it: `[ts_ns, kind, device, pasid, cpu, pid, comm,
+source, fields]` (`Event.to_row`). A list rather than an object because millions are decoded per second; read
+its items only through the R_* positions below."""
+
+# Row positions, shared by the recording, the index, the simulator, the bars, the probes and the importers.
 R_TS, R_KIND, R_DEVICE, R_PASID, R_CPU, R_PID, R_COMM, R_SOURCE, R_FIELDS = range(9)
 COMMON_FIELDS = ("ts_ns", "kind", "device", "pasid", "cpu", "pid", "comm", "source")
 

@@ -12,9 +12,9 @@ from weakref import WeakKeyDictionary
 from .events import AllocPath, Event, Kind, ResponseCode, perm_text
 from .index import RecordingIndex
 from .simulator import Anomaly, SimState
-from .simulator.checks import fmt_ns
 from .summary import evidence_brief
 from .uapi import VFIO_DEVICE_ATTACH_PASID
+from .units import fmt_ns
 
 _PATHS = {
     AllocPath.SVA: "from an mm: a process's first SVA bind allocates its one global PASID, and every later bind of "

@@ -25,14 +25,14 @@ import msgpack
 import numpy as np
 
 from .collector import collector_paused
-from .events import Event, Kind, row_problem
+from .events import R_TS, Event, Kind, Row, make, row_problem
 from .recording import DeviceInfo, Header, Recording
 from .recording.columns import ChunkColumns, columns_of
 from .recording.reader import ChunkHead
 from .simulator import DEFAULT_STALE_NS, STATEFUL_KINDS, Anomaly, SimState, Simulator, lifecycle_unobserved
 
-Progress = Callable[[int, int], None]
-Observer = Callable[[list[Any], list[int]], None]  # a chunk's rows (None where not decoded), positions modelled
+ProgressHook = Callable[[int, int], None]
+Observer = Callable[[list[Row | None], list[int]], None]  # a chunk's rows (None where not decoded), positions modelled
 _CHUNK_CACHE = 16
 CHECKPOINT_EVERY = 8192  # events between simulator checkpoints: bounds the replay behind any seek
 
@@ -97,8 +97,8 @@ class RecordingIndex:
         self._first_ts: list[int] = []  # per chunk, its first event's time
         self._gaps: dict[int, tuple[int, int]] = {}  # chunk -> (time, events) of an unreadable chunk's loss
         self.modelled_chunks = 0  # chunks the model has replayed, in order
-        self._live_chunks: dict[int, list[list[Any]]] = {}  # rows of chunks fed live, by chunk number
-        self._cache: OrderedDict[int, list[list[Any]]] = OrderedDict()
+        self._live_chunks: dict[int, list[Row]] = {}  # rows of chunks fed live, by chunk number
+        self._cache: OrderedDict[int, list[Row]] = OrderedDict()
         self._checkpoints: list[_Checkpoint] = [_Checkpoint(0, self.sim.snapshot())]
         self._checkpoint_starts: list[int] = [0]
         self.n = 0
@@ -112,7 +112,7 @@ class RecordingIndex:
 
     # -- building ---------------------------------------------------------------------------------------------
     @classmethod
-    def build(cls, recording: Recording, *, progress: Progress | None = None,
+    def build(cls, recording: Recording, *, progress: ProgressHook | None = None,
               stale_ns: int = DEFAULT_STALE_NS, model: bool = True) -> RecordingIndex:
         """Index a whole recording; `progress(done, total)` is called after every chunk. With `model` False only
         the columns are read: `run_model` replays the model later (the explorer runs it in a worker)."""
@@ -144,7 +144,7 @@ class RecordingIndex:
             idx._columns()
         return idx
 
-    def run_model(self, *, observe: Observer | None = None, progress: Progress | None = None,
+    def run_model(self, *, observe: Observer | None = None, progress: ProgressHook | None = None,
                   stop: Callable[[], bool] | None = None, through_ns: int | None = None) -> bool:
         """Replay the model over the chunks it has not seen yet, then `finish`; True once it has. `observe` gets
         each chunk's decoded rows, so a caller that needs the same rows (the timeline's bars) does not decode
@@ -181,7 +181,7 @@ class RecordingIndex:
         gap = self._gaps.get(c)
         return self.modelled >= self.index_at(t_ns) and (gap is None or gap[0] > t_ns)
 
-    def add_rows(self, rows: list[list[Any]]) -> None:
+    def add_rows(self, rows: list[Row]) -> None:
         """Feed a batch of live rows (time-ordered); they become one in-memory chunk, modelled at once (after any
         chunks the model has still to replay)."""
         if rows:
@@ -207,7 +207,7 @@ class RecordingIndex:
         self._last_head = (len(self._chunk_starts) - 1, head)  # modelling it next needs no second parse
         return True
 
-    def _ingest(self, rows: list[list[Any]], file_chunk: int | None) -> None:
+    def _ingest(self, rows: list[Row], file_chunk: int | None) -> None:
         if rows:
             try:
                 columns = self._columns_of(rows)
@@ -256,8 +256,7 @@ class RecordingIndex:
             self.damage.append(_reader_said(self.recording, self._chunk_file_ids[c]))
             rows, stateful, positions = [None] * n, stateful[:0], []
         if gap is not None:  # with a checkpoint of its own: a seek past it must not replay from before the loss
-            self.sim.apply_row([gap[0], str(Kind.LOST), None, None, None, None, None, "recording",
-                                {"count": gap[1]}], -1)
+            self.sim.apply_row(make(Kind.LOST, gap[0], source="recording", count=gap[1]).to_row(), -1)
             self._checkpoints.append(_Checkpoint(base, self.sim.snapshot(), loss_ns=gap[0]))
             self._checkpoint_starts.append(base)
         if n and self.sim.state.index < 0:
@@ -273,7 +272,7 @@ class RecordingIndex:
         self._stateful_at[c] = stateful[:0]  # a seek's replay finds them from the kinds column
         self.modelled_chunks = c + 1
 
-    def _model_rows(self, c: int, positions: list[int]) -> list[Any]:
+    def _model_rows(self, c: int, positions: list[int]) -> list[Row | None]:
         """Chunk `c`'s rows with at least those at `positions` decoded: from the file by stored columns when
         it has them, else whole. Rows that contradict their columns past the ones checked when indexing are
         modelled from the whole chunk, and the damage says so."""
@@ -293,7 +292,7 @@ class RecordingIndex:
                                    "the model reads the chunk's rows, the timeline shows its stored columns")
         return self._chunk_rows(c)
 
-    def _columns_of(self, rows: list[list[Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _columns_of(self, rows: list[Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Time, kind and track columns of a batch, computed as a writer stores them; TypeError when a row is
         malformed."""
         cols = columns_of(rows)
@@ -312,7 +311,7 @@ class RecordingIndex:
         combos = keys[cols.key_of]
         return cols.ts.astype(np.int64), self._combo_kind[combos], self._combo_track[combos]
 
-    def _repaired(self, rows: list[list[Any]], file_chunk: int | None) -> list[list[Any]]:
+    def _repaired(self, rows: list[Row], file_chunk: int | None) -> list[Row]:
         """The batch with each malformed row replaced by a one-event loss at the previous row's time: the rest
         of the chunk is kept, the model stops trusting its state there, and the damage names the place."""
         where = f"byte {self.recording.chunks[file_chunk].offset}: chunk {file_chunk}" \
@@ -321,12 +320,11 @@ class RecordingIndex:
         for j, row in enumerate(rows):
             problem = row_problem(row)
             if problem is None:
-                last = row[0]
+                last = row[R_TS]
                 out.append(row)
                 continue
             self.damage.append(f"{where}, event {self.n + j}: {problem}; read as one lost event")
-            out.append([last, str(Kind.LOST), None, None, None, None, None, "recording",
-                        {"count": 1, "why": f"malformed event: {problem}"}])
+            out.append(make(Kind.LOST, last, source="recording", count=1, why=f"malformed event: {problem}").to_row())
         return out
 
     def _grow_combos(self) -> None:
@@ -449,7 +447,7 @@ class RecordingIndex:
         return {name: int(counts[i]) for name, i in self._kind_ids.items() if self.n and counts[i]}
 
     # -- events -----------------------------------------------------------------------------------------------
-    def _chunk_rows(self, c: int) -> list[list[Any]]:
+    def _chunk_rows(self, c: int) -> list[Row]:
         with self._lock:
             rows = self._cache.get(c)
             if rows is not None:
@@ -463,13 +461,13 @@ class RecordingIndex:
         self._remember(c, rows)
         return rows
 
-    def _remember(self, c: int, rows: list[list[Any]]) -> None:
+    def _remember(self, c: int, rows: list[Row]) -> None:
         with self._lock:
             self._cache[c] = rows
             if len(self._cache) > _CHUNK_CACHE:
                 self._cache.popitem(last=False)
 
-    def row(self, i: int) -> list[Any]:
+    def row(self, i: int) -> Row:
         if not 0 <= i < self.n:
             raise IndexError(f"event {i} outside 0..{self.n - 1}")
         c = bisect.bisect_right(self._chunk_starts, i) - 1
@@ -477,7 +475,7 @@ class RecordingIndex:
             c += 1  # skip empty (unreadable) chunks that share a start
         return self._chunk_rows(c)[i - self._chunk_starts[c]]
 
-    def iter_rows(self) -> Iterator[list[Any]]:
+    def iter_rows(self) -> Iterator[Row]:
         """Every row in order, chunk by chunk (a chunk that can no longer be read yields none)."""
         for c in range(len(self._chunk_starts)):
             yield from self._chunk_rows(c)

@@ -6,13 +6,11 @@ import os
 from pathlib import Path
 
 from .errors import InputError
-from .index import Progress, RecordingIndex
+from .index import ProgressHook, RecordingIndex
 from .recording import Recording
 
-RECORDINGS_DIR = Path(__file__).resolve().parent.parent / "recordings"
 
-
-def open_index(path: str | os.PathLike[str], *, progress: Progress | None = None,
+def open_index(path: str | os.PathLike[str], *, progress: ProgressHook | None = None,
                stale_ns: int | None = None, model: bool = True) -> RecordingIndex:
     """Index `path`: a .pasidrec file, or a scenario .yaml (simulated in memory, nothing written). With `model`
     False a recording's model is left to `RecordingIndex.run_model` (a scenario is always modelled)."""

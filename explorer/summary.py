@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from .index import RecordingIndex
-from .simulator import Anomaly, fmt_ns
+from .simulator import Anomaly
+from .units import fmt_ns
 
 SHOWN_SAMPLES = 10  # of the lines an import did not understand, how many `info` prints
 

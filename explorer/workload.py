@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
 
-from .events import AllocPath, DomainType, Kind
+from .events import R_DEVICE, R_FIELDS, R_PASID, R_TS, AllocPath, DomainType, Kind, Row
 from .recording import DeviceInfo, Header, RecordingWriter
 from .uapi import command_number
 
@@ -75,11 +75,11 @@ class _Workload:
         """The PASID returns to the allocator when its free event happens, not before."""
         heapq.heappush(self.freeing, (at, pasid))
 
-    def later(self, ts: int, row: list[Any]) -> None:
+    def later(self, ts: int, row: Row) -> None:
         heapq.heappush(self.queue, (ts, next(self.seq), row))
 
     # -- one step of the host's life: returns the rows that happened at self.t ---------------------------------
-    def step(self) -> list[list[Any]]:
+    def step(self) -> list[Row]:
         rng = self.rng
         self.t += int(rng.expovariate(1 / 2000)) + 1
         t = self.t
@@ -96,7 +96,7 @@ class _Workload:
             return self.dma(t)
         return self.lifecycle(t)
 
-    def dma(self, t: int) -> list[list[Any]]:
+    def dma(self, t: int) -> list[Row]:
         iova = self.rng.randrange(0x1000, 1 << 40) & ~0xFFF
         size = 4096 << self.rng.randrange(0, 5)
         return [[t, Kind.MAP.value, None, None, self.rng.randrange(2), None, None, SRC,
@@ -104,7 +104,7 @@ class _Workload:
                 [t + 900 + self.rng.randrange(4000), Kind.UNMAP.value, None, None, self.rng.randrange(2), None, None,
                  SRC, {"iova": iova, "size": size, "unmapped": size}]]
 
-    def vmm_map(self, t: int) -> list[list[Any]]:
+    def vmm_map(self, t: int) -> list[Row]:
         pid = 6100 + self.rng.randrange(2)
         unmap = self.rng.random() < 0.5
         iova = self.rng.randrange(1 << 32) & ~0xFFFFF
@@ -112,7 +112,7 @@ class _Workload:
                  {"cmd": IOAS_UNMAP if unmap else IOAS_MAP, "name": "IOMMU_IOAS_UNMAP" if unmap else "IOMMU_IOAS_MAP",
                   "fd": 21, "args": {"size": 40, "ioas_id": 1, "iova": iova, "length": 0x200000}, "ret": 0}]]
 
-    def page_requests(self, t: int) -> list[list[Any]]:
+    def page_requests(self, t: int) -> list[Row]:
         if self._targets is None:
             self._targets = [(d, p.pasid, p.ready_ns) for p in self.procs.values() for d in sorted(p.devices)]
             self._targets += [(d, pasid, ready) for d, (pasid, ready) in sorted(self.vm_pasids.items())]
@@ -144,7 +144,7 @@ class _Workload:
                                          {"prg": prg, "code": code, "by": by}])
         return rows
 
-    def fault(self, t: int) -> list[list[Any]]:
+    def fault(self, t: int) -> list[Row]:
         dev = VM_DEVICES[self.rng.randrange(len(VM_DEVICES))][0]
         pasid, ready = self.vm_pasids.get(dev, (None, 0))
         if ready > t:
@@ -153,7 +153,7 @@ class _Workload:
                  {"addr": self.rng.randrange(1 << 40) & ~0xFFF, "reason": "Present bit in first-level PTE clear",
                   "code": 0x71, "vendor": "intel", "access": "write"}]]
 
-    def lifecycle(self, t: int) -> list[list[Any]]:
+    def lifecycle(self, t: int) -> list[Row]:
         rng = self.rng
         self._targets = None
         if self.loss_every and rng.randrange(self.loss_every) == 0:
@@ -165,7 +165,7 @@ class _Workload:
             return self.proc_step(t)
         return self.proc_start(t)
 
-    def proc_start(self, t: int) -> list[list[Any]]:
+    def proc_start(self, t: int) -> list[Row]:
         pid = next(self.pids)
         comm = f"dsa-worker-{pid % 100}"
         pasid = self.alloc()
@@ -179,7 +179,7 @@ class _Workload:
                  {"domain": pid, "domain_type": DomainType.SVA.value}],
                 [t + 800, Kind.SVA_BIND.value, dev, pasid, cpu, pid, comm, SRC, {"mm": pid}]]
 
-    def proc_step(self, t: int) -> list[list[Any]]:
+    def proc_step(self, t: int) -> list[Row]:
         proc = list(self.procs.values())[self.rng.randrange(len(self.procs))]
         cpu = self.rng.randrange(2)
         head = [cpu, proc.pid, proc.comm, SRC]
@@ -192,7 +192,7 @@ class _Workload:
                     [t + 400, Kind.SVA_BIND.value, dev, proc.pasid, *head, {"mm": proc.pid}]]
         if any(self.busy[(d, proc.pasid)] for d in proc.devices):
             return self.dma(t)  # the kernel drains a PASID's faults before unbinding it: try later
-        rows: list[list[Any]] = []
+        rows: list[Row] = []
         del self.procs[proc.pid]
         for i, dev in enumerate(sorted(proc.devices)):
             rows += [[t + i * 1000, Kind.SVA_UNBIND.value, dev, proc.pasid, *head, {"mm": proc.pid}],
@@ -205,7 +205,7 @@ class _Workload:
         self.release(proc.pasid, end)
         return rows
 
-    def vm_start(self, t: int) -> list[list[Any]]:
+    def vm_start(self, t: int) -> list[Row]:
         dev = next(d for d, _ in VM_DEVICES if d not in self.vm_pasids)
         vm = f"guest{VM_DEVICES.index((dev, 'vfio-pci'))}"
         pid = 6100 + VM_DEVICES.index((dev, "vfio-pci"))
@@ -231,12 +231,12 @@ def generate_rows(n_events: int, seed: int = 1, *, slow_every: int = 20_000, los
     buffer: list[tuple[int, int, list[Any]]] = []
     while emitted < n_events:
         for row in w.step():
-            heapq.heappush(buffer, (row[0], next(w.seq), row))
+            heapq.heappush(buffer, (row[R_TS], next(w.seq), row))
         while w.queue and w.queue[0][0] <= w.t:
             ts, _, row = heapq.heappop(w.queue)
-            row[0] = ts
-            if w.pending.pop((row[2], row[8]["prg"], row[3]), None) is not None:
-                w.busy[(row[2], row[3])] -= 1
+            row[R_TS] = ts
+            if w.pending.pop((row[R_DEVICE], row[R_FIELDS]["prg"], row[R_PASID]), None) is not None:
+                w.busy[(row[R_DEVICE], row[R_PASID])] -= 1
             heapq.heappush(buffer, (ts, next(w.seq), row))
         while buffer and buffer[0][0] <= w.t and emitted < n_events:
             yield heapq.heappop(buffer)[2]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -74,17 +73,3 @@ def load_yaml(path: str | Path, error: type[InputError] = InputError) -> Any:
         raise error(str(path), where, f"invalid YAML: {what}") from None
     except yaml.YAMLError as e:
         raise error(str(path), "", f"invalid YAML: {e}") from None
-
-
-_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s)\s*$")
-_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
-
-
-def parse_duration(value: Any) -> int:
-    """'1.5ms' -> 1500000 ns. A bare 0 is allowed; any other number needs a unit, to avoid ns/ms mix-ups."""
-    if value == 0 and not isinstance(value, bool):
-        return 0
-    m = _DURATION.match(str(value)) if isinstance(value, str) else None
-    if not m:
-        raise ValueError(f"expected a duration with a unit (e.g. 5ms, 250us, 1.5s), got {value!r}")
-    return round(float(m.group(1)) * _UNITS[m.group(2)])

@@ -1,6 +1,6 @@
 """A live capture: checks the host, attaches what it permits, and hands out event rows in time order.
 
-`Capture` is the `explorer.live.LiveSource` the UI and `record` consume. Each `poll` drains the ring buffer in
+`Capture` is the `explorer.live_source.LiveSource` the UI and `record` consume. Each `poll` drains the ring buffer in
 one batch, decodes it in bulk, adds a `lost` row per CPU whose loss counter moved, and holds the newest rows back
 a few milliseconds so that records reserved on different CPUs come out in time order across batches.
 """
@@ -15,8 +15,9 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from explorer.collector import collector_paused
 from explorer.errors import CaptureError
-from explorer.events import Kind
+from explorer.events import R_TS, Kind, Row
 from explorer.recording import Header, this_host
 
 from . import devices, loader
@@ -30,13 +31,13 @@ from .capability import (
     header_probes,
     plan,
 )
-from .decode import Decoder, Row, without_gc
+from .decode import Decoder
 from .hooks import HOOKS
-from .layout import SLOT, Ev
+from .record import SLOT, Ev
 from .ringbuf import RingReader
 
 DEFAULT_RING_BYTES = 16 << 20
-_TS = itemgetter(0)
+_TS = itemgetter(R_TS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,12 +162,12 @@ class Capture:
 
     def _collect(self) -> None:
         """Drain, decode and merge into the held-back rows, which stay in time order."""
-        with without_gc():
+        with collector_paused():
             rows = self.decoder.rows(self.ring.drain())
         rows += self._lost_rows()
         if rows:
             rows.sort(key=_TS)
-            if self._pending and self._pending[-1][0] > rows[0][0]:
+            if self._pending and self._pending[-1][R_TS] > rows[0][R_TS]:
                 self._pending += rows
                 self._pending.sort(key=_TS)
             else:

@@ -2,7 +2,7 @@
  *
  * The loader compiles this file followed by the probe programs as one text (bcc rewrites map calls only in its
  * main text, not in #included files). The record has a fixed size, so that user space decodes a whole batch at
- * once; probes/layout.py mirrors it and is checked against bcc's view of it at load time. Event numbers (EV_*),
+ * once; probes/record.py mirrors it and is checked against bcc's view of it at load time. Event numbers (EV_*),
  * sizes and feature flags come from Python as -D flags. */
 #include <uapi/linux/ptrace.h>
 
@@ -30,7 +30,7 @@ struct rec {
     u8 out[TEXT_BYTES]; /* ioctl argument struct at exit; driver / iommu name */
 };
 
-/* Never written: it lets the loader compare bcc's view of struct rec with probes/layout.py. */
+/* Never written: it lets the loader compare bcc's view of struct rec with probes/record.py. */
 BPF_ARRAY(rec_layout, struct rec, 1);
 
 /* A ring buffer record whose reservation failed is counted here, per CPU, and reported as a `lost` event. */

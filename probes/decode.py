@@ -1,4 +1,4 @@
-"""Turns batches of raw probe records (numpy arrays of `layout.REC`) into the core's event rows.
+"""Turns batches of raw probe records (numpy arrays of `record.REC`) into the core's event rows.
 
 Pure Python and numpy: no bcc, no root, so every decoding rule is unit-tested on synthetic records. The hot
 path is the ioctl record: a batch is split by command and each command's argument struct is read as numpy
@@ -7,18 +7,17 @@ columns, so the Python work per event is building its row, not parsing bytes.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from explorer.events import IOMMU_PASID_INVALID, AllocPath, Kind, owner_of
+from explorer.events import IOMMU_PASID_INVALID, R_DEVICE, R_TS, AllocPath, Kind, Row, owner_of
+from explorer.pci import rid_to_pci
 
-from .layout import TEXT_BYTES, Ev
+from .record import TEXT_BYTES, Ev
 from .uapi_decode import (
     LAYOUTS,
     PAGE_RESPONSE,
@@ -28,7 +27,6 @@ from .uapi_decode import (
     pasid_of,
 )
 
-Row = list[Any]
 RowMaker = Callable[..., Row]
 FdDevice = Callable[[int, int], str | None]  # (tgid, fd) -> the PCI device behind a VFIO device fd
 
@@ -57,26 +55,8 @@ SOURCES = {
 }
 
 
-@contextlib.contextmanager
-def without_gc() -> Iterator[None]:
-    """Rows are acyclic and short-lived: during a batch the cyclic collector would only rescan them (it doubles
-    the cost of decoding and writing a batch)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 def text(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-
-
-def rid_name(rid: int, segment: int = 0) -> str:
-    """A PCI requester id as the kernel names the device (segment:bus:device.function)."""
-    return f"{segment:04x}:{rid >> 8:02x}:{(rid >> 3) & 0x1F:02x}.{rid & 7}"
 
 
 def _field_dtype(fields: tuple[UField, ...]) -> np.dtype:
@@ -119,9 +99,9 @@ class Decoder:
             out = self._ioctls(recs[ioctl])
             for rec in recs[~ioctl]:
                 out.extend(self._one(rec))
-            out.sort(key=lambda r: r[0])
+            out.sort(key=lambda r: r[R_TS])
         if self.device is not None:
-            out = [r for r in out if r[2] is None or r[2] == self.device]
+            out = [r for r in out if r[R_DEVICE] is None or r[R_DEVICE] == self.device]
         return out
 
     def _comms(self, raw: list[bytes]) -> list[str]:
@@ -406,6 +386,6 @@ def vtd_page_response(row: RowMaker, qw0: int, qw1: int) -> Row:
     id names the device, so segment 0000 is assumed."""
     pasid = (qw0 >> 32) & 0xFFFFF if qw0 >> 4 & 1 else None
     code = (qw0 >> 12) & 0xF
-    return row(Kind.PAGE_RESPONSE, rid_name((qw0 >> 16) & 0xFFFF), pasid, prg=(qw1 >> 3) & 0x1FF,
+    return row(Kind.PAGE_RESPONSE, rid_to_pci((qw0 >> 16) & 0xFFFF), pasid, prg=(qw1 >> 3) & 0x1FF,
                code=VTD_RESPONSE_CODES.get(code, code))
 

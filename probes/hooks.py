@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from explorer.events import Kind
 
-from .layout import Ev
+from .record import Ev
 
 
 @dataclass(frozen=True, slots=True)

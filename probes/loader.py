@@ -18,7 +18,7 @@ from typing import Any
 
 from explorer.errors import CaptureError
 
-from . import layout
+from . import record
 from .capability import ATTACHED, FAILED, HostFacts, Verdict, explain_fentry_failure
 from .decode import FAULT_READ_CHUNK, FAULT_RECS_PER_IO, FAULT_WRITE_CHUNK
 from .kernel_funcs import RETURN_PROBES
@@ -83,12 +83,12 @@ def try_fentry(facts: HostFacts, function: str) -> str | None:
 def cflags(verdicts: list[Verdict], ring_bytes: int, facts: HostFacts) -> list[str]:
     """Every -D flag the programs need for this plan."""
     flags = [f"-I{PROBES_DIR}", f"-DRINGBUF_PAGES={ring_bytes // os.sysconf('SC_PAGE_SIZE')}",
-             f"-DWAKEUP_EVERY={max(1, ring_bytes // layout.SLOT.itemsize // 8 // (os.cpu_count() or 1))}",
+             f"-DWAKEUP_EVERY={max(1, ring_bytes // record.SLOT.itemsize // 8 // (os.cpu_count() or 1))}",
              "-DVFIO_FIRST=118", "-DVFIO_LAST=120", f"-DIOMMU_FAULT_QUEUE_ALLOC={IOMMU_FAULT_QUEUE_ALLOC}",
              f"-DFAULT_RECS_PER_IO={FAULT_RECS_PER_IO}", f"-DFAULT_READ_CHUNK={FAULT_READ_CHUNK}",
              f"-DFAULT_WRITE_CHUNK={FAULT_WRITE_CHUNK}", f"-DQI_PGRP_RESP_TYPE={QI_PGRP_RESP_TYPE}",
-             *layout.cflags()]
-    assert ARG_BYTES <= layout.TEXT_BYTES, "a uapi struct no longer fits a record"
+             *record.cflags()]
+    assert ARG_BYTES <= record.TEXT_BYTES, "a uapi struct no longer fits a record"
     if "group_dead" in (facts.formats.get("sched:sched_process_exit") or ()):
         flags.append("-DHAVE_GROUP_DEAD")
     for v in verdicts:
@@ -145,7 +145,7 @@ def load(verdicts: list[Verdict], facts: HostFacts, ring_bytes: int) -> Loaded:
         why = f"{e}".splitlines()[0]
         verdicts = [dataclasses.replace(v, status=FAILED, reason=why) if v in functions else v for v in verdicts]
         return load(verdicts, facts, ring_bytes)
-    layout.check_against(b[b"rec_layout"].Leaf)
+    record.check_against(b[b"rec_layout"].Leaf)
     out = []
     for v in verdicts:
         if not v.planned:

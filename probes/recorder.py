@@ -11,11 +11,12 @@ import os
 import time
 from typing import Any
 
+from explorer.collector import collector_paused
 from explorer.errors import InputError
+from explorer.events import Row
 from explorer.recording import RecordingWriter
 
 from .capture import Capture
-from .decode import Row, without_gc
 
 FLUSH_EVERY_S = 1.0
 
@@ -42,7 +43,7 @@ class RecordingTee:
 
     def _write(self, rows: list[Row]) -> None:
         append = self.writer.append_row
-        with without_gc():
+        with collector_paused():
             for row in rows:
                 append(row)
         now = time.monotonic()

@@ -14,7 +14,7 @@ import select
 
 import numpy as np
 
-from .layout import SLOT
+from .record import SLOT
 
 BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30

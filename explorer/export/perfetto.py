@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from ..events import R_DEVICE, R_FIELDS, R_KIND, R_PASID, R_TS, Kind, row_problem
+from ..events import R_DEVICE, R_FIELDS, R_KIND, R_PASID, R_TS, Kind, Row, row_problem
 from ..index import RecordingIndex
 from ..simulator import RULES
 from .jsonl import json_default
@@ -144,7 +144,7 @@ class PerfettoWriter:
         self.out.write(f'\n],"displayTimeUnit":"ns","otherData":{_DUMPS(other)}}}\n')
         return self.written
 
-    def event(self, i: int, row: list[Any]) -> None:
+    def event(self, i: int, row: Row) -> None:
         if not usable(row):
             self.left_out.append(f"event {i}: {row_problem(row) or 'malformed'}; left out")
             return

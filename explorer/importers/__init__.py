@@ -7,6 +7,6 @@ writes a recording whose footer says how many lines were read, parsed, not under
 
 from .core import ImportStats
 from .detect import FORMATS
-from .runner import import_log
+from .pipeline import import_log
 
 __all__ = ["FORMATS", "ImportStats", "import_log"]

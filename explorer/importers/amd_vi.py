@@ -23,9 +23,10 @@ from __future__ import annotations
 import functools
 import re
 
+from ..events import R_DEVICE
+from ..pci import normalize_pci
 from .amd_tables import EVENTS, FLAG_GN, page_fault_access, page_fault_reason, ppr_perm
 from .core import RECORDABLE, LogLine, PendingParser, append_raw
-from .prefix import normalize_pci
 
 _EVENT = re.compile(r"(?:Event|PPR) logged \[(?P<body>.*)$")
 # The device that printed the line ("nvme 0000:01:00.0: "), or the IOMMU ("iommu ivhd0: "); never both.
@@ -155,11 +156,11 @@ class AmdVi(PendingParser):
     def _context(self, line: LogLine) -> None:
         """The 'device=... domain=...' line after 'Device not attached to domain properly' names the device."""
         assert self.pending is not None
-        if self.pending[2] is None:
+        if self.pending[R_DEVICE] is None:
             kv = _fields(line.msg)
             if "device" in kv:
-                self.pending[2] = normalize_pci(kv["device"])
-                self.sink.device(self.pending[2])
+                self.pending[R_DEVICE] = normalize_pci(kv["device"])
+                self.sink.device(self.pending[R_DEVICE])
 
 
 def _iommu_name(msg: str) -> str | None:

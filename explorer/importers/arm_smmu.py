@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import re
 
-from ..events import Kind
+from ..events import R_DEVICE, R_FIELDS, Kind, Row
 from .core import LogLine, PendingParser, append_raw
 from .smmu_tables import FSYNR0_IND, FSYNR0_WNR, GFSR_USF, V3Event, fsr_text, fsynr0_text, gfsr_text, v3_event
 
@@ -143,7 +143,7 @@ class ArmSmmu(PendingParser):
         if self.pending is not None and _field_match(_V2_CONTEXT, msg):
             append_raw(self.pending, line)
             if self._v2_smmu is not None and (m := _field_match(_V2_SID, msg)) is not None:
-                self.pending[2] = stream_device(self._v2_smmu, int(m["sid"], 16))
+                self.pending[R_DEVICE] = stream_device(self._v2_smmu, int(m["sid"], 16))
                 self._v2_smmu = None
             return True
         return False
@@ -188,7 +188,7 @@ class ArmSmmu(PendingParser):
                                       code=id_, vendor=self.vendor, access=access, reason=reason)
             self.sink.device(device)
         if extra:
-            row[8]["raw"] = "\n".join([row[8]["raw"], *extra])
+            row[R_FIELDS]["raw"] = "\n".join([row[R_FIELDS]["raw"], *extra])
         self.sink.emit(row)
 
     def _pri(self, line: LogLine, m: re.Match[str]) -> None:
@@ -260,17 +260,17 @@ def _v3_decoded(id_: int, w0: int, w1: int) -> tuple[int, int | None, bool, str,
     return ev.sid, ev.ssid if ev.ssv else None, ev.is_translation, access, reason
 
 
-def _apply_gfsr(row: list, smmu: str | None, m: re.Match[str]) -> None:  # type: ignore[type-arg]
+def _apply_gfsr(row: Row, smmu: str | None, m: re.Match[str]) -> None:
     """Decode the GFSR line into its fault: which global fault, the access, and an unidentified stream's ID."""
     gfsr, s0, s1 = int(m["gfsr"], 16), int(m["s0"], 16), int(m["s1"], 16)
     names, meaning = gfsr_text(gfsr)
-    fields = row[8]
+    fields = row[R_FIELDS]
     fields.update(code=gfsr, flags=s0, access="write" if s0 & GFSYNR0_WNR else "read")
     decoded = f"GFSR [{names}]: {meaning}"
     if gfsr & GFSR_USF and smmu is not None:
         decoded += f"; StreamID {s1 & 0xFFFF:#x}"
-        if row[2] == smmu:
-            row[2] = stream_device(smmu, s1 & 0xFFFF)
+        if row[R_DEVICE] == smmu:
+            row[R_DEVICE] = stream_device(smmu, s1 & 0xFFFF)
     fields["reason"] = f"global fault, {decoded}" if fields["reason"].startswith("global fault") else \
         f"{fields['reason']}; {decoded}"
 

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..events import Kind
+from ..events import R_DEVICE, R_FIELDS, Kind, Row
 from ..recording import DeviceInfo, RecordingWriter
 from .scan import BlockScanner
 
@@ -35,7 +35,7 @@ class ImportStats:
     lines: int = 0
     parsed: int = 0
     unknown: int = 0
-    unknown_samples: list[list[Any]] = field(default_factory=list)
+    unknown_samples: list[Row] = field(default_factory=list)
     suppressed: int = 0
     events: int = 0
     by_vendor: dict[str, int] = field(default_factory=dict)
@@ -69,7 +69,7 @@ class Sink:
         """Append one event (checked: see `recordable`)."""
         self.emit(recordable([ts, kind, device, pasid, cpu, pid, comm, self.source, fields]))
 
-    def fault_row(self, line: LogLine, device: str | None, pasid: int | None, **fields: Any) -> list[Any]:
+    def fault_row(self, line: LogLine, device: str | None, pasid: int | None, **fields: Any) -> Row:
         """A fault's row, not yet appended: the parser may still add context lines to its `raw`."""
         if None in fields.values():
             for k in [k for k, v in fields.items() if v is None]:
@@ -83,15 +83,15 @@ class Sink:
                                  reason=f"{name} overflow: the {store} filled up and {lost}; what follows is "
                                         "incomplete"))
 
-    def emit(self, row: list[Any]) -> None:
+    def emit(self, row: Row) -> None:
         self._append(row)
         stats = self.stats
         stats.events += 1
-        vendor = row[8].get("vendor")
+        vendor = row[R_FIELDS].get("vendor")
         if vendor is not None:
             by_vendor = stats.by_vendor
             by_vendor[vendor] = by_vendor.get(vendor, 0) + 1
-            self.last_device[vendor] = row[2]
+            self.last_device[vendor] = row[R_DEVICE]
 
     def device(self, name: str | None, driver: str | None = None) -> None:
         """Note a device (and its driver when the log names it) for the recording's device table."""
@@ -134,7 +134,7 @@ class PendingParser(Parser):
 
     pending: list[Any] | None = None
 
-    def hold(self, row: list[Any]) -> None:
+    def hold(self, row: Row) -> None:
         self.pending = row
         self.open = True
 
@@ -145,11 +145,11 @@ class PendingParser(Parser):
         self.open = False
 
 
-def recordable(row: list[Any]) -> list[Any]:
+def recordable(row: Row) -> Row:
     """`row`, unless a number in it is wider than a recording holds: then OverflowError, and the line that gave it is
     not understood (no kernel prints such a number). Fault rows need no check: the vendor patterns read at most 16
     hex digits."""
-    for values in (row[:8], row[8].values()):
+    for values in (row[:R_FIELDS], row[R_FIELDS].values()):
         for v in values:
             if type(v) is int and v not in RECORDABLE:
                 raise OverflowError(f"{v:#x} is wider than 64 bits")
@@ -171,7 +171,7 @@ def may_hold(msg: str, words: tuple[str, ...]) -> bool:
 
 def append_raw(row: list[Any], line: LogLine) -> None:
     """Keep a context line (a dump, a decoded detail) with the fault it belongs to."""
-    fields = row[8]
+    fields = row[R_FIELDS]
     fields["raw"] = f"{fields.get('raw', '')}\n{line.text.rstrip()}"
 
 

@@ -22,9 +22,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..events import KINDS, Kind, make
+from ..pci import rid_to_pci
 from .core import ImportStats, Sink, TextImporter, recordable
 from .kernel_log import ANCHORS as LOG_ANCHORS
-from .prefix import rid_to_pci
 from .scan import keyword_pattern
 from .vtd_tables import QI_PGRP_RESP_TYPE, decode_page_group_response
 

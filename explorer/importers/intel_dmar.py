@@ -20,8 +20,9 @@ from __future__ import annotations
 import functools
 import re
 
+from ..events import R_FIELDS, R_TS, Row
+from ..pci import normalize_pci
 from .core import LogLine, PendingParser, append_raw, may_hold
-from .prefix import normalize_pci
 from .vtd_tables import fault_reason, status_notes
 
 _FAULT = re.compile(
@@ -105,15 +106,15 @@ class IntelDmar(PendingParser):
             self._set_reason(row, reason_code(code), text)
         else:
             self._awaiting_reason = True  # 3.x printed the reason on a line of its own
-            row[8]["reason"] = "reason on the next line (not seen)"
+            row[R_FIELDS]["reason"] = "reason on the next line (not seen)"
         return True
 
-    def _set_reason(self, row: list, code: int, printed: str) -> None:  # type: ignore[type-arg]
-        fields = row[8]
+    def _set_reason(self, row: Row, code: int, printed: str) -> None:
+        fields = row[R_FIELDS]
         reason, irq = _reason(code, printed.strip(), fields["access"], self._index)
         if irq:
             fields["access"] = "unknown"
-        if self._status_note and row[0] - self._status_ts <= STATUS_SPAN_NS:
+        if self._status_note and row[R_TS] - self._status_ts <= STATUS_SPAN_NS:
             reason += f"; status register: {self._status_note}"
         fields["code"] = code
         fields["reason"] = reason

@@ -14,7 +14,6 @@ previous line's); journalctl's `-o short-full` names its zone by abbreviation, w
 from __future__ import annotations
 
 import calendar
-import functools
 import re
 from dataclasses import dataclass
 
@@ -180,25 +179,3 @@ def _after_lead(s: str, at: int, years: YearGuess | None) -> tuple[int | None, i
     if s[:at].rstrip().endswith("`") and rest.endswith("`"):
         rest = rest[:-1]
     return split_parts(rest, years)
-
-
-@functools.lru_cache(maxsize=4096)
-def normalize_pci(bdf: str, segment: str | None = None) -> str:
-    """'03:00.0', '0x03:0x00.0' or '0000:03:00.0' to the kernel's device name '0000:03:00.0' (anything else is
-    kept as printed)."""
-    s = bdf.lower().replace("0x", "")
-    parts = s.split(":")
-    if len(parts) == 3:
-        seg, bus, devfn = parts
-    else:
-        seg, bus, devfn = (segment or "0000"), parts[0], parts[-1]
-    dev, _, fn = devfn.partition(".")
-    try:
-        return f"{int(seg, 16):04x}:{int(bus, 16):02x}:{int(dev, 16):02x}.{int(fn or '0', 16):x}"
-    except ValueError:
-        return bdf
-
-
-def rid_to_pci(rid: int, segment: int = 0) -> str:
-    """A 16-bit requester id (bus << 8 | devfn) as a PCI device name."""
-    return f"{segment:04x}:{rid >> 8 & 0xFF:02x}:{rid >> 3 & 0x1F:02x}.{rid & 7:x}"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..events import R_DEVICE, R_KIND, R_PASID, R_TS
+from ..events import R_DEVICE, R_KIND, R_PASID, R_TS, Row
 
 Key = tuple[Any, Any, Any]  # (kind, device, pasid)
 _TS, _KEY = itemgetter(R_TS), itemgetter(R_KIND, R_DEVICE, R_PASID)
@@ -40,7 +40,7 @@ class ChunkColumns:
         return out
 
 
-def columns_of(rows: list[list[Any]]) -> ChunkColumns | None:
+def columns_of(rows: list[Row]) -> ChunkColumns | None:
     """The columns of rows a writer is about to store; None when a row is malformed (readers use the rows)."""
     n = len(rows)
     ids: defaultdict[Key, int] = defaultdict(count().__next__)

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import msgpack
 
 from ..errors import RecordingError
-from ..events import Event
+from ..events import R_TS, Event, Row
 from .columns import ChunkColumns
 from .columns import unpack as unpack_columns
 from .framing import FRAME, MAGIC, MAX_FRAME, TAG_CHUNK, TAG_FOOTER, TAG_HEADER, TAIL, TAIL_MAGIC
@@ -101,7 +101,7 @@ class ChunkHead:
     start: int  # where the first row begins in `payload`
     cols: ChunkColumns
 
-    def rows(self, positions: list[int]) -> list[Any]:
+    def rows(self, positions: list[int]) -> list[Row | None]:
         """A list as long as the chunk with the rows at `positions` decoded (None elsewhere). ValueError when
         a row does not decode, or is not the one its column says (its time differs)."""
         at, start = self.cols.row_at, self.start
@@ -110,7 +110,7 @@ class ChunkHead:
         assert at is not None
         for j, t in zip(positions, self.cols.ts[positions].tolist(), strict=True):
             row = msgpack.unpackb(view[start + at[j]:start + at[j + 1]], raw=False, strict_map_key=False)
-            if type(row) is not list or not row or row[0] != t:
+            if type(row) is not list or not row or row[R_TS] != t:
                 raise ValueError(f"event {j} of the chunk does not match its columns")
             out[j] = row
         return out
@@ -310,7 +310,7 @@ class Recording:
         self._last_payload = (i, payload)
         return payload
 
-    def chunk_rows(self, i: int) -> list[list[Any]]:
+    def chunk_rows(self, i: int) -> list[Row]:
         """Decode chunk `i` into rows (see `Event.to_row`)."""
         payload = self.chunk_payload(i)
         try:
@@ -346,7 +346,7 @@ class Recording:
             return None
         return None
 
-    def try_chunk_rows(self, i: int) -> list[list[Any]] | None:
+    def try_chunk_rows(self, i: int) -> list[Row] | None:
         """Chunk `i`'s rows, or None after noting in `damage` why it cannot be read."""
         try:
             return self.chunk_rows(i)

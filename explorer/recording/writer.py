@@ -8,7 +8,7 @@ from typing import Any, BinaryIO
 
 import msgpack
 
-from ..events import R_DEVICE, R_KIND, R_TS, Event
+from ..events import R_DEVICE, R_KIND, R_TS, Event, Row
 from .columns import columns_of, pack
 from .framing import MAGIC, TAG_CHUNK, TAG_FOOTER, TAG_HEADER, frame, tail
 from .header import DeviceInfo, Header
@@ -36,8 +36,8 @@ class RecordingWriter:
         self.header = header
         self.chunk_events = chunk_events
         self.durable = durable
-        self._rows: list[list[Any]] = []
-        self._index: list[list[Any]] = []
+        self._rows: list[Row] = []
+        self._index: list[Row] = []
         self._counts: Counter[str] = Counter()
         self._devices = {d.name: d for d in header.devices}
         self._offset = 0
@@ -59,7 +59,7 @@ class RecordingWriter:
     def append(self, event: Event) -> None:
         self.append_row(event.to_row())
 
-    def append_row(self, row: list[Any]) -> None:
+    def append_row(self, row: Row) -> None:
         self._rows.append(row)
         if len(self._rows) >= self.chunk_events:
             self.flush()

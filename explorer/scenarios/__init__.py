@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .language import ACTIONS, Scenario, parse_scenario, reference
-from .runner import ScenarioRun
+from .play import ScenarioRun
 
 RECORDINGS = Path(__file__).resolve().parents[2] / "recordings"
 

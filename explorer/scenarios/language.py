@@ -35,7 +35,8 @@ from ..events import PASID_SPACE, AllocPath, DomainType, ResponseCode
 from ..simulator import DEFAULT_STALE_NS, RULES
 from ..simulator.policy import parse_release
 from ..uapi import NUMBERS
-from ..yaml_lines import LineDict, LineList, load_yaml, parse_duration
+from ..units import parse_duration
+from ..yaml_lines import LineDict, LineList, load_yaml
 
 U32, U64, S64 = 2**32 - 1, 2**64 - 1, 2**63
 MAX_EVENTS = 512  # the most events one `pages` or `count` asks for: a typo must not run for minutes

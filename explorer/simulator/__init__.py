@@ -1,6 +1,6 @@
 """The allocator model: a deterministic simulator of the kernel's PASID machinery and its invariant checks."""
 
-from .checks import RULES, Anomaly, Rule, Severity, fmt_ns
+from .checks import RULES, Anomaly, Rule, Severity
 from .coverage import LIFECYCLE_KINDS, lifecycle_unobserved
 from .engine import DEFAULT_STALE_NS, STATEFUL_KINDS, Simulator
 from .policy import KernelPolicy, policy_for
@@ -8,6 +8,6 @@ from .state import Attachment, Bind, LivePasid, PendingGroup, SimState
 
 __all__ = [
     "Anomaly", "Attachment", "Bind", "DEFAULT_STALE_NS", "KernelPolicy", "LIFECYCLE_KINDS", "LivePasid",
-    "PendingGroup", "RULES", "Rule", "STATEFUL_KINDS", "Severity", "SimState", "Simulator", "fmt_ns",
+    "PendingGroup", "RULES", "Rule", "STATEFUL_KINDS", "Severity", "SimState", "Simulator",
     "lifecycle_unobserved", "policy_for",
 ]

@@ -114,15 +114,3 @@ class Anomaly:
         return {"kind": self.rule, "title": self.title, "severity": str(self.severity), "time_ns": self.ts_ns,
                 "device": self.device, "pasid": self.pasid, "explanation": self.explanation,
                 "evidence": list(self.evidence)}
-
-
-def fmt_ns(ns: int) -> str:
-    """A duration in the unit a person reads fastest."""
-    a = abs(ns)
-    if a >= 1_000_000_000:
-        return f"{ns / 1e9:.3f} s"
-    if a >= 1_000_000:
-        return f"{ns / 1e6:.3f} ms"
-    if a >= 1_000:
-        return f"{ns / 1e3:.1f} µs"
-    return f"{ns} ns"

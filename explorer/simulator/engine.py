@@ -14,8 +14,10 @@ from typing import Any
 
 from ..events import (
     IOMMU_NO_PASID,
+    R_CPU,
     R_DEVICE,
     R_FIELDS,
+    R_KIND,
     R_PASID,
     R_PID,
     R_TS,
@@ -24,9 +26,11 @@ from ..events import (
     Event,
     Kind,
     ResponseCode,
+    Row,
 )
 from ..recording.header import DeviceInfo
-from .checks import RULES, Anomaly, Severity, fmt_ns
+from ..units import fmt_ns
+from .checks import RULES, Anomaly, Severity
 from .policy import KernelPolicy, policy_for
 from .state import (
     ANSWERS_KEPT,
@@ -85,7 +89,7 @@ class Simulator:
             self.state.devices[d.name] = d.pasid_width
         self.anomalies: list[Anomaly] = []
         self.report = True  # off while replaying from a checkpoint: those anomalies are known already
-        self._handlers: dict[str, Callable[[list[Any], int], None]] = {
+        self._handlers: dict[str, Callable[[Row, int], None]] = {
             Kind.PASID_ALLOC: self._alloc, Kind.PASID_FREE: self._free, Kind.SVA_BIND: self._bind,
             Kind.SVA_UNBIND: self._unbind, Kind.MM_EXIT: self._mm_exit, Kind.PASID_ATTACH: self._attach,
             Kind.PASID_DETACH: self._detach, Kind.PASID_REPLACE: self._replace,
@@ -103,7 +107,7 @@ class Simulator:
             self.apply(ev, i)
         return self
 
-    def apply_row(self, row: list[Any], idx: int) -> None:
+    def apply_row(self, row: Row, idx: int) -> None:
         """Apply one recording row (see `Event.to_row`) that is event number `idx` of its stream."""
         st = self.state
         ts = row[R_TS]
@@ -111,7 +115,7 @@ class Simulator:
             self.begin(ts)
         st.time_ns = ts
         st.index = idx
-        handler = self._handlers.get(row[1])
+        handler = self._handlers.get(row[R_KIND])
         if handler is not None:
             try:
                 handler(row, idx)
@@ -119,26 +123,26 @@ class Simulator:
                 self._malformed(row, idx, e)
         self._age_groups(ts)
 
-    def apply_rows(self, rows: list[list[Any]], positions: Iterable[int], base: int) -> None:
+    def apply_rows(self, rows: list[Row], positions: Iterable[int], base: int) -> None:
         """The indexer's hot loop: apply `rows[j]` as event `base + j` for each j in `positions`.
 
         Groups age once per batch rather than per event: a group answered late is caught by its response, one
         still open by the aging at the batch's end, so findings are the same either way."""
         st = self.state
         if st.index < 0 and rows and rows[0] is not None:  # (an indexer passing only some rows calls begin)
-            self.begin(rows[0][0])
+            self.begin(rows[0][R_TS])
         handlers = self._handlers
         j = -1
         for j in positions:
             row = rows[j]
-            handler = handlers.get(row[1])
+            handler = handlers.get(row[R_KIND])
             if handler is not None:
                 try:
                     handler(row, base + j)
                 except MALFORMED as e:  # free when nothing is raised: the hot loop pays nothing for it
                     self._malformed(row, base + j, e)
         if j >= 0:
-            st.time_ns = rows[j][0]
+            st.time_ns = rows[j][R_TS]
             st.index = base + j
             self._age_groups(st.time_ns)
 
@@ -233,7 +237,7 @@ class Simulator:
                            f"domain (attached {fmt_ns(ts - att.since_ns)} earlier).", [att.idx, idx],
                            self._doubt())
 
-    def _alloc(self, row: list[Any], idx: int) -> None:
+    def _alloc(self, row: Row, idx: int) -> None:
         st = self.state
         ts, dev, pasid, f = row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS]
         path = f.get("path", "?")
@@ -265,7 +269,7 @@ class Simulator:
                        f"allocated for it.", [st.pasids[st.mm_pasid[mm]].idx, idx], self._doubt())
         self._take(pasid, path, owner, mm, f.get("vm"), ts, idx)
 
-    def _free(self, row: list[Any], idx: int) -> None:
+    def _free(self, row: Row, idx: int) -> None:
         st = self.state
         ts, dev, pasid, f = row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS]
         owner = f.get("owner") or f"pid {row[R_PID]}"
@@ -288,7 +292,7 @@ class Simulator:
         st.freed[pasid] = Freed(ts, idx, owner)
 
     # -- SVA: binds and the mm's one PASID -------------------------------------------------------------------
-    def _bind(self, row: list[Any], idx: int) -> None:
+    def _bind(self, row: Row, idx: int) -> None:
         st = self.state
         ts, dev, pasid, f = row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS]
         if f.get("error"):
@@ -319,7 +323,7 @@ class Simulator:
         if (dev, pasid) not in st.attachments:
             st.attachments[(dev, pasid)] = Attachment(f.get("handle"), DomainType.SVA, ts, idx, inferred=True)
 
-    def _unbind(self, row: list[Any], idx: int) -> None:
+    def _unbind(self, row: Row, idx: int) -> None:
         st = self.state
         ts, dev, f = row[R_TS], row[R_DEVICE], row[R_FIELDS]
         mm = f.get("mm", row[R_PID])
@@ -348,7 +352,7 @@ class Simulator:
             # The last bind of an exited mm: the mm is dropped now and mm_pasid_drop() frees its PASID.
             self._release(b.pasid, ts, idx, st.mm_owner.get(mm, f"mm {mm}"), inferred=True)
 
-    def _mm_exit(self, row: list[Any], idx: int) -> None:
+    def _mm_exit(self, row: Row, idx: int) -> None:
         st = self.state
         ts, f = row[R_TS], row[R_FIELDS]
         mm = f.get("mm", row[R_PID])
@@ -364,7 +368,7 @@ class Simulator:
             self._release(pasid, ts, idx, st.mm_owner.get(mm, f"mm {mm}"), inferred=True)
 
     # -- (device, PASID) domains ------------------------------------------------------------------------------
-    def _attach(self, row: list[Any], idx: int) -> None:
+    def _attach(self, row: Row, idx: int) -> None:
         st = self.state
         ts, dev, pasid, f = row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS]
         if f.get("error") or pasid is None:
@@ -382,7 +386,7 @@ class Simulator:
         if not live and pasid != IOMMU_NO_PASID:
             st.pasids.setdefault(pasid, LivePasid(pasid, "?", "unknown", None, f.get("vm"), ts, -1, False))
 
-    def _detach(self, row: list[Any], idx: int) -> None:
+    def _detach(self, row: Row, idx: int) -> None:
         st = self.state
         ts, dev, pasid = row[R_TS], row[R_DEVICE], row[R_PASID]
         if st.attachments.pop((dev, pasid), None) is None:
@@ -391,7 +395,7 @@ class Simulator:
             self._flag("detach_unattached", ts, dev, pasid,
                        f"detach of {_where(dev, pasid)}, which had no domain attached.", [idx], self._doubt())
 
-    def _replace(self, row: list[Any], idx: int) -> None:
+    def _replace(self, row: Row, idx: int) -> None:
         st = self.state
         ts, dev, pasid, f = row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS]
         if f.get("error") or pasid is None:
@@ -420,9 +424,9 @@ class Simulator:
                        f"(to {self.state.pasids[pasid].owner}) but not attached to {dev}.", [idx],
                        self._doubt())
 
-    def _page_request(self, row: list[Any], idx: int) -> None:
+    def _page_request(self, row: Row, idx: int) -> None:
         st = self.state
-        ts, dev, pasid, f = row[0], row[2], row[3], row[8]
+        ts, dev, pasid, f = row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS]
         prg = f["prg"]
         key = (dev, prg, pasid)
         g = st.groups.get(key)
@@ -436,12 +440,12 @@ class Simulator:
                                          "kernel" if att is None else att.route, False,
                                          f.get("needs_pasid", pasid is not None)))
         else:
-            st.groups[key] = _new_group((dev, pasid, prg, g[3], g[4], g[5] + 1, g[6] or f.get("last", True), g[7],
-                                         g[8], g[9]))
+            st.groups[key] = _new_group((dev, pasid, prg, g.first_ns, g.first_idx, g.requests + 1,
+                                         g.closed or f.get("last", True), g.route, g.stale, g.needs_pasid))
 
-    def _page_response(self, row: list[Any], idx: int) -> None:
+    def _page_response(self, row: Row, idx: int) -> None:
         st = self.state
-        ts, dev, pasid, f = row[0], row[2], row[3], row[8]
+        ts, dev, pasid, f = row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS]
         prg = f["prg"]
         key = (dev, prg, pasid)
         g = st.groups.pop(key, None)
@@ -476,7 +480,7 @@ class Simulator:
                 return groups.pop(key)
         return None
 
-    def _fault(self, row: list[Any], idx: int) -> None:
+    def _fault(self, row: Row, idx: int) -> None:
         pasid = row[R_PASID]
         if pasid is not None and row[R_DEVICE] is not None:
             self._check_attached(row[R_TS], row[R_DEVICE], pasid, "fault", idx)
@@ -517,7 +521,7 @@ class Simulator:
                    [exit_idx] + [b.idx for b in held.values()], self._doubt(None))
 
     # -- the user interface (iommufd and VFIO) ---------------------------------------------------------------
-    def _uapi(self, row: list[Any], idx: int) -> None:
+    def _uapi(self, row: Row, idx: int) -> None:
         st = self.state
         f = row[R_FIELDS]
         name, ret, pid = f.get("name", "?"), f.get("ret"), row[R_PID]
@@ -536,13 +540,13 @@ class Simulator:
                 st.uapi_objects[(pid, v)] = UapiObject(what, pid, row[R_TS], idx, detail)
 
     # -- capture health --------------------------------------------------------------------------------------
-    def _lost(self, row: list[Any], idx: int) -> None:
+    def _lost(self, row: Row, idx: int) -> None:
         st = self.state
         count = row[R_FIELDS].get("count", 0)
         st.lost += count
         first = self._uncertain_from(row[R_TS])
         self._flag("events_lost", row[R_TS], None, None,
-                   f"the capture lost {count} event(s){f' on CPU {row[4]}' if row[4] is not None else ''}"
+                   f"the capture lost {count} event(s){f' on CPU {row[R_CPU]}' if row[R_CPU] is not None else ''}"
                    f"{'; state is uncertain from here' if first else ''} ({st.lost} lost so far).", [idx])
 
     def _uncertain_from(self, ts: int) -> bool:
@@ -552,14 +556,14 @@ class Simulator:
             self.state.uncertain_since = ts
         return first
 
-    def _malformed(self, row: list[Any], idx: int, error: Exception) -> None:
+    def _malformed(self, row: Row, idx: int, error: Exception) -> None:
         """An event with missing or mistyped fields: skipped, reported, and treated as a loss from here on."""
         ts = row[R_TS] if isinstance(row[R_TS], int) else self.state.time_ns
         first = self._uncertain_from(ts)
         what = f"lacks field {error.args[0]!r}" if isinstance(error, KeyError) else f"has a bad value ({error})"
         self._flag("malformed_event", ts, row[R_DEVICE] if isinstance(row[R_DEVICE], str) else None, None,
-                   f"event #{idx} ({row[1]}) {what}; the model skipped it"
+                   f"event #{idx} ({row[R_KIND]}) {what}; the model skipped it"
                    f"{', so its state is uncertain from here' if first else ''}.", [idx])
 
-    def _group_add(self, row: list[Any], idx: int) -> None:
+    def _group_add(self, row: Row, idx: int) -> None:
         self.state.devices.setdefault(row[R_DEVICE], None)

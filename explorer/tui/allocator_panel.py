@@ -8,7 +8,7 @@ from ..events import PASID_SPACE
 from ..explain import model_progress, uncertainty
 from ..index import RecordingIndex
 from ..simulator import SimState
-from ..simulator.checks import fmt_ns
+from ..units import fmt_ns
 from .palette import ink
 from .panel import Panel, columns
 

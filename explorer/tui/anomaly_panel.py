@@ -7,7 +7,7 @@ import bisect
 from rich.text import Text
 
 from ..index import RecordingIndex
-from ..simulator.checks import fmt_ns
+from ..units import fmt_ns
 from .palette import SEVERITY_INK, ink
 from .panel import Panel
 

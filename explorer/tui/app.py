@@ -10,7 +10,7 @@ import bisect
 import gc
 import time
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from textual import on, work
@@ -21,26 +21,26 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input
 from textual.worker import get_current_worker
 
-from ..events import Kind
+from ..events import Kind, Row
 from ..explain import model_progress
 from ..index import RecordingIndex
-from ..live import LiveSource
+from ..live_source import LiveSource
 from ..simulator import Anomaly
-from ..simulator.checks import fmt_ns
+from ..units import fmt_ns
 from .allocator_panel import AllocatorPanel
 from .anomaly_panel import AnomalyPanel
 from .cells import CellModel
 from .event_panel import EventPanel
 from .filters import FILTER_HELP, Filter, FilterSyntaxError, parse_filter
 from .help_screen import HelpScreen
-from .layout import Layout, load_layout
 from .lesson_panel import LessonPanel, marker_indices
 from .navigation import event_at, evidence_shown, find_text, next_anomaly, step_global, step_on_tracks
 from .panel import Panel
+from .screen_layout import Layout, load_layout
 from .spans import Spans
 from .timeline import Timeline, View
 from .timescale import Window
-from .tracks import ALLOCATOR, Row, build_rows, visible_rows
+from .tracks import ALLOCATOR, TrackRow, build_rows, visible_rows
 
 # Kernel events come microseconds apart, so replay offers slow motion well below 0.1x as well.
 SPEEDS: tuple[float, ...] = (0.0001, 0.001, 0.01, 0.1, 0.25, 0.5, 1, 2, 5, 10, 100, 1000, float("inf"))
@@ -118,14 +118,14 @@ class ExplorerApp(App[None]):
         if sync:
             self.spans.update()
         self.cells = CellModel(index, self.spans)
-        self.rows_all: list[Row] = build_rows(index, self.spans)
+        self.rows_all: list[TrackRow] = build_rows(index, self.spans)
         self.expanded: set[tuple[object, ...]] = set()
         self._expand_default()
         self.filter: Filter = parse_filter(self.layout.filter)
         self.cells.reset(self.filter.event_kinds)
         self.window = Window.whole(index.start_ns, index.end_ns) if index.n else Window(0, 1_000_000_000, 0, 0)
         self.cursor = index.start_ns
-        self.rows: list[Row] = []
+        self.rows: list[TrackRow] = []
         self.selected = 0
         self.selected_event: int | None = None
         self._anomaly: Anomaly | None = None  # the one shown: findings the model adds later may sort before it
@@ -214,7 +214,7 @@ class ExplorerApp(App[None]):
         self.selected = keys.index(key) if key in keys else min(self.selected, max(len(self.rows) - 1, 0))
 
     @property
-    def row(self) -> Row | None:
+    def row(self) -> TrackRow | None:
         return self.rows[self.selected] if self.rows else None
 
     def refresh_view(self, *, reselect: bool = True) -> None:
@@ -388,7 +388,7 @@ class ExplorerApp(App[None]):
                             self.selected = keys.index(k)
                             return
 
-    def _row_shown(self, row: Row) -> bool:
+    def _row_shown(self, row: TrackRow) -> bool:
         return any(r.key == row.key for r in self.rows)
 
     def action_anomaly(self, delta: int) -> None:
@@ -621,7 +621,7 @@ class ExplorerApp(App[None]):
                 break  # the app is closing: the source's owner writes what is still in flight
             self.call_from_thread(self._live_rows, rows)
 
-    def _live_rows(self, rows: list[list[Any]]) -> None:
+    def _live_rows(self, rows: list[Row]) -> None:
         if rows:
             ntracks = len(self.index.tracks)
             self.index.add_rows(rows)

@@ -16,7 +16,7 @@ from ..index import RecordingIndex
 from .glyphs import priority_table
 from .palette import SEVERITY_RANK
 from .spans import NO_SPANS, Spans, TrackSpans
-from .tracks import Row
+from .tracks import TrackRow
 
 MERGE_TRACKS = 16  # a row summing more tracks than this gets one merged array instead of a search per track
 _AnomalyKey = tuple[object, ...]
@@ -93,7 +93,7 @@ class CellModel:
             self._tracks[tid] = got
         return got
 
-    def _arrays_of(self, row: Row) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _arrays_of(self, row: TrackRow) -> list[tuple[np.ndarray, np.ndarray]]:
         """(sorted times, priorities) to count for a row: one array per track, or one merged array for many."""
         if len(row.tracks) <= MERGE_TRACKS:
             return [self._track(tid) for tid in row.tracks]
@@ -126,7 +126,7 @@ class CellModel:
         return got
 
     @staticmethod
-    def anomaly_key(row: Row) -> _AnomalyKey:
+    def anomaly_key(row: TrackRow) -> _AnomalyKey:
         return ("device", row.device, row.only) if row.is_group else ("pair", row.device, row.pasid)
 
     def _anomaly_ranks(self, key: _AnomalyKey, edges: np.ndarray) -> np.ndarray:
@@ -143,7 +143,7 @@ class CellModel:
         """Per cell, the gravest rank among all anomalies, whichever row they are on (for the time axis)."""
         return self._anomaly_ranks(("all",), edges)
 
-    def anomaly_at(self, row: Row, t0: int, t1: int) -> int | None:
+    def anomaly_at(self, row: TrackRow, t0: int, t1: int) -> int | None:
         """The gravest (then earliest) anomaly the row shows in [t0, t1), as an index into index.anomalies."""
         at, ranks, ns = self._anomalies(self.anomaly_key(row))
         lo, hi = np.searchsorted(at, [t0, t1], side="left")
@@ -151,7 +151,7 @@ class CellModel:
             return None
         return int(ns[lo + int(np.argmax(ranks[lo:hi]))])
 
-    def telling_event(self, row: Row, t0: int, t1: int) -> int | None:
+    def telling_event(self, row: TrackRow, t0: int, t1: int) -> int | None:
         """The event whose mark a cell [t0, t1) of the row shows: its most telling kind, the latest of those."""
         best: tuple[int, int, int] | None = None
         for tid in row.tracks:
@@ -168,7 +168,7 @@ class CellModel:
                 best = cand if best is None or cand > best else best
         return None if best is None else best[2]
 
-    def row_cells(self, row: Row, edges: np.ndarray) -> RowCells:
+    def row_cells(self, row: TrackRow, edges: np.ndarray) -> RowCells:
         if self.index.n != self._n:
             self.reset()
         cells = len(edges) - 1
@@ -187,7 +187,7 @@ class CellModel:
         bars = self._bars(row).cover(edges, min_cells=2)
         return RowCells(counts, top, bars, self._anomaly_ranks(self.anomaly_key(row), edges))
 
-    def _bars(self, row: Row) -> TrackSpans:
+    def _bars(self, row: TrackRow) -> TrackSpans:
         if self.spans is None or row.span_key is None:
             return NO_SPANS
         return self.spans.of(row.span_key)

@@ -8,7 +8,7 @@ from rich.text import Text
 from ..explain import anomaly_text, explain
 from ..index import RecordingIndex
 from ..simulator import Anomaly
-from ..simulator.checks import fmt_ns
+from ..units import fmt_ns
 from .palette import SEVERITY_INK, ink
 from .panel import Panel, columns
 

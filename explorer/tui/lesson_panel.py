@@ -9,7 +9,7 @@ from rich.text import Text
 from ..events import Kind
 from ..explain import prose
 from ..index import RecordingIndex
-from ..simulator.checks import fmt_ns
+from ..units import fmt_ns
 from .palette import ink
 from .panel import Panel
 

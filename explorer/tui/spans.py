@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..collector import collector_paused
-from ..events import R_COMM, R_DEVICE, R_FIELDS, R_PASID, R_PID, R_TS, Kind
+from ..events import R_COMM, R_DEVICE, R_FIELDS, R_KIND, R_PASID, R_PID, R_TS, Kind
 from ..index import RecordingIndex
 
 LIFETIME, ATTACHED_SVA, ATTACHED_PAGING, ATTACHED_NESTED, ATTACHED_OTHER, GROUP, GROUP_STALE = range(7)
@@ -112,7 +112,7 @@ class Spans:
         with collector_paused():
             for i in (np.flatnonzero(np.isin(kinds, ids)) + self.done).tolist():
                 row = idx.row(i)
-                handlers[row[1]](row)
+                handlers[row[R_KIND]](row)
         self.done = idx.n
         self._arrays.clear()
 
@@ -123,7 +123,7 @@ class Spans:
         handlers = self._table()
         for j in positions:
             row = rows[j]
-            if row is not None and (handle := handlers.get(row[1])) is not None:
+            if row is not None and (handle := handlers.get(row[R_KIND])) is not None:
                 handle(row)
         self.done += len(rows)
 

@@ -21,7 +21,7 @@ from .glyphs import MARKS, density_glyph, mark_of_priority
 from .palette import ANOMALY_CHIPS, BAR_TINTS, ink
 from .spans import GROUP_STALE
 from .timescale import Window, fmt_offset
-from .tracks import Row
+from .tracks import TrackRow
 
 HEADER_LINES = 2  # the axis labels and the tick line
 MIN_LABEL, MIN_CELLS = 12, 30  # a narrow timeline shrinks its labels, down to MIN_LABEL, to keep MIN_CELLS of time
@@ -34,7 +34,7 @@ class View:
 
     window: Window
     cursor: int
-    rows: list[Row]
+    rows: list[TrackRow]
     expanded: set[tuple[object, ...]]
     selected: int
     top: int = 0

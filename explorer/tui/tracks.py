@@ -17,7 +17,7 @@ ALLOCATOR = "allocator"
 
 
 @dataclass(slots=True)
-class Row:
+class TrackRow:
     """One timeline row. `group` rows (allocator, a device) have children; `span_key` names its bars."""
 
     key: tuple[object, ...]
@@ -27,7 +27,7 @@ class Row:
     device: str | None = None
     pasid: int | None = None
     span_key: tuple[object, object] | None = None
-    children: list[Row] = field(default_factory=list)
+    children: list[TrackRow] = field(default_factory=list)
     only: frozenset[int | None] | None = None  # a group under a filter: the PASIDs of the children that passed
 
     @property
@@ -35,7 +35,7 @@ class Row:
         return self.depth == 0
 
 
-def build_rows(index: RecordingIndex, spans: Spans | None = None) -> list[Row]:
+def build_rows(index: RecordingIndex, spans: Spans | None = None) -> list[TrackRow]:
     """The allocator row (its children: one per PASID number, with its lifetimes) then one row per device."""
     tracks = index.tracks
     by_device: dict[str | None, list[tuple[int | None, int]]] = {}
@@ -43,23 +43,24 @@ def build_rows(index: RecordingIndex, spans: Spans | None = None) -> list[Row]:
         by_device.setdefault(t.device, []).append((t.pasid, tid))
     pasids = sorted({t.pasid for t in tracks if t.pasid is not None})
     own = {p: tid for p, tid in by_device.get(None, []) if p is not None}
-    alloc = Row((ALLOCATOR,), ALLOCATOR, [tid for _, tid in by_device.get(None, [])], device=None)
+    alloc = TrackRow((ALLOCATOR,), ALLOCATOR, [tid for _, tid in by_device.get(None, [])], device=None)
     for p in pasids:
         owner = _owner_text(spans, ("pasid", p))
-        alloc.children.append(Row((ALLOCATOR, p), f"PASID {p}{owner}", [own[p]] if p in own else [], 1, None, p,
+        alloc.children.append(TrackRow((ALLOCATOR, p), f"PASID {p}{owner}", [own[p]] if p in own else [], 1, None, p,
                                   ("pasid", p)))
     if (None, None) in {(t.device, t.pasid) for t in tracks}:
         host = [tid for p, tid in by_device[None] if p is None]
-        alloc.children.insert(0, Row((ALLOCATOR, "host"), "host-wide", host, 1, None, None, None))
+        alloc.children.insert(0, TrackRow((ALLOCATOR, "host"), "host-wide", host, 1, None, None, None))
     rows = [alloc]
     for dev in index.device_names():
         entries = sorted(by_device.get(dev, []), key=lambda x: -1 if x[0] is None else x[0])
         info = index.devices.get(dev)
         label = dev if info is None or not info.driver else f"{dev} {info.driver}"
-        row = Row(("device", dev), label, [tid for _, tid in entries], 0, dev)
+        row = TrackRow(("device", dev), label, [tid for _, tid in entries], 0, dev)
         for p, tid in entries:
             label = "no PASID" if p is None else f"PASID {p}{_owner_text(spans, (dev, p))}"
-            row.children.append(Row(("device", dev, p), label, [tid], 1, dev, p, (dev, p) if p is not None else None))
+            row.children.append(TrackRow(("device", dev, p), label, [tid], 1, dev, p,
+                                         (dev, p) if p is not None else None))
         rows.append(row)
     return rows
 
@@ -73,7 +74,7 @@ def _owner_text(spans: Spans | None, key: tuple[object, object]) -> str:
     return f" {next(iter(holders.values()))}" if len(holders) == 1 else f" ({len(holders)} holders)"
 
 
-def matches(row: Row, flt: Filter, index: RecordingIndex, spans: Spans | None,
+def matches(row: TrackRow, flt: Filter, index: RecordingIndex, spans: Spans | None,
             kind_tracks: set[int] | None) -> bool:
     """Whether a row without children survives the filter: every given criterion must hold (a group survives
     through its children: see `visible_rows`)."""
@@ -95,11 +96,11 @@ def matches(row: Row, flt: Filter, index: RecordingIndex, spans: Spans | None,
     return True
 
 
-def visible_rows(rows: Iterable[Row], expanded: set[tuple[object, ...]], flt: Filter, index: RecordingIndex,
-                 spans: Spans | None, kind_tracks: set[int] | None = None) -> list[Row]:
+def visible_rows(rows: Iterable[TrackRow], expanded: set[tuple[object, ...]], flt: Filter, index: RecordingIndex,
+                 spans: Spans | None, kind_tracks: set[int] | None = None) -> list[TrackRow]:
     """The rows on screen, in order: groups, then the children of expanded groups, filters applied (a group then
     sums only the children that passed)."""
-    out: list[Row] = []
+    out: list[TrackRow] = []
     for row in rows:
         kept = row.children
         if flt.active:
@@ -114,7 +115,7 @@ def visible_rows(rows: Iterable[Row], expanded: set[tuple[object, ...]], flt: Fi
     return out
 
 
-def narrowed(group: Row, kept: list[Row]) -> Row:
+def narrowed(group: TrackRow, kept: list[TrackRow]) -> TrackRow:
     """A copy of `group` whose marks and anomalies come from the `kept` children only."""
-    return Row(group.key, group.label, [t for c in kept for t in c.tracks], group.depth, group.device, group.pasid,
+    return TrackRow(group.key, group.label, [t for c in kept for t in c.tracks], group.depth, group.device, group.pasid,
                group.span_key, group.children, frozenset(c.pasid for c in kept))

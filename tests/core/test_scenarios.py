@@ -14,7 +14,7 @@ from explorer.index import RecordingIndex
 from explorer.recording import Recording
 from explorer.scenarios import ACTIONS, bundled_scenarios, load_scenario
 from explorer.scenarios.language import ACTOR_KEYS, DEVICE_KEYS, STEP_KEYS, TOP_KEYS, Scenario, Step
-from explorer.scenarios.runner import ScenarioRun
+from explorer.scenarios.play import ScenarioRun
 
 BUNDLED = bundled_scenarios()
 

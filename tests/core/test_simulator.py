@@ -238,7 +238,7 @@ def test_random_scenario_scripts_never_break_the_model_through_the_kernels_own_r
     runner) trip no invariant: every finding is one the script itself made (it unbinds what it never bound, or
     answers a group that is not outstanding), exactly as many as the script made, and the index agrees."""
     from explorer.scenarios.language import Actor, DeviceSpec, Scenario, Step
-    from explorer.scenarios.runner import ScenarioRun
+    from explorer.scenarios.play import ScenarioRun
 
     actors = {f"p{i}": Actor(f"p{i}", 100 + i, f"proc{i}") for i in range(1, 5)}
     steps, t, exited = [], 0, set()

@@ -11,7 +11,8 @@ import calendar
 
 import pytest
 
-from explorer.importers.prefix import YearGuess, normalize_pci, rid_to_pci, split_line
+from explorer.importers.prefix import YearGuess, split_line
+from explorer.pci import normalize_pci, rid_to_pci
 
 MSG = ("DMAR: [DMA Read NO_PASID] Request device [00:02.0] fault addr 0x7cd80000 [fault reason 0x01] "
        "Present bit in root entry is clear")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from explorer.importers import import_log, runner
+from explorer.importers import import_log, pipeline
 from explorer.recording import Recording
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -39,7 +39,7 @@ def test_block_boundaries_do_not_change_the_events(fmt: str | None, block: int, 
     src = tmp_path / "all.log"
     src.write_text(_all_fixture_logs(fmt))
     whole = import_log(str(src), tmp_path / "whole.pasidrec", fmt=fmt)
-    monkeypatch.setattr(runner, "BLOCK", block)
+    monkeypatch.setattr(pipeline, "BLOCK", block)
     cut = import_log(str(src), tmp_path / "cut.pasidrec", fmt=fmt)
     assert whole.events > 0
     assert cut.footer() == whole.footer()
@@ -61,7 +61,7 @@ def test_progress_is_reported_in_increasing_bytes_up_to_the_size(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "all.log"
     src.write_text(_all_fixture_logs(None) * 8)  # past the first 64 KiB the format is sniffed from
-    monkeypatch.setattr(runner, "BLOCK", 4096)
+    monkeypatch.setattr(pipeline, "BLOCK", 4096)
     calls: list[tuple[int, int]] = []
     import_log(str(src), tmp_path / "out.pasidrec", progress=lambda done, total: calls.append((done, total)))
     size = src.stat().st_size
@@ -75,7 +75,7 @@ def test_progress_is_reported_in_increasing_bytes_up_to_the_size(tmp_path: Path,
 _MEASURE = """
 import resource, sys
 from pathlib import Path
-from explorer.importers import import_log, runner
+from explorer.importers import import_log, pipeline
 path, mb = Path(sys.argv[1]), int(sys.argv[2])
 fault = "AMD-Vi: Event logged [IO_PAGE_FAULT device=05:00.0 domain=0x0012 address=0x00000000ff6101b0 flags=0x0070]"
 noise = "usb 3-3: new high-speed USB device number 2 using xhci_hcd"
@@ -86,7 +86,7 @@ with open(path, "w") as f:
                         for i in range(1000))
         f.write(chunk)
         t, size = t + 1000, size + len(chunk)
-runner.BLOCK = 1 << 20
+pipeline.BLOCK = 1 << 20
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 import_log(str(path), path.with_suffix(".pasidrec"))
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from probes.layout import REC, TEXT_BYTES, Ev
+from probes.record import REC, TEXT_BYTES, Ev
 
 
 def record(type: Ev, ts: int, **fields: Any) -> np.ndarray:

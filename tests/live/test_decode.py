@@ -8,9 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from explorer.events import KINDS, Event, make
+from explorer.pci import rid_to_pci
 from explorer.uapi import command_number
-from probes.decode import FAULT_READ_CHUNK, FAULT_RECS_PER_IO, Decoder, rid_name
-from probes.layout import Ev
+from probes.decode import FAULT_READ_CHUNK, FAULT_RECS_PER_IO, Decoder
+from probes.record import Ev
 from probes.uapi_decode import LAYOUTS, PAGE_RESPONSE, PGFAULT, decode_args, encode_args
 
 from .records import batch, record
@@ -104,7 +105,7 @@ def test_vtd_page_request_and_group_response_descriptors() -> None:
         record(Ev.PRQ, 1, a=dw0, b=dw1, **{"in": dev}), record(Ev.QI_PGRP_RESP, 2, a=qw0, b=qw1))))
     assert (req.kind, req.device, req.pasid) == ("page_request", "0000:6a:01.0", 0x1234)
     assert req.fields == {"prg": 0x1A5, "addr": 0x7F0012345000, "perm": 0b111, "last": True}
-    assert (resp.kind, resp.device, resp.pasid) == ("page_response", rid_name(0x6A08), 0x1234)
+    assert (resp.kind, resp.device, resp.pasid) == ("page_response", rid_to_pci(0x6A08), 0x1234)
     assert resp.device == "0000:6a:01.0" and resp.fields == {"prg": 0x1A5, "code": 2}
 
 

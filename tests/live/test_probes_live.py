@@ -17,7 +17,7 @@ from explorer.errors import CaptureError
 from explorer.index import RecordingIndex
 from explorer.recording import Recording
 from explorer.uapi import command_number
-from probes import layout, loader
+from probes import loader, record
 from probes.btf import Btf
 from probes.capability import HostFacts
 from probes.capture import Capture, CaptureOptions, host_plan
@@ -86,7 +86,7 @@ def _kernel_funcs_text_and_flags(fentry: bool) -> tuple[str, list[str]]:
     does not (the point is the verifier's view of the code, not the values read)."""
     btf = Btf.load()
     flags = [f"-I{loader.PROBES_DIR}", "-DRINGBUF_PAGES=16", "-DWAKEUP_EVERY=1", "-DFAULT_PAGE_REQ=1",
-             "-DNEEDS_PASID_FLAG=4", "-DHAVE_MM_PASID", "-DOFF_MM_PASID=8", *layout.cflags()]
+             "-DNEEDS_PASID_FLAG=4", "-DHAVE_MM_PASID", "-DOFF_MM_PASID=8", *record.cflags()]
     if fentry:
         flags.append("-DUSE_FENTRY")
     for hook in HOOKS:

@@ -48,7 +48,7 @@ import shutil, subprocess, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 root, fake = Path(sys.argv[1]), Path(sys.argv[2])
-from probes import layout, loader
+from probes import loader, record
 from probes.capability import HostFacts, plan
 from probes.hooks import HOOKS
 real = Path("/sys/kernel/tracing")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from explorer.errors import LayoutError
-from explorer.tui.layout import available_layouts, load_layout
+from explorer.tui.screen_layout import available_layouts, load_layout
 
 GOOD = "name: mine\ndescription: one line\nfilter: pasid:1\nrows:\n  - height: 1fr\n    panels:\n      - timeline\n"
 

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     try:
         from ...tui.app import ExplorerApp, default_layout
-        from ...tui.layout import load_layout
+        from ...tui.screen_layout import load_layout
     except ImportError as e:
         raise ExplorerError(f"the explorer UI is not available in this installation ({e})") from None
     layout = load_layout(args.layout) if args.layout else None  # a bad layout fails before the probes load

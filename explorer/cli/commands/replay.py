@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     from ...tui.app import ExplorerApp, default_layout
-    from ...tui.layout import load_layout
+    from ...tui.screen_layout import load_layout
 
     path = args.file
     if path is None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ...outputs import check_output
 from ...scenarios import load_scenario, reference
-from ...simulator import fmt_ns
+from ...units import fmt_ns
 
 ORDER = 40
 

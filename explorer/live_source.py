@@ -6,8 +6,9 @@ A source hands over rows (see `Event.to_row`) in time-ordered batches; consumers
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
+from .events import Row
 from .recording import Header
 
 
@@ -16,7 +17,7 @@ class LiveSource(Protocol):
 
     header: Header
 
-    def poll(self, timeout_s: float) -> list[list[Any]]: ...
+    def poll(self, timeout_s: float) -> list[Row]: ...
 
     def status(self) -> str:
         """One line for a status bar: what is attached, events so far, losses."""

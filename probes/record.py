@@ -1,4 +1,5 @@
-"""The probes' ring-buffer record (probes/record.h) as a numpy dtype, and the event numbers the BPF code uses.
+"""The probes' ring-buffer record (`struct rec` in probes/common.bpf.c) as a numpy dtype, and the event numbers
+the BPF code uses.
 
 Python is the one source of the EV_* numbers: the loader passes them to the compiler as -D flags. The record's
 layout is written twice (C and here); the loader compares this dtype with the C struct as bcc sees it at load
@@ -70,5 +71,5 @@ def check_against(ctype: type) -> None:
     theirs = {name: getattr(ctype, name).offset for name, *_ in ctype._fields_}
     ours = {name: REC.fields[name][1] for name in REC.names}
     if ctypes.sizeof(ctype) != REC.itemsize or theirs != ours:
-        raise RuntimeError(f"probes/record.h and probes/layout.py disagree on struct rec: C {theirs} "
+        raise RuntimeError(f"probes/common.bpf.c and probes/record.py disagree on struct rec: C {theirs} "
                            f"({ctypes.sizeof(ctype)} bytes) vs Python {ours} ({REC.itemsize} bytes)")
