@@ -142,11 +142,17 @@ KINDS: dict[str, tuple[FieldSpec, ...]] = {
         _f("reason", str, "the reason in words"),
         _f("code", int, "vendor reason code (Intel fault reason, AMD event code, SMMU event id)"),
         _f("flags", int, "raw flags word as the kernel printed or passed it"),
-        _f("vendor", str, "intel, amd, arm-smmu-v3, arm-smmu or generic"),
+        _f("vendor", str, "intel, amd, arm-smmu-v3, arm-smmu, amdgpu, mediatek, rockchip, exynos, ipmmu, apple-dart, "
+                              "msm-gpu, xen-vtd or generic"),
         _f("access", str, "read, write, exec or unknown"),
         _f("driver", str, "driver bound to the device"),
         _f("raw", str, "the original text line(s), for imported faults"),
         _f("suppressed", int, "faults the kernel folded into a 'callbacks suppressed' count"),
+        _f("pasid_space", str, "whose numbering the PASID is in when it is not the IOMMU's global space: "
+                               "'amdgpu' (the GPU driver's own, amdgpu_ids.c)"),
+        _f("vmid", int, "the GPU VM the fault hit (amdgpu)"),
+        _f("client", str, "the engine or port that faulted (amdgpu UTCL2 client, MediaTek larb/port, ...)"),
+        _f("thread", str, "the faulting thread, as the driver named it"),
     ),
     Kind.MAP: (_DOMAIN, _f("iova", int, "I/O virtual address"), _f("paddr", int, "physical address"),
                _f("size", int, "bytes mapped")),

@@ -24,7 +24,7 @@ from typing import Any
 from ..events import KINDS, Kind, make
 from ..pci import rid_to_pci
 from .core import ImportStats, Sink, TextImporter, recordable
-from .kernel_log import ANCHORS as LOG_ANCHORS
+from .kernel_log import IOMMU_ANCHORS as LOG_ANCHORS
 from .scan import keyword_pattern
 from .vtd_tables import QI_PGRP_RESP_TYPE, decode_page_group_response
 
@@ -68,7 +68,7 @@ class FtraceImporter(TextImporter):
 
     format = "ftrace"
     ANCHORS = ANCHORS
-    GUEST_ANCHORS = LOG_ANCHORS
+    GUEST_ANCHORS = LOG_ANCHORS  # without "fault": a paste's prose around a trace mentions faults
 
     def __init__(self, sink: Sink, stats: ImportStats) -> None:
         super().__init__(sink, stats)

@@ -13,35 +13,59 @@ import re
 
 from ..events import Kind
 from .amd_vi import AmdVi
+from .amdgpu import AmdGpu
+from .apple_dart import AppleDart
 from .arm_smmu import ArmSmmu
 from .core import ImportStats, LogLine, Parser, Sink, TextImporter, may_hold
+from .exynos import Exynos
 from .intel_dmar import IntelDmar
+from .ipmmu import Ipmmu
+from .mediatek import MediaTek
+from .msm_gpu import MsmGpu
 from .prefix import YearGuess, split_parts
+from .rockchip import Rockchip
 from .scan import keyword_pattern
+from .xen import XenVtd
 
 LINE_NS = 1_000_000  # a log without any timestamp: one millisecond per line, so order survives
 
 # Words one of which every line an IOMMU driver prints carries (the rest of a multi-line record reaches its parser
 # because the parser holds the record open). "iommu" also catches other IOMMUs' fault lines, counted as not
 # understood rather than missed; "IOMMU" the 2.6-era "AMD IOMMU:" lines (and every iommu tracepoint's line, for a
-# pasted trace).
-ANCHORS = (b"DMAR", b"dmar", b"AMD-Vi", b"smmu", b"INTR-REMAP", b"suppressed", b"Linux version", b"iommu",
-           b"IOMMU")
+# pasted trace). "smmu" also finds Exynos ("sysmmu") lines; "ipmmu" Renesas ones and "SMMUv3" Xen's (in the passes
+# of "mmu" and "MMU"); "fault" the first line of an amdgpu/radeon VM fault (the rest reach it while it is open),
+# the Adreno GPU's and Apple DART's, in one pass.
+IOMMU_ANCHORS = (b"DMAR", b"dmar", b"AMD-Vi", b"smmu", b"INTR-REMAP", b"suppressed", b"Linux version", b"iommu",
+                 b"IOMMU", b"ipmmu", b"SMMUv3")
+ANCHORS = (*IOMMU_ANCHORS, b"fault")
 KEYWORDS = keyword_pattern(ANCHORS)
 # bytes.find runs quickest with a needle whose characters are rare in text (capitals rather than lower case or "-"),
 # of at most five (longer ones take a slower algorithm), and each needle costs a pass over the block: the block scan
 # looks for these anchors by the piece given here, and checks the whole word where it finds one.
 NEEDLES = {b"AMD-Vi": b"AMD-V", b"INTR-REMAP": b"REMAP", b"suppressed": b"essed", b"Linux version": b"Linux",
-           b"smmu": b"mmu", b"iommu": b"mmu"}
+           b"smmu": b"mmu", b"iommu": b"mmu", b"ipmmu": b"mmu", b"IOMMU": b"MMU",
+           b"SMMUv3": b"MMU"}
 _FAULTISH = re.compile(r"fault|error|event|logged|received|overflow|unhandled|illegal|invalid|timed? ?out|"
                        r"Request device|\bblocked\b|\blost\b|\babort|\bstall(?:ed)?\b|GFSR", re.IGNORECASE)
 _FAULTISH_WORDS = ("fault", "error", "event", "logged", "received", "overflow", "unhandled", "illegal", "invalid",
                    "out", "request device", "blocked", "lost", "abort", "stall", "gfsr")  # see core.may_hold
+# A line the "fault" anchor found is counted as not understood only when a driver read here printed it (other
+# drivers' and the CPU's page faults are not this tool's to list).
+_DRIVER_WORDS = ("dmar", "amd-vi", "mmu", "intr-remap", "gpu", "dart", "drmn")
 _STACK_FRAME = re.compile(r"^\??\s*[\w.]+\+0x[0-9a-f]+/0x[0-9a-f]+")  # " arm_smmu_context_fault+0x110/0x138"
 # A line from a driver (rather than a reporter's prose around the log): "DMAR: ...", "arm-smmu-v3 x.y: ...".
 _DRIVER_TAG = re.compile(r"^(?:(?:DMAR|dmar|DMAR-IR|AMD-Vi|INTR-REMAP|iommu|SMMU|smmu)\b|[\w.\-]+ [\w.:\-]+: )")
 _SUPPRESSED = re.compile(r"(?P<func>\w+): (?P<n>\d{1,10}) callbacks suppressed")
 _HOST = re.compile(r"^(?:Linux version (?P<kernel>\S+)|DMI: (?P<dmi>.+)|Command line: (?P<cmdline>.+))")
+
+
+# The rate-limited functions of the other drivers read here (dev_err_ratelimited names its caller).
+_SOC_SUPPRESSORS = {"gmc_v9_0_process_interrupt": "amdgpu", "gmc_v10_0_process_interrupt": "amdgpu",
+                    "gmc_v11_0_process_interrupt": "amdgpu", "gmc_v12_0_process_interrupt": "amdgpu",
+                    "mtk_iommu_isr": "mediatek", "ipmmu_domain_irq": "ipmmu", "apple_dart_irq": "apple-dart",
+                    "apple_dart_t8020_irq": "apple-dart", "apple_dart_t8110_irq": "apple-dart",
+                    "adreno_fault_handler": "msm-gpu", "a6xx_fault_handler": "msm-gpu",
+                    "a5xx_fault_handler": "msm-gpu"}
 
 
 def suppressing_vendor(func: str) -> str | None:
@@ -56,7 +80,7 @@ def suppressing_vendor(func: str) -> str | None:
         return "arm-smmu-v3"
     if func == "report_iommu_fault":
         return "generic"
-    return None
+    return _SOC_SUPPRESSORS.get(func)
 
 
 def host_facts(msg: str) -> dict[str, str]:
@@ -81,7 +105,9 @@ class KernelLogImporter(TextImporter):
         super().__init__(sink, stats)
         self.clock = clock
         self.years = years
-        self.parsers: list[Parser] = [AmdVi(sink), IntelDmar(sink), ArmSmmu(sink)]
+        self.parsers: list[Parser] = [AmdVi(sink), IntelDmar(sink), ArmSmmu(sink), AmdGpu(sink), XenVtd(sink),
+                                      MediaTek(sink), Rockchip(sink), Exynos(sink), Ipmmu(sink), AppleDart(sink),
+                                      MsmGpu(sink)]
         # Every parser's rules in one list, in order: the first whose word the message holds, whose pattern matches
         # and whose method takes the match reads the line.
         self.rules = [(word, pattern, getattr(p, method), p) for p in self.parsers for word, pattern, method in p.RULES]
@@ -158,7 +184,7 @@ class KernelLogImporter(TextImporter):
         if (follow := self.hand_over(block, start, end, candidate, text)) is not None:
             return follow
         if may_hold(msg, _FAULTISH_WORDS) and _FAULTISH.search(msg) and not _STACK_FRAME.match(msg) and \
-                (mono is not None or wall is not None or _DRIVER_TAG.match(msg)):
+                (mono is not None or wall is not None or _DRIVER_TAG.match(msg)) and may_hold(msg, _DRIVER_WORDS):
             stats.not_understood(self.scanner.line_no(start), text)
         return False
 

@@ -482,7 +482,8 @@ class Simulator:
 
     def _fault(self, row: Row, idx: int) -> None:
         pasid = row[R_PASID]
-        if pasid is not None and row[R_DEVICE] is not None:
+        # A PASID from a driver's own numbering (amdgpu's, amdgpu_ids.c) names nothing in the IOMMU's space.
+        if pasid is not None and row[R_DEVICE] is not None and "pasid_space" not in row[R_FIELDS]:
             self._check_attached(row[R_TS], row[R_DEVICE], pasid, "fault", idx)
 
     def _age_groups(self, now: int) -> None:
