@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from .index import RecordingIndex
+from .reconcile import failure_responses, reconcile
 from .simulator import Anomaly
+from .snapshot import stored
 from .units import fmt_ns
 
 SHOWN_SAMPLES = 10  # of the lines an import did not understand, how many `info` prints
@@ -73,9 +75,17 @@ def _known_kinds() -> set[str]:
 
 
 def check_report(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
-    """`check --json`: the info, plus every anomaly with its explanation."""
+    """`check --json`: the info, plus every anomaly with its explanation, and where the kernel's own state (the
+    recording's snapshots) disagrees with the model."""
     report = recording_info(path, idx)
     report["anomalies"] = [a.as_dict() for a in idx.anomalies]
+    rec = idx.recording
+    snaps, problems = stored.snapshots(idx.header.extra, rec.footer if rec is not None else None)
+    if snaps or problems:
+        rows = rec.iter_rows if rec is not None else list  # (a scenario in memory keeps no snapshots)
+        report["kernel_state"] = {
+            "snapshots": [s["taken_ns"] for s in snaps], "unusable": problems,
+            "disagreements": [d.as_dict() for d in reconcile(snaps, idx.state_at, lambda: failure_responses(rows()))]}
     return report
 
 

@@ -2,7 +2,7 @@
 
 Rows are appended as they are polled and a chunk is written (and fsynced) at least every second, so a capture
 killed with SIGKILL loses at most its last second; `close` writes the footer with the kernel's exact counts and
-why the capture ended.
+why the capture ended. The kernel's own PASID state (explorer.snapshot) is read at the start and at the end.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from explorer.collector import collector_paused
 from explorer.errors import InputError
 from explorer.events import Row
 from explorer.recording import RecordingWriter
+from explorer.snapshot import stored, take
 
 from .capture import Capture
 
@@ -28,6 +29,8 @@ class RecordingTee:
         self.capture = capture
         self.header = capture.header
         self.path = str(path)
+        # The kernel's own PASID state at the start, in the header so that a killed capture keeps it.
+        capture.header.extra[stored.KEY] = [take()]
         try:
             self.writer = RecordingWriter(path, capture.header, durable=True)
         except OSError as e:
@@ -67,7 +70,7 @@ class RecordingTee:
             self._write(self.capture.finish())
             extra = {"lost": self.capture.lost, "kernel_counts": self.capture.kernel_counts(),
                      "kernel_counts_missed": self.capture.kernel_counts_missed(),
-                     "unmatched_responses": self.capture.decoder.unmatched_responses}
+                     "unmatched_responses": self.capture.decoder.unmatched_responses, stored.KEY: [take()]}
         finally:
             self.writer.close(end_reason or self.end_reason, **extra)
             self.capture.close()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ...simulator import RULES
 from ...summary import anomaly_text, check_report, info_text
+from ...units import fmt_ns
 from ._common import open_with_progress, print_json, warn_damage
 
 ORDER = 30
@@ -50,7 +52,23 @@ def run(args: argparse.Namespace) -> int:
                 by_rule[a.rule] = by_rule.get(a.rule, 0) + 1
             summary = ", ".join(f"{n} {RULES[r].title if r in RULES else r}" for r, n in by_rule.items())
             print(f"\n{len(anomalies)} anomalies: {summary}")
+        print("\n".join(kernel_state_text(report.get("kernel_state"))))
     warn_damage(args.file, idx.damage)
     if unreadable:  # nothing was checked: not "clean"
         return 2
-    return 1 if anomalies else 0
+    disagree = bool((report.get("kernel_state") or {}).get("disagreements"))
+    return 1 if anomalies or disagree else 0
+
+
+def kernel_state_text(state: dict[str, Any] | None) -> list[str]:
+    """The kernel's own state beside the model, for people (nothing when the recording holds no snapshot)."""
+    if not state:
+        return []
+    lines = ["", f"kernel state: {len(state['snapshots'])} snapshots set beside the model"]
+    lines += [f"  unusable snapshot: {why}" for why in state["unusable"]]
+    for d in state["disagreements"]:
+        lines.append(f"  [{d['severity']}] {fmt_ns(d['ts_ns'])} {d['rule']}: {d['explanation']}")
+    if not state["disagreements"]:
+        lines.append("  the model and the kernel agree")
+    # device names come from the recording: never let one reach the terminal as a control sequence
+    return ["".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in line) for line in lines]

@@ -1,0 +1,114 @@
+"""Where the kernel's own view of its PASIDs (snapshots a capture took, explorer.snapshot) and the model disagree.
+
+Each snapshot is set beside the simulated state at its time:
+  - a (device, PASID) the model holds attached but the device's PASID table (Intel debugfs) lacks, or a PASID table
+    entry the model never saw attached, when it appeared during the recording (the first snapshot's entries predate
+    the recording: the model cannot know them, so they are no finding);
+  - PRI Response Failure or Stopped set where the previous snapshot had it clear and no failure response to the
+    device (ResponseCode.FAILURE) came between them: the model cannot explain the device's stopped page requests;
+  - a PASID capability width other than the width the model uses for the device.
+PASID 0 is the kernel's own (RID_PASID, the device's default domain) and never a finding. A finding the model's
+uncertainty (lost or unseen events) could explain is marked uncertain, as the simulator's own findings are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .events import R_DEVICE, R_FIELDS, R_KIND, R_TS, Kind, ResponseCode
+from .simulator.state import SimState
+
+RID_PASID = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Disagreement:
+    rule: str  # table_missing, table_unexplained, pri_unexplained, width_differs
+    ts_ns: int
+    device: str
+    pasid: int | None
+    explanation: str
+    severity: str  # error, warning or uncertain
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def reconcile(snaps: list[dict[str, Any]], state_at: Callable[[int], SimState],
+              failures: Callable[[], Iterable[tuple[int, str]]]) -> list[Disagreement]:
+    """Every disagreement between `snaps` (in time order) and the model; `failures` yields (ts, device) of each
+    failure response, read only when a PRI flag needs explaining."""
+    out: list[Disagreement] = []
+    failed: list[tuple[int, str]] | None = None
+    previous: dict[str, Any] | None = None
+    for snap in snaps:
+        ts = snap["taken_ns"]
+        state = state_at(ts)
+        doubt = "uncertain" if state.uncertain_since is not None and state.uncertain_since <= ts else "error"
+        out += _tables(snap, previous, state, ts, doubt)
+        out += _widths(snap, state, ts)
+        if previous is not None:
+            for dev, fn in sorted(snap.get("pci", {}).items()):
+                flags = _pri_flags(fn) - _pri_flags(previous.get("pci", {}).get(dev, {}))
+                if not flags:
+                    continue
+                if failed is None:
+                    failed = list(failures())
+                if not any(previous["taken_ns"] <= t <= ts and d == dev for t, d in failed):
+                    out.append(Disagreement(
+                        "pri_unexplained", ts, dev, None,
+                        f"{dev}'s PRI status shows {' and '.join(sorted(flags))}, clear at the previous snapshot, but "
+                        "no failure response reached it in between: the device stopped issuing page requests for a "
+                        "reason the recording does not show", doubt))
+        previous = snap
+    return out
+
+
+def _pri_flags(fn: dict[str, Any]) -> set[str]:
+    pri = fn.get("pri") or {}
+    return {name for key, name in (("response_failure", "Response Failure"), ("stopped", "Stopped")) if pri.get(key)}
+
+
+def _tables(snap: dict[str, Any], previous: dict[str, Any] | None, state: SimState, ts: int,
+            doubt: str) -> list[Disagreement]:
+    intel = snap.get("intel") or {}
+    iommus = intel.get("iommus", {})
+    out = []
+    for dev, entry in sorted(intel.get("devices", {}).items()):
+        if not iommus.get(entry.get("iommu"), {}).get("scalable"):
+            continue  # legacy mode: no PASID table to compare
+        table = {e["pasid"] for e in entry.get("pasids", [])} - {RID_PASID}
+        modelled = {p for (d, p) in state.attachments if d == dev} - {RID_PASID}
+        for pasid in sorted(modelled - table):
+            out.append(Disagreement("table_missing", ts, dev, pasid,
+                                    f"the model holds PASID {pasid} attached to {dev}, but the device's PASID table "
+                                    f"on {entry['iommu']} has no entry for it", doubt))
+        if previous is None:
+            continue  # entries made before the recording began: the model could not have seen them
+        before = {e["pasid"] for e in (previous.get("intel") or {}).get("devices", {}).get(dev, {}).get("pasids", [])}
+        for pasid in sorted(table - modelled - before):
+            out.append(Disagreement("table_unexplained", ts, dev, pasid,
+                                    f"{dev}'s PASID table on {entry['iommu']} has an entry for PASID {pasid} made "
+                                    "during the recording, which the model never saw attached", doubt))
+    return out
+
+
+def _widths(snap: dict[str, Any], state: SimState, ts: int) -> list[Disagreement]:
+    out = []
+    for dev, fn in sorted(snap.get("pci", {}).items()):
+        width, modelled = (fn.get("pasid") or {}).get("width"), state.devices.get(dev)
+        if width is not None and modelled is not None and width != modelled:
+            out.append(Disagreement("width_differs", ts, dev, None,
+                                    f"{dev}'s PASID capability says {width} bits; the model uses {modelled}",
+                                    "warning"))
+    return out
+
+
+def failure_responses(rows: Iterable[list[Any]]) -> Iterable[tuple[int, str]]:
+    """(ts, device) of each failure response among recording rows."""
+    for row in rows:
+        if row[R_KIND] == Kind.PAGE_RESPONSE and row[R_FIELDS].get("code") == ResponseCode.FAILURE and \
+                row[R_DEVICE] is not None:
+            yield row[R_TS], row[R_DEVICE]

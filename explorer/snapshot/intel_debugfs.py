@@ -1,0 +1,72 @@
+"""Intel IOMMU debugfs (/sys/kernel/debug/iommu/intel/, CONFIG_INTEL_IOMMU_DEBUGFS), as drivers/iommu/intel/
+debugfs.c prints it (5.2 to 6.x):
+
+    dmar_translation_struct   per IOMMU: "IOMMU dmar0: Root Table Address: 0x..." then one line per present
+                              context entry, or in scalable mode per present PASID table entry:
+                              "00:0a.0\t0x<root hi>:0x<root lo>\t0x<ctx hi>:0x<ctx lo>\t<pasid>\t0x<v2>:0x<v1>:0x<v0>"
+                              (PASID -1: legacy mode, no PASID table); "DMA Remapping is not enabled on dmar0"
+    invalidation_queue        "Invalidation queue on IOMMU: dmar0" / " Base: 0x...\tHead: 20\tTail: 20" + entries
+    dmar_perf_latency         per IOMMU, invalidation latency buckets (kept as text)
+
+A PASID table entry's translation type is PGTT (val[0] bits 8:6) and its domain ID val[1] bits 15:0
+(drivers/iommu/intel/pasid.h pasid_set_translation_type(), pasid_set_domain_id()). PASID 0 is the device's
+RID_PASID entry (its default DMA domain), which the kernel sets up itself.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_IOMMU = re.compile(r"IOMMU (?P<name>\S+): Root Table Address: 0x(?P<addr>[0-9a-fA-F]+)")
+_DISABLED = re.compile(r"DMA Remapping is not enabled on (?P<name>\S+)")
+_ENTRY = re.compile(r"(?P<bdf>[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])\t0x[0-9a-fA-F]{16}:0x[0-9a-fA-F]{16}\t"
+                    r"0x(?P<ctx_hi>[0-9a-fA-F]{16}):0x(?P<ctx_lo>[0-9a-fA-F]{16})\t(?P<pasid>-?\d+)\s*\t"
+                    r"0x(?P<v2>[0-9a-fA-F]{16}):0x(?P<v1>[0-9a-fA-F]{16}):0x(?P<v0>[0-9a-fA-F]{16})\s*$")
+_QUEUE = re.compile(r"Invalidation queue on IOMMU: (?P<name>\S+)")
+_HEAD = re.compile(r"\s*Base: 0x(?P<base>[0-9a-fA-F]+)\s+Head: (?P<head>\d+)\s+Tail: (?P<tail>\d+)")
+PGTT = {1: "first-stage", 2: "second-stage", 3: "nested", 4: "pass-through"}
+
+
+class BadDump(ValueError):
+    """A debugfs file whose text is not what debugfs.c prints."""
+
+
+def translation_struct(text: str, segment: str = "0000") -> dict[str, Any]:
+    """{"iommus": {name: {"enabled", "scalable"}}, "devices": {bdf: {"iommu", "pasids": [{"pasid", "pgtt",
+    "domain_id"}]}}} (a list: recordings' maps take text keys only).
+    The dump prints no PCI segment: devices are named in `segment`."""
+    iommus: dict[str, dict[str, Any]] = {}
+    devices: dict[str, dict[str, Any]] = {}
+    current = None
+    for no, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("B.D.F"):
+            continue
+        if (m := _IOMMU.match(line)) is not None:
+            current = m["name"]
+            iommus[current] = {"enabled": True, "scalable": False}
+        elif (m := _DISABLED.match(line)) is not None:
+            iommus[m["name"]] = {"enabled": False, "scalable": False}
+        elif (m := _ENTRY.match(line)) is not None and current is not None:
+            dev = devices.setdefault(f"{segment}:{m['bdf'].lower()}", {"iommu": current, "pasids": []})
+            pasid = int(m["pasid"])
+            if pasid >= 0:
+                iommus[current]["scalable"] = True
+                v0, v1 = int(m["v0"], 16), int(m["v1"], 16)
+                dev["pasids"].append({"pasid": pasid, "pgtt": PGTT.get(v0 >> 6 & 7, f"type {v0 >> 6 & 7}"),
+                                      "domain_id": v1 & 0xFFFF})
+        else:
+            raise BadDump(f"line {no}: not a line of dmar_translation_struct: {line[:80]!r}")
+    return {"iommus": iommus, "devices": devices}
+
+
+def invalidation_queue(text: str) -> dict[str, dict[str, int]]:
+    """{iommu: {"head", "tail"}}: head == tail means the hardware has done every queued invalidation."""
+    out: dict[str, dict[str, int]] = {}
+    current = None
+    for line in text.splitlines():
+        if (m := _QUEUE.match(line)) is not None:
+            current = m["name"]
+        elif current is not None and (m := _HEAD.match(line)) is not None:
+            out[current] = {"head": int(m["head"]), "tail": int(m["tail"])}
+    return out

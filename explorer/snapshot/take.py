@@ -1,0 +1,131 @@
+"""Take a snapshot of the kernel's own PASID state: what PCI config space, the Intel IOMMU debugfs and the AMD
+IOMMU debugfs say right now, with what could not be read and why (no debugfs, no such driver, not root).
+
+A snapshot is a plain dict, stored as is in recordings (see docs/recording-format.md) and by `snapshot -o`:
+
+    taken_ns       CLOCK_MONOTONIC when taken (a live capture's clock)     taken_unix, kernel
+    pci            {device: {vendor, device_id, class, pasid: {width, enabled, ...}, pri: {...}, ats: {...}}}
+                   (functions with a PASID, PRI or ATS capability only)
+    intel          {iommus, devices: {device: {iommu, pasids: {pasid: {pgtt, domain_id}}}}, invalidation_queue}
+    amd            {files: {name: text}}   (drivers/iommu/amd/debugfs.c, 6.13 on; kept as the kernel printed it)
+    unreadable     {what: why}
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from . import intel_debugfs, pci_caps
+
+TEXT_LIMIT = 256 << 10  # a debugfs file read beyond this is cut (the invalidation queue alone can be 100s of KiB)
+AMD_FILES = ("devtbl", "mmio", "capability", "cmdbuf", "devid", "irqtbl")
+
+
+def take(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
+    """Read what this host (or a copy of its /sys under `root`) exposes."""
+    base = Path(root)
+    snap: dict[str, Any] = {"taken_ns": time.monotonic_ns(), "taken_unix": time.time(),
+                            "kernel": os.uname().release, "pci": {}, "unreadable": {}}
+    _pci(base / "sys/bus/pci/devices", snap)
+    debugfs = base / "sys/kernel/debug"
+    why = _debugfs_missing(debugfs)
+    if why is not None:
+        snap["unreadable"]["iommu debugfs"] = why
+        return snap
+    _intel(debugfs / "iommu/intel", snap)
+    _amd(debugfs / "iommu/amd", snap)
+    return snap
+
+
+def _debugfs_missing(debugfs: Path) -> str | None:
+    try:
+        entries = list(debugfs.iterdir())
+    except PermissionError:
+        return "not root: debugfs is readable by root only"
+    except OSError:
+        return f"no debugfs: it is not mounted at {debugfs} (mount -t debugfs none /sys/kernel/debug)"
+    if not entries:
+        return f"no debugfs: {debugfs} is empty (not mounted: mount -t debugfs none /sys/kernel/debug)"
+    return None
+
+
+def _read(path: Path, snap: dict[str, Any], what: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read(TEXT_LIMIT).decode("utf-8", "replace")
+    except PermissionError:
+        snap["unreadable"][what] = f"not root: {path} is readable by root only"
+    except OSError as e:
+        snap["unreadable"][what] = f"{path}: {e.strerror or e}"
+    return None
+
+
+def _pci(devices: Path, snap: dict[str, Any]) -> None:
+    try:
+        names = sorted(p.name for p in devices.iterdir())
+    except OSError as e:
+        snap["unreadable"]["pci config space"] = f"{devices}: {e.strerror or e}"
+        return
+    not_root = conventional = 0
+    for name in names:
+        try:
+            config = (devices / name / "config").read_bytes()[:pci_caps.CONFIG_SIZE]
+        except OSError as e:
+            snap["unreadable"][f"pci {name}"] = f"config space: {e.strerror or e}"
+            continue
+        try:
+            fn = pci_caps.decode(config)
+        except pci_caps.BadConfig as e:
+            snap["unreadable"][f"pci {name}"] = f"config space: {e}"
+            continue
+        if not fn.pop("extended"):
+            not_root += len(config) <= pci_caps.USER_VISIBLE
+            conventional += len(config) > pci_caps.USER_VISIBLE
+        if fn.keys() & {"pasid", "pri", "ats"}:
+            snap["pci"][name] = fn
+    if not_root:
+        snap["unreadable"]["pci extended capabilities"] = (
+            f"not root: {not_root} of {len(names)} functions gave only the first {pci_caps.USER_VISIBLE} bytes of "
+            "config space, which hold no PASID, PRI or ATS capability")
+    if conventional:
+        snap["unreadable"]["pci conventional functions"] = (
+            f"{conventional} of {len(names)} functions have no extended config space (conventional PCI, or a "
+            "virtual bus that offers only 256 bytes), so no PASID, PRI or ATS capability")
+
+
+def _intel(path: Path, snap: dict[str, Any]) -> None:
+    if not path.is_dir():
+        snap["unreadable"]["intel iommu debugfs"] = (
+            "no such driver: no iommu/intel in debugfs (no Intel IOMMU, or CONFIG_INTEL_IOMMU_DEBUGFS off)")
+        return
+    intel: dict[str, Any] = {}
+    text = _read(path / "dmar_translation_struct", snap, "intel dmar_translation_struct")
+    if text is not None:
+        try:
+            intel.update(intel_debugfs.translation_struct(text))
+        except intel_debugfs.BadDump as e:
+            snap["unreadable"]["intel dmar_translation_struct"] = f"{path / 'dmar_translation_struct'}: {e}"
+    text = _read(path / "invalidation_queue", snap, "intel invalidation_queue")
+    if text is not None:
+        intel["invalidation_queue"] = intel_debugfs.invalidation_queue(text)
+    text = _read(path / "dmar_perf_latency", snap, "intel dmar_perf_latency")
+    if text is not None:
+        intel["latency"] = text
+    snap["intel"] = intel
+
+
+def _amd(path: Path, snap: dict[str, Any]) -> None:
+    if not path.is_dir():
+        snap["unreadable"]["amd iommu debugfs"] = (
+            "no such driver: no iommu/amd in debugfs (no AMD IOMMU, a kernel before 6.13, or "
+            "CONFIG_AMD_IOMMU_DEBUGFS off)")
+        return
+    files: dict[str, str] = {}
+    for unit in sorted(p for p in path.iterdir() if p.is_dir()):
+        for name in AMD_FILES:
+            if (unit / name).exists() and (text := _read(unit / name, snap, f"amd {unit.name}/{name}")) is not None:
+                files[f"{unit.name}/{name}"] = text
+    snap["amd"] = {"files": files}
