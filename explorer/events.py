@@ -267,26 +267,6 @@ R_TS, R_KIND, R_DEVICE, R_PASID, R_CPU, R_PID, R_COMM, R_SOURCE, R_FIELDS = rang
 COMMON_FIELDS = ("ts_ns", "kind", "device", "pasid", "cpu", "pid", "comm", "source")
 
 
-_POSITION_TYPES: tuple[tuple[str, type | tuple[type, ...]], ...] = (
-    ("ts_ns", int), ("kind", str), ("device", (str, type(None))), ("pasid", (int, type(None))),
-    ("cpu", (int, type(None))), ("pid", (int, type(None))), ("comm", (str, type(None))),
-    ("source", (str, type(None))), ("fields", (dict, type(None))),
-)
-
-
-def row_problem(row: Any) -> str | None:
-    """What makes a recording row unusable (wrong shape or position types), or None. The readers' fast paths
-    assume well-formed rows and call this only once something has failed, to say what and where."""
-    if not isinstance(row, list) or len(row) < len(_POSITION_TYPES):
-        return f"not an event row (a {type(row).__name__} of {len(row) if isinstance(row, list) else 1} items)"
-    for (name, types), value in zip(_POSITION_TYPES, row, strict=False):
-        if isinstance(value, bool) or not isinstance(value, types):
-            return f"{name} is {value!r:.40}, a {type(value).__name__}"
-    if not -(1 << 63) <= row[R_TS] < 1 << 63:
-        return f"ts_ns {row[R_TS]} does not fit in 64 bits"
-    return None
-
-
 def make(kind: str, ts_ns: int, *, device: str | None = None, pasid: int | None = None,
          cpu: int | None = None, pid: int | None = None, comm: str | None = None, source: str = "",
          **fields: Any) -> Event:
@@ -307,7 +287,13 @@ def make(kind: str, ts_ns: int, *, device: str | None = None, pasid: int | None 
     if pasid is not None and not 0 <= pasid < PASID_SPACE:
         raise ValueError(f"{kind}: PASID {pasid} outside 0..{PASID_SPACE - 1}")
     clean = {k: v for k, v in fields.items() if v is not None}
-    return Event(ts_ns, Kind(kind), device, pasid, cpu, pid, comm, source, MappingProxyType(clean))
+    event = Event(ts_ns, Kind(kind), device, pasid, cpu, pid, comm, source, MappingProxyType(clean))
+    from .schema import row_problem  # (the schema is built from KINDS, above)
+
+    problem = row_problem(event.to_row())
+    if problem is not None:
+        raise ValueError(f"{kind}: {problem}")
+    return event
 
 
 def owner_of(pid: int | None, comm: str | None) -> str:

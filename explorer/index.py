@@ -25,15 +25,18 @@ import msgpack
 import numpy as np
 
 from .collector import collector_paused
-from .events import R_TS, Event, Kind, Row, make, row_problem
+from .events import Event, Kind, Row, make
 from .recording import DeviceInfo, Header, Recording
 from .recording.columns import ChunkColumns, columns_of
 from .recording.reader import ChunkHead
+from .schema import checked, key_problem
 from .simulator import DEFAULT_STALE_NS, STATEFUL_KINDS, Anomaly, SimState, Simulator, lifecycle_unobserved
 
 ProgressHook = Callable[[int, int], None]
 Observer = Callable[[list[Row | None], list[int]], None]  # a chunk's rows (None where not decoded), positions modelled
 _CHUNK_CACHE = 16
+KIND_IDS = 256  # kind names the kinds column tells apart (uint8); kinds beyond share the last id
+OTHER_KINDS = "(other kinds)"
 CHECKPOINT_EVERY = 8192  # events between simulator checkpoints: bounds the replay behind any seek
 
 
@@ -81,7 +84,7 @@ class RecordingIndex:
         self._kind_ids: defaultdict[str, int] = defaultdict(count().__next__)
         for k in Kind:
             self._kind_ids[str(k)]
-        self._stateful = np.zeros(256, dtype=bool)
+        self._stateful = np.zeros(KIND_IDS, dtype=bool)
         for k in STATEFUL_KINDS:
             self._stateful[self._kind_ids[str(k)]] = True
         self._track_ids: defaultdict[tuple[Any, Any], int] = defaultdict(count().__next__)
@@ -95,6 +98,7 @@ class RecordingIndex:
         self._chunk_file_ids: list[int | None] = []  # the file chunk behind each chunk (None: fed live)
         self._stateful_at: list[np.ndarray] = []  # per chunk, the positions of the rows the model replays
         self._first_ts: list[int] = []  # per chunk, its first event's time
+        self._last_ts = 0  # the last event's time (a refused live row's stand-in takes it)
         self._gaps: dict[int, tuple[int, int]] = {}  # chunk -> (time, events) of an unreadable chunk's loss
         self.modelled_chunks = 0  # chunks the model has replayed, in order
         self._live_chunks: dict[int, list[Row]] = {}  # rows of chunks fed live, by chunk number
@@ -102,7 +106,7 @@ class RecordingIndex:
         self._checkpoints: list[_Checkpoint] = [_Checkpoint(0, self.sim.snapshot())]
         self._checkpoint_starts: list[int] = [0]
         self.n = 0
-        self.damage: list[str] = []
+        self._notes: list[str] = []  # damage the index found (the recording's own is added by `damage`)
         self._dirty = True
         self._anomalies_sorted: list[Anomaly] = []
         self._anomaly_ts: list[int] = []
@@ -135,9 +139,6 @@ class RecordingIndex:
                     idx._model_chunk(idx.modelled_chunks)
                 if progress is not None:
                     progress(idx.n, total)
-        for d in recording.damage:
-            if not any(str(d.offset) in x for x in idx.damage):
-                idx.damage.append(str(d))
         if model:
             idx.finish()
         else:
@@ -181,17 +182,29 @@ class RecordingIndex:
         gap = self._gaps.get(c)
         return self.modelled >= self.index_at(t_ns) and (gap is None or gap[0] > t_ns)
 
+    @property
+    def damage(self) -> list[str]:
+        """What the input lacks, each place once: the reader's findings (cut, damaged frames, refused rows,
+        found as chunks are read), then the index's own."""
+        said = [str(d) for d in self.recording.damage] if self.recording is not None else []
+        known = set(said)
+        return said + [x for x in self._notes if x not in known]
+
     def add_rows(self, rows: list[Row]) -> None:
         """Feed a batch of live rows (time-ordered); they become one in-memory chunk, modelled at once (after any
-        chunks the model has still to replay)."""
+        chunks the model has still to replay). Rows the schema refuses become one-event losses, named in
+        `damage`: this is where live and simulated rows enter."""
         if rows:
+            base = self.n
+            rows = checked(rows, lambda j, problem: self._notes.append(
+                f"live batch, event {base + j}: {problem}; read as one lost event"), self._last_ts)
             self._ingest(rows, file_chunk=None)
             while self._model_next():
                 pass
 
     def _note_gap(self, ts: int, n: int, why: str) -> None:
         """An unreadable chunk is a loss like any other: the simulator must stop trusting its state there."""
-        self.damage.append(why)
+        self._notes.append(why)
         self._gaps[len(self._chunk_starts)] = (ts, n)
 
     def _ingest_head(self, head: ChunkHead, file_chunk: int) -> bool:
@@ -208,13 +221,9 @@ class RecordingIndex:
         return True
 
     def _ingest(self, rows: list[Row], file_chunk: int | None) -> None:
+        """Index rows the schema has checked (the reader's, or `add_rows`')."""
         if rows:
-            try:
-                columns = self._columns_of(rows)
-            except (TypeError, ValueError, OverflowError, IndexError):
-                rows = self._repaired(rows, file_chunk)
-                file_chunk = None  # the repaired rows are kept in memory, the file's are never read again
-                columns = self._columns_of(rows)
+            columns = self._columns_of(rows)
         else:
             columns = (np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros(0, np.uint32))
         c = len(self._chunk_starts)
@@ -232,6 +241,8 @@ class RecordingIndex:
         self._chunk_file_ids.append(file_chunk)
         self._stateful_at.append(np.flatnonzero(self._stateful[columns[1]]))
         self._first_ts.append(int(columns[0][0]) if n else 0)
+        if n:
+            self._last_ts = int(columns[0][-1])
         self.n += n
         self._dirty = True
 
@@ -253,7 +264,7 @@ class RecordingIndex:
         if len(rows) != n:  # readable when indexed, not now: its events are a loss like an unreadable chunk's
             gap = (self._first_ts[c], n)
             assert self.recording is not None  # (rows in memory are always there)
-            self.damage.append(_reader_said(self.recording, self._chunk_file_ids[c]))
+            self._notes.append(_reader_said(self.recording, self._chunk_file_ids[c]))
             rows, stateful, positions = [None] * n, stateful[:0], []
         if gap is not None:  # with a checkpoint of its own: a seek past it must not replay from before the loss
             self.sim.apply_row(make(Kind.LOST, gap[0], source="recording", count=gap[1]).to_row(), -1)
@@ -288,7 +299,7 @@ class RecordingIndex:
             try:
                 return head.rows(positions)
             except (TypeError, ValueError, OverflowError, IndexError, msgpack.UnpackException) as e:
-                self.damage.append(f"byte {self.recording.chunks[file_chunk].offset}: chunk {file_chunk}: {e}; "
+                self._notes.append(f"byte {self.recording.chunks[file_chunk].offset}: chunk {file_chunk}: {e}; "
                                    "the model reads the chunk's rows, the timeline shows its stored columns")
         return self._chunk_rows(c)
 
@@ -311,34 +322,26 @@ class RecordingIndex:
         combos = keys[cols.key_of]
         return cols.ts.astype(np.int64), self._combo_kind[combos], self._combo_track[combos]
 
-    def _repaired(self, rows: list[Row], file_chunk: int | None) -> list[Row]:
-        """The batch with each malformed row replaced by a one-event loss at the previous row's time: the rest
-        of the chunk is kept, the model stops trusting its state there, and the damage names the place."""
-        where = f"byte {self.recording.chunks[file_chunk].offset}: chunk {file_chunk}" \
-            if file_chunk is not None and self.recording is not None else "live batch"
-        out, last = [], self.end_ns if self.n else 0
-        for j, row in enumerate(rows):
-            problem = row_problem(row)
-            if problem is None:
-                last = row[R_TS]
-                out.append(row)
-                continue
-            self.damage.append(f"{where}, event {self.n + j}: {problem}; read as one lost event")
-            out.append(make(Kind.LOST, last, source="recording", count=1, why=f"malformed event: {problem}").to_row())
-        return out
-
     def _grow_combos(self) -> None:
         """Kind and track ids for the (kind, device, pasid) combinations first seen in this batch, in order of
         appearance, so tracks are numbered as they first appear. A combination of the wrong types (a malformed
         row) gets no kind or track: it is marked not ok, and a batch holding it is repaired by the caller."""
         new = list(self._combo_ids)[len(self._combo_kind):]
-        valid = [isinstance(k, str) and isinstance(d, str | None) and isinstance(p, int | None) and
-                 not isinstance(p, bool) for k, d, p in new]
-        kinds = [self._kind_ids[k] if ok else 0 for (k, _, _), ok in zip(new, valid, strict=True)]
+        valid = [key_problem(*k) is None for k in new]
+        kinds = [self._kind_id_for(k) if ok else 0 for (k, _, _), ok in zip(new, valid, strict=True)]
         tracks = [self._track_ids[d, p] if ok else 0 for (_, d, p), ok in zip(new, valid, strict=True)]
         self._combo_kind = np.concatenate([self._combo_kind, np.array(kinds, np.uint8)])
         self._combo_track = np.concatenate([self._combo_track, np.array(tracks, np.uint32)])
         self._combo_ok = np.concatenate([self._combo_ok, np.array(valid, bool)])
+
+    def _kind_id_for(self, kind: str) -> int:
+        """The kinds column's id of `kind`: its own among the first KIND_IDS - 1 names seen, else the one the
+        rest share (a recording of thousands of made-up kinds must not overflow the column)."""
+        ids = self._kind_ids
+        found = ids.get(kind)
+        if found is not None:
+            return found
+        return ids[kind] if len(ids) < KIND_IDS - 1 else ids[OTHER_KINDS]
 
     def finish(self) -> None:
         """End of stream: let outstanding groups age to the last event's time."""

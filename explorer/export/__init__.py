@@ -41,8 +41,8 @@ def _write(path: str, to: str, f, progress: Tick | None, damage: list[str],  # t
     if to == "perfetto":
         idx = open_index(path, progress=progress)
         total = idx.n
+        n = write_perfetto(idx, f, None if progress is None else lambda n: progress(n, total))
         damage.extend(idx.damage)
-        n = write_perfetto(idx, f, None if progress is None else lambda n: progress(n, total), damage)
         return n
     with open_rows(path, anomalies) as (_, rows, total, found):
         tick = None if progress is None else (lambda n: progress(n, total))

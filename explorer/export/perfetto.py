@@ -18,11 +18,10 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from ..events import R_DEVICE, R_FIELDS, R_KIND, R_PASID, R_TS, Kind, Row, row_problem
+from ..events import R_DEVICE, R_FIELDS, R_KIND, R_PASID, R_TS, Kind, Row
 from ..index import RecordingIndex
 from ..simulator import RULES
 from .jsonl import json_default
-from .rows import usable
 
 ALLOCATOR_PID = 1
 # Kinds drawn as slices; they appear as instants only when they failed.
@@ -100,7 +99,6 @@ class PerfettoWriter:
         self._ids = count(1)
         self._first = True
         self.written = 0
-        self.left_out: list[str] = []  # events whose fields an exporter cannot read, as jsonl and csv report them
 
     def us(self, ts: int) -> float:
         return round((ts - self.t0) / 1000, 3)
@@ -145,9 +143,6 @@ class PerfettoWriter:
         return self.written
 
     def event(self, i: int, row: Row) -> None:
-        if not usable(row):
-            self.left_out.append(f"event {i}: {row_problem(row) or 'malformed'}; left out")
-            return
         kind, ts, dev, pasid, f = row[R_KIND], row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS] or {}
         if kind == Kind.PASID_ALLOC and pasid is not None and not f.get("error"):
             self._end_lifetime(pasid, ts, "reallocated while live")
@@ -250,11 +245,6 @@ class PerfettoWriter:
                             "evidence": list(a.evidence)}})
 
 
-def write_perfetto(idx: RecordingIndex, out: TextIO, tick: Callable[[int], None] | None = None,
-                   damage: list[str] | None = None) -> int:
-    """Write the trace; events left out are appended to `damage`."""
-    writer = PerfettoWriter(idx, out)
-    n = writer.write(tick)
-    if damage is not None:
-        damage.extend(writer.left_out)
-    return n
+def write_perfetto(idx: RecordingIndex, out: TextIO, tick: Callable[[int], None] | None = None) -> int:
+    """Write the trace (what the input lacks is in `idx.damage` once it is written)."""
+    return PerfettoWriter(idx, out).write(tick)

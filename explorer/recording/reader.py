@@ -10,16 +10,18 @@ import os
 import re
 import stat
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import msgpack
 
 from ..errors import RecordingError
-from ..events import R_TS, Event, Row
+from ..events import R_DEVICE, R_KIND, R_PASID, R_TS, Event, Row
+from ..schema import TS_END, checked
 from .columns import ChunkColumns
 from .columns import unpack as unpack_columns
+from .footer import checked_keys, entry_problem, index_problem
 from .framing import FRAME, MAGIC, MAX_FRAME, TAG_CHUNK, TAG_FOOTER, TAG_HEADER, TAIL, TAIL_MAGIC
 from .header import BadHeader, DeviceInfo, Header
 
@@ -93,6 +95,9 @@ def _chunk_meta(payload: bytes) -> dict[str, Any]:
     return meta
 
 
+Refused = Callable[[int, str], None]  # told of a row the schema refuses: its place in the chunk, the problem
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkHead:
     """A chunk's columns and its undecoded rows: the index decodes only the rows the model replays."""
@@ -100,19 +105,28 @@ class ChunkHead:
     payload: bytes
     start: int  # where the first row begins in `payload`
     cols: ChunkColumns
+    refused: Refused  # the reader's note of a row the schema refuses
 
     def rows(self, positions: list[int]) -> list[Row | None]:
-        """A list as long as the chunk with the rows at `positions` decoded (None elsewhere). ValueError when
-        a row does not decode, or is not the one its column says (its time differs)."""
-        at, start = self.cols.row_at, self.start
+        """A list as long as the chunk with the rows at `positions` decoded (None elsewhere), each checked by the
+        schema (a refused row comes back as a one-event loss). ValueError when a row does not decode, or is not
+        the one its columns say (its time, kind, device or PASID differs)."""
+        at, start, cols = self.cols.row_at, self.start, self.cols
         view = memoryview(self.payload)
-        out: list[Any] = [None] * len(self.cols.ts)
+        out: list[Any] = [None] * len(cols.ts)
         assert at is not None
-        for j, t in zip(positions, self.cols.ts[positions].tolist(), strict=True):
+        keys = cols.keys
+        for j, t, k in zip(positions, cols.ts[positions].tolist(), cols.key_of[positions].tolist(), strict=True):
             row = msgpack.unpackb(view[start + at[j]:start + at[j + 1]], raw=False, strict_map_key=False)
-            if type(row) is not list or not row or row[R_TS] != t:
+            if type(row) is not list or len(row) <= R_PASID or row[R_TS] != t or \
+                    (row[R_KIND], row[R_DEVICE], row[R_PASID]) != keys[k]:
                 raise ValueError(f"event {j} of the chunk does not match its columns")
             out[j] = row
+        decoded = [out[j] for j in positions]
+        good = checked(decoded, lambda n, problem: self.refused(positions[n], problem))
+        if good is not decoded:
+            for j, row in zip(positions, good, strict=True):
+                out[j] = row
         return out
 
 
@@ -141,6 +155,8 @@ class Recording:
         self.footer: dict[str, Any] | None = None
         self.chunks: list[ChunkInfo] = []
         self.unknown_frames: list[tuple[int, str]] = []
+        self._refused: set[tuple[int, int]] = set()  # (chunk, event) of each row the schema refused
+        self._refused_footer = -1  # offset of a footer whose index was refused: the walk ends there
         try:
             self.header = self._read_header()
             if not self._open_by_footer():
@@ -209,11 +225,19 @@ class Recording:
             return False
         try:
             footer = _unpack(found.payload)
-            chunks = [ChunkInfo(*map(int, c[:5])) for c in footer["chunks"]]
-        except Exception:
+        except Exception:  # msgpack raises several unrelated types
+            footer = None
+        if not isinstance(footer, dict):
             return False
-        self.footer = footer
-        self.chunks = chunks
+        problem = index_problem(footer.get("chunks"), self._after_header, footer_off)
+        if problem is not None:  # a lying index: the frames themselves say where the chunks are
+            self.damage.append(Damage(footer_off, f"footer index refused ({problem}); the chunks are found by "
+                                                  "walking the file"))
+            self._refused_footer = footer_off
+            return False
+        self.footer, dropped = checked_keys(footer)
+        self.damage += [Damage(footer_off, d) for d in dropped]
+        self.chunks = [ChunkInfo(*c[:5]) for c in footer["chunks"]]
         return True
 
     def _open_by_walking(self) -> None:
@@ -240,9 +264,16 @@ class Recording:
         if tag == TAG_CHUNK:
             try:
                 meta = _chunk_meta(payload)
-                self.chunks.append(ChunkInfo(off, length, int(meta["t0"]), int(meta["t1"]), int(meta["n"])))
-            except Exception:
-                self.damage.append(Damage(off, "chunk passes its checksum but does not decode; skipped"))
+                entry = [off, length, meta.get("t0"), meta.get("t1"), meta.get("n")]
+                problem = entry_problem(entry)
+            except Exception:  # msgpack raises several unrelated types
+                problem = "does not decode"
+            if problem is None:
+                self.chunks.append(ChunkInfo(*entry))
+            else:
+                self.damage.append(Damage(off, f"chunk passes its checksum but {problem}; skipped"))
+        elif tag == TAG_FOOTER and off == self._refused_footer:
+            return True  # its index was refused, and said so: the chunks before it are all there is
         elif tag == TAG_FOOTER:
             # A footer without a tail: only the last 16 bytes were lost. Nothing more to walk.
             self.damage.append(Damage(off, "footer present but the closing tail is missing"))
@@ -311,7 +342,8 @@ class Recording:
         return payload
 
     def chunk_rows(self, i: int) -> list[Row]:
-        """Decode chunk `i` into rows (see `Event.to_row`)."""
+        """Decode chunk `i` into rows (see `Event.to_row`), each checked by the schema: a refused row comes back
+        as a one-event loss at its place, and `damage` names it."""
         payload = self.chunk_payload(i)
         try:
             rows = _unpack(payload)["events"]
@@ -320,7 +352,15 @@ class Recording:
                 from None
         if not isinstance(rows, list):
             raise self._fail(self.chunks[i].offset, f"chunk {i} holds no event list")
-        return rows
+        t0 = self.chunks[i].t0
+        return checked(rows, lambda j, problem: self.refuse(i, j, problem), t0 if 0 <= t0 < TS_END else 0)
+
+    def refuse(self, i: int, j: int, problem: str) -> None:
+        """Note, once, that event `j` of chunk `i` breaks the schema and is read as a one-event loss."""
+        if (i, j) not in self._refused:
+            self._refused.add((i, j))
+            self.damage.append(Damage(self.chunks[i].offset, f"chunk {i}, event {j}: {problem}; "
+                                                             "read as one lost event"))
 
     def chunk_head(self, i: int) -> ChunkHead | None:
         """Chunk `i`'s columns, with what it takes to decode any of its rows alone; None when it has no columns
@@ -337,7 +377,7 @@ class Recording:
                     cols = unpack_columns(packed, n)
                     if cols is None or cols.row_at is None or u.tell() + cols.row_at[-1] != len(payload):
                         return None
-                    return ChunkHead(payload, u.tell(), cols)
+                    return ChunkHead(payload, u.tell(), cols, lambda j, problem: self.refuse(i, j, problem))
                 if key == "cols":
                     packed = u.unpack()
                 else:
@@ -352,7 +392,7 @@ class Recording:
             return self.chunk_rows(i)
         except RecordingError as e:
             offset = self.chunks[i].offset
-            if all(d.offset != offset for d in self.damage):
+            if not any(d.offset == offset and d.what.startswith(e.what) for d in self.damage):
                 self.damage.append(Damage(offset, f"{e.what}; its {self.chunks[i].n} events are skipped"))
             return None
 

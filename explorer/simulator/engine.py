@@ -543,11 +543,12 @@ class Simulator:
     # -- capture health --------------------------------------------------------------------------------------
     def _lost(self, row: Row, idx: int) -> None:
         st = self.state
-        count = row[R_FIELDS].get("count", 0)
+        count, why = row[R_FIELDS].get("count", 0), row[R_FIELDS].get("why")
         st.lost += count
         first = self._uncertain_from(row[R_TS])
         self._flag("events_lost", row[R_TS], None, None,
                    f"the capture lost {count} event(s){f' on CPU {row[R_CPU]}' if row[R_CPU] is not None else ''}"
+                   f"{f' ({why})' if why else ''}"
                    f"{'; state is uncertain from here' if first else ''} ({st.lost} lost so far).", [idx])
 
     def _uncertain_from(self, ts: int) -> bool:

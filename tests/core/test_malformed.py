@@ -62,26 +62,28 @@ def test_a_malformed_row_is_one_lost_event_named_by_place(tmp_path: Path, bad: A
         assert e.returncode == 0 and out.stat().st_size > 0
 
 
-def test_an_event_missing_a_field_the_model_needs_is_reported_and_skipped(tmp_path: Path) -> None:
+def test_an_event_missing_a_field_the_model_needs_is_refused_where_it_is_read(tmp_path: Path) -> None:
     path = tmp_path / "noprg.pasidrec"
     request = [2000, "page_request", "d0", 1, None, None, None, "t", {"addr": 4096}]
     list_fields = [2500, "page_response", "d0", 1, None, None, None, "t", [1, 2]]
     write_raw(path, [GOOD_FIRST, request, list_fields, GOOD_LAST])
     r = cli("check", str(path), "--json")
     no_traceback(r)
-    found = json.loads(r.stdout)["anomalies"]
-    assert [a["kind"] for a in found] == ["malformed_event", "malformed_event"]
-    assert "event #1 (page_request) lacks field 'prg'" in found[0]["explanation"]
+    report = json.loads(r.stdout)
+    found = report["anomalies"]
+    assert [a["kind"] for a in found] == ["events_lost", "events_lost"]
+    assert "page_request lacks its field 'prg'" in found[0]["explanation"]
     assert "state is uncertain" in found[0]["explanation"] and found[1]["severity"] == "uncertain"
+    assert "byte 141: chunk 0, event 2: fields is [1, 2], a list; read as one lost event" in report["damage"]
     e = cli("export", str(path), "--to", "jsonl", "-o", "-")
     no_traceback(e)
     kinds = [json.loads(line)["kind"] for line in e.stdout.splitlines()]
-    assert kinds == ["pasid_alloc", "page_request", "pasid_free"]  # the list-fields row is left out, and said so
-    assert "event 2: fields is [1, 2], a list; left out" in e.stderr
+    assert kinds == ["pasid_alloc", "lost", "lost", "pasid_free"]  # refused rows are losses at their place
+    assert "chunk 0, event 2: fields is [1, 2], a list; read as one lost event" in e.stderr
     for to, extra in (("csv", ["--anomalies"]), ("jsonl", ["--anomalies"]), ("perfetto", [])):
         e = cli("export", str(path), "--to", to, "-o", str(tmp_path / f"out.{to}"), *extra)
-        no_traceback(e)  # every format and source leaves the row out the same way
-        assert e.returncode == 0 and "event 2: fields is [1, 2], a list; left out" in e.stderr, (to, e.stderr)
+        no_traceback(e)  # every format and source refuses the row the same way
+        assert e.returncode == 0 and "chunk 0, event 2: fields is [1, 2], a list" in e.stderr, (to, e.stderr)
 
 
 @pytest.mark.parametrize("command", ["export", "simulate", "generate"])

@@ -29,7 +29,8 @@ def synthetic(pasids: int = 2, maps: int = 10_000) -> RecordingIndex:
     for k in range(maps):
         kind = Kind.MAP if k % 2 == 0 else Kind.UNMAP
         rows.append([10 * MS + k * step, str(kind), DEV, 1, 0, None, None, "test", {"iova": k * 4096}])
-    rows.append([30 * MS, str(Kind.PAGE_REQUEST), DEV, 1, 0, None, None, "test", {"prg": 1, "last": True}])
+    request = {"prg": 1, "addr": 4096, "last": True}
+    rows.append([30 * MS, str(Kind.PAGE_REQUEST), DEV, 1, 0, None, None, "test", request])
     rows.append([250 * MS, str(Kind.PAGE_RESPONSE), DEV, 1, 0, None, None, "test", {"prg": 1, "code": 0}])
     rows.sort(key=lambda r: r[0])  # type: ignore[arg-type, return-value]
     index = RecordingIndex(Header(source="test", devices=[DeviceInfo(DEV, 20, True, True, "idxd")]))

@@ -1,0 +1,88 @@
+"""Recordings a stranger could craft: valid magic, frames and CRCs around rows of the wrong types and footers that
+lie. Shared by the hostile-input tests and `benchmarks/hostile.py`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from hypothesis import strategies as st
+
+from explorer.events import KINDS
+from explorer.recording import DeviceInfo, Header
+from explorer.recording.framing import MAGIC, TAG_CHUNK, TAG_FOOTER, TAG_HEADER, frame, tail
+
+DEV = "0000:6a:01.0"
+GOOD = [
+    [1000, "pasid_alloc", DEV, 1, 0, 1, "a", "t", {"path": "iommufd", "owner": "x"}],
+    [2000, "pasid_attach", DEV, 1, 0, 1, "a", "t", {"domain": 7, "domain_type": "paging"}],
+    [3000, "fault", DEV, 1, 0, 1, "a", "t", {"addr": 4096, "reason": "r", "code": 5}],
+    [4000, "page_request", DEV, 1, 0, 1, "a", "t", {"prg": 3, "addr": 8192, "perm": 3, "last": True}],
+    [5000, "page_response", DEV, 1, 0, 1, "a", "t", {"prg": 3, "code": 0}],
+    [6000, "uapi", None, None, 0, 1, "a", "t", {"cmd": 1, "name": "IOMMU_IOAS_ALLOC", "args": {"out_ioas_id": 2},
+                                                 "ret": 0}],
+    [7000, "marker", None, None, None, None, None, "t", {"text": "m", "title": "t", "step": 1}],
+    [8000, "pasid_free", None, 1, None, None, None, "t", {}],
+]
+# Values of every type msgpack carries, and numbers at the edges of what it holds
+HOSTILE_VALUES: list[Any] = ["x", 1.5, float("nan"), [1], {"a": 1}, None, b"\x00", -1, (1 << 64) - 1, True,
+                             -(1 << 63), "\x1b]52;c;cHduZWQ=\x07"]
+POSITIONS = ("ts_ns", "kind", "device", "pasid", "cpu", "pid", "comm", "source", "fields")
+
+
+def header() -> Header:
+    return Header(source="test", host={"kernel": "6.18.0"}, devices=[DeviceInfo(DEV, pasid_width=20)])
+
+
+def chunk_payload(rows: list[Any], seq: int = 0) -> bytes:
+    t = [r[0] for r in rows if isinstance(r, list) and r and isinstance(r[0], int)] or [0]
+    return msgpack.packb({"seq": seq, "t0": min(t), "t1": max(t), "n": len(rows), "counts": {}, "events": rows},
+                         use_bin_type=True)
+
+
+def write_crafted(path: Path, chunks: list[list[Any]], *, index: list[Any] | None = None,
+                  footer: dict[str, Any] | None = None, head: dict[str, Any] | None = None) -> Path:
+    """A recording holding exactly `chunks` of rows (no columns, so every row is read), with valid frames and
+    CRCs; `index` replaces the footer's true chunk list, `footer` adds or replaces its other keys."""
+    out = bytearray(MAGIC)
+    out += frame(TAG_HEADER, msgpack.packb(head or header().to_dict(), use_bin_type=True))
+    true_index = []
+    for seq, rows in enumerate(chunks):
+        payload = chunk_payload(rows, seq)
+        true_index.append([len(out), len(payload), 0, 0, len(rows)])
+        out += frame(TAG_CHUNK, payload)
+    foot = {"chunks": true_index if index is None else index, "events": sum(map(len, chunks)), "counts": {},
+            "devices": [], "end_reason": "complete", **(footer or {})}
+    at = len(out)
+    out += frame(TAG_FOOTER, msgpack.packb(foot, use_bin_type=True)) + tail(at)
+    path.write_bytes(bytes(out))
+    return path
+
+
+def with_value(row: list[Any], place: str, value: Any) -> list[Any]:
+    """`row` with one position (a name in POSITIONS) or one field (any other name) set to `value`."""
+    out = list(row)
+    if place in POSITIONS:
+        out[POSITIONS.index(place)] = value
+    else:
+        out[8] = {**out[8], place: value}
+    return out
+
+
+FIELD_NAMES = sorted({f.name for spec in KINDS.values() for f in spec})
+scalars = st.one_of(st.integers(-(1 << 63), (1 << 64) - 1), st.floats(allow_nan=True), st.text(max_size=20),
+                    st.binary(max_size=8), st.booleans(), st.none())
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) |
+                      st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
+
+
+@st.composite
+def hostile_rows(draw: st.DrawFn) -> list[Any]:
+    """A row that starts well-formed and has one to three of its positions or fields replaced by anything."""
+    row = list(draw(st.sampled_from(GOOD)))
+    row[8] = dict(row[8])
+    for _ in range(draw(st.integers(1, 3))):
+        place = draw(st.sampled_from(POSITIONS + tuple(FIELD_NAMES)))
+        row = with_value(row, place, draw(values))
+    return row

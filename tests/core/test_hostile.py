@@ -1,0 +1,130 @@
+"""Recordings crafted by a stranger (valid frames and CRCs around rows of the wrong types, footers that lie):
+every command answers with what it could read and one line per problem, exits 0, 1 or 2, and a refused row never
+reaches a formatter or the model. Each case the audit of issue 16 found is one here."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hostile_files import DEV, GOOD, HOSTILE_VALUES, hostile_rows, with_value, write_crafted
+from hypothesis import HealthCheck, given, settings
+
+from explorer.cli.main import main
+from explorer.events import Kind
+from explorer.index import KIND_IDS, OTHER_KINDS
+from explorer.recording import Recording
+from explorer.schema import row_problem
+
+COMMANDS: list[list[str]] = [["info"], ["info", "--json"], ["check"], ["check", "--json"],
+                             ["export", "--to", "jsonl", "-o", "-"], ["export", "--to", "csv", "-o", "-"],
+                             ["export", "--to", "perfetto", "-o", "-"],
+                             ["export", "--to", "jsonl", "--anomalies", "-o", "-"]]
+
+
+def run_all(path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, tuple[int, str, str]]:
+    """Every reading command over `path`, in this process (a traceback fails the test): exit status and output."""
+    out = {}
+    for command in COMMANDS:
+        argv = [command[0], str(path), *command[1:]]
+        status = main(argv)
+        captured = capsys.readouterr()
+        assert status in (0, 1, 2), (argv, status, captured.err)
+        out[" ".join(command)] = (status, captured.out, captured.err)
+    return out
+
+
+# Each place a type confusion crashed a formatter, the model or a widget in the audit, with the values it used
+CONFUSED = [("ts_ns", v) for v in ("x", 1.5, None, -1, 1 << 63)] + \
+    [(p, v) for p in ("kind", "device", "pasid", "cpu", "pid", "comm", "source", "fields")
+     for v in ("x" if p in ("pasid", "cpu", "pid", "fields") else 5, 1.5, [1], {"a": 1}, b"\x00")] + \
+    [(p, v) for p in ("pasid", "cpu", "pid") for v in (-1, (1 << 64) - 1)] + \
+    [(f, v) for f in ("addr", "prg", "perm", "code", "last", "reason", "name", "args", "ret", "evidence", "count",
+                      "domain", "domain_type", "owner", "path", "step", "text")
+     for v in HOSTILE_VALUES if v is not None]
+
+
+def _breaks(place: str, value: Any) -> bool:
+    return any(row_problem(with_value(r, place, value)) for r in GOOD)
+
+
+@pytest.mark.parametrize("place, value", [c for c in CONFUSED if _breaks(*c)], ids=repr)
+def test_a_value_of_the_wrong_type_or_range_is_refused_where_it_is_read(tmp_path: Path, place: str, value: Any,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [with_value(r, place, value) if j == 2 or place not in ("ts_ns",) else r for j, r in enumerate(GOOD)]
+    path = write_crafted(tmp_path / "bad.pasidrec", [rows])
+    refused = [j for j, r in enumerate(rows) if row_problem(r)]
+    assert refused
+    results = run_all(path, capsys)
+    report = json.loads(results["check --json"][1])
+    assert report["events"] == len(rows)  # nothing dropped: each refused row is a loss at its place
+    assert {f"chunk 0, event {j}" for j in refused} <= {d.split(": ", 2)[1] for d in report["damage"]}
+    assert all("read as one lost event" in d for d in report["damage"])
+    lost = [json.loads(line) for line in results["export --to jsonl -o -"][1].splitlines()]
+    assert [j for j, e in enumerate(lost) if e["kind"] == "lost" and e["source"] == "recording"] == refused
+    assert "chunk 0, event" in results["export --to csv -o -"][2]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=hostile_rows().map(lambda r: [r]))
+def test_any_row_however_crafted_is_read_or_refused_never_a_crash(tmp_path: Path, rows: list[Any],
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_crafted(tmp_path / "h.pasidrec", [GOOD[:2] + rows + GOOD[2:]])
+    results = run_all(path, capsys)
+    report = json.loads(results["check --json"][1])
+    assert report["events"] == len(GOOD) + 1
+    assert bool(row_problem(rows[0])) == any("chunk 0, event 2:" in d for d in report["damage"])
+
+
+def test_a_footer_listing_one_chunk_thousands_of_times_is_refused_and_the_frames_walked(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_crafted(tmp_path / "dup.pasidrec", [GOOD])
+    with Recording(path) as rec:
+        entry = [rec.chunks[0].offset, rec.chunks[0].length, 1000, 8000, len(GOOD)]
+    write_crafted(path, [GOOD], index=[entry] * 200_000)
+    start = time.monotonic()
+    with Recording(path) as rec:
+        assert len(rec.chunks) == 1 and rec.event_count == len(GOOD)
+        assert "footer index refused (chunk 1 at byte" in rec.damage_summary()  # type: ignore[operator]
+    info = json.loads(run_all(path, capsys)["info --json"][1])
+    assert info["events"] == len(GOOD) and time.monotonic() - start < 30
+
+
+@pytest.mark.parametrize("entry, why", [
+    ([(1 << 64) - 1, 10, 0, 0, 1], "not a count"),
+    ([1 << 62, 10, 0, 0, 1], "runs past the footer"),
+    ([40, 1 << 40, 0, 0, 1], "claims 1099511627776 bytes"),
+    ([40.5, 10, 0, 0, 1], "not a count"),
+    (["40", 10, 0, 0, 1], "not a count"),
+    ([40, 10, 0, 0], "is not [offset, length, t0, t1, n]"),
+    ([40, 10, 5, 1, 1], "ends (t1 1) before it starts"),
+    ([40, 10, 0, 0, 10 ** 9], "claims 1000000000 events in 10 bytes"),
+    ([3, 10, 0, 0, 1], "overlaps or comes before"),
+])
+def test_a_footer_with_lying_offsets_or_wrong_types_is_refused(tmp_path: Path, entry: list[Any], why: str,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_crafted(tmp_path / "lie.pasidrec", [GOOD], index=[entry])
+    with Recording(path) as rec:
+        assert len(rec.chunks) == 1 and why in rec.damage_summary()  # type: ignore[operator]
+    assert json.loads(run_all(path, capsys)["info --json"][1])["events"] == len(GOOD)
+
+
+def test_footer_keys_of_the_wrong_type_are_ignored_and_said(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_crafted(tmp_path / "keys.pasidrec", [GOOD], footer={
+        "end_reason": 5, "kernel_counts": [{"type": "ioctl", "count": "many"}], "lost": -1,
+        "import": {"lines": "x", "unknown_samples": [[1, 2]]}})
+    results = run_all(path, capsys)
+    info = json.loads(results["info --json"][1])
+    assert sum("footer key" in d for d in info["damage"]) == 4 and "kernel_counts" not in info
+
+
+def test_more_kinds_than_the_kinds_column_holds_share_one_id(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [[1000 + i, f"kind{i}", DEV, None, None, None, None, "t", {}] for i in range(600)]
+    path = write_crafted(tmp_path / "kinds.pasidrec", [rows])
+    info = json.loads(run_all(path, capsys)["info --json"][1])
+    assert info["events"] == 600 and sum(info["by_kind"].values()) == 600
+    assert info["by_kind"][OTHER_KINDS] == 600 - (KIND_IDS - 1 - len(Kind))  # the known kinds come first
