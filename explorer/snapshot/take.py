@@ -6,7 +6,8 @@ A snapshot is a plain dict, stored as is in recordings (see docs/recording-forma
     taken_ns       CLOCK_MONOTONIC when taken (a live capture's clock)     taken_unix, kernel
     pci            {device: {vendor, device_id, class, pasid: {width, enabled, ...}, pri: {...}, ats: {...}}}
                    (functions with a PASID, PRI or ATS capability only)
-    intel          {iommus, devices: {device: {iommu, pasids: {pasid: {pgtt, domain_id}}}}, invalidation_queue}
+    intel          {iommus, devices: {device: {iommu, pasids: [{pasid, pgtt, domain_id}]}}, invalidation_queue,
+                    latency, paging_pasids: {device: [PASID with a paging domain]}}
     amd            {files: {name: text}}   (drivers/iommu/amd/debugfs.c, 6.13 on; kept as the kernel printed it)
     unreadable     {what: why}
 """
@@ -14,12 +15,15 @@ A snapshot is a plain dict, stored as is in recordings (see docs/recording-forma
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 from . import intel_debugfs, pci_caps
 
+_PCI_NAME = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
+_HEX = re.compile(r"[0-9a-f]{1,5}")
 TEXT_LIMIT = 256 << 10  # a debugfs file read beyond this is cut (the invalidation queue alone can be 100s of KiB)
 AMD_FILES = ("devtbl", "mmio", "capability", "cmdbuf", "devid", "irqtbl")
 
@@ -114,7 +118,17 @@ def _intel(path: Path, snap: dict[str, Any]) -> None:
     text = _read(path / "dmar_perf_latency", snap, "intel dmar_perf_latency")
     if text is not None:
         intel["latency"] = text
+    intel["paging_pasids"] = _paging_pasids(path)
     snap["intel"] = intel
+
+
+def _paging_pasids(path: Path) -> dict[str, list[int]]:
+    """{device: PASIDs}: since 6.7 debugfs.c makes a directory per device and, under it, one per PASID attached to
+    a paging domain, named by the PASID in hex (intel_iommu_debugfs_create_dev_pasid()); SVA domains get none."""
+    out: dict[str, list[int]] = {}
+    for dev in sorted(p for p in path.iterdir() if p.is_dir() and _PCI_NAME.fullmatch(p.name)):
+        out[dev.name] = sorted(int(p.name, 16) for p in dev.iterdir() if p.is_dir() and _HEX.fullmatch(p.name))
+    return out
 
 
 def _amd(path: Path, snap: dict[str, Any]) -> None:

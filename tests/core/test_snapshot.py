@@ -71,6 +71,7 @@ def _host(tmp_path: Path, dump: str | None = None) -> Path:
     (intel / "dmar_translation_struct").write_text(
         dump if dump is not None else (FIXTURES / "dmar_translation_struct").read_text())
     shutil.copy(FIXTURES / "invalidation_queue", intel)
+    (intel / DEV / "1f").mkdir(parents=True)  # a paging domain on PASID 0x1f (6.7 on)
     return tmp_path
 
 
@@ -83,6 +84,7 @@ def test_a_scalable_mode_dump_gives_each_devices_pasid_table_and_what_was_not_re
     assert intel["devices"][DEV] == {"iommu": "dmar0", "pasids": [
         {"pasid": 0, "pgtt": "second-stage", "domain_id": 2}, {"pasid": 5, "pgtt": "first-stage", "domain_id": 3}]}
     assert intel["invalidation_queue"] == {"dmar0": {"head": 20, "tail": 22}}
+    assert intel["paging_pasids"] == {DEV: [0x1F]}
     assert snap["pci"][DEV]["pasid"]["width"] == 20
     assert "no such driver" in snap["unreadable"]["amd iommu debugfs"]
     assert "intel dmar_perf_latency" in snap["unreadable"]

@@ -17,6 +17,7 @@ import pytest
 
 from explorer.index import RecordingIndex
 from explorer.recording import Recording
+from explorer.snapshot import stored
 from probes.hooks import HOOKS
 
 from .client import COMM, PLAN, UNKNOWN_IOMMUFD
@@ -100,6 +101,10 @@ def test_record_captures_a_process_ioctls_decoded_with_results_and_its_exit(tmp_
     exits = [e for e in events if e.kind == "mm_exit"]
     assert [(e.pid, e.get("mm")) for e in exits] == [(target.pid, target.pid)]
     assert exits[0].ts_ns > uapi[-1].ts_ns
+    # The kernel's own state, read at the start (header) and at the end (footer, after the last event).
+    snaps, problems = stored.snapshots(r.header.extra, r.footer)
+    assert problems == [] and len(snaps) == 2 and snaps[1]["taken_ns"] >= events[-1].ts_ns
+    assert snaps[0]["kernel"] == os.uname().release and snaps[0]["pci"].keys() == snaps[1]["pci"].keys()
 
     state = RecordingIndex.build(Recording(out)).sim.state
     assert state.uapi_calls == dict(Counter((target.pid, name, ENOTTY) for name, *_ in expected))
