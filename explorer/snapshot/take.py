@@ -8,7 +8,7 @@ A snapshot is a plain dict, stored as is in recordings (see docs/recording-forma
                    (functions with a PASID, PRI or ATS capability only)
     intel          {iommus, devices: {device: {iommu, pasids: [{pasid, pgtt, domain_id}]}}, invalidation_queue,
                     latency, paging_pasids: {device: [PASID with a paging domain]}}
-    amd            {files: {name: text}}   (drivers/iommu/amd/debugfs.c, 6.13 on; kept as the kernel printed it)
+    amd            {command_buffers: {iommu: {head, tail}}, devtbl: text}   (drivers/iommu/amd/debugfs.c, 6.13 on)
     unreadable     {what: why}
 """
 
@@ -25,7 +25,7 @@ from . import intel_debugfs, pci_caps
 _PCI_NAME = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 _HEX = re.compile(r"[0-9a-f]{1,5}")
 TEXT_LIMIT = 256 << 10  # a debugfs file read beyond this is cut (the invalidation queue alone can be 100s of KiB)
-AMD_FILES = ("devtbl", "mmio", "capability", "cmdbuf", "devid", "irqtbl")
+_CMDBUF = re.compile(r"CMD Buffer Head Offset:(?P<head>\d+) Tail Offset:(?P<tail>\d+)")
 
 
 def take(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
@@ -132,14 +132,26 @@ def _paging_pasids(path: Path) -> dict[str, list[int]]:
 
 
 def _amd(path: Path, snap: dict[str, Any]) -> None:
+    """drivers/iommu/amd/debugfs.c (6.13 on): per IOMMU, "cmdbuf" shows the command buffer's head and tail (head ==
+    tail: every queued command, invalidations included, is done); at the top, "devtbl" shows the device table
+    entry of the device last written to "devid" (its GCR3/GV bits say whether PASIDs translate for it). Nothing
+    is written here: a snapshot only reads."""
     if not path.is_dir():
         snap["unreadable"]["amd iommu debugfs"] = (
             "no such driver: no iommu/amd in debugfs (no AMD IOMMU, a kernel before 6.13, or "
             "CONFIG_AMD_IOMMU_DEBUGFS off)")
         return
-    files: dict[str, str] = {}
+    amd: dict[str, Any] = {"command_buffers": {}}
     for unit in sorted(p for p in path.iterdir() if p.is_dir()):
-        for name in AMD_FILES:
-            if (unit / name).exists() and (text := _read(unit / name, snap, f"amd {unit.name}/{name}")) is not None:
-                files[f"{unit.name}/{name}"] = text
-    snap["amd"] = {"files": files}
+        text = _read(unit / "cmdbuf", snap, f"amd {unit.name}/cmdbuf") if (unit / "cmdbuf").exists() else None
+        if text is None:
+            continue
+        if (m := _CMDBUF.match(text)) is not None:
+            amd["command_buffers"][unit.name] = {"head": int(m["head"]), "tail": int(m["tail"])}
+        else:
+            first = text.splitlines()[0][:80] if text else ""
+            snap["unreadable"][f"amd {unit.name}/cmdbuf"] = f"{unit / 'cmdbuf'}: line 1: not a line debugfs.c " \
+                                                         f"prints: {first!r}"
+    if (path / "devtbl").exists() and (text := _read(path / "devtbl", snap, "amd devtbl")) is not None:
+        amd["devtbl"] = text
+    snap["amd"] = amd

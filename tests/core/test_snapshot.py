@@ -169,3 +169,21 @@ def test_check_exits_1_on_a_disagreement_and_prints_no_control_sequence_from_the
     assert r.returncode == 1, r.stderr
     assert "table_missing: the model holds PASID 7 attached to 0000:00:0a.0" in r.stdout
     assert "0000:00:0b.0\\x1b]0;owned\\x07's PASID table" in r.stdout and "\x1b" not in r.stdout
+
+
+def test_the_amd_debugfs_gives_each_command_buffers_head_and_tail_and_never_a_traceback(tmp_path: Path) -> None:
+    """drivers/iommu/amd/debugfs.c (6.13) iommu_cmdbuf_show(): "CMD Buffer Head Offset:%d Tail Offset:%d" then the
+    entries (constructed from that format: no public report we found posts one)."""
+    amd = tmp_path / "sys/kernel/debug/iommu/amd"
+    (amd / "iommu00").mkdir(parents=True)
+    (amd / "iommu01").mkdir()
+    (amd / "iommu00" / "cmdbuf").write_text("CMD Buffer Head Offset:12 Tail Offset:12\n  0: 00000000 00000000 "
+                                            "00000000 00000000\n")
+    (amd / "iommu01" / "cmdbuf").write_bytes(b"\xff\xfe garbage")
+    (amd / "devtbl").write_text("Please provide valid device id input\n")
+    snap = take(tmp_path)
+    assert snap["amd"] == {"command_buffers": {"iommu00": {"head": 12, "tail": 12}},
+                           "devtbl": "Please provide valid device id input\n"}
+    assert "no such driver" in snap["unreadable"]["intel iommu debugfs"]
+    assert snap["unreadable"]["amd iommu01/cmdbuf"].endswith("cmdbuf: line 1: not a line debugfs.c prints: "
+                                                             "'\ufffd\ufffd garbage'")

@@ -67,8 +67,8 @@ def summary(snap: dict[str, Any]) -> list[str]:
         lines.append(f"  {name}: paging domains on PASIDs {', '.join(map(str, pasids)) or 'none'} (debugfs)")
     for name, q in sorted(snap.get("intel", {}).get("invalidation_queue", {}).items()):
         lines.append(f"  {name} invalidation queue: head {q['head']}, tail {q['tail']}")
-    if "amd" in snap:
-        lines.append(f"  AMD IOMMU debugfs: {len(snap['amd']['files'])} files kept as printed")
+    for name, q in sorted(snap.get("amd", {}).get("command_buffers", {}).items()):
+        lines.append(f"  {name} command buffer: head {q['head']}, tail {q['tail']}")
     for what, why in sorted(snap["unreadable"].items()):
         lines.append(f"  not read: {what}: {why}")
     return lines
