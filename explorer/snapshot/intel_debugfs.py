@@ -32,10 +32,11 @@ class BadDump(ValueError):
     """A debugfs file whose text is not what debugfs.c prints."""
 
 
-def translation_struct(text: str, segment: str = "0000") -> dict[str, Any]:
-    """{"iommus": {name: {"enabled", "scalable"}}, "devices": {bdf: {"iommu", "pasids": [{"pasid", "pgtt",
-    "domain_id"}]}}} (a list: recordings' maps take text keys only).
-    The dump prints no PCI segment: devices are named in `segment`."""
+def translation_struct(text: str, names: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """{"iommus": {name: {"enabled", "scalable"}}, "devices": {device: {"iommu", "pasids": [{"pasid", "pgtt",
+    "domain_id"}]}}} (a list: recordings' maps take text keys only). The dump prints no PCI segment: `names` gives
+    each IOMMU's devices by "bus:dev.fn" (from sysfs); a device it does not list is named in segment 0000."""
+    names = names or {}
     iommus: dict[str, dict[str, Any]] = {}
     devices: dict[str, dict[str, Any]] = {}
     current = None
@@ -48,7 +49,9 @@ def translation_struct(text: str, segment: str = "0000") -> dict[str, Any]:
         elif (m := _DISABLED.match(line)) is not None:
             iommus[m["name"]] = {"enabled": False, "scalable": False}
         elif (m := _ENTRY.match(line)) is not None and current is not None:
-            dev = devices.setdefault(f"{segment}:{m['bdf'].lower()}", {"iommu": current, "pasids": []})
+            bdf = m["bdf"].lower()
+            name = names.get(current, {}).get(bdf, f"0000:{bdf}")
+            dev = devices.setdefault(name, {"iommu": current, "pasids": []})
             pasid = int(m["pasid"])
             if pasid >= 0:
                 iommus[current]["scalable"] = True

@@ -109,7 +109,7 @@ def _intel(path: Path, snap: dict[str, Any]) -> None:
     text = _read(path / "dmar_translation_struct", snap, "intel dmar_translation_struct")
     if text is not None:
         try:
-            intel.update(intel_debugfs.translation_struct(text))
+            intel.update(intel_debugfs.translation_struct(text, _segments(path.parents[3] / "class/iommu")))
         except intel_debugfs.BadDump as e:
             snap["unreadable"]["intel dmar_translation_struct"] = f"{path / 'dmar_translation_struct'}: {e}"
     text = _read(path / "invalidation_queue", snap, "intel invalidation_queue")
@@ -120,6 +120,23 @@ def _intel(path: Path, snap: dict[str, Any]) -> None:
         intel["latency"] = text
     intel["paging_pasids"] = _paging_pasids(path)
     snap["intel"] = intel
+
+
+def _segments(iommus: Path) -> dict[str, dict[str, str]]:
+    """{iommu: {"bus:dev.fn": full device name}}, from sysfs's links of each IOMMU to its devices: the debugfs dump
+    prints no PCI segment, and a host with several segments has IOMMUs on each."""
+    out: dict[str, dict[str, str]] = {}
+    try:
+        units = list(iommus.iterdir())
+    except OSError:
+        return out
+    for unit in units:
+        try:
+            names = [d.name for d in (unit / "devices").iterdir() if _PCI_NAME.fullmatch(d.name)]
+        except OSError:
+            continue
+        out[unit.name] = {n[5:]: n for n in names}
+    return out
 
 
 def _paging_pasids(path: Path) -> dict[str, list[int]]:

@@ -72,6 +72,10 @@ def _host(tmp_path: Path, dump: str | None = None) -> Path:
         dump if dump is not None else (FIXTURES / "dmar_translation_struct").read_text())
     shutil.copy(FIXTURES / "invalidation_queue", intel)
     (intel / DEV / "1f").mkdir(parents=True)  # a paging domain on PASID 0x1f (6.7 on)
+    # sysfs names dmar0's devices in full: 00:02.0 sits in segment 0001 on this made-up host
+    links = tmp_path / "sys/class/iommu/dmar0/devices"
+    links.mkdir(parents=True)
+    (links / "0001:00:02.0").mkdir()
     return tmp_path
 
 
@@ -85,6 +89,7 @@ def test_a_scalable_mode_dump_gives_each_devices_pasid_table_and_what_was_not_re
         {"pasid": 0, "pgtt": "second-stage", "domain_id": 2}, {"pasid": 5, "pgtt": "first-stage", "domain_id": 3}]}
     assert intel["invalidation_queue"] == {"dmar0": {"head": 20, "tail": 22}}
     assert intel["paging_pasids"] == {DEV: [0x1F]}
+    assert sorted(intel["devices"]) == ["0000:00:0a.0", "0001:00:02.0"]  # the dump's 00:02.0, named by sysfs
     assert snap["pci"][DEV]["pasid"]["width"] == 20
     assert "no such driver" in snap["unreadable"]["amd iommu debugfs"]
     assert "intel dmar_perf_latency" in snap["unreadable"]
