@@ -112,3 +112,31 @@ def failure_responses(rows: Iterable[list[Any]]) -> Iterable[tuple[int, str]]:
         if row[R_KIND] == Kind.PAGE_RESPONSE and row[R_FIELDS].get("code") == ResponseCode.FAILURE and \
                 row[R_DEVICE] is not None:
             yield row[R_TS], row[R_DEVICE]
+
+
+def kernel_rows(snap: dict[str, Any], state: SimState) -> list[tuple[str, str, str]]:
+    """(device, what the kernel says, what the model held at the snapshot's time) for each device the snapshot or
+    the model names: PASIDs in the device's PASID table (RID_PASID left out) against those attached in the model,
+    the PASID capability's width and enable against the model's width, and PRI flags that stop page requests."""
+    intel = (snap.get("intel") or {}).get("devices", {})
+    pci = snap.get("pci", {})
+    attached: dict[str, list[int]] = {}
+    for dev, pasid in state.attachments:
+        attached.setdefault(dev, []).append(pasid)
+    rows = []
+    for dev in sorted(set(intel) | set(pci) | set(attached)):
+        kernel = []
+        if dev in intel:
+            table = [e["pasid"] for e in intel[dev].get("pasids", []) if e["pasid"] != RID_PASID]
+            kernel.append(f"table {', '.join(map(str, table)) or 'empty'}")
+        cap = (pci.get(dev) or {}).get("pasid")
+        if cap is not None:
+            kernel.append(f"{cap['width']}-bit {'on' if cap['enabled'] else 'off'}")
+        flags = _pri_flags(pci.get(dev, {}))
+        if flags:
+            kernel.append("PRI " + " ".join(sorted(flags)))
+        model = [f"PASIDs {', '.join(map(str, sorted(attached[dev])))}" if dev in attached else "no PASID attached"]
+        if state.devices.get(dev) is not None:
+            model.append(f"{state.devices[dev]}-bit")
+        rows.append((dev, " · ".join(kernel) or "-", " · ".join(model)))
+    return rows

@@ -7,7 +7,9 @@ from rich.text import Text
 from ..events import PASID_SPACE
 from ..explain import model_progress, uncertainty
 from ..index import RecordingIndex
+from ..reconcile import Disagreement, failure_responses, kernel_rows, reconcile
 from ..simulator import SimState
+from ..snapshot import stored
 from ..units import fmt_ns
 from .palette import ink
 from .panel import Panel, columns
@@ -19,6 +21,7 @@ _WAITING = {"kernel": "to be answered by the kernel", "user": "waiting for user 
 
 class AllocatorPanel(Panel):
     TITLE = "allocator"
+    _kernel: tuple[RecordingIndex, KernelState] | None = None
 
     def show_state(self, index: RecordingIndex, st: SimState | None, cursor: int) -> None:
         """`st` None: the model, still running, has not reached the cursor yet."""
@@ -27,7 +30,54 @@ class AllocatorPanel(Panel):
                                f"of {index.n:,} events): the allocator's state here shows when it gets this far",
                                style="dim"))
             return
-        self.set_body(render_state(index, st, cursor, ink("red", self.dark)))
+        alarm = ink("red", self.dark)
+        body = render_state(index, st, cursor, alarm)
+        if self._kernel is None or self._kernel[0] is not index:
+            self._kernel = (index, KernelState(index))
+        kernel = self._kernel[1].render(cursor, alarm)
+        self.set_body(body if kernel is None else Text("\n").join([body, kernel]))
+
+
+class KernelState:
+    """The recording's snapshots of the kernel's own PASID state, each beside the model at its time (read once:
+    the model's state at a snapshot's time and the disagreements do not change as the cursor moves)."""
+
+    def __init__(self, index: RecordingIndex) -> None:
+        rec = index.recording
+        self.index = index
+        self.snaps, self.problems = stored.snapshots(index.header.extra, rec.footer if rec is not None else None)
+        self._states: dict[int, SimState] = {}
+        self._disagreements: list[Disagreement] | None = None
+
+    def render(self, cursor: int, alarm: str) -> Text | None:
+        """The snapshot nearest `cursor` (the end's, at the end of the recording), or None when there is none."""
+        if not self.snaps:
+            return None
+        snap = min(self.snaps, key=lambda s: abs(s["taken_ns"] - cursor))
+        ts = snap["taken_ns"]
+        if ts not in self._states:
+            self._states[ts] = self.index.state_at(ts)
+        if self._disagreements is None:
+            rec = self.index.recording
+            self._disagreements = reconcile(self.snaps, self.index.state_at,
+                                            lambda: failure_responses(rec.iter_rows() if rec is not None else []))
+        when = f"+{fmt_ns(ts - self.index.start_ns)}" if ts >= self.index.start_ns else \
+            f"{fmt_ns(self.index.start_ns - ts)} before the first event"
+        out = [Text(f"kernel snapshot at {when} (the nearest of {len(self.snaps)}), beside the model then:",
+                    style="bold")]
+        rows = kernel_rows(snap, self._states[ts])
+        out.append(columns(rows, ("device", "kernel", "model")) if rows else
+                   Text("no device with a PASID table, a PASID capability or an attachment", style="dim"))
+        for d in self._disagreements:
+            if d.ts_ns == ts:
+                out.append(Text(f"  {d.rule}: {d.explanation}", style=alarm if d.severity == "error" else ""))
+        out += [Text(f"  unusable snapshot: {why}", style="dim") for why in self.problems]
+        unread = snap.get("unreadable", {})
+        if unread:
+            out.append(Text(f"  not read: {'; '.join(sorted(unread))}", style="dim"))
+        for part in out:
+            part.rstrip()
+        return Text("\n").join(out)
 
 
 def render_state(index: RecordingIndex, st: SimState, cursor: int, alarm: str) -> Text:

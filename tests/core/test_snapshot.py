@@ -10,33 +10,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from snapshot_host import DEV, config_space, host, recording, snapshots
 
-from explorer.events import AllocPath, DomainType, Kind, make
 from explorer.index import RecordingIndex
-from explorer.recording import Header, Recording, RecordingWriter
+from explorer.recording import Recording
 from explorer.snapshot import pci_caps, take
 from explorer.summary import check_report
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = Path(__file__).parent / "snapshot_fixtures"
-DEV = "0000:00:0a.0"
-
-
-def config_space(width: int = 20, pasid_on: bool = True, pri_status: int = 0) -> bytes:
-    """4 KiB of config space with ATS at 0x100, PRI at 0x110 and PASID at 0x120 (PCIe base spec 7.8.x)."""
-    b = bytearray(4096)
-    struct.pack_into("<HHI", b, 0, 0x8086, 0x0B25, 0x08800000)  # vendor, device, class 0x088000 (rev 0)
-    struct.pack_into("<IHH", b, 0x100, 0x0F | 1 << 16 | 0x110 << 20, 0x20, 0x8000)  # ATS: page aligned; enabled
-    struct.pack_into("<IHHII", b, 0x110, 0x13 | 1 << 16 | 0x120 << 20, 1, pri_status, 512, 256)  # PRI
-    struct.pack_into("<IHH", b, 0x120, 0x1B | 1 << 16, width << 8 | 0x6, int(pasid_on))  # PASID, exec+priv
-    return bytes(b)
 
 
 def test_pasid_pri_and_ats_capabilities_decode_as_lspci_shows_them() -> None:
@@ -62,25 +49,8 @@ def test_malformed_config_space_is_one_line_in_the_snapshot(tmp_path: Path, conf
     assert why in snap["unreadable"][f"pci {DEV}"] and snap["pci"] == {}
 
 
-def _host(tmp_path: Path, dump: str | None = None) -> Path:
-    dev = tmp_path / "sys/bus/pci/devices" / DEV
-    dev.mkdir(parents=True)
-    (dev / "config").write_bytes(config_space())
-    intel = tmp_path / "sys/kernel/debug/iommu/intel"
-    intel.mkdir(parents=True)
-    (intel / "dmar_translation_struct").write_text(
-        dump if dump is not None else (FIXTURES / "dmar_translation_struct").read_text())
-    shutil.copy(FIXTURES / "invalidation_queue", intel)
-    (intel / DEV / "1f").mkdir(parents=True)  # a paging domain on PASID 0x1f (6.7 on)
-    # sysfs names dmar0's devices in full: 00:02.0 sits in segment 0001 on this made-up host
-    links = tmp_path / "sys/class/iommu/dmar0/devices"
-    links.mkdir(parents=True)
-    (links / "0001:00:02.0").mkdir()
-    return tmp_path
-
-
 def test_a_scalable_mode_dump_gives_each_devices_pasid_table_and_what_was_not_read(tmp_path: Path) -> None:
-    snap = take(_host(tmp_path))
+    snap = take(host(tmp_path))
     intel = snap["intel"]
     assert intel["iommus"] == {"dmar0": {"enabled": True, "scalable": True},
                                "dmar1": {"enabled": False, "scalable": False}}
@@ -96,11 +66,11 @@ def test_a_scalable_mode_dump_gives_each_devices_pasid_table_and_what_was_not_re
 
 
 def test_a_garbled_dump_is_one_line_and_the_cli_never_shows_a_traceback(tmp_path: Path) -> None:
-    host = _host(tmp_path, "IOMMU dmar0: Root Table Address: 0x1\n\x1b[31mnot a table line\n")
-    snap = take(host)
+    root = host(tmp_path, "IOMMU dmar0: Root Table Address: 0x1\n\x1b[31mnot a table line\n")
+    snap = take(root)
     assert snap["unreadable"]["intel dmar_translation_struct"].endswith(
         "line 2: not a line of dmar_translation_struct: '\\x1b[31mnot a table line'")
-    r = subprocess.run([sys.executable, "-m", "explorer.cli.main", "snapshot", "--root", str(host)], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "explorer.cli.main", "snapshot", "--root", str(root)], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "Traceback" not in r.stderr and "\x1b" not in r.stdout
     assert "not read: intel dmar_translation_struct" in r.stdout
@@ -127,32 +97,15 @@ def test_this_machines_own_config_space_reads_as_root(tmp_path: Path) -> None:
     assert "not root" not in json.dumps(snap["unreadable"])
 
 
-def _recording(tmp_path: Path, start: dict, end: dict) -> Path:
-    header = Header(source="capture", devices=[], probes={"attached": ["pasid_alloc", "pasid_attach"]},
-                    extra={"snapshots": [start]})
-    events = [make(Kind.PASID_ALLOC, 100, pasid=7, path=AllocPath.SVA, owner="pid 1 (a)", mm=1),
-              make(Kind.PASID_ATTACH, 200, device=DEV, pasid=7, domain=1, domain_type=DomainType.SVA)]
-    out = tmp_path / "r.pasidrec"
-    w = RecordingWriter(out, header)
-    w.extend(events)
-    w.close("complete", snapshots=[end])  # the end's snapshot goes in the footer, as RecordingTee.close puts it
-    return out
-
-
 def test_check_says_where_the_kernels_pasid_table_and_the_model_disagree(tmp_path: Path) -> None:
-    start = take(_host(tmp_path / "a"))
-    start["taken_ns"] = 50
-    end = json.loads(json.dumps(start))
-    end["taken_ns"] = 300
-    end["intel"]["devices"][DEV]["pasids"].append({"pasid": 9, "pgtt": "first-stage", "domain_id": 4})
-    end["pci"][DEV]["pri"]["response_failure"] = True
-    path = _recording(tmp_path, start, end)
+    path = recording(tmp_path, *snapshots(tmp_path))
     with Recording(path) as rec:
         report = check_report(path, RecordingIndex.build(rec))
     got = [(d["rule"], d["pasid"]) for d in report["kernel_state"]["disagreements"]]
     # PASID 5 was in the table before the recording began: no finding at the start; 7 is attached in the model
     # but absent from the table at the end; 9 appeared unseen; Response Failure came with no failure response.
     assert got == [("table_missing", 7), ("table_unexplained", 9), ("pri_unexplained", None)]
+
 
 def test_recordings_without_snapshots_read_as_before() -> None:
     path = ROOT / "recordings" / "01-two-processes-one-device.pasidrec"
@@ -161,14 +114,11 @@ def test_recordings_without_snapshots_read_as_before() -> None:
 
 
 def test_check_exits_1_on_a_disagreement_and_prints_no_control_sequence_from_the_recording(tmp_path: Path) -> None:
-    start = take(_host(tmp_path / "a"))
-    start["taken_ns"] = 50
-    end = json.loads(json.dumps(start))
-    end["taken_ns"] = 300
+    start, end = snapshots(tmp_path)
     hostile = "0000:00:0b.0\x1b]0;owned\x07"
     end["intel"]["devices"][hostile] = {"iommu": "dmar0", "pasids": [{"pasid": 3, "pgtt": "first-stage",
                                                                        "domain_id": 1}]}
-    path = _recording(tmp_path, start, end)
+    path = recording(tmp_path, start, end)
     r = subprocess.run([sys.executable, "-m", "explorer.cli.main", "check", str(path)], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1, r.stderr

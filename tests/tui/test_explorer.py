@@ -7,11 +7,14 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+from core.snapshot_host import recording, snapshots
 from textual.events import MouseScrollUp
 
 from explorer.events import Kind
+from explorer.loading import open_index
 from explorer.tui.app import SPEEDS, ExplorerApp, default_layout
 from explorer.tui.glyphs import MARKS
 from explorer.tui.palette import ANOMALY_CHIPS, SEVERITY_RANK
@@ -595,3 +598,21 @@ def test_a_panel_longer_than_its_box_scrolls_with_keys_and_wheel_and_says_what_i
         assert app.selected == row + 1
 
     drive(app, body, size=(80, 24))
+
+
+def test_the_allocator_shows_the_nearest_kernel_snapshot_beside_the_model_at_its_time(tmp_path: Path) -> None:
+    index = open_index(recording(tmp_path, *snapshots(tmp_path)))
+    app = ExplorerApp(index, layout="debug")
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        text = panel_text(app, "allocator")  # at the start: the start's snapshot, before any PASID was attached
+        assert "kernel snapshot at 50 ns before the first event (the nearest of 2)" in text
+        assert re.search(r"0000:00:0a\.0\s+table 5 · 20-bit on\s+no PASID attached", text)
+        await pilot.press("end")  # the end's: PASID 9 appeared, 7 is attached in the model, PRI failed
+        text = panel_text(app, "allocator")
+        assert "kernel snapshot at +200 ns" in text
+        assert re.search(r"0000:00:0a\.0\s+table 5, 9 · 20-bit on · PRI Response Failure\s+PASIDs 7", text)
+        assert "table_missing: the model holds PASID 7 attached to 0000:00:0a.0" in text
+        assert "pri_unexplained" in text
+
+    drive(app, body)
