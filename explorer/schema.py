@@ -49,6 +49,7 @@ _RANGES: dict[str, Check] = {
     "prg": _int(0, U32_END),
     "guest_pasid": _int(0, U32_END),
     "fault_queue": _int(0, U32_END),
+    "vmid": _int(0, U32_END),
     "evidence": lambda v: isinstance(v, list) and all(_integer(i) and 0 <= i < TS_END for i in v),
     "args": lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
     "ret": lambda v: v is None or _integer(v),

@@ -91,6 +91,7 @@ KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "unmatched_responses": (_count, "a count"),
     "import": (lambda v: isinstance(v, dict) and all(_IMPORT.get(k, lambda _: True)(x) for k, x in v.items()),
                "a map of import statistics"),
+    "snapshots": (lambda v: isinstance(v, list), "a list of kernel state snapshots"),  # each: snapshot.stored
 }
 
 

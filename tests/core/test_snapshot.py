@@ -142,3 +142,12 @@ def test_the_amd_debugfs_gives_each_command_buffers_head_and_tail_and_never_a_tr
     assert "no such driver" in snap["unreadable"]["intel iommu debugfs"]
     assert snap["unreadable"]["amd iommu01/cmdbuf"].endswith("cmdbuf: line 1: not a line debugfs.c prints: "
                                                              "'\ufffd\ufffd garbage'")
+
+
+def test_snapshots_of_the_wrong_shape_are_named_and_left_out(tmp_path: Path) -> None:
+    start, _ = snapshots(tmp_path)
+    path = recording(tmp_path, start, {"taken_ns": "late", "pci": {}})  # an end snapshot a stranger made up
+    with Recording(path) as rec:
+        report = check_report(path, RecordingIndex.build(rec))
+    assert report["kernel_state"]["snapshots"] == [50]
+    assert report["kernel_state"]["unusable"] == ["footer key snapshots[0]: a snapshot's taken_ns must be an integer"]
