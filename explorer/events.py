@@ -106,6 +106,7 @@ _OWNER = _f("owner", str, "who holds it: 'pid 1234 (qemu)', 'iommufd obj 7', 'vm
 _MM = _f("mm", int, "the address space: its mm pointer when the probe saw it, else the owning tgid")
 _DOMAIN = _f("domain", int, "domain id (kernel pointer or iommufd object id)")
 _DOMAIN_TYPE = _f("domain_type", str, "sva, paging, nested, identity or blocked (DomainType)")
+_SEEN_BY = _f("seen_by", list, "other hooks that saw this same kernel event: evidence on it, not events of their own")
 
 KINDS: dict[str, tuple[FieldSpec, ...]] = {
     Kind.PASID_ALLOC: (
@@ -113,7 +114,7 @@ KINDS: dict[str, tuple[FieldSpec, ...]] = {
         _OWNER, _MM, _ERR,
         _f("vm", str, "the virtual machine this PASID serves, for the iommufd path"),
     ),
-    Kind.PASID_FREE: (_f("path", str, "the path that allocated it, when known"), _OWNER, _MM),
+    Kind.PASID_FREE: (_f("path", str, "the path that allocated it, when known"), _OWNER, _MM, _SEEN_BY),
     Kind.SVA_BIND: (_MM, _f("handle", int, "the bind handle (struct iommu_sva *)"), _ERR),
     Kind.SVA_UNBIND: (_MM, _f("handle", int, "the bind handle (struct iommu_sva *)")),
     Kind.MM_EXIT: (_MM,),
@@ -131,11 +132,13 @@ KINDS: dict[str, tuple[FieldSpec, ...]] = {
         _f("perm", int, "access bits: 1 read, 2 write, 4 exec, 8 privileged (Perm)"),
         _f("last", bool, "this request closes its group (Last flag)"),
         _f("needs_pasid", bool, "the response must carry the PASID"),
+        _SEEN_BY,
     ),
     Kind.PAGE_RESPONSE: (
         _f("prg", int, "page request group index answered", True),
         _f("code", int, "0 success, 1 invalid request, 2 response failure (ResponseCode)", True),
         _f("by", str, "who answered: kernel (iopf handler), user (iommufd fault fd), guest (a VM)"),
+        _SEEN_BY,
     ),
     Kind.FAULT: (
         _f("addr", int, "faulting address"),

@@ -141,7 +141,7 @@ def _describe(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
         return out
     if k == Kind.PASID_FREE:
         when = ("An SVA PASID is freed when its mm goes away (mm_pasid_drop), not at the last unbind."
-                if index.sim.policy.sva_free_at == "mm_exit" else
+                if index.sim.policy.sva_free_at == "mmdrop" else
                 "On this kernel an SVA PASID is freed at the process's last unbind.")
         return [f"PASID {p} went back to the global allocator; the number can now be handed to anyone.",
                 when if f.get("path") in (None, AllocPath.SVA) else ""]
@@ -155,7 +155,7 @@ def _describe(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
         refs = f" The bind handle now holds {b.refs} reference(s)." if b is not None else ""
         return [f"{ev.comm or 'A process'} bound its address space (mm {mm}) to {dev} for SVA. {reuse}{refs}"]
     if k == Kind.SVA_UNBIND:
-        keep = ("The PASID stays allocated until the mm exits." if index.sim.policy.sva_free_at == "mm_exit"
+        keep = ("The PASID stays allocated until the mm exits." if index.sim.policy.sva_free_at == "mmdrop"
                 else "On this kernel the last unbind frees the PASID.")
         return [f"{dev} dropped a bind of mm {f.get('mm')} on PASID {p}. {keep}"]
     if k == Kind.MM_EXIT:

@@ -77,9 +77,11 @@ class RecordingIndex:
         self.devices: dict[str, DeviceInfo] = {d.name: d for d in header.devices}
         self.stale_ns = stale_ns
         unobserved = lifecycle_unobserved(header)  # imports, and captures blind to the kernel's PASID calls
-        self.sim = Simulator(self.devices.values(), kernel=header.kernel, stale_ns=stale_ns, unobserved=unobserved)
+        midstream = header.source == "capture"  # a capture starts with the kernel's PASID state already there
+        self.sim = Simulator(self.devices.values(), kernel=header.kernel, stale_ns=stale_ns, unobserved=unobserved,
+                             midstream=midstream)
         self._replayer = Simulator(self.devices.values(), kernel=header.kernel, stale_ns=stale_ns,
-                                   unobserved=unobserved)
+                                   unobserved=unobserved, midstream=midstream)
         self._replayer.report = False
         self._kind_ids: defaultdict[str, int] = defaultdict(count().__next__)
         for k in Kind:

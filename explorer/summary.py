@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .index import RecordingIndex
+from .kernel_facts import applied_facts
 from .reconcile import failure_responses, reconcile
 from .simulator import Anomaly
 from .snapshot import stored
@@ -56,6 +57,8 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
         "probes": h.probes,
         "lifecycle_unobserved": idx.sim.unobserved,  # why state is uncertain from the start, or None
         "kernel_rules": idx.sim.policy.describe(),
+        "kernel_facts": [{"key": f.key, "versions": str(f.span), "text": f.text, "hooks": list(f.hooks),
+                          "blind": f.blind} for f in applied_facts(h.probes, h.kernel)],
     }
     if "import" in footer:
         info["import"] = footer["import"]
@@ -97,6 +100,9 @@ def info_text(info: dict[str, Any]) -> list[str]:
     if host:
         lines.append("  host: " + ", ".join(f"{k} {v}" for k, v in host.items() if v is not None))
     lines.append(f"  rules: {info['kernel_rules']}")
+    for f in info.get("kernel_facts", []):
+        blind = " [blind spot: no hook sees it]" if f["blind"] else ""
+        lines.append(f"    {f['key']} ({f['versions']}): {f['text']}{blind}")
     a, b = info["time_range_ns"]
     lines.append(f"  {info['events']:,} events over {fmt_ns(b - a)} ({info['clock']} clock), "
                  f"{info['chunks'] if info['chunks'] is not None else '-'} chunks")

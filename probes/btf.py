@@ -137,6 +137,18 @@ class Btf:
         proto = self.funcs.get(func)
         return None if proto is None else self.types[proto][1] & 0xFFFF
 
+    def param_struct(self, func: str, i: int) -> str | None:
+        """The struct that parameter `i` of `func` points to ('device' for a struct device *), or None when
+        BTF does not say (no such function or parameter, or not a pointer to a named struct)."""
+        proto = self.funcs.get(func)
+        if proto is None or i >= self.types[proto][1] & 0xFFFF:
+            return None
+        _name, ptype = struct.unpack_from("<II", self.data, self.types[proto][3] + 8 * i)
+        tid = self._resolve(ptype)
+        if self.types[tid][0] != PTR:
+            return None
+        return self.names[self._resolve(self.types[tid][2])] or None
+
     def enum_value(self, name: str) -> int | None:
         """The value of enumerator `name` (IOMMU_FAULT_PAGE_REQ, ...), searching every enum."""
         for kind, vk, _, off in self.types:

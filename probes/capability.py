@@ -170,7 +170,7 @@ def _function(facts: HostFacts, hook: Hook) -> Verdict:
         return Verdict(hook, NOT_TRACEABLE, "not in available_filter_functions (inlined or notrace)")
     if facts.btf is None:
         return Verdict(hook, NO_BTF, "no /sys/kernel/btf/vmlinux: struct offsets and fentry need BTF")
-    flags, lacking = function_flags(facts.btf, hook)
+    flags, lacking = function_flags(facts.btf, hook, facts.kernel)
     if lacking:
         return Verdict(hook, FORMAT_DIFFERS, f"BTF lacks {lacking}, which the probe reads")
     if facts.fentry_error is None and hook.name in facts.btf.funcs:

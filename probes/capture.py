@@ -18,6 +18,7 @@ from typing import Any
 from explorer.collector import collector_paused
 from explorer.errors import CaptureError
 from explorer.events import R_TS, Kind, Row
+from explorer.kernel_facts import facts_for, parse_version
 from explorer.recording import Header, this_host
 
 from . import devices, loader
@@ -131,6 +132,7 @@ class Capture:
         probes = header_probes(self.verdicts)
         probes["filters"] = {k: v for k, v in (("pid", options.pid), ("device", options.device)) if v is not None}
         probes["lockdown"] = facts.lockdown
+        probes["kernel_facts"] = [f.key for f in facts_for(parse_version(facts.kernel))]
         probes["ring_bytes"] = options.ring_bytes
         self.header = Header(source="capture", host=this_host(), clock="monotonic", probes=probes,
                              devices=devices.scan())

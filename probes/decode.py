@@ -14,9 +14,22 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from explorer.events import IOMMU_PASID_INVALID, R_DEVICE, R_TS, AllocPath, Kind, Row, owner_of
+from explorer.events import (
+    IOMMU_PASID_INVALID,
+    R_DEVICE,
+    R_FIELDS,
+    R_PASID,
+    R_SOURCE,
+    R_TS,
+    AllocPath,
+    Kind,
+    Row,
+    owner_of,
+)
+from explorer.kernel_facts import HOOK_FACTS
 from explorer.pci import rid_to_pci
 
+from .hooks import HOOKS
 from .record import TEXT_BYTES, Ev
 from .uapi_decode import (
     LAYOUTS,
@@ -44,15 +57,15 @@ VTD_RESPONSE_CODES = {0x0: 0, 0x1: 1, 0xF: 2}  # QI_RESP_SUCCESS / INVALID / FAI
 DEV_ID_COMMANDS = ("IOMMU_HWPT_ALLOC", "IOMMU_GET_HW_INFO", "IOMMU_VIOMMU_ALLOC", "IOMMU_VDEVICE_ALLOC")
 DEVICE_FD_COMMANDS = ("VFIO_DEVICE_BIND_IOMMUFD", "VFIO_DEVICE_ATTACH_IOMMUFD_PT", "VFIO_DEVICE_DETACH_IOMMUFD_PT")
 
-SOURCES = {
-    Ev.IOCTL: "syscalls:sys_exit_ioctl", Ev.EXIT: "sched:sched_process_exit",
-    Ev.IO_PAGE_FAULT: "iommu:io_page_fault", Ev.MAP: "iommu:map", Ev.UNMAP: "iommu:unmap",
-    Ev.GROUP_ADD: "iommu:add_device_to_group", Ev.GROUP_REMOVE: "iommu:remove_device_from_group",
-    Ev.DOMAIN_ATTACH: "iommu:attach_device_to_domain", Ev.FAULT_READ: "syscalls:sys_exit_read",
-    Ev.FAULT_WRITE: "syscalls:sys_exit_write", Ev.DEV_FAULT: "iommu:dev_fault",
-    Ev.DEV_PAGE_RESPONSE: "iommu:dev_page_response", Ev.PRQ: "intel_iommu:prq_report",
-    Ev.QI_PGRP_RESP: "intel_iommu:qi_submit",
-}
+# Kernel events two hooks can see (explorer.kernel_facts: a hook's `sighting_of`), by record type: the topic that
+# pairs them, and which records are the second sighting (kept as evidence on the first, never as an event).
+SIGHTINGS = {Ev.MM_PASID_DROP: "free", Ev.PASID_FREE: "free", Ev.REPORT_FAULT: "request", Ev.PRQ: "request",
+             Ev.PAGE_RESPONSE: "response", Ev.QI_PGRP_RESP: "response"}
+SECOND_SIGHTINGS = frozenset(int(h.ev) for h in HOOKS if h.ev is not None and HOOK_FACTS[h.name].sighting_of)
+SIGHTING_WINDOW_NS = 10_000_000  # the second hook fires microseconds after the first, on the same thread
+MAX_FIRST_SIGHTINGS = 4096
+
+SOURCES = {int(h.ev): h.name for h in HOOKS if h.ev is not None and not h.function}
 
 
 def text(raw: bytes) -> str:
@@ -80,6 +93,9 @@ class Decoder:
     kfunc_sources: dict[int, str] | None = None  # Ev -> "fentry:fn" / "kprobe:fn" of the kernel-function hooks
     unmatched_responses: int = 0  # responses written for a fault the capture never saw read
     _comm: dict[bytes, str] = field(default_factory=dict, init=False, repr=False)
+    # (thread, topic, PRG index) -> (time, PASID, row) of a kernel event's first sighting, for `_sighting`
+    _first: dict[tuple[int, str, int | None], tuple[int, int | None, Row]] = field(default_factory=dict, init=False,
+                                                                                  repr=False)
     _iommufd_devs: dict[tuple[int, int], str] = field(default_factory=dict, init=False, repr=False)
     # (tgid, fault object, cookie) -> (device, PASID, PRG index) of the page fault read with that cookie
     _cookies: dict[tuple[int, int, int], tuple[str, int | None, int]] = field(default_factory=dict, init=False,
@@ -197,7 +213,35 @@ class Decoder:
                     {k: v for k, v in fields.items() if v is not None}]
 
         handler = self._handlers.get(t)
-        return handler(self, row, Raw.of(rec)) if handler else []
+        if handler is None:
+            return []
+        r = Raw.of(rec)
+        rows = handler(self, row, r)
+        topic = SIGHTINGS.get(t)
+        if topic is None or len(rows) != 1:
+            return rows
+        return self._sighting(topic, t in SECOND_SIGHTINGS, head[0], int(rec["pid"]), rows[0])
+
+    def _sighting(self, topic: str, second: bool, ts: int, tid: int, row: Row) -> list[Row]:
+        """One kernel event seen by two hooks is one event. The first sighting is kept; a second one on the same
+        thread, for the same PASID (and group), soon after, is folded into it as evidence (`seen_by`): an mm's
+        free (mm_pasid_drop, then iommu_free_global_pasid inside it, 6.6+), a VT-d page request (report, then
+        prq_report), a VT-d page response (the core's response, then the qi_submit of its descriptor)."""
+        fields = row[R_FIELDS]
+        key = (tid, topic, fields.get("prg"))
+        pasid = row[R_PASID]
+        if not second:
+            self._first[key] = (ts, pasid, row)
+            if len(self._first) > MAX_FIRST_SIGHTINGS:
+                del self._first[next(iter(self._first))]
+            return [row]
+        first = self._first.get(key)
+        if first is None or ts - first[0] > SIGHTING_WINDOW_NS or (
+                first[1] is not None and pasid is not None and first[1] != pasid):
+            return [row]  # the only hook that saw it: its own event (a kernel automatic response, a driver's free)
+        del self._first[key]
+        first[2][R_FIELDS].setdefault("seen_by", []).append(row[R_SOURCE])
+        return []
 
     def _exit(self, row: RowMaker, r: Raw) -> list[Row]:
         return [row(Kind.MM_EXIT, mm=r.tgid)]

@@ -1,6 +1,6 @@
 """Every place in the kernel the capture can listen, and which event kinds each one makes visible.
 
-A hook is a tracepoint (stable, allowed under lockdown) or a kernel function (fentry/fexit where the host lets
+A hook is a tracepoint (stable) or a kernel function (fentry/fexit where the host lets
 BPF attach to it, else a kprobe, else nothing). Several hooks can show the same kind, from different kernel eras
 or vendors; a kind is invisible only when none of them is attached. Fault-queue I/O shows page requests and
 responses only for the faults user space handles through iommufd, so on its own it makes those kinds partly
@@ -12,20 +12,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from explorer.events import Kind
+from explorer.kernel_facts import HOOK_FACTS, HookFact
 
 from .record import Ev
 
 
 @dataclass(frozen=True, slots=True)
 class Hook:
-    """One probe point: its name as reported, the kinds it yields, and what the probe reads from it."""
+    """One probe point: its name as reported, what the probe reads from it and the record it writes. Its kernel
+    versions, argument layout and the kinds it shows are the kernel facts table's (`fact`)."""
 
     name: str  # "iommu:io_page_fault" for a tracepoint, the function's name for a kernel function
-    kinds: tuple[str, ...]
     doc: str
     fields: tuple[str, ...] = ()  # tracepoint fields the program reads (checked against the format file)
-    ev: Ev | None = None  # the record type a kernel-function probe writes
+    ev: Ev | None = None  # the record type the probe writes
     partial: bool = False  # sees only what passes through user space (iommufd fault queues)
+
+    @property
+    def fact(self) -> HookFact:
+        return HOOK_FACTS[self.name]
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return self.fact.kinds
 
     @property
     def function(self) -> bool:
@@ -40,57 +49,56 @@ class Hook:
         return self.name.split(":", 1)[1]
 
 
-def _tp(name: str, kinds: tuple[str, ...], doc: str, *fields: str, partial: bool = False) -> Hook:
-    return Hook(name, kinds, doc, fields, partial=partial)
+def _tp(name: str, doc: str, *fields: str, ev: Ev | None = None, partial: bool = False) -> Hook:
+    return Hook(name, doc, fields, ev, partial)
 
 
-def _fn(name: str, kinds: tuple[str, ...], ev: Ev, doc: str) -> Hook:
-    return Hook(name, kinds, doc, ev=ev)
+def _fn(name: str, ev: Ev, doc: str) -> Hook:
+    return Hook(name, doc, ev=ev)
 
 
 FAULT_QUEUE = "iommufd fault queues only"
+VENDOR = "vendor trees only, never mainline"
 HOOKS: tuple[Hook, ...] = (
-    _tp("syscalls:sys_enter_ioctl", (Kind.UAPI,), "iommufd / VFIO ioctls: arguments", "fd", "cmd", "arg"),
-    _tp("syscalls:sys_exit_ioctl", (Kind.UAPI,), "iommufd / VFIO ioctls: results and out_* ids", "ret"),
-    _tp("sched:sched_process_exit", (Kind.MM_EXIT,), "a process that did PASID work exits", "pid"),
-    _tp("syscalls:sys_enter_read", (Kind.PAGE_REQUEST,), "page faults read from a fault queue", "fd", "buf",
+    _tp("syscalls:sys_enter_ioctl", "iommufd / VFIO ioctls: arguments", "fd", "cmd", "arg"),
+    _tp("syscalls:sys_exit_ioctl", "iommufd / VFIO ioctls: results and out_* ids", "ret", ev=Ev.IOCTL),
+    _tp("sched:sched_process_exit", "a process that did PASID work exits", "pid", ev=Ev.EXIT),
+    _tp("syscalls:sys_enter_read", "page faults read from a fault queue", "fd", "buf", partial=True),
+    _tp("syscalls:sys_exit_read", "page faults read from a fault queue", "ret", ev=Ev.FAULT_READ, partial=True),
+    _tp("syscalls:sys_enter_write", "page responses written to a fault queue", "fd", "buf", partial=True),
+    _tp("syscalls:sys_exit_write", "page responses written to a fault queue", "ret", ev=Ev.FAULT_WRITE,
         partial=True),
-    _tp("syscalls:sys_exit_read", (Kind.PAGE_REQUEST,), "page faults read from a fault queue", "ret",
-        partial=True),
-    _tp("syscalls:sys_enter_write", (Kind.PAGE_RESPONSE,), "page responses written to a fault queue", "fd", "buf",
-        partial=True),
-    _tp("syscalls:sys_exit_write", (Kind.PAGE_RESPONSE,), "page responses written to a fault queue", "ret",
-        partial=True),
-    _tp("syscalls:sys_enter_close", (), "forgets a closed fault-queue fd", "fd"),
-    _tp("iommu:io_page_fault", (Kind.FAULT,), "unrecoverable DMA faults (report_iommu_fault)", "device",
-        "driver", "iova", "flags"),
-    _tp("iommu:map", (Kind.MAP,), "IOVA mappings", "iova", "paddr", "size"),
-    _tp("iommu:unmap", (Kind.UNMAP,), "IOVA unmappings", "iova", "size", "unmapped_size"),
-    _tp("iommu:add_device_to_group", (Kind.GROUP_ADD,), "a device joins an IOMMU group", "gid", "device"),
-    _tp("iommu:remove_device_from_group", (Kind.GROUP_REMOVE,), "a device leaves its IOMMU group", "gid",
-        "device"),
-    _tp("iommu:attach_device_to_domain", (Kind.DOMAIN_ATTACH,), "a device's domain changes", "device"),
-    _tp("iommu:dev_fault", (Kind.PAGE_REQUEST, Kind.FAULT), "SVA-era kernels: faults and page requests",
-        "device", "type", "reason", "addr", "pasid", "grpid", "flags", "prot"),
-    _tp("iommu:dev_page_response", (Kind.PAGE_RESPONSE,), "SVA-era kernels: page responses", "device", "code",
-        "pasid", "grpid"),
-    _tp("intel_iommu:prq_report", (Kind.PAGE_REQUEST,), "Intel VT-d page request descriptors", "dw0", "dw1",
-        "seq", "dev"),
-    _tp("intel_iommu:qi_submit", (Kind.PAGE_RESPONSE,), "Intel VT-d page group responses", "qw0", "qw1", "iommu"),
-    _fn("iommu_alloc_global_pasid", (Kind.PASID_ALLOC,), Ev.PASID_ALLOC, "the global PASID allocator (6.6+)"),
-    _fn("iommu_free_global_pasid", (Kind.PASID_FREE,), Ev.PASID_FREE, "global PASID frees (6.6+)"),
-    _fn("iommu_sva_bind_device", (Kind.SVA_BIND,), Ev.SVA_BIND, "SVA binds of an mm to a device"),
-    _fn("iommu_sva_unbind_device", (Kind.SVA_UNBIND,), Ev.SVA_UNBIND, "SVA unbinds"),
-    _fn("iommu_attach_device_pasid", (Kind.PASID_ATTACH,), Ev.PASID_ATTACH, "a (device, PASID) gets a domain"),
-    _fn("iommu_detach_device_pasid", (Kind.PASID_DETACH,), Ev.PASID_DETACH, "a (device, PASID) loses it"),
-    _fn("iommu_replace_device_pasid", (Kind.PASID_REPLACE,), Ev.PASID_REPLACE, "a (device, PASID) switches domain"),
-    _fn("iommu_report_device_fault", (Kind.PAGE_REQUEST,), Ev.REPORT_FAULT, "page requests the IOMMU reports"),
-    _fn("iopf_group_response", (Kind.PAGE_RESPONSE,), Ev.PAGE_RESPONSE, "page-group responses (6.10+)"),
-    _fn("iommu_page_response", (Kind.PAGE_RESPONSE,), Ev.PAGE_RESPONSE, "page responses (before 6.10)"),
-    _fn("mm_pasid_drop", (Kind.PASID_FREE,), Ev.MM_PASID_DROP, "an mm's SVA PASID freed with the mm"),
-    _fn("ioasid_alloc", (Kind.PASID_ALLOC,), Ev.IOASID_ALLOC, "the 5.x ioasid allocator"),
-    _fn("ioasid_free", (Kind.PASID_FREE,), Ev.IOASID_FREE, "the 5.x ioasid allocator's frees"),
+    _tp("syscalls:sys_enter_close", "forgets a closed fault-queue fd", "fd"),
+    _tp("iommu:io_page_fault", "unrecoverable DMA faults (report_iommu_fault)", "device", "driver", "iova", "flags",
+        ev=Ev.IO_PAGE_FAULT),
+    _tp("iommu:map", "IOVA mappings", "iova", "paddr", "size", ev=Ev.MAP),
+    _tp("iommu:unmap", "IOVA unmappings", "iova", "size", "unmapped_size", ev=Ev.UNMAP),
+    _tp("iommu:add_device_to_group", "a device joins an IOMMU group", "gid", "device", ev=Ev.GROUP_ADD),
+    _tp("iommu:remove_device_from_group", "a device leaves its IOMMU group", "gid", "device", ev=Ev.GROUP_REMOVE),
+    _tp("iommu:attach_device_to_domain", "a device's domain changes", "device", ev=Ev.DOMAIN_ATTACH),
+    _tp("iommu:dev_fault", f"faults and page requests ({VENDOR})", "device", "type", "reason", "addr", "pasid",
+        "grpid", "flags", "prot", ev=Ev.DEV_FAULT),
+    _tp("iommu:dev_page_response", f"page responses ({VENDOR})", "device", "code", "pasid", "grpid",
+        ev=Ev.DEV_PAGE_RESPONSE),
+    _tp("intel_iommu:prq_report", "Intel VT-d page request descriptors (evidence on the reported request)", "dw0",
+        "dw1", "seq", "dev", ev=Ev.PRQ),
+    _tp("intel_iommu:qi_submit", "Intel VT-d page group responses, the kernel's automatic ones included", "qw0",
+        "qw1", "iommu", ev=Ev.QI_PGRP_RESP),
+    _fn("iommu_alloc_global_pasid", Ev.PASID_ALLOC, "the global PASID allocator"),
+    _fn("iommu_free_global_pasid", Ev.PASID_FREE, "global PASID frees (an mm's: evidence on mm_pasid_drop)"),
+    _fn("iommu_sva_bind_device", Ev.SVA_BIND, "SVA binds of an mm to a device"),
+    _fn("iommu_sva_unbind_device", Ev.SVA_UNBIND, "SVA unbinds"),
+    _fn("iommu_attach_device_pasid", Ev.PASID_ATTACH, "a (device, PASID) gets a domain"),
+    _fn("iommu_detach_device_pasid", Ev.PASID_DETACH, "a (device, PASID) loses it"),
+    _fn("iommu_replace_device_pasid", Ev.PASID_REPLACE, "a (device, PASID) switches domain"),
+    _fn("iommu_report_device_fault", Ev.REPORT_FAULT, "page requests the IOMMU reports"),
+    _fn("iopf_group_response", Ev.PAGE_RESPONSE, "page-group responses"),
+    _fn("iommu_page_response", Ev.PAGE_RESPONSE, "page responses"),
+    _fn("mm_pasid_drop", Ev.MM_PASID_DROP, "an mm's SVA PASID freed with the mm"),
+    _fn("ioasid_alloc", Ev.IOASID_ALLOC, "the ioasid allocator"),
+    _fn("ioasid_free", Ev.IOASID_FREE, "the ioasid allocator's frees"),
 )
+assert all(h.name in HOOK_FACTS for h in HOOKS), "every hook has its row in explorer.kernel_facts.HOOKS"
 BY_NAME = {h.name: h for h in HOOKS}
 
 # Kinds the capture itself makes, whatever the kernel offers.

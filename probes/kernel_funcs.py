@@ -7,6 +7,8 @@ which fexit programs need). A hook whose members this kernel does not have is re
 
 from __future__ import annotations
 
+from explorer.kernel_facts import rules_for
+
 from .btf import Btf
 from .hooks import Hook
 
@@ -71,10 +73,19 @@ def mm_pasid_flags(btf: Btf) -> list[str]:
     return [] if direct is None else ["-DHAVE_MM_PASID", f"-DOFF_MM_PASID={direct}"]
 
 
-def function_flags(btf: Btf, hook: Hook) -> tuple[list[str], str]:
-    """The -D flags that compile `hook`'s probe, or ([], what this kernel's BTF lacks)."""
+# The struct each probed function's first argument must point to. 6.9 has a static iommu_page_response(group, msg)
+# whose first argument is a struct iopf_group *: the probe, written for (dev, msg) of 5.3-6.8, must not attach there.
+FIRST_ARG = {"iommu_page_response": "device", "iommu_report_device_fault": "device",
+             "iopf_group_response": "iopf_group", "iommu_attach_device_pasid": "iommu_domain"}
+
+
+def function_flags(btf: Btf, hook: Hook, release: str | None = None) -> tuple[list[str], str]:
+    """The -D flags that compile `hook`'s probe for kernel `release`, or ([], what this kernel's BTF lacks)."""
     name = hook.name
     flags = [f"-DHOOK_{name}"]
+    first = btf.param_struct(name, 0)
+    if name in FIRST_ARG and first not in (None, FIRST_ARG[name]):
+        return [], f"a {name}(struct {FIRST_ARG[name]} *, ...); this kernel's takes a struct {first} *"
     nargs = btf.params(name)
     if nargs is not None:
         flags.append(f"-DNARGS_{name}={nargs}")
@@ -96,7 +107,6 @@ def function_flags(btf: Btf, hook: Hook) -> tuple[list[str], str]:
             lacking.append("enum IOMMU_FAULT_PAGE_REQ")
         else:
             flags.append(f"-DFAULT_PAGE_REQ={page_req}")
-        # Linux 6.7 dropped the private-data flag, moving NEEDS_PASID from bit 3 to bit 2.
-        old = btf.member_offset("iommu_fault_page_request", "private_data") is not None
-        flags.append(f"-DNEEDS_PASID_FLAG={1 << 3 if old else 1 << 2}")
+        # A #define, invisible to BTF: 1 << 3 up to 6.9, 1 << 2 from 6.10 (kernel_facts, request.needs-pasid-*).
+        flags.append(f"-DNEEDS_PASID_FLAG={rules_for(release).needs_pasid_bit}")
     return flags, "; ".join(lacking)

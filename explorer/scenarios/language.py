@@ -32,8 +32,8 @@ from typing import Any
 
 from ..errors import ScenarioError
 from ..events import PASID_SPACE, AllocPath, DomainType, ResponseCode
+from ..kernel_facts import parse_version
 from ..simulator import DEFAULT_STALE_NS, RULES
-from ..simulator.policy import parse_release
 from ..uapi import NUMBERS
 from ..units import parse_duration
 from ..yaml_lines import LineDict, LineList, load_yaml
@@ -239,7 +239,8 @@ TOP_KEYS: dict[str, str] = {
     "title": "text (required): the scenario's name, the recording's title",
     "summary": "text: what the learner should take away, the recording's description",
     "kernel": 'a quoted release such as "6.18": whose rules apply (before 5.18 an SVA PASID is freed at the last '
-              "unbind; before 6.5 the ioasid allocator hands PASIDs out); default: current rules",
+              "unbind; up to 6.3 the ioasid allocator hands PASIDs out, 6.4-6.5 an IDA inside iommu-sva.c, 6.6+ "
+              "the global IDA); default: current rules",
     "stale_after": "a duration: an unanswered page-request group is reported after this (default 100ms)",
     "devices": "a list of devices (required), with the keys below",
     "actors": "a mapping of actor name to actor, with the keys below",
@@ -435,7 +436,7 @@ def _kernel(c: _Checker, top: LineDict) -> str | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         raise c.fail(line, f"`kernel`: expected a quoted release, got {_kind(value)}: YAML reads an unquoted "
                            f"release as a number (6.10 becomes 6.1), so quote it, e.g. kernel: \"6.10\"")
-    if not isinstance(value, str) or parse_release(value) is None:
+    if not isinstance(value, str) or parse_version(value) is None:
         raise c.fail(line, f"`kernel`: expected a release such as \"6.18\" (major.minor first), got {_kind(value)}")
     return value
 

@@ -3,11 +3,10 @@
 from .checks import RULES, Anomaly, Rule, Severity
 from .coverage import LIFECYCLE_KINDS, lifecycle_unobserved
 from .engine import DEFAULT_STALE_NS, STATEFUL_KINDS, Simulator
-from .policy import KernelPolicy, policy_for
 from .state import Attachment, Bind, LivePasid, PendingGroup, SimState
 
 __all__ = [
-    "Anomaly", "Attachment", "Bind", "DEFAULT_STALE_NS", "KernelPolicy", "LIFECYCLE_KINDS", "LivePasid",
+    "Anomaly", "Attachment", "Bind", "DEFAULT_STALE_NS", "LIFECYCLE_KINDS", "LivePasid",
     "PendingGroup", "RULES", "Rule", "STATEFUL_KINDS", "Severity", "SimState", "Simulator",
-    "lifecycle_unobserved", "policy_for",
+    "lifecycle_unobserved",
 ]

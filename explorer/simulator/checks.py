@@ -68,6 +68,11 @@ RULES: dict[str, Rule] = {r.name: r for r in (
        "A page response answers exactly one outstanding page-request group (device, PRG index, PASID)."),
     _r("duplicate_response", "page-request group answered twice", E,
        "Each group is answered once; a second response may complete a later group that reuses the index."),
+    _r("request_after_failure", "page request after Response Failure", W,
+       "A PRG response of Response Failure (1111b) disables the function's Page Request Interface (PCIe 10.4.2.1); "
+       "it must send no request until software enables PRI again. The kernel sends it for requests it cannot "
+       "take at all (AMD ppr.c invalid PPRs, 6.10+; a core handler error). A request after it is the device's fault, "
+       "or PRI was re-enabled unseen (a reset)."),
     _r("unanswered_group", "page-request group left unanswered", W,
        "The device stalls until the host answers the group: an unanswered group ages until the device's "
        "timeout, and work behind it stops."),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..events import Kind
+from ..kernel_facts import blind_spots, parse_version
 from ..recording.header import Header
 
 # The events without which a fault, a bind or a free looks like a bug. A replace only changes the domain of a
@@ -36,6 +37,15 @@ def lifecycle_unobserved(header: Header) -> str | None:
         for name in (LIFECYCLE, *sorted(LIFECYCLE_KINDS)):
             if name in unavailable:
                 return f"{name}: {unavailable[name]}"
+    if header.source == "capture":
+        version = parse_version(header.kernel)
+        # hook -> 'status: reason'; a function this kernel was built without is no blind spot
+        hooks_gone = {h: str(why) for h, why in unavailable.items() if not str(why).startswith(_NOT_IN_KERNEL)} \
+            if isinstance(unavailable, dict) else {}
+        blind = {k: why for k, why in blind_spots(version, hooks_gone).items() if k in LIFECYCLE_KINDS}
+        if blind:
+            kind = sorted(blind)[0]
+            return f"this kernel's {kind} is a blind spot: {blind[kind]}"
     invisible = probes.get("invisible_kinds") or {}
     missed = sorted(k for k in LIFECYCLE_KINDS & set(invisible) if not _absent_from_kernel(str(invisible[k])))
     if missed:

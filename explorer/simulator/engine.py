@@ -28,10 +28,10 @@ from ..events import (
     ResponseCode,
     Row,
 )
+from ..kernel_facts import Rules, rules_for
 from ..recording.header import DeviceInfo
 from ..units import fmt_ns
 from .checks import RULES, Anomaly, Severity
-from .policy import KernelPolicy, policy_for
 from .state import (
     ANSWERS_KEPT,
     Attachment,
@@ -52,17 +52,18 @@ ENOSPC = 28
 # Kinds that change or check state; the rest (map, unmap, markers...) pass the simulator by.
 STATEFUL_KINDS = frozenset({
     Kind.PASID_ALLOC, Kind.PASID_FREE, Kind.SVA_BIND, Kind.SVA_UNBIND, Kind.MM_EXIT, Kind.PASID_ATTACH,
-    Kind.PASID_DETACH, Kind.PASID_REPLACE, Kind.PAGE_REQUEST, Kind.PAGE_RESPONSE, Kind.FAULT, Kind.UAPI,
+    Kind.PASID_DETACH, Kind.PASID_REPLACE, Kind.PAGE_REQUEST, Kind.PAGE_RESPONSE, Kind.UAPI,
     Kind.LOST, Kind.GROUP_ADD,
 })
 
 
-def _attachment(f: dict[str, Any], dtype: str, ts: int, idx: int) -> Attachment:
+def _attachment(f: dict[str, Any], dtype: str, ts: int, idx: int, global_pasid: bool) -> Attachment:
     """An attachment, with the route its page requests take: the guest (nested or VM-owned), the user's
     fault queue (iommufd), or the kernel's own I/O page-fault handler."""
     vm, queue = f.get("vm"), f.get("fault_queue")
     route = "guest" if dtype == DomainType.NESTED or vm else "user" if queue is not None else "kernel"
-    return Attachment(f.get("domain"), dtype, ts, idx, f.get("guest_pasid"), vm, queue, route=route)
+    return Attachment(f.get("domain"), dtype, ts, idx, f.get("guest_pasid"), vm, queue, route=route,
+                      global_pasid=global_pasid)
 
 
 def _where(device: str | None, pasid: int | None) -> str:
@@ -75,11 +76,14 @@ class Simulator:
     """Consumes events, holds the state at the latest one, and records anomalies as it goes."""
 
     def __init__(self, devices: Iterable[DeviceInfo] = (), *, kernel: str | None = None,
-                 stale_ns: int = DEFAULT_STALE_NS, policy: KernelPolicy | None = None,
-                 unobserved: str | None = None) -> None:
-        self.policy = policy or policy_for(kernel)
+                 stale_ns: int = DEFAULT_STALE_NS, policy: Rules | None = None,
+                 unobserved: str | None = None, midstream: bool = False) -> None:
+        self.policy = policy or rules_for(kernel)
         self.stale_ns = stale_ns
         self.state = SimState()
+        # A capture starts with the kernel already running: PASIDs, binds and groups from before its first event
+        # are unknown, so a finding about one this stream never saw is uncertain (a scenario starts empty).
+        self.midstream = midstream
         # Why the PASID lifecycle cannot be seen, if it cannot: then state is uncertain before the first event
         # (time 0 until `begin` learns the first event's time), exactly as after a loss.
         self.unobserved = unobserved
@@ -94,7 +98,7 @@ class Simulator:
             Kind.SVA_UNBIND: self._unbind, Kind.MM_EXIT: self._mm_exit, Kind.PASID_ATTACH: self._attach,
             Kind.PASID_DETACH: self._detach, Kind.PASID_REPLACE: self._replace,
             Kind.PAGE_REQUEST: self._page_request, Kind.PAGE_RESPONSE: self._page_response,
-            Kind.FAULT: self._fault, Kind.UAPI: self._uapi, Kind.LOST: self._lost,
+            Kind.UAPI: self._uapi, Kind.LOST: self._lost,
             Kind.GROUP_ADD: self._group_add,
         }
 
@@ -176,6 +180,13 @@ class Simulator:
         """Findings a lost (or never observable) event could explain are uncertain once state is uncertain."""
         return Severity.UNCERTAIN if self.state.uncertain_since is not None else severity
 
+    def _before_start(self, pasid: int | None) -> Severity | None:
+        """A finding about a PASID this stream never saw, which a capture's past could explain: uncertain."""
+        st = self.state
+        if self.midstream and (pasid is None or (pasid not in st.pasids and pasid not in st.freed)):
+            return Severity.UNCERTAIN
+        return self._doubt()
+
     def _check_live(self, ts: int, device: str | None, pasid: int | None, what: str, idx: int) -> bool:
         """Is `pasid` allocated? Flags use-after-free / never-allocated / reserved / beyond width if not."""
         st = self.state
@@ -231,7 +242,7 @@ class Simulator:
                 st.exited.pop(live.mm, None)
         for (dev, p), att in st.attachments.items():
             # Attachments older than this allocation were reported when the PASID was first freed under them.
-            if p == pasid and not inferred and att.since_ns >= live.since_ns:
+            if p == pasid and not inferred and att.global_pasid and att.since_ns >= live.since_ns:
                 self._flag("free_while_attached", ts, dev, pasid,
                            f"PASID {pasid} was freed while {dev} still had it attached to a {att.domain_type} "
                            f"domain (attached {fmt_ns(ts - att.since_ns)} earlier).", [att.idx, idx],
@@ -288,7 +299,7 @@ class Simulator:
         else:
             self._flag("free_unallocated", ts, dev, pasid,
                        f"{owner} freed PASID {pasid}, which was never allocated in this recording.", [idx],
-                       self._doubt())
+                       self._before_start(pasid))
         st.freed[pasid] = Freed(ts, idx, owner)
 
     # -- SVA: binds and the mm's one PASID -------------------------------------------------------------------
@@ -310,9 +321,10 @@ class Simulator:
         if pasid is None:
             return
         if pasid not in st.pasids:
-            if pasid in st.freed or self.state.uncertain or self.unobserved is None:
+            if pasid in st.freed or (not self.midstream and self.unobserved is None):
                 self._check_live(ts, dev, pasid, "SVA bind", idx)  # the allocation was observable, yet not seen
-            # Infer the allocation the first bind makes, so that the mm's later events are checked against it.
+            # Infer the allocation the first bind makes (or one made before a capture started, or unseen: the
+            # 6.4-6.5 IDA), so that the mm's later events are checked against it.
             self._take(pasid, AllocPath.SVA, owner, mm, None, ts, -1, certain=False)
         elif dev is not None and pasid >= st.max_pasids(dev):
             self._check_live(ts, dev, pasid, "SVA bind", idx)
@@ -321,7 +333,8 @@ class Simulator:
         b = st.binds.get(key)
         st.binds[key] = Bind(b.refs + 1, pasid, b.since_ns, b.idx) if b else Bind(1, pasid, ts, idx)
         if (dev, pasid) not in st.attachments:
-            st.attachments[(dev, pasid)] = Attachment(f.get("handle"), DomainType.SVA, ts, idx, inferred=True)
+            st.attachments[(dev, pasid)] = Attachment(f.get("handle"), DomainType.SVA, ts, idx, inferred=True,
+                                                      global_pasid=True)
 
     def _unbind(self, row: Row, idx: int) -> None:
         st = self.state
@@ -335,7 +348,8 @@ class Simulator:
         if b is None:
             pasid = row[R_PASID]
             self._flag("detach_unattached", ts, dev, pasid,
-                       f"unbind of mm {mm} from {dev}, which holds no bind to it.", [idx], self._doubt())
+                       f"unbind of mm {mm} from {dev}, which holds no bind to it.", [idx],
+                       self._before_start(None if mm not in st.mm_owner else pasid))
             return
         if b.refs > 1:
             st.binds[key] = b._replace(refs=b.refs - 1)
@@ -346,6 +360,7 @@ class Simulator:
             # The last unbind detaches the SVA domain; the kernel's own detach event may follow.
             del st.attachments[(dev, b.pasid)]
             st.implied_detach[(dev, b.pasid)] = idx
+            self._drain(dev, b.pasid, ts, idx)
         if self.policy.sva_free_at == "last_unbind" and b.pasid in st.pasids and not st.binds_of(mm):
             self._release(b.pasid, ts, idx, st.mm_owner.get(mm, f"mm {mm}"), inferred=True)
         elif mm in st.exited and not st.binds_of(mm) and b.pasid in st.pasids:
@@ -373,75 +388,92 @@ class Simulator:
         ts, dev, pasid, f = row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS]
         if f.get("error") or pasid is None:
             return
-        live = self._check_live(ts, dev, pasid, "attach", idx)
         dtype = f.get("domain_type", DomainType.PAGING)
+        self._check_number(ts, dev, pasid, dtype, "attach", idx)
         old = st.attachments.get((dev, pasid))
         if old is not None and not (old.inferred and old.domain_type == dtype):
             self._flag("attach_conflict", ts, dev, pasid,
                        f"{_where(dev, pasid)} was attached to a {dtype} domain while still attached to a "
                        f"{old.domain_type} domain since {fmt_ns(ts - old.since_ns)} earlier.", [old.idx, idx],
                        self._doubt())
-        st.attachments[(dev, pasid)] = _attachment(f, dtype, ts, idx)
+        st.attachments[(dev, pasid)] = _attachment(f, dtype, ts, idx, self._global(pasid, dtype))
         st.implied_detach.pop((dev, pasid), None)
-        if not live and pasid != IOMMU_NO_PASID:
-            st.pasids.setdefault(pasid, LivePasid(pasid, "?", "unknown", None, f.get("vm"), ts, -1, False))
+
+    def _global(self, pasid: int, dtype: str) -> bool:
+        """Is this attach of a global (allocator) PASID? An SVA domain's always is; another domain's is when the
+        number is live in the allocator for a driver (iommu_alloc_global_pasid) or the ioasid allocator. An
+        iommufd/VFIO PASID is chosen by user space in the device's own table and never allocated (6.15+)."""
+        if dtype == DomainType.SVA:
+            return True
+        live = self.state.pasids.get(pasid)
+        return live is not None and live.path != AllocPath.SVA
+
+    def _check_number(self, ts: int, dev: str | None, pasid: int, dtype: str, what: str, idx: int) -> None:
+        """What iommu_attach_device_pasid() itself checks (0 and the width), plus, for an SVA domain, that its
+        PASID is the mm's allocated one. Any other number may be user space's choice: not the allocator's."""
+        if dtype == DomainType.SVA or pasid == IOMMU_NO_PASID:
+            self._check_live(ts, dev, pasid, what, idx)
+        elif dev is not None and pasid >= self.state.max_pasids(dev):
+            self._flag("beyond_width", ts, dev, pasid,
+                       f"{what} on {_where(dev, pasid)}, but {dev} carries only {self.state.max_pasids(dev)} PASIDs "
+                       f"(width {self.state.devices.get(dev)} bits).", [idx])
 
     def _detach(self, row: Row, idx: int) -> None:
         st = self.state
         ts, dev, pasid = row[R_TS], row[R_DEVICE], row[R_PASID]
+        self._drain(dev, pasid, ts, idx)
         if st.attachments.pop((dev, pasid), None) is None:
             if st.implied_detach.pop((dev, pasid), None) is not None:
                 return  # the detach inside an SVA unbind, which the model already applied
             self._flag("detach_unattached", ts, dev, pasid,
-                       f"detach of {_where(dev, pasid)}, which had no domain attached.", [idx], self._doubt())
+                       f"detach of {_where(dev, pasid)}, which had no domain attached.", [idx],
+                       self._before_start(None))
+
+    def _drain(self, dev: str, pasid: int | None, ts: int, idx: int) -> None:
+        """A detach (or replace, or last unbind) of (dev, pasid) drains its pending groups: the kernel answers them
+        itself (iommufd_auto_response_faults() INVALID; VT-d intel_iommu_drain_pasid_prq()), so they are closed."""
+        st = self.state
+        for key in [k for k, g in st.groups.items() if g.device == dev and g.pasid == pasid]:
+            del st.groups[key]
+            st.drained[key] = (ts, idx)
+        if len(st.drained) > ANSWERS_KEPT:
+            st.drained.clear()
 
     def _replace(self, row: Row, idx: int) -> None:
         st = self.state
         ts, dev, pasid, f = row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS]
         if f.get("error") or pasid is None:
             return
-        self._check_live(ts, dev, pasid, "replace", idx)
-        st.attachments[(dev, pasid)] = _attachment(f, f.get("domain_type", DomainType.PAGING), ts, idx)
+        dtype = f.get("domain_type", DomainType.PAGING)
+        self._check_number(ts, dev, pasid, dtype, "replace", idx)
+        self._drain(dev, pasid, ts, idx)
+        st.attachments[(dev, pasid)] = _attachment(f, dtype, ts, idx, self._global(pasid, dtype))
 
     # -- page requests, responses and faults -----------------------------------------------------------------
-    def _check_attached(self, ts: int, dev: str, pasid: int | None, what: str, idx: int) -> None:
-        """A fault or request must come from a live PASID attached to that device."""
-        if pasid is None:
-            return
-        st = self.state
-        live, att = st.pasids.get(pasid), st.attachments.get((dev, pasid))
-        if live is not None and att is not None:
-            if att.since_ns < live.since_ns:
-                self._flag("use_after_free", ts, dev, pasid,
-                           f"{what} from {dev} on PASID {pasid} through an attachment made "
-                           f"{fmt_ns(ts - att.since_ns)} ago, before PASID {pasid} was freed and handed to "
-                           f"{live.owner}: the device is using a stale PASID that now names someone else's "
-                           f"address space.", [att.idx, live.idx, idx], self._doubt())
-            return
-        if self._check_live(ts, dev, pasid, what, idx) and att is None:
-            self._flag("fault_unattached", ts, dev, pasid,
-                       f"{what} from {dev} on PASID {pasid}, which is allocated "
-                       f"(to {self.state.pasids[pasid].owner}) but not attached to {dev}.", [idx],
-                       self._doubt())
-
     def _page_request(self, row: Row, idx: int) -> None:
         st = self.state
         ts, dev, pasid, f = row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS]
         prg = f["prg"]
         key = (dev, prg, pasid)
         g = st.groups.get(key)
+        if g is None and dev in st.pri_disabled:
+            when, failed = st.pri_disabled[dev]
+            self._flag("request_after_failure", ts, dev, pasid,
+                       f"{dev} sent page request PRG {prg} {fmt_ns(ts - when)} after it was answered Response "
+                       f"Failure, which disables its Page Request Interface until PRI is enabled again.",
+                       [failed, idx], self._doubt())
         if g is None:
+            # A PASID with no domain of its own here is no finding yet: with a user-managed PASID table (SMMUv3
+            # nesting, the iommufd mock) the core sends it to the RID's nested domain (find_fault_handler(),
+            # io-pgfault.c 6.11+). Who answers tells: the kernel's own Invalid Request means nobody handled it.
             att = st.attachments.get((dev, pasid)) if pasid is not None else None
-            if pasid is not None:
-                live = st.pasids.get(pasid)
-                if live is None or att is None or att.since_ns < live.since_ns:
-                    self._check_attached(ts, dev, pasid, "page request", idx)
             st.groups[key] = _new_group((dev, pasid, prg, ts, idx, 1, f.get("last", True),
                                          "kernel" if att is None else att.route, False,
-                                         f.get("needs_pasid", pasid is not None)))
+                                         f.get("needs_pasid", pasid is not None), pasid is not None and att is None))
         else:
             st.groups[key] = _new_group((dev, pasid, prg, g.first_ns, g.first_idx, g.requests + 1,
-                                         g.closed or f.get("last", True), g.route, g.stale, g.needs_pasid))
+                                         g.closed or f.get("last", True), g.route, g.stale, g.needs_pasid,
+                                         g.unattached))
 
     def _page_response(self, row: Row, idx: int) -> None:
         st = self.state
@@ -452,6 +484,15 @@ class Simulator:
         if g is None:
             g = self._match_without_pasid(dev, prg, pasid)
         if g is not None:
+            code = f.get("code", 0)
+            if code == ResponseCode.FAILURE:
+                st.pri_disabled[dev] = (ts, idx)
+            if g.unattached and code != ResponseCode.SUCCESS and f.get("by", "kernel") == "kernel":
+                said = ResponseCode(code).name.lower() if code in (0, 1, 2) else f"code {code}"
+                self._flag("fault_unattached", ts, dev, pasid,
+                           f"page request PRG {prg} from {dev} on PASID {pasid}, which had no domain attached there "
+                           f"(nor a nested domain taking every PASID): the kernel answered it {said} itself.",
+                           [g.first_idx, idx], self._doubt())
             answered = st.answered
             answered[key] = (ts, idx)
             if len(answered) > ANSWERS_KEPT:
@@ -459,6 +500,8 @@ class Simulator:
             if not g.stale and ts - g.first_ns >= self.stale_ns:
                 self._stale_group(g, [g.first_idx, idx])
             return
+        if st.drained.pop(key, None) is not None:
+            return  # the kernel's own answer to a group its detach drained
         prev = st.answered.get(key) or st.answered_before.get(key)
         code = f.get("code", 0)
         code = ResponseCode(code).name.lower() if code in (0, 1, 2) else code
@@ -479,12 +522,6 @@ class Simulator:
             if g.device == dev and g.prg == prg and (g.pasid is None or not g.needs_pasid or g.pasid == pasid):
                 return groups.pop(key)
         return None
-
-    def _fault(self, row: Row, idx: int) -> None:
-        pasid = row[R_PASID]
-        # A PASID from a driver's own numbering (amdgpu's, amdgpu_ids.c) names nothing in the IOMMU's space.
-        if pasid is not None and row[R_DEVICE] is not None and "pasid_space" not in row[R_FIELDS]:
-            self._check_attached(row[R_TS], row[R_DEVICE], pasid, "fault", idx)
 
     def _age_groups(self, now: int) -> None:
         """Report groups still open, and exits still holding binds, past the threshold at `now`.
@@ -568,4 +605,6 @@ class Simulator:
                    f"{', so its state is uncertain from here' if first else ''}.", [idx])
 
     def _group_add(self, row: Row, idx: int) -> None:
+        """A device (re)probed into an IOMMU group: its PRI starts enabled again."""
         self.state.devices.setdefault(row[R_DEVICE], None)
+        self.state.pri_disabled.pop(row[R_DEVICE], None)

@@ -47,6 +47,7 @@ class Attachment(NamedTuple):
     fault_queue: int | None = None
     inferred: bool = False
     route: str = "kernel"  # who answers its page requests: kernel, user (iommufd fault queue) or guest
+    global_pasid: bool = False  # the number came from the global allocator (SVA, a driver), not user space
 
 
 class Bind(NamedTuple):
@@ -71,6 +72,7 @@ class PendingGroup(NamedTuple):
     route: str  # who must answer: kernel (iopf/SVA), user (iommufd fault queue), guest (a VM)
     stale: bool = False  # already reported as unanswered
     needs_pasid: bool = True  # the response must carry the PASID to match (else the PRG index alone matches)
+    unattached: bool = False  # its PASID had no domain attached on the device when the group opened
 
 
 class UapiObject(NamedTuple):
@@ -106,6 +108,11 @@ class SimState:
     # of at most ANSWERS_KEPT each, so that memory stays bounded however long the recording.
     answered: dict[tuple[str, int, int | None], tuple[int, int]] = field(default_factory=dict)
     answered_before: dict[tuple[str, int, int | None], tuple[int, int]] = field(default_factory=dict)
+    # Groups a detach, replace or last unbind drained: the kernel answers them itself (iommufd_auto_response_faults,
+    # VT-d intel_iommu_drain_pasid_prq), so a response seen for one later is that answer, not a stray.
+    drained: dict[tuple[str, int, int | None], tuple[int, int]] = field(default_factory=dict)
+    # Functions sent Response Failure, which per PCIe disables PRI there: (ts, idx) of that response
+    pri_disabled: dict[str, tuple[int, int]] = field(default_factory=dict)
     uapi_objects: dict[tuple[int | None, int], UapiObject] = field(default_factory=dict)
     uapi_calls: dict[tuple[int | None, str, int], int] = field(default_factory=dict)  # (pid, cmd, ret) -> n
     stale_queue: deque[tuple[int, int]] = field(default_factory=deque)  # (due time, mm) of exits holding binds

@@ -39,12 +39,12 @@ def test_check_exits_0_when_clean_and_1_with_anomalies_listed_in_json() -> None:
     buggy = cli("check", str(SCENARIOS["06-buggy-driver"].recording_path), "--json")
     assert buggy.returncode == 1
     anomalies = json.loads(buggy.stdout)["anomalies"]
-    assert {a["kind"] for a in anomalies} == {"free_while_attached", "use_after_free", "unanswered_group",
-                                               "response_without_group"}
+    assert {a["kind"] for a in anomalies} == {"free_while_attached", "duplicate_response", "request_after_failure",
+                                               "unanswered_group"}
     for a in anomalies:
         assert {"kind", "time_ns", "device", "pasid", "explanation"} <= a.keys() and a["explanation"]
     text = cli("check", str(SCENARIOS["06-buggy-driver"].recording_path))
-    assert "PASID used after it was freed" in text.stdout and "evidence #" in text.stdout
+    assert "PASID freed while still attached" in text.stdout and "evidence #" in text.stdout
 
 
 def test_check_stale_threshold_is_configurable() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer.events import AllocPath, DomainType, Kind, make
+from explorer.events import AllocPath, DomainType, Event, Kind, make
 from explorer.importers import import_log
 from explorer.index import RecordingIndex
 from explorer.recording import Header, Recording, write_events
@@ -44,33 +44,41 @@ def imported(tmp_path: Path) -> Path:
     return out
 
 
-def test_faults_in_an_imported_kernel_log_are_uncertain_but_the_same_events_from_probes_are_errors(
+def _double_free(t: int = 0) -> list[Event]:
+    return [make(Kind.PASID_ALLOC, t, device=DSA, pasid=5, path=AllocPath.DRIVER),
+            make(Kind.PASID_FREE, t + 1, pasid=5), make(Kind.PASID_FREE, t + 2, pasid=5)]
+
+
+def test_an_imported_kernel_log_starts_uncertain_and_does_not_accuse_its_own_faults(
         imported: Path, tmp_path: Path) -> None:
+    """A DMA fault on a PASID is the kernel's own report (its reason says what was wrong); that nobody was seen
+    allocating the PASID accuses no one: iommufd PASIDs are chosen by user space, never allocated (F6-F8)."""
     with Recording(imported) as rec:
         idx = RecordingIndex.build(rec)
         assert idx.header.source == "import:kernel-log"
-        assert _findings(idx) == [("use_unallocated", "uncertain")] * 2
+        assert _findings(idx) == []
         first = int(idx.ts[0])
         assert idx.sim.state.uncertain_since == first and idx.state_at(first).uncertain_since == first
-        events = list(rec.iter_events())
-    # The same events, from a capture that saw every kernel function: nothing was missed, so they accuse.
-    seen_all = Header(source="capture", probes=header_probes(Verdict(h, ATTACHED) for h in HOOKS))
-    probed = tmp_path / "probed.pasidrec"
-    write_events(probed, seen_all, events)
-    idx = _index(probed)
-    assert idx.sim.unobserved is None and not idx.sim.state.uncertain
-    assert _findings(idx) == [("use_unallocated", "error")] * 2
+    # A double free in that log's blind state is uncertain; from a capture that saw every function, an error.
+    for header, severity in ((Header(source="import:kernel-log"), "uncertain"),
+                             (Header(source="capture", probes=header_probes(Verdict(h, ATTACHED) for h in HOOKS)),
+                              "error")):
+        path = tmp_path / f"{severity}.pasidrec"
+        write_events(path, header, _double_free())
+        assert _findings(_index(path)) == [("double_free", severity)]
 
 
-def test_check_exits_1_on_uncertain_findings_as_with_lost_events_and_says_why(imported: Path) -> None:
+def test_check_exits_1_on_uncertain_findings_as_with_lost_events_and_says_why(tmp_path: Path) -> None:
     """Uncertain findings are findings: `check` exits 1 on them, as it does for a capture that lost events
     (whose `events_lost` finding is itself uncertain); --json gives each one's severity for scripts."""
-    run = [sys.executable, "-m", "explorer.cli.main", "check", str(imported)]
+    path = tmp_path / "imported.pasidrec"
+    write_events(path, Header(source="import:kernel-log"), _double_free())
+    run = [sys.executable, "-m", "explorer.cli.main", "check", str(path)]
     r = subprocess.run([*run, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1, r.stderr
     report = json.loads(r.stdout)
     assert {a["severity"] for a in report["anomalies"]} == {"uncertain"}
-    assert "PASID lifecycle" in report["lifecycle_unobserved"]
+    assert "shows no PASID lifecycle" in report["lifecycle_unobserved"]
     text = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, timeout=120).stdout
     assert "state uncertain from the start" in text and "ERROR" not in text
 
@@ -98,9 +106,9 @@ def test_a_capture_starts_uncertain_only_when_a_lifecycle_event_this_kernel_has_
         header: Header, uncertain: bool) -> None:
     assert (lifecycle_unobserved(header) is not None) == uncertain
     idx = RecordingIndex(header)
-    idx.add_rows([make(Kind.FAULT, 1000, device=DSA, pasid=5, addr=0).to_row()])
+    idx.add_rows([e.to_row() for e in _double_free(1000)])
     idx.finish()
-    assert _findings(idx) == [("use_unallocated", "uncertain" if uncertain else "error")]
+    assert _findings(idx) == [("double_free", "uncertain" if uncertain else "error")]
 
 
 def test_a_lifecycle_seen_in_part_still_cannot_accuse_of_what_a_missing_event_explains() -> None:
@@ -108,7 +116,7 @@ def test_a_lifecycle_seen_in_part_still_cannot_accuse_of_what_a_missing_event_ex
     or one beyond the device's width is wrong whatever was missed."""
     evs = [make(Kind.PASID_ALLOC, 0, device=DSA, pasid=1, path=AllocPath.SVA, mm=10),
            make(Kind.PASID_ATTACH, 1, device=DSA, pasid=1, domain_type=DomainType.SVA),
-           make(Kind.PASID_ATTACH, 2, device=DSA, pasid=1, domain_type=DomainType.PAGING),
+           make(Kind.PASID_ATTACH, 2, device=DSA, pasid=1, domain_type=DomainType.SVA),
            make(Kind.PASID_FREE, 3, pasid=1),
            make(Kind.PASID_ATTACH, 4, device=DSA, pasid=0, domain_type=DomainType.PAGING)]
     blind = Simulator(unobserved="test").apply_all(evs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from explorer.kernel_facts import facts_for, parse_version
 from probes.capability import ATTACHED, WILL_ATTACH, coverage
 from probes.capture import survey
 
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     s = survey(load=not args.no_load)
     f = s.facts
     cov = coverage(s.verdicts)
+    facts = facts_for(parse_version(f.kernel))
     runnable = s.problem is None and any(v.status in (ATTACHED, WILL_ATTACH) for v in s.verdicts)
     host = {"kernel": f.kernel, "root": f.root, "tracefs": str(f.tracefs) if f.tracefs else None,
             "lockdown": f.lockdown, "btf": f.btf is not None, "kprobes": f.kprobes,
@@ -42,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"host": host, "problem": s.problem, "can_capture": runnable,
                     "hooks": [{"hook": v.hook.name, "status": v.status, "method": v.method or None,
-                               "reason": v.reason or None, "kinds": list(v.hook.kinds)} for v in s.verdicts],
+                               "reason": v.reason or None, "kinds": list(v.hook.kinds),
+                               "kernels": v.hook.fact.versions} for v in s.verdicts],
+                    "kernel_facts": [{"key": k.key, "versions": str(k.span), "text": k.text, "hooks": list(k.hooks),
+                                      "blind": k.blind} for k in facts],
                     "visible_kinds": list(cov.visible), "partial_kinds": cov.partial,
                     "invisible_kinds": cov.invisible})
         return 0 if runnable else 1
@@ -53,10 +58,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"capture cannot start: {s.problem}")
     print()
     width = max(len(v.hook.name) for v in s.verdicts)
-    print(f"{'hook':<{width}}  {'status':<20} {'via':<10} why / what it shows")
+    print(f"{'hook':<{width}}  {'kernels':<22} {'status':<20} {'via':<10} why / what it shows")
     for v in s.verdicts:
         why = v.reason or v.hook.doc
-        print(f"{v.hook.name:<{width}}  {v.status:<20} {v.method or '-':<10} {why}")
+        print(f"{v.hook.name:<{width}}  {v.hook.fact.versions:<22} {v.status:<20} {v.method or '-':<10} {why}")
+    print()
+    print(f"what Linux {f.kernel} does, and which hooks see it (kernel facts table):")
+    for k in facts:
+        seen = ("BLIND SPOT: no hook sees it; findings it could explain are uncertain" if k.blind
+                else ", ".join(k.hooks) or "a rule the model applies")
+        print(f"  {k.key} ({k.span}): {k.text} [{seen}]")
     print()
     print(f"visible event kinds: {', '.join(cov.visible)}")
     for kind, why in cov.partial.items():

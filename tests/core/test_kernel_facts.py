@@ -1,0 +1,48 @@
+"""The kernel facts table: every row names real hooks, version ranges do not overlap where they must not, and the
+rules the simulator and the probes take from it follow the kernel's history."""
+
+from __future__ import annotations
+
+from explorer.kernel_facts import FACTS, HOOK_FACTS, blind_spots, facts_for, parse_version, rules_for
+from probes.hooks import HOOKS
+
+
+def test_every_fact_names_hooks_of_the_table_and_every_probe_hook_has_a_row() -> None:
+    assert {h.name for h in HOOKS} == set(HOOK_FACTS)
+    for f in FACTS:
+        assert all(h in HOOK_FACTS for h in f.hooks), f.key
+        for h in f.hooks:  # a fact's hooks exist in every version of its range, where mainline has them
+            fact = HOOK_FACTS[h]
+            assert fact.in_kernel(f.span.first) or not fact.spans or h.startswith("intel_iommu:"), (f.key, h)
+    for h in HOOK_FACTS.values():
+        assert all(s in HOOK_FACTS for s in h.sighting_of), h.name
+        assert bool(h.spans) != bool(h.vendor), f"{h.name}: mainline versions or a vendor label, not both"
+
+
+def test_one_allocator_and_one_free_path_per_version() -> None:
+    for minor in [(5, m) for m in range(2, 20)] + [(6, m) for m in range(0, 19)]:
+        topics = [f.key for f in facts_for(minor) if f.key.startswith(("alloc.", "free.")) and f.key != "alloc.user"]
+        assert sum(k.startswith("alloc.") for k in topics) == 1, (minor, topics)
+        assert sum(k.startswith("free.") for k in topics) == 1, (minor, topics)
+
+
+def test_blind_spots_follow_the_kernels_history() -> None:
+    # 6.4-6.5: the PASID comes from an IDA private to iommu-sva.c, through a static function (F5)
+    assert set(blind_spots((6, 5))) == {"pasid_alloc"}
+    # 5.11-5.17: frees go through ioasid_put(); unbinds have no domain to name the mm by (F24, F26)
+    assert set(blind_spots((5, 15))) == {"pasid_free", "sva_unbind"}
+    assert blind_spots((6, 18)) == {}
+    # every hook of a row the capture could not attach makes its kinds a blind spot too
+    assert set(blind_spots((6, 18), {"iommu_alloc_global_pasid": "blocked by lockdown"})) == {"pasid_alloc"}
+    assert blind_spots((6, 18), {"mm_pasid_drop": "blocked by lockdown"}) == {}  # iommu_free_global_pasid sees it
+
+
+def test_rules_for_each_era() -> None:
+    assert parse_version("6.18.44-fc") == (6, 18) and parse_version("weird") is None
+    r = rules_for("5.15.0")
+    assert (r.allocator, r.sva_free_at, r.needs_pasid_bit) == ("ioasid", "last_unbind", 1 << 3)
+    r = rules_for("6.4")
+    assert (r.allocator, r.sva_free_at, r.auto_responses) == ("sva-ida", "mmdrop", False)
+    r = rules_for("6.10")  # NEEDS_PASID moved from bit 3 to bit 2 in 6.10, not 6.7 (F2)
+    assert (r.allocator, r.needs_pasid_bit) == ("global-ida", 1 << 2)
+    assert rules_for("6.9").needs_pasid_bit == 1 << 3 and rules_for(None).user_pasids
