@@ -30,5 +30,6 @@ def test_an_amdgpu_pasid_is_never_taken_for_an_iommu_pasid(tmp_path: Path) -> No
     gpu, iommu = events
     assert (gpu.pasid, gpu.get("pasid_space")) == (32769, "amdgpu")
     assert (iommu.pasid, iommu.get("pasid_space")) == (0x8001, None)
-    # Only the IOMMU's PASID is one the model should have seen allocated.
-    assert [(a.rule, a.device, a.pasid) for a in idx.anomalies] == [("use_unallocated", "0000:03:00.0", 0x8001)]
+    # Neither accuses anyone: a fault is the kernel's own report, and an IOMMU PASID nobody was seen allocating
+    # may be one user space chose for the device (iommufd/VFIO, 6.15+; kernel-review F6-F8).
+    assert idx.anomalies == []
