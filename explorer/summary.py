@@ -62,6 +62,9 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
     }
     if "import" in footer:
         info["import"] = footer["import"]
+    snaps, _ = stored.snapshots(h.extra, rec.footer if rec is not None else None)
+    if snaps:
+        info["snapshots"] = snaps  # the kernel's own state, at the start and the end of a capture
     for key in ("kernel_counts", "kernel_counts_missed"):  # a capture's exact in-kernel counts
         if key in footer:
             info[key] = footer[key]
@@ -134,12 +137,30 @@ def info_text(info: dict[str, Any]) -> list[str]:
     if info.get("unknown_kinds"):
         lines.append(f"  kinds from a newer writer (kept, shown as-is): {', '.join(info['unknown_kinds'])}")
     lines += _kernel_count_lines(info)
+    lines += _snapshot_lines(info)
     if info["lost"]:
         lines.append(f"  {info['lost']:,} events lost during capture: state after the first loss is uncertain")
     for d in info["damage"]:
         lines.append(f"  damaged: {d}")
     if info["end_reason"] and info["end_reason"] != "complete":
         lines.append(f"  capture ended: {info['end_reason']}")
+    return lines
+
+
+def _snapshot_lines(info: dict[str, Any]) -> list[str]:
+    """One line per kernel snapshot: when, what it found, what it could not read."""
+    lines = []
+    for snap in info.get("snapshots", []):
+        pci = snap.get("pci", {})
+        tables = (snap.get("intel") or {}).get("devices", {})
+        found = [f"{len(pci)} functions with PASID, PRI or ATS"]
+        if tables:
+            found.append(f"PASID tables of {len(tables)} devices")
+        when = snap["taken_ns"] - info["time_range_ns"][0]
+        at = f"+{fmt_ns(when)}" if when >= 0 else f"{fmt_ns(-when)} before the first event"
+        lines.append(f"  kernel snapshot at {at}: {', '.join(found)}"
+                     + (f"; not read: {', '.join(sorted(snap.get('unreadable', {})))}" if snap.get("unreadable")
+                        else ""))
     return lines
 
 

@@ -151,3 +151,14 @@ def test_snapshots_of_the_wrong_shape_are_named_and_left_out(tmp_path: Path) -> 
         report = check_report(path, RecordingIndex.build(rec))
     assert report["kernel_state"]["snapshots"] == [50]
     assert report["kernel_state"]["unusable"] == ["footer key snapshots[0]: a snapshot's taken_ns must be an integer"]
+
+
+def test_info_lists_each_snapshot_a_recording_keeps(tmp_path: Path) -> None:
+    path = recording(tmp_path, *snapshots(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "explorer.cli.main", "info", str(path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    shown = [line.strip() for line in r.stdout.splitlines() if "kernel snapshot" in line]
+    assert shown[0].startswith("kernel snapshot at 50 ns before the first event: 1 functions with PASID, PRI or "
+                               "ATS, PASID tables of 2 devices; not read: amd iommu debugfs")
+    assert shown[1].startswith("kernel snapshot at +200 ns:") and len(shown) == 2
