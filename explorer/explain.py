@@ -187,6 +187,13 @@ def _describe(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
         code = f.get("code", 0)
         text = _RESPONSES.get(code, f"code {code}") if code in (0, 1, 2) else f"code {code}"
         return [f"Group {f.get('prg')} on ({dev}, PASID {p}) was answered by {f.get('by') or 'the kernel'}: {text}."]
+    if k == Kind.FAULT and f.get("pasid_space"):
+        vm = f" (GPU VM {f['vmid']})" if f.get("vmid") is not None else ""
+        return [f"A fault in {dev}'s own page tables{vm}, on {f['pasid_space']}'s PASID {p}: "
+                f"{f.get('reason') or 'no reason given'}.",
+                f"{f['pasid_space']} numbers these PASIDs itself (amdgpu_pasid_alloc() in amdgpu_ids.c), one per GPU "
+                f"VM: PASID {p} is not an entry of the IOMMU's global space, so the model checks it against no "
+                "allocation."]
     if k == Kind.FAULT:
         att = st.attachments.get((dev, p)) if p is not None and dev is not None else None
         where = ("with no PASID (the device's own requester ID)" if p is None else

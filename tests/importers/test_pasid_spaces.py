@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from explorer.explain import explain
 from explorer.importers import import_log
 from explorer.index import RecordingIndex
 from explorer.recording import Recording
@@ -33,3 +34,9 @@ def test_an_amdgpu_pasid_is_never_taken_for_an_iommu_pasid(tmp_path: Path) -> No
     # Neither accuses anyone: a fault is the kernel's own report, and an IOMMU PASID nobody was seen allocating
     # may be one user space chose for the device (iommufd/VFIO, 6.15+; kernel-review F6-F8).
     assert idx.anomalies == []
+    # The event panel says whose PASID it is, and never calls the GPU's fault an IOMMU's.
+    gpu_account, iommu_account = explain(idx, 0), explain(idx, 1)
+    assert "amdgpu's PASID 32769" in gpu_account.paragraphs[0] and "GPU VM 3" in gpu_account.paragraphs[0]
+    assert "not an entry of the IOMMU's global space" in gpu_account.paragraphs[1]
+    assert not any("IOMMU blocked it" in p for p in gpu_account.paragraphs)
+    assert "the IOMMU blocked it" in iommu_account.paragraphs[1]
