@@ -26,6 +26,7 @@ import numpy as np
 
 from .collector import collector_paused
 from .events import Event, Kind, Row, make
+from .intervals import Intervals
 from .recording import DeviceInfo, Header, Recording
 from .recording.columns import ChunkColumns, columns_of
 from .recording.reader import ChunkHead
@@ -81,7 +82,7 @@ class RecordingIndex:
         self.sim = Simulator(self.devices.values(), kernel=header.kernel, stale_ns=stale_ns, unobserved=unobserved,
                              midstream=midstream)
         self._replayer = Simulator(self.devices.values(), kernel=header.kernel, stale_ns=stale_ns,
-                                   unobserved=unobserved, midstream=midstream)
+                                   unobserved=unobserved, midstream=midstream, keep_intervals=False)
         self._replayer.report = False
         self._kind_ids: defaultdict[str, int] = defaultdict(count().__next__)
         for k in Kind:
@@ -163,6 +164,13 @@ class RecordingIndex:
                     progress(self.modelled, self.n)
         self.finish()
         return True
+
+    @property
+    def intervals(self) -> Intervals:
+        """What the model found open between events (lifetimes, attachments, binds, groups), as far as it has
+        replayed: the one source of every bar, slice and interval any view shows."""
+        assert self.sim.intervals is not None
+        return self.sim.intervals
 
     @property
     def modelled(self) -> int:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .index import RecordingIndex
+from .intervals import IntervalKind
 from .kernel_facts import applied_facts
 from .reconcile import failure_responses, reconcile
 from .simulator import Anomaly
@@ -81,10 +82,11 @@ def _known_kinds() -> set[str]:
 
 
 def check_report(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
-    """`check --json`: the info, plus every anomaly with its explanation, and where the kernel's own state (the
-    recording's snapshots) disagrees with the model."""
+    """`check --json`: the info, every anomaly with its explanation, what the model found open between events
+    (`intervals`), and where the kernel's own state (the recording's snapshots) disagrees with the model."""
     report = recording_info(path, idx)
     report["anomalies"] = [a.as_dict() for a in idx.anomalies]
+    report["intervals"] = interval_report(idx)
     rec = idx.recording
     snaps, problems = stored.snapshots(idx.header.extra, rec.footer if rec is not None else None)
     if snaps or problems:
@@ -93,6 +95,40 @@ def check_report(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
             "snapshots": [s["taken_ns"] for s in snaps], "unusable": problems,
             "disagreements": [d.as_dict() for d in reconcile(snaps, idx.state_at, lambda: failure_responses(rows()))]}
     return report
+
+
+def interval_report(idx: RecordingIndex) -> dict[str, Any]:
+    """Per kind of interval, how many the model saw and how many are open at the end; the page-request groups
+    still outstanding then, each with the event that opened it."""
+    out: dict[str, Any] = {str(k): {"total": 0, "open_at_end": 0} for k in IntervalKind}
+    outstanding = []
+    for iv in idx.intervals:
+        counts = out[str(iv.kind)]
+        counts["total"] += 1
+        if iv.is_open:
+            counts["open_at_end"] += 1
+            if iv.kind == IntervalKind.GROUP:
+                outstanding.append({"device": iv.device, "pasid": iv.pasid, "prg": iv.record.prg,
+                                    "since_ns": iv.start_ns, "requests": iv.record.requests,
+                                    "opened_by": iv.open_idx})
+    out["outstanding_groups"] = outstanding
+    return out
+
+
+_INTERVAL_WORDS = {IntervalKind.LIFETIME: ("PASID lifetime", "still allocated"),
+                   IntervalKind.ATTACHMENT: ("attachment", "still attached"), IntervalKind.BIND: ("SVA bind", "held"),
+                   IntervalKind.GROUP: ("page-request group", "outstanding")}
+
+
+def interval_text(report: dict[str, Any]) -> str:
+    """One line: what the model saw open between events, and what is still open at the end."""
+    parts = []
+    for kind, (noun, still) in _INTERVAL_WORDS.items():
+        counts = report[str(kind)]
+        if counts["total"]:
+            parts.append(f"{counts['total']:,} {noun}{'s' if counts['total'] != 1 else ''} "
+                         f"({counts['open_at_end']:,} {still} at the end)")
+    return "model: " + (", ".join(parts) if parts else "no PASID lifetime, attachment, bind or group")
 
 
 def info_text(info: dict[str, Any]) -> list[str]:

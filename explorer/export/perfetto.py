@@ -6,6 +6,11 @@ PASID, whose slices are the intervals the PASID was attached to a domain. Outsta
 (first request to response) are async slices in the device's process, since several can be open at once on
 the same PASID. Faults, anomalies, binds and other events are instants on their thread; markers and losses are
 global instants. Times are microseconds from the recording's first event (its absolute start is in otherData).
+
+The slices are the model's intervals (`RecordingIndex.intervals`), written as they are: a response the model
+matched to a group by its index alone ends that group here too, and a lifetime the model inferred (a bind
+without a seen allocation) is a slice like any other. Each slice's args name the events that opened and closed
+it (`opened_by`, `closed_by`, event indices).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 
 from ..events import R_DEVICE, R_FIELDS, R_KIND, R_PASID, R_TS, Kind, Row
 from ..index import RecordingIndex
+from ..intervals import Interval, IntervalKind
 from ..simulator import RULES
 from .jsonl import json_default
 
@@ -33,16 +39,6 @@ _DUMPS = json.JSONEncoder(separators=(",", ":"), default=json_default).encode
 def _short(text: str, n: int = 72) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= n else text[:n - 1] + "…"
-
-
-@dataclass(slots=True)
-class _Open:
-    """A slice waiting for its end: when it began, what it is called, what to say about it."""
-
-    ts: int
-    name: str
-    args: dict[str, Any]
-    requests: int = 1
 
 
 @dataclass(slots=True)
@@ -86,19 +82,23 @@ class _Tracks:
 
 
 class PerfettoWriter:
-    """Walks the events in time order and writes trace events as slices close."""
+    """Walks the events in time order for the instants, then writes the model's intervals as slices."""
 
     def __init__(self, idx: RecordingIndex, out: TextIO) -> None:
         self.idx = idx
         self.out = out
         self.t0 = idx.start_ns
         self.tracks = _Tracks()
-        self.lifetimes: dict[int, _Open] = {}
-        self.attached: dict[tuple[str, int], _Open] = {}
-        self.groups: dict[tuple[str, int | None, int], tuple[_Open, int]] = {}
         self._ids = count(1)
         self._first = True
         self.written = 0
+        # responses that closed a group: the rest are instants ("no open group")
+        self._kind_names = idx.kind_names
+        self._answers = {iv.close_idx for iv in idx.intervals.of(IntervalKind.GROUP) if iv.close_idx is not None}
+
+    def _kind_of(self, i: int) -> str:
+        return self._kind_names[int(self.idx.kinds[i])]
+
 
     def us(self, ts: int) -> float:
         return round((ts - self.t0) / 1000, 3)
@@ -109,11 +109,7 @@ class PerfettoWriter:
         self.out.write(_DUMPS(ev))
         self.written += 1
 
-    def _slice(self, pid: int, tid: int, o: _Open, end: int, cat: str) -> None:
-        self.emit({"name": o.name, "cat": cat, "ph": "X", "ts": self.us(o.ts),
-                   "dur": max(0.0, self.us(end) - self.us(o.ts)), "pid": pid, "tid": tid, "args": o.args})
-
-    def _instant(self, row: list[Any], name: str, cat: str, args: dict[str, Any], scope: str = "t") -> None:
+    def _instant(self, row: Row, name: str, cat: str, args: dict[str, Any], scope: str = "t") -> None:
         pid, tid = self.tracks.tid("events", row[R_DEVICE], row[R_PASID])
         self.emit({"name": name, "cat": cat, "ph": "i", "s": scope, "ts": self.us(row[R_TS]), "pid": pid,
                    "tid": tid, "args": args})
@@ -131,8 +127,8 @@ class PerfettoWriter:
             self.event(int(i), idx.row(int(i)))
             if tick is not None and k % 65536 == 0:
                 tick(k)
-        end = idx.end_ns
-        self._close_all(end)
+        for iv in idx.intervals:
+            self.interval(iv)
         for a in idx.anomalies:
             self.anomaly(a)
         for m in self.tracks.meta:
@@ -143,29 +139,8 @@ class PerfettoWriter:
         return self.written
 
     def event(self, i: int, row: Row) -> None:
-        kind, ts, dev, pasid, f = row[R_KIND], row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS] or {}
-        if kind == Kind.PASID_ALLOC and pasid is not None and not f.get("error"):
-            self._end_lifetime(pasid, ts, "reallocated while live")
-            who = f.get("owner") or f.get("vm") or ""
-            self.lifetimes[pasid] = _Open(ts, f"PASID {pasid} {f.get('path', '?')}" + (f" {who}" if who else ""),
-                                          {k: v for k, v in f.items() if k in ("path", "owner", "mm", "vm")})
-        elif kind == Kind.PASID_FREE and pasid is not None:
-            self._end_lifetime(pasid, ts, None)
-        elif kind in (Kind.PASID_ATTACH, Kind.PASID_REPLACE) and dev is not None and pasid is not None:
-            if not f.get("error"):
-                self._end_attach(dev, pasid, ts, "replaced" if kind == Kind.PASID_REPLACE else "attached again")
-                self.attached[(dev, pasid)] = _Open(ts, f"attached: {f.get('domain_type', '?')} domain",
-                                                    {k: v for k, v in f.items() if k != "error"})
-        elif kind == Kind.PASID_DETACH and dev is not None and pasid is not None:
-            self._end_attach(dev, pasid, ts, None)
-        elif kind == Kind.PAGE_REQUEST and dev is not None:
-            self._request(row, f)
-        elif kind == Kind.PAGE_RESPONSE and dev is not None:
-            self._response(row, f)
-        self._instant_for(row, kind, pasid, f)
-
-    def _instant_for(self, row: list[Any], kind: str, pasid: int | None, f: dict[str, Any]) -> None:
         """Every event that is not (only) part of a slice shows as an instant where it happened."""
+        kind, pasid, f = row[R_KIND], row[R_PASID], row[R_FIELDS] or {}
         failed = bool(f.get("error"))
         if kind == Kind.FAULT:
             self._instant(row, f"fault: {_short(f.get('reason') or 'fault', 60)}", "fault", dict(f))
@@ -173,67 +148,82 @@ class PerfettoWriter:
             self._instant(row, _short(f.get("title") or f.get("text", "marker")), "marker", dict(f), "g")
         elif kind == Kind.LOST:
             self._instant(row, f"lost {f.get('count', '?')} events", "lost", dict(f), "g")
+        elif kind == Kind.PAGE_RESPONSE and i not in self._answers:
+            self._instant(row, f"page_response PRG {f.get('prg')} (no open group)", "page_response", dict(f))
         elif kind in SLICED_KINDS:
-            if failed or pasid is None and kind != Kind.PAGE_REQUEST:
+            if failed or pasid is None and kind not in (Kind.PAGE_REQUEST, Kind.PAGE_RESPONSE):
                 self._instant(row, f"{kind} failed" if failed else str(kind), str(kind), dict(f))
         else:
             name = str(kind) + (f" {f['name']}" if kind == Kind.UAPI and "name" in f else "")
             self._instant(row, name, str(kind), dict(f))
 
-    def _end_lifetime(self, pasid: int, ts: int, why: str | None) -> None:
-        o = self.lifetimes.pop(pasid, None)
-        if o is not None:
-            if why:
-                o.args["ended"] = why
-            pid, tid = self.tracks.tid("lifetime", None, pasid)
-            self._slice(pid, tid, o, ts, "pasid")
+    # -- the model's intervals ----------------------------------------------------------------------------------
+    def _evidence(self, iv: Interval) -> dict[str, Any]:
+        """The events that opened and closed it, and how it ended when no event of its own ended it."""
+        out: dict[str, Any] = {"opened_by": iv.open_idx if iv.open_idx >= 0 else "inferred by the model"}
+        if iv.close_idx is not None:
+            out["closed_by"] = iv.close_idx if iv.close_idx >= 0 else "inferred by the model"
+            if iv.close_idx >= 0:
+                out["closed_by_kind"] = self._kind_of(iv.close_idx)
+        return out
 
-    def _end_attach(self, dev: str, pasid: int, ts: int, why: str | None) -> None:
-        o = self.attached.pop((dev, pasid), None)
-        if o is not None:
-            if why:
-                o.args["ended"] = why
-            pid, tid = self.tracks.tid("events", dev, pasid)
-            self._slice(pid, tid, o, ts, "attach")
+    def interval(self, iv: Interval) -> None:
+        if iv.kind == IntervalKind.LIFETIME:
+            self._lifetime(iv)
+        elif iv.kind == IntervalKind.ATTACHMENT:
+            self._attachment(iv)
+        elif iv.kind == IntervalKind.GROUP:
+            self._group(iv)
+        # binds show as their events' instants and as the SVA attachment the model gives them
 
-    def _request(self, row: list[Any], f: dict[str, Any]) -> None:
-        key = (row[R_DEVICE], row[R_PASID], f.get("prg", -1))
-        open_ = self.groups.get(key)
-        if open_ is None:
-            o = _Open(row[R_TS], f"PRG {f.get('prg')}" + ("" if row[R_PASID] is None else f" PASID {row[R_PASID]}"),
-                      {"first_addr": f.get("addr"), "perm": f.get("perm")})
-            gid = next(self._ids)
-            self.groups[key] = (o, gid)
-            pid = self.tracks.pid(row[R_DEVICE])
-            self.emit({"name": o.name, "cat": "page_request", "ph": "b", "id": gid, "ts": self.us(o.ts),
-                       "pid": pid, "tid": self.tracks.tid("events", row[R_DEVICE], row[R_PASID])[1],
-                       "args": dict(o.args)})
+    def _slice(self, pid: int, tid: int, iv: Interval, name: str, cat: str, args: dict[str, Any]) -> None:
+        end = iv.end_or(self.idx.end_ns)
+        self.emit({"name": name, "cat": cat, "ph": "X", "ts": self.us(iv.start_ns),
+                   "dur": max(0.0, self.us(end) - self.us(iv.start_ns)), "pid": pid, "tid": tid,
+                   "args": args | self._evidence(iv)})
+
+    def _lifetime(self, iv: Interval) -> None:
+        live = iv.record
+        who = live.owner if live.owner not in (None, "", "unknown") else live.vm or ""
+        args = {k: v for k, v in (("path", live.path), ("owner", live.owner), ("mm", live.mm), ("vm", live.vm))
+                if v is not None}
+        if iv.replaced:
+            args["ended"] = "reallocated while live"
+        elif iv.is_open:
+            args["ended"] = "still allocated when the recording ends"
+        pid, tid = self.tracks.tid("lifetime", None, live.pasid)
+        self._slice(pid, tid, iv, f"PASID {live.pasid} {live.path}" + (f" {who}" if who else ""), "pasid", args)
+
+    def _attachment(self, iv: Interval) -> None:
+        att = iv.record
+        args = {k: v for k, v in (("domain", att.domain), ("domain_type", att.domain_type),
+                                  ("guest_pasid", att.guest_pasid), ("vm", att.vm), ("fault_queue", att.fault_queue),
+                                  ("route", att.route)) if v is not None}
+        if iv.replaced:
+            args["ended"] = "replaced"
+        elif iv.is_open:
+            args["ended"] = "still attached when the recording ends"
+        pid, tid = self.tracks.tid("events", iv.device, iv.pasid)
+        self._slice(pid, tid, iv, f"attached: {att.domain_type} domain", "attach", args)
+
+    def _group(self, iv: Interval) -> None:
+        g = iv.record
+        name = f"PRG {g.prg}" + ("" if g.pasid is None else f" PASID {g.pasid}")
+        pid, tid = self.tracks.tid("events", g.device, g.pasid)
+        first = self.idx.row(iv.open_idx)[R_FIELDS] if iv.open_idx >= 0 else {}
+        gid = next(self._ids)
+        self.emit({"name": name, "cat": "page_request", "ph": "b", "id": gid, "ts": self.us(iv.start_ns),
+                   "pid": pid, "tid": tid, "args": {"first_addr": first.get("addr"), "perm": first.get("perm")}})
+        if iv.is_open:
+            args: dict[str, Any] = {"unanswered": True, "requests": g.requests}
+        elif iv.close_idx is not None and iv.close_idx >= 0 and self._kind_of(iv.close_idx) == Kind.PAGE_RESPONSE:
+            f = self.idx.row(iv.close_idx)[R_FIELDS]
+            args = {"code": f.get("code"), "by": f.get("by"), "requests": g.requests}
         else:
-            open_[0].requests += 1
-
-    def _response(self, row: list[Any], f: dict[str, Any]) -> None:
-        key = (row[R_DEVICE], row[R_PASID], f.get("prg", -1))
-        open_ = self.groups.pop(key, None)
-        if open_ is None:
-            self._instant(row, f"page_response PRG {f.get('prg')} (no open group)", "page_response", dict(f))
-            return
-        o, gid = open_
-        self._end_group(row[R_DEVICE], row[R_PASID], o, gid, row[R_TS],
-                        {"code": f.get("code"), "by": f.get("by"), "requests": o.requests})
-
-    def _end_group(self, dev: str, pasid: int | None, o: _Open, gid: int, ts: int, args: dict[str, Any]) -> None:
-        pid, tid = self.tracks.tid("events", dev, pasid)
-        self.emit({"name": o.name, "cat": "page_request", "ph": "e", "id": gid, "ts": self.us(max(ts, o.ts)),
-                   "pid": pid, "tid": tid, "args": args})
-
-    def _close_all(self, end: int) -> None:
-        for pasid in list(self.lifetimes):
-            self._end_lifetime(pasid, end, "still allocated when the recording ends")
-        for dev, pasid in list(self.attached):
-            self._end_attach(dev, pasid, end, "still attached when the recording ends")
-        for (dev, pasid, _), (o, gid) in list(self.groups.items()):
-            self._end_group(dev, pasid, o, gid, end, {"unanswered": True, "requests": o.requests})
-        self.groups.clear()
+            args = {"requests": g.requests}
+        self.emit({"name": name, "cat": "page_request", "ph": "e", "id": gid,
+                   "ts": self.us(iv.end_or(self.idx.end_ns)), "pid": pid, "tid": tid,
+                   "args": args | self._evidence(iv)})
 
     def anomaly(self, a: Any) -> None:
         rule = RULES.get(a.rule)

@@ -28,6 +28,7 @@ from ..events import (
     ResponseCode,
     Row,
 )
+from ..intervals import IntervalKind, Intervals, Tracked
 from ..kernel_facts import Rules, rules_for
 from ..recording.header import DeviceInfo
 from ..units import fmt_ns
@@ -77,10 +78,15 @@ class Simulator:
 
     def __init__(self, devices: Iterable[DeviceInfo] = (), *, kernel: str | None = None,
                  stale_ns: int = DEFAULT_STALE_NS, policy: Rules | None = None,
-                 unobserved: str | None = None, midstream: bool = False) -> None:
+                 unobserved: str | None = None, midstream: bool = False, keep_intervals: bool = True) -> None:
         self.policy = policy or rules_for(kernel)
         self.stale_ns = stale_ns
         self.state = SimState()
+        # Every PASID lifetime, attachment, bind and page-request group as the model opens and closes it (see
+        # explorer/intervals.py); None for a replayer, whose intervals are known already.
+        self.intervals = Intervals() if keep_intervals else None
+        if self.intervals is not None:
+            self._track(self.state)
         # A capture starts with the kernel already running: PASIDs, binds and groups from before its first event
         # are unknown, so a finding about one this stream never saw is uncertain (a scenario starts empty).
         self.midstream = midstream
@@ -141,6 +147,7 @@ class Simulator:
             row = rows[j]
             handler = handlers.get(row[R_KIND])
             if handler is not None:
+                st.time_ns, st.index = row[R_TS], base + j  # what an interval that this row closes cites
                 try:
                     handler(row, base + j)
                 except MALFORMED as e:  # free when nothing is raised: the hot loop pays nothing for it
@@ -166,7 +173,15 @@ class Simulator:
         return self.state.copy()
 
     def restore(self, state: SimState) -> None:
+        """Continue from a checkpoint (a replayer's seek): its maps are plain copies, so nothing is reported."""
         self.state = state.copy()
+
+    def _track(self, st: SimState) -> None:
+        """Hold the state's interval maps as `Tracked` dicts that tell `self.intervals` what opens and closes."""
+        assert self.intervals is not None
+        for name, kind in (("pasids", IntervalKind.LIFETIME), ("attachments", IntervalKind.ATTACHMENT),
+                           ("binds", IntervalKind.BIND), ("groups", IntervalKind.GROUP)):
+            setattr(st, name, Tracked(self.intervals, kind, st, getattr(st, name)))
 
     # -- reporting --------------------------------------------------------------------------------------------
     def _flag(self, rule: str, ts: int, device: str | None, pasid: int | None, text: str,

@@ -7,6 +7,7 @@ from rich.text import Text
 
 from ..explain import anomaly_text, explain
 from ..index import RecordingIndex
+from ..intervals import IntervalKind
 from ..simulator import Anomaly
 from ..units import fmt_ns
 from .palette import SEVERITY_INK, ink
@@ -49,8 +50,33 @@ def render_event(index: RecordingIndex, i: int, dark: bool, shown: Anomaly | Non
                      indent="  ")
     fields.stylize("dim")
     paras = [Text(p, style=_role_style(p, dark)) for p in account.paragraphs]
+    spans = [Text(line, style="dim") for line in interval_lines(index, i)]
     fields.rstrip()
-    return Text("\n").join([head, *paras, fields])  # the account first: on a small screen it is what fits
+    return Text("\n").join([head, *paras, *spans, fields])  # the account first: on a small screen it is what fits
+
+
+_NOUN = {IntervalKind.LIFETIME: "PASID {pasid}'s lifetime", IntervalKind.ATTACHMENT: "{device} PASID {pasid}'s "
+         "attachment", IntervalKind.BIND: "the SVA bind of {device}", IntervalKind.GROUP: "PRG {prg} on {device}"}
+
+
+def interval_lines(index: RecordingIndex, i: int) -> list[str]:
+    """What the model opened or closed at event `i` (its intervals, with the event at the other end)."""
+    if not index.model_done:
+        return []  # the store is still being filled by the model's worker
+    out = []
+    for iv in index.intervals.by_event(i):
+        noun = _NOUN[iv.kind].format(device=iv.device, pasid=iv.pasid, prg=getattr(iv.record, "prg", None))
+        if iv.open_idx == i:
+            end = "still open at the end" if iv.end_ns is None else \
+                f"until {'#' + str(iv.close_idx) if iv.close_idx is not None and iv.close_idx >= 0 else 'the model'}" \
+                f" {fmt_ns(iv.end_ns - iv.start_ns)} later" + (" (replaced)" if iv.replaced else "")
+            out.append(f"opens {noun}, {end}")
+        else:
+            assert iv.end_ns is not None
+            since = f"#{iv.open_idx}" if iv.open_idx >= 0 else "the model's inference"
+            out.append(f"closes {noun}, open since {since} {fmt_ns(iv.end_ns - iv.start_ns)} earlier"
+                       + (" (replaced)" if iv.replaced else ""))
+    return out
 
 
 def _role_style(paragraph: str, dark: bool) -> str:

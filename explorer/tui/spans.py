@@ -1,21 +1,23 @@
-"""Intervals the timeline draws as bars: PASID lifetimes, attached domains and outstanding page-request groups.
+"""The timeline's bars: PASID lifetimes, attached domains and outstanding page-request groups, as drawn.
 
-Built in one forward pass over the few kinds that open or close an interval: fed the rows the model decodes as it
-replays a recording (`feed`), or decoding them itself (`update`), which also extends them as a live capture adds
-events; nothing here imports Textual.
+The intervals are the model's (`RecordingIndex.intervals`, filled by the simulator as it replays: see
+explorer/intervals.py); this module only lays them out per timeline row for drawing (`TrackSpans`). It also
+notes, from the allocation, bind and attach events, who held each PASID (names a filter or a row label uses):
+fed the rows the model decodes as it replays a recording (`feed`), or decoding them itself (`update`), which
+also follows a live capture. Nothing here imports Textual.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..collector import collector_paused
-from ..events import R_COMM, R_DEVICE, R_FIELDS, R_KIND, R_PASID, R_PID, R_TS, Kind
+from ..events import R_COMM, R_DEVICE, R_FIELDS, R_KIND, R_PASID, R_PID, Kind, Row
 from ..index import RecordingIndex
+from ..intervals import Interval, IntervalKind
 
 LIFETIME, ATTACHED_SVA, ATTACHED_PAGING, ATTACHED_NESTED, ATTACHED_OTHER, GROUP, GROUP_STALE = range(7)
 SPAN_NAMES = ("PASID allocated", "attached: SVA (a process)", "attached: paging (iommufd IOAS)",
@@ -85,64 +87,62 @@ class TrackSpans:
 NO_SPANS = TrackSpans(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int16), ())
 
 
+RowKey = tuple[object, object]  # ("pasid", p) for a PASID's lifetime, (device, pasid) for the rest
+_NAMING_KINDS = (Kind.PASID_ALLOC, Kind.SVA_BIND, Kind.PASID_ATTACH, Kind.PASID_REPLACE)
+
+
+def bar_of(iv: Interval) -> tuple[RowKey, int] | None:
+    """Where and how an interval is drawn: its timeline row and style; None for one the timeline does not draw
+    (a bind shows as the SVA attachment it makes)."""
+    if iv.kind == IntervalKind.LIFETIME:
+        return ("pasid", iv.key), LIFETIME
+    if iv.kind == IntervalKind.ATTACHMENT:
+        return (iv.device, iv.pasid), _ATTACH_STYLE.get(iv.record.domain_type, ATTACHED_OTHER)
+    if iv.kind == IntervalKind.GROUP:
+        return (iv.device, iv.pasid), GROUP
+    return None
+
+
 @dataclass(slots=True)
 class Spans:
-    """All intervals of an index, by row key: ("pasid", p) for lifetimes, (device, pasid) for the rest."""
+    """The bars of an index by row key, and who held each row's PASID. Bars show once the names have been read
+    through every event (`done`), so a timeline never draws them half made."""
 
     index: RecordingIndex
-    done: int = 0  # events scanned so far
-    _spans: defaultdict[tuple[object, object], list[tuple[int, int, int]]] = field(
-        default_factory=lambda: defaultdict(list))
-    # key -> (start, style, row key)
-    _open: dict[tuple[object, ...], tuple[int, int, tuple[object, object]]] = field(default_factory=dict)
-    _arrays: dict[tuple[object, object], TrackSpans] = field(default_factory=dict)
+    done: int = 0  # events scanned for names so far
+    _spans: defaultdict[RowKey, list[tuple[int, int, int]]] = field(default_factory=lambda: defaultdict(list))
+    _closed_seen: int = 0  # the model's closed intervals laid out so far
+    _open: defaultdict[RowKey, list[tuple[int, int, int]]] = field(default_factory=lambda: defaultdict(list))
+    _arrays: dict[RowKey, TrackSpans] = field(default_factory=dict)
+    _arrays_at: tuple[int, int, int] = (-1, -1, -1)  # (closed, opened, end of the recording) when made
     # by row key, ("pasid", p) for the number or (device, p) for one device's use of it: names a filter matches
-    owners: defaultdict[tuple[object, object], set[str]] = field(default_factory=lambda: defaultdict(set))
-    holders: defaultdict[tuple[object, object], dict[object, str]] = field(  # -> holder -> label
+    owners: defaultdict[RowKey, set[str]] = field(default_factory=lambda: defaultdict(set))
+    holders: defaultdict[RowKey, dict[object, str]] = field(  # -> holder -> label
         default_factory=lambda: defaultdict(dict))
 
     def update(self) -> None:
-        """Scan the events added since the last call."""
+        """Read the names in the events added since the last call."""
         idx = self.index
         if self.done >= idx.n:
             return
-        handlers = self._table()
-        ids = [k for k in map(idx.kind_id, handlers) if k is not None]
+        ids = [k for k in map(idx.kind_id, _NAMING_KINDS) if k is not None]
         kinds = idx.kinds[self.done:]
         with collector_paused():
             for i in (np.flatnonzero(np.isin(kinds, ids)) + self.done).tolist():
-                row = idx.row(i)
-                handlers[row[R_KIND]](row)
+                self._owned(idx.row(i))
         self.done = idx.n
-        self._arrays.clear()
 
-    def feed(self, rows: list[list | None], positions: list[int]) -> None:  # type: ignore[type-arg]
-        """One chunk's rows as the model replays them (see `RecordingIndex.run_model`), so the bars cost no
-        decoding of their own; `positions` covers every row of the kinds that open or close a bar. Fed from the
+    def feed(self, rows: list[Row | None], positions: list[int]) -> None:
+        """One chunk's rows as the model replays them (see `RecordingIndex.run_model`), so the names cost no
+        decoding of their own; `positions` covers every row of the kinds that name a holder. Fed from the
         recording's first chunk on, chunk after chunk (`done` counts the events seen)."""
-        handlers = self._table()
         for j in positions:
             row = rows[j]
-            if row is not None and (handle := handlers.get(row[R_KIND])) is not None:
-                handle(row)
+            if row is not None and row[R_KIND] in _NAMING_KINDS:
+                self._owned(row)
         self.done += len(rows)
 
-    def _table(self) -> dict[str, Callable[[list], None]]:  # type: ignore[type-arg]
-        """What each kind that opens or closes a bar does (a table: the model's pass calls it for every page
-        request and response)."""
-        return {Kind.PAGE_REQUEST: self._request, Kind.PAGE_RESPONSE: self._response, Kind.PASID_ALLOC: self._alloc,
-                Kind.PASID_FREE: self._free, Kind.PASID_ATTACH: self._attach, Kind.PASID_REPLACE: self._attach,
-                Kind.PASID_DETACH: self._detach, Kind.SVA_BIND: self._owned}
-
-    def _request(self, row: list) -> None:  # type: ignore[type-arg]
-        key = ("prg", row[R_DEVICE], row[R_PASID], (row[R_FIELDS] or {}).get("prg"))
-        if key not in self._open:
-            self._start(key, (row[R_DEVICE], row[R_PASID]), row[R_TS], GROUP)
-
-    def _response(self, row: list) -> None:  # type: ignore[type-arg]
-        self._end(("prg", row[R_DEVICE], row[R_PASID], (row[R_FIELDS] or {}).get("prg")), row[R_TS])
-
-    def _owned(self, row: list) -> None:  # type: ignore[type-arg]
+    def _owned(self, row: Row) -> None:
         """The holder an allocation, bind or attachment names, for filters and labels."""
         pasid = row[R_PASID]
         if pasid is not None:
@@ -151,24 +151,7 @@ class Spans:
             if row[R_DEVICE] is not None:
                 self._note_owner((row[R_DEVICE], pasid), row, f)
 
-    def _alloc(self, row: list) -> None:  # type: ignore[type-arg]
-        self._owned(row)
-        pasid = row[R_PASID]
-        self._start(("pasid", pasid), ("pasid", pasid), row[R_TS], LIFETIME)
-
-    def _free(self, row: list) -> None:  # type: ignore[type-arg]
-        self._end(("pasid", row[R_PASID]), row[R_TS])
-
-    def _attach(self, row: list) -> None:  # type: ignore[type-arg]
-        self._owned(row)
-        key, ts = (row[R_DEVICE], row[R_PASID]), row[R_TS]
-        self._end(key, ts)
-        self._start(key, key, ts, _ATTACH_STYLE.get((row[R_FIELDS] or {}).get("domain_type"), ATTACHED_OTHER))
-
-    def _detach(self, row: list) -> None:  # type: ignore[type-arg]
-        self._end((row[R_DEVICE], row[R_PASID]), row[R_TS])
-
-    def _note_owner(self, key: tuple[object, object], row: list, f: dict) -> None:  # type: ignore[type-arg]
+    def _note_owner(self, key: RowKey, row: Row, f: dict[str, object]) -> None:
         """Names a filter or a label may use for this row: pid, comm, owner text, VM."""
         names = self.owners[key]
         for value in (row[R_PID], row[R_COMM], f.get("owner"), f.get("vm")):
@@ -177,15 +160,7 @@ class Spans:
         who = row[R_PID] if row[R_PID] is not None else f.get("owner")
         label = f"vm {f['vm']}" if f.get("vm") else row[R_COMM] or f.get("owner")
         if who is not None and label:
-            self.holders[key].setdefault(who, label)
-
-    def _start(self, key: tuple[object, ...], row_key: tuple[object, object], ts: int, style: int) -> None:
-        self._open[key] = (ts, style, row_key)
-
-    def _end(self, key: tuple[object, ...], ts: int) -> None:
-        opened = self._open.pop(key, None)
-        if opened is not None:
-            self._spans[opened[2]] += self._pieces(opened[0], ts, opened[1])
+            self.holders[key].setdefault(who, label)  # type: ignore[arg-type]
 
     def _pieces(self, start: int, end: int, style: int, seen: int | None = None) -> list[tuple[int, int, int]]:
         """A span as drawn: a group is amber until it passes the stale threshold and red from there on. `seen`:
@@ -195,15 +170,27 @@ class Spans:
             return [(start, end, style)]
         return [(start, stale_at, GROUP), (stale_at, end, GROUP_STALE)]
 
-    def of(self, row_key: tuple[object, object]) -> TrackSpans:
-        """The spans of a row, open ones running to the end (a group open past the stale threshold turns red
+    def of(self, row_key: RowKey) -> TrackSpans:
+        """The bars of a row, open ones running to the end (a group open past the stale threshold turns red
         there)."""
+        if self.done < self.index.n:
+            return NO_SPANS
+        store = self.index.intervals
+        version = (store.closed_count, store.opened, self.index.end_ns)
+        if self._arrays_at != version:
+            self._arrays.clear()
+            self._arrays_at = version
+            for iv in store.closed_since(self._closed_seen):
+                bar = bar_of(iv)
+                if bar is not None:
+                    self._spans[bar[0]] += self._pieces(iv.start_ns, iv.end_or(0), bar[1])
+            self._closed_seen = store.closed_count
+            self._open.clear()
+            for iv in store.open_now():
+                bar = bar_of(iv)
+                if bar is not None:
+                    self._open[bar[0]] += self._pieces(iv.start_ns, OPEN_END, bar[1], seen=self.index.end_ns)
         got = self._arrays.get(row_key)
-        if got is not None:
-            return got
-        items = list(self._spans.get(row_key, []))
-        for s, st, rk in self._open.values():
-            if rk == row_key:
-                items += self._pieces(s, OPEN_END, st, seen=self.index.end_ns)
-        got = self._arrays[row_key] = TrackSpans.of(items)
+        if got is None:
+            got = self._arrays[row_key] = TrackSpans.of(self._spans.get(row_key, []) + self._open.get(row_key, []))
         return got

@@ -14,6 +14,7 @@ from explorer.events import COMMON_FIELDS, KINDS, Event
 from explorer.export import export
 from explorer.export.table import COLUMNS
 from explorer.importers import import_log
+from explorer.intervals import IntervalKind
 from explorer.loading import open_index
 from explorer.recording import Recording
 
@@ -143,10 +144,11 @@ def test_perfetto_trace_of_each_scenario_follows_the_format(scenario: Path, tmp_
     assert names == {"PASID allocator", *idx.device_names()}
     anomalies = [e for e in doc["traceEvents"] if e.get("cat", "").startswith("anomaly")]
     assert len(anomalies) == len(idx.anomalies)
-    allocs = sum(1 for i in range(idx.n) if idx.event(i).kind == "pasid_alloc" and idx.event(i).pasid is not None
-                 and not idx.event(i).get("error"))
+    model = sorted((iv.pasid, iv.start_ns) for iv in idx.intervals.of(IntervalKind.LIFETIME))
     lifetimes = [e for e in doc["traceEvents"] if e["ph"] == "X" and e["cat"] == "pasid"]
-    assert len(lifetimes) == allocs, "one lifetime slice per successful allocation"
+    tid_pasid = {(e["pid"], e["tid"]): e["args"]["name"] for e in doc["traceEvents"] if e["name"] == "thread_name"}
+    assert sorted((int(tid_pasid[(e["pid"], e["tid"])].split()[1]), e["ts"]) for e in lifetimes) == \
+        [(p, (t - idx.start_ns) / 1000) for p, t in model], "one lifetime slice per lifetime the model found"
     assert facts["phases"].get("M")
 
 

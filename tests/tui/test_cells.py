@@ -11,7 +11,7 @@ from explorer.index import RecordingIndex
 from explorer.recording import DeviceInfo, Header
 from explorer.tui.cells import MERGE_TRACKS, CellModel
 from explorer.tui.glyphs import DENSITY, MARKS, density_glyph, mark_of_priority
-from explorer.tui.spans import GROUP, GROUP_STALE, Spans, TrackSpans
+from explorer.tui.spans import GROUP, GROUP_STALE, Spans, TrackSpans, bar_of
 from explorer.tui.timescale import Window
 from explorer.tui.tracks import build_rows
 
@@ -116,7 +116,7 @@ def test_spans_found_by_search_match_a_scan_of_every_span() -> None:
         assert (bars.cover(edges) == expected).all()
 
 
-def test_bars_fed_from_the_models_rows_equal_bars_decoded_on_their_own(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bars_and_names_fed_from_the_models_rows_equal_those_decoded_on_their_own(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from explorer.recording import Recording
     from explorer.workload import write_workload
 
@@ -128,8 +128,8 @@ def test_bars_fed_from_the_models_rows_equal_bars_decoded_on_their_own(tmp_path)
     fed = Spans(later)
     later.run_model(observe=fed.feed)
     assert fed.done == alone.done == later.n
-    keys = {rk for rk in alone._spans} | {o[2] for o in alone._open.values()}  # noqa: SLF001
-    assert len(keys) > 20 and keys == {rk for rk in fed._spans} | {o[2] for o in fed._open.values()}  # noqa: SLF001
+    keys = {bar[0] for iv in alone.index.intervals if (bar := bar_of(iv)) is not None}
+    assert len(keys) > 20 and keys == {bar[0] for iv in later.intervals if (bar := bar_of(iv)) is not None}
     for key in keys:
         a, b = alone.of(key), fed.of(key)
         assert (a.starts.tolist(), a.ends.tolist(), a.styles.tolist()) == \

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ...simulator import RULES
-from ...summary import anomaly_text, check_report, info_text
+from ...summary import anomaly_text, check_report, info_text, interval_text
 from ...units import fmt_ns
 from ._common import open_with_progress, print_json, warn_damage
 
@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         print_json(report)
     else:
         print("\n".join(info_text(report)))
+        print(interval_text(report["intervals"]))
         print()
         if not anomalies:
             print("nothing readable to check" if unreadable else "clean: every invariant holds")

@@ -1,0 +1,303 @@
+"""What is open between two events: PASID lifetimes, attachments, binds and page-request groups, as intervals.
+
+The simulator is the one interpreter of events, so it is the one source of intervals: each of these is a record
+the model keeps in its state (`SimState.pasids`, `.attachments`, `.binds`, `.groups`), and an interval lasts
+exactly as long as its record does. The simulator's state holds those four maps as `Tracked` dicts, which tell
+the `Intervals` store every record that appears, changes or goes, with the event that did it. So whatever rule
+the model follows (a response matched by its group index alone, a group drained by a detach, a PASID freed when
+its mm goes), the timeline's bars, the Perfetto export, `check` and the panels read the same story from here,
+and nothing else works out an interval again.
+
+Records open an interval when they appear under a key, and update it while their opening (time and event) stays
+the same (a bind taking another reference, a group another request); a record with a new opening under a taken
+key (a PASID allocated again, a domain replaced) closes the old interval and opens a new one. The model's
+hottest path (a page request, a response) pays one Python call per write for this, and a closed interval keeps
+the model's own last record of it (no copy) and five numbers. Nothing here
+imports the UI: the store is core, kept by the index, read by everything above it.
+"""
+
+from __future__ import annotations
+
+import enum
+from array import array
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from operator import attrgetter, itemgetter
+from typing import Any, Protocol
+
+
+class IntervalKind(enum.StrEnum):
+    """The four kinds of interval, each one map of the simulator's state."""
+
+    LIFETIME = "lifetime"  # a PASID allocated, until freed: SimState.pasids[pasid] -> LivePasid
+    ATTACHMENT = "attachment"  # a (device, PASID) attached to a domain: SimState.attachments -> Attachment
+    BIND = "bind"  # an (mm, device) SVA bind: SimState.binds -> Bind
+    GROUP = "group"  # an outstanding page-request group: SimState.groups[(dev, prg, pasid)] -> PendingGroup
+
+
+# The fields of each kind's record that say when, and by which event, it opened (adjacent in the record).
+_OPENING = {
+    IntervalKind.LIFETIME: ("since_ns", "idx"),
+    IntervalKind.ATTACHMENT: ("since_ns", "idx"),
+    IntervalKind.BIND: ("since_ns", "idx"),
+    IntervalKind.GROUP: ("first_ns", "first_idx"),
+}
+_KINDS = tuple(IntervalKind)
+# A kind whose record holds its state key need not keep the key beside a closed record (groups are many).
+_KEY_OF: tuple[Callable[[Any], Any] | None, ...] = (
+    attrgetter("pasid"), None, None, attrgetter("device", "prg", "pasid"))
+assert _KINDS == (IntervalKind.LIFETIME, IntervalKind.ATTACHMENT, IntervalKind.BIND, IntervalKind.GROUP)
+
+
+@dataclass(slots=True, eq=False)
+class Interval:
+    """One interval: which kind, under which state key, the model's latest record of it, and its evidence (the
+    events that opened and closed it; -1 where the model inferred it by a rule rather than saw an event)."""
+
+    kind: IntervalKind
+    key: Any  # the state's key: a PASID, (device, PASID), (mm, device) or (device, PRG, PASID)
+    record: Any  # LivePasid, Attachment, Bind or PendingGroup, as the model last held it
+    start_ns: int
+    open_idx: int
+    end_ns: int | None = None  # None while open
+    close_idx: int | None = None  # the event that closed it; None while open
+    replaced: bool = False  # closed because a new record took its key (reallocated, reattached, replaced)
+
+    @property
+    def is_open(self) -> bool:
+        return self.end_ns is None
+
+    @property
+    def device(self) -> str | None:
+        """The device it belongs to (None for a PASID's lifetime, which is global)."""
+        if self.kind == IntervalKind.LIFETIME:
+            return None
+        if self.kind == IntervalKind.BIND:
+            return self.key[1]  # type: ignore[no-any-return]
+        return self.record.device if self.kind == IntervalKind.GROUP else self.key[0]  # type: ignore[no-any-return]
+
+    @property
+    def pasid(self) -> int | None:
+        if self.kind == IntervalKind.LIFETIME:
+            return self.key  # type: ignore[no-any-return]
+        if self.kind == IntervalKind.ATTACHMENT:
+            return self.key[1]  # type: ignore[no-any-return]
+        return self.record.pasid  # type: ignore[no-any-return]
+
+    def end_or(self, t_ns: int) -> int:
+        """Its end, or `t_ns` while it is open."""
+        return t_ns if self.end_ns is None else self.end_ns
+
+
+class _Clock(Protocol):
+    """What the store reads to date a close: the state's latest event (time and index)."""
+
+    time_ns: int
+    index: int
+
+
+_NONE = -(1 << 63)  # a number field that is None
+
+
+def _NO_NUMBERS(record: Any) -> tuple[int, int, int]:
+    return (0, 0, 0)
+
+_WIDTH = 8  # numbers per closed interval: packed, start, end, opening event, closing event, three fields
+# Fields of a record that are many-valued numbers, kept as numbers when it closes (the rest are interned): a
+# group's PASID, PRG index and request count would make nearly every group's record unique.
+_NUMBERS = {IntervalKind.GROUP: ("pasid", "prg", "requests")}
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """How one kind's record is taken apart when it closes and put together when read."""
+
+    cls: type
+    opening: int  # position of its opening time; the opening event's index follows
+    numbers: Callable[[Any], tuple[Any, ...]]  # its many-valued number fields (always three, 0 when none)
+    n_numbers: int
+    rest: Callable[[Any], tuple[Any, ...]]  # its other fields, as one tuple
+    rebuild: Callable[[tuple[Any, ...]], tuple[Any, ...]]  # (opening, numbers, rest) back in field order
+
+    @classmethod
+    def of(cls, kind: IntervalKind, record_type: type) -> _Layout:
+        names: tuple[str, ...] = record_type._fields  # type: ignore[attr-defined]
+        start, idx = (names.index(n) for n in _OPENING[kind])
+        assert idx == start + 1, f"{record_type.__name__}: {_OPENING[kind]} must be adjacent"
+        numbers = tuple(names.index(n) for n in _NUMBERS.get(kind, ()))
+        assert len(numbers) in (0, 3), "three number fields, or none"
+        rest = tuple(i for i in range(len(names)) if i not in (start, idx, *numbers))
+        order = (start, idx, *numbers, *rest)  # where each item of (opening, numbers, rest) goes
+        back = [order.index(i) for i in range(len(names))]
+        assert len(rest) >= 2, "a record's other fields come out as one tuple"
+        return cls(record_type, start, itemgetter(*numbers) if numbers else _NO_NUMBERS, len(numbers),
+                   itemgetter(*rest), itemgetter(*back))
+
+
+class Intervals:
+    """The one store of intervals, filled by the simulator as it replays (see the module's docstring).
+
+    The open intervals are the records in the model's state itself (nothing is copied while they are open).
+    Closed ones are kept in the order they closed as a row of numbers each (its times, its evidence, and its
+    record's many-valued numbers) plus the rest of its record, interned: a recording's hundreds of thousands of
+    page-request groups share a few hundred such shapes, so a closed group costs about 70 bytes. `Interval`
+    objects are made when read. Read once the model is done with the events you want, or from the thread that
+    feeds it (the explorer's bars wait for the model's end)."""
+
+    def __init__(self) -> None:
+        self._maps: dict[IntervalKind, dict[Any, Any]] = {}  # the state's maps: the open intervals
+        self._layouts: list[_Layout | None] = [None] * len(_KINDS)
+        self._cols = array("q")  # _WIDTH numbers per closed interval
+        self._shapes: dict[tuple[Any, ...], int] = {}  # (key or None, rest of a record) -> its number
+        self._shape_list: list[tuple[Any, ...]] = []
+        self.opened = 0  # intervals opened so far: with `closed_count`, tells a reader it is out of date
+        self._by_event: dict[int, list[int]] = {}  # event index -> closed intervals it opened or closed
+        self._by_event_seen = 0
+
+    # -- filled by the simulator's state -------------------------------------------------------------------
+    def watch(self, kind: IntervalKind, records: dict[Any, Any]) -> None:
+        """`records` (a `Tracked` map of the model's state) holds this kind's open intervals."""
+        self._maps[kind] = records
+
+    def layout(self, code: int, record: Any) -> _Layout:
+        """How records of kind number `code` are laid out: learnt from the first one."""
+        got = self._layouts[code]
+        if got is None:
+            got = self._layouts[code] = _Layout.of(_KINDS[code], type(record))
+        return got
+
+    def close(self, code: int, key: Any, record: Any, clock: _Clock, replaced: bool) -> None:
+        """The interval of `record` (kind number `code`) ends at the clock's event."""
+        lay = self.layout(code, record)
+        shape = (None if _KEY_OF[code] is not None else key, lay.rest(record))
+        sid = self._shapes.get(shape)
+        if sid is None:
+            sid = self._shapes[shape] = len(self._shape_list)
+            self._shape_list.append(shape)
+        p = lay.opening
+        start = record[p]
+        row = (sid << 3 | code << 1 | replaced, start, max(clock.time_ns, start), record[p + 1], clock.index,
+               *lay.numbers(record))
+        if None in row:  # a group without a PASID
+            row = tuple(_NONE if n is None else n for n in row)
+        self._cols.extend(row)
+
+    # -- read by everything else ---------------------------------------------------------------------------
+    @property
+    def closed_count(self) -> int:
+        return len(self._cols) // _WIDTH
+
+    def _closed(self, i: int) -> Interval:
+        packed, start, end, opened_by, closed_by, *numbers = self._cols[_WIDTH * i:_WIDTH * (i + 1)]
+        code = packed >> 1 & 3
+        lay = self._layouts[code]
+        assert lay is not None
+        key, rest = self._shape_list[packed >> 3]
+        nums = tuple(None if n == _NONE else n for n in numbers[:lay.n_numbers])
+        record = tuple.__new__(lay.cls, lay.rebuild((start, opened_by, *nums, *rest)))
+        if key is None:
+            key = _KEY_OF[code](record)  # type: ignore[misc]
+        return Interval(_KINDS[code], key, record, start, opened_by, end, closed_by, bool(packed & 1))
+
+    def closed_since(self, n: int) -> Iterator[Interval]:
+        """Intervals closed after the first `n`, in closing order (a reader's bookmark is `closed_count`)."""
+        return (self._closed(i) for i in range(n, self.closed_count))
+
+    def open_now(self) -> Iterator[Interval]:
+        """The intervals open at the model's latest event."""
+        for kind, records in self._maps.items():
+            code = _KINDS.index(kind)
+            for key, record in list(records.items()):
+                p = self.layout(code, record).opening
+                yield Interval(kind, key, record, record[p], record[p + 1])
+
+    def __iter__(self) -> Iterator[Interval]:
+        """Every interval: the closed ones in closing order, then the open ones."""
+        yield from self.closed_since(0)
+        yield from self.open_now()
+
+    def __len__(self) -> int:
+        return self.closed_count + sum(len(m) for m in self._maps.values())
+
+    def of(self, kind: IntervalKind) -> Iterator[Interval]:
+        return (iv for iv in self if iv.kind == kind)
+
+    def at(self, t_ns: int) -> list[Interval]:
+        """The intervals open at `t_ns`: begun at or before it, not yet closed (an interval closed at `t_ns` is
+        over, as the state after that time's event is)."""
+        return [iv for iv in self if iv.start_ns <= t_ns and (iv.end_ns is None or iv.end_ns > t_ns)]
+
+    def by_event(self, idx: int) -> list[Interval]:
+        """The intervals event `idx` opened or closed: the evidence an event panel shows."""
+        found = self._by_event
+        cols = self._cols
+        for i in range(self._by_event_seen, self.closed_count):
+            for e in {cols[_WIDTH * i + 3], cols[_WIDTH * i + 4]}:
+                if e >= 0:
+                    found.setdefault(e, []).append(i)
+        self._by_event_seen = self.closed_count
+        return [self._closed(i) for i in found.get(idx, [])] + [iv for iv in self.open_now() if iv.open_idx == idx]
+
+
+class Tracked(dict):  # type: ignore[type-arg]
+    """One map of the simulator's state that tells an `Intervals` store when a record goes (popped, deleted, or
+    replaced by one with another opening). Only writes are overridden (reads stay the dict's own), and `copy()`
+    is the plain dict's: a checkpoint copies the records, not the reporting, so replaying from it reports
+    nothing twice."""
+
+    __slots__ = ("_store", "_code", "_clock", "_at")
+
+    def __init__(self, store: Intervals, kind: IntervalKind, clock: _Clock, items: dict[Any, Any]) -> None:
+        super().__init__()
+        self._store, self._code, self._clock, self._at = store, _KINDS.index(kind), clock, -1
+        store.watch(kind, self)
+        for key, value in items.items():
+            self[key] = value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        old = self.get(key)
+        dict.__setitem__(self, key, value)
+        if old is None:
+            self._store.opened += 1
+            return
+        p = self._at
+        if p < 0:
+            p = self._at = self._store.layout(self._code, value).opening
+        if old[p] != value[p] or old[p + 1] != value[p + 1]:  # another interval under the same key
+            self._store.opened += 1
+            self._store.close(self._code, key, old, self._clock, True)
+
+    def __delitem__(self, key: Any) -> None:
+        self._store.close(self._code, key, self[key], self._clock, False)
+        dict.__delitem__(self, key)
+
+    _MISSING = object()
+
+    def pop(self, key: Any, default: Any = _MISSING) -> Any:
+        value = dict.pop(self, key, Tracked._MISSING)
+        if value is Tracked._MISSING:
+            if default is Tracked._MISSING:
+                raise KeyError(key)
+            return default
+        self._store.close(self._code, key, value, self._clock, False)
+        return value
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def popitem(self) -> tuple[Any, Any]:
+        key = next(reversed(self))
+        return key, self.pop(key)
+
+    def clear(self) -> None:
+        for key in list(self):
+            del self[key]
+
+    def copy(self) -> dict[Any, Any]:
+        return dict(self)

@@ -1,0 +1,107 @@
+"""One interpreter of events: the model's intervals are the story every view tells (timeline bars, Perfetto
+export, `check`, the event panel), and they are exactly the records the model holds at every time."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from explorer.cli.main import main
+from explorer.events import Kind, make
+from explorer.export.perfetto import write_perfetto
+from explorer.index import RecordingIndex
+from explorer.intervals import IntervalKind
+from explorer.loading import open_index
+from explorer.recording import DeviceInfo, Header, Recording, write_events
+from explorer.summary import check_report
+from explorer.tui.event_panel import interval_lines
+from explorer.tui.spans import GROUP, GROUP_STALE, Spans
+from explorer.workload import write_workload
+
+ROOT = Path(__file__).parents[2]
+SCENARIOS = sorted((ROOT / "recordings" / "scenarios").glob("*.yaml"))
+DEV = "0000:6a:01.0"
+
+
+@pytest.fixture
+def answered_without_pasid(tmp_path: Path) -> Path:
+    """The architecture review's P1: a group whose requests say the response need not carry the PASID, answered
+    by a response without one (as the kernel records IOMMU_PASID_INVALID). The kernel's rule
+    (drivers/iommu/io-pgfault.c, iommu_page_response() in Linux 6.18: a response matches on the PRG index
+    unless the group needs its PASID) answers it; the end marker lies far past the stale threshold."""
+    events = [
+        make(Kind.PASID_ALLOC, 1_000, pasid=5, path="sva", owner="pid 1 (a)", mm=1),
+        make(Kind.PASID_ATTACH, 2_000, device=DEV, pasid=5, domain=7, domain_type="sva"),
+        make(Kind.PAGE_REQUEST, 3_000, device=DEV, pasid=5, prg=3, addr=0x1000, perm=1, last=True,
+             needs_pasid=False),
+        make(Kind.PAGE_RESPONSE, 4_000, device=DEV, prg=3, code=0, by="kernel"),
+        make(Kind.MARKER, 900_000_000, text="end"),
+    ]
+    path = tmp_path / "p1.pasidrec"
+    write_events(path, Header(source="test", devices=[DeviceInfo(DEV, pasid_width=20)]), events)
+    return path
+
+
+def test_a_response_matched_by_group_index_alone_closes_the_group_in_every_view(
+        answered_without_pasid: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    idx = RecordingIndex.build(Recording(answered_without_pasid))
+    # the model and its store: answered by event 3, one microsecond after it opened
+    assert idx.anomalies == [] and not idx.state_at(idx.end_ns).groups
+    (group,) = idx.intervals.of(IntervalKind.GROUP)
+    assert (group.start_ns, group.end_ns, group.open_idx, group.close_idx) == (3_000, 4_000, 2, 3)
+    # the timeline: a bar from request to response, never red
+    spans = Spans(idx)
+    spans.update()
+    bars = spans.of((DEV, 5))
+    groups = [(s, e) for s, e, st in zip(bars.starts.tolist(), bars.ends.tolist(), bars.styles.tolist(),
+                                         strict=True) if st in (GROUP, GROUP_STALE)]
+    assert groups == [(3_000, 4_000)] and GROUP_STALE not in bars.styles.tolist()
+    # the Perfetto export: the group ends at the response, answered
+    out = io.StringIO()
+    write_perfetto(idx, out)
+    ends = [e for e in json.loads(out.getvalue())["traceEvents"] if e.get("ph") == "e"]
+    assert [(e["ts"], e["args"].get("unanswered"), e["args"]["code"], e["args"]["closed_by"]) for e in ends] == \
+        [(3.0, None, 0, 3)]
+    # check: clean, and it says no group is outstanding at the end
+    assert main(["check", str(answered_without_pasid)]) == 0
+    assert "1 page-request group (0 outstanding at the end)" in capsys.readouterr().out
+    assert check_report(str(answered_without_pasid), idx)["intervals"]["outstanding_groups"] == []
+    # the event panel: the response says which group it closed
+    assert interval_lines(idx, 3) == [f"closes PRG 3 on {DEV}, open since #2 1.0 µs earlier"]
+
+
+def _records_at(idx: RecordingIndex, t: int) -> dict[tuple[IntervalKind, object], object]:
+    st = idx.state_at(t)
+    maps = ((IntervalKind.LIFETIME, st.pasids), (IntervalKind.ATTACHMENT, st.attachments),
+            (IntervalKind.BIND, st.binds), (IntervalKind.GROUP, st.groups))
+    return {(kind, key): (rec.since_ns, rec.idx) if kind != IntervalKind.GROUP else (rec.first_ns, rec.first_idx)
+            for kind, m in maps for key, rec in m.items()}
+
+
+@pytest.mark.parametrize("source", [*SCENARIOS, "workload"], ids=lambda p: getattr(p, "stem", p))
+def test_the_open_intervals_at_any_time_are_the_models_state_there(source: object, tmp_path: Path) -> None:
+    """Every interval the store holds open at a time is a record of the model's state at that time, and every
+    record is one: whatever rules the simulator follows, the store cannot tell another story."""
+    if source == "workload":
+        path = tmp_path / "w.pasidrec"
+        write_workload(str(path), 20_000, seed=5, slow_every=300, loss_every=500)
+        idx = open_index(path)
+    else:
+        idx = open_index(source)  # type: ignore[arg-type]
+    assert len(idx.intervals) > 0
+    times = sorted({int(t) for t in idx.ts[:: max(1, idx.n // 60)]} | {idx.end_ns})
+    for t in times:
+        held = {(iv.kind, iv.key): (iv.start_ns, iv.open_idx) for iv in idx.intervals.at(t)}
+        assert held == _records_at(idx, t), t
+    for iv in idx.intervals:  # closed ones are rebuilt from the store's columns: each still names its own key
+        assert iv.is_open or iv.start_ns <= iv.end_ns  # type: ignore[operator]
+        rec = iv.record
+        if iv.kind == IntervalKind.LIFETIME:
+            assert iv.key == rec.pasid
+        elif iv.kind == IntervalKind.GROUP:
+            assert iv.key == (rec.device, rec.prg, rec.pasid)
+        assert (iv.start_ns, iv.open_idx) == ((rec.first_ns, rec.first_idx) if iv.kind == IntervalKind.GROUP
+                                              else (rec.since_ns, rec.idx))
