@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug of ours; never 0 (ok), 1 (findings) or 2 (a clear error about the input)
+
 
 class ExplorerError(Exception):
     """Base of every error the CLI turns into one line (exit status 2)."""
@@ -32,3 +34,8 @@ class LayoutError(InputError):
 
 class CaptureError(ExplorerError):
     """Live capture cannot start or continue (privileges, tracefs, bcc, headers)."""
+
+
+class ExplorerCrashed(Exception):
+    """The explorer UI stopped on an error of ours (Textual has shown its traceback): the CLI exits
+    INTERNAL_ERROR, never 0, whatever the UI's own exit said."""

@@ -256,7 +256,14 @@ class Event:
             "ts_ns": self.ts_ns, "kind": str(self.kind), "device": self.device, "pasid": self.pasid,
             "cpu": self.cpu, "pid": self.pid, "comm": self.comm, "source": self.source,
         }
-        out.update(self.fields)
+        clash = {}
+        for k, v in self.fields.items():  # a field must not override a common one: it goes to `extra`, as in CSV
+            if k in out or k == "extra":
+                clash[k] = v
+            else:
+                out[k] = v
+        if clash:
+            out["extra"] = clash
         return out
 
 

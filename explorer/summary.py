@@ -11,6 +11,7 @@ from .kernel_facts import applied_facts
 from .reconcile import failure_responses, reconcile
 from .simulator import Anomaly
 from .snapshot import stored
+from .text import line
 from .units import fmt_ns
 
 SHOWN_SAMPLES = 10  # of the lines an import did not understand, how many `info` prints
@@ -180,7 +181,7 @@ def info_text(info: dict[str, Any]) -> list[str]:
         lines.append(f"  damaged: {d}")
     if info["end_reason"] and info["end_reason"] != "complete":
         lines.append(f"  capture ended: {info['end_reason']}")
-    return lines
+    return [line(x) for x in lines]  # titles, hosts, devices and samples come from the input: one line each
 
 
 def _snapshot_lines(info: dict[str, Any]) -> list[str]:
@@ -237,7 +238,7 @@ def anomaly_text(a: Anomaly, idx: RecordingIndex, evidence: int = 3) -> list[str
                                                                                            else ""),
              f"          {a.explanation}"]
     lines += [f"          evidence {evidence_brief(idx, i)}" for i in a.evidence[:evidence] if 0 <= i < idx.n]
-    return lines
+    return [line(x) for x in lines]  # owners and devices come from the input
 
 
 def evidence_brief(idx: RecordingIndex, i: int) -> str:

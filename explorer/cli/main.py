@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from .. import __version__
-from ..errors import ExplorerError
+from ..errors import INTERNAL_ERROR, ExplorerCrashed, ExplorerError
+from ..text import line, neutral
 from . import commands
 
 DESCRIPTION = """\
@@ -50,6 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Its stdout and stderr escape control characters (text.Neutral): whatever a recording, a
+    log or a process name holds, it cannot drive the user's terminal."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = neutral(out), neutral(err)
+    try:
+        return _run(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -57,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ExplorerError as e:
-        print(f"pasid-explorer: {e}", file=sys.stderr)
+        print(f"pasid-explorer: {line(str(e))}", file=sys.stderr)
         return e.exit_status
     except KeyboardInterrupt:
         print("pasid-explorer: interrupted", file=sys.stderr)
@@ -67,8 +82,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OSError as e:  # an output path in a missing folder, a directory given as a file, a full disk
         where = f"{e.filename}: " if e.filename else ""
-        print(f"pasid-explorer: {where}{e.strerror or e}", file=sys.stderr)
+        print(f"pasid-explorer: {line(where + str(e.strerror or e))}", file=sys.stderr)
         return ExplorerError.exit_status
+    except ExplorerCrashed:
+        print("pasid-explorer: internal error in the explorer (its traceback is above); please report it with the "
+              "input that caused it", file=sys.stderr)
+        return INTERNAL_ERROR
+    except Exception as e:  # a bug: one line, a way to report it, and a status no script reads as success
+        frame = traceback.extract_tb(e.__traceback__)[-1]
+        print(f"pasid-explorer: internal error: {type(e).__name__}: {line(str(e))[:200]} "
+              f"(at {Path(frame.filename).name}:{frame.lineno}); please report it with the input that caused it "
+              f"(PASID_EXPLORER_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        if os.environ.get("PASID_EXPLORER_TRACEBACK"):
+            traceback.print_exc()
+        return INTERNAL_ERROR
 
 
 if __name__ == "__main__":

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from ..events import Event
-
-
-def json_default(o: Any) -> Any:
-    """Values JSON lacks: bytes as hex, anything else as its text."""
-    if isinstance(o, (bytes, bytearray, memoryview)):
-        return bytes(o).hex()
-    return str(o)
+from ..text import json_encoder, json_text
 
 
 def write_jsonl(rows: Iterable[list[Any]], out: TextIO, tick: Callable[[int], None] | None = None) -> int:
     n = 0
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=json_default).encode
+    encoder = json_encoder(separators=(",", ":"))
     for row in rows:
-        out.write(dumps(Event.from_row(row).as_dict()))
+        out.write(json_text(Event.from_row(row).as_dict(), encoder))
         out.write("\n")
         n += 1
         if tick is not None and n % 65536 == 0:

@@ -15,7 +15,6 @@ it (`opened_by`, `closed_by`, event indices).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import count
@@ -27,13 +26,17 @@ from ..events import R_DEVICE, R_FIELDS, R_KIND, R_PASID, R_TS, Kind, Row
 from ..index import RecordingIndex
 from ..intervals import Interval, IntervalKind
 from ..simulator import RULES
-from .jsonl import json_default
+from ..text import json_encoder, json_text
 
 ALLOCATOR_PID = 1
 # Kinds drawn as slices; they appear as instants only when they failed.
 SLICED_KINDS = frozenset({Kind.PASID_ALLOC, Kind.PASID_FREE, Kind.PASID_ATTACH, Kind.PASID_DETACH,
                           Kind.PASID_REPLACE, Kind.PAGE_REQUEST, Kind.PAGE_RESPONSE})
-_DUMPS = json.JSONEncoder(separators=(",", ":"), default=json_default).encode
+_ENCODER = json_encoder(separators=(",", ":"))
+
+
+def _dumps(value: Any) -> str:
+    return json_text(value, _ENCODER)
 
 
 def _short(text: str, n: int = 72) -> str:
@@ -106,7 +109,7 @@ class PerfettoWriter:
     def emit(self, ev: dict[str, Any]) -> None:
         self.out.write("\n" if self._first else ",\n")
         self._first = False
-        self.out.write(_DUMPS(ev))
+        self.out.write(_dumps(ev))
         self.written += 1
 
     def _instant(self, row: Row, name: str, cat: str, args: dict[str, Any], scope: str = "t") -> None:
@@ -135,7 +138,7 @@ class PerfettoWriter:
             self.emit(m)
         other = {"source": idx.header.source, "clock": idx.header.clock, "start_ns": self.t0,
                  "title": idx.header.title, "kernel": idx.header.kernel}
-        self.out.write(f'\n],"displayTimeUnit":"ns","otherData":{_DUMPS(other)}}}\n')
+        self.out.write(f'\n],"displayTimeUnit":"ns","otherData":{_dumps(other)}}}\n')
         return self.written
 
     def event(self, i: int, row: Row) -> None:

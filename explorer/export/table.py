@@ -8,12 +8,14 @@ true/false; a field an event does not have is empty.
 from __future__ import annotations
 
 import csv
-import json
+import math
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from ..events import COMMON_FIELDS, KINDS, R_FIELDS
-from .jsonl import json_default
+from ..text import csv_cell, json_encoder, json_text
+
+_JSON = json_encoder(separators=(",", ":"))
 
 
 def field_columns() -> list[str]:
@@ -29,20 +31,26 @@ COLUMNS: list[str] = [*COMMON_FIELDS, *field_columns(), "extra"]
 
 
 def _cell(v: Any) -> Any:
+    """A value as a spreadsheet reads it: text neutralised (no control characters, no formula), numbers as
+    numbers (a non-finite one as text), maps and lists as JSON text."""
     if v is None:
         return ""
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, (dict, list, tuple)):
-        return json.dumps(v, separators=(",", ":"), default=json_default)
+    if isinstance(v, str):
+        return csv_cell(v)
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else str(v)
     if isinstance(v, (bytes, bytearray)):
         return bytes(v).hex()
-    return v
+    return csv_cell(json_text(v, _JSON))
 
 
 def write_csv(rows: Iterable[list[Any]], out: TextIO, tick: Callable[[int], None] | None = None) -> int:
-    known = set(COLUMNS)
     fields_cols = COLUMNS[len(COMMON_FIELDS):-1]
+    known = set(fields_cols)  # a field named like a common column (kind, device, extra) goes to `extra`
     w = csv.writer(out, lineterminator="\n")
     w.writerow(COLUMNS)
     n = 0

@@ -21,11 +21,13 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input
 from textual.worker import get_current_worker
 
+from ..errors import ExplorerCrashed
 from ..events import Kind, Row
 from ..explain import model_progress
 from ..index import RecordingIndex
 from ..live_source import LiveSource
 from ..simulator import Anomaly
+from ..text import line
 from ..units import fmt_ns
 from .allocator_panel import AllocatorPanel
 from .anomaly_panel import AnomalyPanel
@@ -185,7 +187,7 @@ class ExplorerApp(App[None]):
     def _subtitle(self) -> str:
         h = self.index.header
         what = h.title or self.source_name or h.source
-        return f"{what} · {self.index.n:,} events · layout {self.layout.name}"
+        return line(f"{what} · {self.index.n:,} events · layout {self.layout.name}")  # a title is the input's
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -326,7 +328,10 @@ class ExplorerApp(App[None]):
         row = self.row
         if row is None:
             return
-        group = row if row.children else next(r for r in self.rows_all if row in r.children)
+        # a device or the allocator row without events has no rows to open: Enter on it does nothing
+        group = row if row.is_group else next((r for r in self.rows_all if row in r.children), None)
+        if group is None or not group.children:
+            return
         self.expanded.symmetric_difference_update({group.key})
         self._rebuild_rows()
         self.selected = [r.key for r in self.rows].index(group.key) if group.key not in self.expanded or row is group \
@@ -488,7 +493,7 @@ class ExplorerApp(App[None]):
         try:
             flt = parse_filter(event.value)
         except FilterSyntaxError as e:
-            self.notify(str(e), severity="error", timeout=6)
+            self.notify(str(e), severity="error", timeout=6, markup=False)
             return
         event.input.remove_class("shown")
         self._apply_filter(flt)
@@ -520,7 +525,7 @@ class ExplorerApp(App[None]):
 
     def _found(self, i: int | None, needle: str) -> None:
         if i is None:
-            self.notify(f"no more events matching '{needle}'", severity="warning", timeout=3)
+            self.notify(f"no more events matching '{needle}'", severity="warning", timeout=3, markup=False)
             return
         self._select_event(i, keep_row=False)
 
@@ -541,7 +546,7 @@ class ExplorerApp(App[None]):
         if flt.active and not self.rows:
             later = "" if self.spans.done >= self.index.n else \
                 " yet: anomalies and who held each PASID are known once the model has replayed the recording"
-            self.notify(f"nothing matches '{flt.text}'{later}", severity="warning", timeout=4)
+            self.notify(f"nothing matches '{flt.text}'{later}", severity="warning", timeout=4, markup=False)
         self.refresh_view()
 
     def action_toggle_theme(self) -> None:
@@ -656,3 +661,11 @@ def default_layout(index: RecordingIndex, terminal: tuple[int, int] | None = Non
     if terminal is not None and (terminal[0] < COMPACT_BELOW[0] or terminal[1] < COMPACT_BELOW[1]):
         return "compact"
     return "teaching" if marker_indices(index) else "debug"
+
+
+def run_explorer(app: ExplorerApp, *, headless: bool = False) -> None:
+    """Run the UI (`headless`: without a terminal); ExplorerCrashed when it stopped on an error (Textual has
+    printed its traceback), so that no crash exits 0."""
+    app.run(headless=headless)
+    if app.return_code:
+        raise ExplorerCrashed(f"the explorer exited with {app.return_code}")

@@ -18,6 +18,8 @@ from textual.strip import Strip
 from textual.visual import Visual
 from textual.widget import Widget
 
+from ..text import control_places, lines
+
 WHEEL_LINES = 3
 
 
@@ -53,6 +55,7 @@ class Panel(Widget, can_focus=True):
         """Show `text` (as Textual's own Content: laid out natively, far cheaper than a Rich renderable). With
         `reveal`, a (start, end) range of its characters is scrolled into view; else it stays scrolled where it
         was (as far as the new text reaches)."""
+        text = neutral_text(text)
         self._body, self._content, self._reveal = text, Content.from_rich_text(text), reveal
         self._width = -1
         self._wrap()
@@ -140,4 +143,23 @@ def columns(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None, 
     for n, r in enumerate(every):
         line = indent + "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)) + "  " + r[-1]
         out.append(line.rstrip() + "\n", style="bold" if header and n == 0 else "")
+    return out
+
+
+def neutral_text(text: Text) -> Text:
+    """`text` with each control character shown escaped (`\\x1b`), in the style it had: a panel shows process
+    names, devices, log lines and scenario text, and no escape sequence in them may reach the terminal. (Rich
+    already drops BEL, backspace and CR; ESC and the rest it would pass on.)"""
+    places = control_places(text.plain)
+    if not places:
+        return text
+    cuts = sorted({c for p in places for c in (p, p + 1)})
+    out = Text(style=text.style, justify=text.justify, no_wrap=text.no_wrap, end=text.end)
+    for piece in text.divide(cuts):
+        if len(piece) == 1 and control_places(piece.plain):
+            escaped = Text(lines(piece.plain))
+            for span in piece.spans:
+                escaped.stylize(span.style, 0, len(escaped))
+            piece = escaped
+        out.append_text(piece)
     return out

@@ -8,6 +8,9 @@ import numpy as np
 
 _STEPS = (1, 2, 5)
 MIN_SPAN_NS = 100  # zooming further shows nothing new: kernel timestamps are not finer than this in practice
+# Times on screen stay int64 whatever the recording spans (0 to 2^63-1 is valid): the window and its cell edges
+# are held inside these bounds (the top one a float64 can hold exactly)
+T_MIN, T_MAX = -(1 << 63), (1 << 63) - 1024
 
 
 def nice_step(span_ns: float, max_ticks: int) -> int:
@@ -43,7 +46,7 @@ class Window:
     @classmethod
     def whole(cls, lo: int, hi: int) -> Window:
         pad = max((hi - lo) // 50, MIN_SPAN_NS)
-        return cls(lo, hi + pad, lo, hi)
+        return cls(lo, min(hi + pad, T_MAX), lo, hi)
 
     @property
     def span(self) -> int:
@@ -51,7 +54,7 @@ class Window:
 
     def edges(self, cells: int) -> np.ndarray:
         """Cell boundaries: cell c covers [edges[c], edges[c+1])."""
-        return np.linspace(self.t0, self.t1, cells + 1).astype(np.int64)
+        return np.clip(np.linspace(self.t0, self.t1, cells + 1), T_MIN, T_MAX).astype(np.int64)
 
     def cell_of(self, t: int, cells: int) -> int | None:
         if not self.t0 <= t < self.t1 or cells <= 0:
@@ -101,6 +104,9 @@ class Window:
         if self.t1 > self.hi + slack + span // 2:
             self.t1 = self.hi + slack + span // 2
             self.t0 = self.t1 - span
+        self.t0, self.t1 = max(self.t0, T_MIN), min(self.t1, T_MAX)
+        if self.t1 - self.t0 < MIN_SPAN_NS:
+            self.t0 = self.t1 - MIN_SPAN_NS
 
     def ticks(self, cells: int) -> list[tuple[int, str]]:
         """(cell, label) pairs for the axis, labels relative to the recording's start: about one per 12 cells (8

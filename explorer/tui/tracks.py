@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..index import RecordingIndex
+from ..text import line
 from .filters import Filter
 from .spans import Spans
 
@@ -29,6 +30,9 @@ class TrackRow:
     span_key: tuple[object, object] | None = None
     children: list[TrackRow] = field(default_factory=list)
     only: frozenset[int | None] | None = None  # a group under a filter: the PASIDs of the children that passed
+
+    def __post_init__(self) -> None:
+        self.label = line(self.label)  # device names and owners come from the recording: one line, no controls
 
     @property
     def is_group(self) -> bool:

@@ -8,8 +8,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from hostile_files import write_injecting
 
 from .conftest import ROOT
 
@@ -97,3 +99,30 @@ def test_an_anomaly_is_found_from_the_keyboard_in_the_buggy_driver(terminal) -> 
     assert "!" in screen and "freed while" in screen
     term.keys("q")
     assert "EXIT=0" in term.wait_for("EXIT=")
+
+
+def untouched(term: Terminal) -> None:
+    assert "pwned" not in term.tmux("display-message", "-p", "-t", "e2e", "#{pane_title}")
+    assert term.tmux("list-buffers") == ""  # no OSC 52 clipboard write landed
+
+
+def test_escape_sequences_in_a_recording_reach_the_terminal_only_as_text(terminal, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A process name carrying a title change, a screen clear and a clipboard write (OSC 52), shown by `info`,
+    `check` and the explorer: the title stays, the screen keeps its text, the clipboard stays empty."""
+    path = write_injecting(tmp_path / "inject.pasidrec")
+    cli = f"{sys.executable} -m explorer.cli.main"
+    term = terminal([f"echo BEFORE; {cli} info {path}; {cli} check {path}"])
+    term.tmux("set-option", "-g", "set-clipboard", "on")
+    screen = term.wait_for("EXIT=")
+    assert "BEFORE" in screen  # not cleared by ESC[2J
+    assert "\\x1b]0;pwned\\x07" in screen and "EXIT=1" in screen
+    untouched(term)
+    term.keys("clear", "Enter")
+    term.keys(f"{cli} replay {path} --layout compact; printf 'EXIT%s\\n' \"=$?\"", "Enter")
+    term.wait_for("allocator")
+    term.keys("n")  # the first anomaly, explained with the fault's text and its process
+    screen = term.wait_for("comm    \\x1b]52;c;cHduZWQ=")
+    assert "0000:6a:01.0\\x1b[2J" in screen and "red]x[/]" in screen  # escaped, and markup shown as written
+    untouched(term)
+    term.keys("q")
+    assert "EXIT=0" in term.wait_for("EXIT=0")

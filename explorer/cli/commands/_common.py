@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 from ...index import RecordingIndex
 from ...loading import open_index
+from ...text import json_encoder, json_text
 from ..progress import Progress
 
 
@@ -27,5 +27,5 @@ def warn_damage(path: str, damage: list[str]) -> None:
 
 
 def print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write(json_text(data, json_encoder(indent=2)))
     sys.stdout.write("\n")

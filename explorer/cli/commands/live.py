@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from ...tui.app import ExplorerApp, default_layout
+        from ...tui.app import ExplorerApp, default_layout, run_explorer
         from ...tui.screen_layout import load_layout
     except ImportError as e:
         raise ExplorerError(f"the explorer UI is not available in this installation ({e})") from None
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, terminated)
     try:
-        app.run()
+        run_explorer(app)
     finally:
         if isinstance(source, RecordingTee):
             source.close(ended[0] if ended else None)

@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...tui.app import ExplorerApp, default_layout
+    from ...tui.app import ExplorerApp, default_layout, run_explorer
     from ...tui.screen_layout import load_layout
 
     path = args.file
@@ -55,5 +55,5 @@ def run(args: argparse.Namespace) -> int:
     index = open_with_progress(path, args.stale_ms, model=False)
     if layout is None:
         layout = load_layout(default_layout(index, tuple(shutil.get_terminal_size())))
-    ExplorerApp(index, layout=layout, source_name=path).run()
+    run_explorer(ExplorerApp(index, layout=layout, source_name=path))
     return 0

@@ -86,3 +86,30 @@ def hostile_rows(draw: st.DrawFn) -> list[Any]:
         place = draw(st.sampled_from(POSITIONS + tuple(FIELD_NAMES)))
         row = with_value(row, place, draw(values))
     return row
+
+
+# Text a process, a log or a bug reporter controls: a window title (OSC 0), a screen clear, a clipboard write
+# (OSC 52), a bell, a carriage return over the line, Rich markup, a spreadsheet formula
+ESCAPES = {"title": "\x1b]0;pwned\x07", "clear": "\x1b[2J", "clipboard": "\x1b]52;c;cHduZWQ=\x07", "bell": "\x07",
+           "cr": "over\rwritten", "markup": "[bold red]x[/]", "formula": "=HYPERLINK(\"http://x\")"}
+RAW_CONTROLS = ("\x1b", "\x07", "\r")
+
+
+def write_injecting(path: Path) -> Path:
+    """A valid recording whose every text (title, host, device, comm, owner, log line, marker) carries escapes."""
+    from explorer.events import make
+    from explorer.recording import write_events
+
+    bad = "".join(ESCAPES.values())
+    dev = "0000:6a:01.0" + ESCAPES["clear"]
+    head = Header(source="test", title="t" + bad, description="d" + bad, host={"kernel": "6.18.0", "hostname": bad},
+                  devices=[DeviceInfo(dev, pasid_width=20, driver=ESCAPES["title"])])
+    events = [
+        make("pasid_alloc", 1000, device=dev, pasid=1, pid=7, comm=ESCAPES["title"], path="iommufd", owner=bad),
+        make("marker", 1500, text="step" + bad, title=ESCAPES["markup"]),
+        make("fault", 2000, device=dev, pasid=1, pid=7, comm=ESCAPES["clipboard"], addr=4096, reason=bad, raw=bad),
+        make("pasid_free", 3000, pasid=1, pid=7, comm=ESCAPES["formula"], owner=ESCAPES["formula"]),
+        make("pasid_free", 4000, pasid=1, pid=7, comm=ESCAPES["cr"], owner=bad),  # a double free: a finding
+    ]
+    write_events(path, head, events)
+    return path
