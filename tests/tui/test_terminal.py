@@ -111,17 +111,18 @@ def test_escape_sequences_in_a_recording_reach_the_terminal_only_as_text(termina
     `check` and the explorer: the title stays, the screen keeps its text, the clipboard stays empty."""
     path = write_injecting(tmp_path / "inject.pasidrec")
     cli = f"{sys.executable} -m explorer.cli.main"
-    term = terminal([f"echo BEFORE; {cli} info {path}; {cli} check {path}"])
+    term = terminal([f"echo BEFORE; {cli} info {path}; {cli} check {path}"], height=150)  # all of it on screen
     term.tmux("set-option", "-g", "set-clipboard", "on")
     screen = term.wait_for("EXIT=")
     assert "BEFORE" in screen  # not cleared by ESC[2J
     assert "\\x1b]0;pwned\\x07" in screen and "EXIT=1" in screen
     untouched(term)
     term.keys("clear", "Enter")
+    term.tmux("resize-window", "-t", "e2e", "-x", "160", "-y", "48")
     term.keys(f"{cli} replay {path} --layout compact; printf 'EXIT%s\\n' \"=$?\"", "Enter")
     term.wait_for("allocator")
-    term.keys("n")  # the first anomaly, explained with the fault's text and its process
-    screen = term.wait_for("comm    \\x1b]52;c;cHduZWQ=")
+    term.keys("n")  # the double free, explained with its owners' text
+    screen = term.wait_for("freed again by")
     assert "0000:6a:01.0\\x1b[2J" in screen and "red]x[/]" in screen  # escaped, and markup shown as written
     untouched(term)
     term.keys("q")
