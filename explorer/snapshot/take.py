@@ -39,9 +39,26 @@ def take(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
     if why is not None:
         snap["unreadable"]["iommu debugfs"] = why
         return snap
-    _intel(debugfs / "iommu/intel", snap)
-    _amd(debugfs / "iommu/amd", snap)
+    units = _units(base / "sys/class/iommu")
+    _intel(debugfs / "iommu/intel", snap, [u for u in units if u.startswith("dmar")])
+    _amd(debugfs / "iommu/amd", snap, [u for u in units if u.startswith("ivhd")])
     return snap
+
+
+def _units(iommus: Path) -> list[str]:
+    """The IOMMUs sysfs lists (dmar0 for Intel, ivhd0 for AMD): whether a missing debugfs means no such IOMMU or
+    a kernel built without its debugfs."""
+    try:
+        return sorted(p.name for p in iommus.iterdir())
+    except OSError:
+        return []
+
+
+def _no_debugfs(vendor: str, units: list[str], option: str, since: str = "") -> str:
+    if units:
+        return (f"this kernel has no {vendor} IOMMU debugfs ({option} off{since}), though {', '.join(units)} "
+                "is there")
+    return f"no such driver: no {vendor} IOMMU on this host (none in /sys/class/iommu)"
 
 
 def _debugfs_missing(debugfs: Path) -> str | None:
@@ -100,10 +117,9 @@ def _pci(devices: Path, snap: dict[str, Any]) -> None:
             "virtual bus that offers only 256 bytes), so no PASID, PRI or ATS capability")
 
 
-def _intel(path: Path, snap: dict[str, Any]) -> None:
+def _intel(path: Path, snap: dict[str, Any], units: list[str]) -> None:
     if not path.is_dir():
-        snap["unreadable"]["intel iommu debugfs"] = (
-            "no such driver: no iommu/intel in debugfs (no Intel IOMMU, or CONFIG_INTEL_IOMMU_DEBUGFS off)")
+        snap["unreadable"]["intel iommu debugfs"] = _no_debugfs("Intel", units, "CONFIG_INTEL_IOMMU_DEBUGFS")
         return
     intel: dict[str, Any] = {}
     text = _read(path / "dmar_translation_struct", snap, "intel dmar_translation_struct")
@@ -148,15 +164,14 @@ def _paging_pasids(path: Path) -> dict[str, list[int]]:
     return out
 
 
-def _amd(path: Path, snap: dict[str, Any]) -> None:
+def _amd(path: Path, snap: dict[str, Any], units: list[str]) -> None:
     """drivers/iommu/amd/debugfs.c (6.13 on): per IOMMU, "cmdbuf" shows the command buffer's head and tail (head ==
     tail: every queued command, invalidations included, is done); at the top, "devtbl" shows the device table
     entry of the device last written to "devid" (its GCR3/GV bits say whether PASIDs translate for it). Nothing
     is written here: a snapshot only reads."""
     if not path.is_dir():
-        snap["unreadable"]["amd iommu debugfs"] = (
-            "no such driver: no iommu/amd in debugfs (no AMD IOMMU, a kernel before 6.13, or "
-            "CONFIG_AMD_IOMMU_DEBUGFS off)")
+        snap["unreadable"]["amd iommu debugfs"] = _no_debugfs("AMD", units, "CONFIG_AMD_IOMMU_DEBUGFS",
+                                                              ", or a kernel before 6.13")
         return
     amd: dict[str, Any] = {"command_buffers": {}}
     for unit in sorted(p for p in path.iterdir() if p.is_dir()):

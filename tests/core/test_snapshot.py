@@ -162,3 +162,21 @@ def test_info_lists_each_snapshot_a_recording_keeps(tmp_path: Path) -> None:
     assert shown[0].startswith("kernel snapshot at 50 ns before the first event: 1 functions with PASID, PRI or "
                                "ATS, PASID tables of 2 devices; not read: amd iommu debugfs")
     assert shown[1].startswith("kernel snapshot at +200 ns:") and len(shown) == 2
+
+
+def test_config_space_from_a_real_kernel_behind_vt_d_shows_the_ats_it_enabled(tmp_path: Path) -> None:
+    """snapshot_fixtures/qemu-virtio-9p-ats.config is what /sys/bus/pci/devices/0000:01:00.0/config read in a lab VM
+    (Linux 6.12.118, QEMU q35 with a scalable-mode intel-iommu,device-iotlb=on; virtio-9p-pci,ats=on behind a
+    pcie-root-port): the kernel had enabled ATS. That kernel lacked CONFIG_INTEL_IOMMU_DEBUGFS, which the snapshot
+    says rather than 'no Intel IOMMU'."""
+    dev = tmp_path / "sys/bus/pci/devices/0000:01:00.0"
+    dev.mkdir(parents=True)
+    (dev / "config").write_bytes((Path(__file__).parent / "snapshot_fixtures/qemu-virtio-9p-ats.config").read_bytes())
+    (tmp_path / "sys/class/iommu/dmar0").mkdir(parents=True)
+    (tmp_path / "sys/kernel/debug/tracing").mkdir(parents=True)  # debugfs mounted, without iommu/
+    snap = take(tmp_path)
+    assert snap["pci"]["0000:01:00.0"] == {"vendor": 0x1AF4, "device_id": 0x1049, "class": 0x000200, "ats": {
+        "enabled": True, "stu": 0, "invalidate_queue_depth": 32, "page_aligned_request": True}}
+    assert snap["unreadable"]["intel iommu debugfs"] == ("this kernel has no Intel IOMMU debugfs "
+                                                         "(CONFIG_INTEL_IOMMU_DEBUGFS off), though dmar0 is there")
+    assert snap["unreadable"]["amd iommu debugfs"].startswith("no such driver: no AMD IOMMU on this host")
