@@ -1,10 +1,12 @@
 """Snapshots of the kernel's own PASID state: PCI config space decoded as lspci -vvv does, the Intel IOMMU debugfs
 as drivers/iommu/intel/debugfs.c prints it, their storage in recordings, and where they disagree with the model.
 
-The debugfs dumps under snapshot_fixtures/ are constructed from debugfs.c's seq_printf formats (5.15-6.12:
-root_tbl_walk()/print_tbl_walk(), invalidation_queue_show()); no public report we found posts one. The PASID, PRI
-and ATS capability bytes are built from the PCIe base specification's layouts (as pci_regs.h names them); this
-host's own /sys/bus/pci/devices/*/config is the real config space the real-machine test reads."""
+snapshot_fixtures/lab-6.12/ is real: a 6.12 kernel's Intel IOMMU debugfs and config space, read in a lab VM with a
+scalable-mode VT-d. The other dumps under snapshot_fixtures/ are constructed from debugfs.c's seq_printf formats
+(5.15-6.12: root_tbl_walk()/print_tbl_walk(), invalidation_queue_show()) to hold what that VM could not (a PASID
+other than 0, first-stage); no public report we found posts one. The PASID and PRI capability bytes are built from
+the PCIe base specification's layouts (as pci_regs.h names them); this host's own /sys/bus/pci/devices/*/config is
+the real config space the real-machine test reads."""
 
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ import pytest
 from snapshot_host import DEV, config_space, host, recording, snapshots
 
 from explorer.index import RecordingIndex
+from explorer.reconcile import reconcile
 from explorer.recording import Recording
+from explorer.simulator import SimState
 from explorer.snapshot import pci_caps, take
 from explorer.summary import check_report
 
@@ -164,19 +168,39 @@ def test_info_lists_each_snapshot_a_recording_keeps(tmp_path: Path) -> None:
     assert shown[1].startswith("kernel snapshot at +200 ns:") and len(shown) == 2
 
 
-def test_config_space_from_a_real_kernel_behind_vt_d_shows_the_ats_it_enabled(tmp_path: Path) -> None:
-    """snapshot_fixtures/qemu-virtio-9p-ats.config is what /sys/bus/pci/devices/0000:01:00.0/config read in a lab VM
-    (Linux 6.12.118, QEMU q35 with a scalable-mode intel-iommu,device-iotlb=on; virtio-9p-pci,ats=on behind a
-    pcie-root-port): the kernel had enabled ATS. That kernel lacked CONFIG_INTEL_IOMMU_DEBUGFS, which the snapshot
-    says rather than 'no Intel IOMMU'."""
+def test_a_real_kernels_debugfs_and_config_space_behind_vt_d_read_whole_and_raise_no_false_alarm(
+        tmp_path: Path) -> None:
+    """snapshot_fixtures/lab-6.12/ holds what a lab VM's kernel (6.12.118, QEMU's scalable-mode VT-d) printed in its
+    Intel IOMMU debugfs and its config space (see the README there): every device has its RID_PASID entry (PASID
+    0, second-stage) and nothing else; ATS is enabled on the two virtio functions. Set beside a model with no
+    PASID, nothing disagrees."""
+    real = Path(__file__).parent / "snapshot_fixtures/lab-6.12"
     dev = tmp_path / "sys/bus/pci/devices/0000:01:00.0"
     dev.mkdir(parents=True)
-    (dev / "config").write_bytes((Path(__file__).parent / "snapshot_fixtures/qemu-virtio-9p-ats.config").read_bytes())
+    (dev / "config").write_bytes((real / "config-0000:01:00.0").read_bytes())
     (tmp_path / "sys/class/iommu/dmar0").mkdir(parents=True)
-    (tmp_path / "sys/kernel/debug/tracing").mkdir(parents=True)  # debugfs mounted, without iommu/
+    intel = tmp_path / "sys/kernel/debug/iommu/intel"
+    intel.mkdir(parents=True)
+    for name in ("dmar_translation_struct", "invalidation_queue", "dmar_perf_latency"):
+        (intel / name).write_bytes((real / name).read_bytes())
     snap = take(tmp_path)
     assert snap["pci"]["0000:01:00.0"] == {"vendor": 0x1AF4, "device_id": 0x1049, "class": 0x000200, "ats": {
         "enabled": True, "stu": 0, "invalidate_queue_depth": 32, "page_aligned_request": True}}
+    devices = snap["intel"]["devices"]
+    assert len(devices) == 8 and snap["intel"]["iommus"] == {"dmar0": {"enabled": True, "scalable": True}}
+    assert devices["0000:01:00.0"] == {"iommu": "dmar0", "pasids": [{"pasid": 0, "pgtt": "second-stage",
+                                                                       "domain_id": 6}]}
+    assert snap["intel"]["invalidation_queue"] == {"dmar0": {"head": 75, "tail": 75}}
+    assert snap["intel"]["latency"].startswith("IOMMU: dmar0 Register Base Address: fed90000")
+    assert snap["unreadable"]["amd iommu debugfs"].startswith("no such driver: no AMD IOMMU on this host")
+    later = {**json.loads(json.dumps(snap)), "taken_ns": snap["taken_ns"] + 1}
+    assert reconcile([snap, later], lambda _ts: SimState(), lambda: []) == []
+
+
+def test_a_kernel_without_the_iommu_debugfs_is_told_apart_from_a_host_without_the_iommu(tmp_path: Path) -> None:
+    (tmp_path / "sys/class/iommu/dmar0").mkdir(parents=True)
+    (tmp_path / "sys/kernel/debug/tracing").mkdir(parents=True)  # debugfs mounted, without iommu/
+    snap = take(tmp_path)
     assert snap["unreadable"]["intel iommu debugfs"] == ("this kernel has no Intel IOMMU debugfs "
                                                          "(CONFIG_INTEL_IOMMU_DEBUGFS off), though dmar0 is there")
     assert snap["unreadable"]["amd iommu debugfs"].startswith("no such driver: no AMD IOMMU on this host")

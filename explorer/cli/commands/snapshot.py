@@ -64,7 +64,8 @@ def summary(snap: dict[str, Any]) -> list[str]:
         pasids = ", ".join(f"{e['pasid']} ({e['pgtt']}, domain {e['domain_id']})" for e in dev["pasids"])
         lines.append(f"  {name} on {dev['iommu']}: PASID table {pasids or 'empty (legacy mode)'}")
     for name, pasids in sorted(snap.get("intel", {}).get("paging_pasids", {}).items()):
-        lines.append(f"  {name}: paging domains on PASIDs {', '.join(map(str, pasids)) or 'none'} (debugfs)")
+        if pasids:
+            lines.append(f"  {name}: paging domains on PASIDs {', '.join(map(str, pasids))}")
     for name, q in sorted(snap.get("intel", {}).get("invalidation_queue", {}).items()):
         lines.append(f"  {name} invalidation queue: head {q['head']}, tail {q['tail']}")
     for name, q in sorted(snap.get("amd", {}).get("command_buffers", {}).items()):
