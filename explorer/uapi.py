@@ -16,9 +16,27 @@ IOMMUFD_COMMANDS: dict[int, str] = {
     0x8E: "IOMMU_FAULT_QUEUE_ALLOC", 0x8F: "IOMMU_IOAS_MAP_FILE", 0x90: "IOMMU_VIOMMU_ALLOC",
     0x91: "IOMMU_VDEVICE_ALLOC", 0x92: "IOMMU_IOAS_CHANGE_PROCESS", 0x93: "IOMMU_VEVENTQ_ALLOC",
     0x94: "IOMMU_HW_QUEUE_ALLOC",
+    0xA0: "IOMMU_TEST_CMD",  # iommufd's selftest driver (CONFIG_IOMMUFD_TEST): mock devices, TRIGGER_IOPF
 }
+# IOMMU_TEST_CMD's `op` (drivers/iommu/iommufd/iommufd_test.h; numbers only ever appended: 6.12 ends at
+# TRIGGER_IOPF, 6.15 adds the PASID_* ops, 6.19 the DMABUF ones).
+IOMMU_TEST_OPS: dict[int, str] = dict(enumerate((
+    "ADD_RESERVED", "MOCK_DOMAIN", "MD_CHECK_MAP", "MD_CHECK_REFS", "CREATE_ACCESS", "DESTROY_ACCESS_PAGES",
+    "ACCESS_PAGES", "ACCESS_RW", "SET_TEMP_MEMORY_LIMIT", "MOCK_DOMAIN_REPLACE", "ACCESS_REPLACE_IOAS",
+    "MOCK_DOMAIN_FLAGS", "DIRTY", "MD_CHECK_IOTLB", "TRIGGER_IOPF", "DEV_CHECK_CACHE", "TRIGGER_VEVENT",
+    "PASID_ATTACH", "PASID_REPLACE", "PASID_DETACH", "PASID_CHECK_HWPT", "DMABUF_GET", "DMABUF_REVOKE"), start=1))
 VFIO_BASE = 100
+# The VFIO type1 container calls, which iommufd also answers on /dev/iommu (iommufd/vfio_compat.c). 112..117
+# are also VFIO *device* calls (VFIO_DEVICE_GET_PCI_HOT_RESET_INFO ..): these names hold only on an iommufd or
+# a container fd, which the capture tells apart by the calls made on that fd (see `VFIO_CONTAINER_PROBES`).
+VFIO_COMPAT_COMMANDS: dict[int, str] = {
+    VFIO_BASE + 0: "VFIO_GET_API_VERSION", VFIO_BASE + 1: "VFIO_CHECK_EXTENSION", VFIO_BASE + 2: "VFIO_SET_IOMMU",
+    VFIO_BASE + 12: "VFIO_IOMMU_GET_INFO", VFIO_BASE + 13: "VFIO_IOMMU_MAP_DMA",
+    VFIO_BASE + 14: "VFIO_IOMMU_UNMAP_DMA", VFIO_BASE + 17: "VFIO_IOMMU_DIRTY_PAGES",
+}
+VFIO_CONTAINER_PROBES = frozenset(range(VFIO_BASE, VFIO_BASE + 3))  # answered only by a container or iommufd
 VFIO_COMMANDS: dict[int, str] = {
+    **VFIO_COMPAT_COMMANDS,
     VFIO_BASE + 18: "VFIO_DEVICE_BIND_IOMMUFD",
     VFIO_BASE + 19: "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
     VFIO_BASE + 20: "VFIO_DEVICE_DETACH_IOMMUFD_PT",

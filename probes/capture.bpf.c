@@ -76,7 +76,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_ioctl)
 {
     u32 cmd = args->cmd;
     u32 nr = cmd & 0xff;
-    if ((cmd >> 8) != 0x3b || (nr < 0x80 && (nr < VFIO_FIRST || nr > VFIO_LAST)))
+    if ((cmd >> 8) != 0x3b || (nr < 0x80 && (nr < VFIO_BASE || nr >= VFIO_BASE + 32 ||
+                                              !((VFIO_TRACKED >> (nr - VFIO_BASE)) & 1))))
         return 0;
     u64 id = bpf_get_current_pid_tgid();
     if (!wanted(id >> 32))

@@ -35,9 +35,12 @@ from .uapi_decode import (
     LAYOUTS,
     PAGE_RESPONSE,
     PGFAULT,
+    VFIO_COMPAT_COMMANDS,
+    VFIO_CONTAINER_PROBES,
     UField,
     command_name,
     pasid_of,
+    refine_args,
 )
 
 RowMaker = Callable[..., Row]
@@ -56,6 +59,7 @@ PAGE_REQUEST_PASID_VALID, PAGE_REQUEST_LAST_PAGE = 1, 2  # IOMMU_FAULT_PAGE_REQU
 VTD_RESPONSE_CODES = {0x0: 0, 0x1: 1, 0xF: 2}  # QI_RESP_SUCCESS / INVALID / FAILURE -> ResponseCode
 DEV_ID_COMMANDS = ("IOMMU_HWPT_ALLOC", "IOMMU_GET_HW_INFO", "IOMMU_VIOMMU_ALLOC", "IOMMU_VDEVICE_ALLOC")
 DEVICE_FD_COMMANDS = ("VFIO_DEVICE_BIND_IOMMUFD", "VFIO_DEVICE_ATTACH_IOMMUFD_PT", "VFIO_DEVICE_DETACH_IOMMUFD_PT")
+_COMPAT_NRS = frozenset(VFIO_COMPAT_COMMANDS)
 
 # Kernel events two hooks can see (explorer.kernel_facts: a hook's `sighting_of`), by record type: the topic that
 # pairs them, and which records are the second sighting (kept as evidence on the first, never as an event).
@@ -97,6 +101,7 @@ class Decoder:
     _first: dict[tuple[int, str, int | None], tuple[int, int | None, Row]] = field(default_factory=dict, init=False,
                                                                                   repr=False)
     _iommufd_devs: dict[tuple[int, int], str] = field(default_factory=dict, init=False, repr=False)
+    _container_fds: set[tuple[int, int]] = field(default_factory=set, init=False, repr=False)  # iommufd / type1
     # (tgid, fault object, cookie) -> (device, PASID, PRG index) of the page fault read with that cookie
     _cookies: dict[tuple[int, int, int], tuple[str, int | None, int]] = field(default_factory=dict, init=False,
                                                                              repr=False)
@@ -137,14 +142,26 @@ class Decoder:
         n = len(recs)
         out: list[Row | None] = [None] * n
         cmds = recs["cmd"]
-        for cmd in np.unique(cmds).tolist():
+        for cmd in sorted(np.unique(cmds).tolist(), key=lambda c: c & 0xFF in _COMPAT_NRS):  # compat calls last
             pos = np.flatnonzero(cmds == cmd)
+            if cmd & 0xFF in _COMPAT_NRS:
+                pos = pos[self._on_container_fds(cmd & 0xFF, recs[pos])]
+            elif cmd & 0xFF >= 0x80:
+                self._container_fds.update(zip(recs["tgid"][pos].tolist(), recs["fd"][pos].tolist(), strict=True))
             sel = recs[pos]
             name = command_name(cmd)
             rows = self._ioctl_rows(cmd, name, sel)
             for p, row in zip(pos.tolist(), rows, strict=True):
                 out[p] = row
-        return out  # type: ignore[return-value]
+        return [r for r in out if r is not None]
+
+    def _on_container_fds(self, nr: int, sel: np.ndarray) -> np.ndarray:
+        """VFIO type1 numbers 112..117 are device calls too: kept only on an fd that answered a container call
+        (GET_API_VERSION, CHECK_EXTENSION, SET_IOMMU) or an iommufd call first."""
+        keys = list(zip(sel["tgid"].tolist(), sel["fd"].tolist(), strict=True))
+        if nr in VFIO_CONTAINER_PROBES:
+            self._container_fds.update(k for k, r in zip(keys, sel["ret"].tolist(), strict=True) if r >= 0)
+        return np.array([k in self._container_fds for k in keys], dtype=bool)
 
     def _ioctl_rows(self, cmd: int, name: str, sel: np.ndarray) -> list[Row]:
         ts, cpu, tgid = sel["ts"].tolist(), sel["cpu"].tolist(), sel["tgid"].tolist()
@@ -186,7 +203,7 @@ class Decoder:
             for r, vals in zip(rows_v.tolist(), zip(*cols, strict=True) if cols else [()] * len(rows_v),
                                strict=True):
                 result[r] = dict(zip(names, vals, strict=True))
-        return result
+        return refine_args(name, result)
 
     def _call_device(self, name: str, tgid: int, fd: int, args: dict[str, Any], ret: int) -> str | None:
         """The PCI device a call is about, where the call says so (a VFIO device fd, an iommufd dev_id)."""
@@ -355,7 +372,8 @@ class Decoder:
                     addr=r.a, perm=r.c, last=bool(flags & PAGE_REQUEST_LAST_PAGE), needs_pasid=bool(r.b >> 32))]
 
     def _kernel_page_response(self, row: RowMaker, r: Raw) -> list[Row]:
-        return [row(Kind.PAGE_RESPONSE, r.dev, r.pasid, prg=r.fd, code=r.ret, by="kernel")]
+        # b: the probe saw the response made inside a write() on a fault-queue fd, i.e. by the process
+        return [row(Kind.PAGE_RESPONSE, r.dev, r.pasid, prg=r.fd, code=r.ret, by="user" if r.b else "kernel")]
 
     _handlers: ClassVar[dict[int, Callable[[Decoder, RowMaker, Raw], list[Row]]]] = {
         Ev.EXIT: _exit, Ev.IO_PAGE_FAULT: _io_page_fault, Ev.GROUP_ADD: _group, Ev.GROUP_REMOVE: _group,

@@ -310,6 +310,9 @@ static __always_inline int on_iopf_group_response(u64 group, u64 status, u64 a2,
         return 0;
     r->fd = kread32(group + OFF_GRP_GRPID);
     r->ret = (u32)status;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct call *c = calls.lookup(&tid);
+    r->b = c && c->type == EV_FAULT_WRITE; /* inside a write() on a fault-queue fd: the process answered */
     submit(r);
     return 0;
 }

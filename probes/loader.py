@@ -22,7 +22,7 @@ from . import record
 from .capability import ATTACHED, FAILED, HostFacts, Verdict, explain_fentry_failure
 from .decode import FAULT_READ_CHUNK, FAULT_RECS_PER_IO, FAULT_WRITE_CHUNK
 from .kernel_funcs import RETURN_PROBES
-from .uapi_decode import ARG_BYTES
+from .uapi_decode import ARG_BYTES, VFIO_BASE, VFIO_COMMANDS
 
 PROBES_DIR = Path(__file__).resolve().parent
 PROGRAMS = ("common.bpf.c", "capture.bpf.c")
@@ -30,6 +30,7 @@ KERNEL_FUNCS = "kernel_funcs.bpf.c"
 INSTALL_BCC = ("bcc is not importable from this Python: install it with 'apt install python3-bpfcc' (Debian, "
                "Ubuntu) or 'dnf install python3-bcc' (Fedora); a virtualenv needs --system-site-packages")
 IOMMU_FAULT_QUEUE_ALLOC = 0x3B8E
+VFIO_TRACKED = sum(1 << (nr - VFIO_BASE) for nr in VFIO_COMMANDS)  # the VFIO numbers the ioctl probe keeps
 QI_PGRP_RESP_TYPE = 0x9
 
 
@@ -84,7 +85,8 @@ def cflags(verdicts: list[Verdict], ring_bytes: int, facts: HostFacts) -> list[s
     """Every -D flag the programs need for this plan."""
     flags = [f"-I{PROBES_DIR}", f"-DRINGBUF_PAGES={ring_bytes // os.sysconf('SC_PAGE_SIZE')}",
              f"-DWAKEUP_EVERY={max(1, ring_bytes // record.SLOT.itemsize // 8 // (os.cpu_count() or 1))}",
-             "-DVFIO_FIRST=118", "-DVFIO_LAST=120", f"-DIOMMU_FAULT_QUEUE_ALLOC={IOMMU_FAULT_QUEUE_ALLOC}",
+             f"-DVFIO_BASE={VFIO_BASE}", f"-DVFIO_TRACKED={VFIO_TRACKED:#x}",
+             f"-DIOMMU_FAULT_QUEUE_ALLOC={IOMMU_FAULT_QUEUE_ALLOC}",
              f"-DFAULT_RECS_PER_IO={FAULT_RECS_PER_IO}", f"-DFAULT_READ_CHUNK={FAULT_READ_CHUNK}",
              f"-DFAULT_WRITE_CHUNK={FAULT_WRITE_CHUNK}", f"-DQI_PGRP_RESP_TYPE={QI_PGRP_RESP_TYPE}",
              *record.cflags()]

@@ -20,12 +20,24 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from explorer.uapi import COMMANDS, IOCTL_TYPE, VFIO_DEVICE_ATTACH_PASID, command_name
+from explorer.uapi import (
+    COMMANDS,
+    IOCTL_TYPE,
+    IOMMU_TEST_OPS,
+    VFIO_BASE,
+    VFIO_COMMANDS,
+    VFIO_COMPAT_COMMANDS,
+    VFIO_CONTAINER_PROBES,
+    VFIO_DEVICE_ATTACH_PASID,
+    command_name,
+)
 
 _SCALARS = {"u8": "B", "u16": "H", "u32": "I", "s32": "i", "u64": "Q"}
 VFIO_DEVICE_DETACH_PASID = 1 << 0
 IOMMU_PGFAULT_FLAGS_PASID_VALID = 1 << 0
 IOMMU_PGFAULT_FLAGS_LAST_PAGE = 1 << 1
+IOMMU_HW_INFO_FLAG_INPUT_TYPE = 1 << 0  # 6.16+: in_data_type is an input only with this flag (else ignored)
+TEST_CMD_WORDS = 8  # the union's first 32 bytes: all a record carries (TEXT_BYTES) after the 16-byte head
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +133,15 @@ LAYOUTS: dict[str, ULayout] = {name: _layout(cname, decl) for name, (cname, decl
                                                    "u32 __reserved"),
     "IOMMU_HW_QUEUE_ALLOC": ("iommu_hw_queue_alloc", "u32 size; u32 flags; u32 viommu_id; u32 type; u32 index; "
                                                      "u32 out_hw_queue_id; u64 nesting_parent_iova; u64 length"),
+    # iommu_test_cmd: a head and a union chosen by `op`; read as raw words, named per op by `refine_args`.
+    "IOMMU_TEST_CMD": ("iommu_test_cmd", "u32 size; u32 op; u32 id:inout; u32 __reserved; "
+                                         + "; ".join(f"u32 w{i}:inout" for i in range(TEST_CMD_WORDS))),
+    # VFIO type1 container calls (also answered by iommufd); GET_API_VERSION, CHECK_EXTENSION and SET_IOMMU
+    # take no struct (an int by value), so they decode to no arguments.
+    "VFIO_IOMMU_GET_INFO": ("vfio_iommu_type1_info", "u32 argsz; u32 flags:inout; u64 iova_pgsizes:inout; "
+                                                    "u32 cap_offset:inout; u32 __reserved"),
+    "VFIO_IOMMU_MAP_DMA": ("vfio_iommu_type1_dma_map", "u32 argsz; u32 flags; u64 vaddr; u64 iova; u64 size"),
+    "VFIO_IOMMU_UNMAP_DMA": ("vfio_iommu_type1_dma_unmap", "u32 argsz; u32 flags; u64 iova; u64 size:inout"),
     "VFIO_DEVICE_BIND_IOMMUFD": ("vfio_device_bind_iommufd", "u32 argsz; u32 flags; s32 iommufd; u32 out_devid; "
                                                              "u64 token_uuid_ptr"),
     "VFIO_DEVICE_ATTACH_IOMMUFD_PT": ("vfio_device_attach_iommufd_pt",
@@ -138,11 +159,70 @@ assert set(LAYOUTS) <= set(COMMANDS.values()), "a layout for a command explorer.
 
 
 def is_tracked(cmd: int) -> bool:
-    """The commands the capture keeps: every iommufd number (known or newer) and VFIO's iommufd binding."""
+    """The commands the capture keeps: every iommufd number (known or newer), VFIO's iommufd binding and the
+    VFIO type1 container calls iommufd also answers."""
     if cmd >> 8 != IOCTL_TYPE:
         return False
     nr = cmd & 0xFF
     return nr >= 0x80 or cmd in COMMANDS
+
+
+def _test_cmd_args(args: dict[str, Any]) -> dict[str, Any]:
+    """IOMMU_TEST_CMD's union named for its op (iommufd_test.h); an op this table does not know keeps its words."""
+    op = args.get("op")
+    layout = TEST_OP_LAYOUTS.get(op) if isinstance(op, int) else None
+    words = [args.pop(f"w{i}") for i in range(TEST_CMD_WORDS) if f"w{i}" in args]
+    if op in IOMMU_TEST_OPS:
+        args["op"] = IOMMU_TEST_OPS[op]
+    if layout is None:
+        return args
+    raw = struct.pack(f"<{len(words)}I", *words)
+    for f in layout.fields:
+        if f.end <= len(raw):
+            args[f.name] = struct.unpack_from("<" + f.fmt, raw, f.offset)[0]
+    return args
+
+
+def _hw_info_args(args: dict[str, Any]) -> dict[str, Any]:
+    """in_data_type is an input only under IOMMU_HW_INFO_FLAG_INPUT_TYPE (6.16+); before 6.16 the same bytes
+    are out_data_type alone and flags must be 0, so without the flag it is not shown as an input."""
+    if not args.get("flags", 0) & IOMMU_HW_INFO_FLAG_INPUT_TYPE:
+        args.pop("in_data_type", None)
+    return args
+
+
+# The union members of iommu_test_cmd by op, offsets from the union's start (op numbers: explorer.uapi).
+TEST_OP_LAYOUTS: dict[int, ULayout] = {op: _layout(f"iommu_test_cmd.{name}", decl) for op, (name, decl) in {
+    1: ("add_reserved", "u64 start; u64 length"),
+    2: ("mock_domain", "u32 out_stdev_id; u32 out_hwpt_id; u32 out_idev_id"),
+    3: ("check_map", "u64 iova; u64 length; u64 uptr"),
+    4: ("check_refs", "u64 length; u64 uptr; u32 refs"),
+    5: ("create_access", "u32 out_access_fd; u32 flags"),
+    6: ("destroy_access_pages", "u32 access_pages_id"),
+    7: ("access_pages", "u32 flags; u32 out_access_pages_id; u64 iova; u64 length; u64 uptr"),
+    8: ("access_rw", "u64 iova; u64 length; u64 uptr; u32 flags"),
+    9: ("memory_limit", "u32 limit"),
+    10: ("mock_domain_replace", "u32 pt_id"),
+    11: ("access_replace_ioas", "u32 ioas_id"),
+    12: ("mock_domain_flags", "u32 out_stdev_id; u32 out_hwpt_id; u32 out_idev_id; u32 dev_flags"),
+    13: ("dirty", "u32 flags; u64 iova; u64 length; u64 page_size"),
+    14: ("check_iotlb", "u32 id; u32 iotlb"),
+    15: ("trigger_iopf", "u32 dev_id; u32 pasid; u32 grpid; u32 perm; u64 addr"),
+    16: ("check_dev_cache", "u32 id; u32 cache"),
+    17: ("trigger_vevent", "u32 dev_id"),
+    18: ("pasid_attach", "u32 pasid; u32 pt_id"),
+    19: ("pasid_replace", "u32 pasid; u32 pt_id"),
+    20: ("pasid_detach", "u32 pasid"),
+    21: ("pasid_check", "u32 pasid; u32 hwpt_id"),
+}.items()}
+REFINED = ("IOMMU_TEST_CMD", "IOMMU_GET_HW_INFO")
+_REFINERS = {"IOMMU_TEST_CMD": _test_cmd_args, "IOMMU_GET_HW_INFO": _hw_info_args}
+
+
+def refine_args(name: str, args: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Decoded argument dicts made exact where a flat layout cannot be: a union chosen by an op or a flag."""
+    refine = _REFINERS.get(name)
+    return [refine(dict(a)) for a in args] if refine else args
 
 
 def pasid_of(name: str, args: dict[str, Any]) -> int | None:
@@ -170,7 +250,7 @@ def decode_args(name: str, entry: bytes, exit_: bytes | None, ret: int | None) -
             out[f.name] = struct.unpack_from("<" + f.fmt, entry, f.offset)[0]
         elif ok and f.end <= len(exit_ or b""):
             out[f.name] = struct.unpack_from("<" + f.fmt, exit_, f.offset)[0]  # type: ignore[arg-type]
-    return out
+    return refine_args(name, [out])[0]
 
 
 def encode_args(name: str, args: dict[str, Any]) -> bytes:
@@ -186,5 +266,6 @@ def encode_args(name: str, args: dict[str, Any]) -> bytes:
     return bytes(buf)
 
 
-__all__ = ["ARG_BYTES", "LAYOUTS", "PAGE_RESPONSE", "PGFAULT", "UField", "ULayout", "command_name",
-           "decode_args", "encode_args", "is_tracked", "pasid_of"]
+__all__ = ["ARG_BYTES", "LAYOUTS", "PAGE_RESPONSE", "PGFAULT", "VFIO_BASE", "VFIO_COMMANDS", "VFIO_COMPAT_COMMANDS",
+           "VFIO_CONTAINER_PROBES", "UField", "ULayout",
+           "command_name", "decode_args", "encode_args", "is_tracked", "pasid_of", "refine_args"]

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from explorer.events import KINDS, Event, make
 from explorer.pci import rid_to_pci
-from explorer.uapi import command_number
+from explorer.uapi import VFIO_COMPAT_COMMANDS, command_number
 from probes.decode import FAULT_READ_CHUNK, FAULT_RECS_PER_IO, Decoder
 from probes.record import Ev
 from probes.uapi_decode import LAYOUTS, PAGE_RESPONSE, PGFAULT, decode_args, encode_args
@@ -66,7 +66,7 @@ def test_unknown_iommufd_commands_are_kept_by_number() -> None:
 def ioctl_batches(draw: st.DrawFn) -> list[tuple[int, str, dict[str, int], int, dict[str, int], int | None]]:
     out = []
     for ts in draw(st.lists(st.integers(0, 10**6), min_size=1, max_size=40)):
-        name = draw(st.sampled_from(sorted(LAYOUTS)))
+        name = draw(st.sampled_from(sorted(n for n in LAYOUTS if command_number(n) & 0xFF not in VFIO_COMPAT_COMMANDS)))
         values, after = ({f.name: draw(st.integers(0, (1 << 8 * struct.calcsize(f.fmt) - 1) - 1))
                           for f in LAYOUTS[name].fields[1:]} for _ in range(2))
         size = draw(st.sampled_from([None, *(f.offset for f in LAYOUTS[name].fields[1:])]))
@@ -91,6 +91,24 @@ def test_bulk_decoding_equals_decoding_each_call_alone(calls) -> None:  # type: 
         n = len(entry) if size is None else min(size, len(entry))
         expected.append((ts, name, sorted(decode_args(name, entry[:n], bytes(exit_[:n]), ret).items())))
     assert got == sorted(expected)
+
+
+def test_vfio_type1_calls_are_kept_on_an_iommufd_or_container_and_dropped_on_a_device_fd() -> None:
+    """Numbers 112..117 are VFIO_IOMMU_* on a container or iommufd (iommufd/vfio_compat.c) and VFIO_DEVICE_*
+    on a device fd: kept only on an fd that answered a container call or an iommufd call first."""
+    def call(ts: int, name: str, fd: int, args: dict[str, int] | None = None, ret: int = 0) -> object:
+        entry = encode_args(name, args or {}) if name in LAYOUTS else b""
+        return record(Ev.IOCTL, ts, cmd=command_number(name), fd=fd, ret=ret, tgid=100, pid=100, cpu=1,
+                      **{"in": entry, "out": entry})
+    rows = Decoder().rows(batch(
+        call(1, "VFIO_GET_API_VERSION", 3), call(2, "VFIO_IOMMU_MAP_DMA", 3, {"iova": 0x1000, "size": 4096}),
+        call(3, "VFIO_GET_API_VERSION", 4, ret=ENOTTY), call(4, "VFIO_IOMMU_MAP_DMA", 4),
+        call(5, "IOMMU_IOAS_ALLOC", 5), call(6, "VFIO_IOMMU_UNMAP_DMA", 5, {"iova": 0x1000, "size": 4096}),
+    ))
+    kept = [(r[0], r[8]["name"], r[8]["fd"]) for r in rows]
+    assert kept == [(1, "VFIO_GET_API_VERSION", 3), (2, "VFIO_IOMMU_MAP_DMA", 3), (5, "IOMMU_IOAS_ALLOC", 5),
+                    (6, "VFIO_IOMMU_UNMAP_DMA", 5)]
+    assert rows[1][8]["args"] == {"argsz": 32, "flags": 0, "vaddr": 0, "iova": 0x1000, "size": 4096}
 
 
 def test_vtd_page_request_and_group_response_descriptors() -> None:
@@ -178,10 +196,11 @@ def test_kernel_function_records() -> None:
         record(Ev.REPORT_FAULT, 5, cmd=5, fd=3, a=0x7000, b=3 | 1 << 32, c=2, **{"in": b"0000:6a:01.0"}),
         record(Ev.PAGE_RESPONSE, 6, cmd=5, fd=3, ret=0, **{"in": b"0000:6a:01.0"}),
         record(Ev.MM_PASID_DROP, 7, cmd=5, a=77),
+        record(Ev.PAGE_RESPONSE, 8, cmd=5, fd=4, ret=1, b=1, **{"in": b"0000:6a:01.0"}),
     )
     events = [valid(r) for r in Decoder(kfunc_sources={Ev.PASID_ALLOC: "fentry:iommu_alloc_global_pasid"})
               .rows(recs)]
-    alloc, full, bind, attach, req, resp, drop = events
+    alloc, full, bind, attach, req, resp, drop, user_resp = events
     assert (alloc.pasid, alloc.source, alloc.fields) == (
         5, "fentry:iommu_alloc_global_pasid", {"path": "sva", "owner": "pid 77 (idxd)", "mm": 77})
     assert full.pasid is None and full.get("error") == -28 and full.get("path") == "driver"
@@ -190,6 +209,8 @@ def test_kernel_function_records() -> None:
     assert (req.pasid, req.get("prg"), req.get("last"), req.get("needs_pasid")) == (5, 3, True, True)
     assert (resp.get("prg"), resp.get("code"), resp.get("by")) == (3, 0, "kernel")
     assert (drop.kind, drop.pasid, drop.get("path"), drop.get("mm")) == ("pasid_free", 5, "sva", 77)
+    # made inside the process's write() to its fault-queue fd (iommufd_fault_fops_write -> iopf_group_response)
+    assert (user_resp.get("prg"), user_resp.get("code"), user_resp.get("by")) == (4, 1, "user")
 
 
 def test_sva_era_dev_fault_and_page_response_tracepoints() -> None:

@@ -8,7 +8,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from explorer.uapi import COMMANDS, command_number
-from probes.uapi_decode import ARG_BYTES, LAYOUTS, PAGE_RESPONSE, PGFAULT, decode_args, encode_args, is_tracked
+from probes.uapi_decode import (
+    ARG_BYTES,
+    LAYOUTS,
+    PAGE_RESPONSE,
+    PGFAULT,
+    REFINED,
+    decode_args,
+    encode_args,
+    is_tracked,
+)
 
 # sizeof() of each struct in include/uapi/linux/iommufd.h and vfio.h (Linux 6.18), with a few member offsets that
 # natural alignment decides (a u64 after an odd number of u32s).
@@ -20,6 +29,8 @@ SIZES = {
     "IOMMU_IOAS_MAP_FILE": 40, "IOMMU_VIOMMU_ALLOC": 40, "IOMMU_VDEVICE_ALLOC": 24, "IOMMU_IOAS_CHANGE_PROCESS": 8,
     "IOMMU_VEVENTQ_ALLOC": 32, "IOMMU_HW_QUEUE_ALLOC": 40, "VFIO_DEVICE_BIND_IOMMUFD": 24,
     "VFIO_DEVICE_ATTACH_IOMMUFD_PT": 16, "VFIO_DEVICE_DETACH_IOMMUFD_PT": 12,
+    "VFIO_IOMMU_GET_INFO": 24, "VFIO_IOMMU_MAP_DMA": 32, "VFIO_IOMMU_UNMAP_DMA": 24,
+    "IOMMU_TEST_CMD": 48,  # iommu_test_cmd is 72 bytes (6.12 .. 7.3); a record holds its first 48
 }
 OFFSETS = {
     ("IOMMU_IOAS_UNMAP", "iova"): 8, ("IOMMU_HWPT_ALLOC", "data_uptr"): 32, ("IOMMU_HWPT_ALLOC", "fault_id"): 40,
@@ -44,7 +55,10 @@ def test_command_numbers_follow_the_headers_and_only_they_are_tracked() -> None:
     assert command_number("VFIO_DEVICE_ATTACH_IOMMUFD_PT") == 0x3B77
     assert all(is_tracked(cmd) for cmd in COMMANDS)
     assert is_tracked(0x3B9F)  # an iommufd command newer than this version still counts
-    assert not is_tracked(0x3B64)  # VFIO_GET_API_VERSION: VFIO, but not the iommufd binding
+    assert is_tracked(0x3B64)  # VFIO_GET_API_VERSION: a type1 container call, which iommufd answers too
+    assert is_tracked(0x3B71)  # VFIO_IOMMU_MAP_DMA (VFIO_BASE + 13)
+    assert not is_tracked(0x3B67)  # VFIO_DEVICE_GET_INFO: a VFIO device call, nothing iommufd answers
+    assert command_number("IOMMU_TEST_CMD") == 0x3BA0  # iommufd_test.h: _IO(IOMMUFD_TYPE, CMD_BASE + 32)
     assert not is_tracked(0xC0183B89)  # same number with direction/size bits is another ioctl
     assert not is_tracked(0x5401)  # TCGETS
 
@@ -60,7 +74,7 @@ def _values(draw: st.DrawFn, name: str) -> dict[str, int]:
 
 @st.composite
 def calls(draw: st.DrawFn) -> tuple[str, dict[str, int], dict[str, int], int, int]:
-    name = draw(st.sampled_from(sorted(LAYOUTS)))
+    name = draw(st.sampled_from(sorted(set(LAYOUTS) - set(REFINED))))
     entry, after = _values(draw, name), _values(draw, name)
     size = draw(st.sampled_from([LAYOUTS[name].size, *(f.offset for f in LAYOUTS[name].fields[1:])]))
     ret = draw(st.sampled_from([0, -25, -22]))
@@ -88,3 +102,29 @@ def test_decoding_reads_in_fields_at_entry_and_out_fields_only_after_success(cal
             expected[f.name] = after[f.name]
     assert got == expected
     assert not any(k.startswith("__reserved") for k in got)
+
+
+def test_selftest_command_is_decoded_by_its_op() -> None:
+    """IOMMU_TEST_CMD (drivers/iommu/iommufd/iommufd_test.h, Linux 6.12 and 7.3): the union is named for the op;
+    TRIGGER_IOPF (op 15) carries the page request the mock device reports."""
+    head = struct.pack("<IIII", 72, 15, 0, 0)
+    trigger = struct.pack("<IIIIQ", 3, 0x42, 7, 3, 0x200000)
+    entry = (head + trigger).ljust(48, b"\0")
+    assert decode_args("IOMMU_TEST_CMD", entry, entry, 0) == {
+        "size": 72, "op": "TRIGGER_IOPF", "id": 0, "dev_id": 3, "pasid": 0x42, "grpid": 7, "perm": 3,
+        "addr": 0x200000}
+    mock_in = struct.pack("<IIII", 72, 2, 5, 0).ljust(48, b"\0")  # MOCK_DOMAIN on IOAS 5: out ids on success
+    mock_out = (struct.pack("<IIII", 72, 2, 5, 0) + struct.pack("<III", 6, 7, 8)).ljust(48, b"\0")
+    assert decode_args("IOMMU_TEST_CMD", mock_in, mock_out, 0) == {
+        "size": 72, "op": "MOCK_DOMAIN", "id": 5, "out_stdev_id": 6, "out_hwpt_id": 7, "out_idev_id": 8}
+    unknown = struct.pack("<IIII", 72, 99, 0, 0).ljust(48, b"\0")
+    assert decode_args("IOMMU_TEST_CMD", unknown, unknown, 0)["op"] == 99
+
+
+def test_hw_info_input_type_only_under_its_flag() -> None:
+    """6.12's iommu_hw_info has only out_data_type at offset 24 (flags must be 0); 6.16+ makes it a union with
+    in_data_type, an input only with IOMMU_HW_INFO_FLAG_INPUT_TYPE."""
+    plain = encode_args("IOMMU_GET_HW_INFO", {"dev_id": 1, "in_data_type": 0})
+    assert "in_data_type" not in decode_args("IOMMU_GET_HW_INFO", plain, None, -22)
+    flagged = encode_args("IOMMU_GET_HW_INFO", {"flags": 1, "dev_id": 1, "in_data_type": 3})
+    assert decode_args("IOMMU_GET_HW_INFO", flagged, None, -22)["in_data_type"] == 3
