@@ -11,7 +11,8 @@ import pytest
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     outcome = yield
     report = outcome.get_result()
-    if report.skipped and item.get_closest_marker("live") and os.environ.get("CI") == "true":
+    needs_host = item.get_closest_marker("live") or item.get_closest_marker("lab")
+    if report.skipped and needs_host and os.environ.get("CI") == "true":
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"live test skipped in CI, where the kernel, bcc and root must be present: {reason}"

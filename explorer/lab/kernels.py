@@ -63,8 +63,10 @@ def source_for(version: str) -> KernelSource:
         raise LabError(f"lab: no lab kernel {version!r}; known: {', '.join(KERNELS)}") from None
 
 
-def fragment_text() -> str:
-    return (DATA / "lab.config").read_text()
+def fragment_text(version: str) -> str:
+    """The lab fragment, then the version's own additions (data/lab-V.config) where it has some."""
+    extra = DATA / f"lab-{version}.config"
+    return (DATA / "lab.config").read_text() + (extra.read_text() if extra.exists() else "")
 
 
 def _tool_version(argv: list[str]) -> str:
@@ -236,7 +238,7 @@ def build(version: str, progress: Progress | None = None, jobs: int | None = Non
     root = root or cache_root()
     _writable(root)
     check_build_tools()
-    fragment = fragment_text()
+    fragment = fragment_text(version)
     deb = fetch_source_deb(src, root)
     key = cache_key(deb.stem, fragment)
     build_dir = root / "kernels" / f"{version}-{key}"
@@ -277,10 +279,17 @@ def _configure(tree: Path, build_dir: Path, fragment: str) -> None:
           str(build_dir / ".config"), str(frag)], "merge_config.sh", cwd=tree)
     _run(make + ["olddefconfig"], "make olddefconfig")
     config = (build_dir / ".config").read_text()
-    lost = [line for line in fragment.splitlines()
-            if line.startswith("CONFIG_") and f"\n{line}\n" not in f"\n{config}\n"]
+    known = _kconfig_symbols(tree)  # a symbol this version does not define (PROC_SYSCTL in 7.x) cannot be lost
+    lost = [line for line in fragment.splitlines() if line.startswith("CONFIG_") and
+            line.split("=")[0].removeprefix("CONFIG_") in known and f"\n{line}\n" not in f"\n{config}\n"]
     if lost:
         raise LabError(f"lab: {tree.name} dropped config options (a dependency is missing): {', '.join(lost)}")
+
+
+def _kconfig_symbols(tree: Path) -> set[str]:
+    found = subprocess.run(["grep", "-rhoE", "--include=Kconfig*", r"^\s*(menu)?config\s+[A-Z0-9_]+", str(tree)],
+                           capture_output=True, text=True, check=False).stdout
+    return {line.split()[-1] for line in found.splitlines()}
 
 
 def _run(argv: list[str], what: str, cwd: Path | None = None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -35,6 +36,12 @@ class LabRun:
     figures: dict
     command_output: str
     run_dir: Path
+
+
+def printable(text: str) -> str:
+    """Guest text for a terminal: escape sequences and other control characters dropped (SeaBIOS clears the
+    screen; a command may print anything)."""
+    return "".join(ch for ch in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text) if ch.isprintable()).strip()
 
 
 def kernel(version: str, progress: Progress | None = None, build: bool = True) -> LabKernel:
@@ -78,7 +85,7 @@ def run(version: str, command: list[str], output: Path | None = None, *, intel_i
     result = run_job(boot, guest_script(command, bins, ring_kb, stop_at), timeout_s=timeout_s)
     figures_file = run_dir / "figures.json"
     if not figures_file.exists():
-        tail = (result.output or result.console).strip().splitlines()[-5:]
+        tail = [printable(line) for line in (result.output or result.console).strip().splitlines()[-5:]]
         raise LabError(f"lab run: the capture in the guest ({lab.release}) did not finish: "
                        + (" | ".join(tail) or f"no output; console in {run_dir / 'console.log'}"))
     figures = json.loads(figures_file.read_text())

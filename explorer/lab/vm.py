@@ -1,7 +1,7 @@
 """Boot a lab kernel under QEMU with the host's root shared read-only over 9p and a writable run folder.
 
 The guest's PID 1 is `data/init.sh`; it runs the run folder's `job.sh` (or a console shell), writes the job's exit
-status beside it and powers off. TCG works everywhere; KVM is used when /dev/kvm is open to us.
+status beside it and powers off. TCG works everywhere; KVM is used where the CPU can virtualize.
 """
 
 from __future__ import annotations
@@ -19,6 +19,15 @@ from .kernels import LabError, LabKernel
 
 QEMU = "qemu-system-x86_64"
 ROOT_TAG, OUT_TAG = "hostroot", "labout"
+
+
+def kvm_usable() -> bool:
+    """KVM only where the CPU offers virtualization: a /dev/kvm without vmx/svm (a sandboxed host) is far slower
+    than TCG."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False
+    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    return bool({"vmx", "svm"} & set(flags.split()))
 
 
 @dataclass
@@ -40,7 +49,7 @@ class Boot:
         if not self.kernel.bzimage.exists():
             raise LabError(f"lab: {self.kernel.bzimage} is missing: run 'pasid-explorer lab build "
                            f"--kernel {self.kernel.version}'")
-        kvm = os.access("/dev/kvm", os.R_OK | os.W_OK)
+        kvm = kvm_usable()
         machine = "q35,kernel-irqchip=split" if self.intel_iommu and kvm else "q35"
         argv = [qemu, "-machine", machine, "-accel", "kvm" if kvm else "tcg,thread=multi",
                 "-cpu", "host" if kvm else "max", "-smp", str(self.cpus), "-m", str(self.memory_mb),
@@ -55,12 +64,20 @@ class Boot:
                  "-fsdev", f"local,id=out,path={self.run_dir},security_model=none",
                  "-device", f"virtio-9p-pci,fsdev=out,mount_tag={OUT_TAG}{dma}"]
         cmdline = [f"root={ROOT_TAG}", "rootfstype=9p", "rootflags=trans=virtio,version=9p2000.L,msize=262144,"
-                   "cache=loose", "ro", f"init={DATA / 'init.sh'}", "console=ttyS0", "panic=-1", "quiet",
+                   "cache=loose", "ro", f"init={self._init()}", "console=ttyS0", "panic=-1", "quiet",
                    f"PASIDLAB_BUILD={self.kernel.build_dir}", f"PASIDLAB_CWD={self.cwd}",
                    f"PASIDLAB_MODE={'shell' if shell else 'job'}"]
         if self.intel_iommu:
             cmdline.append("intel_iommu=on,sm_on")
         return argv + ["-append", " ".join(cmdline)]
+
+
+    def _init(self) -> Path:
+        """The guest's PID 1, copied beside the run's results (an installed package may not keep its mode)."""
+        init = self.run_dir / "init.sh"
+        shutil.copyfile(DATA / "init.sh", init)
+        init.chmod(0o755)
+        return init
 
 
 @dataclass

@@ -5,9 +5,10 @@
  * For each of D mock devices: a nest-parent HWPT on an IOAS, a fault queue, a nested HWPT that reports to it,
  * the device moved onto the nested HWPT; then N times IOMMU_TEST_OP_TRIGGER_IOPF (the kernel reports a page
  * request through iommu_report_device_fault), the fault read from the fault fd and answered through it:
- * SUCCESS, or INVALID for every I-th. The last U faults of each device stay unanswered; the first C devices
- * are then destroyed with their groups pending (the kernel answers those INVALID itself); R responses are
- * written a second time (the kernel refuses them: -EINVAL). With -H FILE the program then creates FILE and
+ * SUCCESS, or INVALID for every I-th. The last U faults of each device stay unanswered; each of the first C
+ * devices is destroyed right after its faults, groups pending (the kernel answers those INVALID itself); the
+ * others' stay pending until exit. R responses are then written a second time (the kernel refuses them).
+ * -s S first issues S IOMMU_OPTION calls as fast as they go, to see whether the capture keeps up. With -H FILE the program then creates FILE and
  * waits for stdin to close, so that a capture can end while the kernel still holds the unanswered groups.
  *
  * It prints one JSON object: every fault it made and how it was answered, and each ioctl it issued by name,
@@ -149,7 +150,7 @@ static void destroy(unsigned int id)
 
 int main(int argc, char **argv)
 {
-	int ndev = 1, n = 10, invalid_every = 0, unanswered = 0, closed = 0, again = 0, opt, i, j;
+	int ndev = 1, n = 10, invalid_every = 0, unanswered = 0, closed = 0, again = 0, flood = 0, opt, i, j;
 	const char *hold = NULL;
 	unsigned int pasid_base = 0;
 	int second_refused = 0;
@@ -157,7 +158,7 @@ int main(int argc, char **argv)
 	struct device devs[MAX_DEVICES];
 	char buf[1];
 
-	while ((opt = getopt(argc, argv, "d:n:i:u:c:p:r:H:")) != -1) {
+	while ((opt = getopt(argc, argv, "d:n:i:u:c:p:r:s:H:")) != -1) {
 		switch (opt) {
 		case 'd': ndev = atoi(optarg); break;
 		case 'n': n = atoi(optarg); break;
@@ -166,10 +167,11 @@ int main(int argc, char **argv)
 		case 'c': closed = atoi(optarg); break;
 		case 'p': pasid_base = strtoul(optarg, NULL, 0); break;
 		case 'r': again = atoi(optarg); break;
+		case 's': flood = atoi(optarg); break;
 		case 'H': hold = optarg; break;
 		default:
 			fprintf(stderr, "usage: faultq [-d devices] [-n faults] [-i invalid_every] [-u unanswered] "
-					"[-c closed] [-p pasid_base] [-r second_responses] [-H ready_file]\n");
+					"[-c closed] [-p pasid_base] [-r second_responses] [-s flood_calls] [-H ready_file]\n");
 			return 2;
 		}
 	}
@@ -183,6 +185,13 @@ int main(int argc, char **argv)
 		die("/dev/iommu");
 	if (do_ioctl(IOMMU_IOAS_ALLOC, &ioas, "IOMMU_IOAS_ALLOC"))
 		die("IOMMU_IOAS_ALLOC");
+	for (i = 0; i < flood; i++) { /* a burst of cheap calls as fast as they go: does the capture keep up? */
+		struct iommu_option get = { .size = sizeof(get), .option_id = IOMMU_OPTION_RLIMIT_MODE,
+					    .op = IOMMU_OPTION_OP_GET };
+
+		if (do_ioctl(IOMMU_OPTION, &get, "IOMMU_OPTION"))
+			die("IOMMU_OPTION");
+	}
 	for (i = 0; i < ndev; i++)
 		make_device(ioas.out_ioas_id, &devs[i]);
 	for (i = 0; i < ndev; i++) {
@@ -198,18 +207,20 @@ int main(int argc, char **argv)
 			if (errno)
 				die("write(fault fd)");
 		}
+		if (i < closed) { /* at once, with its groups pending: the kernel answers them INVALID */
+			destroy(devs[i].stdev_id);
+			for (j = 0; j < nfaults; j++)
+				if (faults[j].dev == i && faults[j].code < 0)
+					faults[j].code = 100 + IOMMUFD_PAGE_RESP_INVALID; /* 100+: by the kernel */
+		}
 	}
 	for (i = 0; i < nfaults && again > 0; i++) {
-		if (faults[i].code >= 0 && respond(&devs[faults[i].dev], &faults[i], faults[i].code) == -EINVAL) {
+		struct fault *f = &faults[i];
+
+		if (f->code >= 0 && f->code < 100 && respond(&devs[f->dev], f, f->code) == -EINVAL) {
 			second_refused++;
 			again--;
 		}
-	}
-	for (i = 0; i < closed; i++) { /* the kernel answers these devices' pending groups INVALID */
-		destroy(devs[i].stdev_id);
-		for (j = 0; j < nfaults; j++)
-			if (faults[j].dev == i && faults[j].code < 0)
-				faults[j].code = 100 + IOMMUFD_PAGE_RESP_INVALID; /* 100+: answered by the kernel */
 	}
 	printf("{\"faults\": [");
 	for (i = 0; i < nfaults; i++)

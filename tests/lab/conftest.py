@@ -1,0 +1,47 @@
+"""Lab-test helpers: a lab kernel (cached, else built: about 10 minutes) and one VM boot per workload run.
+
+PASIDLAB_KERNELS (comma-separated, default "6.12") picks the kernels. In CI a lab test that cannot run fails
+(tests/conftest.py), so a missing qemu, build tool or source package is a failure there, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from explorer.lab import kernels, session
+from explorer.lab.kernels import LabError
+
+KERNELS = [v for v in os.environ.get("PASIDLAB_KERNELS", kernels.DEFAULT_KERNEL).split(",") if v]
+LabRunner = Callable[..., session.LabRun]
+
+
+def lab_problem() -> str | None:
+    if os.geteuid() != 0:
+        return "not root (the capture inside the VM runs as the guest's root, but reads this host's files)"
+    if shutil.which(session.vm.QEMU) is None:
+        return f"{session.vm.QEMU} is not installed (Debian: qemu-system-x86)"
+    try:
+        kernels.check_build_tools()
+    except LabError as e:
+        return str(e)
+    return None
+
+
+@pytest.fixture(scope="session", params=KERNELS)
+def lab_kernel(request: pytest.FixtureRequest) -> kernels.LabKernel:
+    problem = lab_problem()
+    if problem:
+        pytest.skip(f"the kernel lab cannot run here: {problem}")
+    return session.kernel(request.param)
+
+
+@pytest.fixture(scope="session")
+def lab_runner(lab_kernel: kernels.LabKernel) -> LabRunner:
+    def run(command: list[str], output: Path, stop_at: str | None = None) -> session.LabRun:
+        return session.run(lab_kernel.version, command, output, stop_at=stop_at)
+    return run
