@@ -8,8 +8,9 @@
  * SUCCESS, or INVALID for every I-th. The last U faults of each device stay unanswered; each of the first C
  * devices is destroyed right after its faults, groups pending (the kernel answers those INVALID itself); the
  * others' stay pending until exit. R responses are then written a second time (the kernel refuses them).
- * -s S first issues S IOMMU_OPTION calls as fast as they go, to see whether the capture keeps up. With -H FILE the program then creates FILE and
- * waits for stdin to close, so that a capture can end while the kernel still holds the unanswered groups.
+ * -s S first issues S IOMMU_OPTION calls as fast as they go, to see whether the capture keeps up. With -H FILE
+ * the program then creates FILE, makes one more call 200 ms later and waits for stdin to close, so that a
+ * capture can end while the kernel still holds the unanswered groups.
  *
  * It prints one JSON object: every fault it made and how it was answered, and each ioctl it issued by name,
  * so that a recording can be counted against what really happened. Built against the lab kernel's own uAPI
@@ -222,6 +223,15 @@ int main(int argc, char **argv)
 			again--;
 		}
 	}
+	if (hold) { /* say so, then show time passing with the groups still held: one more call 200 ms later */
+		struct iommu_option get = { .size = sizeof(get), .option_id = IOMMU_OPTION_RLIMIT_MODE,
+					    .op = IOMMU_OPTION_OP_GET };
+
+		close(open(hold, O_CREAT | O_WRONLY, 0644));
+		usleep(200000);
+		if (do_ioctl(IOMMU_OPTION, &get, "IOMMU_OPTION"))
+			die("IOMMU_OPTION");
+	}
 	printf("{\"faults\": [");
 	for (i = 0; i < nfaults; i++)
 		printf("%s{\"dev\": %d, \"pasid\": %u, \"grpid\": %u, \"cookie\": %u, \"code\": %d}", i ? ", " : "",
@@ -235,10 +245,7 @@ int main(int argc, char **argv)
 		printf("%s\"%s\": %d", i ? ", " : "", calls[i].name, calls[i].n);
 	printf("}}\n");
 	fflush(stdout);
-	if (hold) {
-		close(open(hold, O_CREAT | O_WRONLY, 0644));
-		while (read(0, buf, 1) > 0)
-			;
-	}
+	while (hold && read(0, buf, 1) > 0)
+		;
 	return 0;
 }
