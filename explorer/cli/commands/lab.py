@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     r.add_argument("-o", "--output", type=Path, help="recording to write (default lab-VERSION.pasidrec)")
     r.add_argument("--ring-kb", type=int, default=session.RING_KB, metavar="KB",
                    help=f"the capture's ring buffer inside the VM (default {session.RING_KB})")
+    r.add_argument("--stop-at", metavar="GUEST_FILE",
+                   help="end the capture once the command creates this file in the guest (faultq -H does, to "
+                        "end a recording while the kernel still holds unanswered groups)")
     r.add_argument("--json", action="store_true", help="print the run's figures as one JSON object")
     r.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
     r.set_defaults(func=run_command)
@@ -89,7 +92,7 @@ def run_command(args: argparse.Namespace) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     output = args.output or Path(f"lab-{args.kernel}.pasidrec")
     result = session.run(args.kernel, command, output, intel_iommu=args.intel_iommu, ring_kb=args.ring_kb,
-                          progress=_progress())
+                          stop_at=args.stop_at, progress=_progress())
     sys.stdout.write(result.command_output)
     f = result.figures
     if args.json:
