@@ -14,18 +14,6 @@ BPF_ARRAY(config, u64, 4);
 #define CFG_TGID 0
 #define CFG_FAULT_FDS 1
 
-/* A call in flight, from sys_enter to sys_exit, by thread id (LRU: a thread killed inside a call leaves no leak). */
-struct call {
-    u64 ts;
-    u64 uptr;
-    u32 type;
-    u32 cmd;
-    s32 fd;
-    u32 n_in;
-    u8 in[TEXT_BYTES];
-};
-BPF_TABLE("lru_hash", u32, struct call, calls, 10240);
-
 /* Processes that did iommufd/VFIO work: their exit is reported. */
 BPF_TABLE("lru_hash", u32, u8, seen, 10240);
 

@@ -33,6 +33,19 @@ struct rec {
 /* Never written: it lets the loader compare bcc's view of struct rec with probes/record.py. */
 BPF_ARRAY(rec_layout, struct rec, 1);
 
+/* A call in flight, from sys_enter to sys_exit, by thread id (LRU: a thread killed inside a call leaves no leak). The
+ * kernel-function probes read it too: a page response made inside a write() on a fault-queue fd is the user's. */
+struct call {
+    u64 ts;
+    u64 uptr;
+    u32 type;
+    u32 cmd;
+    s32 fd;
+    u32 n_in;
+    u8 in[TEXT_BYTES];
+};
+BPF_TABLE("lru_hash", u32, struct call, calls, 10240);
+
 /* A ring buffer record whose reservation failed is counted here, per CPU, and reported as a `lost` event. */
 BPF_PERCPU_ARRAY(lost, u64, 1);
 
