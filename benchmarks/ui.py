@@ -96,7 +96,7 @@ async def child(args: argparse.Namespace) -> None:
         while not (app.frame_count and rendered):
             await asyncio.sleep(0.001)
         result["first_screen_s"] = time.time() - args.started
-        while app.spans.done < index.n:
+        while app.session.spans.done < index.n:
             await asyncio.sleep(0.01)
         await pilot.pause()
         result["model_s"] = time.time() - args.started

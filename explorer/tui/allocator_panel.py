@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 
 from ..events import PASID_SPACE
@@ -14,13 +16,24 @@ from ..units import fmt_ns
 from .palette import ink
 from .panel import Panel, columns
 
+if TYPE_CHECKING:
+    from .session import Session
+
 MAX_LISTED = 40
 _WAITING = {"kernel": "to be answered by the kernel", "user": "waiting for user space (its iommufd fault queue)",
             "guest": "waiting for the guest"}
 
 
 class AllocatorPanel(Panel):
-    TITLE = "allocator"
+    NAME = TITLE = "allocator"
+    DOC = "the simulated allocator's state at the cursor"
+
+    def depends_on(self, s: Session) -> tuple[object, ...]:
+        known = s.index.covers(s.cursor)
+        return (s.cursor, s.index.n, None if known else s.index.modelled)  # (the progress it shows)
+
+    def fill(self, s: Session) -> None:
+        self.show_state(s.index, s.index.state_at(s.cursor) if s.index.covers(s.cursor) else None, s.cursor)
     _kernel: tuple[RecordingIndex, KernelState] | None = None
 
     def show_state(self, index: RecordingIndex, st: SimState | None, cursor: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 
@@ -11,11 +12,23 @@ from ..units import fmt_ns
 from .palette import SEVERITY_INK, ink
 from .panel import Panel
 
+if TYPE_CHECKING:
+    from .session import Session
+
 WINDOW = 60  # findings listed around the cursor
 
 
 class AnomalyPanel(Panel):
-    TITLE = "anomalies"
+    NAME = TITLE = "anomalies"
+    DOC = "every anomaly the checks found, the one at the cursor highlighted"
+
+    def depends_on(self, s: Session) -> tuple[object, ...]:
+        index = s.index
+        found = len(index.anomalies)
+        return (s.shown_anomaly, found, index.model_done, found and bisect.bisect_right(index.anomaly_times, s.cursor))
+
+    def fill(self, s: Session) -> None:
+        self.show_anomalies(s.index, s.cursor, s.current_anomaly)
 
     def show_anomalies(self, index: RecordingIndex, cursor: int, current: int | None) -> None:
         found = index.anomalies

@@ -3,6 +3,8 @@ an anomaly, that anomaly first, then the evidence event."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 
 from ..explain import anomaly_text, explain
@@ -13,11 +15,23 @@ from ..units import fmt_ns
 from .palette import SEVERITY_INK, ink
 from .panel import Panel, columns
 
+if TYPE_CHECKING:
+    from .session import Session
+
 _ROLE_INK = {"ANOMALY": "red", "EVIDENCE": "amber"}
 
 
 class EventPanel(Panel):
-    TITLE = "event"
+    NAME = TITLE = "event"
+    DOC = "the selected event's fields and what it means"
+
+    def depends_on(self, s: Session) -> tuple[object, ...]:
+        i, index = s.selected_event, s.index
+        progress = None if i is None or index.covers(int(index.ts[i])) else index.modelled
+        return (i, s.shown_anomaly, s.row.key if s.row else None, index.n, progress, len(index.anomalies))
+
+    def fill(self, s: Session) -> None:
+        self.show_event(s.index, s.selected_event, s.row.label if s.row else "this row", s.current_anomaly)
 
     def show_event(self, index: RecordingIndex, i: int | None, where: str, anomaly: int | None = None) -> None:
         """Show event `i`; with `anomaly` (an index into index.anomalies), that finding above it."""

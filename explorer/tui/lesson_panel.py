@@ -3,19 +3,30 @@ scrolled into view."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from rich.text import Text
 
-from ..events import Kind
 from ..explain import prose
 from ..index import RecordingIndex
 from ..units import fmt_ns
 from .palette import ink
 from .panel import Panel
 
+if TYPE_CHECKING:
+    from .session import Session
+
 
 class LessonPanel(Panel):
-    TITLE = "lesson"
+    NAME = TITLE = "lesson"
+    DOC = "a teaching scenario's text: the step at the cursor"
+
+    def depends_on(self, s: Session) -> tuple[object, ...]:
+        return (s.step_at,)
+
+    def fill(self, s: Session) -> None:
+        self.show_lesson(s.index, s.markers, s.cursor)
 
     def show_lesson(self, index: RecordingIndex, markers: list[int], cursor: int) -> None:
         h = index.header
@@ -48,8 +59,3 @@ class LessonPanel(Panel):
                 text.append(f"  {stamp}{title or body[:60] + ('…' if len(body) > 60 else '')}\n", style="dim italic")
         text.append("\nm / M: next / previous step", style="dim")
         self.set_body(text, reveal=reveal)
-
-
-def marker_indices(index: RecordingIndex) -> list[int]:
-    kid = index.kind_id(str(Kind.MARKER))
-    return [] if kid is None or not index.n else np.flatnonzero(index.kinds == kid).tolist()

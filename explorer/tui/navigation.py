@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from ..events import Kind
 from ..index import RecordingIndex
 from ..simulator import Anomaly
 
@@ -113,3 +114,9 @@ def evidence_shown(index: RecordingIndex, a: Anomaly) -> int | None:
     found = [i for i in a.evidence if 0 <= i < index.n]
     before = [i for i in found if int(index.ts[i]) <= a.ts_ns]
     return max(before, key=lambda i: (int(index.ts[i]), i)) if before else (found[0] if found else None)
+
+
+def marker_indices(index: RecordingIndex) -> list[int]:
+    """The teaching steps (markers) of a recording, as event indices."""
+    kid = index.kind_id(str(Kind.MARKER))
+    return [] if kid is None or not index.n else np.flatnonzero(index.kinds == kid).tolist()

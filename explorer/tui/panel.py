@@ -7,7 +7,7 @@ whenever the text's height changed (and with it the scroll bar), which cost more
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import events
@@ -20,11 +20,17 @@ from textual.widget import Widget
 
 from ..text import control_places, lines
 
+if TYPE_CHECKING:
+    from .session import Session
+
 WHEEL_LINES = 3
 
 
 class Panel(Widget, can_focus=True):
-    """A titled panel. Subclasses turn the model into a renderable; they never reach into other panels."""
+    """A titled panel. Each kind declares its layout name (NAME), what it shows (DOC), what it depends on
+    (`depends_on`) and how it fills itself from the session (`fill`); the app refills a panel only when what it
+    depends on changed, since re-laying out unchanged text would cost more than the whole timeline frame.
+    Panels never reach into other panels. The kinds a layout may name are listed in tui/panels.py."""
 
     DEFAULT_CSS = """
     Panel { border: round $primary 50%; padding: 0 1; height: 1fr; }
@@ -36,8 +42,24 @@ class Panel(Widget, can_focus=True):
         Binding("pageup", "scroll_by(-0.9)", "page up", show=False),
         Binding("pagedown", "scroll_by(0.9)", "page down", show=False),
     ]
+    NAME = ""
+    DOC = ""
     TITLE = ""
     shown: tuple[object, ...] | None = None  # what the body was last filled from (the app skips equal refills)
+
+    def depends_on(self, s: Session) -> tuple[object, ...]:
+        """What the body shows is a function of this: an equal value needs no refill."""
+        raise NotImplementedError
+
+    def fill(self, s: Session) -> None:
+        raise NotImplementedError
+
+    def refresh_from(self, s: Session) -> None:
+        """Refill from the session if what this panel depends on changed."""
+        key = self.depends_on(s)
+        if key != self.shown:
+            self.shown = key
+            self.fill(s)
 
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 (Textual's own name)
         super().__init__(id=id)

@@ -14,15 +14,9 @@ from typing import Any
 from ..errors import LayoutError
 from ..yaml_lines import LineDict, LineList, load_yaml
 from .filters import FilterSyntaxError, parse_filter
+from .panels import PANELS
 
 LAYOUTS_DIR = Path(__file__).resolve().parents[2] / "layouts"
-PANELS = {
-    "timeline": "per-device / per-PASID timelines with the time axis",
-    "allocator": "the simulated allocator's state at the cursor",
-    "event": "the selected event's fields and what it means",
-    "anomalies": "every anomaly the checks found, the one at the cursor highlighted",
-    "lesson": "a teaching scenario's text: the step at the cursor",
-}
 EXPAND = ("none", "devices", "allocator", "all")
 THEMES = ("dark", "light")
 _SIZE = re.compile(r"^(\d+)(%|fr)?$")

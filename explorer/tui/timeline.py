@@ -44,6 +44,9 @@ class View:
 class Timeline(Widget, can_focus=True):
     """Per-device / per-PASID tracks against time; clicks and wheel turns go up to the app as messages."""
 
+    NAME = "timeline"
+    DOC = "per-device / per-PASID timelines with the time axis"
+
     DEFAULT_CSS = """
     Timeline { height: 1fr; min-height: 6; }
     """

@@ -48,30 +48,30 @@ def test_live_view_grows_follows_the_present_and_records_what_it_shows(tmp_path:
 
     async def scenario() -> None:
         async with app.run_test(size=(160, 48)) as pilot:
-            assert app.following
+            assert app.session.following
             first.go()
             first.finish()
             await wait_for(pilot, lambda: uapi_count(app.index, first.pid) >= len(PLAN))
             await pilot.pause(0.3)
             # the process's calls are on screen, and the cursor sits at the newest event
-            assert app.cursor == app.index.end_ns
-            host = next(r for r in app.rows if r.label == "host-wide")
+            assert app.session.cursor == app.index.end_ns
+            host = next(r for r in app.session.rows if r.label == "host-wide")
             assert host.tracks
             timeline = app.query_one("Timeline")
             assert "following" in timeline.view.status
             assert "events" in timeline.view.status  # the capture's own counter
             # moving the cursor stops following: new events extend the timeline, the cursor stays
             await pilot.press("home")
-            held = app.cursor
-            assert not app.following and held == app.index.start_ns
+            held = app.session.cursor
+            assert not app.session.following and held == app.index.start_ns
             n_before = app.index.n
             second.go()
             second.finish()
             await wait_for(pilot, lambda: uapi_count(app.index, second.pid) >= len(PLAN))
-            assert app.index.n > n_before and app.cursor == held
+            assert app.index.n > n_before and app.session.cursor == held
             # stepping to the last event shows a decoded call of the second process in the event panel
             await pilot.press("end")
-            assert app.following and app.cursor == app.index.end_ns
+            assert app.session.following and app.session.cursor == app.index.end_ns
             await pilot.press("comma")
             panel = app.query_one("#event", Panel)
             assert "IOMMU_" in panel.text or "VFIO_" in panel.text or "mm_exit" in panel.text

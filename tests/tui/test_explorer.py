@@ -15,10 +15,11 @@ from textual.events import MouseScrollUp
 
 from explorer.events import Kind
 from explorer.loading import open_index
-from explorer.tui.app import SPEEDS, ExplorerApp, default_layout
+from explorer.tui.app import ExplorerApp, default_layout
 from explorer.tui.glyphs import MARKS
 from explorer.tui.palette import ANOMALY_CHIPS, SEVERITY_RANK
 from explorer.tui.panel import WHEEL_LINES, Panel
+from explorer.tui.session import SPEEDS
 from explorer.tui.timeline import HEADER_LINES, Timeline
 
 from .conftest import RECORDINGS, ROOT, drive, index_of, panel_text, region_lines, screen_lines
@@ -40,31 +41,31 @@ def test_n_visits_every_anomaly_and_the_panels_agree_with_the_simulator(name: st
     async def body(pilot) -> None:  # type: ignore[no-untyped-def]
         for n, a in enumerate(index.anomalies):
             await pilot.press("n")
-            assert app.current_anomaly == n
-            assert app.cursor == a.ts_ns
-            assert (app.row.device, app.row.pasid) == (a.device, a.pasid)
+            assert app.session.current_anomaly == n
+            assert app.session.cursor == a.ts_ns
+            assert (app.session.row.device, app.session.row.pasid) == (a.device, a.pasid)
             marked = [line for line in panel_text(app, "anomalies").splitlines() if line.startswith("▶")]
             assert len(marked) == 1 and a.title in marked[0]
             # the event panel explains this anomaly, with its latest evidence at or before it
             event = panel_text(app, "event")
             assert event.startswith(f"anomaly {n + 1} of {len(index.anomalies)} ") and a.title in event
             before = [i for i in a.evidence if index.ts[i] <= a.ts_ns]
-            assert app.selected_event == (max(before) if before else a.evidence[0])
+            assert app.session.selected_event == (max(before) if before else a.evidence[0])
             # the anomaly is visible on its row: the cursor's cell carries the anomaly glyph
-            line = row_text(app, app.selected)
+            line = row_text(app, app.session.selected)
             timeline = app.query_one(Timeline)
-            cell = app.window.cell_of(app.cursor, timeline.cell_count)
+            cell = app.session.window.cell_of(app.session.cursor, timeline.cell_count)
             assert line[timeline.label_width + 1 + cell] == "!"
-            state = index.state_at(app.cursor)
+            state = index.state_at(app.session.cursor)
             allocator = panel_text(app, "allocator")
             listed = {int(m) for m in re.findall(r"^(\d+)\s", allocator, re.M)}
             assert set(state.pasids) <= listed | {0}
             assert ("UNCERTAIN" in allocator) == state.uncertain
         await pilot.press("n")
-        assert app.current_anomaly == (len(index.anomalies) - 1 if index.anomalies else None)
+        assert app.session.current_anomaly == (len(index.anomalies) - 1 if index.anomalies else None)
         for n in reversed(range(len(index.anomalies) - 1)):
             await pilot.press("N")
-            assert app.current_anomaly == n
+            assert app.session.current_anomaly == n
 
     drive(app, body)
 
@@ -75,18 +76,18 @@ def test_step_walks_every_event_in_order_and_back() -> None:
 
     async def body(pilot) -> None:  # type: ignore[no-untyped-def]
         await pilot.press("home")
-        seen = [app.selected_event]
+        seen = [app.session.selected_event]
         for _ in range(index.n + 2):
             await pilot.press("full_stop")
-            if app.selected_event != seen[-1]:
-                seen.append(app.selected_event)
+            if app.session.selected_event != seen[-1]:
+                seen.append(app.session.selected_event)
         assert seen == list(range(index.n))
-        assert app.cursor == int(index.ts[index.n - 1])
-        back = [app.selected_event]
+        assert app.session.cursor == int(index.ts[index.n - 1])
+        back = [app.session.selected_event]
         for _ in range(index.n):
             await pilot.press("comma")
-            if app.selected_event != back[-1]:
-                back.append(app.selected_event)
+            if app.session.selected_event != back[-1]:
+                back.append(app.session.selected_event)
         assert back == list(reversed(range(index.n)))
 
     drive(app, body)
@@ -97,16 +98,16 @@ def test_row_events_markers_and_the_event_panel() -> None:
     app = ExplorerApp(index, layout="teaching")
 
     async def body(pilot) -> None:  # type: ignore[no-untyped-def]
-        while app.row.label != "0000:b1:00.0 acme-accel":
+        while app.session.row.label != "0000:b1:00.0 acme-accel":
             await pilot.press("down")
         await pilot.press("down")  # its PASID 1 row
-        row_events = sorted((int(index.ts[i]), i) for t in app.row.tracks for i in index.track_events(t))
+        row_events = sorted((int(index.ts[i]), i) for t in app.session.row.tracks for i in index.track_events(t))
         await pilot.press("home")
         visited = []
         for _ in row_events:
             await pilot.press("right_square_bracket")
-            visited.append((app.cursor, app.selected_event))
-            assert f"#{app.selected_event} " in panel_text(app, "event")
+            visited.append((app.session.cursor, app.session.selected_event))
+            assert f"#{app.session.selected_event} " in panel_text(app, "event")
         assert visited == row_events
         markers = [i for i in range(index.n) if index.row(i)[1] == Kind.MARKER]
         await pilot.press("home")  # the first step is at the start: the lesson shows it already
@@ -114,10 +115,10 @@ def test_row_events_markers_and_the_event_panel() -> None:
         steps = []
         for _ in markers[1:]:
             await pilot.press("m")
-            steps.append(app.selected_event)
+            steps.append(app.session.selected_event)
         assert steps == markers[1:]
         await pilot.press("M")
-        assert app.selected_event == markers[-2]
+        assert app.session.selected_event == markers[-2]
 
     drive(app, body)
 
@@ -128,26 +129,26 @@ def test_zoom_pan_fit_and_jumps_move_the_window_and_cursor() -> None:
 
     async def body(pilot) -> None:  # type: ignore[no-untyped-def]
         await pilot.press("end")
-        assert app.cursor == index.end_ns
+        assert app.session.cursor == index.end_ns
         await pilot.press("home")
-        assert app.cursor == index.start_ns
-        whole = app.window.span
+        assert app.session.cursor == index.start_ns
+        whole = app.session.window.span
         await pilot.press("plus", "plus")
-        assert app.window.span == pytest.approx(whole / 4, rel=0.01)
-        assert app.window.t0 <= app.cursor < app.window.t1
-        t0 = app.window.t0
+        assert app.session.window.span == pytest.approx(whole / 4, rel=0.01)
+        assert app.session.window.t0 <= app.session.cursor < app.session.window.t1
+        t0 = app.session.window.t0
         await pilot.press("shift+right")
-        assert app.window.t0 > t0
+        assert app.session.window.t0 > t0
         await pilot.press("shift+left")
-        assert app.window.t0 == pytest.approx(t0, abs=app.window.span // 100)
+        assert app.session.window.t0 == pytest.approx(t0, abs=app.session.window.span // 100)
         await pilot.press("minus", "minus")
-        assert app.window.span == pytest.approx(whole, rel=0.01)
-        before = app.cursor
+        assert app.session.window.span == pytest.approx(whole, rel=0.01)
+        before = app.session.cursor
         await pilot.press("right")
-        step = app.window.span // app.query_one(Timeline).cell_count
-        assert app.cursor == before + step
+        step = app.session.window.span // app.query_one(Timeline).cell_count
+        assert app.session.cursor == before + step
         await pilot.press("plus", "plus", "plus", "0")
-        assert app.window.span == whole
+        assert app.session.window.span == whole
         axis = app.query_one(Timeline).render_line(0).text
         assert "ms" in axis  # units follow the zoom: a 170 ms scenario is labelled in ms
 
@@ -159,27 +160,27 @@ def test_rows_open_close_and_filters_hide_rows() -> None:
     app = ExplorerApp(index, layout="compact")  # compact starts with devices open, the allocator closed
 
     async def body(pilot) -> None:  # type: ignore[no-untyped-def]
-        labels = [r.label for r in app.rows]
+        labels = [r.label for r in app.session.rows]
         assert labels[0] == "allocator" and "PASID 1 worker-1" in labels
         await pilot.press("home")
-        n = len(app.rows)
+        n = len(app.session.rows)
         await pilot.press("enter")  # open the allocator
-        assert len(app.rows) > n and app.rows[1].depth == 1
+        assert len(app.session.rows) > n and app.session.rows[1].depth == 1
         await pilot.press("c")
-        assert all(r.depth == 0 for r in app.rows)
+        assert all(r.depth == 0 for r in app.session.rows)
         await pilot.press("e")
-        assert len(app.rows) > n
+        assert len(app.session.rows) > n
         await pilot.press("slash", *"dev:3b:00 pasid:7", "enter")
-        assert {(r.device, r.pasid) for r in app.rows if r.depth} == {("0000:3b:00.0", 7)}
+        assert {(r.device, r.pasid) for r in app.session.rows if r.depth} == {("0000:3b:00.0", 7)}
         await pilot.press("escape")
         await pilot.press("slash", *"comm:worker-3", "enter")
-        assert {r.pasid for r in app.rows if r.depth} == {3}
+        assert {r.pasid for r in app.session.rows if r.depth} == {3}
         await pilot.press("escape", "slash", *"kind:pasid_free", "enter")
-        assert {r.label for r in app.rows if r.depth} == {"PASID 2 (2 holders)"}
+        assert {r.label for r in app.session.rows if r.depth} == {"PASID 2 (2 holders)"}
         await pilot.press("escape", "slash", *"kind:nonsense", "enter")
         assert any("unknown kind" in str(n.message) for n in app._notifications)
         await pilot.press("escape")
-        assert not app.filter.active and len(app.rows) > n
+        assert not app.session.filter.active and len(app.session.rows) > n
 
     drive(app, body, size=(80, 24))
 
@@ -189,30 +190,30 @@ def test_play_pause_speeds_and_search() -> None:
     app = ExplorerApp(index)
 
     async def body(pilot) -> None:  # type: ignore[no-untyped-def]
-        start = app.speed
+        start = app.session.speed
         await pilot.press("greater_than_sign", "greater_than_sign")
-        assert app.speed == start + 2
+        assert app.session.speed == start + 2
         for _ in SPEEDS:
             await pilot.press("less_than_sign")
-        assert SPEEDS[app.speed] == min(SPEEDS)
+        assert SPEEDS[app.session.speed] == min(SPEEDS)
         for _ in SPEEDS:
             await pilot.press("greater_than_sign")
-        assert SPEEDS[app.speed] == float("inf")
+        assert SPEEDS[app.session.speed] == float("inf")
         await pilot.press("home", "space")  # as fast as possible: the 22 ms scenario is over at once
         await pilot.pause(0.2)
-        assert not app.playing and app.cursor == index.end_ns
+        assert not app.session.playing and app.session.cursor == index.end_ns
         for _ in SPEEDS:
             await pilot.press("less_than_sign")
         began = time.monotonic()
         await pilot.press("space")  # from the end it starts over, at 0.0001x: 100 µs of recording a second
-        assert app.playing and app.cursor < index.start_ns + 100_000 * (time.monotonic() - began + 0.05)
+        assert app.session.playing and app.session.cursor < index.start_ns + 100_000 * (time.monotonic() - began + 0.05)
         await pilot.pause(0.3)
         await pilot.press("space")
         played_ns = 100_000 * (time.monotonic() - began + 0.05)
-        assert not app.playing and index.start_ns < app.cursor < index.start_ns + played_ns
+        assert not app.session.playing and index.start_ns < app.session.cursor < index.start_ns + played_ns
         await pilot.press("home", "s", *"hwpt_alloc", "enter")
         await pilot.pause(0.2)
-        assert index.event(app.selected_event).get("name") == "IOMMU_HWPT_ALLOC"
+        assert index.event(app.session.selected_event).get("name") == "IOMMU_HWPT_ALLOC"
 
     drive(app, body)
 
@@ -226,16 +227,17 @@ def test_mouse_help_theme_and_palette() -> None:
         cell = timeline.cell_count // 2
         x = timeline.label_width + 1 + cell
         await pilot.click(Timeline, offset=(x + 1, HEADER_LINES + 3))  # +1: the widget's border
-        assert app.selected == timeline.view.top + 2
-        assert row_text(app, app.selected)[x] == " "  # an empty cell: the cursor goes to its start
-        assert app.cursor == app.window.edges(timeline.cell_count)[cell]
-        span = app.window.span
+        assert app.session.selected == timeline.view.top + 2
+        assert row_text(app, app.session.selected)[x] == " "  # an empty cell: the cursor goes to its start
+        assert app.session.cursor == app.session.window.edges(timeline.cell_count)[cell]
+        span = app.session.window.span
         region = timeline.content_region
         timeline.post_message(MouseScrollUp(timeline, x, 5, 0, -1, 0, False, False, False,
                                             screen_x=region.x + x, screen_y=region.y + 5))  # a wheel turn up
         await pilot.pause()
-        assert app.window.span == pytest.approx(span * 0.8, rel=0.01)
-        assert app.window.t0 <= app.cursor < app.window.t1  # it zoomed around the pointer, where the cursor is
+        assert app.session.window.span == pytest.approx(span * 0.8, rel=0.01)
+        w = app.session.window
+        assert w.t0 <= app.session.cursor < w.t1  # it zoomed around the pointer, where the cursor is
         await pilot.press("question_mark")
         assert type(app.screen).__name__ == "HelpScreen"
         await pilot.press("escape")
@@ -304,12 +306,12 @@ def test_the_lesson_panel_keeps_the_current_step_in_view(size: tuple[int, int]) 
 
     async def body(pilot) -> None:  # type: ignore[no-untyped-def]
         lesson = app.query_one("#lesson")
-        for step in range(2, len(app.markers) + 1):
+        for step in range(2, len(app.session.markers) + 1):
             await pilot.press("m")
             await pilot.pause()
             assert f"Step {step}" in panel_text(app, "event")
             assert any("▶" in line for line in region_lines(app, lesson)), f"step {step} is out of view"
-        for _ in app.markers[1:]:
+        for _ in app.session.markers[1:]:
             await pilot.press("M")
         await pilot.pause()
         assert any("▶ +0 ns" in line for line in region_lines(app, lesson))
@@ -324,7 +326,7 @@ def test_clicking_a_mark_selects_the_event_drawn_there() -> None:
     async def body(pilot) -> None:  # type: ignore[no-untyped-def]
         timeline = app.query_one(Timeline)
         first = timeline.label_width + 1
-        marks = [(r, x, ch) for r in range(len(app.rows))
+        marks = [(r, x, ch) for r in range(len(app.session.rows))
                  for x, ch in enumerate(row_text(app, r)) if x >= first and ch not in " ╌"]
         glyphs = {m.glyph: kind for kind, m in MARKS.items()}
         assert len(marks) > 20
@@ -332,15 +334,15 @@ def test_clicking_a_mark_selects_the_event_drawn_there() -> None:
             await pilot.press("0")  # the whole recording, as when the marks were read
             await pilot.click(Timeline, offset=(x + 1, HEADER_LINES + r + 1))
             if ch == "!":  # the anomaly, on its own row (a group's `!` opens onto its PASID's)
-                a = index.anomalies[app.current_anomaly]
-                assert app.window.cell_of(a.ts_ns, timeline.cell_count) == x - first
-                assert (app.row.device, app.row.pasid) == (a.device, a.pasid)
+                a = index.anomalies[app.session.current_anomaly]
+                assert app.session.window.cell_of(a.ts_ns, timeline.cell_count) == x - first
+                assert (app.session.row.device, app.session.row.pasid) == (a.device, a.pasid)
                 assert a.title in panel_text(app, "event")
             else:
-                assert app.selected == r
-                assert str(index.event(app.selected_event).kind) == glyphs[ch], (r, x, ch)
-                assert app.cursor == index.ts[app.selected_event]
-                assert f"#{app.selected_event} " in panel_text(app, "event")
+                assert app.session.selected == r
+                assert str(index.event(app.session.selected_event).kind) == glyphs[ch], (r, x, ch)
+                assert app.session.cursor == index.ts[app.session.selected_event]
+                assert f"#{app.session.selected_event} " in panel_text(app, "event")
 
     drive(app, body)
 
@@ -352,15 +354,15 @@ def test_n_and_shift_n_count_from_the_cursor_after_it_moved() -> None:
 
     async def body(pilot) -> None:  # type: ignore[no-untyped-def]
         await pilot.press("n", "end", "N")
-        assert app.current_anomaly == last
+        assert app.session.current_anomaly == last
         await pilot.press("home", "n")
-        assert app.current_anomaly == 0
+        assert app.session.current_anomaly == 0
         await pilot.press("n", "n", "comma")  # a step back from the third: between the second and the third
-        assert app.current_anomaly is None
+        assert app.session.current_anomaly is None
         await pilot.press("n")
-        assert app.current_anomaly == 2
+        assert app.session.current_anomaly == 2
         await pilot.press("home", "full_stop", "N")
-        assert app.current_anomaly is None  # none before the first event
+        assert app.session.current_anomaly is None  # none before the first event
         assert any("no more anomalies" in str(n.message) for n in app._notifications)
 
     drive(app, body)
@@ -372,9 +374,11 @@ def test_kind_anomaly_keeps_only_rows_with_anomalies() -> None:
 
     async def body(pilot) -> None:  # type: ignore[no-untyped-def]
         await pilot.press("slash", *"kind:anomaly", "enter")
-        assert {(r.device, r.pasid) for r in app.rows if r.depth} == {(a.device, a.pasid) for a in index.anomalies}
+        shown = {(r.device, r.pasid) for r in app.session.rows if r.depth}
+        assert shown == {(a.device, a.pasid) for a in index.anomalies}
         await pilot.press("escape", "slash", *"kind:anomaly,pasid_free", "enter")  # either kind
-        assert {(r.device, r.pasid) for r in app.rows if r.depth} == {(None, None), (None, 1), ("0000:6a:01.0", 1)}
+        shown = {(r.device, r.pasid) for r in app.session.rows if r.depth}
+        assert shown == {(None, None), (None, 1), ("0000:6a:01.0", 1)}
 
     drive(app, body)
 
@@ -384,7 +388,7 @@ def test_pid_comm_and_words_match_who_held_the_pasid_on_that_row() -> None:
     app = ExplorerApp(index, layout="debug")
 
     def shown() -> set[tuple[str | None, int | None]]:
-        return {(r.device, r.pasid) for r in app.rows if r.depth}
+        return {(r.device, r.pasid) for r in app.session.rows if r.depth}
 
     async def body(pilot) -> None:  # type: ignore[no-untyped-def]
         await pilot.press("slash", *"pid:211", "enter")
@@ -395,7 +399,7 @@ def test_pid_comm_and_words_match_who_held_the_pasid_on_that_row() -> None:
         assert shown() == {(None, 1), ("0000:6a:01.0", 1)}
         await pilot.press("escape", "slash", *"acme", "enter")  # a driver's name keeps its device's rows
         assert shown() == {("0000:b1:00.0", 1), ("0000:b1:00.0", None)}  # and its requests without a PASID
-        assert "PASID 1 kworker/u8:2" in [r.label for r in app.rows if r.depth]
+        assert "PASID 1 kworker/u8:2" in [r.label for r in app.session.rows if r.depth]
 
     drive(app, body)
 
@@ -406,11 +410,11 @@ def test_a_filtered_group_row_sums_only_the_rows_that_passed() -> None:
 
     async def body(pilot) -> None:  # type: ignore[no-untyped-def]
         await pilot.press("slash", *"dev:3b:00 pasid:7", "enter", "c")  # then close every row
-        group = next(r for r in app.rows if r.device == "0000:3b:00.0")
-        assert group.depth == 0 and group.key not in app.expanded
+        group = next(r for r in app.session.rows if r.device == "0000:3b:00.0")
+        assert group.depth == 0 and group.key not in app.session.expanded
         pasid7 = next(c for c in group.children if c.pasid == 7)
-        edges = app.window.edges(app.query_one(Timeline).cell_count)
-        cells = app.cells.row_cells(group, edges)
+        edges = app.session.window.edges(app.query_one(Timeline).cell_count)
+        cells = app.session.cells.row_cells(group, edges)
         assert cells.counts.sum() == len(index.track_events(pasid7.tracks[0]))
         assert not cells.anomalies.any()  # the exhaustion is on the device's no-PASID row, filtered out
 
@@ -423,25 +427,25 @@ def test_left_up_bracket_and_next_search_match() -> None:
 
     async def body(pilot) -> None:  # type: ignore[no-untyped-def]
         await pilot.press("end")
-        step = app.window.span // app.query_one(Timeline).cell_count
+        step = app.session.window.span // app.query_one(Timeline).cell_count
         await pilot.press("left")
-        assert app.cursor == index.end_ns - step
+        assert app.session.cursor == index.end_ns - step
         await pilot.press("down", "down", "up")
-        assert app.selected == 1
-        row = app.row
+        assert app.session.selected == 1
+        row = app.session.row
         times = sorted((int(index.ts[i]), int(i)) for t in row.tracks for i in index.track_events(t))
         await pilot.press("end")  # selects the row's last event
-        assert app.selected_event == times[-1][1]
+        assert app.session.selected_event == times[-1][1]
         await pilot.press("left_square_bracket")
-        assert (app.cursor, app.selected_event) == times[-2]
+        assert (app.session.cursor, app.session.selected_event) == times[-2]
         await pilot.press("left_square_bracket")
-        assert (app.cursor, app.selected_event) == times[-3]
+        assert (app.session.cursor, app.session.selected_event) == times[-3]
         await pilot.press("home", "s", *"IOMMU_", "enter")
         await pilot.pause(0.2)
-        first = app.selected_event
+        first = app.session.selected_event
         await pilot.press("S")
         await pilot.pause(0.2)
-        assert app.selected_event > first and "IOMMU_" in index.event(app.selected_event).brief()
+        assert app.session.selected_event > first and "IOMMU_" in index.event(app.session.selected_event).brief()
 
     drive(app, body)
 
@@ -457,7 +461,7 @@ def test_a_command_from_the_palette_runs_its_action() -> None:
         await pilot.pause(0.5)
         await pilot.press("enter")
         await pilot.pause()
-        assert app.current_anomaly == 0 and app.cursor == index.anomalies[0].ts_ns
+        assert app.session.current_anomaly == 0 and app.session.cursor == index.anomalies[0].ts_ns
 
     drive(app, body)
 
@@ -527,22 +531,22 @@ def test_a_big_recording_shows_its_timeline_at_once_and_its_model_as_it_comes(tm
         assert panel_text(app, "allocator").startswith("at +0 ns · ")  # the state at the start, known already
         assert "live of" in panel_text(app, "allocator")
         assert panel_text(app, "anomalies") == "The model is still replaying the recording: more may follow."
-        assert sum(1 for r in app.rows_all for c in r.children if app.cells._bars(c).starts.size) == 0  # noqa: SLF001
+        assert sum(1 for r in app.session.rows_all for c in r.children if app.session.cells._bars(c).starts.size) == 0  # noqa: SLF001
         await pilot.press("end")
         assert "the model has replayed" in panel_text(app, "allocator")
         assert "The model has replayed" in panel_text(app, "event")
         await pilot.press("n")  # nothing found yet: it says the model is still running
         evidence = full.anomalies[0].evidence[-1]  # the request of a group found unanswered 5 ms later
-        app._select_event(evidence, keep_row=False)  # noqa: SLF001 - as a click on its mark does
+        app.select_event(evidence, keep_row=False)  # as a click on its mark does
         assert "The model has replayed" in panel_text(app, "event")
         model(through_ns=int(index.ts[evidence]))  # the model reaches the request, not yet the finding
         assert not index.anomalies
         await pilot.press("right", "left")
-        assert app.selected_event == evidence and full.anomalies[0].title not in panel_text(app, "event")
+        assert app.session.selected_event == evidence and full.anomalies[0].title not in panel_text(app, "event")
         gate.set()
         for _ in range(200):
             await pilot.pause(0.05)
-            if app.spans.done == index.n:
+            if app.session.spans.done == index.n:
                 break
         await pilot.pause()
         assert [a.rule for a in index.anomalies] == [a.rule for a in full.anomalies]
@@ -550,9 +554,9 @@ def test_a_big_recording_shows_its_timeline_at_once_and_its_model_as_it_comes(tm
         assert f"{len(full.anomalies):,} anomal" in timeline.view.status
         assert "still replaying" not in panel_text(app, "anomalies") and full.anomalies[0].title in \
             panel_text(app, "anomalies")
-        assert panel_text(app, "allocator") == app_with_model_text(full, app.cursor)
-        assert app.selected_event == evidence and full.anomalies[0].title in panel_text(app, "event")
-        assert any(app.cells._bars(c).starts.size for r in app.rows_all for c in r.children)  # noqa: SLF001
+        assert panel_text(app, "allocator") == app_with_model_text(full, app.session.cursor)
+        assert app.session.selected_event == evidence and full.anomalies[0].title in panel_text(app, "event")
+        assert any(app.session.cells._bars(c).starts.size for r in app.session.rows_all for c in r.children)  # noqa: SLF001
 
     drive(app, body)
 
@@ -593,9 +597,9 @@ def test_a_panel_longer_than_its_box_scrolls_with_keys_and_wheel_and_says_what_i
                                          f"{panel.top + 1}–{len(panel._strips)} of {len(panel._strips)} ↕")  # noqa: SLF001
         short = min(app.query(Panel), key=lambda p: len(p._strips))  # noqa: SLF001
         short.focus()
-        row = app.selected
+        row = app.session.selected
         await pilot.press("down")  # nothing for it to scroll: the key moves the timeline's row
-        assert app.selected == row + 1
+        assert app.session.selected == row + 1
 
     drive(app, body, size=(80, 24))
 
