@@ -286,6 +286,7 @@ class Rules:
     needs_pasid_bit: int  # IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID in this kernel's flags
     auto_responses: bool  # the core answers INVALID itself (no handler, queue removal): 6.11+
     user_pasids: bool  # user space chooses PASIDs per device through iommufd/VFIO: 6.15+
+    unbind_visible: bool  # a probe can name an unbind's mm (6.2+; before, an unbind shows only by its effects)
 
     def describe(self) -> str:
         v = f"{self.version[0]}.{self.version[1]}" if self.version else "(unknown, assuming current)"
@@ -299,4 +300,4 @@ def rules_for(release: str | None) -> Rules:
     v = version or CURRENT
     allocator = ("driver" if v < (5, 5) else "ioasid" if v < (6, 4) else "sva-ida" if v < (6, 6) else "global-ida")
     return Rules(version, allocator, "last_unbind" if v < (5, 18) else "mmdrop",
-                 1 << 3 if v < (6, 10) else 1 << 2, v >= (6, 11), v >= (6, 15))
+                 1 << 3 if v < (6, 10) else 1 << 2, v >= (6, 11), v >= (6, 15), Kind.SVA_UNBIND not in blind_spots(v))

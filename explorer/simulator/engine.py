@@ -67,6 +67,17 @@ def _attachment(f: dict[str, Any], dtype: str, ts: int, idx: int, global_pasid: 
                       global_pasid=global_pasid)
 
 
+AUTO = "auto"  # a group no fault handler takes: the kernel answers it itself
+
+
+def _route(att: Attachment | None) -> str:
+    """Who answers a page request that arrives through `att`: the SVA handler (kernel), user space, a guest, or,
+    for a domain without a fault handler (a kernel paging domain, none at all), the kernel's own Invalid Request."""
+    if att is None or (att.route == "kernel" and att.domain_type != DomainType.SVA):
+        return AUTO
+    return att.route
+
+
 def _where(device: str | None, pasid: int | None) -> str:
     if device is None:
         return f"PASID {pasid}"
@@ -300,6 +311,9 @@ class Simulator:
         ts, dev, pasid, f = row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS]
         owner = f.get("owner") or f"pid {row[R_PID]}"
         if pasid in st.pasids:
+            if not self.policy.unbind_visible:
+                for mm in [m for m, p in st.mm_pasid.items() if p == pasid]:
+                    self._unseen_unbinds(mm, ts, idx)
             self._release(pasid, ts, idx, owner)
             return
         freed = st.freed.get(pasid)
@@ -343,6 +357,8 @@ class Simulator:
             self._take(pasid, AllocPath.SVA, owner, mm, None, ts, -1, certain=False)
         elif dev is not None and pasid >= st.max_pasids(dev):
             self._check_live(ts, dev, pasid, "SVA bind", idx)
+        elif st.pasids[pasid].mm is None and not st.pasids[pasid].certain:
+            st.pasids[pasid] = st.pasids[pasid]._replace(mm=mm, owner=owner)  # inferred at the attach: now named
         st.mm_pasid[mm] = pasid
         key = (mm, dev)
         b = st.binds.get(key)
@@ -390,12 +406,26 @@ class Simulator:
         pasid = st.mm_pasid.get(mm)
         if not held and pasid is None:
             return  # an mm the PASID machinery never saw: most processes on a host
+        if held and not self.policy.unbind_visible:
+            self._unseen_unbinds(mm, ts, idx)  # its files close right after: the driver unbinds then
+            held = {}
         st.exited[mm] = (ts, idx)
         if held:
             st.stale_queue.append((ts + self.stale_ns, mm))
             st.exit_reported.discard(mm)
         elif pasid is not None and pasid in st.pasids:
             self._release(pasid, ts, idx, st.mm_owner.get(mm, f"mm {mm}"), inferred=True)
+
+    def _unseen_unbinds(self, mm: int, ts: int, idx: int) -> None:
+        """Before 6.2 no probe can name an unbind's mm (struct iommu_sva has no domain; kernel_facts unbind.blind):
+        an mm's exit, or the free of its PASID, tells that its binds went, and their SVA attachments with them."""
+        st = self.state
+        for key in [k for k in st.binds if k[0] == mm]:
+            b = st.binds.pop(key)
+            att = st.attachments.get((key[1], b.pasid))
+            if att is not None and att.domain_type == DomainType.SVA:
+                del st.attachments[(key[1], b.pasid)]
+                self._drain(key[1], b.pasid, ts, idx)
 
     # -- (device, PASID) domains ------------------------------------------------------------------------------
     def _attach(self, row: Row, idx: int) -> None:
@@ -426,7 +456,12 @@ class Simulator:
     def _check_number(self, ts: int, dev: str | None, pasid: int, dtype: str, what: str, idx: int) -> None:
         """What iommu_attach_device_pasid() itself checks (0 and the width), plus, for an SVA domain, that its
         PASID is the mm's allocated one. Any other number may be user space's choice: not the allocator's."""
-        if dtype == DomainType.SVA or pasid == IOMMU_NO_PASID:
+        st = self.state
+        if dtype == DomainType.SVA and pasid not in st.pasids and pasid not in st.freed and (
+                self.midstream or self.unobserved is not None):
+            # The attach inside a bind whose allocation came before the capture, or unseen (6.4-6.5's IDA)
+            self._take(pasid, AllocPath.SVA, "unknown", None, None, ts, -1, certain=False)
+        elif dtype == DomainType.SVA or pasid == IOMMU_NO_PASID:
             self._check_live(ts, dev, pasid, what, idx)
         elif dev is not None and pasid >= self.state.max_pasids(dev):
             self._flag("beyond_width", ts, dev, pasid,
@@ -469,7 +504,10 @@ class Simulator:
         st = self.state
         ts, dev, pasid, f = row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS]
         prg = f["prg"]
-        key = (dev, prg, pasid)
+        needs = f.get("needs_pasid", pasid is not None)
+        # A group is (device, PRG index), and its PASID too only when the function requires the PASID in the
+        # response (PCIe "PRG Response PASID Required", kernel NEEDS_PASID); 6.9+ gathers partials by index alone.
+        key = (dev, prg, pasid if needs else None)
         g = st.groups.get(key)
         if g is None and dev in st.pri_disabled:
             when, failed = st.pri_disabled[dev]
@@ -482,9 +520,8 @@ class Simulator:
             # nesting, the iommufd mock) the core sends it to the RID's nested domain (find_fault_handler(),
             # io-pgfault.c 6.11+). Who answers tells: the kernel's own Invalid Request means nobody handled it.
             att = st.attachments.get((dev, pasid)) if pasid is not None else None
-            st.groups[key] = _new_group((dev, pasid, prg, ts, idx, 1, f.get("last", True),
-                                         "kernel" if att is None else att.route, False,
-                                         f.get("needs_pasid", pasid is not None), pasid is not None and att is None))
+            st.groups[key] = _new_group((dev, pasid, prg, ts, idx, 1, f.get("last", True), _route(att), False,
+                                         needs, pasid is not None and att is None))
         else:
             st.groups[key] = _new_group((dev, pasid, prg, g.first_ns, g.first_idx, g.requests + 1,
                                          g.closed or f.get("last", True), g.route, g.stale, g.needs_pasid,
@@ -515,7 +552,7 @@ class Simulator:
             if not g.stale and ts - g.first_ns >= self.stale_ns:
                 self._stale_group(g, [g.first_idx, idx])
             return
-        if st.drained.pop(key, None) is not None:
+        if st.drained.pop(key, None) is not None or st.drained.pop((dev, prg, None), None) is not None:
             return  # the kernel's own answer to a group its detach drained
         prev = st.answered.get(key) or st.answered_before.get(key)
         code = f.get("code", 0)
@@ -554,10 +591,17 @@ class Simulator:
             self._exit_overdue(q.popleft()[1])
 
     def _stale_group(self, g: PendingGroup, evidence: list[int]) -> None:
+        words = f"PRG {g.prg} on {_where(g.device, g.pasid)} ({g.requests} request{'s' if g.requests != 1 else ''})"
+        if g.route == AUTO:
+            # No handler takes it, so the kernel answers Invalid Request itself (iopf_error_response() 6.11+, the
+            # driver's bad-request path before), and only VT-d's qi_submit shows that answer: maybe unseen.
+            self._flag("unanswered_group", g.first_ns + self.stale_ns, g.device, g.pasid,
+                       f"{words} has no fault handler, so the kernel answers it itself; no answer was seen in "
+                       f"{fmt_ns(self.stale_ns)}, which off VT-d no hook shows.", evidence, Severity.UNCERTAIN)
+            return
         self._flag("unanswered_group", g.first_ns + self.stale_ns, g.device, g.pasid,
-                   f"PRG {g.prg} on {_where(g.device, g.pasid)} ({g.requests} request"
-                   f"{'s' if g.requests != 1 else ''}) waited more than {fmt_ns(self.stale_ns)} for the "
-                   f"{g.route}'s response; the device was stalled on it.", evidence, self._doubt(None))
+                   f"{words} waited more than {fmt_ns(self.stale_ns)} for the {g.route}'s response; the device "
+                   f"was stalled on it.", evidence, self._doubt(None))
 
     def _exit_overdue(self, mm: int) -> None:
         """An exited mm whose binds outlived the threshold: reported once, by aging or by the late unbind."""

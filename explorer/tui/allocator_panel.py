@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 MAX_LISTED = 40
 _WAITING = {"kernel": "to be answered by the kernel", "user": "waiting for user space (its iommufd fault queue)",
-            "guest": "waiting for the guest"}
+            "guest": "waiting for the guest", "auto": "no fault handler: the kernel answers it itself"}
 
 
 class AllocatorPanel(Panel):
