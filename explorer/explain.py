@@ -1,11 +1,13 @@
 """Plain-language accounts of events in the kernel's terms, from the simulator's state around them.
 
-The UI's event panel shows these; so can any script. Each account says what the kernel did, which of the two
-ways the PASID came from, and for anomalies what broke and which earlier events prove it.
+The UI's event panel shows these; so can any script. Each account says what the kernel did, where the PASID came
+from (the kernel's allocator, or user space's choice for one device), and for anomalies what broke and which
+earlier events prove it. One describer per event kind, in `_DESCRIBE`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from weakref import WeakKeyDictionary
 
@@ -19,16 +21,16 @@ from .units import fmt_ns
 _PATHS = {
     AllocPath.SVA: "from an mm: a process's first SVA bind allocates its one global PASID, and every later bind of "
                    "that mm, on any device, reuses it",
-    AllocPath.IOMMUFD: "through iommufd, the one user interface that creates and controls PASIDs (for a process "
-                       "or a virtual machine)",
-    AllocPath.DRIVER: "by a kernel driver for its own use (iommu_alloc_global_pasid()); it still comes from the "
-                      "one global space, not from a private one",
-    AllocPath.IOASID: "by the 5.x ioasid allocator, which older kernels used for both SVA and guest PASIDs",
+    AllocPath.DRIVER: "by a kernel driver for its own use (iommu_alloc_global_pasid(), 6.6+), from the same global "
+                      "IDA as SVA",
+    AllocPath.IOASID: "by the ioasid allocator (5.5-6.3), which SVA binds took their PASIDs from",
+    AllocPath.IOMMUFD: "as an earlier version of this tool recorded it: iommufd allocates no PASID (user space "
+                       "chooses the number per device, 6.15+), so this path names no kernel allocator",
 }
 _DOMAINS = {
     "sva": "an SVA domain: the device walks the process's own CPU page table",
     "paging": "a paging domain: an I/O page table (an iommufd IOAS or a kernel DMA domain)",
-    "nested": "a nested domain: the guest's stage-1 page table on top of the VM's stage-2, so this is a VM's PASID",
+    "nested": "a nested domain: a guest's stage-1 page table over the VMM's nesting parent (stage 2)",
     "identity": "the identity domain: DMA addresses are physical addresses",
     "blocked": "the blocked domain: all DMA is refused",
 }
@@ -36,13 +38,15 @@ _RESPONSES = {
     ResponseCode.SUCCESS: "success: the page is now present, the device retries its access",
     ResponseCode.INVALID: "invalid request: the page cannot be made present; the device gets an error for this "
                           "access (no retry) but keeps working",
-    ResponseCode.FAILURE: "response failure: a catastrophic error; the device disables its Page Request Interface "
-                          "until software resets it",
+    ResponseCode.FAILURE: "response failure: the function's Page Request Interface is disabled until software "
+                          "enables it again (PCIe 10.4.2.1); a fault fd cannot send it, only the kernel does",
 }
 _ROUTES = {
-    "kernel": "the kernel: its I/O page-fault handler (iopf) resolves it (for SVA, in the bound process's mm)",
+    "kernel": "the kernel: its I/O page-fault handler (iopf) resolves it in the bound process's mm",
     "user": "user space: the group is queued on an iommufd fault queue and answered by writing to its fd",
-    "guest": "the guest: the VMM forwards the request into the VM and relays the guest's answer back",
+    "guest": "the guest: the VMM reads it from its fault queue, forwards it into the VM and relays the answer",
+    "auto": "nobody: no fault handler takes it, so the kernel answers Invalid Request itself (iopf_error_response() "
+            "6.11+, the IOMMU driver before); off VT-d no hook shows that answer",
 }
 
 
@@ -128,95 +132,176 @@ def _since(index: RecordingIndex, ts: int) -> str:
 
 
 def _describe(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
-    k, f, p, dev = ev.kind, ev.fields, ev.pasid, ev.device
+    """The paragraphs for one event, by its kind (unknown kinds get a line saying so)."""
+    describe = _DESCRIBE.get(ev.kind)
+    if describe is None:
+        return [f"A {ev.kind} event." + ("" if ev.known_kind else " This version does not know this kind; its "
+                                         "fields are kept as recorded.")]
+    return describe(ev, st, index)
+
+
+def _free_rule(index: RecordingIndex) -> str:
+    if index.sim.policy.sva_free_at == "mmdrop":
+        return ("Since 5.18 an mm's SVA PASID is freed by mm_pasid_drop() from __mmdrop(): after the process exits "
+                "and after the last SVA domain drops its reference, that is after the last unbind.")
+    return "Before 5.18 an mm's SVA PASID was freed at its last unbind."
+
+
+def _alloc(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
+    f, p = ev.fields, ev.pasid
+    if f.get("error"):
+        return [f"The allocation failed with error {f['error']}: no PASID was handed out."]
+    path = f.get("path", "?")
+    return [f"PASID {p} was allocated {_PATHS.get(path, f'by path {path!r}')}.",
+            f"Owner: {f.get('owner') or ev.comm or '?'}" + (f", for VM {f['vm']}" if f.get("vm") else "")
+            + f". The allocator hands out the lowest free number, so after this the next would be "
+            f"{st.lowest_free()}."]
+
+
+def _free(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
+    seen = f" (also seen by {', '.join(ev.get('seen_by'))}: one free)" if ev.get("seen_by") else ""
+    return [f"PASID {ev.pasid} went back to the global allocator{seen}; the number can now be handed to anyone. "
+            "A device that still has it attached keeps pointing at its old domain until it is detached.",
+            _free_rule(index) if ev.get("path") in (None, AllocPath.SVA) else ""]
+
+
+def _bind(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
+    f, p, dev = ev.fields, ev.pasid, ev.device
     live = st.pasids.get(p) if p is not None else None
-    if k == Kind.PASID_ALLOC:
-        path = f.get("path", "?")
-        out = [f"PASID {p} was allocated {_PATHS.get(path, f'by path {path!r}')}."]
-        if f.get("error"):
-            return [f"The allocation failed with error {f['error']}: no PASID was handed out."]
-        out.append(f"Owner: {f.get('owner') or ev.comm or '?'}" + (f", for VM {f['vm']}" if f.get("vm") else "")
-                   + f". The allocator hands out the lowest free number, so after this the next would be "
-                   f"{st.lowest_free()}.")
-        return out
-    if k == Kind.PASID_FREE:
-        when = ("An SVA PASID is freed when its mm goes away (mm_pasid_drop), not at the last unbind."
-                if index.sim.policy.sva_free_at == "mmdrop" else
-                "On this kernel an SVA PASID is freed at the process's last unbind.")
-        return [f"PASID {p} went back to the global allocator; the number can now be handed to anyone.",
-                when if f.get("path") in (None, AllocPath.SVA) else ""]
-    if k == Kind.SVA_BIND:
-        mm = f.get("mm")
-        b = st.binds.get((mm, dev)) if mm is not None else None
-        first = b is not None and b.refs == 1 and not (set(st.binds_of(mm)) - {dev})
-        reuse = (f"It reuses the mm's PASID {p}, allocated {_since(index, live.since_ns)} by {live.owner}: one "
-                 "PASID per mm, whatever the device." if live is not None and not first else
-                 f"This was the mm's first bind, so it allocated the mm's PASID {p}.")
-        refs = f" The bind handle now holds {b.refs} reference(s)." if b is not None else ""
-        return [f"{ev.comm or 'A process'} bound its address space (mm {mm}) to {dev} for SVA. {reuse}{refs}"]
-    if k == Kind.SVA_UNBIND:
-        keep = ("The PASID stays allocated until the mm exits." if index.sim.policy.sva_free_at == "mmdrop"
-                else "On this kernel the last unbind frees the PASID.")
-        return [f"{dev} dropped a bind of mm {f.get('mm')} on PASID {p}. {keep}"]
-    if k == Kind.MM_EXIT:
-        return [f"The address space of {ev.comm or 'a process'} (mm {f.get('mm')}) was torn down. Its SVA PASID, if "
-                "it had one, is freed now; binds still held on it are a driver's bug."]
-    if k in (Kind.PASID_ATTACH, Kind.PASID_REPLACE):
-        dt = f.get("domain_type", "?")
-        verb = "now points at" if k == Kind.PASID_REPLACE else "was attached to"
-        out = [f"({dev}, PASID {p}) {verb} {_DOMAINS.get(dt, f'a {dt} domain')}."]
-        if f.get("guest_pasid") is not None:
-            out.append(f"The guest calls this PASID {f['guest_pasid']}; the host's number is {p}.")
-        att = st.attachments.get((dev, p)) if p is not None and dev is not None else None
-        if att is not None:
-            out.append(f"Its page requests are answered by {_ROUTES.get(att.route, att.route)}.")
-        if live is not None:
-            out.append(f"PASID {p} was allocated {_since(index, live.since_ns)} via {live.path} for {live.owner}.")
-        return out
-    if k == Kind.PASID_DETACH:
-        return [f"({dev}, PASID {p}) no longer has a domain: DMA tagged with this PASID is now blocked."]
-    if k == Kind.PAGE_REQUEST:
-        g = next((g for (d, _prg, gp), g in st.groups.items() if d == dev and gp == p and _prg == f.get("prg")), None)
-        route = g.route if g is not None else "kernel"
-        last = ("It carries Last: the group is complete and now waits for one response."
-                if f.get("last") else "More requests of this group may follow; the one with Last closes it.")
-        return [f"{dev} asked the IOMMU to make {f.get('addr', 0):#x} present ({perm_text(f.get('perm', 0))}) "
-                f"for PASID {p} in page-request group {f.get('prg')}. {last}",
-                f"Who answers: {_ROUTES.get(route, route)}. The device stalls this work until it does."]
-    if k == Kind.PAGE_RESPONSE:
-        code = f.get("code", 0)
-        text = _RESPONSES.get(code, f"code {code}") if code in (0, 1, 2) else f"code {code}"
-        return [f"Group {f.get('prg')} on ({dev}, PASID {p}) was answered by {f.get('by') or 'the kernel'}: {text}."]
-    if k == Kind.FAULT and f.get("pasid_space"):
+    mm = f.get("mm")
+    if f.get("error"):
+        return [f"{ev.comm or 'A process'} tried to bind mm {mm} to {dev}; the kernel refused ({f['error']}: "
+                "-EOVERFLOW when the mm's PASID is beyond this device's max_pasids)."]
+    b = st.binds.get((mm, dev)) if mm is not None else None
+    first = b is not None and b.refs == 1 and not (set(st.binds_of(mm)) - {dev})
+    reuse = (f"It reuses the mm's PASID {p}, allocated {_since(index, live.since_ns)} by {live.owner}: one "
+             "PASID per mm, whatever the device." if live is not None and not first else
+             f"This was the mm's first bind, so it allocated the mm's PASID {p}.")
+    refs = f" The bind handle now holds {b.refs} reference(s)." if b is not None else ""
+    return [f"{ev.comm or 'A process'} bound its address space (mm {mm}) to {dev} for SVA. {reuse}{refs}"]
+
+
+def _unbind(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
+    keep = ("The PASID stays with the mm until the mm is dropped." if index.sim.policy.sva_free_at == "mmdrop"
+            else "On this kernel (before 5.18) the last unbind frees the PASID.")
+    return [f"{ev.device} dropped a bind of mm {ev.get('mm')} on PASID {ev.pasid}; the last one detaches the SVA "
+            f"domain. {keep}"]
+
+
+def _exit(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
+    return [f"{ev.comm or 'A process'} exited (sched_process_exit fires after exit_mm(), before exit_files()): "
+            "binds its drivers hold usually go as its files close right after. " + _free_rule(index)]
+
+
+def _attach(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
+    f, p, dev = ev.fields, ev.pasid, ev.device
+    dt = f.get("domain_type", "?")
+    verb = "now points at" if ev.kind == Kind.PASID_REPLACE else "was attached to"
+    out = [f"({dev}, PASID {p}) {verb} {_DOMAINS.get(dt, f'a {dt} domain')}."]
+    live = st.pasids.get(p) if p is not None else None
+    att = st.attachments.get((dev, p)) if p is not None and dev is not None else None
+    if att is not None and not att.global_pasid:
+        out.append(f"PASID {p} did not come from the kernel's allocator: user space (a VMM, through iommufd/VFIO, "
+                   "6.15+) chose it for this device. It lives in the device's PASID table beside SVA's, where a "
+                   "number already taken is refused with -EBUSY.")
+    elif live is not None:
+        out.append(f"PASID {p} was allocated {_since(index, live.since_ns)} via {live.path} for {live.owner}.")
+    if f.get("guest_pasid") is not None:
+        out.append(f"The recording names a guest number {f['guest_pasid']}; nothing in mainline translates a "
+                   "guest's PASID, so the device carries the number attached here.")
+    if att is not None:
+        out.append(f"Its page requests are answered by {_ROUTES.get(att.route, att.route)}.")
+    return out
+
+
+def _detach(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
+    return [f"({ev.device}, PASID {ev.pasid}) no longer has a domain: DMA tagged with this PASID is now blocked. "
+            "Groups still pending on it are drained or answered Invalid Request by the kernel "
+            "(iommufd_auto_response_faults(), VT-d's PRQ drain)."]
+
+
+def _request(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
+    f, p, dev = ev.fields, ev.pasid, ev.device
+    g = next((g for g in st.groups.values() if g.device == dev and g.pasid == p and g.prg == f.get("prg")), None)
+    route = g.route if g is not None else "kernel"
+    last = ("It carries Last: the group is complete and now waits for one response."
+            if f.get("last") else "More requests of this group may follow; the one with Last closes it.")
+    seen = f" (VT-d's {', '.join(f['seen_by'])} saw the same descriptor.)" if f.get("seen_by") else ""
+    return [f"{dev} asked the IOMMU to make {f.get('addr', 0):#x} present ({perm_text(f.get('perm', 0))}) "
+            f"for PASID {p} in page-request group {f.get('prg')}. {last}{seen}",
+            f"Who answers: {_ROUTES.get(route, route)}. The device holds this group until then; nothing times it "
+            "out."]
+
+
+def _response(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
+    f = ev.fields
+    code = f.get("code", 0)
+    text = _RESPONSES.get(code, f"code {code}") if code in (0, 1, 2) else f"code {code}"
+    seen = f" The descriptor sent was seen too ({', '.join(f['seen_by'])})." if f.get("seen_by") else ""
+    return [f"Group {f.get('prg')} on ({ev.device}, PASID {ev.pasid}) was answered by {f.get('by') or 'the kernel'}: "
+            f"{text}.{seen}"]
+
+
+def _fault(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
+    f, p, dev = ev.fields, ev.pasid, ev.device
+    if f.get("pasid_space"):
         vm = f" (GPU VM {f['vmid']})" if f.get("vmid") is not None else ""
         return [f"A fault in {dev}'s own page tables{vm}, on {f['pasid_space']}'s PASID {p}: "
                 f"{f.get('reason') or 'no reason given'}.",
                 f"{f['pasid_space']} numbers these PASIDs itself (amdgpu_pasid_alloc() in amdgpu_ids.c), one per GPU "
                 f"VM: PASID {p} is not an entry of the IOMMU's global space, so the model checks it against no "
                 "allocation."]
-    if k == Kind.FAULT:
-        att = st.attachments.get((dev, p)) if p is not None and dev is not None else None
-        where = ("with no PASID (the device's own requester ID)" if p is None else
-                 f"on PASID {p}, attached to a {att.domain_type} domain" if att is not None else
-                 f"on PASID {p}, which has no domain attached on {dev}")
-        code = f" ({f.get('vendor', 'vendor')} code {f['code']:#x})" if f.get("code") is not None else ""
-        return [f"An unrecoverable DMA fault from {dev} {where}: {f.get('reason') or 'no reason given'}{code}.",
-                "Unlike a page request, nobody can fix this access up: the IOMMU blocked it and logged it."]
-    if k == Kind.UAPI:
-        args = f.get("args") or {}
-        ret = f.get("ret")
-        res = "" if ret is None else " It succeeded." if ret >= 0 else f" The kernel refused it ({ret})."
-        extra = (" It asked for a PASID: the device's (RID, PASID) is attached, not just its RID."
-                 if args.get("flags", 0) & VFIO_DEVICE_ATTACH_PASID and "ATTACH" in str(f.get("name")) else "")
-        return [f"{ev.comm or 'A process'} called {f.get('name')} on fd {f.get('fd', '?')}: the user interface "
-                f"(iommufd / VFIO) at work.{extra}{res}"]
-    if k == Kind.LOST:
-        return [f"The capture dropped {f.get('count', 0):,} event(s) here. From now on the model may miss "
-                "allocations, binds or responses, so its findings are marked uncertain."]
-    if k == Kind.MARKER:
-        return [prose(str(f.get("text", "")))]
-    if k in (Kind.MAP, Kind.UNMAP):
-        return [f"DMA mapping traffic in domain {f.get('domain', '?')}: iova {f.get('iova', 0):#x}, "
-                f"{f.get('size', 0):,} bytes. Not PASID state, shown for context."]
-    return [f"A {k} event." + ("" if ev.known_kind else " This version does not know this kind; its fields are "
-                               "kept as recorded.")]
+    att = st.attachments.get((dev, p)) if p is not None and dev is not None else None
+    where = ("with no PASID (the device's own requester ID)" if p is None else
+             f"on PASID {p}, attached to a {att.domain_type} domain" if att is not None else
+             f"on PASID {p}, with no domain attached on {dev} as far as this recording shows")
+    code = f" ({f.get('vendor', 'vendor')} code {f['code']:#x})" if f.get("code") is not None else ""
+    return [f"A DMA fault the IOMMU reported from {dev} {where}: {f.get('reason') or 'no reason given'}{code}.",
+            "Most faults are unrecoverable: the IOMMU blocked the access and logged it. A stalled SMMUv3 event is "
+            "a page request instead, printed because no handler took it, and the kernel has already terminated it."]
+
+
+def _uapi(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
+    f = ev.fields
+    args = f.get("args") or {}
+    ret = f.get("ret")
+    res = "" if ret is None else " It succeeded." if ret >= 0 else f" The kernel refused it ({ret})."
+    extra = (f" It attaches the device at PASID {args.get('pasid')}, a number the caller chose: iommufd allocates "
+             "none." if args.get("flags", 0) & VFIO_DEVICE_ATTACH_PASID and "ATTACH" in str(f.get("name")) else "")
+    return [f"{ev.comm or 'A process'} called {f.get('name')} on fd {f.get('fd', '?')}: the user interface "
+            f"(iommufd / VFIO) at work.{extra}{res}"]
+
+
+def _lost(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
+    return [f"The capture dropped {ev.get('count', 0):,} event(s) here. From now on the model may miss "
+            "allocations, binds or responses, so its findings are marked uncertain."]
+
+
+def _marker(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
+    return [prose(str(ev.get("text", "")))]
+
+
+def _mapping(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
+    f = ev.fields
+    return [f"DMA mapping traffic in domain {f.get('domain', '?')}: iova {f.get('iova', 0):#x}, "
+            f"{f.get('size', 0):,} bytes. Not PASID state, shown for context."]
+
+
+def _group(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
+    verb = "joined" if ev.kind == Kind.GROUP_ADD else "left"
+    return [f"{ev.device} {verb} IOMMU group {ev.get('group', '?')}. The devices of one group share one PASID "
+            "table (pasid_array): a PASID attached on one is taken for all of them."]
+
+
+def _rid_attach(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
+    return [f"{ev.device}'s own (RID) domain changed: DMA without a PASID now goes through it. With a user-managed "
+            "PASID table (SMMUv3 nesting) a nested domain here takes every PASID's page requests too."]
+
+
+_DESCRIBE: dict[str, Callable[[Event, SimState, RecordingIndex], list[str]]] = {
+    Kind.PASID_ALLOC: _alloc, Kind.PASID_FREE: _free, Kind.SVA_BIND: _bind, Kind.SVA_UNBIND: _unbind,
+    Kind.MM_EXIT: _exit, Kind.PASID_ATTACH: _attach, Kind.PASID_REPLACE: _attach, Kind.PASID_DETACH: _detach,
+    Kind.PAGE_REQUEST: _request, Kind.PAGE_RESPONSE: _response, Kind.FAULT: _fault, Kind.UAPI: _uapi,
+    Kind.LOST: _lost, Kind.MARKER: _marker, Kind.MAP: _mapping, Kind.UNMAP: _mapping, Kind.GROUP_ADD: _group,
+    Kind.GROUP_REMOVE: _group, Kind.DOMAIN_ATTACH: _rid_attach,
+}

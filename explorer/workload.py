@@ -1,9 +1,9 @@
 """A seeded generator of large, realistic recordings: the shape of a busy SVA and VFIO host.
 
 What dominates a real trace is DMA mapping traffic (iommu:map/unmap) and the VMMs' IOAS map calls; page
-requests and their responses come next; PASID lifecycles (processes binding accelerators, VMs attaching guest
-PASIDs through iommufd) are rare but are what the simulator tracks. Every lifecycle is well formed, so the only
-anomalies are the slow page responses the generator plants on purpose (and losses, if asked for).
+requests and their responses come next; PASID lifecycles (processes binding accelerators, VMMs attaching their
+guests' own PASID numbers through iommufd) are rare but are what the simulator tracks. Every lifecycle is well
+formed, so the only anomalies are the slow page responses the generator plants on purpose (and losses, if asked for).
 """
 
 from __future__ import annotations
@@ -209,17 +209,16 @@ class _Workload:
         dev = next(d for d, _ in VM_DEVICES if d not in self.vm_pasids)
         vm = f"guest{VM_DEVICES.index((dev, 'vfio-pci'))}"
         pid = 6100 + VM_DEVICES.index((dev, "vfio-pci"))
-        pasid = self.alloc()
+        # The guest picks its PASID, and the VMM attaches the device at that same number: nothing is allocated on
+        # the host (VFIO_DEVICE_ATTACH_PASID, 6.15+); the number is the device's own, whatever SVA holds elsewhere.
+        pasid = 1 + VM_DEVICES.index((dev, "vfio-pci"))
         self.vm_pasids[dev] = (pasid, t + 1000)
         head = [0, pid, "qemu-system-x86", SRC]
-        return [[t, Kind.PASID_ALLOC.value, dev, pasid, *head,
-                 {"path": AllocPath.IOMMUFD.value, "owner": f"pid {pid} (qemu-system-x86) for {vm}", "vm": vm}],
-                [t + 500, Kind.UAPI.value, dev, pasid, *head,
+        return [[t + 500, Kind.UAPI.value, dev, pasid, *head,
                  {"cmd": ATTACH_PT, "name": "VFIO_DEVICE_ATTACH_IOMMUFD_PT", "fd": 30,
                   "args": {"argsz": 16, "flags": 1, "pt_id": 3, "pasid": pasid}, "ret": 0, "vm": vm}],
                 [t + 900, Kind.PASID_ATTACH.value, dev, pasid, *head,
-                 {"domain": 3, "domain_type": DomainType.NESTED.value, "guest_pasid": pasid + 100, "vm": vm,
-                  "fault_queue": 2}]]
+                 {"domain": 3, "domain_type": DomainType.NESTED.value, "vm": vm, "fault_queue": 2}]]
 
 
 def generate_rows(n_events: int, seed: int = 1, *, slow_every: int = 20_000, loss_every: int = 0

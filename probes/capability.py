@@ -155,6 +155,11 @@ def _tracepoint(facts: HostFacts, hook: Hook) -> Verdict:
     fields = facts.formats.get(hook.name)
     if fields is None:
         return Verdict(hook, MISSING, "this kernel has no such tracepoint")
+    if facts.lockdown == "confidentiality":
+        # LOCKDOWN_BPF_READ_KERNEL is a confidentiality reason: tracing programs lose bpf_probe_read_kernel{,_str},
+        # which these read device names and descriptors with (include/linux/security.h, kernel/trace/bpf_trace.c)
+        return Verdict(hook, LOCKDOWN, "lockdown=confidentiality withholds bpf_probe_read_kernel from tracing "
+                                       "programs")
     lacking = [f for f in hook.fields if f not in fields]
     if lacking:
         return Verdict(hook, FORMAT_DIFFERS, f"its format lacks {', '.join(lacking)}")

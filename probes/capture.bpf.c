@@ -5,7 +5,8 @@
  *  - reads and writes on iommufd fault-queue fds (learned from IOMMU_FAULT_QUEUE_ALLOC's out_fault_fd): the page
  *    faults user space (a VMM) receives and the page responses it sends back;
  *  - sched:sched_process_exit for processes seen doing this work (or the --pid target): their mm goes away;
- *  - iommu:* and, where the kernel has them, the Intel VT-d and older SVA-era tracepoints (HAVE_TP_* flags).
+ *  - iommu:* and, where the kernel has them, the Intel VT-d tracepoints and the vendor-tree (never mainline)
+ *    iommu:dev_fault/dev_page_response (HAVE_TP_* flags).
  *
  * Compiled by probes/loader.py after common.bpf.c, with -D flags for the tracepoints this kernel has. */
 
@@ -275,7 +276,7 @@ TRACEPOINT_PROBE(iommu, map) { return address_event(EV_MAP, args->iova, args->pa
 TRACEPOINT_PROBE(iommu, unmap) { return address_event(EV_UNMAP, args->iova, args->size, args->unmapped_size); }
 #endif
 
-/* SVA-era kernels (about 5.2 to 6.7) traced page requests and responses themselves. */
+/* Vendor trees (openEuler OLK-5.10, HiSilicon) carry the unmerged "trace/iommu: Add sva trace events" series. */
 #ifdef HAVE_TP_iommu__dev_fault
 TRACEPOINT_PROBE(iommu, dev_fault)
 {

@@ -280,7 +280,7 @@ class Decoder:
         return [row(Kind.UNMAP, iova=r.a, size=r.b, unmapped=r.c)]
 
     def _old_dev_fault(self, row: RowMaker, r: Raw) -> list[Row]:
-        """iommu:dev_fault of SVA-era kernels: an unrecoverable fault or a page request."""
+        """iommu:dev_fault of vendor trees (never mainline): an unrecoverable fault or a page request."""
         flags, prg = r.b & 0xFFFFFFFF, r.b >> 32
         perm, pasid = r.c & 0xFFFFFFFF, r.c >> 32
         pasid_or_none = pasid if flags & PAGE_REQUEST_PASID_VALID else None

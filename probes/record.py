@@ -28,8 +28,8 @@ class Ev(enum.IntEnum):
     DOMAIN_ATTACH = 8
     FAULT_READ = 9  # page faults user space read from an iommufd fault queue
     FAULT_WRITE = 10  # page responses user space wrote to it
-    DEV_FAULT = 11  # iommu:dev_fault (SVA-era kernels)
-    DEV_PAGE_RESPONSE = 12  # iommu:dev_page_response (SVA-era kernels)
+    DEV_FAULT = 11  # iommu:dev_fault (vendor trees only)
+    DEV_PAGE_RESPONSE = 12  # iommu:dev_page_response (vendor trees only)
     PRQ = 13  # intel_iommu:prq_report, a raw VT-d page request descriptor
     QI_PGRP_RESP = 14  # intel_iommu:qi_submit carrying a page group response descriptor
     # kernel functions (probes/kernel_funcs.bpf.c)

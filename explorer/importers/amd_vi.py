@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import re
 
-from ..events import R_DEVICE
+from ..events import R_DEVICE, Kind, ResponseCode
 from ..pci import normalize_pci
 from .amd_tables import EVENTS, FLAG_GN, page_fault_access, page_fault_reason, ppr_perm
 from .core import RECORDABLE, LogLine, PendingParser, append_raw
@@ -132,17 +132,26 @@ class AmdVi(PendingParser):
         return True
 
     def _ppr(self, line: LogLine, body: str, kv: dict[str, str]) -> bool:
+        """ppr_is_valid() (ppr.c, 6.10+) refused a PPR-log entry: the request becomes a page request the kernel
+        answered Response Failure itself ("Nobody cared, abort": amd_iommu_complete_ppr(..., FAILURE, tag)), which
+        per PCIe disables the function's PRI; the line itself is kept as a fault saying so."""
         device = normalize_pci(kv["device"]) if "device" in kv else None
         flags = _int(kv.get("flags")) or 0
+        tag = _int(kv.get("tag")) or 0
         why = body.split("(", 1)[0].strip()
         perm = ppr_perm(flags)
         meaning = ("GN=0 means the request carried no PASID, so no address space can serve it" if "GN=0" in why
                    else "the request is malformed (reserved bits set)")
-        reason = (f"page request (PPR) rejected: {why}: {meaning} "
-                  f"[tag {_int(kv.get('tag')) or 0:#x}, perm {perm:#x}]")
         pasid = None if "GN=0" in why else _int(kv.get("pasid"))  # GN=0: the printed PASID field is not one
-        row = self.sink.fault_row(line, device, pasid, addr=_int(kv.get("address")), code=0x9,
-                                  flags=flags, vendor=self.vendor, access="unknown", reason=reason)
+        addr = _int(kv.get("address"))
+        self.sink.row(Kind.PAGE_REQUEST, line.ts, device, pasid,
+                      {"prg": tag & 0x1FF, "addr": addr or 0, "perm": perm, "last": bool(tag & 0x200)})
+        self.sink.row(Kind.PAGE_RESPONSE, line.ts, device, pasid,
+                      {"prg": tag & 0x1FF, "code": int(ResponseCode.FAILURE), "by": "kernel"})
+        reason = (f"page request (PPR) rejected: {why}: {meaning}; the kernel answered Response Failure, which "
+                  f"disables the function's PRI [tag {tag:#x}, perm {perm:#x}]")
+        row = self.sink.fault_row(line, device, pasid, addr=addr, code=0x9, flags=flags, vendor=self.vendor,
+                                  access="unknown", reason=reason)
         self.sink.device(device)
         self.hold(row)
         return True

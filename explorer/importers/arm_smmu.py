@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import re
 
-from ..events import R_DEVICE, R_FIELDS, Kind, Row
+from ..events import R_DEVICE, R_FIELDS, Kind, ResponseCode, Row
 from .core import LogLine, PendingParser, append_raw
 from .smmu_tables import FSYNR0_IND, FSYNR0_WNR, GFSR_USF, V3Event, fsr_text, fsynr0_text, gfsr_text, v3_event
 
@@ -198,9 +198,14 @@ class ArmSmmu(PendingParser):
                (0 if m["un"] else 8)
         device = stream_device(self._pri_smmu, int(m["sid"], 16))
         ssid = int(m["ssid"], 16)
+        prg = int(m["grp"]) & 0x1FF
         self.sink.row(Kind.PAGE_REQUEST, line.ts, device, ssid or None,
-                      {"prg": int(m["grp"]) & 0x1FF, "addr": int(m["iova"], 16), "perm": perm,
-                       "last": bool(m["last"])})
+                      {"prg": prg, "addr": int(m["iova"], 16), "perm": perm, "last": bool(m["last"])})
+        if m["last"]:
+            # arm_smmu_handle_ppr() takes no PRI request: on the group's last one it sends CMDQ_OP_PRI_RESP with
+            # PRI_RESP_DENY, an Invalid Request, at once (kernel-review F12)
+            self.sink.row(Kind.PAGE_RESPONSE, line.ts, device, ssid or None,
+                          {"prg": prg, "code": int(ResponseCode.INVALID), "by": "kernel"})
         self.sink.device(device)
 
     # -- SMMUv2 -------------------------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ and intel_iommu tracepoints and for PASID Explorer's own events printed into a t
     bash-6058  [000] 11260.097664: print:  tracing_mark_write: pasid_explorer: {"kind": "marker", ...}
     qemu 4575 [008] 438.308514: iommu:map: IOMMU: iova=...                               (perf script)
 
-Decoded: io_page_fault (fault), map, unmap, add/remove_device_to/from_group, attach_device_to_domain, the 5.x
-SVA-era dev_fault (fault or page request) and dev_page_response, intel_iommu:prq_report (page requests) and the
+Decoded: io_page_fault (fault), map, unmap, add/remove_device_to/from_group, attach_device_to_domain, the
+vendor-tree dev_fault (fault or page request) and dev_page_response (openEuler and HiSilicon kernels carry them;
+mainline never merged them), intel_iommu:prq_report (page requests) and the
 page-group-response descriptors among intel_iommu:qi_submit (page responses). A line whose message is
 `pasid_explorer: {json}` (a marker written to trace_marker, or a probe's bpf_trace_printk) becomes that event.
 trace_pipe prints the same lines as trace, without its header. Kernel log lines pasted among the trace lines go

@@ -22,6 +22,7 @@ from .intel_dmar import IntelDmar
 from .ipmmu import Ipmmu
 from .mediatek import MediaTek
 from .msm_gpu import MsmGpu
+from .page_requests import PageRequests
 from .prefix import YearGuess, split_parts
 from .rockchip import Rockchip
 from .scan import keyword_pattern
@@ -36,7 +37,7 @@ LINE_NS = 1_000_000  # a log without any timestamp: one millisecond per line, so
 # of "mmu" and "MMU"); "fault" the first line of an amdgpu/radeon VM fault (the rest reach it while it is open),
 # the Adreno GPU's and Apple DART's, in one pass.
 IOMMU_ANCHORS = (b"DMAR", b"dmar", b"AMD-Vi", b"smmu", b"INTR-REMAP", b"suppressed", b"Linux version", b"iommu",
-                 b"IOMMU", b"ipmmu", b"SMMUv3")
+                 b"IOMMU", b"ipmmu", b"SMMUv3", b"iopf")
 ANCHORS = (*IOMMU_ANCHORS, b"fault")
 KEYWORDS = keyword_pattern(ANCHORS)
 # bytes.find runs quickest with a needle whose characters are rare in text (capitals rather than lower case or "-"),
@@ -107,7 +108,7 @@ class KernelLogImporter(TextImporter):
         self.years = years
         self.parsers: list[Parser] = [AmdVi(sink), IntelDmar(sink), ArmSmmu(sink), AmdGpu(sink), XenVtd(sink),
                                       MediaTek(sink), Rockchip(sink), Exynos(sink), Ipmmu(sink), AppleDart(sink),
-                                      MsmGpu(sink)]
+                                      MsmGpu(sink), PageRequests(sink)]
         # Every parser's rules in one list, in order: the first whose word the message holds, whose pattern matches
         # and whose method takes the match reads the line.
         self.rules = [(word, pattern, getattr(p, method), p) for p in self.parsers for word, pattern, method in p.RULES]

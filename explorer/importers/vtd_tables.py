@@ -48,8 +48,9 @@ IRQ_REASONS: dict[int, tuple[str, str]] = {
            "the interrupt came from a requester id the entry does not allow"),
 }
 
-_SM_PASID = ("the PASID table has no valid entry for this PASID: the device used a PASID that is not attached "
-             "(never set up, or already detached/freed)")
+_SM_PASID = ("the PASID table has no valid entry for the PASID looked up: for a request with a PASID, that PASID "
+             "is not attached on this device (never set up, or already detached); for a request without one "
+             "(NO_PASID), the entry consulted is RID_PASID (PASID 0), so the device's ordinary DMA is unattached")
 # Scalable-mode reasons, 0x30 onwards: the translation path that carries PASIDs.
 SM_REASONS: dict[int, tuple[str, str]] = {
     0x30: ("SM: Invalid Root Table Address", "the scalable-mode root table pointer is bad"),
@@ -66,7 +67,7 @@ SM_REASONS: dict[int, tuple[str, str]] = {
     0x45: ("SM: PASID Enable field in Context Entry is clear",
            "the device sent a PASID but PASID is not enabled for it: the driver never enabled PASID"),
     0x46: ("SM: PASID is larger than the max in Context Entry",
-           "the PASID is beyond the device's PASID table: a number the allocator never handed to it"),
+           "the PASID is beyond the size of the device's PASID table: a number nothing attached on it"),
     0x47: ("SM: PRE field in Context-Entry is clear", "the device sent a page request but PRI is not enabled"),
     0x48: ("SM: RID_PASID field error in Context-Entry", "the RID2PASID (PASID 0) setup is wrong"),
     0x50: ("SM: Error attempting to access the PASID Directory Entry", "the PASID directory could not be read"),
@@ -81,8 +82,9 @@ SM_REASONS: dict[int, tuple[str, str]] = {
            "a privileged (supervisor) request on a PASID set up for user mode only"),
     0x70: ("SM: Error attempting to access first-level paging entry", "the first-level table could not be read"),
     0x71: ("SM: Present bit in first-level paging entry is clear",
-           "the address is not mapped in the PASID's first-level (process or guest) page table: for SVA, the "
-           "process has no page there and the device did not use a page request to fault it in"),
+           "the address is not mapped in the first-level page table used: an ordinary unmapped-IOVA fault "
+           "of a DMA-API domain on scalable-mode VT-d (which uses first-level tables), or, for SVA or a guest's "
+           "PASID, no page there and no page request used to fault it in"),
     0x72: ("SM: Non-zero reserved field set in first-level paging entry", "the first-level entry is malformed"),
     0x73: ("SM: Error attempting to access FL-PML4 entry", "the first-level root could not be read"),
     0x74: ("SM: First-level entry address beyond MGAW in Nested translation", "nested walk went out of range"),

@@ -173,23 +173,27 @@ DEVICE = Param("a device's name", "the device it happens on", _name)
 PASID = Param(f"a PASID 0..{_bound(PASID_SPACE - 1)}, an actor's name (its SVA PASID) or a name given with `as`",
               "which PASID", _pasid_ref)
 PRG = _int(0, 511, "the 9-bit page-request group index")
-_ALLOCATORS = {"iommufd": AllocPath.IOMMUFD, "driver": AllocPath.DRIVER}
-_BY_ACTOR = _choice(_ALLOCATORS, "who does it; with iommufd (and an actor) the actor's VFIO ioctl comes first",
-                    "iommufd")
+# Who may take a PASID from the kernel's allocator besides an mm's first bind: a kernel driver, for itself
+# (iommu_alloc_global_pasid, 6.6+). iommufd allocates none: user space picks the number per device (6.15+).
+_ALLOCATORS = {"driver": AllocPath.DRIVER}
+_BY_ACTOR = _choice({"iommufd": "iommufd", "driver": AllocPath.DRIVER},
+                    "who does it; with iommufd (and an actor) the actor's VFIO ioctl comes first", "iommufd")
 
 ACTIONS: dict[str, Action] = {
     "bind": _a("SVA-bind the actor's mm to a device (the first bind allocates its PASID)",
                {"actor": ACTOR, "device": DEVICE}),
     "unbind": _a("drop one bind reference of the actor's mm on a device", {"actor": ACTOR, "device": DEVICE}),
     "exit": _a("the actor's process exits: its mm goes away and its SVA PASID with it", {"actor": ACTOR}),
-    "alloc": _a("allocate a PASID through iommufd (via: iommufd) or a driver (via: driver); name it with `as` to "
-                "use it later", {"actor": ACTOR}, {
+    "alloc": _a("a kernel driver allocates a global PASID for itself (iommu_alloc_global_pasid, 6.6+); name it "
+                "with `as` to use it later. iommufd allocates none: attach a number of the VMM's choosing instead",
+                {"actor": ACTOR}, {
                     "as": _text("a name for the PASID, for later steps' `pasid`"),
                     "device": replace(DEVICE, doc="the device it is for (the allocator keeps within its width)"),
-                    "via": _choice(_ALLOCATORS, "who asks the allocator", "iommufd")}),
+                    "via": _choice(_ALLOCATORS, "who asks the allocator", "driver")}),
     "free": _a("free a PASID (a name from `as`, an actor's SVA PASID, or a number)", {"pasid": PASID}, {
         "actor": replace(ACTOR, doc="who frees it (default: a driver)"),
-        "via": _choice({p.value: p for p in AllocPath}, "the path that allocated it", "iommufd")}),
+        "via": _choice({p.value: p for p in AllocPath if p != AllocPath.IOMMUFD}, "the path that allocated it",
+                       "driver")}),
     "attach": _a("attach a (device, PASID) to a domain: paging, nested (a guest's) or sva",
                  {"device": DEVICE, "pasid": PASID}, {
                      "actor": ACTOR,
@@ -209,7 +213,8 @@ ACTIONS: dict[str, Action] = {
                       "pages": _int(1, MAX_EVENTS, "requests in the group, one page each", 1),
                       "spacing": Param("a duration, 0 or more", "time between its requests", _duration, "1us")}),
     "respond": _a("answer a page-request group: success, invalid or failure; by kernel, user (iommufd fault fd) "
-                  "or guest", {"device": DEVICE, "prg": PRG}, {
+                  "or guest (through its VMM's fault fd, which takes success or invalid only)",
+                  {"device": DEVICE, "prg": PRG}, {
                       "pasid": PASID,
                       "code": _choice({c.name.lower(): c for c in ResponseCode}, "the response code", "success"),
                       "by": _choice({w: w for w in ("kernel", "user", "guest")}, "who answers", "kernel")}),

@@ -11,14 +11,14 @@ from itertools import count
 from typing import Any
 
 from ..errors import ScenarioError
-from ..events import AllocPath, DomainType, Event, Kind, make
+from ..events import AllocPath, DomainType, Event, Kind, ResponseCode, make
 from ..index import RecordingIndex
 from ..recording import DeviceInfo, Header, write_events
 from ..simulator import Simulator
 from ..uapi import VFIO_DEVICE_ATTACH_PASID, command_number
 from .language import ACTIONS, PAGE, Actor, Scenario, Step
 
-ENOSPC, EINVAL = 28, 22
+ENOSPC, EOVERFLOW = 28, 75
 TICK = 1_000  # spacing of the events one action produces (1 µs)
 
 
@@ -117,8 +117,9 @@ class ScenarioRun:
             t = self._emit(Kind.PASID_ALLOC, t, actor, device=dev, pasid=pasid, path=AllocPath.SVA,
                            owner=actor.owner, mm=mm)
         if pasid >= st.max_pasids(dev):
-            # iommu_attach_device_pasid() refuses a PASID beyond the device's width: the bind fails.
-            self._emit(Kind.SVA_BIND, t, actor, device=dev, pasid=pasid, mm=mm, error=-EINVAL)
+            # The mm's PASID is beyond this device's max_pasids: the bind fails with -EOVERFLOW before any attach
+            # (iommu_alloc_mm_data() 6.8+, iommu_sva_alloc_pasid() before; iommu-sva.c).
+            self._emit(Kind.SVA_BIND, t, actor, device=dev, pasid=pasid, mm=mm, error=-EOVERFLOW)
             return
         if (mm, dev) not in st.binds:
             domain = self._sva_domain.setdefault(mm, next(self._domains))
@@ -207,6 +208,9 @@ class ScenarioRun:
                        perm=perm, last=i == pages - 1, needs_pasid=pasid is not None)
 
     def _do_respond(self, step: Step, t: int) -> None:
+        if self._arg(step, "by") in ("user", "guest") and self._arg(step, "code") == ResponseCode.FAILURE:
+            raise self._fail(step, "code", "iommufd takes only IOMMUFD_PAGE_RESP_SUCCESS or _INVALID from a fault fd "
+                                           "(include/uapi/linux/iommufd.h): user space cannot send Response Failure")
         self._emit(Kind.PAGE_RESPONSE, t, device=self._arg(step, "device"), pasid=self._pasid(step),
                    prg=self._arg(step, "prg"), code=int(self._arg(step, "code")), by=self._arg(step, "by"))
 

@@ -34,51 +34,71 @@ def _r(name: str, title: str, severity: Severity, lesson: str) -> Rule:
 E, W, U = Severity.ERROR, Severity.WARNING, Severity.UNCERTAIN  # short names for the table below
 RULES: dict[str, Rule] = {r.name: r for r in (
     _r("use_after_free", "PASID used after it was freed", E,
-       "A PASID is only valid between its allocation and its free; after the free the number can be handed "
-       "to someone else, so a device still using it can reach another process's memory."),
+       "All versions: an SVA bind or SVA attach must carry its mm's live PASID. Once freed, the allocator (ioasid "
+       "up to 6.3, the IDA since) may give the number to another mm or driver; a bind still using it names a "
+       "number that is no longer its own."),
     _r("use_unallocated", "PASID used but never allocated", E,
-       "Every PASID comes from the global allocator, either through an mm (SVA) or through iommufd. No driver "
-       "or VFIO has a private PASID space, so a number nobody allocated points at a driver or firmware bug."),
+       "All versions: an SVA PASID always comes from the kernel's allocator at the mm's first bind (ioasid up to "
+       "6.3, the SVA IDA 6.4-6.5, iommu_alloc_global_pasid() 6.6+). Checked only for SVA and only where the "
+       "recording saw every allocation from the start: iommufd/VFIO PASIDs (6.15+) are chosen by user space and "
+       "never allocated."),
     _r("double_free", "PASID freed twice", E,
-       "The allocator hands a freed number to the next caller; freeing it again can free someone else's PASID."),
+       "All versions: the allocator hands a freed number to the next caller (ida_free() WARNs on a double free, "
+       "6.4+); freeing it again can free someone else's PASID. Since 6.6 mm_pasid_drop() calls "
+       "iommu_free_global_pasid(): that is one free, recorded once."),
     _r("free_unallocated", "PASID freed but never allocated", E,
-       "Only an allocated PASID can be freed."),
+       "All versions: only an allocated PASID can be freed (ioasid_free() and iommu_free_global_pasid() of an "
+       "unknown number WARN or do nothing)."),
     _r("free_while_attached", "PASID freed while still attached", E,
-       "Detach before free: a (device, PASID) still pointing at a domain after the free lets the device use "
-       "a number the allocator may give away."),
+       "6.2+ (per-PASID attach): detach before free. The kernel does not check: the device's PASID-table entry "
+       "keeps pointing at its domain while the allocator may give the number away, and its new owner's attach "
+       "on that device then fails with -EBUSY."),
     _r("reserved_pasid", "reserved PASID 0 used as a PASID", E,
-       "PASID 0 is IOMMU_NO_PASID (Intel's RID2PASID): it means 'no PASID' and is never allocated."),
+       "All versions: PASID 0 is IOMMU_NO_PASID (VT-d RID2PASID, SMMU SSID 0, AMD 'no PASID'): it means 'no "
+       "PASID', is never allocated, and iommu_attach_device_pasid() (6.2+) refuses it."),
     _r("beyond_width", "PASID beyond the device's width", E,
-       "A device's PASID capability bounds the numbers it can carry (max PASIDs = 1 << width); the kernel "
-       "refuses to attach a larger one."),
+       "6.2+: a device carries max_pasids = min(its PCIe capability's 1 << width, its IOMMU's limit) "
+       "(dev_iommu_get_max_pasids()); iommu_attach_device_pasid() refuses a larger one with -EINVAL, and an SVA "
+       "bind of an mm whose PASID is larger fails with -EOVERFLOW."),
     _r("space_exhausted", "PASID space exhausted", W,
-       "The allocator found no free PASID in the device's range: narrow devices run out first, since one "
-       "global space serves every device."),
+       "All versions: the allocator found no free PASID below the device's max_pasids. Narrow devices run out "
+       "first, since one space serves every device (-ENOSPC 6.6+, -ENOMEM from ioasid before)."),
     _r("second_sva_pasid", "mm with two SVA PASIDs", E,
-       "An mm has at most one SVA PASID: the first bind allocates it and every later bind, on any device, "
-       "reuses it."),
+       "5.18+ (and within one bind-to-unbind span before): an mm has at most one SVA PASID; the first bind "
+       "allocates it and every later bind, on any device, reuses it."),
     _r("attach_conflict", "(device, PASID) attached twice", E,
-       "A (device, PASID) has at most one domain; changing it is a replace, not a second attach."),
+       "6.2+: a (group, PASID) slot holds one domain; iommu_attach_device_pasid() refuses a second with -EBUSY "
+       "(SVA and iommufd share the slots), and changing it is a replace (6.15+). A second successful attach "
+       "means a detach went unseen or the kernel broke its rule."),
     _r("detach_unattached", "detach of a (device, PASID) that was not attached", E,
-       "Attach before use, detach once."),
-    _r("fault_unattached", "page request or fault on an unattached PASID", E,
-       "Faults, page requests and responses hang off a (device, PASID) pair with a domain attached. A fault on "
-       "a pair with none points at a driver or firmware bug (or a device still using a torn-down PASID)."),
+       "6.2+: a detach (or an unbind) undoes one attach (or bind); one with nothing to undo means an event went "
+       "unseen or a caller detached twice."),
+    _r("fault_unattached", "page request on a PASID with no domain", W,
+       "5.14+ (VT-d reports requests; AMD 6.10+): a device sent a page request on a PASID with nothing attached "
+       "there, and the kernel answered it itself (Invalid Request: iopf_error_response() 6.11+). With a "
+       "user-managed PASID table (SMMUv3 nesting, the iommufd mock) the RID's nested domain takes every PASID, "
+       "so only the kernel's own refusal counts."),
     _r("response_without_group", "page response with no outstanding group", E,
-       "A page response answers exactly one outstanding page-request group (device, PRG index, PASID)."),
+       "All versions: a response answers one outstanding group, matched by PRG index and, when the function "
+       "needs it, PASID. Up to 6.8 iommu_page_response() dropped an unmatched one ('no pending PRQ'); 6.9+ a "
+       "response is bound to its iopf_group; iommufd rejects an unknown cookie with -EINVAL."),
     _r("duplicate_response", "page-request group answered twice", E,
-       "Each group is answered once; a second response may complete a later group that reuses the index."),
+       "All versions: a group is answered once. 6.9+ iopf_group_response() frees the group, so a second call on it "
+       "is a use after free in the caller; up to 6.8 a second iommu_page_response() was dropped, or completed a "
+       "newer group reusing the index."),
     _r("request_after_failure", "page request after Response Failure", W,
-       "A PRG response of Response Failure (1111b) disables the function's Page Request Interface (PCIe 10.4.2.1); "
-       "it must send no request until software enables PRI again. The kernel sends it for requests it cannot "
-       "take at all (AMD ppr.c invalid PPRs, 6.10+; a core handler error). A request after it is the device's fault, "
-       "or PRI was re-enabled unseen (a reset)."),
+       "PCIe (every version): a Response Failure (1111b) disables the function's Page Request Interface until "
+       "software enables it again (PCIe 10.4.2.1). The kernel sends it for requests it cannot take at all (AMD "
+       "ppr.c invalid PPRs, 6.10+; a core abort). A request after it is the device's fault, or PRI was "
+       "re-enabled unseen (a reset)."),
     _r("unanswered_group", "page-request group left unanswered", W,
-       "The device stalls until the host answers the group: an unanswered group ages until the device's "
-       "timeout, and work behind it stops."),
+       "All versions: the device holds a group's index and its outstanding-request credit until the host answers; "
+       "page requests are posted, so no completion timeout ends the wait, and work behind it stops. User-space "
+       "fault queues (6.11+) answer only when the VMM writes back; detach answers what is left (Invalid)."),
     _r("mm_exit_with_binds", "process exited but its binds were held on", W,
-       "When a process exits, its drivers should unbind it soon after (when its files close). Binds held on "
-       "keep the mm's PASID attached to a dead address space, and the PASID is never freed."),
+       "5.18+: an exiting process's binds normally go as its files close, right after sched_process_exit. Binds "
+       "held long after keep the SVA domain, and so the mm (mmgrab) and its PASID, which mm_pasid_drop() frees "
+       "only after the last of them: late, until a driver lets go."),
     _r("malformed_event", "event the model cannot read: state uncertain from here", U,
        "An event whose fields are missing or of the wrong type (a damaged or hand-edited recording, a writer's "
        "bug) cannot be applied to the model; it counts as a lost event, so later findings are uncertain."),

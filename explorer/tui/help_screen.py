@@ -19,10 +19,10 @@ def help_markdown(bindings: list[Binding]) -> str:
     bars = "\n".join(f"- {name}" for name in SPAN_NAMES)
     return f"""# PASID Explorer
 
-There are two ways to get a PASID: from an **mm** (SVA: a process's first bind allocates its one global PASID,
-later binds reuse it) or through **iommufd** (for processes and VMs). Faults, page-request groups and responses
-hang off a *(device, PASID)* pair: each device row opens into one row per PASID; the allocator row opens into one
-row per PASID number with its lifetime.
+A PASID comes from the kernel's **allocator** (SVA: a process's first bind allocates its mm's one PASID, later
+binds reuse it; drivers share the IDA) or from **user space** (a VMM attaches the guest's own number through
+iommufd/VFIO, 6.15+). Faults, page-request groups and responses hang off a *(device, PASID)* pair: each device
+row opens into one row per PASID; the allocator row opens into one row per PASID number with its lifetime.
 
 ## Keys
 

@@ -54,15 +54,16 @@ def test_the_first_bind_allocates_and_later_binds_share_one_pasid_per_mm() -> No
 def test_a_guests_page_requests_wait_on_the_guest_through_the_fault_queue_and_its_answer_closes_them() -> None:
     idx = load_scenario(BUNDLED[2].yaml_path).index()  # a guest PASID through iommufd
     gpu = "0000:17:00.0"
-    during = idx.state_at(10_300_000)  # the guest has the request, not yet its answer
-    att = during.attachments[(gpu, 2)]
-    assert (att.domain_type, att.guest_pasid, att.fault_queue, att.route) == ("nested", 5, 2, "guest")
+    during = idx.state_at(12_300_000)  # the guest has the request, not yet its answer
+    att = during.attachments[(gpu, 5)]  # at the guest's own number, which nobody allocated (F6-F8)
+    assert (att.domain_type, att.fault_queue, att.route, att.global_pasid) == ("nested", 4, "guest", False)
+    assert 5 not in during.pasids
     (group, age), = during.outstanding()
-    assert (group.device, group.pasid, group.prg, group.requests, group.closed) == (gpu, 2, 12, 2, True)
-    assert group.route == "guest" and 10_000_000 <= group.first_ns < 10_300_000
-    assert age == 10_300_000 - group.first_ns
+    assert (group.device, group.pasid, group.prg, group.requests, group.closed) == (gpu, 5, 12, 2, True)
+    assert group.route == "guest" and 12_000_000 <= group.first_ns < 12_300_000
+    assert age == 12_300_000 - group.first_ns
     answer = next(e for e in idx.events(range(idx.n)) if e.kind == "page_response")
-    assert (answer.device, answer.pasid, answer.get("prg"), answer.get("by")) == (gpu, 2, 12, "guest")
+    assert (answer.device, answer.pasid, answer.get("prg"), answer.get("by")) == (gpu, 5, 12, "guest")
     assert not idx.state_at(answer.ts_ns).groups  # the guest's answer, through the queue, closed the group
     assert not idx.anomalies
 

@@ -45,7 +45,7 @@ def test_pasted_bug_report_becomes_faults_per_device_and_pasid(tmp_path: Path, m
     assert by_track[("0000:6a:01.0", 2)] == 2  # the two PASID faults on the device's PASID 2 track
     assert by_track[("0000:6a:01.0", None)] == 1  # the rate-limit summary, on the device's own track
     faults = [idx.event(i) for i in idx.track_events(idx.tracks.index(("0000:6a:01.0", 2)))]
-    assert "PASID table has no valid entry for this PASID" in faults[1].get("reason")
+    assert "PASID table has no valid entry for the PASID looked up" in faults[1].get("reason")
     footer = Recording(out).footer
     assert footer["import"]["unknown_samples"] == [[9, BUG_REPORT.splitlines()[8]]]
     assert main(["info", str(out)]) == 0

@@ -50,6 +50,14 @@ def test_a_permissive_host_attaches_tracepoints_and_fentry() -> None:
     assert "-DOFF_DEV_NAME=16" in v.cflags and "-DNARGS_iommu_alloc_global_pasid=1" in v.cflags
 
 
+def test_lockdown_confidentiality_refuses_even_tracepoints_as_they_read_kernel_memory() -> None:
+    """F23: under confidentiality LOCKDOWN_BPF_READ_KERNEL withholds bpf_probe_read_kernel from tracing programs
+    (kernel/trace/bpf_trace.c), and every tracepoint program here reads kernel strings with it."""
+    v = verdict(facts(lockdown="confidentiality"), "iommu:io_page_fault")
+    assert v.status == LOCKDOWN and "bpf_probe_read_kernel" in v.reason
+    assert verdict(facts(lockdown="integrity"), "iommu:io_page_fault").status == WILL_ATTACH
+
+
 def test_without_fentry_kprobes_take_over_unless_lockdown_refuses_them() -> None:
     assert verdict(facts(fentry_error="unsupported"), "iommu_alloc_global_pasid").method == "kprobe"
     # Lockdown "integrity" refuses fentry here, but not kprobes: the kernel refuses those only under

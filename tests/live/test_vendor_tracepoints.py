@@ -1,4 +1,4 @@
-"""The programs for tracepoints this kernel lacks (Intel VT-d's, the SVA-era iommu:dev_fault/dev_page_response)
+"""The programs for tracepoints this kernel lacks (Intel VT-d's, the vendor-tree iommu:dev_fault/dev_page_response)
 compile and pass the verifier against those tracepoints' formats as the kernel sources define them.
 
 bcc builds a tracepoint program's argument struct from tracefs' format file, so the test runs the compiler in a
