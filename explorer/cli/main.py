@@ -23,7 +23,8 @@ A PASID comes from the kernel's allocator (SVA: a process's first bind allocates
 reuse it; kernel drivers take theirs from the same IDA), or from user space: a VMM attaches a device at the
 number its guest chose, through iommufd/VFIO (6.15+), and nothing allocates it. Faults, page-request groups and
 responses hang off a (device, PASID) pair. PASID Explorer captures these events on a live host, keeps them in
-recordings, replays them in a terminal UI beside a simulated model of the kernel's allocator, and checks the model's invariants.
+recordings, replays them in a terminal UI beside a simulated model of the kernel's allocator, and checks the
+model's invariants.
 
 With no command it opens the explorer on the first bundled teaching scenario."""
 
