@@ -39,4 +39,4 @@ def test_an_amdgpu_pasid_is_never_taken_for_an_iommu_pasid(tmp_path: Path) -> No
     assert "amdgpu's PASID 32769" in gpu_account.paragraphs[0] and "GPU VM 3" in gpu_account.paragraphs[0]
     assert "not an entry of the IOMMU's global space" in gpu_account.paragraphs[1]
     assert not any("IOMMU blocked it" in p for p in gpu_account.paragraphs)
-    assert "the IOMMU blocked it" in iommu_account.paragraphs[1]
+    assert "the IOMMU blocked the access" in iommu_account.paragraphs[1]
