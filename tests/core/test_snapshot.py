@@ -204,3 +204,17 @@ def test_a_kernel_without_the_iommu_debugfs_is_told_apart_from_a_host_without_th
     assert snap["unreadable"]["intel iommu debugfs"] == ("this kernel has no Intel IOMMU debugfs "
                                                          "(CONFIG_INTEL_IOMMU_DEBUGFS off), though dmar0 is there")
     assert snap["unreadable"]["amd iommu debugfs"].startswith("no such driver: no AMD IOMMU on this host")
+
+
+def test_a_real_capture_keeps_its_start_and_end_snapshots_and_the_model_agrees_with_the_kernel() -> None:
+    """lab-6.12/capture.pasidrec was recorded by `record` in the lab VM: both snapshots hold the real Intel PASID
+    tables (eight devices, RID_PASID only) and the two ATS functions; the model, which saw no PASID, agrees."""
+    path = Path(__file__).parent / "snapshot_fixtures/lab-6.12/capture.pasidrec"
+    with Recording(path) as rec:
+        report = check_report(path, RecordingIndex.build(rec))
+        assert len(rec.header.extra["snapshots"]) == 1 and len(rec.footer["snapshots"]) == 1
+    state = report["kernel_state"]
+    assert len(state["snapshots"]) == 2 and state["unusable"] == [] and state["disagreements"] == []
+    for snap in report["snapshots"]:
+        assert len(snap["intel"]["devices"]) == 8 and snap["kernel"] == "6.12.118-pasidlab"
+        assert {name for name, fn in snap["pci"].items() if fn["ats"]["enabled"]} == {"0000:01:00.0", "0000:02:00.0"}
