@@ -133,10 +133,19 @@ class PendingParser(Parser):
     """A parser whose record may be followed by context lines: the row waits in `pending` until closed."""
 
     pending: list[Any] | None = None
+    # Lines that belong to the pending record wherever they match (a page-table walk, a register dump): kept in
+    # its raw text. Parsers whose context lines carry meaning override `more` instead.
+    CONTEXT: ClassVar[re.Pattern[str] | None] = None
 
     def hold(self, row: Row) -> None:
         self.pending = row
         self.open = True
+
+    def more(self, line: LogLine) -> bool:
+        if self.pending is not None and self.CONTEXT is not None and self.CONTEXT.search(line.msg) is not None:
+            append_raw(self.pending, line)
+            return True
+        return False
 
     def close(self) -> None:
         if self.pending is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from .core import LogLine, PendingParser, append_raw
+from .core import LogLine, PendingParser
 
 _FAULT = re.compile(r"(?<![\w.\-])(?P<mmu>[\w.\-@]+): (?:(?P<master>[\w.\-@]+): )?(?:\[(?P<rw>READ|WRITE)\] )?"
                     r"(?P<name>[A-Z0-9][A-Z0-9 _\-]*?) FAULT occurred at (?:0x)?(?P<addr>[0-9a-fA-F]{1,16})"
@@ -24,6 +24,7 @@ _CONTEXT = re.compile(r"(?:Page table base:|Lv[12] entry:|\(?[Pp]age table base)
 
 class Exynos(PendingParser):
     vendor = "exynos"
+    CONTEXT = _CONTEXT
     RULES = (("FAULT occurred", _FAULT, "_fault"),)
 
     def _fault(self, line: LogLine, m: re.Match[str]) -> bool:
@@ -37,9 +38,3 @@ class Exynos(PendingParser):
                                       access=access, reason=reason))
         self.sink.device(device)
         return True
-
-    def more(self, line: LogLine) -> bool:
-        if self.pending is not None and _CONTEXT.search(line.msg) is not None:
-            append_raw(self.pending, line)
-            return True
-        return False

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from .core import LogLine, PendingParser, append_raw
+from .core import LogLine, PendingParser
 
 _NAME = r"(?<![\w.\-])(?P<iommu>[\w.\-@]+): "
 _FAULT = re.compile(_NAME + r"Page fault at (?:0x)?(?P<iova>[0-9a-fA-F]{1,16}) of type (?P<rw>read|write)")
@@ -22,6 +22,7 @@ _WALK = re.compile(r"(?:iova = (?:0x)?[0-9a-fA-F]+: dte_index:|mmu_dte_addr: )")
 
 class Rockchip(PendingParser):
     vendor = "rockchip"
+    CONTEXT = _WALK
     RULES = (("Page fault at", _FAULT, "_fault"), ("BUS_ERROR", _BUS, "_bus"))
 
     def _fault(self, line: LogLine, m: re.Match[str]) -> bool:
@@ -37,9 +38,3 @@ class Rockchip(PendingParser):
                                       access=access, reason=reason))
         self.sink.device(device)
         return True
-
-    def more(self, line: LogLine) -> bool:
-        if self.pending is not None and _WALK.search(line.msg) is not None:
-            append_raw(self.pending, line)
-            return True
-        return False
