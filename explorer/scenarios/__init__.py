@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..bundled import bundled
 from .language import ACTIONS, Scenario, parse_scenario, reference
 from .play import ScenarioRun
 
-RECORDINGS = Path(__file__).resolve().parents[2] / "recordings"
+RECORDINGS = bundled("recordings")
 
 
 def load_scenario(path: str | Path) -> ScenarioRun:

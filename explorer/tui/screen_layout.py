@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..bundled import bundled
 from ..errors import LayoutError
 from ..yaml_lines import LineDict, LineList, load_yaml
 from .filters import FilterSyntaxError, parse_filter
 from .panels import PANELS
 
-LAYOUTS_DIR = Path(__file__).resolve().parents[2] / "layouts"
+LAYOUTS_DIR = bundled("layouts")
 EXPAND = ("none", "devices", "allocator", "all")
 THEMES = ("dark", "light")
 _SIZE = re.compile(r"^(\d+)(%|fr)?$")
