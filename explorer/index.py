@@ -2,8 +2,8 @@
 
 Events are kept as a few numpy columns (time, kind, track), about 30 bytes an event, never as Python objects;
 full events are decoded from their chunk on demand. The simulator runs once over the stateful events and leaves a
-checkpoint after every chunk and every CHECKPOINT_EVERY events, so the state at any time is one checkpoint plus a
-bounded replay away.
+checkpoint every CHECKPOINT_EVERY events or, once the state holds more entries than that, every as many events as
+it holds, so the state at any time is one checkpoint plus a replay no longer than the copy away.
 
 Opening a file takes two passes that can run together (`build`) or apart (`build(model=False)`, then
 `run_model`): the columns come from what the writer stored, in a fraction of the time the model takes, so the
@@ -286,8 +286,13 @@ class RecordingIndex:
             b = min(a + CHECKPOINT_EVERY, n)
             lo, hi = np.searchsorted(stateful, (a, b))
             self.sim.apply_rows(rows, positions[lo:hi], base)
-            self._checkpoints.append(_Checkpoint(base + b, self.sim.snapshot()))
-            self._checkpoint_starts.append(base + b)
+            # A checkpoint copies the state: taken once the events since the last are at least as many as the
+            # state holds, checkpoints cost memory linear in the events, however big the state grows (1M live
+            # PASIDs) or however small the chunks (a long quiet capture), and a seek replays no more events than
+            # restoring the state copies entries.
+            if base + b - self._checkpoint_starts[-1] >= max(CHECKPOINT_EVERY, self.sim.state.size):
+                self._checkpoints.append(_Checkpoint(base + b, self.sim.snapshot()))
+                self._checkpoint_starts.append(base + b)
         if observe is not None:
             observe(rows, positions)
         self._stateful_at[c] = stateful[:0]  # a seek's replay finds them from the kinds column

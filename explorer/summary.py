@@ -238,6 +238,9 @@ def anomaly_text(a: Anomaly, idx: RecordingIndex, evidence: int = 3) -> list[str
                                                                                            else ""),
              f"          {a.explanation}"]
     lines += [f"          evidence {evidence_brief(idx, i)}" for i in a.evidence[:evidence] if 0 <= i < idx.n]
+    if a.repeats.count:
+        lines.append(f"          and {a.repeats.count:,} more like it here, the last at "
+                     f"{fmt_ns((a.repeats.last_ns or a.ts_ns) - idx.start_ns)}")
     return [line(x) for x in lines]  # owners and devices come from the input
 
 

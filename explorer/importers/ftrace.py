@@ -103,7 +103,11 @@ class FtraceImporter(TextImporter):
         if m.re is BARE_LINE:
             ts, where = self.last_ts + BARE_STEP_NS, (None, None, None)
         else:
-            ts = int(m["sec"]) * 1_000_000_000 + int(m["frac"].ljust(9, "0")[:9])
+            sec = m["sec"]
+            if len(sec) > 12:  # more seconds than a kernel runs (and than int() reads past 4300 digits)
+                self.stats.not_understood(self.scanner.line_no(start), text)
+                return False
+            ts = int(sec) * 1_000_000_000 + int(m["frac"].ljust(9, "0")[:9])
             where = (int(m["cpu"]), int(m["pid"]), m["comm"].strip())
         self._event(m, ts, where, start, text)
         return False
@@ -119,7 +123,7 @@ class FtraceImporter(TextImporter):
             else:
                 decoder = self._decoders.get(event)
                 ok = decoder(msg, ts, where) if decoder is not None else None
-        except (ValueError, KeyError, TypeError, OverflowError):
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):  # RecursionError: nested JSON
             ok = False
         if ok is None:
             return  # an event we read but do not model (iotlb invalidations, cache tags, ...): ignored

@@ -31,6 +31,7 @@ from .prefix import YearGuess
 from .scan import BLOCK
 
 SNIFF_BYTES = 1 << 16
+SNIFF_MAX = 1 << 24  # the most read to find the input's first complete lines
 MAX_LINE = 64 << 20  # a "line" longer than this is not text we can use
 
 ProgressFn = Callable[[int, int], None]
@@ -135,6 +136,8 @@ def import_log(path: str, out: str | os.PathLike[str], *, fmt: str | None = None
         raise InputError(path, "", f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
     with atomic_output(out, "wb") as dest, _open_input(path, fmt) as (f, size, name, is_dat):
         head = f.read(SNIFF_BYTES)
+        while head.count(b"\n") < 2 and len(head) < SNIFF_MAX and (more := f.read(len(head))):
+            head += more  # a first line longer than the sample: read on (bounded) to the lines that tell the format
         if not is_dat:
             _refuse_non_text(path, head, out)
         s = sniff(head)
@@ -143,7 +146,7 @@ def import_log(path: str, out: str | os.PathLike[str], *, fmt: str | None = None
                                        "instead of '-'")
         chosen = "ftrace" if is_dat else (fmt or s.format)
         if chosen is None:
-            raise _not_recognised(path, s, "no line looks like a kernel log or a trace")
+            raise _not_recognised(path, s, "no line looks like a kernel log or a trace", len(head))
         stats = ImportStats(format="trace-dat" if is_dat else chosen, input=name)
         return _run(path, f, size, head, s, chosen, stats, dest, progress, title or f"{name} (imported)")
 
@@ -176,7 +179,7 @@ def _run(path: str, f: BinaryIO, size: int, head: bytes, s: Sniff, chosen: str, 
                 progress(done, size)
         importer.finish()
         if stats.parsed == 0 and not s.evidence.get(chosen):
-            raise _not_recognised(path, s, f"nothing in it reads as {chosen}")
+            raise _not_recognised(path, s, f"nothing in it reads as {chosen}", len(head))
         writer.close("complete", **{"import": stats.footer()})
     return stats
 
@@ -213,6 +216,7 @@ def _file_year(path: str) -> int:
     return dt.datetime.fromtimestamp(when or dt.datetime.now().timestamp(), dt.UTC).year
 
 
-def _not_recognised(path: str, s: Sniff, why: str) -> InputError:
-    shown = "; ".join(repr(x) for x in s.first_lines[:3]) or "(empty input)"
+def _not_recognised(path: str, s: Sniff, why: str, read: int) -> InputError:
+    shown = "; ".join(repr(x)[:200] for x in s.first_lines[:3]) or \
+        (f"a line longer than the {read:,} bytes read" if read else "(empty input)")
     return InputError(path, "line 1", f"{why} (tried: {', '.join(FORMATS)}); it begins: {shown}")

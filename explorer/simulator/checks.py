@@ -7,7 +7,7 @@ that prove it, so the UI can jump to the evidence.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..events import Event, Kind, make
@@ -108,6 +108,19 @@ RULES: dict[str, Rule] = {r.name: r for r in (
 )}
 
 
+@dataclass(slots=True)
+class Repeats:
+    """Findings folded into an earlier one of the same rule on the same (device, PASID): how many, and the last
+    one's time. A million faults on one PASID make one finding that says so, not a million."""
+
+    count: int = 0
+    last_ns: int | None = None
+
+    def add(self, ts: int) -> None:
+        self.count += 1
+        self.last_ns = ts
+
+
 @dataclass(frozen=True, slots=True)
 class Anomaly:
     """One broken invariant: when, where, why in words, and which events prove it."""
@@ -119,6 +132,12 @@ class Anomaly:
     explanation: str
     evidence: tuple[int, ...] = ()
     severity: Severity = Severity.ERROR
+    repeats: Repeats = field(default_factory=lambda: Repeats(), compare=False)  # later ones folded into this one
+
+    @property
+    def count(self) -> int:
+        """Findings this one stands for: itself and those folded into it."""
+        return 1 + self.repeats.count
 
     @property
     def title(self) -> str:
@@ -138,4 +157,4 @@ class Anomaly:
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.rule, "title": self.title, "severity": str(self.severity), "time_ns": self.ts_ns,
                 "device": self.device, "pasid": self.pasid, "explanation": self.explanation,
-                "evidence": list(self.evidence)}
+                "evidence": list(self.evidence), "repeats": self.repeats.count, "last_ns": self.repeats.last_ns}

@@ -47,6 +47,11 @@ from .state import (
 # What a handler raises on an event with missing or mistyped fields (a damaged or hand-made recording)
 MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 _new_group = partial(tuple.__new__, PendingGroup)  # far cheaper than calling the class, on the hottest path
+# A finding repeated on one (device, PASID) is kept FOLD_AFTER times, then folded into the last one kept (its
+# `repeats` count it); a rule found RULE_KEPT times over folds its later findings too. Memory for findings is
+# bounded (rules x RULE_KEPT) whatever the recording holds: a million faults are not a million objects.
+FOLD_AFTER = 8
+RULE_KEPT = 10_000
 DEFAULT_STALE_NS = 100_000_000  # a page-request group unanswered this long is reported
 ENOSPC = 28
 
@@ -109,6 +114,10 @@ class Simulator:
         for d in devices:
             self.state.devices[d.name] = d.pasid_width
         self.anomalies: list[Anomaly] = []
+        # Folding: findings kept per (rule, device, PASID) and per rule, the last of each (see FOLD_AFTER)
+        self._kept: dict[tuple[str, str | None, int | None], tuple[int, Anomaly]] = {}
+        self._per_rule: dict[str, int] = {}
+        self._last_of_rule: dict[str, Anomaly] = {}
         self.report = True  # off while replaying from a checkpoint: those anomalies are known already
         self._handlers: dict[str, Callable[[Row, int], None]] = {
             Kind.PASID_ALLOC: self._alloc, Kind.PASID_FREE: self._free, Kind.SVA_BIND: self._bind,
@@ -199,8 +208,17 @@ class Simulator:
               evidence: Iterable[int] = (), severity: Severity | None = None) -> None:
         if not self.report:
             return
+        key = (rule, device, pasid)
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] >= FOLD_AFTER or kept is None and self._per_rule.get(rule, 0) >= RULE_KEPT:
+            (kept[1] if kept is not None else self._last_of_rule[rule]).repeats.add(ts)
+            return
         sev = severity or RULES[rule].severity
-        self.anomalies.append(Anomaly(rule, ts, device, pasid, text, tuple(i for i in evidence if i >= 0), sev))
+        found = Anomaly(rule, ts, device, pasid, text, tuple(i for i in evidence if i >= 0), sev)
+        self.anomalies.append(found)
+        self._kept[key] = (1 if kept is None else kept[0] + 1, found)
+        self._per_rule[rule] = self._per_rule.get(rule, 0) + 1
+        self._last_of_rule[rule] = found
 
     def _doubt(self, severity: Severity | None = None) -> Severity | None:
         """Findings a lost (or never observable) event could explain are uncertain once state is uncertain."""

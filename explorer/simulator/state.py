@@ -135,6 +135,12 @@ class SimState:
                 setattr(new, f.name, value.copy() if hasattr(value, "copy") else value)
         return new
 
+    @property
+    def size(self) -> int:
+        """Entries a checkpoint copies: what one costs in memory and time (about 100-200 bytes each)."""
+        return sum(len(getattr(self, f.name)) for f in fields(self)
+                   if f.name not in _FINDINGS_ONLY and isinstance(getattr(self, f.name), dict | set))
+
     # -- questions the UI and the scenario runner ask --------------------------------------------------------
     @property
     def uncertain(self) -> bool:

@@ -16,8 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from explorer.cli.main import main
 from explorer.events import Kind
 from explorer.index import KIND_IDS, OTHER_KINDS
+from explorer.loading import open_index
 from explorer.recording import Recording
 from explorer.schema import row_problem
+from explorer.simulator.engine import FOLD_AFTER, RULE_KEPT
 
 COMMANDS: list[list[str]] = [["info"], ["info", "--json"], ["check"], ["check", "--json"],
                              ["export", "--to", "jsonl", "-o", "-"], ["export", "--to", "csv", "-o", "-"],
@@ -128,3 +130,23 @@ def test_more_kinds_than_the_kinds_column_holds_share_one_id(tmp_path: Path,
     info = json.loads(run_all(path, capsys)["info --json"][1])
     assert info["events"] == 600 and sum(info["by_kind"].values()) == 600
     assert info["by_kind"][OTHER_KINDS] == 600 - (KIND_IDS - 1 - len(Kind))  # the known kinds come first
+
+
+def test_repeated_findings_are_folded_and_check_prints_a_summary_then_the_first_of_each(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    frees = [[2000 + i, "pasid_free", None, 1, None, None, None, "t", {}] for i in range(20_000)]  # double frees
+    strays = [[30_000 + i, "pasid_free", None, 100 + i, None, None, None, "t", {}] for i in range(RULE_KEPT + 500)]
+    path = write_crafted(tmp_path / "flood.pasidrec", [GOOD[:1], frees, strays])
+    index = open_index(path)
+    found = index.anomalies
+    by_rule = {r: [a for a in found if a.rule == r] for r in {a.rule for a in found}}
+    assert len(by_rule["double_free"]) == FOLD_AFTER  # one (device, PASID): the rest folded into the last
+    assert sum(a.count for a in by_rule["double_free"]) == len(frees) - 1
+    assert by_rule["double_free"][-1].repeats.last_ns == frees[-1][0]
+    assert len(by_rule["free_unallocated"]) == RULE_KEPT  # distinct PASIDs: the rule's cap folds the rest
+    assert sum(a.count for a in by_rule["free_unallocated"]) == len(strays)
+    status, out, _ = main(["check", str(path)]), *capsys.readouterr()
+    assert status == 1 and f"{len(frees) - 1 + len(strays):,} anomalies" in out
+    assert len(out) < 20_000 and "--all prints every one" in out
+    assert main(["check", str(path), "--all"]) == 1
+    assert len(capsys.readouterr().out) > 100 * len(out)

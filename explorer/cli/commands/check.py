@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ...simulator import RULES
+from ...simulator import RULES, Anomaly
 from ...summary import anomaly_text, check_report, info_text, interval_text
+from ...text import line
 from ...units import fmt_ns
 from ._common import open_with_progress, print_json, warn_damage
 
 ORDER = 30
+SHOWN_PER_RULE = 10  # findings of each kind `check` prints without --all
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -27,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", help="a .pasidrec recording or a scenario .yaml")
     p.add_argument("--json", action="store_true", help="print one JSON object (info plus 'anomalies')")
+    p.add_argument("--all", action="store_true",
+                   help=f"print every finding (default: a summary, then the first {SHOWN_PER_RULE} of each kind)")
     p.add_argument("--stale-ms", type=float, default=None, metavar="MS",
                    help="report page-request groups unanswered this long (default 100, or the scenario's)")
     p.set_defaults(func=run)
@@ -45,20 +49,39 @@ def run(args: argparse.Namespace) -> int:
         print()
         if not anomalies:
             print("nothing readable to check" if unreadable else "clean: every invariant holds")
-        for a in anomalies:
+        else:
+            print(findings_text(anomalies, None if args.all else SHOWN_PER_RULE))
+        for a in anomalies if args.all else first_of_each_rule(anomalies, SHOWN_PER_RULE):
             print("\n".join(anomaly_text(a, idx)))
-        if anomalies:
-            by_rule: dict[str, int] = {}
-            for a in anomalies:
-                by_rule[a.rule] = by_rule.get(a.rule, 0) + 1
-            summary = ", ".join(f"{n} {RULES[r].title if r in RULES else r}" for r, n in by_rule.items())
-            print(f"\n{len(anomalies)} anomalies: {summary}")
+        if not args.all and len(anomalies) > len(first_of_each_rule(anomalies, SHOWN_PER_RULE)):
+            print(f"\n(the first {SHOWN_PER_RULE} of each kind are shown: --all prints every one)")
         print("\n".join(kernel_state_text(report.get("kernel_state"))))
     warn_damage(args.file, idx.damage)
     if unreadable:  # nothing was checked: not "clean"
         return 2
     disagree = bool((report.get("kernel_state") or {}).get("disagreements"))
     return 1 if anomalies or disagree else 0
+
+
+def first_of_each_rule(anomalies: list[Anomaly], n: int) -> list[Anomaly]:
+    """The first `n` findings of each rule, in time order: a recording with a million faults stays readable."""
+    seen: dict[str, int] = {}
+    out = []
+    for a in anomalies:
+        seen[a.rule] = seen.get(a.rule, 0) + 1
+        if seen[a.rule] <= n:
+            out.append(a)
+    return out
+
+
+def findings_text(anomalies: list[Anomaly], shown: int | None) -> str:
+    """The summary before the list: how many findings of each kind (repeats folded into one counted)."""
+    by_rule: dict[str, int] = {}
+    for a in anomalies:
+        by_rule[a.rule] = by_rule.get(a.rule, 0) + a.count
+    summary = ", ".join(f"{n:,} {RULES[r].title if r in RULES else r}" for r, n in by_rule.items())
+    return f"{sum(by_rule.values()):,} anomalies: {summary}" + \
+        ("" if shown is None else f" (the first {shown} of each kind follow)") + "\n"
 
 
 def kernel_state_text(state: dict[str, Any] | None) -> list[str]:
@@ -71,4 +94,4 @@ def kernel_state_text(state: dict[str, Any] | None) -> list[str]:
         lines.append(f"  [{d['severity']}] {fmt_ns(d['ts_ns'])} {d['rule']}: {d['explanation']}")
     if not state["disagreements"]:
         lines.append("  the model and the kernel agree")
-    return lines
+    return [line(x) for x in lines]  # device names come from the recording

@@ -1,0 +1,201 @@
+"""Hostile inputs against every reading command: how many cases were tried, how many crashed, hung or injected
+control characters, the peak memory against each input's size, and how many bytes `check` prints per finding.
+
+Each case is a file a stranger could hand over (issue 16's audit): recordings with valid CRCs around rows of the
+wrong types, footers that lie (a chunk listed thousands of times, offsets past the end), more kinds than a byte,
+text carrying escape sequences; valid but huge states (many live PASIDs, unanswered page requests, tiny chunks, a
+fault flood); and crafted log lines for `import`. Every command runs in a child process with a time limit:
+
+    crash      an exit status other than 0, 1 or 2, or a traceback on stderr
+    hang       still running after --timeout seconds
+    injection  a raw ESC, BEL or CR in stdout, stderr or a written CSV
+    peak RSS   the child's maximum resident set (wait4); target below 4x the input's size + --floor-mb
+
+--scale shrinks or grows the big cases (1.0: a million live PASIDs, a million faults). The last line is one JSON
+object: cases, runs, crashes, hangs, injections, over_budget, peak_rss_mb, worst_rss_ratio, check_bytes_per_finding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from hostile_files import GOOD, HOSTILE_VALUES, write_crafted, write_injecting  # noqa: E402
+
+from explorer.recording import Recording, RecordingWriter  # noqa: E402
+
+COMMANDS = [["info"], ["check"], ["check", "--json"], ["export", "--to", "csv", "-o", "{out}.csv"],
+            ["export", "--to", "jsonl", "-o", "-"]]
+RAW = (b"\x1b", b"\x07", b"\r")
+
+
+def _rows(n: int, make: Callable[[int], list[Any]]) -> list[list[Any]]:
+    return [make(i) for i in range(n)]
+
+
+def _write_rows(path: Path, rows: Any, chunk: int = 4096) -> Path:
+    """A valid recording of `rows` (with columns, as a capture writes it)."""
+    from hostile_files import header
+
+    with RecordingWriter(path, header(), chunk_events=chunk) as w:
+        for r in rows:
+            w.append_row(r)
+    return path
+
+
+def recordings(d: Path, scale: float) -> dict[str, Path]:
+    """Every hostile recording, by name."""
+    big = max(int(1_000_000 * scale), 1000)
+    out: dict[str, Path] = {}
+    for place in ("ts_ns", "kind", "device", "pasid", "comm", "fields", "addr", "prg", "code", "args", "count"):
+        for k, v in enumerate(HOSTILE_VALUES):
+            row = list(GOOD[3])
+            if place in ("ts_ns", "kind", "device", "pasid", "comm", "fields"):
+                row[("ts_ns", "kind", "device", "pasid", "cpu", "pid", "comm", "source", "fields").index(place)] = v
+            else:
+                row[8] = {**row[8], place: v}
+            out[f"type-{place}-{k}"] = write_crafted(d / f"type-{place}-{k}.pasidrec", [GOOD[:3] + [row] + GOOD[4:]])
+    one = write_crafted(d / "one.pasidrec", [GOOD])
+    with Recording(one) as rec:
+        c = rec.chunks[0]
+        entry = [c.offset, c.length, c.t0, c.t1, c.n]
+    for name, index in (("footer-dup-5000", [entry] * 5000), ("footer-dup-200k", [entry] * 200_000),
+                        ("footer-offset-max", [[(1 << 64) - 1, 10, 0, 0, 1]]),
+                        ("footer-past-end", [[1 << 40, 10, 0, 0, 1]]), ("footer-float", [[40.5, 10.0, 0, 0, 1]]),
+                        ("footer-string", "chunks")):
+        out[name] = write_crafted(d / f"{name}.pasidrec", [GOOD], index=index)  # type: ignore[arg-type]
+    out["kinds-600"] = write_crafted(d / "kinds.pasidrec", [_rows(600, lambda i: [1000 + i, f"k{i}", None, None,
+                                                                                None, None, None, "t", {}])])
+    out["inject"] = write_injecting(d / "inject.pasidrec")
+    dev = GOOD[0][2]
+    out["live-pasids"] = _write_rows(d / "pasids.pasidrec", (
+        [i, "pasid_alloc", dev, i + 1, 0, 1, "a", "t", {"path": "iommufd"}] for i in range(big)))
+    out["open-groups"] = _write_rows(d / "groups.pasidrec", (
+        [i, "page_request", dev, (i >> 9) + 1, 0, 1, "a", "t", {"prg": i & 511, "addr": 4096}] for i in range(big)))
+    out["tiny-chunks"] = _write_rows(d / "tiny.pasidrec", (
+        [i, "pasid_alloc" if i % 2 == 0 else "pasid_free", dev, 1, 0, 1, "a", "t", {"path": "iommufd"}]
+        for i in range(max(big // 5, 1000))), chunk=5)
+    out["fault-flood"] = _write_rows(d / "faults.pasidrec", (
+        [i, "pasid_free", None, 1 + i % 1000, None, None, None, "t", {}] for i in range(big)))
+    return out
+
+
+def logs(d: Path) -> dict[str, Path]:
+    """Crafted log lines for `import`."""
+    trace = "           <...>-1234  [001] ....  {sec}.000000: {event}: {msg}\n"
+    cases = {
+        "nested-json": trace.format(sec=1, event="tracing_mark_write",
+                                    msg="pasid_explorer: " + '{"a":' * 50_000 + "1" + "}" * 50_000),
+        "device-list": trace.format(sec=1, event="tracing_mark_write",
+                                    msg='pasid_explorer: {"kind": "fault", "device": [1]}'),
+        "digits": trace.format(sec="9" * 5000, event="io_page_fault", msg="IOMMU:x 0000:05:00.0 iova=0x1 flags=0x0"),
+        "long-first-line": "x" * 70_000 + "\n[    1.000000] DMAR: [DMA Read NO_PASID] Request device [00:02.0] "
+                           "fault addr 0x1000 [fault reason 0x06] PTE Read access is not set\n",
+        "escapes": "[    1.000000] DMAR: [DMA Read NO_PASID] Request device [00:02.0] fault addr 0x1000 "
+                   "[fault reason 0x06] \x1b]0;pwned\x07\x1b[2J\r\n" * 3,
+    }
+    out = {}
+    for name, text in cases.items():
+        p = d / f"{name}.log"
+        p.write_text(text)
+        out[f"log-{name}"] = p
+    return out
+
+
+def run(argv: list[str], timeout: float) -> tuple[str, int, bytes, bytes, float]:
+    """One command in a child: ('ok'|'crash'|'hang', status, stdout, stderr, peak RSS in MiB)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen([sys.executable, "-m", "explorer.cli.main", *argv], stdout=out, stderr=err, cwd=ROOT,
+                             start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                os.killpg(p.pid, signal.SIGKILL)
+                pid, status, usage = os.wait4(p.pid, 0)
+                out.seek(0), err.seek(0)
+                return "hang", -9, out.read(), err.read(), usage.ru_maxrss / 1024
+            time.sleep(0.01)
+        code = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        o, e = out.read(), err.read()
+    verdict = "crash" if code not in (0, 1, 2) or b"Traceback" in e else "ok"
+    return verdict, code, o, e, usage.ru_maxrss / 1024
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=float, default=1.0, help="size of the big cases (1.0: a million events)")
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds before a command counts as hung")
+    ap.add_argument("--floor-mb", type=float, default=200.0, help="the memory budget's fixed part")
+    args = ap.parse_args()
+    totals = {"cases": 0, "runs": 0, "crashes": 0, "hangs": 0, "injections": 0, "over_budget": 0}
+    peak, worst_ratio, per_finding = 0.0, 0.0, []
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        t0 = time.monotonic()
+        cases = recordings(d, args.scale)
+        print(f"built {len(cases)} recordings in {time.monotonic() - t0:.1f} s", flush=True)
+        jobs = [(name, path, [c.replace("{out}", str(d / name)) for c in cmd]) for name, path in cases.items()
+                for cmd in COMMANDS]
+        jobs += [(name, path, ["import", "{path}", "-o", str(d / f"{name}.pasidrec")])
+                 for name, path in logs(d).items()]
+        seen: set[str] = set()
+        check_bytes: dict[str, int] = {}  # bytes `check` printed, by case
+        for name, path, cmd in jobs:
+            argv = [cmd[0], str(path), *cmd[1:]] if cmd[1:2] != ["{path}"] else [cmd[0], str(path), *cmd[2:]]
+            verdict, code, out, err, rss = run(argv, args.timeout)
+            totals["runs"] += 1
+            if name not in seen:
+                seen.add(name)
+                totals["cases"] += 1
+            written = [out, err] + ([Path(argv[-1]).read_bytes()] if argv[-1].endswith(".csv") and
+                                    Path(argv[-1]).exists() else [])
+            injected = any(c in w for w in written for c in RAW)
+            size_mb = path.stat().st_size / 2**20
+            budget = 4 * size_mb + args.floor_mb
+            totals["crashes"] += verdict == "crash"
+            totals["hangs"] += verdict == "hang"
+            totals["injections"] += injected
+            totals["over_budget"] += rss > budget
+            peak = max(peak, rss)
+            worst_ratio = max(worst_ratio, (rss - args.floor_mb) / max(size_mb, 1e-6))
+            if cmd == ["check"]:
+                check_bytes[name] = len(out)
+            if cmd[:2] == ["check", "--json"] and verdict == "ok" and name in check_bytes:
+                found = sum(a.get("repeats", 0) + 1 for a in json.loads(out).get("anomalies", []))
+                if found:
+                    per_finding.append(check_bytes[name] / found)
+            if verdict != "ok" or injected or rss > budget:
+                print(f"{verdict.upper()}{' INJECTION' if injected else ''} {name}: {' '.join(cmd)} -> {code}, "
+                      f"{rss:.0f} MiB (budget {budget:.0f}); {err.decode(errors='replace')[-300:]!r}", flush=True)
+            if name in ("live-pasids", "open-groups", "tiny-chunks", "fault-flood") and cmd[0] == "check":
+                print(f"  {name} ({size_mb:.1f} MiB): {' '.join(cmd)}: {rss:.0f} MiB peak", flush=True)
+    result = {**totals, "peak_rss_mb": round(peak, 1), "worst_rss_ratio": round(worst_ratio, 2),
+              "check_bytes_per_finding": round(min(per_finding) if per_finding else 0, 2),
+              "check_bytes_per_finding_max": round(max(per_finding) if per_finding else 0, 1), "scale": args.scale}
+    print(f"{totals['cases']} cases, {totals['runs']} runs: {totals['crashes']} crashes, {totals['hangs']} hangs, "
+          f"{totals['injections']} injections, {totals['over_budget']} over the memory budget; peak RSS "
+          f"{peak:.0f} MiB; check prints {result['check_bytes_per_finding']}-"
+          f"{result['check_bytes_per_finding_max']} bytes per finding")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
