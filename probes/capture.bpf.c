@@ -198,6 +198,16 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 #ifdef HAVE_GROUP_DEAD
     if (!args->group_dead)
         return 0;
+#elif defined(OFF_TASK_SIGNAL)
+    /* do_exit() decrements signal->live before this tracepoint: 0 when the last thread of the process exits, so
+     * a main thread leaving by pthread_exit() while others run on is not the process's exit (kernel-review F30) */
+    u64 sig = 0;
+    int live = 1;
+    bpf_probe_read_kernel(&sig, sizeof(sig), (char *)bpf_get_current_task() + OFF_TASK_SIGNAL);
+    if (sig)
+        bpf_probe_read_kernel(&live, sizeof(live), (char *)sig + OFF_SIGNAL_LIVE);
+    if (live != 0)
+        return 0;
 #else
     if ((u32)id != tgid)
         return 0;

@@ -93,6 +93,10 @@ def cflags(verdicts: list[Verdict], ring_bytes: int, facts: HostFacts) -> list[s
     assert ARG_BYTES <= record.TEXT_BYTES, "a uapi struct no longer fits a record"
     if "group_dead" in (facts.formats.get("sched:sched_process_exit") or ()):
         flags.append("-DHAVE_GROUP_DEAD")
+    elif facts.btf is not None:  # else signal->live, which do_exit() has brought to 0 when the group is dead
+        sig, live = facts.btf.member_offset("task_struct", "signal"), facts.btf.member_offset("signal_struct", "live")
+        if sig is not None and live is not None:
+            flags += [f"-DOFF_TASK_SIGNAL={sig}", f"-DOFF_SIGNAL_LIVE={live}"]
     for v in verdicts:
         if v.planned:
             flags += [f for f in v.cflags if f not in flags]
