@@ -61,10 +61,9 @@ DEV_ID_COMMANDS = ("IOMMU_HWPT_ALLOC", "IOMMU_GET_HW_INFO", "IOMMU_VIOMMU_ALLOC"
 DEVICE_FD_COMMANDS = ("VFIO_DEVICE_BIND_IOMMUFD", "VFIO_DEVICE_ATTACH_IOMMUFD_PT", "VFIO_DEVICE_DETACH_IOMMUFD_PT")
 _COMPAT_NRS = frozenset(VFIO_COMPAT_COMMANDS)
 
-# Kernel events two hooks can see (explorer.kernel_facts: a hook's `sighting_of`), by record type: the topic that
-# pairs them, and which records are the second sighting (kept as evidence on the first, never as an event).
-SIGHTINGS = {Ev.MM_PASID_DROP: "free", Ev.PASID_FREE: "free", Ev.REPORT_FAULT: "request", Ev.PRQ: "request",
-             Ev.PAGE_RESPONSE: "response", Ev.QI_PGRP_RESP: "response"}
+# Kernel events two hooks can see (a hook's `shares`), by record type, and which records are the second sighting
+# (explorer.kernel_facts: a hook's `sighting_of`), kept as evidence on the first, never as an event.
+SIGHTINGS = {int(h.ev): h.shares for h in HOOKS if h.ev is not None and h.shares}
 SECOND_SIGHTINGS = frozenset(int(h.ev) for h in HOOKS if h.ev is not None and HOOK_FACTS[h.name].sighting_of)
 SIGHTING_WINDOW_NS = 10_000_000  # the second hook fires microseconds after the first, on the same thread
 MAX_FIRST_SIGHTINGS = 4096
@@ -375,16 +374,11 @@ class Decoder:
         # b: the probe saw the response made inside a write() on a fault-queue fd, i.e. by the process
         return [row(Kind.PAGE_RESPONSE, r.dev, r.pasid, prg=r.fd, code=r.ret, by="user" if r.b else "kernel")]
 
-    _handlers: ClassVar[dict[int, Callable[[Decoder, RowMaker, Raw], list[Row]]]] = {
-        Ev.EXIT: _exit, Ev.IO_PAGE_FAULT: _io_page_fault, Ev.GROUP_ADD: _group, Ev.GROUP_REMOVE: _group,
-        Ev.DOMAIN_ATTACH: _domain_attach, Ev.MAP: _map, Ev.UNMAP: _unmap, Ev.DEV_FAULT: _old_dev_fault,
-        Ev.DEV_PAGE_RESPONSE: _old_dev_page_response, Ev.PRQ: _prq, Ev.QI_PGRP_RESP: _qi_page_response,
-        Ev.FAULT_READ: _fault_reads, Ev.FAULT_WRITE: _fault_writes, Ev.PASID_ALLOC: _pasid_alloc,
-        Ev.IOASID_ALLOC: _pasid_alloc, Ev.PASID_FREE: _pasid_free, Ev.IOASID_FREE: _pasid_free,
-        Ev.MM_PASID_DROP: _pasid_free, Ev.SVA_BIND: _sva_bind, Ev.SVA_UNBIND: _sva_unbind,
-        Ev.PASID_ATTACH: _pasid_domain, Ev.PASID_REPLACE: _pasid_domain, Ev.PASID_DETACH: _pasid_domain,
-        Ev.REPORT_FAULT: _report_fault, Ev.PAGE_RESPONSE: _kernel_page_response,
-    }
+    # record type -> decoder, from each hook's declaration (probes/hooks.py)
+    _handlers: ClassVar[dict[int, Callable[[Decoder, RowMaker, Raw], list[Row]]]]
+
+
+Decoder._handlers = {int(h.ev): getattr(Decoder, h.decoder) for h in HOOKS if h.ev is not None and h.decoder}
 
 
 @dataclass(frozen=True, slots=True)

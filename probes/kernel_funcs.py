@@ -35,27 +35,6 @@ OFFSETS: dict[str, tuple[tuple[str, str], ...]] = {
     "RESP_GRPID": (("iommu_page_response", "grpid"),),
     "RESP_CODE": (("iommu_page_response", "code"),),
 }
-_DEV = ("DEV_NAME",)
-NEEDS: dict[str, tuple[str, ...]] = {
-    "iommu_alloc_global_pasid": _DEV,
-    "iommu_free_global_pasid": (),
-    "iommu_sva_bind_device": (*_DEV, "TASK_MM"),
-    "iommu_sva_unbind_device": (*_DEV, "TASK_MM", "SVA_DEV", "SVA_DOMAIN", "DOMAIN_MM"),
-    "iommu_attach_device_pasid": (*_DEV, "DOMAIN_TYPE"),
-    "iommu_detach_device_pasid": (*_DEV, "DOMAIN_TYPE"),
-    "iommu_replace_device_pasid": (*_DEV, "DOMAIN_TYPE"),
-    "iommu_report_device_fault": (*_DEV, "EVT_TYPE", "EVT_FLAGS", "EVT_PASID", "EVT_GRPID", "EVT_PERM", "EVT_ADDR"),
-    "iopf_group_response": (*_DEV, "GRP_FLAGS", "GRP_PASID", "GRP_GRPID", "GRP_PARAM", "PARAM_DEV"),
-    "iommu_page_response": (*_DEV, "RESP_PASID", "RESP_GRPID", "RESP_CODE"),
-    "mm_pasid_drop": (),
-    "ioasid_alloc": (),
-    "ioasid_free": (),
-}
-# Functions probed at their return too (fexit, or a kretprobe beside the kprobe): their result is the event.
-RETURN_PROBES = frozenset({"iommu_alloc_global_pasid", "iommu_sva_bind_device", "iommu_attach_device_pasid",
-                           "iommu_replace_device_pasid", "ioasid_alloc"})
-
-
 def offset(btf: Btf, name: str) -> int | None:
     for struct_name, path in OFFSETS[name]:
         off = btf.member_offset(struct_name, path)
@@ -90,7 +69,7 @@ def function_flags(btf: Btf, hook: Hook, release: str | None = None) -> tuple[li
     if nargs is not None:
         flags.append(f"-DNARGS_{name}={nargs}")
     lacking = []
-    for off_name in NEEDS[name]:
+    for off_name in hook.reads:
         value = offset(btf, off_name)
         if value is None:
             lacking.append(" or ".join(f"{s}.{p}" for s, p in OFFSETS[off_name]))

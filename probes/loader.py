@@ -21,7 +21,6 @@ from explorer.errors import CaptureError
 from . import record
 from .capability import ATTACHED, FAILED, HostFacts, Verdict, explain_fentry_failure
 from .decode import FAULT_READ_CHUNK, FAULT_RECS_PER_IO, FAULT_WRITE_CHUNK
-from .kernel_funcs import RETURN_PROBES
 from .uapi_decode import ARG_BYTES, VFIO_BASE, VFIO_COMMANDS
 
 PROBES_DIR = Path(__file__).resolve().parent
@@ -168,7 +167,7 @@ def _attach_kprobe(b: Any, v: Verdict) -> Verdict:
     try:
         with _quiet_stderr():
             b.attach_kprobe(event=fn.encode(), fn_name=f"kp_{fn}".encode())
-            if fn in RETURN_PROBES:
+            if v.hook.returns:
                 b.attach_kretprobe(event=fn.encode(), fn_name=f"kr_{fn}".encode())
     except Exception as e:
         return dataclasses.replace(v, status=FAILED, reason=str(e).splitlines()[0])

@@ -22,7 +22,7 @@ from probes.btf import Btf
 from probes.capability import HostFacts
 from probes.capture import Capture, CaptureOptions, host_plan
 from probes.hooks import HOOKS
-from probes.kernel_funcs import NEEDS, OFFSETS, RETURN_PROBES, offset
+from probes.kernel_funcs import OFFSETS, offset
 from probes.recorder import RecordingTee
 from probes.uapi_decode import encode_args
 
@@ -81,6 +81,9 @@ def test_fault_queue_reads_and_response_writes_go_through_the_syscall_probes(cap
     os.close(answers_w)
 
 
+FUNCTIONS = [h for h in HOOKS if h.function]
+
+
 def _kernel_funcs_text_and_flags(fentry: bool) -> tuple[str, list[str]]:
     """Every kernel-function probe, with BTF offsets where this kernel has the members and stand-ins where it
     does not (the point is the verifier's view of the code, not the values read)."""
@@ -103,10 +106,10 @@ def test_kernel_function_probes_pass_this_kernels_verifier_as_kprobes() -> None:
     text, flags = _kernel_funcs_text_and_flags(fentry=False)
     b = bcc.BPF(text=text.encode(), cflags=flags)
     try:
-        for fn in NEEDS:
-            b.load_func(f"kp_{fn}".encode(), bcc.BPF.KPROBE)
-            if fn in RETURN_PROBES:
-                b.load_func(f"kr_{fn}".encode(), bcc.BPF.KPROBE)
+        for hook in FUNCTIONS:
+            b.load_func(f"kp_{hook.name}".encode(), bcc.BPF.KPROBE)
+            if hook.returns:
+                b.load_func(f"kr_{hook.name}".encode(), bcc.BPF.KPROBE)
     finally:
         b.cleanup()
 
@@ -125,8 +128,8 @@ def test_kernel_function_probes_compile_as_fentry_programs() -> None:
         names = {lib.bpf_function_name(b.module, i).decode() for i in range(lib.bpf_num_functions(b.module))}
     finally:
         b.cleanup()
-    for fn in NEEDS:
-        assert (f"kretfunc__{fn}" if fn in RETURN_PROBES else f"kfunc__{fn}") in names
+    for hook in FUNCTIONS:
+        assert (f"kretfunc__{hook.name}" if hook.returns else f"kfunc__{hook.name}") in names
 
 
 def test_a_host_without_tracefs_or_hooks_is_refused_with_the_reason(tmp_path: Path,
