@@ -8,39 +8,25 @@ is readable are listed (reading extended config space needs root).
 from __future__ import annotations
 
 import os
-import struct
 from pathlib import Path
 
 from explorer.recording import DeviceInfo
+from explorer.snapshot import pci_caps
 
 PCI_DEVICES = Path("/sys/bus/pci/devices")
-EXT_CAP_START = 0x100
-CAP_ATS, CAP_PRI, CAP_PASID = 0x0F, 0x13, 0x1B
-
-
-def extended_caps(config: bytes) -> dict[int, int]:
-    """PCIe extended capability id -> offset, walking the list from 0x100 (PCIe base spec 7.6)."""
-    caps: dict[int, int] = {}
-    off = EXT_CAP_START
-    while EXT_CAP_START <= off <= len(config) - 4 and off not in caps.values():
-        (header,) = struct.unpack_from("<I", config, off)
-        if header in (0, 0xFFFFFFFF):
-            break
-        caps.setdefault(header & 0xFFFF, off)
-        off = header >> 20
-    return caps
 
 
 def pasid_device(name: str, config: bytes, driver: str | None = None) -> DeviceInfo | None:
-    """A DeviceInfo when the config space shows a PASID capability, else None."""
-    caps = extended_caps(config)
-    off = caps.get(CAP_PASID)
-    if off is None or off + 8 > len(config):
+    """A DeviceInfo when the config space shows a PASID capability (decoded as a snapshot decodes it), else None."""
+    try:
+        fn = pci_caps.decode(config)
+    except pci_caps.BadConfig:
         return None
-    (cap,) = struct.unpack_from("<H", config, off + 4)  # PASID Capability Register
-    width = (cap >> 8) & 0x1F
-    return DeviceInfo(name, pasid_width=width, pri=CAP_PRI in caps, ats=CAP_ATS in caps, driver=driver,
-                      extra={"pasid_exec": bool(cap & 2), "pasid_priv": bool(cap & 4)})
+    cap = fn.get("pasid")
+    if cap is None:
+        return None
+    return DeviceInfo(name, pasid_width=cap["width"], pri="pri" in fn, ats="ats" in fn, driver=driver,
+                      extra={"pasid_exec": cap["exec"], "pasid_priv": cap["priv"]})
 
 
 def scan(root: Path = PCI_DEVICES) -> list[DeviceInfo]:
