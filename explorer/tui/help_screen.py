@@ -13,8 +13,15 @@ from .glyphs import MARKS
 from .spans import SPAN_NAMES
 
 
+def key_table(bindings: list[Binding]) -> str:
+    """Every described binding as a Markdown table: the help screen shows it, and README.md carries it (a test
+    keeps README's copy equal to this, so no key goes unlisted)."""
+    rows = "\n".join(f"| `{b.key_display or b.key}` | {b.description} |" for b in bindings if b.description)
+    return f"| key | action |\n|---|---|\n{rows}"
+
+
 def help_markdown(bindings: list[Binding]) -> str:
-    keys = "\n".join(f"| `{b.key_display or b.key}` | {b.description} |" for b in bindings if b.description)
+    keys = key_table(bindings)
     marks = "\n".join(f"| `{m.glyph}` | {m.meaning} |" for m in MARKS.values())
     bars = "\n".join(f"- {name}" for name in SPAN_NAMES)
     return f"""# PASID Explorer
@@ -26,8 +33,6 @@ row opens into one row per PASID; the allocator row opens into one row per PASID
 
 ## Keys
 
-| key | action |
-|---|---|
 {keys}
 
 Mouse: click a mark to select the event drawn there (an `!`: its anomaly, explained), a row to select it; the
