@@ -23,7 +23,8 @@ from explorer.recording import open_recording
 from .conftest import LabRunner
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
-CLEAN = ["faultq", "-d", "3", "-n", "40", "-i", "5", "-u", "2", "-c", "3", "-p", "0x10"]
+FLOOD = 20_000  # IOMMU_OPTION calls as fast as they go, first: the capture must keep up with them
+CLEAN = ["faultq", "-d", "3", "-n", "40", "-i", "5", "-u", "2", "-c", "3", "-p", "0x10", "-s", str(FLOOD)]
 HELD = "/tmp/faultq-holding"  # guest path: faultq creates it once its planted groups are waiting
 PLANTED = ["faultq", "-d", "2", "-n", "20", "-u", "3", "-c", "1", "-p", "0x20", "-r", "2", "-H", HELD]
 SUCCESS, INVALID = 0, 1
@@ -94,7 +95,7 @@ def test_every_ioctl_is_recorded_and_decoded(clean) -> None:  # type: ignore[no-
     assert Counter((a["pasid"], a["grpid"]) for a in triggers) == Counter(
         (f["pasid"], f["grpid"]) for f in work["faults"])
     assert all(e.get("ret") == 0 for e in calls)
-
+    assert work["ioctls"]["IOMMU_OPTION"] == FLOOD and clean.figures["lost"] == 0  # the ring kept up
 
 def test_kernel_side_counters_agree_with_the_recorded_events(clean) -> None:  # type: ignore[no-untyped-def]
     evs = events(clean.recording)

@@ -14,7 +14,9 @@
  *
  * It prints one JSON object: every fault it made and how it was answered, and each ioctl it issued by name,
  * so that a recording can be counted against what really happened. Built against the lab kernel's own uAPI
- * headers (iommufd_test.h from its source tree); PASID attach (-A) needs a kernel with IOMMU_TEST_OP_PASID_*.
+ * headers (iommufd_test.h from its source tree). -A (6.15+: a PASID-capable mock device) puts the RID on a
+ * PASID-compatible paging domain and attaches each device's PASID to the fault-capable nested domain instead
+ * (IOMMU_TEST_OP_PASID_ATTACH), replaces it with a second one after the faults, then detaches it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -72,42 +74,73 @@ static void test_cmd(struct iommu_test_cmd *cmd, const char *what)
 }
 
 struct device {
-	unsigned int stdev_id, hwpt_id, idev_id, parent_id, nested_id, fault_id;
+	unsigned int stdev_id, hwpt_id, idev_id, parent_id, nested_id, fault_id, s2_id, nested2_id;
 	int fault_fd;
 };
+
+static int pasid_mode; /* -A: the fault-capable domains are attached per PASID, not at the RID */
+
+static unsigned int hwpt_alloc(struct device *d, unsigned int pt_id, unsigned int flags, int nested)
+{
+	struct iommu_hwpt_selftest data = { .iotlb = IOMMU_TEST_IOTLB_DEFAULT };
+	struct iommu_hwpt_alloc cmd = { .size = sizeof(cmd), .flags = flags, .dev_id = d->idev_id, .pt_id = pt_id };
+
+	if (nested) {
+		cmd.data_type = IOMMU_HWPT_DATA_SELFTEST;
+		cmd.data_len = sizeof(data);
+		cmd.data_uptr = (unsigned long)&data;
+	}
+	if (flags & IOMMU_HWPT_FAULT_ID_VALID)
+		cmd.fault_id = d->fault_id;
+	if (do_ioctl(IOMMU_HWPT_ALLOC, &cmd, "IOMMU_HWPT_ALLOC"))
+		die("IOMMU_HWPT_ALLOC");
+	return cmd.out_hwpt_id;
+}
+
+#ifdef MOCK_PASID_WIDTH /* 6.15+: a PASID-capable mock device, IOMMU_TEST_OP_PASID_* */
+static void pasid_op(struct device *d, int op, unsigned int pasid, unsigned int pt_id, const char *what)
+{
+	struct iommu_test_cmd cmd = { .op = op, .id = d->stdev_id };
+
+	cmd.pasid_attach.pasid = pasid; /* pasid_replace and pasid_detach start with the same members */
+	cmd.pasid_attach.pt_id = pt_id;
+	test_cmd(&cmd, what);
+}
+#endif
 
 static void make_device(unsigned int ioas_id, struct device *d)
 {
 	struct iommu_test_cmd mock = { .op = IOMMU_TEST_OP_MOCK_DOMAIN, .id = ioas_id };
-	struct iommu_hwpt_selftest data = { .iotlb = IOMMU_TEST_IOTLB_DEFAULT };
 	struct iommu_fault_alloc falloc = { .size = sizeof(falloc) };
-	struct iommu_hwpt_alloc parent = { .size = sizeof(parent), .flags = IOMMU_HWPT_ALLOC_NEST_PARENT };
-	struct iommu_hwpt_alloc nested = { .size = sizeof(nested), .flags = IOMMU_HWPT_FAULT_ID_VALID,
-					   .data_type = IOMMU_HWPT_DATA_SELFTEST, .data_len = sizeof(data),
-					   .data_uptr = (unsigned long)&data };
 	struct iommu_test_cmd replace = { .op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE };
+	unsigned int fault_flags = IOMMU_HWPT_FAULT_ID_VALID;
 
+#ifdef MOCK_PASID_WIDTH
+	if (pasid_mode) {
+		mock.op = IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS;
+		mock.mock_domain_flags.dev_flags = MOCK_FLAGS_DEVICE_PASID;
+		fault_flags |= IOMMU_HWPT_ALLOC_PASID;
+	}
+#endif
 	test_cmd(&mock, "IOMMU_TEST_OP_MOCK_DOMAIN");
 	d->stdev_id = mock.mock_domain.out_stdev_id;
 	d->hwpt_id = mock.mock_domain.out_hwpt_id;
 	d->idev_id = mock.mock_domain.out_idev_id;
-	parent.dev_id = d->idev_id;
-	parent.pt_id = ioas_id;
-	if (do_ioctl(IOMMU_HWPT_ALLOC, &parent, "IOMMU_HWPT_ALLOC"))
-		die("IOMMU_HWPT_ALLOC (nest parent)");
-	d->parent_id = parent.out_hwpt_id;
+	d->parent_id = hwpt_alloc(d, ioas_id, IOMMU_HWPT_ALLOC_NEST_PARENT, 0);
 	if (do_ioctl(IOMMU_FAULT_QUEUE_ALLOC, &falloc, "IOMMU_FAULT_QUEUE_ALLOC"))
 		die("IOMMU_FAULT_QUEUE_ALLOC");
 	d->fault_id = falloc.out_fault_id;
 	d->fault_fd = falloc.out_fault_fd;
-	nested.dev_id = d->idev_id;
-	nested.pt_id = d->parent_id;
-	nested.fault_id = d->fault_id;
-	if (do_ioctl(IOMMU_HWPT_ALLOC, &nested, "IOMMU_HWPT_ALLOC"))
-		die("IOMMU_HWPT_ALLOC (nested, fault queue)");
-	d->nested_id = nested.out_hwpt_id;
+	d->nested_id = hwpt_alloc(d, d->parent_id, fault_flags, 1);
 	replace.id = d->stdev_id;
 	replace.mock_domain_replace.pt_id = d->nested_id;
+#ifdef MOCK_PASID_WIDTH
+	if (pasid_mode) { /* the RID on a PASID-compatible paging domain; the fault domains go on the PASID */
+		d->s2_id = hwpt_alloc(d, ioas_id, IOMMU_HWPT_ALLOC_PASID, 0);
+		d->nested2_id = hwpt_alloc(d, d->parent_id, fault_flags, 1);
+		replace.mock_domain_replace.pt_id = d->s2_id;
+	}
+#endif
 	test_cmd(&replace, "IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE");
 }
 
@@ -159,7 +192,7 @@ int main(int argc, char **argv)
 	struct device devs[MAX_DEVICES];
 	char buf[1];
 
-	while ((opt = getopt(argc, argv, "d:n:i:u:c:p:r:s:H:")) != -1) {
+	while ((opt = getopt(argc, argv, "d:n:i:u:c:p:r:s:H:A")) != -1) {
 		switch (opt) {
 		case 'd': ndev = atoi(optarg); break;
 		case 'n': n = atoi(optarg); break;
@@ -170,15 +203,26 @@ int main(int argc, char **argv)
 		case 'r': again = atoi(optarg); break;
 		case 's': flood = atoi(optarg); break;
 		case 'H': hold = optarg; break;
+		case 'A': pasid_mode = 1; break;
 		default:
 			fprintf(stderr, "usage: faultq [-d devices] [-n faults] [-i invalid_every] [-u unanswered] "
-					"[-c closed] [-p pasid_base] [-r second_responses] [-s flood_calls] [-H ready_file]\n");
+					"[-c closed] [-p pasid_base] [-r second_responses] [-s flood_calls] [-H ready_file] [-A]\n");
 			return 2;
 		}
 	}
 	if (ndev < 1 || ndev > MAX_DEVICES || n < 1 || ndev * n > MAX_FAULTS || unanswered > n || n > 512 ||
 	    closed > ndev) {
 		fprintf(stderr, "faultq: at most %d devices, 512 faults a device, %d in all\n", MAX_DEVICES, MAX_FAULTS);
+		return 2;
+	}
+#ifndef MOCK_PASID_WIDTH
+	if (pasid_mode) {
+		fprintf(stderr, "faultq: -A needs a kernel whose selftest mock takes PASIDs (6.15+)\n");
+		return 2;
+	}
+#endif
+	if (pasid_mode && !pasid_base) {
+		fprintf(stderr, "faultq: -A needs a PASID base (-p): PASID 0 is the RID's\n");
 		return 2;
 	}
 	iommufd = open("/dev/iommu", O_RDWR);
@@ -196,6 +240,11 @@ int main(int argc, char **argv)
 	for (i = 0; i < ndev; i++)
 		make_device(ioas.out_ioas_id, &devs[i]);
 	for (i = 0; i < ndev; i++) {
+#ifdef MOCK_PASID_WIDTH
+		if (pasid_mode)
+			pasid_op(&devs[i], IOMMU_TEST_OP_PASID_ATTACH, pasid_base + i, devs[i].nested_id,
+				 "IOMMU_TEST_OP_PASID_ATTACH");
+#endif
 		for (j = 0; j < n; j++) {
 			/* PASID 0 means "no PASID" to TRIGGER_IOPF: device 0 with base 0 faults without one */
 			struct fault *f = trigger(&devs[i], i, pasid_base ? pasid_base + i : 0, j);
@@ -208,6 +257,13 @@ int main(int argc, char **argv)
 			if (errno)
 				die("write(fault fd)");
 		}
+#ifdef MOCK_PASID_WIDTH
+		if (pasid_mode) { /* the PASID moves to a second fault-capable domain, then goes */
+			pasid_op(&devs[i], IOMMU_TEST_OP_PASID_REPLACE, pasid_base + i, devs[i].nested2_id,
+				 "IOMMU_TEST_OP_PASID_REPLACE");
+			pasid_op(&devs[i], IOMMU_TEST_OP_PASID_DETACH, pasid_base + i, 0, "IOMMU_TEST_OP_PASID_DETACH");
+		}
+#endif
 		if (i < closed) { /* at once, with its groups pending: the kernel answers them INVALID */
 			destroy(devs[i].stdev_id);
 			for (j = 0; j < nfaults; j++)
@@ -236,7 +292,8 @@ int main(int argc, char **argv)
 	for (i = 0; i < nfaults; i++)
 		printf("%s{\"dev\": %d, \"pasid\": %u, \"grpid\": %u, \"cookie\": %u, \"code\": %d}", i ? ", " : "",
 		       faults[i].dev, faults[i].pasid, faults[i].grpid, faults[i].cookie, faults[i].code);
-	printf("], \"second_refused\": %d, \"devices\": [", second_refused);
+	printf("], \"second_refused\": %d, \"pasid_attach\": %s, \"devices\": [", second_refused,
+	       pasid_mode ? "true" : "false");
 	for (i = 0; i < ndev; i++)
 		printf("%s{\"idev_id\": %u, \"stdev_id\": %u, \"fault_id\": %u, \"closed\": %s}", i ? ", " : "",
 		       devs[i].idev_id, devs[i].stdev_id, devs[i].fault_id, i < closed ? "true" : "false");
