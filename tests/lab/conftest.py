@@ -2,8 +2,8 @@
 
 PASIDLAB_KERNELS (comma-separated, default "6.12,7.3") picks the kernels: CI builds both when cold (about 20
 minutes of builds on an idle 2-core machine, estimated from 596 s for 6.12 and 7.3's 8% more compile units).
-In CI a lab test that cannot run fails
-(tests/conftest.py), so a missing qemu, build tool or source package is a failure there, not a skip.
+In CI a lab test that cannot run fails (tests/conftest.py), so a missing qemu, build tool or source package
+is a failure there, not a skip.
 """
 
 from __future__ import annotations
