@@ -18,12 +18,15 @@ def bin_dir(kernel: LabKernel) -> Path:
 
 def build_workloads(kernel: LabKernel) -> Path:
     """Every `data/workloads/*.c` built against `kernel`'s exported headers and its selftest header; a binary
-    is rebuilt only when its source is newer. Returns the folder that holds them (put it on the guest's PATH)."""
+    is rebuilt only when its source is newer; none on a kernel without iommufd (6.1). Returns the folder that
+    holds them (put it on the guest's PATH)."""
     headers = kernel.build_dir / "usr" / "include"
     if not (headers / "linux" / "iommufd.h").exists():
         _run(["make", "-s", "-C", str(kernel.src_dir), f"O={kernel.build_dir}", "headers"], "make headers")
     out = bin_dir(kernel)
     out.mkdir(exist_ok=True)
+    if not (headers / "linux" / "iommufd.h").exists():  # before 6.2 (the ioasid era) there is no iommufd
+        return out
     for source in sorted(SOURCES.glob("*.c")):
         binary = out / source.stem
         if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
