@@ -48,19 +48,20 @@ class Session:
     expand: str = "devices"
     live: bool = False
     filter: Filter = field(default_factory=Filter)
-    rows_all: list[TrackRow] = field(default_factory=list)
-    expanded: set[tuple[object, ...]] = field(default_factory=set)
-    rows: list[TrackRow] = field(default_factory=list)  # the rows on screen: rows_all opened and filtered
-    selected: int = 0  # which of `rows`
-    selected_event: int | None = None
-    cursor: int = 0
-    window: Window = field(default_factory=lambda: Window(0, 1_000_000_000, 0, 0))
-    playing: bool = False
-    speed: int = 0  # an index into SPEEDS
-    following: bool = False  # live: the cursor stays on the newest event
-    needle: str = ""  # the last search
-    markers: list[int] = field(default_factory=list)  # the teaching steps' event indices
-    _anomaly: Anomaly | None = None  # the one shown: findings the model adds later may sort before it
+    rows_all: list[TrackRow] = field(default_factory=list, init=False)
+    expanded: set[tuple[object, ...]] = field(default_factory=set, init=False)
+    rows: list[TrackRow] = field(default_factory=list, init=False)  # the rows on screen: rows_all opened and filtered
+    selected: int = field(default=0, init=False)  # which of `rows`
+    selected_event: int | None = field(default=None, init=False)
+    cursor: int = field(default=0, init=False)
+    window: Window = field(default_factory=lambda: Window(0, 1_000_000_000, 0, 0), init=False)
+    playing: bool = field(default=False, init=False)
+    speed: int = field(default=0, init=False)  # an index into SPEEDS
+    following: bool = field(default=False, init=False)  # live: the cursor stays on the newest event
+    needle: str = field(default="", init=False)  # the last search
+    markers: list[int] = field(default_factory=list, init=False)  # the teaching steps' event indices
+    # the anomaly shown, kept by identity: findings the model adds later may sort before it
+    _anomaly: Anomaly | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         index = self.index

@@ -120,3 +120,19 @@ def test_teaching_steps_move_through_the_markers() -> None:
     assert steps == s.markers[1:] and s.marker(1) == "no more steps"  # the first is at the cursor already
     assert s.step_at == len(s.markers)
     assert s.marker(-1) is None and s.selected_event == s.markers[-2] and s.step_at == len(s.markers) - 1
+
+
+def test_every_panel_a_layout_may_name_says_what_it_shows_and_fills_itself_from_the_session() -> None:
+    from explorer.tui.panel import Panel
+    from explorer.tui.panels import PANELS
+    from explorer.tui.screen_layout import available_layouts, load_layout
+
+    s = session_of("06")
+    s.anomaly(1)
+    for name, cls in PANELS.items():
+        assert name == cls.NAME and cls.DOC
+        if issubclass(cls, Panel):
+            panel = cls()
+            assert panel.depends_on(s) == panel.depends_on(s)  # a pure function of the session
+    used = {spec.panel for name in available_layouts() for row in load_layout(name).rows for spec in row.panels}
+    assert used == set(PANELS)  # the bundled layouts show every panel there is
