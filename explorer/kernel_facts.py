@@ -287,6 +287,7 @@ class Rules:
     auto_responses: bool  # the core answers INVALID itself (no handler, queue removal): 6.11+
     user_pasids: bool  # user space chooses PASIDs per device through iommufd/VFIO: 6.15+
     unbind_visible: bool  # a probe can name an unbind's mm (6.2+; before, an unbind shows only by its effects)
+    requests_visible: bool  # page requests reach a hook (VT-d's svm.c answered them unreported up to 5.13)
 
     def describe(self) -> str:
         v = f"{self.version[0]}.{self.version[1]}" if self.version else "(unknown, assuming current)"
@@ -300,4 +301,5 @@ def rules_for(release: str | None) -> Rules:
     v = version or CURRENT
     allocator = ("driver" if v < (5, 5) else "ioasid" if v < (6, 4) else "sva-ida" if v < (6, 6) else "global-ida")
     return Rules(version, allocator, "last_unbind" if v < (5, 18) else "mmdrop",
-                 1 << 3 if v < (6, 10) else 1 << 2, v >= (6, 11), v >= (6, 15), Kind.SVA_UNBIND not in blind_spots(v))
+                 1 << 3 if v < (6, 10) else 1 << 2, v >= (6, 11), v >= (6, 15), Kind.SVA_UNBIND not in blind_spots(v),
+                 Kind.PAGE_REQUEST not in blind_spots(v))

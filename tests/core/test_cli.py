@@ -29,6 +29,9 @@ def test_info_json_has_the_promised_shape() -> None:
     assert info["events"] == sum(info["by_kind"].values())
     assert {d["name"] for d in info["devices"]} == {"0000:6a:01.0", "0000:17:00.0"}
     assert info["pasids"] == [1, 5]
+    facts = {f["key"]: f for f in info["kernel_facts"]}  # the kernel facts rows for its kernel (6.18)
+    assert {"alloc.global-ida", "free.global", "alloc.user"} <= set(facts) and "alloc.ioasid" not in facts
+    assert not any(f["blind"] for f in facts.values())
     a, b = info["time_range_ns"]
     assert 0 <= a < b
 
