@@ -538,7 +538,8 @@ class Simulator:
             # nesting, the iommufd mock) the core sends it to the RID's nested domain (find_fault_handler(),
             # io-pgfault.c 6.11+). Who answers tells: the kernel's own Invalid Request means nobody handled it.
             att = st.attachments.get((dev, pasid)) if pasid is not None else None
-            st.groups[key] = _new_group((dev, pasid, prg, ts, idx, 1, f.get("last", True), _route(att), False,
+            route = st.rid_routes.get(dev, AUTO) if att is None else _route(att)
+            st.groups[key] = _new_group((dev, pasid, prg, ts, idx, 1, f.get("last", True), route, False,
                                          needs, pasid is not None and att is None))
         else:
             st.groups[key] = _new_group((dev, pasid, prg, g.first_ns, g.first_idx, g.requests + 1,
@@ -557,7 +558,9 @@ class Simulator:
             code = f.get("code", 0)
             if code == ResponseCode.FAILURE:
                 st.pri_disabled[dev] = (ts, idx)
-            if g.unattached and code != ResponseCode.SUCCESS and f.get("by", "kernel") == "kernel":
+            if g.unattached and f.get("by") in ("user", "guest"):
+                st.rid_routes[dev] = f["by"]
+            if g.unattached and g.route == AUTO and code != ResponseCode.SUCCESS and f.get("by", "kernel") == "kernel":
                 said = ResponseCode(code).name.lower() if code in (0, 1, 2) else f"code {code}"
                 self._flag("fault_unattached", ts, dev, pasid,
                            f"page request PRG {prg} from {dev} on PASID {pasid}, which had no domain attached there "
@@ -617,8 +620,9 @@ class Simulator:
             # No handler takes it, so the kernel answers Invalid Request itself (iopf_error_response() 6.11+, the
             # driver's bad-request path before), and only VT-d's qi_submit shows that answer: maybe unseen.
             self._flag("unanswered_group", g.first_ns + self.stale_ns, g.device, g.pasid,
-                       f"{words} has no fault handler, so the kernel answers it itself; no answer was seen in "
-                       f"{fmt_ns(self.stale_ns)}, which off VT-d no hook shows.", evidence, Severity.UNCERTAIN)
+                       f"{words} has no fault handler of its own (unless a nested domain at the device's RID takes "
+                       f"it), so the kernel answers it itself; no answer was seen in {fmt_ns(self.stale_ns)}, and "
+                       f"off VT-d no hook shows that answer.", evidence, Severity.UNCERTAIN)
             return
         self._flag("unanswered_group", g.first_ns + self.stale_ns, g.device, g.pasid,
                    f"{words} waited more than {fmt_ns(self.stale_ns)} for the {g.route}'s response; the device "

@@ -111,6 +111,9 @@ class SimState:
     # Groups a detach, replace or last unbind drained: the kernel answers them itself (iommufd_auto_response_faults,
     # VT-d intel_iommu_drain_pasid_prq), so a response seen for one later is that answer, not a stray.
     drained: dict[tuple[str, int, int | None], tuple[int, int]] = field(default_factory=dict)
+    # Devices whose PASIDs without a domain of their own go to user space: a nested domain at the RID takes them
+    # (user-managed PASID tables: SMMUv3, the iommufd mock), seen when user space answered one -> "user"/"guest"
+    rid_routes: dict[str, str] = field(default_factory=dict)
     # Functions sent Response Failure, which per PCIe disables PRI there: (ts, idx) of that response
     pri_disabled: dict[str, tuple[int, int]] = field(default_factory=dict)
     uapi_objects: dict[tuple[int | None, int], UapiObject] = field(default_factory=dict)

@@ -128,6 +128,19 @@ def test_user_chosen_pasids_are_attached_per_device_without_an_allocation() -> N
     assert rules(sim) == []  # DSA's user PASID 5 stays attached: not the allocator's number
 
 
+def test_a_group_no_domain_of_its_own_takes_is_uncertain_unless_user_space_is_known_to_answer_them() -> None:
+    """6.11+ io-pgfault.c find_fault_handler(): a PASID with no attach handle goes to the RID's nested domain where
+    the driver keeps a user-managed PASID table (SMMUv3, the iommufd mock), else nowhere (the kernel answers
+    Invalid itself, unseen off VT-d). Once user space answered one such group, later ones wait on it."""
+    late = make(Kind.MARKER, 300_000_000, text="later")
+    alone = run([make(Kind.PAGE_REQUEST, 1, device=DSA, pasid=16, prg=3, addr=0), late])
+    assert [(a.rule, a.severity) for a in alone.anomalies] == [("unanswered_group", "uncertain")]
+    known = run([make(Kind.PAGE_REQUEST, 1, device=DSA, pasid=16, prg=2, addr=0),
+                 make(Kind.PAGE_RESPONSE, 2, device=DSA, pasid=16, prg=2, code=0, by="user"),
+                 make(Kind.PAGE_REQUEST, 3, device=DSA, pasid=16, prg=3, addr=0), late])
+    assert [(a.rule, a.severity) for a in known.anomalies] == [("unanswered_group", "warning")]
+
+
 def test_a_response_matches_on_its_prg_alone_when_the_group_does_not_need_the_pasid() -> None:
     evs = sva_bind(0, 10, 1) + [
         make(Kind.PAGE_REQUEST, 5, device=DSA, pasid=1, prg=3, addr=0, needs_pasid=False),
