@@ -193,7 +193,10 @@ class Simulator:
         return self.state.copy()
 
     def restore(self, state: SimState) -> None:
-        """Continue from a checkpoint (a replayer's seek): its maps are plain copies, so nothing is reported."""
+        """Continue from a checkpoint (a replayer's seek): its maps are plain copies, so nothing is reported. A
+        simulator that keeps intervals never goes back: its store would no longer follow its state."""
+        if self.intervals is not None:
+            raise ValueError("a simulator keeping intervals cannot restore a checkpoint (use a replayer)")
         self.state = state.copy()
 
     def _track(self, st: SimState) -> None:
