@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -157,6 +158,53 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path: Path, clients) -> None:
     assert len(events) > 200 and {e.kind for e in events} == {"uapi"}
     assert max(e.ts_ns for e in events) >= killed_at - 1_600_000_000  # flushed every second, plus a poll
     assert RecordingIndex.build(Recording(out)).n == len(events)
+
+
+def test_sigkill_under_load_keeps_every_complete_chunk_and_names_the_cut(tmp_path: Path, clients) -> None:
+    flood = Client("flood", "5000000")
+    clients.append(flood)
+    out = tmp_path / "loaded.pasidrec"
+    rec = Recorder(out, "--pid", str(flood.pid))
+    flood.go()
+    time.sleep(3.0)  # chunks are being written as fast as the flood fills them
+    rec.proc.kill()
+    rec.proc.wait()
+    r = Recording(out)
+    assert r.footer is None and "did not close cleanly" in r.damage_summary()  # type: ignore[operator]
+    cut = [d for d in r.damage if "cut short" in d.what]
+    assert len(r.damage) == len(cut) + 1 <= 2  # at most the frame being written when killed, and no footer
+    end = r.chunks[-1].offset + 12 + r.chunks[-1].length
+    assert r.size - end <= max(c.length for c in r.chunks) + 12  # what was lost is less than one chunk
+    events = list(r.iter_events())
+    assert len(events) == r.event_count > 10_000 and not [d for d in r.damage if "event" in d.what]
+    assert cli("check", str(out)).returncode in (0, 1)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB filesystem (tmpfs, as root) that a recording fills."""
+    where = tmp_path / "small"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_full_disk_is_one_clear_line_and_every_complete_chunk_is_kept(small_disk: Path, clients) -> None:
+    flood = Client("flood", "5000000")
+    clients.append(flood)
+    out = small_disk / "full.pasidrec"
+    rec = Recorder(out, "--pid", str(flood.pid))
+    flood.go()
+    _, err = rec.proc.communicate(timeout=120)
+    assert rec.proc.returncode == 2, err
+    lines = [x for x in err.splitlines() if x.startswith("pasid-explorer:")]
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "Traceback" not in err
+    r = Recording(out)
+    assert r.chunks and all(r.try_chunk_rows(i) is not None for i in range(len(r.chunks)))
+    assert r.size - (r.chunks[-1].offset + 12 + r.chunks[-1].length) <= max(c.length for c in r.chunks) + 12
 
 
 def test_not_root_gets_one_clear_line(tmp_path: Path) -> None:

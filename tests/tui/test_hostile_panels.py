@@ -1,0 +1,67 @@
+"""The explorer's view state and panels, without Textual, over recordings a stranger crafted (hypothesis): every
+row opened, every event stepped through and explained, the state and each anomaly drawn, and what a panel shows
+holds no raw control character (issue 16)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hostile_files import GOOD, RAW_CONTROLS, hostile_rows, write_crafted, write_injecting
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rich.text import Text
+
+from explorer.loading import open_index
+from explorer.tui.allocator_panel import render_state
+from explorer.tui.cells import CellModel
+from explorer.tui.event_panel import render_anomaly, render_event
+from explorer.tui.panel import neutral_text
+from explorer.tui.session import Session
+from explorer.tui.spans import Spans
+
+
+def shown(text: Text) -> str:
+    plain = neutral_text(text).plain
+    assert not any(c in plain for c in RAW_CONTROLS), plain
+    return plain
+
+
+def walk(path: Path) -> None:
+    """Every move and panel a user can reach, on the recording at `path`."""
+    index = open_index(path)
+    spans = Spans(index)
+    spans.update()
+    s = Session(index, spans, CellModel(index, spans))
+    s.expand_all(True)
+    r = 0
+    while r < len(s.rows):  # open or close each row (the rows change as they do)
+        s.selected = r
+        s.toggle_row()
+        s.row_event(1)
+        s.status(80)
+        r += 1
+    s.expand_all(True)
+    s.jump(False)
+    while s.step(1) is None:
+        assert s.selected_event is not None
+        shown(render_event(index, s.selected_event, True))
+        shown(render_state(index, index.state_at(s.cursor), s.cursor, "red"))
+        for row in s.rows:
+            s.cells.row_cells(row, s.window.edges(60))
+    for n in range(len(index.anomalies)):
+        shown(render_anomaly(index, n, False))
+    while s.anomaly(1) is None:
+        pass
+    s.cursor_by(5, 60)
+    s.fit()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(hostile_rows(), min_size=1, max_size=4))
+def test_the_panels_draw_any_crafted_recording(tmp_path: Path, rows: list[Any]) -> None:
+    walk(write_crafted(tmp_path / "h.pasidrec", [GOOD[:3] + rows + GOOD[3:]]))
+
+
+def test_the_panels_show_escapes_as_text(tmp_path: Path) -> None:
+    walk(write_injecting(tmp_path / "inject.pasidrec"))
