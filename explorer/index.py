@@ -14,12 +14,14 @@ explorer can draw a big recording's timeline while the model is still replaying 
 from __future__ import annotations
 
 import bisect
+import os
+import tempfile
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import count
 from threading import Lock
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import msgpack
 import numpy as np
@@ -36,6 +38,7 @@ from .simulator import DEFAULT_STALE_NS, STATEFUL_KINDS, Anomaly, SimState, Simu
 ProgressHook = Callable[[int, int], None]
 Observer = Callable[[list[Row | None], list[int]], None]  # a chunk's rows (None where not decoded), positions modelled
 _CHUNK_CACHE = 16
+LIVE_WINDOW = 64  # live chunks (batches) kept in memory; older ones are spilled to a temporary file
 KIND_IDS = 256  # kind names the kinds column tells apart (uint8); kinds beyond share the last id
 OTHER_KINDS = "(other kinds)"
 CHECKPOINT_EVERY = 8192  # events between simulator checkpoints: bounds the replay behind any seek
@@ -104,7 +107,9 @@ class RecordingIndex:
         self._last_ts = 0  # the last event's time (a refused live row's stand-in takes it)
         self._gaps: dict[int, tuple[int, int]] = {}  # chunk -> (time, events) of an unreadable chunk's loss
         self.modelled_chunks = 0  # chunks the model has replayed, in order
-        self._live_chunks: dict[int, list[Row]] = {}  # rows of chunks fed live, by chunk number
+        self._live_chunks: dict[int, list[Row]] = {}  # rows of the newest chunks fed live, by chunk number
+        self._spill: BinaryIO | None = None  # older live chunks, packed: memory stays bounded however long live runs
+        self._spilled: dict[int, tuple[int, int]] = {}  # chunk -> (offset, length) in the spill file
         self._cache: OrderedDict[int, list[Row]] = OrderedDict()
         self._checkpoints: list[_Checkpoint] = [_Checkpoint(0, self.sim.snapshot())]
         self._checkpoint_starts: list[int] = [0]
@@ -211,6 +216,25 @@ class RecordingIndex:
             self._ingest(rows, file_chunk=None)
             while self._model_next():
                 pass
+            self._spill_old()
+
+    def _spill_old(self) -> None:
+        """Move modelled live chunks older than the newest LIVE_WINDOW to the spill file (an unnamed temporary
+        file): a live session at 50,000 events a second keeps a bounded window of rows in memory, and reads
+        older ones back when a seek or the event panel needs them."""
+        old = [c for c in self._live_chunks if c < min(self.modelled_chunks, len(self._chunk_starts) - LIVE_WINDOW)]
+        if not old:
+            return
+        if self._spill is None:
+            self._spill = tempfile.TemporaryFile()  # noqa: SIM115 - held for the index's life
+        for c in old:
+            packed = msgpack.packb(self._live_chunks[c], use_bin_type=True)
+            offset = self._spill.seek(0, os.SEEK_END)
+            self._spill.write(packed)
+            with self._lock:
+                self._spilled[c] = (offset, len(packed))
+                del self._live_chunks[c]
+        self._spill.flush()
 
     def _note_gap(self, ts: int, n: int, why: str) -> None:
         """An unreadable chunk is a loss like any other: the simulator must stop trusting its state there."""
@@ -473,7 +497,15 @@ class RecordingIndex:
                 return rows
         file_chunk = self._chunk_file_ids[c]
         if file_chunk is None:
-            return self._live_chunks[c]
+            with self._lock:
+                live, spilled = self._live_chunks.get(c), self._spilled.get(c)
+            if live is not None:
+                return live
+            assert spilled is not None and self._spill is not None
+            rows = msgpack.unpackb(os.pread(self._spill.fileno(), spilled[1], spilled[0]), raw=False,
+                                   strict_map_key=False)
+            self._remember(c, rows)
+            return rows
         assert self.recording is not None
         rows = self.recording.try_chunk_rows(file_chunk) or []
         self._remember(c, rows)

@@ -150,3 +150,19 @@ def test_repeated_findings_are_folded_and_check_prints_a_summary_then_the_first_
     assert len(out) < 20_000 and "--all prints every one" in out
     assert main(["check", str(path), "--all"]) == 1
     assert len(capsys.readouterr().out) > 100 * len(out)
+
+
+def test_a_long_live_session_keeps_a_bounded_window_of_rows_in_memory() -> None:
+    from hostile_files import header
+
+    from explorer.index import LIVE_WINDOW, RecordingIndex
+
+    index = RecordingIndex(header())
+    batches = LIVE_WINDOW * 3
+    for b in range(batches):
+        index.add_rows([[b * 1000 + i, "pasid_alloc" if i % 2 == 0 else "pasid_free", DEV, 1 + b, 0, 1, "a", "t",
+                         {"path": "iommufd"}] for i in range(100)])
+    kept = sum(len(rows) for rows in index._live_chunks.values())
+    assert kept <= LIVE_WINDOW * 100 < index.n == batches * 100  # the rest is in the spill file
+    assert index.event(5).ts_ns == 5 and index.event(index.n - 1).ts_ns == (batches - 1) * 1000 + 99
+    assert index.state_at(1000).pasids.keys() == {2}  # a seek into spilled rows replays them from the file
