@@ -176,7 +176,7 @@ def test_sigkill_under_load_keeps_every_complete_chunk_and_names_the_cut(tmp_pat
     end = r.chunks[-1].offset + 12 + r.chunks[-1].length
     assert r.size - end <= max(c.length for c in r.chunks) + 12  # what was lost is less than one chunk
     events = list(r.iter_events())
-    assert len(events) == r.event_count > 10_000 and not [d for d in r.damage if "event" in d.what]
+    assert len(events) == r.event_count >= 4096 and not [d for d in r.damage if "event" in d.what]
     assert cli("check", str(out)).returncode in (0, 1)
 
 
