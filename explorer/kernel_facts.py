@@ -141,7 +141,9 @@ HOOKS: tuple[HookFact, ...] = (
     _h("ioasid_alloc", (Span((5, 5), (6, 3)),), (Kind.PASID_ALLOC,), "(set, min, max, private) -> ioasid_t",
        "drivers/iommu/ioasid.c (removed in 6.4)"),
     _h("ioasid_free", (Span((5, 5), (5, 10)), Span((5, 18), (6, 3))), (Kind.PASID_FREE,), "(ioasid_t)",
-       "drivers/iommu/ioasid.c (5.11–5.17 free through ioasid_put())"),
+       "drivers/iommu/ioasid.c (5.11-5.17 free through ioasid_put())"),
+    _h("ioasid_put", (Span((5, 11), (5, 17)),), (Kind.PASID_FREE,), "(ioasid_t) -> bool, true when it freed",
+       "drivers/iommu/ioasid.c ('iommu/ioasid: Add reference couting functions', 5.11; gone in 5.18)"),
 )
 HOOK_FACTS = {h.name: h for h in HOOKS}
 
@@ -186,8 +188,8 @@ FACTS: tuple[Fact, ...] = (
     Fact("free.ioasid", "free", _s("5.5", "5.10"), "ioasid_free() at the mm's last unbind", ("ioasid_free",),
          "drivers/iommu/intel/svm.c, ioasid.c"),
     Fact("free.ioasid-put", "free", _s("5.11", "5.17"),
-         "ioasid_put() drops the last reference at the mm's last unbind; no hook sees it", (),
-         "drivers/iommu/ioasid.c, iommu-sva-lib.c", _FREE),
+         "ioasid_put() drops the last reference at the mm's last unbind and returns true when it freed the PASID",
+         ("ioasid_put",), "drivers/iommu/ioasid.c, iommu-sva-lib.c iommu_sva_free_pasid()"),
     Fact("free.ioasid-mm", "free", _s("5.18", "6.3"),
          "mm_pasid_drop() (inline in sched/mm.h) calls ioasid_free() from __mmdrop()", ("ioasid_free",),
          "include/linux/sched/mm.h, kernel/fork.c"),

@@ -122,6 +122,8 @@ HOOKS: tuple[Hook, ...] = (
     _fn("mm_pasid_drop", Ev.MM_PASID_DROP, "_pasid_free", "an mm's SVA PASID freed with the mm", shares="free"),
     _fn("ioasid_alloc", Ev.IOASID_ALLOC, "_pasid_alloc", "the ioasid allocator", returns=True),
     _fn("ioasid_free", Ev.IOASID_FREE, "_pasid_free", "the ioasid allocator's frees"),
+    _fn("ioasid_put", Ev.IOASID_FREE, "_pasid_free", "the ioasid allocator's frees through a last reference",
+        returns=True),
 )
 assert all(h.name in HOOK_FACTS for h in HOOKS), "every hook has its row in explorer.kernel_facts.HOOKS"
 BY_NAME = {h.name: h for h in HOOKS}

@@ -376,3 +376,17 @@ static __always_inline int on_ioasid_free(u64 id, u64 a1, u64 a2, u64 a3)
 }
 ON_ENTRY(ioasid_free)
 #endif
+
+/* 5.11-5.17: the last reference of an ioasid, dropped at the mm's last unbind; true when it freed the PASID. */
+#ifdef HOOK_ioasid_put
+static __always_inline int done_ioasid_put(u64 id, u64 a1, u64 a2, u64 a3, u64 ret)
+{
+    if (!(ret & 1))
+        return 0;
+    struct rec *r = kfunc_rec(EV_IOASID_FREE, (u32)id, 0);
+    if (r)
+        submit(r);
+    return 0;
+}
+ON_RETURN(ioasid_put, 13)
+#endif

@@ -29,8 +29,8 @@ def test_one_allocator_and_one_free_path_per_version() -> None:
 def test_blind_spots_follow_the_kernels_history() -> None:
     # 6.4-6.5: the PASID comes from an IDA private to iommu-sva.c, through a static function (F5)
     assert set(blind_spots((6, 5))) == {"pasid_alloc"}
-    # 5.11-5.17: frees go through ioasid_put(); unbinds have no domain to name the mm by (F24, F26)
-    assert set(blind_spots((5, 15))) == {"pasid_free", "sva_unbind"}
+    # 5.11-5.17: unbinds have no domain to name the mm by (F26); frees show at ioasid_put()'s return (F24)
+    assert set(blind_spots((5, 15))) == {"sva_unbind"}
     assert blind_spots((6, 18)) == {}
     # every hook of a row the capture could not attach makes its kinds a blind spot too
     assert set(blind_spots((6, 18), {"iommu_alloc_global_pasid": "blocked by lockdown"})) == {"pasid_alloc"}

@@ -72,6 +72,7 @@ class Kernel:
         self.detach(pasid)
         if self.version <= (5, 10):
             self.fire("ioasid_free", Ev.IOASID_FREE, cmd=pasid)  # intel svm.c frees at the last unbind
+        self.fire("ioasid_put", Ev.IOASID_FREE, cmd=pasid)  # 5.11-5.17: iommu_sva_free_pasid(), true: freed
 
     def request(self, pasid: int | None, prg: int, tid: int = 40) -> None:
         """VT-d prq.c (svm.c <=6.11): intel_prq_report() -> iommu_report_device_fault(), then trace_prq_report.

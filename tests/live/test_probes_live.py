@@ -33,7 +33,8 @@ pytestmark = [pytest.mark.live, pytest.mark.usefixtures("live_host")]
 SIGNATURE_ARGS = {"iommu_alloc_global_pasid": 1, "iommu_free_global_pasid": 1, "iommu_sva_bind_device": 2,
                   "iommu_sva_unbind_device": 1, "iommu_attach_device_pasid": 4, "iommu_detach_device_pasid": 3,
                   "iommu_replace_device_pasid": 4, "iommu_report_device_fault": 2, "iopf_group_response": 2,
-                  "iommu_page_response": 2, "mm_pasid_drop": 1, "ioasid_alloc": 4, "ioasid_free": 1}
+                  "iommu_page_response": 2, "mm_pasid_drop": 1, "ioasid_alloc": 4, "ioasid_free": 1,
+                  "ioasid_put": 1}
 
 
 @pytest.fixture(scope="module")
