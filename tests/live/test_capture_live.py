@@ -153,7 +153,8 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path: Path, clients) -> None:
     rec.proc.kill()
     rec.proc.wait()
     r = Recording(out)
-    assert r.footer is None and r.damage and "did not close cleanly" in r.damage_summary()
+    summary = r.damage_summary()
+    assert r.footer is None and r.damage and any(cut in summary for cut in ("did not close cleanly", "cut short"))
     events = list(r.iter_events())
     assert len(events) > 200 and {e.kind for e in events} == {"uapi"}
     assert max(e.ts_ns for e in events) >= killed_at - 1_600_000_000  # flushed every second, plus a poll
@@ -170,7 +171,8 @@ def test_sigkill_under_load_keeps_every_complete_chunk_and_names_the_cut(tmp_pat
     rec.proc.kill()
     rec.proc.wait()
     r = Recording(out)
-    assert r.footer is None and "did not close cleanly" in r.damage_summary()  # type: ignore[operator]
+    # The kill lands between frames ("did not close cleanly") or inside one ("cut short"): both name the cut.
+    assert r.footer is None and any(cut in r.damage_summary() for cut in ("did not close cleanly", "cut short"))
     cut = [d for d in r.damage if "cut short" in d.what]
     assert len(r.damage) == len(cut) + 1 <= 2  # at most the frame being written when killed, and no footer
     end = r.chunks[-1].offset + 12 + r.chunks[-1].length

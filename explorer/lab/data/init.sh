@@ -6,8 +6,14 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/t
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
-mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
+# The guest writes to a tmpfs /tmp, but the host's /tmp may hold the project itself (a CI clone, a venv):
+# keep the host's entries reachable at their own paths, through links to a bind of the host's /tmp.
+mkdir -p /run/host-tmp && mount --bind /tmp /run/host-tmp
+mount -t tmpfs tmpfs /tmp
+for entry in /run/host-tmp/* /run/host-tmp/.[!.]*; do
+    [ -e "$entry" ] && [ "${entry##*/}" != lab ] && ln -s "$entry" "/tmp/${entry##*/}"
+done
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t debugfs debugfs /sys/kernel/debug
 mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /dev/shm
