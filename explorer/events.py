@@ -203,6 +203,7 @@ class Event:
     comm: str | None = None
     source: str = ""
     fields: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    machine: int = 0  # its machine's number in the recording's machine table (explorer/machines.py)
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.fields.get(name, default)
@@ -212,18 +213,22 @@ class Event:
         return self.kind in KINDS
 
     def to_row(self) -> Row:
-        """The recording's compact row: a positional header plus the kind's field map."""
-        return [self.ts_ns, str(self.kind), self.device, self.pasid, self.cpu, self.pid, self.comm,
-                self.source, dict(self.fields)]
+        """The recording's compact row: a positional header plus the kind's field map (and its machine's number,
+        when it is not the first machine's)."""
+        row = [self.ts_ns, str(self.kind), self.device, self.pasid, self.cpu, self.pid, self.comm,
+               self.source, dict(self.fields)]
+        if self.machine:
+            row.append(self.machine)
+        return row
 
     @classmethod
     def from_row(cls, row: Row) -> Event:
         """Inverse of `to_row`; extra trailing row items from newer writers land in fields['_extra']."""
         ts, kind, device, pasid, cpu, pid, comm, source, fields = row[:9]
         fields = dict(fields) if isinstance(fields, dict) else {} if fields is None else {"_fields": fields}
-        if len(row) > 9:
-            fields["_extra"] = list(row[9:])
-        return cls(ts, kind, device, pasid, cpu, pid, comm, source or "", MappingProxyType(fields))
+        if len(row) > R_MACHINE + 1:
+            fields["_extra"] = list(row[R_MACHINE + 1:])
+        return cls(ts, kind, device, pasid, cpu, pid, comm, source or "", MappingProxyType(fields), machine_of(row))
 
     def brief(self) -> str:
         """One line for lists and logs: kind, where, and the fields that tell this event apart."""
@@ -269,12 +274,19 @@ class Event:
 
 Row = list[Any]
 """An event as recordings store it and every fast path reads it: `[ts_ns, kind, device, pasid, cpu, pid, comm,
-source, fields]` (`Event.to_row`). A list rather than an object because millions are decoded per second; read
-its items only through the R_* positions below."""
+source, fields]` (`Event.to_row`), plus `machine` in a merged recording's rows of any machine but the first. A
+list rather than an object because millions are decoded per second; read its items only through the R_*
+positions below."""
 
 # Row positions, shared by the recording, the index, the simulator, the bars, the probes and the importers.
 R_TS, R_KIND, R_DEVICE, R_PASID, R_CPU, R_PID, R_COMM, R_SOURCE, R_FIELDS = range(9)
+R_MACHINE = 9  # optional: the machine's number in the header's machine table; absent means 0
 COMMON_FIELDS = ("ts_ns", "kind", "device", "pasid", "cpu", "pid", "comm", "source")
+
+
+def machine_of(row: Row) -> int:
+    """The number of the machine a row happened on (0 when it names none)."""
+    return row[R_MACHINE] if len(row) > R_MACHINE else 0
 
 
 def make(kind: str, ts_ns: int, *, device: str | None = None, pasid: int | None = None,

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .events import KINDS, R_TS, Kind
+from .events import KINDS, R_MACHINE, R_TS, Kind
+from .machines import MAX_MACHINES
 
 TS_END = 1 << 63  # times are int64 nanoseconds, never negative
 U32_END = 1 << 32
@@ -96,7 +97,8 @@ def key_problem(kind: Any, device: Any, pasid: Any) -> str | None:
 
 def row_problem(row: Any) -> str | None:
     """What makes `row` unusable, in words, or None when every position and every known field fits the schema.
-    Rows longer than nine items (a newer writer's extra columns) are kept as they are."""
+    A tenth item is the row's machine number (explorer/machines.py); items after it (a newer writer's extra
+    columns) are kept as they are."""
     if type(row) is not list or len(row) < 9:
         return f"not an event row (a {type(row).__name__} of {len(row) if isinstance(row, list) else 1} items)"
     ts, kind, _, pasid, cpu, pid, _, _, fields = row[:9]
@@ -128,6 +130,8 @@ def row_problem(row: Any) -> str | None:
     for name in REQUIRED.get(kind, ()):
         if fields.get(name) is None:
             return f"{kind} lacks its field {name!r}"
+    if len(row) > R_MACHINE and not (_integer(row[R_MACHINE]) and 0 <= row[R_MACHINE] < MAX_MACHINES):
+        return f"machine is {_shown(row[R_MACHINE])}, not a machine number (0..{MAX_MACHINES - 1})"
     return None
 
 

@@ -19,6 +19,7 @@ from explorer.collector import collector_paused
 from explorer.errors import CaptureError
 from explorer.events import R_TS, Kind, Row
 from explorer.kernel_facts import facts_for, parse_version
+from explorer.machines import this_machine
 from explorer.recording import Header, this_host
 
 from . import devices, loader
@@ -50,6 +51,7 @@ class CaptureOptions:
     ring_bytes: int = DEFAULT_RING_BYTES  # the kernel ring buffer: a power of two, at least a page
     reorder_ns: int = 20_000_000  # rows younger than this wait for stragglers from other CPUs
     tracefs_dirs: tuple[Path, ...] = TRACEFS_DIRS
+    machine: str | None = None  # the machine's name in the header (default: $PASID_EXPLORER_MACHINE, else host)
 
 
 def preflight(facts: HostFacts, headers: Path | None) -> None:
@@ -134,8 +136,9 @@ class Capture:
         probes["lockdown"] = facts.lockdown
         probes["kernel_facts"] = [f.key for f in facts_for(parse_version(facts.kernel))]
         probes["ring_bytes"] = options.ring_bytes
-        self.header = Header(source="capture", host=this_host(), clock="monotonic", probes=probes,
-                             devices=devices.scan())
+        host = this_host()
+        self.header = Header(source="capture", host=host, clock="monotonic", probes=probes, devices=devices.scan(),
+                             machines=[this_machine(options.machine, host["kernel"], host["boot_id"])])
         self.started_ns = time.monotonic_ns()
         self.delivered = 0
         self.lost = 0

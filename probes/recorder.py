@@ -14,6 +14,7 @@ from typing import Any
 from explorer.collector import collector_paused
 from explorer.errors import InputError
 from explorer.events import Row
+from explorer.machines import snapshot
 from explorer.recording import RecordingWriter
 from explorer.snapshot import stored, take
 
@@ -70,7 +71,8 @@ class RecordingTee:
             self._write(self.capture.finish())
             extra = {"lost": self.capture.lost, "kernel_counts": self.capture.kernel_counts(),
                      "kernel_counts_missed": self.capture.kernel_counts_missed(),
-                     "unmatched_responses": self.capture.decoder.unmatched_responses, stored.KEY: [take()]}
+                     "unmatched_responses": self.capture.decoder.unmatched_responses, stored.KEY: [take()],
+                     "clock_end": snapshot().to_dict()}
         finally:
             self.writer.close(end_reason or self.end_reason, **extra)
             self.capture.close()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import explorer
+from explorer.machines import NAME_ENV
 
 from . import kernels
 from .kernels import LabError, LabKernel, Progress
@@ -63,12 +64,15 @@ def new_run_dir() -> Path:
     return path
 
 
-def guest_script(command: list[str], bins: Path, ring_kb: int, stop_at: str | None = None) -> str:
-    """The guest's job: the workloads on PATH, this project importable, the command under the capture."""
+def guest_script(command: list[str], bins: Path, ring_kb: int, stop_at: str | None = None,
+                 machine: str = "lab") -> str:
+    """The guest's job: the workloads on PATH, this project importable, the command under the capture, whose
+    recording names its machine `machine` (so that it stands apart from its host's beside it)."""
     guest = [sys.executable, "-m", "explorer.lab.guest", "--out", "/tmp/lab", "--ring-kb", str(ring_kb)]
     if stop_at:
         guest += ["--stop-at", stop_at]
-    return (f"export PATH={shlex.quote(str(bins))}:$PATH PYTHONPATH={shlex.quote(str(PROJECT))}\n"
+    return (f"export PATH={shlex.quote(str(bins))}:$PATH PYTHONPATH={shlex.quote(str(PROJECT))} "
+            f"{NAME_ENV}={shlex.quote(machine)}\n"
             f"exec {shlex.join(guest + ['--', *command])}\n")
 
 
@@ -82,7 +86,7 @@ def run(version: str, command: list[str], output: Path | None = None, *, intel_i
     bins = build_workloads(lab)
     run_dir = new_run_dir()
     boot = Boot(lab, run_dir, memory_mb=VM_MEMORY_MB, intel_iommu=intel_iommu)
-    result = run_job(boot, guest_script(command, bins, ring_kb, stop_at), timeout_s=timeout_s)
+    result = run_job(boot, guest_script(command, bins, ring_kb, stop_at, f"lab-{version}"), timeout_s=timeout_s)
     figures_file = run_dir / "figures.json"
     if not figures_file.exists():
         tail = [printable(line) for line in (result.output or result.console).strip().splitlines()[-5:]]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..machines import BadMachines, ClockSnapshot
 from ..schema import TS_END
 from .framing import FRAME, MAX_FRAME
 
@@ -92,7 +93,15 @@ KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "import": (lambda v: isinstance(v, dict) and all(_IMPORT.get(k, lambda _: True)(x) for k, x in v.items()),
                "a map of import statistics"),
     "snapshots": (lambda v: isinstance(v, list), "a list of kernel state snapshots"),  # each: snapshot.stored
+    "clock_end": (lambda v: _clocks(v) is not None, "the clocks read at the end (explorer/machines.py)"),
 }
+
+
+def _clocks(v: Any) -> ClockSnapshot | None:
+    try:
+        return ClockSnapshot.from_dict(v, "clock_end")
+    except BadMachines:
+        return None
 
 
 def checked_keys(footer: dict[Any, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -10,8 +10,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..machines import BadMachines, Machine, parse_table
+
 FORMAT_NAME = "pasidrec"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this reader reads
+# Version 2 adds machines: a merged recording's rows name their machine (a tenth item) and its header lists them.
+# A recording of one machine is written as version 1 (its `machines` key is one older readers keep and ignore).
+MERGED_VERSION = 2
 HOST_TEXT_KEYS = ("hostname", "kernel", "arch", "boot_id")
 MAX_PASID_WIDTH = 32  # PCIe allows 20; more would make `max_pasids` absurd
 _WIDTH = f"an integer from 0 to {MAX_PASID_WIDTH}"
@@ -86,13 +91,17 @@ class Header:
     probes: dict[str, Any] = field(default_factory=dict)  # {"attached": [...], "unavailable": {hook: why}}
     devices: list[DeviceInfo] = field(default_factory=list)
     created_unix: float = field(default_factory=time.time)
+    # Which machines the events happened on, with their clocks (explorer/machines.py); empty: not named (a
+    # recording from before machines, or one made without a machine: one host, its clock unknown)
+    machines: list[Machine] = field(default_factory=list)
     format: str = FORMAT_NAME
-    version: int = FORMAT_VERSION
+    version: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        version = max(self.version, MERGED_VERSION) if len(self.machines) > 1 else self.version
         d = {
-            "format": self.format, "version": self.version, "source": self.source, "host": self.host,
+            "format": self.format, "version": version, "source": self.source, "host": self.host,
             "clock": self.clock, "probes": self.probes, "devices": [dv.to_dict() for dv in self.devices],
             "created_unix": self.created_unix,
         }
@@ -100,6 +109,8 @@ class Header:
             d["title"] = self.title
         if self.description is not None:
             d["description"] = self.description
+        if self.machines:
+            d["machines"] = [m.to_dict() for m in self.machines]
         return {**self.extra, **d}
 
     @classmethod
@@ -123,20 +134,34 @@ class Header:
         for key in ("unavailable", "invisible_kinds"):
             _get(probes, key, dict, "a map", "probes.")
         devices = _get(d, "devices", list, "a list") or []
+        try:
+            machines = parse_table(d["machines"]) if d.get("machines") is not None else []
+        except BadMachines as e:
+            raise BadHeader(f"header key {e}") from None
         known = {"format", "version", "source", "host", "clock", "title", "description", "probes", "devices",
-                 "created_unix"}
+                 "created_unix", "machines"}
         return cls(
             source=_get(d, "source", str, "a string", default="?"), host=dict(host),
             clock=_get(d, "clock", str, "a string", default="?"), title=_get(d, "title", str, "a string"),
             description=_get(d, "description", str, "a string"), probes=dict(probes),
             devices=[DeviceInfo.from_dict(x, f"devices[{i}]") for i, x in enumerate(devices)],
             created_unix=float(_get(d, "created_unix", (int, float), "a number", default=0.0)),
-            format=FORMAT_NAME, version=version, extra={k: v for k, v in d.items() if k not in known},
+            machines=machines, format=FORMAT_NAME, version=version,
+            extra={k: v for k, v in d.items() if k not in known},
         )
 
     @property
     def kernel(self) -> str | None:
         return self.host.get("kernel")
+
+    @property
+    def machine_table(self) -> list[Machine]:
+        """The machines, first the one whose clock is the timeline's; a recording naming none is one host whose
+        clock is known only when the header says it is monotonic (a capture's)."""
+        if self.machines:
+            return self.machines
+        clock = self.clock if self.clock == "monotonic" else None
+        return [Machine(boot_id=self.host.get("boot_id"), kernel=self.kernel, clock=clock)]
 
 
 def this_host() -> dict[str, Any]:

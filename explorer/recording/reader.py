@@ -11,13 +11,14 @@ import re
 import stat
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import msgpack
 
 from ..errors import RecordingError
 from ..events import R_DEVICE, R_KIND, R_PASID, R_TS, Event, Row
+from ..machines import ClockSnapshot, Machine
 from ..schema import TS_END, checked
 from .columns import ChunkColumns
 from .columns import unpack as unpack_columns
@@ -424,6 +425,16 @@ class Recording:
                 continue  # the footer is only a completion of the header's table
             table.setdefault(info.name, info)
         return list(table.values())
+
+    @property
+    def machines(self) -> list[Machine]:
+        """The header's machine table; a one-machine recording's end clocks are in the footer (`clock_end`),
+        read there when the capture closed."""
+        table = self.header.machine_table
+        end = (self.footer or {}).get("clock_end")
+        if len(table) == 1 and table[0].end is None and end is not None:
+            return [replace(table[0], end=ClockSnapshot.from_dict(end, "clock_end"))]
+        return table
 
     def damage_summary(self) -> str | None:
         """One honest line about what is missing, or None for a whole file."""

@@ -57,7 +57,7 @@ def test_round_trip_keeps_every_event_and_field(tmp_path: Path, evs: list[Event]
 def test_unknown_kinds_fields_and_row_items_from_a_newer_writer_survive(tmp_path: Path) -> None:
     path = tmp_path / "future.pasidrec"
     with RecordingWriter(path, HEADER) as w:
-        w.append_row([5, "pasid_teleport", DEV, 7, 0, 1, "x", "probe-v9", {"warp": 3}, "extra-column"])
+        w.append_row([5, "pasid_teleport", DEV, 7, 0, 1, "x", "probe-v9", {"warp": 3}, 0, "extra-column"])
         w.append(make(Kind.PAGE_REQUEST, 9, device=DEV, pasid=7, prg=1, addr=0x1000))
         w.append_row([11, "page_request", DEV, 7, 0, 1, "x", "probe-v9", {"prg": 2, "addr": 0, "hologram": True}])
     evs = list(Recording(path).iter_events())

@@ -30,6 +30,11 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ring-kb", type=int, default=DEFAULT_RING_MB * 1024, metavar="KB",
                    help=f"kernel ring buffer size, a power of two (default {DEFAULT_RING_MB * 1024}); events "
                         f"beyond it are counted as lost")
+    p.add_argument("--machine", metavar="NAME",
+                   help="this machine's name in the recording (default: $PASID_EXPLORER_MACHINE, else 'host'): "
+                        "name a VM's guest when you record it, so that 'replay host.pasidrec guest.pasidrec' "
+                        "shows it under its own name; the boot id and clock readings that align it with other "
+                        "recordings are kept whatever the name")
 
 
 def capture_options(args: argparse.Namespace) -> CaptureOptions:
@@ -42,7 +47,7 @@ def capture_options(args: argparse.Namespace) -> CaptureOptions:
             raise CaptureError(f"--device {args.device}: not a PCI address (expected the form 0000:65:00.0)")
         if not (PCI_DEVICES / device).exists():
             raise CaptureError(f"--device {args.device}: no such PCI device on this host ('lspci -D' lists them)")
-    return CaptureOptions(pid=args.pid, device=device, ring_bytes=args.ring_kb * 1024)
+    return CaptureOptions(pid=args.pid, device=device, ring_bytes=args.ring_kb * 1024, machine=args.machine)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
