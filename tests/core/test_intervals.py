@@ -105,3 +105,9 @@ def test_the_open_intervals_at_any_time_are_the_models_state_there(source: objec
             assert iv.key == (rec.device, rec.prg, rec.pasid)
         assert (iv.start_ns, iv.open_idx) == ((rec.first_ns, rec.first_idx) if iv.kind == IntervalKind.GROUP
                                               else (rec.since_ns, rec.idx))
+    for kind in IntervalKind:  # and the columns aggregates read are the same closed intervals, in the same order
+        cols = idx.intervals.closed_columns(kind)
+        closed = [(iv.start_ns, iv.end_ns, iv.open_idx, iv.close_idx) for iv in idx.intervals.closed_since(0)
+                  if iv.kind == kind]
+        got = zip(*(c.tolist() for c in (cols.start_ns, cols.end_ns, cols.open_idx, cols.close_idx)), strict=True)
+        assert list(got) == closed
