@@ -65,8 +65,8 @@ def with_value(row: list[Any], place: str, value: Any) -> list[Any]:
     out = list(row)
     if place in POSITIONS:
         out[POSITIONS.index(place)] = value
-    else:
-        out[8] = {**out[8], place: value}
+    else:  # (a fields position already replaced by a non-mapping becomes a mapping of this one field)
+        out[8] = {**(out[8] if isinstance(out[8], dict) else {}), place: value}
     return out
 
 

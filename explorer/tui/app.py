@@ -69,6 +69,11 @@ class ExplorerApp(App[None]):
         Binding("shift+right", "pan(0.25)", "pan later", show=False),
         Binding("plus,equals_sign", "zoom(0.5)", "zoom in", key_display="+"),
         Binding("minus", "zoom(2)", "zoom out", key_display="-"),
+        # Perfetto's keys, for hands that know them (`s` searched before: search moved to `f`, see help_screen)
+        Binding("w", "zoom(0.5)", "zoom in (Perfetto)", show=False),
+        Binding("s", "zoom(2)", "zoom out (Perfetto)", show=False),
+        Binding("a", "pan(-0.25)", "pan earlier (Perfetto)", show=False),
+        Binding("d", "pan(0.25)", "pan later (Perfetto)", show=False),
         Binding("0", "fit", "whole recording", show=False),
         Binding("home", "jump(0)", "jump to start", show=False),
         Binding("end", "jump(1)", "jump to end (live: follow)", show=False),
@@ -82,12 +87,15 @@ class ExplorerApp(App[None]):
         Binding("full_stop", "step(1)", "step one event", key_display="."),
         Binding("comma", "step(-1)", "step back one event", key_display=",", show=False),
         Binding("N", "anomaly(-1)", "previous anomaly", key_display="N", show=False),
-        Binding("m", "marker(1)", "next step (marker)", show=False),
-        Binding("M", "marker(-1)", "previous step (marker)", key_display="M", show=False),
+        Binding("m", "marker(1)", "next teaching step", show=False),
+        Binding("M", "marker(-1)", "previous teaching step", key_display="M", show=False),
         Binding("greater_than_sign", "speed(1)", "faster", key_display=">", show=False),
         Binding("less_than_sign", "speed(-1)", "slower", key_display="<", show=False),
-        Binding("s", "search", "search event text", show=False),
+        Binding("f", "search", "search event text", show=False),
         Binding("S", "search_again(1)", "next search match", key_display="S", show=False),
+        Binding("A", "set_mark('a')", "marker A at the cursor", key_display="A", show=False),
+        Binding("B", "set_mark('b')", "marker B at the cursor", key_display="B", show=False),
+        Binding("x", "clear_marks", "clear markers A and B", show=False),
         Binding("escape", "clear_filter", "clear filter", show=False),
         Binding("t", "toggle_theme", "light / dark", show=False),
     ]
@@ -164,7 +172,8 @@ class ExplorerApp(App[None]):
             s.reselect()
         timeline = self.query_one(Timeline)
         view = View(s.window, s.cursor, s.rows, s.expanded, s.selected, self._top,
-                    s.status(timeline.cell_count, self.live.status() if self.live is not None else None))
+                    s.status(timeline.cell_count, self.live.status() if self.live is not None else None),
+                    (s.mark_a, s.mark_b))
         timeline.show(view)
         self._top = view.top
         for panel in self.query(Panel):
@@ -221,6 +230,13 @@ class ExplorerApp(App[None]):
 
     def action_marker(self, delta: int) -> None:
         self._moved(self.session.marker(delta))
+
+    def action_set_mark(self, which: str) -> None:
+        self.session.set_mark(which)
+        self.refresh_view(reselect=False)
+
+    def action_clear_marks(self) -> None:
+        self._moved(self.session.clear_marks())
 
     def _moved(self, refused: str | None, timeout: float = 2) -> None:
         """After a move to an event or anomaly: show it, or say why there was none."""

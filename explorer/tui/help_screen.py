@@ -35,6 +35,15 @@ row opens into one row per PASID; the allocator row opens into one row per PASID
 
 {keys}
 
+Perfetto's keys work too: `w`/`s` zoom in and out, `a`/`d` pan. `s` used to search the events' text: search is
+`f` now, and `S` still finds the next match.
+
+Markers (as in KernelShark): `A` and `B` put marker A or B at the cursor, drawn on the axis and down every row;
+the status line shows the time from A to B (Δ), and the **range** panel counts what lies between them (else in
+the visible window): events per kind, faults per device and PASID, and each device's page-request latency (first
+request to response: p50, p99, max and a histogram). They stay where they are through seeks and zooms; `x` clears
+them.
+
 Mouse: click a mark to select the event drawn there (an `!`: its anomaly, explained), a row to select it; the
 wheel zooms around the pointer.
 `ctrl+p` opens the command palette (every action is there too).

@@ -8,7 +8,8 @@ from .anomaly_panel import AnomalyPanel
 from .event_panel import EventPanel
 from .lesson_panel import LessonPanel
 from .panel import Panel
+from .range_panel import RangePanel
 from .timeline import Timeline
 
 PANELS: dict[str, type[Timeline] | type[Panel]] = {
-    cls.NAME: cls for cls in (Timeline, AllocatorPanel, EventPanel, AnomalyPanel, LessonPanel)}
+    cls.NAME: cls for cls in (Timeline, AllocatorPanel, EventPanel, AnomalyPanel, LessonPanel, RangePanel)}

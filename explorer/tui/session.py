@@ -1,5 +1,5 @@
 """What the explorer shows, as a plain object: the cursor, the time window, the rows and the one selected, the
-selected event and anomaly, the filter, the search, replay and the teaching markers.
+selected event and anomaly, the filter, the search, replay, the teaching markers and the A/B markers.
 
 Every key's move is a method here that changes this state and returns what to tell the user (or None), so the
 moves are unit-tested without a screen; the app (tui/app.py) only binds keys to them, runs workers and pushes
@@ -60,6 +60,9 @@ class Session:
     following: bool = field(default=False, init=False)  # live: the cursor stays on the newest event
     needle: str = field(default="", init=False)  # the last search
     markers: list[int] = field(default_factory=list, init=False)  # the teaching steps' event indices
+    # the A and B markers' times (KernelShark's): set at the cursor, kept through every seek and zoom
+    mark_a: int | None = field(default=None, init=False)
+    mark_b: int | None = field(default=None, init=False)
     # the anomaly shown, kept by identity: findings the model adds later may sort before it
     _anomaly: Anomaly | None = field(default=None, init=False)
 
@@ -197,6 +200,38 @@ class Session:
     def jump(self, end: bool) -> None:
         self.move_to(self.index.end_ns if end else self.index.start_ns, follow=end)
 
+    # -- A/B markers ------------------------------------------------------------------------------------------
+    def set_mark(self, which: str) -> None:
+        """Put marker A or B at the cursor."""
+        if which == "a":
+            self.mark_a = self.cursor
+        else:
+            self.mark_b = self.cursor
+
+    def clear_marks(self) -> str | None:
+        if self.mark_a is None and self.mark_b is None:
+            return "no markers to clear: A and B set them at the cursor"
+        self.mark_a = self.mark_b = None
+        return None
+
+    def measured_range(self) -> tuple[int, int, bool]:
+        """The range the range panel counts, [t0, t1): from A to B inclusive when both are set (True), else the
+        visible window (False)."""
+        a, b = self.mark_a, self.mark_b
+        if a is not None and b is not None:
+            return min(a, b), max(a, b) + 1, True
+        return self.window.t0, self.window.t1, False
+
+    def marks_status(self) -> str | None:
+        """The markers as the status line says them: the time between them, or where the one set is."""
+        a, b = self.mark_a, self.mark_b
+        if a is not None and b is not None:
+            return f"A→B Δ {fmt_ns(b - a)}"
+        if a is None and b is None:
+            return None
+        name, t = ("A", a) if a is not None else ("B", b)
+        return f"{name} at +{fmt_ns(t - self.index.start_ns)}"  # type: ignore[operator]
+
     # -- events, anomalies, steps -----------------------------------------------------------------------------
     def select_event(self, i: int, *, keep_row: bool) -> None:
         """Put the cursor on event `i` and select its row (opening its device if needed)."""
@@ -326,6 +361,9 @@ class Session:
         if found:
             bits.append(f"{found:,} anomal{'y' if found == 1 else 'ies'}{' so far' if modelling else ''} · n jumps")
         bits.append(f"span {fmt_ns(self.window.span)}")
+        marks = self.marks_status()
+        if marks is not None:
+            bits.append(marks)
         cell = self.window.cell_of(self.cursor, n_cells) if row is not None else None
         if row is not None and cell is not None:
             edges = self.window.edges(n_cells)

@@ -26,6 +26,8 @@ from .tracks import TrackRow
 HEADER_LINES = 2  # the axis labels and the tick line
 MIN_LABEL, MIN_CELLS = 12, 30  # a narrow timeline shrinks its labels, down to MIN_LABEL, to keep MIN_CELLS of time
 _ANOMALY = MARKS["anomaly"]
+MARK_NAMES = ("A", "B")
+MARK_INKS = ("green", "purple")  # KernelShark draws A green and B red; red is the cursor's here
 
 
 @dataclass(slots=True)
@@ -39,6 +41,7 @@ class View:
     selected: int
     top: int = 0
     status: str = ""
+    marks: tuple[int | None, int | None] = (None, None)  # the A and B markers' times
 
 
 class Timeline(Widget, can_focus=True):
@@ -188,16 +191,29 @@ class Timeline(Widget, can_focus=True):
             chars[cell] = "┬"
         ranks = self.cells.axis_anomalies(edges).tolist()
         cur = v.window.cell_of(v.cursor, n)
+        marks = self._mark_cells(v)
         rule = self._style(dim=True)
         segs = [Segment("time".ljust(self.label_width) + "┼", rule)]
         start = 0
         for cell in range(n):
-            if cell == cur or ranks[cell]:
+            if cell == cur or cell in marks or ranks[cell]:
                 segs.append(Segment("".join(chars[start:cell]), rule))
-                segs.append(self._cursor_mark() if cell == cur else self._anomaly_chip(ranks[cell], False))
+                if cell == cur:
+                    segs.append(self._cursor_mark())
+                elif cell in marks:
+                    m = marks[cell]
+                    segs.append(Segment(MARK_NAMES[m], self._style(fg=ink(MARK_INKS[m], self.dark), bold=True)))
+                else:
+                    segs.append(self._anomaly_chip(ranks[cell], False))
                 start = cell + 1
         segs.append(Segment("".join(chars[start:]), rule))
         return Strip(segs)
+
+    def _mark_cells(self, v: View) -> dict[int, int]:
+        """The cells of the A and B markers in view: cell -> 0 (A) or 1 (B); B wins a cell they share."""
+        n = self.cell_count
+        cells = (None if t is None else v.window.cell_of(t, n) for t in v.marks)
+        return {cell: m for m, cell in enumerate(cells) if cell is not None}
 
     def _cursor_mark(self) -> Segment:
         return Segment("▼", self._style(fg=ink("red", self.dark), bold=True))
@@ -218,11 +234,12 @@ class Timeline(Widget, can_focus=True):
         cells = self.cells.row_cells(v.rows[r], self._edges_and_ticks(v)[0])
         cur = v.window.cell_of(v.cursor, n)
         segs = [self._label(v, r), Segment("│", self._style(dim=True))]
-        segs += self._cell_segments(cells, cur)
+        segs += self._cell_segments(cells, cur, self._mark_cells(v))
         return Strip(segs)
 
-    def _cell_segments(self, c: RowCells, cursor_cell: int | None) -> list[Segment]:
-        """One segment per run of cells drawn alike (styles are cached, so a run is a run of the same object)."""
+    def _cell_segments(self, c: RowCells, cursor_cell: int | None, marks: dict[int, int]) -> list[Segment]:
+        """One segment per run of cells drawn alike (styles are cached, so a run is a run of the same object). A
+        marker is a line down an empty cell (a mark drawn there says more)."""
         tints = BAR_TINTS[self.dark]
         counts, top, bars, anomalies = c.counts.tolist(), c.top.tolist(), c.bars.tolist(), c.anomalies.tolist()
         out: list[Segment] = []
@@ -240,6 +257,8 @@ class Timeline(Widget, can_focus=True):
                 low = mark.glyph == "·"
                 glyph = density_glyph(count) if low else mark.glyph
                 style = self._style(fg=mark.colour(self.dark), bg=bg, bold=not low, reverse=reverse)
+            elif i in marks:
+                glyph, style = "│", self._style(fg=ink(MARK_INKS[marks[i]], self.dark), bg=bg, reverse=reverse)
             elif bar == GROUP_STALE:
                 glyph, style = "╌", self._style(fg=ink("red", self.dark), bg=bg, reverse=reverse)
             else:

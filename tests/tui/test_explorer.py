@@ -211,7 +211,7 @@ def test_play_pause_speeds_and_search() -> None:
         await pilot.press("space")
         played_ns = 100_000 * (time.monotonic() - began + 0.05)
         assert not app.session.playing and index.start_ns < app.session.cursor < index.start_ns + played_ns
-        await pilot.press("home", "s", *"hwpt_alloc", "enter")
+        await pilot.press("home", "f", *"hwpt_alloc", "enter")
         await pilot.pause(0.2)
         assert index.event(app.session.selected_event).get("name") == "IOMMU_HWPT_ALLOC"
 
@@ -440,7 +440,7 @@ def test_left_up_bracket_and_next_search_match() -> None:
         assert (app.session.cursor, app.session.selected_event) == times[-2]
         await pilot.press("left_square_bracket")
         assert (app.session.cursor, app.session.selected_event) == times[-3]
-        await pilot.press("home", "s", *"IOMMU_", "enter")
+        await pilot.press("home", "f", *"IOMMU_", "enter")
         await pilot.pause(0.2)
         first = app.session.selected_event
         await pilot.press("S")

@@ -13,10 +13,12 @@ from hypothesis import strategies as st
 from rich.text import Text
 
 from explorer.loading import open_index
+from explorer.range_stats import range_stats
 from explorer.tui.allocator_panel import render_state
 from explorer.tui.cells import CellModel
 from explorer.tui.event_panel import render_anomaly, render_event
 from explorer.tui.panel import neutral_text
+from explorer.tui.range_panel import render_range
 from explorer.tui.session import Session
 from explorer.tui.spans import Spans
 
@@ -51,6 +53,9 @@ def walk(path: Path) -> None:
             s.cells.row_cells(row, s.window.edges(60))
     for n in range(len(index.anomalies)):
         shown(render_anomaly(index, n, False))
+    whole = range_stats(index, int(index.ts.min()), index.end_ns + 1)  # (times may go back: the first is no minimum)
+    assert whole.events == index.n and sum(n for _, n in whole.kinds) == index.n
+    shown(render_range(index, whole, True, True))
     while s.anomaly(1) is None:
         pass
     s.cursor_by(5, 60)

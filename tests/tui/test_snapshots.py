@@ -1,5 +1,6 @@
-"""Screens as a user sees them: each layout at 80x24 and 160x48, an anomaly selected, the help screen (SVG
-snapshots; regenerate deliberately with `pytest tests/tui --snapshot-update` and review the diff)."""
+"""Screens as a user sees them: each layout at 80x24 and 160x48, an anomaly selected, the help screen, the A/B
+markers with the range panel (SVG snapshots; regenerate deliberately with `pytest tests/tui --snapshot-update` and
+review the diff)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,10 @@ def test_help_screen(snap_compare) -> None:
 def test_light_theme_filtered(snap_compare) -> None:
     assert snap_compare(ExplorerApp(index_of("04"), layout="debug"),
                         press=["t", "slash", *"kind:page_request,page_response", "enter"], terminal_size=(160, 48))
+
+
+def test_range_panel_between_markers(snap_compare) -> None:
+    """A and B set, the cursor past B: both drawn on the axis and down the rows, Δ in the status line, and the
+    range panel's counts and latency histogram between them."""
+    assert snap_compare(ExplorerApp(index_of("04"), layout="debug"),
+                        press=["home", *["right"] * 5, "A", *["right"] * 30, "B", "right"], terminal_size=(160, 48))
