@@ -7,7 +7,9 @@ attached inside the VM at the lab's ring size, and once more with the old 16 MiB
 
 The last line is one JSON object: per kernel build_s, boot_s (QEMU start to the guest running its job), attach_s
 (the capture compiling and attaching its probes inside the VM), events, lost, capture_cpu_us_per_event (the
-capture's own CPU time inside the VM per event it recorded) and the same at 16 MiB. Needs root and qemu.
+capture's own CPU time inside the VM per event it recorded) and the same at 16 MiB. With --selftest, the same
+for the kernel's own iommufd selftest (about 290k ioctls, 7.3 only: `selftest` in the kernel's figures). Needs
+root and qemu.
 """
 
 from __future__ import annotations
@@ -21,13 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from explorer.lab import kernels, session  # noqa: E402
+from explorer.lab import kernels, session, workloads  # noqa: E402
 
 OLD_RING_KB = 16 * 1024
 
 
-def measure(version: str, flood: int, faults: int, ring_kb: int, out: Path) -> dict:
-    command = ["faultq", "-d", "4", "-n", str(faults), "-i", "7", "-p", "0x40", "-s", str(flood)]
+def measure(version: str, command: list[str], ring_kb: int, out: Path) -> dict:
     run = session.run(version, command, out, ring_kb=ring_kb)
     f = run.figures
     return {"boot_s": f["boot_s"], "attach_s": f["attach_s"], "command_s": f["command_s"], "events": f["events"],
@@ -40,15 +41,24 @@ def main() -> None:
     p.add_argument("--kernel", action="append", choices=list(kernels.KERNELS))
     p.add_argument("--flood", type=int, default=100_000, help="IOMMU_OPTION calls in the burst")
     p.add_argument("--faults", type=int, default=250, help="page faults per mock device (at most 512)")
+    p.add_argument("--selftest", action="store_true", help="also run the kernel's iommufd selftest (7.3)")
     args = p.parse_args()
     result: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for version in args.kernel or [kernels.DEFAULT_KERNEL]:
             k = session.kernel(version, progress=None)
-            lab = measure(version, args.flood, args.faults, session.RING_KB, Path(tmp) / f"{version}.pasidrec")
-            old = measure(version, args.flood, args.faults, OLD_RING_KB, Path(tmp) / f"{version}-16.pasidrec")
-            result[version] = {"release": k.release, "build_s": round(k.build_s, 1), **lab,
-                               "events_at_16mib_ring": old["events"], "lost_at_16mib_ring": old["lost"]}
+            faultq = ["faultq", "-d", "4", "-n", str(args.faults), "-i", "7", "-p", "0x40", "-s", str(args.flood)]
+            runs = {"faultq": faultq}
+            if args.selftest and kernels.source_for(version).selftest:
+                runs["selftest"] = workloads.selftest_command()
+            for name, command in runs.items():
+                lab = measure(version, command, session.RING_KB, Path(tmp) / f"{version}.pasidrec")
+                old = measure(version, command, OLD_RING_KB, Path(tmp) / f"{version}-16.pasidrec")
+                figures = {**lab, "events_at_16mib_ring": old["events"], "lost_at_16mib_ring": old["lost"]}
+                if name == "faultq":
+                    result[version] = {"release": k.release, "build_s": round(k.build_s, 1), **figures}
+                else:
+                    result[version][name] = figures
             print(f"{version}: {json.dumps(result[version])}", file=sys.stderr)
     print(json.dumps({"kernels": result}))
 

@@ -34,18 +34,21 @@ class KernelSource:
     suite: str | None  # None: this machine's apt configuration already has it
     teaches: str
     pasid_mock: bool = False  # its selftest mock takes PASIDs (IOMMU_TEST_OP_PASID_*, 6.15+): faultq -A works
+    selftest: bool = False  # its tree's tools/testing/selftests/iommu builds against its own uAPI (Debian's 6.12
+    # ships a newer selftest than its headers: IOMMU_HW_INFO_TYPE_DEFAULT, MOCK_FLAGS_DEVICE_PASID, ... missing)
 
 
 KERNELS: dict[str, KernelSource] = {
     "6.12": KernelSource("6.12", None, "iommufd fault queues, iopf_group_response, no PASID-capable mock"),
     "7.3": KernelSource("7.3", "trixie-backports", "PASID-capable mock, iommufd/VFIO PASID attach and replace",
-                        pasid_mock=True),
+                        pasid_mock=True, selftest=True),
     "6.1": KernelSource("6.1", None, "the ioasid allocator era: no iommufd, iommu_page_response"),
 }
 DEFAULT_KERNEL = "6.12"
 BUILD_TOOLS = {"make": "make", "gcc": "gcc", "bc": "bc", "bison": "bison", "flex": "flex", "pahole": "dwarves",
                "cpio": "cpio", "dpkg-deb": "dpkg", "apt-get": "apt", "xz": "xz-utils"}
-BUILD_HEADERS = {"/usr/include/libelf.h": "libelf-dev", "/usr/include/openssl/ssl.h": "libssl-dev"}
+BUILD_HEADERS = {"/usr/include/libelf.h": "libelf-dev", "/usr/include/openssl/ssl.h": "libssl-dev",
+                 "/usr/include/sys/capability.h": "libcap-dev"}  # the last for the iommufd selftest
 BUILD_SPACE = 5 << 30  # an unpacked tree (1.7 GB) and a build directory (1.2 GB), with room to spare
 EXPECTED_UNITS = 2100  # compile lines in a full lab build, for progress before the first build has counted them
 
@@ -224,13 +227,17 @@ def cache_key(source_package: str, fragment: str) -> str:
 
 
 def cached(version: str, root: Path | None = None) -> LabKernel | None:
-    """The newest finished build of a version, if any (no network, no build)."""
+    """The finished build of a version for today's key (its downloaded source package, the fragment, compiler and
+    pahole), if any (no network, no build): a build from an older fragment lacks options the lab now relies on."""
     root = root or cache_root()
-    best = None
-    for stamp in sorted((root / "kernels").glob(f"{version}-*/.pasidlab-built")):
-        meta = json.loads(stamp.read_text())
-        best = LabKernel(version, meta["source_package"], stamp.parent, Path(meta["src_dir"]), meta["build_s"])
-    return best
+    debs = sorted((root / "debs").glob(f"linux-source-{version}_*.deb"))
+    if not debs:
+        return None
+    stamp = root / "kernels" / f"{version}-{cache_key(debs[-1].stem, fragment_text(version))}" / ".pasidlab-built"
+    if not stamp.exists():
+        return None
+    meta = json.loads(stamp.read_text())
+    return LabKernel(version, meta["source_package"], stamp.parent, Path(meta["src_dir"]), meta["build_s"])
 
 
 def build(version: str, progress: Progress | None = None, jobs: int | None = None,
@@ -242,12 +249,11 @@ def build(version: str, progress: Progress | None = None, jobs: int | None = Non
     check_build_tools()
     fragment = fragment_text(version)
     deb = fetch_source_deb(src, root)
-    key = cache_key(deb.stem, fragment)
-    build_dir = root / "kernels" / f"{version}-{key}"
+    found = cached(version, root)
+    if found is not None:
+        return found
+    build_dir = root / "kernels" / f"{version}-{cache_key(deb.stem, fragment)}"
     stamp = build_dir / ".pasidlab-built"
-    if stamp.exists():
-        meta = json.loads(stamp.read_text())
-        return LabKernel(version, deb.stem, build_dir, Path(meta["src_dir"]), meta["build_s"])
     check_space(root, BUILD_SPACE if not build_dir.exists() else BUILD_SPACE // 3)
     say = progress or (lambda stage, done, total: None)
     say(f"unpacking {deb.name}", 0, None)

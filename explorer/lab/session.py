@@ -19,7 +19,7 @@ from explorer.machines import NAME_ENV
 from . import kernels
 from .kernels import LabError, LabKernel, Progress
 from .vm import Boot, BootResult, run_job
-from .workloads import build_workloads
+from .workloads import GUEST_OUT, build_workloads
 
 PROJECT = Path(explorer.__file__).resolve().parents[1]  # the guest imports the very same code
 RING_KB = 64 * 1024  # the capture's ring inside the VM: the selftest's ioctl bursts lose events at 16 MiB
@@ -52,7 +52,7 @@ def kernel(version: str, progress: Progress | None = None, build: bool = True) -
         return found
     if not build:
         raise LabError(f"lab: no lab kernel {version} is built yet: run 'pasid-explorer lab build --kernel "
-                       f"{version}' (about 10 minutes)")
+                       f"{version}' (5-9 minutes on 2 idle cores)")
     return kernels.build(version, progress)
 
 
@@ -68,7 +68,7 @@ def guest_script(command: list[str], bins: Path, ring_kb: int, stop_at: str | No
                  machine: str = "lab") -> str:
     """The guest's job: the workloads on PATH, this project importable, the command under the capture, whose
     recording names its machine `machine` (so that it stands apart from its host's beside it)."""
-    guest = [sys.executable, "-m", "explorer.lab.guest", "--out", "/tmp/lab", "--ring-kb", str(ring_kb)]
+    guest = [sys.executable, "-m", "explorer.lab.guest", "--out", GUEST_OUT, "--ring-kb", str(ring_kb)]
     if stop_at:
         guest += ["--stop-at", stop_at]
     return (f"export PATH={shlex.quote(str(bins))}:$PATH PYTHONPATH={shlex.quote(str(PROJECT))} "

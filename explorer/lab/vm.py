@@ -65,6 +65,10 @@ class Boot:
                  "-device", f"virtio-9p-pci,fsdev=out,mount_tag={OUT_TAG}{dma}"]
         cmdline = [f"root={ROOT_TAG}", "rootfstype=9p", "rootflags=trans=virtio,version=9p2000.L,msize=262144,"
                    "cache=loose", "ro", f"init={self._init()}", "console=ttyS0", "panic=-1", "quiet",
+                   # TCG on a loaded host: check_timer() (arch/x86/kernel/apic/io_apic.c) counts timer ticks
+                   # against a busy-wait, finds too few when the vCPU thread is starved and panics ("IO-APIC +
+                   # timer doesn't work", or "timer doesn't work through Interrupt-remapped IO-APIC" with VT-d)
+                   "no_timer_check",
                    f"PASIDLAB_BUILD={self.kernel.build_dir}", f"PASIDLAB_CWD={self.cwd}",
                    f"PASIDLAB_MODE={'shell' if shell else 'job'}"]
         if self.intel_iommu:

@@ -6,10 +6,21 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from . import DATA
+from . import DATA, kernels
 from .kernels import LabError, LabKernel
 
 SOURCES = DATA / "workloads"
+SELFTEST = "iommufd"  # tools/testing/selftests/iommu/iommufd.c, built from the lab kernel's own tree
+GUEST_OUT = "/tmp/lab"  # where data/init.sh mounts the run folder in the guest
+TALLY = "iocount.json"  # libiocount's tally of what the selftest asked for, in the run folder
+SELFTEST_TAP = "selftest.tap"
+
+
+def selftest_command() -> list[str]:
+    """The guest command that runs the kernel's iommufd selftest under libiocount: its TAP output and the tally
+    land in the run folder; the command exits with the selftest's status."""
+    return ["sh", "-c", f'bins=$(dirname "$(command -v {SELFTEST})"); LD_PRELOAD="$bins/libiocount.so" '
+            f"IOCOUNT_OUT={GUEST_OUT}/{TALLY} {SELFTEST} >{GUEST_OUT}/{SELFTEST_TAP} 2>&1"]
 
 
 def bin_dir(kernel: LabKernel) -> Path:
@@ -17,9 +28,10 @@ def bin_dir(kernel: LabKernel) -> Path:
 
 
 def build_workloads(kernel: LabKernel) -> Path:
-    """Every `data/workloads/*.c` built against `kernel`'s exported headers and its selftest header; a binary
-    is rebuilt only when its source is newer; none on a kernel without iommufd (6.1). Returns the folder that
-    holds them (put it on the guest's PATH)."""
+    """Every `data/workloads/*.c` built against `kernel`'s exported headers and its selftest header (`lib*.c` as
+    LD_PRELOAD libraries), and the kernel's own iommufd selftest where its tree's copy builds against its own
+    uAPI; a binary is rebuilt only when its source is newer; none on a kernel without iommufd (6.1). Returns the
+    folder that holds them (put it on the guest's PATH)."""
     headers = kernel.build_dir / "usr" / "include"
     if not (headers / "linux" / "iommufd.h").exists():
         _run(["make", "-s", "-C", str(kernel.src_dir), f"O={kernel.build_dir}", "headers"], "make headers")
@@ -27,14 +39,27 @@ def build_workloads(kernel: LabKernel) -> Path:
     out.mkdir(exist_ok=True)
     if not (headers / "linux" / "iommufd.h").exists():  # before 6.2 (the ioasid era) there is no iommufd
         return out
+    uapi = ["-isystem", str(headers), "-I", str(kernel.src_dir / "drivers" / "iommu" / "iommufd")]
     for source in sorted(SOURCES.glob("*.c")):
-        binary = out / source.stem
-        if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+        library = source.stem.startswith("lib")  # an LD_PRELOAD library (libiocount), not a program
+        binary = out / (source.stem + (".so" if library else ""))
+        if _fresh(binary, source):
             continue
-        _run(["gcc", "-O2", "-Wall", "-isystem", str(headers), "-I",
-              str(kernel.src_dir / "drivers" / "iommu" / "iommufd"), str(source), "-o", str(binary)],
+        shared = ["-shared", "-fPIC"] if library else []
+        _run(["gcc", "-O2", "-Wall", *shared, *uapi, str(source), "-o", str(binary), *(["-ldl"] if library else [])],
              f"compiling {source.name} for {kernel.version}")
+    if kernels.source_for(kernel.version).selftest:
+        selftests = kernel.src_dir / "tools" / "testing" / "selftests"
+        source = selftests / "iommu" / "iommufd.c"
+        if not _fresh(out / SELFTEST, source):
+            _run(["gcc", "-O2", "-Wall", "-Wno-unused-function", "-D_GNU_SOURCE", *uapi, "-I", str(selftests),
+                  str(source), "-o", str(out / SELFTEST), "-lcap"],
+                 f"compiling the iommufd selftest of {kernel.version}")
     return out
+
+
+def _fresh(binary: Path, source: Path) -> bool:
+    return binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime
 
 
 def _run(argv: list[str], what: str) -> None:

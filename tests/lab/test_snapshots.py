@@ -2,9 +2,8 @@
 
 The selftest's mock devices sit on their own mock IOMMU (iommufd_selftest_iommu in /sys/class/iommu), behind no
 debugfs and no PCI config space, so the snapshot has no PASID table to set beside the model, says why, and finds
-no disagreement. A real Intel debugfs, read by the same code in a lab VM with a scalable-mode VT-d (the lab's 6.12
-config plus CONFIG_IOMMU_DEBUGFS and CONFIG_INTEL_IOMMU_DEBUGFS), is kept in tests/core/snapshot_fixtures/lab-6.12;
-the lab's own kernels are built without those options.
+no disagreement. A real Intel debugfs, read by the same code, is tested in a boot with a scalable-mode VT-d
+(test_intel_iommu.py): the lab's kernels are built with CONFIG_IOMMU_DEBUGFS and CONFIG_INTEL_IOMMU_DEBUGFS.
 """
 
 from __future__ import annotations

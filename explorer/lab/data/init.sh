@@ -18,9 +18,11 @@ mount -t tracefs tracefs /sys/kernel/tracing
 mount -t debugfs debugfs /sys/kernel/debug
 mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /dev/shm
 mkdir -p /tmp/lab && mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 labout /tmp/lab
-# bcc builds against /lib/modules/$(uname -r)/build: the lab kernel's own build tree, shared with the root.
+# bcc builds against /lib/modules/$(uname -r)/build, the lab kernel's own build tree (generated headers), and
+# /lib/modules/$(uname -r)/source, its source tree (an O= build keeps the two apart), shared with the root.
 mount -t tmpfs tmpfs /lib/modules
 mkdir -p "/lib/modules/$(uname -r)" && ln -s "$PASIDLAB_BUILD" "/lib/modules/$(uname -r)/build"
+ln -s "$(readlink -f "$PASIDLAB_BUILD/source")" "/lib/modules/$(uname -r)/source"
 echo "pasidlab: up $(cut -d' ' -f1 /proc/uptime)" > /tmp/lab/boot.txt
 cd "${PASIDLAB_CWD:-/}" || cd /
 if [ "$PASIDLAB_MODE" = shell ]; then
