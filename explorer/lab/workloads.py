@@ -10,6 +10,7 @@ from . import DATA, kernels
 from .kernels import LabError, LabKernel
 
 SOURCES = DATA / "workloads"
+MODULE = DATA / "module"  # pasidlab.ko: the global PASID allocator (iommu_alloc_global_pasid, 6.6+), driven
 SELFTEST = "iommufd"  # tools/testing/selftests/iommu/iommufd.c, built from the lab kernel's own tree
 GUEST_OUT = "/tmp/lab"  # where data/init.sh mounts the run folder in the guest
 TALLY = "iocount.json"  # libiocount's tally of what the selftest asked for, in the run folder
@@ -30,8 +31,8 @@ def bin_dir(kernel: LabKernel) -> Path:
 def build_workloads(kernel: LabKernel) -> Path:
     """Every `data/workloads/*.c` built against `kernel`'s exported headers and its selftest header (`lib*.c` as
     LD_PRELOAD libraries), and the kernel's own iommufd selftest where its tree's copy builds against its own
-    uAPI; a binary is rebuilt only when its source is newer; none on a kernel without iommufd (6.1). Returns the
-    folder that holds them (put it on the guest's PATH)."""
+    uAPI, and the lab module (pasidlab.ko); a binary is rebuilt only when its source is newer; none on a kernel
+    without iommufd (6.1). Returns the folder that holds them (put it on the guest's PATH)."""
     headers = kernel.build_dir / "usr" / "include"
     if not (headers / "linux" / "iommufd.h").exists():
         _run(["make", "-s", "-C", str(kernel.src_dir), f"O={kernel.build_dir}", "headers"], "make headers")
@@ -48,6 +49,7 @@ def build_workloads(kernel: LabKernel) -> Path:
         shared = ["-shared", "-fPIC"] if library else []
         _run(["gcc", "-O2", "-Wall", *shared, *uapi, str(source), "-o", str(binary), *(["-ldl"] if library else [])],
              f"compiling {source.name} for {kernel.version}")
+    _build_module(kernel, out / "module")
     if kernels.source_for(kernel.version).selftest:
         selftests = kernel.src_dir / "tools" / "testing" / "selftests"
         source = selftests / "iommu" / "iommufd.c"
@@ -56,6 +58,24 @@ def build_workloads(kernel: LabKernel) -> Path:
                   str(source), "-o", str(out / SELFTEST), "-lcap"],
                  f"compiling the iommufd selftest of {kernel.version}")
     return out
+
+
+def _build_module(kernel: LabKernel, where: Path) -> None:
+    """pasidlab.ko, built against the lab kernel's own build tree (kbuild, out of tree) in a copy of its source."""
+    if _fresh(where / "pasidlab.ko", MODULE / "pasidlab.c"):
+        return
+    where.mkdir(exist_ok=True)
+    for source in MODULE.iterdir():
+        (where / source.name).write_bytes(source.read_bytes())
+    _run(["make", "-s", "-C", str(kernel.src_dir), f"O={kernel.build_dir}", f"M={where}", "modules"],
+         f"building the lab module for {kernel.version}")
+
+
+def module_command(kernel: LabKernel, allocs: int, frees: int) -> list[str]:
+    """The guest command that loads pasidlab.ko (it allocates `allocs` global PASIDs and frees the first `frees`)
+    and prints its state as JSON."""
+    ko = bin_dir(kernel) / "module" / "pasidlab.ko"
+    return ["sh", "-c", f"insmod {ko} allocs={allocs} frees={frees} && cat /sys/kernel/debug/pasidlab/state"]
 
 
 def _fresh(binary: Path, source: Path) -> bool:

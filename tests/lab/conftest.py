@@ -3,9 +3,9 @@
 PASIDLAB_KERNELS (comma-separated, default "6.12,7.3") picks the kernels, and CI builds both when cold. Measured
 cold under load on the 2-core machine kind: 6.12 588 s and 7.3 755 s of CPU (user+sys); `make -j2` on an idle
 2-core machine turns that into 5-6.5 and 6.5-8.5 minutes (between CPU/2 and CPU/1.5: the link, BTF and objtool
-steps are serial), plus about 33 s to unpack each source package and its download. With the lab tests (9 boots:
-26 minutes cached under a host load of 11, an estimated 12-15 idle) that is about 35 minutes of the 60 `.ci/run`
-may take; 6.1 is left out.
+steps are serial), plus about 33 s to unpack each source package and its download. With the lab tests (11 boots:
+12 minutes cached under a host load of about 7, 26 under 11) that is about 35 minutes of the 60 `.ci/run` may
+take; 6.1 is left out.
 In CI a lab test that cannot run fails (tests/conftest.py), so a missing qemu, build tool or source package
 is a failure there, not a skip.
 """
