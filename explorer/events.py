@@ -107,6 +107,8 @@ _MM = _f("mm", int, "the address space: its mm pointer when the probe saw it, el
 _DOMAIN = _f("domain", int, "domain id (kernel pointer or iommufd object id)")
 _DOMAIN_TYPE = _f("domain_type", str, "sva, paging, nested, identity or blocked (DomainType)")
 _SEEN_BY = _f("seen_by", list, "other hooks that saw this same kernel event: evidence on it, not events of their own")
+_SAME_AS = _f("same_as", list, "in a merged recording, this group's event on another machine, as a VMM passed it "
+                               "between host and guest: [time on the merged timeline, machine number, device]")
 
 KINDS: dict[str, tuple[FieldSpec, ...]] = {
     Kind.PASID_ALLOC: (
@@ -132,13 +134,13 @@ KINDS: dict[str, tuple[FieldSpec, ...]] = {
         _f("perm", int, "access bits: 1 read, 2 write, 4 exec, 8 privileged (Perm)"),
         _f("last", bool, "this request closes its group (Last flag)"),
         _f("needs_pasid", bool, "the response must carry the PASID"),
-        _SEEN_BY,
+        _SEEN_BY, _SAME_AS,
     ),
     Kind.PAGE_RESPONSE: (
         _f("prg", int, "page request group index answered", True),
         _f("code", int, "0 success, 1 invalid request, 2 response failure (ResponseCode)", True),
         _f("by", str, "who answered: kernel (iopf handler), user (iommufd fault fd), guest (a VM)"),
-        _SEEN_BY,
+        _SEEN_BY, _SAME_AS,
     ),
     Kind.FAULT: (
         _f("addr", int, "faulting address"),
@@ -269,6 +271,8 @@ class Event:
                 out[k] = v
         if clash:
             out["extra"] = clash
+        if self.machine:  # a merged recording's: its number in the header's machine table
+            out["machine"] = self.machine
         return out
 
 

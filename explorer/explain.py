@@ -11,7 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from weakref import WeakKeyDictionary
 
-from .events import AllocPath, Event, Kind, ResponseCode, perm_text
+import numpy as np
+
+from .events import R_KIND, AllocPath, Event, Kind, ResponseCode, perm_text
 from .index import RecordingIndex
 from .simulator import Anomaly, SimState
 from .summary import evidence_brief
@@ -79,7 +81,10 @@ def explain(index: RecordingIndex, i: int, shown: Anomaly | None = None) -> Acco
         return Account(ev.brief(), (f"{model_progress(index).capitalize()}: what this event did, and any anomaly "
                                     "it proves, shows when it gets here.",))
     st = index.state_at(ev.ts_ns)
+    st = st.of_machine(ev.machine) or SimState(machine=ev.machine)  # a merged recording's guest: its own state
     paras = [p for p in _describe(ev, st, index) if p]
+    if ev.get("same_as"):
+        paras.append(_passed_on(index, ev))
     for a in anomalies_of(index, i):
         if a is shown:
             continue
@@ -94,6 +99,38 @@ def explain(index: RecordingIndex, i: int, shown: Anomaly | None = None) -> Acco
         step = ev.get("step")
         headline = " ".join(x for x in (f"Step {step}:" if step is not None else "", ev.get("title") or "") if x)
     return Account(headline or "Marker", tuple(paras))
+
+
+def _passed_on(index: RecordingIndex, ev: Event) -> str:
+    """A merged recording's link (`same_as`, explorer/merge.py): this group's event on the other machine."""
+    ts, machine, device = ev.get("same_as")
+    names = [m.name for m in index.header.machines]
+    other = names[machine] if machine < len(names) else f"machine {machine}"
+    what = "page request" if ev.kind == Kind.PAGE_REQUEST else "page response"
+    found = linked_event(index, ev)
+    at = f" (#{found})" if found is not None else ""
+    request = ev.kind == Kind.PAGE_REQUEST
+    if machine == 0:
+        way = "the VMM read it from the host's fault queue and injected it here" if request else \
+            "the VMM carried this answer back to the host"
+    else:
+        way = f"the VMM injected it into {other}" if request else f"it is {other}'s answer, carried back by the VMM"
+    return (f"LINKED: the same group as the {'host' if machine == 0 else other}'s {what} on {device} at "
+            f"+{fmt_ns(ts - index.start_ns)}{at}: {way}. (Linked only where it is the one match, within the "
+            "link window, after the clocks' alignment.)")
+
+
+def linked_event(index: RecordingIndex, ev: Event) -> int | None:
+    """The index of the event a merged recording links `ev` to (its `same_as`), or None when not found."""
+    ts, _, device = ev.get("same_as")
+    for t, key in enumerate(index.tracks):
+        if key.device == device and key.pasid == ev.pasid:
+            times = index.track_times(t)
+            at = int(np.searchsorted(times, ts))
+            for j in index.track_events(t)[at:at + 8].tolist():
+                if int(index.ts[j]) == ts and index.row(j)[R_KIND] == ev.kind:
+                    return j
+    return None
 
 
 def uncertainty(index: RecordingIndex, st: SimState) -> str:

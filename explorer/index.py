@@ -83,9 +83,10 @@ class RecordingIndex:
         unobserved = lifecycle_unobserved(header)  # imports, and captures blind to the kernel's PASID calls
         midstream = header.source == "capture"  # a capture starts with the kernel's PASID state already there
         self.sim = Simulator(self.devices.values(), kernel=header.kernel, stale_ns=stale_ns, unobserved=unobserved,
-                             midstream=midstream)
+                             midstream=midstream, machines=header.machines)
         self._replayer = Simulator(self.devices.values(), kernel=header.kernel, stale_ns=stale_ns,
-                                   unobserved=unobserved, midstream=midstream, keep_intervals=False)
+                                   unobserved=unobserved, midstream=midstream, keep_intervals=False,
+                                   machines=header.machines)
         self._replayer.report = False
         self._kind_ids: defaultdict[str, int] = defaultdict(count().__next__)
         for k in Kind:
@@ -131,7 +132,7 @@ class RecordingIndex:
         idx = cls(recording.header, recording=recording, stale_ns=stale_ns)
         for d in recording.devices:
             idx.devices.setdefault(d.name, d)
-            idx.sim.state.devices.setdefault(d.name, d.pasid_width)
+            idx.sim.add_device(d)
         total = recording.event_count
         with collector_paused():
             for i, info in enumerate(recording.chunks):

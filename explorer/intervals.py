@@ -89,6 +89,12 @@ class Interval:
         return self.record.device if self.kind == IntervalKind.GROUP else self.key[0]  # type: ignore[no-any-return]
 
     @property
+    def machine(self) -> int | None:
+        """The machine of a PASID's lifetime (whose allocator it came from); None for the others, whose device
+        names their machine (explorer/machines.py)."""
+        return self.record.machine if self.kind == IntervalKind.LIFETIME else None  # type: ignore[no-any-return]
+
+    @property
     def pasid(self) -> int | None:
         if self.kind == IntervalKind.LIFETIME:
             return self.key  # type: ignore[no-any-return]
@@ -157,7 +163,8 @@ class Intervals:
     feeds it (the explorer's bars wait for the model's end)."""
 
     def __init__(self) -> None:
-        self._maps: dict[IntervalKind, dict[Any, Any]] = {}  # the state's maps: the open intervals
+        # the state's maps: the open intervals (one map of each kind per machine, in a merged recording)
+        self._maps: dict[IntervalKind, list[dict[Any, Any]]] = {}
         self._layouts: list[_Layout | None] = [None] * len(_KINDS)
         self._cols = array("q")  # _WIDTH numbers per closed interval
         self._shapes: dict[tuple[Any, ...], int] = {}  # (key or None, rest of a record) -> its number
@@ -168,8 +175,8 @@ class Intervals:
 
     # -- filled by the simulator's state -------------------------------------------------------------------
     def watch(self, kind: IntervalKind, records: dict[Any, Any]) -> None:
-        """`records` (a `Tracked` map of the model's state) holds this kind's open intervals."""
-        self._maps[kind] = records
+        """`records` (a `Tracked` map of the model's state, of one machine) holds this kind's open intervals."""
+        self._maps.setdefault(kind, []).append(records)
 
     def layout(self, code: int, record: Any) -> _Layout:
         """How records of kind number `code` are laid out: learnt from the first one."""
@@ -226,11 +233,12 @@ class Intervals:
 
     def open_now(self) -> Iterator[Interval]:
         """The intervals open at the model's latest event."""
-        for kind, records in self._maps.items():
+        for kind, maps in self._maps.items():
             code = _KINDS.index(kind)
-            for key, record in list(records.items()):
-                p = self.layout(code, record).opening
-                yield Interval(kind, key, record, record[p], record[p + 1])
+            for records in maps:
+                for key, record in list(records.items()):
+                    p = self.layout(code, record).opening
+                    yield Interval(kind, key, record, record[p], record[p + 1])
 
     def __iter__(self) -> Iterator[Interval]:
         """Every interval: the closed ones in closing order, then the open ones."""
@@ -238,7 +246,7 @@ class Intervals:
         yield from self.open_now()
 
     def __len__(self) -> int:
-        return self.closed_count + sum(len(m) for m in self._maps.values())
+        return self.closed_count + sum(len(m) for maps in self._maps.values() for m in maps)
 
     def of(self, kind: IntervalKind) -> Iterator[Interval]:
         return (iv for iv in self if iv.kind == kind)

@@ -17,7 +17,10 @@ import os
 import reprlib
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
+
+from .units import fmt_ns
 
 HOST = "host"  # the name of the machine of a recording that names none
 NAME_ENV = "PASID_EXPLORER_MACHINE"  # a capture's machine name when `--machine` gives none (the lab sets it)
@@ -159,3 +162,49 @@ def this_machine(name: str | None, kernel: str | None, boot_id: str | None) -> M
     """The machine a capture starts on, its clocks read now; its name is `name`, else $PASID_EXPLORER_MACHINE,
     else "host"."""
     return Machine(name or os.environ.get(NAME_ENV) or HOST, boot_id, kernel, "monotonic", snapshot())
+
+
+@dataclass(frozen=True, slots=True)
+class Alignment:
+    """What to add to a machine's times to put them on another's timeline, and how sure that is."""
+
+    offset_ns: int
+    by: str  # "realtime" (both recordings' clock snapshots) or "given" (the user's --offset)
+    error_ns: int | None  # the bound the data show; None when they show none (a given offset)
+
+    def describe(self) -> str:
+        if self.error_ns is None:
+            return f"offset {_signed(self.offset_ns)} as given"
+        return (f"offset {_signed(self.offset_ns)} from the machines' wall clocks, within ±{fmt_ns(self.error_ns)} "
+                f"as their readings show, plus however far the two wall clocks disagreed (NTP keeps hosts within "
+                f"milliseconds; a VM that set its clock from an emulated RTC at boot may be up to a second off)")
+
+
+def _signed(ns: int) -> str:
+    return ("+" if ns >= 0 else "-") + fmt_ns(abs(ns))
+
+
+def align_by_clocks(reference: Machine, other: Machine) -> Alignment | None:
+    """`other`'s offset onto `reference`'s monotonic timeline from their clock snapshots, or None without them.
+
+    At any moment, realtime - monotonic is what turns each machine's monotonic time into wall-clock time, so
+    `other`'s (G) minus `reference`'s (H) turns `other`'s monotonic time into `reference`'s, if their wall clocks
+    agree. Each side's value is the mean of its start and end readings; the error bound is half of how far each
+    moved between its two readings (NTP slewing, a VM's clock drifting) plus half of each reading's spread."""
+    ours = [s for s in (reference.start, reference.end) if s is not None]
+    theirs = [s for s in (other.start, other.end) if s is not None]
+    if not ours or not theirs or reference.clock != "monotonic" or other.clock != "monotonic":
+        return None
+    h = [s.realtime_minus_monotonic for s in ours]
+    g = [s.realtime_minus_monotonic for s in theirs]
+    offset = round(Fraction(sum(g), len(g)) - Fraction(sum(h), len(h)))  # exact: wall-clock times pass 2^53
+    error = (max(g) - min(g) + max(h) - min(h) + max(s.spread_ns for s in ours) +
+             max(s.spread_ns for s in theirs) + 1) // 2
+    return Alignment(offset, "realtime", error)
+
+
+def span_of(machine: Machine) -> tuple[int, int] | None:
+    """The monotonic times at which the machine's recording started and ended, when both were read."""
+    if machine.start is None or machine.end is None:
+        return None
+    return machine.start.monotonic, machine.end.monotonic

@@ -52,6 +52,8 @@ _RANGES: dict[str, Check] = {
     "fault_queue": _int(0, U32_END),
     "vmid": _int(0, U32_END),
     "evidence": lambda v: isinstance(v, list) and all(_integer(i) and 0 <= i < TS_END for i in v),
+    "same_as": lambda v: isinstance(v, list) and len(v) == 3 and _integer(v[0]) and 0 <= v[0] < TS_END and
+    _integer(v[1]) and 0 <= v[1] < MAX_MACHINES and (v[2] is None or isinstance(v[2], str)),
     "args": lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
     "ret": lambda v: v is None or _integer(v),
 }

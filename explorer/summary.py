@@ -8,6 +8,7 @@ from typing import Any
 from .index import RecordingIndex
 from .intervals import IntervalKind
 from .kernel_facts import applied_facts
+from .machines import Alignment, Machine
 from .reconcile import failure_responses, reconcile
 from .simulator import Anomaly
 from .snapshot import stored
@@ -45,6 +46,7 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
         "description": h.description,
         "host": h.host,
         "clock": h.clock,
+        "machines": [m.to_dict() for m in (rec.machines if rec is not None else h.machine_table)],
         "events": idx.n,
         "by_kind": dict(sorted(idx.counts_by_kind().items())),
         "devices": devices,
@@ -139,6 +141,7 @@ def info_text(info: dict[str, Any]) -> list[str]:
     host = info["host"]
     if host:
         lines.append("  host: " + ", ".join(f"{k} {v}" for k, v in host.items() if v is not None))
+    lines += _machine_lines(info["machines"])
     lines.append(f"  rules: {info['kernel_rules']}")
     for f in info.get("kernel_facts", []):
         blind = " [blind spot: no hook sees it]" if f["blind"] else ""
@@ -182,6 +185,24 @@ def info_text(info: dict[str, Any]) -> list[str]:
     if info["end_reason"] and info["end_reason"] != "complete":
         lines.append(f"  capture ended: {info['end_reason']}")
     return [line(x) for x in lines]  # titles, hosts, devices and samples come from the input: one line each
+
+
+def _machine_lines(machines: list[dict[str, Any]]) -> list[str]:
+    """Which machines the events happened on and whether their clocks can be aligned with another's."""
+    lines = []
+    for i, d in enumerate(machines):
+        m = Machine.from_dict(d, f"machines[{i}]")
+        about = ", ".join(x for x in (m.kernel and f"kernel {m.kernel}", m.boot_id and f"boot {m.boot_id}") if x)
+        if len(machines) > 1:
+            how = "the timeline's clock" if i == 0 else \
+                Alignment(m.offset_ns, m.aligned_by or "given", m.error_ns).describe()
+        elif m.start is not None:
+            how = f"clocks read at the start{' and end' if m.end is not None else ''}: can be aligned with another " \
+                  "machine's recording (replay A B, merge)"
+        else:
+            how = "no clock readings: aligning it with another machine's recording needs --offset"
+        lines.append(f"  machine {m.name}{f' ({about})' if about else ''}: {how}")
+    return lines
 
 
 def _snapshot_lines(info: dict[str, Any]) -> list[str]:

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
-from ..events import COMMON_FIELDS, KINDS, R_FIELDS
+from ..events import COMMON_FIELDS, KINDS, R_FIELDS, R_MACHINE
 from ..text import csv_cell, json_encoder, json_text
 
 _JSON = json_encoder(separators=(",", ":"))
@@ -57,8 +57,10 @@ def write_csv(rows: Iterable[list[Any]], out: TextIO, tick: Callable[[int], None
     for row in rows:
         f = row[R_FIELDS] or {}
         extra = {k: v for k, v in f.items() if k not in known}
-        if len(row) > R_FIELDS + 1:
-            extra["_extra"] = list(row[R_FIELDS + 1:])
+        if len(row) > R_MACHINE and row[R_MACHINE]:  # a merged recording's machine number (explorer/machines.py)
+            extra["machine"] = row[R_MACHINE]
+        if len(row) > R_MACHINE + 1:
+            extra["_extra"] = list(row[R_MACHINE + 1:])
         w.writerow([*(_cell(x) for x in row[:R_FIELDS]), *(_cell(f.get(c)) for c in fields_cols),
                     _cell(extra) if extra else ""])
         n += 1

@@ -133,6 +133,7 @@ class Anomaly:
     evidence: tuple[int, ...] = ()
     severity: Severity = Severity.ERROR
     repeats: Repeats = field(default_factory=lambda: Repeats(), compare=False)  # later ones folded into this one
+    machine: int = 0  # the machine it happened on (explorer/machines.py)
 
     @property
     def count(self) -> int:

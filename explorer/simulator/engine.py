@@ -8,7 +8,7 @@ lifecycle (`coverage.lifecycle_unobserved`) is uncertain the same way from its s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 
@@ -27,9 +27,11 @@ from ..events import (
     Kind,
     ResponseCode,
     Row,
+    machine_of,
 )
 from ..intervals import IntervalKind, Intervals, Tracked
 from ..kernel_facts import Rules, rules_for
+from ..machines import QUALIFIER, Machine
 from ..recording.header import DeviceInfo
 from ..units import fmt_ns
 from .checks import RULES, Anomaly, Severity
@@ -94,10 +96,17 @@ class Simulator:
 
     def __init__(self, devices: Iterable[DeviceInfo] = (), *, kernel: str | None = None,
                  stale_ns: int = DEFAULT_STALE_NS, policy: Rules | None = None,
-                 unobserved: str | None = None, midstream: bool = False, keep_intervals: bool = True) -> None:
+                 unobserved: str | None = None, midstream: bool = False, keep_intervals: bool = True,
+                 machines: Sequence[Machine] = ()) -> None:
         self.policy = policy or rules_for(kernel)
+        # A merged recording's machines, by number: each follows its own kernel's rules (the first, `kernel`'s)
+        self._policies = [self.policy, *(rules_for(m.kernel) for m in machines[1:])]
+        self._prefixes = [f"{m.name}{QUALIFIER}" for m in machines]  # of their devices' names
         self.stale_ns = stale_ns
-        self.state = SimState()
+        # The first machine's state, which holds the others' (a merged recording's guests), and the state of the
+        # machine whose event is being applied: the handlers read `state`, so each machine's stays its own.
+        self.root = self.state = SimState()
+        self.machines = len(self._policies)
         # Every PASID lifetime, attachment, bind and page-request group as the model opens and closes it (see
         # explorer/intervals.py); None for a replayer, whose intervals are known already.
         self.intervals = Intervals() if keep_intervals else None
@@ -111,11 +120,12 @@ class Simulator:
         self.unobserved = unobserved
         if unobserved is not None:
             self.state.uncertain_since = 0
+        self._widths: dict[str, int | None] = {}  # every machine's devices' widths
         for d in devices:
-            self.state.devices[d.name] = d.pasid_width
+            self.add_device(d)
         self.anomalies: list[Anomaly] = []
         # Folding: findings kept per (rule, device, PASID) and per rule, the last of each (see FOLD_AFTER)
-        self._kept: dict[tuple[str, str | None, int | None], tuple[int, Anomaly]] = {}
+        self._kept: dict[tuple[Any, ...], tuple[int, Anomaly]] = {}  # (rule, device, PASID[, machine])
         self._per_rule: dict[str, int] = {}
         self._last_of_rule: dict[str, Anomaly] = {}
         self.report = True  # off while replaying from a checkpoint: those anomalies are known already
@@ -128,6 +138,12 @@ class Simulator:
             Kind.GROUP_ADD: self._group_add,
         }
 
+    def add_device(self, d: DeviceInfo) -> None:
+        """A device of the recording's table (unless known already): the first machine's state holds its own."""
+        self._widths.setdefault(d.name, d.pasid_width)
+        if not any(d.name.startswith(p) for p in self._prefixes[1:]):  # (another machine's: its own state's)
+            self.state.devices.setdefault(d.name, d.pasid_width)
+
     # -- feeding ----------------------------------------------------------------------------------------------
     def apply(self, event: Event, idx: int | None = None) -> None:
         self.apply_row(event.to_row(), self.state.index + 1 if idx is None else idx)
@@ -139,12 +155,14 @@ class Simulator:
 
     def apply_row(self, row: Row, idx: int) -> None:
         """Apply one recording row (see `Event.to_row`) that is event number `idx` of its stream."""
-        st = self.state
+        st = self._on(machine_of(row)) if self.machines > 1 else self.state
         ts = row[R_TS]
         if st.index < 0:
             self.begin(ts)
         st.time_ns = ts
         st.index = idx
+        if st is not self.root:  # the first machine's state keeps the whole stream's place too
+            self.root.time_ns, self.root.index = ts, idx
         handler = self._handlers.get(row[R_KIND])
         if handler is not None:
             try:
@@ -158,6 +176,9 @@ class Simulator:
 
         Groups age once per batch rather than per event: a group answered late is caught by its response, one
         still open by the aging at the batch's end, so findings are the same either way."""
+        if self.machines > 1:
+            self._apply_rows_of_machines(rows, positions, base)
+            return
         st = self.state
         if st.index < 0 and rows and rows[0] is not None:  # (an indexer passing only some rows calls begin)
             self.begin(rows[0][R_TS])
@@ -177,11 +198,35 @@ class Simulator:
             st.index = base + j
             self._age_groups(st.time_ns)
 
+    def _apply_rows_of_machines(self, rows: list[Row], positions: Iterable[int], base: int) -> None:
+        """`apply_rows` for a merged recording: each row goes to its machine's state."""
+        for j in positions:
+            self.apply_row(rows[j], base + j)
+
+    def _on(self, machine: int) -> SimState:
+        """Make machine `machine`'s state the one the handlers change (made on the machine's first event)."""
+        root = self.root
+        st = root.of_machine(machine)
+        if st is None:
+            mine = self._prefixes[machine] if machine < len(self._prefixes) else None
+            widths = {d: w for d, w in self._widths.items() if mine and d.startswith(mine)}
+            st = root.others[machine] = SimState(devices=widths, machine=machine,
+                                                 uncertain_since=root.uncertain_since if self.unobserved else None)
+            st.index = root.index
+            if self.intervals is not None:
+                self._track(st)
+        self.state = st
+        self.policy = self._policies[machine] if machine < len(self._policies) else self._policies[0]
+        return st
+
     def advance(self, ts: int) -> None:
-        """Let time pass without an event (end of a recording, a live clock tick): groups age."""
-        if ts > self.state.time_ns:
-            self.state.time_ns = ts
-        self._age_groups(ts)
+        """Let time pass without an event (end of a recording, a live clock tick): groups age, on every machine."""
+        for st in (self.root, *self.root.others.values()):
+            self.state = st
+            if ts > st.time_ns:
+                st.time_ns = ts
+            self._age_groups(ts)
+        self.state = self.root
 
     def begin(self, ts: int) -> None:
         """The stream's first event is at `ts`: uncertainty from the start now starts there, not at time 0."""
@@ -190,14 +235,14 @@ class Simulator:
             st.uncertain_since = ts
 
     def snapshot(self) -> SimState:
-        return self.state.copy()
+        return self.root.copy()
 
     def restore(self, state: SimState) -> None:
         """Continue from a checkpoint (a replayer's seek): its maps are plain copies, so nothing is reported. A
         simulator that keeps intervals never goes back: its store would no longer follow its state."""
         if self.intervals is not None:
             raise ValueError("a simulator keeping intervals cannot restore a checkpoint (use a replayer)")
-        self.state = state.copy()
+        self.root = self.state = state.copy()
 
     def _track(self, st: SimState) -> None:
         """Hold the state's interval maps as `Tracked` dicts that tell `self.intervals` what opens and closes."""
@@ -211,13 +256,14 @@ class Simulator:
               evidence: Iterable[int] = (), severity: Severity | None = None) -> None:
         if not self.report:
             return
-        key = (rule, device, pasid)
+        machine = self.state.machine
+        key = (rule, device, pasid) if not machine else (rule, device, pasid, machine)
         kept = self._kept.get(key)
         if kept is not None and kept[0] >= FOLD_AFTER or kept is None and self._per_rule.get(rule, 0) >= RULE_KEPT:
             (kept[1] if kept is not None else self._last_of_rule[rule]).repeats.add(ts)
             return
         sev = severity or RULES[rule].severity
-        found = Anomaly(rule, ts, device, pasid, text, tuple(i for i in evidence if i >= 0), sev)
+        found = Anomaly(rule, ts, device, pasid, text, tuple(i for i in evidence if i >= 0), sev, machine=machine)
         self.anomalies.append(found)
         self._kept[key] = (1 if kept is None else kept[0] + 1, found)
         self._per_rule[rule] = self._per_rule.get(rule, 0) + 1
@@ -265,7 +311,7 @@ class Simulator:
     def _take(self, pasid: int, path: str, owner: str, mm: int | None, vm: str | None, ts: int, idx: int,
               certain: bool = True) -> None:
         st = self.state
-        st.pasids[pasid] = LivePasid(pasid, path, owner, mm, vm, ts, idx, certain)
+        st.pasids[pasid] = LivePasid(pasid, path, owner, mm, vm, ts, idx, certain, st.machine)
         st.freed.pop(pasid, None)
         st.allocs += 1
         if mm is not None and path == AllocPath.SVA:

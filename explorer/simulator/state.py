@@ -24,6 +24,7 @@ class LivePasid(NamedTuple):
     since_ns: int
     idx: int  # event index of the allocation (-1 when inferred)
     certain: bool = True
+    machine: int = 0  # the machine whose allocator handed it out (explorer/machines.py)
 
 
 class Freed(NamedTuple):
@@ -86,6 +87,7 @@ class UapiObject(NamedTuple):
 
 
 _FINDINGS_ONLY = frozenset({"answered", "answered_before", "stale_queue", "exit_reported"})
+_NESTED = "others"  # the other machines' states: copied state by state
 ANSWERS_KEPT = 4096  # answered groups remembered per generation (a PRG index is 9 bits, so keys recur)
 
 
@@ -127,13 +129,19 @@ class SimState:
     high_water_pasid: int = 0
     lost: int = 0
     uncertain_since: int | None = None
+    # A merged recording's machines each have a state of their own (a guest's PASID 5 is not the host's): this
+    # one is machine `machine`'s; the first machine's state holds the others' by number.
+    machine: int = 0
+    others: dict[int, SimState] = field(default_factory=dict)
 
     def copy(self) -> SimState:
         """A checkpoint. `answered` and `stale_queue` only serve findings, which a replay from a checkpoint never
         reports (they were found while indexing), so checkpoints start them empty instead of copying them."""
         new = SimState()
         for f in fields(self):
-            if f.name not in _FINDINGS_ONLY:
+            if f.name == _NESTED:
+                new.others = {m: st.copy() for m, st in self.others.items()}
+            elif f.name not in _FINDINGS_ONLY:
                 value = getattr(self, f.name)
                 setattr(new, f.name, value.copy() if hasattr(value, "copy") else value)
         return new
@@ -141,8 +149,13 @@ class SimState:
     @property
     def size(self) -> int:
         """Entries a checkpoint copies: what one costs in memory and time (about 100-200 bytes each)."""
-        return sum(len(getattr(self, f.name)) for f in fields(self)
-                   if f.name not in _FINDINGS_ONLY and isinstance(getattr(self, f.name), dict | set))
+        return sum(len(getattr(self, f.name)) for f in fields(self) if f.name not in _FINDINGS_ONLY and
+                   f.name != _NESTED and isinstance(getattr(self, f.name), dict | set)) + \
+            sum(st.size for st in self.others.values())
+
+    def of_machine(self, machine: int) -> SimState | None:
+        """Machine `machine`'s state, asked of the first machine's (None: nothing happened on it yet)."""
+        return self if machine == self.machine else self.others.get(machine)
 
     # -- questions the UI and the scenario runner ask --------------------------------------------------------
     @property

@@ -9,6 +9,7 @@ from rich.text import Text
 from ..events import PASID_SPACE
 from ..explain import model_progress, uncertainty
 from ..index import RecordingIndex
+from ..machines import machine_of_device
 from ..reconcile import Disagreement, failure_responses, kernel_rows, reconcile
 from ..simulator import SimState
 from ..snapshot import stored
@@ -30,10 +31,15 @@ class AllocatorPanel(Panel):
 
     def depends_on(self, s: Session) -> tuple[object, ...]:
         known = s.index.covers(s.cursor)
-        return (s.cursor, s.index.n, None if known else s.index.modelled)  # (the progress it shows)
+        return (s.cursor, s.index.n, None if known else s.index.modelled, machine_of_row(s))  # (the progress it shows)
 
     def fill(self, s: Session) -> None:
-        self.show_state(s.index, s.index.state_at(s.cursor) if s.index.covers(s.cursor) else None, s.cursor)
+        st = s.index.state_at(s.cursor) if s.index.covers(s.cursor) else None
+        machines = s.index.header.machines
+        if st is not None and len(machines) > 1:  # a merged recording: the state of the selected row's machine
+            m = machine_of_row(s)
+            st = st.of_machine(m) or SimState(machine=m)
+        self.show_state(s.index, st, s.cursor)
     _kernel: tuple[RecordingIndex, KernelState] | None = None
 
     def show_state(self, index: RecordingIndex, st: SimState | None, cursor: int) -> None:
@@ -45,10 +51,25 @@ class AllocatorPanel(Panel):
             return
         alarm = ink("red", self.dark)
         body = render_state(index, st, cursor, alarm)
+        if len(index.header.machines) > 1:
+            body = Text("\n").join([Text(f"machine {index.header.machines[st.machine].name} (the selected row's; "
+                                          "each machine has its own)", style="bold"), body])
         if self._kernel is None or self._kernel[0] is not index:
             self._kernel = (index, KernelState(index))
         kernel = self._kernel[1].render(cursor, alarm)
         self.set_body(body if kernel is None else Text("\n").join([body, kernel]))
+
+
+def machine_of_row(s: Session) -> int:
+    """The number of the machine the selected row belongs to in a merged recording (0: the first's)."""
+    names = [m.name for m in s.index.header.machines]
+    row = s.row
+    if row is None or len(names) < 2:
+        return 0
+    if row.key[0] == "machine":
+        return names.index(str(row.key[1]))
+    name = machine_of_device(row.device, names)[0] if row.device else None
+    return names.index(name) if name else 0
 
 
 class KernelState:
@@ -126,7 +147,11 @@ def render_state(index: RecordingIndex, st: SimState, cursor: int, alarm: str) -
     else:
         parts.append(Text("no page-request group outstanding", style="dim"))
     devices = []
+    names = [m.name for m in index.header.machines]
+    mine = names[st.machine] if len(names) > 1 else None
     for name in index.device_names():
+        if len(names) > 1 and machine_of_device(name, names)[0] != (mine if st.machine else None):
+            continue  # another machine's device: its own state shows it
         width = st.devices.get(name, index.devices[name].pasid_width if name in index.devices else None)
         info = index.devices.get(name)
         drv = f" {info.driver}" if info and info.driver else ""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..collector import collector_paused
-from ..events import R_COMM, R_DEVICE, R_FIELDS, R_KIND, R_PASID, R_PID, Kind, Row
+from ..events import R_COMM, R_DEVICE, R_FIELDS, R_KIND, R_PASID, R_PID, Kind, Row, machine_of
 from ..index import RecordingIndex
 from ..intervals import Interval, IntervalKind
 
@@ -88,6 +88,12 @@ NO_SPANS = TrackSpans(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, 
 
 
 RowKey = tuple[object, object]  # ("pasid", p) for a PASID's lifetime, (device, pasid) for the rest
+
+
+def lifetime_key(pasid: object, machine: int | None) -> RowKey:
+    """The row of a PASID number's lifetimes: ("pasid", p), or ("pasid", (machine, p)) for another machine's
+    allocator than the first's (a merged recording's guest)."""
+    return ("pasid", (machine, pasid) if machine else pasid)
 _NAMING_KINDS = (Kind.PASID_ALLOC, Kind.SVA_BIND, Kind.PASID_ATTACH, Kind.PASID_REPLACE)
 
 
@@ -95,7 +101,7 @@ def bar_of(iv: Interval) -> tuple[RowKey, int] | None:
     """Where and how an interval is drawn: its timeline row and style; None for one the timeline does not draw
     (a bind shows as the SVA attachment it makes)."""
     if iv.kind == IntervalKind.LIFETIME:
-        return ("pasid", iv.key), LIFETIME
+        return lifetime_key(iv.key, iv.machine), LIFETIME
     if iv.kind == IntervalKind.ATTACHMENT:
         return (iv.device, iv.pasid), _ATTACH_STYLE.get(iv.record.domain_type, ATTACHED_OTHER)
     if iv.kind == IntervalKind.GROUP:
@@ -147,7 +153,7 @@ class Spans:
         pasid = row[R_PASID]
         if pasid is not None:
             f = row[R_FIELDS] or {}
-            self._note_owner(("pasid", pasid), row, f)
+            self._note_owner(lifetime_key(pasid, machine_of(row)), row, f)
             if row[R_DEVICE] is not None:
                 self._note_owner((row[R_DEVICE], pasid), row, f)
 

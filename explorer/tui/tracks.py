@@ -10,9 +10,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..index import RecordingIndex
+from ..machines import machine_of_device
 from ..text import line
+from ..units import fmt_ns
 from .filters import Filter
-from .spans import Spans
+from .spans import Spans, lifetime_key
 
 ALLOCATOR = "allocator"
 
@@ -40,12 +42,15 @@ class TrackRow:
 
 
 def build_rows(index: RecordingIndex, spans: Spans | None = None) -> list[TrackRow]:
-    """The allocator row (its children: one per PASID number, with its lifetimes) then one row per device."""
+    """The allocator row (its children: one per PASID number, with its lifetimes) then one row per device; in a
+    merged recording, each machine's devices follow a row of that machine (`machine_rows`)."""
     tracks = index.tracks
     by_device: dict[str | None, list[tuple[int | None, int]]] = {}
     for tid, t in enumerate(tracks):
         by_device.setdefault(t.device, []).append((t.pasid, tid))
-    pasids = sorted({t.pasid for t in tracks if t.pasid is not None})
+    machines = [m.name for m in index.header.machines]
+    of_first = {d for d in by_device if d is None or machine_of_device(d, machines)[0] is None}
+    pasids = sorted({t.pasid for t in tracks if t.pasid is not None and t.device in of_first})
     own = {p: tid for p, tid in by_device.get(None, []) if p is not None}
     alloc = TrackRow((ALLOCATOR,), ALLOCATOR, [tid for _, tid in by_device.get(None, [])], device=None)
     for p in pasids:
@@ -56,17 +61,42 @@ def build_rows(index: RecordingIndex, spans: Spans | None = None) -> list[TrackR
         host = [tid for p, tid in by_device[None] if p is None]
         alloc.children.insert(0, TrackRow((ALLOCATOR, "host"), "host-wide", host, 1, None, None, None))
     rows = [alloc]
-    for dev in index.device_names():
-        entries = sorted(by_device.get(dev, []), key=lambda x: -1 if x[0] is None else x[0])
-        info = index.devices.get(dev)
-        label = dev if info is None or not info.driver else f"{dev} {info.driver}"
-        row = TrackRow(("device", dev), label, [tid for _, tid in entries], 0, dev)
-        for p, tid in entries:
-            label = "no PASID" if p is None else f"PASID {p}{_owner_text(spans, (dev, p))}"
-            row.children.append(TrackRow(("device", dev, p), label, [tid], 1, dev, p,
-                                         (dev, p) if p is not None else None))
-        rows.append(row)
-    return rows
+    device_rows = [_device_row(index, spans, dev, by_device) for dev in index.device_names()]
+    return rows + (machine_rows(index, spans, device_rows) if len(machines) > 1 else device_rows)
+
+
+def _device_row(index: RecordingIndex, spans: Spans | None, dev: str,
+                by_device: dict[str | None, list[tuple[int | None, int]]]) -> TrackRow:
+    """A device's row, its children one per PASID it used."""
+    entries = sorted(by_device.get(dev, []), key=lambda x: -1 if x[0] is None else x[0])
+    info = index.devices.get(dev)
+    label = dev if info is None or not info.driver else f"{dev} {info.driver}"
+    row = TrackRow(("device", dev), label, [tid for _, tid in entries], 0, dev)
+    for p, tid in entries:
+        label = "no PASID" if p is None else f"PASID {p}{_owner_text(spans, (dev, p))}"
+        row.children.append(TrackRow(("device", dev, p), label, [tid], 1, dev, p,
+                                     (dev, p) if p is not None else None))
+    return row
+
+
+def machine_rows(index: RecordingIndex, spans: Spans | None, device_rows: list[TrackRow]) -> list[TrackRow]:
+    """A merged recording's devices under their machines: a row for each machine (its marks: all its devices'
+    events; a guest's opens into its allocator's PASIDs, whose lifetimes are its own), then its devices."""
+    table = index.header.machines
+    names = [m.name for m in table]
+    out: list[TrackRow] = []
+    for number, m in enumerate(table):
+        mine = [r for r in device_rows if machine_of_device(r.device or "", names)[0] == (m.name if number else None)]
+        how = "the timeline's clock" if not number else \
+            f"{fmt_ns(m.offset_ns)} {'as given' if m.error_ns is None else f'±{fmt_ns(m.error_ns)}'}"
+        label = f"machine {m.name}{f' {m.kernel}' if m.kernel else ''} · {how}"
+        row = TrackRow(("machine", m.name), label, [t for r in mine for t in r.tracks], 0, None)
+        if number:
+            numbers = sorted({p for r in mine for c in r.children if (p := c.pasid) is not None})
+            row.children = [TrackRow(("machine", m.name, p), f"PASID {p}{_owner_text(spans, lifetime_key(p, number))}",
+                                     [], 1, None, p, lifetime_key(p, number)) for p in numbers]
+        out += [row, *mine]
+    return out
 
 
 def _owner_text(spans: Spans | None, key: tuple[object, object]) -> str:

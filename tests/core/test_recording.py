@@ -33,6 +33,9 @@ def events(draw: st.DrawFn) -> Event:
         typ = f.type[0] if isinstance(f.type, tuple) else f.type
         if f.required or draw(st.booleans()):
             narrow = f.name in ("prg", "step", "guest_pasid", "fault_queue")  # 32-bit numbers (explorer.schema)
+            if f.name == "same_as":  # [time, machine number, device] (explorer.schema)
+                fields[f.name] = [draw(st.integers(0, 2**62)), draw(st.integers(0, 255)), DEV]
+                continue
             fields[f.name] = draw(st.integers(0, 2**32 - 1) if narrow else _values[typ])
     return make(kind, draw(st.integers(0, 2**62)), device=draw(st.sampled_from([None, DEV, "0000:3b:00.0"])),
                 pasid=draw(st.none() | st.integers(0, (1 << 20) - 1)), cpu=draw(st.none() | st.integers(0, 255)),

@@ -1,0 +1,140 @@
+"""A host's and a guest's recordings merged: clocks aligned from what the recordings carry (or a given offset),
+each machine's events, counts and times kept, each machine's model state its own, and only certain links drawn
+between the host's page requests and the guest's."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from core.machine_pair import BDF, GUEST, HOST, S, lifecycle, pair, request, response
+
+from explorer.errors import InputError
+from explorer.events import Event, Kind, make
+from explorer.index import RecordingIndex
+from explorer.machines import Machine, align_by_clocks
+from explorer.merge import merge, open_sources
+from explorer.recording import Recording
+
+
+def test_realtime_alignment_and_its_stated_error() -> None:
+    a = align_by_clocks(HOST, GUEST)
+    assert a is not None and a.by == "realtime"
+    assert a.offset_ns == 962 * S + 2000  # (real - mono) of the guest minus the host's, averaged over both readings
+    assert a.error_ns == (2000 + 0 + 400 + 400) // 2  # half the drift between readings and half the spreads
+    assert "±" in a.describe() and "wall clocks disagreed" in a.describe()
+
+
+def test_a_merged_recording_round_trips_each_machine_s_events(tmp_path: Path) -> None:
+    host_events = lifecycle(1001 * S, guest=False) + [make(Kind.MARKER, 1030 * S, text="host")]
+    guest_events = lifecycle(45 * S, guest=True) + [make(Kind.MARKER, 60 * S, text="guest")]
+    sources = open_sources(pair(tmp_path, host_events, guest_events))
+    out = tmp_path / "merged.pasidrec"
+    result = merge(sources, out)
+    assert result.events == {"host": 3, "lab-6.12": 3}
+    rec = Recording(out)
+    assert rec.header.version == 2 and [m.name for m in rec.machines] == ["host", "lab-6.12"]
+    offset = rec.machines[1].offset_ns
+    events = list(rec.iter_events())
+    assert [e.ts_ns for e in events] == sorted(e.ts_ns for e in events)
+    # undo the alignment: each machine's own events, times and devices come back unchanged
+    back = {0: [], 1: []}
+    for e in events:
+        dev = e.device.removeprefix("lab-6.12/") if e.machine and e.device else e.device
+        back[e.machine].append(Event(e.ts_ns - rec.machines[e.machine].offset_ns, e.kind, dev, e.pasid, e.cpu,
+                                     e.pid, e.comm, e.source, e.fields))
+    assert back == {0: host_events, 1: guest_events}
+    assert {d.name for d in rec.devices} == {BDF, f"lab-6.12/{BDF}"}
+    assert offset == align_by_clocks(HOST, GUEST).offset_ns
+
+
+def test_each_machine_keeps_its_own_model_state(tmp_path: Path) -> None:
+    sources = open_sources(pair(tmp_path, lifecycle(1001 * S, guest=False), lifecycle(45 * S, guest=True)))
+    merge(sources, tmp_path / "m.pasidrec")
+    idx = RecordingIndex.build(Recording(tmp_path / "m.pasidrec"))
+    assert not [a for a in idx.anomalies if a.rule in ("double_free", "attach_conflict")], \
+        "the guest's PASID 5 is not the host's: no PASID is handed out twice"
+    state = idx.state_at(idx.end_ns)
+    guest = state.of_machine(1)
+    assert set(state.pasids) == {5} and set(guest.pasids) == {5} and guest.pasids[5].machine == 1
+    assert set(state.attachments) == {(BDF, 5)} and set(guest.attachments) == {(f"lab-6.12/{BDF}", 5)}
+    assert state.attachments[(BDF, 5)].domain_type == "sva"
+    assert guest.attachments[(f"lab-6.12/{BDF}", 5)].domain_type == "nested"
+    lifetimes = [iv for iv in idx.intervals if iv.kind == "lifetime"]
+    assert sorted(iv.machine for iv in lifetimes) == [0, 1]
+
+
+def test_the_vmm_s_passing_of_a_group_is_linked_only_where_certain(tmp_path: Path) -> None:
+    off = align_by_clocks(HOST, GUEST).offset_ns
+    h0 = 1010 * S
+    g0 = h0 - off  # the guest's clock at the host's h0
+    host = lifecycle(1001 * S, guest=False) + [
+        request(h0, 3, 0x1000), response(h0 + 5_000_000, 3, "user"),  # passed to the guest and back: linked
+        request(h0 + S, 4, 0x2000),  # the guest saw this group twice (ambiguous): no link
+        request(h0 + 2 * S, 6, 0x6000),  # the guest's is 0.5 s later: beyond the window, no link
+    ]
+    guest = lifecycle(45 * S, guest=True) + [
+        request(g0 + 1_000_000, 3, 0x1000), response(g0 + 4_000_000, 3, "guest"),
+        request(g0 + S + 1_000_000, 4, 0x2000), request(g0 + S + 2_000_000, 4, 0x2000),
+        request(g0 + 2 * S + S // 2, 6, 0x6000),
+    ]
+    sources = open_sources(pair(tmp_path, host, guest))
+    result = merge(sources, tmp_path / "m.pasidrec")
+    assert result.links == 2
+    events = list(Recording(tmp_path / "m.pasidrec").iter_events())
+    linked = [(e.machine, e.kind, e.get("prg"), e.get("same_as")) for e in events if e.get("same_as")]
+    at = {(e.machine, e.kind, e.get("prg")): e for e in events if e.kind in ("page_request", "page_response")}
+    assert linked == [
+        (0, "page_request", 3, [at[(1, "page_request", 3)].ts_ns, 1, f"lab-6.12/{BDF}"]),
+        (1, "page_request", 3, [h0, 0, BDF]),
+        (1, "page_response", 3, [h0 + 5_000_000, 0, BDF]),
+        (0, "page_response", 3, [at[(1, "page_response", 3)].ts_ns, 1, f"lab-6.12/{BDF}"]),
+    ]
+
+
+def test_a_given_offset_stands_in_for_missing_clock_readings(tmp_path: Path) -> None:
+    old = Machine("guest", None, "6.12.0")  # a recording from before machines: no clock readings
+    paths = pair(tmp_path, [make(Kind.MARKER, 1001 * S, text="h")], [make(Kind.MARKER, 5 * S, text="g")], old)
+    with pytest.raises(InputError, match=r"cannot be aligned with 'host'.*carries no clock readings.*--offset guest="):
+        open_sources(paths)
+    sources = open_sources(paths, offsets={"guest": 996 * S})
+    merge(sources, tmp_path / "m.pasidrec")
+    rec = Recording(tmp_path / "m.pasidrec")
+    assert [(e.ts_ns, e.machine) for e in rec.iter_events()] == [(1001 * S, 0), (1001 * S, 1)]
+    assert (rec.machines[1].aligned_by, rec.machines[1].error_ns) == ("given", None)
+
+
+@pytest.mark.parametrize(("guest", "kw", "says"), [
+    (GUEST.__class__("host", "boot-x", None, "monotonic", GUEST.start), {}, "named 'host', as"),
+    (GUEST.__class__("g", "boot-h", None, "monotonic", GUEST.start), {}, "same boot (boot id boot-h)"),
+    (GUEST, {"offsets": {"nobody": 5}}, "--offset names machine 'nobody'"),
+])
+def test_what_cannot_be_merged_is_one_clear_line(tmp_path: Path, guest: Machine, kw: dict, says: str) -> None:
+    paths = pair(tmp_path, [make(Kind.MARKER, 1001 * S, text="h")], [make(Kind.MARKER, 45 * S, text="g")], guest)
+    with pytest.raises(InputError, match=re.escape(says)):
+        open_sources(paths, **kw)
+    renamed = open_sources(paths, names={paths[1]: "guest2"}) if "named" in says else None
+    assert renamed is None or renamed[1].machine.name == "guest2"
+
+
+def test_merge_info_check_and_export_read_the_machines(tmp_path: Path) -> None:
+    from core.test_cli import cli
+
+    paths = pair(tmp_path, lifecycle(1001 * S, guest=False), lifecycle(45 * S, guest=True))
+    out = tmp_path / "both.pasidrec"
+    done = cli("merge", "-o", str(out), *paths)
+    assert done.returncode == 0, done.stderr
+    assert "lab-6.12: 2 events" in done.stdout and "offset +962.000 s from the machines' wall clocks" in done.stdout
+    info = cli("info", str(out))
+    assert "machine host (kernel 6.18.0, boot boot-h): the timeline's clock" in info.stdout
+    assert "machine lab-6.12 (kernel 6.12.118, boot boot-g): offset +962.000 s" in info.stdout
+    assert f"lab-6.12/{BDF}" in info.stdout
+    assert cli("check", str(out)).returncode == 0, "two PASID 5s on two machines are no finding"
+    again = cli("merge", "-o", str(tmp_path / "x.pasidrec"), paths[0], paths[0])
+    assert again.returncode == 2 and again.stderr.count("\n") == 1 and "same boot" in again.stderr
+    exported = cli("export", str(out), "--to", "jsonl", "-o", "-")
+    rows = [json.loads(x) for x in exported.stdout.splitlines()]
+    assert [(r.get("machine", 0), r["device"]) for r in rows if r["kind"] == "pasid_attach"] == \
+        [(0, BDF), (1, f"lab-6.12/{BDF}")]
