@@ -254,7 +254,9 @@ def _unknown_sample_lines(path: str, imp: dict[str, Any]) -> list[str]:
 
 
 def anomaly_text(a: Anomaly, idx: RecordingIndex, evidence: int = 3) -> list[str]:
-    where = " ".join(x for x in (a.device, None if a.pasid is None else f"PASID {a.pasid}") if x)
+    machines = idx.header.machines
+    on = f"{machines[a.machine].name}:" if a.machine and a.device is None and a.machine < len(machines) else None
+    where = " ".join(x for x in (on, a.device, None if a.pasid is None else f"PASID {a.pasid}") if x)
     lines = [f"{a.severity.upper():<9} {fmt_ns(a.ts_ns - idx.start_ns):>12}  {a.title}" + (f" ({where})" if where
                                                                                            else ""),
              f"          {a.explanation}"]

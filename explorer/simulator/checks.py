@@ -158,4 +158,5 @@ class Anomaly:
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.rule, "title": self.title, "severity": str(self.severity), "time_ns": self.ts_ns,
                 "device": self.device, "pasid": self.pasid, "explanation": self.explanation,
-                "evidence": list(self.evidence), "repeats": self.repeats.count, "last_ns": self.repeats.last_ns}
+                "evidence": list(self.evidence), "repeats": self.repeats.count, "last_ns": self.repeats.last_ns,
+                **({"machine": self.machine} if self.machine else {})}

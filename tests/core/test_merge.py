@@ -138,3 +138,27 @@ def test_merge_info_check_and_export_read_the_machines(tmp_path: Path) -> None:
     rows = [json.loads(x) for x in exported.stdout.splitlines()]
     assert [(r.get("machine", 0), r["device"]) for r in rows if r["kind"] == "pasid_attach"] == \
         [(0, BDF), (1, f"lab-6.12/{BDF}")]
+
+
+def test_replay_of_two_recordings_says_what_it_cannot_align(tmp_path: Path) -> None:
+    from core.test_cli import cli
+
+    old = Machine("guest", None, "6.12.0")
+    paths = pair(tmp_path, [make(Kind.MARKER, 1001 * S, text="h")], [make(Kind.MARKER, 5 * S, text="g")], old)
+    done = cli("replay", *paths)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "carries no clock readings" in done.stderr and "--offset guest=" in done.stderr
+    helped = cli("merge", "--help").stdout
+    assert "--offset NAME=±DURATION" in helped and "wall clocks disagreed" in helped.replace("\n", " ")
+
+
+def test_a_guest_s_finding_names_its_machine(tmp_path: Path) -> None:
+    from core.test_cli import cli
+
+    twice = [make(Kind.PASID_FREE, 50 * S, pasid=9), make(Kind.PASID_FREE, 51 * S, pasid=9)]
+    sources = open_sources(pair(tmp_path, lifecycle(1001 * S, guest=False), lifecycle(45 * S, guest=True) + twice))
+    merge(sources, tmp_path / "m.pasidrec")
+    done = cli("check", str(tmp_path / "m.pasidrec"), "--json")
+    found = [(a["kind"], a.get("machine"), a["pasid"]) for a in json.loads(done.stdout)["anomalies"]]
+    assert found and all(m == 1 and p == 9 for _, m, p in found), found
+    assert "(lab-6.12: PASID 9)" in cli("check", str(tmp_path / "m.pasidrec")).stdout
