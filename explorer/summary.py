@@ -57,7 +57,7 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
         "complete": rec.complete if rec is not None else True,
         "end_reason": footer.get("end_reason"),
         "damage": idx.damage,
-        "lost": idx.sim.state.lost,
+        "lost": sum(st.lost for st in (idx.sim.root, *idx.sim.root.others.values())),  # on every machine
         "probes": h.probes,
         "lifecycle_unobserved": idx.sim.unobserved,  # why state is uncertain from the start, or None
         "kernel_rules": idx.sim.policy.describe(),

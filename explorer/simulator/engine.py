@@ -170,6 +170,8 @@ class Simulator:
             except MALFORMED as e:
                 self._malformed(row, idx, e)
         self._age_groups(ts)
+        if st is not self.root:  # between events, `state` is the first machine's, as without machines
+            self.state, self.policy = self.root, self._policies[0]
 
     def apply_rows(self, rows: list[Row], positions: Iterable[int], base: int) -> None:
         """The indexer's hot loop: apply `rows[j]` as event `base + j` for each j in `positions`.
@@ -226,7 +228,7 @@ class Simulator:
             if ts > st.time_ns:
                 st.time_ns = ts
             self._age_groups(ts)
-        self.state = self.root
+        self.state, self.policy = self.root, self._policies[0]
 
     def begin(self, ts: int) -> None:
         """The stream's first event is at `ts`: uncertainty from the start now starts there, not at time 0."""
