@@ -158,27 +158,26 @@ def find_links(keys: list[LinkKey], error_ns: dict[int, int],
     for k in keys:
         counts[k] += 1
     groups: defaultdict[tuple[Any, ...], dict[int, list[LinkKey]]] = defaultdict(lambda: defaultdict(list))
-    for k in counts:
-        if counts[k] == 1 and k[5] is not None:
+    for k in keys:  # (an event twice over is a candidate twice: it makes its group ambiguous, never linked)
+        if k[5] is not None:
             groups[(k[2], k[4], k[5], k[6])][k[0]].append(k)
     links: dict[LinkKey, LinkKey] = {}
     for by_machine in groups.values():
         hosts = sorted(by_machine.get(0, []), key=lambda k: k[1])
         host_ts = [k[1] for k in hosts]
-        for machine, guests in by_machine.items():
-            if machine == 0 or not hosts:
-                continue
-            err = error_ns.get(machine, 0)
-            guests.sort(key=lambda k: k[1])
-            guest_ts = [k[1] for k in guests]
-            for g in guests:
-                before, after = _reach(g[2], window_ns, err)
+        guests = {m: sorted(ks, key=lambda k: k[1]) for m, ks in by_machine.items() if m}
+        guest_ts = {m: [k[1] for k in ks] for m, ks in guests.items()}
+        for machine, mine in guests.items():
+            before, after = _reach(mine[0][2], window_ns, error_ns.get(machine, 0)) if mine else (0, 0)
+            for g in mine:
                 lo, hi = bisect_left(host_ts, g[1] - before), bisect_right(host_ts, g[1] + after)
-                if hi - lo != 1:
+                if hi - lo != 1 or counts[g] > 1:
                     continue
                 h = hosts[lo]
-                # the mirror: the guest events this host event could have been passed to
-                if bisect_right(guest_ts, h[1] + before) - bisect_left(guest_ts, h[1] - after) == 1:
+                # the mirror: every guest event, of any machine, this host event could have been passed to
+                if sum(bisect_right(ts, h[1] + early) - bisect_left(ts, h[1] - late)
+                       for m, ts in guest_ts.items()
+                       for early, late in [_reach(g[2], window_ns, error_ns.get(m, 0))]) == 1:
                     links[g], links[h] = h, g
     return links
 

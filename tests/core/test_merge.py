@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 from core.machine_pair import BDF, GUEST, HOST, S, lifecycle, pair, request, response
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from explorer.errors import InputError
 from explorer.events import Event, Kind, make
 from explorer.index import RecordingIndex
 from explorer.machines import Machine, align_by_clocks
-from explorer.merge import merge, open_sources
+from explorer.merge import find_links, merge, open_sources
 from explorer.recording import Recording
 
 
@@ -162,3 +164,27 @@ def test_a_guest_s_finding_names_its_machine(tmp_path: Path) -> None:
     found = [(a["kind"], a.get("machine"), a["pasid"]) for a in json.loads(done.stdout)["anomalies"]]
     assert found and all(m == 1 and p == 9 for _, m, p in found), found
     assert "(lab-6.12: PASID 9)" in cli("check", str(tmp_path / "m.pasidrec")).stdout
+
+
+def _passed_on(host: tuple, guest: tuple, window: int) -> bool:
+    """Could the VMM have passed `host`'s group to `guest` (or its answer back)? The rule, brute force."""
+    if host[0] or not guest[0] or (host[2], host[4], host[5], host[6]) != (guest[2], guest[4], guest[5], guest[6]):
+        return False
+    lag = guest[1] - host[1] if guest[2] == "page_request" else host[1] - guest[1]
+    return 0 <= lag <= window
+
+
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 60), st.sampled_from(["page_request", "page_response"]),
+                          st.integers(0, 2), st.integers(0, 1)), max_size=30))
+@settings(max_examples=400, deadline=None)
+def test_links_are_exactly_the_pairs_that_can_only_be_each_other(raw: list) -> None:
+    keys = [(m, t * 1_000_000, kind, f"dev{m}", 5, prg, detail) for m, t, kind, prg, detail in raw]
+    window = 50_000_000
+    links = find_links(keys, {1: 0, 2: 0}, window_ns=window)
+    once = [k for k in keys if keys.count(k) == 1]  # an event whose every field another shares is never linked
+    expected = {}
+    for g in (k for k in once if k[0]):
+        hosts = [h for h in keys if _passed_on(h, g, window)]
+        if len(hosts) == 1 and hosts[0] in once and [x for x in keys if _passed_on(hosts[0], x, window)] == [g]:
+            expected[g], expected[hosts[0]] = hosts[0], g
+    assert links == expected
