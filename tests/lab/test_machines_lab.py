@@ -9,6 +9,7 @@ add up to a second, which the span (the whole boot, and 40-70 s of the guest's c
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -29,7 +30,9 @@ def test_the_lab_guest_falls_inside_its_host_s_recording(lab_runner: LabRunner, 
     if problem:
         pytest.skip(f"recording the host needs root, tracefs and bcc: {problem}")
     host_path, guest_path = tmp_path / "host.pasidrec", tmp_path / "guest.pasidrec"
-    host = Recorder(host_path)
+    # only this process's iommufd calls (none): other work on the host must not swell the recording; its span,
+    # from its start readings to its end readings, is what the guest is held to
+    host = Recorder(host_path, "--pid", str(os.getpid()))
     try:
         run = lab_runner(FAULTS, guest_path)
     finally:
