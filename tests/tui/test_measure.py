@@ -233,3 +233,21 @@ def test_page_request_latency_percentiles_and_histogram_match_the_groups_written
         assert D2 not in text
 
     drive(app, body)
+
+
+def test_live_rows_move_a_group_from_unanswered_to_answered_in_the_next_count() -> None:
+    """Live, the model goes on: a count taken after each batch sees the groups as the model holds them then."""
+    from explorer.index import RecordingIndex
+    from explorer.range_stats import range_stats
+
+    index = RecordingIndex(Header(source="test", devices=[DeviceInfo(D1, pasid_width=20)]))
+    index.add_rows([e.to_row() for e in (
+        make(Kind.PASID_ALLOC, 1_000, pasid=5, path="sva", owner="pid 1 (a)", mm=1),
+        make(Kind.PASID_ATTACH, 2_000, device=D1, pasid=5, domain=7, domain_type="sva"),
+        make(Kind.PAGE_REQUEST, 3_000, device=D1, pasid=5, prg=4, addr=0x1000, perm=1, last=True))])
+    (d,) = range_stats(index, 0, 10_000).latency  # type: ignore[misc]
+    assert (d.device, d.answered, d.unanswered) == (D1, 0, 1)
+    index.add_rows([make(Kind.PAGE_RESPONSE, 8_000, device=D1, pasid=5, prg=4, code=0, by="kernel").to_row()])
+    (d,) = range_stats(index, 0, 10_000).latency  # type: ignore[misc]
+    assert (d.answered, d.unanswered, d.p50_ns, d.max_ns) == (1, 0, 5_000, 5_000)
+    assert range_stats(index, 3_001, 10_000).latency == []  # the group opened before the range
