@@ -1,243 +1,435 @@
-"""A Chrome JSON trace (which ui.perfetto.dev and chrome://tracing open): the recording as Perfetto tracks.
+"""A Perfetto trace (protobuf TrackEvent packets), which ui.perfetto.dev and Perfetto's trace processor read.
 
-Layout: one process for the PASID allocator, holding one thread per PASID whose slices are that PASID's
-lifetimes (allocation to free); one process per device, holding a thread for the device's own events and one per
-PASID, whose slices are the intervals the PASID was attached to a domain. Outstanding page-request groups
-(first request to response) are async slices in the device's process, since several can be open at once on
-the same PASID. Faults, anomalies, binds and other events are instants on their thread; markers and losses are
-global instants. Times are microseconds from the recording's first event (its absolute start is in otherData).
+Tracks nest machine -> device -> PASID -> lanes. The machine's first child is the PASID allocator, whose PASID
+tracks hold each PASID's lifetimes (alloc to free); each device has a lane for its own events (no PASID) and a
+track per PASID with lanes: `attached` (the domains it was attached to), `page requests` (the outstanding
+page-request groups, request to response; overlapping groups take further lanes) and `events` (every event as
+an instant with its fields as args, the model's findings with rule, severity, explanation and evidence). Markers
+and losses sit on the machine's own lane. A flow (an arrow) joins the request that opened each group to the
+response that answered it. Counters: live PASIDs and the share of the PASID space they use (on the allocator),
+outstanding groups per device, and events lost so far (on the machine).
 
-The slices are the model's intervals (`RecordingIndex.intervals`), written as they are: a response the model
-matched to a group by its index alone ends that group here too, and a lifetime the model inferred (a bind
-without a seen allocation) is a slice like any other. Each slice's args name the events that opened and closed
-it (`opened_by`, `closed_by`, event indices).
+Every slice is one of the model's intervals (`RecordingIndex.intervals`, the simulator's one interpretation of
+the events), written as it is: nothing here matches requests to responses again. Times are the recording's own
+nanoseconds on its declared clock; names, categories and arg names are interned (incremental state on one
+packet sequence). Packets are written in time order, in batches, as they are made: memory beyond the index is
+the intervals' times (16 bytes each) and what is open at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from itertools import count
-from typing import Any, TextIO
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 import numpy as np
+from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
 
-from ..events import R_DEVICE, R_FIELDS, R_KIND, R_PASID, R_TS, Kind, Row
+from ..events import PASID_SPACE, R_COMM, R_CPU, R_DEVICE, R_FIELDS, R_KIND, R_PASID, R_PID, R_SOURCE, R_TS, Kind
 from ..index import RecordingIndex
 from ..intervals import Interval, IntervalKind
 from ..simulator import RULES
-from ..text import json_encoder, json_text
+from ..text import line
 
-ALLOCATOR_PID = 1
-# Kinds drawn as slices; they appear as instants only when they failed.
-SLICED_KINDS = frozenset({Kind.PASID_ALLOC, Kind.PASID_FREE, Kind.PASID_ATTACH, Kind.PASID_DETACH,
-                          Kind.PASID_REPLACE, Kind.PAGE_REQUEST, Kind.PAGE_RESPONSE})
-_ENCODER = json_encoder(separators=(",", ":"))
-
-
-def _dumps(value: Any) -> str:
-    return json_text(value, _ENCODER)
-
-
-def _short(text: str, n: int = 72) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= n else text[:n - 1] + "…"
+SEQUENCE = 1  # the one trusted packet sequence every packet is on
+BATCH = 2048  # packets serialised together (a Trace of many packets is the concatenation of one-packet Traces)
+# The recording's clock names (header.clock) as Perfetto's builtin clocks; any other (a scenario's, an import's
+# guess) is written on BOOTTIME, Perfetto's default trace clock, and named in the trace's metadata.
+CLOCKS = {"monotonic": pb.BUILTIN_CLOCK_MONOTONIC, "boottime": pb.BUILTIN_CLOCK_BOOTTIME,
+          "realtime": pb.BUILTIN_CLOCK_REALTIME, "monotonic_raw": pb.BUILTIN_CLOCK_MONOTONIC_RAW}
+EVENTS_RANK = 1 << 20  # a PASID's events lane comes after its slices' lanes
+SHOWN_KINDS = (IntervalKind.LIFETIME, IntervalKind.ATTACHMENT, IntervalKind.GROUP)  # binds are their events
+# The order of things at one time: slices end before others begin there (a PASID reallocated at once), and
+# begin before the event that opened them (its flow starts inside its group's slice).
+_END, _BEGIN, _EVENT, _ANOMALY = range(4)
+_INSTANT, _BEGIN_T, _END_T, _COUNTER = (pb.TrackEvent.TYPE_INSTANT, pb.TrackEvent.TYPE_SLICE_BEGIN,
+                                        pb.TrackEvent.TYPE_SLICE_END, pb.TrackEvent.TYPE_COUNTER)
+_INT64 = range(-(1 << 63), 1 << 63)
 
 
 @dataclass(slots=True)
-class _Tracks:
-    """Process and thread ids, and the metadata events that name them."""
+class _Open:
+    """A slice begun and not yet ended: its lane, the args its end carries, and what it added to a counter."""
 
-    meta: list[dict[str, Any]] = field(default_factory=list)
-    pids: dict[str | None, int] = field(default_factory=dict)
-    tids: dict[tuple[str, str | None, int | None], int] = field(default_factory=dict)
-    _next_pid: Iterator[int] = field(default_factory=lambda: count(ALLOCATOR_PID))
-    _next_tid: Iterator[int] = field(default_factory=lambda: count(1))
+    lane: int
+    end_args: dict[str, Any]
+    counter: tuple[Any, ...] | None  # a lane key to free afterwards and the counters it moved
 
-    def pid(self, device: str | None) -> int:
-        pid = self.pids.get(device)
-        if pid is None:
-            pid = self.pids[device] = next(self._next_pid)
-            name = "PASID allocator" if device is None else device
-            self.meta.append({"name": "process_name", "ph": "M", "pid": pid, "tid": 0, "args": {"name": name}})
-            self.meta.append({"name": "process_sort_index", "ph": "M", "pid": pid, "tid": 0,
-                              "args": {"sort_index": pid}})
-        return pid
 
-    def tid(self, role: str, device: str | None, pasid: int | None) -> tuple[int, int]:
-        if device is None and pasid is not None:
-            role = "lifetime"  # events about a PASID but no device sit on that PASID's allocator thread
-        pid = self.pid(device)
-        key = (role, device, pasid)
-        tid = self.tids.get(key)
-        if tid is None:
-            tid = self.tids[key] = next(self._next_tid)
-            if role == "lifetime":
-                name = f"PASID {pasid}"
-            elif pasid is None:
-                name = "allocator events" if device is None else "device (no PASID)"
-            else:
-                name = f"PASID {pasid}"
-            self.meta.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": name}})
-            self.meta.append({"name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid,
-                              "args": {"sort_index": -1 if pasid is None else pasid}})
-        return pid, tid
+class _Packets:
+    """Packets on one sequence, interned strings and track descriptors, written in batches."""
+
+    def __init__(self, out: BinaryIO, clock: int) -> None:
+        self.out = out
+        self.trace = pb.Trace()
+        self.written = 0
+        self.clock = clock
+        self._interned: tuple[dict[str, int], ...] = ({}, {}, {})  # event names, categories, arg names
+        self._tracks: dict[Any, int] = {}
+
+    def packet(self, ts: int | None = None) -> pb.TracePacket:
+        if len(self.trace.packet) >= BATCH:
+            self.flush()  # before the next is added: the caller fills the packet it is given
+        p = self.trace.packet.add()
+        p.trusted_packet_sequence_id = SEQUENCE
+        if self.written == 0 and len(self.trace.packet) == 1:
+            p.sequence_flags = pb.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
+            p.trace_packet_defaults.timestamp_clock_id = self.clock
+        else:
+            p.sequence_flags = pb.TracePacket.SEQ_NEEDS_INCREMENTAL_STATE
+        if ts is not None:
+            p.timestamp = ts
+        return p
+
+    def flush(self) -> None:
+        n = len(self.trace.packet)
+        if n:
+            self.out.write(self.trace.SerializeToString())
+            self.written += n
+            self.trace = pb.Trace()
+
+    # -- interning ----------------------------------------------------------------------------------------------
+    def iid(self, p: pb.TracePacket, table: int, text: str) -> int:
+        """The interned id of `text` in `table` (0 event names, 1 categories, 2 arg names), interned in `p`
+        the first time it is used."""
+        ids = self._interned[table]
+        got = ids.get(text)
+        if got is None:
+            got = ids[text] = len(ids) + 1
+            data = p.interned_data
+            (data.event_names, data.event_categories, data.debug_annotation_names)[table].add(iid=got, name=text)
+        return got
+
+    # -- tracks -------------------------------------------------------------------------------------------------
+    def track(self, key: Any, name: str, parent: int | None, rank: int = 0, counter: str | None = None) -> int:
+        """The uuid of the track `key`, its descriptor written the first time (before anything refers to it)."""
+        uuid = self._tracks.get(key)
+        if uuid is None:
+            uuid = self._tracks[key] = len(self._tracks) + 1
+            d = self.packet().track_descriptor
+            d.uuid = uuid
+            d.name = line(name)
+            if parent is not None:
+                d.parent_uuid = parent
+            d.sibling_order_rank = rank
+            d.child_ordering = pb.TrackDescriptor.EXPLICIT
+            if counter is not None:
+                d.counter.unit_name = counter
+        return uuid
+
+
+def _annotate(p: pb.TracePacket, out: pb.TrackEvent, packets: _Packets, args: dict[str, Any]) -> None:
+    """`args` as debug annotations (names interned, text neutralised, lists and maps as nested values)."""
+    for k, v in args.items():
+        a = out.debug_annotations.add()
+        a.name_iid = packets.iid(p, 2, line(str(k)))
+        _value(a, v)
+
+
+def _value(a: Any, v: Any) -> None:
+    if isinstance(v, bool):
+        a.bool_value = v
+    elif isinstance(v, int) and v in _INT64:
+        a.int_value = v
+    elif isinstance(v, float):
+        a.double_value = v
+    elif isinstance(v, (list, tuple)):
+        for x in v:
+            _value(a.array_values.add(), x)
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            e = a.dict_entries.add()
+            e.name = line(str(k))
+            _value(e, x)
+    elif isinstance(v, (bytes, bytearray)):
+        a.string_value = bytes(v).hex()
+    else:
+        a.string_value = line(str(v))
 
 
 class PerfettoWriter:
-    """Walks the events in time order for the instants, then writes the model's intervals as slices."""
+    """Walks the events, the model's intervals (their begins and their ends) and its findings in time order."""
 
-    def __init__(self, idx: RecordingIndex, out: TextIO) -> None:
+    def __init__(self, idx: RecordingIndex, out: BinaryIO) -> None:
         self.idx = idx
-        self.out = out
-        self.t0 = idx.start_ns
-        self.tracks = _Tracks()
-        self._ids = count(1)
-        self._first = True
-        self.written = 0
-        # responses that closed a group: the rest are instants ("no open group")
+        h = idx.header
+        self.clock_name = h.clock
+        self.p = _Packets(out, CLOCKS.get(h.clock, pb.BUILTIN_CLOCK_BOOTTIME))
+        self.host = h.host.get("hostname") or h.title or h.source or "recording"
         self._kind_names = idx.kind_names
-        self._answers = {iv.close_idx for iv in idx.intervals.of(IntervalKind.GROUP) if iv.close_idx is not None}
+        self._kinds = idx.kinds
+        self._response_id = idx.kind_id(Kind.PAGE_RESPONSE)
+        self._open: dict[int, _Open] = {}
+        self._busy: dict[tuple[Any, Any], list[bool]] = {}  # (device, PASID) -> which group lanes are in use
+        self._flows_out: dict[int, int] = {}  # event -> the flow it starts (the request that opened a group)
+        self._flows_in: dict[int, int] = {}  # event -> the flow it ends (the response that answered it)
+        self._live = 0
+        self._groups: dict[str, int] = {}
+        self._lost = 0
 
-    def _kind_of(self, i: int) -> str:
-        return self._kind_names[int(self.idx.kinds[i])]
+    # -- tracks -------------------------------------------------------------------------------------------------
+    def machine(self) -> int:
+        return self.p.track(("machine",), self.host, None)
 
+    def _parent(self, device: str | None) -> int:
+        if device is None:
+            return self.p.track(("allocator",), "PASID allocator", self.machine(), 0)
+        return self.p.track(("device", device), device, self.machine(), 1 + self._device_rank(device))
 
-    def us(self, ts: int) -> float:
-        return round((ts - self.t0) / 1000, 3)
+    def _device_rank(self, device: str) -> int:
+        names = self._device_order
+        return names.setdefault(device, len(names))
 
-    def emit(self, ev: dict[str, Any]) -> None:
-        self.out.write("\n" if self._first else ",\n")
-        self._first = False
-        self.out.write(_dumps(ev))
-        self.written += 1
+    def pasid_track(self, device: str | None, pasid: int | None) -> int:
+        parent = self._parent(device)
+        if pasid is None:
+            return parent
+        return self.p.track(("pasid", device, pasid), f"PASID {pasid}", parent, pasid + 1)
 
-    def _instant(self, row: Row, name: str, cat: str, args: dict[str, Any], scope: str = "t") -> None:
-        pid, tid = self.tracks.tid("events", row[R_DEVICE], row[R_PASID])
-        self.emit({"name": name, "cat": cat, "ph": "i", "s": scope, "ts": self.us(row[R_TS]), "pid": pid,
-                   "tid": tid, "args": args})
+    def lane(self, device: str | None, pasid: int | None, name: str, rank: int) -> int:
+        if pasid is None and device is None and name == "events":
+            return self.p.track(("lane", None, None, name), "allocator events", self._parent(None), -1)
+        if pasid is None:
+            return self.p.track(("lane", device, None, name), f"{name} (no PASID)", self._parent(device), -1)
+        return self.p.track(("lane", device, pasid, name), name, self.pasid_track(device, pasid), rank)
 
-    # -- the walk -----------------------------------------------------------------------------------------------
+    def counter(self, key: Any, name: str, parent: int, unit: str) -> int:
+        return self.p.track(("counter", *key), name, parent, -2, counter=unit)
+
+    # -- writing -----------------------------------------------------------------------------------------------
+    def event(self, ts: int, track: int, kind: int, name: str, category: str, args: dict[str, Any] | None,
+              flows: tuple[list[int], list[int]] = ([], [])) -> pb.TrackEvent:
+        p = self.p.packet(ts)
+        te = p.track_event
+        te.type = kind
+        te.track_uuid = track
+        if kind != _END_T:
+            te.name_iid = self.p.iid(p, 0, line(name))
+            te.category_iids.append(self.p.iid(p, 1, category))
+        if args:
+            _annotate(p, te, self.p, args)
+        if flows[0]:
+            te.flow_ids.extend(flows[0])
+        if flows[1]:
+            te.terminating_flow_ids.extend(flows[1])
+        return te
+
+    def count(self, ts: int, track: int, value: float) -> None:
+        p = self.p.packet(ts)
+        te = p.track_event
+        te.type = _COUNTER
+        te.track_uuid = track
+        te.double_counter_value = value
+
     def write(self, tick: Callable[[int], None] | None = None) -> int:
         idx = self.idx
-        self.out.write('{"traceEvents":[')
-        self.tracks.pid(None)  # the allocator comes first, then devices in the recording's order
+        self._device_order: dict[str, int] = {}
         for d in idx.device_names():
-            self.tracks.pid(d)
-        ts = idx.ts
-        order = np.argsort(ts, kind="stable") if idx.n and np.any(np.diff(ts) < 0) else range(idx.n)
-        for k, i in enumerate(order):
-            self.event(int(i), idx.row(int(i)))
-            if tick is not None and k % 65536 == 0:
-                tick(k)
-        for iv in idx.intervals:
-            self.interval(iv)
-        for a in idx.anomalies:
-            self.anomaly(a)
-        for m in self.tracks.meta:
-            self.emit(m)
-        other = {"source": idx.header.source, "clock": idx.header.clock, "start_ns": self.t0,
-                 "title": idx.header.title, "kernel": idx.header.kernel}
-        self.out.write(f'\n],"displayTimeUnit":"ns","otherData":{_dumps(other)}}}\n')
-        return self.written
+            self._device_rank(d)
+        self.prologue()
+        ivs = idx.intervals
+        closed, open_now = ivs.closed_count, [iv for iv in ivs.open_now() if iv.kind in SHOWN_KINDS]
+        starts, ends, shown = self._times(closed, open_now)
+        end_ns = idx.end_ns
+        anomalies = idx.anomalies
+        # one time-ordered list of everything: (time, what, which)
+        ts_all = np.concatenate([idx.ts, starts[shown], ends[shown],
+                                 np.array([a.ts_ns for a in anomalies], np.int64)])
+        phase = np.concatenate([np.full(idx.n, _EVENT, np.int8), np.full(int(shown.sum()), _BEGIN, np.int8),
+                                np.full(int(shown.sum()), _END, np.int8), np.full(len(anomalies), _ANOMALY, np.int8)])
+        which = np.concatenate([np.arange(idx.n), np.flatnonzero(shown), np.flatnonzero(shown),
+                                np.arange(len(anomalies))])
+        order = np.lexsort((which, phase, ts_all))
+        del ts_all
+        done = 0
+        for a in range(0, len(order), 65536):
+            part = order[a:a + 65536]
+            for ph, w in zip(phase[part].tolist(), which[part].tolist(), strict=True):
+                if ph == _EVENT:
+                    self.instant(w)
+                    done += 1
+                    if tick is not None and done % 65536 == 0:
+                        tick(done)
+                elif ph == _BEGIN:
+                    iv = next(ivs.closed_since(w)) if w < closed else open_now[w - closed]
+                    self.begin(w, iv, end_ns)
+                elif ph == _END:
+                    self.end(w, int(ends[w]))
+                else:
+                    self.anomaly(anomalies[w])
+        self.p.flush()
+        return self.p.written
 
-    def event(self, i: int, row: Row) -> None:
-        """Every event that is not (only) part of a slice shows as an instant where it happened."""
-        kind, pasid, f = row[R_KIND], row[R_PASID], row[R_FIELDS] or {}
-        failed = bool(f.get("error"))
-        if kind == Kind.FAULT:
-            self._instant(row, f"fault: {_short(f.get('reason') or 'fault', 60)}", "fault", dict(f))
-        elif kind == Kind.MARKER:
-            self._instant(row, _short(f.get("title") or f.get("text", "marker")), "marker", dict(f), "g")
-        elif kind == Kind.LOST:
-            self._instant(row, f"lost {f.get('count', '?')} events", "lost", dict(f), "g")
-        elif kind == Kind.PAGE_RESPONSE and i not in self._answers:
-            self._instant(row, f"page_response PRG {f.get('prg')} (no open group)", "page_response", dict(f))
-        elif kind in SLICED_KINDS:
-            if failed or pasid is None and kind not in (Kind.PAGE_REQUEST, Kind.PAGE_RESPONSE):
-                self._instant(row, f"{kind} failed" if failed else str(kind), str(kind), dict(f))
-        else:
-            name = str(kind) + (f" {f['name']}" if kind == Kind.UAPI and "name" in f else "")
-            self._instant(row, name, str(kind), dict(f))
+    def _times(self, closed: int, open_now: list[Interval]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each interval's start and end (the recording's end for one still open), and whether it is shown."""
+        n = closed + len(open_now)
+        starts, ends, shown = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool)
+        end_ns = self.idx.end_ns
+        for i, iv in enumerate(self.idx.intervals.closed_since(0)):
+            starts[i], ends[i], shown[i] = iv.start_ns, iv.end_or(end_ns), iv.kind in SHOWN_KINDS
+        for j, iv in enumerate(open_now):
+            starts[closed + j], ends[closed + j], shown[closed + j] = iv.start_ns, max(end_ns, iv.start_ns), True
+        return starts, ends, shown
 
-    # -- the model's intervals ----------------------------------------------------------------------------------
-    def _evidence(self, iv: Interval) -> dict[str, Any]:
-        """The events that opened and closed it, and how it ended when no event of its own ended it."""
-        out: dict[str, Any] = {"opened_by": iv.open_idx if iv.open_idx >= 0 else "inferred by the model"}
-        if iv.close_idx is not None:
-            out["closed_by"] = iv.close_idx if iv.close_idx >= 0 else "inferred by the model"
-            if iv.close_idx >= 0:
-                out["closed_by_kind"] = self._kind_of(iv.close_idx)
-        return out
+    def prologue(self) -> None:
+        """The clock, the machine and what the recording says of itself."""
+        h = self.idx.header
+        snap = self.p.packet()  # the first packet: it also sets the sequence's clock (`_Packets.packet`)
+        c = snap.clock_snapshot.clocks.add()
+        c.clock_id = self.p.clock
+        c.timestamp = self.idx.start_ns
+        snap.clock_snapshot.primary_trace_clock = self.p.clock
+        info = self.p.packet().system_info
+        if h.host.get("kernel"):
+            info.utsname.sysname = "Linux"
+            info.utsname.release = line(str(h.host["kernel"]))
+        if h.host.get("arch"):
+            info.utsname.machine = line(str(h.host["arch"]))
+        info.machine_name = line(self.host)
+        self._parent(None)
+        for d in self._device_order:
+            self._parent(d)
+        about = {"source": h.source, "clock": h.clock, "title": h.title, "kernel": h.host.get("kernel"),
+                 "start_ns": self.idx.start_ns, "events": self.idx.n}
+        self.event(self.idx.start_ns, self.lane_machine(), _INSTANT, "recording", "recording",
+                   {k: v for k, v in about.items() if v is not None})
 
-    def interval(self, iv: Interval) -> None:
-        if iv.kind == IntervalKind.LIFETIME:
-            self._lifetime(iv)
-        elif iv.kind == IntervalKind.ATTACHMENT:
-            self._attachment(iv)
-        elif iv.kind == IntervalKind.GROUP:
-            self._group(iv)
-        # binds show as their events' instants and as the SVA attachment the model gives them
+    def lane_machine(self) -> int:
+        return self.p.track(("lane", "machine"), "markers and losses", self.machine(), -3)
 
-    def _slice(self, pid: int, tid: int, iv: Interval, name: str, cat: str, args: dict[str, Any]) -> None:
-        end = iv.end_or(self.idx.end_ns)
-        self.emit({"name": name, "cat": cat, "ph": "X", "ts": self.us(iv.start_ns),
-                   "dur": max(0.0, self.us(end) - self.us(iv.start_ns)), "pid": pid, "tid": tid,
-                   "args": args | self._evidence(iv)})
-
-    def _lifetime(self, iv: Interval) -> None:
-        live = iv.record
-        who = live.owner if live.owner not in (None, "", "unknown") else live.vm or ""
-        args = {k: v for k, v in (("path", live.path), ("owner", live.owner), ("mm", live.mm), ("vm", live.vm))
-                if v is not None}
-        if iv.replaced:
-            args["ended"] = "reallocated while live"
-        elif iv.is_open:
-            args["ended"] = "still allocated when the recording ends"
-        pid, tid = self.tracks.tid("lifetime", None, live.pasid)
-        self._slice(pid, tid, iv, f"PASID {live.pasid} {live.path}" + (f" {who}" if who else ""), "pasid", args)
-
-    def _attachment(self, iv: Interval) -> None:
-        att = iv.record
-        args = {k: v for k, v in (("domain", att.domain), ("domain_type", att.domain_type),
-                                  ("guest_pasid", att.guest_pasid), ("vm", att.vm), ("fault_queue", att.fault_queue),
-                                  ("route", att.route)) if v is not None}
-        if iv.replaced:
-            args["ended"] = "replaced"
-        elif iv.is_open:
-            args["ended"] = "still attached when the recording ends"
-        pid, tid = self.tracks.tid("events", iv.device, iv.pasid)
-        self._slice(pid, tid, iv, f"attached: {att.domain_type} domain", "attach", args)
-
-    def _group(self, iv: Interval) -> None:
-        g = iv.record
-        name = f"PRG {g.prg}" + ("" if g.pasid is None else f" PASID {g.pasid}")
-        pid, tid = self.tracks.tid("events", g.device, g.pasid)
-        first = self.idx.row(iv.open_idx)[R_FIELDS] if iv.open_idx >= 0 else {}
-        gid = next(self._ids)
-        self.emit({"name": name, "cat": "page_request", "ph": "b", "id": gid, "ts": self.us(iv.start_ns),
-                   "pid": pid, "tid": tid, "args": {"first_addr": first.get("addr"), "perm": first.get("perm")}})
-        if iv.is_open:
-            args: dict[str, Any] = {"unanswered": True, "requests": g.requests}
-        elif iv.close_idx is not None and iv.close_idx >= 0 and self._kind_of(iv.close_idx) == Kind.PAGE_RESPONSE:
-            f = self.idx.row(iv.close_idx)[R_FIELDS]
-            args = {"code": f.get("code"), "by": f.get("by"), "requests": g.requests}
-        else:
-            args = {"requests": g.requests}
-        self.emit({"name": name, "cat": "page_request", "ph": "e", "id": gid,
-                   "ts": self.us(iv.end_or(self.idx.end_ns)), "pid": pid, "tid": tid,
-                   "args": args | self._evidence(iv)})
+    # -- events -------------------------------------------------------------------------------------------------
+    def instant(self, i: int) -> None:
+        row = self.idx.row(i)
+        kind, dev, pasid, f = row[R_KIND], row[R_DEVICE], row[R_PASID], row[R_FIELDS] or {}
+        args: dict[str, Any] = {"event": i}
+        for k, v in ((k, row[j]) for k, j in (("cpu", R_CPU), ("pid", R_PID), ("comm", R_COMM),
+                                               ("source", R_SOURCE))):
+            if v is not None:
+                args[k] = v
+        args.update(f)
+        global_ = kind in (Kind.MARKER, Kind.LOST)
+        track = self.lane_machine() if global_ else self.lane(dev, pasid, "events", EVENTS_RANK)
+        flows = ([self._flows_out.pop(i)] if i in self._flows_out else [],
+                 [self._flows_in.pop(i)] if i in self._flows_in else [])
+        self.event(row[R_TS], track, _INSTANT, _name(kind, f), str(kind), args, flows)
+        if kind == Kind.LOST:
+            self._lost += int(f.get("count") or 0) if isinstance(f.get("count"), int) else 0
+            self.count(row[R_TS], self.counter(("lost",), "events lost (so far)", self.machine(), "events"),
+                       self._lost)
 
     def anomaly(self, a: Any) -> None:
         rule = RULES.get(a.rule)
         title = rule.title if rule is not None else a.rule
-        pid, tid = self.tracks.tid("events", a.device, a.pasid)
-        self.emit({"name": f"anomaly: {title}", "cat": f"anomaly,{a.severity}", "ph": "i",
-                   "s": "t" if a.device is not None else "p", "ts": self.us(a.ts_ns), "pid": pid, "tid": tid,
-                   "args": {"rule": a.rule, "severity": str(a.severity), "explanation": a.explanation,
-                            "evidence": list(a.evidence)}})
+        track = self.lane(a.device, a.pasid, "events", EVENTS_RANK)
+        args = {"rule": a.rule, "severity": str(a.severity), "explanation": a.explanation,
+                "evidence": list(a.evidence), "count": a.count}
+        self.event(a.ts_ns, track, _INSTANT, f"anomaly: {title}", f"anomaly,{a.severity}", args)
+
+    # -- the model's intervals ----------------------------------------------------------------------------------
+    def begin(self, n: int, iv: Interval, end_ns: int) -> None:
+        args: dict[str, Any] = {"opened_by": iv.open_idx if iv.open_idx >= 0 else "inferred by the model"}
+        end_args: dict[str, Any] = {}
+        if iv.close_idx is not None:
+            end_args["closed_by"] = iv.close_idx if iv.close_idx >= 0 else "inferred by the model"
+            if iv.close_idx >= 0:
+                end_args["closed_by_kind"] = self._kind_names[int(self._kinds[iv.close_idx])]
+        counter = None
+        rec = iv.record
+        if iv.kind == IntervalKind.LIFETIME:
+            who = rec.owner if rec.owner not in (None, "", "unknown") else rec.vm or ""
+            name = f"PASID {rec.pasid} {rec.path}" + (f" {who}" if who else "")
+            args |= {k: v for k, v in (("path", rec.path), ("owner", rec.owner), ("mm", rec.mm), ("vm", rec.vm))
+                     if v is not None}
+            lane, cat = self.lane(None, rec.pasid, "lifetime", 0), "pasid"
+            self._live += 1
+            counter = ("live",)
+            self._live_counters(iv.start_ns)
+            ended = "reallocated while live" if iv.replaced else "still allocated when the recording ends"
+        elif iv.kind == IntervalKind.ATTACHMENT:
+            name = f"attached: {rec.domain_type} domain"
+            args |= {k: v for k, v in (("domain", rec.domain), ("domain_type", rec.domain_type),
+                                       ("guest_pasid", rec.guest_pasid), ("vm", rec.vm),
+                                       ("fault_queue", rec.fault_queue), ("route", rec.route)) if v is not None}
+            lane, cat = self.lane(iv.device, iv.pasid, "attached", 0), "attach"
+            ended = "replaced" if iv.replaced else "still attached when the recording ends"
+        else:
+            name = f"PRG {rec.prg}" + ("" if rec.pasid is None else f" PASID {rec.pasid}")
+            busy = self._busy.setdefault((rec.device, rec.pasid), [])
+            k = next((j for j, b in enumerate(busy) if not b), len(busy))
+            busy[k:k + 1] = [True]
+            lane = self.lane(rec.device, rec.pasid, "page requests" + (f" {k + 1}" if k else ""), 1 + k)
+            cat = "page_request"
+            args |= {"route": rec.route}
+            end_args["requests"] = rec.requests
+            if iv.close_idx is not None and iv.close_idx >= 0 and int(self._kinds[iv.close_idx]) == self._response_id:
+                f = self.idx.row(iv.close_idx)[R_FIELDS] or {}
+                end_args |= {"code": f.get("code"), "by": f.get("by")}
+                if iv.open_idx >= 0:  # an arrow from the request that opened it to the response
+                    self._flows_out[iv.open_idx] = self._flows_in[iv.close_idx] = n + 1
+            groups = self._groups[rec.device] = self._groups.get(rec.device, 0) + 1
+            self.count(iv.start_ns, self._group_counter(rec.device), groups)
+            counter = ("group", rec.device, rec.pasid, k)
+            ended = "unanswered when the recording ends"
+        if iv.is_open or iv.replaced:
+            end_args["ended"] = ended
+        self.event(iv.start_ns, lane, _BEGIN_T, name, cat, args)
+        # a slice still open at the recording's end ends there, but what it counts is still live then
+        self._open[n] = _Open(lane, end_args, None if iv.is_open else counter)
+        if iv.end_or(end_ns) <= iv.start_ns:  # ends where it begins: ended here, before anything else there
+            self.end(n, iv.start_ns)
+
+    def end(self, n: int, ts: int) -> None:
+        o = self._open.pop(n, None)
+        if o is None:
+            return  # (ended where it began)
+        self.event(ts, o.lane, _END_T, "", "", o.end_args)
+        c = o.counter
+        if c is None:
+            return
+        if c[0] == "live":
+            self._live -= 1
+            self._live_counters(ts)
+        else:
+            _, device, pasid, k = c
+            self._busy[device, pasid][k] = False
+            self._groups[device] -= 1
+            self.count(ts, self._group_counter(device), self._groups[device])
+
+    def _live_counters(self, ts: int) -> None:
+        alloc = self._parent(None)
+        self.count(ts, self.counter(("live",), "live PASIDs", alloc, "PASIDs"), self._live)
+        self.count(ts, self.counter(("space",), "PASID space used (%)", alloc, "%"),
+                   100.0 * self._live / (PASID_SPACE - 1))
+
+    def _group_counter(self, device: str) -> int:
+        return self.counter(("groups", device), "outstanding page-request groups", self._parent(device), "groups")
 
 
-def write_perfetto(idx: RecordingIndex, out: TextIO, tick: Callable[[int], None] | None = None) -> int:
-    """Write the trace (what the input lacks is in `idx.damage` once it is written)."""
+def _name(kind: str, f: dict[str, Any]) -> str:
+    """An instant's name: its kind, with what tells it apart at a glance."""
+    if f.get("error"):
+        return f"{kind} failed"
+    if kind == Kind.FAULT:
+        reason = " ".join(str(f.get("reason") or "").split())[:60]
+        return f"fault: {reason}" if reason else "fault"
+    if kind in (Kind.PAGE_REQUEST, Kind.PAGE_RESPONSE):
+        return f"{kind} PRG {f.get('prg')}"
+    if kind == Kind.UAPI and "name" in f:
+        return f"uapi {f['name']}"
+    if kind == Kind.MARKER:
+        return " ".join(str(f.get("title") or f.get("text") or "marker").split())[:72]
+    if kind == Kind.LOST:
+        return f"lost {f.get('count', '?')} events"
+    return str(kind)
+
+
+def write_perfetto(idx: RecordingIndex, out: BinaryIO, tick: Callable[[int], None] | None = None) -> int:
+    """Write the trace (what the input lacks is in `idx.damage` once it is written); returns the packets."""
     return PerfettoWriter(idx, out).write(tick)
+
+
+def read_packets(data: bytes) -> Iterator[pb.TracePacket]:
+    """The packets of a trace written here (for tests and tools that check one)."""
+    trace = pb.Trace()
+    trace.ParseFromString(data)
+    yield from trace.packet

@@ -5,6 +5,7 @@ reaches a formatter or the model. Each case the audit of issue 16 found is one h
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from explorer.simulator.engine import FOLD_AFTER, RULE_KEPT
 
 COMMANDS: list[list[str]] = [["info"], ["info", "--json"], ["check"], ["check", "--json"],
                              ["export", "--to", "jsonl", "-o", "-"], ["export", "--to", "csv", "-o", "-"],
-                             ["export", "--to", "perfetto", "-o", "-"],
+                             ["export", "--to", "chrome-json", "-o", "-"],
+                             ["export", "--to", "perfetto", "-o", os.devnull],
                              ["export", "--to", "jsonl", "--anomalies", "-o", "-"]]
 
 

@@ -24,7 +24,7 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 @pytest.mark.parametrize("command", [["info"], ["info", "--json"], ["check"], ["check", "--json"],
                                      ["export", "--to", "csv", "-o", "-"], ["export", "--to", "jsonl", "-o", "-"],
-                                     ["export", "--to", "perfetto", "-o", "-"]])
+                                     ["export", "--to", "chrome-json", "-o", "-"]])
 def test_no_control_character_from_the_input_reaches_stdout_or_stderr(tmp_path: Path, command: list[str],
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     path = write_injecting(tmp_path / "inject.pasidrec")

@@ -11,7 +11,7 @@ import pytest
 
 from explorer.cli.main import main
 from explorer.events import Kind, make
-from explorer.export.perfetto import write_perfetto
+from explorer.export.chrome_json import write_chrome_json
 from explorer.index import RecordingIndex
 from explorer.intervals import IntervalKind
 from explorer.loading import open_index
@@ -61,7 +61,7 @@ def test_a_response_matched_by_group_index_alone_closes_the_group_in_every_view(
     assert groups == [(3_000, 4_000)] and GROUP_STALE not in bars.styles.tolist()
     # the Perfetto export: the group ends at the response, answered
     out = io.StringIO()
-    write_perfetto(idx, out)
+    write_chrome_json(idx, out)
     ends = [e for e in json.loads(out.getvalue())["traceEvents"] if e.get("ph") == "e"]
     assert [(e["ts"], e["args"].get("unanswered"), e["args"]["code"], e["args"]["closed_by"]) for e in ends] == \
         [(3.0, None, 0, 3)]

@@ -55,7 +55,7 @@ def test_a_malformed_row_is_one_lost_event_named_by_place(tmp_path: Path, bad: A
     assert "chunk 0, event 1" in damage and problem in damage and "byte " in damage
     info = json.loads(cli("info", str(path), "--json").stdout)
     assert info["events"] == 3 and info["by_kind"]["pasid_alloc"] == 1 and info["by_kind"]["pasid_free"] == 1
-    for to in ("jsonl", "csv", "perfetto"):
+    for to in ("jsonl", "csv", "perfetto", "chrome-json"):
         out = tmp_path / f"out.{to}"
         e = cli("export", str(path), "--to", to, "-o", str(out))
         no_traceback(e)
@@ -80,7 +80,7 @@ def test_an_event_missing_a_field_the_model_needs_is_refused_where_it_is_read(tm
     kinds = [json.loads(line)["kind"] for line in e.stdout.splitlines()]
     assert kinds == ["pasid_alloc", "lost", "lost", "pasid_free"]  # refused rows are losses at their place
     assert "chunk 0, event 2: fields is [1, 2], a list; read as one lost event" in e.stderr
-    for to, extra in (("csv", ["--anomalies"]), ("jsonl", ["--anomalies"]), ("perfetto", [])):
+    for to, extra in (("csv", ["--anomalies"]), ("jsonl", ["--anomalies"]), ("perfetto", []), ("chrome-json", [])):
         e = cli("export", str(path), "--to", to, "-o", str(tmp_path / f"out.{to}"), *extra)
         no_traceback(e)  # every format and source refuses the row the same way
         assert e.returncode == 0 and "chunk 0, event 2: fields is [1, 2], a list" in e.stderr, (to, e.stderr)

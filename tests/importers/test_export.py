@@ -1,4 +1,4 @@
-"""Exports carry every event and field, and the Perfetto trace obeys the Chrome JSON trace format's rules."""
+"""Exports carry every event and field, and the Chrome JSON trace obeys the Chrome JSON trace format's rules."""
 
 from __future__ import annotations
 
@@ -134,9 +134,9 @@ def validate_chrome_trace(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda p: p.stem)
-def test_perfetto_trace_of_each_scenario_follows_the_format(scenario: Path, tmp_path: Path) -> None:
+def test_chrome_json_trace_of_each_scenario_follows_the_format(scenario: Path, tmp_path: Path) -> None:
     out = tmp_path / "t.json"
-    export(str(scenario), "perfetto", str(out))
+    export(str(scenario), "chrome-json", str(out))
     doc = json.loads(out.read_text())
     facts = validate_chrome_trace(doc)
     idx = open_index(scenario)
@@ -152,10 +152,10 @@ def test_perfetto_trace_of_each_scenario_follows_the_format(scenario: Path, tmp_
     assert facts["phases"].get("M")
 
 
-def test_perfetto_page_request_groups_span_request_to_response(tmp_path: Path) -> None:
+def test_chrome_json_page_request_groups_span_request_to_response(tmp_path: Path) -> None:
     scenario = next(p for p in SCENARIOS if "page-request" in p.stem)
     out = tmp_path / "t.json"
-    export(str(scenario), "perfetto", str(out))
+    export(str(scenario), "chrome-json", str(out))
     doc = json.loads(out.read_text())
     idx = open_index(scenario)
     t0 = idx.start_ns
@@ -177,9 +177,9 @@ def test_perfetto_page_request_groups_span_request_to_response(tmp_path: Path) -
             assert end["args"]["unanswered"] is True
 
 
-def test_perfetto_trace_of_an_import_shows_faults_per_device(imported: Path, tmp_path: Path) -> None:
+def test_chrome_json_trace_of_an_import_shows_faults_per_device(imported: Path, tmp_path: Path) -> None:
     out = tmp_path / "t.json"
-    export(str(imported), "perfetto", str(out))
+    export(str(imported), "chrome-json", str(out))
     doc = json.loads(out.read_text())
     validate_chrome_trace(doc)
     faults = [e for e in doc["traceEvents"] if e.get("cat") == "fault"]

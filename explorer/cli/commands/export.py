@@ -1,16 +1,18 @@
-"""`export`: hand a recording to other tools: JSON Lines, CSV, or a Perfetto-viewable trace."""
+"""`export`: hand a recording to other tools: JSON Lines, CSV, a Perfetto trace, or a Chrome JSON trace."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ...export import FORMATS, export
+from ...errors import InputError
+from ...export import BINARY, FORMATS, export
 from ...export.table import COLUMNS
 from ..progress import Progress
 from ._common import warn_damage
 
 ORDER = 55
+UNITS = {"perfetto": "trace packets", "chrome-json": "trace events"}  # what each format counts as written
 
 DESCRIPTION = f"""\
 Write a recording (or a scenario .yaml, simulated in memory) in a format other tools read.
@@ -21,24 +23,32 @@ Write a recording (or a scenario .yaml, simulated in memory) in a format other t
             stacked): the common fields, one column per field any event kind has, and 'extra' (JSON) for
             fields this version does not know. Lists and dicts are JSON text; an absent field is empty.
             Columns: {", ".join(COLUMNS)}
-  perfetto  a Chrome JSON trace that ui.perfetto.dev (and chrome://tracing) opens: a process for the PASID
-            allocator with a track per PASID showing its lifetimes (alloc to free), a process per device
-            with a track per PASID showing when it was attached and the outstanding page-request groups
-            (request to response), and instants for faults, anomalies (the simulator's checks) and markers.
+  perfetto  a Perfetto protobuf trace (.pftrace) for ui.perfetto.dev and Perfetto's trace processor.
+            Tracks nest machine -> device -> PASID -> lanes: the PASID allocator's PASIDs show their
+            lifetimes (alloc to free); each device's PASIDs show 'attached' (the domains), 'page requests'
+            (each outstanding page-request group, request to response; overlapping groups take more lanes)
+            and 'events' (every event as an instant, its fields as args, and the model's findings with
+            rule, severity, explanation and evidence). An arrow joins the request that opened each group to
+            the response that answered it. Counters: live PASIDs and PASID space used, outstanding groups
+            per device, events lost so far. Times are the recording's own, on its declared clock.
+  chrome-json
+            the older Chrome JSON trace (chrome://tracing, ui.perfetto.dev): one level of tracks, no arrows,
+            no clock; a process for the allocator and one per device, a thread per PASID.
 
-'-o -' writes to standard output."""
+'-o -' writes to standard output (a binary trace is refused on a terminal)."""
 
 EPILOG = """\
 examples:
   pasid-explorer export capture.pasidrec --to jsonl -o - | jq 'select(.kind == "fault")'
   pasid-explorer export dmesg.pasidrec --to csv -o faults.csv
   pasid-explorer export recordings/06-buggy-driver.pasidrec --to jsonl --anomalies -o - | jq 'select(.rule)'
-  pasid-explorer export recordings/04-page-request-groups.pasidrec --to perfetto -o prg.json
-      then open https://ui.perfetto.dev and drop prg.json on it"""
+  pasid-explorer export recordings/04-page-request-groups.pasidrec --to perfetto -o prg.pftrace
+      then open https://ui.perfetto.dev and drop prg.pftrace on it
+  pasid-explorer export recordings/04-page-request-groups.pasidrec --to chrome-json -o prg.json"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("export", help="export a recording as JSON Lines, CSV or a Perfetto trace",
+    p = sub.add_parser("export", help="export a recording as JSON Lines, CSV, a Perfetto or a Chrome JSON trace",
                        description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", help="a .pasidrec recording or a scenario .yaml")
     p.add_argument("--to", choices=FORMATS, required=True, help="output format")
@@ -51,11 +61,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.output == "-" and args.to in BINARY and sys.stdout.isatty():
+        raise InputError("-", "", f"--to {args.to} writes a binary trace: name a file with -o, or pipe it")
     progress = Progress(f"exporting {args.file}", stream=sys.stderr)
     damage: list[str] = []
     n = export(args.file, args.to, args.output, progress=progress, damage=damage, anomalies=args.anomalies)
     progress.done()
     warn_damage(args.file, damage)  # the export is still written: say what it lacks
     if args.output != "-":
-        print(f"{args.output}: {n:,} {'trace events' if args.to == 'perfetto' else 'events'} ({args.to})")
+        print(f"{args.output}: {n:,} {UNITS.get(args.to, 'events')} ({args.to})")
     return 0

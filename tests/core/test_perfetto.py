@@ -1,0 +1,221 @@
+"""The Perfetto export, decoded with Perfetto's own protos: every track, flow and counter it refers to exists, and
+what it shows (events, the model's intervals and findings, counters) is exactly the recording and its model."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hostile_files import RAW_CONTROLS, write_injecting
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
+
+from explorer.cli.main import main
+from explorer.export import export
+from explorer.export.perfetto import read_packets
+from explorer.intervals import IntervalKind
+from explorer.loading import open_index
+from explorer.text import line
+from explorer.workload import write_workload
+
+ROOT = Path(__file__).parents[2]
+BUNDLED = sorted((ROOT / "recordings").glob("*.pasidrec")) + sorted((ROOT / "recordings" / "lab").glob("*.pasidrec"))
+TE = pb.TrackEvent
+
+
+@dataclass
+class Decoded:
+    """A trace as Perfetto reads it: tracks by uuid, each track's events, flows, and the interned strings."""
+
+    tracks: dict[int, pb.TrackDescriptor] = field(default_factory=dict)
+    events: list[tuple[int, pb.TrackEvent, dict[str, Any], str, str]] = field(default_factory=list)
+    machine_names: list[str] = field(default_factory=list)
+    clocks: list[int] = field(default_factory=list)
+
+    def path(self, uuid: int) -> list[str]:
+        """Track names from the top down to `uuid`."""
+        names = []
+        while uuid:
+            names.append(self.tracks[uuid].name)
+            uuid = self.tracks[uuid].parent_uuid
+        return names[::-1]
+
+    def of(self, kind: int, category: str | None = None) -> list[tuple[int, pb.TrackEvent, dict[str, Any], str, str]]:
+        return [e for e in self.events if e[1].type == kind and (category is None or e[4] == category)]
+
+
+def _value(a: Any) -> Any:
+    which = a.WhichOneof("value")
+    if which is not None:
+        return getattr(a, which)
+    if a.array_values:
+        return [_value(x) for x in a.array_values]
+    return {e.name: _value(e) for e in a.dict_entries}
+
+
+def decode(data: bytes) -> Decoded:
+    """Read the trace as Perfetto does, in file order, checking the sequence's rules as it goes: incremental
+    state cleared first, every interned id defined before it is used, every track described before an event
+    refers to it, parents before children, times never going back, and slices that nest on each track."""
+    out = Decoded()
+    names: dict[int, str] = {}
+    cats: dict[int, str] = {}
+    arg_names: dict[int, str] = {}
+    stacks: dict[int, list[str]] = defaultdict(list)
+    last_ts = -1
+    for n, p in enumerate(read_packets(data)):
+        assert p.trusted_packet_sequence_id == 1
+        if n == 0:
+            assert p.sequence_flags & pb.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
+            out.clocks.append(p.trace_packet_defaults.timestamp_clock_id)
+        else:
+            assert p.sequence_flags == pb.TracePacket.SEQ_NEEDS_INCREMENTAL_STATE
+        for x in p.interned_data.event_names:
+            assert x.iid not in names
+            names[x.iid] = x.name
+        for x in p.interned_data.event_categories:
+            cats[x.iid] = x.name
+        for x in p.interned_data.debug_annotation_names:
+            arg_names[x.iid] = x.name
+        if p.HasField("clock_snapshot"):
+            out.clocks.append(p.clock_snapshot.primary_trace_clock)
+        if p.HasField("system_info"):
+            out.machine_names.append(p.system_info.machine_name)
+        if p.HasField("track_descriptor"):
+            d = p.track_descriptor
+            assert d.uuid not in out.tracks and (not d.parent_uuid or d.parent_uuid in out.tracks)
+            out.tracks[d.uuid] = d
+        if p.HasField("track_event"):
+            te = p.track_event
+            assert te.track_uuid in out.tracks, "an event on a track never described"
+            assert p.timestamp >= last_ts, "packets in time order"
+            last_ts = p.timestamp
+            args = {arg_names[a.name_iid]: _value(a) for a in te.debug_annotations}
+            name = names[te.name_iid] if te.name_iid else ""
+            cat = cats[te.category_iids[0]] if te.category_iids else ""
+            if te.type == TE.TYPE_COUNTER:
+                assert out.tracks[te.track_uuid].HasField("counter"), "a counter value on a counter track"
+            elif te.type == TE.TYPE_SLICE_BEGIN:
+                stacks[te.track_uuid].append(name)
+            elif te.type == TE.TYPE_SLICE_END:
+                assert stacks[te.track_uuid], "a slice ends that never began"
+                stacks[te.track_uuid].pop()
+            out.events.append((p.timestamp, te, args, name, cat))
+    assert not any(stacks.values()), "every slice ends"
+    return out
+
+
+def check_trace(source: Path, data: bytes) -> Decoded:
+    """Everything the trace says against the recording and its model."""
+    t = decode(data)
+    idx = open_index(source)
+    ivs = list(idx.intervals)
+    # the machine, its allocator and devices, each device's PASIDs beneath it
+    (machine,) = [u for u, d in t.tracks.items() if not d.parent_uuid]
+    host = idx.header.host.get("hostname") or idx.header.title or idx.header.source
+    assert t.tracks[machine].name == host and t.machine_names == [host]
+    tops = {d.name for d in t.tracks.values() if d.parent_uuid == machine and not d.HasField("counter")}
+    assert tops == {"PASID allocator", "markers and losses", *idx.device_names()}
+    # every event once, as an instant of its kind, with its fields as args
+    instants = [e for e in t.of(TE.TYPE_INSTANT) if not e[4].startswith("anomaly") and e[4] != "recording"]
+    assert Counter(e[4] for e in instants) == Counter(idx.counts_by_kind())
+    assert sorted(e[2]["event"] for e in instants) == list(range(idx.n))
+    for ts, te, args, _, kind in instants[:: max(1, len(instants) // 200)]:
+        ev = idx.event(args["event"])
+        assert (ts, kind) == (ev.ts_ns, ev.kind)
+        for k, v in ev.fields.items():
+            assert args[k] == (line(v) if isinstance(v, str) else v) or not isinstance(v, (int, str)), (k, v)
+        where = t.path(te.track_uuid)
+        if ev.kind not in ("marker", "lost"):
+            assert where[1] == (ev.device or "PASID allocator")
+            assert (f"PASID {ev.pasid}" in where) == (ev.pasid is not None)
+    # the model's findings, with their explanation
+    found = t.of(TE.TYPE_INSTANT)
+    found = [e for e in found if e[4].startswith("anomaly")]
+    assert sorted((ts, a["rule"], a["explanation"]) for ts, _, a, _, _ in found) == \
+        sorted((a.ts_ns, a.rule, a.explanation) for a in idx.anomalies)
+    # one slice per interval the model holds (binds are their events), at its times
+    cat_of = {IntervalKind.LIFETIME: "pasid", IntervalKind.ATTACHMENT: "attach", IntervalKind.GROUP: "page_request"}
+    begins = Counter((e[4], e[0]) for e in t.of(TE.TYPE_SLICE_BEGIN))
+    assert begins == Counter((cat_of[iv.kind], iv.start_ns) for iv in ivs if iv.kind in cat_of)
+    ends = sorted(e[0] for e in t.of(TE.TYPE_SLICE_END))
+    assert ends == sorted(max(iv.end_or(idx.end_ns), iv.start_ns) for iv in ivs if iv.kind in cat_of)
+    for _, te, _, name, _ in t.of(TE.TYPE_SLICE_BEGIN, "pasid"):  # "PASID 5 sva ..." on the allocator's PASID 5
+        assert t.path(te.track_uuid)[1:] == ["PASID allocator", " ".join(name.split()[:2]), "lifetime"]
+    # an arrow from the request that opened each answered group to the response that answered it
+    starts = {f: e for e in t.events for f in e[1].flow_ids}
+    stops = {f: e for e in t.events for f in e[1].terminating_flow_ids}
+    assert starts.keys() == stops.keys()
+    answered = [iv for iv in ivs if iv.kind == IntervalKind.GROUP and iv.close_idx is not None and iv.close_idx >= 0
+                and iv.open_idx >= 0 and idx.event(iv.close_idx).kind == "page_response"]
+    assert sorted((s[2]["event"], stops[f][2]["event"]) for f, s in starts.items()) == \
+        sorted((iv.open_idx, iv.close_idx) for iv in answered)
+    # counters: live PASIDs and outstanding groups per device are the model's at every sample
+    counters = defaultdict(list)
+    for ts, te, _, _, _ in t.of(TE.TYPE_COUNTER):
+        counters[tuple(t.path(te.track_uuid)[1:])].append((ts, te.double_counter_value))
+    for (ts, v) in counters.get(("PASID allocator", "live PASIDs"), [])[-50:]:
+        live = [iv for iv in ivs if iv.kind == IntervalKind.LIFETIME and iv.start_ns <= ts
+                and (iv.end_ns is None or iv.end_ns > ts)]
+        assert v == len(live) or ts == max(iv.end_or(idx.end_ns) for iv in ivs)
+    for key, samples in counters.items():
+        if key[-1] == "outstanding page-request groups":
+            ts, v = samples[-1]
+            still = sum(1 for iv in ivs if iv.kind == IntervalKind.GROUP and iv.device == key[0] and iv.is_open)
+            assert v == still, key
+    lost = sum(int(idx.event(i).fields.get("count", 0)) for i in range(idx.n) if idx.event(i).kind == "lost")
+    assert (counters.get(("events lost (so far)",)) or [(0, 0)])[-1][1] == lost
+    return t
+
+
+@pytest.mark.parametrize("source", BUNDLED, ids=lambda p: p.name)
+def test_each_bundled_recording_round_trips_through_perfettos_protos(source: Path, tmp_path: Path) -> None:
+    out = tmp_path / "t.pftrace"
+    export(str(source), "perfetto", str(out))
+    t = check_trace(source, out.read_bytes())
+    assert t.events
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(1, 10_000), n=st.integers(50, 3_000))
+def test_generated_recordings_round_trip(seed: int, n: int, tmp_path_factory: pytest.TempPathFactory) -> None:
+    d = tmp_path_factory.mktemp("gen")
+    src = d / "g.pasidrec"
+    write_workload(str(src), n, seed)
+    out = d / "g.pftrace"
+    export(str(src), "perfetto", str(out))
+    check_trace(src, out.read_bytes())
+
+
+def test_the_page_request_scenario_shows_groups_lanes_and_arrows(tmp_path: Path) -> None:
+    src = ROOT / "recordings" / "04-page-request-groups.pasidrec"
+    out = tmp_path / "t.pftrace"
+    export(str(src), "perfetto", str(out))
+    t = check_trace(src, out.read_bytes())
+    groups = t.of(TE.TYPE_SLICE_BEGIN, "page_request")
+    assert groups and all(t.path(te.track_uuid)[-1].startswith("page requests") for _, te, _, _, _ in groups)
+    assert any(te.flow_ids for _, te, _, _, _ in t.events), "at least one answered group's arrow"
+    assert t.clocks[0] == pb.BUILTIN_CLOCK_BOOTTIME  # a scenario's clock is none of the kernel's
+
+
+def test_untrusted_text_is_neutral_in_the_trace(tmp_path: Path) -> None:
+    src = write_injecting(tmp_path / "inject.pasidrec")
+    out = tmp_path / "t.pftrace"
+    export(str(src), "perfetto", str(out))
+    t = decode(out.read_bytes())
+    texts = [d.name for d in t.tracks.values()] + [e[3] for e in t.events]
+    texts += [str(v) for e in t.events for v in e[2].values()]
+    assert not any(c in x for x in texts for c in RAW_CONTROLS)
+    assert any("\\x1b" in x for x in texts)  # shown escaped, not dropped
+
+
+def test_cli_names_the_new_format_and_keeps_chrome_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = str(ROOT / "recordings" / "01-two-processes-one-device.pasidrec")
+    assert main(["export", src, "--to", "perfetto", "-o", str(tmp_path / "a.json")]) == 2
+    assert "--to chrome-json" in capsys.readouterr().err
+    assert main(["export", src, "--to", "chrome-json", "-o", str(tmp_path / "a.json")]) == 0
+    assert (tmp_path / "a.json").read_text().startswith('{"traceEvents"')
