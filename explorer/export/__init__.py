@@ -4,6 +4,7 @@
     csv          a fixed column set, one column per event field          (spreadsheets, pandas.read_csv)
     perfetto     a Perfetto protobuf trace: machine, device, PASID tracks (ui.perfetto.dev, trace processor)
     chrome-json  a Chrome JSON trace with a track per device and PASID   (chrome://tracing, older viewers)
+    parquet      typed tables of events, findings and intervals          (DuckDB, Spark, Trino, pandas)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .jsonl import write_jsonl
 from .rows import open_rows
 from .table import write_csv
 
-FORMATS = ("jsonl", "csv", "perfetto", "chrome-json")
+FORMATS = ("jsonl", "csv", "perfetto", "chrome-json", "parquet")
 BINARY = frozenset({"perfetto"})
 MODELLED = frozenset({"perfetto", "chrome-json"})  # formats that carry the model's intervals and findings
 Tick = Callable[[int, int], None]
@@ -37,6 +38,13 @@ def export(path: str, to: str, out: str, progress: Tick | None = None, damage: l
         raise InputError(out, "", "--to perfetto writes a protobuf trace (.pftrace); "
                                   "for a Chrome JSON trace use --to chrome-json")
     found: list[str] = [] if damage is None else damage
+    if to == "parquet":  # a directory of tables, written in place once complete
+        from .parquet import write_parquet  # pyarrow loads only when asked for
+
+        idx = open_index(path, progress=progress)
+        n = write_parquet(idx, Path(path).name, out, None if progress is None else lambda k: progress(k, idx.n))
+        found.extend(idx.damage)
+        return n
     mode = "wb" if to in BINARY else "w"
     if out == "-":
         return _write(path, to, sys.stdout.buffer if to in BINARY else sys.stdout, progress, found, anomalies)
