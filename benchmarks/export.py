@@ -31,8 +31,9 @@ from explorer.workload import write_workload  # noqa: E402
 FORMATS = ("jsonl", "csv", "chrome-json", "perfetto", "parquet")
 
 
-def run(argv: list[str]) -> tuple[float, float]:
-    """One CLI command in a child: (wall seconds, peak RSS in MiB); a failure ends the benchmark."""
+def run(argv: list[str]) -> tuple[float, float, float]:
+    """One CLI command in a child: (wall seconds, CPU seconds, peak RSS in MiB); a failure ends the benchmark.
+    CPU time is the figure to compare on a machine other work shares."""
     t = time.perf_counter()
     p = subprocess.Popen([sys.executable, "-m", "explorer.cli.main", *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -41,7 +42,17 @@ def run(argv: list[str]) -> tuple[float, float]:
     err = p.stderr.read().decode(errors="replace") if p.stderr else ""
     if os.waitstatus_to_exitcode(status) not in (0, 1):
         raise SystemExit(f"{' '.join(argv)} failed: {err.strip()[-500:]}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def figures(events: int, wall: float, cpu: float, rss: float) -> dict[str, Any]:
+    return {"s": round(wall, 2), "cpu_s": round(cpu, 2), "events_per_s": round(events / wall),
+            "events_per_cpu_s": round(events / max(cpu, 1e-9)), "peak_rss_mb": round(rss)}
+
+
+def line_of(events: int, wall: float, cpu: float, rss: float) -> str:
+    return (f"{wall:7.2f} s ({cpu:6.2f} s CPU)  {events / wall:>10,.0f} events/s  {events / max(cpu, 1e-9):>10,.0f} "
+            f"per CPU s  peak RSS {rss:6,.0f} MiB")
 
 
 def size_of(path: Path) -> int:
@@ -61,19 +72,16 @@ def main() -> int:
         print(f"generating {args.events:,} events (seed {args.seed})...", flush=True)
         write_workload(str(rec), args.events, args.seed)
         print(f"recording: {size_of(rec) / 2**20:,.1f} MiB", flush=True)
-        wall, rss = run(["info", str(rec)])
-        results: dict[str, Any] = {"baseline_info": {"s": round(wall, 2), "events_per_s": round(args.events / wall),
-                                                     "peak_rss_mb": round(rss)}}
-        print(f"{'info (read + model)':<22} {wall:7.2f} s  {args.events / wall:>11,.0f} events/s  "
-              f"peak RSS {rss:7,.0f} MiB", flush=True)
+        wall, cpu, rss = run(["info", str(rec)])
+        results: dict[str, Any] = {"baseline_info": figures(args.events, wall, cpu, rss)}
+        print(f"{'info (read + model)':<22} {line_of(args.events, wall, cpu, rss)}", flush=True)
         for fmt in formats:
             out = d / f"out.{fmt}"
-            wall, rss = run(["export", str(rec), "--to", fmt, "-o", str(out)])
+            wall, cpu, rss = run(["export", str(rec), "--to", fmt, "-o", str(out)])
             size = size_of(out)
-            results[fmt] = {"s": round(wall, 2), "events_per_s": round(args.events / wall), "peak_rss_mb": round(rss),
-                            "output_mb": round(size / 2**20, 1)}
-            print(f"{'export ' + fmt:<22} {wall:7.2f} s  {args.events / wall:>11,.0f} events/s  "
-                  f"peak RSS {rss:7,.0f} MiB  output {size / 2**20:8,.1f} MiB", flush=True)
+            results[fmt] = figures(args.events, wall, cpu, rss) | {"output_mb": round(size / 2**20, 1)}
+            print(f"{'export ' + fmt:<22} {line_of(args.events, wall, cpu, rss)}  output {size / 2**20:8,.1f} MiB",
+                  flush=True)
             shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink()
     finally:
         shutil.rmtree(d, ignore_errors=True)

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InputError
-from ..events import COMMON_FIELDS, KINDS, R_FIELDS, Kind
+from ..events import COMMON_FIELDS, KINDS, R_FIELDS, R_MACHINE, Kind, machine_of
 from ..index import RecordingIndex
 from ..intervals import IntervalKind
 from ..simulator import RULES
@@ -63,7 +63,8 @@ def _field_types() -> dict[str, pa.DataType]:
 FIELD_TYPES = _field_types()
 RECORDING_COLUMNS = [pa.field("recording", pa.string()), pa.field("host", pa.string()),
                      pa.field("kernel", pa.string())]
-EVENTS = pa.schema([*RECORDING_COLUMNS, pa.field("event", pa.int64()), pa.field("ts_ns", pa.int64()),
+EVENTS = pa.schema([*RECORDING_COLUMNS, pa.field("event", pa.int64()), pa.field("machine", pa.string()),
+                    pa.field("ts_ns", pa.int64()),
                     pa.field("kind", pa.string()), pa.field("device", pa.string()), pa.field("pasid", pa.int64()),
                     pa.field("cpu", pa.int64()), pa.field("pid", pa.int64()), pa.field("comm", pa.string()),
                     pa.field("source", pa.string()),
@@ -131,9 +132,10 @@ class _Table:
         self.writer.close()
 
 
-def event_row(i: int, row: list[Any]) -> dict[str, Any]:
+def event_row(i: int, row: list[Any], machines: list[str]) -> dict[str, Any]:
     """One event as a row of the events table (the recording's columns are added by the writer)."""
-    out: dict[str, Any] = {"event": i}
+    m = machine_of(row)
+    out: dict[str, Any] = {"event": i, "machine": lines(machines[m]) if 0 <= m < len(machines) else str(m)}
     for name, v in zip(COMMON_FIELDS, row[:R_FIELDS], strict=True):
         out[name] = v if not isinstance(v, str) else lines(v)
     for name in ("pasid", "cpu", "pid"):
@@ -146,8 +148,8 @@ def event_row(i: int, row: list[Any]) -> dict[str, Any]:
             extra[k] = v
         elif v is not None:
             out[k] = _text(v) if t == pa.string() else v
-    if len(row) > R_FIELDS + 1:
-        extra["_extra"] = list(row[R_FIELDS + 1:])
+    if len(row) > R_MACHINE + 1:
+        extra["_extra"] = list(row[R_MACHINE + 1:])
     if extra:
         out["extra"] = _text(extra)
     return out
@@ -230,7 +232,8 @@ def _write_tables(idx: RecordingIndex, name: str, folder: Path, tick: Callable[[
         out.close()
         return out.written
 
-    n = table("events", (event_row(i, row) for i, row in enumerate(idx.iter_rows())))
+    machines = [m.name for m in h.machine_table]
+    n = table("events", (event_row(i, row, machines) for i, row in enumerate(idx.iter_rows())))
     table("anomalies", anomaly_rows(idx))
     table("intervals", interval_rows(idx))
     return n

@@ -9,29 +9,49 @@ and losses sit on the machine's own lane. A flow (an arrow) joins the request th
 response that answered it. Counters: live PASIDs and the share of the PASID space they use (on the allocator),
 outstanding groups per device, and events lost so far (on the machine).
 
+A merged recording's machines (the host and named guests, `explorer/machines.py`) are Perfetto machines: each
+has its own top track, SystemInfo (its name and kernel) and packet sequence, whose packets carry its number as
+`machine_id` (none on the first machine's, as on the machine Perfetto records on); a guest's devices, PASIDs and
+allocator sit under it. An interval or finding goes to the machine its device names, else to that of the event
+that opened (or closed) it.
+
 Every slice is one of the model's intervals (`RecordingIndex.intervals`, the simulator's one interpretation of
 the events), written as it is: nothing here matches requests to responses again. Times are the recording's own
-nanoseconds on its declared clock; names, categories and arg names are interned (incremental state on one
-packet sequence). Packets are written in time order, in batches, as they are made: memory beyond the index is
+nanoseconds on its declared clock; names, categories and arg names are interned (incremental state on each
+machine's packet sequence). Packets are written in time order, in batches, as they are made: memory beyond the index is
 the intervals' times (16 bytes each) and what is open at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
 from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
 
-from ..events import PASID_SPACE, R_COMM, R_CPU, R_DEVICE, R_FIELDS, R_KIND, R_PASID, R_PID, R_SOURCE, R_TS, Kind
+from ..events import (
+    PASID_SPACE,
+    R_COMM,
+    R_CPU,
+    R_DEVICE,
+    R_FIELDS,
+    R_KIND,
+    R_PASID,
+    R_PID,
+    R_SOURCE,
+    R_TS,
+    Kind,
+    machine_of,
+)
 from ..index import RecordingIndex
 from ..intervals import Interval, IntervalKind
+from ..machines import HOST, machine_of_device
 from ..simulator import RULES
 from ..text import line
 
-SEQUENCE = 1  # the one trusted packet sequence every packet is on
+SEQUENCE = 1  # the first machine's trusted packet sequence; machine m's is SEQUENCE + m
 BATCH = 2048  # packets serialised together (a Trace of many packets is the concatenation of one-packet Traces)
 # The recording's clock names (header.clock) as Perfetto's builtin clocks; any other (a scenario's, an import's
 # guess) is written on BOOTTIME, Perfetto's default trace clock, and named in the trace's metadata.
@@ -57,22 +77,29 @@ class _Open:
 
 
 class _Packets:
-    """Packets on one sequence, interned strings and track descriptors, written in batches."""
+    """Packets, one sequence per machine (Perfetto's `machine_id` on every packet of a machine but the first, as
+    a producer on another machine writes them), each sequence with its interned strings; track descriptors;
+    written in batches."""
 
     def __init__(self, out: BinaryIO, clock: int) -> None:
         self.out = out
         self.trace = pb.Trace()
         self.written = 0
         self.clock = clock
-        self._interned: tuple[dict[str, int], ...] = ({}, {}, {})  # event names, categories, arg names
+        # per machine (sequence): interned event names, categories, arg names
+        self._interned: dict[int, tuple[dict[str, int], dict[str, int], dict[str, int]]] = {}
         self._tracks: dict[Any, int] = {}
+        self.machine_of_track: dict[int, int] = {}
 
-    def packet(self, ts: int | None = None) -> pb.TracePacket:
+    def packet(self, ts: int | None = None, machine: int = 0) -> pb.TracePacket:
         if len(self.trace.packet) >= BATCH:
             self.flush()  # before the next is added: the caller fills the packet it is given
         p = self.trace.packet.add()
-        p.trusted_packet_sequence_id = SEQUENCE
-        if self.written == 0 and len(self.trace.packet) == 1:
+        p.trusted_packet_sequence_id = SEQUENCE + machine
+        if machine:
+            p.machine_id = machine
+        if machine not in self._interned:  # the sequence's first packet
+            self._interned[machine] = ({}, {}, {})
             p.sequence_flags = pb.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
             p.trace_packet_defaults.timestamp_clock_id = self.clock
         else:
@@ -92,7 +119,7 @@ class _Packets:
     def iid(self, p: pb.TracePacket, table: int, text: str) -> int:
         """The interned id of `text` in `table` (0 event names, 1 categories, 2 arg names), interned in `p`
         the first time it is used."""
-        ids = self._interned[table]
+        ids = self._interned[p.trusted_packet_sequence_id - SEQUENCE][table]
         got = ids.get(text)
         if got is None:
             got = ids[text] = len(ids) + 1
@@ -101,12 +128,15 @@ class _Packets:
         return got
 
     # -- tracks -------------------------------------------------------------------------------------------------
-    def track(self, key: Any, name: str, parent: int | None, rank: int = 0, counter: str | None = None) -> int:
-        """The uuid of the track `key`, its descriptor written the first time (before anything refers to it)."""
+    def track(self, key: Any, name: str, parent: int | None, rank: int = 0, counter: str | None = None,
+              machine: int = 0) -> int:
+        """The uuid of the track `key`, its descriptor written the first time (before anything refers to it) on
+        its machine's sequence (its parent's machine, or `machine` for a top track)."""
         uuid = self._tracks.get(key)
         if uuid is None:
             uuid = self._tracks[key] = len(self._tracks) + 1
-            d = self.packet().track_descriptor
+            m = self.machine_of_track[uuid] = machine if parent is None else self.machine_of_track[parent]
+            d = self.packet(machine=m).track_descriptor
             d.uuid = uuid
             d.name = line(name)
             if parent is not None:
@@ -155,7 +185,9 @@ class PerfettoWriter:
         h = idx.header
         self.clock_name = h.clock
         self.p = _Packets(out, CLOCKS.get(h.clock, pb.BUILTIN_CLOCK_BOOTTIME))
-        self.host = h.host.get("hostname") or h.title or h.source or "recording"
+        self.names = [m.name for m in h.machine_table]
+        # the top tracks: a recording that names its machines shows their names; an older one, its host's
+        self.titles = list(self.names) if h.machines else [h.host.get("hostname") or h.title or h.source or HOST]
         self._kind_names = idx.kind_names
         self._kinds = idx.kinds
         self._response_id = idx.kind_id(Kind.PAGE_RESPONSE)
@@ -163,35 +195,39 @@ class PerfettoWriter:
         self._busy: dict[tuple[Any, Any], list[bool]] = {}  # (device, PASID) -> which group lanes are in use
         self._flows_out: dict[int, int] = {}  # event -> the flow it starts (the request that opened a group)
         self._flows_in: dict[int, int] = {}  # event -> the flow it ends (the response that answered it)
-        self._live = 0
-        self._groups: dict[str, int] = {}
-        self._lost = 0
+        self._live: dict[int, int] = {}  # machine -> live PASIDs
+        self._groups: dict[str, int] = {}  # device -> outstanding groups
+        self._lost: dict[int, int] = {}  # machine -> events lost so far
 
     # -- tracks -------------------------------------------------------------------------------------------------
-    def machine(self) -> int:
-        return self.p.track(("machine",), self.host, None)
+    def machine(self, m: int = 0) -> int:
+        return self.p.track(("machine", m), self.titles[m], None, machine=m)
 
-    def _parent(self, device: str | None) -> int:
+    def machine_of_device(self, device: str) -> tuple[int, str]:
+        """(machine number, the device's own name) of a device name (another machine's are qualified)."""
+        name, own = machine_of_device(device, self.names)
+        return (0 if name is None else self.names.index(name)), own
+
+    def _parent(self, device: str | None, m: int = 0) -> int:
         if device is None:
-            return self.p.track(("allocator",), "PASID allocator", self.machine(), 0)
-        return self.p.track(("device", device), device, self.machine(), 1 + self._device_rank(device))
+            return self.p.track(("allocator", m), "PASID allocator", self.machine(m), 0)
+        dm, own = self.machine_of_device(device)
+        return self.p.track(("device", device), own, self.machine(dm), 1 + self._device_rank(device))
 
     def _device_rank(self, device: str) -> int:
         names = self._device_order
         return names.setdefault(device, len(names))
 
-    def pasid_track(self, device: str | None, pasid: int | None) -> int:
-        parent = self._parent(device)
-        if pasid is None:
-            return parent
-        return self.p.track(("pasid", device, pasid), f"PASID {pasid}", parent, pasid + 1)
+    def pasid_track(self, device: str | None, pasid: int, m: int = 0) -> int:
+        """A PASID's track: under its device, or under machine `m`'s allocator when it names no device."""
+        return self.p.track(("pasid", device, pasid, m), f"PASID {pasid}", self._parent(device, m), pasid + 1)
 
-    def lane(self, device: str | None, pasid: int | None, name: str, rank: int) -> int:
-        if pasid is None and device is None and name == "events":
-            return self.p.track(("lane", None, None, name), "allocator events", self._parent(None), -1)
+    def lane(self, device: str | None, pasid: int | None, name: str, rank: int, m: int = 0) -> int:
+        if pasid is None and device is None:
+            return self.p.track(("lane", None, None, name, m), f"allocator {name}", self._parent(None, m), -1)
         if pasid is None:
             return self.p.track(("lane", device, None, name), f"{name} (no PASID)", self._parent(device), -1)
-        return self.p.track(("lane", device, pasid, name), name, self.pasid_track(device, pasid), rank)
+        return self.p.track(("lane", device, pasid, name, m), name, self.pasid_track(device, pasid, m), rank)
 
     def counter(self, key: Any, name: str, parent: int, unit: str) -> int:
         return self.p.track(("counter", *key), name, parent, -2, counter=unit)
@@ -199,7 +235,7 @@ class PerfettoWriter:
     # -- writing -----------------------------------------------------------------------------------------------
     def event(self, ts: int, track: int, kind: int, name: str, category: str, args: dict[str, Any] | None,
               flows: tuple[list[int], list[int]] = ([], [])) -> pb.TrackEvent:
-        p = self.p.packet(ts)
+        p = self.p.packet(ts, self.p.machine_of_track[track])
         te = p.track_event
         te.type = kind
         te.track_uuid = track
@@ -215,7 +251,7 @@ class PerfettoWriter:
         return te
 
     def count(self, ts: int, track: int, value: float) -> None:
-        p = self.p.packet(ts)
+        p = self.p.packet(ts, self.p.machine_of_track[track])
         te = p.track_event
         te.type = _COUNTER
         te.track_uuid = track
@@ -274,19 +310,21 @@ class PerfettoWriter:
     def prologue(self) -> None:
         """The clock, the machine and what the recording says of itself."""
         h = self.idx.header
-        snap = self.p.packet()  # the first packet: it also sets the sequence's clock (`_Packets.packet`)
-        c = snap.clock_snapshot.clocks.add()
-        c.clock_id = self.p.clock
-        c.timestamp = self.idx.start_ns
-        snap.clock_snapshot.primary_trace_clock = self.p.clock
-        info = self.p.packet().system_info
-        if h.host.get("kernel"):
-            info.utsname.sysname = "Linux"
-            info.utsname.release = line(str(h.host["kernel"]))
-        if h.host.get("arch"):
-            info.utsname.machine = line(str(h.host["arch"]))
-        info.machine_name = line(self.host)
-        self._parent(None)
+        for m, machine in enumerate(h.machine_table):
+            snap = self.p.packet(machine=m)  # its sequence's first packet also sets its clock (`_Packets.packet`)
+            c = snap.clock_snapshot.clocks.add()
+            c.clock_id = self.p.clock
+            c.timestamp = self.idx.start_ns
+            snap.clock_snapshot.primary_trace_clock = self.p.clock
+            info = self.p.packet(machine=m).system_info
+            kernel = machine.kernel or (h.host.get("kernel") if m == 0 else None)
+            if kernel:
+                info.utsname.sysname = "Linux"
+                info.utsname.release = line(str(kernel))
+            if h.host.get("arch") and m == 0:
+                info.utsname.machine = line(str(h.host["arch"]))
+            info.machine_name = line(self.titles[m])
+            self._parent(None, m)
         for d in self._device_order:
             self._parent(d)
         about = {"source": h.source, "clock": h.clock, "title": h.title, "kernel": h.host.get("kernel"),
@@ -294,8 +332,8 @@ class PerfettoWriter:
         self.event(self.idx.start_ns, self.lane_machine(), _INSTANT, "recording", "recording",
                    {k: v for k, v in about.items() if v is not None})
 
-    def lane_machine(self) -> int:
-        return self.p.track(("lane", "machine"), "markers and losses", self.machine(), -3)
+    def lane_machine(self, m: int = 0) -> int:
+        return self.p.track(("lane", "machine", m), "markers and losses", self.machine(m), -3)
 
     # -- events -------------------------------------------------------------------------------------------------
     def instant(self, i: int) -> None:
@@ -307,20 +345,20 @@ class PerfettoWriter:
             if v is not None:
                 args[k] = v
         args.update(f)
+        m = machine_of(row)
         global_ = kind in (Kind.MARKER, Kind.LOST)
-        track = self.lane_machine() if global_ else self.lane(dev, pasid, "events", EVENTS_RANK)
+        track = self.lane_machine(m) if global_ else self.lane(dev, pasid, "events", EVENTS_RANK, m)
         flows = ([self._flows_out.pop(i)] if i in self._flows_out else [],
                  [self._flows_in.pop(i)] if i in self._flows_in else [])
         self.event(row[R_TS], track, _INSTANT, _name(kind, f), str(kind), args, flows)
         if kind == Kind.LOST:
-            self._lost += int(f.get("count") or 0) if isinstance(f.get("count"), int) else 0
-            self.count(row[R_TS], self.counter(("lost",), "events lost (so far)", self.machine(), "events"),
-                       self._lost)
+            lost = self._lost[m] = self._lost.get(m, 0) + (f["count"] if isinstance(f.get("count"), int) else 0)
+            self.count(row[R_TS], self.counter(("lost", m), "events lost (so far)", self.machine(m), "events"), lost)
 
     def anomaly(self, a: Any) -> None:
         rule = RULES.get(a.rule)
         title = rule.title if rule is not None else a.rule
-        track = self.lane(a.device, a.pasid, "events", EVENTS_RANK)
+        track = self.lane(a.device, a.pasid, "events", EVENTS_RANK, self._machine_of(a, a.evidence[:1]))
         args = {"rule": a.rule, "severity": str(a.severity), "explanation": a.explanation,
                 "evidence": list(a.evidence), "count": a.count}
         self.event(a.ts_ns, track, _INSTANT, f"anomaly: {title}", f"anomaly,{a.severity}", args)
@@ -340,10 +378,11 @@ class PerfettoWriter:
             name = f"PASID {rec.pasid} {rec.path}" + (f" {who}" if who else "")
             args |= {k: v for k, v in (("path", rec.path), ("owner", rec.owner), ("mm", rec.mm), ("vm", rec.vm))
                      if v is not None}
-            lane, cat = self.lane(None, rec.pasid, "lifetime", 0), "pasid"
-            self._live += 1
-            counter = ("live",)
-            self._live_counters(iv.start_ns)
+            m = self._machine_of(iv, [iv.open_idx, iv.close_idx])
+            lane, cat = self.lane(None, rec.pasid, "lifetime", 0, m), "pasid"
+            self._live[m] = self._live.get(m, 0) + 1
+            counter = ("live", m)
+            self._live_counters(iv.start_ns, m)
             ended = "reallocated while live" if iv.replaced else "still allocated when the recording ends"
         elif iv.kind == IntervalKind.ATTACHMENT:
             name = f"attached: {rec.domain_type} domain"
@@ -387,19 +426,30 @@ class PerfettoWriter:
         if c is None:
             return
         if c[0] == "live":
-            self._live -= 1
-            self._live_counters(ts)
+            self._live[c[1]] -= 1
+            self._live_counters(ts, c[1])
         else:
             _, device, pasid, k = c
             self._busy[device, pasid][k] = False
             self._groups[device] -= 1
             self.count(ts, self._group_counter(device), self._groups[device])
 
-    def _live_counters(self, ts: int) -> None:
-        alloc = self._parent(None)
-        self.count(ts, self.counter(("live",), "live PASIDs", alloc, "PASIDs"), self._live)
-        self.count(ts, self.counter(("space",), "PASID space used (%)", alloc, "%"),
-                   100.0 * self._live / (PASID_SPACE - 1))
+    def _live_counters(self, ts: int, m: int) -> None:
+        alloc = self._parent(None, m)
+        self.count(ts, self.counter(("live", m), "live PASIDs", alloc, "PASIDs"), self._live[m])
+        self.count(ts, self.counter(("space", m), "PASID space used (%)", alloc, "%"),
+                   100.0 * self._live[m] / (PASID_SPACE - 1))
+
+    def _machine_of(self, item: Any, evidence: Iterable[int | None]) -> int:
+        """The machine an interval or finding belongs to: its own when it names one, its device's, else that of
+        the first event of its evidence (the opening or closing event; the first machine when none)."""
+        m = getattr(item, "machine", None)
+        if isinstance(m, int):
+            return m
+        if item.device is not None:
+            return self.machine_of_device(item.device)[0]
+        i = next((e for e in evidence if e is not None and 0 <= e < self.idx.n), None)
+        return 0 if i is None else machine_of(self.idx.row(i))
 
     def _group_counter(self, device: str) -> int:
         return self.counter(("groups", device), "outstanding page-request groups", self._parent(device), "groups")

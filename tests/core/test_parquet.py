@@ -42,6 +42,7 @@ def check_tables(source: Path, folder: Path) -> None:
     for r in events:
         ev: Event = idx.event(r["event"])
         assert (r["recording"], r["kernel"]) == (source.name, idx.header.host.get("kernel"))
+        assert r["machine"] == idx.header.machine_table[ev.machine].name
         for name in COMMON_FIELDS:
             v = getattr(ev, name if name != "ts_ns" else "ts_ns")
             assert r[name] == (lines(v) if isinstance(v, str) else v), name

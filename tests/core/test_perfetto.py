@@ -15,10 +15,13 @@ from hypothesis import strategies as st
 from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
 
 from explorer.cli.main import main
+from explorer.events import R_DEVICE, R_FIELDS, R_KIND, R_PASID, R_TS
 from explorer.export import export
 from explorer.export.perfetto import read_packets
 from explorer.intervals import IntervalKind
 from explorer.loading import open_index
+from explorer.machines import Machine, machine_of_device, qualified
+from explorer.recording import Header, Recording, RecordingWriter
 from explorer.text import line
 from explorer.workload import write_workload
 
@@ -34,6 +37,8 @@ class Decoded:
     tracks: dict[int, pb.TrackDescriptor] = field(default_factory=dict)
     events: list[tuple[int, pb.TrackEvent, dict[str, Any], str, str]] = field(default_factory=list)
     machine_names: list[str] = field(default_factory=list)
+    machine_ids: list[int] = field(default_factory=list)
+    machine_of: dict[int, int] = field(default_factory=dict)  # track uuid -> its packets' machine_id
     clocks: list[int] = field(default_factory=list)
 
     def path(self, uuid: int) -> list[str]:
@@ -58,40 +63,44 @@ def _value(a: Any) -> Any:
 
 
 def decode(data: bytes) -> Decoded:
-    """Read the trace as Perfetto does, in file order, checking the sequence's rules as it goes: incremental
+    """Read the trace as Perfetto does, in file order, checking each sequence's rules as it goes: incremental
     state cleared first, every interned id defined before it is used, every track described before an event
-    refers to it, parents before children, times never going back, and slices that nest on each track."""
+    refers to it and on its machine's sequence, parents before children, times never going back, and slices
+    that nest on each track."""
     out = Decoded()
-    names: dict[int, str] = {}
-    cats: dict[int, str] = {}
-    arg_names: dict[int, str] = {}
+    interned: dict[int, tuple[dict[int, str], dict[int, str], dict[int, str]]] = {}  # per sequence
     stacks: dict[int, list[str]] = defaultdict(list)
     last_ts = -1
-    for n, p in enumerate(read_packets(data)):
-        assert p.trusted_packet_sequence_id == 1
-        if n == 0:
+    for p in read_packets(data):
+        seq = p.trusted_packet_sequence_id
+        assert seq == 1 + p.machine_id, "one sequence per machine"
+        if seq not in interned:
             assert p.sequence_flags & pb.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
             out.clocks.append(p.trace_packet_defaults.timestamp_clock_id)
+            interned[seq] = ({}, {}, {})
         else:
             assert p.sequence_flags == pb.TracePacket.SEQ_NEEDS_INCREMENTAL_STATE
-        for x in p.interned_data.event_names:
-            assert x.iid not in names
-            names[x.iid] = x.name
-        for x in p.interned_data.event_categories:
-            cats[x.iid] = x.name
-        for x in p.interned_data.debug_annotation_names:
-            arg_names[x.iid] = x.name
+        names, cats, arg_names = interned[seq]
+        for table, entries in ((names, p.interned_data.event_names), (cats, p.interned_data.event_categories),
+                               (arg_names, p.interned_data.debug_annotation_names)):
+            for x in entries:
+                assert x.iid not in table
+                table[x.iid] = x.name
         if p.HasField("clock_snapshot"):
             out.clocks.append(p.clock_snapshot.primary_trace_clock)
         if p.HasField("system_info"):
             out.machine_names.append(p.system_info.machine_name)
+            out.machine_ids.append(p.machine_id)
         if p.HasField("track_descriptor"):
             d = p.track_descriptor
             assert d.uuid not in out.tracks and (not d.parent_uuid or d.parent_uuid in out.tracks)
             out.tracks[d.uuid] = d
+            out.machine_of[d.uuid] = p.machine_id
+            assert not d.parent_uuid or out.machine_of[d.parent_uuid] == p.machine_id, "a track under its machine"
         if p.HasField("track_event"):
             te = p.track_event
             assert te.track_uuid in out.tracks, "an event on a track never described"
+            assert out.machine_of[te.track_uuid] == p.machine_id, "an event on its machine's track"
             assert p.timestamp >= last_ts, "packets in time order"
             last_ts = p.timestamp
             args = {arg_names[a.name_iid]: _value(a) for a in te.debug_annotations}
@@ -114,12 +123,18 @@ def check_trace(source: Path, data: bytes) -> Decoded:
     t = decode(data)
     idx = open_index(source)
     ivs = list(idx.intervals)
-    # the machine, its allocator and devices, each device's PASIDs beneath it
-    (machine,) = [u for u, d in t.tracks.items() if not d.parent_uuid]
-    host = idx.header.host.get("hostname") or idx.header.title or idx.header.source
-    assert t.tracks[machine].name == host and t.machine_names == [host]
-    tops = {d.name for d in t.tracks.values() if d.parent_uuid == machine and not d.HasField("counter")}
-    assert tops == {"PASID allocator", "markers and losses", *idx.device_names()}
+    # the machines, each with its allocator and devices, each device's PASIDs beneath it
+    h = idx.header
+    titles = [m.name for m in h.machines] or [h.host.get("hostname") or h.title or h.source]
+    roots = {t.machine_of[u]: d.name for u, d in t.tracks.items() if not d.parent_uuid}
+    assert roots == dict(enumerate(titles)) and t.machine_names == titles and t.machine_ids == list(range(len(titles)))
+    names = [m.name for m in h.machine_table]
+    for m, title in enumerate(titles):
+        (root,) = [u for u, d in t.tracks.items() if not d.parent_uuid and t.machine_of[u] == m]
+        tops = {d.name for d in t.tracks.values() if d.parent_uuid == root and not d.HasField("counter")}
+        own = {machine_of_device(d, names)[1] for d in idx.device_names()
+               if (machine_of_device(d, names)[0] or names[0]) == names[m]}
+        assert tops - {"markers and losses"} == {"PASID allocator", *own}, title
     # every event once, as an instant of its kind, with its fields as args
     instants = [e for e in t.of(TE.TYPE_INSTANT) if not e[4].startswith("anomaly") and e[4] != "recording"]
     assert Counter(e[4] for e in instants) == Counter(idx.counts_by_kind())
@@ -130,8 +145,9 @@ def check_trace(source: Path, data: bytes) -> Decoded:
         for k, v in ev.fields.items():
             assert args[k] == (line(v) if isinstance(v, str) else v) or not isinstance(v, (int, str)), (k, v)
         where = t.path(te.track_uuid)
+        assert t.machine_of[te.track_uuid] == ev.machine
         if ev.kind not in ("marker", "lost"):
-            assert where[1] == (ev.device or "PASID allocator")
+            assert where[1] == (machine_of_device(ev.device, names)[1] if ev.device else "PASID allocator")
             assert (f"PASID {ev.pasid}" in where) == (ev.pasid is not None)
     # the model's findings, with their explanation
     found = t.of(TE.TYPE_INSTANT)
@@ -155,20 +171,22 @@ def check_trace(source: Path, data: bytes) -> Decoded:
     assert sorted((s[2]["event"], stops[f][2]["event"]) for f, s in starts.items()) == \
         sorted((iv.open_idx, iv.close_idx) for iv in answered)
     # counters: live PASIDs and outstanding groups per device are the model's at every sample
-    counters = defaultdict(list)
+    counters = defaultdict(list)  # (machine, track path below it) -> samples
     for ts, te, _, _, _ in t.of(TE.TYPE_COUNTER):
-        counters[tuple(t.path(te.track_uuid)[1:])].append((ts, te.double_counter_value))
-    for (ts, v) in counters.get(("PASID allocator", "live PASIDs"), [])[-50:]:
-        live = [iv for iv in ivs if iv.kind == IntervalKind.LIFETIME and iv.start_ns <= ts
-                and (iv.end_ns is None or iv.end_ns > ts)]
-        assert v == len(live) or ts == max(iv.end_or(idx.end_ns) for iv in ivs)
-    for key, samples in counters.items():
+        counters[(t.machine_of[te.track_uuid], *t.path(te.track_uuid)[1:])].append((ts, te.double_counter_value))
+    if len(titles) == 1:
+        for (ts, v) in counters.get((0, "PASID allocator", "live PASIDs"), [])[-50:]:
+            live = [iv for iv in ivs if iv.kind == IntervalKind.LIFETIME and iv.start_ns <= ts
+                    and (iv.end_ns is None or iv.end_ns > ts)]
+            assert v == len(live) or ts == max(iv.end_or(idx.end_ns) for iv in ivs)
+    for (m, *key), samples in counters.items():
         if key[-1] == "outstanding page-request groups":
-            ts, v = samples[-1]
-            still = sum(1 for iv in ivs if iv.kind == IntervalKind.GROUP and iv.device == key[0] and iv.is_open)
-            assert v == still, key
+            where = (names[m] if m else None, key[0])
+            still = sum(1 for iv in ivs if iv.kind == IntervalKind.GROUP and iv.is_open
+                        and machine_of_device(iv.device, names) == where)
+            assert samples[-1][1] == still, key
     lost = sum(int(idx.event(i).fields.get("count", 0)) for i in range(idx.n) if idx.event(i).kind == "lost")
-    assert (counters.get(("events lost (so far)",)) or [(0, 0)])[-1][1] == lost
+    assert sum(v[-1][1] for k, v in counters.items() if k[1:] == ("events lost (so far)",)) == lost
     return t
 
 
@@ -219,3 +237,31 @@ def test_cli_names_the_new_format_and_keeps_chrome_json(tmp_path: Path, capsys: 
     assert "--to chrome-json" in capsys.readouterr().err
     assert main(["export", src, "--to", "chrome-json", "-o", str(tmp_path / "a.json")]) == 0
     assert (tmp_path / "a.json").read_text().startswith('{"traceEvents"')
+
+
+def test_a_merged_recordings_machines_are_perfetto_machines(tmp_path: Path) -> None:
+    """Host and guest in one recording (as `merge` writes one: the guest's rows numbered 1, its devices
+    qualified): each machine is a Perfetto machine with its own sequence, and its devices and PASIDs sit under it."""
+    with Recording(ROOT / "recordings" / "04-page-request-groups.pasidrec") as r:
+        host = list(r.iter_rows())
+    with Recording(ROOT / "recordings" / "lab" / "6.12-fault-queue.pasidrec") as r:
+        guest = list(r.iter_rows())
+    shift = host[0][R_TS] - guest[0][R_TS]  # the guest's events among the host's
+    rows = host + [[row[R_TS] + shift, row[R_KIND], qualified("lab-6.12", row[R_DEVICE]) if row[R_DEVICE] else None,
+                    *row[R_PASID:R_FIELDS + 1], 1] for row in guest]
+    rows.sort(key=lambda row: row[R_TS])
+    table = [Machine("host", kernel="6.18.0", clock="monotonic"), Machine("lab-6.12", kernel="6.12.118",
+                                                                         clock="monotonic")]
+    src = tmp_path / "merged.pasidrec"
+    with RecordingWriter(src, Header("merge", host={"kernel": "6.18.0"}, clock="monotonic", machines=table)) as w:
+        for row in rows:
+            w.append_row(row)
+    out = tmp_path / "t.pftrace"
+    export(str(src), "perfetto", str(out))
+    t = check_trace(src, out.read_bytes())
+    assert t.machine_ids == [0, 1] and t.machine_names == ["host", "lab-6.12"]
+    guest_requests = [e for e in t.of(TE.TYPE_INSTANT, "page_request") if t.machine_of[e[1].track_uuid] == 1]
+    assert len(guest_requests) == sum(1 for row in guest if row[R_KIND] == "page_request") > 0
+    assert {tuple(t.path(e[1].track_uuid)[:2]) for e in guest_requests} == \
+        {("lab-6.12", row[R_DEVICE]) for row in guest if row[R_KIND] == "page_request"}  # its own device names
+    assert any(e[1].flow_ids for e in guest_requests), "the guest's answered groups have their arrows"
