@@ -31,20 +31,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
 
-from ..events import (
-    PASID_SPACE,
-    R_COMM,
-    R_CPU,
-    R_DEVICE,
-    R_FIELDS,
-    R_KIND,
-    R_PASID,
-    R_PID,
-    R_SOURCE,
-    R_TS,
-    Kind,
-    machine_of,
-)
+from ..events import COMMON_FIELDS, PASID_SPACE, R_DEVICE, R_FIELDS, R_KIND, R_PASID, R_TS, Kind, machine_of
 from ..index import RecordingIndex
 from ..intervals import Interval, IntervalKind
 from ..machines import HOST, machine_of_device
@@ -340,8 +327,7 @@ class PerfettoWriter:
         row = self.idx.row(i)
         kind, dev, pasid, f = row[R_KIND], row[R_DEVICE], row[R_PASID], row[R_FIELDS] or {}
         args: dict[str, Any] = {"event": i}
-        for k, v in ((k, row[j]) for k, j in (("cpu", R_CPU), ("pid", R_PID), ("comm", R_COMM),
-                                               ("source", R_SOURCE))):
+        for k, v in zip(COMMON_FIELDS[R_PASID + 1:R_FIELDS], row[R_PASID + 1:R_FIELDS], strict=True):  # cpu... source
             if v is not None:
                 args[k] = v
         args.update(f)
