@@ -2,8 +2,10 @@
 
 Events are kept as a few numpy columns (time, kind, track), about 30 bytes an event, never as Python objects;
 full events are decoded from their chunk on demand. The simulator runs once over the stateful events and leaves a
-checkpoint every CHECKPOINT_EVERY events or, once the state holds more entries than that, every as many events as
-it holds, so the state at any time is one checkpoint plus a replay no longer than the copy away.
+checkpoint every CHECKPOINT_EVERY events: what its state's maps changed since the checkpoint before (a full copy
+only once the changes since the last full copy outnumber that copy's entries, and FULL_COPY_AFTER), so
+checkpoints cost memory in proportion to the events whatever the state holds, and the state at any time is one
+full copy, a bounded run of changes and a replay of at most CHECKPOINT_EVERY events away.
 
 Opening a file takes two passes that can run together (`build`) or apart (`build(model=False)`, then
 `run_model`): the columns come from what the writer stored, in a fraction of the time the model takes, so the
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import sys
 import tempfile
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -34,6 +37,7 @@ from .recording.columns import ChunkColumns, columns_of
 from .recording.reader import ChunkHead
 from .schema import checked, key_problem
 from .simulator import DEFAULT_STALE_NS, STATEFUL_KINDS, Anomaly, SimState, Simulator, lifecycle_unobserved
+from .simulator.state import StateChanges
 
 ProgressHook = Callable[[int, int], None]
 Observer = Callable[[list[Row | None], list[int]], None]  # a chunk's rows (None where not decoded), positions modelled
@@ -42,6 +46,7 @@ LIVE_WINDOW = 64  # live chunks (batches) kept in memory; older ones are spilled
 KIND_IDS = 256  # kind names the kinds column tells apart (uint8); kinds beyond share the last id
 OTHER_KINDS = "(other kinds)"
 CHECKPOINT_EVERY = 8192  # events between simulator checkpoints: bounds the replay behind any seek
+FULL_COPY_AFTER = 16384  # changes since the last full copy of the state before another (at least): bounds a seek
 
 
 def _reader_said(recording: Recording, i: int | None) -> str:
@@ -67,7 +72,8 @@ class TrackKey(NamedTuple):
 @dataclass(slots=True)
 class _Checkpoint:
     next_index: int  # events before this index are in the state
-    state: SimState
+    state: SimState | None  # a full copy, or None: then `changes` since the checkpoint before
+    changes: StateChanges | None = None
     loss_ns: int | None = None  # an unreadable chunk's loss, at this time: the state only holds from then on
 
 
@@ -88,6 +94,7 @@ class RecordingIndex:
                                    unobserved=unobserved, midstream=midstream, keep_intervals=False,
                                    machines=header.machines)
         self._replayer.report = False
+        self.sim.root.journal()  # its checkpoints are its changes
         self._kind_ids: defaultdict[str, int] = defaultdict(count().__next__)
         for k in Kind:
             self._kind_ids[str(k)]
@@ -95,11 +102,6 @@ class RecordingIndex:
         for k in STATEFUL_KINDS:
             self._stateful[self._kind_ids[str(k)]] = True
         self._track_ids: defaultdict[tuple[Any, Any], int] = defaultdict(count().__next__)
-        # (kind, device, pasid) -> one id, so a row costs one dict lookup; its kind and track come from tables
-        self._combo_ids: defaultdict[tuple[Any, Any, Any], int] = defaultdict(count().__next__)
-        self._combo_kind = np.zeros(0, np.uint8)
-        self._combo_track = np.zeros(0, np.uint32)
-        self._combo_ok = np.zeros(0, bool)
         self._cols: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._chunk_starts: list[int] = []  # event index of each chunk's first event
         self._chunk_file_ids: list[int | None] = []  # the file chunk behind each chunk (None: fed live)
@@ -112,8 +114,11 @@ class RecordingIndex:
         self._spill: BinaryIO | None = None  # older live chunks, packed: memory stays bounded however long live runs
         self._spilled: dict[int, tuple[int, int]] = {}  # chunk -> (offset, length) in the spill file
         self._cache: OrderedDict[int, list[Row]] = OrderedDict()
-        self._checkpoints: list[_Checkpoint] = [_Checkpoint(0, self.sim.snapshot())]
-        self._checkpoint_starts: list[int] = [0]
+        self._checkpoints: list[_Checkpoint] = []
+        self._checkpoint_starts: list[int] = []
+        self._since_full = 0  # changes the checkpoints since the last full copy hold
+        self._full_size = 0  # entries of the last full copy
+        self._checkpoint(0, full=True)
         self.n = 0
         self._notes: list[str] = []  # damage the index found (the recording's own is added by `damage`)
         self._dirty = True
@@ -303,25 +308,37 @@ class RecordingIndex:
             rows, stateful, positions = [None] * n, stateful[:0], []
         if gap is not None:  # with a checkpoint of its own: a seek past it must not replay from before the loss
             self.sim.apply_row(make(Kind.LOST, gap[0], source="recording", count=gap[1]).to_row(), -1)
-            self._checkpoints.append(_Checkpoint(base, self.sim.snapshot(), loss_ns=gap[0]))
-            self._checkpoint_starts.append(base)
+            self._checkpoint(base, loss_ns=gap[0])
         if n and self.sim.state.index < 0:
             self.sim.begin(self._first_ts[c])  # the stream's first event, whatever its kind
         for a in range(0, n, CHECKPOINT_EVERY):  # a big chunk (a busy second of capture) gets several
             b = min(a + CHECKPOINT_EVERY, n)
             lo, hi = np.searchsorted(stateful, (a, b))
             self.sim.apply_rows(rows, positions[lo:hi], base)
-            # A checkpoint copies the state: taken once the events since the last are at least as many as the
-            # state holds, checkpoints cost memory linear in the events, however big the state grows (1M live
-            # PASIDs) or however small the chunks (a long quiet capture), and a seek replays no more events than
-            # restoring the state copies entries.
-            if base + b - self._checkpoint_starts[-1] >= max(CHECKPOINT_EVERY, self.sim.state.size):
-                self._checkpoints.append(_Checkpoint(base + b, self.sim.snapshot()))
-                self._checkpoint_starts.append(base + b)
+            # Every CHECKPOINT_EVERY events however small the chunks (a long quiet capture writes tiny ones)
+            if base + b - self._checkpoint_starts[-1] >= CHECKPOINT_EVERY:
+                self._checkpoint(base + b)
         if observe is not None:
             observe(rows, positions)
         self._stateful_at[c] = stateful[:0]  # a seek's replay finds them from the kinds column
         self.modelled_chunks = c + 1
+
+    def _checkpoint(self, next_index: int, *, loss_ns: int | None = None, full: bool = False) -> None:
+        """Leave a checkpoint of the model's state before event `next_index`: its changes since the checkpoint
+        before, or a full copy once the changes since the last full copy outnumber its entries. Full copies
+        then cost no more than twice the changes did (memory stays in proportion to the events, however big the
+        state: a million live PASIDs), and a seek applies no more changes than a full copy copies entries."""
+        st = self.sim.root
+        self._since_full += st.pending
+        # (other machines' states, in a merged recording, are copied whole: their maps keep no journal)
+        if full or st.others or self._since_full >= max(FULL_COPY_AFTER, self._full_size):
+            cp = _Checkpoint(next_index, self.sim.snapshot(), loss_ns=loss_ns)
+            st.forget_changes()
+            self._since_full, self._full_size = 0, st.size
+        else:
+            cp = _Checkpoint(next_index, None, st.changes(), loss_ns)
+        self._checkpoints.append(cp)
+        self._checkpoint_starts.append(next_index)
 
     def _model_rows(self, c: int, positions: list[int]) -> list[Row | None]:
         """Chunk `c`'s rows with at least those at `positions` decoded: from the file by stored columns when
@@ -352,27 +369,28 @@ class RecordingIndex:
         return self._stored_columns(cols)
 
     def _stored_columns(self, cols: ChunkColumns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The same columns from what the writer stored: one lookup per distinct key instead of one per row."""
-        ids = self._combo_ids
-        keys = np.array([ids[k] for k in cols.keys], np.uint32)
-        if len(ids) > len(self._combo_kind):
-            self._grow_combos()
-        if not self._combo_ok[keys].all():  # checked each time: a malformed key seen before is malformed again
-            raise TypeError("malformed kind, device or PASID")
-        combos = keys[cols.key_of]
-        return cols.ts.astype(np.int64), self._combo_kind[combos], self._combo_track[combos]
-
-    def _grow_combos(self) -> None:
-        """Kind and track ids for the (kind, device, pasid) combinations first seen in this batch, in order of
-        appearance, so tracks are numbered as they first appear. A combination of the wrong types (a malformed
-        row) gets no kind or track: it is marked not ok, and a batch holding it is repaired by the caller."""
-        new = list(self._combo_ids)[len(self._combo_kind):]
-        valid = [key_problem(*k) is None for k in new]
-        kinds = [self._kind_id_for(k) if ok else 0 for (k, _, _), ok in zip(new, valid, strict=True)]
-        tracks = [self._track_ids[d, p] if ok else 0 for (_, d, p), ok in zip(new, valid, strict=True)]
-        self._combo_kind = np.concatenate([self._combo_kind, np.array(kinds, np.uint8)])
-        self._combo_track = np.concatenate([self._combo_track, np.array(tracks, np.uint32)])
-        self._combo_ok = np.concatenate([self._combo_ok, np.array(valid, bool)])
+        """The same columns from what the writer stored: one lookup per distinct key instead of one per row, its
+        track numbered as it first appears. TypeError on a key of the wrong types (a malformed row): the caller
+        then repairs the batch. Nothing is kept per key but its track (a million PASIDs are a million tracks)."""
+        tracks = self._track_ids
+        kind_ids = self._kind_ids
+        kinds, track_of = [], []
+        for kind, device, pasid in cols.keys:
+            # Known kinds and tracks were checked when first seen: only a new one is checked here
+            kid = kind_ids.get(kind) if kind.__class__ is str else None
+            track = tracks.get((device, pasid)) if pasid is None or pasid.__class__ is int else None
+            if kid is None or track is None:
+                if key_problem(kind, device, pasid) is not None:
+                    raise TypeError("malformed kind, device or PASID")
+                if kid is None:
+                    kid = self._kind_id_for(kind)
+                if track is None:  # (one copy of its device's name, not the one each chunk decodes)
+                    track = tracks[sys.intern(device) if device.__class__ is str else device, pasid]
+            kinds.append(kid)
+            track_of.append(track)
+        per_key = cols.key_of
+        return (cols.ts.astype(np.int64), np.array(kinds, np.uint8)[per_key],
+                np.array(track_of, np.uint32)[per_key])
 
     def _kind_id_for(self, kind: str) -> int:
         """The kinds column's id of `kind`: its own among the first KIND_IDS - 1 names seen, else the one the
@@ -560,8 +578,12 @@ class RecordingIndex:
         while k > 0 and (self._checkpoints[k].loss_ns or 0) > t_ns:  # a loss that comes after t_ns
             k -= 1
         cp = self._checkpoints[k]
+        full = k
+        while self._checkpoints[full].state is None:
+            full -= 1
         sim = self._replayer
-        sim.restore(cp.state)
+        sim.restore(self._checkpoints[full].state,  # type: ignore[arg-type]
+                    (c.changes for c in self._checkpoints[full + 1:k + 1]))  # type: ignore[misc]
         i = cp.next_index
         stateful = self._stateful
         kinds = self.kinds

@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .journal import MISSING, Journal
+
 
 class IntervalKind(enum.StrEnum):
     """The four kinds of interval, each one map of the simulator's state."""
@@ -268,16 +270,16 @@ class Intervals:
         return [self._closed(i) for i in found.get(idx, [])] + [iv for iv in self.open_now() if iv.open_idx == idx]
 
 
-class Tracked(dict):  # type: ignore[type-arg]
+class Tracked(Journal):
     """One map of the simulator's state that tells an `Intervals` store when a record goes (popped, deleted, or
-    replaced by one with another opening). Only writes are overridden (reads stay the dict's own), and `copy()`
-    is the plain dict's: a checkpoint copies the records, not the reporting, so replaying from it reports
-    nothing twice."""
+    replaced by one with another opening), and, as every `Journal`, notes what it held at the last checkpoint.
+    Only writes are overridden (reads stay the dict's own), and `copy()` is a plain dict: a checkpoint copies
+    the records, not the reporting, so replaying from it reports nothing twice."""
 
     __slots__ = ("_store", "_code", "_clock", "_at")
 
     def __init__(self, store: Intervals, kind: IntervalKind, clock: _Clock, items: dict[Any, Any]) -> None:
-        super().__init__()
+        super().__init__(keep=False)
         self._store, self._code, self._clock, self._at = store, _KINDS.index(kind), clock, -1
         store.watch(kind, self)
         for key, value in items.items():
@@ -286,6 +288,9 @@ class Tracked(dict):  # type: ignore[type-arg]
     def __setitem__(self, key: Any, value: Any) -> None:
         old = self.get(key)
         dict.__setitem__(self, key, value)
+        before = self._before
+        if before is not None and key not in before:
+            before[key] = MISSING if old is None else old
         if old is None:
             self._store.opened += 1
             return
@@ -298,35 +303,14 @@ class Tracked(dict):  # type: ignore[type-arg]
 
     def __delitem__(self, key: Any) -> None:
         self._store.close(self._code, key, self[key], self._clock, False)
-        dict.__delitem__(self, key)
+        Journal.__delitem__(self, key)
 
-    _MISSING = object()
-
-    def pop(self, key: Any, default: Any = _MISSING) -> Any:
-        value = dict.pop(self, key, Tracked._MISSING)
-        if value is Tracked._MISSING:
-            if default is Tracked._MISSING:
+    def pop(self, key: Any, default: Any = MISSING) -> Any:
+        value = dict.pop(self, key, MISSING)
+        if value is MISSING:
+            if default is MISSING:
                 raise KeyError(key)
             return default
+        self.note(key, value)
         self._store.close(self._code, key, value, self._clock, False)
         return value
-
-    def setdefault(self, key: Any, default: Any = None) -> Any:
-        if key not in self:
-            self[key] = default
-        return self[key]
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
-
-    def popitem(self) -> tuple[Any, Any]:
-        key = next(reversed(self))
-        return key, self.pop(key)
-
-    def clear(self) -> None:
-        for key in list(self):
-            del self[key]
-
-    def copy(self) -> dict[Any, Any]:
-        return dict(self)

@@ -8,6 +8,7 @@ lifecycle (`coverage.lifecycle_unobserved`) is uncertain the same way from its s
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
@@ -43,6 +44,7 @@ from .state import (
     LivePasid,
     PendingGroup,
     SimState,
+    StateChanges,
     UapiObject,
 )
 
@@ -83,6 +85,11 @@ def _route(att: Attachment | None) -> str:
     if att is None or (att.route == "kernel" and att.domain_type != DomainType.SVA):
         return AUTO
     return att.route
+
+
+def _shared(text: str) -> str:
+    """One copy of a name many records hold (a path, an owner): each decoded row brings its own."""
+    return sys.intern(text) if text.__class__ is str else text
 
 
 def _where(device: str | None, pasid: int | None) -> str:
@@ -237,14 +244,18 @@ class Simulator:
             st.uncertain_since = ts
 
     def snapshot(self) -> SimState:
+        """A full copy of the state (plain maps): a checkpoint that needs no other to restore."""
         return self.root.copy()
 
-    def restore(self, state: SimState) -> None:
-        """Continue from a checkpoint (a replayer's seek): its maps are plain copies, so nothing is reported. A
-        simulator that keeps intervals never goes back: its store would no longer follow its state."""
+    def restore(self, state: SimState, changes: Iterable[StateChanges] = ()) -> None:
+        """Continue from a checkpoint (a replayer's seek): a full copy, then the checkpoints after it as changes.
+        Its maps are plain copies, so nothing is reported. A simulator that keeps intervals never goes back: its
+        store would no longer follow its state."""
         if self.intervals is not None:
             raise ValueError("a simulator keeping intervals cannot restore a checkpoint (use a replayer)")
         self.root = self.state = state.copy()
+        for c in changes:
+            self.state.apply(c)
 
     def _track(self, st: SimState) -> None:
         """Hold the state's interval maps as `Tracked` dicts that tell `self.intervals` what opens and closes."""
@@ -313,7 +324,7 @@ class Simulator:
     def _take(self, pasid: int, path: str, owner: str, mm: int | None, vm: str | None, ts: int, idx: int,
               certain: bool = True) -> None:
         st = self.state
-        st.pasids[pasid] = LivePasid(pasid, path, owner, mm, vm, ts, idx, certain, st.machine)
+        st.pasids[pasid] = LivePasid(pasid, _shared(path), _shared(owner), mm, vm, ts, idx, certain, st.machine)
         st.freed.pop(pasid, None)
         st.allocs += 1
         if mm is not None and path == AllocPath.SVA:
@@ -327,7 +338,7 @@ class Simulator:
     def _release(self, pasid: int, ts: int, idx: int, owner: str, inferred: bool = False) -> None:
         st = self.state
         live = st.pasids.pop(pasid)
-        st.freed[pasid] = Freed(ts, idx, owner, inferred)
+        st.freed[pasid] = Freed(ts, idx, _shared(owner), inferred)
         st.frees += 1
         if live.mm is not None and st.mm_pasid.get(live.mm) == pasid:
             del st.mm_pasid[live.mm]
@@ -370,9 +381,10 @@ class Simulator:
                        f"PASID {pasid} was handed to {owner} while {prev.owner} still held it: a free went "
                        f"missing or the allocator handed it out twice.", [prev.idx, idx], self._doubt())
         if path == AllocPath.SVA and mm is not None and mm in st.mm_pasid and st.mm_pasid[mm] != pasid:
+            held = st.pasids.get(st.mm_pasid[mm])  # (gone when another mm's allocation of it was freed)
             self._flag("second_sva_pasid", ts, dev, pasid,
                        f"{owner}'s mm already has SVA PASID {st.mm_pasid[mm]}, yet PASID {pasid} was "
-                       f"allocated for it.", [st.pasids[st.mm_pasid[mm]].idx, idx], self._doubt())
+                       f"allocated for it.", [held.idx if held is not None else -1, idx], self._doubt())
         self._take(pasid, path, owner, mm, f.get("vm"), ts, idx)
 
     def _free(self, row: Row, idx: int) -> None:
@@ -414,8 +426,8 @@ class Simulator:
         if known is not None and pasid != known:
             self._flag("second_sva_pasid", ts, dev, pasid,
                        f"{owner} bound {dev} with PASID {pasid}, but its mm already has SVA PASID {known}: "
-                       f"every bind of one mm must share one PASID.", [st.pasids[known].idx, idx],
-                       self._doubt())
+                       f"every bind of one mm must share one PASID.",
+                       [st.pasids[known].idx if known in st.pasids else -1, idx], self._doubt())
         if pasid is None:
             return
         if pasid not in st.pasids:
@@ -592,6 +604,8 @@ class Simulator:
             route = st.rid_routes.get(dev, AUTO) if att is None else _route(att)
             st.groups[key] = _new_group((dev, pasid, prg, ts, idx, 1, f.get("last", True), route, False,
                                          needs, pasid is not None and att is None))
+            if ts < st.fresh_from:
+                st.fresh_from = ts
         else:
             st.groups[key] = _new_group((dev, pasid, prg, g.first_ns, g.first_idx, g.requests + 1,
                                          g.closed or f.get("last", True), g.route, g.stale, g.needs_pasid,
@@ -657,10 +671,17 @@ class Simulator:
         queue entry for each of the many that never go stale."""
         st = self.state
         due = now - self.stale_ns
-        for key, g in st.groups.items():
-            if g.first_ns <= due and not g.stale:
-                self._stale_group(g, [g.first_idx])
-                st.groups[key] = g._replace(stale=True)
+        if st.fresh_from <= due:  # some group may be due: report those that are, and find the next bound
+            fresh_from = 1 << 63
+            for key, g in st.groups.items():
+                if g.stale:
+                    continue
+                if g.first_ns <= due:
+                    self._stale_group(g, [g.first_idx])
+                    st.groups[key] = g._replace(stale=True)
+                elif g.first_ns < fresh_from:
+                    fresh_from = g.first_ns
+            st.fresh_from = fresh_from
         q = st.stale_queue
         while q and q[0][0] <= now:
             self._exit_overdue(q.popleft()[1])

@@ -1,16 +1,20 @@
 """The simulator's state: what the kernel's PASID machinery holds at one moment.
 
-Records are immutable tuples held in flat dicts keyed by plain tuples, so a checkpoint is a handful of shallow
-dict copies and seeking stays cheap however long the recording is.
+Records are immutable tuples held in flat dicts keyed by plain tuples. The model that indexes a recording holds
+its maps as `Journal`s (explorer/journal.py), so a checkpoint is what changed since the one before
+(`StateChanges`), not a copy of the state: checkpoints cost memory in proportion to the events, however big the
+state grows. A full copy (`copy()`) is taken now and then, so that a seek applies a bounded number of changes.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import dataclass, field, fields
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..events import PASID_SPACE
+from ..journal import Journal, apply_changes
 
 
 class LivePasid(NamedTuple):
@@ -133,6 +137,9 @@ class SimState:
     # one is machine `machine`'s; the first machine's state holds the others' by number.
     machine: int = 0
     others: dict[int, SimState] = field(default_factory=dict)
+    # No group that has not gone stale opened before this time (a lower bound): aging scans the groups only once
+    # one may be due, so a million open groups are not scanned at every batch.
+    fresh_from: int = 1 << 63
 
     def copy(self) -> SimState:
         """A checkpoint. `answered` and `stale_queue` only serve findings, which a replay from a checkpoint never
@@ -148,14 +155,44 @@ class SimState:
 
     @property
     def size(self) -> int:
-        """Entries a checkpoint copies: what one costs in memory and time (about 100-200 bytes each)."""
-        return sum(len(getattr(self, f.name)) for f in fields(self) if f.name not in _FINDINGS_ONLY and
-                   f.name != _NESTED and isinstance(getattr(self, f.name), dict | set)) + \
-            sum(st.size for st in self.others.values())
+        """Entries a full copy copies: what one costs in memory and time (about 40 bytes each)."""
+        return sum(len(getattr(self, name)) for name in _MAPS) + sum(st.size for st in self.others.values())
 
     def of_machine(self, machine: int) -> SimState | None:
         """Machine `machine`'s state, asked of the first machine's (None: nothing happened on it yet)."""
         return self if machine == self.machine else self.others.get(machine)
+
+    # -- checkpoints as changes ------------------------------------------------------------------------------
+    def journal(self) -> None:
+        """Hold every map a checkpoint keeps as a `Journal` (the interval maps are `Tracked`, journals too)."""
+        for name in _MAPS:
+            value = getattr(self, name)
+            if isinstance(value, Journal):
+                value.start()
+            else:
+                setattr(self, name, Journal(value))
+
+    @property
+    def pending(self) -> int:
+        """Keys written since the last checkpoint: what `changes()` costs."""
+        return sum(getattr(self, name).pending for name in _MAPS)
+
+    def changes(self) -> StateChanges:
+        """What changed since the last checkpoint (a journalled state only), which becomes the next one."""
+        maps = {name: c for name in _MAPS if (c := getattr(self, name).changes())}
+        return StateChanges(maps, tuple(getattr(self, name) for name in _SCALARS))
+
+    def forget_changes(self) -> None:
+        """A full copy was taken: the next changes count from here."""
+        for name in _MAPS:
+            getattr(self, name).changes()
+
+    def apply(self, changes: StateChanges) -> None:
+        """Bring this state (a copy) from one checkpoint to the next."""
+        for name, c in changes.maps.items():
+            apply_changes(getattr(self, name), c)
+        for name, value in zip(_SCALARS, changes.scalars, strict=True):
+            setattr(self, name, value)
 
     # -- questions the UI and the scenario runner ask --------------------------------------------------------
     @property
@@ -188,3 +225,21 @@ class SimState:
         """Outstanding groups, oldest first, with their age at `now_ns` (default: the state's time)."""
         now = self.time_ns if now_ns is None else now_ns
         return sorted(((g, now - g.first_ns) for g in self.groups.values()), key=lambda x: -x[1])
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanges:
+    """One checkpoint as the changes since the one before: per map, each key written and its value now
+    (`journal.MISSING`: gone), and every number as it is."""
+
+    maps: dict[str, dict[Any, Any]]
+    scalars: tuple[Any, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(len(c) for c in self.maps.values())
+
+
+_MAPS = tuple(f.name for f in fields(SimState)
+              if f.default_factory is dict and f.name not in _FINDINGS_ONLY and f.name != _NESTED)
+_SCALARS = tuple(f.name for f in fields(SimState) if f.default is not NO_DEFAULT)

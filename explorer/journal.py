@@ -1,0 +1,102 @@
+"""Maps that remember what changed since they were last asked: the model's checkpoints are these changes.
+
+A checkpoint that copied the model's whole state would cost memory in proportion to the state at every checkpoint,
+so a recording holding a million live PASIDs would pay a million entries per checkpoint. A `Journal` notes, at the
+first write to a key since the last `changes()`, what that key held before; `changes()` then gives the keys whose
+value is now another one (`MISSING` where the key is gone), and starts again. A checkpoint keeps those changes
+only: its cost is the writes since the one before, whatever the size of the state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING", "__slots__": ()})()
+
+
+class Journal(dict):  # type: ignore[type-arg]
+    """A dict that notes each key written since the last `changes()`, with the value it held before (reads stay
+    the dict's own). `copy()` is a plain dict: what a checkpoint or a replayer holds reports nothing. Until
+    `start()` (or with `keep` true) it notes nothing, so a model that takes no checkpoints pays nothing for it."""
+
+    __slots__ = ("_before",)
+
+    def __init__(self, items: dict[Any, Any] | None = None, *, keep: bool = True) -> None:
+        super().__init__()
+        self._before: dict[Any, Any] | None = {} if keep else None
+        if items:
+            for key, value in items.items():
+                self[key] = value
+
+    def note(self, key: Any, old: Any) -> None:
+        """Remember `old` as `key`'s value at the last checkpoint, unless it has been written since."""
+        before = self._before
+        if before is not None and key not in before:
+            before[key] = old
+
+    def start(self) -> None:
+        """Note changes from now on."""
+        if self._before is None:
+            self._before = {}
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        before = self._before
+        if before is not None and key not in before:
+            before[key] = dict.get(self, key, MISSING)
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        value = dict.pop(self, key)
+        self.note(key, value)
+
+    def pop(self, key: Any, default: Any = MISSING) -> Any:
+        value = dict.pop(self, key, MISSING)
+        if value is MISSING:
+            if default is MISSING:
+                raise KeyError(key)
+            return default
+        self.note(key, value)
+        return value
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def popitem(self) -> tuple[Any, Any]:
+        key = next(reversed(self))
+        return key, self.pop(key)
+
+    def clear(self) -> None:
+        for key in list(self):
+            del self[key]
+
+    def copy(self) -> dict[Any, Any]:
+        return dict(self)
+
+    def changes(self) -> dict[Any, Any]:
+        """Keys whose value is another one than at the last call (MISSING: gone), and forget them."""
+        if self._before is None:
+            return {}
+        get = dict.get
+        out = {key: now for key, old in self._before.items() if (now := get(self, key, MISSING)) is not old}
+        self._before = {}
+        return out
+
+    @property
+    def pending(self) -> int:
+        """Keys written since the last `changes()`: what the next one will cost at most."""
+        return len(self._before) if self._before is not None else 0
+
+
+def apply_changes(target: dict[Any, Any], changes: dict[Any, Any]) -> None:
+    """Bring a plain dict from one checkpoint's values to the next's."""
+    for key, value in changes.items():
+        if value is MISSING:
+            target.pop(key, None)
+        else:
+            target[key] = value

@@ -1,0 +1,94 @@
+"""Checkpoints are the model's changes, not copies of its state: seeking through them gives what a straight replay
+gives, and their memory follows the events, not the state's size."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from core.test_simulator import _comparable, _naive_state
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from explorer import index as index_module
+from explorer.events import Kind, make
+from explorer.index import RecordingIndex
+from explorer.journal import Journal, apply_changes
+from explorer.recording import DeviceInfo, Header, Recording, RecordingWriter
+from explorer.simulator import Simulator
+from explorer.workload import write_workload
+
+OPS = st.lists(st.tuples(st.sampled_from(["set", "del", "pop", "clear", "mark"]), st.integers(0, 6),
+                         st.integers(0, 3)), max_size=60)
+
+
+@given(OPS)
+@settings(max_examples=200, deadline=None)
+def test_a_journal_s_changes_bring_a_copy_from_one_mark_to_the_next(ops: list[tuple[str, int, int]]) -> None:
+    journal, marked = Journal(), {}
+    for op, key, value in ops:
+        if op == "set":
+            journal[key] = value
+        elif op == "del" and key in journal:
+            del journal[key]
+        elif op == "pop":
+            journal.pop(key, None)
+        elif op == "clear":
+            journal.clear()
+        elif op == "mark":
+            apply_changes(marked, journal.changes())
+            assert marked == journal
+    apply_changes(marked, journal.changes())
+    assert marked == journal and journal.changes() == {}
+
+
+@pytest.mark.parametrize("every, full_after", [(7, 16), (64, 40), (500, 5000)])
+def test_seeking_through_changes_and_full_copies_equals_a_straight_replay(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: int, full_after: int) -> None:
+    """Checkpoints every few events, full copies rare or frequent, losses and tiny chunks between them."""
+    monkeypatch.setattr(index_module, "CHECKPOINT_EVERY", every)
+    monkeypatch.setattr(index_module, "FULL_COPY_AFTER", full_after)
+    path = tmp_path / "w.pasidrec"
+    write_workload(str(path), 6000, seed=every, slow_every=40, loss_every=60)
+    rows = list(Recording(path).iter_rows())
+    idx = RecordingIndex.build(Recording(path))
+    kinds = {cp.state is None for cp in idx._checkpoints}  # noqa: SLF001 - both kinds must be exercised
+    assert kinds == {True, False}
+    rng = random.Random(every)
+    for t in [idx.start_ns, idx.end_ns] + [rng.randrange(idx.start_ns, idx.end_ns) for _ in range(30)]:
+        assert _comparable(idx.state_at(t)) == _comparable(_naive_state(rows, idx.index_at(t), idx.header, t))
+
+
+def _live_pasids(path: Path, n: int) -> Path:
+    header = Header(source="test", devices=[DeviceInfo("0000:00:01.0", 20, True, True, "t")])
+    with RecordingWriter(path, header) as w:
+        for i in range(n):
+            w.append_row([i, "pasid_alloc", "0000:00:01.0", i + 1, 0, 1, "a", "t", {"path": "iommufd"}])
+    return path
+
+
+def test_checkpoints_of_a_growing_state_hold_its_changes_not_copies_of_it(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """40,000 live PASIDs, a checkpoint every 1,000 events: 40 full copies would hold 820,000 entries; changes
+    and a full copy only when the changes outnumber the last one hold less than three entries per PASID."""
+    monkeypatch.setattr(index_module, "CHECKPOINT_EVERY", 1000)
+    monkeypatch.setattr(index_module, "FULL_COPY_AFTER", 1000)
+    idx = RecordingIndex.build(Recording(_live_pasids(tmp_path / "p.pasidrec", 40_000)))
+    held = sum(cp.state.size if cp.state is not None else cp.changes.size for cp in idx._checkpoints)  # noqa: SLF001
+    assert len(idx._checkpoints) >= 40 and held < 3 * 40_000  # noqa: SLF001
+    assert len(idx.state_at(idx.ts[-1]).pasids) == 40_000
+    assert len(idx.state_at(idx.ts[20_000]).pasids) == 20_001
+
+
+def test_a_pasid_reallocated_to_another_mm_then_freed_leaves_no_dangling_evidence() -> None:
+    """A valid stream the model once could not apply (it read the evidence of a freed PASID and reported the
+    allocation as a malformed event): PASID 5 handed to mm 1, then to mm 2 (a double allocation), freed, and
+    mm 1 allocating again."""
+    sim = Simulator(kernel="6.18").apply_all([
+        make(Kind.PASID_ALLOC, 1, pasid=5, path="sva", mm=1), make(Kind.PASID_ALLOC, 2, pasid=5, path="sva", mm=2),
+        make(Kind.PASID_FREE, 3, pasid=5), make(Kind.PASID_ALLOC, 4, pasid=6, path="sva", mm=1),
+        make(Kind.SVA_BIND, 5, device="0000:00:01.0", pasid=7, mm=1)])
+    assert [a.rule for a in sim.anomalies] == ["double_free", "second_sva_pasid", "second_sva_pasid",
+                                               "use_unallocated"]
+    assert set(sim.state.pasids) == {6, 7}
