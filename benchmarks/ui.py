@@ -9,11 +9,20 @@ and reports:
                    whole recording and its findings (anomalies) and the bars (lifetimes, attachments,
                    outstanding page-request groups) are drawn;
   frame_*_ms       for a mixed sequence of zoom, pan, cursor, row and step keys: from the key's dispatch to the end
-                   of the screen update it caused (Pilot's own idle waits between keys are not counted).
+                   of the screen update it caused (Pilot's own idle waits between keys are not counted);
+  model_events_per_s  events over the time the model itself spent replaying them (its chunks' rows decoded,
+                   checked and applied, checkpoints left; not the bars it hands them to);
+  resident_bytes_per_event  resident memory once the model is done, less before opening, per event, and
+                   model_bytes_per_event the part of it the model added (state, checkpoints, intervals, findings,
+                   bars) after the columns;
+  seek_p99_ms      the model's full state at 200 random times, 99th percentile.
+With several sizes (`--events 1000000,10000000`) it prints each size's figures, so growth shows (time and memory
+per event should stay flat); the JSON line then holds the last size's figures and `sizes`, every size's.
 As a same-run baseline it also times one full-screen frame of an app with an empty recording, so a slow machine
 shows up as a slow baseline rather than as a slow explorer. The last line is one JSON object.
 
-Targets at N=1,000,000: first_screen_s < 1.5, frame_median_ms < 50, frame_p95_ms < 100.
+Targets at N=1,000,000: first_screen_s < 1.5, frame_median_ms < 50, frame_p95_ms < 100. At N=10,000,000 (issue
+17): first_screen_s < 0.5, frame_median_ms < 30, frame_p95_ms < 60, seek_p99_ms < 20, model_events_per_s >= 2M.
 """
 
 from __future__ import annotations
@@ -21,6 +30,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import random
 import statistics
 import subprocess
 import sys
@@ -36,7 +47,8 @@ KEYS = ["right", "right", "plus", "plus", "shift+right", "down", "right_square_b
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--events", type=int, default=1_000_000, help="events in the generated recording")
+    ap.add_argument("--events", default="1000000",
+                    help="events in the generated recording; several sizes comma-separated (default 1000000)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--size", default="160x48", help="terminal size WxH (default 160x48)")
     ap.add_argument("--layout", default="debug")
@@ -48,13 +60,23 @@ def main() -> None:
     if args.child:
         asyncio.run(child(args))
         return
+    sizes = [int(n.replace("_", "")) for n in args.events.split(",")]
+    results = [one_size(args, n) for n in sizes]
+    result = dict(results[-1])
+    if len(results) > 1:
+        result["sizes"] = results
+    print(json.dumps(result))
+
+
+def one_size(args: argparse.Namespace, events: int) -> dict[str, object]:
+    """Generate `events` events (not timed), open them in a fresh process, and return its figures."""
     from explorer.workload import write_workload
 
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "ui-bench.pasidrec")
         if not args.json:
-            print(f"generating {args.events:,} events …", file=sys.stderr)
-        write_workload(path, args.events, args.seed)
+            print(f"generating {events:,} events …", file=sys.stderr)
+        write_workload(path, events, args.seed)
         sys.stderr.flush()
         started = time.time()
         out = subprocess.run([sys.executable, __file__, "--child", path, "--started", str(started), "--size",
@@ -63,13 +85,42 @@ def main() -> None:
     if out.returncode != 0:
         sys.exit(f"benchmark child failed:\n{out.stderr[-3000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    result["events"] = args.events
+    result["events"] = events
     if not args.json:
-        print(f"first screen {result['first_screen_s']:.2f} s (target < 1.5), model and bars "
-              f"{result['model_s']:.2f} s; "
-              f"frames median {result['frame_median_ms']:.1f} ms (target < 50), p95 {result['frame_p95_ms']:.1f} ms "
-              f"(target < 100); empty-app frame {result['baseline_frame_ms']:.1f} ms")
-    print(json.dumps(result))
+        print(f"{events:,} events: first screen {result['first_screen_s']:.2f} s, model and bars "
+              f"{result['model_s']:.2f} s, model {result['model_events_per_s'] / 1e6:.2f} M events/s; "
+              f"frames median {result['frame_median_ms']:.1f} ms, p95 {result['frame_p95_ms']:.1f} ms; "
+              f"empty-app frame {result['baseline_frame_ms']:.1f} ms; seek p99 {result['seek_p99_ms']:.1f} ms; "
+              f"resident {result['resident_bytes_per_event']:.0f} B/event "
+              f"(the model's part {result['model_bytes_per_event']:.0f})")
+    return result
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def time_the_model(index_class: type) -> list[float]:
+    """Patch the index so that the time its model spends on each chunk, less the bars it hands the rows to, is
+    added up in the list returned."""
+    spent = [0.0]
+    original = index_class._model_chunk
+
+    def timed(self, c, observe=None):  # type: ignore[no-untyped-def]
+        aside = [0.0]
+
+        def watched(rows, positions):  # type: ignore[no-untyped-def]
+            t = time.perf_counter()
+            observe(rows, positions)
+            aside[0] += time.perf_counter() - t
+
+        t0 = time.perf_counter()
+        original(self, c, watched if observe is not None else None)
+        spent[0] += time.perf_counter() - t0 - aside[0]
+
+    index_class._model_chunk = timed
+    return spent
 
 
 async def child(args: argparse.Namespace) -> None:
@@ -88,8 +139,11 @@ async def child(args: argparse.Namespace) -> None:
         rendered.append(time.perf_counter())
 
     Screen._compositor_refresh = timed  # type: ignore[method-assign]
+    spent = time_the_model(RecordingIndex)
     width, height = map(int, args.size.split("x"))
+    before = rss_bytes()
     index = open_index(args.child, model=False)  # as `pasid-explorer replay` opens it
+    columns = rss_bytes()
     app = ExplorerApp(index, layout=args.layout)
     result: dict[str, float] = {}
     async with app.run_test(size=(width, height)) as pilot:
@@ -100,6 +154,17 @@ async def child(args: argparse.Namespace) -> None:
             await asyncio.sleep(0.01)
         await pilot.pause()
         result["model_s"] = time.time() - args.started
+        resident = rss_bytes()
+        result.update(model_events_per_s=index.n / max(spent[0], 1e-9),
+                      resident_bytes_per_event=(resident - before) / max(index.n, 1),
+                      model_bytes_per_event=(resident - columns) / max(index.n, 1))
+        rng = random.Random(args.rounds)
+        seeks = []
+        for _ in range(200):
+            t0 = time.perf_counter()
+            index.state_at(rng.randrange(index.start_ns, index.end_ns + 1))
+            seeks.append((time.perf_counter() - t0) * 1000)
+        result["seek_p99_ms"] = sorted(seeks)[197]
         frames = await drive(pilot, rendered, KEYS * args.rounds)
     empty = ExplorerApp(RecordingIndex(Header(source="benchmark")), layout=args.layout)
     async with empty.run_test(size=(width, height)) as pilot:
