@@ -78,7 +78,17 @@ def _h(name: str, spans: tuple[Span, ...], kinds: tuple[str, ...], args: str, so
 
 
 ALWAYS = (_s("3.0"),)
-_RESPONSES = ("iopf_group_response", "iommu_page_response")
+# The IOMMU drivers' page_response ops in the shape every driver has had since 6.9 ("iommu: Prepare to deliver page
+# faults to user space"): (struct device *, struct iopf_fault *, struct iommu_page_response *). Every response the
+# IOMMU sends goes through one: the core's (iopf_group_response), and the ones the core sends itself without it
+# (iopf_queue_remove_device(), 6.11+ iopf_error_response()). Older shapes took a struct iommu_fault_event * and are
+# not probed: up to 6.8 the exported iommu_page_response() saw every response that reached a driver op.
+_DRIVER_OP = ("(dev, struct iopf_fault *evt, struct iommu_page_response *msg): msg.{pasid, grpid, code}, "
+              "evt->fault.prm.flags (PASID_VALID)")
+_CORE_RESPONSES = ("iopf_group_response", "iommu_page_response")
+_DRIVER_RESPONSES = ("intel_svm_page_response", "intel_iommu_page_response", "amd_iommu_page_response",
+                     "arm_smmu_page_response", "mock_domain_page_response")
+_RESPONSES = _CORE_RESPONSES + _DRIVER_RESPONSES
 HOOKS: tuple[HookFact, ...] = (
     _h("syscalls:sys_enter_ioctl", ALWAYS, (Kind.UAPI,), "fd, cmd, arg", "syscall tracepoints"),
     _h("syscalls:sys_exit_ioctl", ALWAYS, (Kind.UAPI,), "ret", "syscall tracepoints"),
@@ -131,8 +141,24 @@ HOOKS: tuple[HookFact, ...] = (
        "(dev, evt): struct iommu_fault_event * ≤6.8, struct iopf_fault * 6.9+; evt->fault.prm.{flags, pasid, "
        "grpid, perm, addr}", "drivers/iommu/iommu.c ≤6.8, io-pgfault.c 6.9+"),
     _h("iopf_group_response", (_s("6.9"),), (Kind.PAGE_RESPONSE,),
-       "(struct iopf_group *, code): last_fault.fault.prm.{flags, pasid, grpid}, fault_param->dev",
-       "drivers/iommu/io-pgfault.c"),
+       "(struct iopf_group *, code): last_fault.fault.prm.{flags, pasid, grpid}, fault_param->dev, pending_node "
+       "(empty: the group was answered already, the call sends nothing)",
+       "drivers/iommu/io-pgfault.c ('Only send response if there is a fault report pending')"),
+    _h("intel_svm_page_response", (_s("6.9", "6.12"),), (Kind.PAGE_RESPONSE,), _DRIVER_OP,
+       "drivers/iommu/intel/svm.c, intel_iommu_ops.page_response (renamed with the move to prq.c)",
+       sighting_of=_CORE_RESPONSES),
+    _h("intel_iommu_page_response", (_s("6.13"),), (Kind.PAGE_RESPONSE,), _DRIVER_OP,
+       "drivers/iommu/intel/prq.c ('iommu/vt-d: Separate page request queue from SVM')",
+       sighting_of=_CORE_RESPONSES),
+    _h("amd_iommu_page_response", (_s("6.10"),), (Kind.PAGE_RESPONSE,), _DRIVER_OP,
+       "drivers/iommu/amd/ppr.c -> amd_iommu_complete_ppr(); PPRs it rejects before reporting (GN=0, bad PASID) "
+       "are answered FAILURE by amd_iommu_complete_ppr() directly, which is not probed: no hook saw their "
+       "request, and the log line says it (importers/page_requests.py)", sighting_of=_CORE_RESPONSES),
+    _h("arm_smmu_page_response", (_s("6.9"),), (Kind.PAGE_RESPONSE,), _DRIVER_OP,
+       "drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c (CMD_RESUME for a stalled event; 6.9-6.10 also its own "
+       "abort when no handler took the stall)", sighting_of=_CORE_RESPONSES),
+    _h("mock_domain_page_response", (_s("6.11"),), (Kind.PAGE_RESPONSE,), _DRIVER_OP,
+       "drivers/iommu/iommufd/selftest.c (CONFIG_IOMMUFD_TEST only; sends nothing)", sighting_of=_CORE_RESPONSES),
     _h("iommu_page_response", (Span((5, 3), (6, 8)),), (Kind.PAGE_RESPONSE,),
        "(dev, struct iommu_page_response *msg): msg.{pasid, grpid, code}; 6.9 has a static (group, msg) "
        "function of that name, which is not probed", "drivers/iommu/iommu.c"),
@@ -235,11 +261,14 @@ FACTS: tuple[Fact, ...] = (
          "iommu_page_response(dev, msg) matches the group by PRG index, and by PASID when NEEDS_PASID; unmatched "
          "responses are dropped", ("iommu_page_response", "intel_iommu:qi_submit"), "drivers/iommu/iommu.c"),
     Fact("response.group", "response", _s("6.9"),
-         "iopf_group_response(group, code) answers one pending group; VT-d's qi_submit shows the descriptor sent",
-         ("iopf_group_response", "intel_iommu:qi_submit"), "drivers/iommu/io-pgfault.c"),
-    Fact("response.automatic", "response", _s("6.11"),
-         "no handler -> INVALID (iopf_error_response), queue removal -> INVALID: ops->page_response called "
-         "directly; only VT-d's qi_submit shows them", ("intel_iommu:qi_submit",), "drivers/iommu/io-pgfault.c"),
+         "iopf_group_response(group, code) answers a pending group through the driver's page_response op; on a "
+         "group answered already it sends nothing; VT-d's qi_submit shows the descriptor sent",
+         ("iopf_group_response", *_DRIVER_RESPONSES, "intel_iommu:qi_submit"), "drivers/iommu/io-pgfault.c"),
+    Fact("response.automatic", "response", _s("6.9"),
+         "the kernel answers groups itself through the driver's page_response op, never through "
+         "iopf_group_response: queue removal answers every pending group INVALID (iopf_queue_remove_device), no "
+         "handler -> INVALID (iopf_error_response, 6.11+; 6.9-6.10 SMMUv3 answered FAILURE itself)",
+         (*_DRIVER_RESPONSES, "intel_iommu:qi_submit"), "drivers/iommu/io-pgfault.c"),
     Fact("response.iommufd", "response", _s("6.11"),
          "a fault-queue write answers by cookie with SUCCESS or INVALID only; detach, replace and queue destroy "
          "answer pending groups INVALID", ("syscalls:sys_exit_write",), "drivers/iommu/iommufd/eventq.c"),
@@ -286,7 +315,6 @@ class Rules:
     allocator: str  # driver, ioasid, sva-ida or global-ida
     sva_free_at: str  # last_unbind (≤5.17) or mmdrop (5.18+)
     needs_pasid_bit: int  # IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID in this kernel's flags
-    auto_responses: bool  # the core answers INVALID itself (no handler, queue removal): 6.11+
     user_pasids: bool  # user space chooses PASIDs per device through iommufd/VFIO: 6.15+
     unbind_visible: bool  # a probe can name an unbind's mm (6.2+; before, an unbind shows only by its effects)
     requests_visible: bool  # page requests reach a hook (VT-d's svm.c answered them unreported up to 5.13)
@@ -303,5 +331,5 @@ def rules_for(release: str | None) -> Rules:
     v = version or CURRENT
     allocator = ("driver" if v < (5, 5) else "ioasid" if v < (6, 4) else "sva-ida" if v < (6, 6) else "global-ida")
     return Rules(version, allocator, "last_unbind" if v < (5, 18) else "mmdrop",
-                 1 << 3 if v < (6, 10) else 1 << 2, v >= (6, 11), v >= (6, 15), Kind.SVA_UNBIND not in blind_spots(v),
+                 1 << 3 if v < (6, 10) else 1 << 2, v >= (6, 15), Kind.SVA_UNBIND not in blind_spots(v),
                  Kind.PAGE_REQUEST not in blind_spots(v))

@@ -29,7 +29,7 @@ from explorer.events import (
 from explorer.kernel_facts import HOOK_FACTS
 from explorer.pci import rid_to_pci
 
-from .hooks import HOOKS
+from .hooks import DRIVER_RESPONSE_OPS, HOOKS
 from .record import TEXT_BYTES, Ev
 from .uapi_decode import (
     LAYOUTS,
@@ -64,7 +64,16 @@ _COMPAT_NRS = frozenset(VFIO_COMPAT_COMMANDS)
 # Kernel events two hooks can see (a hook's `shares`), by record type, and which records are the second sighting
 # (explorer.kernel_facts: a hook's `sighting_of`), kept as evidence on the first, never as an event.
 SIGHTINGS = {int(h.ev): h.shares for h in HOOKS if h.ev is not None and h.shares}
-SECOND_SIGHTINGS = frozenset(int(h.ev) for h in HOOKS if h.ev is not None and HOOK_FACTS[h.name].sighting_of)
+
+
+def _tier(name: str) -> int:
+    """How deep in the kernel's call chain a hook sees its event: 0 for the first sighting, one more than the
+    hooks it is a sighting of (the core's response 0, the driver's page_response op 1, VT-d's qi_submit 2)."""
+    return 1 + max((_tier(s) for s in HOOK_FACTS[name].sighting_of), default=-1)
+
+
+TIERS = {int(h.ev): max(_tier(g.name) for g in HOOKS if g.ev == h.ev) for h in HOOKS if h.ev is not None and h.shares}
+SECOND_SIGHTINGS = frozenset(t for t, tier in TIERS.items() if tier)
 SIGHTING_WINDOW_NS = 10_000_000  # the second hook fires microseconds after the first, on the same thread
 MAX_FIRST_SIGHTINGS = 4096
 
@@ -96,9 +105,9 @@ class Decoder:
     kfunc_sources: dict[int, str] | None = None  # Ev -> "fentry:fn" / "kprobe:fn" of the kernel-function hooks
     unmatched_responses: int = 0  # responses written for a fault the capture never saw read
     _comm: dict[bytes, str] = field(default_factory=dict, init=False, repr=False)
-    # (thread, topic, PRG index) -> (time, PASID, row) of a kernel event's first sighting, for `_sighting`
-    _first: dict[tuple[int, str, int | None], tuple[int, int | None, Row]] = field(default_factory=dict, init=False,
-                                                                                  repr=False)
+    # (thread, topic, PRG index) -> (time, PASID, row, deepest tier seen) of a kernel event, for `_sighting`
+    _first: dict[tuple[int, str, int | None], tuple[int, int | None, Row, int]] = field(
+        default_factory=dict, init=False, repr=False)
     _iommufd_devs: dict[tuple[int, int], str] = field(default_factory=dict, init=False, repr=False)
     _container_fds: set[tuple[int, int]] = field(default_factory=set, init=False, repr=False)  # iommufd / type1
     # (tgid, fault object, cookie) -> (device, PASID, PRG index) of the page fault read with that cookie
@@ -236,28 +245,27 @@ class Decoder:
         topic = SIGHTINGS.get(t)
         if topic is None or len(rows) != 1:
             return rows
-        return self._sighting(topic, t in SECOND_SIGHTINGS, head[0], int(rec["pid"]), rows[0])
+        return self._sighting(topic, TIERS[t], head[0], int(rec["pid"]), rows[0])
 
-    def _sighting(self, topic: str, second: bool, ts: int, tid: int, row: Row) -> list[Row]:
-        """One kernel event seen by two hooks is one event. The first sighting is kept; a second one on the same
-        thread, for the same PASID (and group), soon after, is folded into it as evidence (`seen_by`): an mm's
-        free (mm_pasid_drop, then iommu_free_global_pasid inside it, 6.6+), a VT-d page request (report, then
-        prq_report), a VT-d page response (the core's response, then the qi_submit of its descriptor)."""
-        fields = row[R_FIELDS]
-        key = (tid, topic, fields.get("prg"))
+    def _sighting(self, topic: str, tier: int, ts: int, tid: int, row: Row) -> list[Row]:
+        """One kernel event seen by several hooks is one event. Each hook sees it deeper in the same call chain,
+        on the same thread, for the same PASID (and group), microseconds later: a deeper sighting is folded into
+        the event as evidence (`seen_by`). An mm's free (mm_pasid_drop, then iommu_free_global_pasid inside it,
+        6.6+); a VT-d page request (report, then prq_report); a page response (the core's, then the driver's
+        page_response op, then VT-d's qi_submit of the descriptor). A sighting no shallower hook saw first is an
+        event of its own (a response the core sends itself through the driver op, a driver's own free)."""
+        key = (tid, topic, row[R_FIELDS].get("prg"))
         pasid = row[R_PASID]
-        if not second:
-            self._first[key] = (ts, pasid, row)
-            if len(self._first) > MAX_FIRST_SIGHTINGS:
-                del self._first[next(iter(self._first))]
-            return [row]
         first = self._first.get(key)
-        if first is None or ts - first[0] > SIGHTING_WINDOW_NS or (
-                first[1] is not None and pasid is not None and first[1] != pasid):
-            return [row]  # the only hook that saw it: its own event (a kernel automatic response, a driver's free)
-        del self._first[key]
-        first[2][R_FIELDS].setdefault("seen_by", []).append(row[R_SOURCE])
-        return []
+        if first is not None and first[3] < tier and ts - first[0] <= SIGHTING_WINDOW_NS and (
+                first[1] is None or pasid is None or first[1] == pasid):
+            first[2][R_FIELDS].setdefault("seen_by", []).append(row[R_SOURCE])
+            self._first[key] = (first[0], first[1], first[2], tier)
+            return []
+        self._first[key] = (ts, pasid, row, tier)
+        if len(self._first) > MAX_FIRST_SIGHTINGS:
+            del self._first[next(iter(self._first))]
+        return [row]
 
     def _exit(self, row: RowMaker, r: Raw) -> list[Row]:
         return [row(Kind.MM_EXIT, mm=r.tgid)]
@@ -372,7 +380,17 @@ class Decoder:
 
     def _kernel_page_response(self, row: RowMaker, r: Raw) -> list[Row]:
         # b: the probe saw the response made inside a write() on a fault-queue fd, i.e. by the process
+        if r.c:  # iopf_group_response() on a group no longer pending (6.9+): the kernel sends nothing
+            return []
         return [row(Kind.PAGE_RESPONSE, r.dev, r.pasid, prg=r.fd, code=r.ret, by="user" if r.b else "kernel")]
+
+    def _driver_page_response(self, row: RowMaker, r: Raw) -> list[Row]:
+        """A driver's page_response op (a: which one, DRIVER_RESPONSE_OPS): the response as sent."""
+        out = self._kernel_page_response(row, r)
+        if out and 0 <= r.a < len(DRIVER_RESPONSE_OPS):
+            how = out[0][R_SOURCE].partition(":")[0]
+            out[0][R_SOURCE] = f"{how}:{DRIVER_RESPONSE_OPS[r.a]}" if how != "probe" else DRIVER_RESPONSE_OPS[r.a]
+        return out
 
     # record type -> decoder, from each hook's declaration (probes/hooks.py)
     _handlers: ClassVar[dict[int, Callable[[Decoder, RowMaker, Raw], list[Row]]]]

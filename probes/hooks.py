@@ -69,6 +69,9 @@ _EVT = ("EVT_TYPE", "EVT_FLAGS", "EVT_PASID", "EVT_GRPID", "EVT_PERM", "EVT_ADDR
 
 
 FAULT_QUEUE = "iommufd fault queues only"
+# The drivers' page_response ops, in the order kernel_funcs.bpf.c numbers them in a record's `a`.
+DRIVER_RESPONSE_OPS = ("intel_svm_page_response", "intel_iommu_page_response", "amd_iommu_page_response",
+                       "arm_smmu_page_response", "mock_domain_page_response")
 VENDOR = "vendor trees only, never mainline"
 HOOKS: tuple[Hook, ...] = (
     _tp("syscalls:sys_enter_ioctl", "iommufd / VFIO ioctls: arguments", "fd", "cmd", "arg"),
@@ -117,6 +120,11 @@ HOOKS: tuple[Hook, ...] = (
         *_EVT, shares="request"),
     _fn("iopf_group_response", Ev.PAGE_RESPONSE, "_kernel_page_response", "page-group responses", _DEV,
         "GRP_FLAGS", "GRP_PASID", "GRP_GRPID", "GRP_PARAM", "PARAM_DEV", shares="response"),
+    *(_fn(name, Ev.DRIVER_PAGE_RESPONSE, "_driver_page_response", f"{vendor} page responses as sent, the kernel's "
+          "automatic ones included (evidence on the core's response)", _DEV, "DRV_EVT_FLAGS", "RESP_PASID",
+          "RESP_GRPID", "RESP_CODE", shares="response")
+      for name, vendor in zip(DRIVER_RESPONSE_OPS, ("VT-d", "VT-d", "AMD-Vi", "SMMUv3", "iommufd selftest mock"),
+                              strict=True)),
     _fn("iommu_page_response", Ev.PAGE_RESPONSE, "_kernel_page_response", "page responses", _DEV, "RESP_PASID",
         "RESP_GRPID", "RESP_CODE", shares="response"),
     _fn("mm_pasid_drop", Ev.MM_PASID_DROP, "_pasid_free", "an mm's SVA PASID freed with the mm", shares="free"),

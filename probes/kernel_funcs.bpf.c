@@ -299,6 +299,14 @@ static __always_inline int on_iommu_report_device_fault(u64 dev, u64 evt, u64 a2
 ON_ENTRY(iommu_report_device_fault)
 #endif
 
+/* Inside a write() on a fault-queue fd: the process answered. */
+static __always_inline u64 in_fault_write(void)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct call *c = calls.lookup(&tid);
+    return c && c->type == EV_FAULT_WRITE;
+}
+
 #ifdef HOOK_iopf_group_response
 static __always_inline int on_iopf_group_response(u64 group, u64 status, u64 a2, u64 a3)
 {
@@ -310,13 +318,55 @@ static __always_inline int on_iopf_group_response(u64 group, u64 status, u64 a2,
         return 0;
     r->fd = kread32(group + OFF_GRP_GRPID);
     r->ret = (u32)status;
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct call *c = calls.lookup(&tid);
-    r->b = c && c->type == EV_FAULT_WRITE; /* inside a write() on a fault-queue fd: the process answered */
+    r->b = in_fault_write();
+#ifdef OFF_GRP_PENDING
+    /* An empty pending_node: the group was answered already (queue removal, an iommufd auto-response), so the
+     * call sends nothing (io-pgfault.c checks it under fault_param->lock; read here just before). */
+    u64 node = group + OFF_GRP_PENDING;
+    r->c = kread(node) == node;
+#endif
     submit(r);
     return 0;
 }
 ON_ENTRY(iopf_group_response)
+#endif
+
+/* An IOMMU driver's page_response op, (dev, struct iopf_fault *evt, struct iommu_page_response *msg) since 6.9:
+ * every response sent to a device, the core's automatic ones included. */
+static __always_inline int driver_page_response(u64 dev, u64 evt, u64 msg, u64 op)
+{
+#ifdef OFF_DRV_EVT_FLAGS
+    u32 pasid = kread32(evt + OFF_DRV_EVT_FLAGS) & 1 ? kread32(msg + OFF_RESP_PASID) : INVALID_PASID;
+    struct rec *r = kfunc_rec(EV_DRIVER_PAGE_RESPONSE, pasid, dev);
+    if (!r)
+        return 0;
+    r->fd = kread32(msg + OFF_RESP_GRPID);
+    r->ret = kread32(msg + OFF_RESP_CODE);
+    r->b = in_fault_write();
+    r->a = op;
+    submit(r);
+#endif
+    return 0;
+}
+/* `op`: the function's place in probes/hooks.py DRIVER_RESPONSE_OPS, so a record names the op that sent it. */
+#define DRIVER_PAGE_RESPONSE(fn, op) \
+    static __always_inline int on_##fn(u64 dev, u64 evt, u64 msg, u64 a3) \
+    { return driver_page_response(dev, evt, msg, op); } \
+    ON_ENTRY(fn)
+#ifdef HOOK_intel_svm_page_response
+DRIVER_PAGE_RESPONSE(intel_svm_page_response, 0)
+#endif
+#ifdef HOOK_intel_iommu_page_response
+DRIVER_PAGE_RESPONSE(intel_iommu_page_response, 1)
+#endif
+#ifdef HOOK_amd_iommu_page_response
+DRIVER_PAGE_RESPONSE(amd_iommu_page_response, 2)
+#endif
+#ifdef HOOK_arm_smmu_page_response
+DRIVER_PAGE_RESPONSE(arm_smmu_page_response, 3)
+#endif
+#ifdef HOOK_mock_domain_page_response
+DRIVER_PAGE_RESPONSE(mock_domain_page_response, 4)
 #endif
 
 #ifdef HOOK_iommu_page_response

@@ -34,7 +34,10 @@ OFFSETS: dict[str, tuple[tuple[str, str], ...]] = {
     "RESP_PASID": (("iommu_page_response", "pasid"),),
     "RESP_GRPID": (("iommu_page_response", "grpid"),),
     "RESP_CODE": (("iommu_page_response", "code"),),
+    "DRV_EVT_FLAGS": (("iopf_fault", "fault.prm.flags"),),
 }
+# Members a probe reads where the kernel has them, and does without where it does not (-DOFF_<name> only then).
+OPTIONAL = {"iopf_group_response": {"GRP_PENDING": (("iopf_group", "pending_node"),)}}
 def offset(btf: Btf, name: str) -> int | None:
     for struct_name, path in OFFSETS[name]:
         off = btf.member_offset(struct_name, path)
@@ -56,6 +59,11 @@ def mm_pasid_flags(btf: Btf) -> list[str]:
 # whose first argument is a struct iopf_group *: the probe, written for (dev, msg) of 5.3-6.8, must not attach there.
 FIRST_ARG = {"iommu_page_response": "device", "iommu_report_device_fault": "device",
              "iopf_group_response": "iopf_group", "iommu_attach_device_pasid": "iommu_domain"}
+# The drivers' page_response ops are probed in their 6.9+ shape only (dev, struct iopf_fault *, msg): before, the
+# second argument was a struct iommu_fault_event * (read differently) and the core's iommu_page_response() saw them.
+SECOND_ARG = {name: "iopf_fault" for name in ("intel_svm_page_response", "intel_iommu_page_response",
+                                               "amd_iommu_page_response", "arm_smmu_page_response",
+                                               "mock_domain_page_response")}
 
 
 def function_flags(btf: Btf, hook: Hook, release: str | None = None) -> tuple[list[str], str]:
@@ -65,6 +73,9 @@ def function_flags(btf: Btf, hook: Hook, release: str | None = None) -> tuple[li
     first = btf.param_struct(name, 0)
     if name in FIRST_ARG and first not in (None, FIRST_ARG[name]):
         return [], f"a {name}(struct {FIRST_ARG[name]} *, ...); this kernel's takes a struct {first} *"
+    second = btf.param_struct(name, 1) if name in SECOND_ARG else None
+    if second not in (None, SECOND_ARG.get(name)):
+        return [], f"a {name}(dev, struct {SECOND_ARG[name]} *, msg); this kernel's takes a struct {second} *"
     nargs = btf.params(name)
     if nargs is not None:
         flags.append(f"-DNARGS_{name}={nargs}")
@@ -74,6 +85,10 @@ def function_flags(btf: Btf, hook: Hook, release: str | None = None) -> tuple[li
         if value is None:
             lacking.append(" or ".join(f"{s}.{p}" for s, p in OFFSETS[off_name]))
         else:
+            flags.append(f"-DOFF_{off_name}={value}")
+    for off_name, paths in OPTIONAL.get(name, {}).items():
+        value = next((v for s, p in paths if (v := btf.member_offset(s, p)) is not None), None)
+        if value is not None:
             flags.append(f"-DOFF_{off_name}={value}")
     if name in ("iommu_sva_bind_device", "iommu_sva_unbind_device", "mm_pasid_drop"):
         mm = mm_pasid_flags(btf)

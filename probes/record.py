@@ -45,6 +45,7 @@ class Ev(enum.IntEnum):
     MM_PASID_DROP = 29
     IOASID_ALLOC = 30
     IOASID_FREE = 31
+    DRIVER_PAGE_RESPONSE = 32  # an IOMMU driver's page_response op (6.9+ shape)
 
 
 REC = np.dtype([

@@ -235,9 +235,9 @@ def test_one_kernel_event_seen_by_two_hooks_is_one_event_with_the_other_as_evide
     """As the kernel fires them, on one thread (the PRQ thread, the iopf workqueue, __mmdrop's caller):
     - 6.6+ drivers/iommu/iommu-sva.c mm_pasid_drop() calls iommu_free_global_pasid(): one free, not a double
       free (F3);
-    - drivers/iommu/intel/prq.c: intel_prq_report() -> iommu_report_device_fault(), then trace_prq_report() for
-      the same descriptor; iopf_group_response() -> intel_iommu_page_response() -> qi_submit_sync() ->
-      trace_qi_submit (F4).
+    - drivers/iommu/intel/prq.c (6.13+): intel_prq_report() -> iommu_report_device_fault(), then
+      trace_prq_report() for the same descriptor; iopf_group_response() -> intel_iommu_page_response() ->
+      qi_submit_sync() -> trace_qi_submit (F4, F11). The driver op's record names which op it was (`a`).
     A qi_submit with no core response before it (6.11+ iopf_error_response(), VT-d handle_bad_prq_event()) and a
     driver's own iommu_free_global_pasid() are the only sightings of their events: kept as events."""
     dev, rid = b"0000:6a:01.0", 0x6A08
@@ -248,18 +248,21 @@ def test_one_kernel_event_seen_by_two_hooks_is_one_event_with_the_other_as_evide
         record(Ev.REPORT_FAULT, 10, pid=40, cmd=5, fd=3, a=0x7000, b=3, c=1, **{"in": dev}),
         record(Ev.PRQ, 11, pid=40, a=dw0, b=dw1, **{"in": dev}),
         record(Ev.PAGE_RESPONSE, 20, pid=41, cmd=5, fd=3, ret=0, **{"in": dev}),
-        record(Ev.QI_PGRP_RESP, 21, pid=41, a=qw0, b=3 << 3),
+        record(Ev.DRIVER_PAGE_RESPONSE, 21, pid=41, cmd=5, fd=3, ret=0, a=1, **{"in": dev}),
+        record(Ev.QI_PGRP_RESP, 22, pid=41, a=qw0, b=3 << 3),
         record(Ev.QI_PGRP_RESP, 30, pid=40, a=qw0 | 1 << 12, b=4 << 3),  # the kernel's own INVALID for PRG 4
         record(Ev.MM_PASID_DROP, 40, pid=50, cmd=5, a=77),
         record(Ev.PASID_FREE, 41, pid=50, cmd=5),
         record(Ev.PASID_FREE, 50, pid=60, cmd=9),  # a driver's own free
     )
     sources = {Ev.REPORT_FAULT: "fentry:iommu_report_device_fault", Ev.PAGE_RESPONSE: "fentry:iopf_group_response",
+               Ev.DRIVER_PAGE_RESPONSE: "fentry:mock_domain_page_response",
                Ev.MM_PASID_DROP: "fentry:mm_pasid_drop", Ev.PASID_FREE: "fentry:iommu_free_global_pasid"}
     events = [valid(r) for r in Decoder(kfunc_sources=sources).rows(recs)]
     assert [(e.kind, e.pasid, e.get("prg"), e.source, e.get("seen_by")) for e in events] == [
         ("page_request", 5, 3, "fentry:iommu_report_device_fault", ["intel_iommu:prq_report"]),
-        ("page_response", 5, 3, "fentry:iopf_group_response", ["intel_iommu:qi_submit"]),
+        ("page_response", 5, 3, "fentry:iopf_group_response",
+         ["fentry:intel_iommu_page_response", "intel_iommu:qi_submit"]),
         ("page_response", 5, 4, "intel_iommu:qi_submit", None),
         ("pasid_free", 5, None, "fentry:mm_pasid_drop", ["fentry:iommu_free_global_pasid"]),
         ("pasid_free", 9, None, "fentry:iommu_free_global_pasid", None)]

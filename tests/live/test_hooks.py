@@ -3,9 +3,12 @@ versions, arguments and kinds in the kernel facts table. The declaration is comp
 
 from __future__ import annotations
 
+import re
+
 from explorer.kernel_facts import HOOK_FACTS
 from probes.decode import SECOND_SIGHTINGS, SIGHTINGS, Decoder
-from probes.hooks import HOOKS
+from probes import loader
+from probes.hooks import DRIVER_RESPONSE_OPS, HOOKS
 from probes.kernel_funcs import OFFSETS
 
 
@@ -25,3 +28,10 @@ def test_hooks_that_see_one_kernel_event_pair_up_as_the_facts_table_says() -> No
             assert h.shares and int(h.ev) in SECOND_SIGHTINGS
             assert all(next(g for g in HOOKS if g.name == s).shares == h.shares for s in second)
     assert set(SIGHTINGS.values()) == {"free", "request", "response"}
+
+
+def test_a_driver_response_record_names_its_op_as_the_bpf_program_numbers_it() -> None:
+    text = (loader.PROBES_DIR / loader.KERNEL_FUNCS).read_text()
+    numbered = dict(re.findall(r"^DRIVER_PAGE_RESPONSE\((\w+), (\d+)\)", text, re.M))
+    assert {name: int(i) for name, i in numbered.items()} == {n: i for i, n in enumerate(DRIVER_RESPONSE_OPS)}
+    assert all(HOOK_FACTS[n].sighting_of == ("iopf_group_response", "iommu_page_response") for n in numbered)

@@ -87,13 +87,17 @@ class Kernel:
         self.fire("intel_iommu:prq_report", Ev.PRQ, pid=tid, a=dw0, b=2 | 1 << 2 | prg << 3 | 0x7000,
                   **{"in": DEV})
 
-    def respond(self, pasid: int | None, prg: int, code: int = 0, tid: int = 41) -> None:
-        """The core's response (iommu_page_response 5.3-6.8, iopf_group_response 6.9+) -> ops->page_response ->
-        VT-d qi_submit_sync() -> trace_qi_submit; svm.c before 5.14 wrote the descriptor itself."""
+    def respond(self, pasid: int | None, prg: int, code: int = 0, tid: int = 41, core: bool = True) -> None:
+        """The core's response (iommu_page_response 5.3-6.8, iopf_group_response 6.9+) -> ops->page_response
+        (intel_svm_page_response 6.9-6.12 in svm.c, intel_iommu_page_response 6.13+ in prq.c) ->
+        VT-d qi_submit_sync() -> trace_qi_submit; svm.c before 5.14 wrote the descriptor itself. `core` False:
+        the kernel answers through ops->page_response directly (io-pgfault.c iopf_queue_remove_device())."""
         kw = {"pid": tid, "cmd": pasid if pasid is not None else 0xFFFFFFFF, "fd": prg, "ret": code, "in": DEV}
-        if self.version >= (5, 14):
+        if self.version >= (5, 14) and core:
             self.fire("iommu_page_response", Ev.PAGE_RESPONSE, **kw)
             self.fire("iopf_group_response", Ev.PAGE_RESPONSE, **kw)
+        self.fire("intel_svm_page_response", Ev.DRIVER_PAGE_RESPONSE, a=0, **kw)
+        self.fire("intel_iommu_page_response", Ev.DRIVER_PAGE_RESPONSE, a=1, **kw)
         vtd = {0: 0, 1: 1, 2: 0xF}[code] if self.version < (5, 14) else code
         qw0 = 9 | (1 << 4 | pasid << 32 if pasid is not None else 0) | vtd << 12 | RID << 16
         self.fire("intel_iommu:qi_submit", Ev.QI_PGRP_RESP, pid=tid, a=qw0, b=prg << 3)
@@ -164,6 +168,24 @@ def test_a_free_seen_by_two_hooks_and_a_request_seen_by_two_are_one_each() -> No
     rows = Decoder().rows(batch(*k.recs))
     kinds = [r[1] for r in rows]
     assert kinds.count("pasid_free") == 1 and kinds.count("page_request") == 2 and kinds.count("page_response") == 2
+
+
+@pytest.mark.parametrize("release", ["6.10", "6.18"])
+def test_groups_the_kernel_answers_itself_are_answered_once(release: str) -> None:
+    """drivers/iommu/io-pgfault.c (6.9+): iopf_queue_remove_device() answers every pending group INVALID through
+    ops->page_response, not iopf_group_response(); the SVA work that then finishes calls iopf_group_response() on
+    a group no longer pending, which sends nothing ('Only send response if there is a fault report pending').
+    The driver op is the only sighting of the first; the second is no response at all."""
+    k = Kernel(release)
+    k.bind(1)
+    k.request(1, 3)
+    k.respond(1, 3, code=1, tid=99, core=False)  # the device leaves its queue: the kernel's own INVALID
+    k.fire("iopf_group_response", Ev.PAGE_RESPONSE, pid=41, cmd=1, fd=3, ret=0, c=1, **{"in": DEV})
+    rows = [r for r in Decoder().rows(batch(*k.recs)) if r[1] == "page_response"]
+    assert [(r[7], r[8].get("code"), r[8].get("seen_by")) for r in rows] == [
+        ("intel_svm_page_response" if release == "6.10" else "intel_iommu_page_response", 1,
+         ["intel_iommu:qi_submit"])]
+    assert [a.rule for a in k.replay().anomalies] == []
 
 
 def _planted(bug: Callable[[Kernel], None], release: str = "6.18") -> list[str]:

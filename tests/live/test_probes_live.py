@@ -21,8 +21,8 @@ from probes import loader, record
 from probes.btf import Btf
 from probes.capability import HostFacts
 from probes.capture import Capture, CaptureOptions, host_plan
-from probes.hooks import HOOKS
-from probes.kernel_funcs import OFFSETS, offset
+from probes.hooks import DRIVER_RESPONSE_OPS, HOOKS
+from probes.kernel_funcs import OFFSETS, OPTIONAL, offset
 from probes.recorder import RecordingTee
 from probes.uapi_decode import encode_args
 
@@ -34,7 +34,7 @@ SIGNATURE_ARGS = {"iommu_alloc_global_pasid": 1, "iommu_free_global_pasid": 1, "
                   "iommu_sva_unbind_device": 1, "iommu_attach_device_pasid": 4, "iommu_detach_device_pasid": 3,
                   "iommu_replace_device_pasid": 4, "iommu_report_device_fault": 2, "iopf_group_response": 2,
                   "iommu_page_response": 2, "mm_pasid_drop": 1, "ioasid_alloc": 4, "ioasid_free": 1,
-                  "ioasid_put": 1}
+                  "ioasid_put": 1, **dict.fromkeys(DRIVER_RESPONSE_OPS, 3)}
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +98,7 @@ def _kernel_funcs_text_and_flags(fentry: bool) -> tuple[str, list[str]]:
             flags.append(f"-DHOOK_{hook.name}")
             flags.append(f"-DNARGS_{hook.name}={btf.params(hook.name) or SIGNATURE_ARGS[hook.name]}")
     flags += [f"-DOFF_{name}={64 if offset(btf, name) is None else offset(btf, name)}" for name in OFFSETS]
+    flags += [f"-DOFF_{name}=64" for optional in OPTIONAL.values() for name in optional]
     text = "\n".join((loader.PROBES_DIR / n).read_text() for n in ("common.bpf.c", loader.KERNEL_FUNCS))
     return text, list(dict.fromkeys(flags))
 
