@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 
 from explorer.kernel_facts import HOOK_FACTS
-from probes.decode import SECOND_SIGHTINGS, SIGHTINGS, Decoder
 from probes import loader
+from probes.decode import SECOND_SIGHTINGS, SIGHTINGS, Decoder
 from probes.hooks import DRIVER_RESPONSE_OPS, HOOKS
 from probes.kernel_funcs import OFFSETS
 
