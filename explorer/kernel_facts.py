@@ -175,6 +175,40 @@ HOOK_FACTS = {h.name: h for h in HOOKS}
 
 
 @dataclass(frozen=True, slots=True)
+class NotHooked:
+    """A place that looks like a hook for PASID events but is not offered: why a probe there would mislead."""
+
+    name: str
+    span: Span
+    why: str
+    source: str
+
+
+NOT_HOOKED: tuple[NotHooked, ...] = (
+    NotHooked("intel_iommu:cache_tag_assign/unassign", _s("6.10"),
+              "not an attach: one fires per cache tag (IOTLB, DEVTLB with ATS, NESTING_* on a nested domain's "
+              "parent), again on every reuse of a tag (users++), also for RID attaches (PASID 0) and for an "
+              "assignment a failed attach undoes; an IOTLB tag names the IOMMU, not the device, and is shared by "
+              "every device behind it at that domain ID and PASID (all SVA domains use FLPT_DEFAULT_DID). A device "
+              "without ATS has no tag of its own, so its attaches would go unseen and be reported as missing",
+              "drivers/iommu/intel/cache.c cache_tag_assign(), cache_tage_match(); drivers/iommu/intel/trace.h"),
+    NotHooked("amd_iommu_complete_ppr", _s("6.10"),
+              "besides amd_iommu_page_response() (probed), ppr.c calls it to answer FAILURE to PPRs it rejects "
+              "before any report (GN=0, reserved flags, PASID 0 or beyond the device's width): a response to a "
+              "request no hook saw, a false stray response; the kernel's log line says it instead (F13)",
+              "drivers/iommu/amd/ppr.c iommu_call_iopf_notifier()"),
+    NotHooked("iopf_error_response", _s("6.11"),
+              "static in io-pgfault.c (may be inlined); its INVALID goes through ops->page_response, where the "
+              "drivers' page_response hooks see it", "drivers/iommu/io-pgfault.c"),
+    NotHooked("page_response ops before 6.9", _s("5.3", "6.8"),
+              "took a struct iommu_fault_event *; the responses they sent came through the exported "
+              "iommu_page_response() (probed), except SMMUv3's own FAILURE for a stall no handler took "
+              "(arm_smmu_handle_evt, 5.13-6.8), which no probe sees",
+              "drivers/iommu/iommu.c, drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c"),
+)
+
+
+@dataclass(frozen=True, slots=True)
 class Fact:
     """One thing the kernel does in one version range, and the hooks that see it (first = authoritative)."""
 

@@ -68,6 +68,9 @@ def test_probes_reports_exactly_what_this_host_offers() -> None:
     assert "uapi" in report["visible_kinds"] and "mm_exit" in report["visible_kinds"]
     text = cli("probes").stdout
     assert "syscalls:sys_enter_ioctl" in text
+    # places looked at and not probed say why (kernel_facts.NOT_HOOKED), e.g. VT-d's cache_tag tracepoints
+    assert {n["hook"] for n in report["not_hooked"]} >= {"intel_iommu:cache_tag_assign/unassign"}
+    assert "cache_tag_assign/unassign (6.10+): not an attach" in text
     assert all(f"invisible: {kind}:" in text for kind in invisible)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from explorer.kernel_facts import facts_for, parse_version
+from explorer.kernel_facts import NOT_HOOKED, facts_for, parse_version
 from probes.capability import ATTACHED, WILL_ATTACH, coverage
 from probes.capture import survey
 
@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
                                "kernels": v.hook.fact.versions} for v in s.verdicts],
                     "kernel_facts": [{"key": k.key, "versions": str(k.span), "text": k.text, "hooks": list(k.hooks),
                                       "blind": k.blind} for k in facts],
+                    "not_hooked": [{"hook": n.name, "versions": str(n.span), "why": n.why, "source": n.source}
+                                   for n in NOT_HOOKED],
                     "visible_kinds": list(cov.visible), "partial_kinds": cov.partial,
                     "invisible_kinds": cov.invisible})
         return 0 if runnable else 1
@@ -68,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
         seen = ("BLIND SPOT: no hook sees it; findings it could explain are uncertain" if k.blind
                 else ", ".join(k.hooks) or "a rule the model applies")
         print(f"  {k.key} ({k.span}): {k.text} [{seen}]")
+    print()
+    print("looked at and not probed, because a probe there would mislead:")
+    for n in NOT_HOOKED:
+        print(f"  {n.name} ({n.span}): {n.why} [{n.source}]")
     print()
     print(f"visible event kinds: {', '.join(cov.visible)}")
     for kind, why in cov.partial.items():
