@@ -141,14 +141,15 @@ HOOKS: tuple[HookFact, ...] = (
        "(dev, evt): struct iommu_fault_event * ≤6.8, struct iopf_fault * 6.9+; evt->fault.prm.{flags, pasid, "
        "grpid, perm, addr}", "drivers/iommu/iommu.c ≤6.8, io-pgfault.c 6.9+"),
     _h("iopf_group_response", (_s("6.9"),), (Kind.PAGE_RESPONSE,),
-       "(struct iopf_group *, code): last_fault.fault.prm.{flags, pasid, grpid}, fault_param->dev, pending_node "
-       "(empty: the group was answered already, the call sends nothing)",
+       "(struct iopf_group *, code): last_fault.fault.prm.{flags, pasid, grpid}, fault_param->dev; pending_node "
+       "while the kernel checks it (6.9 until iopf_group_dequeue() came, 6.12.y): empty, the call sends nothing",
        "drivers/iommu/io-pgfault.c ('Only send response if there is a fault report pending')"),
     _h("intel_svm_page_response", (_s("6.9", "6.12"),), (Kind.PAGE_RESPONSE,), _DRIVER_OP,
        "drivers/iommu/intel/svm.c, intel_iommu_ops.page_response (renamed with the move to prq.c)",
        sighting_of=_CORE_RESPONSES),
-    _h("intel_iommu_page_response", (_s("6.13"),), (Kind.PAGE_RESPONSE,), _DRIVER_OP,
-       "drivers/iommu/intel/prq.c ('iommu/vt-d: Separate page request queue from SVM')",
+    _h("intel_iommu_page_response", (_s("6.12"),), (Kind.PAGE_RESPONSE,), _DRIVER_OP,
+       "drivers/iommu/intel/prq.c ('iommu/vt-d: Separate page request queue from SVM', 6.13; 6.12.y took it too, "
+       "as Debian's 6.12.118 shows): a 6.12 kernel has this or intel_svm_page_response",
        sighting_of=_CORE_RESPONSES),
     _h("amd_iommu_page_response", (_s("6.10"),), (Kind.PAGE_RESPONSE,), _DRIVER_OP,
        "drivers/iommu/amd/ppr.c -> amd_iommu_complete_ppr(); PPRs it rejects before reporting (GN=0, bad PASID) "
@@ -295,8 +296,8 @@ FACTS: tuple[Fact, ...] = (
          "iommu_page_response(dev, msg) matches the group by PRG index, and by PASID when NEEDS_PASID; unmatched "
          "responses are dropped", ("iommu_page_response", "intel_iommu:qi_submit"), "drivers/iommu/iommu.c"),
     Fact("response.group", "response", _s("6.9"),
-         "iopf_group_response(group, code) answers a pending group through the driver's page_response op; on a "
-         "group answered already it sends nothing; VT-d's qi_submit shows the descriptor sent",
+         "iopf_group_response(group, code) answers a group through the driver's page_response op (until "
+         "iopf_group_dequeue() came, 6.12.y, only a group still pending); VT-d's qi_submit shows the descriptor sent",
          ("iopf_group_response", *_DRIVER_RESPONSES, "intel_iommu:qi_submit"), "drivers/iommu/io-pgfault.c"),
     Fact("response.automatic", "response", _s("6.9"),
          "the kernel answers groups itself through the driver's page_response op, never through "

@@ -320,8 +320,9 @@ static __always_inline int on_iopf_group_response(u64 group, u64 status, u64 a2,
     r->ret = (u32)status;
     r->b = in_fault_write();
 #ifdef OFF_GRP_PENDING
-    /* An empty pending_node: the group was answered already (queue removal, an iommufd auto-response), so the
-     * call sends nothing (io-pgfault.c checks it under fault_param->lock; read here just before). */
+    /* Kernels with the pending check only (6.9 until iopf_group_dequeue()): an empty pending_node means the group
+     * was answered already (queue removal), so the call sends nothing (checked under fault_param->lock; read here
+     * just before). */
     u64 node = group + OFF_GRP_PENDING;
     r->c = kread(node) == node;
 #endif

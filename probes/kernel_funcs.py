@@ -37,7 +37,11 @@ OFFSETS: dict[str, tuple[tuple[str, str], ...]] = {
     "DRV_EVT_FLAGS": (("iopf_fault", "fault.prm.flags"),),
 }
 # Members a probe reads where the kernel has them, and does without where it does not (-DOFF_<name> only then).
+# iopf_group.pending_node: from 6.9 iopf_group_response() sent nothing for a group no longer pending (io-pgfault.c,
+# "Only send response if there is a fault report pending"), until iopf_group_dequeue() came (iommufd dequeues a
+# group it hands to user space, so the check went: 6.12.y and 7.3 send unconditionally). Read only before that.
 OPTIONAL = {"iopf_group_response": {"GRP_PENDING": (("iopf_group", "pending_node"),)}}
+PENDING_CHECK_UNTIL = "iopf_group_dequeue"  # a kernel with this function has no pending check
 def offset(btf: Btf, name: str) -> int | None:
     for struct_name, path in OFFSETS[name]:
         off = btf.member_offset(struct_name, path)
@@ -86,7 +90,8 @@ def function_flags(btf: Btf, hook: Hook, release: str | None = None) -> tuple[li
             lacking.append(" or ".join(f"{s}.{p}" for s, p in OFFSETS[off_name]))
         else:
             flags.append(f"-DOFF_{off_name}={value}")
-    for off_name, paths in OPTIONAL.get(name, {}).items():
+    optional = OPTIONAL.get(name, {}) if btf.params(PENDING_CHECK_UNTIL) is None else {}
+    for off_name, paths in optional.items():
         value = next((v for s, p in paths if (v := btf.member_offset(s, p)) is not None), None)
         if value is not None:
             flags.append(f"-DOFF_{off_name}={value}")

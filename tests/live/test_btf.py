@@ -96,3 +96,46 @@ def test_the_running_kernels_btf_parses_with_the_layouts_every_kernel_has() -> N
     assert btf.member_offset("task_struct", "mm") is not None
     assert btf.member_offset("device", "kobj.name") is not None
     assert btf.params("do_exit") == 1
+
+
+def _iopf_btf(dequeue: bool) -> Btf:
+    """The structs and functions of the page-response hooks, laid out as 6.9+ io-pgfault.c has them; `dequeue`:
+    the kernel has iopf_group_dequeue() (and so no pending check in iopf_group_response())."""
+    b = Builder()
+    u32 = b.add(INT, "unsigned int", 4, struct.pack("<I", 32))
+    void = b.add(PTR, "", 0)
+    kobj = b.struct("kobject", 64, [("name", void, 0)])
+    device = b.struct("device", 700, [("kobj", kobj, 16)])
+    prm = b.struct("iommu_fault_page_request", 40, [("flags", u32, 0), ("pasid", u32, 4), ("grpid", u32, 8)])
+    fault = b.struct("iommu_fault", 48, [("type", u32, 0), ("prm", prm, 8)])
+    iopf_fault = b.struct("iopf_fault", 64, [("fault", fault, 0)])
+    event = b.struct("iommu_fault_event", 80, [("fault", fault, 0)])
+    param = b.struct("iommu_fault_param", 64, [("dev", void, 40)])
+    group = b.struct("iopf_group", 160, [("last_fault", iopf_fault, 0), ("pending_node", void, 96),
+                                         ("fault_param", void, 120)])
+    resp = b.struct("iommu_page_response", 12, [("pasid", u32, 0), ("grpid", u32, 4), ("code", u32, 8)])
+    p = {name: b.add(PTR, "", t) for name, t in (("device", device), ("iopf_fault", iopf_fault), ("event", event),
+                                                   ("group", group), ("resp", resp), ("param", param))}
+    op = b.add(FUNC_PROTO, "", 0, struct.pack("<6I", 0, p["device"], 0, p["iopf_fault"], 0, p["resp"]), 3)
+    old_op = b.add(FUNC_PROTO, "", u32, struct.pack("<6I", 0, p["device"], 0, p["event"], 0, p["resp"]), 3)
+    core = b.add(FUNC_PROTO, "", 0, struct.pack("<4I", 0, p["group"], 0, u32), 2)
+    b.add(FUNC, "intel_iommu_page_response", op)
+    b.add(FUNC, "intel_svm_page_response", old_op)
+    b.add(FUNC, "iopf_group_response", core)
+    if dequeue:
+        b.add(FUNC, "iopf_group_dequeue", b.add(FUNC_PROTO, "", 0, struct.pack("<II", 0, p["group"]), 1))
+    return Btf.parse(b.blob())
+
+
+def test_page_response_hooks_take_their_shape_and_the_pending_check_from_btf() -> None:
+    """io-pgfault.c: ops->page_response(dev, struct iopf_fault *, msg) from 6.9; iopf_group_response() skipped a
+    group no longer pending only until iopf_group_dequeue() came (Debian 6.12.118 and 7.3 send unconditionally)."""
+    for dequeue in (False, True):
+        btf = _iopf_btf(dequeue)
+        flags, lacking = function_flags(btf, BY_NAME["intel_iommu_page_response"])
+        assert lacking == "" and {"-DOFF_DRV_EVT_FLAGS=8", "-DOFF_RESP_CODE=8"} <= set(flags)
+        flags, lacking = function_flags(btf, BY_NAME["iopf_group_response"])
+        assert lacking == "" and ("-DOFF_GRP_PENDING=96" in flags) == (not dequeue)
+    # the pre-6.9 shape (struct iommu_fault_event *) is not read as the 6.9 one
+    flags, lacking = function_flags(_iopf_btf(False), BY_NAME["intel_svm_page_response"])
+    assert flags == [] and "iommu_fault_event" in lacking

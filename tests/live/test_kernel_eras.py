@@ -96,7 +96,8 @@ class Kernel:
         if self.version >= (5, 14) and core:
             self.fire("iommu_page_response", Ev.PAGE_RESPONSE, **kw)
             self.fire("iopf_group_response", Ev.PAGE_RESPONSE, **kw)
-        self.fire("intel_svm_page_response", Ev.DRIVER_PAGE_RESPONSE, a=0, **kw)
+        if self.version < (6, 12):  # a 6.12 has one or the other (6.12.y took prq.c's); say the later one
+            self.fire("intel_svm_page_response", Ev.DRIVER_PAGE_RESPONSE, a=0, **kw)
         self.fire("intel_iommu_page_response", Ev.DRIVER_PAGE_RESPONSE, a=1, **kw)
         vtd = {0: 0, 1: 1, 2: 0xF}[code] if self.version < (5, 14) else code
         qw0 = 9 | (1 << 4 | pasid << 32 if pasid is not None else 0) | vtd << 12 | RID << 16
@@ -173,14 +174,16 @@ def test_a_free_seen_by_two_hooks_and_a_request_seen_by_two_are_one_each() -> No
 @pytest.mark.parametrize("release", ["6.10", "6.18"])
 def test_groups_the_kernel_answers_itself_are_answered_once(release: str) -> None:
     """drivers/iommu/io-pgfault.c (6.9+): iopf_queue_remove_device() answers every pending group INVALID through
-    ops->page_response, not iopf_group_response(); the SVA work that then finishes calls iopf_group_response() on
-    a group no longer pending, which sends nothing ('Only send response if there is a fault report pending').
-    The driver op is the only sighting of the first; the second is no response at all."""
+    ops->page_response, not iopf_group_response(). The driver op is its only sighting. On 6.10 (the pending check,
+    before iopf_group_dequeue()) the SVA work that then finishes calls iopf_group_response() on the group no longer
+    pending, which sends nothing ('Only send response if there is a fault report pending'): no response at all.
+    From 6.12.y (Debian 6.12.118, 7.3) removal frees the group (iopf_free_group()), so no such late call comes."""
     k = Kernel(release)
     k.bind(1)
     k.request(1, 3)
     k.respond(1, 3, code=1, tid=99, core=False)  # the device leaves its queue: the kernel's own INVALID
-    k.fire("iopf_group_response", Ev.PAGE_RESPONSE, pid=41, cmd=1, fd=3, ret=0, c=1, **{"in": DEV})
+    if release == "6.10":
+        k.fire("iopf_group_response", Ev.PAGE_RESPONSE, pid=41, cmd=1, fd=3, ret=0, c=1, **{"in": DEV})
     rows = [r for r in Decoder().rows(batch(*k.recs)) if r[1] == "page_response"]
     assert [(r[7], r[8].get("code"), r[8].get("seen_by")) for r in rows] == [
         ("intel_svm_page_response" if release == "6.10" else "intel_iommu_page_response", 1,
