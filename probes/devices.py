@@ -11,13 +11,17 @@ import os
 from pathlib import Path
 
 from explorer.recording import DeviceInfo
-from explorer.snapshot import pci_caps
+from explorer.snapshot import iommu_limits, pci_caps
 
 PCI_DEVICES = Path("/sys/bus/pci/devices")
+IOMMUS = Path("/sys/class/iommu")
 
 
-def pasid_device(name: str, config: bytes, driver: str | None = None) -> DeviceInfo | None:
-    """A DeviceInfo when the config space shows a PASID capability (decoded as a snapshot decodes it), else None."""
+def pasid_device(name: str, config: bytes, driver: str | None = None, iommu: str | None = None,
+                 iommu_max_pasids: int | None = None) -> DeviceInfo | None:
+    """A DeviceInfo when the config space shows a PASID capability (decoded as a snapshot decodes it), else None.
+    `iommu_max_pasids`, the IOMMU's own limit where sysfs shows it, is kept beside the capability's width: the
+    kernel gives the device min(both) (dev_iommu_get_max_pasids())."""
     try:
         fn = pci_caps.decode(config)
     except pci_caps.BadConfig:
@@ -25,20 +29,26 @@ def pasid_device(name: str, config: bytes, driver: str | None = None) -> DeviceI
     cap = fn.get("pasid")
     if cap is None:
         return None
-    return DeviceInfo(name, pasid_width=cap["width"], pri="pri" in fn, ats="ats" in fn, driver=driver,
-                      extra={"pasid_exec": cap["exec"], "pasid_priv": cap["priv"]})
+    extra: dict[str, object] = {"pasid_exec": cap["exec"], "pasid_priv": cap["priv"]}
+    if iommu is not None:
+        extra["iommu"] = iommu
+    if iommu_max_pasids is not None:
+        extra["iommu_max_pasids"] = iommu_max_pasids
+    return DeviceInfo(name, pasid_width=cap["width"], pri="pri" in fn, ats="ats" in fn, driver=driver, extra=extra)
 
 
-def scan(root: Path = PCI_DEVICES) -> list[DeviceInfo]:
-    """Every PCI function here whose PASID capability can be read."""
+def scan(root: Path = PCI_DEVICES, iommus: Path = IOMMUS) -> list[DeviceInfo]:
+    """Every PCI function here whose PASID capability can be read, with its IOMMU's PASID limit where shown."""
     out = []
+    units = iommu_limits.read_units(iommus)[0]
     for dev in sorted(root.glob("*")) if root.is_dir() else ():
         try:
             config = (dev / "config").read_bytes()
         except OSError:
             continue
         driver = os.path.basename(os.readlink(dev / "driver")) if (dev / "driver").is_symlink() else None
-        info = pasid_device(dev.name, config, driver)
+        unit = iommu_limits.device_unit(dev)
+        info = pasid_device(dev.name, config, driver, unit, units.get(unit or "", {}).get("max_pasids"))
         if info is not None:
             out.append(info)
     return out

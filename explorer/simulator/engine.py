@@ -149,7 +149,7 @@ class Simulator:
         """A device of the recording's table (unless known already): the first machine's state holds its own."""
         self._widths.setdefault(d.name, d.pasid_width)
         if not any(d.name.startswith(p) for p in self._prefixes[1:]):  # (another machine's: its own state's)
-            self.state.devices.setdefault(d.name, d.pasid_width)
+            self.state.know_device(d.name, d.pasid_width, d.extra, keep=True)
 
     # -- feeding ----------------------------------------------------------------------------------------------
     def apply(self, event: Event, idx: int | None = None) -> None:

@@ -99,7 +99,10 @@ ANSWERS_KEPT = 4096  # answered groups remembered per generation (a PRG index is
 class SimState:
     """Everything the simulator knows at one time; `copy()` is the checkpoint."""
 
-    devices: dict[str, int | None] = field(default_factory=dict)  # device -> PASID width (bits)
+    devices: dict[str, int | None] = field(default_factory=dict)  # device -> PASID capability width (bits)
+    # device -> its IOMMU's own max_pasids where the header says it (VT-d ecap PSS, AMD EFR PASmax): the kernel gives
+    # a device min(capability, IOMMU) (drivers/iommu/iommu.c dev_iommu_get_max_pasids(), 6.2+)
+    iommu_limits: dict[str, int] = field(default_factory=dict)
     pasids: dict[int, LivePasid] = field(default_factory=dict)
     freed: dict[int, Freed] = field(default_factory=dict)
     mm_pasid: dict[int, int] = field(default_factory=dict)
@@ -199,9 +202,19 @@ class SimState:
     def uncertain(self) -> bool:
         return self.uncertain_since is not None
 
+    def know_device(self, name: str, width: int | None, extra: dict[str, Any] | None, keep: bool = False) -> None:
+        """A device from a header's device table: its capability width and, where known, its IOMMU's limit."""
+        if keep and name in self.devices:
+            return
+        self.devices[name] = width
+        limit = (extra or {}).get("iommu_max_pasids")
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0:
+            self.iommu_limits[name] = limit
+
     def max_pasids(self, device: str | None) -> int:
         width = self.devices.get(device) if device is not None else None
-        return PASID_SPACE if width is None else min(1 << width, PASID_SPACE)
+        limit = min(PASID_SPACE, self.iommu_limits.get(device, PASID_SPACE)) if device is not None else PASID_SPACE
+        return limit if width is None else min(1 << width, limit)
 
     def lowest_free(self, device: str | None = None) -> int | None:
         """What iommu_alloc_global_pasid() would return for `device` now: the lowest free PASID in range."""

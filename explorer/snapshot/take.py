@@ -9,6 +9,8 @@ A snapshot is a plain dict, stored as is in recordings (see docs/recording-forma
     intel          {iommus, devices: {device: {iommu, pasids: [{pasid, pgtt, domain_id}]}}, invalidation_queue,
                     latency, paging_pasids: {device: [PASID with a paging domain]}}
     amd            {command_buffers: {iommu: {head, tail}}, devtbl: text}   (drivers/iommu/amd/debugfs.c, 6.13 on)
+    iommus         {iommu: {driver, max_pasids, from | why}}: each IOMMU's own PASID limit from sysfs (iommu_limits)
+                   (and each pci entry names its `iommu`)
     unreadable     {what: why}
 """
 
@@ -20,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import intel_debugfs, pci_caps
+from . import intel_debugfs, iommu_limits, pci_caps
 
 _PCI_NAME = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 _HEX = re.compile(r"[0-9a-f]{1,5}")
@@ -34,6 +36,8 @@ def take(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
     snap: dict[str, Any] = {"taken_ns": time.monotonic_ns(), "taken_unix": time.time(),
                             "kernel": os.uname().release, "pci": {}, "unreadable": {}}
     _pci(base / "sys/bus/pci/devices", snap)
+    snap["iommus"], unreadable = iommu_limits.read_units(base / "sys/class/iommu")
+    snap["unreadable"].update(unreadable)
     debugfs = base / "sys/kernel/debug"
     why = _debugfs_missing(debugfs)
     if why is not None:
@@ -106,7 +110,8 @@ def _pci(devices: Path, snap: dict[str, Any]) -> None:
             not_root += len(config) <= pci_caps.USER_VISIBLE
             conventional += len(config) > pci_caps.USER_VISIBLE
         if fn.keys() & {"pasid", "pri", "ats"}:
-            snap["pci"][name] = fn
+            unit = iommu_limits.device_unit(devices / name)
+            snap["pci"][name] = fn | ({"iommu": unit} if unit else {})
     if not_root:
         snap["unreadable"]["pci extended capabilities"] = (
             f"not root: {not_root} of {len(names)} functions gave only the first {pci_caps.USER_VISIBLE} bytes of "

@@ -218,3 +218,59 @@ def test_a_real_capture_keeps_its_start_and_end_snapshots_and_the_model_agrees_w
     for snap in report["snapshots"]:
         assert len(snap["intel"]["devices"]) == 8 and snap["kernel"] == "6.12.118-pasidlab"
         assert {name for name, fn in snap["pci"].items() if fn["ats"]["enabled"]} == {"0000:01:00.0", "0000:02:00.0"}
+
+
+def _iommu_sysfs(tmp_path: Path, unit: str, group: str, register: str, device: str) -> Path:
+    """A host whose `device` (config space with a 20-bit PASID capability) sits behind `unit`, whose driver shows
+    `register` in sysfs as group/file (intel-iommu/ecap, amd-iommu/features)."""
+    regs = tmp_path / "sys/class/iommu" / unit / group.split("/")[0]
+    regs.mkdir(parents=True)
+    (regs / group.split("/")[1]).write_text(register + "\n")
+    dev = tmp_path / "sys/bus/pci/devices" / device
+    dev.mkdir(parents=True)
+    (dev / "config").write_bytes(config_space(width=20))
+    (dev / "iommu").symlink_to(tmp_path / "sys/class/iommu" / unit)
+    return tmp_path
+
+
+# VT-d ecap constructed from drivers/iommu/intel/iommu.h (ecap_smts bit 43, ecap_pasid bit 40, ecap_pss 39:35) with
+# PSS 7, the value QEMU's intel-iommu advertises ("VTD_ECAP_PSS (7ULL << 35) /* limit: MemTxAttrs::pid */"), over
+# the low bits of the common real ecap f050da. The AMD EFR is real: "AMD-Vi: Extended features (0x58f77ef22294a5a):
+# PPR NX GT IA PC GA_vAPIC" from a public Ryzen boot log; the sysfs file is its one-value "%llx\n" form.
+VTD_ECAP = 1 << 43 | 1 << 40 | 7 << 35 | 0xF050DA
+AMD_EFR = 0x58F77EF22294A5A
+
+
+@pytest.mark.parametrize("unit, group, register, max_pasids, width", [
+    ("dmar0", "intel-iommu/ecap", f"{VTD_ECAP:x}", 256, 8),  # dmar.c: max_pasids = 2UL << ecap_pss
+    ("ivhd0", "amd-iommu/features", f"{AMD_EFR:x}", 65535, 16),  # init.c: (1 << (PASmax + 1)) - 1, PASmax 15
+])
+def test_each_iommus_own_pasid_limit_narrows_its_devices_and_the_model_uses_the_smaller(
+        tmp_path: Path, unit: str, group: str, register: str, max_pasids: int, width: int) -> None:
+    """drivers/iommu/iommu.c dev_iommu_get_max_pasids() (6.2+): max_pasids = min(pci_max_pasids(), the IOMMU's)."""
+    from explorer.events import Kind, make
+    from explorer.simulator import Simulator
+    from explorer.snapshot.iommu_limits import limit_width
+    from probes.devices import scan
+
+    root = _iommu_sysfs(tmp_path, unit, group, register, DEV)
+    snap = take(root)
+    assert snap["iommus"][unit]["max_pasids"] == max_pasids and snap["pci"][DEV]["iommu"] == unit
+    assert snap["pci"][DEV]["pasid"]["width"] == 20 and limit_width(20, max_pasids) == width
+    (info,) = scan(root / "sys/bus/pci/devices", root / "sys/class/iommu")
+    assert (info.pasid_width, info.extra["iommu"], info.extra["iommu_max_pasids"]) == (20, unit, max_pasids)
+    sim = Simulator([info], kernel="6.18")
+    assert sim.state.max_pasids(DEV) == max_pasids
+    sim.apply(make(Kind.PASID_ATTACH, 10, device=DEV, pasid=max_pasids, domain=1, domain_type="paging"), 0)
+    assert [a.rule for a in sim.anomalies] == ["beyond_width"]  # the kernel refuses it: -EINVAL
+
+
+def test_an_iommu_limit_sysfs_cannot_give_is_named_not_guessed(tmp_path: Path) -> None:
+    # newer AMD kernels print EFR and EFR2 ("%llx:%llx\n"), in an order that changed between versions
+    root = _iommu_sysfs(tmp_path, "ivhd0", "amd-iommu/features", f"{AMD_EFR:x}:0", DEV)
+    smmu = root / "sys/class/iommu/smmu3.0x0000000009050000"
+    smmu.mkdir()
+    snap = take(root)
+    assert snap["iommus"]["ivhd0"]["max_pasids"] is None and "not decoded" in snap["unreadable"]["iommu limit ivhd0"]
+    assert snap["iommus"][smmu.name] == {"driver": None, "max_pasids": None,
+                                         "why": "this IOMMU shows no PASID limit in sysfs (SMMUv3's SSIDSIZE, others)"}
