@@ -9,6 +9,7 @@ from .index import RecordingIndex
 from .intervals import IntervalKind
 from .kernel_facts import applied_facts
 from .machines import Alignment, Machine
+from .pasid_spaces import by_space, foreign_pasids
 from .reconcile import failure_responses, reconcile
 from .simulator import Anomaly
 from .snapshot import stored
@@ -25,10 +26,11 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
     footer = (rec.footer if rec is not None else None) or {}
     device_events: dict[str | None, int] = {}
     pasids: set[int] = set()
+    foreign = foreign_pasids(footer)  # a driver's own numbering (amdgpu): never listed as the IOMMU's PASIDs
     for t, key in enumerate(idx.tracks):
         n = len(idx.track_times(t))
         device_events[key.device] = device_events.get(key.device, 0) + n
-        if key.pasid is not None:
+        if key.pasid is not None and (key.device, key.pasid) not in foreign:
             pasids.add(key.pasid)
     devices = []
     for name in idx.device_names():
@@ -51,6 +53,7 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
         "by_kind": dict(sorted(idx.counts_by_kind().items())),
         "devices": devices,
         "pasids": sorted(pasids),
+        "pasid_spaces": by_space(foreign),
         "time_range_ns": [idx.start_ns, idx.end_ns],
         "duration_ns": idx.end_ns - idx.start_ns,
         "chunks": len(rec.chunks) if rec is not None else None,
@@ -155,6 +158,8 @@ def info_text(info: dict[str, Any]) -> list[str]:
         lines.append("  devices:")
         for d in info["devices"]:
             width = f"{d['pasid_width']}-bit PASID" if d.get("pasid_width") is not None else "PASID width ?"
+            if isinstance(d.get("iommu_max_pasids"), int):  # the IOMMU's own limit narrows it (min of the two)
+                width += f" (its IOMMU {d.get('iommu') or ''} allows {d['iommu_max_pasids']:,})"
             caps = "+".join(c for c in ("pri", "ats") if d.get(c)) or "-"
             lines.append(f"    {d['name']:<14} {width:<15} {caps:<8} {d.get('driver') or '':<12} "
                          f"{d['events']:>10,} events")
@@ -162,6 +167,10 @@ def info_text(info: dict[str, Any]) -> list[str]:
     if pasids:
         shown = ", ".join(map(str, pasids[:20])) + (f" ... ({len(pasids)} in all)" if len(pasids) > 20 else "")
         lines.append(f"  PASIDs seen: {shown}")
+    for space, pairs in info.get("pasid_spaces", {}).items():
+        shown = ", ".join(f"{p['pasid']} on {p['device']}" for p in pairs[:20]) + \
+            (f" ... ({len(pairs)} in all)" if len(pairs) > 20 else "")
+        lines.append(f"  {space} PASIDs (the driver's own numbering, not the IOMMU's global space): {shown}")
     probes = info.get("probes") or {}
     for hook, why in (probes.get("unavailable") or {}).items():
         lines.append(f"  not observed: {hook}: {why}")

@@ -8,11 +8,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..events import R_DEVICE, R_FIELDS, Kind, Row
+from ..events import R_DEVICE, R_FIELDS, R_PASID, Kind, Row
 from ..recording import DeviceInfo, RecordingWriter
 from .scan import BlockScanner
 
 UNKNOWN_SAMPLES = 50
+MAX_SPACE_PAIRS = 10_000  # (device, PASID) pairs of a driver's own PASID space kept in the footer
 FAULT = str(Kind.FAULT)
 RECORDABLE = range(-(1 << 63), 1 << 64)  # the integers a recording holds (msgpack's)
 
@@ -40,6 +41,8 @@ class ImportStats:
     events: int = 0
     by_vendor: dict[str, int] = field(default_factory=dict)
     host: dict[str, Any] = field(default_factory=dict)
+    # a driver's own PASID numbering (amdgpu's GPU VMs) -> the (device, PASID) pairs seen in it (explorer.pasid_spaces)
+    pasid_spaces: dict[str, set[tuple[str | None, int]]] = field(default_factory=dict)
 
     def not_understood(self, line_no: int, text: str) -> None:
         self.unknown += 1
@@ -50,7 +53,9 @@ class ImportStats:
         return {"format": self.format, "input": self.input, "lines": self.lines, "parsed": self.parsed,
                 "unknown": self.unknown, "unknown_samples": self.unknown_samples, "suppressed": self.suppressed,
                 "ignored": max(0, self.lines - self.parsed - self.unknown), "events": self.events,
-                "by_vendor": self.by_vendor, **({"host": self.host} if self.host else {})}
+                "by_vendor": self.by_vendor, **({"host": self.host} if self.host else {}),
+                **({"pasid_spaces": {space: sorted(pairs, key=lambda p: (p[0] or "", p[1]))[:MAX_SPACE_PAIRS]
+                                     for space, pairs in self.pasid_spaces.items()}} if self.pasid_spaces else {})}
 
 
 class Sink:
@@ -87,6 +92,9 @@ class Sink:
         self._append(row)
         stats = self.stats
         stats.events += 1
+        space = row[R_FIELDS].get("pasid_space")
+        if space is not None and row[R_PASID] is not None:
+            stats.pasid_spaces.setdefault(space, set()).add((row[R_DEVICE], row[R_PASID]))
         vendor = row[R_FIELDS].get("vendor")
         if vendor is not None:
             by_vendor = stats.by_vendor

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..index import RecordingIndex
 from ..machines import machine_of_device
+from ..pasid_spaces import foreign_pasids
 from ..text import line
 from ..units import fmt_ns
 from .filters import Filter
@@ -50,7 +51,10 @@ def build_rows(index: RecordingIndex, spans: Spans | None = None) -> list[TrackR
         by_device.setdefault(t.device, []).append((t.pasid, tid))
     machines = [m.name for m in index.header.machines]
     of_first = {d for d in by_device if d is None or machine_of_device(d, machines)[0] is None}
-    pasids = sorted({t.pasid for t in tracks if t.pasid is not None and t.device in of_first})
+    # a driver's own PASIDs (amdgpu's GPU VMs) are no numbers of the IOMMU's space: not under the allocator
+    foreign = foreign_pasids(index.recording.footer if index.recording is not None else None)
+    pasids = sorted({t.pasid for t in tracks if t.pasid is not None and t.device in of_first
+                     and (t.device, t.pasid) not in foreign})
     own = {p: tid for p, tid in by_device.get(None, []) if p is not None}
     alloc = TrackRow((ALLOCATOR,), ALLOCATOR, [tid for _, tid in by_device.get(None, [])], device=None)
     for p in pasids:
@@ -61,19 +65,21 @@ def build_rows(index: RecordingIndex, spans: Spans | None = None) -> list[TrackR
         host = [tid for p, tid in by_device[None] if p is None]
         alloc.children.insert(0, TrackRow((ALLOCATOR, "host"), "host-wide", host, 1, None, None, None))
     rows = [alloc]
-    device_rows = [_device_row(index, spans, dev, by_device) for dev in index.device_names()]
+    device_rows = [_device_row(index, spans, dev, by_device, foreign) for dev in index.device_names()]
     return rows + (machine_rows(index, spans, device_rows) if len(machines) > 1 else device_rows)
 
 
 def _device_row(index: RecordingIndex, spans: Spans | None, dev: str,
-                by_device: dict[str | None, list[tuple[int | None, int]]]) -> TrackRow:
-    """A device's row, its children one per PASID it used."""
+                by_device: dict[str | None, list[tuple[int | None, int]]],
+                foreign: dict[tuple[str | None, int], str]) -> TrackRow:
+    """A device's row, its children one per PASID it used (a driver's own PASID named with its space)."""
     entries = sorted(by_device.get(dev, []), key=lambda x: -1 if x[0] is None else x[0])
     info = index.devices.get(dev)
     label = dev if info is None or not info.driver else f"{dev} {info.driver}"
     row = TrackRow(("device", dev), label, [tid for _, tid in entries], 0, dev)
     for p, tid in entries:
-        label = "no PASID" if p is None else f"PASID {p}{_owner_text(spans, (dev, p))}"
+        space = f"{foreign[dev, p]} " if (dev, p) in foreign else ""
+        label = "no PASID" if p is None else f"{space}PASID {p}{_owner_text(spans, (dev, p))}"
         row.children.append(TrackRow(("device", dev, p), label, [tid], 1, dev, p,
                                      (dev, p) if p is not None else None))
     return row

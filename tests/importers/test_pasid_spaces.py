@@ -4,12 +4,20 @@ model must neither call it unallocated nor let it stand for an IOMMU PASID of th
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
+
+from tui.conftest import drive
 
 from explorer.explain import explain
 from explorer.importers import import_log
 from explorer.index import RecordingIndex
+from explorer.loading import open_index
 from explorer.recording import Recording
+from explorer.tui.app import ExplorerApp
+from explorer.tui.tracks import build_rows
 
 # PASID 32769 in both: a real amdgpu fault (ROCm/amdgpu#172) and an AMD-Vi fault that carried PASID 0x8001 (GN=1).
 LOG = """\
@@ -40,3 +48,48 @@ def test_an_amdgpu_pasid_is_never_taken_for_an_iommu_pasid(tmp_path: Path) -> No
     assert "not an entry of the IOMMU's global space" in gpu_account.paragraphs[1]
     assert not any("IOMMU blocked it" in p for p in gpu_account.paragraphs)
     assert "the IOMMU blocked the access" in iommu_account.paragraphs[1]
+
+
+def _imported(tmp_path: Path, log: str) -> Path:
+    tmp_path.mkdir(exist_ok=True)
+    src = tmp_path / "dmesg.txt"
+    src.write_text(log)
+    out = tmp_path / "out.pasidrec"
+    import_log(str(src), out)
+    return out
+
+
+def test_info_lists_amdgpu_pasids_as_their_own_space_never_among_the_iommus(tmp_path: Path) -> None:
+    out = _imported(tmp_path, LOG)
+    r = subprocess.run([sys.executable, "-m", "explorer.cli.main", "info", str(out), "--json"], capture_output=True,
+                       text=True, timeout=120)
+    info = json.loads(r.stdout)
+    assert info["pasids"] == [0x8001]  # the IOMMU's: AMD-Vi's PASID only
+    assert info["pasid_spaces"] == {"amdgpu": [{"device": "0000:c6:00.0", "pasid": 32769}]}
+    text = subprocess.run([sys.executable, "-m", "explorer.cli.main", "info", str(out)], capture_output=True,
+                          text=True, timeout=120).stdout
+    assert "PASIDs seen: 32769\n" in text
+    assert "amdgpu PASIDs (the driver's own numbering, not the IOMMU's global space): 32769 on 0000:c6:00.0" in text
+    check = subprocess.run([sys.executable, "-m", "explorer.cli.main", "check", str(out), "--json"],
+                           capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0 and json.loads(check.stdout)["pasid_spaces"] == info["pasid_spaces"]
+
+
+def test_the_explorer_rows_name_amdgpus_space_and_keep_it_out_of_the_allocators(tmp_path: Path) -> None:
+    index = open_index(_imported(tmp_path, LOG))
+    app = ExplorerApp(index, layout="compact")
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press("e")  # every group open
+        rows = [(r.label, r.device, r.pasid) for r in app.session.rows]
+        assert ("amdgpu PASID 32769", "0000:c6:00.0", 32769) in rows
+        # the allocator (the IOMMU's global space) lists AMD-Vi's PASID 32769 only because AMD-Vi reported it on
+        # another device; amdgpu's number is not one of its children
+        assert [r for r in rows if r[1] is None and r[2] is not None] == [("PASID 32769", None, 32769)]
+        assert ("PASID 32769", "0000:03:00.0", 32769) in rows
+
+    drive(app, body)
+    gpu_only = open_index(_imported(tmp_path / "gpu", LOG.split("[ 4779")[0]))
+    rows = build_rows(gpu_only)
+    assert rows[0].label == "allocator" and rows[0].children == []  # nothing of amdgpu's in the IOMMU's space
+    assert [c.label for c in rows[1].children] == ["amdgpu PASID 32769"]
