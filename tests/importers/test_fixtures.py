@@ -64,3 +64,16 @@ def test_fixture_case_imports_to_its_events(case: dict[str, Any], tmp_path: Path
         assert header.host.get(key) == value
     for name, driver in case.get("devices", {}).items():
         assert devices[name] == driver
+
+
+def test_every_fixture_says_whether_it_is_real_and_where_from() -> None:
+    """A real case names where it was posted (an address, or the forum, thread and date); a constructed one says so
+    and cites the kernel source whose format string it follows, or the real posts it rearranges (issue 15)."""
+    for param in _cases():
+        case = param.values[0]
+        source = str(case.get("source") or "")
+        if source.startswith("constructed"):
+            # the kernel source whose format it follows, or the real posts whose lines it rearranges
+            assert any(d in source for d in ("drivers/", "include/", "kernel/", "arch/", "xen/", "#", "http")), case["name"]
+        else:
+            assert source.startswith(("http://", "https://")) or len(source) >= 40, case["name"]
