@@ -22,7 +22,8 @@ from .units import fmt_ns
 
 _PATHS = {
     AllocPath.SVA: "from an mm: a process's first SVA bind allocates its one global PASID, and every later bind of "
-                   "that mm, on any device, reuses it",
+                   "that mm, on any device, reuses it (for the mm's whole life since 5.18; before, until its last "
+                   "unbind)",
     AllocPath.DRIVER: "by a kernel driver for its own use (iommu_alloc_global_pasid(), 6.6+), from the same global "
                       "IDA as SVA",
     AllocPath.IOASID: "by the ioasid allocator (5.5-6.3), which SVA binds took their PASIDs from",
@@ -48,7 +49,7 @@ _ROUTES = {
     "user": "user space: the group is queued on an iommufd fault queue and answered by writing to its fd",
     "guest": "the guest: the VMM reads it from its fault queue, forwards it into the VM and relays the answer",
     "auto": "nobody: no fault handler takes it, so the kernel answers Invalid Request itself (iopf_error_response() "
-            "6.11+, the IOMMU driver before); off VT-d no hook shows that answer",
+            "6.11+, the IOMMU driver before); the drivers' page_response hooks (6.9+) and VT-d's qi_submit show it",
 }
 
 
@@ -326,8 +327,8 @@ def _mapping(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
 
 def _group(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
     verb = "joined" if ev.kind == Kind.GROUP_ADD else "left"
-    return [f"{ev.device} {verb} IOMMU group {ev.get('group', '?')}. The devices of one group share one PASID "
-            "table (pasid_array): a PASID attached on one is taken for all of them."]
+    return [f"{ev.device} {verb} IOMMU group {ev.get('group', '?')}. The devices of one group share one "
+            "pasid_array (6.2+, iommu.c): a PASID attached on one is taken for all of them."]
 
 
 def _rid_attach(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:

@@ -83,8 +83,9 @@ RULES: dict[str, Rule] = {r.name: r for r in (
        "needs it, PASID. Up to 6.8 iommu_page_response() dropped an unmatched one ('no pending PRQ'); 6.9+ a "
        "response is bound to its iopf_group; iommufd rejects an unknown cookie with -EINVAL."),
     _r("duplicate_response", "page-request group answered twice", E,
-       "All versions: a group is answered once. 6.9+ iopf_group_response() frees the group, so a second call on it "
-       "is a use after free in the caller; up to 6.8 a second iommu_page_response() was dropped, or completed a "
+       "All versions: a group is answered once. 6.9+ its handler frees the group right after answering it "
+       "(iopf_group_response() then iopf_free_group(): iommu-sva.c, iommufd's fault write), so a second answer is "
+       "a use after free in the caller; up to 6.8 a second iommu_page_response() was dropped, or completed a "
        "newer group reusing the index."),
     _r("request_after_failure", "page request after Response Failure", W,
        "PCIe (every version): a Response Failure (1111b) disables the function's Page Request Interface until "
@@ -94,7 +95,9 @@ RULES: dict[str, Rule] = {r.name: r for r in (
     _r("unanswered_group", "page-request group left unanswered", W,
        "All versions: the device holds a group's index and its outstanding-request credit until the host answers; "
        "page requests are posted, so no completion timeout ends the wait, and work behind it stops. User-space "
-       "fault queues (6.11+) answer only when the VMM writes back; detach answers what is left (Invalid)."),
+       "fault queues (6.11+) answer only when the VMM writes back; detaching a PASID drains what is left (VT-d "
+       "waits for its handlers) or answers it Invalid (iommufd), and a device leaving its fault queue has every "
+       "pending group answered Invalid (iopf_queue_remove_device(), 6.9+)."),
     _r("mm_exit_with_binds", "process exited but its binds were held on", W,
        "5.18+: an exiting process's binds normally go as its files close, right after sched_process_exit. Binds "
        "held long after keep the SVA domain, and so the mm (mmgrab) and its PASID, which mm_pasid_drop() frees "
