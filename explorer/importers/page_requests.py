@@ -1,6 +1,6 @@
 """The kernel's page-request path, where it prints: requests it refused, answered itself, or lost.
 
-    VT-d (drivers/iommu/intel/prq.c, svm.c before 6.12):
+    VT-d (drivers/iommu/intel/prq.c from 6.13 and late 6.12.y, svm.c before):
       DMAR: IOMMU: dmar0: Page request in Privilege Mode          (or "Execution request not supported", then:)
       DMAR: dmar0: Invalid page request: 000000056a080101 0000000000007003   handle_bad_prq_event(): the two
             descriptor words; on the group's last request the kernel answers Invalid Request itself

@@ -75,7 +75,7 @@ class Kernel:
         self.fire("ioasid_put", Ev.IOASID_FREE, cmd=pasid)  # 5.11-5.17: iommu_sva_free_pasid(), true: freed
 
     def request(self, pasid: int | None, prg: int, tid: int = 40) -> None:
-        """VT-d prq.c (svm.c <=6.11): intel_prq_report() -> iommu_report_device_fault(), then trace_prq_report.
+        """VT-d prq.c (svm.c up to 6.12): intel_prq_report() -> iommu_report_device_fault(), then trace_prq_report.
         Before 5.14 svm.c answered page requests itself: no hook sees them (kernel_facts request.vtd-svm)."""
         if self.version < (5, 14):
             return
