@@ -115,7 +115,8 @@ HOOKS: tuple[HookFact, ...] = (
        "'trace/iommu: Add sva trace events' (never merged)", vendor="openEuler OLK-5.10, HiSilicon UADK trees"),
     _h("intel_iommu:prq_report", (_s("5.14"),), (Kind.PAGE_REQUEST,),
        "dev, dw0 (type, pasid_present[8], rid, pasid[51:32], exe, priv), dw1 (rd, wr, lpig, prg_index[11:3], addr)",
-       "drivers/iommu/intel/prq.c (svm.c up to 6.12 mainline): traced after intel_prq_report() -> iommu_report_device_fault()",
+       "drivers/iommu/intel/prq.c (svm.c up to 6.12 mainline): traced after intel_prq_report() -> "
+       "iommu_report_device_fault()",
        sighting_of=("iommu_report_device_fault",)),
     _h("intel_iommu:qi_submit", (_s("5.12"),), (Kind.PAGE_RESPONSE,),
        "iommu, qw0 (type 9: code[15:12], rid[31:16], pasid[51:32], pasid_p[4]), qw1 (prg[11:3], lpig[2])",

@@ -8,7 +8,7 @@ A snapshot is a plain dict, stored as is in recordings (see docs/recording-forma
                    (functions with a PASID, PRI or ATS capability only)
     intel          {iommus, devices: {device: {iommu, pasids: [{pasid, pgtt, domain_id}]}}, invalidation_queue,
                     latency, paging_pasids: {device: [PASID with a paging domain]}}
-    amd            {command_buffers: {iommu: {head, tail}}, devtbl: text}   (drivers/iommu/amd/debugfs.c, 6.13 on)
+    amd            {command_buffers: {iommu: {head, tail}}, devtbl: text}   (drivers/iommu/amd/debugfs.c, 6.17 on)
     iommus         {iommu: {driver, max_pasids, from | why}}: each IOMMU's own PASID limit from sysfs (iommu_limits)
                    (and each pci entry names its `iommu`)
     unreadable     {what: why}
@@ -170,13 +170,14 @@ def _paging_pasids(path: Path) -> dict[str, list[int]]:
 
 
 def _amd(path: Path, snap: dict[str, Any], units: list[str]) -> None:
-    """drivers/iommu/amd/debugfs.c (6.13 on): per IOMMU, "cmdbuf" shows the command buffer's head and tail (head ==
-    tail: every queued command, invalidations included, is done); at the top, "devtbl" shows the device table
-    entry of the device last written to "devid" (its GCR3/GV bits say whether PASIDs translate for it). Nothing
-    is written here: a snapshot only reads."""
+    """drivers/iommu/amd/debugfs.c (files from 6.17, "Introduce debugfs support in IOMMU", applied July 2025;
+    before, only the directories): per IOMMU, "cmdbuf" shows the command buffer's head and tail (head == tail:
+    every queued command, invalidations included, is done); at the top, "devtbl" shows the device table entry of
+    the device last written to "devid" (its GCR3/GV bits say whether PASIDs translate for it). Nothing is written
+    here: a snapshot only reads."""
     if not path.is_dir():
         snap["unreadable"]["amd iommu debugfs"] = _no_debugfs("AMD", units, "CONFIG_AMD_IOMMU_DEBUGFS",
-                                                              ", or a kernel before 6.13")
+                                                              ", or a kernel before 6.17")
         return
     amd: dict[str, Any] = {"command_buffers": {}}
     for unit in sorted(p for p in path.iterdir() if p.is_dir()):
@@ -191,4 +192,7 @@ def _amd(path: Path, snap: dict[str, Any], units: list[str]) -> None:
                                                          f"prints: {first!r}"
     if (path / "devtbl").exists() and (text := _read(path / "devtbl", snap, "amd devtbl")) is not None:
         amd["devtbl"] = text
+    if not (path / "devtbl").exists() and not any((u / "cmdbuf").exists() for u in path.iterdir() if u.is_dir()):
+        snap["unreadable"]["amd iommu debugfs"] = (f"{path} holds only the per-IOMMU directories: a kernel before "
+                                                   "6.17 makes no files there")
     snap["amd"] = amd

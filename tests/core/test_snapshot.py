@@ -131,8 +131,8 @@ def test_check_exits_1_on_a_disagreement_and_prints_no_control_sequence_from_the
 
 
 def test_the_amd_debugfs_gives_each_command_buffers_head_and_tail_and_never_a_traceback(tmp_path: Path) -> None:
-    """drivers/iommu/amd/debugfs.c (6.13) iommu_cmdbuf_show(): "CMD Buffer Head Offset:%d Tail Offset:%d" then the
-    entries (constructed from that format: no public report we found posts one)."""
+    """drivers/iommu/amd/debugfs.c (6.17, as 7.3 has it) iommu_cmdbuf_show(): "CMD Buffer Head Offset:%d Tail
+    Offset:%d" then the entries (constructed from that format: no public report we found posts one)."""
     amd = tmp_path / "sys/kernel/debug/iommu/amd"
     (amd / "iommu00").mkdir(parents=True)
     (amd / "iommu01").mkdir()
@@ -274,3 +274,12 @@ def test_an_iommu_limit_sysfs_cannot_give_is_named_not_guessed(tmp_path: Path) -
     assert snap["iommus"]["ivhd0"]["max_pasids"] is None and "not decoded" in snap["unreadable"]["iommu limit ivhd0"]
     assert snap["iommus"][smmu.name] == {"driver": None, "max_pasids": None,
                                          "why": "this IOMMU shows no PASID limit in sysfs (SMMUv3's SSIDSIZE, others)"}
+
+
+def test_an_amd_debugfs_of_a_kernel_before_6_17_says_it_has_no_files(tmp_path: Path) -> None:
+    """6.12's drivers/iommu/amd/debugfs.c (Debian's 6.12.118) makes debugfs/iommu/amd/iommu00 and nothing in it."""
+    (tmp_path / "sys/kernel/debug/iommu/amd/iommu00").mkdir(parents=True)
+    (tmp_path / "sys/class/iommu/ivhd0").mkdir(parents=True)
+    snap = take(tmp_path)
+    assert snap["amd"] == {"command_buffers": {}}
+    assert "a kernel before 6.17 makes no files there" in snap["unreadable"]["amd iommu debugfs"]

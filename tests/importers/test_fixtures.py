@@ -74,6 +74,7 @@ def test_every_fixture_says_whether_it_is_real_and_where_from() -> None:
         source = str(case.get("source") or "")
         if source.startswith("constructed"):
             # the kernel source whose format it follows, or the real posts whose lines it rearranges
-            assert any(d in source for d in ("drivers/", "include/", "kernel/", "arch/", "xen/", "#", "http")), case["name"]
+            cited = ("drivers/", "include/", "kernel/", "arch/", "xen/", "#", "http")
+            assert any(d in source for d in cited), case["name"]
         else:
             assert source.startswith(("http://", "https://")) or len(source) >= 40, case["name"]
