@@ -149,7 +149,7 @@ def iommufd_lifecycle(k: Kernel) -> None:
     k.detach(5, NESTED, domain=0xE0)
 
 
-ERAS = ["5.4", "5.10", "5.13", "5.15", "6.1", "6.3", "6.5", "6.8", "6.12", "6.18"]
+ERAS = ["5.4", "5.10", "5.13", "5.15", "6.1", "6.3", "6.5", "6.8", "6.10", "6.12", "6.15", "6.18", "7.3"]
 
 
 @pytest.mark.parametrize("release", ERAS)
