@@ -54,8 +54,9 @@ class ImportStats:
                 "unknown": self.unknown, "unknown_samples": self.unknown_samples, "suppressed": self.suppressed,
                 "ignored": max(0, self.lines - self.parsed - self.unknown), "events": self.events,
                 "by_vendor": self.by_vendor, **({"host": self.host} if self.host else {}),
-                **({"pasid_spaces": {space: sorted(pairs, key=lambda p: (p[0] or "", p[1]))[:MAX_SPACE_PAIRS]
-                                     for space, pairs in self.pasid_spaces.items()}} if self.pasid_spaces else {})}
+                **({"pasid_spaces": {space: [list(p) for p in sorted(pairs, key=lambda p: (p[0] or "", p[1]))]
+                                     [:MAX_SPACE_PAIRS] for space, pairs in self.pasid_spaces.items()}}
+                   if self.pasid_spaces else {})}
 
 
 class Sink:
