@@ -143,7 +143,7 @@ HOOKS: tuple[HookFact, ...] = (
        "grpid, perm, addr}", "drivers/iommu/iommu.c ≤6.8, io-pgfault.c 6.9+"),
     _h("iopf_group_response", (_s("6.9"),), (Kind.PAGE_RESPONSE,),
        "(struct iopf_group *, code): last_fault.fault.prm.{flags, pasid, grpid}, fault_param->dev; pending_node "
-       "while the kernel checks it (6.9 until iopf_group_dequeue() came, 6.12.y): empty, the call sends nothing",
+       "where the kernel checks it (6.9 until iopf_group_dequeue() came): empty, the call sends nothing",
        "drivers/iommu/io-pgfault.c ('Only send response if there is a fault report pending')"),
     _h("intel_svm_page_response", (_s("6.9", "6.12"),), (Kind.PAGE_RESPONSE,), _DRIVER_OP,
        "drivers/iommu/intel/svm.c, intel_iommu_ops.page_response (renamed with the move to prq.c)",
@@ -297,8 +297,9 @@ FACTS: tuple[Fact, ...] = (
          "iommu_page_response(dev, msg) matches the group by PRG index, and by PASID when NEEDS_PASID; unmatched "
          "responses are dropped", ("iommu_page_response", "intel_iommu:qi_submit"), "drivers/iommu/iommu.c"),
     Fact("response.group", "response", _s("6.9"),
-         "iopf_group_response(group, code) answers a group through the driver's page_response op (until "
-         "iopf_group_dequeue() came, 6.12.y, only a group still pending); VT-d's qi_submit shows the descriptor sent",
+         "iopf_group_response(group, code) answers a group through the driver's page_response op; kernels from "
+         "before iopf_group_dequeue() (which Debian's 6.12.118 has) send nothing for a group no longer pending; "
+         "VT-d's qi_submit shows the descriptor sent",
          ("iopf_group_response", *_DRIVER_RESPONSES, "intel_iommu:qi_submit"), "drivers/iommu/io-pgfault.c"),
     Fact("response.automatic", "response", _s("6.9"),
          "the kernel answers groups itself through the driver's page_response op, never through "
