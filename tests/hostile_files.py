@@ -11,7 +11,10 @@ from hypothesis import strategies as st
 
 from explorer.events import KINDS
 from explorer.recording import DeviceInfo, Header
+from explorer.recording.columns import columns_of
+from explorer.recording.header import PACKED_VERSION
 from explorer.recording.framing import MAGIC, TAG_CHUNK, TAG_FOOTER, TAG_HEADER, frame, tail
+from explorer.recording.packed import Packer
 
 DEV = "0000:6a:01.0"
 GOOD = [
@@ -41,18 +44,30 @@ def chunk_payload(rows: list[Any], seq: int = 0) -> bytes:
                          use_bin_type=True)
 
 
-def write_crafted(path: Path, chunks: list[list[Any]], *, index: list[Any] | None = None,
-                  footer: dict[str, Any] | None = None, head: dict[str, Any] | None = None) -> Path:
-    """A recording holding exactly `chunks` of rows (no columns, so every row is read), with valid frames and
-    CRCs; `index` replaces the footer's true chunk list, `footer` adds or replaces its other keys."""
+def packed_payload(rows: list[Any], seq: int = 0) -> bytes:
+    """The chunk a format 2 writer makes of `rows` (compressed columns), or format 1's when they do not fit."""
+    t = [r[0] for r in rows if isinstance(r, list) and r and isinstance(r[0], int)] or [0]
+    meta = {"seq": seq, "t0": min(t), "t1": max(t), "n": len(rows), "counts": {}}
+    return Packer().chunk(rows, meta, columns_of(rows)) or chunk_payload(rows, seq)
+
+
+def write_crafted(path: Path, chunks: list[list[Any] | bytes], *, index: list[Any] | None = None,
+                  footer: dict[str, Any] | None = None, head: dict[str, Any] | None = None,
+                  packed: bool = False) -> Path:
+    """A recording holding exactly `chunks` of rows (format 1 without columns, so every row is read; `packed`:
+    format 2's compressed columns where the rows fit them) or of ready-made chunk payloads (bytes), with valid
+    frames and CRCs; `index` replaces the footer's true chunk list, `footer` adds or replaces its other keys."""
     out = bytearray(MAGIC)
-    out += frame(TAG_HEADER, msgpack.packb(head or header().to_dict(), use_bin_type=True))
+    head = head or {**header().to_dict(), **({"version": PACKED_VERSION} if packed else {})}
+    out += frame(TAG_HEADER, msgpack.packb(head, use_bin_type=True))
     true_index = []
     for seq, rows in enumerate(chunks):
-        payload = chunk_payload(rows, seq)
-        true_index.append([len(out), len(payload), 0, 0, len(rows)])
+        payload = rows if isinstance(rows, bytes) else (packed_payload if packed else chunk_payload)(rows, seq)
+        meta = msgpack.unpackb(payload, strict_map_key=False)
+        t0, t1 = (t if 0 <= t < 1 << 63 else 0 for t in (meta["t0"], meta["t1"]))
+        true_index.append([len(out), len(payload), t0, max(t0, t1), meta["n"]])
         out += frame(TAG_CHUNK, payload)
-    foot = {"chunks": true_index if index is None else index, "events": sum(map(len, chunks)), "counts": {},
+    foot = {"chunks": true_index if index is None else index, "events": sum(e[4] for e in true_index), "counts": {},
             "devices": [], "end_reason": "complete", **(footer or {})}
     at = len(out)
     out += frame(TAG_FOOTER, msgpack.packb(foot, use_bin_type=True)) + tail(at)

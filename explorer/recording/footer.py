@@ -15,15 +15,17 @@ from ..machines import BadMachines, ClockSnapshot
 from ..schema import TS_END
 from .framing import FRAME, MAX_FRAME
 
-MIN_ROW_BYTES = 10  # a row is a list of nine items: a chunk of n events holds at least this many bytes each
+MIN_ROW_BYTES = 10  # format 1: a row is a list of nine items, so a chunk of n events holds at least 10n bytes
+MIN_EVENT_BYTES = 1  # format 2: compressed columns, padded by the writer to at least one byte an event
 
 
 def _count(v: Any) -> bool:
     return isinstance(v, int) and v.__class__ is not bool and 0 <= v < TS_END
 
 
-def entry_problem(entry: Any) -> str | None:
-    """What is wrong with one chunk entry's own values (types and ranges), or None."""
+def entry_problem(entry: Any, min_event_bytes: int = MIN_ROW_BYTES) -> str | None:
+    """What is wrong with one chunk entry's own values (types and ranges), or None; a chunk of n events holds at
+    least `min_event_bytes` bytes for each (the format's least), so a count never exceeds what the file holds."""
     if not isinstance(entry, list | tuple) or len(entry) < 5:
         return f"entry {entry!r:.40} is not [offset, length, t0, t1, n]"
     offset, length, t0, t1, n = entry[:5]
@@ -33,19 +35,19 @@ def entry_problem(entry: Any) -> str | None:
         return f"chunk at byte {offset} claims {length} bytes"
     if t1 < t0:
         return f"chunk at byte {offset} ends (t1 {t1}) before it starts (t0 {t0})"
-    if n * MIN_ROW_BYTES > length:
+    if n * min_event_bytes > length:
         return f"chunk at byte {offset} claims {n} events in {length} bytes"
     return None
 
 
-def index_problem(chunks: Any, first: int, end: int) -> str | None:
+def index_problem(chunks: Any, first: int, end: int, min_event_bytes: int = MIN_ROW_BYTES) -> str | None:
     """What makes a footer's chunk list untrustworthy, or None when every chunk lies whole between `first` (the
     end of the header) and `end` (the footer's offset), in file order, none overlapping another."""
     if not isinstance(chunks, list):
         return f"its chunk list is a {type(chunks).__name__}"
     at = first
     for k, entry in enumerate(chunks):
-        problem = entry_problem(entry)
+        problem = entry_problem(entry, min_event_bytes)
         if problem is not None:
             return f"chunk {k}: {problem}"
         offset, length = entry[0], entry[1]

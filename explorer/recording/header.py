@@ -13,10 +13,12 @@ from typing import Any
 from ..machines import BadMachines, Machine, parse_table
 
 FORMAT_NAME = "pasidrec"
-FORMAT_VERSION = 2  # the newest this reader reads
+FORMAT_VERSION = 3  # the newest this reader reads
 # Version 2 adds machines: a merged recording's rows name their machine (a tenth item) and its header lists them.
 # A recording of one machine is written as version 1 (its `machines` key is one older readers keep and ignore).
 MERGED_VERSION = 2
+# Version 3: chunks hold compressed columns (recording.packed) instead of rows; the writer's default.
+PACKED_VERSION = 3
 HOST_TEXT_KEYS = ("hostname", "kernel", "arch", "boot_id")
 MAX_PASID_WIDTH = 32  # PCIe allows 20; more would make `max_pasids` absurd
 _WIDTH = f"an integer from 0 to {MAX_PASID_WIDTH}"

@@ -22,9 +22,10 @@ from ..machines import ClockSnapshot, Machine
 from ..schema import TS_END, checked
 from .columns import ChunkColumns
 from .columns import unpack as unpack_columns
-from .footer import checked_keys, entry_problem, index_problem
+from .footer import MIN_EVENT_BYTES, MIN_ROW_BYTES, checked_keys, entry_problem, index_problem
 from .framing import FRAME, MAGIC, MAX_FRAME, TAG_CHUNK, TAG_FOOTER, TAG_HEADER, TAIL, TAIL_MAGIC
-from .header import BadHeader, DeviceInfo, Header
+from .header import PACKED_VERSION, BadHeader, DeviceInfo, Header
+from .packed import BadChunk, PackedChunk
 
 _TAGS = re.compile(re.escape(TAG_CHUNK) + b"|" + re.escape(TAG_FOOTER))
 _SCAN_BLOCK = 1 << 20  # bytes read at a time when looking past damage for the next intact frame
@@ -84,13 +85,13 @@ def _unpack(data: bytes | memoryview) -> Any:
 
 
 def _chunk_meta(payload: bytes) -> dict[str, Any]:
-    """A chunk's leading keys (t0, t1, n, ...) without decoding its events."""
+    """A chunk's leading keys (t0, t1, n, ...) without decoding its events (format 1) or columns (format 2)."""
     u = msgpack.Unpacker(raw=False, strict_map_key=False)
     u.feed(payload)
     meta: dict[str, Any] = {}
     for _ in range(u.read_map_header()):
         key = u.unpack()
-        if key == "events":
+        if key in ("events", "z"):
             break
         meta[key] = u.unpack()
     return meta
@@ -99,35 +100,47 @@ def _chunk_meta(payload: bytes) -> dict[str, Any]:
 Refused = Callable[[int, str], None]  # told of a row the schema refuses: its place in the chunk, the problem
 
 
+Decode = Callable[[ChunkColumns, list[int]], list[Any]]  # the rows at some positions of a chunk, unchecked
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkHead:
-    """A chunk's columns and its undecoded rows: the index decodes only the rows the model replays."""
+    """A chunk's columns and a way to decode any of its rows alone: the index decodes only the rows the model
+    replays."""
 
-    payload: bytes
-    start: int  # where the first row begins in `payload`
     cols: ChunkColumns
     refused: Refused  # the reader's note of a row the schema refuses
+    decode: Decode
 
     def rows(self, positions: list[int]) -> list[Row | None]:
         """A list as long as the chunk with the rows at `positions` decoded (None elsewhere), each checked by the
-        schema (a refused row comes back as a one-event loss). ValueError when a row does not decode, or is not
-        the one its columns say (its time, kind, device or PASID differs)."""
-        at, start, cols = self.cols.row_at, self.start, self.cols
-        view = memoryview(self.payload)
-        out: list[Any] = [None] * len(cols.ts)
+        schema (a refused row comes back as a one-event loss). ValueError when a row does not decode, or (in
+        format 1, where rows are stored beside their columns) is not the one its columns say."""
+        out: list[Any] = [None] * len(self.cols.ts)
+        good = checked(self.decode(self.cols, positions), lambda n, problem: self.refused(positions[n], problem))
+        for j, row in zip(positions, good, strict=True):
+            out[j] = row
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class _StoredRows:
+    """Format 1: rows stored one after another, located by the columns' byte offsets."""
+
+    payload: bytes
+    start: int  # where the first row begins in `payload`
+
+    def __call__(self, cols: ChunkColumns, positions: list[int]) -> list[Any]:
+        at, start, keys = cols.row_at, self.start, cols.keys
         assert at is not None
-        keys = cols.keys
+        view = memoryview(self.payload)
+        out = []
         for j, t, k in zip(positions, cols.ts[positions].tolist(), cols.key_of[positions].tolist(), strict=True):
             row = msgpack.unpackb(view[start + at[j]:start + at[j + 1]], raw=False, strict_map_key=False)
             if type(row) is not list or len(row) <= R_PASID or row[R_TS] != t or \
                     (row[R_KIND], row[R_DEVICE], row[R_PASID]) != keys[k]:
                 raise ValueError(f"event {j} of the chunk does not match its columns")
-            out[j] = row
-        decoded = [out[j] for j in positions]
-        good = checked(decoded, lambda n, problem: self.refused(positions[n], problem))
-        if good is not decoded:
-            for j, row in zip(positions, good, strict=True):
-                out[j] = row
+            out.append(row)
         return out
 
 
@@ -197,6 +210,7 @@ class Recording:
         except BadHeader as e:
             raise self._fail(len(MAGIC), str(e)) from None
         self._after_header = len(MAGIC) + FRAME.size + length
+        self._min_event_bytes = MIN_ROW_BYTES if header.version < PACKED_VERSION else MIN_EVENT_BYTES
         return header
 
     def _frame_at(self, off: int) -> _Frame:
@@ -230,7 +244,7 @@ class Recording:
             footer = None
         if not isinstance(footer, dict):
             return False
-        problem = index_problem(footer.get("chunks"), self._after_header, footer_off)
+        problem = index_problem(footer.get("chunks"), self._after_header, footer_off, self._min_event_bytes)
         if problem is not None:  # a lying index: the frames themselves say where the chunks are
             self.damage.append(Damage(footer_off, f"footer index refused ({problem}); the chunks are found by "
                                                   "walking the file"))
@@ -266,7 +280,7 @@ class Recording:
             try:
                 meta = _chunk_meta(payload)
                 entry = [off, length, meta.get("t0"), meta.get("t1"), meta.get("n")]
-                problem = entry_problem(entry)
+                problem = entry_problem(entry, self._min_event_bytes)
             except Exception:  # msgpack raises several unrelated types
                 problem = "does not decode"
             if problem is None:
@@ -342,15 +356,28 @@ class Recording:
         self._last_payload = (i, payload)
         return payload
 
+    def _packed(self, i: int, chunk: dict[Any, Any]) -> PackedChunk:
+        """Chunk `i`'s format 2 columns, from its map (`z` and the leading keys); BadChunk when they do not fit
+        what the index says of the chunk, or do not decode."""
+        info = self.chunks[i]
+        n, t0 = chunk.get("n"), chunk.get("t0")
+        if n != info.n or type(n) is not int or t0 != info.t0 or type(t0) is not int:
+            raise BadChunk(f"it says it holds {n!r:.20} events from {t0!r:.24}, its index {info.n} from {info.t0}")
+        return PackedChunk(chunk.get("z"), n, t0)
+
+    def _undecodable(self, i: int, e: Exception) -> RecordingError:
+        return self._fail(self.chunks[i].offset, f"chunk {i} passes its checksum but does not decode ({e})")
+
     def chunk_rows(self, i: int) -> list[Row]:
         """Decode chunk `i` into rows (see `Event.to_row`), each checked by the schema: a refused row comes back
         as a one-event loss at its place, and `damage` names it."""
-        payload = self.chunk_payload(i)
         try:
-            rows = _unpack(payload)["events"]
-        except Exception as e:
-            raise self._fail(self.chunks[i].offset, f"chunk {i} passes its checksum but does not decode ({e})") \
-                from None
+            chunk = _unpack(self.chunk_payload(i))
+            rows = self._packed(i, chunk).rows() if isinstance(chunk, dict) and "z" in chunk else chunk["events"]
+        except RecordingError:
+            raise
+        except Exception as e:  # msgpack raises several unrelated types
+            raise self._undecodable(i, e) from None
         if not isinstance(rows, list):
             raise self._fail(self.chunks[i].offset, f"chunk {i} holds no event list")
         t0 = self.chunks[i].t0
@@ -366,23 +393,27 @@ class Recording:
     def chunk_head(self, i: int) -> ChunkHead | None:
         """Chunk `i`'s columns, with what it takes to decode any of its rows alone; None when it has no columns
         that locate its rows (or cannot be read): the caller then reads it whole."""
+        refused: Refused = lambda j, problem: self.refuse(i, j, problem)  # noqa: E731
         try:
             payload = self.chunk_payload(i)
             u = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(payload), 1))
             u.feed(payload)
-            packed = None
+            meta: dict[Any, Any] = {}
             for _ in range(u.read_map_header()):
                 key = u.unpack()
                 if key == "events":
                     n = u.read_array_header()
-                    cols = unpack_columns(packed, n)
+                    cols = unpack_columns(meta.get("cols"), n)
                     if cols is None or cols.row_at is None or u.tell() + cols.row_at[-1] != len(payload):
                         return None
-                    return ChunkHead(payload, u.tell(), cols, lambda j, problem: self.refuse(i, j, problem))
-                if key == "cols":
-                    packed = u.unpack()
+                    return ChunkHead(cols, refused, _StoredRows(payload, u.tell()))
+                if key in ("cols", "z", "n", "t0"):
+                    meta[key] = u.unpack()
                 else:
                     u.skip()
+            if "z" in meta:
+                packed = self._packed(i, meta)
+                return ChunkHead(packed.cols, refused, packed.rows_at)
         except (RecordingError, ValueError, msgpack.UnpackException):
             return None
         return None

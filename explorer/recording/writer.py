@@ -11,7 +11,8 @@ import msgpack
 from ..events import R_DEVICE, R_KIND, R_TS, Event, Row
 from .columns import columns_of, pack
 from .framing import MAGIC, TAG_CHUNK, TAG_FOOTER, TAG_HEADER, frame, tail
-from .header import DeviceInfo, Header
+from .header import MERGED_VERSION, PACKED_VERSION, DeviceInfo, Header
+from .packed import Packer
 
 DEFAULT_CHUNK_EVENTS = 4096
 
@@ -21,10 +22,17 @@ class RecordingWriter:
 
     Events inside a chunk are sorted by time. `close()` writes the footer index and the tail; without them the
     reader still recovers every complete chunk.
+
+    Rows go in one at a time (`append_row`) or a batch at a time (`extend_rows`, for a consumer that decodes
+    many at once: one call per batch, and whole chunks are cut from it without a Python call per row).
+    By default chunks are compressed columns (`packed`, format version 3), or rows for a chunk whose rows do not
+    fit them; `compress=False` writes rows only, which explorers before version 3 read (version 1, or 2 for a
+    merged recording).
     """
 
     def __init__(self, path: str | os.PathLike[str] | BinaryIO, header: Header, *,
-                 chunk_events: int = DEFAULT_CHUNK_EVENTS, durable: bool = False) -> None:
+                 chunk_events: int = DEFAULT_CHUNK_EVENTS, durable: bool = False,
+                 compress: bool = True) -> None:
         if isinstance(path, (str, os.PathLike)):
             self.path = str(path)
             self._f: BinaryIO = open(path, "wb")  # noqa: SIM115 - owned, closed in close()
@@ -36,6 +44,7 @@ class RecordingWriter:
         self.header = header
         self.chunk_events = chunk_events
         self.durable = durable
+        self._packer = Packer() if compress else None
         self._rows: list[Row] = []
         self._index: list[Row] = []
         self._counts: Counter[str] = Counter()
@@ -44,7 +53,10 @@ class RecordingWriter:
         self.events_written = 0
         self.closed = False
         self._write(MAGIC)
-        self._write(frame(TAG_HEADER, msgpack.packb(header.to_dict(), use_bin_type=True)))
+        # The version this file needs, whatever the header was read from: rows, merged rows, or compressed columns
+        rows_version = MERGED_VERSION if len(header.machines) > 1 else 1
+        head = {**header.to_dict(), "version": PACKED_VERSION if compress else rows_version}
+        self._write(frame(TAG_HEADER, msgpack.packb(head, use_bin_type=True)))
         self._sync()
 
     def _write(self, data: bytes) -> None:
@@ -63,6 +75,16 @@ class RecordingWriter:
         self._rows.append(row)
         if len(self._rows) >= self.chunk_events:
             self.flush()
+
+    def extend_rows(self, rows: list[Row]) -> None:
+        """Append a batch of rows (`Event.to_row` lists); full chunks are written as the batch fills them."""
+        at = 0
+        while at < len(rows):
+            take = min(len(rows) - at, self.chunk_events - len(self._rows))
+            self._rows.extend(rows[at:at + take] if at or take < len(rows) else rows)
+            at += take
+            if len(self._rows) >= self.chunk_events:
+                self.flush()
 
     def extend(self, events: Any) -> None:
         for ev in events:
@@ -90,6 +112,17 @@ class RecordingWriter:
                 self._devices[dev] = DeviceInfo(dev)
         chunk = {"seq": len(self._index), "t0": rows[0][R_TS], "t1": rows[-1][R_TS], "n": len(rows),
                  "counts": dict(counts)}
+        payload = self._packer.chunk(rows, chunk, cols) if self._packer is not None else None
+        if payload is None:
+            payload = self._row_chunk(rows, chunk, cols)
+        self._index.append([self._offset, len(payload), rows[0][R_TS], rows[-1][R_TS], len(rows)])
+        self._write(frame(TAG_CHUNK, payload))
+        self.events_written += len(rows)
+        self._sync()
+
+    @staticmethod
+    def _row_chunk(rows: list[Row], chunk: dict[str, Any], cols: Any) -> bytes:
+        """Format 1's chunk: the rows themselves, after their uncompressed columns."""
         packer = msgpack.Packer(use_bin_type=True)
         encoded = list(map(packer.pack, rows))  # one by one: the columns say where each row starts
         if cols is not None:
@@ -97,11 +130,7 @@ class RecordingWriter:
         # the same bytes as packing the map with its events list last, so that any msgpack reader reads it
         head = [packer.pack_map_header(len(chunk) + 1), *(packer.pack(x) for kv in chunk.items() for x in kv),
                 packer.pack("events"), packer.pack_array_header(len(rows))]
-        payload = b"".join(head + encoded)
-        self._index.append([self._offset, len(payload), rows[0][R_TS], rows[-1][R_TS], len(rows)])
-        self._write(frame(TAG_CHUNK, payload))
-        self.events_written += len(rows)
-        self._sync()
+        return b"".join(head + encoded)
 
     def close(self, end_reason: str = "complete", **extra: Any) -> None:
         """Flush, then write the footer index and tail; `end_reason` says why the capture ended."""

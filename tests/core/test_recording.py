@@ -15,7 +15,7 @@ from explorer.errors import RecordingError
 from explorer.events import KINDS, Event, Kind, make
 from explorer.recording import DeviceInfo, Header, Recording, RecordingWriter, write_events
 from explorer.recording.framing import MAGIC, frame
-from explorer.workload import write_workload
+from explorer.workload import generate_rows, workload_header, write_workload
 
 DEV = "0000:6a:01.0"
 HEADER = Header("test", host={"kernel": "6.18.0"}, devices=[DeviceInfo(DEV, 20, True, True, "idxd")])
@@ -291,19 +291,27 @@ def test_the_format_document_describes_every_kind_and_field() -> None:
             assert f"`{f.name}`" in row, f"docs/recording-format.md lacks {kind}.{f.name}"
 
 
+def _workload(path: Path, n: int, seed: int, compress: bool, **kw: object) -> Path:
+    """A generated recording of compressed columns, or of rows as explorers before format version 3 wrote them."""
+    with RecordingWriter(path, workload_header(n, seed), compress=compress) as w:
+        w.extend_rows(list(generate_rows(n, seed, **kw)))
+    return path
+
+
 def _index_columns(path: Path, monkeypatch: pytest.MonkeyPatch | None = None) -> tuple:
     from explorer.index import RecordingIndex
 
-    if monkeypatch is not None:  # a reader of files without stored columns (older writers, other tools)
-        monkeypatch.setattr("explorer.recording.reader.unpack_columns", lambda packed, n: None)
+    if monkeypatch is not None:  # a reader of files without stored columns (other tools), or ignoring them
+        monkeypatch.setattr(Recording, "chunk_head", lambda self, i: None)
     idx = RecordingIndex.build(Recording(path))
     return (idx.ts.tolist(), [idx.kind_names[k] for k in idx.kinds.tolist()],
             [idx.tracks[t] for t in idx.track_of.tolist()], [(a.rule, a.ts_ns) for a in idx.anomalies])
 
 
-def test_stored_columns_index_exactly_as_the_rows_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "w.pasidrec"
-    write_workload(str(path), 12_000, seed=9, slow_every=400, loss_every=300)
+@pytest.mark.parametrize("compress", [False, True])
+def test_stored_columns_index_exactly_as_the_rows_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     compress: bool) -> None:
+    path = _workload(tmp_path / "w.pasidrec", 12_000, 9, compress, slow_every=400, loss_every=300)
     rec = Recording(path)
     assert all(rec.chunk_head(i) is not None for i in range(len(rec.chunks)))  # the writer stores them
     from_columns = _index_columns(path)
@@ -327,8 +335,7 @@ def test_rows_that_do_not_match_their_columns_are_read_whole(tmp_path: Path, mon
 
     from explorer.recording.reader import ChunkHead
 
-    path = tmp_path / "w.pasidrec"
-    write_workload(str(path), 9_000, seed=2, slow_every=300)
+    path = _workload(tmp_path / "w.pasidrec", 9_000, 2, False, slow_every=300)  # rows beside columns
     head = Recording(path).chunk_head(0)
     assert head is not None and len(head.rows(list(range(10)))) == len(head.cols.ts)
     shifted = dataclasses.replace(head, cols=dataclasses.replace(head.cols, ts=head.cols.ts + 1))

@@ -1,0 +1,261 @@
+"""Format 2 chunks: the events of a chunk as compressed columns, about 11 bytes an event on disk instead of 85.
+
+A chunk's payload is still one msgpack map whose leading keys (`seq`, `t0`, `t1`, `n`, `counts`) a reader
+walking a cut file reads without decompressing anything; its last key, `z`, maps column names to zstd frames:
+
+  ts       each event's time minus the previous one's (the first: minus t0)            unsigned ints
+  keys     msgpack list of the chunk's distinct [kind, device, pasid]
+  key_of   each event's index into keys                                                unsigned ints
+  procs    msgpack list of the chunk's distinct [cpu, pid, comm, source]
+  proc_of  each event's index into procs                                               unsigned ints
+  flen     each event's packed fields map's length in bytes                            unsigned ints
+  fields   the packed fields maps, back to back (so that any one decodes alone)
+  extra    optional: msgpack map {event position: [row items past the ninth]} (a newer writer's columns)
+
+Unsigned ints are stored as one byte giving their width (1, 2, 4 or 8) and then their bytes split into planes
+(all first bytes, then all second bytes, ...), which zstd compresses far better than interleaved integers.
+
+Delta times, dictionary-coded keys and processes, and one shared frame for the field maps make the columns
+small; the index reads only `ts`, `keys` and `key_of`, and the model decodes only the rows it replays. Nothing in
+a chunk is trusted: every frame must declare its size, no more than `MAX_EXPANSION` times its own plus
+`EXPANSION_ALLOWANCE` (a crafted frame cannot make a small file take gigabytes), and every column must have
+exactly one entry per event. A writer pads a chunk that compresses below one byte an event, so that a reader may
+refuse a chunk claiming more events than bytes (see footer.MIN_EVENT_BYTES).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+import zstandard
+
+from ..events import R_FIELDS, Row
+from .columns import ChunkColumns
+
+LEVEL = 3  # zstd level: level 3 writes 4,096 events in about 0.1 ms and gains little from more
+MAX_EXPANSION = 256  # a frame may decompress to this many times its size ...
+EXPANSION_ALLOWANCE = 1 << 20  # ... plus this many bytes
+_TS_END = 1 << 63
+_WIDTHS = {1: "<u1", 2: "<u2", 4: "<u4", 8: "<u8"}
+_local = threading.local()  # zstd contexts are not to be shared between threads (the model runs in a worker)
+
+
+class BadChunk(ValueError):
+    """A format 2 chunk that passes its checksum but whose columns do not decode or do not fit its events."""
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    d = getattr(_local, "d", None)
+    if d is None:
+        d = _local.d = zstandard.ZstdDecompressor()
+    return d
+
+
+def expansion_limit(compressed: int) -> int:
+    return compressed * MAX_EXPANSION + EXPANSION_ALLOWANCE
+
+
+def _inflate(z: dict[Any, Any], name: str) -> bytes:
+    data = z.get(name)
+    if not isinstance(data, bytes):
+        raise BadChunk(f"column {name} is missing")
+    try:
+        size = zstandard.frame_content_size(data)
+    except zstandard.ZstdError as e:
+        raise BadChunk(f"column {name} is not a zstd frame ({e})") from None
+    if size < 0 or size > expansion_limit(len(data)):
+        raise BadChunk(f"column {name} declares {'no' if size < 0 else size} decompressed bytes "
+                       f"from {len(data)} (at most {expansion_limit(len(data))})")
+    try:
+        out = _decompressor().decompress(data, max_output_size=size)
+    except zstandard.ZstdError as e:
+        raise BadChunk(f"column {name} does not decompress ({e})") from None
+    if len(out) != size:
+        raise BadChunk(f"column {name} decompresses to {len(out)} bytes, not the {size} it declares")
+    return out
+
+
+def _pack_uints(values: np.ndarray) -> bytes:
+    """Non-negative ints in the narrowest width that holds them, split into byte planes."""
+    top = int(values.max()) if len(values) else 0
+    width = 1 if top < 1 << 8 else 2 if top < 1 << 16 else 4 if top < 1 << 32 else 8
+    planes = values.astype(_WIDTHS[width]).view(np.uint8).reshape(-1, width).T
+    return bytes([width]) + planes.tobytes()
+
+
+def _unpack_uints(data: bytes, n: int, name: str) -> np.ndarray:
+    width = data[0] if data else 0
+    if width not in _WIDTHS or len(data) != 1 + width * n:
+        raise BadChunk(f"column {name} holds {len(data)} bytes, not one of width {width} for {n} events")
+    planes = np.frombuffer(data, np.uint8, offset=1).reshape(width, n)
+    return np.ascontiguousarray(planes.T).view(_WIDTHS[width]).reshape(n)
+
+
+def _list_of(z: dict[Any, Any], name: str, items: int) -> list[tuple[Any, ...]]:
+    try:
+        got = msgpack.unpackb(_inflate(z, name), raw=False, strict_map_key=False)
+    except BadChunk:
+        raise
+    except Exception as e:  # msgpack raises several unrelated types
+        raise BadChunk(f"column {name} is not msgpack ({e})") from None
+    if not isinstance(got, list) or not all(isinstance(x, list) and len(x) == items for x in got):
+        raise BadChunk(f"column {name} is not a list of {items}-item lists")
+    return [tuple(x) for x in got]
+
+
+def _index(z: dict[Any, Any], name: str, n: int, table: int) -> np.ndarray:
+    of = _unpack_uints(_inflate(z, name), n, name)
+    if n and int(of.max()) >= table:
+        raise BadChunk(f"column {name} points past its table of {table}")
+    return of
+
+
+# -- writing ---------------------------------------------------------------------------------------------------
+def _plain_key(k: tuple[Any, Any, Any]) -> bool:
+    """Types a dictionary of keys cannot confuse (True would be taken for 1, 1.0 for 1)."""
+    kind, device, pasid = k
+    return type(kind) is str and (device is None or type(device) is str) and (pasid is None or type(pasid) is int)
+
+
+def _plain_proc(p: tuple[Any, Any, Any, Any]) -> bool:
+    cpu, pid, comm, source = p
+    return (cpu is None or type(cpu) is int) and (pid is None or type(pid) is int) and \
+        (comm is None or type(comm) is str) and (source is None or type(source) is str)
+
+
+@dataclass(slots=True)
+class Packer:
+    """Encodes chunks; one per writer (a zstd context is not shared between threads)."""
+
+    _z: zstandard.ZstdCompressor = field(default_factory=lambda: zstandard.ZstdCompressor(level=LEVEL))
+    _mp: msgpack.Packer = field(default_factory=lambda: msgpack.Packer(use_bin_type=True))
+
+    def _frame(self, data: bytes) -> bytes:
+        return self._z.compress(data)
+
+    def chunk(self, rows: list[Row], meta: dict[str, Any], cols: ChunkColumns | None) -> bytes | None:
+        """The payload of a chunk of time-sorted `rows` (`meta`: seq, t0, t1, n, counts; `cols`: their times and
+        keys, `columns.columns_of`), or None when a row does not fit the columns (not a list of nine or more
+        items, a time outside 0..2^63-1, a kind, device, PASID, CPU, pid, comm or source of a type a dictionary
+        could confuse, field maps too repetitive for a reader to accept): the caller then writes the rows
+        themselves, as format 1 does."""
+        n = len(rows)
+        if cols is None or not all(type(r) is list and len(r) >= 9 for r in rows):
+            return None
+        ts, keys, key_of = cols.ts, cols.keys, cols.key_of
+        procs: dict[tuple[Any, Any, Any, Any], int] = {}
+        try:
+            proc_of = np.fromiter((procs.setdefault((r[4], r[5], r[6], r[7]), len(procs)) for r in rows), np.uint32, n)
+        except TypeError:
+            return None  # an unhashable CPU, pid, comm or source
+        if n and (int(ts[0]) != meta["t0"] or int(ts[0]) < 0 or bool((ts[1:] < ts[:-1]).any())) or \
+                not all(map(_plain_key, keys)) or not all(map(_plain_proc, procs)):
+            return None  # times out of order (the writer sorts them) or keys a dictionary could confuse
+        pack = self._mp.pack
+        fields = [pack(r[R_FIELDS]) for r in rows]
+        flen = np.fromiter(map(len, fields), np.uint64, n)
+        blob = b"".join(fields)
+        z = {
+            "ts": self._frame(_pack_uints(np.diff(ts, prepend=ts[:1]).view(np.uint64))),
+            "keys": self._frame(msgpack.packb([list(k) for k in keys], use_bin_type=True)),
+            "key_of": self._frame(_pack_uints(key_of)),
+            "procs": self._frame(msgpack.packb([list(p) for p in procs], use_bin_type=True)),
+            "proc_of": self._frame(_pack_uints(proc_of)),
+            "flen": self._frame(_pack_uints(flen)),
+            "fields": self._frame(blob),
+        }
+        if len(blob) > expansion_limit(len(z["fields"])):
+            return None  # a reader would refuse it as a decompression bomb
+        extra = {j: r[9:] for j, r in enumerate(rows) if len(r) > 9}
+        if extra:
+            z["extra"] = self._frame(msgpack.packb(extra, use_bin_type=True))
+        payload = msgpack.packb({**meta, "z": z}, use_bin_type=True)
+        if len(payload) < n:  # a chunk of n events holds at least n bytes: readers may then bound n by the file
+            payload = msgpack.packb({**meta, "pad": bytes(n - len(payload)), "z": z}, use_bin_type=True)
+        return payload
+
+
+# -- reading ---------------------------------------------------------------------------------------------------
+class PackedChunk:
+    """A format 2 chunk's columns, decompressed as they are needed: the index needs times and keys only, the
+    model the rows it replays, a full read every row."""
+
+    def __init__(self, z: Any, n: int, t0: int) -> None:
+        if not isinstance(z, dict):
+            raise BadChunk("its columns are not a map")
+        self._z, self.n = z, n
+        self._mp = msgpack.Packer(use_bin_type=True)
+        deltas = _unpack_uints(_inflate(z, "ts"), n, "ts").astype(np.uint64)
+        ts = np.cumsum(deltas, dtype=np.uint64)
+        ts += np.uint64(t0)
+        # Deltas are unsigned: a sum that wrapped around, or passed 2^63, shows as a step back or a top bit
+        if n and (bool((ts[:-1] > ts[1:]).any()) or int(ts[-1]) >= _TS_END or int(deltas[0]) != 0):
+            raise BadChunk("column ts does not add up to times in order from t0")
+        keys = _list_of(z, "keys", 3)
+        self.cols = ChunkColumns(ts.view(np.int64), keys, _index(z, "key_of", n, len(keys)))
+        self._procs: list[tuple[Any, ...]] | None = None
+        self._proc_of: list[int] = []
+        self._fields: bytes = b""
+        self._at: list[int] = []
+        self._extra: dict[Any, Any] = {}
+
+    def _rest(self) -> None:
+        """Decompress the columns rows need besides times and keys (once)."""
+        if self._procs is not None:
+            return
+        z, n = self._z, self.n
+        procs = _list_of(z, "procs", 4)
+        proc_of = _index(z, "proc_of", n, len(procs)).tolist()
+        fields = _inflate(z, "fields")
+        at = np.zeros(n + 1, np.uint64)
+        np.cumsum(_unpack_uints(_inflate(z, "flen"), n, "flen"), out=at[1:])
+        if int(at[-1]) != len(fields):
+            raise BadChunk(f"column flen adds up to {int(at[-1])} bytes, column fields holds {len(fields)}")
+        extra: Any = {}
+        if "extra" in z:
+            try:
+                extra = msgpack.unpackb(_inflate(z, "extra"), raw=False, strict_map_key=False)
+            except BadChunk:
+                raise
+            except Exception as e:  # msgpack raises several unrelated types
+                raise BadChunk(f"column extra is not msgpack ({e})") from None
+            if not isinstance(extra, dict) or not all(type(k) is int and 0 <= k < n and isinstance(v, list)
+                                                      for k, v in extra.items()):
+                raise BadChunk("column extra is not a map of event positions to lists")
+        self._procs, self._proc_of, self._fields, self._at, self._extra = procs, proc_of, fields, at.tolist(), extra
+
+    def _field_maps(self, positions: Sequence[int]) -> list[Any]:
+        view, at = memoryview(self._fields), self._at
+        try:
+            if isinstance(positions, range) and positions == range(self.n):  # all: one call decodes them
+                return msgpack.unpackb(self._mp.pack_array_header(self.n) + self._fields, raw=False,
+                                       strict_map_key=False)
+            return [msgpack.unpackb(view[at[j]:at[j + 1]], raw=False, strict_map_key=False) for j in positions]
+        except Exception as e:  # msgpack raises several unrelated types
+            raise BadChunk(f"column fields does not decode ({e})") from None
+
+    def rows(self) -> list[Row]:
+        """Every row, as format 1 stores them; BadChunk when a column does not decode."""
+        return self.rows_at(self.cols, range(self.n))
+
+    def rows_at(self, cols: ChunkColumns, positions: Sequence[int]) -> list[Row]:
+        """The rows at `positions`, their times and keys taken from `cols` (the chunk's own: see ChunkHead)."""
+        self._rest()
+        assert self._procs is not None
+        keys, procs, proc_of = cols.keys, self._procs, self._proc_of
+        whole = isinstance(positions, range)
+        ts = cols.ts.tolist() if whole else cols.ts[positions].tolist()
+        key_of = cols.key_of.tolist() if whole else cols.key_of[positions].tolist()
+        fields = self._field_maps(positions)
+        out = [[t, *keys[k], *procs[proc_of[j]], f]
+               for j, t, k, f in zip(positions, ts, key_of, fields, strict=True)]
+        if self._extra:
+            place = {j: p for p, j in enumerate(positions) if j in self._extra}
+            for j, p in place.items():
+                out[p].extend(self._extra[j])
+        return out

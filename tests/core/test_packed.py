@@ -1,0 +1,206 @@
+"""Format 2 recordings (compressed columns): every value a row may hold comes back as written, files of format 1
+read exactly as the format 1 reader read them, and a compressed chunk damaged behind a valid checksum costs only
+itself, named in one line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+import zstandard
+from hostile_files import GOOD, hostile_rows, packed_payload, values, write_crafted
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from explorer.cli.main import main
+from explorer.events import KINDS
+from explorer.index import RecordingIndex
+from explorer.recording import Header, Recording, RecordingWriter
+from explorer.schema import row_problem
+
+ROOT = Path(__file__).resolve().parents[2]
+HEADER = Header("test", host={"kernel": "6.18.0"})
+
+# What the format 1 reader (commit f6be248) read from each bundled recording: its rows, hashed as msgpack
+FORMAT1_READS = {
+    "01-two-processes-one-device": (41, "31d77cb9debcf47f7234f272914ae9807d1e4b289d6e71852adb7c6b981059ed"),
+    "02-one-process-two-devices": (26, "13a8cf6a317612c9e5fbcb943e609aea38916a133e8735a3ddcb90fa41f9f687"),
+    "03-guest-pasid-iommufd": (31, "25ec34dc5d66a5548933b2830f94d3a772e19172bb0050228dc11e3faa33d943"),
+    "04-page-request-groups": (22, "1175860a059ff59962be92726876ba36078afa3867ea9de6af0db10eed0bf86a"),
+    "05-exhaustion-narrow-device": (43, "478f2e306472aaf2cf8694abe289d6eb19c1cf9fab010ba227227eb206ade32f"),
+    "06-buggy-driver": (32, "90a70bcef5b70ce4dc9efc58413980abcc1e29573f7124ae4e75071630cf6609"),
+    "07-lost-events": (14, "50e3110c8f00bfd0f6b6c2f1cda2dedc3d9d516e907f352ccfa4c15a427459d4"),
+    "08-old-kernel-last-unbind": (24, "b5d2a9ac975f3bbe36e64365d990c7cd3fd3f002fcf6e009c73d54972a970435"),
+    "09-lab-fault-queue": (42, "1450249ea87058e3194970a6c4e9720daf1282a5045371643177afaaf06ec16e"),
+    "10-era-ioasid": (26, "4cbed6551add1a555088d22a65603198f481f06e1c0668ce242d485abaa129bc"),
+    "11-era-sva-ida": (15, "b08e25f5dbd5430ae5b0cf4a80843c55d674f4b731d0f17e1229e1c5bb02a8e9"),
+    "12-era-global-ida": (15, "edf3b46bc339f1edde5dbec584ebb27d58f333537929189dd9ab80e22c9030d6"),
+    "lab/6.12-fault-queue": (42, "5941457ec22888e87e765aed8f68e39b1e6009db79415b6e7b20b1a78f4187c8"),
+}
+
+
+def _sha(rows: list[Any]) -> str:
+    return hashlib.sha256(msgpack.packb(rows, use_bin_type=True)).hexdigest()
+
+
+@pytest.mark.parametrize("name", sorted(FORMAT1_READS))
+def test_bundled_format1_recordings_read_as_the_format1_reader_read_them(name: str, tmp_path: Path) -> None:
+    path = ROOT / "recordings" / f"{name}.pasidrec"
+    with Recording(path) as rec:
+        rows = list(rec.iter_rows())
+        assert rec.header.version == 1 and rec.complete
+    assert (len(rows), _sha(rows)) == FORMAT1_READS[name]
+    copy = tmp_path / "v2.pasidrec"  # and rewritten in format 2, they read the same, and model the same
+    with RecordingWriter(copy, rec.header) as w:
+        w.extend_rows(rows)
+    with Recording(copy) as again:
+        assert again.header.version == 3 and list(again.iter_rows()) == rows
+    old, new = RecordingIndex.build(Recording(path)), RecordingIndex.build(Recording(copy))
+    assert [(a.rule, a.ts_ns) for a in old.anomalies] == [(a.rule, a.ts_ns) for a in new.anomalies]
+
+
+def _text(longest: int) -> st.SearchStrategy[str]:
+    return st.text(max_size=longest) | st.sampled_from(["", "x" * longest, "\x1b]0;t\x07", "ü\x00"])
+
+
+def _u32() -> st.SearchStrategy[int | None]:
+    return st.none() | st.sampled_from([0, 1, (1 << 32) - 1]) | st.integers(0, (1 << 32) - 1)
+
+
+@st.composite
+def rows(draw: st.DrawFn) -> list[Any]:
+    """A row with each position anywhere in the range the schema allows (its extremes often), fields of any
+    value msgpack carries (the schema may refuse some: both formats must then read the same), and sometimes
+    items past the ninth, as a newer writer adds."""
+    row = [draw(st.sampled_from([0, 1, (1 << 63) - 1]) | st.integers(0, (1 << 63) - 1)),
+           draw(st.sampled_from(sorted(KINDS)) | st.text(min_size=1, max_size=64)),
+           draw(st.none() | _text(256)), draw(_u32()), draw(_u32()), draw(_u32()),
+           draw(st.none() | _text(256)), draw(st.none() | _text(256)),
+           draw(st.dictionaries(st.text(max_size=8), values, max_size=4))]
+    return row + draw(st.lists(values, max_size=2) | st.just([]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(rows(), min_size=1, max_size=30), st.integers(1, 12))
+def test_format2_round_trip_keeps_every_value_the_schema_allows(tmp_path: Path, written: list[list[Any]],
+                                                               chunk: int) -> None:
+    reads = []
+    for compress in (False, True):
+        path = tmp_path / f"{compress}.pasidrec"
+        with RecordingWriter(path, HEADER, chunk_events=chunk, compress=compress) as w:
+            w.extend_rows([list(r) for r in written])
+        with Recording(path) as rec:
+            assert rec.header.version == (3 if compress else 1)
+            reads.append(_sha(list(rec.iter_rows())))
+            back = list(rec.iter_rows())
+    assert reads[0] == reads[1]  # the same rows (NaN included, compared as bytes) as rows read
+    expected = [r for i in range(0, len(written), chunk) for r in sorted(written[i:i + chunk], key=lambda r: r[0])]
+    for got, want in zip(back, expected, strict=True):
+        if row_problem(want) is None:
+            assert _sha(got) == _sha(want)
+
+
+def test_a_workload_takes_under_30_bytes_an_event_and_every_chunk_is_compressed(tmp_path: Path) -> None:
+    from explorer.workload import write_workload
+
+    path = tmp_path / "w.pasidrec"
+    n = write_workload(str(path), 50_000, 3)
+    assert path.stat().st_size / n < 30
+    with Recording(path) as rec:
+        assert all("z" in msgpack.unpackb(rec.chunk_payload(i), strict_map_key=False) for i in range(len(rec.chunks)))
+
+
+def test_rows_the_columns_cannot_hold_are_written_as_rows_and_read_back(tmp_path: Path) -> None:
+    odd = [[5, "fault", None, True, None, None, None, "t", {}],  # a bool PASID: a dictionary would call it 1
+           [6, "fault", None, 1, None, None, None, "t", {}], [7, "marker", None, None, 1.5, None, None, "t", {}]]
+    path = tmp_path / "odd.pasidrec"
+    with RecordingWriter(path, HEADER) as w:
+        w.extend_rows([list(r) for r in odd])
+    with Recording(path) as rec:
+        assert "events" in msgpack.unpackb(rec.chunk_payload(0), strict_map_key=False)
+        assert [r[3] for r in rec.iter_rows()][:2] == [None, 1]  # the bool refused by the schema, the 1 kept
+        assert "pasid is True" in rec.damage_summary()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=hostile_rows().map(lambda r: [r]))
+def test_a_crafted_row_in_a_compressed_chunk_is_read_or_refused_as_in_format1(
+        tmp_path: Path, rows: list[Any]) -> None:
+    chunk = GOOD[:2] + rows + GOOD[2:]
+    reads = []
+    for packed in (False, True):
+        path = write_crafted(tmp_path / f"h{packed}.pasidrec", [chunk], packed=packed)
+        with Recording(path) as rec:
+            reads.append((_sha(list(rec.iter_rows())), [d.what for d in rec.damage]))
+    assert reads[0] == reads[1]
+
+
+def _chunks(n: int = 3) -> list[list[Any]]:
+    return [[[1000 * (c * 10 + j), "marker", None, None, 0, 7, "m", "t", {"text": f"c{c} e{j}"}] for j in range(5)]
+            for c in range(n)]
+
+
+def _with_column(rows: list[Any], column: str, data: Any) -> bytes:
+    """Format 2's payload of `rows` with one column's stored bytes replaced (a valid CRC goes around it)."""
+    chunk = msgpack.unpackb(packed_payload(rows, 1), strict_map_key=False)
+    if column in chunk["z"] or data is not None:
+        chunk["z"][column] = data
+    return msgpack.packb(chunk, use_bin_type=True)
+
+
+def _z(raw: bytes) -> bytes:
+    return zstandard.ZstdCompressor().compress(raw)
+
+
+def _real(rows: list[Any], column: str) -> bytes:
+    return msgpack.unpackb(packed_payload(rows, 1), strict_map_key=False)["z"][column]
+
+
+BROKEN = {  # column -> how its stored bytes are broken, and the words the one line uses
+    "cut fields": ("fields", lambda rows: _real(rows, "fields")[:-4], "column fields does not decompress"),
+    "fields not zstd": ("fields", lambda rows: b"\x00" * 40, "column fields is not a zstd frame"),
+    "a bomb": ("fields", lambda rows: _z(bytes(2 << 20)), "decompressed bytes from"),
+    "no size": ("keys", lambda rows: zstandard.ZstdCompressor(write_content_size=False).compress(b"\x90"),
+                "column keys declares no decompressed bytes"),
+    "key out of range": ("key_of", lambda rows: _z(bytes([1]) + bytes([9]) * 5), "column key_of points past"),
+    "ts of the wrong length": ("ts", lambda rows: _z(bytes([1, 0, 0])), "column ts holds 3 bytes"),
+    "ts that wraps": ("ts", lambda rows: _z(bytes([8]) + (b"\0" + b"\xff" * 4) * 8),
+                      "column ts does not add up"),
+    "lengths that lie": ("flen", lambda rows: _z(bytes([1]) + bytes([1]) * 5), "column flen adds up to 5"),
+    "keys not a list": ("keys", lambda rows: _z(msgpack.packb({"a": 1})), "column keys is not a list"),
+    "missing procs": ("procs", lambda rows: None, "column procs is missing"),
+    "extra that lies": ("extra", lambda rows: _z(msgpack.packb({99: [1]})), "column extra is not a map"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_compressed_chunk_broken_behind_its_checksum_costs_only_itself_in_one_line(
+        case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    column, broken, words = BROKEN[case]
+    good = _chunks()
+    payload = _with_column(good[1], column, broken(good[1]))
+    path = write_crafted(tmp_path / "broken.pasidrec", [good[0], payload, good[2]], packed=True)
+    with Recording(path) as rec:
+        assert list(rec.iter_rows()) == good[0] + good[2]
+        [damage] = rec.damage
+        assert damage.offset == rec.chunks[1].offset and "chunk 1 passes its checksum but does not decode" \
+            in damage.what and words in damage.what and "its 5 events are skipped" in damage.what, damage
+        idx = RecordingIndex.build(rec)
+        assert idx.n == 10 and sum(str(damage) in d for d in idx.damage) == 1
+    assert main(["info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["events"] == 10 and any(words in d and "\n" not in d for d in info["damage"])
+
+
+def test_a_chunk_claiming_more_events_than_bytes_is_refused_and_the_writer_pads_one_that_compresses_below(
+        tmp_path: Path) -> None:
+    path = tmp_path / "same.pasidrec"
+    same = [[0, "marker", None, None, None, None, None, "t", {"text": "m"}]] * 4096
+    with RecordingWriter(path, HEADER) as w:
+        w.extend_rows([list(r) for r in same])
+    with Recording(path) as rec:
+        assert rec.complete and rec.chunks[0].length >= 4096 and list(rec.iter_rows()) == same
