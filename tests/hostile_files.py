@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from explorer.events import KINDS
 from explorer.recording import DeviceInfo, Header
 from explorer.recording.columns import columns_of
-from explorer.recording.header import PACKED_VERSION
 from explorer.recording.framing import MAGIC, TAG_CHUNK, TAG_FOOTER, TAG_HEADER, frame, tail
+from explorer.recording.header import PACKED_VERSION
 from explorer.recording.packed import Packer
 
 DEV = "0000:6a:01.0"
