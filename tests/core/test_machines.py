@@ -54,12 +54,12 @@ def test_a_capture_keeps_its_end_clocks_in_the_footer(tmp_path: Path) -> None:
     path = tmp_path / "cap.pasidrec"
     machine = Machine("lab-7.3", "boot", "7.3.0", "monotonic", snapshot())
     header = Header("capture", clock="monotonic", machines=[machine])
-    w = RecordingWriter(path, header)
+    w = RecordingWriter(path, header, compress=False)
     w.append(make(Kind.MARKER, 1, text="x"))
     end = snapshot()
     w.close(clock_end=end.to_dict())
     rec = Recording(path)
-    assert rec.header.version == 1, "one machine: readers from before machines read it as before"
+    assert rec.header.version == 1, "one machine, rows: readers from before machines read it as before"
     (m,) = rec.machines
     assert (m.name, m.boot_id, m.start, m.end) == ("lab-7.3", "boot", machine.start, end)
 
