@@ -1,28 +1,32 @@
 """A live capture: checks the host, attaches what it permits, and hands out event rows in time order.
 
-`Capture` is the `explorer.live_source.LiveSource` the UI and `record` consume. Each `poll` drains the ring buffer in
-one batch, decodes it in bulk, adds a `lost` row per CPU whose loss counter moved, and holds the newest rows back
-a few milliseconds so that records reserved on different CPUs come out in time order across batches.
+`Capture` is the `explorer.live_source.LiveSource` the UI and `record` consume. Each poll drains the ring buffer in
+one batch, decodes it in bulk into encoded rows (`PackedRows`: no Python object per event), adds a `lost` row per
+CPU whose loss counter moved, and holds the newest rows back a few milliseconds so that records reserved on
+different CPUs come out in time order across batches. `record` stores the encoded rows as they are; the UI
+decodes them (`poll`).
 """
 
 from __future__ import annotations
 
-import bisect
 import os
 import time
 from dataclasses import dataclass
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from explorer.collector import collector_paused
 from explorer.errors import CaptureError
-from explorer.events import R_TS, Kind, Row
+from explorer.events import Kind, Row
 from explorer.kernel_facts import facts_for, parse_version
 from explorer.machines import this_machine
 from explorer.recording import Header, this_host
+from explorer.recording.encoded import PackedRows
 
 from . import devices, loader
+from .bpf_stats import ProgStats, StatsSwitch, describe, per_hook
 from .capability import (
     ATTACHED,
     LOCKDOWN,
@@ -39,7 +43,6 @@ from .record import SLOT, Ev
 from .ringbuf import RingReader
 
 DEFAULT_RING_BYTES = 16 << 20
-_TS = itemgetter(R_TS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +85,14 @@ class Survey:
     facts: HostFacts
     verdicts: list[Verdict]
     problem: str | None = None  # the preflight's one-line reason, when a capture could not start
+    costs: dict[str, ProgStats] | None = None  # each attached hook's BPF runs and time over `measured_s`
+    measured_s: float = 0.0
+    stats_problem: str | None = None  # why the BPF run-time statistics could not be read
 
 
-def survey(options: CaptureOptions = CaptureOptions(), load: bool = True) -> Survey:
-    """Plan every hook for this host and, when `load`, compile and attach them once to confirm the plan."""
+def survey(options: CaptureOptions = CaptureOptions(), load: bool = True, measure_s: float = 0.0) -> Survey:
+    """Plan every hook for this host and, when `load`, compile and attach them once to confirm the plan, and
+    measure for `measure_s` seconds what the attached programs cost on this host's own activity."""
     facts = HostFacts.gather(options.tracefs_dirs)
     try:
         preflight(facts, loader.headers_dir())
@@ -93,14 +100,32 @@ def survey(options: CaptureOptions = CaptureOptions(), load: bool = True) -> Sur
     except CaptureError as e:
         return Survey(facts, plan(facts), str(e))
     verdicts = host_plan(facts)
-    if load and any(v.status == WILL_ATTACH for v in verdicts):
-        try:
-            loaded = loader.load(verdicts, facts, 1 << 16)
-        except CaptureError as e:
-            return Survey(facts, verdicts, str(e))
-        verdicts = loaded.verdicts
+    if not (load and any(v.status == WILL_ATTACH for v in verdicts)):
+        return Survey(facts, verdicts)
+    switch = StatsSwitch()
+    try:
+        loaded = loader.load(verdicts, facts, 1 << 16)
+    except CaptureError as e:
+        switch.close()
+        return Survey(facts, verdicts, str(e))
+    out = Survey(facts, loaded.verdicts, stats_problem=switch.problem)
+    try:
+        if measure_s > 0 and switch.on:
+            before = attached_costs(loaded)
+            start = time.monotonic()
+            time.sleep(measure_s)
+            out.measured_s = time.monotonic() - start
+            out.costs = {h: s - before.get(h, ProgStats(0, 0)) for h, s in attached_costs(loaded).items()}
+    finally:
         loaded.close()
-    return Survey(facts, verdicts)
+        switch.close()
+    return out
+
+
+def attached_costs(loaded: loader.Loaded) -> dict[str, ProgStats]:
+    """Runs and time so far of each attached hook's programs."""
+    attached = {v.hook.name for v in loaded.verdicts if v.status == ATTACHED}
+    return {h: s for h, s in per_hook(loaded.programs()).items() if h in attached}
 
 
 class Capture:
@@ -117,6 +142,7 @@ class Capture:
         if not any(v.status == WILL_ATTACH for v in verdicts):
             raise CaptureError(f"this kernel ({facts.kernel}) offers none of the hooks the capture uses: "
                                f"run 'pasid-explorer probes' for the reasons")
+        self.stats = StatsSwitch()  # before loading, so that every run counts
         self.loaded = loader.load(verdicts, facts, options.ring_bytes)
         self.verdicts = self.loaded.verdicts
         if not any(v.status == ATTACHED for v in self.verdicts):
@@ -140,10 +166,12 @@ class Capture:
         self.header = Header(source="capture", host=host, clock="monotonic", probes=probes, devices=devices.scan(),
                              machines=[this_machine(options.machine, host["kernel"], host["boot_id"])])
         self.started_ns = time.monotonic_ns()
+        self._costs0 = attached_costs(self.loaded)
+        self._cost_line = (0, "")
         self.delivered = 0
         self.lost = 0
         self._lost_seen: list[int] = []
-        self._pending: list[Row] = []
+        self._pending = PackedRows.empty()  # rows held back for stragglers from other CPUs
         self._closed = False
 
     def _attached(self, kind: str) -> bool:
@@ -156,27 +184,33 @@ class Capture:
     # -- LiveSource ------------------------------------------------------------------------------------------
     def poll(self, timeout_s: float) -> list[Row]:
         """Rows that arrived within `timeout_s`, oldest first."""
+        return self.poll_packed(timeout_s).rows()
+
+    def poll_packed(self, timeout_s: float) -> PackedRows:
+        """The rows that arrived within `timeout_s`, oldest first, still encoded: no Python object per event."""
         if self._closed:
-            return []
+            return PackedRows.empty()
         self.ring.wait(timeout_s)
         self._collect()
-        cut = bisect.bisect_right(self._pending, time.monotonic_ns() - self.options.reorder_ns, key=_TS)
-        out, self._pending = self._pending[:cut], self._pending[cut:]
+        pending = self._pending
+        cut = int(np.searchsorted(pending.ts, time.monotonic_ns() - self.options.reorder_ns, side="right"))
+        out, self._pending = pending.slice(0, cut), pending.slice(cut, len(pending))
         self.delivered += len(out)
         return out
 
     def _collect(self) -> None:
         """Drain, decode and merge into the held-back rows, which stay in time order."""
         with collector_paused():
-            rows = self.decoder.rows(self.ring.drain())
-        rows += self._lost_rows()
-        if rows:
-            rows.sort(key=_TS)
-            if self._pending and self._pending[-1][R_TS] > rows[0][R_TS]:
-                self._pending += rows
-                self._pending.sort(key=_TS)
-            else:
-                self._pending += rows
+            batch = self.decoder.packed(self.ring.drain())
+        lost = self._lost_rows()
+        if lost:
+            batch = PackedRows.concat([batch, PackedRows.of_rows(lost)]).sorted()
+        if not len(batch):
+            return
+        merged = PackedRows.concat([self._pending, batch])
+        if len(self._pending) and self._pending.ts[-1] > batch.ts[0]:
+            merged = merged.sorted()
+        self._pending = merged
 
     def _lost_rows(self) -> list[Row]:
         """One `lost` row for each CPU whose drop counter moved since the last look."""
@@ -197,9 +231,33 @@ class Capture:
         elapsed = max((time.monotonic_ns() - self.started_ns) / 1e9, 1e-9)
         attached = sum(v.status == ATTACHED for v in self.verdicts)
         return (f"live · {self.delivered:,} events · {self.delivered / elapsed:,.0f}/s · lost {self.lost:,} · "
-                f"{attached}/{len(self.verdicts)} hooks")
+                f"{attached}/{len(self.verdicts)} hooks · {self.cost_line()}")
 
-    def finish(self) -> list[Row]:
+    def costs(self) -> dict[str, ProgStats]:
+        """What each attached hook's BPF programs have cost since the capture started (empty when the kernel's
+        run-time statistics are off: `stats.problem` says why)."""
+        if not self.stats.on or self._closed:
+            return {}
+        return {h: s - self._costs0.get(h, ProgStats(0, 0)) for h, s in attached_costs(self.loaded).items()}
+
+    def cost_line(self) -> str:
+        """The probes' own cost for a status line: BPF CPU share and the costliest hook, refreshed each second."""
+        now = time.monotonic_ns()
+        if now - self._cost_line[0] < 1_000_000_000 and self._cost_line[1]:
+            return self._cost_line[1]
+        if not self.stats.on:
+            line = f"BPF cost unknown: {self.stats.problem}"
+        else:
+            rows = describe(self.costs(), (now - self.started_ns) / 1e9)
+            total = sum(r[3] for r in rows)
+            line = f"BPF {total:.1%} CPU"
+            if rows and rows[0][2] is not None:
+                hook, runs, ns, _ = rows[0]
+                line += f" (most: {hook} {ns:,.0f} ns x {runs:,})"
+        self._cost_line = (now, line)
+        return line
+
+    def finish(self) -> PackedRows:
         """Stop the probes and return every row still in flight; the kernel's counts stay readable."""
         if self._closed:
             return []
@@ -209,7 +267,7 @@ class Capture:
             if self.ring.pending_bytes() < SLOT.itemsize:
                 break
             time.sleep(0.001)
-        out, self._pending = self._pending, []
+        out, self._pending = self._pending, PackedRows.empty()
         self.delivered += len(out)
         return out
 
@@ -240,6 +298,7 @@ class Capture:
         self._closed = True
         self.ring.close()
         self.loaded.close()
+        self.stats.close()
 
     def __enter__(self) -> Capture:
         return self

@@ -12,12 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import msgpack
 import numpy as np
 
 from explorer.events import (
     IOMMU_PASID_INVALID,
     R_DEVICE,
     R_FIELDS,
+    R_KIND,
     R_PASID,
     R_SOURCE,
     R_TS,
@@ -28,6 +30,7 @@ from explorer.events import (
 )
 from explorer.kernel_facts import HOOK_FACTS
 from explorer.pci import rid_to_pci
+from explorer.recording.encoded import Col, Encoded, PackedRows
 
 from .hooks import DRIVER_RESPONSE_OPS, HOOKS
 from .record import TEXT_BYTES, Ev
@@ -35,6 +38,7 @@ from .uapi_decode import (
     LAYOUTS,
     PAGE_RESPONSE,
     PGFAULT,
+    REFINED,
     VFIO_COMPAT_COMMANDS,
     VFIO_CONTAINER_PROBES,
     UField,
@@ -60,6 +64,7 @@ VTD_RESPONSE_CODES = {0x0: 0, 0x1: 1, 0xF: 2}  # QI_RESP_SUCCESS / INVALID / FAI
 DEV_ID_COMMANDS = ("IOMMU_HWPT_ALLOC", "IOMMU_GET_HW_INFO", "IOMMU_VIOMMU_ALLOC", "IOMMU_VDEVICE_ALLOC")
 DEVICE_FD_COMMANDS = ("VFIO_DEVICE_BIND_IOMMUFD", "VFIO_DEVICE_ATTACH_IOMMUFD_PT", "VFIO_DEVICE_DETACH_IOMMUFD_PT")
 _COMPAT_NRS = frozenset(VFIO_COMPAT_COMMANDS)
+_PACKER = msgpack.Packer(use_bin_type=True)
 
 # Kernel events two hooks can see (a hook's `shares`), by record type, and which records are the second sighting
 # (explorer.kernel_facts: a hook's `sighting_of`), kept as evidence on the first, never as an event.
@@ -115,23 +120,47 @@ class Decoder:
                                                                              repr=False)
 
     # -- batches ----------------------------------------------------------------------------------------------
-    def rows(self, recs: np.ndarray) -> list[Row]:
-        """Rows for a batch of records, in time order."""
+    def packed(self, recs: np.ndarray) -> PackedRows:
+        """A batch of records as encoded rows, in time order. Most ioctl records are written straight from
+        their numpy columns (one template per command and argument variant); the few others become rows first."""
         if not len(recs):
-            return []
-        recs = recs[np.argsort(recs["ts"], kind="stable")]
-        types = recs["type"]
-        ioctl = types == Ev.IOCTL
-        if ioctl.all():
-            out = self._ioctls(recs)
-        else:
-            out = self._ioctls(recs[ioctl])
-            for rec in recs[~ioctl]:
-                out.extend(self._one(rec))
-            out.sort(key=lambda r: r[R_TS])
+            return PackedRows.empty()
+        if not bool((np.diff(recs["ts"].astype(np.int64)) >= 0).all()):
+            recs = recs[np.argsort(recs["ts"], kind="stable")]
+        ioctl = recs["type"] == Ev.IOCTL
+        calls = recs if ioctl.all() else recs[ioctl]
+        parts, slow = self._ioctls(calls)
+        slow += ((len(calls) + j, row) for j, rec in enumerate(recs[~ioctl]) for row in self._one(rec))
         if self.device is not None:
-            out = [r for r in out if r[R_DEVICE] is None or r[R_DEVICE] == self.device]
-        return out
+            slow = [(p, r) for p, r in slow if r[R_DEVICE] is None or r[R_DEVICE] == self.device]
+        # time order; on a tie, ioctls first in record order, then the other rows in theirs
+        fast_pos = np.concatenate([pos for pos, _ in parts]) if parts else np.zeros(0, np.int64)
+        ts = np.concatenate([calls["ts"][fast_pos].astype(np.int64),
+                             np.fromiter((r[R_TS] for _, r in slow), np.int64, len(slow))])
+        order = np.lexsort((np.concatenate([fast_pos, np.fromiter((p for p, _ in slow), np.int64, len(slow))]), ts))
+        rank = np.empty(len(order), np.int64)
+        rank[order] = np.arange(len(order))
+        keys: dict[tuple[Any, Any, Any], int] = {(Kind.UAPI, None, None): 0}
+        key_of = np.zeros(len(order), np.uint32)
+        key_of[len(fast_pos):] = [keys.setdefault((r[R_KIND], r[R_DEVICE], r[R_PASID]), len(keys)) for _, r in slow]
+        at, pieces = 0, []
+        for pos, enc in parts:
+            pieces.append((rank[at:at + len(pos)], enc))
+            at += len(pos)
+        if slow:
+            pieces.append((rank[at:], [_PACKER.pack(r) for _, r in slow]))
+        return PackedRows.assemble(ts[order], list(keys), key_of[order], pieces)
+
+    def rows(self, recs: np.ndarray) -> list[Row]:
+        """Rows for a batch of records, in time order (the bulk path, decoded back)."""
+        return self.packed(recs).rows()
+
+    def _comm_codes(self, raw: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """The distinct process names of a column and each row's index among them (most batches have one)."""
+        if bool((raw == raw[0]).all()):
+            return self._comms([raw[0]]), np.zeros(len(raw), np.int64)
+        distinct, codes = np.unique(raw, return_inverse=True)
+        return self._comms(distinct.tolist()), codes.reshape(-1)
 
     def _comms(self, raw: list[bytes]) -> list[str]:
         cache = self._comm
@@ -144,24 +173,31 @@ class Decoder:
         return out
 
     # -- ioctls: the hot path -----------------------------------------------------------------------------------
-    def _ioctls(self, recs: np.ndarray) -> list[Row]:
+    def _ioctls(self, recs: np.ndarray) -> tuple[list[tuple[np.ndarray, Encoded]], list[tuple[int, Row]]]:
+        """The batch's ioctl records: encoded in bulk per command where the row is a template's, else as rows.
+        Each comes with its record's position in the batch."""
+        parts: list[tuple[np.ndarray, Encoded]] = []
+        slow: list[tuple[int, Row]] = []
         if not len(recs):
-            return []
-        n = len(recs)
-        out: list[Row | None] = [None] * n
+            return parts, slow
+        comms, comm_codes = self._comm_codes(recs["comm"])
         cmds = recs["cmd"]
-        for cmd in sorted(np.unique(cmds).tolist(), key=lambda c: c & 0xFF in _COMPAT_NRS):  # compat calls last
-            pos = np.flatnonzero(cmds == cmd)
+        distinct = np.unique(cmds).tolist()
+        for cmd in sorted(distinct, key=lambda c: c & 0xFF in _COMPAT_NRS):  # compat calls last
+            pos = np.flatnonzero(cmds == cmd) if len(distinct) > 1 else np.arange(len(recs))
             if cmd & 0xFF in _COMPAT_NRS:
                 pos = pos[self._on_container_fds(cmd & 0xFF, recs[pos])]
             elif cmd & 0xFF >= 0x80:
-                self._container_fds.update(zip(recs["tgid"][pos].tolist(), recs["fd"][pos].tolist(), strict=True))
-            sel = recs[pos]
+                pairs = np.unique(recs["tgid"][pos].astype(np.uint64) << 32 | recs["fd"][pos].astype(np.uint32))
+                self._container_fds.update((p >> 32, ((p & 0xFFFFFFFF) ^ 1 << 31) - (1 << 31)) for p in pairs.tolist())
+            sel = recs[pos] if len(pos) < len(recs) else recs
             name = command_name(cmd)
-            rows = self._ioctl_rows(cmd, name, sel)
-            for p, row in zip(pos.tolist(), rows, strict=True):
-                out[p] = row
-        return [r for r in out if r is not None]
+            if name in DEVICE_FD_COMMANDS or name in DEV_ID_COMMANDS or name in REFINED:
+                slow += zip(pos.tolist(), self._ioctl_rows(cmd, name, sel), strict=True)
+            else:
+                parts += [(pos[rows], enc) for rows, enc in self._ioctl_templates(cmd, name, sel, comm_codes[pos],
+                                                                                 comms)]
+        return parts, slow
 
     def _on_container_fds(self, nr: int, sel: np.ndarray) -> np.ndarray:
         """VFIO type1 numbers 112..117 are device calls too: kept only on an fd that answered a container call
@@ -183,33 +219,55 @@ class Decoder:
                  {"cmd": cmd, "name": name, "fd": f, "args": a, "ret": r}]
                 for t, c, g, m, f, a, r in zip(ts, cpu, tgid, comm, fd, args, ret, strict=True)]
 
-    def _args(self, name: str, sel: np.ndarray) -> list[dict[str, Any]]:
-        """Each call's argument dict: fields inside the size the caller passed; out values only after success."""
+    def _ioctl_templates(self, cmd: int, name: str, sel: np.ndarray, comm_codes: np.ndarray, comms: list[str]
+                         ) -> list[tuple[np.ndarray, Encoded]]:
+        """Calls of one command that name no device or PASID: one template per argument variant (the fields the
+        caller's size covers, in values or out values), encoded from the records' columns."""
+        columns: dict[str, Any] = {"ts": sel["ts"], "cpu": sel["cpu"], "tgid": sel["tgid"], "fd": sel["fd"],
+                                   "ret": sel["ret"]}
+        out = []
+        for rows, names, cols in self._arg_columns(name, sel):
+            args = {n: Col(f"arg{i}") for i, n in enumerate(names)}
+            template = [Col("ts"), Kind.UAPI, None, None, Col("cpu"), Col("tgid"), Col("comm"), SOURCES[Ev.IOCTL],
+                        {"cmd": cmd, "name": name, "fd": Col("fd"), "args": args, "ret": Col("ret")}]
+            part = {k: v[rows] for k, v in columns.items()}
+            part.update({f"arg{i}": c for i, c in enumerate(cols)}, comm=(comm_codes[rows], comms))
+            out.append((rows, Encoded(template, part, len(rows))))
+        return out
+
+    def _arg_columns(self, name: str, sel: np.ndarray) -> list[tuple[np.ndarray, list[str], list[np.ndarray]]]:
+        """The calls grouped by argument variant: (their rows, field names, a numpy column per field). A field
+        counts when it lies inside the size the caller passed; out values only after success."""
         layout = LAYOUTS.get(name)
-        n = len(sel)
         if layout is None:
-            return [{} for _ in range(n)]
+            return [(np.arange(len(sel)), [], [])]
         size = sel["in"].view(_field_dtype(layout.fields[:1]))[layout.fields[0].name].astype(np.int64)
         visible = np.minimum(size, sel["n_in"].astype(np.int64))
         ok = (sel["ret"] == 0) & (sel["n_out"] > 0)
         variant = visible * 2 + ok
-        result: list[dict[str, Any]] = [{}] * n
+        out = []
         for v in np.unique(variant).tolist():
             rows_v = np.flatnonzero(variant == v)
             vis, good = v >> 1, bool(v & 1)
             fields = layout.visible(vis)
             src_in = tuple(f for f in fields if f.io == "in" or (f.io == "inout" and not good))
             src_out = tuple(f for f in fields if good and f.io in ("out", "inout"))
-            names = [f.name for f in src_in] + [f.name for f in src_out]
             cols = []
             if src_in:
                 view = sel["in"][rows_v].view(_field_dtype(src_in))
-                cols += [view[f.name].tolist() for f in src_in]
+                cols += [view[f.name] for f in src_in]
             if src_out:
                 view = sel["out"][rows_v].view(_field_dtype(src_out))
-                cols += [view[f.name].tolist() for f in src_out]
-            for r, vals in zip(rows_v.tolist(), zip(*cols, strict=True) if cols else [()] * len(rows_v),
-                               strict=True):
+                cols += [view[f.name] for f in src_out]
+            out.append((rows_v, [f.name for f in src_in + src_out], cols))
+        return out
+
+    def _args(self, name: str, sel: np.ndarray) -> list[dict[str, Any]]:
+        """Each call's argument dict, for the calls that become rows one by one."""
+        result: list[dict[str, Any]] = [{}] * len(sel)
+        for rows_v, names, cols in self._arg_columns(name, sel):
+            for r, vals in zip(rows_v.tolist(), zip(*(c.tolist() for c in cols), strict=True) if cols
+                               else [()] * len(rows_v), strict=True):
                 result[r] = dict(zip(names, vals, strict=True))
         return refine_args(name, result)
 

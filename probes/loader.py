@@ -119,6 +119,10 @@ class Loaded:
     def table(self, name: str) -> Any:
         return self.bpf[name.encode()]
 
+    def programs(self) -> dict[str, int]:
+        """The loaded BPF programs: bcc's name -> fd (for their run-time statistics)."""
+        return {name.decode(): fn.fd for name, fn in self.bpf.funcs.items()}
+
     def detach(self) -> None:
         """Stop every probe but keep the maps readable (the last counts are read after this)."""
         b = self.bpf

@@ -11,11 +11,11 @@ import os
 import time
 from typing import Any
 
-from explorer.collector import collector_paused
 from explorer.errors import InputError
 from explorer.events import Row
 from explorer.machines import snapshot
 from explorer.recording import RecordingWriter
+from explorer.recording.encoded import PackedRows
 from explorer.snapshot import stored, take
 
 from .capture import Capture
@@ -41,15 +41,16 @@ class RecordingTee:
         self.end_reason = "complete"
 
     def poll(self, timeout_s: float) -> list[Row]:
-        rows = self.capture.poll(timeout_s)
+        return self.pump(timeout_s).rows()
+
+    def pump(self, timeout_s: float) -> PackedRows:
+        """Capture and record what arrives within `timeout_s`, without decoding it (what `record` runs)."""
+        rows = self.capture.poll_packed(timeout_s)
         self._write(rows)
         return rows
 
-    def _write(self, rows: list[Row]) -> None:
-        append = self.writer.append_row
-        with collector_paused():
-            for row in rows:
-                append(row)
+    def _write(self, rows: PackedRows) -> None:
+        self.writer.append_packed(rows)
         now = time.monotonic()
         if now - self._last_flush >= FLUSH_EVERY_S:
             self.writer.flush()
@@ -69,7 +70,10 @@ class RecordingTee:
         extra: dict[str, Any] = {}
         try:
             self._write(self.capture.finish())
+            costs = self.capture.costs()
             extra = {"lost": self.capture.lost, "kernel_counts": self.capture.kernel_counts(),
+                     "bpf_costs": {h: {"runs": c.runs, "run_ns": c.run_ns} for h, c in costs.items()}
+                     if self.capture.stats.on else {"problem": self.capture.stats.problem},
                      "kernel_counts_missed": self.capture.kernel_counts_missed(),
                      "unmatched_responses": self.capture.decoder.unmatched_responses, stored.KEY: [take()],
                      "clock_end": snapshot().to_dict()}

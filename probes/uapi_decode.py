@@ -217,6 +217,7 @@ TEST_OP_LAYOUTS: dict[int, ULayout] = {op: _layout(f"iommu_test_cmd.{name}", dec
 }.items()}
 REFINED = ("IOMMU_TEST_CMD", "IOMMU_GET_HW_INFO")
 _REFINERS = {"IOMMU_TEST_CMD": _test_cmd_args, "IOMMU_GET_HW_INFO": _hw_info_args}
+REFINED = frozenset(_REFINERS)  # commands whose arguments are not a flat layout's: decoded call by call
 
 
 def refine_args(name: str, args: list[dict[str, Any]]) -> list[dict[str, Any]]:

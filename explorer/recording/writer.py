@@ -10,6 +10,7 @@ import msgpack
 
 from ..events import R_DEVICE, R_KIND, R_TS, Event, Row
 from .columns import columns_of, pack
+from .encoded import PackedRows
 from .framing import MAGIC, TAG_CHUNK, TAG_FOOTER, TAG_HEADER, frame, tail
 from .header import MERGED_VERSION, PACKED_VERSION, DeviceInfo, Header
 from .packed import Packer
@@ -93,6 +94,10 @@ class RecordingWriter:
     def add_device(self, device: DeviceInfo) -> None:
         """Devices found after the header was written go into the footer's table."""
         self._devices[device.name] = device
+
+    def append_packed(self, rows: PackedRows) -> None:
+        """Append rows a live capture encoded in bulk (in time order)."""
+        self.extend_rows(rows.rows())
 
     @property
     def pending(self) -> int:

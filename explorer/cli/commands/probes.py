@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 
 from explorer.kernel_facts import NOT_HOOKED, facts_for, parse_version
+from probes.bpf_stats import describe
 from probes.capability import ATTACHED, WILL_ATTACH, coverage
 from probes.capture import survey
 
+from ...errors import ExplorerError
 from ._common import print_json
 
 ORDER = 70
@@ -23,17 +25,25 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     "kprobes, which lockdown refuses. From the verdicts follow the event kinds a capture will not "
                     "show (PASID allocation, SVA binds, ...) and the ones it shows only in part (page requests "
                     "handled through iommufd fault queues). As root it compiles and attaches the probes once to "
-                    "confirm the report. Exit status 0 when a capture can run, 1 when it cannot.",
+                    "confirm the report, and measures for --measure seconds what each attached hook costs this host "
+                    "(the kernel's BPF run-time statistics, as bpftop reads them: runs, nanoseconds per run, share "
+                    "of one CPU), or says why it cannot. Exit status 0 when a capture can run, 1 when it cannot.",
         epilog="examples:\n  sudo pasid-explorer probes\n  sudo pasid-explorer probes --json | jq .invisible_kinds\n"
                "  pasid-explorer probes --no-load        plan only, from tracefs, kallsyms, BTF and lockdown",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--no-load", action="store_true", help="do not compile and attach to confirm the plan")
+    p.add_argument("--measure", type=float, default=1.0, metavar="S",
+                   help="seconds to measure the attached probes' own cost on this host's activity (default 1; "
+                        "0: do not measure)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    s = survey(load=not args.no_load)
+    if args.measure < 0:
+        raise ExplorerError("--measure must be 0 or more seconds")
+    s = survey(load=not args.no_load, measure_s=args.measure)
+    costs = describe(s.costs, s.measured_s) if s.costs is not None else None
     f = s.facts
     cov = coverage(s.verdicts)
     facts = facts_for(parse_version(f.kernel))
@@ -50,6 +60,11 @@ def run(args: argparse.Namespace) -> int:
                                       "blind": k.blind} for k in facts],
                     "not_hooked": [{"hook": n.name, "versions": str(n.span), "why": n.why, "source": n.source}
                                    for n in NOT_HOOKED],
+                    "bpf_costs": None if costs is None else {
+                        "seconds": round(s.measured_s, 3),
+                        "hooks": [{"hook": h, "runs": n, "ns_per_run": None if ns is None else round(ns, 1),
+                                   "cpu_share": round(cpu, 6)} for h, n, ns, cpu in costs]},
+                    "bpf_costs_problem": s.stats_problem,
                     "visible_kinds": list(cov.visible), "partial_kinds": cov.partial,
                     "invisible_kinds": cov.invisible})
         return 0 if runnable else 1
@@ -65,6 +80,15 @@ def run(args: argparse.Namespace) -> int:
         why = v.reason or v.hook.doc
         print(f"{v.hook.name:<{width}}  {v.hook.fact.versions:<22} {v.status:<20} {v.method or '-':<10} {why}")
     print()
+    if costs is not None:
+        print(f"the probes' own cost over {s.measured_s:.1f} s of this host's activity (BPF run-time statistics):")
+        for hook, runs, ns, cpu in costs:
+            per = "-" if ns is None else f"{ns:,.0f} ns/run"
+            print(f"  {hook:<{width}}  {runs:>12,} runs  {per:>14}  {cpu:8.3%} of a CPU")
+        print()
+    elif s.stats_problem:
+        print(f"the probes' own cost is not shown: {s.stats_problem}")
+        print()
     print(f"what Linux {f.kernel} does, and which hooks see it (kernel facts table):")
     for k in facts:
         seen = ("BLIND SPOT: no hook sees it; findings it could explain are uncertain" if k.blind

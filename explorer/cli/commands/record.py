@@ -18,7 +18,8 @@ from probes.recorder import RecordingTee
 from ...errors import CaptureError
 
 ORDER = 71
-DEFAULT_RING_MB = 16
+DEFAULT_RING_MB = 64
+POLL_S = 0.25  # the ring wakes us sooner when it fills; long waits keep a quiet capture's CPU cost low
 BDF = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 
 
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     last_draw = 0.0
     try:
         while stop.reason is None and (end is None or time.monotonic() < end):
-            source.poll(0.1 if end is None else max(0.0, min(0.1, end - time.monotonic())))
+            source.pump(POLL_S if end is None else max(0.0, min(POLL_S, end - time.monotonic())))
             now = time.monotonic()
             if show and now - last_draw >= 0.25:
                 last_draw = now

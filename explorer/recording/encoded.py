@@ -1,0 +1,322 @@
+"""Rows already encoded: a batch of MessagePack rows with their time and key columns, built from numpy columns.
+
+A live capture at half a million events a second cannot afford a Python list and dict per event, nor packing
+them one by one. Most of its events share one shape (an ioctl of one command: the same keys, the same constants,
+a few integers that vary), so the rows are written straight from numpy columns: a `Template` is a row with
+`Col` placeholders, and `encode` lays out every row's bytes at once, each integer in the smallest MessagePack
+form, exactly as `msgpack.packb` would write it. `PackedRows` is what the writer stores (`append_packed`) and
+what a live view decodes back into rows when it needs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from ..events import R_DEVICE, R_KIND, R_PASID, R_TS, Row
+from .columns import Key
+
+_PACKER = msgpack.Packer(use_bin_type=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Col:
+    """A placeholder in a template: the integer column of this name, or, with `texts`, a column of codes into
+    `texts` (strings, or anything MessagePack packs, each encoded once)."""
+
+    name: str
+
+
+Template = Any  # a row (list / dict / scalars) in which `Col` placeholders stand for per-row values
+
+# The smallest MessagePack form of an integer: (low, high) bounds, first byte (None: the value itself, a fixint),
+# payload bytes. msgpack's packer picks unsigned forms for values >= 0 and signed ones below.
+_UNSIGNED = ((0, 0x7F, None, 0), (0x80, 0xFF, 0xCC, 1), (0x100, 0xFFFF, 0xCD, 2), (0x10000, 0xFFFFFFFF, 0xCE, 4),
+             (0x100000000, 0xFFFFFFFFFFFFFFFF, 0xCF, 8))
+_SIGNED = ((-32, -1, None, 0), (-128, -33, 0xD0, 1), (-32768, -129, 0xD1, 2), (-(1 << 31), -32769, 0xD2, 4),
+           (-(1 << 63), -(1 << 31) - 1, 0xD3, 8))
+
+
+class _Const:
+    """Bytes every row has at this place (merged neighbouring constants of the template)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = np.frombuffer(data, np.uint8)
+        self.uniform: int | None = 0  # the form of every row, when they share one
+
+    @property
+    def lengths(self) -> np.ndarray:
+        raise AssertionError("a constant has one width")
+
+    def width(self, form: int) -> int:
+        return len(self.data)
+
+
+
+class _Ints:
+    """An integer column; a row's form is its place in `_FORMS` (fixint, uint8, ..., int64)."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+        self.uniform, self.form = _forms(values)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return _FORM_WIDTH[self.form]
+
+    def width(self, form: int) -> int:
+        return int(_FORM_WIDTH[form])
+
+    def fill(self, buf: np.ndarray, rows: np.ndarray, col: int, form: int) -> None:
+        low, _, first, size = _FORMS[form]
+        vals = self.values[rows]
+        if first is None:  # a fixint is its own byte
+            buf[:, col] = vals.astype(np.int8).view(np.uint8) if low < 0 else vals.astype(np.uint8)
+            return
+        buf[:, col] = first
+        buf[:, col + 1:col + 1 + size] = vals.astype(f">{'i' if low < 0 else 'u'}{size}").view(np.uint8
+                                                                                            ).reshape(-1, size)
+
+
+class _Coded:
+    """A column of codes, each standing for one value encoded once (a process name, a command name...); a row's
+    form is its value's encoded length."""
+
+    def __init__(self, codes: np.ndarray, values: list[Any]) -> None:
+        self.codes = np.asarray(codes, np.int64)
+        self.encoded = [_PACKER.pack(v) for v in values]
+        widths = np.array([len(e) for e in self.encoded], np.int64)
+        used = np.unique(widths[np.unique(self.codes)]) if len(self.codes) else widths[:1]
+        self.uniform: int | None = int(used[0]) if len(used) == 1 else None
+        self.form = None if self.uniform is not None else widths[self.codes]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.form  # type: ignore[return-value]
+
+    def width(self, form: int) -> int:
+        return form
+
+    def fill(self, buf: np.ndarray, rows: np.ndarray, col: int, form: int) -> None:
+        table = np.zeros((len(self.encoded), form), np.uint8)
+        for i, e in enumerate(self.encoded):
+            if len(e) == form:
+                table[i] = np.frombuffer(e, np.uint8)
+        buf[:, col:col + form] = table[self.codes[rows]]
+
+
+_Segment = _Const | _Ints | _Coded
+_FORMS = _UNSIGNED + _SIGNED
+_FORM_WIDTH = np.array([1 + size for *_, size in _FORMS], np.int64)
+_HIGHS = np.array([high for _, high, _, _ in _UNSIGNED[:-1]], np.uint64)  # 0x7f, 0xff, 0xffff, 0xffffffff
+_LOWS = np.array([low for low, _, _, _ in _SIGNED[:-1]][::-1], np.int64)  # -2**31, -32768, -128, -32
+
+
+def _forms(values: np.ndarray) -> tuple[int | None, np.ndarray | None]:
+    """Each value's form (its index in `_FORMS`): the smallest that holds it, as msgpack's packer chooses.
+    (the form, None) when every value has the same one, the usual case; else (None, each value's form)."""
+    if not len(values):
+        return 0, None
+    low, high = values.min(), values.max()
+    if low >= 0:
+        forms = np.searchsorted(_HIGHS, np.array([low, high], np.uint64))
+        if forms[0] == forms[1]:
+            return int(forms[0]), None
+        return None, np.searchsorted(_HIGHS, values.astype(np.uint64, copy=False)).astype(np.int64)
+    if high < 0:
+        forms = len(_FORMS) - 1 - np.searchsorted(_LOWS, np.array([low, high], np.int64), side="right")
+        if forms[0] == forms[1]:
+            return int(forms[0]), None
+    signed = values.astype(np.int64, copy=False)
+    negative = signed < 0
+    form = np.searchsorted(_HIGHS, np.where(negative, 0, signed).astype(np.uint64)).astype(np.int64)
+    form[negative] = len(_FORMS) - 1 - np.searchsorted(_LOWS, signed[negative], side="right")
+    return None, form
+
+
+def _segments(template: Template, columns: dict[str, Any]) -> list[_Segment]:
+    """The template as a list of segments, adjacent constants merged."""
+    parts: list[bytes | _Segment] = []
+
+    def walk(t: Any) -> None:
+        if isinstance(t, Col):
+            c = columns[t.name]
+            parts.append(_Coded(*c) if isinstance(c, tuple) else _Ints(np.asarray(c)))
+        elif isinstance(t, dict):
+            parts.append(_PACKER.pack_map_header(len(t)))
+            for k, v in t.items():
+                walk(k)
+                walk(v)
+        elif isinstance(t, (list, tuple)):
+            parts.append(_PACKER.pack_array_header(len(t)))
+            for v in t:
+                walk(v)
+        else:
+            parts.append(_PACKER.pack(t))
+
+    walk(template)
+    out: list[_Segment] = []
+    pending = b""
+    for p in parts:
+        if isinstance(p, bytes):
+            pending += p
+            continue
+        if pending:
+            out.append(_Const(pending))
+            pending = b""
+        out.append(p)
+    if pending:
+        out.append(_Const(pending))
+    return out
+
+
+class Encoded:
+    """`n` rows of one template, laid out: `lengths` first, then `write` into a buffer at given row starts.
+
+    Rows whose every column takes the same MessagePack form have the same layout: each such group is filled as
+    one two-dimensional array (the constants copied in once, then a column slice per varying segment), in place
+    when its rows lie next to each other, as a batch of one command does."""
+
+    def __init__(self, template: Template, columns: dict[str, Any], n: int) -> None:
+        self.n = n
+        self.segments = _segments(template, columns)
+        fixed = sum(s.width(s.uniform) for s in self.segments if s.uniform is not None)
+        varying = [s.lengths for s in self.segments if s.uniform is None]
+        self.lengths = fixed + np.sum(varying, axis=0) if varying else np.full(n, fixed, np.int64)
+
+    def _layouts(self) -> list[tuple[np.ndarray, list[int]]]:
+        """The rows grouped by layout: (rows, the form of each segment)."""
+        varying = [s for s in self.segments if s.uniform is None]
+        if not varying:
+            return [(np.arange(self.n), [s.uniform for s in self.segments])]  # type: ignore[misc]
+        kinds, of = np.unique(np.stack([s.form for s in varying], axis=1), axis=0, return_inverse=True)
+        of = of.reshape(-1)
+        out = []
+        for i, kind in enumerate(kinds.tolist()):
+            it = iter(kind)
+            out.append((np.flatnonzero(of == i), [s.uniform if s.uniform is not None else next(it)
+                                                  for s in self.segments]))
+        return out
+
+    def write(self, out: np.ndarray, starts: np.ndarray) -> None:
+        if not self.n:
+            return
+        for rows, forms in self._layouts():
+            widths = [s.width(f) for s, f in zip(self.segments, forms, strict=True)]
+            proto = np.zeros(sum(widths), np.uint8)  # the constants in place, once
+            col = 0
+            for s, w in zip(self.segments, widths, strict=True):
+                if isinstance(s, _Const):
+                    proto[col:col + w] = s.data
+                col += w
+            at = starts[rows]
+            step, first = len(proto), int(at[0])
+            together = int(at[-1]) - first == (len(rows) - 1) * step and bool((np.diff(at) == step).all())
+            buf = out[first:first + len(rows) * step].reshape(-1, step) if together else \
+                np.empty((len(rows), step), np.uint8)
+            buf[:] = proto
+            col = 0
+            for s, f, w in zip(self.segments, forms, widths, strict=True):
+                if not isinstance(s, _Const):
+                    s.fill(buf, rows, col, f)
+                col += w
+            if not together:
+                out[at[:, None] + np.arange(step)] = buf
+
+
+@dataclass(frozen=True, slots=True)
+class PackedRows:
+    """Encoded rows in time order: `data[row_at[i]:row_at[i + 1]]` is row i as MessagePack, `ts` its time and
+    `keys[key_of[i]]` its (kind, device, PASID)."""
+
+    ts: np.ndarray  # int64
+    keys: list[Key]
+    key_of: np.ndarray  # uint32
+    data: np.ndarray  # uint8
+    row_at: np.ndarray  # int64, n + 1 offsets
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @classmethod
+    def empty(cls) -> PackedRows:
+        return cls(np.zeros(0, np.int64), [], np.zeros(0, np.uint32), np.zeros(0, np.uint8), np.zeros(1, np.int64))
+
+    @classmethod
+    def of_rows(cls, rows: list[Row]) -> PackedRows:
+        """Rows packed one by one: for the few rows that are not worth a template."""
+        encoded = [_PACKER.pack(r) for r in rows]
+        ids: dict[Key, int] = {}
+        key_of = np.fromiter((ids.setdefault((r[R_KIND], r[R_DEVICE], r[R_PASID]), len(ids)) for r in rows),
+                             np.uint32, len(rows))
+        row_at = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum([len(e) for e in encoded], out=row_at[1:])
+        return cls(np.fromiter((r[R_TS] for r in rows), np.int64, len(rows)), list(ids), key_of,
+                   np.frombuffer(b"".join(encoded), np.uint8), row_at)
+
+    @classmethod
+    def assemble(cls, ts: np.ndarray, keys: list[Key], key_of: np.ndarray, parts: list[tuple[np.ndarray, Any]]
+                 ) -> PackedRows:
+        """Rows from several sources laid out in one buffer. `ts` and `key_of` are in the rows' final (time)
+        order; `parts` are (the final positions of its rows, an `Encoded` or a list of encoded rows), together
+        covering 0..n-1."""
+        lengths = np.zeros(len(ts), np.int64)
+        for pos, enc in parts:
+            lengths[pos] = enc.lengths if isinstance(enc, Encoded) else [len(b) for b in enc]
+        row_at = np.zeros(len(ts) + 1, np.int64)
+        np.cumsum(lengths, out=row_at[1:])
+        data = np.empty(int(row_at[-1]), np.uint8)
+        for pos, enc in parts:
+            if isinstance(enc, Encoded):
+                enc.write(data, row_at[pos])
+            else:
+                for p, b in zip(row_at[pos].tolist(), enc, strict=True):
+                    data[p:p + len(b)] = np.frombuffer(b, np.uint8)
+        return cls(np.asarray(ts, np.int64), keys, np.asarray(key_of, np.uint32), data, row_at)
+
+    def slice(self, i: int, j: int) -> PackedRows:
+        """Rows i..j-1 (sharing this batch's memory)."""
+        a, b = int(self.row_at[i]), int(self.row_at[j])
+        return PackedRows(self.ts[i:j], self.keys, self.key_of[i:j], self.data[a:b], self.row_at[i:j + 1] - a)
+
+    def compact(self) -> tuple[list[Key], np.ndarray]:
+        """Only the keys these rows use, and the rows' indexes into them."""
+        used, key_of = np.unique(self.key_of, return_inverse=True)
+        return [self.keys[k] for k in used.tolist()], key_of.astype(np.uint32)
+
+    @staticmethod
+    def concat(batches: list[PackedRows]) -> PackedRows:
+        """One batch of several, in the given order (a caller merging out-of-order batches sorts after)."""
+        batches = [b for b in batches if len(b)]
+        if not batches:
+            return PackedRows.empty()
+        if len(batches) == 1:
+            return batches[0]
+        ids: dict[Key, int] = {}
+        key_of = [np.array([ids.setdefault(k, len(ids)) for k in b.keys], np.uint32)[b.key_of] for b in batches]
+        bases = np.cumsum([0] + [len(b.data) for b in batches[:-1]])
+        row_at = np.concatenate([[0]] + [b.row_at[1:] + base for b, base in zip(batches, bases, strict=True)])
+        return PackedRows(np.concatenate([b.ts for b in batches]), list(ids), np.concatenate(key_of),
+                          np.concatenate([b.data for b in batches]), row_at)
+
+    def sorted(self) -> PackedRows:
+        """The same rows in time order (stable)."""
+        if len(self.ts) < 2 or bool((np.diff(self.ts) >= 0).all()):
+            return self
+        order = np.argsort(self.ts, kind="stable")
+        lengths = np.diff(self.row_at)[order]
+        row_at = np.zeros(len(order) + 1, np.int64)
+        np.cumsum(lengths, out=row_at[1:])
+        gather = np.repeat(self.row_at[:-1][order] - row_at[:-1], lengths) + np.arange(int(row_at[-1]))
+        return PackedRows(self.ts[order], self.keys, self.key_of[order], self.data[gather], row_at)
+
+    def rows(self) -> list[Row]:
+        """The rows as Python lists, as a reader decodes them."""
+        if not len(self.ts):
+            return []
+        u = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(self.data), 1 << 20))
+        u.feed(self.data.tobytes())
+        return list(u)

@@ -1,0 +1,84 @@
+"""Rows encoded in bulk from numpy columns (explorer.recording.encoded.py): the same bytes as packing each row, and
+the same recording when a writer stores them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgpack
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from explorer.recording import Header, Recording, RecordingWriter
+from explorer.recording.encoded import Col, Encoded, PackedRows
+
+INT_TYPES = {"u1": (0, 255), "u2": (0, 65535), "u4": (0, (1 << 32) - 1), "u8": (0, (1 << 64) - 1),
+             "i4": (-(1 << 31), (1 << 31) - 1), "i8": (-(1 << 63), (1 << 63) - 1)}
+EDGES = (0, 1, 127, 128, 255, 256, 65535, 65536, (1 << 32) - 1, 1 << 32, -1, -32, -33, -128, -129, -32768, -32769,
+         -(1 << 31), -(1 << 31) - 1)
+
+
+@st.composite
+def columns(draw: st.DrawFn) -> tuple[int, dict[str, np.ndarray], list[str], np.ndarray, list[str]]:
+    n = draw(st.integers(0, 60))
+    dtypes = draw(st.lists(st.sampled_from(sorted(INT_TYPES)), min_size=1, max_size=4))
+    cols = {}
+    for i, dt in enumerate(dtypes):
+        low, high = INT_TYPES[dt]
+        value = st.one_of(st.sampled_from([e for e in EDGES if low <= e <= high] + [low, high]), st.integers(low, high))
+        cols[f"c{i}"] = np.array(draw(st.lists(value, min_size=n, max_size=n)), dtype=dt)
+    names = draw(st.lists(st.text(max_size=20), min_size=1, max_size=4))
+    codes = np.array(draw(st.lists(st.integers(0, len(names) - 1), min_size=n, max_size=n)), np.int64)
+    return n, cols, list(cols), codes, names
+
+
+@settings(max_examples=150)
+@given(columns())
+def test_bulk_encoding_writes_the_bytes_msgpack_writes_for_each_row(case) -> None:  # type: ignore[no-untyped-def]
+    n, cols, names, codes, texts = case
+    template = [Col(names[0]), "uapi", None, {"name": Col("text"), "args": {k: Col(k) for k in names}, "ok": True}]
+    enc = Encoded(template, {**cols, "text": (codes, texts)}, n)
+    rows = PackedRows.assemble(np.arange(n), [("uapi", None, None)], np.zeros(n, np.uint32), [(np.arange(n), enc)])
+    expected = [[int(cols[names[0]][i]), "uapi", None,
+                 {"name": texts[codes[i]], "args": {k: int(cols[k][i]) for k in names}, "ok": True}] for i in range(n)]
+    assert rows.data.tobytes() == b"".join(msgpack.packb(r) for r in expected)
+    assert rows.rows() == expected
+
+
+def _row(ts: int, device: str | None = None) -> list:  # type: ignore[type-arg]
+    return [ts, "uapi", device, None, 0, 7, "c", "syscalls:sys_exit_ioctl",
+            {"cmd": 0x3B81, "name": "IOMMU_IOAS_ALLOC", "fd": 3, "args": {}, "ret": -25}]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(1, 3000), min_size=1, max_size=6), st.integers(1, 5))
+def test_a_writer_stores_packed_batches_as_chunks_a_reader_reads_back(tmp_path_factory, sizes: list[int],
+                                                                         row_every: int) -> None:
+    """Batches of any size, and rows appended between them, come back in order, whole chunks of `chunk_events`
+    plus what a flush cut; the footer counts and devices hold them."""
+    path = Path(tmp_path_factory.mktemp("packed")) / "p.pasidrec"
+    expected, ts = [], 0
+    with RecordingWriter(path, Header(source="capture"), chunk_events=1024) as w:
+        for i, size in enumerate(sizes):
+            batch = [_row(ts + j, "0000:00:04.0" if j == 5 else None) for j in range(size)]
+            ts += size
+            w.append_packed(PackedRows.of_rows(batch).slice(0, size))
+            expected += batch
+            if i % row_every == 0:
+                w.append_row(_row(ts))
+                expected.append(_row(ts))
+                ts += 1
+    r = Recording(path)
+    assert r.damage == [] and [row for c in range(len(r.chunks)) for row in r.chunk_rows(c)] == expected
+    assert r.footer is not None and r.footer["events"] == len(expected) == sum(c.n for c in r.chunks)
+    assert r.footer["counts"] == {"uapi": len(expected)}
+    assert all(c.n <= 1024 for c in r.chunks)
+    assert ("0000:00:04.0" in {d["name"] for d in r.footer["devices"]}) == any(s > 5 for s in sizes)
+
+
+def test_out_of_order_batches_merge_into_time_order() -> None:
+    a, b = PackedRows.of_rows([_row(1), _row(5), _row(9)]), PackedRows.of_rows([_row(2, "d"), _row(5, "d")])
+    merged = PackedRows.concat([a, b]).sorted()
+    assert [(r[0], r[2]) for r in merged.rows()] == [(1, None), (2, "d"), (5, None), (5, "d"), (9, None)]
+    assert [merged.keys[k] for k in merged.key_of.tolist()] == [(r[1], r[2], r[3]) for r in merged.rows()]
