@@ -306,11 +306,8 @@ class Tracked(Journal):
         Journal.__delitem__(self, key)
 
     def pop(self, key: Any, default: Any = MISSING) -> Any:
-        value = dict.pop(self, key, MISSING)
-        if value is MISSING:
-            if default is MISSING:
-                raise KeyError(key)
-            return default
-        self.note(key, value)
+        if key not in self:
+            return Journal.pop(self, key, default)
+        value = Journal.pop(self, key)
         self._store.close(self._code, key, value, self._clock, False)
         return value
