@@ -10,7 +10,7 @@ from . import DATA, kernels
 from .kernels import LabError, LabKernel
 
 SOURCES = DATA / "workloads"
-MODULE = DATA / "module"  # pasidlab.ko: the global PASID allocator (iommu_alloc_global_pasid, 6.6+), driven
+MODULE = DATA / "module"  # pasidlab.ko: the PASID allocator (global 6.6+, ioasid up to 6.3), driven
 SELFTEST = "iommufd"  # tools/testing/selftests/iommu/iommufd.c, built from the lab kernel's own tree
 GUEST_OUT = "/tmp/lab"  # where data/init.sh mounts the run folder in the guest
 TALLY = "iocount.json"  # libiocount's tally of what the selftest asked for, in the run folder
@@ -31,13 +31,14 @@ def bin_dir(kernel: LabKernel) -> Path:
 def build_workloads(kernel: LabKernel) -> Path:
     """Every `data/workloads/*.c` built against `kernel`'s exported headers and its selftest header (`lib*.c` as
     LD_PRELOAD libraries), and the kernel's own iommufd selftest where its tree's copy builds against its own
-    uAPI, and the lab module (pasidlab.ko); a binary is rebuilt only when its source is newer; none on a kernel
-    without iommufd (6.1). Returns the folder that holds them (put it on the guest's PATH)."""
+    uAPI, and the lab module (pasidlab.ko); a binary is rebuilt only when its source is newer. A kernel without
+    iommufd (6.1) gets the module alone. Returns the folder that holds them (put it on the guest's PATH)."""
     headers = kernel.build_dir / "usr" / "include"
-    if not (headers / "linux" / "iommufd.h").exists():
+    if not (headers / "linux" / "version.h").exists():
         _run(["make", "-s", "-C", str(kernel.src_dir), f"O={kernel.build_dir}", "headers"], "make headers")
     out = bin_dir(kernel)
     out.mkdir(exist_ok=True)
+    _build_module(kernel, out / "module")
     if not (headers / "linux" / "iommufd.h").exists():  # before 6.2 (the ioasid era) there is no iommufd
         return out
     uapi = ["-isystem", str(headers), "-I", str(kernel.src_dir / "drivers" / "iommu" / "iommufd")]
@@ -49,7 +50,6 @@ def build_workloads(kernel: LabKernel) -> Path:
         shared = ["-shared", "-fPIC"] if library else []
         _run(["gcc", "-O2", "-Wall", *shared, *uapi, str(source), "-o", str(binary), *(["-ldl"] if library else [])],
              f"compiling {source.name} for {kernel.version}")
-    _build_module(kernel, out / "module")
     if kernels.source_for(kernel.version).selftest:
         selftests = kernel.src_dir / "tools" / "testing" / "selftests"
         source = selftests / "iommu" / "iommufd.c"
@@ -71,11 +71,12 @@ def _build_module(kernel: LabKernel, where: Path) -> None:
          f"building the lab module for {kernel.version}")
 
 
-def module_command(kernel: LabKernel, allocs: int, frees: int) -> list[str]:
-    """The guest command that loads pasidlab.ko (it allocates `allocs` global PASIDs and frees the first `frees`)
-    and prints its state as JSON."""
+def module_command(kernel: LabKernel, allocs: int, frees: int, double_frees: int = 0) -> list[str]:
+    """The guest command that loads pasidlab.ko (it allocates `allocs` PASIDs, frees the first `frees` and, as a
+    planted bug, frees the first `double_frees` of those again) and prints its state as JSON."""
     ko = bin_dir(kernel) / "module" / "pasidlab.ko"
-    return ["sh", "-c", f"insmod {ko} allocs={allocs} frees={frees} && cat /sys/kernel/debug/pasidlab/state"]
+    return ["sh", "-c", f"insmod {ko} allocs={allocs} frees={frees} double_frees={double_frees} && "
+            "cat /sys/kernel/debug/pasidlab/state"]
 
 
 def _fresh(binary: Path, source: Path) -> bool:
