@@ -174,6 +174,10 @@ class Intervals:
         self.opened = 0  # intervals opened so far: with `closed_count`, tells a reader it is out of date
         self._by_event: dict[int, list[int]] = {}  # event index -> closed intervals it opened or closed
         self._by_event_seen = 0
+        # A group's requests after its first, as (request, the group's opening request) pairs in the order they
+        # came: 16 bytes per later request, nothing per group (a million open groups cost nothing more here)
+        self._joins = array("q")
+        self._joins_sorted: tuple[int, np.ndarray, np.ndarray] | None = None  # (pairs then, openers, requests)
 
     # -- filled by the simulator's state -------------------------------------------------------------------
     def watch(self, kind: IntervalKind, records: dict[Any, Any]) -> None:
@@ -203,7 +207,25 @@ class Intervals:
             row = tuple(_NONE if n is None else n for n in row)
         self._cols.extend(row)
 
+    def joined(self, request_idx: int, open_idx: int) -> None:
+        """Event `request_idx` is a later request of the page-request group that event `open_idx` opened."""
+        self._joins.extend((request_idx, open_idx))
+
     # -- read by everything else ---------------------------------------------------------------------------
+    def later_requests(self, open_idx: int) -> list[int]:
+        """The requests of the group that event `open_idx` opened, after that first one, in order (a Perfetto
+        flow starts at each of them as at the first)."""
+        n = len(self._joins)
+        if not n:
+            return []
+        got = self._joins_sorted
+        if got is None or got[0] != n:  # sorted by opener once, then looked up (a copy: the model may go on)
+            pairs = np.frombuffer(self._joins[:n], dtype=np.int64).reshape(-1, 2)
+            order = np.argsort(pairs[:, 1], kind="stable")
+            got = self._joins_sorted = (n, pairs[order, 1], pairs[order, 0])
+        lo, hi = np.searchsorted(got[1], (open_idx, open_idx + 1))
+        return got[2][lo:hi].tolist()  # type: ignore[no-any-return]
+
     @property
     def closed_count(self) -> int:
         return len(self._cols) // _WIDTH

@@ -5,8 +5,8 @@ tracks hold each PASID's lifetimes (alloc to free); each device has a lane for i
 track per PASID with lanes: `attached` (the domains it was attached to), `page requests` (the outstanding
 page-request groups, request to response; overlapping groups take further lanes) and `events` (every event as
 an instant with its fields as args, the model's findings with rule, severity, explanation and evidence). Markers
-and losses sit on the machine's own lane. A flow (an arrow) joins the request that opened each group to the
-response that answered it. Counters: live PASIDs and the share of the PASID space they use (on the allocator),
+and losses sit on the machine's own lane. A flow (an arrow) joins each request of a group (the one that opened
+it and every later one, `Intervals.later_requests`) to the response that answered it. Counters: live PASIDs and the share of the PASID space they use (on the allocator),
 outstanding groups per device, and events lost so far (on the machine).
 
 A merged recording's machines (the host and named guests, `explorer/machines.py`) are Perfetto machines: each
@@ -180,8 +180,9 @@ class PerfettoWriter:
         self._response_id = idx.kind_id(Kind.PAGE_RESPONSE)
         self._open: dict[int, _Open] = {}
         self._busy: dict[tuple[Any, Any], list[bool]] = {}  # (device, PASID) -> which group lanes are in use
-        self._flows_out: dict[int, int] = {}  # event -> the flow it starts (the request that opened a group)
-        self._flows_in: dict[int, int] = {}  # event -> the flow it ends (the response that answered it)
+        self._flows_out: dict[int, int] = {}  # event -> the flow it starts (a request of an answered group)
+        self._flows_in: dict[int, list[int]] = {}  # event -> the flows it ends (the response that answered them)
+        self._flows = 0  # flow ids handed out
         self._live: dict[int, int] = {}  # machine -> live PASIDs
         self._groups: dict[str, int] = {}  # device -> outstanding groups
         self._lost: dict[int, int] = {}  # machine -> events lost so far
@@ -334,8 +335,7 @@ class PerfettoWriter:
         m = machine_of(row)
         global_ = kind in (Kind.MARKER, Kind.LOST)
         track = self.lane_machine(m) if global_ else self.lane(dev, pasid, "events", EVENTS_RANK, m)
-        flows = ([self._flows_out.pop(i)] if i in self._flows_out else [],
-                 [self._flows_in.pop(i)] if i in self._flows_in else [])
+        flows = ([self._flows_out.pop(i)] if i in self._flows_out else [], self._flows_in.pop(i, []))
         self.event(row[R_TS], track, _INSTANT, _name(kind, f), str(kind), args, flows)
         if kind == Kind.LOST:
             lost = self._lost[m] = self._lost.get(m, 0) + (f["count"] if isinstance(f.get("count"), int) else 0)
@@ -389,8 +389,8 @@ class PerfettoWriter:
             if iv.close_idx is not None and iv.close_idx >= 0 and int(self._kinds[iv.close_idx]) == self._response_id:
                 f = self.idx.row(iv.close_idx)[R_FIELDS] or {}
                 end_args |= {"code": f.get("code"), "by": f.get("by")}
-                if iv.open_idx >= 0:  # an arrow from the request that opened it to the response
-                    self._flows_out[iv.open_idx] = self._flows_in[iv.close_idx] = n + 1
+                if iv.open_idx >= 0:  # an arrow from each of its requests to the response
+                    self._flow_to(iv.close_idx, [iv.open_idx, *self.idx.intervals.later_requests(iv.open_idx)])
             groups = self._groups[rec.device] = self._groups.get(rec.device, 0) + 1
             self.count(iv.start_ns, self._group_counter(rec.device), groups)
             counter = ("group", rec.device, rec.pasid, k)
@@ -402,6 +402,15 @@ class PerfettoWriter:
         self._open[n] = _Open(lane, end_args, None if iv.is_open else counter)
         if iv.end_or(end_ns) <= iv.start_ns:  # ends where it begins: ended here, before anything else there
             self.end(n, iv.start_ns)
+
+    def _flow_to(self, response: int, requests: list[int]) -> None:
+        """A flow from each of `requests` to `response` (begun before any of them is written: the group's slice
+        begins before its first request, at the same time)."""
+        ids = self._flows_in.setdefault(response, [])
+        for r in requests:
+            self._flows += 1
+            self._flows_out[r] = self._flows
+            ids.append(self._flows)
 
     def end(self, n: int, ts: int) -> None:
         o = self._open.pop(n, None)

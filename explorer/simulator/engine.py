@@ -610,6 +610,8 @@ class Simulator:
             st.groups[key] = _new_group((dev, pasid, prg, g.first_ns, g.first_idx, g.requests + 1,
                                          g.closed or f.get("last", True), g.route, g.stale, g.needs_pasid,
                                          g.unattached))
+            if self.intervals is not None:
+                self.intervals.joined(idx, g.first_idx)
 
     def _page_response(self, row: Row, idx: int) -> None:
         st = self.state

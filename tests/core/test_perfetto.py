@@ -162,14 +162,25 @@ def check_trace(source: Path, data: bytes) -> Decoded:
     assert ends == sorted(max(iv.end_or(idx.end_ns), iv.start_ns) for iv in ivs if iv.kind in cat_of)
     for _, te, _, name, _ in t.of(TE.TYPE_SLICE_BEGIN, "pasid"):  # "PASID 5 sva ..." on the allocator's PASID 5
         assert t.path(te.track_uuid)[1:] == ["PASID allocator", " ".join(name.split()[:2]), "lifetime"]
-    # an arrow from the request that opened each answered group to the response that answered it
+    # an arrow from every request of each answered group to the response that answered it: as many as the
+    # group's requests, each from a page request of its device and PRG, the first from the one that opened it
     starts = {f: e for e in t.events for f in e[1].flow_ids}
     stops = {f: e for e in t.events for f in e[1].terminating_flow_ids}
-    assert starts.keys() == stops.keys()
+    assert starts.keys() == stops.keys(), "every flow id referenced begins and ends"
+    assert all(len(e[1].flow_ids) <= 1 for e in t.events), "a request belongs to one group"
+    arrows = defaultdict(list)  # response -> the requests whose arrows end there
+    for f, s in starts.items():
+        arrows[stops[f][2]["event"]].append(s[2]["event"])
     answered = [iv for iv in ivs if iv.kind == IntervalKind.GROUP and iv.close_idx is not None and iv.close_idx >= 0
                 and iv.open_idx >= 0 and idx.event(iv.close_idx).kind == "page_response"]
-    assert sorted((s[2]["event"], stops[f][2]["event"]) for f, s in starts.items()) == \
-        sorted((iv.open_idx, iv.close_idx) for iv in answered)
+    assert sorted(arrows) == sorted(iv.close_idx for iv in answered)
+    for iv in answered:
+        came = sorted(arrows[iv.close_idx])
+        assert len(came) == iv.record.requests and came[0] == iv.open_idx, (iv, came)
+        for r in came:
+            ev = idx.event(r)
+            assert (ev.kind, ev.device, ev.fields["prg"]) == ("page_request", iv.record.device, iv.record.prg)
+            assert iv.open_idx <= r < iv.close_idx
     # counters: live PASIDs and outstanding groups per device are the model's at every sample
     counters = defaultdict(list)  # (machine, track path below it) -> samples
     for ts, te, _, _, _ in t.of(TE.TYPE_COUNTER):
@@ -217,6 +228,8 @@ def test_the_page_request_scenario_shows_groups_lanes_and_arrows(tmp_path: Path)
     groups = t.of(TE.TYPE_SLICE_BEGIN, "page_request")
     assert groups and all(t.path(te.track_uuid)[-1].startswith("page requests") for _, te, _, _, _ in groups)
     assert any(te.flow_ids for _, te, _, _, _ in t.events), "at least one answered group's arrow"
+    ends = [te.terminating_flow_ids for _, te, _, _, _ in t.events]
+    assert any(len(f) > 1 for f in ends), "a group of several requests: an arrow from each to its response"
     assert t.clocks[0] == pb.BUILTIN_CLOCK_BOOTTIME  # a scenario's clock is none of the kernel's
 
 
