@@ -37,7 +37,7 @@ from .recording.columns import ChunkColumns, columns_of
 from .recording.reader import ChunkHead
 from .schema import checked, key_problem
 from .simulator import DEFAULT_STALE_NS, STATEFUL_KINDS, Anomaly, SimState, Simulator, lifecycle_unobserved
-from .simulator.state import StateChanges
+from .simulator.state import FullCopy, StateChanges
 
 ProgressHook = Callable[[int, int], None]
 Observer = Callable[[list[Row | None], list[int]], None]  # a chunk's rows (None where not decoded), positions modelled
@@ -72,7 +72,7 @@ class TrackKey(NamedTuple):
 @dataclass(slots=True)
 class _Checkpoint:
     next_index: int  # events before this index are in the state
-    state: SimState | None  # a full copy, or None: then `changes` since the checkpoint before
+    state: FullCopy | None  # a full copy, or None: then `changes` since the checkpoint before
     changes: StateChanges | None = None
     loss_ns: int | None = None  # an unreadable chunk's loss, at this time: the state only holds from then on
 

@@ -193,15 +193,15 @@ class Intervals:
 
     def close(self, code: int, key: Any, record: Any, clock: _Clock, replaced: bool) -> None:
         """The interval of `record` (kind number `code`) ends at the clock's event."""
-        lay = self.layout(code, record)
+        lay = self._layouts[code] or self.layout(code, record)
         shape = (None if _KEY_OF[code] is not None else key, lay.rest(record))
         sid = self._shapes.get(shape)
         if sid is None:
             sid = self._shapes[shape] = len(self._shape_list)
             self._shape_list.append(shape)
         p = lay.opening
-        start = record[p]
-        row = (sid << 3 | code << 1 | replaced, start, max(clock.time_ns, start), record[p + 1], clock.index,
+        start, end = record[p], clock.time_ns
+        row = (sid << 3 | code << 1 | replaced, start, end if end > start else start, record[p + 1], clock.index,
                *lay.numbers(record))
         if None in row:  # a group without a PASID
             row = tuple(_NONE if n is None else n for n in row)
@@ -323,13 +323,9 @@ class Tracked(Journal):
             self._store.opened += 1
             self._store.close(self._code, key, old, self._clock, True)
 
-    def __delitem__(self, key: Any) -> None:
-        self._store.close(self._code, key, self[key], self._clock, False)
-        Journal.__delitem__(self, key)
-
-    def pop(self, key: Any, default: Any = MISSING) -> Any:
-        if key not in self:
-            return Journal.pop(self, key, default)
-        value = Journal.pop(self, key)
-        self._store.close(self._code, key, value, self._clock, False)
-        return value
+    def gone(self, key: Any, old: Any) -> None:
+        """`key`'s record `old` is deleted or popped: its interval closes at the clock's event."""
+        before = self._before
+        if before is not None and key not in before:
+            before[key] = old
+        self._store.close(self._code, key, old, self._clock, False)

@@ -41,6 +41,7 @@ from .state import (
     Attachment,
     Bind,
     Freed,
+    FullCopy,
     LivePasid,
     PendingGroup,
     SimState,
@@ -243,17 +244,17 @@ class Simulator:
         if self.unobserved is not None and st.uncertain_since == 0 and st.index < 0:
             st.uncertain_since = ts
 
-    def snapshot(self) -> SimState:
-        """A full copy of the state (plain maps): a checkpoint that needs no other to restore."""
-        return self.root.copy()
+    def snapshot(self) -> FullCopy:
+        """A full copy of the state: a checkpoint that needs no other to restore."""
+        return self.root.freeze()
 
-    def restore(self, state: SimState, changes: Iterable[StateChanges] = ()) -> None:
+    def restore(self, state: FullCopy, changes: Iterable[StateChanges] = ()) -> None:
         """Continue from a checkpoint (a replayer's seek): a full copy, then the checkpoints after it as changes.
-        Its maps are plain copies, so nothing is reported. A simulator that keeps intervals never goes back: its
+        Its maps are plain dicts, so nothing is reported. A simulator that keeps intervals never goes back: its
         store would no longer follow its state."""
         if self.intervals is not None:
             raise ValueError("a simulator keeping intervals cannot restore a checkpoint (use a replayer)")
-        self.root = self.state = state.copy()
+        self.root = self.state = state.thaw()
         for c in changes:
             self.state.apply(c)
 

@@ -40,7 +40,7 @@ def test_a_journal_s_changes_bring_a_copy_from_one_mark_to_the_next(ops: list[tu
             apply_changes(marked, journal.changes())
             assert marked == journal
     apply_changes(marked, journal.changes())
-    assert marked == journal and journal.changes() == {}
+    assert marked == journal and journal.changes() == ()
 
 
 @pytest.mark.parametrize("every, full_after", [(7, 16), (64, 40), (500, 5000)])
