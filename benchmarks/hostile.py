@@ -14,8 +14,11 @@ fault flood); and crafted log lines for `import`. Every command runs in a child 
                child was forked from, so once this script had read a big export's output, every later command
                (the tiny crafted logs' `import` came last) seemed to take 600-800 MiB.
 
---scale shrinks or grows the big cases (1.0: a million live PASIDs, a million faults). The last line is one JSON
-object: cases, runs, crashes, hangs, injections, over_budget, peak_rss_mb, worst_rss_ratio, check_bytes_per_finding.
+--scale shrinks or grows the big cases (1.0: a million live PASIDs, a million faults). The memory each distinct
+item costs is `check`'s peak on the case less its peak on a one-chunk recording, over the items: per live PASID,
+per open page-request group, per five-event chunk (issue 16's 100-200 bytes per PASID or group). The last line is
+one JSON object: cases, runs, crashes, hangs, injections, over_budget, peak_rss_mb, worst_rss_ratio,
+check_bytes_per_finding, and bytes_per_item ({live-pasids, open-groups, tiny-chunks}).
 """
 
 from __future__ import annotations
@@ -59,6 +62,12 @@ def _write_rows(path: Path, rows: Any, chunk: int = 4096) -> Path:
     return path
 
 
+def items(scale: float) -> dict[str, int]:
+    """The distinct items in each case that measures memory per item: PASIDs, groups, chunks."""
+    big = max(int(1_000_000 * scale), 1000)
+    return {"live-pasids": big, "open-groups": big, "tiny-chunks": max(big // 5, 1000) // 5}
+
+
 def recordings(d: Path, scale: float) -> dict[str, Path]:
     """Every hostile recording, by name."""
     big = max(int(1_000_000 * scale), 1000)
@@ -72,6 +81,7 @@ def recordings(d: Path, scale: float) -> dict[str, Path]:
                 row[8] = {**row[8], place: v}
             out[f"type-{place}-{k}"] = write_crafted(d / f"type-{place}-{k}.pasidrec", [GOOD[:3] + [row] + GOOD[4:]])
     one = write_crafted(d / "one.pasidrec", [GOOD])
+    out["one"] = one  # (the baseline of memory per item)
     with Recording(one) as rec:
         c = rec.chunks[0]
         entry = [c.offset, c.length, c.t0, c.t1, c.n]
@@ -175,6 +185,7 @@ def main() -> int:
                  for name, path in logs(d).items()]
         seen: set[str] = set()
         check_bytes: dict[str, int] = {}  # bytes `check` printed, by case
+        check_rss: dict[str, float] = {}  # `check`'s peak, by case (MiB)
         for name, path, cmd in jobs:
             argv = [cmd[0], str(path), *cmd[1:]] if cmd[1:2] != ["{path}"] else [cmd[0], str(path), *cmd[2:]]
             verdict, code, out, err, rss = run(argv, args.timeout)
@@ -195,6 +206,7 @@ def main() -> int:
             worst_ratio = max(worst_ratio, (rss - args.floor_mb) / max(size_mb, 1e-6))
             if cmd == ["check"]:
                 check_bytes[name] = len(out)
+                check_rss[name] = rss
             if cmd[:2] == ["check", "--json"] and verdict == "ok" and name in check_bytes:
                 found = sum(a.get("repeats", 0) + 1 for a in json.loads(out).get("anomalies", []))
                 if found:
@@ -204,13 +216,18 @@ def main() -> int:
                       f"{rss:.0f} MiB (budget {budget:.0f}); {err.decode(errors='replace')[-300:]!r}", flush=True)
             if name in ("live-pasids", "open-groups", "tiny-chunks", "fault-flood") and cmd[0] == "check":
                 print(f"  {name} ({size_mb:.1f} MiB): {' '.join(cmd)}: {rss:.0f} MiB peak", flush=True)
+    per_item = {name: round((check_rss[name] - check_rss["one"]) * 2**20 / n)
+                for name, n in items(args.scale).items() if name in check_rss and "one" in check_rss}
     result = {**totals, "peak_rss_mb": round(peak, 1), "worst_rss_ratio": round(worst_ratio, 2),
               "check_bytes_per_finding": round(min(per_finding) if per_finding else 0, 2),
-              "check_bytes_per_finding_max": round(max(per_finding) if per_finding else 0, 1), "scale": args.scale}
+              "check_bytes_per_finding_max": round(max(per_finding) if per_finding else 0, 1), "scale": args.scale,
+              "bytes_per_item": per_item}
     print(f"{totals['cases']} cases, {totals['runs']} runs: {totals['crashes']} crashes, {totals['hangs']} hangs, "
           f"{totals['injections']} injections, {totals['over_budget']} over the memory budget; peak RSS "
           f"{peak:.0f} MiB; check prints {result['check_bytes_per_finding']}-"
           f"{result['check_bytes_per_finding_max']} bytes per finding")
+    print("memory per item (check's peak less a one-chunk recording's): " +
+          ", ".join(f"{name} {b} B" for name, b in per_item.items()))
     print(json.dumps(result))
     return 0
 
