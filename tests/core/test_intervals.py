@@ -111,3 +111,27 @@ def test_the_open_intervals_at_any_time_are_the_models_state_there(source: objec
                   if iv.kind == kind]
         got = zip(*(c.tolist() for c in (cols.start_ns, cols.end_ns, cols.open_idx, cols.close_idx)), strict=True)
         assert list(got) == closed
+
+
+def test_a_group_s_later_requests_are_known_by_the_request_that_opened_it() -> None:
+    """The Perfetto export draws an arrow from every request of a group to its response: the store knows which
+    events the later requests were, by the group's opening event, and only those of that group."""
+    from explorer.simulator import Simulator
+
+    req = {"device": DEV, "pasid": 5, "addr": 0x1000, "perm": 1}
+    sim = Simulator(kernel="6.18").apply_all([
+        make(Kind.PASID_ALLOC, 1_000, pasid=5, path="sva", owner="pid 1 (a)", mm=1),
+        make(Kind.PASID_ATTACH, 2_000, device=DEV, pasid=5, domain=7, domain_type="sva"),
+        make(Kind.PAGE_REQUEST, 3_000, prg=3, last=False, **req),  # 2 opens PRG 3
+        make(Kind.PAGE_REQUEST, 3_100, prg=4, last=True, **req),  # 3 opens PRG 4
+        make(Kind.PAGE_REQUEST, 3_200, prg=3, last=False, **req),  # 4 joins PRG 3
+        make(Kind.PAGE_REQUEST, 3_300, prg=3, last=True, **req),  # 5 joins PRG 3
+        make(Kind.PAGE_RESPONSE, 4_000, device=DEV, pasid=5, prg=3, code=0, by="kernel"),
+        make(Kind.PAGE_REQUEST, 5_000, prg=3, last=True, **req),  # 7 opens PRG 3 again: a new group
+    ])
+    assert sim.anomalies == []
+    ivs = sim.intervals
+    assert ivs is not None
+    assert (ivs.later_requests(2), ivs.later_requests(3), ivs.later_requests(7)) == ([4, 5], [], [])
+    (answered,) = [iv for iv in ivs.of(IntervalKind.GROUP) if iv.close_idx is not None]
+    assert (answered.open_idx, answered.close_idx, answered.record.requests) == (2, 6, 3)
