@@ -33,6 +33,7 @@ class KernelSource:
     version: str
     suite: str | None  # None: this machine's apt configuration already has it
     teaches: str
+    iommufd: bool = True  # 6.2+: the mock device and fault queues, so faultq and the VT-d boot's tests run there
     pasid_mock: bool = False  # its selftest mock takes PASIDs (IOMMU_TEST_OP_PASID_*, 6.15+): faultq -A works
     selftest: bool = False  # its tree's tools/testing/selftests/iommu builds against its own uAPI (Debian's 6.12
     # ships a newer selftest than its headers: IOMMU_HW_INFO_TYPE_DEFAULT, MOCK_FLAGS_DEVICE_PASID, ... missing)
@@ -42,7 +43,7 @@ KERNELS: dict[str, KernelSource] = {
     "6.12": KernelSource("6.12", None, "iommufd fault queues, iopf_group_response, no PASID-capable mock"),
     "7.3": KernelSource("7.3", "trixie-backports", "PASID-capable mock, iommufd/VFIO PASID attach and replace",
                         pasid_mock=True, selftest=True),
-    "6.1": KernelSource("6.1", None, "the ioasid allocator era: no iommufd, iommu_page_response"),
+    "6.1": KernelSource("6.1", None, "the ioasid allocator era: no iommufd, iommu_page_response", iommufd=False),
 }
 DEFAULT_KERNEL = "6.12"
 BUILD_TOOLS = {"make": "make", "gcc": "gcc", "bc": "bc", "bison": "bison", "flex": "flex", "pahole": "dwarves",

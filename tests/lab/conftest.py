@@ -14,16 +14,43 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from explorer.lab import kernels, session, vm
+from explorer.lab import claims, kernels, session, vm
 from explorer.lab.kernels import LabError
 
 KERNELS = [v for v in os.environ.get("PASIDLAB_KERNELS", "6.12,7.3").split(",") if v]
 LabRunner = Callable[..., session.LabRun]
+# Every lab run of this session, per kernel: the hooks its capture attached and the hooks its recording proves
+# fired (test_claims.py holds the lab's claims to them, after every other lab test).
+ATTACHED: dict[str, set[str]] = defaultdict(set)
+FIRED: dict[str, set[str]] = defaultdict(set)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hooks_fired() -> Iterator[None]:
+    real = session.run
+
+    def run(version: str, *args, **kwargs) -> session.LabRun:  # type: ignore[no-untyped-def]
+        out = real(version, *args, **kwargs)
+        ATTACHED[version] |= set(out.figures.get("hooks") or ())
+        FIRED[version] |= claims.fired(out.run_dir / "recording.pasidrec")
+        return out
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(session, "run", run)
+    yield
+    patch.undo()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The claims check runs after every lab run it is checked against."""
+    items.sort(key=lambda item: item.path.name == "test_claims.py")
 
 
 def lab_problem() -> str | None:
@@ -36,12 +63,20 @@ def lab_problem() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session", params=KERNELS)
-def lab_kernel(request: pytest.FixtureRequest) -> kernels.LabKernel:
+@pytest.fixture(scope="session")
+def lab_kernels() -> dict[str, kernels.LabKernel]:
+    """Every kernel of KERNELS, cached or built. Cold, they build all at once: each `make -j2` leaves the CPUs idle
+    in its serial steps (download, unpack, link, BTF, objtool), which the other builds fill."""
     problem = lab_problem()
     if problem:
         pytest.skip(f"the kernel lab cannot run here: {problem}")
-    return session.kernel(request.param)
+    with ThreadPoolExecutor(len(KERNELS)) as pool:
+        return dict(zip(KERNELS, pool.map(session.kernel, KERNELS), strict=True))
+
+
+@pytest.fixture(scope="session", params=[v for v in KERNELS if kernels.source_for(v).iommufd])
+def lab_kernel(request: pytest.FixtureRequest, lab_kernels: dict[str, kernels.LabKernel]) -> kernels.LabKernel:
+    return lab_kernels[request.param]
 
 
 @pytest.fixture(scope="session")

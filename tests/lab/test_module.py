@@ -16,6 +16,7 @@ from collections import Counter
 import pytest
 
 from explorer.lab import session, workloads
+from explorer.lab.kernels import LabKernel
 from explorer.loading import open_index
 
 from .conftest import KERNELS
@@ -25,8 +26,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 ALLOCS, FREES, DOUBLE_FREES = 8, 5, 2
 
 
-def _load(version: str, where, double_frees: int):  # type: ignore[no-untyped-def]
-    kernel = session.kernel(version)
+def _load(kernel: LabKernel, where, double_frees: int):  # type: ignore[no-untyped-def]
+    version = kernel.version
     workloads.build_workloads(kernel)
     run = session.run(version, workloads.module_command(kernel, ALLOCS, FREES, double_frees),
                       where / "module.pasidrec")
@@ -35,13 +36,13 @@ def _load(version: str, where, double_frees: int):  # type: ignore[no-untyped-de
 
 
 @pytest.fixture(scope="module", params=KERNELS)
-def module_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    return _load(request.param, tmp_path_factory.mktemp("module"), 0)
+def module_run(request: pytest.FixtureRequest, lab_kernels, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    return _load(lab_kernels[request.param], tmp_path_factory.mktemp("module"), 0)
 
 
 @pytest.fixture(scope="module", params=KERNELS)
-def planted_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    return _load(request.param, tmp_path_factory.mktemp("planted"), DOUBLE_FREES)
+def planted_run(request: pytest.FixtureRequest, lab_kernels, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    return _load(lab_kernels[request.param], tmp_path_factory.mktemp("planted"), DOUBLE_FREES)
 
 
 def test_allocations_and_frees_are_recorded_once_each(module_run) -> None:  # type: ignore[no-untyped-def]

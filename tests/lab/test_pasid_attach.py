@@ -24,10 +24,9 @@ ATTACH = ["faultq", "-A", "-d", "2", "-n", "10", "-i", "4", "-p", "0x30"]
 
 
 @pytest.fixture(scope="module", params=[v for v in KERNELS if kernels.source_for(v).pasid_mock])
-def attach_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def attach_run(request: pytest.FixtureRequest, lab_kernels, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     from explorer.lab import session
 
-    session.kernel(request.param)
     return session.run(request.param, ATTACH, tmp_path_factory.mktemp("attach") / "attach.pasidrec")
 
 

@@ -39,8 +39,7 @@ def captured(nr: int) -> bool:
 
 
 @pytest.fixture(scope="module", params=[v for v in KERNELS if kernels.source_for(v).selftest])
-def selftest_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    session.kernel(request.param)
+def selftest_run(request: pytest.FixtureRequest, lab_kernels, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     run = session.run(request.param, workloads.selftest_command(),
                       tmp_path_factory.mktemp("selftest") / "selftest.pasidrec")
     tally = json.loads((run.run_dir / workloads.TALLY).read_text())

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ...lab import kernels, session, vm
+from ...lab import claims, kernels, session, vm
 from ..progress import Progress
 from ._common import print_json
 
@@ -114,7 +114,8 @@ def run_status(args: argparse.Namespace) -> int:
     for version, src in kernels.KERNELS.items():
         k = kernels.cached(version)
         rows.append({"version": version, "suite": src.suite or "this machine's apt sources",
-                     "teaches": src.teaches, "built": k.info() if k else None})
+                     "teaches": src.teaches, "built": k.info() if k else None, "fires": list(claims.FIRES[version]),
+                     "cannot": claims.cannot(version, claims.present(version))})
     if args.json:
         print_json({"cache": str(kernels.cache_root()), "kernels": rows})
         print()
@@ -124,4 +125,7 @@ def run_status(args: argparse.Namespace) -> int:
         built = row["built"]
         state = f"built: {built['release']} in {built['build_s'] / 60:.1f} min" if built else "not built"
         print(f"  {row['version']:5} {state:40} {row['teaches']}")
+        print(f"        fires (each proven by a lab test): {', '.join(row['fires'])}")
+        for hook, why in row["cannot"].items():
+            print(f"        cannot fire {hook}: {why}")
     return 0
