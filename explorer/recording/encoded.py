@@ -227,6 +227,97 @@ class Encoded:
                 out[at[:, None] + np.arange(step)] = buf
 
 
+_NINE = 0x99  # a MessagePack array of nine items
+# The width of each MessagePack item by its first byte: ints, nil and fixstr; 0 where a capture writes no such item
+# (str8 and str16, which carry their length after the first byte, are added in `_item_widths`).
+_WIDTH = np.zeros(256, np.int64)
+_WIDTH[0x00:0x80] = _WIDTH[0xE0:0x100] = _WIDTH[0xC0] = 1
+_WIDTH[0xA0:0xC0] = 1 + np.arange(32)
+for _b, _w in ((0xCC, 2), (0xCD, 3), (0xCE, 5), (0xCF, 9), (0xD0, 2), (0xD1, 3), (0xD2, 5), (0xD3, 9)):
+    _WIDTH[_b] = _w
+_STR8, _STR16 = 0xD9, 0xDA
+
+
+def _item_widths(data: np.ndarray, at: np.ndarray) -> np.ndarray | None:
+    """The width of the item starting at each of `at`, or None when one is of a type a capture does not write."""
+    first = data[at]
+    width = _WIDTH[first]
+    if bool((width == 0).any()):
+        str8, str16 = first == _STR8, first == _STR16
+        if bool((width == 0).sum() != str8.sum() + str16.sum()) or int(at.max()) + 3 > len(data):
+            return None
+        width[str8] = 2 + data[at[str8] + 1].astype(np.int64)
+        width[str16] = 3 + (data[at[str16] + 1].astype(np.int64) << 8 | data[at[str16] + 2])
+    return width
+
+
+def _first_seen(codes: np.ndarray, table: list[Any]) -> tuple[list[Any], np.ndarray]:
+    """The entries of `table` that `codes` use, in order of first use, and each code renumbered into them."""
+    used, first, of = np.unique(codes, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(order), np.uint32)
+    rank[order] = np.arange(len(order), dtype=np.uint32)
+    return [table[k] for k in used[order].tolist()], rank[of.reshape(-1)]
+
+
+def _gather(data: np.ndarray, at: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The byte ranges `data[at[i]:at[i] + lengths[i]]`, back to back."""
+    if len(at) > 1 and int(lengths.min()) == int(lengths.max()):  # rows of one layout: columns of a 2-D view
+        step = int(at[1] - at[0])
+        first, width = int(at[0]), int(lengths[0])
+        if step >= width and int(at[-1]) - first == step * (len(at) - 1) and bool((np.diff(at) == step).all()):
+            end = first + step * (len(at) - 1) + width
+            grid = np.lib.stride_tricks.as_strided(data[first:end], (len(at), width),
+                                                   (step * data.strides[0], data.strides[0]), writeable=False)
+            return grid.reshape(-1)
+    out_at = np.zeros(len(at), np.int64)
+    np.cumsum(lengths[:-1], out=out_at[1:])
+    return data[np.repeat(at - out_at, lengths) + np.arange(int(lengths.sum()))]
+
+
+def _distinct_spans(data: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[list[Any] | None, np.ndarray]:
+    """The rows' process items (cpu, pid, comm, source: the bytes from `start` to `end`) decoded once per distinct
+    byte string, in order of first appearance, and each row's index among them; None when one does not decode."""
+    width = end - start
+    wide = int(width.max())
+    if wide >= 1 << 16:
+        return None, width
+    # each row's bytes after its width (two bytes): spans that differ only in their padding differ
+    grid = np.zeros((len(start), wide + 2), np.uint8)
+    grid[:, 0], grid[:, 1] = width >> 8, width & 0xFF
+    grid[:, 2:][np.arange(wide) < width[:, None]] = _gather(data, start, width)
+    _, first, of = np.unique(grid.view(np.dtype((np.void, wide + 2))).reshape(-1), return_index=True,
+                             return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(order), np.uint32)
+    rank[order] = np.arange(len(order), dtype=np.uint32)
+    spans = [grid[i, 2:2 + int(width[i])].tobytes() for i in first[order].tolist()]
+    try:
+        procs = [tuple(msgpack.unpackb(b"\x94" + s, raw=False)) for s in spans]
+    except Exception:  # msgpack raises several unrelated types
+        return None, rank
+    return procs, rank[of.reshape(-1)]
+
+
+@dataclass(frozen=True, slots=True)
+class RowColumns:
+    """Rows split into a format 3 chunk's columns: times, (kind, device, PASID) keys, (cpu, pid, comm, source)
+    processes, and each row's packed fields map (`fields`, `flen` bytes each, back to back)."""
+
+    ts: np.ndarray  # int64
+    keys: list[Key]
+    key_of: np.ndarray  # uint32
+    procs: list[tuple[Any, Any, Any, Any]]
+    proc_of: np.ndarray  # uint32
+    fields: np.ndarray  # uint8
+    flen: np.ndarray  # int64
+
+    @classmethod
+    def empty(cls) -> RowColumns:
+        z = np.zeros(0, np.int64)
+        return cls(z, [], z.astype(np.uint32), [], z.astype(np.uint32), z.astype(np.uint8), z)
+
+
 @dataclass(frozen=True, slots=True)
 class PackedRows:
     """Encoded rows in time order: `data[row_at[i]:row_at[i + 1]]` is row i as MessagePack, `ts` its time and
@@ -312,6 +403,37 @@ class PackedRows:
         np.cumsum(lengths, out=row_at[1:])
         gather = np.repeat(self.row_at[:-1][order] - row_at[:-1], lengths) + np.arange(int(row_at[-1]))
         return PackedRows(self.ts[order], self.keys, self.key_of[order], self.data[gather], row_at)
+
+    def columns(self) -> RowColumns | None:
+        """The rows split into a chunk's columns, as `numpy` arrays and tables of the distinct keys and processes
+        in order of first appearance (the order a writer packing rows one by one finds them), without a Python
+        object per row. None when a row is not nine items of the types a capture writes (ints, nil, strings)
+        before its fields map: the caller then writes the rows themselves."""
+        n = len(self.ts)
+        data, starts = self.data, self.row_at[:-1]
+        if not n or bool((data[starts] != _NINE).any()):
+            return None if n else RowColumns.empty()
+        at = starts + 1
+        item_at = []
+        for _ in range(8):  # the widths of items 0..7, all rows at once
+            item_at.append(at)
+            width = _item_widths(data, at)
+            if width is None:
+                return None
+            at = at + width
+        field_at, ends = at, self.row_at[1:]
+        if bool((field_at >= ends).any()):
+            return None
+        keys, key_of = _first_seen(self.key_of, self.keys)
+        try:  # as a reader reads them back: a str subclass (an enum's value) as the str it packs as
+            keys = [tuple(k) for k in msgpack.unpackb(_PACKER.pack([list(k) for k in keys]), raw=False)]
+        except Exception:  # msgpack raises several unrelated types
+            return None
+        procs, proc_of = _distinct_spans(data, item_at[4], field_at)
+        if procs is None:
+            return None
+        flen = ends - field_at
+        return RowColumns(self.ts, keys, key_of, procs, proc_of, _gather(data, field_at, flen), flen)
 
     def rows(self) -> list[Row]:
         """The rows as Python lists, as a reader decodes them."""

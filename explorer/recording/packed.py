@@ -36,6 +36,7 @@ import zstandard
 
 from ..events import R_FIELDS, Row
 from .columns import ChunkColumns
+from .encoded import RowColumns
 
 LEVEL = 3  # zstd level: level 3 writes 4,096 events in about 0.1 ms and gains little from more
 MAX_EXPANSION = 256  # a frame may decompress to this many times its size ...
@@ -147,31 +148,36 @@ class Packer:
         n = len(rows)
         if cols is None or not all(type(r) is list and len(r) >= 9 for r in rows):
             return None
-        ts, keys, key_of = cols.ts, cols.keys, cols.key_of
         procs: dict[tuple[Any, Any, Any, Any], int] = {}
         try:
             proc_of = np.fromiter((procs.setdefault((r[4], r[5], r[6], r[7]), len(procs)) for r in rows), np.uint32, n)
         except TypeError:
             return None  # an unhashable CPU, pid, comm or source
-        if n and (int(ts[0]) != meta["t0"] or int(ts[0]) < 0 or bool((ts[1:] < ts[:-1]).any())) or \
-                not all(map(_plain_key, keys)) or not all(map(_plain_proc, procs)):
-            return None  # times out of order (the writer sorts them) or keys a dictionary could confuse
         pack = self._mp.pack
         fields = [pack(r[R_FIELDS]) for r in rows]
-        flen = np.fromiter(map(len, fields), np.uint64, n)
-        blob = b"".join(fields)
+        split = RowColumns(cols.ts, cols.keys, cols.key_of, list(procs), proc_of,
+                           np.frombuffer(b"".join(fields), np.uint8), np.fromiter(map(len, fields), np.int64, n))
+        return self.columns_chunk(split, meta, {j: r[9:] for j, r in enumerate(rows) if len(r) > 9})
+
+    def columns_chunk(self, cols: RowColumns, meta: dict[str, Any], extra: dict[int, Row] | None = None
+                      ) -> bytes | None:
+        """The payload of a chunk of rows already split into columns (`PackedRows.columns`, or `chunk`'s), with
+        `extra`: items past the ninth by row; None as for `chunk`."""
+        ts, n = cols.ts, len(cols.ts)
+        if n and (int(ts[0]) != meta["t0"] or int(ts[0]) < 0 or bool((ts[1:] < ts[:-1]).any())) or \
+                not all(map(_plain_key, cols.keys)) or not all(map(_plain_proc, cols.procs)):
+            return None  # times out of order (the writer sorts them) or keys a dictionary could confuse
         z = {
             "ts": self._frame(_pack_uints(np.diff(ts, prepend=ts[:1]).view(np.uint64))),
-            "keys": self._frame(msgpack.packb([list(k) for k in keys], use_bin_type=True)),
-            "key_of": self._frame(_pack_uints(key_of)),
-            "procs": self._frame(msgpack.packb([list(p) for p in procs], use_bin_type=True)),
-            "proc_of": self._frame(_pack_uints(proc_of)),
-            "flen": self._frame(_pack_uints(flen)),
-            "fields": self._frame(blob),
+            "keys": self._frame(msgpack.packb([list(k) for k in cols.keys], use_bin_type=True)),
+            "key_of": self._frame(_pack_uints(cols.key_of)),
+            "procs": self._frame(msgpack.packb([list(p) for p in cols.procs], use_bin_type=True)),
+            "proc_of": self._frame(_pack_uints(cols.proc_of)),
+            "flen": self._frame(_pack_uints(cols.flen)),
+            "fields": self._frame(cols.fields.tobytes()),
         }
-        if len(blob) > expansion_limit(len(z["fields"])):
+        if len(cols.fields) > expansion_limit(len(z["fields"])):
             return None  # a reader would refuse it as a decompression bomb
-        extra = {j: r[9:] for j, r in enumerate(rows) if len(r) > 9}
         if extra:
             z["extra"] = self._frame(msgpack.packb(extra, use_bin_type=True))
         payload = msgpack.packb({**meta, "z": z}, use_bin_type=True)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 import msgpack
 
 from ..events import R_DEVICE, R_KIND, R_TS, Event, Row
-from .columns import columns_of, pack
+from .columns import ChunkColumns, columns_of, pack
 from .encoded import PackedRows
 from .framing import MAGIC, TAG_CHUNK, TAG_FOOTER, TAG_HEADER, frame, tail
 from .header import MERGED_VERSION, PACKED_VERSION, DeviceInfo, Header
@@ -47,6 +48,8 @@ class RecordingWriter:
         self.durable = durable
         self._packer = Packer() if compress else None
         self._rows: list[Row] = []
+        self._packed: list[PackedRows] = []  # encoded batches not yet in a chunk, before `_rows`
+        self._npacked = 0
         self._index: list[Row] = []
         self._counts: Counter[str] = Counter()
         self._devices = {d.name: d for d in header.devices}
@@ -74,11 +77,14 @@ class RecordingWriter:
 
     def append_row(self, row: Row) -> None:
         self._rows.append(row)
-        if len(self._rows) >= self.chunk_events:
+        if self.pending >= self.chunk_events:
             self.flush()
 
     def extend_rows(self, rows: list[Row]) -> None:
         """Append a batch of rows (`Event.to_row` lists); full chunks are written as the batch fills them."""
+        if self._packed:
+            self.append_packed(PackedRows.of_rows(rows))
+            return
         at = 0
         while at < len(rows):
             take = min(len(rows) - at, self.chunk_events - len(self._rows))
@@ -96,33 +102,79 @@ class RecordingWriter:
         self._devices[device.name] = device
 
     def append_packed(self, rows: PackedRows) -> None:
-        """Append rows a live capture encoded in bulk (in time order)."""
-        self.extend_rows(rows.rows())
+        """Append rows a live capture encoded in bulk (in time order). Their chunks are written from the batches'
+        columns (`PackedRows.columns`) without decoding a row, and hold the same bytes as the rows appended one
+        by one would."""
+        if self._packer is None:
+            self.extend_rows(rows.rows())
+            return
+        self._take_rows()
+        self._packed.append(rows)
+        self._npacked += len(rows)
+        while self._npacked >= self.chunk_events:
+            batch = PackedRows.concat(self._packed)
+            self._packed, self._npacked = [batch.slice(self.chunk_events, len(batch))], len(batch) - self.chunk_events
+            self._store_packed(batch.slice(0, self.chunk_events).sorted())
+
+    def _take_rows(self) -> None:
+        """Rows appended one by one after packed ones join them, so that they stay in the order appended."""
+        if self._rows:
+            self._packed.append(PackedRows.of_rows(self._rows))
+            self._npacked += len(self._rows)
+            self._rows = []
 
     @property
     def pending(self) -> int:
-        return len(self._rows)
+        return self._npacked + len(self._rows)
 
     def flush(self) -> None:
         """Write buffered events as one chunk now (a live capture calls this on a timer too)."""
+        if self._packed:
+            self._take_rows()
+            batch = PackedRows.concat(self._packed).sorted()
+            self._packed, self._npacked = [], 0
+            if len(batch):
+                self._store_packed(batch)
         if not self._rows:
             return
         rows = sorted(self._rows, key=lambda r: r[R_TS])
         self._rows = []
-        cols = columns_of(rows)
+        self._store_rows(rows, columns_of(rows))
+
+    def _store_rows(self, rows: list[Row], cols: ChunkColumns | None) -> None:
         counts = cols.counts() if cols is not None else Counter(r[R_KIND] for r in rows)
+        devices = (k[1] for k in cols.keys) if cols is not None else (r[R_DEVICE] for r in rows)
+        chunk = self._chunk_meta(rows[0][R_TS], rows[-1][R_TS], len(rows), counts, devices)
+        payload = self._packer.chunk(rows, chunk, cols) if self._packer is not None else None
+        self._store(chunk, payload if payload is not None else self._row_chunk(rows, chunk, cols))
+
+    def _store_packed(self, batch: PackedRows) -> None:
+        """A chunk of time-sorted encoded rows, from their columns; as rows when they do not split into them."""
+        assert self._packer is not None
+        split = batch.columns()
+        if split is None:
+            rows = batch.rows()
+            self._store_rows(rows, columns_of(rows))
+            return
+        cols = ChunkColumns(split.ts, split.keys, split.key_of)
+        chunk = self._chunk_meta(int(split.ts[0]), int(split.ts[-1]), len(batch), cols.counts(),
+                                 (k[1] for k in split.keys))
+        payload = self._packer.columns_chunk(split, chunk)
+        self._store(chunk, payload if payload is not None else self._row_chunk(batch.rows(), chunk, cols))
+
+    def _chunk_meta(self, t0: int, t1: int, n: int, counts: dict[str, int], devices: Iterable[Any]
+                    ) -> dict[str, Any]:
+        """A chunk's leading keys; counts its kinds and devices into the footer's."""
         self._counts.update(counts)
-        for dev in (k[1] for k in cols.keys) if cols is not None else (r[R_DEVICE] for r in rows):
+        for dev in devices:
             if dev is not None and dev not in self._devices:
                 self._devices[dev] = DeviceInfo(dev)
-        chunk = {"seq": len(self._index), "t0": rows[0][R_TS], "t1": rows[-1][R_TS], "n": len(rows),
-                 "counts": dict(counts)}
-        payload = self._packer.chunk(rows, chunk, cols) if self._packer is not None else None
-        if payload is None:
-            payload = self._row_chunk(rows, chunk, cols)
-        self._index.append([self._offset, len(payload), rows[0][R_TS], rows[-1][R_TS], len(rows)])
+        return {"seq": len(self._index), "t0": t0, "t1": t1, "n": n, "counts": dict(counts)}
+
+    def _store(self, chunk: dict[str, Any], payload: bytes) -> None:
+        self._index.append([self._offset, len(payload), chunk["t0"], chunk["t1"], chunk["n"]])
         self._write(frame(TAG_CHUNK, payload))
-        self.events_written += len(rows)
+        self.events_written += chunk["n"]
         self._sync()
 
     @staticmethod
