@@ -253,7 +253,7 @@ class RecordingIndex:
         caller then reads the chunk whole."""
         try:
             columns = self._stored_columns(head.cols)
-            head.rows([0, len(columns[0]) - 1] if len(columns[0]) else [])
+            head.check_ends()
         except (TypeError, ValueError, OverflowError, IndexError, msgpack.UnpackException):
             return False
         self._add_chunk(len(columns[0]), columns, file_chunk)

@@ -11,10 +11,15 @@ know keeps its meaning whatever the kind, so it is checked wherever it appears.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any
 
-from .events import KINDS, R_MACHINE, R_TS, Kind
+import numpy as np
+
+from .events import KINDS, R_FIELDS, R_KIND, R_MACHINE, R_TS, Kind
 from .machines import MAX_MACHINES
 
 TS_END = 1 << 63  # times are int64 nanoseconds, never negative
@@ -43,20 +48,34 @@ def _is(*types: type) -> Check:
 
 
 _ANY_INT = _is(int)  # msgpack holds -2^63 .. 2^64-1, which every consumer takes
-_RANGES: dict[str, Check] = {
-    "count": _int(0, TS_END),  # events lost: a sum, never negative
-    "suppressed": _int(0, TS_END),
-    "step": _int(0, U32_END),
-    "prg": _int(0, U32_END),
-    "guest_pasid": _int(0, U32_END),
-    "fault_queue": _int(0, U32_END),
-    "vmid": _int(0, U32_END),
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "count": (0, TS_END),  # events lost: a sum, never negative
+    "suppressed": (0, TS_END),
+    "step": (0, U32_END),
+    "prg": (0, U32_END),
+    "guest_pasid": (0, U32_END),
+    "fault_queue": (0, U32_END),
+    "vmid": (0, U32_END),
+}
+_SHAPED: dict[str, Check] = {  # fields whose values have inner structure: checked value by value, even in bulk
     "evidence": lambda v: isinstance(v, list) and all(_integer(i) and 0 <= i < TS_END for i in v),
     "same_as": lambda v: isinstance(v, list) and len(v) == 3 and _integer(v[0]) and 0 <= v[0] < TS_END and
     _integer(v[1]) and 0 <= v[1] < MAX_MACHINES and (v[2] is None or isinstance(v[2], str)),
     "args": lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
-    "ret": lambda v: v is None or _integer(v),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """What one field name's values must be: `check`, the definition, value by value; and for the bulk path the
+    classes whose values pass it outright (`exact`) within `lo` .. `hi` - 1 when those are set. Both are made
+    from one table, so they cannot say different things."""
+
+    check: Check
+    expected: str  # the words for what it expects
+    exact: frozenset[type] = frozenset()
+    lo: int | None = None
+    hi: int | None = None
 
 
 def _check_of(typ: type | tuple[type, ...]) -> Check:
@@ -64,15 +83,24 @@ def _check_of(typ: type | tuple[type, ...]) -> Check:
     return _ANY_INT if types == (int,) else _is(*types)
 
 
-def _field_checks() -> dict[str, tuple[Check, str]]:
-    """Every field name the event model defines, with its check and the words for what it expects. A name's
-    type is the same in every kind that uses it (the table below would say otherwise)."""
-    out: dict[str, tuple[Check, str]] = {}
+def _rule(name: str, typ: type | tuple[type, ...]) -> Rule:
+    types = typ if isinstance(typ, tuple) else (typ,)
+    expected = " or ".join("nil" if t is type(None) else t.__name__ for t in types)
+    if name in _INT_RANGES:
+        lo, hi = _INT_RANGES[name]
+        return Rule(_int(lo, hi), expected, frozenset({int}), lo, hi)
+    if name in _SHAPED:
+        return Rule(_SHAPED[name], expected)
+    return Rule(_check_of(typ), expected, frozenset(types) - {type(None)})
+
+
+def _field_checks() -> dict[str, Rule]:
+    """Every field name the event model defines, with its rule. A name's type is the same in every kind that
+    uses it (the table below would say otherwise)."""
+    out: dict[str, Rule] = {}
     for spec in KINDS.values():
         for f in spec:
-            types = f.type if isinstance(f.type, tuple) else (f.type,)
-            expected = " or ".join("nil" if t is type(None) else t.__name__ for t in types)
-            out.setdefault(f.name, (_RANGES.get(f.name) or _check_of(f.type), expected))
+            out.setdefault(f.name, _rule(f.name, f.type))
     return out
 
 
@@ -127,8 +155,8 @@ def row_problem(row: Any) -> str | None:
         if not isinstance(key, str):
             return f"a field is named {_shown(key)}"
         known = checks.get(key)
-        if known is not None and value is not None and not known[0](value):
-            return f"field {key} is {_shown(value)}, not a valid {known[1]}"
+        if known is not None and value is not None and not known.check(value):
+            return f"field {key} is {_shown(value)}, not a valid {known.expected}"
     for name in REQUIRED.get(kind, ()):
         if fields.get(name) is None:
             return f"{kind} lacks its field {name!r}"
@@ -143,19 +171,155 @@ def lost_row(ts: int, problem: str) -> list[Any]:
             {"count": 1, "why": f"malformed event: {problem}"}]
 
 
-def checked(rows: list[Any], refused: Callable[[int, str], None], last_ts: int = 0) -> list[Any]:
+# -- judging rows in bulk --------------------------------------------------------------------------------------
+# A chunk's rows are judged a column at a time with C-level passes (sets of classes, min and max, numpy over the
+# field maps' flattened names and values); only rows these cannot clear are judged one by one by `row_problem`,
+# which stays the definition and names the problem. The bulk path may suspect a good row, never clear a bad one.
+
+def _fits(values: list[Any], classes: frozenset[type], lo: int | None = None, hi: int | None = None,
+          check: Check | None = None) -> bool:
+    """Whether every value but None in a column passes: of one of `classes` exactly, within lo .. hi - 1 where
+    those are set; else, where `check` is given, by `check` value by value."""
+    kinds = set(map(type, values))
+    if _NONE in kinds:
+        kinds.discard(_NONE)
+        values = [v for v in values if v is not None]
+    if kinds <= classes and (lo is None or hi is None or not values or (min(values) >= lo and max(values) < hi)):
+        return True
+    return check is not None and all(map(check, values))
+
+
+_NONE = type(None)
+_STR = frozenset({str})
+_INT = frozenset({int})
+_A_STR: Check = lambda v: isinstance(v, str)  # noqa: E731
+_U32 = _int(0, U32_END)
+_TS = _int(0, TS_END)
+
+
+def _labels_fit(values: list[Any], longest: int, shortest: int = 0) -> bool:
+    """Strings (or None) of `shortest` .. `longest` characters; judged on the distinct values (a value equal to a
+    str is a str, or a subclass of one, which the row-by-row check takes too). TypeError: an unhashable one."""
+    distinct = set(values)
+    distinct.discard(None)
+    return _fits(list(distinct), _STR, check=_A_STR) and all(shortest <= len(v) <= longest for v in distinct)
+
+
+def common_fit(ts: list[Any], kinds: list[Any], devices: list[Any], pasids: list[Any], cpus: list[Any],
+               pids: list[Any], comms: list[Any], sources: list[Any]) -> bool:
+    """Whether columns of the common items (a chunk's, or the distinct values of its tables) all fit the schema."""
+    try:
+        return None not in ts and _fits(ts, _INT, 0, TS_END, _TS) and None not in kinds and \
+            _labels_fit(kinds, _NAME_MAX, 1) and _labels_fit(devices, _LABEL_MAX) and \
+            all(_fits(c, _INT, 0, U32_END, _U32) for c in (pasids, cpus, pids)) and \
+            _labels_fit(comms, _LABEL_MAX) and _labels_fit(sources, _LABEL_MAX)
+    except TypeError:  # an unhashable label
+        return False
+
+
+def _tables() -> tuple[dict[str, int], dict[type, int], np.ndarray, np.ndarray, dict[str, int], np.ndarray]:
+    """Numbers for the field names (0: a name this version does not know) and value classes (0: any other), which
+    (name, class) pairs pass outright, which names have ranges, and each kind's required names."""
+    names = {name: i for i, name in enumerate(FIELDS, 1)}
+    classes = {cls: i for i, cls in enumerate((_NONE, int, str, bool, list, dict, float, bytes), 1)}
+    passes = np.zeros((len(names) + 1, len(classes) + 1), bool)
+    passes[0, :] = True  # unknown names are kept as they are
+    passes[:, classes[_NONE]] = True  # None is an absent value (a required one is judged apart)
+    ranged = np.zeros(len(names) + 1, bool)
+    for name, i in names.items():
+        rule = FIELDS[name]
+        for cls in rule.exact:
+            passes[i, classes[cls]] = True
+        ranged[i] = rule.lo is not None
+    kinds = {kind: k for k, kind in enumerate(REQUIRED, 1)}
+    required = np.zeros((len(kinds) + 1, len(names) + 1), bool)
+    for kind, k in kinds.items():
+        required[k, [names[n] for n in REQUIRED[kind]]] = True
+    return names, classes, passes, ranged, kinds, required
+
+
+_NAME_ID, _CLASS_ID, _PASSES, _RANGED, _KIND_ID, _REQUIRED = _tables()
+_NAME_BY_ID = [None, *_NAME_ID]
+_REQUIRED_COUNT = _REQUIRED.sum(axis=1)
+
+
+def fields_suspects(kinds: list[Any], maps: list[Any]) -> np.ndarray:
+    """Positions of the rows whose field maps may break the schema, judged over every map's names and values at
+    once: names that are not strings, values of a class their name does not take outright (then judged by the
+    name's own check), ranges per name, required fields absent or nil per kind. `kinds` are strings and `maps`
+    dicts or None (see `common_fit`)."""
+    n = len(maps)
+    if None in maps:
+        maps = [{} if f is None else f for f in maps]
+    names = list(chain.from_iterable(maps))
+    values = list(chain.from_iterable(map(dict.values, maps)))
+    m = len(names)
+    row_of = np.repeat(np.arange(n), np.fromiter(map(len, maps), np.intp, n))
+    name_id = np.fromiter(map(_NAME_ID.get, names, repeat(0)), np.intp, m)
+    class_id = np.fromiter(map(_CLASS_ID.get, map(type, values), repeat(0)), np.intp, m)
+    bad = np.zeros(n, bool)
+    if set(map(type, names)) != _STR and m:  # a name that is not a string (a str subclass is judged by row)
+        bad[row_of[np.fromiter((type(x) is not str for x in names), bool, m)]] = True
+    for i in np.flatnonzero(~_PASSES[name_id, class_id]).tolist():  # judged by the name's own check
+        if not FIELDS[_NAME_BY_ID[name_id[i]]].check(values[i]):  # type: ignore[index]
+            bad[row_of[i]] = True
+    ranged = np.flatnonzero(_RANGED[name_id] & (class_id == _CLASS_ID[int]))
+    for i in np.unique(name_id[ranged]).tolist():
+        rule = FIELDS[_NAME_BY_ID[i]]  # type: ignore[index]
+        at = ranged[name_id[ranged] == i].tolist()
+        got = [values[j] for j in at]
+        lo, hi = rule.lo, rule.hi
+        assert lo is not None and hi is not None
+        if min(got) < lo or max(got) >= hi:
+            bad[row_of[[j for j, v in zip(at, got, strict=True) if not lo <= v < hi]]] = True
+    kind_id = np.fromiter(map(_KIND_ID.get, kinds, repeat(0)), np.intp, n)
+    if _REQUIRED_COUNT[kind_id].any():  # each row's required names, present and not nil
+        present = _REQUIRED[kind_id[row_of], name_id] & (class_id != _CLASS_ID[_NONE])
+        bad |= np.bincount(row_of[present], minlength=n) < _REQUIRED_COUNT[kind_id]
+    return np.flatnonzero(bad)
+
+
+def suspects(rows: list[Any], common_known: bool = False) -> list[int]:
+    """Positions of the rows that may break the schema, in order: all of them when the rows' common items do not
+    pass a column at a time (`common_known`: they are known to, as a packed chunk's tables were judged), else
+    those whose field maps or machine numbers do not. Every row `row_problem` refuses is among them (a property
+    test holds the two together)."""
+    n = len(rows)
+    if not n:
+        return []
+    if set(map(type, rows)) != {list} or min(map(len, rows)) < 9:
+        return list(range(n))
+    kinds, maps = list(map(itemgetter(R_KIND), rows)), list(map(itemgetter(R_FIELDS), rows))
+    if not set(map(type, maps)) <= {dict, _NONE} or not common_known and \
+            not common_fit(*(list(map(itemgetter(i), rows)) for i in range(R_FIELDS))):
+        return list(range(n))
+    out = fields_suspects(kinds, maps).tolist()
+    if max(map(len, rows)) > R_MACHINE:
+        longer = [j for j, r in enumerate(rows) if len(r) > R_MACHINE]
+        machines = [rows[j][R_MACHINE] for j in longer]
+        if None in machines or not _fits(machines, _INT, 0, MAX_MACHINES, _int(0, MAX_MACHINES)):
+            out = sorted(set(out).union(longer))
+    return out
+
+
+def checked(rows: list[Any], refused: Callable[[int, str], None], last_ts: int = 0, *,
+            common_known: bool = False) -> list[Any]:
     """`rows` with each one that breaks the schema replaced by a one-event loss at its time (or, when its time
-    is what is wrong, the previous row's), `refused(position, problem)` told of each."""
+    is what is wrong, the last good row's before it), `refused(position, problem)` told of each. Rows are judged
+    in bulk (`suspects`); only those it cannot clear are judged one by one, by `row_problem`, which names the
+    problem."""
     out = rows
-    for j, row in enumerate(rows):
-        problem = row_problem(row)
+    good_before: dict[int, int] = {}  # a refused row's position -> the last good row's before it (-1: none)
+    for j in suspects(rows, common_known):
+        problem = row_problem(rows[j])
         if problem is None:
-            last_ts = row[R_TS]
             continue
         if out is rows:
             out = list(rows)
+        good_before[j] = good = good_before.get(j - 1, j - 1) if j else -1
+        row = rows[j]
         ts = row[R_TS] if isinstance(row, list) and row and _integer(row[R_TS]) and 0 <= row[R_TS] < TS_END \
-            else last_ts
+            else rows[good][R_TS] if good >= 0 else last_ts
         out[j] = lost_row(ts, problem)
         refused(j, problem)
     return out

@@ -35,6 +35,7 @@ import numpy as np
 import zstandard
 
 from ..events import R_FIELDS, Row
+from ..schema import common_fit
 from .columns import ChunkColumns
 from .encoded import RowColumns
 
@@ -187,6 +188,11 @@ class Packer:
 
 
 # -- reading ---------------------------------------------------------------------------------------------------
+def _columns_of(table: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """A table of `width`-item entries as `width` columns."""
+    return [list(c) for c in zip(*table, strict=True)] if table else [[] for _ in range(width)]
+
+
 class PackedChunk:
     """A format 2 chunk's columns, decompressed as they are needed: the index needs times and keys only, the
     model the rows it replays, a full read every row."""
@@ -205,18 +211,32 @@ class PackedChunk:
         keys = _list_of(z, "keys", 3)
         self.cols = ChunkColumns(ts.view(np.int64), keys, _index(z, "key_of", n, len(keys)))
         self._procs: list[tuple[Any, ...]] | None = None
-        self._proc_of: list[int] = []
+        self._proc_of: Any = []  # (numpy arrays once checked, lists once rows are made)
         self._fields: bytes = b""
-        self._at: list[int] = []
+        self._at: Any = []
         self._extra: dict[Any, Any] = {}
+        self._fit: bool | None = None
 
-    def _rest(self) -> None:
-        """Decompress the columns rows need besides times and keys (once)."""
+    def tables_fit(self) -> bool:
+        """Whether every row's time, key, CPU, pid, comm and source fit the schema, judged once on what rows are
+        made of: the ends of the times (in order, so they bound the rest), the distinct keys and processes. When
+        they do, a row's fields (and machine) are all that is left to judge."""
+        if self._fit is None:
+            self.check()
+            assert self._procs is not None
+            ts = self.cols.ts
+            ends = [int(ts[0]), int(ts[-1])] if self.n else []
+            self._fit = common_fit(ends, *_columns_of(self.cols.keys, 3), *_columns_of(self._procs, 4))
+        return self._fit
+
+    def check(self) -> None:
+        """BadChunk unless the columns rows need besides times and keys decompress and fit its events (once;
+        the field maps themselves are decoded, and judged, with their rows)."""
         if self._procs is not None:
             return
         z, n = self._z, self.n
         procs = _list_of(z, "procs", 4)
-        proc_of = _index(z, "proc_of", n, len(procs)).tolist()
+        proc_of = _index(z, "proc_of", n, len(procs))
         fields = _inflate(z, "fields")
         at = np.zeros(n + 1, np.uint64)
         np.cumsum(_unpack_uints(_inflate(z, "flen"), n, "flen"), out=at[1:])
@@ -233,7 +253,14 @@ class PackedChunk:
             if not isinstance(extra, dict) or not all(type(k) is int and 0 <= k < n and isinstance(v, list)
                                                       for k, v in extra.items()):
                 raise BadChunk("column extra is not a map of event positions to lists")
-        self._procs, self._proc_of, self._fields, self._at, self._extra = procs, proc_of, fields, at.tolist(), extra
+        self._proc_of, self._fields, self._at, self._extra = proc_of, fields, at, extra
+        self._procs = procs  # last: another thread reading the chunk takes it as the sign the rest are there
+
+    def _rest(self) -> None:
+        """The columns rows need besides times and keys, decompressed and checked (`check`), as lists (once)."""
+        self.check()
+        if not isinstance(self._at, list):
+            self._proc_of, self._at = self._proc_of.tolist(), self._at.tolist()
 
     def _field_maps(self, positions: Sequence[int]) -> list[Any]:
         view, at = memoryview(self._fields), self._at

@@ -111,16 +111,28 @@ class ChunkHead:
     cols: ChunkColumns
     refused: Refused  # the reader's note of a row the schema refuses
     decode: Decode
+    packed: PackedChunk | None = None  # its compressed columns (format 2 and 3), which `decode` reads
 
     def rows(self, positions: list[int]) -> list[Row | None]:
         """A list as long as the chunk with the rows at `positions` decoded (None elsewhere), each checked by the
         schema (a refused row comes back as a one-event loss). ValueError when a row does not decode, or (in
         format 1, where rows are stored beside their columns) is not the one its columns say."""
         out: list[Any] = [None] * len(self.cols.ts)
-        good = checked(self.decode(self.cols, positions), lambda n, problem: self.refused(positions[n], problem))
+        good = checked(self.decode(self.cols, positions), lambda n, problem: self.refused(positions[n], problem),
+                       common_known=self.packed is not None and self.packed.tables_fit())
         for j, row in zip(positions, good, strict=True):
             out[j] = row
         return out
+
+    def check_ends(self) -> None:
+        """ValueError when the chunk's first or last row is not the event its columns say (format 1 stores rows
+        beside their columns), or when the columns its rows are made of (format 2 and 3) do not decompress or do
+        not fit its events; its rows are checked by the schema when they are decoded."""
+        n = len(self.cols.ts)
+        if self.packed is not None:
+            self.packed.check()
+        elif n:
+            self.rows([0, n - 1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,9 +383,14 @@ class Recording:
     def chunk_rows(self, i: int) -> list[Row]:
         """Decode chunk `i` into rows (see `Event.to_row`), each checked by the schema: a refused row comes back
         as a one-event loss at its place, and `damage` names it."""
+        fit = False
         try:
             chunk = _unpack(self.chunk_payload(i))
-            rows = self._packed(i, chunk).rows() if isinstance(chunk, dict) and "z" in chunk else chunk["events"]
+            if isinstance(chunk, dict) and "z" in chunk:
+                packed = self._packed(i, chunk)
+                rows, fit = packed.rows(), packed.tables_fit()
+            else:
+                rows = chunk["events"]
         except RecordingError:
             raise
         except Exception as e:  # msgpack raises several unrelated types
@@ -381,7 +398,8 @@ class Recording:
         if not isinstance(rows, list):
             raise self._fail(self.chunks[i].offset, f"chunk {i} holds no event list")
         t0 = self.chunks[i].t0
-        return checked(rows, lambda j, problem: self.refuse(i, j, problem), t0 if 0 <= t0 < TS_END else 0)
+        return checked(rows, lambda j, problem: self.refuse(i, j, problem), t0 if 0 <= t0 < TS_END else 0,
+                       common_known=fit)
 
     def refuse(self, i: int, j: int, problem: str) -> None:
         """Note, once, that event `j` of chunk `i` breaks the schema and is read as a one-event loss."""
@@ -413,7 +431,7 @@ class Recording:
                     u.skip()
             if "z" in meta:
                 packed = self._packed(i, meta)
-                return ChunkHead(packed.cols, refused, packed.rows_at)
+                return ChunkHead(packed.cols, refused, packed.rows_at, packed)
         except (RecordingError, ValueError, msgpack.UnpackException):
             return None
         return None

@@ -1,0 +1,87 @@
+"""The schema's bulk path (rows judged a column at a time, a packed chunk's tables once) against its definition,
+`row_problem` applied row by row: the same rows refused, with the same problem, at the same place and time, so
+that the fast path cannot drift from the schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hostile_files import GOOD, hostile_rows, write_crafted
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import explorer.schema as schema
+from explorer.events import R_TS, Kind, ResponseCode
+from explorer.recording import Recording
+from explorer.schema import TS_END, checked, lost_row, row_problem
+
+ROWS = st.lists(st.one_of(st.sampled_from(GOOD).map(list), hostile_rows(),
+                          st.sampled_from([[1, 2], "row", None, [*GOOD[0], 1], [*GOOD[1], "guest"],
+                                           [*GOOD[2], None], [*GOOD[3], 1, "newer"]])), max_size=24)
+
+
+def by_row(rows: list[Any], last_ts: int = 0) -> tuple[list[Any], list[tuple[int, str]]]:
+    """The definition: each row judged alone, a refused one read as a loss at its time, or the last good row's."""
+    out, said = [], []
+    for j, row in enumerate(rows):
+        problem = row_problem(row)
+        if problem is None:
+            last_ts = row[R_TS]
+            out.append(row)
+            continue
+        ts = row[R_TS] if isinstance(row, list) and row and type(row[R_TS]) is int and 0 <= row[R_TS] < TS_END \
+            else last_ts
+        out.append(lost_row(ts, problem))
+        said.append((j, problem))
+    return out, said
+
+
+def in_bulk(rows: list[Any], last_ts: int = 0) -> tuple[list[Any], list[tuple[int, str]]]:
+    said: list[tuple[int, str]] = []
+    return checked(rows, lambda j, problem: said.append((j, problem)), last_ts), said
+
+
+@settings(max_examples=400, deadline=None)
+@given(rows=ROWS, last_ts=st.integers(0, 10_000))
+def test_the_bulk_path_refuses_exactly_the_rows_the_definition_refuses(rows: list[Any], last_ts: int) -> None:
+    assert in_bulk(rows, last_ts) == by_row(rows, last_ts)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.one_of(st.sampled_from(GOOD).map(list), hostile_rows()), min_size=1, max_size=12))
+def test_a_packed_chunk_is_judged_from_its_tables_as_its_rows_are_one_by_one(tmp_path: Path,
+                                                                             rows: list[Any]) -> None:
+    """Rows a compressed chunk holds (hostile ones where its columns can hold them) come back refused at the same
+    places with the same problems, whether the chunk is read whole or row by row for the model. (Times are ints:
+    a writer stores a time as an int64 column.)"""
+    assume(all(type(r[R_TS]) is int for r in rows))
+    rows = sorted(rows, key=lambda r: r[0] if type(r[0]) is int and 0 <= r[0] < TS_END else 0)
+    path = write_crafted(tmp_path / "p.pasidrec", [rows], packed=True)
+    want, said = by_row(rows)
+    with Recording(path) as rec:
+        got = rec.try_chunk_rows(0)
+        if got is None:  # a chunk the writer could not pack and whose rows do not decode either
+            return
+        assert got == want
+        assert [d.what for d in rec.damage] == [f"chunk 0, event {j}: {p}; read as one lost event" for j, p in said]
+        head = rec.chunk_head(0)
+        if head is not None:
+            positions = list(range(len(rows)))[::2]
+            assert [r for r in head.rows(positions) if r is not None] == [want[j] for j in positions]
+
+
+def test_good_rows_are_cleared_in_bulk_without_judging_them_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    monkeypatch.setattr(schema, "row_problem", lambda row: calls.append(row) or row_problem(row))
+    rows = [list(r) for r in GOOD] * 500
+    rows[7 * 8 + 3] = [*GOOD[3][:8], {**GOOD[3][8], "prg": 1 << 40}]  # one bad page request among 4,000 rows
+    refused = in_bulk(rows)[1]
+    assert refused == [(59, "field prg is 1099511627776, a int, not a valid int")]
+    assert len(calls) == 1  # that row alone is judged by the definition, which names the problem
+
+
+def test_enum_values_pass_as_the_values_they_stand_for() -> None:
+    row = [5, Kind.PAGE_RESPONSE, "d", 1, 0, 1, "c", "s", {"prg": 3, "code": ResponseCode.FAILURE}]
+    assert in_bulk([row]) == ([row], [])
