@@ -20,8 +20,6 @@ bounded), at the largest size, with `sizes` listing the figures at every size.
 
 from __future__ import annotations
 
-import argparse
-import json
 import multiprocessing as mp
 import os
 import random
@@ -37,6 +35,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _sizes import parser, run  # noqa: E402
 
 from explorer.importers import import_log  # noqa: E402
 from explorer.importers.kernel_log import KEYWORDS  # noqa: E402
@@ -180,25 +180,12 @@ def measure(n_lines: int, share: float, seed: int, repeat: int, say: Callable[..
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--lines", type=int, nargs="+", default=[1_000_000],
-                    help="log sizes in lines, smallest first (default 1,000,000; the issue's: 1000000 10000000)")
+    ap = parser(__doc__, "lines", "log sizes in lines")
     ap.add_argument("--fault-share", type=float, default=0.1,
                     help="fraction of lines in IOMMU records (default 0.1)")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--repeat", type=int, default=3, help="runs of (a) and (b); the best of each counts")
-    ap.add_argument("--json", action="store_true", help="print only the JSON line")
     args = ap.parse_args()
-    say = (lambda *a: None) if args.json else print
-    sizes = []
-    for n in args.lines:
-        say(f"-- {n:,} lines")
-        sizes.append(measure(n, args.fault_share, args.seed, args.repeat, say))
-    if len(sizes) > 1:
-        say("growth: " + ", ".join(f"{r['lines']:,} lines: {r['ns_per_line']} ns/line, {r['peak_rss_mb']} MiB peak"
-                                   for r in sizes))
-    print(json.dumps({**sizes[-1], "sizes": sizes}))
-    return 0
+    return run(args, args.lines, "lines", lambda n, say: measure(n, args.fault_share, args.seed, args.repeat, say),
+               lambda r: f"{r['lines']:,} lines: {r['ns_per_line']} ns/line, {r['peak_rss_mb']} MiB peak")
 
 
 if __name__ == "__main__":

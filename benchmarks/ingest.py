@@ -19,9 +19,7 @@ the largest size, with `sizes` listing them at every size.
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import os
 import random
 import resource
@@ -35,6 +33,8 @@ from typing import Any
 import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _sizes import parser, run  # noqa: E402
 
 from explorer.index import RecordingIndex  # noqa: E402
 from explorer.recording import Recording  # noqa: E402
@@ -151,25 +151,12 @@ def measure(n_events: int, seed: int, seeks: int, repeat: int, say: Callable[...
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--events", type=int, nargs="+", default=[1_000_000],
-                    help="recording sizes, smallest first (default 1,000,000; the issue's: 1000000 10000000)")
-    ap.add_argument("--seed", type=int, default=1)
+    ap = parser(__doc__, "events", "recording sizes")
     ap.add_argument("--seeks", type=int, default=1000)
-    ap.add_argument("--repeat", type=int, default=3, help="runs of (a), (b) and (c); the best of each counts")
-    ap.add_argument("--json", action="store_true", help="print only the JSON line")
     args = ap.parse_args()
-    say = (lambda *a: None) if args.json else print
-    sizes = []
-    for n in args.events:
-        say(f"-- {n:,} events")
-        sizes.append(measure(n, args.seed, args.seeks, args.repeat, say))
-    if len(sizes) > 1:
-        say("growth      : " + ", ".join(
-            f"{r['events']:,}: {1e9 / r['ingest_events_per_s']:.0f} ns/event, {r['bytes_per_event']} B/event"
-            for r in sizes))
-    print(json.dumps({**sizes[-1], "sizes": sizes}))
-    return 0
+    return run(args, args.events, "events", lambda n, say: measure(n, args.seed, args.seeks, args.repeat, say),
+               lambda r: f"{r['events']:,}: {1e9 / r['ingest_events_per_s']:.0f} ns/event, "
+                         f"{r['bytes_per_event']} B/event")
 
 
 if __name__ == "__main__":

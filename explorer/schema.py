@@ -11,7 +11,7 @@ know keeps its meaning whatever the kind, so it is checked wherever it appears.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain, repeat
 from operator import itemgetter
