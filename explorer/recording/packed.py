@@ -105,9 +105,9 @@ def _list_of(z: dict[Any, Any], name: str, items: int) -> list[tuple[Any, ...]]:
         raise
     except Exception as e:  # msgpack raises several unrelated types
         raise BadChunk(f"column {name} is not msgpack ({e})") from None
-    if not isinstance(got, list) or not all(isinstance(x, list) and len(x) == items for x in got):
+    if not isinstance(got, list) or got and (set(map(type, got)) != {list} or set(map(len, got)) != {items}):
         raise BadChunk(f"column {name} is not a list of {items}-item lists")
-    return [tuple(x) for x in got]
+    return list(map(tuple, got))
 
 
 def _index(z: dict[Any, Any], name: str, n: int, table: int) -> np.ndarray:
