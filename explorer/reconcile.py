@@ -6,7 +6,16 @@ Each snapshot is set beside the simulated state at its time:
     the recording: the model cannot know them, so they are no finding);
   - PRI Response Failure or Stopped set where the previous snapshot had it clear and no failure response to the
     device (ResponseCode.FAILURE) came between them: the model cannot explain the device's stopped page requests;
-  - a PASID capability width other than the width the model uses for the device.
+  - a PASID capability width other than the width the model uses for the device;
+  - (Intel debugfs, 6.7 on) a PASID the model holds attached to a paging domain with no page table for it in the
+    kernel's per-PASID directory, or such a page table, made during the recording, on a PASID the model never saw
+    attached to a paging domain. On a healthy kernel the two match: intel_iommu_set_dev_pasid() makes the directory
+    for every paging domain it attaches and for no other (6.12.118 drivers/iommu/intel/iommu.c:4417
+    "if (domain->type & __IOMMU_DOMAIN_PAGING) intel_iommu_debugfs_create_dev_pasid()"; 7.3.4 iommu.c:3698, where
+    SVA and nested domains have their own set_dev_pasid that makes none), and domain_remove_dev_pasid() removes it
+    (7.3.4 iommu.c:3599; 6.12.118 intel_iommu_remove_dev_pasid(), iommu.c:4360). A (device, PASID) whose
+    attachment changed while the snapshot was being read (between its taken_ns and done_ns) is no finding: the
+    directory may show either side.
 PASID 0 is the kernel's own (RID_PASID, the device's default domain) and never a finding. A finding the model's
 uncertainty (lost or unseen events) could explain is marked uncertain, as the simulator's own findings are.
 """
@@ -17,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .events import R_DEVICE, R_FIELDS, R_KIND, R_TS, Kind, ResponseCode
+from .events import R_DEVICE, R_FIELDS, R_KIND, R_TS, DomainType, Kind, ResponseCode
 from .simulator.state import SimState
 
 RID_PASID = 0
@@ -25,7 +34,7 @@ RID_PASID = 0
 
 @dataclass(frozen=True, slots=True)
 class Disagreement:
-    rule: str  # table_missing, table_unexplained, pri_unexplained, width_differs
+    rule: str  # table_missing, table_unexplained, pri_unexplained, width_differs, translation_missing/_unexplained
     ts_ns: int
     device: str
     pasid: int | None
@@ -47,7 +56,8 @@ def reconcile(snaps: list[dict[str, Any]], state_at: Callable[[int], SimState],
         ts = snap["taken_ns"]
         state = state_at(ts)
         doubt = "uncertain" if state.uncertain_since is not None and state.uncertain_since <= ts else "error"
-        out += _tables(snap, previous, state, ts, doubt)
+        tables = _tables(snap, previous, state, ts, doubt)
+        out += tables + _translations(snap, previous, state, state_at, doubt, {(d.device, d.pasid) for d in tables})
         out += _widths(snap, state, ts)
         if previous is not None:
             for dev, fn in sorted(snap.get("pci", {}).items()):
@@ -95,6 +105,46 @@ def _tables(snap: dict[str, Any], previous: dict[str, Any] | None, state: SimSta
     return out
 
 
+def _paging(state: SimState, dev: str) -> set[int]:
+    """The PASIDs (RID_PASID left out) the model holds attached to a paging domain on `dev`, as the kernel said."""
+    return {p for (d, p), a in state.attachments.items()
+            if d == dev and p != RID_PASID and a.domain_type == DomainType.PAGING and not a.inferred}
+
+
+def _translations(snap: dict[str, Any], previous: dict[str, Any] | None, state: SimState,
+                  state_at: Callable[[int], SimState], doubt: str,
+                  reported: set[tuple[str, int | None]]) -> list[Disagreement]:
+    """Paging domains the model holds (`state`, at the snapshot's taken_ns) against the kernel's per-PASID
+    page-table directories (see the module's docstring); a (device, PASID) the PASID table rules already reported
+    is not reported twice."""
+    intel = snap.get("intel") or {}
+    if "translations" not in intel:
+        return []  # a snapshot from before page tables were read
+    before = (previous or {}).get("intel", {}).get("paging_pasids", {})
+    found = []
+    for dev, kernel in sorted(intel.get("paging_pasids", {}).items()):
+        held, dirs = _paging(state, dev), set(kernel) - {RID_PASID}
+        found += [("translation_missing", dev, p) for p in sorted(held - dirs)]
+        if previous is not None:
+            found += [("translation_unexplained", dev, p) for p in sorted(dirs - held - set(before.get(dev, [])))]
+    found = [f for f in found if (f[1], f[2]) not in reported]
+    if not found:
+        return []
+    ts = snap["taken_ns"]
+    done = state_at(snap.get("done_ns", ts))
+    out = []
+    for rule, dev, pasid in found:
+        if (pasid in _paging(done, dev)) != (pasid in _paging(state, dev)):
+            continue  # attached or detached while the snapshot was read
+        why = (f"the model holds PASID {pasid} attached to a paging domain on {dev}, but the kernel has no page "
+               "table for it (no per-PASID domain_translation_struct): whatever the kernel attached there is not "
+               "a paging domain" if rule == "translation_missing" else
+               f"the kernel has a paging domain's page table for PASID {pasid} on {dev}, made during the "
+               "recording, which the model never saw attached to a paging domain")
+        out.append(Disagreement(rule, ts, dev, pasid, why, doubt))
+    return out
+
+
 def _widths(snap: dict[str, Any], state: SimState, ts: int) -> list[Disagreement]:
     out = []
     for dev, fn in sorted(snap.get("pci", {}).items()):
@@ -119,6 +169,7 @@ def kernel_rows(snap: dict[str, Any], state: SimState) -> list[tuple[str, str, s
     the model names: PASIDs in the device's PASID table (RID_PASID left out) against those attached in the model,
     the PASID capability's width and enable against the model's width, and PRI flags that stop page requests."""
     intel = (snap.get("intel") or {}).get("devices", {})
+    dumps = (snap.get("intel") or {}).get("translations", {})
     pci = snap.get("pci", {})
     attached: dict[str, list[int]] = {}
     for dev, pasid in state.attachments:
@@ -129,6 +180,7 @@ def kernel_rows(snap: dict[str, Any], state: SimState) -> list[tuple[str, str, s
         if dev in intel:
             table = [e["pasid"] for e in intel[dev].get("pasids", []) if e["pasid"] != RID_PASID]
             kernel.append(f"table {', '.join(map(str, table)) or 'empty'}")
+        kernel += [_mapped(d) for d in dumps.get(dev, []) if d.get("pgd") is not None]
         cap = (pci.get(dev) or {}).get("pasid")
         if cap is not None:
             kernel.append(f"{cap['width']}-bit {'on' if cap['enabled'] else 'off'}")
@@ -140,3 +192,10 @@ def kernel_rows(snap: dict[str, Any], state: SimState) -> list[tuple[str, str, s
             model.append(f"{state.devices[dev]}-bit")
         rows.append((dev, " · ".join(kernel) or "-", " · ".join(model)))
     return rows
+
+
+def _mapped(dump: dict[str, Any]) -> str:
+    """A page-table dump (explorer.snapshot.intel_pgtable) in a few words: PASID, mappings, whether cut."""
+    if "same_as" in dump:
+        return f"PASID {dump['pasid']}: {dump['same_as']}'s page table"
+    return f"PASID {dump['pasid']}: {dump['mappings']:,}{'+' if dump.get('cut') else ''} mappings"

@@ -6,7 +6,10 @@ debugfs.c prints it (5.2 to 6.x):
                               "00:0a.0\t0x<root hi>:0x<root lo>\t0x<ctx hi>:0x<ctx lo>\t<pasid>\t0x<v2>:0x<v1>:0x<v0>"
                               (PASID -1: legacy mode, no PASID table); "DMA Remapping is not enabled on dmar0"
     invalidation_queue        "Invalidation queue on IOMMU: dmar0" / " Base: 0x...\tHead: 20\tTail: 20" + entries
-    dmar_perf_latency         per IOMMU, invalidation latency buckets (kept as text)
+    dmar_perf_latency         per IOMMU "IOMMU: dmar0 Register Base Address: fed90000", a line of bucket names, then
+                              one row per latency type being counted ("   inv_iotlb" and 10 "%12lld" columns:
+                              7 buckets, min, max, average in us); none until root writes 1, 2 or 3 to the file
+                              (drivers/iommu/intel/perf.c dmar_latency_snapshot(), the same in 6.12.118 and 7.3.4)
 
 A PASID table entry's translation type is PGTT (val[0] bits 8:6) and its domain ID val[1] bits 15:0
 (drivers/iommu/intel/pasid.h pasid_set_translation_type(), pasid_set_domain_id()). PASID 0 is the device's
@@ -23,6 +26,10 @@ _DISABLED = re.compile(r"DMA Remapping is not enabled on (?P<name>\S+)")
 _ENTRY = re.compile(r"(?P<bdf>[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])\t0x[0-9a-fA-F]{16}:0x[0-9a-fA-F]{16}\t"
                     r"0x(?P<ctx_hi>[0-9a-fA-F]{16}):0x(?P<ctx_lo>[0-9a-fA-F]{16})\t(?P<pasid>-?\d+)\s*\t"
                     r"0x(?P<v2>[0-9a-fA-F]{16}):0x(?P<v1>[0-9a-fA-F]{16}):0x(?P<v0>[0-9a-fA-F]{16})\s*$")
+_LATENCY_IOMMU = re.compile(r"IOMMU: (?P<name>\S+) Register Base Address: [0-9a-fA-F]+$")
+_LATENCY_ROW = re.compile(r"\s*(?P<type>inv_iotlb|inv_devtlb|inv_iec|svm_prq)(?P<values>(?:\s+\d+){10})\s*$")
+LATENCY_COLUMNS = ("<0.1us", "0.1us-1us", "1us-10us", "10us-100us", "100us-1ms", "1ms-10ms", ">=10ms", "min_us",
+                   "max_us", "average_us")  # perf.c latency_counter_names[]
 _QUEUE = re.compile(r"Invalidation queue on IOMMU: (?P<name>\S+)")
 _HEAD = re.compile(r"\s*Base: 0x(?P<base>[0-9a-fA-F]+)\s+Head: (?P<head>\d+)\s+Tail: (?P<tail>\d+)")
 PGTT = {1: "first-stage", 2: "second-stage", 3: "nested", 4: "pass-through"}
@@ -72,4 +79,18 @@ def invalidation_queue(text: str) -> dict[str, dict[str, int]]:
             current = m["name"]
         elif current is not None and (m := _HEAD.match(line)) is not None:
             out[current] = {"head": int(m["head"]), "tail": int(m["tail"])}
+    return out
+
+
+def latency(text: str) -> dict[str, dict[str, dict[str, int]]]:
+    """{iommu: {type: {column: value}}}: an IOMMU with no types is counting none (the kernel's default)."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    current = None
+    for no, line in enumerate(text.splitlines(), 1):
+        if (m := _LATENCY_IOMMU.match(line)) is not None:
+            current = out.setdefault(m["name"], {})
+        elif current is not None and (m := _LATENCY_ROW.match(line)) is not None:
+            current[m["type"]] = dict(zip(LATENCY_COLUMNS, map(int, m["values"].split()), strict=True))
+        elif line.strip() and not (current is not None and line.split()[:1] == ["<0.1us"]):
+            raise BadDump(f"line {no}: not a line of dmar_perf_latency: {line[:80]!r}")
     return out

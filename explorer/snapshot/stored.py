@@ -21,7 +21,20 @@ def valid(snap: Any) -> str | None:
     intel = snap.get("intel", {})
     if not isinstance(intel, dict) or not isinstance(intel.get("devices", {}), dict):
         return "a snapshot's intel.devices must be a map"
+    paging = intel.get("paging_pasids", {})
+    if not isinstance(paging, dict) or not all(isinstance(v, list) and all(type(p) is int for p in v)
+                                               for v in paging.values()):
+        return "a snapshot's intel.paging_pasids must map devices to lists of PASIDs"
+    dumps = intel.get("translations", {})
+    if not isinstance(dumps, dict) or not all(isinstance(v, list) and all(map(_dump_ok, v)) for v in dumps.values()):
+        return "a snapshot's intel.translations must map devices to lists of page-table dumps"
     return None
+
+
+def _dump_ok(d: Any) -> bool:
+    """A page-table dump as explorer.snapshot.intel_pgtable makes it, in one of its three forms."""
+    return isinstance(d, dict) and type(d.get("pasid")) is int and (
+        d.get("pgd") is None or isinstance(d.get("same_as"), str) or type(d.get("mappings")) is int)
 
 
 def snapshots(header_extra: dict[str, Any], footer: dict[str, Any] | None) -> tuple[list[dict[str, Any]], list[str]]:

@@ -4,10 +4,13 @@ IOMMU debugfs say right now, with what could not be read and why (no debugfs, no
 A snapshot is a plain dict, stored as is in recordings (see docs/recording-format.md) and by `snapshot -o`:
 
     taken_ns       CLOCK_MONOTONIC when taken (a live capture's clock)     taken_unix, kernel
+    done_ns        CLOCK_MONOTONIC when the last file was read
     pci            {device: {vendor, device_id, class, pasid: {width, enabled, ...}, pri: {...}, ats: {...}}}
                    (functions with a PASID, PRI or ATS capability only)
     intel          {iommus, devices: {device: {iommu, pasids: [{pasid, pgtt, domain_id}]}}, invalidation_queue,
-                    latency, paging_pasids: {device: [PASID with a paging domain]}}
+                    latency: {iommu: {type: {bucket: count}}}, paging_pasids: {device: [PASID with a paging domain]},
+                    translations: {device: [{pasid, pgd, mappings, bytes, writable, pages, iova_pfns, first, cut?}
+                                            | {pasid, pgd: None, why} | {pasid, pgd, same_as}]}}  (intel_pgtable)
     amd            {command_buffers: {iommu: {head, tail}}, devtbl: text}   (drivers/iommu/amd/debugfs.c, 6.17 on)
     iommus         {iommu: {driver, max_pasids, from | why}}: each IOMMU's own PASID limit from sysfs (iommu_limits)
                    (and each pci entry names its `iommu`)
@@ -22,11 +25,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import intel_debugfs, iommu_limits, pci_caps
+from . import intel_debugfs, intel_pgtable, iommu_limits, pci_caps
 
 _PCI_NAME = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 _HEX = re.compile(r"[0-9a-f]{1,5}")
 TEXT_LIMIT = 256 << 10  # a debugfs file read beyond this is cut (the invalidation queue alone can be 100s of KiB)
+PGTABLE_LIMIT = 64 << 10  # of each page-table dump (about 700 mappings); the rest is counted as cut
+PGTABLE_BUDGET = 4 << 20  # of all page-table dumps in one snapshot: a host with hundreds of devices stays bounded
 _CMDBUF = re.compile(r"CMD Buffer Head Offset:(?P<head>\d+) Tail Offset:(?P<tail>\d+)")
 
 
@@ -42,10 +47,11 @@ def take(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
     why = _debugfs_missing(debugfs)
     if why is not None:
         snap["unreadable"]["iommu debugfs"] = why
-        return snap
-    units = _units(base / "sys/class/iommu")
-    _intel(debugfs / "iommu/intel", snap, [u for u in units if u.startswith("dmar")])
-    _amd(debugfs / "iommu/amd", snap, [u for u in units if u.startswith("ivhd")])
+    else:
+        units = _units(base / "sys/class/iommu")
+        _intel(debugfs / "iommu/intel", snap, [u for u in units if u.startswith("dmar")])
+        _amd(debugfs / "iommu/amd", snap, [u for u in units if u.startswith("ivhd")])
+    snap["done_ns"] = time.monotonic_ns()  # what changed between taken_ns and this may show either way
     return snap
 
 
@@ -138,8 +144,12 @@ def _intel(path: Path, snap: dict[str, Any], units: list[str]) -> None:
         intel["invalidation_queue"] = intel_debugfs.invalidation_queue(text)
     text = _read(path / "dmar_perf_latency", snap, "intel dmar_perf_latency")
     if text is not None:
-        intel["latency"] = text
+        try:
+            intel["latency"] = intel_debugfs.latency(text)
+        except intel_debugfs.BadDump as e:
+            snap["unreadable"]["intel dmar_perf_latency"] = f"{path / 'dmar_perf_latency'}: {e}"
     intel["paging_pasids"] = _paging_pasids(path)
+    intel["translations"] = _translations(path, intel["paging_pasids"], snap)
     snap["intel"] = intel
 
 
@@ -167,6 +177,54 @@ def _paging_pasids(path: Path) -> dict[str, list[int]]:
     for dev in sorted(p for p in path.iterdir() if p.is_dir() and _PCI_NAME.fullmatch(p.name)):
         out[dev.name] = sorted(int(p.name, 16) for p in dev.iterdir() if p.is_dir() and _HEX.fullmatch(p.name))
     return out
+
+
+def _translations(path: Path, paging: dict[str, list[int]], snap: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """{device: [page-table dump of its own domain (PASID 0), then of each paging PASID]}, each read to
+    PGTABLE_LIMIT and all to PGTABLE_BUDGET. Devices in one domain print the same table: after its first line
+    names a page table already read, the dump says which device's it is and is not read further."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    seen: dict[int, str] = {}
+    budget, skipped = PGTABLE_BUDGET, []
+    for dev, pasids in sorted(paging.items()):
+        for pasid, where in [(0, path / dev)] + [(p, path / dev / f"{p:x}") for p in pasids]:
+            file = where / "domain_translation_struct"
+            if not file.exists():
+                continue
+            if budget <= 0:
+                skipped.append(f"{dev} PASID {pasid}")
+                continue
+            try:
+                entry, used = _pgtable(file, seen, dev)
+            except OSError as e:
+                snap["unreadable"][f"intel {dev} PASID {pasid} page table"] = f"{file}: {e.strerror or e}"
+                continue
+            except intel_debugfs.BadDump as e:
+                snap["unreadable"][f"intel {dev} PASID {pasid} page table"] = f"{file}: {e}"
+                continue
+            budget -= used
+            out.setdefault(dev, []).append({"pasid": pasid} | entry)
+    if skipped:
+        snap["unreadable"]["intel page tables"] = (f"{len(skipped)} dumps not read ({', '.join(skipped[:4])}"
+                                                   f"{', ...' if len(skipped) > 4 else ''}): this snapshot's "
+                                                   f"{PGTABLE_BUDGET >> 20} MiB for page tables was spent")
+    return out
+
+
+def _pgtable(file: Path, seen: dict[int, str], dev: str) -> tuple[dict[str, Any], int]:
+    """One dump, parsed, and the bytes read for it; `seen` maps each page table read so far to its device."""
+    with open(file, "rb") as f:
+        data = f.read(4096)
+        head = intel_pgtable.first_line(data.decode("utf-8", "replace"))
+        if head is not None and head["pgd"] in seen:
+            return {"pgd": head["pgd"], "same_as": seen[head["pgd"]]}, len(data)
+        data += f.read(PGTABLE_LIMIT + 1 - len(data)) if len(data) == 4096 else b""
+    cut = len(data) > PGTABLE_LIMIT
+    entry = intel_pgtable.dump(data[:PGTABLE_LIMIT].decode("utf-8", "replace"), PGTABLE_LIMIT if cut else 0)
+    if entry["pgd"] is not None:
+        seen[entry["pgd"]] = dev
+        entry.pop("pasid", None)  # the file's place names it; legacy mode prints none
+    return entry, len(data)
 
 
 def _amd(path: Path, snap: dict[str, Any], units: list[str]) -> None:

@@ -10,8 +10,10 @@ the real config space the real-machine test reads."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -24,7 +26,7 @@ from explorer.index import RecordingIndex
 from explorer.reconcile import reconcile
 from explorer.recording import Recording
 from explorer.simulator import SimState
-from explorer.snapshot import pci_caps, take
+from explorer.snapshot import pci_caps, stored, take
 from explorer.summary import check_report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,7 +193,7 @@ def test_a_real_kernels_debugfs_and_config_space_behind_vt_d_read_whole_and_rais
     assert devices["0000:01:00.0"] == {"iommu": "dmar0", "pasids": [{"pasid": 0, "pgtt": "second-stage",
                                                                        "domain_id": 6}]}
     assert snap["intel"]["invalidation_queue"] == {"dmar0": {"head": 75, "tail": 75}}
-    assert snap["intel"]["latency"].startswith("IOMMU: dmar0 Register Base Address: fed90000")
+    assert snap["intel"]["latency"] == {"dmar0": {}}  # the kernel times no invalidation until root asks
     assert snap["unreadable"]["amd iommu debugfs"].startswith("no such driver: no AMD IOMMU on this host")
     later = {**json.loads(json.dumps(snap)), "taken_ns": snap["taken_ns"] + 1}
     assert reconcile([snap, later], lambda _ts: SimState(), lambda: []) == []
@@ -283,3 +285,146 @@ def test_an_amd_debugfs_of_a_kernel_before_6_17_says_it_has_no_files(tmp_path: P
     snap = take(tmp_path)
     assert snap["amd"] == {"command_buffers": {}}
     assert "a kernel before 6.17 makes no files there" in snap["unreadable"]["amd iommu debugfs"]
+
+
+PGTABLES = Path(__file__).parent / "snapshot_fixtures/lab-6.12-pgtables"
+
+
+def _pgtable_host(tmp_path: Path, fixture: Path = PGTABLES, **files: bytes) -> Path:
+    """A real VT-d debugfs (lab-6.12-pgtables/ unless told) under tmp_path, with `files` (path under intel/, "__"
+    for "/": bytes) put over it."""
+    intel = tmp_path / "sys/kernel/debug/iommu/intel"
+    shutil.copytree(fixture / "intel", intel)
+    links = tmp_path / "sys/class/iommu/dmar0/devices"
+    links.mkdir(parents=True)
+    for dev in (p.name for p in intel.iterdir() if p.is_dir()):
+        (links / dev).mkdir()
+    for name, data in files.items():
+        (intel / name.replace("__", "/")).write_bytes(data)
+    return tmp_path
+
+
+def test_a_real_kernels_page_tables_and_invalidation_latency_read_into_the_snapshot(tmp_path: Path) -> None:
+    """lab-6.12-pgtables/ (see its README): each device's own domain (PASID 0) as 6.12.118's
+    domain_translation_struct printed it in a scalable-mode VT-d VM. The virtio-9p functions map one 4 KiB page
+    each; the LPC bridge maps the first 16 MiB 1:1 (the part kept: 529 pages from IOVA 0); the SATA and SMBus
+    functions share its domain, so their table is named, not read again."""
+    snap = take(_pgtable_host(tmp_path))
+    assert not any("page table" in what for what in snap["unreadable"]), snap["unreadable"]
+    dumps = snap["intel"]["translations"]
+    assert dumps["0000:00:01.0"] == [{"pasid": 0, "pgd": 0x98A000, "mappings": 1, "bytes": 4096, "writable": 1,
+                                      "pages": {"4 KiB": 1}, "iova_pfns": [0xFFFFF, 0xFFFFF], "first": [
+                                          {"iova_pfn": 0xFFFFF, "size": 4096, "addr": 0xCC3000, "write": True}]}]
+    assert dumps["0000:00:02.0"][0]["pgd"] == 0x98E000 and dumps["0000:00:02.0"][0]["mappings"] == 1
+    assert dumps["0000:00:00.0"][0] | {} == {"pasid": 0, "pgd": 0x985000, "mappings": 0, "bytes": 0, "writable": 0,
+                                             "pages": {}, "iova_pfns": [], "first": []}
+    lpc = dumps["0000:00:1f.0"][0]
+    assert (lpc["mappings"], lpc["iova_pfns"], lpc["bytes"]) == (529, [0, 528], 529 << 12)
+    assert all(m["addr"] == m["iova_pfn"] << 12 for m in lpc["first"])  # identity: IOVA = physical address
+    assert dumps["0000:00:1f.2"] == dumps["0000:00:1f.3"] == [{"pasid": 0, "pgd": 0x993000,
+                                                               "same_as": "0000:00:1f.0"}]
+    assert snap["intel"]["latency"] == {"dmar0": {"inv_iotlb": {
+        "<0.1us": 0, "0.1us-1us": 1009, "1us-10us": 150474, "10us-100us": 1763, "100us-1ms": 24, "1ms-10ms": 52,
+        ">=10ms": 0, "min_us": 0, "max_us": 8978, "average_us": 2}}}
+    r = subprocess.run([sys.executable, "-m", "explorer.cli.main", "snapshot", "--root", str(tmp_path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "0000:00:01.0 PASID 0: page table at 0x98a000: 1 mappings (1 x 4 KiB), 1 writable" in r.stdout
+    assert "0000:00:1f.2 PASID 0: page table at 0x993000, the one 0000:00:1f.0 uses" in r.stdout
+    assert "dmar0 invalidation latency: inv_iotlb 153,322 timed, average 2 us, max 8978 us" in r.stdout
+
+
+def test_a_7_3_kernels_page_tables_read_the_same_way(tmp_path: Path) -> None:
+    """lab-7.3-pgtables/ (7.3.4, the same VM): debugfs.c prints the same lines; the LPC bridge's shared domain is
+    empty there (no floppy workaround in that config), and its two siblings name it instead of being read."""
+    snap = take(_pgtable_host(tmp_path, Path(__file__).parent / "snapshot_fixtures/lab-7.3-pgtables"))
+    dumps = snap["intel"]["translations"]
+    assert [(d, x[0]["pgd"], x[0].get("mappings")) for d, x in sorted(dumps.items())] == [
+        ("0000:00:00.0", 0x9A7000, 0), ("0000:00:01.0", 0x9AB000, 1), ("0000:00:02.0", 0x9AF000, 1),
+        ("0000:00:1f.0", 0x9B3000, 0), ("0000:00:1f.2", 0x9B3000, None), ("0000:00:1f.3", 0x9B3000, None)]
+    assert dumps["0000:00:02.0"][0]["first"] == [{"iova_pfn": 0xFFFFF, "size": 4096, "addr": 0x934000,
+                                                  "write": True}]
+    assert snap["intel"]["latency"]["dmar0"]["inv_iotlb"]["max_us"] == 338771
+
+
+def test_a_page_table_past_the_cap_is_cut_at_a_line_and_says_so_and_the_snapshot_stays_bounded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    taking = importlib.import_module("explorer.snapshot.take")  # the module, not the function the package exports
+    monkeypatch.setattr(taking, "PGTABLE_LIMIT", 16 << 10)
+    snap = take(_pgtable_host(tmp_path / "a"))
+    lpc = snap["intel"]["translations"]["0000:00:1f.0"][0]
+    assert lpc["cut"] == "only the first 16 KiB of the dump were read: the counts cover that part"
+    assert 100 < lpc["mappings"] < 529 and len(lpc["first"]) == 16  # whole lines only; 16 mappings kept whole
+    monkeypatch.setattr(taking, "PGTABLE_BUDGET", 600)  # spent after the first dumps
+    snap = take(_pgtable_host(tmp_path / "b"))
+    assert sorted(snap["intel"]["translations"]) == ["0000:00:00.0", "0000:00:01.0", "0000:00:02.0"]
+    assert snap["unreadable"]["intel page tables"].startswith("3 dumps not read (0000:00:1f.0 PASID 0, 0000:00:1f.2 "
+                                                              "PASID 0, 0000:00:1f.3 PASID 0): this snapshot's")
+
+
+_CUT_LINE = (PGTABLES / "intel/0000:00:1f.0/domain_translation_struct").read_bytes()[:300]
+
+
+@pytest.mark.parametrize("name, data, why", [
+    ("0000:00:01.0__domain_translation_struct", _CUT_LINE,  # a dump that ends mid-line below the cap
+     "0000:00:01.0/domain_translation_struct: line 4: not a line of domain_translation_struct: '0x0000000000001 |"),
+    ("0000:00:01.0__domain_translation_struct", b"\x1b[2J\xff\xfe garbage\n",
+     "0000:00:01.0/domain_translation_struct: line 1: not the \"Device ... @0x...\" line a page-table dump begins "
+     "with: '\\x1b[2J\ufffd\ufffd garbage'"),
+    ("0000:00:01.0__domain_translation_struct", b"Device 0000:00:01.0 with pasid 0 @0x98a000\n0x1 |\t0x2\n",
+     "line 2: not a line of domain_translation_struct: '0x1 |\\t0x2'"),
+    ("dmar_perf_latency", b"IOMMU: dmar0 Register Base Address: fed90000\n   inv_iotlb 1 2 3\n",
+     "dmar_perf_latency: line 2: not a line of dmar_perf_latency: '   inv_iotlb 1 2 3'"),
+])
+def test_a_malformed_or_partial_page_table_or_latency_dump_is_one_line_never_a_traceback(
+        tmp_path: Path, name: str, data: bytes, why: str) -> None:
+    root = _pgtable_host(tmp_path, **{name: data})
+    snap = take(root)
+    (what,) = [w for w in snap["unreadable"] if "page table" in w or "latency" in w]
+    assert why in snap["unreadable"][what] and "\n" not in snap["unreadable"][what]
+    assert snap["intel"]["translations"]["0000:00:02.0"][0]["mappings"] == 1  # the rest is still read
+    r = subprocess.run([sys.executable, "-m", "explorer.cli.main", "snapshot", "--root", str(root)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "Traceback" not in r.stderr and "\x1b" not in r.stdout
+
+
+@pytest.mark.parametrize("data, why", [
+    (b"", "no page table: no context or PASID entry, or a pass-through one"),
+    (b"DMA Remapping is not enabled on dmar0\n", "DMA remapping is not enabled"),
+])
+def test_a_device_whose_kernel_printed_no_page_table_says_why(tmp_path: Path, data: bytes, why: str) -> None:
+    """domain_translation_struct_show() prints nothing for a pass-through or absent entry (6.12.118 and 7.3.4)."""
+    snap = take(_pgtable_host(tmp_path, **{"0000:00:01.0__domain_translation_struct": data}))
+    assert snap["intel"]["translations"]["0000:00:01.0"] == [{"pasid": 0, "pgd": None, "why": why}]
+
+
+def _paging_snapshot(taken: int, paging: list[int], done: int | None = None) -> dict:
+    """A snapshot of a VT-d host whose 0000:00:0a.0 has a paging domain's directory on each PASID of `paging`."""
+    snap = {"taken_ns": taken, "done_ns": taken if done is None else done, "pci": {}, "unreadable": {},
+            "intel": {"iommus": {}, "devices": {}, "paging_pasids": {DEV: paging},
+                      "translations": {DEV: [{"pasid": p, "pgd": 0x1000 * (p + 1), "mappings": 1} for p in
+                                             [0, *paging]]}}}
+    assert stored.valid(snap) is None
+    return snap
+
+
+def test_a_paging_pasid_the_model_and_the_kernels_page_tables_disagree_on_is_a_finding() -> None:
+    from explorer.simulator.state import Attachment
+
+    def state(*held: tuple[int, str]) -> SimState:
+        st = SimState()
+        for pasid, kind in held:
+            st.attachments[(DEV, pasid)] = Attachment(1, kind, 0, 0)
+        return st
+
+    start, end = _paging_snapshot(10, [3]), _paging_snapshot(20, [3, 6])
+    model = {10: state((3, "paging"), (5, "paging"), (7, "sva")), 20: state((3, "paging"), (5, "paging"))}
+    got = [(d.rule, d.ts_ns, d.pasid) for d in reconcile([start, end], model.__getitem__, lambda: [])]
+    # 5: a paging domain in the model, no page table in the kernel, at both; 6: a page table made during the
+    # recording that the model never attached; 7 (SVA) has no directory on a healthy kernel, and 3 agrees
+    assert got == [("translation_missing", 10, 5), ("translation_missing", 20, 5), ("translation_unexplained", 20, 6)]
+    # the model attaching 6 while the end snapshot was being read: either side may show, so no finding
+    end = _paging_snapshot(20, [3, 6], done=25)
+    model[25] = state((3, "paging"), (5, "paging"), (6, "paging"))
+    got = [(d.rule, d.pasid) for d in reconcile([start, end], model.__getitem__, lambda: [])]
+    assert ("translation_unexplained", 6) not in got

@@ -66,10 +66,27 @@ def summary(snap: dict[str, Any]) -> list[str]:
     for name, pasids in sorted(snap.get("intel", {}).get("paging_pasids", {}).items()):
         if pasids:
             lines.append(f"  {name}: paging domains on PASIDs {', '.join(map(str, pasids))}")
+    for name, dumps in sorted(snap.get("intel", {}).get("translations", {}).items()):
+        lines += [f"  {name} PASID {d['pasid']}: {translation_text(d)}" for d in dumps]
     for name, q in sorted(snap.get("intel", {}).get("invalidation_queue", {}).items()):
         lines.append(f"  {name} invalidation queue: head {q['head']}, tail {q['tail']}")
+    for name, types in sorted(snap.get("intel", {}).get("latency", {}).items()):
+        lines.append(f"  {name} invalidation latency: " + ("; ".join(
+            f"{t} {sum(list(c.values())[:7]):,} timed, average {c['average_us']} us, max {c['max_us']} us"
+            for t, c in sorted(types.items())) or "not counted (root writes 1 to dmar_perf_latency to start)"))
     for name, q in sorted(snap.get("amd", {}).get("command_buffers", {}).items()):
         lines.append(f"  {name} command buffer: head {q['head']}, tail {q['tail']}")
     for what, why in sorted(snap["unreadable"].items()):
         lines.append(f"  not read: {what}: {why}")
     return lines
+
+
+def translation_text(d: dict[str, Any]) -> str:
+    """One page-table dump (explorer.snapshot.intel_pgtable) in words."""
+    if d.get("pgd") is None:
+        return d.get("why", "no page table")
+    if "same_as" in d:
+        return f"page table at {d['pgd']:#x}, the one {d['same_as']} uses"
+    sizes = ", ".join(f"{n:,} x {size}" for size, n in d["pages"].items())
+    return (f"page table at {d['pgd']:#x}: {d['mappings']:,} mappings ({sizes or 'none'}), {d['writable']:,} "
+            f"writable" + (f"; {d['cut']}" if d.get("cut") else ""))
