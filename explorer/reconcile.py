@@ -15,7 +15,13 @@ Each snapshot is set beside the simulated state at its time:
     SVA and nested domains have their own set_dev_pasid that makes none), and domain_remove_dev_pasid() removes it
     (7.3.4 iommu.c:3599; 6.12.118 intel_iommu_remove_dev_pasid(), iommu.c:4360). A (device, PASID) whose
     attachment changed while the snapshot was being read (between its taken_ns and done_ns) is no finding: the
-    directory may show either side.
+    directory may show either side;
+  - (AMD debugfs, 6.17 on) a PASID the model holds attached to the device whose device table entry `devtbl` shows
+    (the one last written to `devid`) while that entry's GV bit is clear: the device then has no GCR3 table, so no
+    PASID of it can translate. On a healthy kernel a PASID attach writes the PASID's entry in that table (7.3.4
+    drivers/iommu/amd/pasid.c iommu_sva_set_dev_pasid() -> amd_iommu_set_gcr3()), which exists only once the
+    device's domain set it up (iommu.c:2397 init_gcr3_table()), and set_dte_gcr3_table() sets GV with it
+    (iommu.c:2129).
 PASID 0 is the kernel's own (RID_PASID, the device's default domain) and never a finding. A finding the model's
 uncertainty (lost or unseen events) could explain is marked uncertain, as the simulator's own findings are.
 """
@@ -34,7 +40,7 @@ RID_PASID = 0
 
 @dataclass(frozen=True, slots=True)
 class Disagreement:
-    rule: str  # table_missing, table_unexplained, pri_unexplained, width_differs, translation_missing/_unexplained
+    rule: str  # table_missing/_unexplained, pri_unexplained, width_differs, translation_missing/_unexplained, dte_no_gv
     ts_ns: int
     device: str
     pasid: int | None
@@ -59,6 +65,7 @@ def reconcile(snaps: list[dict[str, Any]], state_at: Callable[[int], SimState],
         tables = _tables(snap, previous, state, ts, doubt)
         out += tables + _translations(snap, previous, state, state_at, doubt, {(d.device, d.pasid) for d in tables})
         out += _widths(snap, state, ts)
+        out += _amd_dte(snap, state, state_at, doubt)
         if previous is not None:
             for dev, fn in sorted(snap.get("pci", {}).items()):
                 flags = _pri_flags(fn) - _pri_flags(previous.get("pci", {}).get(dev, {}))
@@ -143,6 +150,26 @@ def _translations(snap: dict[str, Any], previous: dict[str, Any] | None, state: 
                "recording, which the model never saw attached to a paging domain")
         out.append(Disagreement(rule, ts, dev, pasid, why, doubt))
     return out
+
+
+def _amd_dte(snap: dict[str, Any], state: SimState, state_at: Callable[[int], SimState],
+             doubt: str) -> list[Disagreement]:
+    """PASIDs the model holds on the device AMD's devtbl shows with GV clear (see the module's docstring)."""
+    dte = (snap.get("amd") or {}).get("devtbl")
+    if not isinstance(dte, dict) or not isinstance(dte.get("device"), str) or dte.get("gv") is not False:
+        return []
+    dev = dte["device"]
+
+    def held(st: SimState) -> set[int]:
+        return {p for (d, p), a in st.attachments.items() if d == dev and p != RID_PASID and not a.inferred}
+
+    pasids = held(state)
+    if pasids:
+        pasids &= held(state_at(snap.get("done_ns", snap["taken_ns"])))  # not changed while the snapshot was read
+    return [Disagreement("dte_no_gv", snap["taken_ns"], dev, p,
+                         f"the model holds PASID {p} attached to {dev}, but its AMD device table entry on "
+                         f"{dte.get('iommu')} has GV clear: the device has no GCR3 table, so no PASID of it "
+                         "translates", doubt) for p in sorted(pasids)]
 
 
 def _widths(snap: dict[str, Any], state: SimState, ts: int) -> list[Disagreement]:

@@ -11,7 +11,7 @@ A snapshot is a plain dict, stored as is in recordings (see docs/recording-forma
                     latency: {iommu: {type: {bucket: count}}}, paging_pasids: {device: [PASID with a paging domain]},
                     translations: {device: [{pasid, pgd, mappings, bytes, writable, pages, iova_pfns, first, cut?}
                                             | {pasid, pgd: None, why} | {pasid, pgd, same_as}]}}  (intel_pgtable)
-    amd            {command_buffers: {iommu: {head, tail}}, devtbl: text}   (drivers/iommu/amd/debugfs.c, 6.17 on)
+    amd            {command_buffers: {iommu: {head, tail}}, devtbl: {device, gv, ...} (amd_debugfs)}  (6.17 on)
     iommus         {iommu: {driver, max_pasids, from | why}}: each IOMMU's own PASID limit from sysfs (iommu_limits)
                    (and each pci entry names its `iommu`)
     unreadable     {what: why}
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import intel_debugfs, intel_pgtable, iommu_limits, pci_caps
+from . import amd_debugfs, intel_debugfs, intel_pgtable, iommu_limits, pci_caps
 
 _PCI_NAME = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 _HEX = re.compile(r"[0-9a-f]{1,5}")
@@ -249,7 +249,7 @@ def _amd(path: Path, snap: dict[str, Any], units: list[str]) -> None:
             snap["unreadable"][f"amd {unit.name}/cmdbuf"] = f"{unit / 'cmdbuf'}: line 1: not a line debugfs.c " \
                                                          f"prints: {first!r}"
     if (path / "devtbl").exists() and (text := _read(path / "devtbl", snap, "amd devtbl")) is not None:
-        amd["devtbl"] = text
+        amd["devtbl"] = amd_debugfs.devtbl(text)
     if not (path / "devtbl").exists() and not any((u / "cmdbuf").exists() for u in path.iterdir() if u.is_dir()):
         snap["unreadable"]["amd iommu debugfs"] = (f"{path} holds only the per-IOMMU directories: a kernel before "
                                                    "6.17 makes no files there")

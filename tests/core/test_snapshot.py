@@ -2,11 +2,15 @@
 as drivers/iommu/intel/debugfs.c prints it, their storage in recordings, and where they disagree with the model.
 
 snapshot_fixtures/lab-6.12/ is real: a 6.12 kernel's Intel IOMMU debugfs and config space, read in a lab VM with a
-scalable-mode VT-d. The other dumps under snapshot_fixtures/ are constructed from debugfs.c's seq_printf formats
-(5.15-6.12: root_tbl_walk()/print_tbl_walk(), invalidation_queue_show()) to hold what that VM could not (a PASID
-other than 0, first-stage); no public report we found posts one. The PASID and PRI capability bytes are built from
-the PCIe base specification's layouts (as pci_regs.h names them); this host's own /sys/bus/pci/devices/*/config is
-the real config space the real-machine test reads."""
+scalable-mode VT-d; so are lab-6.12-pgtables/ and lab-7.3-pgtables/, each device's page table and the
+invalidation latency from 6.12.118 and 7.3.4 in such a VM (trimmed where their READMEs say). The other Intel dumps
+under snapshot_fixtures/ are constructed from debugfs.c's seq_printf formats (5.15-6.12: root_tbl_walk()/
+print_tbl_walk(), invalidation_queue_show()) to hold what that VM could not (a PASID other than 0, first-stage); no
+public report we found posts one. The AMD dumps are the examples in the kernel's own
+Documentation/ABI/testing/debugfs-amd-iommu (7.3.4), written by the driver's author, or constructed from
+drivers/iommu/amd/debugfs.c's formats where said. The PASID and PRI capability bytes are built from the PCIe base
+specification's layouts (as pci_regs.h names them); this host's own /sys/bus/pci/devices/*/config is the real
+config space the real-machine test reads."""
 
 from __future__ import annotations
 
@@ -132,22 +136,50 @@ def test_check_exits_1_on_a_disagreement_and_prints_no_control_sequence_from_the
     assert "0000:00:0b.0\\x1b]0;owned\\x07's PASID table" in r.stdout and "\x1b" not in r.stdout
 
 
-def test_the_amd_debugfs_gives_each_command_buffers_head_and_tail_and_never_a_traceback(tmp_path: Path) -> None:
-    """drivers/iommu/amd/debugfs.c (6.17, as 7.3 has it) iommu_cmdbuf_show(): "CMD Buffer Head Offset:%d Tail
-    Offset:%d" then the entries (constructed from that format: no public report we found posts one)."""
+AMD_DOC = Path(__file__).parent / "snapshot_fixtures/amd-abi-doc"
+
+
+def test_the_amd_debugfs_gives_each_command_buffers_head_and_tail_the_device_table_entry_and_never_a_traceback(
+        tmp_path: Path) -> None:
+    """drivers/iommu/amd/debugfs.c (6.17 on, as 7.3.4 has it): iommu_cmdbuf_show() and dump_dte(), read from the
+    examples of the kernel's own ABI documentation (amd-abi-doc/README); a garbled cmdbuf is one line."""
     amd = tmp_path / "sys/kernel/debug/iommu/amd"
     (amd / "iommu00").mkdir(parents=True)
     (amd / "iommu01").mkdir()
-    (amd / "iommu00" / "cmdbuf").write_text("CMD Buffer Head Offset:12 Tail Offset:12\n  0: 00000000 00000000 "
-                                            "00000000 00000000\n")
+    shutil.copy(AMD_DOC / "cmdbuf", amd / "iommu00")
+    shutil.copy(AMD_DOC / "devtbl", amd)
     (amd / "iommu01" / "cmdbuf").write_bytes(b"\xff\xfe garbage")
-    (amd / "devtbl").write_text("Please provide valid device id input\n")
     snap = take(tmp_path)
-    assert snap["amd"] == {"command_buffers": {"iommu00": {"head": 12, "tail": 12}},
-                           "devtbl": "Please provide valid device id input\n"}
+    assert snap["amd"] == {"command_buffers": {"iommu00": {"head": 339, "tail": 339}}, "devtbl": {
+        "device": "0000:01:00.0", "iommu": "iommu3",
+        "qwords": [0x6000000114D7B603, 0x38, 0x20000001373B8013, 0], "valid": True, "translation": True, "mode": 3,
+        "ppr": False, "giov": False, "gv": False, "glx": 0, "domain_id": 0x38}}
     assert "no such driver" in snap["unreadable"]["intel iommu debugfs"]
     assert snap["unreadable"]["amd iommu01/cmdbuf"].endswith("cmdbuf: line 1: not a line debugfs.c prints: "
                                                              "'\ufffd\ufffd garbage'")
+    r = subprocess.run([sys.executable, "-m", "explorer.cli.main", "snapshot", "--root", str(tmp_path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert "0000:01:00.0 AMD device table entry on iommu3: domain 56, 3-level page table, PASIDs off (GV clear)" \
+        in r.stdout, r.stdout + r.stderr
+    (amd / "devtbl").write_text("Enter a valid device ID to 'devid' file\n")  # iommu_devtbl_show(), none chosen
+    assert take(tmp_path)["amd"]["devtbl"] == {"device": None, "why": "Enter a valid device ID to 'devid' file"}
+
+
+def test_a_pasid_held_on_an_amd_device_whose_entry_has_gv_clear_is_a_finding(tmp_path: Path) -> None:
+    from explorer.simulator.state import Attachment
+
+    amd = tmp_path / "sys/kernel/debug/iommu/amd"
+    amd.mkdir(parents=True)
+    shutil.copy(AMD_DOC / "devtbl", amd)
+    snap = take(tmp_path) | {"taken_ns": 10, "done_ns": 10}
+    st = SimState()
+    st.attachments[("0000:01:00.0", 4)] = Attachment(1, "sva", 0, 0)
+    st.attachments[("0000:01:00.0", 0)] = Attachment(2, "paging", 0, 0)  # the RID's own domain: no GCR3 needed
+    st.attachments[("0000:02:00.0", 5)] = Attachment(1, "sva", 0, 0)  # another device: its entry is not shown
+    got = [(d.rule, d.device, d.pasid) for d in reconcile([snap], lambda _ts: st, lambda: [])]
+    assert got == [("dte_no_gv", "0000:01:00.0", 4)]
+    gv = {**snap["amd"]["devtbl"], "gv": True}
+    assert reconcile([{**snap, "amd": {"devtbl": gv}}], lambda _ts: st, lambda: []) == []
 
 
 def test_snapshots_of_the_wrong_shape_are_named_and_left_out(tmp_path: Path) -> None:

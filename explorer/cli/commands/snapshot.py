@@ -76,6 +76,12 @@ def summary(snap: dict[str, Any]) -> list[str]:
             for t, c in sorted(types.items())) or "not counted (root writes 1 to dmar_perf_latency to start)"))
     for name, q in sorted(snap.get("amd", {}).get("command_buffers", {}).items()):
         lines.append(f"  {name} command buffer: head {q['head']}, tail {q['tail']}")
+    dte = snap.get("amd", {}).get("devtbl")
+    if dte is not None:
+        lines.append(f"  AMD device table entry: {dte['why']}" if dte["device"] is None else
+                     f"  {dte['device']} AMD device table entry on {dte['iommu']}: domain {dte['domain_id']}, "
+                     f"{dte['mode']}-level page table, " + (f"PASIDs on (GV, a {dte['glx'] + 1}-level GCR3 table)"
+                                                            if dte["gv"] else "PASIDs off (GV clear)"))
     for what, why in sorted(snap["unreadable"].items()):
         lines.append(f"  not read: {what}: {why}")
     return lines
