@@ -11,7 +11,10 @@ PASID), as drivers/iommu/intel/debugfs.c domain_translation_struct_show() and pg
 The last entry printed on a line is the leaf: a PDPE maps 1 GiB, a PDE 2 MiB, a PTE 4 KiB. The file is empty when
 the device has no context entry, its PASID entry is absent, or the entry is pass-through (nothing to walk). A busy
 domain's dump runs to megabytes: the caller reads a bounded prefix and a snapshot keeps counts and the first
-mappings, saying how much was cut.
+mappings, saying how much was cut. The bound is ours only: the file is a single_open() seq_file, so the kernel
+renders the whole dump before the first byte is read, walking the table under iommu->lock and walking it again each
+time its buffer doubles (fs/seq_file.c seq_read_iter()); a table too large for kvmalloc() fails with ENOMEM, which
+the snapshot names as unreadable.
 """
 
 from __future__ import annotations
