@@ -1,8 +1,9 @@
 """A live source whose rows also go to a recording: `record` drives it headless, `live -o` under the UI.
 
-Rows are appended as they are polled and a chunk is written (and fsynced) at least every second, so a capture
-killed with SIGKILL loses at most its last second; `close` writes the footer with the kernel's exact counts and
-why the capture ended. The kernel's own PASID state (explorer.snapshot) is read at the start and at the end.
+Rows are appended as they are polled and a chunk is written at least every second (and fsynced at most every
+second: one per chunk would stall the drain), so a capture killed with SIGKILL loses at most its last second;
+`close` writes the footer with the kernel's exact counts and why the capture ended. The kernel's own PASID state
+(explorer.snapshot) is read at the start and at the end.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class RecordingTee:
         # The kernel's own PASID state at the start, in the header so that a killed capture keeps it.
         capture.header.extra[stored.KEY] = [take()]
         try:
-            self.writer = RecordingWriter(path, capture.header, durable=True)
+            self.writer = RecordingWriter(path, capture.header, sync_every_s=FLUSH_EVERY_S)
         except OSError as e:
             capture.close()
             raise InputError(self.path, "", f"cannot write the recording: {e.strerror or e}") from None

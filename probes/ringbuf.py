@@ -69,7 +69,12 @@ class RingReader:
             bad = int(np.flatnonzero((lens & ~np.uint32(DISCARD_BIT)) != expected)[0])
             raise RuntimeError(f"ring buffer record {bad} has length {int(lens[bad])}, expected {expected}: "
                                f"a probe wrote a record of another size")
-        recs = view["rec"][(lens & DISCARD_BIT) == 0].copy()
+        # the records' bytes copied row by row (a structured copy goes field by field, several times slower)
+        rec_dtype, at = self.slot.fields["rec"]
+        raw = self._data[start:start + n * self.slot.itemsize].reshape(n, self.slot.itemsize)
+        raw = raw[:, at:at + rec_dtype.itemsize]
+        kept = (lens & DISCARD_BIT) == 0
+        recs = np.ascontiguousarray(raw if bool(kept.all()) else raw[kept]).view(rec_dtype).reshape(-1)
         self._cons[0] = cons + n * self.slot.itemsize  # release: the kernel may now reuse the space
         return recs
 

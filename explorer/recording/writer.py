@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any, BinaryIO
@@ -20,7 +22,8 @@ DEFAULT_CHUNK_EVENTS = 4096
 
 
 class RecordingWriter:
-    """Append events; each full chunk goes to disk at once (and to stable storage when `durable`).
+    """Append events; each full chunk goes to disk at once (and to stable storage when `durable`, or at most every
+    `sync_every_s`: an fsync per chunk stalls a capture draining half a million events a second).
 
     Events inside a chunk are sorted by time. `close()` writes the footer index and the tail; without them the
     reader still recovers every complete chunk.
@@ -34,7 +37,7 @@ class RecordingWriter:
 
     def __init__(self, path: str | os.PathLike[str] | BinaryIO, header: Header, *,
                  chunk_events: int = DEFAULT_CHUNK_EVENTS, durable: bool = False,
-                 compress: bool = True) -> None:
+                 compress: bool = True, sync_every_s: float | None = None) -> None:
         if isinstance(path, (str, os.PathLike)):
             self.path = str(path)
             self._f: BinaryIO = open(path, "wb")  # noqa: SIM115 - owned, closed in close()
@@ -46,6 +49,8 @@ class RecordingWriter:
         self.header = header
         self.chunk_events = chunk_events
         self.durable = durable
+        self.sync_every_s = sync_every_s  # fsync at most this often (and at close) instead of every chunk
+        self._synced = -math.inf
         self._packer = Packer() if compress else None
         self._rows: list[Row] = []
         self._packed: list[PackedRows] = []  # encoded batches not yet in a chunk, before `_rows`
@@ -67,10 +72,14 @@ class RecordingWriter:
         self._f.write(data)
         self._offset += len(data)
 
-    def _sync(self) -> None:
+    def _sync(self, final: bool = False) -> None:
+        """Hand what is written to the kernel (a killed writer keeps it); to stable storage when `durable`, or
+        when `sync_every_s` has passed since the last time, or at the end."""
         self._f.flush()
-        if self.durable:
+        now = time.monotonic()
+        if self.durable or (self.sync_every_s is not None and (final or now - self._synced >= self.sync_every_s)):
             os.fsync(self._f.fileno())
+            self._synced = now
 
     def append(self, event: Event) -> None:
         self.append_row(event.to_row())
@@ -201,7 +210,7 @@ class RecordingWriter:
         footer_offset = self._offset
         self._write(frame(TAG_FOOTER, msgpack.packb(footer, use_bin_type=True)))
         self._write(tail(footer_offset))
-        self._sync()
+        self._sync(final=True)
         self.closed = True
         if self._owns_file:
             self._f.close()

@@ -145,6 +145,38 @@ def test_a_flood_bigger_than_the_ring_buffer_is_accounted_exactly(tmp_path: Path
     assert idx.sim.state.lost == lost and idx.sim.state.uncertain
 
 
+def test_a_million_call_flood_is_recorded_whole(tmp_path: Path, clients) -> None:
+    """Lossless at the rate one process of load offers: every one of 1M calls recorded, each field exact, and the
+    footer says what each probe cost in the kernel. Any event lost fails it."""
+    n = 1_000_000
+    flood = Client("flood", str(n))
+    clients.append(flood)
+    out = tmp_path / "million.pasidrec"
+    rec = Recorder(out, "--pid", str(flood.pid))
+    started = time.monotonic()
+    flood.go()
+    flood.finish(timeout=600)
+    offered = n / (time.monotonic() - started)
+    settle()
+    err = rec.stop(signal.SIGINT, timeout=300)
+    assert rec.proc.returncode == 0, err
+    r = Recording(out)
+    assert r.damage == [] and r.footer is not None and r.footer["end_reason"] == "interrupted"
+    assert r.footer["lost"] == 0 and "lost" not in r.footer["counts"], f"lost {r.footer['lost']:,} at {offered:,.0f}/s"
+    rows = [row for c in range(len(r.chunks)) for row in r.chunk_rows(c)]
+    # (other processes' calls made before the pid filter is set may come first: only the flood's are counted)
+    calls = [row for row in rows if row[1] == "uapi" and row[5] == flood.pid]
+    assert len(calls) == n and [row[0] for row in rows] == sorted(row[0] for row in rows)
+    fd = calls[0][8]["fd"]
+    expected = {"cmd": 0x3B81, "name": "IOMMU_IOAS_ALLOC", "fd": fd, "args": {"size": 12, "flags": 0}, "ret": ENOTTY}
+    assert all(row[2:] == [None, None, row[4], flood.pid, COMM.decode(), "syscalls:sys_exit_ioctl", expected]
+               for row in calls)
+    in_kernel = sum(c["count"] for c in r.footer["kernel_counts"] if c["type"] == "ioctl" and c.get("pid") == flood.pid)
+    assert in_kernel == n
+    costs = r.footer["bpf_costs"]
+    assert "problem" in costs or costs["syscalls:sys_exit_ioctl"]["runs"] >= n
+
+
 def _killed_after(client: Client, out: Path, seconds: float) -> tuple[Recording, int]:
     """`record` of the client's calls, killed with SIGKILL after `seconds`; the recording and the kill's time.
 
