@@ -48,7 +48,7 @@ def _is(*types: type) -> Check:
 
 
 _ANY_INT = _is(int)  # msgpack holds -2^63 .. 2^64-1, which every consumer takes
-_INT_RANGES: dict[str, tuple[int, int]] = {
+INT_RANGES: dict[str, tuple[int, int]] = {
     "count": (0, TS_END),  # events lost: a sum, never negative
     "suppressed": (0, TS_END),
     "step": (0, U32_END),
@@ -86,8 +86,8 @@ def _check_of(typ: type | tuple[type, ...]) -> Check:
 def _rule(name: str, typ: type | tuple[type, ...]) -> Rule:
     types = typ if isinstance(typ, tuple) else (typ,)
     expected = " or ".join("nil" if t is type(None) else t.__name__ for t in types)
-    if name in _INT_RANGES:
-        lo, hi = _INT_RANGES[name]
+    if name in INT_RANGES:
+        lo, hi = INT_RANGES[name]
         return Rule(_int(lo, hi), expected, frozenset({int}), lo, hi)
     if name in _SHAPED:
         return Rule(_SHAPED[name], expected)

@@ -15,6 +15,7 @@ from explorer.errors import RecordingError
 from explorer.events import KINDS, Event, Kind, make
 from explorer.recording import DeviceInfo, Header, Recording, RecordingWriter, write_events
 from explorer.recording.framing import MAGIC, frame
+from explorer.schema import INT_RANGES
 from explorer.workload import generate_rows, workload_header, write_workload
 
 DEV = "0000:6a:01.0"
@@ -32,11 +33,11 @@ def events(draw: st.DrawFn) -> Event:
     for f in KINDS[kind]:
         typ = f.type[0] if isinstance(f.type, tuple) else f.type
         if f.required or draw(st.booleans()):
-            narrow = f.name in ("prg", "step", "guest_pasid", "fault_queue")  # 32-bit numbers (explorer.schema)
             if f.name == "same_as":  # [time, machine number, device] (explorer.schema)
                 fields[f.name] = [draw(st.integers(0, 2**62)), draw(st.integers(0, 255)), DEV]
                 continue
-            fields[f.name] = draw(st.integers(0, 2**32 - 1) if narrow else _values[typ])
+            lo_hi = INT_RANGES.get(f.name)  # the schema's own ranges, so that no drawn value is out of range
+            fields[f.name] = draw(st.integers(lo_hi[0], lo_hi[1] - 1) if lo_hi else _values[typ])
     return make(kind, draw(st.integers(0, 2**62)), device=draw(st.sampled_from([None, DEV, "0000:3b:00.0"])),
                 pasid=draw(st.none() | st.integers(0, (1 << 20) - 1)), cpu=draw(st.none() | st.integers(0, 255)),
                 pid=draw(st.none() | st.integers(1, 4_000_000)), comm=draw(st.none() | st.text(max_size=15)),
