@@ -5,7 +5,8 @@ own; 6.1 ioasid_alloc() / ioasid_free() (drivers/iommu/ioasid.c, 6.1.192: an XAr
 device). It allocates N PASIDs, frees the first M and reports what it did and still holds; the recording, the
 kernel-side counters and the model's end state must all agree with it, and `check` must find nothing. With
 `double_frees=K` it frees the first K of those again (the planted bug the allocator path can really make): `check`
-must then find exactly K double frees, on those PASIDs, and nothing else.
+must then find exactly K double frees, on those PASIDs, and nothing else (errors; uncertain on 6.1, whose SVA
+unbinds no hook can read, which the model says of every 6.1 finding).
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ def test_check_finds_exactly_the_planted_double_frees(planted_run) -> None:  # t
     frees = [e.pasid for e in events(run.recording) if e.kind == "pasid_free"]
     assert frees == state["allocated"][:FREES] + state["double_freed"]  # the kernel's call, made and recorded
     idx = open_index(run.recording)
+    # An error, unless the kernel hides some PASID event from every hook: 6.1's SVA unbind handle has no domain, so
+    # the model holds its whole state uncertain there (unbind.blind) and says so on each finding.
+    severity = "UNCERTAIN" if idx.sim.unobserved else "ERROR"
     assert sorted((a.rule, a.pasid, a.severity.name) for a in idx.anomalies) == [
-        ("double_free", p, "ERROR") for p in state["double_freed"]]
+        ("double_free", p, severity) for p in state["double_freed"]]
     assert sorted(idx.sim.state.pasids) == state["held"]
