@@ -10,9 +10,10 @@
  *
  * Compiled by probes/loader.py after common.bpf.c, with -D flags for the tracepoints this kernel has. */
 
-/* config[CFG_TGID]: capture only this process (0: all). config[CFG_FAULT_FDS]: any fault fd known (fast path). */
+/* config[CFG_FAULT_FDS]: any fault fd known (fast path). The process filter is TGID_FILTER (0: all), compiled in
+ * rather than written to a map after loading: bcc attaches tracepoints as it loads, and a map written afterwards
+ * let other processes' calls in meanwhile. */
 BPF_ARRAY(config, u64, 4);
-#define CFG_TGID 0
 #define CFG_FAULT_FDS 1
 
 /* Processes that did iommufd/VFIO work: their exit is reported. */
@@ -33,8 +34,7 @@ static __always_inline u64 cfg(int i)
 
 static __always_inline int wanted(u32 tgid)
 {
-    u64 want = cfg(CFG_TGID);
-    return want == 0 || want == tgid;
+    return TGID_FILTER == 0 || TGID_FILTER == tgid;
 }
 
 /* Copy a user struct that begins with its own u32 size: at most TEXT_BYTES, never past its size. */
@@ -216,7 +216,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     if ((u32)id != tgid)
         return 0;
 #endif
-    if (!seen.lookup(&tgid) && cfg(CFG_TGID) != tgid)
+    if (!seen.lookup(&tgid) && TGID_FILTER != tgid)
         return 0;
     seen.delete(&tgid);
     count_event(EV_EXIT, 0, tgid, 0xffffffff, 0);

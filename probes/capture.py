@@ -143,12 +143,10 @@ class Capture:
             raise CaptureError(f"this kernel ({facts.kernel}) offers none of the hooks the capture uses: "
                                f"run 'pasid-explorer probes' for the reasons")
         self.stats = StatsSwitch()  # before loading, so that every run counts
-        self.loaded = loader.load(verdicts, facts, options.ring_bytes)
+        self.loaded = loader.load(verdicts, facts, options.ring_bytes, options.pid)
         self.verdicts = self.loaded.verdicts
         if not any(v.status == ATTACHED for v in self.verdicts):
             raise CaptureError("no probe could be attached: run 'pasid-explorer probes' for the reasons")
-        if options.pid is not None:
-            self.loaded.table("config")[0] = self.loaded.table("config").Leaf(options.pid)
         self.ring = RingReader(self.loaded.table("events").map_fd, options.ring_bytes)
         self.decoder = Decoder(
             device=options.device, fd_device=devices.vfio_device_of_fd,

@@ -80,9 +80,9 @@ def try_fentry(facts: HostFacts, function: str) -> str | None:
         return explain_fentry_failure(str(e), facts)
 
 
-def cflags(verdicts: list[Verdict], ring_bytes: int, facts: HostFacts) -> list[str]:
-    """Every -D flag the programs need for this plan."""
-    flags = [f"-I{PROBES_DIR}", f"-DRINGBUF_PAGES={ring_bytes // os.sysconf('SC_PAGE_SIZE')}",
+def cflags(verdicts: list[Verdict], ring_bytes: int, facts: HostFacts, pid: int | None = None) -> list[str]:
+    """Every -D flag the programs need for this plan; `pid` keeps only that process's calls."""
+    flags = [f"-I{PROBES_DIR}", f"-DTGID_FILTER={pid or 0}", f"-DRINGBUF_PAGES={ring_bytes // os.sysconf('SC_PAGE_SIZE')}",
              f"-DWAKEUP_EVERY={max(1, ring_bytes // record.SLOT.itemsize // 8 // (os.cpu_count() or 1))}",
              f"-DVFIO_BASE={VFIO_BASE}", f"-DVFIO_TRACKED={VFIO_TRACKED:#x}",
              f"-DIOMMU_FAULT_QUEUE_ALLOC={IOMMU_FAULT_QUEUE_ALLOC}",
@@ -139,10 +139,10 @@ class Loaded:
         self.bpf.cleanup()
 
 
-def load(verdicts: list[Verdict], facts: HostFacts, ring_bytes: int) -> Loaded:
+def load(verdicts: list[Verdict], facts: HostFacts, ring_bytes: int, pid: int | None = None) -> Loaded:
     """Compile and attach everything the plan allows; hooks that fail to attach get FAILED and a reason."""
     bcc = import_bcc()
-    flags = cflags(verdicts, ring_bytes, facts)
+    flags = cflags(verdicts, ring_bytes, facts, pid)
     try:
         with _quiet_stderr():
             b = bcc.BPF(text=source(verdicts).encode(), cflags=flags)
@@ -153,7 +153,7 @@ def load(verdicts: list[Verdict], facts: HostFacts, ring_bytes: int) -> Loaded:
         # Kernel-function programs are the fragile part: keep the tracepoints, report the functions.
         why = f"{e}".splitlines()[0]
         verdicts = [dataclasses.replace(v, status=FAILED, reason=why) if v in functions else v for v in verdicts]
-        return load(verdicts, facts, ring_bytes)
+        return load(verdicts, facts, ring_bytes, pid)
     record.check_against(b[b"rec_layout"].Leaf)
     out = []
     for v in verdicts:
