@@ -2,9 +2,13 @@
 
 Generates a seeded N-event recording (not timed), then starts a fresh Python process that opens it in the explorer
 and reports:
-  first_screen_s   from that process's start (interpreter, imports, indexing from the stored columns, app
-                   start-up) to the first frame drawn with every panel filled: the timeline's marks, the allocator
-                   and the event at the cursor (the start), the model's progress;
+  first_screen_s   from that process's start (interpreter, imports, indexing the first chunks' stored columns,
+                   app start-up) to the first frame drawn with every panel filled: the timeline's marks, the
+                   allocator and the event at the cursor (the start), the indexing's progress; the rest of the
+                   file is indexed behind it, as `replay` does;
+  first_screen_tiny_s  the same for a 1,000-event recording, in the same run: the part of first_screen_s that
+                   is the interpreter, imports and app start-up on this machine, whatever the recording's size;
+  indexed_s        from process start until every chunk is indexed (the timeline shows the whole recording);
   model_s          from process start until the model, run in a worker as `replay` does, has replayed the
                    whole recording and its findings (anomalies) and the bars (lifetimes, attachments,
                    outstanding page-request groups) are drawn;
@@ -15,7 +19,12 @@ and reports:
   resident_bytes_per_event  resident memory once the model is done, less before opening, per event, and
                    model_bytes_per_event the part of it the model added (state, checkpoints, intervals, findings,
                    bars) after the columns;
-  seek_p99_ms      the model's full state at 200 random times, 99th percentile.
+  seek_p99_ms      the model's full state at 200 random times, 99th percentile;
+  live_growth_bytes_per_event  `live`'s resident growth per event once its window of rows is full: the same
+                   events fed as a live capture's 5,000-event batches (rows, checks, model, columns, as the
+                   screen takes them), from twice LIVE_WINDOW events to the end (at most 400,000 events), in a
+                   fresh process; live_growth_unwindowed_bytes_per_event the same with every row held in memory,
+                   as before the window (the same-run baseline).
 With several sizes (`--events 1000000,10000000`) it prints each size's figures, so growth shows (time and memory
 per event should stay flat); the JSON line then holds the last size's figures and `sizes`, every size's.
 As a same-run baseline it also times one full-screen frame of an app with an empty recording, so a slow machine
@@ -56,9 +65,15 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print only the JSON result line")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--started", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--first-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--live-child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--window", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         asyncio.run(child(args))
+        return
+    if args.live_child:
+        live_child(args.live_child, args.seed, args.window)
         return
     sizes = [int(n.replace("_", "")) for n in args.events.split(",")]
     results = [one_size(args, n) for n in sizes]
@@ -77,23 +92,75 @@ def one_size(args: argparse.Namespace, events: int) -> dict[str, object]:
         if not args.json:
             print(f"generating {events:,} events …", file=sys.stderr)
         write_workload(path, events, args.seed)
+        tiny = str(Path(tmp) / "tiny.pasidrec")
+        write_workload(tiny, 1_000, args.seed)
         sys.stderr.flush()
-        started = time.time()
-        out = subprocess.run([sys.executable, __file__, "--child", path, "--started", str(started), "--size",
-                              args.size, "--layout", args.layout, "--rounds", str(args.rounds)],
-                             capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        sys.exit(f"benchmark child failed:\n{out.stderr[-3000:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+        result = run_child(args, path)
+        result["first_screen_tiny_s"] = run_child(args, tiny, "--first-only")["first_screen_s"]
     result["events"] = events
+    live = min(events, LIVE_EVENTS)
+    result["live_growth_bytes_per_event"] = run_live(args, live)
+    result["live_growth_unwindowed_bytes_per_event"] = run_live(args, live, 1 << 62)
     if not args.json:
         print(f"{events:,} events: first screen {result['first_screen_s']:.2f} s, model and bars "
-              f"{result['model_s']:.2f} s, model {result['model_events_per_s'] / 1e6:.2f} M events/s; "
+              f"{result['model_s']:.2f} s (tiny recording's first screen {result['first_screen_tiny_s']:.2f} s; "
+              f"all indexed {result['indexed_s']:.2f} s), model {result['model_events_per_s'] / 1e6:.2f} M events/s; "
               f"frames median {result['frame_median_ms']:.1f} ms, p95 {result['frame_p95_ms']:.1f} ms; "
               f"empty-app frame {result['baseline_frame_ms']:.1f} ms; seek p99 {result['seek_p99_ms']:.1f} ms; "
               f"resident {result['resident_bytes_per_event']:.0f} B/event "
-              f"(the model's part {result['model_bytes_per_event']:.0f})")
+              f"(the model's part {result['model_bytes_per_event']:.0f}); live growth past the window "
+              f"{result['live_growth_bytes_per_event']:.0f} B/event (every row held: "
+              f"{result['live_growth_unwindowed_bytes_per_event']:.0f})")
     return result
+
+
+def run_child(args: argparse.Namespace, path: str, *extra: str) -> dict[str, object]:
+    """Open `path` in a fresh process and return its figures."""
+    out = subprocess.run([sys.executable, __file__, "--child", path, "--started", str(time.time()), "--size",
+                          args.size, "--layout", args.layout, "--rounds", str(args.rounds), *extra],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        sys.exit(f"benchmark child failed:\n{out.stderr[-3000:]}")
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+LIVE_EVENTS = 400_000
+
+
+def run_live(args: argparse.Namespace, events: int, window: int | None = None) -> float:
+    """`live_child` in a fresh process: the growth per event it measured."""
+    extra = [] if window is None else ["--window", str(window)]
+    out = subprocess.run([sys.executable, __file__, "--live-child", str(events), "--seed", str(args.seed), *extra],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        sys.exit(f"benchmark live child failed:\n{out.stderr[-3000:]}")
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["growth"])
+
+
+def live_child(events: int, seed: int, window: int | None) -> None:
+    """Feed `events` generated rows as `live` takes a capture's batches; print the resident growth per event
+    from twice the window to the end."""
+    from itertools import islice
+
+    from explorer import index as index_module
+    from explorer.index import RecordingIndex
+    from explorer.workload import generate_rows, workload_header
+
+    if window is not None:
+        index_module.LIVE_WINDOW = window
+    start = min(2 * index_module.LIVE_WINDOW, events // 2)
+    rows = generate_rows(events, seed)
+    index = RecordingIndex(workload_header(events, seed))
+    mark = None
+    while batch := list(islice(rows, 5_000)):
+        index.add_rows(batch)
+        index.finish()
+        index.ts  # noqa: B018 - the columns, as the screen's next frame reads them
+        if mark is None and index.n >= start:
+            mark = (index.n, rss_bytes())
+    assert mark is not None
+    print(json.dumps({"growth": (rss_bytes() - mark[1]) / max(index.n - mark[0], 1)}))
 
 
 def rss_bytes() -> int:
@@ -127,7 +194,7 @@ async def child(args: argparse.Namespace) -> None:
     from textual.screen import Screen
 
     from explorer.index import RecordingIndex
-    from explorer.loading import open_index
+    from explorer.loading import FIRST_SCREEN, open_index
     from explorer.recording import Header
     from explorer.tui.app import ExplorerApp
 
@@ -142,14 +209,20 @@ async def child(args: argparse.Namespace) -> None:
     spent = time_the_model(RecordingIndex)
     width, height = map(int, args.size.split("x"))
     before = rss_bytes()
-    index = open_index(args.child, model=False)  # as `pasid-explorer replay` opens it
-    columns = rss_bytes()
+    index = open_index(args.child, model=False, first=FIRST_SCREEN)  # as `pasid-explorer replay` opens it
     app = ExplorerApp(index, layout=args.layout)
     result: dict[str, float] = {}
     async with app.run_test(size=(width, height)) as pilot:
         while not (app.frame_count and rendered):
             await asyncio.sleep(0.001)
         result["first_screen_s"] = time.time() - args.started
+        if args.first_only:
+            print(json.dumps(result))
+            return
+        while not index.indexed_all:
+            await asyncio.sleep(0.01)
+        result["indexed_s"] = time.time() - args.started
+        columns = rss_bytes()  # every column indexed, the model about to start behind it
         while app.session.spans.done < index.n:
             await asyncio.sleep(0.01)
         await pilot.pause()

@@ -16,22 +16,22 @@ explorer can draw a big recording's timeline while the model is still replaying 
 from __future__ import annotations
 
 import bisect
-import os
 import sys
-import tempfile
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import count
 from threading import Lock
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple
 
 import msgpack
 import numpy as np
 
 from .collector import collector_paused
+from .event_columns import EventColumns
 from .events import Event, Kind, Row, make
 from .intervals import Intervals
+from .live_spill import LiveSpill
 from .recording import DeviceInfo, Header, Recording
 from .recording.columns import ChunkColumns, columns_of
 from .recording.reader import ChunkHead
@@ -42,7 +42,8 @@ from .simulator.state import FullCopy, StateChanges
 ProgressHook = Callable[[int, int], None]
 Observer = Callable[[list[Row | None], list[int]], None]  # a chunk's rows (None where not decoded), positions modelled
 _CHUNK_CACHE = 16
-LIVE_WINDOW = 64  # live chunks (batches) kept in memory; older ones are spilled to a temporary file
+LIVE_WINDOW = 65_536  # live events whose rows stay in memory; older batches are written out and read back
+LIVE_CHUNK = 4096  # a live batch is indexed (and later written out) in chunks of at most this many events
 KIND_IDS = 256  # kind names the kinds column tells apart (uint8); kinds beyond share the last id
 OTHER_KINDS = "(other kinds)"
 CHECKPOINT_EVERY = 8192  # events between simulator checkpoints: bounds the replay behind any seek
@@ -102,7 +103,9 @@ class RecordingIndex:
         for k in STATEFUL_KINDS:
             self._stateful[self._kind_ids[str(k)]] = True
         self._track_ids: defaultdict[tuple[Any, Any], int] = defaultdict(count().__next__)
-        self._cols: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._cols: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # chunks not in the columns yet
+        self._columns_store = EventColumns()
+        self.indexed_files = 0  # file chunks indexed: the rest are read behind the first screen (`add_heads`)
         self._chunk_starts: list[int] = []  # event index of each chunk's first event
         self._chunk_file_ids: list[int | None] = []  # the file chunk behind each chunk (None: fed live)
         self._stateful_at: list[np.ndarray] = []  # per chunk, the positions of the rows the model replays
@@ -111,8 +114,7 @@ class RecordingIndex:
         self._gaps: dict[int, tuple[int, int]] = {}  # chunk -> (time, events) of an unreadable chunk's loss
         self.modelled_chunks = 0  # chunks the model has replayed, in order
         self._live_chunks: dict[int, list[Row]] = {}  # rows of the newest chunks fed live, by chunk number
-        self._spill: BinaryIO | None = None  # older live chunks, packed: memory stays bounded however long live runs
-        self._spilled: dict[int, tuple[int, int]] = {}  # chunk -> (offset, length) in the spill file
+        self._spill: LiveSpill | None = None  # older live chunks: memory stays bounded however long live runs
         self._cache: OrderedDict[int, list[Row]] = OrderedDict()
         self._checkpoints: list[_Checkpoint] = []
         self._checkpoint_starts: list[int] = []
@@ -131,24 +133,21 @@ class RecordingIndex:
     # -- building ---------------------------------------------------------------------------------------------
     @classmethod
     def build(cls, recording: Recording, *, progress: ProgressHook | None = None,
-              stale_ns: int = DEFAULT_STALE_NS, model: bool = True) -> RecordingIndex:
+              stale_ns: int = DEFAULT_STALE_NS, model: bool = True, first: int | None = None) -> RecordingIndex:
         """Index a whole recording; `progress(done, total)` is called after every chunk. With `model` False only
-        the columns are read: `run_model` replays the model later (the explorer runs it in a worker)."""
+        the columns are read: `run_model` replays the model later (the explorer runs it in a worker). With
+        `first` (and `model` False) only the chunks that hold the first `first` events are indexed: the rest
+        are read with `read_heads` and indexed with `add_heads` (the explorer does so behind its first screen)."""
+        assert first is None or not model, "the model replays a whole recording"
         idx = cls(recording.header, recording=recording, stale_ns=stale_ns)
+        idx._columns_store.reserve(recording.event_count)
         for d in recording.devices:
             idx.devices.setdefault(d.name, d)
             idx.sim.add_device(d)
         total = recording.event_count
         with collector_paused():
-            for i, info in enumerate(recording.chunks):
-                head = recording.chunk_head(i)
-                if head is None or not idx._ingest_head(head, i):
-                    # no columns, or columns the rows contradict: the rows alone say what the chunk holds
-                    rows = recording.try_chunk_rows(i)
-                    if rows is None:
-                        idx._note_gap(info.t0, info.n, _reader_said(recording, i))
-                    idx._ingest(rows or [], file_chunk=i)
-                    del rows  # before the next chunk is decoded, so that it reuses this one's memory while hot
+            while not idx.indexed_all and (first is None or idx.n < first):
+                idx._index_file_chunk(idx.indexed_files, recording.chunk_head(idx.indexed_files))
                 if model:
                     idx._model_chunk(idx.modelled_chunks)
                 if progress is not None:
@@ -158,6 +157,42 @@ class RecordingIndex:
         else:
             idx._columns()
         return idx
+
+    @property
+    def indexed_all(self) -> bool:
+        """Whether every chunk of the file has been indexed (always, for an index fed live)."""
+        return self.recording is None or self.indexed_files >= len(self.recording.chunks)
+
+    @property
+    def file_events(self) -> int:
+        """The events the file's chunks hold, as its index or walk found them (`n` once all are indexed)."""
+        return self.n if self.recording is None else max(self.recording.event_count, self.n)
+
+    def read_heads(self, start: int, count: int) -> list[tuple[int, ChunkHead | None]]:
+        """The columns of file chunks `start`, `start + 1`, ... (at most `count`): the reading and decompressing
+        half of indexing, which touches nothing of the index, so a worker thread does it."""
+        assert self.recording is not None
+        end = min(start + count, len(self.recording.chunks))
+        return [(i, self.recording.chunk_head(i)) for i in range(start, end)]
+
+    def add_heads(self, heads: list[tuple[int, ChunkHead | None]]) -> None:
+        """Index the chunks `read_heads` read, next in file order (the thread that reads the index does this)."""
+        with collector_paused():
+            for i, head in heads:
+                if i == self.indexed_files:
+                    self._index_file_chunk(i, head)
+
+    def _index_file_chunk(self, i: int, head: ChunkHead | None) -> None:
+        """Index file chunk `i` from its stored columns, or from its rows when it has none (or columns the
+        rows contradict); an unreadable chunk is a gap."""
+        assert self.recording is not None
+        if head is None or not self._ingest_head(head, i):
+            rows = self.recording.try_chunk_rows(i)
+            if rows is None:
+                self._note_gap(self.recording.chunks[i].t0, self.recording.chunks[i].n, _reader_said(self.recording, i))
+            self._ingest(rows or [], file_chunk=i)
+            del rows  # before the next chunk is decoded, so that it reuses this one's memory while hot
+        self.indexed_files = i + 1
 
     def run_model(self, *, observe: Observer | None = None, progress: ProgressHook | None = None,
                   stop: Callable[[], bool] | None = None, through_ns: int | None = None) -> bool:
@@ -212,35 +247,36 @@ class RecordingIndex:
         return said + [x for x in self._notes if x not in known]
 
     def add_rows(self, rows: list[Row]) -> None:
-        """Feed a batch of live rows (time-ordered); they become one in-memory chunk, modelled at once (after any
+        """Feed a batch of live rows (time-ordered); they become in-memory chunks, modelled at once (after any
         chunks the model has still to replay). Rows the schema refuses become one-event losses, named in
         `damage`: this is where live and simulated rows enter."""
         if rows:
             base = self.n
             rows = checked(rows, lambda j, problem: self._notes.append(
                 f"live batch, event {base + j}: {problem}; read as one lost event"), self._last_ts)
-            self._ingest(rows, file_chunk=None)
+            for a in range(0, len(rows), LIVE_CHUNK):  # a slow screen's big batch: evicted a piece at a time
+                self._ingest(rows[a:a + LIVE_CHUNK] if len(rows) > LIVE_CHUNK else rows, file_chunk=None)
             while self._model_next():
                 pass
             self._spill_old()
 
     def _spill_old(self) -> None:
-        """Move modelled live chunks older than the newest LIVE_WINDOW to the spill file (an unnamed temporary
-        file): a live session at 50,000 events a second keeps a bounded window of rows in memory, and reads
-        older ones back when a seek or the event panel needs them."""
-        old = [c for c in self._live_chunks if c < min(self.modelled_chunks, len(self._chunk_starts) - LIVE_WINDOW)]
-        if not old:
-            return
-        if self._spill is None:
-            self._spill = tempfile.TemporaryFile()  # noqa: SIM115 - held for the index's life
-        for c in old:
-            packed = msgpack.packb(self._live_chunks[c], use_bin_type=True)
-            offset = self._spill.seek(0, os.SEEK_END)
-            self._spill.write(packed)
+        """Write modelled live chunks older than the newest LIVE_WINDOW events to the spill recording (see
+        live_spill.py), and drop their rows: a live session at 50,000 events a second keeps a bounded window of
+        rows in memory, and reads older ones back when a seek or a panel needs them. (A batch out of time order,
+        which a writer would reorder, stays in memory.)"""
+        keep_from = min(self._chunk_starts[self.modelled_chunks] if not self.model_done else self.n,
+                        self.n - LIVE_WINDOW)
+        starts = self._chunk_starts
+        for c in [c for c in self._live_chunks if c + 1 < len(starts) and starts[c + 1] <= keep_from]:
+            rows = self._live_chunks[c]
+            if not LiveSpill.takes(rows):
+                continue
+            if self._spill is None:
+                self._spill = LiveSpill(self.header)
+            self._spill.put(c, rows)
             with self._lock:
-                self._spilled[c] = (offset, len(packed))
                 del self._live_chunks[c]
-        self._spill.flush()
 
     def _note_gap(self, ts: int, n: int, why: str) -> None:
         """An unreadable chunk is a loss like any other: the simulator must stop trusting its state there."""
@@ -408,38 +444,26 @@ class RecordingIndex:
 
     # -- columns ----------------------------------------------------------------------------------------------
     def _columns(self) -> None:
-        if not self._dirty:
-            return
-        if self._cols:
-            ts = np.concatenate([c[0] for c in self._cols])
-            kinds = np.concatenate([c[1] for c in self._cols])
-            tracks = np.concatenate([c[2] for c in self._cols])
-            self._cols = [(ts, kinds, tracks)]
-        else:
-            ts, kinds, tracks = np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros(0, np.uint32)
-        self._ts, self._kinds, self._tracks = ts, kinds, tracks
-        monotonic = len(ts) < 2 or bool((ts[1:] >= ts[:-1]).all())
-        self._ts_max = ts if monotonic else np.maximum.accumulate(ts)  # searchable times even if out of order
-        order = np.argsort(tracks, kind="stable").astype(np.uint32)
-        self._order = order
-        self._track_bounds = np.searchsorted(tracks[order], np.arange(len(self._track_ids) + 1))
-        self._track_ts = ts[order]
-        self._dirty = False
+        """Add the chunks indexed since the last call to the columns (see event_columns.py)."""
+        if self._dirty:
+            pending, self._cols = self._cols, []
+            self._columns_store.append(pending, len(self._track_ids))
+            self._dirty = False
 
     @property
     def ts(self) -> np.ndarray:
         self._columns()
-        return self._ts
+        return self._columns_store.ts
 
     @property
     def kinds(self) -> np.ndarray:
         self._columns()
-        return self._kinds
+        return self._columns_store.kinds
 
     @property
     def track_of(self) -> np.ndarray:
         self._columns()
-        return self._tracks
+        return self._columns_store.tracks
 
     @property
     def kind_names(self) -> list[str]:
@@ -463,19 +487,17 @@ class RecordingIndex:
     @property
     def ts_max(self) -> np.ndarray:
         self._columns()
-        return self._ts_max
+        return self._columns_store.ts_max
 
     def track_events(self, track: int) -> np.ndarray:
         """Indices of the events on `track`, in time order."""
         self._columns()
-        a, b = self._track_bounds[track], self._track_bounds[track + 1]
-        return self._order[a:b]
+        return self._columns_store.track_events(track)
 
     def track_times(self, track: int) -> np.ndarray:
-        """Times of the events on `track`, sorted (a view, no copy)."""
+        """Times of the events on `track`, sorted."""
         self._columns()
-        a, b = self._track_bounds[track], self._track_bounds[track + 1]
-        return self._track_ts[a:b]
+        return self._columns_store.track_times(track)
 
     def device_names(self) -> list[str]:
         """Devices in the header's table first, then those only seen in events."""
@@ -517,12 +539,11 @@ class RecordingIndex:
         file_chunk = self._chunk_file_ids[c]
         if file_chunk is None:
             with self._lock:
-                live, spilled = self._live_chunks.get(c), self._spilled.get(c)
+                live = self._live_chunks.get(c)
             if live is not None:
                 return live
-            assert spilled is not None and self._spill is not None
-            rows = msgpack.unpackb(os.pread(self._spill.fileno(), spilled[1], spilled[0]), raw=False,
-                                   strict_map_key=False)
+            assert self._spill is not None and c in self._spill
+            rows = self._spill.rows(c)
             self._remember(c, rows)
             return rows
         assert self.recording is not None

@@ -267,6 +267,12 @@ class Recording:
         self.chunks = [ChunkInfo(*c[:5]) for c in footer["chunks"]]
         return True
 
+    def follow(self, offset: int, length: int, t0: int, t1: int, n: int) -> None:
+        """A chunk frame a writer has just completed at `offset` of this file, which grows as it writes (a live
+        session's older rows): from now on it is the last of `chunks`, read as any other."""
+        self.size = max(self.size, offset + FRAME.size + length)
+        self.chunks.append(ChunkInfo(offset, length, t0, t1, n))
+
     def _open_by_walking(self) -> None:
         """Keep every intact chunk after the header, stepping over damage: there is no footer index to trust."""
         off = self._after_header

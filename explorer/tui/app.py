@@ -41,6 +41,7 @@ from .timescale import Window
 from .tracks import build_rows
 
 SYNC_MODEL = 200_000  # up to this many events the model and bars are run before the first frame, above in a worker
+INDEX_BATCH = 16  # file chunks the worker reads between two hand-overs to the app when indexing behind the screen
 TICK_S = 1 / 30
 PROGRESS_S = 0.5  # while the model runs in its worker, the screen shows how far it got this often
 
@@ -98,6 +99,7 @@ class ExplorerApp(App[None]):
         Binding("x", "clear_marks", "clear markers A and B", show=False),
         Binding("escape", "clear_filter", "clear filter", show=False),
         Binding("t", "toggle_theme", "light / dark", show=False),
+        Binding("k", "stop_indexing", "stop indexing the rest of a big recording", show=False),
     ]
 
     def __init__(self, index: RecordingIndex, *, live: LiveSource | None = None, layout: str | Layout | None = None,
@@ -109,7 +111,7 @@ class ExplorerApp(App[None]):
         self.layout = layout if isinstance(layout, Layout) else load_layout(layout or default_layout(index))
         self.source_name = source_name
         spans = Spans(index)
-        sync = index.n <= SYNC_MODEL
+        sync = index.n <= SYNC_MODEL and index.indexed_all
         self._bars = spans if sync else Spans(index)  # a big one's are fed in the model's worker, shown whole
         # Bars come from the model's own rows when it has them all still to replay (else they are decoded apart).
         # A big recording's first screen needs the state at the cursor (the start): the rest is modelled behind it.
@@ -121,6 +123,8 @@ class ExplorerApp(App[None]):
                                filter=parse_filter(self.layout.filter))
         self._last_tick = 0.0
         self._top = 0
+        self._stop_indexing = False  # `k`: the user stopped indexing the rest of a big recording
+        self._ntracks = len(index.tracks)  # tracks when the rows were last built
         self.frame_count = 0  # full refreshes done, for the benchmark and tests
 
     # -- composition ------------------------------------------------------------------------------------------
@@ -143,7 +147,7 @@ class ExplorerApp(App[None]):
         self.theme = "textual-light" if self.layout.theme == "light" else "textual-dark"
         self.sub_title = self._subtitle()
         self._apply_filter(self.session.filter)
-        if self.session.spans.done < self.index.n:
+        if not self.index.indexed_all or self.session.spans.done < self.index.n:
             self.call_after_refresh(self._run_model)  # once the first screen is up
             self._progress = self.set_interval(PROGRESS_S, self._show_progress)
         if self.live is not None:
@@ -154,7 +158,19 @@ class ExplorerApp(App[None]):
     def _subtitle(self) -> str:
         h = self.index.header
         what = h.title or self.source_name or h.source
-        return line(f"{what} · {self.index.n:,} events · layout {self.layout.name}")  # a title is the input's
+        idx = self.index
+        events = f"{idx.n:,}" if idx.indexed_all else f"{idx.n:,} of {idx.file_events:,}"
+        return line(f"{what} · {events} events · layout {self.layout.name}")  # a title is the input's
+
+    def _source_status(self) -> str | None:
+        """The live source's line, or how far indexing a big recording has got (and how to stop it)."""
+        if self.live is not None:
+            return self.live.status()
+        idx = self.index
+        if idx.indexed_all:
+            return None
+        done = f"{idx.n / max(idx.file_events, 1):.0%} of {idx.file_events:,} events"
+        return f"indexing stopped at {done}" if self._stop_indexing else f"indexing {done} · k stops"
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -172,7 +188,7 @@ class ExplorerApp(App[None]):
             s.reselect()
         timeline = self.query_one(Timeline)
         view = View(s.window, s.cursor, s.rows, s.expanded, s.selected, self._top,
-                    s.status(timeline.cell_count, self.live.status() if self.live is not None else None),
+                    s.status(timeline.cell_count, self._source_status()),
                     (s.mark_a, s.mark_b))
         timeline.show(view)
         self._top = view.top
@@ -259,10 +275,22 @@ class ExplorerApp(App[None]):
         self.notify(self.session.change_speed(delta), timeout=1.5)
         self.refresh_view(reselect=False)
 
+    def action_stop_indexing(self) -> None:
+        """Stop indexing the rest of a big recording: what is indexed stays, and the model runs over it."""
+        if self.index.indexed_all or self._stop_indexing:
+            self._say("nothing is being indexed")
+            return
+        self._stop_indexing = True
+        self._say(f"indexing stopped at {self.index.n:,} of {self.index.file_events:,} events; "
+                  "the model runs over those", timeout=4)
+        self.refresh_view(reselect=False)
+
     def _show_progress(self) -> None:
-        """While the model runs: its progress, and what it has found so far (kind:anomaly keeps those rows)."""
+        """While indexing or the model runs: the progress, and what the model has found so far (kind:anomaly
+        keeps those rows)."""
         if "anomaly" in self.session.filter.kinds:
             self.session.rebuild_rows()
+        self.sub_title = self._subtitle()
         self.refresh_view(reselect=False)
 
     def _tick(self) -> None:
@@ -385,16 +413,46 @@ class ExplorerApp(App[None]):
     # -- background work --------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="model")
     def _run_model(self) -> None:
-        """The model over a recording opened from its columns alone, and the bars from the same rows (or, for an
-        index modelled already, the bars alone). The bars are built aside and handed over whole: the timeline
-        never reads them half made."""
+        """The rest of a big recording's index (read and decompressed here, handed to the app a few chunks at a
+        time until done or stopped), then the model over it, and the bars from the same rows (or, for an index
+        modelled already, the bars alone). The bars are built aside and handed over whole: the timeline never
+        reads them half made."""
         worker = get_current_worker()
+        index = self.index
+        at = index.indexed_files
+        while not index.indexed_all and not self._stop_indexing and not worker.is_cancelled and self.is_running:
+            heads = index.read_heads(at, INDEX_BATCH)
+            at += len(heads)
+            self.call_from_thread(self._indexed, heads)
         spans = self._bars
         observe = spans.feed if spans.done == self.index.modelled else None  # fed from the first chunk on
         if self.index.run_model(observe=observe, stop=lambda: worker.is_cancelled):
             spans.update()  # what the model's rows did not bring (an index it had already run over)
             if not worker.is_cancelled and self.is_running:
                 self.call_from_thread(self._model_ready, spans)
+
+    def _indexed(self, heads: list) -> None:  # type: ignore[type-arg]
+        """Chunks read behind the first screen join the index; the view follows as a live one does."""
+        self.index.add_heads(heads)
+        self._grew(len(heads))
+
+    def _grew(self, added: int) -> None:
+        """The index grew (indexing behind the screen, or live rows): new tracks become rows, and the window
+        reaches the new end (a replay's window showing everything keeps showing everything)."""
+        s, idx = self.session, self.index
+        s.cells.reset()
+        if len(idx.tracks) != self._ntracks:
+            self._ntracks = len(idx.tracks)
+            s.rows_all = build_rows(idx, s.spans)
+            s.expand_default()
+            s.rebuild_rows()
+        fitted = s.window == Window.whole(s.window.lo, s.window.hi)
+        s.window.extend(idx.end_ns)
+        if idx.n == added:  # the first events
+            s.window = Window.whole(idx.start_ns, idx.end_ns)
+            s.cursor = idx.start_ns
+        elif fitted and self.live is None:
+            s.window = Window.whole(s.window.lo, idx.end_ns)
 
     def _model_ready(self, spans: Spans) -> None:
         self._progress.stop()
@@ -415,19 +473,10 @@ class ExplorerApp(App[None]):
     def _live_rows(self, rows: list[Row]) -> None:
         s = self.session
         if rows:
-            ntracks = len(self.index.tracks)
             self.index.add_rows(rows)
             self.index.finish()
             s.spans.update()
-            s.cells.reset()
-            if len(self.index.tracks) != ntracks:
-                s.rows_all = build_rows(self.index, s.spans)
-                s.expand_default()
-                s.rebuild_rows()
-            s.window.extend(self.index.end_ns)
-            if s.window.lo == 0 and self.index.n == len(rows):
-                s.window = Window.whole(self.index.start_ns, self.index.end_ns)
-                s.cursor = self.index.start_ns
+            self._grew(len(rows))
         if s.following and self.index.n:
             s.move_to(self.index.end_ns, follow=True)
         self.sub_title = self._subtitle()

@@ -44,6 +44,9 @@ the visible window): events per kind, faults per device and PASID, and each devi
 request to response: p50, p99, max and a histogram). They stay where they are through seeks and zooms; `x` clears
 them.
 
+A big recording opens at once on its first events: the rest is indexed behind the first screen, the status
+line saying how far it got, and the model replays it after; `k` stops the indexing, keeping what it has read.
+
 Mouse: click a mark to select the event drawn there (an `!`: its anomaly, explained), a row to select it; the
 wheel zooms around the pointer.
 `ctrl+p` opens the command palette (every action is there too).

@@ -102,3 +102,57 @@ def test_sigterm_closes_the_live_view_and_its_recording_cleanly(tmp_path: Path) 
         term.close()
     rec = Recording(out)
     assert rec.complete and rec.footer["end_reason"] == "terminated"
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_live_memory_per_event_stays_bounded_once_the_window_is_full(clients, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A flood of real ioctls through the real capture: past LIVE_WINDOW events the rows go to the spill
+    recording, so resident memory grows by the columns and the model's share only, far below the ~500 bytes an
+    event a held row costs (the test fails if the window is removed)."""
+    from explorer import index as index_module
+
+    window = 10_000
+    monkeypatch.setattr(index_module, "LIVE_WINDOW", window)
+    source = Capture(CaptureOptions())
+    app = ExplorerApp(RecordingIndex(source.header), live=source)
+    marks: list[tuple[int, int]] = []
+
+    async def flood_until(pilot, events: int) -> None:  # type: ignore[no-untyped-def]
+        """Floods, one after another, until the view holds `events` (the ring buffer drops what the screen
+        cannot take: the count is of what arrived)."""
+        deadline = time.monotonic() + 240
+        while app.index.n < events:
+            assert time.monotonic() < deadline, f"only {app.index.n} events arrived"
+            flood = Client("flood", "200000")
+            clients.append(flood)
+            flood.go()
+            await wait_for(pilot, lambda: flood.proc.poll() is not None, timeout=120)
+        seen = -1
+        while seen != app.index.n:  # until what the kernel handed over is all in
+            seen = app.index.n
+            await pilot.pause(1.0)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(160, 48)) as pilot:
+            await flood_until(pilot, 3 * window)
+            marks.append((app.index.n, rss_bytes()))
+            await flood_until(pilot, marks[0][0] + 100_000)
+            marks.append((app.index.n, rss_bytes()))
+            held = sum(len(r) for r in app.index._live_chunks.values())  # noqa: SLF001
+            assert held <= window + index_module.LIVE_CHUNK
+            first = app.index.row(0)  # the oldest event, read back from the spill recording
+            await pilot.press("home")
+            assert app.session.cursor == first[0]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        source.close()
+    (n0, r0), (n1, r1) = marks
+    growth = (r1 - r0) / (n1 - n0)
+    print(f"live growth after the window filled: {growth:.0f} B/event over {n1 - n0:,} events")
+    assert growth < 200, f"{growth:.0f} bytes an event"

@@ -11,11 +11,13 @@ from ...text import json_encoder, json_text
 from ..progress import Progress
 
 
-def open_with_progress(path: str, stale_ms: float | None = None, *, model: bool = True) -> RecordingIndex:
-    """`model` False: the explorer runs the model itself, behind its first screen."""
+def open_with_progress(path: str, stale_ms: float | None = None, *, model: bool = True,
+                       first: int | None = None) -> RecordingIndex:
+    """`model` False: the explorer runs the model itself, behind its first screen (and with `first`, indexes
+    all but the first events there too)."""
     progress = Progress(f"indexing {path}")
     stale_ns = None if stale_ms is None else int(stale_ms * 1e6)
-    idx = open_index(path, progress=progress, stale_ns=stale_ns, model=model)
+    idx = open_index(path, progress=progress, stale_ns=stale_ns, model=model, first=first)
     progress.done()
     return idx
 

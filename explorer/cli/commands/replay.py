@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from ...errors import ExplorerError
+from ...loading import FIRST_SCREEN
 from ...scenarios import bundled_scenarios
 from ._common import open_with_progress
 from .merge import ALIGNMENT_HELP, add_machine_arguments, merge_files
@@ -74,7 +75,7 @@ def _explore(args: argparse.Namespace, path: str, source_name: str) -> int:
     from ...tui.screen_layout import load_layout
 
     layout = load_layout(args.layout) if args.layout else None  # a bad layout fails before the long indexing
-    index = open_with_progress(path, args.stale_ms, model=False)
+    index = open_with_progress(path, args.stale_ms, model=False, first=FIRST_SCREEN)
     if layout is None:
         layout = load_layout(default_layout(index, tuple(shutil.get_terminal_size())))
     run_explorer(ExplorerApp(index, layout=layout, source_name=source_name))
