@@ -115,7 +115,8 @@ class RecordingIndex:
         self.modelled_chunks = 0  # chunks the model has replayed, in order
         self._live_chunks: dict[int, list[Row]] = {}  # rows of the newest chunks fed live, by chunk number
         self._spill: LiveSpill | None = None  # older live chunks: memory stays bounded however long live runs
-        self._cache: OrderedDict[int, list[Row]] = OrderedDict()
+        self._cache: OrderedDict[int, list[Row]] = OrderedDict()  # whole chunks' rows, the newest read last
+        self._replay_cache: OrderedDict[int, list[Row | None]] = OrderedDict()  # the rows a seek replays
         self._checkpoints: list[_Checkpoint] = []
         self._checkpoint_starts: list[int] = []
         self._since_full = 0  # changes the checkpoints since the last full copy hold
@@ -551,6 +552,31 @@ class RecordingIndex:
         self._remember(c, rows)
         return rows
 
+    def _replayed_rows(self, c: int, start: int, end: int) -> list[Row | None]:
+        """Chunk `c`'s rows at the positions the model replays, None elsewhere: all a seek's replay needs, and
+        in a file chunk with stored columns a fraction of it, decoded and checked alone (a whole chunk's rows,
+        when no smaller set is at hand). Kept in a small cache of their own."""
+        with self._lock:
+            rows = self._cache.get(c) or self._replay_cache.get(c)
+            if rows is not None:
+                return rows
+        file_chunk = self._chunk_file_ids[c]
+        if file_chunk is None:
+            return self._chunk_rows(c)
+        assert self.recording is not None
+        head = self.recording.chunk_head(file_chunk)
+        if head is None:
+            return self._chunk_rows(c)
+        try:
+            rows = head.rows(np.flatnonzero(self._stateful[self.kinds[start:end]]).tolist())
+        except (TypeError, ValueError, OverflowError, IndexError, msgpack.UnpackException):
+            return self._chunk_rows(c)  # (the model said so when it replayed it)
+        with self._lock:
+            self._replay_cache[c] = rows
+            if len(self._replay_cache) > _CHUNK_CACHE:
+                self._replay_cache.popitem(last=False)
+        return rows
+
     def _remember(self, c: int, rows: list[Row]) -> None:
         with self._lock:
             self._cache[c] = rows
@@ -610,9 +636,9 @@ class RecordingIndex:
         kinds = self.kinds
         while i < upto:
             c = bisect.bisect_right(self._chunk_starts, i) - 1
-            rows = self._chunk_rows(c)
             start = self._chunk_starts[c]
             end = self._chunk_starts[c + 1] if c + 1 < len(self._chunk_starts) else self.n
+            rows = self._replayed_rows(c, start, end)
             stop = min(upto, end)
             if len(rows) == end - start:  # (else it is no longer readable: the model counted it lost)
                 offset = i - start
