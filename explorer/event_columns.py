@@ -110,6 +110,12 @@ class EventColumns:
             new = self._runs.pop()
             self._runs[-1] = _merge(self._runs[-1], new, ntracks)
 
+    def compact(self) -> None:
+        """Merge every run into one (once no more events are coming), so each track's events are one slice."""
+        while len(self._runs) > 1:
+            new = self._runs.pop()
+            self._runs[-1] = _merge(self._runs[-1], new, self._ntracks)
+
     @property
     def ts(self) -> np.ndarray:
         return self._ts[:self.n]

@@ -182,6 +182,14 @@ class RecordingIndex:
             for i, head in heads:
                 if i == self.indexed_files:
                     self._index_file_chunk(i, head)
+        if self.indexed_all:
+            self.compact_columns()
+
+    def compact_columns(self) -> None:
+        """The file is indexed (or the user stopped it): each track's events become one slice, as an index
+        built in one go has them, so a frame reads them without joining pieces."""
+        self._columns()
+        self._columns_store.compact()
 
     def _index_file_chunk(self, i: int, head: ChunkHead | None) -> None:
         """Index file chunk `i` from its stored columns, or from its rows when it has none (or columns the

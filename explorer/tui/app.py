@@ -281,6 +281,7 @@ class ExplorerApp(App[None]):
             self._say("nothing is being indexed")
             return
         self._stop_indexing = True
+        self.index.compact_columns()
         self._say(f"indexing stopped at {self.index.n:,} of {self.index.file_events:,} events; "
                   "the model runs over those", timeout=4)
         self.refresh_view(reselect=False)
@@ -434,6 +435,8 @@ class ExplorerApp(App[None]):
     def _indexed(self, heads: list) -> None:  # type: ignore[type-arg]
         """Chunks read behind the first screen join the index; the view follows as a live one does."""
         self.index.add_heads(heads)
+        if self._stop_indexing:  # the batch in hand when `k` was pressed: the last
+            self.index.compact_columns()
         self._grew(len(heads))
 
     def _grew(self, added: int) -> None:

@@ -130,7 +130,7 @@ def test_live_memory_per_event_stays_bounded_once_the_window_is_full(clients, mo
             flood = Client("flood", "200000")
             clients.append(flood)
             flood.go()
-            await wait_for(pilot, lambda: flood.proc.poll() is not None, timeout=120)
+            await wait_for(pilot, lambda f=flood: f.proc.poll() is not None, timeout=120)
         seen = -1
         while seen != app.index.n:  # until what the kernel handed over is all in
             seen = app.index.n
