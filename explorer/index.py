@@ -58,6 +58,19 @@ def _reader_said(recording: Recording, i: int | None) -> str:
                 f"byte {info.offset}: unreadable chunk of {info.n} events")
 
 
+def _fitting(head: ChunkHead | None) -> ChunkHead | None:
+    """A chunk's stored columns when they fit its events (`ChunkHead.check_ends`; the model decodes the rows it
+    needs later), else None: the chunk is then read whole. The decoding half of indexing a chunk, which touches
+    nothing of the index (a worker thread does it behind the first screen)."""
+    if head is None:
+        return None
+    try:
+        head.check_ends()
+    except (TypeError, ValueError, OverflowError, IndexError, msgpack.UnpackException):
+        return None
+    return head
+
+
 class TrackKey(NamedTuple):
     """A timeline track: a (device, PASID) pair. device None is the allocator's track, pasid None a device's
     own events (no PASID)."""
@@ -148,7 +161,7 @@ class RecordingIndex:
         total = recording.event_count
         with collector_paused():
             while not idx.indexed_all and (first is None or idx.n < first):
-                idx._index_file_chunk(idx.indexed_files, recording.chunk_head(idx.indexed_files))
+                idx._index_file_chunk(idx.indexed_files, _fitting(recording.chunk_head(idx.indexed_files)))
                 if model:
                     idx._model_chunk(idx.modelled_chunks)
                 if progress is not None:
@@ -174,7 +187,7 @@ class RecordingIndex:
         half of indexing, which touches nothing of the index, so a worker thread does it."""
         assert self.recording is not None
         end = min(start + count, len(self.recording.chunks))
-        return [(i, self.recording.chunk_head(i)) for i in range(start, end)]
+        return [(i, _fitting(self.recording.chunk_head(i))) for i in range(start, end)]
 
     def add_heads(self, heads: list[tuple[int, ChunkHead | None]]) -> None:
         """Index the chunks `read_heads` read, next in file order (the thread that reads the index does this)."""
@@ -293,13 +306,11 @@ class RecordingIndex:
         self._gaps[len(self._chunk_starts)] = (ts, n)
 
     def _ingest_head(self, head: ChunkHead, file_chunk: int) -> bool:
-        """Index a file chunk from its stored columns: no row is decoded but its first and last, which must be
-        the events the columns say (the model decodes the rest it needs later). False when they are not: the
-        caller then reads the chunk whole."""
+        """Index a file chunk from its stored columns (`_fitting` has checked its first and last rows). False
+        when a key is malformed: the caller then reads the chunk whole."""
         try:
             columns = self._stored_columns(head.cols)
-            head.check_ends()
-        except (TypeError, ValueError, OverflowError, IndexError, msgpack.UnpackException):
+        except (TypeError, ValueError, OverflowError, IndexError):
             return False
         self._add_chunk(len(columns[0]), columns, file_chunk)
         self._last_head = (len(self._chunk_starts) - 1, head)  # modelling it next needs no second parse

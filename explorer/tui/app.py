@@ -44,6 +44,8 @@ SYNC_MODEL = 200_000  # up to this many events the model and bars are run before
 INDEX_BATCH = 16  # file chunks the worker reads between two hand-overs to the app when indexing behind the screen
 TICK_S = 1 / 30
 PROGRESS_S = 0.5  # while the model runs in its worker, the screen shows how far it got this often
+INDEXING_REDRAW = 4  # while indexing behind the screen, every this many progress ticks (a frame of a growing
+# big recording costs the thread that also takes in what the worker read)
 
 
 class ExplorerApp(App[None]):
@@ -125,6 +127,7 @@ class ExplorerApp(App[None]):
         self._top = 0
         self._stop_indexing = False  # `k`: the user stopped indexing the rest of a big recording
         self._ntracks = len(index.tracks)  # tracks when the rows were last built
+        self._ticks = 0  # progress ticks so far
         self.frame_count = 0  # full refreshes done, for the benchmark and tests
 
     # -- composition ------------------------------------------------------------------------------------------
@@ -289,6 +292,9 @@ class ExplorerApp(App[None]):
     def _show_progress(self) -> None:
         """While indexing or the model runs: the progress, and what the model has found so far (kind:anomaly
         keeps those rows)."""
+        self._ticks += 1
+        if not self.index.indexed_all and not self._stop_indexing and self._ticks % INDEXING_REDRAW:
+            return
         if "anomaly" in self.session.filter.kinds:
             self.session.rebuild_rows()
         self.sub_title = self._subtitle()
