@@ -660,6 +660,8 @@ class RecordingIndex:
             rows = self._replayed_rows(c, start, end)
             stop = min(upto, end)
             if len(rows) == end - start:  # (else it is no longer readable: the model counted it lost)
+                if sim.state.index < 0 and end > start:
+                    sim.begin(self._first_ts[c])  # as the model did: the replayed rows may not start the chunk
                 offset = i - start
                 sim.apply_rows(rows, (offset + j for j in np.flatnonzero(stateful[kinds[i:stop]]).tolist()), start)
             i = stop
