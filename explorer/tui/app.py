@@ -26,6 +26,7 @@ from ..errors import ExplorerCrashed
 from ..events import Row
 from ..index import RecordingIndex
 from ..live_source import LiveSource
+from ..recording.reader import ChunkHead
 from ..text import line
 from .cells import CellModel
 from .filters import FILTER_HELP, Filter, FilterSyntaxError, parse_filter
@@ -438,7 +439,7 @@ class ExplorerApp(App[None]):
             if not worker.is_cancelled and self.is_running:
                 self.call_from_thread(self._model_ready, spans)
 
-    def _indexed(self, heads: list) -> None:  # type: ignore[type-arg]
+    def _indexed(self, heads: list[tuple[int, ChunkHead | None]]) -> None:
         """Chunks read behind the first screen join the index; the view follows as a live one does."""
         self.index.add_heads(heads)
         if self._stop_indexing:  # the batch in hand when `k` was pressed: the last
