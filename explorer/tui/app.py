@@ -445,6 +445,7 @@ class ExplorerApp(App[None]):
         if self._stop_indexing:  # the batch in hand when `k` was pressed: the last
             self.index.compact_columns()
         self._grew(len(heads))
+        self.sub_title = self._subtitle()
 
     def _grew(self, added: int) -> None:
         """The index grew (indexing behind the screen, or live rows): new tracks become rows, and the window
