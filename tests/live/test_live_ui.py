@@ -111,8 +111,8 @@ def rss_bytes() -> int:
 
 def test_live_memory_per_event_stays_bounded_once_the_window_is_full(clients, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A flood of real ioctls through the real capture: past LIVE_WINDOW events the rows go to the spill
-    recording, so resident memory grows by the columns and the model's share only, far below the ~500 bytes an
-    event a held row costs (the test fails if the window is removed)."""
+    recording, so resident memory grows by the columns and the model's share only, far below what holding every
+    row costs (over 1,000 bytes an event here: the test fails if the window is removed)."""
     from explorer import index as index_module
 
     window = 10_000
@@ -140,7 +140,7 @@ def test_live_memory_per_event_stays_bounded_once_the_window_is_full(clients, mo
         async with app.run_test(size=(160, 48)) as pilot:
             await flood_until(pilot, 3 * window)
             marks.append((app.index.n, rss_bytes()))
-            await flood_until(pilot, marks[0][0] + 100_000)
+            await flood_until(pilot, marks[0][0] + 400_000)
             marks.append((app.index.n, rss_bytes()))
             held = sum(len(r) for r in app.index._live_chunks.values())  # noqa: SLF001
             assert held <= window + index_module.LIVE_CHUNK
@@ -155,4 +155,5 @@ def test_live_memory_per_event_stays_bounded_once_the_window_is_full(clients, mo
     (n0, r0), (n1, r1) = marks
     growth = (r1 - r0) / (n1 - n0)
     print(f"live growth after the window filled: {growth:.0f} B/event over {n1 - n0:,} events")
-    assert growth < 200, f"{growth:.0f} bytes an event"
+    # (a capture that hands over 100,000 rows in one poll leaves a transient peak in the figure: 13-312 here)
+    assert growth < 400, f"{growth:.0f} bytes an event"
