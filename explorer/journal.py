@@ -100,7 +100,7 @@ class Journal(dict):  # type: ignore[type-arg]
 def apply_changes(target: dict[Any, Any], changes: Changes) -> None:
     """Bring a plain dict from one checkpoint's values to the next's."""
     pairs = iter(changes)
-    for key, value in zip(pairs, pairs):
+    for key, value in zip(pairs, pairs, strict=True):
         if value is MISSING:
             target.pop(key, None)
         else:

@@ -82,7 +82,8 @@ def try_fentry(facts: HostFacts, function: str) -> str | None:
 
 def cflags(verdicts: list[Verdict], ring_bytes: int, facts: HostFacts, pid: int | None = None) -> list[str]:
     """Every -D flag the programs need for this plan; `pid` keeps only that process's calls."""
-    flags = [f"-I{PROBES_DIR}", f"-DTGID_FILTER={pid or 0}", f"-DRINGBUF_PAGES={ring_bytes // os.sysconf('SC_PAGE_SIZE')}",
+    flags = [f"-I{PROBES_DIR}", f"-DTGID_FILTER={pid or 0}",
+             f"-DRINGBUF_PAGES={ring_bytes // os.sysconf('SC_PAGE_SIZE')}",
              f"-DWAKEUP_EVERY={max(1, ring_bytes // record.SLOT.itemsize // 8 // (os.cpu_count() or 1))}",
              f"-DVFIO_BASE={VFIO_BASE}", f"-DVFIO_TRACKED={VFIO_TRACKED:#x}",
              f"-DIOMMU_FAULT_QUEUE_ALLOC={IOMMU_FAULT_QUEUE_ALLOC}",

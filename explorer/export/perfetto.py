@@ -6,8 +6,9 @@ track per PASID with lanes: `attached` (the domains it was attached to), `page r
 page-request groups, request to response; overlapping groups take further lanes) and `events` (every event as
 an instant with its fields as args, the model's findings with rule, severity, explanation and evidence). Markers
 and losses sit on the machine's own lane. A flow (an arrow) joins each request of a group (the one that opened
-it and every later one, `Intervals.later_requests`) to the response that answered it. Counters: live PASIDs and the share of the PASID space they use (on the allocator),
-outstanding groups per device, and events lost so far (on the machine).
+it and every later one, `Intervals.later_requests`) to the response that answered it. Counters: live PASIDs and
+the share of the PASID space they use (on the allocator), outstanding groups per device, and events lost so far
+(on the machine).
 
 A merged recording's machines (the host and named guests, `explorer/machines.py`) are Perfetto machines: each
 has its own top track, SystemInfo (its name and kernel) and packet sequence, whose packets carry its number as

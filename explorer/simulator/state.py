@@ -9,9 +9,9 @@ state grows. A full copy (`copy()`) is taken now and then, so that a seek applie
 from __future__ import annotations
 
 from collections import deque
-from itertools import chain
 from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import dataclass, field, fields
+from itertools import chain
 from typing import Any, NamedTuple
 
 from ..events import PASID_SPACE
