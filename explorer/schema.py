@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -63,19 +63,25 @@ _SHAPED: dict[str, Check] = {  # fields whose values have inner structure: check
     _integer(v[1]) and 0 <= v[1] < MAX_MACHINES and (v[2] is None or isinstance(v[2], str)),
     "args": lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
 }
+ColumnCheck = Callable[[list[Any]], bool]
+_SHAPED_COLUMNS: dict[str, ColumnCheck] = {  # whether a column of such values (no None) passes outright
+    "args": lambda vs: set(map(type, vs)) == {dict} and set(map(type, chain.from_iterable(vs))) <= {str},
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
     """What one field name's values must be: `check`, the definition, value by value; and for the bulk path the
-    classes whose values pass it outright (`exact`) within `lo` .. `hi` - 1 when those are set. Both are made
-    from one table, so they cannot say different things."""
+    classes whose values pass it outright (`exact`) within `lo` .. `hi` - 1 when those are set, or, for values
+    with inner structure, whether a column of them passes outright (`column`; it may say no of good ones). Both
+    are made from one table, so they cannot say different things."""
 
     check: Check
     expected: str  # the words for what it expects
     exact: frozenset[type] = frozenset()
     lo: int | None = None
     hi: int | None = None
+    column: ColumnCheck | None = None
 
 
 def _check_of(typ: type | tuple[type, ...]) -> Check:
@@ -90,7 +96,7 @@ def _rule(name: str, typ: type | tuple[type, ...]) -> Rule:
         lo, hi = INT_RANGES[name]
         return Rule(_int(lo, hi), expected, frozenset({int}), lo, hi)
     if name in _SHAPED:
-        return Rule(_SHAPED[name], expected)
+        return Rule(_SHAPED[name], expected, column=_SHAPED_COLUMNS.get(name))
     return Rule(_check_of(typ), expected, frozenset(types) - {type(None)})
 
 
@@ -217,66 +223,73 @@ def common_fit(ts: list[Any], kinds: list[Any], devices: list[Any], pasids: list
         return False
 
 
-def _tables() -> tuple[dict[str, int], dict[type, int], np.ndarray, np.ndarray, dict[str, int], np.ndarray]:
-    """Numbers for the field names (0: a name this version does not know) and value classes (0: any other), which
-    (name, class) pairs pass outright, which names have ranges, and each kind's required names."""
-    names = {name: i for i, name in enumerate(FIELDS, 1)}
-    classes = {cls: i for i, cls in enumerate((_NONE, int, str, bool, list, dict, float, bytes), 1)}
-    passes = np.zeros((len(names) + 1, len(classes) + 1), bool)
-    passes[0, :] = True  # unknown names are kept as they are
-    passes[:, classes[_NONE]] = True  # None is an absent value (a required one is judged apart)
-    ranged = np.zeros(len(names) + 1, bool)
-    for name, i in names.items():
-        rule = FIELDS[name]
-        for cls in rule.exact:
-            passes[i, classes[cls]] = True
-        ranged[i] = rule.lo is not None
-    kinds = {kind: k for k, kind in enumerate(REQUIRED, 1)}
-    required = np.zeros((len(kinds) + 1, len(names) + 1), bool)
-    for kind, k in kinds.items():
-        required[k, [names[n] for n in REQUIRED[kind]]] = True
-    return names, classes, passes, ranged, kinds, required
+def _column_suspects(rule: Rule, column: list[Any], members: list[int]) -> list[int]:
+    """The rows (of `members`, one per value) whose value in one field's column may break `rule`: none when
+    every value but None is of a class the rule takes outright and within its range, else those its check
+    refuses."""
+    classes = set(map(type, column))
+    values = column
+    if _NONE in classes:
+        classes.discard(_NONE)
+        values = [v for v in column if v is not None]
+    if not values:
+        return []
+    lo, hi = rule.lo, rule.hi
+    if classes <= rule.exact and (lo is None or hi is None or (min(values) >= lo and max(values) < hi)) or \
+            rule.column is not None and rule.column(values):
+        return []
+    check = rule.check
+    return [j for j, v in zip(members, column, strict=True) if v is not None and not check(v)]
 
 
-_NAME_ID, _CLASS_ID, _PASSES, _RANGED, _KIND_ID, _REQUIRED = _tables()
-_NAME_BY_ID = [None, *_NAME_ID]
-_REQUIRED_COUNT = _REQUIRED.sum(axis=1)
+def _shape_suspects(shape: tuple[Any, ...], kinds: list[Any], maps: list[Any], members: list[int]) -> list[int]:
+    """The rows (`members`, whose maps all have the names `shape` in that order) whose fields may break the
+    schema: each known name's values judged as one column, each kind's required names present and not nil."""
+    if not shape:
+        columns: list[list[Any]] = []
+    elif len(shape) == 1:
+        columns = [list(map(itemgetter(shape[0]), maps))]
+    else:
+        columns = list(map(list, zip(*map(itemgetter(*shape), maps), strict=True)))
+    out: list[int] = []
+    column_of = dict(zip(shape, columns, strict=True))
+    for name, column in column_of.items():
+        rule = FIELDS.get(name)
+        if rule is not None:
+            out += _column_suspects(rule, column, members)
+    for kind in set(kinds):
+        for name in REQUIRED.get(kind, ()):
+            column = column_of.get(name)
+            if column is None:
+                out += [j for j, k in zip(members, kinds, strict=True) if k == kind]
+            elif None in column:
+                out += [j for j, k, v in zip(members, kinds, column, strict=True) if v is None and k == kind]
+    return out
 
 
-def fields_suspects(kinds: list[Any], maps: list[Any]) -> np.ndarray:
-    """Positions of the rows whose field maps may break the schema, judged over every map's names and values at
-    once: names that are not strings, values of a class their name does not take outright (then judged by the
-    name's own check), ranges per name, required fields absent or nil per kind. `kinds` are strings and `maps`
-    dicts or None (see `common_fit`)."""
+def fields_suspects(kinds: list[Any], maps: list[Any]) -> list[int]:
+    """Positions of the rows whose field maps may break the schema, in order. Maps with the same names in the
+    same order (a chunk's rows have a few such shapes) are judged together, a name's values as one column (see
+    `_shape_suspects`); a name that is not exactly a str (a str subclass is judged by row) makes its row a suspect.
+    `kinds` are strings and `maps` dicts or None (see `common_fit`)."""
     n = len(maps)
     if None in maps:
         maps = [{} if f is None else f for f in maps]
-    names = list(chain.from_iterable(maps))
-    values = list(chain.from_iterable(map(dict.values, maps)))
-    m = len(names)
-    row_of = np.repeat(np.arange(n), np.fromiter(map(len, maps), np.intp, n))
-    name_id = np.fromiter(map(_NAME_ID.get, names, repeat(0)), np.intp, m)
-    class_id = np.fromiter(map(_CLASS_ID.get, map(type, values), repeat(0)), np.intp, m)
-    bad = np.zeros(n, bool)
-    if set(map(type, names)) != _STR and m:  # a name that is not a string (a str subclass is judged by row)
-        bad[row_of[np.fromiter((type(x) is not str for x in names), bool, m)]] = True
-    for i in np.flatnonzero(~_PASSES[name_id, class_id]).tolist():  # judged by the name's own check
-        if not FIELDS[_NAME_BY_ID[name_id[i]]].check(values[i]):  # type: ignore[index]
-            bad[row_of[i]] = True
-    ranged = np.flatnonzero(_RANGED[name_id] & (class_id == _CLASS_ID[int]))
-    for i in np.unique(name_id[ranged]).tolist():
-        rule = FIELDS[_NAME_BY_ID[i]]  # type: ignore[index]
-        at = ranged[name_id[ranged] == i].tolist()
-        got = [values[j] for j in at]
-        lo, hi = rule.lo, rule.hi
-        assert lo is not None and hi is not None
-        if min(got) < lo or max(got) >= hi:
-            bad[row_of[[j for j, v in zip(at, got, strict=True) if not lo <= v < hi]]] = True
-    kind_id = np.fromiter(map(_KIND_ID.get, kinds, repeat(0)), np.intp, n)
-    if _REQUIRED_COUNT[kind_id].any():  # each row's required names, present and not nil
-        present = _REQUIRED[kind_id[row_of], name_id] & (class_id != _CLASS_ID[_NONE])
-        bad |= np.bincount(row_of[present], minlength=n) < _REQUIRED_COUNT[kind_id]
-    return np.flatnonzero(bad)
+    out: list[int] = []
+    if set(map(type, chain.from_iterable(maps))) - _STR:
+        out = [j for j, f in enumerate(maps) if any(type(x) is not str for x in f)]
+    shapes = list(map(tuple, maps))
+    ids = {s: i for i, s in enumerate(dict.fromkeys(shapes))}
+    if len(ids) == 1:
+        out += _shape_suspects(shapes[0], kinds, maps, list(range(n)))
+    else:
+        of = np.fromiter(map(ids.__getitem__, shapes), np.intp, n)
+        order = np.argsort(of, kind="stable")
+        bounds = np.cumsum(np.bincount(of, minlength=len(ids))).tolist()
+        for shape, a, b in zip(ids, [0, *bounds[:-1]], bounds, strict=True):
+            members = order[a:b].tolist()
+            out += _shape_suspects(shape, [kinds[j] for j in members], [maps[j] for j in members], members)
+    return sorted(set(out))
 
 
 def suspects(rows: list[Any], common_known: bool = False) -> list[int]:
@@ -293,7 +306,7 @@ def suspects(rows: list[Any], common_known: bool = False) -> list[int]:
     if not set(map(type, maps)) <= {dict, _NONE} or not common_known and \
             not common_fit(*(list(map(itemgetter(i), rows)) for i in range(R_FIELDS))):
         return list(range(n))
-    out = fields_suspects(kinds, maps).tolist()
+    out = fields_suspects(kinds, maps)
     if max(map(len, rows)) > R_MACHINE:
         longer = [j for j, r in enumerate(rows) if len(r) > R_MACHINE]
         machines = [rows[j][R_MACHINE] for j in longer]
