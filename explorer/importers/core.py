@@ -198,25 +198,24 @@ class TextImporter:
     open record asks for). A paste can mix formats - dmesg lines amid trace lines - so the other format's importer
     rides along as the guest: this importer reads each line first, and a line it cannot read goes to the guest when
     the guest `owns` it (on this slow path only: the lines it reads cost no more). The guest's lines that ANCHORS
-    already finds are always read so; GUEST_ANCHORS, which find the rest, cost a pass over every block, so they are
+    already finds are always read so; GUEST_ANCHORS, which find the rest (and more lines that are neither's), are
     scanned for only when the input's first lines showed both formats (as a paste's do).
     """
 
     ANCHORS: ClassVar[tuple[bytes, ...]] = ()
-    NEEDLES: ClassVar[dict[bytes, bytes]] = {}  # rarer pieces of anchors, for the scan (see scan.candidate_ends)
     GUEST_ANCHORS: ClassVar[tuple[bytes, ...]] = ()  # what finds the guest's lines that ANCHORS does not
 
     def __init__(self, sink: Sink, stats: ImportStats) -> None:
         self.sink = sink
         self.stats = stats
         self.guest: TextImporter | None = None
-        self.scanner = BlockScanner(self.ANCHORS, self.line, self.NEEDLES)
+        self.scanner = BlockScanner(self.ANCHORS, self.line)
 
     def take_along(self, guest: TextImporter, scan_for_guest: bool) -> None:
         """Read `guest`'s lines too: one scanner feeds this importer, over GUEST_ANCHORS as well if `scan_for_guest`."""
         self.guest = guest
         anchors = self.ANCHORS + self.GUEST_ANCHORS if scan_for_guest else self.ANCHORS
-        self.scanner = guest.scanner = BlockScanner(anchors, self.line, {**guest.NEEDLES, **self.NEEDLES})
+        self.scanner = guest.scanner = BlockScanner(anchors, self.line)
 
     def feed(self, block: bytes, start: int, end: int) -> None:
         self.scanner.feed(block, start, end)

@@ -40,12 +40,6 @@ IOMMU_ANCHORS = (b"DMAR", b"dmar", b"AMD-Vi", b"smmu", b"INTR-REMAP", b"suppress
                  b"IOMMU", b"ipmmu", b"SMMUv3", b"iopf")
 ANCHORS = (*IOMMU_ANCHORS, b"fault")
 KEYWORDS = keyword_pattern(ANCHORS)
-# bytes.find runs quickest with a needle whose characters are rare in text (capitals rather than lower case or "-"),
-# of at most five (longer ones take a slower algorithm), and each needle costs a pass over the block: the block scan
-# looks for these anchors by the piece given here, and checks the whole word where it finds one.
-NEEDLES = {b"AMD-Vi": b"AMD-V", b"INTR-REMAP": b"REMAP", b"suppressed": b"essed", b"Linux version": b"Linux",
-           b"smmu": b"mmu", b"iommu": b"mmu", b"ipmmu": b"mmu", b"IOMMU": b"MMU",
-           b"SMMUv3": b"MMU"}
 _FAULTISH = re.compile(r"fault|error|event|logged|received|overflow|unhandled|illegal|invalid|timed? ?out|"
                        r"Request device|\bblocked\b|\blost\b|\babort|\bstall(?:ed)?\b|GFSR", re.IGNORECASE)
 _FAULTISH_WORDS = ("fault", "error", "event", "logged", "received", "overflow", "unhandled", "illegal", "invalid",
@@ -97,7 +91,6 @@ class KernelLogImporter(TextImporter):
 
     format = "kernel-log"
     ANCHORS = ANCHORS
-    NEEDLES = NEEDLES
     # The one ftrace anchor that ANCHORS does not already catch: "IOMMU:" holds "IOMMU", and prq_report and
     # qi_submit lines name their "dmar" unit; PASID Explorer's own events need their word.
     GUEST_ANCHORS = (b"pasid_explorer",)

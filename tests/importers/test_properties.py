@@ -15,9 +15,9 @@ from explorer.events import make
 from explorer.importers import import_log
 from explorer.importers.amd_tables import page_fault_access, page_fault_reason
 from explorer.importers.intel_dmar import reason_code
-from explorer.importers.kernel_log import ANCHORS, KEYWORDS, NEEDLES
+from explorer.importers.kernel_log import ANCHORS, KEYWORDS
 from explorer.importers.prefix import split_line
-from explorer.importers.scan import candidate_ends
+from explorer.importers.scan import BlockScanner
 from explorer.importers.smmu_tables import V3Event, fsr_text, v3_event
 from explorer.importers.vtd_tables import decode_page_group_response, fault_reason
 from explorer.recording import Recording
@@ -126,9 +126,9 @@ def test_any_bytes_import_or_are_refused_in_one_line(data: bytes) -> None:
     _import(data, None)
 
 
-# Anchors, the pieces the scan looks for, and near misses around them.
-SCAN_BITS = [a.decode() for a in ANCHORS] + [n.decode() for n in NEEDLES.values()] + \
-    ["AMD-V ", "-REMAP", "INTR-", "ssed", "pressed", "Linux ", "Linu", "\n", "\n", " ", "x"]
+# Anchors, pieces of them and near misses around them.
+SCAN_BITS = [a.decode() for a in ANCHORS] + \
+    ["AMD-V ", "-REMAP", "INTR-", "ssed", "pressed", "Linux ", "Linu", "mmu", "MMU", "\xe9", "\n", "\n", " ", "x"]
 
 
 @given(st.lists(st.sampled_from(SCAN_BITS), max_size=40).map("".join), st.integers(0, 3))
@@ -137,14 +137,18 @@ def test_the_block_scan_finds_the_lines_the_keyword_pattern_finds(text: str, ski
     start = 0
     for _ in range(skip):  # a run of lines may begin anywhere after a line break
         start = data.find(b"\n", start) + 1 or len(data)
-    want, pos = set(), start
+    want, pos, lines = [], start, 0
     while pos < len(data):
         stop = data.find(b"\n", pos)
         stop = len(data) if stop < 0 else stop
         if KEYWORDS.search(data, pos, stop):
-            want.add(stop)
-        pos = stop + 1
-    assert candidate_ends(data, ANCHORS, start, len(data), NEEDLES) == want
+            want.append((pos, stop, True))
+        pos, lines = stop + 1, lines + 1
+    got: list[tuple[int, int, bool]] = []
+    scanner = BlockScanner(ANCHORS, lambda block, line, stop, candidate: got.append((line, stop, candidate)))
+    scanner.feed(data, start, len(data))
+    assert got == want
+    assert scanner.lines == lines
 
 
 @given(st.text(max_size=200))
