@@ -72,8 +72,9 @@ class Sink:
 
     def row(self, kind: str, ts: int, device: str | None, pasid: int | None, fields: dict[str, Any],
             cpu: int | None = None, pid: int | None = None, comm: str | None = None) -> None:
-        """Append one event (checked: see `recordable`)."""
-        self.emit(recordable([ts, kind, device, pasid, cpu, pid, comm, self.source, fields]))
+        """Append one event (checked: see `recordable`). Its kind is stored as a plain string: a writer keeps a chunk
+        holding a Kind member as rows, not compressed columns (whose keys must be exactly str)."""
+        self.emit(recordable([ts, str(kind), device, pasid, cpu, pid, comm, self.source, fields]))
 
     def fault_row(self, line: LogLine, device: str | None, pasid: int | None, **fields: Any) -> Row:
         """A fault's row, not yet appended: the parser may still add context lines to its `raw`."""
