@@ -211,9 +211,9 @@ class PackedChunk:
         keys = _list_of(z, "keys", 3)
         self.cols = ChunkColumns(ts.view(np.int64), keys, _index(z, "key_of", n, len(keys)))
         self._procs: list[tuple[Any, ...]] | None = None
-        self._proc_of: Any = []  # (numpy arrays once checked, lists once rows are made)
+        self._proc_of = np.zeros(0, np.uint32)  # (set, with the next two, by `check`)
         self._fields: bytes = b""
-        self._at: Any = []
+        self._at = np.zeros(1, np.uint64)
         self._extra: dict[Any, Any] = {}
         self._fit: bool | None = None
 
@@ -256,19 +256,15 @@ class PackedChunk:
         self._proc_of, self._fields, self._at, self._extra = proc_of, fields, at, extra
         self._procs = procs  # last: another thread reading the chunk takes it as the sign the rest are there
 
-    def _rest(self) -> None:
-        """The columns rows need besides times and keys, decompressed and checked (`check`), as lists (once)."""
-        self.check()
-        if not isinstance(self._at, list):
-            self._proc_of, self._at = self._proc_of.tolist(), self._at.tolist()
-
     def _field_maps(self, positions: Sequence[int]) -> list[Any]:
-        view, at = memoryview(self._fields), self._at
+        """The field maps at `positions`, the whole column in one call when that is all of them."""
         try:
-            if isinstance(positions, range) and positions == range(self.n):  # all: one call decodes them
+            if isinstance(positions, range) and positions == range(self.n):
                 return msgpack.unpackb(self._mp.pack_array_header(self.n) + self._fields, raw=False,
                                        strict_map_key=False)
-            return [msgpack.unpackb(view[at[j]:at[j + 1]], raw=False, strict_map_key=False) for j in positions]
+            view, at, j = memoryview(self._fields), self._at, np.asarray(positions, np.intp)
+            return [msgpack.unpackb(view[a:b], raw=False, strict_map_key=False)
+                    for a, b in zip(at[j].tolist(), at[j + 1].tolist(), strict=True)]
         except Exception as e:  # msgpack raises several unrelated types
             raise BadChunk(f"column fields does not decode ({e})") from None
 
@@ -277,16 +273,16 @@ class PackedChunk:
         return self.rows_at(self.cols, range(self.n))
 
     def rows_at(self, cols: ChunkColumns, positions: Sequence[int]) -> list[Row]:
-        """The rows at `positions`, their times and keys taken from `cols` (the chunk's own: see ChunkHead)."""
-        self._rest()
+        """The rows at `positions`, their times and keys taken from `cols` (the chunk's own: see ChunkHead). Only
+        their entries of each column become Python objects, however big the chunk."""
+        self.check()
         assert self._procs is not None
-        keys, procs, proc_of = cols.keys, self._procs, self._proc_of
-        whole = isinstance(positions, range)
-        ts = cols.ts.tolist() if whole else cols.ts[positions].tolist()
-        key_of = cols.key_of.tolist() if whole else cols.key_of[positions].tolist()
+        keys, procs = cols.keys, self._procs
+        at: slice | np.ndarray = slice(None) if isinstance(positions, range) and positions == range(self.n) \
+            else np.asarray(positions, np.intp)
         fields = self._field_maps(positions)
-        out = [[t, *keys[k], *procs[proc_of[j]], f]
-               for j, t, k, f in zip(positions, ts, key_of, fields, strict=True)]
+        out = [[t, *keys[k], *procs[p], f] for t, k, p, f in zip(cols.ts[at].tolist(), cols.key_of[at].tolist(),
+                                                                 self._proc_of[at].tolist(), fields, strict=True)]
         if self._extra:
             place = {j: p for p, j in enumerate(positions) if j in self._extra}
             for j, p in place.items():

@@ -137,14 +137,15 @@ class Simulator:
         self._per_rule: dict[str, int] = {}
         self._last_of_rule: dict[str, Anomaly] = {}
         self.report = True  # off while replaying from a checkpoint: those anomalies are known already
-        self._handlers: dict[str, Callable[[Row, int], None]] = {
+        # Keyed by plain strs: a row's kind (an exact str) is then looked up on the dict's fast path
+        self._handlers: dict[str, Callable[[Row, int], None]] = {str(k): h for k, h in {
             Kind.PASID_ALLOC: self._alloc, Kind.PASID_FREE: self._free, Kind.SVA_BIND: self._bind,
             Kind.SVA_UNBIND: self._unbind, Kind.MM_EXIT: self._mm_exit, Kind.PASID_ATTACH: self._attach,
             Kind.PASID_DETACH: self._detach, Kind.PASID_REPLACE: self._replace,
             Kind.PAGE_REQUEST: self._page_request, Kind.PAGE_RESPONSE: self._page_response,
             Kind.UAPI: self._uapi, Kind.LOST: self._lost,
             Kind.GROUP_ADD: self._group_add,
-        }
+        }.items()}
 
     def add_device(self, d: DeviceInfo) -> None:
         """A device of the recording's table (unless known already): the first machine's state holds its own."""
@@ -192,17 +193,18 @@ class Simulator:
         st = self.state
         if st.index < 0 and rows and rows[0] is not None:  # (an indexer passing only some rows calls begin)
             self.begin(rows[0][R_TS])
-        handlers = self._handlers
+        handler_of = self._handlers.get
         j = -1
         for j in positions:
             row = rows[j]
-            handler = handlers.get(row[R_KIND])
+            handler = handler_of(row[R_KIND])
             if handler is not None:
-                st.time_ns, st.index = row[R_TS], base + j  # what an interval that this row closes cites
+                st.time_ns = row[R_TS]  # what an interval that this row closes cites
+                st.index = i = base + j
                 try:
-                    handler(row, base + j)
+                    handler(row, i)
                 except MALFORMED as e:  # free when nothing is raised: the hot loop pays nothing for it
-                    self._malformed(row, base + j, e)
+                    self._malformed(row, i, e)
         if j >= 0:
             st.time_ns = rows[j][R_TS]
             st.index = base + j
@@ -590,29 +592,28 @@ class Simulator:
         # A group is (device, PRG index), and its PASID too only when the function requires the PASID in the
         # response (PCIe "PRG Response PASID Required", kernel NEEDS_PASID); 6.9+ gathers partials by index alone.
         key = (dev, prg, pasid if needs else None)
-        g = st.groups.get(key)
-        if g is None and dev in st.pri_disabled:
+        groups = st.groups
+        g = groups.get(key)
+        if g is not None:  # a later request of an open group (the hot path: kept short)
+            groups[key] = _new_group((dev, pasid, prg, g[3], g[4], g[5] + 1, g[6] or f.get("last", True), *g[7:]))
+            if self.intervals is not None:
+                self.intervals.joined(idx, g.first_idx)
+            return
+        if dev in st.pri_disabled:
             when, failed = st.pri_disabled[dev]
             self._flag("request_after_failure", ts, dev, pasid,
                        f"{dev} sent page request PRG {prg} {fmt_ns(ts - when)} after it was answered Response "
                        f"Failure, which disables its Page Request Interface until PRI is enabled again.",
                        [failed, idx], self._doubt())
-        if g is None:
-            # A PASID with no domain of its own here is no finding yet: with a user-managed PASID table (SMMUv3
-            # nesting, the iommufd mock) the core sends it to the RID's nested domain (find_fault_handler(),
-            # io-pgfault.c 6.11+). Who answers tells: the kernel's own Invalid Request means nobody handled it.
-            att = st.attachments.get((dev, pasid)) if pasid is not None else None
-            route = st.rid_routes.get(dev, AUTO) if att is None else _route(att)
-            st.groups[key] = _new_group((dev, pasid, prg, ts, idx, 1, f.get("last", True), route, False,
-                                         needs, pasid is not None and att is None))
-            if ts < st.fresh_from:
-                st.fresh_from = ts
-        else:
-            st.groups[key] = _new_group((dev, pasid, prg, g.first_ns, g.first_idx, g.requests + 1,
-                                         g.closed or f.get("last", True), g.route, g.stale, g.needs_pasid,
-                                         g.unattached))
-            if self.intervals is not None:
-                self.intervals.joined(idx, g.first_idx)
+        # A PASID with no domain of its own here is no finding yet: with a user-managed PASID table (SMMUv3
+        # nesting, the iommufd mock) the core sends it to the RID's nested domain (find_fault_handler(),
+        # io-pgfault.c 6.11+). Who answers tells: the kernel's own Invalid Request means nobody handled it.
+        att = st.attachments.get((dev, pasid)) if pasid is not None else None
+        route = st.rid_routes.get(dev, AUTO) if att is None else _route(att)
+        groups[key] = _new_group((dev, pasid, prg, ts, idx, 1, f.get("last", True), route, False,
+                                  needs, pasid is not None and att is None))
+        if ts < st.fresh_from:
+            st.fresh_from = ts
 
     def _page_response(self, row: Row, idx: int) -> None:
         st = self.state
@@ -626,14 +627,8 @@ class Simulator:
             code = f.get("code", 0)
             if code == ResponseCode.FAILURE:
                 st.pri_disabled[dev] = (ts, idx)
-            if g.unattached and f.get("by") in ("user", "guest"):
-                st.rid_routes[dev] = f["by"]
-            if g.unattached and g.route == AUTO and code != ResponseCode.SUCCESS and f.get("by", "kernel") == "kernel":
-                said = ResponseCode(code).name.lower() if code in (0, 1, 2) else f"code {code}"
-                self._flag("fault_unattached", ts, dev, pasid,
-                           f"page request PRG {prg} from {dev} on PASID {pasid}, which had no domain attached there "
-                           f"(nor a nested domain taking every PASID): the kernel answered it {said} itself.",
-                           [g.first_idx, idx], self._doubt())
+            if g.unattached:
+                self._answered_unattached(g, row, idx, code)
             answered = st.answered
             answered[key] = (ts, idx)
             if len(answered) > ANSWERS_KEPT:
@@ -657,6 +652,18 @@ class Simulator:
             self._flag("response_without_group", ts, dev, pasid,
                        f"{code} response for PRG {prg} on {_where(dev, pasid)}, but no such group was "
                        f"outstanding.", [idx], self._doubt())
+
+    def _answered_unattached(self, g: PendingGroup, row: Row, idx: int, code: Any) -> None:
+        """A response to a group whose PASID had no domain attached: who answered tells where such requests go."""
+        ts, dev, pasid, f = row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS]
+        if f.get("by") in ("user", "guest"):
+            self.state.rid_routes[dev] = f["by"]
+        if g.route == AUTO and code != ResponseCode.SUCCESS and f.get("by", "kernel") == "kernel":
+            said = ResponseCode(code).name.lower() if code in (0, 1, 2) else f"code {code}"
+            self._flag("fault_unattached", ts, dev, pasid,
+                       f"page request PRG {f['prg']} from {dev} on PASID {pasid}, which had no domain attached there "
+                       f"(nor a nested domain taking every PASID): the kernel answered it {said} itself.",
+                       [g.first_idx, idx], self._doubt())
 
     def _match_without_pasid(self, dev: str, prg: int, pasid: int | None) -> PendingGroup | None:
         """The kernel's rule (iommu_page_response): a response matches a group on its PRG index alone unless the
