@@ -2,7 +2,10 @@
 latency per device, as a timeline tool measures between two markers.
 
 Everything is numpy over the index's columns and the model's closed intervals (`Intervals.closed_columns`), never
-a Python step per event or per group, so a range of a million events is counted in milliseconds. A latency is
+a Python step per event or per group. A long range costs no more than a short one: counts are kept at every
+BLOCK-th event (and every GROUP_BLOCK-th group), so a range is the difference of two of them plus the few events at
+its ends, and a percentile is searched for among sorted blocks (`DeviceGroups`) rather than partitioned out of every
+group in the range. A latency is
 the model's own interval of a page-request group, from its first request to the response that closed it: a group
 the kernel answered itself at a detach (no response event) or one still waiting has no latency, and is counted
 apart rather than given one.
@@ -10,7 +13,7 @@ apart rather than given one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from weakref import WeakKeyDictionary
 
 import numpy as np
@@ -85,24 +88,75 @@ def range_stats(index: RecordingIndex, t0: int, t1: int, columns: Columns | None
     `latency` is None."""
     c = Columns.of(index) if columns is None else columns
     lo, hi = (int(i) for i in np.searchsorted(c.ts_max, (t0, t1), side="left"))  # nothing before lo is in range
-    if c.ordered:
-        inside: slice | np.ndarray = slice(lo, hi)
-        n = hi - lo
+    table = count_table(index, c)
+    if table is not None:  # ordered: a range is a slice of the columns, counted by blocks
+        per_kind, per_track = table.count(c, lo, hi)
+    elif c.ordered:
+        per_kind, per_track = _count(c, slice(lo, hi))
     else:
-        inside = np.flatnonzero((c.ts[lo:] >= t0) & (c.ts[lo:] < t1)) + lo
-        n = len(inside)
-    kinds = c.kinds[inside]
+        per_kind, per_track = _count(c, np.flatnonzero((c.ts[lo:] >= t0) & (c.ts[lo:] < t1)) + lo)
     names = c.kind_names
-    per_kind = np.bincount(kinds, minlength=len(names)) if n else np.zeros(len(names), np.int64)
     by_kind = sorted(((names[k], int(m)) for k, m in enumerate(per_kind.tolist()) if m), key=lambda x: (-x[1], x[0]))
-    faults: list[tuple[TrackKey, int]] = []
-    fault_id = c.kind_id(str(Kind.FAULT))
-    if fault_id is not None and n:
-        per_track = np.bincount(c.track_of[inside][kinds == fault_id], minlength=len(c.tracks))
-        faults = sorted(((c.tracks[t], int(per_track[t])) for t in np.flatnonzero(per_track).tolist()),
-                        key=lambda x: (-x[1], str(x[0].device), -1 if x[0].pasid is None else x[0].pasid))
+    faults = sorted(((c.tracks[t], int(per_track[t])) for t in np.flatnonzero(per_track).tolist()),
+                    key=lambda x: (-x[1], str(x[0].device), -1 if x[0].pasid is None else x[0].pasid))
     latency = group_latency(group_table(index, c), t0, t1) if c.model_done else None
-    return RangeStats(t0, t1, n, by_kind, faults, latency)
+    return RangeStats(t0, t1, int(per_kind.sum()), by_kind, faults, latency)
+
+
+def _count(c: Columns, inside: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Events per kind and faults per track among the events `inside` (a slice or positions)."""
+    kinds = c.kinds[inside]
+    per_kind = np.bincount(kinds, minlength=len(c.kind_names))
+    fault_id = c.kind_id(str(Kind.FAULT))
+    faults = c.track_of[inside][kinds == fault_id] if fault_id is not None else np.zeros(0, np.int64)
+    return per_kind, np.bincount(faults, minlength=len(c.tracks))
+
+
+BLOCK = 1 << 16  # events between two rows of a CountTable
+GROUP_BLOCK = 1 << 14  # page-request groups of a device between two sorted blocks of DeviceGroups
+
+
+@dataclass(frozen=True, slots=True)
+class CountTable:
+    """Events per kind and faults per track before every BLOCK-th event of an ordered recording (cumulative), so
+    that a range of any length is counted as two rows' difference plus the events at its ends."""
+
+    n: int
+    kinds: np.ndarray  # (blocks + 1, kinds)
+    faults: np.ndarray  # (blocks + 1, tracks)
+
+    @classmethod
+    def of(cls, c: Columns) -> CountTable:
+        blocks = c.n // BLOCK
+        kinds = np.zeros((blocks + 1, len(c.kind_names)), np.int64)
+        faults = np.zeros((blocks + 1, len(c.tracks)), np.int64)
+        for b in range(blocks):
+            kinds[b + 1], faults[b + 1] = _count(c, slice(b * BLOCK, (b + 1) * BLOCK))
+        return cls(c.n, np.cumsum(kinds, axis=0), np.cumsum(faults, axis=0))
+
+    def count(self, c: Columns, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Events per kind and faults per track among events lo..hi-1."""
+        first, last = -(-lo // BLOCK), hi // BLOCK  # the whole blocks inside
+        if first >= last:
+            return _count(c, slice(lo, hi))
+        head, tail = _count(c, slice(lo, first * BLOCK)), _count(c, slice(last * BLOCK, hi))
+        return (self.kinds[last] - self.kinds[first] + head[0] + tail[0],
+                self.faults[last] - self.faults[first] + head[1] + tail[1])
+
+
+_COUNTS: WeakKeyDictionary[Intervals, tuple[tuple[int, int], np.ndarray, CountTable | None]] = WeakKeyDictionary()
+
+
+def count_table(index: RecordingIndex, c: Columns) -> CountTable | None:
+    """The index's count table for these columns (made again when they changed); None where times go back or
+    the recording is too short to need one."""
+    key = (c.n, len(c.tracks))
+    got = _COUNTS.get(index.intervals)
+    base = c.kinds.base if c.kinds.base is not None else c.kinds
+    if got is None or got[0] != key or got[1] is not base:
+        table = CountTable.of(c) if c.n >= 2 * BLOCK and c.ordered else None
+        got = _COUNTS[index.intervals] = (key, base, table)
+    return got[2]
 
 
 ANSWERED, DRAINED, UNANSWERED = 0, 1, 2  # a group's fate: closed by a response, closed otherwise, still open
@@ -118,6 +172,14 @@ class GroupTable:
     device: np.ndarray  # uint16 (or wider): a position in `devices`, the group's first request's device
     fate: np.ndarray  # ANSWERED, DRAINED or UNANSWERED
     latency_ns: np.ndarray  # from first request to response (0 unless ANSWERED)
+    _by_device: dict[int, DeviceGroups] = field(default_factory=dict)
+
+    def of_device(self, d: int) -> DeviceGroups:
+        """Device number `d`'s groups, sorted into blocks the first time a range asks for them."""
+        got = self._by_device.get(d)
+        if got is None:
+            got = self._by_device[d] = DeviceGroups.of(self, d)
+        return got
 
     @classmethod
     def of(cls, index: RecordingIndex, c: Columns) -> GroupTable:
@@ -160,26 +222,83 @@ def group_table(index: RecordingIndex, c: Columns) -> GroupTable:
 def group_latency(table: GroupTable, t0: int, t1: int) -> list[DeviceLatency]:
     """Per device, the page-request groups whose first request lies in [t0, t1): their latencies, and how many
     were drained or are still unanswered."""
-    lo, hi = np.searchsorted(table.start_ns, (t0, t1), side="left")
-    devices, n_dev = table.devices, len(table.devices)
-    dev, fate, lat = table.device[lo:hi], table.fate[lo:hi], table.latency_ns[lo:hi]
-    fates = np.bincount(dev.astype(np.int64) * 3 + fate, minlength=n_dev * 3).reshape(n_dev, 3)
-    answered = fate == ANSWERED
-    dev, lat = dev[answered], lat[answered]
-    order = np.argsort(dev, kind="stable")
-    dev, lat = dev[order], lat[order]
-    bounds = np.searchsorted(dev, np.arange(n_dev + 1))
-    n_buckets = len(LATENCY_EDGES) + 1
-    buckets = np.bincount(dev.astype(np.int64) * n_buckets + np.searchsorted(LATENCY_EDGES, lat, side="right"),
-                          minlength=n_dev * n_buckets).reshape(n_dev, n_buckets)
     out = []
-    for d, name in enumerate(devices):
-        if not fates[d].any():
-            continue
-        mine = lat[bounds[d]:bounds[d + 1]]
-        ranks = [max((p * len(mine) + 99) // 100, 1) - 1 for p in PERCENTILES]  # nearest rank: a real group's
-        picked = np.partition(mine, [*ranks, len(mine) - 1]) if len(mine) else np.zeros(1, np.int64)
-        p50, p99 = (int(picked[r]) for r in ranks) if len(mine) else (0, 0)
-        out.append(DeviceLatency(name, len(mine), p50, p99, int(picked[-1]), tuple(buckets[d].tolist()),
-                                 int(fates[d][DRAINED]), int(fates[d][UNANSWERED])))
+    for d, name in enumerate(table.devices):
+        got = table.of_device(d).latency(name, t0, t1)
+        if got is not None:
+            out.append(got)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceGroups:
+    """One device's page-request groups by first request. The answered ones' latencies are kept GROUP_BLOCK at a
+    time sorted (as `keys`: block << 32 | rank, a rank being a place in `ordered`, all of them sorted), with the
+    histogram before each block (cumulative): a range's histogram is two rows' difference plus its ends, and a
+    percentile the rank whose count of smaller ones is right, found by bisection (a search per block, not a look
+    at every group)."""
+
+    starts: np.ndarray  # answered groups' first requests, sorted
+    rank: np.ndarray  # each one's place in `ordered`
+    ordered: np.ndarray  # their latencies sorted
+    keys: np.ndarray  # per whole block, block << 32 | rank, sorted
+    bucket: np.ndarray  # each one's histogram bucket
+    buckets: np.ndarray  # (whole blocks + 1, buckets) cumulative
+    drained: np.ndarray  # first requests of the groups drained, sorted
+    waiting: np.ndarray  # of those still unanswered
+
+    @classmethod
+    def of(cls, table: GroupTable, d: int) -> DeviceGroups:
+        mine = table.device == d
+        answered = mine & (table.fate == ANSWERED)
+        latency = table.latency_ns[answered]
+        order = np.argsort(latency, kind="stable")
+        rank = np.empty(len(order), np.int64)
+        rank[order] = np.arange(len(order))
+        whole = len(rank) // GROUP_BLOCK
+        blocks = np.arange(whole, dtype=np.int64)
+        keys = (np.sort(rank[:whole * GROUP_BLOCK].reshape(whole, GROUP_BLOCK), axis=1) | (blocks << 32)[:, None])
+        n_buckets = len(LATENCY_EDGES) + 1
+        bucket = np.searchsorted(LATENCY_EDGES, latency, side="right").astype(np.uint8)
+        per_block = np.bincount(np.repeat(blocks, GROUP_BLOCK) * n_buckets + bucket[:whole * GROUP_BLOCK],
+                                minlength=whole * n_buckets).reshape(whole, n_buckets)
+        cumulative = np.concatenate([np.zeros((1, n_buckets), np.int64), np.cumsum(per_block, axis=0)])
+        return cls(table.start_ns[answered], rank, latency[order], keys.ravel(), bucket, cumulative,
+                   table.start_ns[mine & (table.fate == DRAINED)], table.start_ns[mine & (table.fate == UNANSWERED)])
+
+    def latency(self, name: str, t0: int, t1: int) -> DeviceLatency | None:
+        """The groups whose first request lies in [t0, t1) (None: none)."""
+        a, b = (int(i) for i in np.searchsorted(self.starts, (t0, t1)))
+        drained, waiting = (int(np.diff(np.searchsorted(x, (t0, t1)))[0]) for x in (self.drained, self.waiting))
+        m = b - a
+        if not (m or drained or waiting):
+            return None
+        first, last = -(-a // GROUP_BLOCK), b // GROUP_BLOCK  # the whole blocks inside
+        n_buckets = len(LATENCY_EDGES) + 1
+        if first >= last:
+            first = last = 0
+            ends = np.sort(self.rank[a:b])
+            buckets = np.bincount(self.bucket[a:b], minlength=n_buckets)
+        else:
+            ends = np.sort(np.concatenate([self.rank[a:first * GROUP_BLOCK], self.rank[last * GROUP_BLOCK:b]]))
+            buckets = self.buckets[last] - self.buckets[first] + np.bincount(
+                np.concatenate([self.bucket[a:first * GROUP_BLOCK], self.bucket[last * GROUP_BLOCK:b]]),
+                minlength=n_buckets)
+        ranks = [max((p * m + 99) // 100, 1) - 1 for p in PERCENTILES] + [m - 1]  # nearest rank: a real group's
+        p50, p99, top = (self._kth(k, ends, first, last) for k in ranks) if m else (0, 0, 0)
+        return DeviceLatency(name, m, p50, p99, top, tuple(buckets.tolist()), drained, waiting)
+
+    def _kth(self, k: int, ends: np.ndarray, first: int, last: int) -> int:
+        """The latency of rank k (from 0) among the sorted ranks `ends` and the whole blocks first..last-1."""
+        blocks = np.arange(first, last, dtype=np.int64)
+        starts = int(blocks.sum()) * GROUP_BLOCK  # where each block's keys begin
+        lo, hi = 0, len(self.ordered) - 1  # the answer's rank lies in lo..hi
+        while lo < hi:
+            mid = (lo + hi) // 2
+            upto = int(np.searchsorted(ends, mid, side="right")) + \
+                int(np.searchsorted(self.keys, (blocks << 32) | mid, side="right").sum()) - starts
+            if upto > k:
+                hi = mid
+            else:
+                lo = mid + 1
+        return int(self.ordered[lo])
