@@ -74,14 +74,16 @@ def model_progress(index: RecordingIndex) -> str:
     return f"the model has replayed {index.modelled / index.n:.0%} of the recording so far"
 
 
-def explain(index: RecordingIndex, i: int, shown: Anomaly | None = None) -> Account:
+def explain(index: RecordingIndex, i: int, shown: Anomaly | None = None,
+            state_at: Callable[[int], SimState] | None = None) -> Account:
     """Explain event `i` of `index` using the simulator's state just after it; `shown`, an anomaly already on
-    screen beside it, is left out of the account."""
+    screen beside it, is left out of the account. `state_at` seeks the model (the index's own by default; the
+    explorer passes one that keeps the last state, which its allocator panel asked for at the same time)."""
     ev = index.event(i)
     if not index.covers(ev.ts_ns):
         return Account(ev.brief(), (f"{model_progress(index).capitalize()}: what this event did, and any anomaly "
                                     "it proves, shows when it gets here.",))
-    st = index.state_at(ev.ts_ns)
+    st = (state_at or index.state_at)(ev.ts_ns)
     st = st.of_machine(ev.machine) or SimState(machine=ev.machine)  # a merged recording's guest: its own state
     paras = [p for p in _describe(ev, st, index) if p]
     if ev.get("same_as"):

@@ -34,7 +34,7 @@ class AllocatorPanel(Panel):
         return (s.cursor, s.index.n, None if known else s.index.modelled, machine_of_row(s))  # (the progress it shows)
 
     def fill(self, s: Session) -> None:
-        st = s.index.state_at(s.cursor) if s.index.covers(s.cursor) else None
+        st = s.state_at(s.cursor) if s.index.covers(s.cursor) else None
         machines = s.index.header.machines
         if st is not None and len(machines) > 1:  # a merged recording: the state of the selected row's machine
             m = machine_of_row(s)

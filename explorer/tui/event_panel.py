@@ -3,6 +3,7 @@ an anomaly, that anomaly first, then the evidence event."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -10,7 +11,7 @@ from rich.text import Text
 from ..explain import anomaly_text, explain
 from ..index import RecordingIndex
 from ..intervals import IntervalKind
-from ..simulator import Anomaly
+from ..simulator import Anomaly, SimState
 from ..units import fmt_ns
 from .palette import SEVERITY_INK, ink
 from .panel import Panel, columns
@@ -31,14 +32,18 @@ class EventPanel(Panel):
         return (i, s.shown_anomaly, s.row.key if s.row else None, index.n, progress, len(index.anomalies))
 
     def fill(self, s: Session) -> None:
-        self.show_event(s.index, s.selected_event, s.row.label if s.row else "this row", s.current_anomaly)
+        self.show_event(s.index, s.selected_event, s.row.label if s.row else "this row", s.current_anomaly,
+                        s.state_at)
 
-    def show_event(self, index: RecordingIndex, i: int | None, where: str, anomaly: int | None = None) -> None:
-        """Show event `i`; with `anomaly` (an index into index.anomalies), that finding above it."""
+    def show_event(self, index: RecordingIndex, i: int | None, where: str, anomaly: int | None = None,
+                   state_at: Callable[[int], SimState] | None = None) -> None:
+        """Show event `i`; with `anomaly` (an index into index.anomalies), that finding above it. `state_at`: see
+        `explain`."""
         dark = self.dark
         body = [] if anomaly is None else [render_anomaly(index, anomaly, dark)]
         if i is not None:
-            body.append(render_event(index, i, dark, index.anomalies[anomaly] if anomaly is not None else None))
+            body.append(render_event(index, i, dark, index.anomalies[anomaly] if anomaly is not None else None,
+                                     state_at))
         elif anomaly is None:
             body.append(Text(f"No event at or before the cursor on {where}. Use ] and [ to step through this "
                              "row's events, or . and , through all of them.", style="dim"))
@@ -54,10 +59,11 @@ def render_anomaly(index: RecordingIndex, n: int, dark: bool) -> Text:
     return Text("\n").join(parts)
 
 
-def render_event(index: RecordingIndex, i: int, dark: bool, shown: Anomaly | None = None) -> Text:
+def render_event(index: RecordingIndex, i: int, dark: bool, shown: Anomaly | None = None,
+                 state_at: Callable[[int], SimState] | None = None) -> Text:
     """Event `i` explained; the account of `shown`, already on screen above it, is left out."""
     ev = index.event(i)
-    account = explain(index, i, shown)
+    account = explain(index, i, shown, state_at)
     head = Text(f"#{i} +{fmt_ns(ev.ts_ns - index.start_ns)}  ", style="dim")
     head.append(account.headline, style="bold")
     fields = columns([(k, _value(k, v)) for k, v in ev.as_dict().items() if v not in (None, "", {}) and k != "ts_ns"],

@@ -16,7 +16,7 @@ import numpy as np
 from ..events import Kind
 from ..explain import model_progress
 from ..index import RecordingIndex
-from ..simulator import Anomaly
+from ..simulator import Anomaly, SimState
 from ..units import fmt_ns
 from .cells import CellModel
 from .filters import Filter
@@ -65,6 +65,7 @@ class Session:
     mark_b: int | None = field(default=None, init=False)
     # the anomaly shown, kept by identity: findings the model adds later may sort before it
     _anomaly: Anomaly | None = field(default=None, init=False)
+    _state: tuple[tuple[int, int, int], SimState] | None = field(default=None, init=False)  # see state_at
 
     def __post_init__(self) -> None:
         index = self.index
@@ -109,6 +110,15 @@ class Session:
     def step_at(self) -> int:
         """How many teaching steps lie at or before the cursor."""
         return bisect.bisect_right(self._marker_ts, self.cursor)
+
+    def state_at(self, t: int) -> SimState:
+        """The model's state at `t` (read, never changed), kept until asked for another time: after a step both
+        the allocator panel and the event's account ask for the cursor's, and a seek costs more than the rest of
+        a frame."""
+        key = (t, self.index.n, self.index.modelled)
+        if self._state is None or self._state[0] != key:
+            self._state = (key, self.index.state_at(t))
+        return self._state[1]
 
     def keep(self) -> np.ndarray | None:
         """The kinds the filter keeps (None: all)."""
