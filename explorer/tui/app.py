@@ -436,6 +436,7 @@ class ExplorerApp(App[None]):
         observe = spans.feed if spans.done == self.index.modelled else None  # fed from the first chunk on
         if self.index.run_model(observe=observe, stop=lambda: worker.is_cancelled):
             spans.update()  # what the model's rows did not bring (an index it had already run over)
+            spans.prepare()
             if not worker.is_cancelled and self.is_running:
                 self.call_from_thread(self._model_ready, spans)
 

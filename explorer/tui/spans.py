@@ -38,11 +38,11 @@ class TrackSpans:
     classes: tuple[tuple[int, int, int], ...]  # (first, end, longest duration) of each class's slice
 
     @classmethod
-    def of(cls, items: list[tuple[int, int, int]]) -> TrackSpans:
-        """Spans from (start, end, style) triples, in any order."""
-        if not items:
+    def of(cls, items: list[tuple[int, int, int]] | np.ndarray) -> TrackSpans:
+        """Spans from (start, end, style) triples (or an array of them as rows), in any order."""
+        if not len(items):
             return NO_SPANS
-        a = np.array(items, dtype=np.int64)
+        a = np.asarray(items, dtype=np.int64)
         lengths = np.maximum(a[:, 1].astype(np.float64) - a[:, 0], 1.0)
         length_class = np.log2(lengths).astype(np.int64)
         order = np.lexsort((a[:, 0], length_class))
@@ -85,6 +85,7 @@ class TrackSpans:
 
 
 NO_SPANS = TrackSpans(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int16), ())
+_NO_BARS = np.zeros((0, 3), np.int64)
 
 
 RowKey = tuple[object, object]  # ("pasid", p) for a PASID's lifetime, (device, pasid) for the rest
@@ -116,7 +117,7 @@ class Spans:
 
     index: RecordingIndex
     done: int = 0  # events scanned for names so far
-    _spans: defaultdict[RowKey, list[tuple[int, int, int]]] = field(default_factory=lambda: defaultdict(list))
+    _closed: dict[RowKey, np.ndarray] = field(default_factory=dict)  # closed bars by row, (start, end, style) rows
     _closed_seen: int = 0  # the model's closed intervals laid out so far
     _open: defaultdict[RowKey, list[tuple[int, int, int]]] = field(default_factory=lambda: defaultdict(list))
     _arrays: dict[RowKey, TrackSpans] = field(default_factory=dict)
@@ -181,22 +182,43 @@ class Spans:
         there)."""
         if self.done < self.index.n:
             return NO_SPANS
-        store = self.index.intervals
-        version = (store.closed_count, store.opened, self.index.end_ns)
-        if self._arrays_at != version:
-            self._arrays.clear()
-            self._arrays_at = version
-            for iv in store.closed_since(self._closed_seen):
-                bar = bar_of(iv)
-                if bar is not None:
-                    self._spans[bar[0]] += self._pieces(iv.start_ns, iv.end_or(0), bar[1])
-            self._closed_seen = store.closed_count
-            self._open.clear()
-            for iv in store.open_now():
-                bar = bar_of(iv)
-                if bar is not None:
-                    self._open[bar[0]] += self._pieces(iv.start_ns, OPEN_END, bar[1], seen=self.index.end_ns)
+        self._catch_up()
         got = self._arrays.get(row_key)
         if got is None:
-            got = self._arrays[row_key] = TrackSpans.of(self._spans.get(row_key, []) + self._open.get(row_key, []))
+            still = np.array(self._open.get(row_key, []), np.int64).reshape(-1, 3)
+            got = self._arrays[row_key] = TrackSpans.of(np.concatenate([self._closed.get(row_key, _NO_BARS), still]))
         return got
+
+    def prepare(self) -> None:
+        """Lay out every row's bars now: the model's worker does, so that no frame waits for the first look at a
+        row (a row of a big recording holds thousands of bars)."""
+        if self.done < self.index.n:
+            return
+        self._catch_up()
+        for key in self._closed.keys() | self._open.keys():
+            self.of(key)
+
+    def _catch_up(self) -> None:
+        """Lay out what the model closed since last asked (kept as arrays, 24 bytes a bar), and what it holds open
+        now."""
+        store = self.index.intervals
+        version = (store.closed_count, store.opened, self.index.end_ns)
+        if self._arrays_at == version:
+            return
+        self._arrays.clear()
+        self._arrays_at = version
+        new: defaultdict[RowKey, list[tuple[int, int, int]]] = defaultdict(list)
+        for iv in store.closed_since(self._closed_seen):
+            bar = bar_of(iv)
+            if bar is not None:
+                new[bar[0]] += self._pieces(iv.start_ns, iv.end_or(0), bar[1])
+        self._closed_seen = store.closed_count
+        for key, pieces in new.items():
+            earlier = self._closed.get(key)
+            added = np.array(pieces, np.int64)
+            self._closed[key] = added if earlier is None else np.concatenate([earlier, added])
+        self._open.clear()
+        for iv in store.open_now():
+            bar = bar_of(iv)
+            if bar is not None:
+                self._open[bar[0]] += self._pieces(iv.start_ns, OPEN_END, bar[1], seen=self.index.end_ns)
