@@ -6,7 +6,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Markdown
 
 from .filters import FILTER_HELP
 from .glyphs import MARKS
@@ -83,6 +82,8 @@ class HelpScreen(ModalScreen[None]):
         self._markdown = help_markdown(bindings)
 
     def compose(self) -> ComposeResult:
+        from textual.widgets import Markdown  # here: it brings Pygments, a tenth of a second of start-up
+
         with VerticalScroll():
             yield Markdown(self._markdown)
 
