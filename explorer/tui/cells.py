@@ -37,6 +37,7 @@ class CellModel:
         self.index = index
         self.spans = spans
         self._kinds: frozenset[str] = frozenset()
+        self.version = 0  # counts resets: cells counted before one are out of date
         self.reset()
 
     def reset(self, kinds: frozenset[str] | None = None) -> None:
@@ -57,7 +58,7 @@ class CellModel:
         self._tracks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._merged: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
         self._sort_anomalies()
-
+        self.version += 1
     def _sort_anomalies(self) -> None:
         """Anomalies by (device, PASID), again whenever the model (maybe still running) has found more."""
         self._anoms: dict[_AnomalyKey, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}

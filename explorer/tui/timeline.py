@@ -76,6 +76,9 @@ class Timeline(Widget, can_focus=True):
         self._cache: dict[int, Strip] = {}
         self._grid: tuple[np.ndarray, list[tuple[int, str]]] | None = None  # this frame's cell edges and ticks
         self._styles: dict[tuple[object, ...], Style] = {}
+        # each row's cells at the last window: a cursor or row move redraws the lines but counts nothing again
+        self._row_cells: dict[tuple[object, ...], RowCells] = {}
+        self._row_cells_of: tuple[object, ...] = ()
 
     # -- geometry ---------------------------------------------------------------------------------------------
     @property
@@ -231,11 +234,24 @@ class Timeline(Widget, can_focus=True):
 
     def _row_line(self, v: View, r: int) -> Strip:
         n = self.cell_count
-        cells = self.cells.row_cells(v.rows[r], self._edges_and_ticks(v)[0])
+        cells = self._cells_of(v.rows[r], self._edges_and_ticks(v)[0])
         cur = v.window.cell_of(v.cursor, n)
         segs = [self._label(v, r), Segment("│", self._style(dim=True))]
         segs += self._cell_segments(cells, cur, self._mark_cells(v))
         return Strip(segs)
+
+    def _cells_of(self, row: TrackRow, edges: np.ndarray) -> RowCells:
+        """The row's cells, counted again only when the window, the index, its findings or the filter changed."""
+        model = self.cells
+        at = (int(edges[0]), int(edges[-1]), len(edges), model.index.n, len(model.index.anomalies), model.version,
+              id(model.spans))
+        if at != self._row_cells_of:
+            self._row_cells, self._row_cells_of = {}, at
+        key = (row.key, row.only, row.span_key, *row.tracks)
+        got = self._row_cells.get(key)
+        if got is None:
+            got = self._row_cells[key] = model.row_cells(row, edges)
+        return got
 
     def _cell_segments(self, c: RowCells, cursor_cell: int | None, marks: dict[int, int]) -> list[Segment]:
         """One segment per run of cells drawn alike (styles are cached, so a run is a run of the same object). A
