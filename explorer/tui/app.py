@@ -124,6 +124,7 @@ class ExplorerApp(App[None]):
             spans.update()
         self.session = Session(index, spans, CellModel(index, spans), expand=self.layout.expand, live=live is not None,
                                filter=parse_filter(self.layout.filter))
+        self.session.intervals_ready = sync
         self._last_tick = 0.0
         self._top = 0
         self._stop_indexing = False  # `k`: the user stopped indexing the rest of a big recording
@@ -437,6 +438,7 @@ class ExplorerApp(App[None]):
         if self.index.run_model(observe=observe, stop=lambda: worker.is_cancelled):
             spans.update()  # what the model's rows did not bring (an index it had already run over)
             spans.prepare()
+            index.intervals.by_event(-1)  # what each event opened or closed, looked up once here, not in a step
             if not worker.is_cancelled and self.is_running:
                 self.call_from_thread(self._model_ready, spans)
 
@@ -470,6 +472,7 @@ class ExplorerApp(App[None]):
         self._progress.stop()
         gc.freeze()
         self.session.new_bars(spans)
+        self.session.intervals_ready = True
         self.refresh_view(reselect=False)
 
     @work(thread=True, exclusive=True, group="live")

@@ -29,21 +29,22 @@ class EventPanel(Panel):
     def depends_on(self, s: Session) -> tuple[object, ...]:
         i, index = s.selected_event, s.index
         progress = None if i is None or index.covers(int(index.ts[i])) else index.modelled
-        return (i, s.shown_anomaly, s.row.key if s.row else None, index.n, progress, len(index.anomalies))
+        return (i, s.shown_anomaly, s.row.key if s.row else None, index.n, progress, len(index.anomalies),
+                s.intervals_ready)
 
     def fill(self, s: Session) -> None:
         self.show_event(s.index, s.selected_event, s.row.label if s.row else "this row", s.current_anomaly,
-                        s.state_at)
+                        s.state_at, s.intervals_ready)
 
     def show_event(self, index: RecordingIndex, i: int | None, where: str, anomaly: int | None = None,
-                   state_at: Callable[[int], SimState] | None = None) -> None:
+                   state_at: Callable[[int], SimState] | None = None, intervals: bool = True) -> None:
         """Show event `i`; with `anomaly` (an index into index.anomalies), that finding above it. `state_at`: see
-        `explain`."""
+        `explain`; `intervals`: see `render_event`."""
         dark = self.dark
         body = [] if anomaly is None else [render_anomaly(index, anomaly, dark)]
         if i is not None:
             body.append(render_event(index, i, dark, index.anomalies[anomaly] if anomaly is not None else None,
-                                     state_at))
+                                     state_at, intervals))
         elif anomaly is None:
             body.append(Text(f"No event at or before the cursor on {where}. Use ] and [ to step through this "
                              "row's events, or . and , through all of them.", style="dim"))
@@ -60,8 +61,9 @@ def render_anomaly(index: RecordingIndex, n: int, dark: bool) -> Text:
 
 
 def render_event(index: RecordingIndex, i: int, dark: bool, shown: Anomaly | None = None,
-                 state_at: Callable[[int], SimState] | None = None) -> Text:
-    """Event `i` explained; the account of `shown`, already on screen above it, is left out."""
+                 state_at: Callable[[int], SimState] | None = None, intervals: bool = True) -> Text:
+    """Event `i` explained; the account of `shown`, already on screen above it, is left out. With `intervals`
+    False, what it opened or closed is left out too (the explorer's worker is still looking those up)."""
     ev = index.event(i)
     account = explain(index, i, shown, state_at)
     head = Text(f"#{i} +{fmt_ns(ev.ts_ns - index.start_ns)}  ", style="dim")
@@ -70,7 +72,7 @@ def render_event(index: RecordingIndex, i: int, dark: bool, shown: Anomaly | Non
                      indent="  ")
     fields.stylize("dim")
     paras = [Text(p, style=_role_style(p, dark)) for p in account.paragraphs]
-    spans = [Text(line, style="dim") for line in interval_lines(index, i)]
+    spans = [Text(line, style="dim") for line in (interval_lines(index, i) if intervals else [])]
     fields.rstrip()
     return Text("\n").join([head, *paras, *spans, fields])  # the account first: on a small screen it is what fits
 

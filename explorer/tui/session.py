@@ -66,6 +66,9 @@ class Session:
     # the anomaly shown, kept by identity: findings the model adds later may sort before it
     _anomaly: Anomaly | None = field(default=None, init=False)
     _state: tuple[tuple[int, int, int], SimState] | None = field(default=None, init=False)  # see state_at
+    # whether the event panel may read what each event opened or closed: a big recording's are looked up in the
+    # model's worker before it hands the bars over (seconds at 10M events), so that no step waits for that
+    intervals_ready: bool = field(default=True, init=False)
 
     def __post_init__(self) -> None:
         index = self.index
