@@ -6,10 +6,11 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
 
 import msgpack
+import numpy as np
 
 from ..events import R_DEVICE, R_KIND, R_TS, Event, Row
 from .columns import ChunkColumns, columns_of, pack
@@ -19,6 +20,10 @@ from .header import MERGED_VERSION, PACKED_VERSION, DeviceInfo, Header
 from .packed import Packer
 
 DEFAULT_CHUNK_EVENTS = 4096
+
+ChunkListener = Callable[[list[int], "np.ndarray | None"], None]
+"""Told of each chunk once it is in the file: its footer entry (offset, length, t0, t1, n) and, when sorting by
+time moved rows, `order`: the chunk's i-th row is the `order[i]`-th of those appended for it."""
 
 
 class RecordingWriter:
@@ -33,6 +38,9 @@ class RecordingWriter:
     By default chunks are compressed columns (`packed`, format version 3), or rows for a chunk whose rows do not
     fit them; `compress=False` writes rows only, which explorers before version 3 read (version 1, or 2 for a
     merged recording).
+
+    `on_chunk` (a `ChunkListener`) lets a reader follow the file as it is written (`live -o` reads its older rows
+    back from its own output).
     """
 
     def __init__(self, path: str | os.PathLike[str] | BinaryIO, header: Header, *,
@@ -61,6 +69,7 @@ class RecordingWriter:
         self._offset = 0
         self.events_written = 0
         self.closed = False
+        self.on_chunk: ChunkListener | None = None
         self._write(MAGIC)
         # The version this file needs, whatever the header was read from: rows, merged rows, or compressed columns
         rows_version = MERGED_VERSION if len(header.machines) > 1 else 1
@@ -123,7 +132,7 @@ class RecordingWriter:
         while self._npacked >= self.chunk_events:
             batch = PackedRows.concat(self._packed)
             self._packed, self._npacked = [batch.slice(self.chunk_events, len(batch))], len(batch) - self.chunk_events
-            self._store_packed(batch.slice(0, self.chunk_events).sorted())
+            self._store_packed(batch.slice(0, self.chunk_events))
 
     def _take_rows(self) -> None:
         """Rows appended one by one after packed ones join them, so that they stay in the order appended."""
@@ -140,36 +149,40 @@ class RecordingWriter:
         """Write buffered events as one chunk now (a live capture calls this on a timer too)."""
         if self._packed:
             self._take_rows()
-            batch = PackedRows.concat(self._packed).sorted()
+            batch = PackedRows.concat(self._packed)
             self._packed, self._npacked = [], 0
             if len(batch):
                 self._store_packed(batch)
         if not self._rows:
             return
-        rows = sorted(self._rows, key=lambda r: r[R_TS])
+        order = sorted(range(len(self._rows)), key=lambda i: self._rows[i][R_TS])  # stable, as the rows' sort
+        rows = [self._rows[i] for i in order]
         self._rows = []
-        self._store_rows(rows, columns_of(rows))
+        self._store_rows(rows, columns_of(rows), _moved(np.array(order)))
 
-    def _store_rows(self, rows: list[Row], cols: ChunkColumns | None) -> None:
+    def _store_rows(self, rows: list[Row], cols: ChunkColumns | None, order: np.ndarray | None) -> None:
         counts = cols.counts() if cols is not None else Counter(r[R_KIND] for r in rows)
         devices = (k[1] for k in cols.keys) if cols is not None else (r[R_DEVICE] for r in rows)
         chunk = self._chunk_meta(rows[0][R_TS], rows[-1][R_TS], len(rows), counts, devices)
         payload = self._packer.chunk(rows, chunk, cols) if self._packer is not None else None
-        self._store(chunk, payload if payload is not None else self._row_chunk(rows, chunk, cols))
+        self._store(chunk, payload if payload is not None else self._row_chunk(rows, chunk, cols), order)
 
-    def _store_packed(self, batch: PackedRows) -> None:
-        """A chunk of time-sorted encoded rows, from their columns; as rows when they do not split into them."""
+    def _store_packed(self, appended: PackedRows) -> None:
+        """A chunk of encoded rows, sorted by time, from their columns; as rows when they do not split into
+        them."""
         assert self._packer is not None
+        batch = appended.sorted()
+        order = None if batch is appended else _moved(np.argsort(appended.ts, kind="stable"))
         split = batch.columns()
         if split is None:
             rows = batch.rows()
-            self._store_rows(rows, columns_of(rows))
+            self._store_rows(rows, columns_of(rows), order)
             return
         cols = ChunkColumns(split.ts, split.keys, split.key_of)
         chunk = self._chunk_meta(int(split.ts[0]), int(split.ts[-1]), len(batch), cols.counts(),
                                  (k[1] for k in split.keys))
         payload = self._packer.columns_chunk(split, chunk)
-        self._store(chunk, payload if payload is not None else self._row_chunk(batch.rows(), chunk, cols))
+        self._store(chunk, payload if payload is not None else self._row_chunk(batch.rows(), chunk, cols), order)
 
     def _chunk_meta(self, t0: int, t1: int, n: int, counts: dict[str, int], devices: Iterable[Any]
                     ) -> dict[str, Any]:
@@ -180,11 +193,13 @@ class RecordingWriter:
                 self._devices[dev] = DeviceInfo(dev)
         return {"seq": len(self._index), "t0": t0, "t1": t1, "n": n, "counts": dict(counts)}
 
-    def _store(self, chunk: dict[str, Any], payload: bytes) -> None:
+    def _store(self, chunk: dict[str, Any], payload: bytes, order: np.ndarray | None) -> None:
         self._index.append([self._offset, len(payload), chunk["t0"], chunk["t1"], chunk["n"]])
         self._write(frame(TAG_CHUNK, payload))
         self.events_written += chunk["n"]
         self._sync()
+        if self.on_chunk is not None:
+            self.on_chunk(self._index[-1], order)
 
     @staticmethod
     def _row_chunk(rows: list[Row], chunk: dict[str, Any], cols: Any) -> bytes:
@@ -220,6 +235,11 @@ class RecordingWriter:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self.close("complete" if exc_type is None else f"aborted: {getattr(exc_type, '__name__', exc_type)}")
+
+
+def _moved(order: np.ndarray) -> np.ndarray | None:
+    """A chunk's sort order, or None where it left every row in place."""
+    return None if bool((order == np.arange(len(order))).all()) else order
 
 
 def write_events(path: str | os.PathLike[str], header: Header, events: Any, **kw: Any) -> int:
