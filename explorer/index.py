@@ -31,7 +31,7 @@ from .collector import collector_paused
 from .event_columns import EventColumns
 from .events import Event, Kind, Row, make
 from .intervals import Intervals
-from .live_spill import LiveSpill
+from .live_spill import LiveSpill, TempSpill
 from .recording import DeviceInfo, Header, Recording
 from .recording.columns import ChunkColumns, columns_of
 from .recording.reader import ChunkHead
@@ -95,7 +95,7 @@ class RecordingIndex:
     """Index + simulator over one event stream, from a file (`build`) or fed live (`add_rows`)."""
 
     def __init__(self, header: Header, *, recording: Recording | None = None,
-                 stale_ns: int = DEFAULT_STALE_NS) -> None:
+                 stale_ns: int = DEFAULT_STALE_NS, spill: LiveSpill | None = None) -> None:
         self.header = header
         self.recording = recording
         self.devices: dict[str, DeviceInfo] = {d.name: d for d in header.devices}
@@ -127,7 +127,7 @@ class RecordingIndex:
         self._gaps: dict[int, tuple[int, int]] = {}  # chunk -> (time, events) of an unreadable chunk's loss
         self.modelled_chunks = 0  # chunks the model has replayed, in order
         self._live_chunks: dict[int, list[Row]] = {}  # rows of the newest chunks fed live, by chunk number
-        self._spill: LiveSpill | None = None  # older live chunks: memory stays bounded however long live runs
+        self._spill = spill  # older live chunks (a temporary file's unless given): live's memory stays bounded
         self._cache: OrderedDict[int, list[Row]] = OrderedDict()  # whole chunks' rows, the newest read last
         self._replay_cache: OrderedDict[int, list[Row | None]] = OrderedDict()  # the rows a seek replays
         self._checkpoints: list[_Checkpoint] = []
@@ -283,22 +283,19 @@ class RecordingIndex:
             self._spill_old()
 
     def _spill_old(self) -> None:
-        """Write modelled live chunks older than the newest LIVE_WINDOW events to the spill recording (see
-        live_spill.py), and drop their rows: a live session at 50,000 events a second keeps a bounded window of
-        rows in memory, and reads older ones back when a seek or a panel needs them. (A batch out of time order,
-        which a writer would reorder, stays in memory.)"""
+        """Hand modelled live chunks older than the newest LIVE_WINDOW events to the spill (see live_spill.py),
+        and drop their rows: a live session at 50,000 events a second keeps a bounded window of rows in memory,
+        and reads older ones back when a seek or a panel needs them. (A chunk the spill does not take yet stays
+        in memory.)"""
         keep_from = min(self._chunk_starts[self.modelled_chunks] if not self.model_done else self.n,
                         self.n - LIVE_WINDOW)
         starts = self._chunk_starts
         for c in [c for c in self._live_chunks if c + 1 < len(starts) and starts[c + 1] <= keep_from]:
-            rows = self._live_chunks[c]
-            if not LiveSpill.takes(rows):
-                continue
             if self._spill is None:
-                self._spill = LiveSpill(self.header)
-            self._spill.put(c, rows)
-            with self._lock:
-                del self._live_chunks[c]
+                self._spill = TempSpill(self.header)
+            if self._spill.put(c, starts[c], self._live_chunks[c]):
+                with self._lock:
+                    del self._live_chunks[c]
 
     def _note_gap(self, ts: int, n: int, why: str) -> None:
         """An unreadable chunk is a loss like any other: the simulator must stop trusting its state there."""

@@ -1,16 +1,26 @@
-"""Where a live session's older rows go: a recording the index writes as it goes, read back on demand.
+"""Where a live session's older rows go: a recording written as it goes, read back on demand.
 
-`live` keeps only a window of recent rows in memory (see `RecordingIndex.add_rows`); each older batch is written
-as one chunk of a recording (format 3: zstd-compressed columns, about 11 bytes an event) in an unnamed
-temporary file, and a seek, the event panel or a search reads it back through the ordinary recording reader,
-which follows the file as it grows. Memory then holds per batch only its place in the file.
+`live` keeps only a window of recent rows in memory (see `RecordingIndex.add_rows`); a seek, the event panel or
+a search reads older ones back through the ordinary recording reader, which follows the file as it grows.
+Memory then holds per batch only its place in the file. The file is
+  - with `-o`, the recording `live` writes anyway (`OutputSpill`): its writer cuts chunks of its own (4,096
+    events, or a second's) and sorts each by time, so the screen's batch `c` is found by where its rows arrived
+    in the writer's stream, and a chunk the sort reordered is put back in arrival order;
+  - without, an unnamed temporary recording (`TempSpill`), one chunk per batch (format 3: zstd-compressed
+    columns, about 11 bytes an event).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
+from bisect import bisect_right
+from typing import Protocol
 
+import numpy as np
+
+from .errors import ExplorerError
 from .events import R_TS, Row
 from .recording import Header, Recording, RecordingWriter
 from .recording.framing import FRAME
@@ -18,8 +28,22 @@ from .recording.framing import FRAME
 _NEVER = 1 << 62  # the writer cuts no chunk of its own: each batch is flushed as one
 
 
-class LiveSpill:
-    """Live batches written out as chunks of a temporary recording, by the index's chunk number."""
+class LiveSpill(Protocol):
+    """Older live batches, by the index's chunk number."""
+
+    def put(self, c: int, start: int, rows: list[Row]) -> bool:
+        """Take chunk `c` (the index's events `start` ...): False when its rows must stay in memory."""
+        ...
+
+    def __contains__(self, c: int) -> bool: ...
+
+    def rows(self, c: int) -> list[Row]:
+        """Chunk `c`'s rows as they arrived (none, when the file can no longer be read)."""
+        ...
+
+
+class TempSpill:
+    """Live batches written out as chunks of a temporary recording."""
 
     def __init__(self, header: Header) -> None:
         fd, path = tempfile.mkstemp(prefix="pasid-live-", suffix=".pasidrec")
@@ -31,28 +55,86 @@ class LiveSpill:
             os.unlink(path)  # the open descriptors keep it; nothing is left behind, however the session ends
         self._chunk_of: dict[int, int] = {}
 
-    @staticmethod
-    def takes(rows: list[Row]) -> bool:
-        """Whether a batch reads back as it went in: the writer orders a chunk by time, so it must be."""
-        return all(a[R_TS] <= b[R_TS] for a, b in zip(rows, rows[1:], strict=False))
-
-    def put(self, c: int, rows: list[Row]) -> None:
-        """Write chunk `c`'s rows (a batch `takes`) as one chunk of the file."""
-        start = self._file.tell()
+    def put(self, c: int, start: int, rows: list[Row]) -> bool:
+        """Write a batch as one chunk of the file; one out of time order stays in memory (the writer would
+        reorder it)."""
+        if not all(a[R_TS] <= b[R_TS] for a, b in zip(rows, rows[1:], strict=False)):
+            return False
+        at = self._file.tell()
         self._writer.extend_rows(rows)
         self._writer.flush()
-        length = self._file.tell() - start - FRAME.size
-        self._reader.follow(start, length, rows[0][R_TS], rows[-1][R_TS], len(rows))
+        length = self._file.tell() - at - FRAME.size
+        self._reader.follow(at, length, rows[0][R_TS], rows[-1][R_TS], len(rows))
         self._chunk_of[c] = len(self._reader.chunks) - 1
+        return True
 
     def __contains__(self, c: int) -> bool:
         return c in self._chunk_of
 
     def rows(self, c: int) -> list[Row]:
-        """Chunk `c`'s rows as written (none, when the file can no longer be read: the temporary directory's
-        disk failed under it)."""
         return self._reader.try_chunk_rows(self._chunk_of[c]) or []
 
-    @property
-    def bytes_written(self) -> int:
-        return self._file.tell()
+
+class OutputSpill:
+    """Live batches read back from the recording `live -o` writes of the same rows, in the same order (the
+    index is fed what the writer was given, and nothing else)."""
+
+    def __init__(self, writer: RecordingWriter) -> None:
+        assert writer.events_written == 0, "the spill follows the writer from its first chunk"
+        self._reader = Recording(writer.path)
+        self._starts = [0]  # where each written chunk's rows begin among those appended; last: all written
+        self._order: dict[int, np.ndarray] = {}  # the chunks the writer's sort reordered: how
+        self._span: dict[int, tuple[int, int]] = {}  # the index's chunk -> its events [start, end)
+        writer.on_chunk = self._written  # called on the capture's thread: `_starts` grows last
+
+    @staticmethod
+    def of(writer: RecordingWriter) -> OutputSpill | None:
+        """A spill on `writer`'s file, or None when it cannot be read back (not a regular file: `-o /dev/null`)."""
+        try:
+            if not stat.S_ISREG(os.stat(writer.path).st_mode):
+                return None
+            return OutputSpill(writer)
+        except (OSError, ExplorerError):
+            return None
+
+    def _written(self, entry: list[int], order: np.ndarray | None) -> None:
+        offset, length, t0, t1, n = entry
+        if order is not None:
+            self._order[len(self._starts) - 1] = order
+        self._reader.follow(offset, length, t0, t1, n)
+        self._starts.append(self._starts[-1] + n)
+
+    def put(self, c: int, start: int, rows: list[Row]) -> bool:
+        """Chunk `c` is in the file once the writer has written all its rows."""
+        if start + len(rows) > self._starts[-1]:
+            return False
+        self._span[c] = (start, start + len(rows))
+        return True
+
+    def __contains__(self, c: int) -> bool:
+        return c in self._span
+
+    def rows(self, c: int) -> list[Row]:
+        start, end = self._span[c]
+        k = bisect_right(self._starts, start) - 1
+        out: list[Row] = []
+        while start < end:
+            arrived = self._arrived(k)
+            if arrived is None:
+                return []
+            out += arrived[start - self._starts[k]:end - self._starts[k]]
+            start, k = self._starts[k + 1], k + 1
+        return out
+
+    def _arrived(self, k: int) -> list[Row] | None:
+        """Written chunk `k`'s rows in the order they were appended."""
+        rows = self._reader.try_chunk_rows(k)
+        if rows is None or len(rows) != self._starts[k + 1] - self._starts[k]:
+            return None
+        order = self._order.get(k)
+        if order is None:
+            return rows
+        arrived = list(rows)
+        for row, at in zip(rows, order.tolist(), strict=True):
+            arrived[at] = row
+        return arrived

@@ -157,3 +157,73 @@ def test_live_memory_per_event_stays_bounded_once_the_window_is_full(clients, mo
     print(f"live growth after the window filled: {growth:.0f} B/event over {n1 - n0:,} events")
     # (a capture that hands over 100,000 rows in one poll leaves a transient peak in the figure: 13-312 here)
     assert growth < 400, f"{growth:.0f} bytes an event"
+
+
+def test_live_output_is_where_older_rows_are_read_back_from(tmp_path: Path, clients, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`live -o`: past the window, rows are read back from the recording it writes (no second, temporary
+    recording), each exactly as it arrived, though the writer cut its chunks elsewhere and sorted them."""
+    from explorer import index as index_module
+    from explorer.live_spill import OutputSpill
+
+    window = 10_000
+    monkeypatch.setattr(index_module, "LIVE_WINDOW", window)
+
+    def no_second_recording(header: object) -> None:
+        raise AssertionError("live -o wrote a temporary recording beside its own")
+
+    monkeypatch.setattr(index_module, "TempSpill", no_second_recording)
+    out = tmp_path / "out.pasidrec"
+    source = RecordingTee(Capture(CaptureOptions()), out)
+    arrived: list[list] = []  # type: ignore[type-arg]
+    poll = source.poll
+    source.poll = lambda timeout_s: arrived.extend(rows := poll(timeout_s)) or rows  # type: ignore[method-assign]
+    app = ExplorerApp(RecordingIndex(source.header, spill=OutputSpill.of(source.writer)), live=source)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(160, 48)) as pilot:
+            flood = Client("flood", "60000")
+            clients.append(flood)
+            flood.go()
+            await wait_for(pilot, lambda: flood.proc.poll() is not None, timeout=120)
+            await wait_for(pilot, lambda: app.index.n >= 4 * window, timeout=60)
+            held = sum(len(r) for r in app.index._live_chunks.values())  # noqa: SLF001
+            assert held <= window + index_module.LIVE_CHUNK
+            await pilot.press("home")  # a seek into evicted time
+            assert app.session.cursor == arrived[0][0]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        source.close()
+    shown = app.index
+    assert 0 in shown._spill and len(arrived) >= shown.n  # noqa: SLF001
+    assert [shown.row(i) for i in range(shown.n)] == arrived[:shown.n]
+    rec = Recording(out)
+    recorded = sorted(r[0] for c in range(len(rec.chunks)) for r in rec.chunk_rows(c))
+    assert recorded == sorted(r[0] for r in arrived)  # the one file holds what the screen had
+
+
+def test_sigkill_of_live_output_leaves_a_valid_recording_short_of_one_chunk(tmp_path: Path, clients) -> None:
+    from tui.test_terminal import Terminal
+
+    out = tmp_path / "killed.pasidrec"
+    flood = Client("flood", "5000000")
+    clients.append(flood)
+    term = Terminal([sys.executable, "-m", "explorer.cli.main", "live", "-o", str(out)], 120, 36)
+    try:
+        term.wait_for("allocator", timeout=60)
+        pid = int(subprocess.run(["pgrep", "-f", f"live -o {out}"], capture_output=True, text=True,
+                                 check=True).stdout.split()[0])
+        flood.go()
+        time.sleep(3.0)
+        os.kill(pid, signal.SIGKILL)
+        term.wait_for("EXIT=")
+    finally:
+        term.close()
+    r = Recording(out)
+    summary = r.damage_summary()
+    assert r.footer is None and any(cut in summary for cut in ("did not close cleanly", "cut short")), summary
+    end = r.chunks[-1].offset + 12 + r.chunks[-1].length
+    assert r.size - end <= max(c.length for c in r.chunks) + 12  # what was lost is less than one chunk
+    assert r.event_count >= 4096 and len(list(r.iter_events())) == r.event_count
+    assert RecordingIndex.build(Recording(out)).n == r.event_count

@@ -1,14 +1,20 @@
-"""`live` keeps a window of recent rows in memory and reads older ones back from the recording it writes: the
-rows, the model's state and the screen after a seek into evicted time are those of the same events read whole."""
+"""`live` keeps a window of recent rows in memory and reads older ones back from a recording (the one `-o` writes,
+or a temporary one): the rows, the model's state and the screen after a seek into evicted time are those of the
+same events read whole."""
 
 from __future__ import annotations
 
 import random
 from itertools import islice
+from pathlib import Path
+
+import pytest
 
 from explorer import index as index_module
 from explorer.index import RecordingIndex
+from explorer.live_spill import OutputSpill, TempSpill
 from explorer.recording import RecordingWriter
+from explorer.recording.encoded import PackedRows
 from explorer.tui.app import ExplorerApp
 from explorer.workload import generate_rows, workload_header
 
@@ -37,10 +43,40 @@ class GeneratedSource:
         pass
 
 
-def test_live_rows_past_the_window_are_read_back_from_the_spill_recording(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+class GeneratedTee(GeneratedSource):
+    """The same, also recorded as `live -o` records (probes/recorder.py): rows appended encoded, a chunk cut at
+    4,096 of them and at a flush every third poll (the recorder's one-second timer), so that the file's chunks
+    straddle the screen's batches."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.writer = RecordingWriter(path, self.header)
+
+    def poll(self, timeout_s: float) -> list:  # type: ignore[type-arg]
+        batch = super().poll(timeout_s)
+        self.writer.append_packed(PackedRows.of_rows(batch))
+        if len(self.sent) % (3 * BATCH) == 0:
+            self.writer.flush()
+        return batch
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def no_second_recording(header: object) -> None:
+    raise AssertionError("live -o wrote a temporary recording beside its own")
+
+
+@pytest.mark.parametrize("output", [False, True], ids=["temporary", "output"])
+def test_live_rows_past_the_window_are_read_back_from_a_recording(tmp_path, monkeypatch, output) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(index_module, "LIVE_WINDOW", WINDOW)
-    source = GeneratedSource()
-    live = RecordingIndex(source.header)
+    path = tmp_path / "same.pasidrec"
+    source = GeneratedTee(path) if output else GeneratedSource()
+    if isinstance(source, GeneratedTee):
+        monkeypatch.setattr(index_module, "TempSpill", no_second_recording)
+        live = RecordingIndex(source.header, spill=OutputSpill.of(source.writer))
+    else:
+        live = RecordingIndex(source.header)
     app = ExplorerApp(live, live=source, layout="debug")
     seen: dict[str, str] = {}
 
@@ -58,9 +94,12 @@ def test_live_rows_past_the_window_are_read_back_from_the_spill_recording(tmp_pa
         seen["allocator"] = panel_text(app, "allocator")
 
     drive(app, body)
-    path = tmp_path / "same.pasidrec"
-    with RecordingWriter(path, source.header) as w:
-        w.extend_rows(source.sent)
+    assert isinstance(live._spill, OutputSpill if output else TempSpill)  # noqa: SLF001
+    if isinstance(source, GeneratedTee):
+        source.close()  # the file live -o wrote is the one read whole
+    else:
+        with RecordingWriter(path, source.header) as w:
+            w.extend_rows(source.sent)
     from explorer.loading import open_index
 
     whole = open_index(path)

@@ -12,6 +12,7 @@ from probes.recorder import RecordingTee
 
 from ...errors import ExplorerError
 from ...index import RecordingIndex
+from ...live_spill import OutputSpill
 from .record import add_capture_arguments, capture_options
 
 ORDER = 72
@@ -44,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     layout = load_layout(args.layout) if args.layout else None  # a bad layout fails before the probes load
     capture = Capture(capture_options(args))
     source: Capture | RecordingTee = capture if args.output is None else RecordingTee(capture, args.output)
-    index = RecordingIndex(source.header)
+    # older rows are read back from the -o file itself; without one (or one that cannot be read), a temporary file
+    spill = OutputSpill.of(source.writer) if isinstance(source, RecordingTee) else None
+    index = RecordingIndex(source.header, spill=spill)
     app = ExplorerApp(index, live=source, layout=layout or load_layout(
         default_layout(index, tuple(shutil.get_terminal_size()))))
     ended: list[str] = []
