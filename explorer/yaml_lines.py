@@ -73,3 +73,5 @@ def load_yaml(path: str | Path, error: type[InputError] = InputError) -> Any:
         raise error(str(path), where, f"invalid YAML: {what}") from None
     except yaml.YAMLError as e:
         raise error(str(path), "", f"invalid YAML: {e}") from None
+    except RecursionError:  # PyYAML's scanner and constructor recurse once per level of nesting
+        raise error(str(path), "", "invalid YAML: nested too deeply to read (hundreds of levels)") from None

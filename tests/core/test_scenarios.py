@@ -94,6 +94,8 @@ script:
     (GOOD_HEAD + "  - at: 1ms\n    free: {pasid: ghost}\n", "line 8", "unknown PASID 'ghost'"),
     (GOOD_HEAD.replace("width: 4", "width: 40") + "  - say: hi\n", "line 3", "width must be 0..20"),
     (GOOD_HEAD + "  - at: 1ms\n", "line 7", "does nothing"),
+    # nesting deep enough to exhaust PyYAML's recursion, in its constructor (300) and in its scanner (600)
+    *((f"title: t\nsummary: {'[' * depth}{']' * depth}\n", "", "nested too deeply") for depth in (300, 600)),
 ])
 def test_mistakes_in_a_scenario_are_named_by_file_line_and_what_was_expected(tmp_path: Path, body: str,
                                                                              line: str, words: str) -> None:
