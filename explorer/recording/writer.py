@@ -142,6 +142,10 @@ class RecordingWriter:
             self._rows = []
 
     @property
+    def chunks_written(self) -> int:
+        return len(self._index)
+
+    @property
     def pending(self) -> int:
         return self._npacked + len(self._rows)
 

@@ -87,6 +87,18 @@ def clients() -> Iterator[list[Client]]:
             c.proc.wait()
 
 
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB filesystem (tmpfs, as root) that a recording fills."""
+    where = tmp_path / "small"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
 def settle() -> None:
     """Long enough for the recorder to poll what the kernel has already written (it polls every 0.1 s and holds
     rows 20 ms for stragglers)."""

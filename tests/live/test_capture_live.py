@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -219,18 +218,6 @@ def test_sigkill_under_load_keeps_every_complete_chunk_and_names_the_cut(tmp_pat
     events = list(r.iter_events())
     assert len(events) == r.event_count >= 4096 and not [d for d in r.damage if "event" in d.what]
     assert cli("check", str(out)).returncode in (0, 1)
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB filesystem (tmpfs, as root) that a recording fills."""
-    where = tmp_path / "small"
-    where.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)], check=True)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def test_a_full_disk_is_one_clear_line_and_every_complete_chunk_is_kept(small_disk: Path, clients) -> None:

@@ -227,3 +227,27 @@ def test_sigkill_of_live_output_leaves_a_valid_recording_short_of_one_chunk(tmp_
     assert r.size - end <= max(c.length for c in r.chunks) + 12  # what was lost is less than one chunk
     assert r.event_count >= 4096 and len(list(r.iter_events())) == r.event_count
     assert RecordingIndex.build(Recording(out)).n == r.event_count
+
+
+def test_live_output_on_a_full_disk_ends_with_one_clear_line_and_keeps_every_complete_chunk(
+        small_disk: Path, clients) -> None:  # type: ignore[no-untyped-def]
+    """(Before, the capture's thread died with a traceback kept for the exit, and the screen silently stopped
+    growing until the user quit.)"""
+    from tui.test_terminal import Terminal
+
+    out = small_disk / "full.pasidrec"
+    flood = Client("flood", "5000000")
+    clients.append(flood)
+    term = Terminal([sys.executable, "-m", "explorer.cli.main", "live", "-o", str(out)], 120, 36)
+    try:
+        term.wait_for("allocator", timeout=60)
+        flood.go()
+        screen = term.wait_for("EXIT=", timeout=120)
+    finally:
+        term.close()
+    assert "EXIT=2" in screen and "Traceback" not in screen and screen.count("pasid-explorer:") == 1, screen
+    said = "".join(screen[screen.index("pasid-explorer:"):screen.index("EXIT=")].splitlines())  # (wrapped at 120)
+    assert "No space left on device" in said and "complete chunks are kept" in said, said
+    r = Recording(out)
+    assert r.chunks and all(r.try_chunk_rows(i) is not None for i in range(len(r.chunks)))
+    assert r.size - (r.chunks[-1].offset + 12 + r.chunks[-1].length) <= max(c.length for c in r.chunks) + 12
