@@ -242,9 +242,21 @@ def _column_suspects(rule: Rule, column: list[Any], members: list[int]) -> list[
     return [j for j, v in zip(members, column, strict=True) if v is not None and not check(v)]
 
 
-def _shape_suspects(shape: tuple[Any, ...], kinds: list[Any], maps: list[Any], members: list[int]) -> list[int]:
-    """The rows (`members`, whose maps all have the names `shape` in that order) whose fields may break the
-    schema: each known name's values judged as one column, each kind's required names present and not nil."""
+def _grouped(keys: list[Any]) -> list[tuple[Any, list[int]]]:
+    """Each distinct key (hashable) in order of first appearance, with the positions that hold it."""
+    ids = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    if len(ids) == 1:
+        return [(keys[0], list(range(len(keys))))]
+    of = np.fromiter(map(ids.__getitem__, keys), np.intp, len(keys))
+    order = np.argsort(of, kind="stable")
+    bounds = np.cumsum(np.bincount(of, minlength=len(ids))).tolist()
+    return [(k, order[a:b].tolist()) for k, a, b in zip(ids, [0, *bounds[:-1]], bounds, strict=True)]
+
+
+def _shape_suspects(kind: Any, shape: tuple[Any, ...], maps: list[Any], members: list[int]) -> list[int]:
+    """The rows (`members`, of one kind, whose maps all have the names `shape` in that order) whose fields may
+    break the schema: each known name's values judged as one column, the kind's required names present and not
+    nil."""
     if not shape:
         columns: list[list[Any]] = []
     elif len(shape) == 1:
@@ -257,38 +269,33 @@ def _shape_suspects(shape: tuple[Any, ...], kinds: list[Any], maps: list[Any], m
         rule = FIELDS.get(name)
         if rule is not None:
             out += _column_suspects(rule, column, members)
-    for kind in set(kinds):
-        for name in REQUIRED.get(kind, ()):
-            column = column_of.get(name)
-            if column is None:
-                out += [j for j, k in zip(members, kinds, strict=True) if k == kind]
-            elif None in column:
-                out += [j for j, k, v in zip(members, kinds, column, strict=True) if v is None and k == kind]
+    for name in REQUIRED.get(kind, ()):
+        column = column_of.get(name)
+        if column is None:
+            out += members
+        elif None in column:
+            out += [j for j, v in zip(members, column, strict=True) if v is None]
     return out
 
 
+def _subset(items: list[Any], at: list[int]) -> list[Any]:
+    return items if len(at) == len(items) else [items[j] for j in at]
+
+
 def fields_suspects(kinds: list[Any], maps: list[Any]) -> list[int]:
-    """Positions of the rows whose field maps may break the schema, in order. Maps with the same names in the
-    same order (a chunk's rows have a few such shapes) are judged together, a name's values as one column (see
-    `_shape_suspects`); a name that is not exactly a str (a str subclass is judged by row) makes its row a suspect.
-    `kinds` are strings and `maps` dicts or None (see `common_fit`)."""
-    n = len(maps)
-    if None in maps:
+    """Positions of the rows whose field maps may break the schema, in order. A kind's maps with the same names
+    in the same order (a chunk's rows of one kind mostly share one such shape) are judged together, a name's
+    values as one column (see `_shape_suspects`); a name that is not exactly a str (a str subclass is judged by
+    row) makes its row a suspect. `kinds` are strings and `maps` dicts or None (see `common_fit`)."""
+    if _NONE in set(map(type, maps)):
         maps = [{} if f is None else f for f in maps]
     out: list[int] = []
     if set(map(type, chain.from_iterable(maps))) - _STR:
         out = [j for j, f in enumerate(maps) if any(type(x) is not str for x in f)]
-    shapes = list(map(tuple, maps))
-    ids = {s: i for i, s in enumerate(dict.fromkeys(shapes))}
-    if len(ids) == 1:
-        out += _shape_suspects(shapes[0], kinds, maps, list(range(n)))
-    else:
-        of = np.fromiter(map(ids.__getitem__, shapes), np.intp, n)
-        order = np.argsort(of, kind="stable")
-        bounds = np.cumsum(np.bincount(of, minlength=len(ids))).tolist()
-        for shape, a, b in zip(ids, [0, *bounds[:-1]], bounds, strict=True):
-            members = order[a:b].tolist()
-            out += _shape_suspects(shape, [kinds[j] for j in members], [maps[j] for j in members], members)
+    for kind, members in _grouped(kinds):
+        of_kind = _subset(maps, members)
+        for shape, at in _grouped(list(map(tuple, of_kind))):
+            out += _shape_suspects(kind, shape, _subset(of_kind, at), _subset(members, at))
     return sorted(set(out))
 
 
