@@ -207,8 +207,8 @@ class Intervals:
                *lay.numbers(record))
         try:  # (packed, then appended as bytes: a quarter of the cost of extending the array by a tuple)
             self._cols.frombytes(_ROW(*row))
-        except struct.error:  # a group without a PASID
-            self._cols.frombytes(_ROW(*(_NONE if n is None else n for n in row)))
+        except struct.error:  # a group without a PASID (or, as before, TypeError for a value that is no int)
+            self._cols.extend(tuple(_NONE if n is None else n for n in row))
 
     def joined(self, request_idx: int, open_idx: int) -> None:
         """Event `request_idx` is a later request of the page-request group that event `open_idx` opened."""
