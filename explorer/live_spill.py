@@ -21,8 +21,8 @@ from typing import Protocol
 import numpy as np
 
 from .errors import ExplorerError
-from .events import R_TS, Row
-from .recording import Header, Recording, RecordingWriter
+from .events import R_TS, Kind, Row
+from .recording import ChunkInfo, Header, Recording, RecordingWriter
 from .recording.framing import FRAME
 
 _NEVER = 1 << 62  # the writer cuts no chunk of its own: each batch is flushed as one
@@ -38,8 +38,17 @@ class LiveSpill(Protocol):
     def __contains__(self, c: int) -> bool: ...
 
     def rows(self, c: int) -> list[Row]:
-        """Chunk `c`'s rows as they arrived (none, when the file can no longer be read)."""
+        """Chunk `c`'s rows as they arrived (`unreadable` stand-ins, when the file can no longer give them)."""
         ...
+
+
+def unreadable(chunk: ChunkInfo, path: str) -> list[Row]:
+    """Stand-ins for a written chunk that no longer reads back as written (the file was cut or overwritten while
+    the session ran, or its disk failed): one loss an event at the chunk's start, so that every view still finds
+    as many rows as it counted, and the model's replay over them marks its state uncertain."""
+    why = f"{path} no longer holds the chunk written at byte {chunk.offset} (cut, overwritten or unreadable)"
+    return [[chunk.t0, str(Kind.LOST), None, None, None, None, None, "recording", {"count": 1, "why": why}]
+            for _ in range(chunk.n)]
 
 
 class TempSpill:
@@ -72,7 +81,10 @@ class TempSpill:
         return c in self._chunk_of
 
     def rows(self, c: int) -> list[Row]:
-        return self._reader.try_chunk_rows(self._chunk_of[c]) or []
+        k = self._chunk_of[c]
+        rows = self._reader.try_chunk_rows(k)
+        return rows if rows is not None and len(rows) == self._reader.chunks[k].n else \
+            unreadable(self._reader.chunks[k], "the temporary recording")
 
 
 class OutputSpill:
@@ -120,17 +132,15 @@ class OutputSpill:
         out: list[Row] = []
         while start < end:
             arrived = self._arrived(k)
-            if arrived is None:
-                return []
             out += arrived[start - self._starts[k]:end - self._starts[k]]
             start, k = self._starts[k + 1], k + 1
         return out
 
-    def _arrived(self, k: int) -> list[Row] | None:
+    def _arrived(self, k: int) -> list[Row]:
         """Written chunk `k`'s rows in the order they were appended."""
         rows = self._reader.try_chunk_rows(k)
         if rows is None or len(rows) != self._starts[k + 1] - self._starts[k]:
-            return None
+            return unreadable(self._reader.chunks[k], self._reader.path)
         order = self._order.get(k)
         if order is None:
             return rows
