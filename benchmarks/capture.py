@@ -19,7 +19,8 @@ doing while traced (calls made / its own elapsed time), never the rate asked for
 The recording's footer also says what the probes themselves cost in the kernel (BPF run-time statistics):
 `bpf_ns_per_event`. The last line is one JSON object: offered_per_s, recorded_per_s, lost,
 capture_cpu_us_per_event, bpftrace_cpu_us_per_event, cpu_ratio (each at full speed), cpu_ratio_same_load (the
-capture at the rate bpftrace let the generator reach, against bpftrace), and more.
+capture at the rate bpftrace let the generator reach, against bpftrace), load_avg (the 1-minute load average at the
+start and the end: other processes on the CPUs decide how much of a core the capture gets), and more.
 Targets: lossless at the most one core of load offers (at least 500,000 events/s on a 2-core machine), capture CPU
 at most 1 us per event and at most 1/5 of bpftrace's on the same load. Needs root, bcc and bpftrace.
 """
@@ -40,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from explorer.cli.commands.record import DEFAULT_RING_MB  # noqa: E402
 from explorer.recording import Recording  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -211,7 +213,7 @@ def bench_bpftrace(tmp: Path, seconds: float, rate: float) -> dict[str, float]:
         issued, elapsed = run_generator(gen)
         cpu1 = wait_idle(bt.pid)
         bt.send_signal(signal.SIGINT)
-        _, err = bt.communicate(timeout=60)
+        _, err = bt.communicate(timeout=300)  # on a loaded host, bpftrace takes minutes to print its backlog
     # bpftrace prints "Lost N events" on stdout (v0.17, Debian's) or stderr (others): count both
     said = [*err.splitlines(), *lines_file.read_text().splitlines()]
     lost = sum(int(w[1]) for w in (ln.split() for ln in said if ln.startswith("Lost")) if len(w) > 1 and w[1].isdigit())
@@ -225,7 +227,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0, help="how long the generator runs (default 5)")
     ap.add_argument("--rate", type=float, default=0, help="offered events/s (default 0: as fast as it can)")
     ap.add_argument("--target", type=float, default=200_000, help="the no-loss target rate (default 200,000)")
-    ap.add_argument("--ring-kb", type=int, default=16 * 1024, help="record's ring buffer (default 16 MiB)")
+    ap.add_argument("--ring-kb", type=int, default=DEFAULT_RING_MB * 1024,
+                    help=f"record's ring buffer (default {DEFAULT_RING_MB} MiB, as record's)")
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
     args = ap.parse_args()
     if os.geteuid() != 0 or shutil.which("bpftrace") is None:
@@ -235,6 +238,8 @@ def main() -> None:
         if not args.json:
             print(text, flush=True)
 
+    load0 = os.getloadavg()[0]
+    say(f"load average {load0:.2f} at the start (other processes share the CPUs: losses depend on it)")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         generator = build_generator(tmp)
@@ -242,7 +247,8 @@ def main() -> None:
         n, el = run_generator(free)
         say(f"generator ({generator}), untraced:   {n / el:>12,.0f} calls/s")
         rec = bench_record(tmp, args.seconds, args.rate, args.ring_kb)
-        say(f"record:   offered {rec['offered_per_s']:>10,.0f}/s  recorded {rec['recorded_per_s']:>10,.0f}/s  "
+        say(f"record ({args.ring_kb // 1024} MiB ring): offered {rec['offered_per_s']:>10,.0f}/s  "
+            f"recorded {rec['recorded_per_s']:>10,.0f}/s  "
             f"lost {rec['lost']:>9,}  capture CPU {rec['cpu_us_per_event']:.2f} us/event  "
             f"probes in the kernel {rec['bpf_ns_per_event'] or 0:,.0f} ns/event")
         bt = bench_bpftrace(tmp, args.seconds, args.rate)
@@ -267,7 +273,8 @@ def main() -> None:
         "generator": generator,
         "bpftrace_printed_per_s": round(bt["lines_per_s"]), "bpftrace_lost": bt["lost"],
         "capture_cpu_us_per_event_at_bpftrace_rate": round(same["cpu_us_per_event"], 3),
-        "generator_untraced_per_s": round(n / el), "cpus": os.cpu_count(),
+        "generator_untraced_per_s": round(n / el), "cpus": os.cpu_count(), "ring_kb": args.ring_kb,
+        "load_avg": [round(x, 2) for x in (load0, os.getloadavg()[0])],
     }
     if at_target is not None:
         result.update({"target_offered_per_s": round(at_target["offered_per_s"]), "target_lost": at_target["lost"],

@@ -128,6 +128,17 @@ def attached_costs(loaded: loader.Loaded) -> dict[str, ProgStats]:
     return {h: s for h, s in per_hook(loaded.programs()).items() if h in attached}
 
 
+def merge(pending: PackedRows, batch: PackedRows) -> PackedRows:
+    """Time-ordered `pending` and `batch` as one time-ordered batch. Records reserved on other CPUs overlap the
+    end of `pending` by microseconds: only that overlap is sorted, never the whole backlog (which, under a flood,
+    would cost more than the drain keeping up)."""
+    if not len(pending) or pending.ts[-1] <= batch.ts[0]:
+        return PackedRows.concat([pending, batch])
+    cut = int(np.searchsorted(pending.ts, batch.ts[0], side="right"))
+    overlap = PackedRows.concat([pending.slice(cut, len(pending)), batch]).sorted()
+    return PackedRows.concat([pending.slice(0, cut), overlap])
+
+
 class Capture:
     """The probes, attached and running, as a `LiveSource`."""
 
@@ -200,22 +211,18 @@ class Capture:
         """Drain, decode and merge into the held-back rows, which stay in time order."""
         with collector_paused():
             batch = self.decoder.packed(self.ring.drain())
-        lost = self._lost_rows()
+        lost = self._lost_rows(int(batch.ts[-1]) if len(batch) else time.monotonic_ns())
         if lost:
-            batch = PackedRows.concat([batch, PackedRows.of_rows(lost)]).sorted()
-        if not len(batch):
-            return
-        merged = PackedRows.concat([self._pending, batch])
-        if len(self._pending) and self._pending.ts[-1] > batch.ts[0]:
-            merged = merged.sorted()
-        self._pending = merged
+            batch = PackedRows.concat([batch, PackedRows.of_rows(lost)])
+        if len(batch):
+            self._pending = merge(self._pending, batch)
 
-    def _lost_rows(self) -> list[Row]:
-        """One `lost` row for each CPU whose drop counter moved since the last look."""
+    def _lost_rows(self, now: int) -> list[Row]:
+        """One `lost` row for each CPU whose drop counter moved since the last look, at `now`: the newest record
+        drained, after which the ring had no room (a later time would put the next batch out of order)."""
         per_cpu = list(self.loaded.table("lost")[0])
         if len(self._lost_seen) < len(per_cpu):
             self._lost_seen += [0] * (len(per_cpu) - len(self._lost_seen))
-        now = time.monotonic_ns()
         rows = []
         for cpu, total in enumerate(per_cpu):
             delta = int(total) - self._lost_seen[cpu]

@@ -85,6 +85,21 @@ MAX_FIRST_SIGHTINGS = 4096
 SOURCES = {int(h.ev): h.name for h in HOOKS if h.ev is not None and not h.function}
 
 
+def _distinct(col: np.ndarray) -> list[Any]:
+    """A column's distinct values, in order; most batches have one, which takes no sort to find."""
+    return [col[0].item()] if bool((col == col[0]).all()) else np.unique(col).tolist()
+
+
+def _rows_of(col: np.ndarray, value: Any, distinct: list[Any]) -> np.ndarray:
+    """The rows of `col` holding `value`, one of its `distinct` values."""
+    return np.arange(len(col)) if len(distinct) == 1 else np.flatnonzero(col == value)
+
+
+def _take(col: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """`col[rows]` for ascending distinct `rows`, without a copy when they are all of its rows."""
+    return col if len(rows) == len(col) else col[rows]
+
+
 def text(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
@@ -133,8 +148,15 @@ class Decoder:
         slow += ((len(calls) + j, row) for j, rec in enumerate(recs[~ioctl]) for row in self._one(rec))
         if self.device is not None:
             slow = [(p, r) for p, r in slow if r[R_DEVICE] is None or r[R_DEVICE] == self.device]
-        # time order; on a tie, ioctls first in record order, then the other rows in theirs
         fast_pos = np.concatenate([pos for pos, _ in parts]) if parts else np.zeros(0, np.int64)
+        if not slow:  # the records are in time order: so are the rows, in their records' order (no sort)
+            kept = np.zeros(len(calls), bool)
+            kept[fast_pos] = True
+            rank = np.cumsum(kept) - 1
+            ts = _take(calls["ts"], np.flatnonzero(kept)).astype(np.int64)
+            pieces = [(rank[pos], enc) for pos, enc in parts]
+            return PackedRows.assemble(ts, [(Kind.UAPI, None, None)], np.zeros(len(ts), np.uint32), pieces)
+        # time order; on a tie, ioctls first in record order, then the other rows in theirs
         ts = np.concatenate([calls["ts"][fast_pos].astype(np.int64),
                              np.fromiter((r[R_TS] for _, r in slow), np.int64, len(slow))])
         order = np.lexsort((np.concatenate([fast_pos, np.fromiter((p for p, _ in slow), np.int64, len(slow))]), ts))
@@ -182,21 +204,22 @@ class Decoder:
             return parts, slow
         comms, comm_codes = self._comm_codes(recs["comm"])
         cmds = recs["cmd"]
-        distinct = np.unique(cmds).tolist()
+        distinct = _distinct(cmds)
         for cmd in sorted(distinct, key=lambda c: c & 0xFF in _COMPAT_NRS):  # compat calls last
-            pos = np.flatnonzero(cmds == cmd) if len(distinct) > 1 else np.arange(len(recs))
+            pos = _rows_of(cmds, cmd, distinct)
             if cmd & 0xFF in _COMPAT_NRS:
                 pos = pos[self._on_container_fds(cmd & 0xFF, recs[pos])]
             elif cmd & 0xFF >= 0x80:
-                pairs = np.unique(recs["tgid"][pos].astype(np.uint64) << 32 | recs["fd"][pos].astype(np.uint32))
-                self._container_fds.update((p >> 32, ((p & 0xFFFFFFFF) ^ 1 << 31) - (1 << 31)) for p in pairs.tolist())
-            sel = recs[pos] if len(pos) < len(recs) else recs
+                pairs = _distinct(_take(recs["tgid"], pos).astype(np.uint64) << 32
+                                  | _take(recs["fd"], pos).astype(np.uint32))
+                self._container_fds.update((p >> 32, ((p & 0xFFFFFFFF) ^ 1 << 31) - (1 << 31)) for p in pairs)
+            sel = _take(recs, pos)
             name = command_name(cmd)
             if name in DEVICE_FD_COMMANDS or name in DEV_ID_COMMANDS or name in REFINED:
                 slow += zip(pos.tolist(), self._ioctl_rows(cmd, name, sel), strict=True)
             else:
-                parts += [(pos[rows], enc) for rows, enc in self._ioctl_templates(cmd, name, sel, comm_codes[pos],
-                                                                                 comms)]
+                parts += [(_take(pos, rows), enc) for rows, enc in
+                          self._ioctl_templates(cmd, name, sel, _take(comm_codes, pos), comms)]
         return parts, slow
 
     def _on_container_fds(self, nr: int, sel: np.ndarray) -> np.ndarray:
@@ -230,8 +253,8 @@ class Decoder:
             args = {n: Col(f"arg{i}") for i, n in enumerate(names)}
             template = [Col("ts"), Kind.UAPI, None, None, Col("cpu"), Col("tgid"), Col("comm"), SOURCES[Ev.IOCTL],
                         {"cmd": cmd, "name": name, "fd": Col("fd"), "args": args, "ret": Col("ret")}]
-            part = {k: v[rows] for k, v in columns.items()}
-            part.update({f"arg{i}": c for i, c in enumerate(cols)}, comm=(comm_codes[rows], comms))
+            part = {k: _take(v, rows) for k, v in columns.items()}
+            part.update({f"arg{i}": c for i, c in enumerate(cols)}, comm=(_take(comm_codes, rows), comms))
             out.append((rows, Encoded(template, part, len(rows))))
         return out
 
@@ -246,18 +269,19 @@ class Decoder:
         ok = (sel["ret"] == 0) & (sel["n_out"] > 0)
         variant = visible * 2 + ok
         out = []
-        for v in np.unique(variant).tolist():
-            rows_v = np.flatnonzero(variant == v)
+        distinct = _distinct(variant)
+        for v in distinct:
+            rows_v = _rows_of(variant, v, distinct)
             vis, good = v >> 1, bool(v & 1)
             fields = layout.visible(vis)
             src_in = tuple(f for f in fields if f.io == "in" or (f.io == "inout" and not good))
             src_out = tuple(f for f in fields if good and f.io in ("out", "inout"))
             cols = []
             if src_in:
-                view = sel["in"][rows_v].view(_field_dtype(src_in))
+                view = _take(sel["in"], rows_v).view(_field_dtype(src_in))
                 cols += [view[f.name] for f in src_in]
             if src_out:
-                view = sel["out"][rows_v].view(_field_dtype(src_out))
+                view = _take(sel["out"], rows_v).view(_field_dtype(src_out))
                 cols += [view[f.name] for f in src_out]
             out.append((rows_v, [f.name for f in src_in + src_out], cols))
         return out

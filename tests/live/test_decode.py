@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from explorer.events import KINDS, Event, make
 from explorer.pci import rid_to_pci
+from explorer.recording.encoded import PackedRows
 from explorer.uapi import VFIO_COMPAT_COMMANDS, command_number
+from probes.capture import merge
 from probes.decode import FAULT_READ_CHUNK, FAULT_RECS_PER_IO, Decoder
 from probes.record import Ev
 from probes.uapi_decode import LAYOUTS, PAGE_RESPONSE, PGFAULT, decode_args, encode_args
@@ -277,3 +279,18 @@ def test_one_kernel_event_seen_by_two_hooks_is_one_event_with_the_other_as_evide
         ("pasid_free", 5, None, "fentry:mm_pasid_drop", ["fentry:iommu_free_global_pasid"]),
         ("pasid_free", 9, None, "fentry:iommu_free_global_pasid", None)]
     assert events[2].get("code") == 1
+
+
+@settings(max_examples=60)
+@given(st.lists(st.integers(0, 50), max_size=30), st.lists(st.integers(0, 50), min_size=1, max_size=30))
+def test_a_batch_overlapping_the_rows_held_back_merges_into_time_order(held: list[int], new: list[int]) -> None:
+    """Records reserved on another CPU arrive in the next batch, older than the newest row held back: the capture
+    sorts them into place (on a tie, the row held back first), keeping every row."""
+    def packed(ts: list[int], fd: int) -> PackedRows:
+        rows = Decoder().rows(batch(*(ioctl(t, "IOMMU_IOAS_ALLOC", {}, ENOTTY) for t in sorted(ts))))
+        for r in rows:
+            r[8]["fd"] = fd
+        return PackedRows.of_rows(rows)
+
+    rows = merge(packed(held, 1), packed(new, 2)).rows()
+    assert [(r[0], r[8]["fd"]) for r in rows] == sorted([(t, 1) for t in held] + [(t, 2) for t in new])
