@@ -209,8 +209,8 @@ class Capture:
 
     def _collect(self) -> None:
         """Drain, decode and merge into the held-back rows, which stay in time order."""
-        with collector_paused():
-            batch = self.decoder.packed(self.ring.drain())
+        with collector_paused(), self.ring.records() as recs:
+            batch = self.decoder.packed(recs)
         lost = self._lost_rows(int(batch.ts[-1]) if len(batch) else time.monotonic_ns())
         if lost:
             batch = PackedRows.concat([batch, PackedRows.of_rows(lost)])

@@ -137,27 +137,29 @@ def _forms(values: np.ndarray) -> tuple[int | None, np.ndarray | None]:
     return None, form
 
 
+def _walk(t: Any, columns: dict[str, Any], parts: list[bytes | _Segment]) -> None:
+    """Appends the template's pieces to `parts`. (Not a closure: one that calls itself is a reference cycle,
+    which would hold the columns, a capture's ring buffer memory, until the next garbage collection.)"""
+    if isinstance(t, Col):
+        c = columns[t.name]
+        parts.append(_Coded(*c) if isinstance(c, tuple) else _Ints(np.asarray(c)))
+    elif isinstance(t, dict):
+        parts.append(_PACKER.pack_map_header(len(t)))
+        for k, v in t.items():
+            _walk(k, columns, parts)
+            _walk(v, columns, parts)
+    elif isinstance(t, (list, tuple)):
+        parts.append(_PACKER.pack_array_header(len(t)))
+        for v in t:
+            _walk(v, columns, parts)
+    else:
+        parts.append(_PACKER.pack(t))
+
+
 def _segments(template: Template, columns: dict[str, Any]) -> list[_Segment]:
     """The template as a list of segments, adjacent constants merged."""
     parts: list[bytes | _Segment] = []
-
-    def walk(t: Any) -> None:
-        if isinstance(t, Col):
-            c = columns[t.name]
-            parts.append(_Coded(*c) if isinstance(c, tuple) else _Ints(np.asarray(c)))
-        elif isinstance(t, dict):
-            parts.append(_PACKER.pack_map_header(len(t)))
-            for k, v in t.items():
-                walk(k)
-                walk(v)
-        elif isinstance(t, (list, tuple)):
-            parts.append(_PACKER.pack_array_header(len(t)))
-            for v in t:
-                walk(v)
-        else:
-            parts.append(_PACKER.pack(t))
-
-    walk(template)
+    _walk(template, columns, parts)
     out: list[_Segment] = []
     pending = b""
     for p in parts:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+import mmap
 import struct
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -294,3 +297,21 @@ def test_a_batch_overlapping_the_rows_held_back_merges_into_time_order(held: lis
 
     rows = merge(packed(held, 1), packed(new, 2)).rows()
     assert [(r[0], r[8]["fd"]) for r in rows] == sorted([(t, 1) for t in held] + [(t, 2) for t in new])
+
+
+def test_decoding_a_batch_keeps_no_view_of_the_ring_buffer() -> None:
+    """The capture decodes records in the ring buffer's own memory and then hands it back to the kernel, which
+    writes new records there: nothing decoded may still point into it, even in garbage not yet collected."""
+    recs = batch(*(ioctl(t, "IOMMU_IOAS_ALLOC", {}, ENOTTY) for t in range(50)))  # one command: decoded in place
+    ring = mmap.mmap(-1, recs.nbytes)
+    view = np.frombuffer(ring, recs.dtype)
+    view[:] = recs
+    decoder = Decoder()
+    gc.disable()
+    try:
+        rows = decoder.packed(view).rows()
+        del view
+        ring.close()  # BufferError if anything still exports its memory
+    finally:
+        gc.enable()
+    assert [r[0] for r in rows] == list(range(50)) and rows[-1][8]["name"] == "IOMMU_IOAS_ALLOC"
