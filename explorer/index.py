@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import sys
+from array import array
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ LIVE_CHUNK = 4096  # a live batch is indexed (and later written out) in chunks o
 KIND_IDS = 256  # kind names the kinds column tells apart (uint8); kinds beyond share the last id
 OTHER_KINDS = "(other kinds)"
 CHECKPOINT_EVERY = 8192  # events between simulator checkpoints: bounds the replay behind any seek
+SETTLE_AFTER = 65_536  # pending events (at least) before the columns take them in: see `_add_chunk`
 FULL_COPY_AFTER = 16384  # changes since the last full copy of the state before another (at least): bounds a seek
 
 
@@ -116,13 +118,14 @@ class RecordingIndex:
         for k in STATEFUL_KINDS:
             self._stateful[self._kind_ids[str(k)]] = True
         self._track_ids: defaultdict[tuple[Any, Any], int] = defaultdict(count().__next__)
-        self._cols: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # chunks not in the columns yet
         self._columns_store = EventColumns()
         self.indexed_files = 0  # file chunks indexed: the rest are read behind the first screen (`add_heads`)
-        self._chunk_starts: list[int] = []  # event index of each chunk's first event
-        self._chunk_file_ids: list[int | None] = []  # the file chunk behind each chunk (None: fed live)
-        self._stateful_at: list[np.ndarray] = []  # per chunk, the positions of the rows the model replays
-        self._first_ts: list[int] = []  # per chunk, its first event's time
+        # Per chunk, flat arrays of numbers (8 bytes a chunk each, where lists of ints took 40): a long quiet
+        # capture writes hundreds of thousands of five-event chunks
+        self._chunk_starts = array("q")  # event index of each chunk's first event
+        self._chunk_file_ids = array("q")  # the file chunk behind each chunk (-1: fed live)
+        self._first_ts = array("q")  # its first event's time
+        self._stateful_at: dict[int, np.ndarray] = {}  # chunks not modelled yet: the positions the model replays
         self._last_ts = 0  # the last event's time (a refused live row's stand-in takes it)
         self._gaps: dict[int, tuple[int, int]] = {}  # chunk -> (time, events) of an unreadable chunk's loss
         self.modelled_chunks = 0  # chunks the model has replayed, in order
@@ -137,7 +140,6 @@ class RecordingIndex:
         self._checkpoint(0, full=True)
         self.n = 0
         self._notes: list[str] = []  # damage the index found (the recording's own is added by `damage`)
-        self._dirty = True
         self._anomalies_sorted: list[Anomaly] = []
         self._anomaly_ts: list[int] = []
         self._last_head: tuple[int, ChunkHead] | None = None  # the chunk last indexed from its columns
@@ -327,17 +329,26 @@ class RecordingIndex:
             self._remember(c, rows)  # modelling it next reads these, not the file again
 
     def _add_chunk(self, n: int, columns: tuple[np.ndarray, np.ndarray, np.ndarray], file_chunk: int | None) -> None:
-        """Record a chunk's columns and which of its rows the model replays."""
+        """Record a chunk's columns and which of its rows the model replays. The columns show once a reader
+        asks, or once enough are pending: as many as there are tracks, so that sorting them by track costs no
+        more than they do (a million tracks), and no fewer than SETTLE_AFTER."""
+        c = len(self._chunk_starts)
+        store = self._columns_store
         if n:
-            self._cols.append(columns)
-        self._chunk_starts.append(self.n)
-        self._chunk_file_ids.append(file_chunk)
-        self._stateful_at.append(np.flatnonzero(self._stateful[columns[1]]))
-        self._first_ts.append(int(columns[0][0]) if n else 0)
-        if n:
+            store.add(*columns)
             self._last_ts = int(columns[0][-1])
+        self._chunk_starts.append(self.n)
+        self._chunk_file_ids.append(-1 if file_chunk is None else file_chunk)
+        self._stateful_at[c] = np.flatnonzero(self._stateful[columns[1]]).astype(np.uint32)
+        self._first_ts.append(int(columns[0][0]) if n else 0)
         self.n += n
-        self._dirty = True
+        if store.pending >= max(SETTLE_AFTER, len(self._track_ids)):
+            self._columns()
+
+    def _file_chunk(self, c: int) -> int | None:
+        """The file chunk behind chunk `c` (None: its rows were fed live)."""
+        i = self._chunk_file_ids[c]
+        return None if i < 0 else i
 
     def _model_next(self, observe: Observer | None = None) -> bool:
         """Model the next chunk not modelled yet; False when there was none."""
@@ -352,12 +363,13 @@ class RecordingIndex:
         base = self._chunk_starts[c]
         n = (self._chunk_starts[c + 1] if c + 1 < len(self._chunk_starts) else self.n) - base
         gap = self._gaps.get(c)
-        stateful, positions = self._stateful_at[c], self._stateful_at[c].tolist()
+        stateful = self._stateful_at.pop(c)  # (a seek's replay finds them from the kinds column)
+        positions = stateful.tolist()
         rows = self._model_rows(c, positions)
         if len(rows) != n:  # readable when indexed, not now: its events are a loss like an unreadable chunk's
             gap = (self._first_ts[c], n)
             assert self.recording is not None  # (rows in memory are always there)
-            self._notes.append(_reader_said(self.recording, self._chunk_file_ids[c]))
+            self._notes.append(_reader_said(self.recording, self._file_chunk(c)))
             rows, stateful, positions = [None] * n, stateful[:0], []
         if gap is not None:  # with a checkpoint of its own: a seek past it must not replay from before the loss
             self.sim.apply_row(make(Kind.LOST, gap[0], source="recording", count=gap[1]).to_row(), -1)
@@ -373,7 +385,6 @@ class RecordingIndex:
                 self._checkpoint(base + b)
         if observe is not None:
             observe(rows, positions)
-        self._stateful_at[c] = stateful[:0]  # a seek's replay finds them from the kinds column
         self.modelled_chunks = c + 1
 
     def _checkpoint(self, next_index: int, *, loss_ns: int | None = None, full: bool = False) -> None:
@@ -397,7 +408,7 @@ class RecordingIndex:
         """Chunk `c`'s rows with at least those at `positions` decoded: from the file by stored columns when
         it has them, else whole. Rows that contradict their columns past the ones checked when indexing are
         modelled from the whole chunk, and the damage says so."""
-        file_chunk = self._chunk_file_ids[c]
+        file_chunk = self._file_chunk(c)
         with self._lock:
             cached = self._cache.get(c)
         if file_chunk is None or cached is not None:
@@ -462,10 +473,7 @@ class RecordingIndex:
     # -- columns ----------------------------------------------------------------------------------------------
     def _columns(self) -> None:
         """Add the chunks indexed since the last call to the columns (see event_columns.py)."""
-        if self._dirty:
-            pending, self._cols = self._cols, []
-            self._columns_store.append(pending, len(self._track_ids))
-            self._dirty = False
+        self._columns_store.settle(len(self._track_ids))
 
     @property
     def ts(self) -> np.ndarray:
@@ -553,7 +561,7 @@ class RecordingIndex:
             if rows is not None:
                 self._cache.move_to_end(c)
                 return rows
-        file_chunk = self._chunk_file_ids[c]
+        file_chunk = self._file_chunk(c)
         if file_chunk is None:
             with self._lock:
                 live = self._live_chunks.get(c)
@@ -576,7 +584,7 @@ class RecordingIndex:
             rows = self._cache.get(c) or self._replay_cache.get(c)
             if rows is not None:
                 return rows
-        file_chunk = self._chunk_file_ids[c]
+        file_chunk = self._file_chunk(c)
         if file_chunk is None:
             return self._chunk_rows(c)
         assert self.recording is not None
