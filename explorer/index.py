@@ -16,14 +16,12 @@ explorer can draw a big recording's timeline while the model is still replaying 
 from __future__ import annotations
 
 import bisect
-import sys
 from array import array
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import count
 from threading import Lock
-from typing import Any, NamedTuple
 
 import msgpack
 import numpy as np
@@ -36,9 +34,10 @@ from .live_spill import LiveSpill, TempSpill
 from .recording import DeviceInfo, Header, Recording
 from .recording.columns import ChunkColumns, columns_of
 from .recording.reader import ChunkHead
-from .schema import checked, key_problem
+from .schema import U32_END, checked, key_problem
 from .simulator import DEFAULT_STALE_NS, STATEFUL_KINDS, Anomaly, SimState, Simulator, lifecycle_unobserved
 from .simulator.state import FullCopy, StateChanges
+from .track_table import PASID_SHIFT, TrackTable
 
 ProgressHook = Callable[[int, int], None]
 Observer = Callable[[list[Row | None], list[int]], None]  # a chunk's rows (None where not decoded), positions modelled
@@ -73,18 +72,6 @@ def _fitting(head: ChunkHead | None) -> ChunkHead | None:
     return head
 
 
-class TrackKey(NamedTuple):
-    """A timeline track: a (device, PASID) pair. device None is the allocator's track, pasid None a device's
-    own events (no PASID)."""
-
-    device: str | None
-    pasid: int | None
-
-    def label(self) -> str:
-        dev = self.device or "allocator"
-        return dev if self.pasid is None else f"{dev} · PASID {self.pasid}"
-
-
 @dataclass(slots=True)
 class _Checkpoint:
     next_index: int  # events before this index are in the state
@@ -117,7 +104,7 @@ class RecordingIndex:
         self._stateful = np.zeros(KIND_IDS, dtype=bool)
         for k in STATEFUL_KINDS:
             self._stateful[self._kind_ids[str(k)]] = True
-        self._track_ids: defaultdict[tuple[Any, Any], int] = defaultdict(count().__next__)
+        self._tracks = TrackTable()
         self._columns_store = EventColumns()
         self.indexed_files = 0  # file chunks indexed: the rest are read behind the first screen (`add_heads`)
         # Per chunk, flat arrays of numbers (8 bytes a chunk each, where lists of ints took 40): a long quiet
@@ -342,7 +329,7 @@ class RecordingIndex:
         self._stateful_at[c] = np.flatnonzero(self._stateful[columns[1]]).astype(np.uint32)
         self._first_ts.append(int(columns[0][0]) if n else 0)
         self.n += n
-        if store.pending >= max(SETTLE_AFTER, len(self._track_ids)):
+        if store.pending >= max(SETTLE_AFTER, len(self._tracks)):
             self._columns()
 
     def _file_chunk(self, c: int) -> int | None:
@@ -436,25 +423,26 @@ class RecordingIndex:
         """The same columns from what the writer stored: one lookup per distinct key instead of one per row, its
         track numbered as it first appears. TypeError on a key of the wrong types (a malformed row): the caller
         then repairs the batch. Nothing is kept per key but its track (a million PASIDs are a million tracks)."""
-        tracks = self._track_ids
+        tracks = self._tracks
+        device_ids = tracks.device_ids
         kind_ids = self._kind_ids
-        kinds, track_of = [], []
+        kinds, codes = [], []
         for kind, device, pasid in cols.keys:
-            # Known kinds and tracks were checked when first seen: only a new one is checked here
+            # Known kinds and devices were checked when first seen: only a new one is checked here
             kid = kind_ids.get(kind) if kind.__class__ is str else None
-            track = tracks.get((device, pasid)) if pasid is None or pasid.__class__ is int else None
-            if kid is None or track is None:
+            dev = device_ids.get(device) if device is None or device.__class__ is str else None
+            if kid is None or dev is None or not (pasid is None or pasid.__class__ is int and 0 <= pasid < U32_END):
                 if key_problem(kind, device, pasid) is not None:
                     raise TypeError("malformed kind, device or PASID")
                 if kid is None:
                     kid = self._kind_id_for(kind)
-                if track is None:  # (one copy of its device's name, not the one each chunk decodes)
-                    track = tracks[sys.intern(device) if device.__class__ is str else device, pasid]
+                if dev is None:
+                    dev = tracks.device_id(device)
             kinds.append(kid)
-            track_of.append(track)
+            codes.append(dev << PASID_SHIFT | (0 if pasid is None else pasid + 1))
         per_key = cols.key_of
         return (cols.ts.astype(np.int64), np.array(kinds, np.uint8)[per_key],
-                np.array(track_of, np.uint32)[per_key])
+                np.array(tracks.number(codes), np.uint32)[per_key])
 
     def _kind_id_for(self, kind: str) -> int:
         """The kinds column's id of `kind`: its own among the first KIND_IDS - 1 names seen, else the one the
@@ -473,7 +461,7 @@ class RecordingIndex:
     # -- columns ----------------------------------------------------------------------------------------------
     def _columns(self) -> None:
         """Add the chunks indexed since the last call to the columns (see event_columns.py)."""
-        self._columns_store.settle(len(self._track_ids))
+        self._columns_store.settle(len(self._tracks))
 
     @property
     def ts(self) -> np.ndarray:
@@ -498,8 +486,9 @@ class RecordingIndex:
         return self._kind_ids.get(kind)
 
     @property
-    def tracks(self) -> list[TrackKey]:
-        return [TrackKey(*k) for k in self._track_ids]
+    def tracks(self) -> TrackTable:
+        """Every track's key, by track number (a sequence that grows as the index does)."""
+        return self._tracks
 
     @property
     def start_ns(self) -> int:
@@ -527,13 +516,13 @@ class RecordingIndex:
     def device_names(self) -> list[str]:
         """Devices in the header's table first, then those only seen in events."""
         names = list(self.devices)
-        for dev, _ in self._track_ids:
-            if dev is not None and dev not in self.devices and dev not in names:
+        for dev in self._tracks.devices:
+            if dev is not None and dev not in self.devices:
                 names.append(dev)
         return names
 
     def tracks_of_device(self, device: str | None) -> list[int]:
-        return [i for i, (d, _) in enumerate(self._track_ids) if d == device]
+        return self._tracks.of_device(device)
 
     @property
     def anomalies(self) -> list[Anomaly]:

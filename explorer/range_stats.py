@@ -19,8 +19,9 @@ from weakref import WeakKeyDictionary
 import numpy as np
 
 from .events import Kind
-from .index import RecordingIndex, TrackKey
+from .index import RecordingIndex
 from .intervals import IntervalKind, Intervals
+from .track_table import TrackKey
 
 # Latency histogram bucket edges: 1-2-5 steps from 100 ns to 5 s; the first bucket holds everything below 100 ns,
 # the last everything from 5 s on.
