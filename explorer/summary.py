@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .index import RecordingIndex
 from .intervals import IntervalKind
 from .kernel_facts import applied_facts
@@ -24,14 +26,18 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
     h = idx.header
     rec = idx.recording
     footer = (rec.footer if rec is not None else None) or {}
-    device_events: dict[str | None, int] = {}
-    pasids: set[int] = set()
     foreign = foreign_pasids(footer)  # a driver's own numbering (amdgpu): never listed as the IOMMU's PASIDs
-    for t, key in enumerate(idx.tracks):
-        n = len(idx.track_times(t))
-        device_events[key.device] = device_events.get(key.device, 0) + n
-        if key.pasid is not None and (key.device, key.pasid) not in foreign:
-            pasids.add(key.pasid)
+    # Counted over the track table's columns: a million PASIDs make no object each here
+    tracks = idx.tracks
+    dev_of, pasid_of = tracks.columns()
+    per_track = np.bincount(idx.track_of, minlength=len(dev_of))[:len(dev_of)] if idx.n else np.zeros(len(dev_of))
+    per_device = np.bincount(dev_of, weights=per_track, minlength=len(tracks.devices)).tolist()
+    device_events = {dev: int(n) for dev, n in zip(tracks.devices, per_device, strict=True)}
+    own = pasid_of >= 0
+    for dev, pasid in foreign:
+        d = tracks.device_ids.get(dev)
+        if d is not None:
+            own &= ~((dev_of == d) & (pasid_of == pasid))
     devices = []
     for name in idx.device_names():
         d = idx.devices.get(name)
@@ -52,7 +58,7 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
         "events": idx.n,
         "by_kind": dict(sorted(idx.counts_by_kind().items())),
         "devices": devices,
-        "pasids": sorted(pasids),
+        "pasids": np.unique(pasid_of[own]).tolist(),
         "pasid_spaces": by_space(foreign),
         "time_range_ns": [idx.start_ns, idx.end_ns],
         "duration_ns": idx.end_ns - idx.start_ns,
@@ -87,12 +93,13 @@ def _known_kinds() -> set[str]:
     return {str(k) for k in KINDS}
 
 
-def check_report(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
+def check_report(path: str | Path, idx: RecordingIndex, outstanding: bool = True) -> dict[str, Any]:
     """`check --json`: the info, every anomaly with its explanation, what the model found open between events
-    (`intervals`), and where the kernel's own state (the recording's snapshots) disagrees with the model."""
+    (`intervals`), and where the kernel's own state (the recording's snapshots) disagrees with the model.
+    `outstanding` False leaves out the list of groups open at the end (text shows only their number)."""
     report = recording_info(path, idx)
     report["anomalies"] = [a.as_dict() for a in idx.anomalies]
-    report["intervals"] = interval_report(idx)
+    report["intervals"] = interval_report(idx, outstanding)
     rec = idx.recording
     snaps, problems = stored.snapshots(idx.header.extra, rec.footer if rec is not None else None)
     if snaps or problems:
@@ -103,9 +110,10 @@ def check_report(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
     return report
 
 
-def interval_report(idx: RecordingIndex) -> dict[str, Any]:
+def interval_report(idx: RecordingIndex, outstanding_groups: bool = True) -> dict[str, Any]:
     """Per kind of interval, how many the model saw and how many are open at the end; the page-request groups
-    still outstanding then, each with the event that opened it."""
+    still outstanding then, each with the event that opened it (unless `outstanding_groups` is False: a
+    million of them as dicts would take 300 MB)."""
     out: dict[str, Any] = {str(k): {"total": 0, "open_at_end": 0} for k in IntervalKind}
     outstanding = []
     for iv in idx.intervals:
@@ -113,7 +121,7 @@ def interval_report(idx: RecordingIndex) -> dict[str, Any]:
         counts["total"] += 1
         if iv.is_open:
             counts["open_at_end"] += 1
-            if iv.kind == IntervalKind.GROUP:
+            if iv.kind == IntervalKind.GROUP and outstanding_groups:
                 outstanding.append({"device": iv.device, "pasid": iv.pasid, "prg": iv.record.prg,
                                     "since_ns": iv.start_ns, "requests": iv.record.requests,
                                     "opened_by": iv.open_idx})

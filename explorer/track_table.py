@@ -10,7 +10,6 @@ chunk of new tracks costs its own size, not the table's (200,000 tiny chunks eac
 from __future__ import annotations
 
 import sys
-from array import array
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple, overload
 
@@ -38,14 +37,20 @@ class TrackTable(Sequence[TrackKey]):
     def __init__(self) -> None:
         self.devices: list[str | None] = []  # each distinct device once (one copy of its name)
         self.device_ids: dict[str | None, int] = {}  # device -> its number (read only: `device_id` adds)
-        self._dev = array("I")  # per track, its device's number
-        self._pasid = array("q")  # per track, its PASID (-1: none)
+        self._n = 0
+        self._dev = np.zeros(0, np.uint32)  # per track, its device's number (room to grow past `_n`)
+        self._pasid = np.zeros(0, np.int64)  # per track, its PASID (-1: none)
         self._sorted = np.zeros(0, np.int64)  # codes of the merged tracks, sorted
         self._sorted_ids = np.zeros(0, np.uint32)  # their tracks, in the same order
         self._recent: dict[int, int] = {}  # code -> track, for tracks not merged yet
 
     def __len__(self) -> int:
-        return len(self._dev)
+        return self._n
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each track's device number (an index into `devices`) and PASID (-1: none), as arrays."""
+        n = self._n
+        return self._dev[:n], self._pasid[:n]
 
     @overload
     def __getitem__(self, t: int) -> TrackKey: ...
@@ -55,12 +60,15 @@ class TrackTable(Sequence[TrackKey]):
     def __getitem__(self, t: int | slice) -> TrackKey | list[TrackKey]:
         if isinstance(t, slice):
             return [self[i] for i in range(*t.indices(len(self)))]
-        p = self._pasid[t]
-        return TrackKey(self.devices[self._dev[t]], None if p < 0 else p)
+        if not -self._n <= t < self._n:
+            raise IndexError(f"track {t} of {self._n}")
+        p = int(self._pasid[t % self._n])
+        return TrackKey(self.devices[self._dev[t % self._n]], None if p < 0 else p)
 
     def __iter__(self) -> Iterator[TrackKey]:
         devices = self.devices
-        for d, p in zip(self._dev, self._pasid, strict=True):
+        dev, pasid = self.columns()
+        for d, p in zip(dev.tolist(), pasid.tolist(), strict=True):
             yield TrackKey(devices[d], None if p < 0 else p)
 
     def device_id(self, device: str | None) -> int:
@@ -76,7 +84,7 @@ class TrackTable(Sequence[TrackKey]):
         d = self.device_ids.get(device)
         if d is None:
             return []
-        return np.flatnonzero(np.frombuffer(self._dev, np.uint32) == d).tolist()  # type: ignore[no-any-return]
+        return np.flatnonzero(self.columns()[0] == d).tolist()  # type: ignore[no-any-return]
 
     def number(self, codes: list[int]) -> list[int]:
         """The track of each code (`device_id(device) << PASID_SHIFT | PASID + 1`, or 0 for no PASID), new
@@ -93,18 +101,32 @@ class TrackTable(Sequence[TrackKey]):
             for i, t in zip(misses, found, strict=True):
                 if t >= 0:
                     out[i] = t
+        new: list[int] = []
         for i in misses:
             if out[i] is None:
                 code = codes[i]
                 t = recent.get(code)  # (twice in one list)
                 if t is None:
-                    t = recent[code] = len(self._dev)
-                    self._dev.append(code >> PASID_SHIFT)
-                    self._pasid.append((code & ((1 << PASID_SHIFT) - 1)) - 1)
+                    t = recent[code] = self._n + len(new)
+                    new.append(code)
                 out[i] = t
+        if new:
+            self._add(np.array(new, np.int64))
         if len(recent) >= max(MERGE_AT, len(self._sorted) // 4):
             self._merge()
         return out  # type: ignore[return-value]
+
+    def _add(self, codes: np.ndarray) -> None:
+        """Tracks `_n`, `_n + 1`, ... are these codes': written past the end, then counted (a reader's
+        `columns()` views stay valid, a grown buffer being a new one)."""
+        a, b = self._n, self._n + len(codes)
+        if b > len(self._dev):
+            size = max(b, 2 * len(self._dev), 1024)
+            self._dev = np.concatenate([self._dev[:a], np.zeros(size - a, np.uint32)])
+            self._pasid = np.concatenate([self._pasid[:a], np.zeros(size - a, np.int64)])
+        self._dev[a:b] = codes >> PASID_SHIFT
+        self._pasid[a:b] = (codes & ((1 << PASID_SHIFT) - 1)) - 1
+        self._n = b
 
     def _merge(self) -> None:
         """Move the dict's codes into the sorted array."""
