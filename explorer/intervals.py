@@ -263,7 +263,10 @@ class Intervals:
         for kind, maps in self._maps.items():
             code = _KINDS.index(kind)
             for records in maps:
-                for key, record in list(records.items()):
+                for key in list(records):  # (a copy of the keys alone: the model may go on meanwhile)
+                    record = records.get(key)
+                    if record is None:
+                        continue
                     p = self.layout(code, record).opening
                     yield Interval(kind, key, record, record[p], record[p + 1])
 
