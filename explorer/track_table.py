@@ -16,7 +16,7 @@ from typing import NamedTuple, overload
 import numpy as np
 
 PASID_SHIFT = 33  # a PASID is below 2^32 (schema.key_problem); + 1 so that 0 means none
-MERGE_AT = 65_536  # codes waiting in the dict (at least) before they are merged into the sorted array
+MERGE_AT = 4096  # codes waiting in the dict (at least) before they are merged into the sorted array
 
 
 class TrackKey(NamedTuple):
