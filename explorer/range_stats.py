@@ -13,6 +13,7 @@ apart rather than given one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from weakref import WeakKeyDictionary
 
@@ -65,7 +66,7 @@ class Columns:
     ts_max: np.ndarray  # the running maximum of ts: searchable even where times go back
     kinds: np.ndarray
     track_of: np.ndarray
-    tracks: list[TrackKey]
+    tracks: Sequence[TrackKey]  # the index's own table (it only grows)
     kind_names: list[str]
     model_done: bool
 
