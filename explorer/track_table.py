@@ -47,6 +47,14 @@ class TrackTable(Sequence[TrackKey]):
     def __len__(self) -> int:
         return self._n
 
+    def __eq__(self, other: object) -> bool:
+        """Equal to any sequence of the same keys in the same order (as the list it replaced was)."""
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(self) == len(other) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
     def columns(self) -> tuple[np.ndarray, np.ndarray]:
         """Each track's device number (an index into `devices`) and PASID (-1: none), as arrays."""
         n = self._n
