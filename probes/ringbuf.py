@@ -42,6 +42,8 @@ class RingReader:
         # a CPU), not at once whenever a record is in.
         self._poll.register(map_fd, select.EPOLLIN | select.EPOLLET)
         self.batch_bytes = size // 16  # this much waiting is drained at once, without waiting for a wakeup
+        # the most records one batch holds on to while it is decoded: the rest of the ring stays free for the probes
+        self.most = max(1, size // 8 // slot.itemsize)
 
     def pending_bytes(self) -> int:
         return int(self._prod[0]) - int(self._cons[0])
@@ -54,14 +56,12 @@ class RingReader:
             self._poll.poll(max(timeout_s, 0.0))
 
     @contextmanager
-    def records(self, limit: int | None = None) -> Iterator[np.ndarray]:
-        """Every committed record (at most `limit`) as an array of `slot['rec']` that is the ring's own memory (a
+    def records(self) -> Iterator[np.ndarray]:
+        """The committed records (at most `most`) as an array of `slot['rec']` that is the ring's own memory (a
         copy would cost a tenth of the capture), released to the kernel when the block ends: nothing may keep
         the array, or a view of it, past that. Stops at the first record still being written."""
         cons = int(self._cons[0])
-        n = (int(self._prod[0]) - cons) // self.slot.itemsize
-        if limit is not None:
-            n = min(n, limit)
+        n = min((int(self._prod[0]) - cons) // self.slot.itemsize, self.most)
         if n <= 0:
             yield np.empty(0, self.slot["rec"])
             return
