@@ -79,6 +79,8 @@ class Timeline(Widget, can_focus=True):
         # each row's cells at the last window: a cursor or row move redraws the lines but counts nothing again
         self._row_cells: dict[tuple[object, ...], RowCells] = {}
         self._row_cells_of: tuple[object, ...] = ()
+        self._runs: dict[tuple[object, ...], list[Segment]] = {}  # a row's runs without the cursor, by its cells
+        self._reversed: dict[Style, Style] = {}  # a style as the cursor's cell draws it
 
     # -- geometry ---------------------------------------------------------------------------------------------
     @property
@@ -207,7 +209,7 @@ class Timeline(Widget, can_focus=True):
                     m = marks[cell]
                     segs.append(Segment(MARK_NAMES[m], self._style(fg=ink(MARK_INKS[m], self.dark), bold=True)))
                 else:
-                    segs.append(self._anomaly_chip(ranks[cell], False))
+                    segs.append(self._anomaly_chip(ranks[cell]))
                 start = cell + 1
         segs.append(Segment("".join(chars[start:]), rule))
         return Strip(segs)
@@ -221,9 +223,9 @@ class Timeline(Widget, can_focus=True):
     def _cursor_mark(self) -> Segment:
         return Segment("▼", self._style(fg=ink("red", self.dark), bold=True))
 
-    def _anomaly_chip(self, rank: int, reverse: bool) -> Segment:
+    def _anomaly_chip(self, rank: int) -> Segment:
         fg, bg = ANOMALY_CHIPS[rank]
-        return Segment(_ANOMALY.glyph, self._style(fg=fg, bg=bg, bold=True, reverse=reverse))
+        return Segment(_ANOMALY.glyph, self._style(fg=fg, bg=bg, bold=True))
 
     def _label(self, v: View, r: int) -> Segment:
         row = v.rows[r]
@@ -235,10 +237,36 @@ class Timeline(Widget, can_focus=True):
     def _row_line(self, v: View, r: int) -> Strip:
         n = self.cell_count
         cells = self._cells_of(v.rows[r], self._edges_and_ticks(v)[0])
-        cur = v.window.cell_of(v.cursor, n)
+        marks = self._mark_cells(v)
+        key = (id(cells), self.dark, *marks.items())
+        runs = self._runs.get(key)
+        if runs is None:
+            runs = self._runs[key] = self._cell_segments(cells, marks)
         segs = [self._label(v, r), Segment("│", self._style(dim=True))]
-        segs += self._cell_segments(cells, cur, self._mark_cells(v))
+        segs += self._with_cursor(runs, v.window.cell_of(v.cursor, n))
         return Strip(segs)
+
+    def _with_cursor(self, runs: list[Segment], cell: int | None) -> list[Segment]:
+        """A row's runs of cells with the cursor's cell cut out of its run and drawn reversed."""
+        if cell is None:
+            return runs
+        at = 0
+        for k, seg in enumerate(runs):
+            if at + len(seg.text) > cell:
+                i = cell - at
+                style = seg.style
+                assert style is not None
+                cursor = self._reversed.get(style)
+                if cursor is None:
+                    cursor = self._reversed[style] = style + Style(reverse=True)
+                cut = [Segment(seg.text[i], cursor)]
+                if i:
+                    cut.insert(0, Segment(seg.text[:i], style))
+                if i + 1 < len(seg.text):
+                    cut.append(Segment(seg.text[i + 1:], style))
+                return runs[:k] + cut + runs[k + 1:]
+            at += len(seg.text)
+        return runs
 
     def _cells_of(self, row: TrackRow, edges: np.ndarray) -> RowCells:
         """The row's cells, counted again only when the window, the index, its findings or the filter changed."""
@@ -246,16 +274,16 @@ class Timeline(Widget, can_focus=True):
         at = (int(edges[0]), int(edges[-1]), len(edges), model.index.n, len(model.index.anomalies), model.version,
               id(model.spans))
         if at != self._row_cells_of:
-            self._row_cells, self._row_cells_of = {}, at
+            self._row_cells, self._row_cells_of, self._runs = {}, at, {}
         key = (row.key, row.only, row.span_key, *row.tracks)
         got = self._row_cells.get(key)
         if got is None:
             got = self._row_cells[key] = model.row_cells(row, edges)
         return got
 
-    def _cell_segments(self, c: RowCells, cursor_cell: int | None, marks: dict[int, int]) -> list[Segment]:
-        """One segment per run of cells drawn alike (styles are cached, so a run is a run of the same object). A
-        marker is a line down an empty cell (a mark drawn there says more)."""
+    def _cell_segments(self, c: RowCells, marks: dict[int, int]) -> list[Segment]:
+        """One segment per run of cells drawn alike (styles are cached, so a run is a run of the same object), one
+        character a cell. A marker is a line down an empty cell (a mark drawn there says more)."""
         tints = BAR_TINTS[self.dark]
         counts, top, bars, anomalies = c.counts.tolist(), c.top.tolist(), c.bars.tolist(), c.anomalies.tolist()
         out: list[Segment] = []
@@ -264,21 +292,20 @@ class Timeline(Widget, can_focus=True):
         for i, count in enumerate(counts):
             bar = bars[i]
             bg = tints[bar] if bar >= 0 else None
-            reverse = i == cursor_cell
             if anomalies[i]:
-                chip = self._anomaly_chip(anomalies[i], reverse)
+                chip = self._anomaly_chip(anomalies[i])
                 glyph, style = chip.text, chip.style
             elif count:
                 mark = mark_of_priority(top[i])
                 low = mark.glyph == "·"
                 glyph = density_glyph(count) if low else mark.glyph
-                style = self._style(fg=mark.colour(self.dark), bg=bg, bold=not low, reverse=reverse)
+                style = self._style(fg=mark.colour(self.dark), bg=bg, bold=not low)
             elif i in marks:
-                glyph, style = "│", self._style(fg=ink(MARK_INKS[marks[i]], self.dark), bg=bg, reverse=reverse)
+                glyph, style = "│", self._style(fg=ink(MARK_INKS[marks[i]], self.dark), bg=bg)
             elif bar == GROUP_STALE:
-                glyph, style = "╌", self._style(fg=ink("red", self.dark), bg=bg, reverse=reverse)
+                glyph, style = "╌", self._style(fg=ink("red", self.dark), bg=bg)
             else:
-                glyph, style = " ", self._style(bg=bg, reverse=reverse)
+                glyph, style = " ", self._style(bg=bg)
             if style is not run_style and run:
                 out.append(Segment("".join(run), run_style))
                 run = []
