@@ -195,6 +195,20 @@ def bench_record(tmp: Path, seconds: float, rate: float, ring_kb: int) -> dict[s
             "bpf_ns_per_event": bpf_ns / max(issued, 1) if costs and "problem" not in costs else None}
 
 
+def interrupt(proc: subprocess.Popen[str], limit_s: float = 300.0) -> str:
+    """SIGINT until the process exits (bpftrace can miss one that comes while it prints its backlog, which takes
+    minutes on a loaded host); its stderr."""
+    end = time.monotonic() + limit_s
+    while True:
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.communicate(timeout=15)[1]
+        except subprocess.TimeoutExpired:
+            if time.monotonic() > end:
+                proc.kill()
+                raise
+
+
 def bench_bpftrace(tmp: Path, seconds: float, rate: float) -> dict[str, float]:
     gen = start_generator(seconds, rate)
     script = tmp / "ioctl.bt"
@@ -212,8 +226,7 @@ def bench_bpftrace(tmp: Path, seconds: float, rate: float) -> dict[str, float]:
         cpu0 = cpu_seconds(bt.pid)
         issued, elapsed = run_generator(gen)
         cpu1 = wait_idle(bt.pid)
-        bt.send_signal(signal.SIGINT)
-        _, err = bt.communicate(timeout=300)  # on a loaded host, bpftrace takes minutes to print its backlog
+        err = interrupt(bt)
     # bpftrace prints "Lost N events" on stdout (v0.17, Debian's) or stderr (others): count both
     said = [*err.splitlines(), *lines_file.read_text().splitlines()]
     lost = sum(int(w[1]) for w in (ln.split() for ln in said if ln.startswith("Lost")) if len(w) > 1 and w[1].isdigit())
