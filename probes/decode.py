@@ -149,13 +149,15 @@ class Decoder:
         if self.device is not None:
             slow = [(p, r) for p, r in slow if r[R_DEVICE] is None or r[R_DEVICE] == self.device]
         fast_pos = np.concatenate([pos for pos, _ in parts]) if parts else np.zeros(0, np.int64)
+        procs, call_proc = self._call_procs(calls)
         if not slow:  # the records are in time order: so are the rows, in their records' order (no sort)
             kept = np.zeros(len(calls), bool)
             kept[fast_pos] = True
             rank = np.cumsum(kept) - 1
-            ts = _take(calls["ts"], np.flatnonzero(kept)).astype(np.int64)
-            pieces = [(rank[pos], enc) for pos, enc in parts]
-            return PackedRows.assemble(ts, [(Kind.UAPI, None, None)], np.zeros(len(ts), np.uint32), pieces)
+            rows = np.flatnonzero(kept)
+            ts = _take(calls["ts"], rows).astype(np.int64)
+            return PackedRows.assemble(ts, [(Kind.UAPI, None, None)], np.zeros(len(ts), np.uint32), list(procs),
+                                       _take(call_proc, rows), [(rank[pos], enc) for pos, enc in parts])
         # time order; on a tie, ioctls first in record order, then the other rows in theirs
         ts = np.concatenate([calls["ts"][fast_pos].astype(np.int64),
                              np.fromiter((r[R_TS] for _, r in slow), np.int64, len(slow))])
@@ -165,24 +167,38 @@ class Decoder:
         keys: dict[tuple[Any, Any, Any], int] = {(Kind.UAPI, None, None): 0}
         key_of = np.zeros(len(order), np.uint32)
         key_of[len(fast_pos):] = [keys.setdefault((r[R_KIND], r[R_DEVICE], r[R_PASID]), len(keys)) for _, r in slow]
+        proc_of = np.concatenate([call_proc[fast_pos], np.fromiter(
+            (procs.setdefault((r[4], r[5], r[6], r[R_SOURCE]), len(procs)) for _, r in slow), np.uint32, len(slow))])
         at, pieces = 0, []
         for pos, enc in parts:
             pieces.append((rank[at:at + len(pos)], enc))
             at += len(pos)
-        if slow:
-            pieces.append((rank[at:], [_PACKER.pack(r) for _, r in slow]))
-        return PackedRows.assemble(ts[order], list(keys), key_of[order], pieces)
+        pieces.append((rank[at:], [_PACKER.pack(r[R_FIELDS]) for _, r in slow]))
+        return PackedRows.assemble(ts[order], list(keys), key_of[order], list(procs), proc_of[order], pieces)
 
     def rows(self, recs: np.ndarray) -> list[Row]:
         """Rows for a batch of records, in time order (the bulk path, decoded back)."""
         return self.packed(recs).rows()
 
-    def _comm_codes(self, raw: np.ndarray) -> tuple[list[str], np.ndarray]:
-        """The distinct process names of a column and each row's index among them (most batches have one)."""
-        if bool((raw == raw[0]).all()):
-            return self._comms([raw[0]]), np.zeros(len(raw), np.int64)
-        distinct, codes = np.unique(raw, return_inverse=True)
-        return self._comms(distinct.tolist()), codes.reshape(-1)
+    def _call_procs(self, calls: np.ndarray) -> tuple[dict[tuple[Any, Any, Any, Any], int], np.ndarray]:
+        """The distinct processes (cpu, pid, comm, source) of ioctl records, and each record's index among them
+        (most batches: one process on a few CPUs)."""
+        if not len(calls):
+            return {}, np.zeros(0, np.uint32)
+        comm = calls["comm"]
+        distinct, comm_of = ([comm[0]], np.zeros(len(comm), np.int64)) if bool((comm == comm[0]).all()) else \
+            np.unique(comm, return_inverse=True)
+        names = self._comms(list(distinct))
+        ident = calls["tgid"].astype(np.uint64) << np.uint64(32) | calls["cpu"]
+        if len(names) > 1:
+            ident = np.stack([ident, comm_of.reshape(-1).astype(np.uint64)], axis=1).view("V16").reshape(-1)
+        seen, of = np.unique(ident, return_inverse=True)
+        pairs = seen.view(np.uint64).reshape(-1, 2).tolist() if len(names) > 1 else [(p, 0) for p in seen.tolist()]
+        source = SOURCES[Ev.IOCTL]
+        procs: dict[tuple[Any, Any, Any, Any], int] = {}  # (two raw names can decode to one)
+        ids = np.array([procs.setdefault((p & 0xFFFFFFFF, p >> 32, names[c], source), len(procs)) for p, c in pairs],
+                       np.uint32)
+        return procs, ids[of.reshape(-1)]
 
     def _comms(self, raw: list[bytes]) -> list[str]:
         cache = self._comm
@@ -202,7 +218,6 @@ class Decoder:
         slow: list[tuple[int, Row]] = []
         if not len(recs):
             return parts, slow
-        comms, comm_codes = self._comm_codes(recs["comm"])
         cmds = recs["cmd"]
         distinct = _distinct(cmds)
         for cmd in sorted(distinct, key=lambda c: c & 0xFF in _COMPAT_NRS):  # compat calls last
@@ -219,7 +234,7 @@ class Decoder:
                 slow += zip(pos.tolist(), self._ioctl_rows(cmd, name, sel), strict=True)
             else:
                 parts += [(_take(pos, rows), enc) for rows, enc in
-                          self._ioctl_templates(cmd, name, sel, _take(comm_codes, pos), comms)]
+                          self._ioctl_templates(cmd, name, sel)]
         return parts, slow
 
     def _on_container_fds(self, nr: int, sel: np.ndarray) -> np.ndarray:
@@ -242,19 +257,16 @@ class Decoder:
                  {"cmd": cmd, "name": name, "fd": f, "args": a, "ret": r}]
                 for t, c, g, m, f, a, r in zip(ts, cpu, tgid, comm, fd, args, ret, strict=True)]
 
-    def _ioctl_templates(self, cmd: int, name: str, sel: np.ndarray, comm_codes: np.ndarray, comms: list[str]
-                         ) -> list[tuple[np.ndarray, Encoded]]:
-        """Calls of one command that name no device or PASID: one template per argument variant (the fields the
-        caller's size covers, in values or out values), encoded from the records' columns."""
-        columns: dict[str, Any] = {"ts": sel["ts"], "cpu": sel["cpu"], "tgid": sel["tgid"], "fd": sel["fd"],
-                                   "ret": sel["ret"]}
+    def _ioctl_templates(self, cmd: int, name: str, sel: np.ndarray) -> list[tuple[np.ndarray, Encoded]]:
+        """The field maps of calls of one command that name no device or PASID: one template per argument variant
+        (the fields the caller's size covers, in values or out values), encoded from the records' columns."""
+        columns: dict[str, Any] = {"fd": sel["fd"], "ret": sel["ret"]}
         out = []
         for rows, names, cols in self._arg_columns(name, sel):
             args = {n: Col(f"arg{i}") for i, n in enumerate(names)}
-            template = [Col("ts"), Kind.UAPI, None, None, Col("cpu"), Col("tgid"), Col("comm"), SOURCES[Ev.IOCTL],
-                        {"cmd": cmd, "name": name, "fd": Col("fd"), "args": args, "ret": Col("ret")}]
+            template = {"cmd": cmd, "name": name, "fd": Col("fd"), "args": args, "ret": Col("ret")}
             part = {k: _take(v, rows) for k, v in columns.items()}
-            part.update({f"arg{i}": c for i, c in enumerate(cols)}, comm=(_take(comm_codes, rows), comms))
+            part.update({f"arg{i}": c for i, c in enumerate(cols)})
             out.append((rows, Encoded(template, part, len(rows))))
         return out
 

@@ -101,7 +101,9 @@ class RecordingWriter:
     def extend_rows(self, rows: list[Row]) -> None:
         """Append a batch of rows (`Event.to_row` lists); full chunks are written as the batch fills them."""
         if self._packed:
-            self.append_packed(PackedRows.of_rows(rows))
+            self._rows.extend(rows)
+            self._take_rows()
+            self._cut_packed()
             return
         at = 0
         while at < len(rows):
@@ -129,17 +131,33 @@ class RecordingWriter:
         self._take_rows()
         self._packed.append(rows)
         self._npacked += len(rows)
-        while self._npacked >= self.chunk_events:
-            batch = PackedRows.concat(self._packed)
-            self._packed, self._npacked = [batch.slice(self.chunk_events, len(batch))], len(batch) - self.chunk_events
-            self._store_packed(batch.slice(0, self.chunk_events))
+        self._cut_packed()
+
+    def _cut_packed(self) -> None:
+        """Write the whole chunks the encoded batches hold."""
+        if self._npacked < self.chunk_events:
+            return
+        batch, at = PackedRows.concat(self._packed), 0
+        while len(batch) - at >= self.chunk_events:
+            self._store_packed(batch.slice(at, at + self.chunk_events))
+            at += self.chunk_events
+        self._packed, self._npacked = [batch.slice(at, len(batch))], len(batch) - at
 
     def _take_rows(self) -> None:
-        """Rows appended one by one after packed ones join them, so that they stay in the order appended."""
-        if self._rows:
-            self._packed.append(PackedRows.of_rows(self._rows))
-            self._npacked += len(self._rows)
-            self._rows = []
+        """Rows appended one by one after packed ones join them, so that they stay in the order appended. Rows the
+        columns cannot hold (not a capture's) are written at once, with the batches before them, as rows."""
+        if not self._rows:
+            return
+        try:
+            batch = PackedRows.of_rows(self._rows)
+        except ValueError:
+            self._rows[:0] = PackedRows.concat(self._packed).rows()
+            self._packed, self._npacked = [], 0
+            self._flush_rows()
+            return
+        self._packed.append(batch)
+        self._npacked += len(batch)
+        self._rows = []
 
     @property
     def chunks_written(self) -> int:
@@ -157,6 +175,9 @@ class RecordingWriter:
             self._packed, self._npacked = [], 0
             if len(batch):
                 self._store_packed(batch)
+        self._flush_rows()
+
+    def _flush_rows(self) -> None:
         if not self._rows:
             return
         order = sorted(range(len(self._rows)), key=lambda i: self._rows[i][R_TS])  # stable, as the rows' sort
@@ -172,16 +193,12 @@ class RecordingWriter:
         self._store(chunk, payload if payload is not None else self._row_chunk(rows, chunk, cols), order)
 
     def _store_packed(self, appended: PackedRows) -> None:
-        """A chunk of encoded rows, sorted by time, from their columns; as rows when they do not split into
-        them."""
+        """A chunk of encoded rows, sorted by time, from their columns (as rows when the packer cannot take
+        them: see `Packer.columns_chunk`)."""
         assert self._packer is not None
         batch = appended.sorted()
         order = None if batch is appended else _moved(np.argsort(appended.ts, kind="stable"))
         split = batch.columns()
-        if split is None:
-            rows = batch.rows()
-            self._store_rows(rows, columns_of(rows), order)
-            return
         cols = ChunkColumns(split.ts, split.keys, split.key_of)
         chunk = self._chunk_meta(int(split.ts[0]), int(split.ts[-1]), len(batch), cols.counts(),
                                  (k[1] for k in split.keys))

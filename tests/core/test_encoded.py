@@ -22,7 +22,7 @@ EDGES = (0, 1, 127, 128, 255, 256, 65535, 65536, (1 << 32) - 1, 1 << 32, -1, -32
 
 
 @st.composite
-def columns(draw: st.DrawFn) -> tuple[int, dict[str, np.ndarray], list[str], np.ndarray, list[str]]:
+def columns(draw: st.DrawFn) -> tuple[int, dict[str, np.ndarray], list[str]]:
     n = draw(st.integers(0, 60))
     dtypes = draw(st.lists(st.sampled_from(sorted(INT_TYPES)), min_size=1, max_size=4))
     cols = {}
@@ -30,22 +30,22 @@ def columns(draw: st.DrawFn) -> tuple[int, dict[str, np.ndarray], list[str], np.
         low, high = INT_TYPES[dt]
         value = st.one_of(st.sampled_from([e for e in EDGES if low <= e <= high] + [low, high]), st.integers(low, high))
         cols[f"c{i}"] = np.array(draw(st.lists(value, min_size=n, max_size=n)), dtype=dt)
-    names = draw(st.lists(st.text(max_size=20), min_size=1, max_size=4))
-    codes = np.array(draw(st.lists(st.integers(0, len(names) - 1), min_size=n, max_size=n)), np.int64)
-    return n, cols, list(cols), codes, names
+    return n, cols, list(cols)
 
 
 @settings(max_examples=150)
 @given(columns())
 def test_bulk_encoding_writes_the_bytes_msgpack_writes_for_each_row(case) -> None:  # type: ignore[no-untyped-def]
-    n, cols, names, codes, texts = case
-    template = [Col(names[0]), "uapi", None, {"name": Col("text"), "args": {k: Col(k) for k in names}, "ok": True}]
-    enc = Encoded(template, {**cols, "text": (codes, texts)}, n)
-    rows = PackedRows.assemble(np.arange(n), [("uapi", None, None)], np.zeros(n, np.uint32), [(np.arange(n), enc)])
-    expected = [[int(cols[names[0]][i]), "uapi", None,
-                 {"name": texts[codes[i]], "args": {k: int(cols[k][i]) for k in names}, "ok": True}] for i in range(n)]
-    assert rows.data.tobytes() == b"".join(msgpack.packb(r) for r in expected)
-    assert rows.rows() == expected
+    n, cols, names = case
+    template = {"fd": Col(names[0]), "name": "IOMMU_IOAS_ALLOC", "args": {k: Col(k) for k in names}, "ok": True}
+    enc = Encoded(template, cols, n)
+    proc = (0, 7, "c", "syscalls:sys_exit_ioctl")
+    rows = PackedRows.assemble(np.arange(n), [("uapi", None, None)], np.zeros(n, np.uint32), [proc],
+                               np.zeros(n, np.uint32), [(np.arange(n), enc)])
+    maps = [{"fd": int(cols[names[0]][i]), "name": "IOMMU_IOAS_ALLOC", "args": {k: int(cols[k][i]) for k in names},
+             "ok": True} for i in range(n)]
+    assert rows.fields.tobytes() == b"".join(msgpack.packb(m) for m in maps)
+    assert rows.rows() == [[i, "uapi", None, None, *proc, m] for i, m in enumerate(maps)]
 
 
 def _row(ts: int, device: str | None = None) -> list:  # type: ignore[type-arg]
@@ -138,16 +138,16 @@ def test_chunks_written_from_columns_are_the_bytes_of_chunks_written_from_rows(
 
 
 def test_rows_a_capture_does_not_write_are_stored_as_the_row_path_stores_them(tmp_path: Path) -> None:
-    """A batch holding a value the columns cannot split (a float, a bool, a tenth item) is written as the rows
-    appended one by one would be, and read back alike."""
+    """Rows the columns cannot hold (a float, a bool, a tenth item) appended after an encoded batch are written as
+    the rows appended one by one would be, byte for byte."""
     header = Header(source="capture")
     odd = [[1, "uapi", None, None, 0, 1.5, "c", "s", {}], [2, "uapi", None, None, True, 7, "c", "s", {}],
            [3, "uapi", None, None, 0, 7, "c", "s", {}, "newer"]]
     for i, row in enumerate(odd):
-        assert PackedRows.of_rows([_row(0), row]).columns() is None
         with RecordingWriter(tmp_path / f"r{i}", header) as w:
             w.extend_rows([_row(0), row])
         with RecordingWriter(tmp_path / f"c{i}", header) as w:
-            w.append_packed(PackedRows.of_rows([_row(0), row]))
+            w.append_packed(PackedRows.of_rows([_row(0)]))
+            w.extend_rows([row])
         assert (tmp_path / f"c{i}").read_bytes() == (tmp_path / f"r{i}").read_bytes()
         assert Recording(tmp_path / f"c{i}").chunk_rows(0)[0] == _row(0)

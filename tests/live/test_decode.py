@@ -108,6 +108,21 @@ def test_bulk_decoding_equals_decoding_each_call_alone(calls) -> None:  # type: 
     assert got == sorted(expected)
 
 
+@settings(max_examples=40)
+@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from([1, 100, (1 << 32) - 1]),
+                          st.sampled_from([b"gen", b"gen\0stale", b"qemu", b"\x1b[2J\xff", b""]), st.booleans()),
+                min_size=1, max_size=30))
+def test_each_row_names_the_process_and_cpu_of_its_record(procs) -> None:  # type: ignore[no-untyped-def]
+    """Calls from several processes, names and CPUs in one batch (two names that differ only past their end
+    included), mixed with exits: each row keeps its own record's."""
+    recs = batch(*(ioctl(ts, "IOMMU_IOAS_ALLOC", {}, ENOTTY, tgid=tgid) if call else
+                   record(Ev.EXIT, ts, tgid=tgid, pid=tgid) for ts, (_, tgid, _, call) in enumerate(procs)))
+    recs["cpu"], recs["comm"] = [cpu for cpu, *_ in procs], [comm for _, _, comm, _ in procs]
+    rows = Decoder().rows(recs)
+    assert [(r[0], r[4], r[5], r[6]) for r in rows] == [(ts, cpu, tgid, comm.split(b"\0")[0].decode("utf-8", "replace"))
+                                                         for ts, (cpu, tgid, comm, _) in enumerate(procs)]
+
+
 def test_vfio_type1_calls_are_kept_on_an_iommufd_or_container_and_dropped_on_a_device_fd() -> None:
     """Numbers 112..117 are VFIO_IOMMU_* on a container or iommufd (iommufd/vfio_compat.c) and VFIO_DEVICE_*
     on a device fd: kept only on an fd that answered a container call or an iommufd call first."""
