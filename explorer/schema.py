@@ -223,10 +223,35 @@ def common_fit(ts: list[Any], kinds: list[Any], devices: list[Any], pasids: list
         return False
 
 
-def _column_suspects(rule: Rule, column: list[Any], members: list[int]) -> list[int]:
+@dataclass(frozen=True, slots=True)
+class Known:
+    """A column of values of one class (never None) whose least and greatest are at hand without making the values
+    (a decoder's numpy column): judged from those, its values made only when its rule must see each one."""
+
+    cls: type
+    bounds: Callable[[], tuple[Any, Any]]
+    values: Callable[[], list[Any]]
+
+
+def _clears(rule: Rule, classes: set[type], bounds: Callable[[], tuple[Any, Any]]) -> bool:
+    """Whether values of `classes` pass `rule` outright: of classes it takes, within its range where it has one
+    (`bounds()`: their least and greatest, asked only then)."""
+    if not classes <= rule.exact:
+        return False
+    if rule.lo is None or rule.hi is None:
+        return True
+    lo, hi = bounds()
+    return bool(lo >= rule.lo and hi < rule.hi)
+
+
+def _column_suspects(rule: Rule, column: list[Any] | Known, members: list[int]) -> list[int]:
     """The rows (of `members`, one per value) whose value in one field's column may break `rule`: none when
     every value but None is of a class the rule takes outright and within its range, else those its check
     refuses."""
+    if isinstance(column, Known):
+        if _clears(rule, {column.cls}, column.bounds):
+            return []
+        column = column.values()
     classes = set(map(type, column))
     values = column
     if _NONE in classes:
@@ -234,9 +259,7 @@ def _column_suspects(rule: Rule, column: list[Any], members: list[int]) -> list[
         values = [v for v in column if v is not None]
     if not values:
         return []
-    lo, hi = rule.lo, rule.hi
-    if classes <= rule.exact and (lo is None or hi is None or (min(values) >= lo and max(values) < hi)) or \
-            rule.column is not None and rule.column(values):
+    if _clears(rule, classes, lambda: (min(values), max(values))) or rule.column is not None and rule.column(values):
         return []
     check = rule.check
     return [j for j, v in zip(members, column, strict=True) if v is not None and not check(v)]
@@ -253,18 +276,11 @@ def _grouped(keys: list[Any]) -> list[tuple[Any, list[int]]]:
     return [(k, order[a:b].tolist()) for k, a, b in zip(ids, [0, *bounds[:-1]], bounds, strict=True)]
 
 
-def _shape_suspects(kind: Any, shape: tuple[Any, ...], maps: list[Any], members: list[int]) -> list[int]:
-    """The rows (`members`, of one kind, whose maps all have the names `shape` in that order) whose fields may
-    break the schema: each known name's values judged as one column, the kind's required names present and not
-    nil."""
-    if not shape:
-        columns: list[list[Any]] = []
-    elif len(shape) == 1:
-        columns = [list(map(itemgetter(shape[0]), maps))]
-    else:
-        columns = list(map(list, zip(*map(itemgetter(*shape), maps), strict=True)))
+def shape_suspects(kind: Any, column_of: dict[str, list[Any] | Known], members: list[int]) -> list[int]:
+    """The rows (`members`, of one kind, whose maps all have the names of `column_of`, each name's values one
+    column, or known without them) whose fields may break the schema: each known name's values judged as one
+    column, the kind's required names present and not nil."""
     out: list[int] = []
-    column_of = dict(zip(shape, columns, strict=True))
     for name, column in column_of.items():
         rule = FIELDS.get(name)
         if rule is not None:
@@ -273,9 +289,18 @@ def _shape_suspects(kind: Any, shape: tuple[Any, ...], maps: list[Any], members:
         column = column_of.get(name)
         if column is None:
             out += members
-        elif None in column:
+        elif not isinstance(column, Known) and None in column:
             out += [j for j, v in zip(members, column, strict=True) if v is None]
     return out
+
+
+def _columns(shape: tuple[Any, ...], maps: list[Any]) -> dict[str, list[Any]]:
+    """Each name's values in maps that all have the names `shape`, in that order."""
+    if not shape:
+        return {}
+    if len(shape) == 1:
+        return {shape[0]: list(map(itemgetter(shape[0]), maps))}
+    return dict(zip(shape, map(list, zip(*map(itemgetter(*shape), maps), strict=True)), strict=True))
 
 
 def _subset(items: list[Any], at: list[int]) -> list[Any]:
@@ -285,7 +310,7 @@ def _subset(items: list[Any], at: list[int]) -> list[Any]:
 def fields_suspects(kinds: list[Any], maps: list[Any]) -> list[int]:
     """Positions of the rows whose field maps may break the schema, in order. A kind's maps with the same names
     in the same order (a chunk's rows of one kind mostly share one such shape) are judged together, a name's
-    values as one column (see `_shape_suspects`); a name that is not exactly a str (a str subclass is judged by
+    values as one column (see `shape_suspects`); a name that is not exactly a str (a str subclass is judged by
     row) makes its row a suspect. `kinds` are strings and `maps` dicts or None (see `common_fit`)."""
     if _NONE in set(map(type, maps)):
         maps = [{} if f is None else f for f in maps]
@@ -295,7 +320,7 @@ def fields_suspects(kinds: list[Any], maps: list[Any]) -> list[int]:
     for kind, members in _grouped(kinds):
         of_kind = _subset(maps, members)
         for shape, at in _grouped(list(map(tuple, of_kind))):
-            out += _shape_suspects(kind, shape, _subset(of_kind, at), _subset(members, at))
+            out += shape_suspects(kind, _columns(shape, _subset(of_kind, at)), _subset(members, at))
     return sorted(set(out))
 
 
@@ -323,14 +348,14 @@ def suspects(rows: list[Any], common_known: bool = False) -> list[int]:
 
 
 def checked(rows: list[Any], refused: Callable[[int, str], None], last_ts: int = 0, *,
-            common_known: bool = False) -> list[Any]:
+            common_known: bool = False, suspected: list[int] | None = None) -> list[Any]:
     """`rows` with each one that breaks the schema replaced by a one-event loss at its time (or, when its time
     is what is wrong, the last good row's before it), `refused(position, problem)` told of each. Rows are judged
-    in bulk (`suspects`); only those it cannot clear are judged one by one, by `row_problem`, which names the
-    problem."""
+    in bulk (`suspects`, or `suspected`: the same judgement made by a caller that decoded the rows, in order);
+    only those it cannot clear are judged one by one, by `row_problem`, which names the problem."""
     out = rows
     good_before: dict[int, int] = {}  # a refused row's position -> the last good row's before it (-1: none)
-    for j in suspects(rows, common_known):
+    for j in suspects(rows, common_known) if suspected is None else suspected:
         problem = row_problem(rows[j])
         if problem is None:
             continue

@@ -38,6 +38,7 @@ from ..events import R_FIELDS, Row
 from ..schema import common_fit
 from .columns import ChunkColumns
 from .encoded import RowColumns
+from .fieldmaps import field_maps
 
 LEVEL = 3  # zstd level: level 3 writes 4,096 events in about 0.1 ms and gains little from more
 MAX_EXPANSION = 256  # a frame may decompress to this many times its size ...
@@ -256,35 +257,49 @@ class PackedChunk:
         self._proc_of, self._fields, self._at, self._extra = proc_of, fields, at, extra
         self._procs = procs  # last: another thread reading the chunk takes it as the sign the rest are there
 
-    def _field_maps(self, positions: Sequence[int]) -> list[Any]:
-        """The field maps at `positions`, the whole column in one call when that is all of them."""
+    def _field_maps(self, cols: ChunkColumns, positions: Sequence[int]) -> tuple[list[Any], list[int] | None]:
+        """The field maps at `positions` and, when the chunk's tables fit the schema and it holds no items past
+        the ninth (see `tables_fit`), the places (in that list) of the rows whose fields may break it, judged a
+        layout at a time as they are decoded (`fieldmaps`); else None: every part of each row is still to judge.
+        BadChunk when a map does not decode."""
         try:
+            if not self._extra and self.tables_fit():
+                at = np.arange(self.n) if isinstance(positions, range) and positions == range(self.n) \
+                    else np.asarray(positions, np.intp)
+                names: dict[str, int] = {}
+                code_of = np.array([names.setdefault(kind, len(names)) for kind, _, _ in cols.keys], np.int64)
+                return field_maps(self._fields, self._at, at, code_of[cols.key_of[at]], list(names), self._unpack)
             if isinstance(positions, range) and positions == range(self.n):
                 return msgpack.unpackb(self._mp.pack_array_header(self.n) + self._fields, raw=False,
-                                       strict_map_key=False)
+                                       strict_map_key=False), None
             view, at, j = memoryview(self._fields), self._at, np.asarray(positions, np.intp)
-            return [msgpack.unpackb(view[a:b], raw=False, strict_map_key=False)
-                    for a, b in zip(at[j].tolist(), at[j + 1].tolist(), strict=True)]
+            return [self._unpack(view[a:b]) for a, b in zip(at[j].tolist(), at[j + 1].tolist(), strict=True)], None
         except Exception as e:  # msgpack raises several unrelated types
             raise BadChunk(f"column fields does not decode ({e})") from None
 
-    def rows(self) -> list[Row]:
-        """Every row, as format 1 stores them; BadChunk when a column does not decode."""
+    @staticmethod
+    def _unpack(data: memoryview) -> Any:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+    def rows(self) -> tuple[list[Row], list[int] | None]:
+        """Every row, as format 1 stores them, with the places of those that may break the schema when they
+        were judged as they were decoded (see `rows_at`); BadChunk when a column does not decode."""
         return self.rows_at(self.cols, range(self.n))
 
-    def rows_at(self, cols: ChunkColumns, positions: Sequence[int]) -> list[Row]:
-        """The rows at `positions`, their times and keys taken from `cols` (the chunk's own: see ChunkHead). Only
-        their entries of each column become Python objects, however big the chunk."""
+    def rows_at(self, cols: ChunkColumns, positions: Sequence[int]) -> tuple[list[Row], list[int] | None]:
+        """The rows at `positions`, their times and keys taken from `cols` (the chunk's own: see ChunkHead), and
+        the places (in that list) of the rows that may break the schema, or None (see `_field_maps`). Only their
+        entries of each column become Python objects, however big the chunk."""
         self.check()
         assert self._procs is not None
         keys, procs = cols.keys, self._procs
         at: slice | np.ndarray = slice(None) if isinstance(positions, range) and positions == range(self.n) \
             else np.asarray(positions, np.intp)
-        fields = self._field_maps(positions)
+        fields, suspected = self._field_maps(cols, positions)
         out = [[t, *keys[k], *procs[p], f] for t, k, p, f in zip(cols.ts[at].tolist(), cols.key_of[at].tolist(),
                                                                  self._proc_of[at].tolist(), fields, strict=True)]
         if self._extra:
             place = {j: p for p, j in enumerate(positions) if j in self._extra}
             for j, p in place.items():
                 out[p].extend(self._extra[j])
-        return out
+        return out, suspected

@@ -100,7 +100,9 @@ def _chunk_meta(payload: bytes) -> dict[str, Any]:
 Refused = Callable[[int, str], None]  # told of a row the schema refuses: its place in the chunk, the problem
 
 
-Decode = Callable[[ChunkColumns, list[int]], list[Any]]  # the rows at some positions of a chunk, unchecked
+# The rows at some positions of a chunk, unchecked, and the places (in that list) of those that may break the schema
+# when they were judged as they were decoded (None: they are still to judge)
+Decode = Callable[[ChunkColumns, list[int]], tuple[list[Any], list[int] | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +120,9 @@ class ChunkHead:
         schema (a refused row comes back as a one-event loss). ValueError when a row does not decode, or (in
         format 1, where rows are stored beside their columns) is not the one its columns say."""
         out: list[Any] = [None] * len(self.cols.ts)
-        good = checked(self.decode(self.cols, positions), lambda n, problem: self.refused(positions[n], problem),
-                       common_known=self.packed is not None and self.packed.tables_fit())
+        rows, suspected = self.decode(self.cols, positions)
+        good = checked(rows, lambda n, problem: self.refused(positions[n], problem),
+                       common_known=self.packed is not None and self.packed.tables_fit(), suspected=suspected)
         for j, row in zip(positions, good, strict=True):
             out[j] = row
         return out
@@ -142,7 +145,7 @@ class _StoredRows:
     payload: bytes
     start: int  # where the first row begins in `payload`
 
-    def __call__(self, cols: ChunkColumns, positions: list[int]) -> list[Any]:
+    def __call__(self, cols: ChunkColumns, positions: list[int]) -> tuple[list[Any], None]:
         at, start, keys = cols.row_at, self.start, cols.keys
         assert at is not None
         view = memoryview(self.payload)
@@ -153,7 +156,7 @@ class _StoredRows:
                     (row[R_KIND], row[R_DEVICE], row[R_PASID]) != keys[k]:
                 raise ValueError(f"event {j} of the chunk does not match its columns")
             out.append(row)
-        return out
+        return out, None
 
 
 class Recording:
@@ -389,12 +392,12 @@ class Recording:
     def chunk_rows(self, i: int) -> list[Row]:
         """Decode chunk `i` into rows (see `Event.to_row`), each checked by the schema: a refused row comes back
         as a one-event loss at its place, and `damage` names it."""
-        fit = False
+        fit, suspected = False, None
         try:
             chunk = _unpack(self.chunk_payload(i))
             if isinstance(chunk, dict) and "z" in chunk:
                 packed = self._packed(i, chunk)
-                rows, fit = packed.rows(), packed.tables_fit()
+                (rows, suspected), fit = packed.rows(), packed.tables_fit()
             else:
                 rows = chunk["events"]
         except RecordingError:
@@ -405,7 +408,7 @@ class Recording:
             raise self._fail(self.chunks[i].offset, f"chunk {i} holds no event list")
         t0 = self.chunks[i].t0
         return checked(rows, lambda j, problem: self.refuse(i, j, problem), t0 if 0 <= t0 < TS_END else 0,
-                       common_known=fit)
+                       common_known=fit, suspected=suspected)
 
     def refuse(self, i: int, j: int, problem: str) -> None:
         """Note, once, that event `j` of chunk `i` breaks the schema and is read as a one-event loss."""

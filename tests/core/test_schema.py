@@ -7,14 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgpack
+import numpy as np
 import pytest
-from hostile_files import GOOD, hostile_rows, write_crafted
+from hostile_files import FIELD_NAMES, GOOD, hostile_rows, values, write_crafted
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import explorer.schema as schema
 from explorer.events import R_TS, Kind, ResponseCode
 from explorer.recording import Recording
+from explorer.recording.fieldmaps import field_maps
 from explorer.schema import TS_END, checked, lost_row, row_problem
 
 ROWS = st.lists(st.one_of(st.sampled_from(GOOD).map(list), hostile_rows(),
@@ -85,3 +88,64 @@ def test_good_rows_are_cleared_in_bulk_without_judging_them_one_by_one(monkeypat
 def test_enum_values_pass_as_the_values_they_stand_for() -> None:
     row = [5, Kind.PAGE_RESPONSE, "d", 1, 0, 1, "c", "s", {"prg": 3, "code": ResponseCode.FAILURE}]
     assert in_bulk([row]) == ([row], [])
+
+
+# One MessagePack width each: rows of a group then share their maps' layout (fieldmaps), values varying within it
+_WIDTHS = [st.integers(0, 127), st.integers(128, 255), st.integers(256, 65535), st.integers(1 << 16, (1 << 32) - 1),
+           st.integers(1 << 32, (1 << 64) - 1), st.integers(-32, -1), st.integers(-128, -33),
+           st.integers(-32768, -129), st.integers(-(1 << 31), -32769), st.integers(-(1 << 63), -(1 << 31) - 1),
+           st.booleans(), st.none(), st.floats(allow_nan=False), st.text("ab\x1b", min_size=3, max_size=3),
+           st.fixed_dictionaries({"a": st.integers(0, 127)}), st.lists(st.integers(0, 127), min_size=2, max_size=2),
+           st.binary(min_size=2, max_size=2)]
+_KINDS = sorted({r[1] for r in GOOD}) + ["made_up"]
+
+
+@st.composite
+def _groups_of_maps(draw: st.DrawFn) -> list[tuple[str, dict[Any, Any]]]:
+    """Rows of a few kinds, most in groups whose maps have one layout (some of them hostile: a prg of 2^40, a nil
+    where a field is required, a list for a number), a few of any shape."""
+    out = []
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(_KINDS))
+        names = draw(st.lists(st.sampled_from([*FIELD_NAMES, "x"]), unique=True, max_size=4))
+        widths = [draw(st.sampled_from(_WIDTHS)) for _ in names]
+        for _ in range(draw(st.integers(1, 40))):
+            out.append((kind, {name: draw(w) for name, w in zip(names, widths, strict=True)}))
+    out += draw(st.lists(st.tuples(st.sampled_from(_KINDS), st.dictionaries(st.sampled_from([*FIELD_NAMES, 1]),
+                                                                            values, max_size=3)), max_size=3))
+    return draw(st.permutations(out))
+
+
+@settings(max_examples=150, deadline=None)
+@given(drawn=_groups_of_maps())
+def test_field_maps_decoded_a_layout_at_a_time_are_the_maps_and_refusals_of_decoding_them_one_by_one(
+        drawn: list[tuple[str, dict[Any, Any]]]) -> None:
+    packed = [msgpack.packb(m, use_bin_type=True) for _, m in drawn]
+    at = np.zeros(len(packed) + 1, np.uint64)
+    np.cumsum([len(p) for p in packed], out=at[1:])
+    kinds = sorted({k for k, _ in drawn})
+    codes = np.array([kinds.index(k) for k, _ in drawn], np.int64)
+    unpack = lambda b: msgpack.unpackb(b, raw=False, strict_map_key=False)  # noqa: E731
+    maps, suspected = field_maps(b"".join(packed), at, np.arange(len(drawn)), codes, kinds, unpack)
+    assert msgpack.packb(maps) == msgpack.packb([unpack(p) for p in packed])  # (NaN is not equal to itself)
+    rows = [[1000 + j, kind, "d", 1, 0, 1, "a", "t", m]
+            for j, ((kind, _), m) in enumerate(zip(drawn, maps, strict=True))]
+    said: list[tuple[int, str]] = []
+    assert (checked(rows, lambda j, p: said.append((j, p)), common_known=True, suspected=suspected), said) == \
+        by_row(rows)
+
+
+def test_a_field_map_that_does_not_decode_fails_as_it_does_alone() -> None:
+    """A string that is not UTF-8 among maps of its layout: the error is msgpack's, for that map, as when each
+    map is decoded alone."""
+    good = msgpack.packb({"name": "ab"})
+    bad = good.replace(b"ab", b"\xff\xfe")
+    packed = [good] * 20 + [bad] + [good] * 20
+    at = np.zeros(len(packed) + 1, np.uint64)
+    np.cumsum([len(p) for p in packed], out=at[1:])
+    unpack = lambda b: msgpack.unpackb(b, raw=False)  # noqa: E731
+    with pytest.raises(UnicodeDecodeError) as alone:
+        unpack(bad)
+    with pytest.raises(UnicodeDecodeError) as grouped:
+        field_maps(b"".join(packed), at, np.arange(len(packed)), np.zeros(len(packed), np.int64), ["uapi"], unpack)
+    assert str(grouped.value) == str(alone.value)

@@ -1,0 +1,287 @@
+"""Field maps decoded a layout at a time, and judged by the schema from their bytes.
+
+A chunk's rows of one kind mostly carry maps of one layout: the same names in the same order, each value of the
+same MessagePack type and width (a page request's `prg`, `addr`, `perm`, `last`, `needs_pasid`). Decoding them one
+call a row costs a call and a slice per row, and judging them as Python values a pass over each. Here the rows of
+one kind and byte length are laid side by side as a two-dimensional array, and the first one's layout (or one met
+in an earlier chunk) is checked against every row at once: the names, headers and type bytes must be equal, a
+fixint or a bool must stay one. Rows that have it hold one item each of exactly that many bytes, so all of them
+decode in one call, and the schema judges each name's values from the layout (their class) and the array (their
+least and greatest: `schema.Known`). Rows no layout covers (small groups, bin and ext values, names that are not
+strings) are decoded and judged one by one, as before, and fail there first, in order, when they do not decode.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from ..schema import Known, fields_suspects, shape_suspects
+
+MIN_GROUP = 16  # rows of one kind and length below which decoding them one by one costs less
+_LAYOUTS_PER_GROUP = 3  # layouts tried on the rows of one kind and length before the rest go one by one
+_DEPTH = 16  # maps and arrays nested deeper are decoded one by one
+_NUMBERS = {0xCC: ">u1", 0xCD: ">u2", 0xCE: ">u4", 0xCF: ">u8", 0xD0: ">i1", 0xD1: ">i2", 0xD2: ">i4",
+            0xD3: ">i8", 0xCA: ">f4", 0xCB: ">f8"}
+_PACKER = msgpack.Packer()
+Unpack = Callable[[memoryview], Any]
+
+
+class _Unsupported(Exception):
+    """A map whose layout this module does not take: its rows are decoded one by one."""
+
+
+@dataclass(slots=True)
+class _Reading:
+    """A layout as it is read: the bytes every row must have (`start`, `data`), and those that must stay in a
+    range (a fixint, a bool: at `at`, from `lo` to `hi`)."""
+
+    start: list[int] = field(default_factory=list)
+    data: list[bytes] = field(default_factory=list)
+    at: list[int] = field(default_factory=list)
+    lo: list[int] = field(default_factory=list)
+    hi: list[int] = field(default_factory=list)
+
+    def fixed(self, start: int, data: bytes) -> None:
+        self.start.append(start)
+        self.data.append(data)
+
+    def ranged(self, at: int, lo: int, hi: int) -> None:
+        self.at.append(at)
+        self.lo.append(lo)
+        self.hi.append(hi)
+
+
+# A value as the schema sees it: its class and, for a number, where it lies and its numpy type (None: nil or a
+# map or list, whose values are made to judge them)
+Value = tuple[type, int, str] | None
+
+
+def _length(data: bytes, at: int, size: int) -> int:
+    if at + size > len(data):
+        raise _Unsupported
+    return int.from_bytes(data[at:at + size], "big")
+
+
+def _str_head(data: bytes, at: int) -> tuple[int, int]:
+    """A string's header width and length at `at`; (0, 0) when no string starts there."""
+    c = data[at] if at < len(data) else 0
+    if 0xA0 <= c <= 0xBF:
+        return 1, c & 0x1F
+    if c in (0xD9, 0xDA, 0xDB):
+        head = 2 if c == 0xD9 else 3 if c == 0xDA else 5
+        return head, _length(data, at + 1, head - 1)
+    return 0, 0
+
+
+def _item(data: bytes, at: int, out: _Reading, depth: int) -> tuple[Value, int]:
+    """Read the item at `at` into `out`: its value as the schema sees it, and where the next item starts."""
+    if at >= len(data) or depth > _DEPTH:
+        raise _Unsupported
+    c = data[at]
+    if c <= 0x7F or c >= 0xE0:  # a fixint
+        out.ranged(at, *((0, 0x7F) if c <= 0x7F else (0xE0, 0xFF)))
+        return (int, at, "u1" if c <= 0x7F else "i1"), at + 1
+    if c in (0xC2, 0xC3):
+        out.ranged(at, 0xC2, 0xC3)
+        return (bool, at, ""), at + 1
+    out.fixed(at, data[at:at + 1])
+    if c == 0xC0:
+        return None, at + 1
+    if c in _NUMBERS:
+        kind = _NUMBERS[c]
+        return (float if kind[1] == "f" else int, at + 1, kind), at + 1 + int(kind[2])
+    head, size = _str_head(data, at)
+    if head:
+        out.fixed(at + 1, data[at + 1:at + head])
+        return (str, at, ""), at + head + size
+    if 0x80 <= c <= 0x9F or c in (0xDC, 0xDD, 0xDE, 0xDF):  # a map or an array
+        is_map = c <= 0x8F or c >= 0xDE
+        head = 1 if c <= 0x9F else 3 if c in (0xDC, 0xDE) else 5
+        n = c & 0x0F if c <= 0x9F else _length(data, at + 1, head - 1)
+        out.fixed(at + 1, data[at + 1:at + head])
+        at += head
+        for _ in range(n):
+            if is_map:
+                at = _name(data, at, out)[1]
+            at = _item(data, at, out, depth + 1)[1]
+        return None, at
+    raise _Unsupported  # bin, ext, and 0xc1 (never used)
+
+
+def _name(data: bytes, at: int, out: _Reading) -> tuple[str, int]:
+    """A map's name at `at` (a string, the same in every row), and where its value starts."""
+    head, size = _str_head(data, at)
+    if not head or at + head + size > len(data):
+        raise _Unsupported
+    out.fixed(at, data[at:at + head + size])
+    try:
+        return sys.intern(data[at + head:at + head + size].decode()), at + head + size
+    except UnicodeDecodeError:
+        raise _Unsupported from None
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """A field map's layout: the bytes at `at` lie between `lo` and `hi` in every row that has it; its top-level
+    names and their values as the schema sees them."""
+
+    at: np.ndarray  # intp
+    lo: np.ndarray  # uint8
+    hi: np.ndarray  # uint8
+    names: tuple[str, ...]
+    values: tuple[Value, ...]
+
+    @classmethod
+    def read(cls, data: bytes) -> Layout:
+        """The layout of one field map (a map with distinct string names at its top); _Unsupported otherwise."""
+        out = _Reading()
+        c = data[0] if data else 0
+        if not (0x80 <= c <= 0x8F or c in (0xDE, 0xDF)):
+            raise _Unsupported
+        head = 1 if c <= 0x8F else 3 if c == 0xDE else 5
+        n = c & 0x0F if c <= 0x8F else _length(data, 1, head - 1)
+        out.fixed(0, data[:head])
+        at, names, values = head, [], []
+        for _ in range(n):
+            name, at = _name(data, at, out)
+            value, at = _item(data, at, out, 1)
+            names.append(name)
+            values.append(value)
+        if at != len(data) or len(set(names)) != n:
+            raise _Unsupported
+        const = np.frombuffer(b"".join(out.data), np.uint8)
+        at_ = np.concatenate([*(np.arange(a, a + len(d)) for a, d in zip(out.start, out.data, strict=True)),
+                              np.array(out.at, np.intp)]).astype(np.intp)
+        return cls(at_, np.concatenate([const, np.array(out.lo, np.uint8)]),
+                   np.concatenate([const, np.array(out.hi, np.uint8)]), tuple(names), tuple(values))
+
+    def fits(self, grid: np.ndarray) -> np.ndarray:
+        """Which rows of `grid` (a map a row, each of the layout's length) have this layout."""
+        got = grid[:, self.at]
+        return ((got >= self.lo) & (got <= self.hi)).all(axis=1)
+
+    def columns(self, grid: np.ndarray, maps: list[dict[str, Any]]) -> dict[str, list[Any] | Known]:
+        """Each top-level name's values in `maps` (decoded from the rows of `grid`, which all have this layout)
+        as the schema judges them: known from the array where they are numbers, strings or bools."""
+        out: dict[str, list[Any] | Known] = {}
+        for name, value in zip(self.names, self.values, strict=True):
+            values = _values(maps, name)
+            if value is None:
+                out[name] = values()
+            else:
+                out[name] = Known(value[0], _bounds(grid, value[1], value[2]), values)
+        return out
+
+
+def _values(maps: list[dict[str, Any]], name: str) -> Callable[[], list[Any]]:
+    return lambda: list(map(itemgetter(name), maps))
+
+
+def _bounds(grid: np.ndarray, at: int, kind: str) -> Callable[[], tuple[Any, Any]]:
+    """The least and greatest of the numbers at `at` of each row of `grid` (`kind`: their numpy type)."""
+    def bounds() -> tuple[Any, Any]:
+        width = int(kind[-1])
+        column = np.ascontiguousarray(grid[:, at:at + width]).view(kind).reshape(-1)
+        return column.min().item(), column.max().item()
+    return bounds
+
+
+_known: dict[int, tuple[Layout, ...]] = {}  # layouts met lately, by byte length, the latest first
+_KNOWN_PER_LENGTH = 4
+_KNOWN_LENGTHS = 1024
+
+
+def _layout_of(row: np.ndarray) -> Layout:
+    """The layout of the map `row` holds: one met lately (a chunk's maps mostly have the layouts of the chunk's
+    before), else read from its bytes. _Unsupported when it has none this module takes."""
+    known = _known.get(len(row), ())
+    for layout in known:
+        got = row[layout.at]
+        if bool(((got >= layout.lo) & (got <= layout.hi)).all()):
+            return layout
+    found = Layout.read(row.tobytes())
+    if len(_known) >= _KNOWN_LENGTHS:
+        _known.clear()
+    _known[len(row)] = (found, *known[:_KNOWN_PER_LENGTH - 1])
+    return found
+
+
+def _groups(kind_codes: np.ndarray, lengths: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+    """The rows (indices) of each kind and length, with that kind code and length."""
+    key = kind_codes.astype(np.int64) << 32 | lengths
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    cuts = (np.flatnonzero(ordered[1:] != ordered[:-1]) + 1).tolist()
+    return [(int(ordered[a]) >> 32, int(ordered[a]) & 0xFFFFFFFF, order[a:b])
+            for a, b in zip([0, *cuts], [*cuts, len(key)], strict=True)]
+
+
+def _one_layout(grid: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """Which rows of `grid` have `layout`, those rows, and their maps, decoded in one call (each row one item of
+    exactly its bytes: the layout says so). ValueError (or msgpack's errors) when one does not decode (a string
+    that is not UTF-8)."""
+    fits = layout.fits(grid)
+    rows = grid if bool(fits.all()) else grid[fits]
+    maps = msgpack.unpackb(_PACKER.pack_array_header(len(rows)) + rows.tobytes(), raw=False, strict_map_key=False)
+    return fits, rows, maps
+
+
+def _by_layouts(grid: np.ndarray, members: np.ndarray, kind: str, maps: list[Any], suspects: list[int]
+                ) -> np.ndarray:
+    """Decode the rows of one kind and length (`members`, their bytes the rows of `grid`) that have a layout into
+    `maps`, adding to `suspects` those whose fields may break the schema; the members left to decode one by one."""
+    for _ in range(_LAYOUTS_PER_GROUP):
+        if len(members) < MIN_GROUP:
+            break
+        try:
+            layout = _layout_of(grid[0])
+            fits, rows, decoded = _one_layout(grid, layout)
+        except (_Unsupported, ValueError, msgpack.UnpackException):
+            break
+        done = members.tolist() if rows is grid else members[fits].tolist()
+        for i, m in zip(done, decoded, strict=True):
+            maps[i] = m
+        suspects += shape_suspects(kind, layout.columns(rows, decoded), done)
+        members, grid = (members[:0], grid[:0]) if rows is grid else (members[~fits], grid[~fits])
+    return members
+
+
+def field_maps(fields: bytes, at: np.ndarray, positions: np.ndarray, kind_codes: np.ndarray, kinds: list[str],
+               unpack: Unpack) -> tuple[list[Any], list[int]]:
+    """The field maps at `positions` (each `fields[at[j]:at[j + 1]]`, of kind `kinds[kind_codes[i]]`), and the
+    places (in that list) of those that may break the schema. Rows no layout covers are decoded one by one with
+    `unpack`, whose exceptions pass through, at the first such row in order."""
+    n = len(positions)
+    if not n:
+        return [], []
+    maps: list[Any] = [None] * n
+    suspects: list[int] = []
+    starts = at[positions].astype(np.int64)
+    lengths = at[positions + 1].astype(np.int64) - starts
+    alone = []
+    for code, length, members in _groups(kind_codes, lengths):
+        if len(members) >= MIN_GROUP and length:
+            # every `length` bytes of the column, one a row (a view), of which the group's rows are copied out
+            grid = np.ndarray((len(fields) - length + 1, length), np.uint8, fields, strides=(1, 1))[starts[members]]
+            members = _by_layouts(grid, members, kinds[code], maps, suspects)
+        alone.append(members)
+    rest = np.sort(np.concatenate(alone)).tolist()
+    if rest:
+        view = memoryview(fields)
+        ends = (starts[rest] + lengths[rest]).tolist()
+        decoded = [unpack(view[a:b]) for a, b in zip(starts[rest].tolist(), ends, strict=True)]
+        for i, m in zip(rest, decoded, strict=True):
+            maps[i] = m
+        if set(map(type, decoded)) <= {dict, type(None)}:
+            codes = kind_codes[rest].tolist()
+            suspects += [rest[k] for k in fields_suspects([kinds[c] for c in codes], decoded)]
+        else:
+            suspects += rest
+    return maps, sorted(set(suspects))
