@@ -15,7 +15,7 @@ from .pasid_spaces import by_space, foreign_pasids
 from .reconcile import failure_responses, reconcile
 from .simulator import Anomaly
 from .snapshot import stored
-from .text import line
+from .text import Streamed, line
 from .units import fmt_ns
 
 SHOWN_SAMPLES = 10  # of the lines an import did not understand, how many `info` prints
@@ -93,13 +93,12 @@ def _known_kinds() -> set[str]:
     return {str(k) for k in KINDS}
 
 
-def check_report(path: str | Path, idx: RecordingIndex, outstanding: bool = True) -> dict[str, Any]:
+def check_report(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
     """`check --json`: the info, every anomaly with its explanation, what the model found open between events
-    (`intervals`), and where the kernel's own state (the recording's snapshots) disagrees with the model.
-    `outstanding` False leaves out the list of groups open at the end (text shows only their number)."""
+    (`intervals`), and where the kernel's own state (the recording's snapshots) disagrees with the model."""
     report = recording_info(path, idx)
     report["anomalies"] = [a.as_dict() for a in idx.anomalies]
-    report["intervals"] = interval_report(idx, outstanding)
+    report["intervals"] = interval_report(idx)
     rec = idx.recording
     snaps, problems = stored.snapshots(idx.header.extra, rec.footer if rec is not None else None)
     if snaps or problems:
@@ -110,22 +109,19 @@ def check_report(path: str | Path, idx: RecordingIndex, outstanding: bool = True
     return report
 
 
-def interval_report(idx: RecordingIndex, outstanding_groups: bool = True) -> dict[str, Any]:
-    """Per kind of interval, how many the model saw and how many are open at the end; the page-request groups
-    still outstanding then, each with the event that opened it (unless `outstanding_groups` is False: a
-    million of them as dicts would take 300 MB)."""
+def interval_report(idx: RecordingIndex) -> dict[str, Any]:
+    """Per kind of interval, how many the model saw and how many are open at the end; and the page-request groups
+    still outstanding then, each with the event that opened it, as a list made only as it is written (`Streamed`):
+    a million of them as dicts would take gigabytes."""
     out: dict[str, Any] = {str(k): {"total": 0, "open_at_end": 0} for k in IntervalKind}
-    outstanding = []
     for iv in idx.intervals:
         counts = out[str(iv.kind)]
         counts["total"] += 1
-        if iv.is_open:
-            counts["open_at_end"] += 1
-            if iv.kind == IntervalKind.GROUP and outstanding_groups:
-                outstanding.append({"device": iv.device, "pasid": iv.pasid, "prg": iv.record.prg,
-                                    "since_ns": iv.start_ns, "requests": iv.record.requests,
-                                    "opened_by": iv.open_idx})
-    out["outstanding_groups"] = outstanding
+        counts["open_at_end"] += iv.is_open
+    out["outstanding_groups"] = Streamed(lambda: (
+        {"device": iv.device, "pasid": iv.pasid, "prg": iv.record.prg, "since_ns": iv.start_ns,
+         "requests": iv.record.requests, "opened_by": iv.open_idx}
+        for iv in idx.intervals.open_now() if iv.kind == IntervalKind.GROUP))
     return out
 
 

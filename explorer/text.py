@@ -13,6 +13,10 @@ import io
 import json
 import math
 import re
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from itertools import islice
 from typing import Any, TextIO
 
 # C0 controls, DEL and C1 controls (8-bit CSI/OSC), and the bidirectional overrides that reorder what is shown
@@ -120,3 +124,41 @@ def json_text(value: Any, encoder: json.JSONEncoder | None = None) -> str:
         return enc.encode(value)
     except (ValueError, TypeError):
         return enc.encode(jsonable(value))
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """A JSON list that `write_json` writes an item at a time: a million outstanding page-request groups as dicts
+    would take gigabytes, one at a time they take one."""
+
+    items: Callable[[], Iterable[Any]]
+
+
+def write_json(value: Any, out: TextIO, indent: int = 2) -> None:
+    """`value` as strict JSON on `out`, indented, with each `Streamed` list in it written item by item. Each stands
+    in the encoded text as a marker no data can forge: a token drawn at random for this call."""
+    token = secrets.token_hex(8)
+    streams: list[Streamed] = []
+
+    def mark(v: Any) -> Any:
+        if isinstance(v, Streamed):
+            streams.append(v)
+            return f"\0{token}-{len(streams) - 1}\0"
+        if isinstance(v, dict):
+            return {k: mark(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [mark(x) for x in v]
+        return v
+
+    enc = json_encoder(indent=indent)
+    text = json_text(mark(value), enc)
+    parts = re.split(rf'"\\u0000{token}-(\d+)\\u0000"', text)
+    out.write(parts[0])
+    for i in range(1, len(parts), 2):
+        outer = "\n" + re.search(r"( *)[^\n]*$", parts[i - 1]).group(1)  # type: ignore[union-attr]
+        sep, items = "[", iter(streams[int(parts[i])].items())
+        while batch := list(islice(items, 4096)):  # encoded a batch at a time, re-indented
+            out.write(sep + json_text(batch, enc)[1:-2].replace("\n", outer))
+            sep = ","
+        out.write("[]" if sep == "[" else outer + "]")
+        out.write(parts[i + 1])

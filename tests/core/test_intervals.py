@@ -16,7 +16,6 @@ from explorer.index import RecordingIndex
 from explorer.intervals import IntervalKind
 from explorer.loading import open_index
 from explorer.recording import DeviceInfo, Header, Recording, write_events
-from explorer.summary import check_report
 from explorer.tui.event_panel import interval_lines
 from explorer.tui.spans import GROUP, GROUP_STALE, Spans
 from explorer.workload import write_workload
@@ -68,9 +67,28 @@ def test_a_response_matched_by_group_index_alone_closes_the_group_in_every_view(
     # check: clean, and it says no group is outstanding at the end
     assert main(["check", str(answered_without_pasid)]) == 0
     assert "1 page-request group (0 outstanding at the end)" in capsys.readouterr().out
-    assert check_report(str(answered_without_pasid), idx)["intervals"]["outstanding_groups"] == []
+    assert main(["check", str(answered_without_pasid), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["intervals"]["outstanding_groups"] == []
     # the event panel: the response says which group it closed
     assert interval_lines(idx, 3) == [f"closes PRG 3 on {DEV}, open since #2 1.0 µs earlier"]
+
+
+def test_check_json_lists_every_group_outstanding_at_the_end_as_strict_json(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`check --json` writes the outstanding groups one at a time (a million would not fit as objects): the list is
+    still every group the model holds open at the end, in one document that parses, whatever a hostile device name
+    or comm holds, a forged placeholder for the list included."""
+    hostile = "0000:6a:02.0 \x00deadbeef-0\x00 ]}\x1b]0;x\x07"
+    events = [make(Kind.PASID_ALLOC, 1_000, pasid=5, path="sva", owner="pid 1 (\x00a-0\x00)", mm=1)]
+    events += [make(Kind.PAGE_REQUEST, 2_000 + i, device=dev, pasid=5, prg=i, addr=0x1000, perm=1, last=True)
+               for i, dev in enumerate([DEV, hostile, DEV])]
+    path = tmp_path / "open.pasidrec"
+    write_events(path, Header(source="test", devices=[DeviceInfo(DEV, pasid_width=20)]), events)
+    main(["check", str(path), "--json", "--stale-ms", "1000"])
+    report = json.loads(capsys.readouterr().out)
+    assert sorted((g["device"], g["prg"], g["since_ns"]) for g in report["intervals"]["outstanding_groups"]) == \
+        [(DEV, 0, 2_000), (DEV, 2, 2_002), (hostile, 1, 2_001)]
+    assert report["intervals"]["group"] == {"total": 3, "open_at_end": 3}
 
 
 def _records_at(idx: RecordingIndex, t: int) -> dict[tuple[IntervalKind, object], object]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ...index import RecordingIndex
 from ...loading import open_index
-from ...text import json_encoder, json_text
+from ...text import write_json
 from ..progress import Progress
 
 
@@ -29,5 +29,5 @@ def warn_damage(path: str, damage: list[str]) -> None:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json_text(data, json_encoder(indent=2)))
+    write_json(data, sys.stdout)
     sys.stdout.write("\n")

@@ -83,7 +83,7 @@ def run_fleet(args: argparse.Namespace) -> int:
 
 def run_one(args: argparse.Namespace) -> int:
     idx = open_with_progress(args.file, args.stale_ms)
-    report = check_report(args.file, idx, outstanding=args.json)
+    report = check_report(args.file, idx)
     anomalies = idx.anomalies
     unreadable = idx.n == 0 and bool(idx.damage)
     if args.json:
