@@ -265,7 +265,7 @@ class Capture:
     def finish(self) -> PackedRows:
         """Stop the probes and return every row still in flight; the kernel's counts stay readable."""
         if self._closed:
-            return []
+            return PackedRows.empty()
         self.loaded.detach()
         for _ in range(1000):  # records reserved before the detach are committed within microseconds
             self._collect()
