@@ -324,11 +324,6 @@ class PackedRows:
         return PackedRows(self.ts[i:j], self.keys, self.key_of[i:j], self.procs, self.proc_of[i:j],
                           self.fields[a:b], self.field_at[i:j + 1] - a)
 
-    def compact(self) -> tuple[list[Key], np.ndarray]:
-        """Only the keys these rows use, and the rows' indexes into them."""
-        used, key_of = np.unique(self.key_of, return_inverse=True)
-        return [self.keys[k] for k in used.tolist()], key_of.astype(np.uint32)
-
     @staticmethod
     def concat(batches: list[PackedRows]) -> PackedRows:
         """One batch of several, in the given order (a caller merging out-of-order batches sorts after)."""
