@@ -4,7 +4,7 @@ built from numpy columns.
 A live capture at half a million events a second cannot afford a Python list and dict per event, nor packing
 them one by one. Most of its events share one shape (an ioctl of one command: the same keys, the same constants,
 a few integers that vary), so the field maps are written straight from numpy columns: a `Template` is a map with
-`Col` placeholders, and `encode` lays out every map's bytes at once, each integer in the smallest MessagePack
+`Col` placeholders, and `Encoded` lays out every map's bytes at once, each integer in the smallest MessagePack
 form, exactly as `msgpack.packb` would write it. The rest of a row (its time, its (kind, device, PASID) key and
 its (cpu, pid, comm, source) process) stays in the columns a format 3 chunk stores, so that the writer stores a
 batch without parsing a row (`PackedRows.columns`); a live view decodes rows back when it needs them.
@@ -238,7 +238,6 @@ def _merged(tables: list[list[Any]], codes: list[np.ndarray]) -> tuple[list[Any]
             table, of = _first_seen(of, table)
         out.append(np.array([ids.setdefault(e, len(ids)) for e in table], np.uint32)[of])
     return list(ids), np.concatenate(out)
-
 
 
 def _row_fits(row: Any) -> bool:
