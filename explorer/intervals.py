@@ -2,7 +2,8 @@
 
 The simulator is the one interpreter of events, so it is the one source of intervals: each of these is a record
 the model keeps in its state (`SimState.pasids`, `.attachments`, `.binds`, `.groups`), and an interval lasts
-exactly as long as its record does. The simulator's state holds those four maps as `Tracked` dicts, which tell
+exactly as long as its record does. The simulator's state holds those four maps as `Tracked` dicts (live PASIDs
+and groups packed into ints, explorer/state_records.py), which tell
 the `Intervals` store every record that appears, changes or goes, with the event that did it. So whatever rule
 the model follows (a response matched by its group index alone, a group drained by a detach, a PASID freed when
 its mm goes), the timeline's bars, the Perfetto export, `check` and the panels read the same story from here,
@@ -11,8 +12,8 @@ and nothing else works out an interval again.
 Records open an interval when they appear under a key, and update it while their opening (time and event) stays
 the same (a bind taking another reference, a group another request); a record with a new opening under a taken
 key (a PASID allocated again, a domain replaced) closes the old interval and opens a new one. The model's
-hottest path (a page request, a response) pays one Python call per write for this, and a closed interval keeps
-the model's own last record of it (no copy) and five numbers. Nothing here
+hottest path (a page request, a response) pays one Python call per write for this, and a closed interval is a
+row of eight numbers (a closed attachment's or bind's other fields interned). Nothing here
 imports the UI: the store is core, kept by the index, read by everything above it.
 """
 
@@ -23,12 +24,13 @@ import struct
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import Any, Protocol
 
 import numpy as np
 
 from .journal import MISSING, Journal
+from .state_records import GROUP, LIVE, Atoms, Packing, opening
 
 
 class IntervalKind(enum.StrEnum):
@@ -40,18 +42,11 @@ class IntervalKind(enum.StrEnum):
     GROUP = "group"  # an outstanding page-request group: SimState.groups[(dev, prg, pasid)] -> PendingGroup
 
 
-# The fields of each kind's record that say when, and by which event, it opened (adjacent in the record).
-_OPENING = {
-    IntervalKind.LIFETIME: ("since_ns", "idx"),
-    IntervalKind.ATTACHMENT: ("since_ns", "idx"),
-    IntervalKind.BIND: ("since_ns", "idx"),
-    IntervalKind.GROUP: ("first_ns", "first_idx"),
-}
 _KINDS = tuple(IntervalKind)
-# A kind whose record holds its state key need not keep the key beside a closed record (groups are many).
-_KEY_OF: tuple[Callable[[Any], Any] | None, ...] = (
-    attrgetter("pasid"), None, None, attrgetter("device", "prg", "pasid"))
 assert _KINDS == (IntervalKind.LIFETIME, IntervalKind.ATTACHMENT, IntervalKind.BIND, IntervalKind.GROUP)
+# The kinds the state holds packed into ints (explorer/state_records.py), by number; the others are tuples
+# whose fields `since_ns` and `idx` say when, and by which event, they opened (adjacent in the record).
+_PACKED: tuple[Packing | None, ...] = (LIVE, None, None, GROUP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,61 +112,46 @@ class _Clock(Protocol):
     index: int
 
 
-_NONE = -(1 << 63)  # a number field that is None
-
-
-def _NO_NUMBERS(record: Any) -> tuple[int, int, int]:
-    return (0, 0, 0)
-
-_WIDTH = 8  # numbers per closed interval: packed, start, end, opening event, closing event, three fields
+_WIDTH = 8  # numbers per closed interval: packed, start, end, opening event, closing event, three numbers
 _ROW, _PAIR = struct.Struct(f"={_WIDTH}q").pack, struct.Struct("=2q").pack  # as array("q") holds them
-# Fields of a record that are many-valued numbers, kept as numbers when it closes (the rest are interned): a
-# group's PASID, PRG index and request count would make nearly every group's record unique.
-_NUMBERS = {IntervalKind.GROUP: ("pasid", "prg", "requests")}
 
 
 @dataclass(frozen=True, slots=True)
 class _Layout:
-    """How one kind's record is taken apart when it closes and put together when read."""
+    """How one tuple kind's record is taken apart when it closes and put together when read."""
 
     cls: type
     opening: int  # position of its opening time; the opening event's index follows
-    numbers: Callable[[Any], tuple[Any, ...]]  # its many-valued number fields (always three, 0 when none)
-    n_numbers: int
     rest: Callable[[Any], tuple[Any, ...]]  # its other fields, as one tuple
-    rebuild: Callable[[tuple[Any, ...]], tuple[Any, ...]]  # (opening, numbers, rest) back in field order
+    rebuild: Callable[[tuple[Any, ...]], tuple[Any, ...]]  # (opening, rest) back in field order
 
     @classmethod
-    def of(cls, kind: IntervalKind, record_type: type) -> _Layout:
+    def of(cls, record_type: type) -> _Layout:
         names: tuple[str, ...] = record_type._fields  # type: ignore[attr-defined]
-        start, idx = (names.index(n) for n in _OPENING[kind])
-        assert idx == start + 1, f"{record_type.__name__}: {_OPENING[kind]} must be adjacent"
-        numbers = tuple(names.index(n) for n in _NUMBERS.get(kind, ()))
-        assert len(numbers) in (0, 3), "three number fields, or none"
-        rest = tuple(i for i in range(len(names)) if i not in (start, idx, *numbers))
-        order = (start, idx, *numbers, *rest)  # where each item of (opening, numbers, rest) goes
-        back = [order.index(i) for i in range(len(names))]
+        start, idx = names.index("since_ns"), names.index("idx")
+        assert idx == start + 1, f"{record_type.__name__}: since_ns and idx must be adjacent"
+        rest = tuple(i for i in range(len(names)) if i not in (start, idx))
+        order = (start, idx, *rest)  # where each item of (opening, rest) goes
         assert len(rest) >= 2, "a record's other fields come out as one tuple"
-        return cls(record_type, start, itemgetter(*numbers) if numbers else _NO_NUMBERS, len(numbers),
-                   itemgetter(*rest), itemgetter(*back))
+        return cls(record_type, start, itemgetter(*rest), itemgetter(*(order.index(i) for i in range(len(names)))))
 
 
 class Intervals:
     """The one store of intervals, filled by the simulator as it replays (see the module's docstring).
 
     The open intervals are the records in the model's state itself (nothing is copied while they are open).
-    Closed ones are kept in the order they closed as a row of numbers each (its times, its evidence, and its
-    record's many-valued numbers) plus the rest of its record, interned: a recording's hundreds of thousands of
-    page-request groups share a few hundred such shapes, so a closed group costs about 70 bytes. `Interval`
-    objects are made when read. Read once the model is done with the events you want, or from the thread that
-    feeds it (the explorer's bars wait for the model's end)."""
+    Closed ones are kept in the order they closed as a row of numbers each (its times, its evidence, and a packed
+    record's own numbers) plus, for a tuple record, the rest of it, interned: a closed group costs 64 bytes.
+    `Interval` objects are made when read. Read once the model is done with the events you want, or from the
+    thread that feeds it (the explorer's bars wait for the model's end)."""
 
-    def __init__(self) -> None:
+    def __init__(self, atoms: Atoms) -> None:
+        self._atoms = atoms  # what the packed records' numbers stand for (the model's states share it)
         # the state's maps: the open intervals (one map of each kind per machine, in a merged recording)
         self._maps: dict[IntervalKind, list[dict[Any, Any]]] = {}
         self._layouts: list[_Layout | None] = [None] * len(_KINDS)
         self._cols = array("q")  # _WIDTH numbers per closed interval
-        self._shapes: dict[tuple[Any, ...], int] = {}  # (key or None, rest of a record) -> its number
+        self._shapes: dict[tuple[Any, ...], int] = {}  # (key, rest of a tuple record) -> its number
         self._shape_list: list[tuple[Any, ...]] = []
         self.opened = 0  # intervals opened so far: with `closed_count`, tells a reader it is out of date
         self._by_event: dict[int, list[int]] = {}  # event index -> closed intervals it opened or closed
@@ -187,28 +167,29 @@ class Intervals:
         self._maps.setdefault(kind, []).append(records)
 
     def layout(self, code: int, record: Any) -> _Layout:
-        """How records of kind number `code` are laid out: learnt from the first one."""
+        """How tuple records of kind number `code` are laid out: learnt from the first one."""
         got = self._layouts[code]
         if got is None:
-            got = self._layouts[code] = _Layout.of(_KINDS[code], type(record))
+            got = self._layouts[code] = _Layout.of(type(record))
         return got
 
     def close(self, code: int, key: Any, record: Any, clock: _Clock, replaced: bool) -> None:
         """The interval of `record` (kind number `code`) ends at the clock's event."""
-        lay = self._layouts[code] or self.layout(code, record)
-        shape = (None if _KEY_OF[code] is not None else key, lay.rest(record))
-        sid = self._shapes.get(shape)
-        if sid is None:
-            sid = self._shapes[shape] = len(self._shape_list)
-            self._shape_list.append(shape)
-        p = lay.opening
-        start, end = record[p], clock.time_ns
-        row = (sid << 3 | code << 1 | replaced, start, end if end > start else start, record[p + 1], clock.index,
-               *lay.numbers(record))
-        try:  # (packed, then appended as bytes: a quarter of the cost of extending the array by a tuple)
-            self._cols.frombytes(_ROW(*row))
-        except struct.error:  # a group without a PASID (or, as before, TypeError for a value that is no int)
-            self._cols.extend(tuple(_NONE if n is None else n for n in row))
+        packing = _PACKED[code]
+        if packing is not None:
+            shape, start, opened_by, n1, n2, n3 = packing.closing(key, record)
+        else:
+            lay = self._layouts[code] or self.layout(code, record)
+            rest = (key, lay.rest(record))
+            shape = self._shapes.get(rest)  # type: ignore[assignment]
+            if shape is None:
+                shape = self._shapes[rest] = len(self._shape_list)
+                self._shape_list.append(rest)
+            start, opened_by, n1, n2, n3 = record[lay.opening], record[lay.opening + 1], 0, 0, 0
+        end = clock.time_ns
+        # (packed, then appended as bytes: a quarter of the cost of extending the array by a tuple)
+        self._cols.frombytes(_ROW(shape << 3 | code << 1 | replaced, start, end if end > start else start, opened_by,
+                                  clock.index, n1, n2, n3))
 
     def joined(self, request_idx: int, open_idx: int) -> None:
         """Event `request_idx` is a later request of the page-request group that event `open_idx` opened."""
@@ -236,13 +217,14 @@ class Intervals:
     def _closed(self, i: int) -> Interval:
         packed, start, end, opened_by, closed_by, *numbers = self._cols[_WIDTH * i:_WIDTH * (i + 1)]
         code = packed >> 1 & 3
-        lay = self._layouts[code]
-        assert lay is not None
-        key, rest = self._shape_list[packed >> 3]
-        nums = tuple(None if n == _NONE else n for n in numbers[:lay.n_numbers])
-        record = tuple.__new__(lay.cls, lay.rebuild((start, opened_by, *nums, *rest)))
-        if key is None:
-            key = _KEY_OF[code](record)  # type: ignore[misc]
+        packing = _PACKED[code]
+        if packing is not None:
+            key, record = packing.reopened(self._atoms, packed >> 3, start, opened_by, *numbers)
+        else:
+            lay = self._layouts[code]
+            assert lay is not None
+            key, rest = self._shape_list[packed >> 3]
+            record = tuple.__new__(lay.cls, lay.rebuild((start, opened_by, *rest)))
         return Interval(_KINDS[code], key, record, start, opened_by, end, closed_by, bool(packed & 1))
 
     def closed_columns(self, kind: IntervalKind) -> ClosedColumns:
@@ -262,10 +244,15 @@ class Intervals:
         """The intervals open at the model's latest event."""
         for kind, maps in self._maps.items():
             code = _KINDS.index(kind)
+            packing = _PACKED[code]
             for records in maps:
                 for key in list(records):  # (a copy of the keys alone: the model may go on meanwhile)
                     record = records.get(key)
                     if record is None:
+                        continue
+                    if packing is not None:
+                        start, opened_by = opening(record, packing.low)
+                        yield Interval(kind, *packing.read(self._atoms, key, record), start, opened_by)
                         continue
                     p = self.layout(code, record).opening
                     yield Interval(kind, key, record, record[p], record[p + 1])
@@ -308,7 +295,9 @@ class Tracked(Journal):
 
     def __init__(self, store: Intervals, kind: IntervalKind, clock: _Clock, items: dict[Any, Any]) -> None:
         super().__init__(keep=False)
-        self._store, self._code, self._clock, self._at = store, _KINDS.index(kind), clock, -1
+        self._store, self._code, self._clock = store, _KINDS.index(kind), clock
+        packing = _PACKED[self._code]
+        self._at = -1 if packing is None else packing.low
         store.watch(kind, self)
         for key, value in items.items():
             self[key] = value
@@ -335,3 +324,21 @@ class Tracked(Journal):
         if before is not None and key not in before:
             before[key] = old
         self._store.close(self._code, key, old, self._clock, False)
+
+
+class PackedTracked(Tracked):
+    """A `Tracked` map of packed records (explorer/state_records.py): a record's opening is its high bits."""
+
+    __slots__ = ()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        old = dict.get(self, key)
+        dict.__setitem__(self, key, value)
+        before = self._before
+        if before is not None and key not in before:
+            before[key] = MISSING if old is None else old
+        if old is None:
+            self._store.opened += 1
+        elif old >> self._at != value >> self._at:  # another interval under the same key
+            self._store.opened += 1
+            self._store.close(self._code, key, old, self._clock, True)

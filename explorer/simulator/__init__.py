@@ -1,9 +1,10 @@
 """The allocator model: a deterministic simulator of the kernel's PASID machinery and its invariant checks."""
 
+from ..state_records import LivePasid, PendingGroup
 from .checks import RULES, Anomaly, Rule, Severity
 from .coverage import LIFECYCLE_KINDS, lifecycle_unobserved
 from .engine import DEFAULT_STALE_NS, STATEFUL_KINDS, Simulator
-from .state import Attachment, Bind, LivePasid, PendingGroup, SimState
+from .state import Attachment, Bind, SimState
 
 __all__ = [
     "Anomaly", "Attachment", "Bind", "DEFAULT_STALE_NS", "LIFECYCLE_KINDS", "LivePasid",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from functools import partial
 from typing import Any
 
 from ..events import (
@@ -30,10 +29,30 @@ from ..events import (
     Row,
     machine_of,
 )
-from ..intervals import IntervalKind, Intervals, Tracked
+from ..intervals import IntervalKind, Intervals, PackedTracked, Tracked
 from ..kernel_facts import Rules, rules_for
 from ..machines import QUALIFIER, Machine
 from ..recording.header import DeviceInfo
+from ..state_records import (
+    CLOSED,
+    GROUP_LOW,
+    IDX_BITS,
+    IDX_MASK,
+    KEY_DEV,
+    NEEDS,
+    P_BITS,
+    REQUEST,
+    STALE,
+    UNATTACHED,
+    PendingGroup,
+    group_device_prg,
+    group_key,
+    group_of,
+    group_pasid,
+    live_of,
+    open_group,
+    pack_live,
+)
 from ..units import fmt_ns
 from .checks import RULES, Anomaly, Severity
 from .state import (
@@ -42,8 +61,6 @@ from .state import (
     Bind,
     Freed,
     FullCopy,
-    LivePasid,
-    PendingGroup,
     SimState,
     StateChanges,
     UapiObject,
@@ -51,7 +68,7 @@ from .state import (
 
 # What a handler raises on an event with missing or mistyped fields (a damaged or hand-made recording)
 MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError)
-_new_group = partial(tuple.__new__, PendingGroup)  # far cheaper than calling the class, on the hottest path
+_GROUP_OPENED = GROUP_LOW + IDX_BITS  # a packed group shifted right by this many is its opening time
 # A finding repeated on one (device, PASID) is kept FOLD_AFTER times, then folded into the last one kept (its
 # `repeats` count it); a rule found RULE_KEPT times over folds its later findings too. Memory for findings is
 # bounded (rules x RULE_KEPT) whatever the recording holds: a million faults are not a million objects.
@@ -117,7 +134,7 @@ class Simulator:
         self.machines = len(self._policies)
         # Every PASID lifetime, attachment, bind and page-request group as the model opens and closes it (see
         # explorer/intervals.py); None for a replayer, whose intervals are known already.
-        self.intervals = Intervals() if keep_intervals else None
+        self.intervals = Intervals(self.state.atoms) if keep_intervals else None
         if self.intervals is not None:
             self._track(self.state)
         # A capture starts with the kernel already running: PASIDs, binds and groups from before its first event
@@ -222,7 +239,7 @@ class Simulator:
         if st is None:
             mine = self._prefixes[machine] if machine < len(self._prefixes) else None
             widths = {d: w for d, w in self._widths.items() if mine and d.startswith(mine)}
-            st = root.others[machine] = SimState(devices=widths, machine=machine,
+            st = root.others[machine] = SimState(devices=widths, machine=machine, atoms=root.atoms,
                                                  uncertain_since=root.uncertain_since if self.unobserved else None)
             st.index = root.index
             if self.intervals is not None:
@@ -263,9 +280,11 @@ class Simulator:
     def _track(self, st: SimState) -> None:
         """Hold the state's interval maps as `Tracked` dicts that tell `self.intervals` what opens and closes."""
         assert self.intervals is not None
-        for name, kind in (("pasids", IntervalKind.LIFETIME), ("attachments", IntervalKind.ATTACHMENT),
-                           ("binds", IntervalKind.BIND), ("groups", IntervalKind.GROUP)):
-            setattr(st, name, Tracked(self.intervals, kind, st, getattr(st, name)))
+        for name, kind, tracked in (("pasid_records", IntervalKind.LIFETIME, PackedTracked),
+                                    ("attachments", IntervalKind.ATTACHMENT, Tracked),
+                                    ("binds", IntervalKind.BIND, Tracked),
+                                    ("group_records", IntervalKind.GROUP, PackedTracked)):
+            setattr(st, name, tracked(self.intervals, kind, st, getattr(st, name)))
 
     # -- reporting --------------------------------------------------------------------------------------------
     def _flag(self, rule: str, ts: int, device: str | None, pasid: int | None, text: str,
@@ -292,7 +311,7 @@ class Simulator:
     def _before_start(self, pasid: int | None) -> Severity | None:
         """A finding about a PASID this stream never saw, which a capture's past could explain: uncertain."""
         st = self.state
-        if self.midstream and (pasid is None or (pasid not in st.pasids and pasid not in st.freed)):
+        if self.midstream and (pasid is None or (pasid not in st.pasid_records and pasid not in st.freed)):
             return Severity.UNCERTAIN
         return self._doubt()
 
@@ -310,7 +329,7 @@ class Simulator:
             self._flag("beyond_width", ts, device, pasid,
                        f"{what} on {_where(device, pasid)}, but {device} carries only "
                        f"{st.max_pasids(device)} PASIDs (width {st.devices.get(device)} bits).", [idx])
-        if pasid in st.pasids:
+        if pasid in st.pasid_records:
             return True
         freed = st.freed.get(pasid)
         if freed is not None:
@@ -327,20 +346,21 @@ class Simulator:
     def _take(self, pasid: int, path: str, owner: str, mm: int | None, vm: str | None, ts: int, idx: int,
               certain: bool = True) -> None:
         st = self.state
-        st.pasids[pasid] = LivePasid(pasid, _shared(path), _shared(owner), mm, vm, ts, idx, certain, st.machine)
+        st.pasid_records[pasid] = pack_live(st.atoms, _shared(path), _shared(owner), mm, vm, ts, idx, certain,
+                                            st.machine)
         st.freed.pop(pasid, None)
         st.allocs += 1
         if mm is not None and path == AllocPath.SVA:
             st.mm_pasid[mm] = pasid
             st.mm_owner[mm] = owner
-        if len(st.pasids) > st.high_water:
-            st.high_water = len(st.pasids)
+        if len(st.pasid_records) > st.high_water:
+            st.high_water = len(st.pasid_records)
         if pasid > st.high_water_pasid:
             st.high_water_pasid = pasid
 
     def _release(self, pasid: int, ts: int, idx: int, owner: str, inferred: bool = False) -> None:
         st = self.state
-        live = st.pasids.pop(pasid)
+        live = live_of(st.atoms, pasid, st.pasid_records.pop(pasid))
         st.freed[pasid] = Freed(ts, idx, _shared(owner), inferred)
         st.frees += 1
         if live.mm is not None and st.mm_pasid.get(live.mm) == pasid:
@@ -368,7 +388,7 @@ class Simulator:
                 limit = st.max_pasids(dev)
                 self._flag("space_exhausted", ts, dev, None,
                            f"{owner} asked for a PASID ({path} path) and the allocator had none left in "
-                           f"1..{limit - 1}{f' for {dev}' if dev else ''}: {len(st.pasids)} are live.", [idx])
+                           f"1..{limit - 1}{f' for {dev}' if dev else ''}: {len(st.pasid_records)} are live.", [idx])
             return
         if pasid == IOMMU_NO_PASID:
             self._check_live(ts, dev, pasid, "allocation", idx)
@@ -378,7 +398,7 @@ class Simulator:
                        f"PASID {pasid} was allocated for {dev}, whose width allows only 1.."
                        f"{st.max_pasids(dev) - 1}.", [idx])
         mm = f.get("mm")
-        if pasid in st.pasids:
+        if pasid in st.pasid_records:
             prev = st.pasids[pasid]
             self._flag("double_free", ts, dev, pasid,
                        f"PASID {pasid} was handed to {owner} while {prev.owner} still held it: a free went "
@@ -394,7 +414,7 @@ class Simulator:
         st = self.state
         ts, dev, pasid, f = row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS]
         owner = f.get("owner") or f"pid {row[R_PID]}"
-        if pasid in st.pasids:
+        if pasid in st.pasid_records:
             if not self.policy.unbind_visible:
                 for mm in [m for m, p in st.mm_pasid.items() if p == pasid]:
                     self._unseen_unbinds(mm, ts, idx)
@@ -430,10 +450,10 @@ class Simulator:
             self._flag("second_sva_pasid", ts, dev, pasid,
                        f"{owner} bound {dev} with PASID {pasid}, but its mm already has SVA PASID {known}: "
                        f"every bind of one mm must share one PASID.",
-                       [st.pasids[known].idx if known in st.pasids else -1, idx], self._doubt())
+                       [st.pasids[known].idx if known in st.pasid_records else -1, idx], self._doubt())
         if pasid is None:
             return
-        if pasid not in st.pasids:
+        if pasid not in st.pasid_records:
             if pasid in st.freed or (not self.midstream and self.unobserved is None):
                 self._check_live(ts, dev, pasid, "SVA bind", idx)  # the allocation was observable, yet not seen
             # Infer the allocation the first bind makes (or one made before a capture started, or unseen: the
@@ -441,8 +461,8 @@ class Simulator:
             self._take(pasid, AllocPath.SVA, owner, mm, None, ts, -1, certain=False)
         elif dev is not None and pasid >= st.max_pasids(dev):
             self._check_live(ts, dev, pasid, "SVA bind", idx)
-        elif st.pasids[pasid].mm is None and not st.pasids[pasid].certain:
-            st.pasids[pasid] = st.pasids[pasid]._replace(mm=mm, owner=owner)  # inferred at the attach: now named
+        elif (live := st.pasids[pasid]).mm is None and not live.certain:  # inferred at the attach: now named
+            st.pasid_records[pasid] = pack_live(st.atoms, *live._replace(mm=mm, owner=owner)[1:])
         st.mm_pasid[mm] = pasid
         key = (mm, dev)
         b = st.binds.get(key)
@@ -476,9 +496,9 @@ class Simulator:
             del st.attachments[(dev, b.pasid)]
             st.implied_detach[(dev, b.pasid)] = idx
             self._drain(dev, b.pasid, ts, idx)
-        if self.policy.sva_free_at == "last_unbind" and b.pasid in st.pasids and not st.binds_of(mm):
+        if self.policy.sva_free_at == "last_unbind" and b.pasid in st.pasid_records and not st.binds_of(mm):
             self._release(b.pasid, ts, idx, st.mm_owner.get(mm, f"mm {mm}"), inferred=True)
-        elif mm in st.exited and not st.binds_of(mm) and b.pasid in st.pasids:
+        elif mm in st.exited and not st.binds_of(mm) and b.pasid in st.pasid_records:
             # The last bind of an exited mm: the mm is dropped now and mm_pasid_drop() frees its PASID.
             self._release(b.pasid, ts, idx, st.mm_owner.get(mm, f"mm {mm}"), inferred=True)
 
@@ -497,7 +517,7 @@ class Simulator:
         if held:
             st.stale_queue.append((ts + self.stale_ns, mm))
             st.exit_reported.discard(mm)
-        elif pasid is not None and pasid in st.pasids:
+        elif pasid is not None and pasid in st.pasid_records:
             self._release(pasid, ts, idx, st.mm_owner.get(mm, f"mm {mm}"), inferred=True)
 
     def _unseen_unbinds(self, mm: int, ts: int, idx: int) -> None:
@@ -541,7 +561,7 @@ class Simulator:
         """What iommu_attach_device_pasid() itself checks (0 and the width), plus, for an SVA domain, that its
         PASID is the mm's allocated one. Any other number may be user space's choice: not the allocator's."""
         st = self.state
-        if dtype == DomainType.SVA and pasid not in st.pasids and pasid not in st.freed and (
+        if dtype == DomainType.SVA and pasid not in st.pasid_records and pasid not in st.freed and (
                 self.midstream or self.unobserved is not None):
             # The attach inside a bind whose allocation came before the capture, or unseen (6.4-6.5's IDA)
             self._take(pasid, AllocPath.SVA, "unknown", None, None, ts, -1, certain=False)
@@ -567,8 +587,10 @@ class Simulator:
         """A detach (or replace, or last unbind) of (dev, pasid) drains its pending groups: the kernel answers them
         itself (iommufd_auto_response_faults() INVALID; VT-d intel_iommu_drain_pasid_prq()), so they are closed."""
         st = self.state
-        for key in [k for k, g in st.groups.items() if g.device == dev and g.pasid == pasid]:
-            del st.groups[key]
+        device = st.atoms.codes.get(dev)
+        groups = st.group_records
+        for key in [k for k, g in groups.items() if k >> KEY_DEV == device and group_pasid(k, g) == pasid]:
+            del groups[key]
             st.drained[key] = (ts, idx)
         if len(st.drained) > ANSWERS_KEPT:
             st.drained.clear()
@@ -591,13 +613,13 @@ class Simulator:
         needs = f.get("needs_pasid", pasid is not None)
         # A group is (device, PRG index), and its PASID too only when the function requires the PASID in the
         # response (PCIe "PRG Response PASID Required", kernel NEEDS_PASID); 6.9+ gathers partials by index alone.
-        key = (dev, prg, pasid if needs else None)
-        groups = st.groups
+        key = group_key(st.atoms, dev, prg, pasid if needs else None)
+        groups = st.group_records
         g = groups.get(key)
         if g is not None:  # a later request of an open group (the hot path: kept short)
-            groups[key] = _new_group((dev, pasid, prg, g[3], g[4], g[5] + 1, g[6] or f.get("last", True), *g[7:]))
+            groups[key] = (g | CLOSED if f.get("last", True) else g) + REQUEST
             if self.intervals is not None:
-                self.intervals.joined(idx, g.first_idx)
+                self.intervals.joined(idx, (g >> GROUP_LOW & IDX_MASK) - 1)
             return
         if dev in st.pri_disabled:
             when, failed = st.pri_disabled[dev]
@@ -610,8 +632,8 @@ class Simulator:
         # io-pgfault.c 6.11+). Who answers tells: the kernel's own Invalid Request means nobody handled it.
         att = st.attachments.get((dev, pasid)) if pasid is not None else None
         route = st.rid_routes.get(dev, AUTO) if att is None else _route(att)
-        groups[key] = _new_group((dev, pasid, prg, ts, idx, 1, f.get("last", True), route, False,
-                                  needs, pasid is not None and att is None))
+        groups[key] = open_group(ts, idx, f.get("last", True), route, needs, pasid is not None and att is None,
+                                 None if needs else pasid)
         if ts < st.fresh_from:
             st.fresh_from = ts
 
@@ -619,24 +641,25 @@ class Simulator:
         st = self.state
         ts, dev, pasid, f = row[R_TS], row[R_DEVICE], row[R_PASID], row[R_FIELDS]
         prg = f["prg"]
-        key = (dev, prg, pasid)
-        g = st.groups.pop(key, None)
+        key = group_key(st.atoms, dev, prg, pasid)
+        found, g = key, st.group_records.pop(key, None)
         if g is None:
-            g = self._match_without_pasid(dev, prg, pasid)
+            found, g = self._match_without_pasid(dev, prg, pasid)
         if g is not None:
             code = f.get("code", 0)
             if code == ResponseCode.FAILURE:
                 st.pri_disabled[dev] = (ts, idx)
-            if g.unattached:
-                self._answered_unattached(g, row, idx, code)
+            if g & UNATTACHED:
+                self._answered_unattached(group_of(st.atoms, found, g), row, idx, code)
             answered = st.answered
             answered[key] = (ts, idx)
             if len(answered) > ANSWERS_KEPT:
                 st.answered_before, st.answered = answered, {}
-            if not g.stale and ts - g.first_ns >= self.stale_ns:
-                self._stale_group(g, [g.first_idx, idx])
+            if not g & STALE and ts - (g >> _GROUP_OPENED) >= self.stale_ns:
+                group = group_of(st.atoms, found, g)
+                self._stale_group(group, [group.first_idx, idx])
             return
-        if st.drained.pop(key, None) is not None or st.drained.pop((dev, prg, None), None) is not None:
+        if st.drained.pop(key, None) is not None or st.drained.pop(key >> P_BITS << P_BITS, None) is not None:
             return  # the kernel's own answer to a group its detach drained
         prev = st.answered.get(key) or st.answered_before.get(key)
         if prev is None and self.midstream and not self.policy.requests_visible:
@@ -665,14 +688,19 @@ class Simulator:
                        f"(nor a nested domain taking every PASID): the kernel answered it {said} itself.",
                        [g.first_idx, idx], self._doubt())
 
-    def _match_without_pasid(self, dev: str, prg: int, pasid: int | None) -> PendingGroup | None:
+    def _match_without_pasid(self, dev: str, prg: int, pasid: int | None) -> tuple[int, int | None]:
         """The kernel's rule (iommu_page_response): a response matches a group on its PRG index alone unless the
-        group's requests said the response must carry their PASID (IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID)."""
-        groups = self.state.groups
+        group's requests said the response must carry their PASID (IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID).
+        The matched group's key and packed record, popped (None: none matches)."""
+        st = self.state
+        above = group_device_prg(st.atoms, dev, prg)
+        groups = st.group_records
         for key, g in groups.items():
-            if g.device == dev and g.prg == prg and (g.pasid is None or not g.needs_pasid or g.pasid == pasid):
-                return groups.pop(key)
-        return None
+            if key >> P_BITS == above:
+                p = group_pasid(key, g)
+                if p is None or not g & NEEDS or p == pasid:
+                    return key, groups.pop(key)
+        return -1, None
 
     def _age_groups(self, now: int) -> None:
         """Report groups still open, and exits still holding binds, past the threshold at `now`.
@@ -683,14 +711,17 @@ class Simulator:
         due = now - self.stale_ns
         if st.fresh_from <= due:  # some group may be due: report those that are, and find the next bound
             fresh_from = 1 << 63
-            for key, g in st.groups.items():
-                if g.stale:
+            groups = st.group_records
+            for key, g in groups.items():
+                if g & STALE:
                     continue
-                if g.first_ns <= due:
-                    self._stale_group(g, [g.first_idx])
-                    st.groups[key] = g._replace(stale=True)
-                elif g.first_ns < fresh_from:
-                    fresh_from = g.first_ns
+                first = g >> _GROUP_OPENED
+                if first <= due:
+                    group = group_of(st.atoms, key, g)
+                    self._stale_group(group, [group.first_idx])
+                    groups[key] = g | STALE
+                elif first < fresh_from:
+                    fresh_from = first
             st.fresh_from = fresh_from
         q = st.stale_queue
         while q and q[0][0] <= now:

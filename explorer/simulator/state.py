@@ -1,6 +1,7 @@
 """The simulator's state: what the kernel's PASID machinery holds at one moment.
 
-Records are immutable tuples held in flat dicts keyed by plain tuples. The model that indexes a recording holds
+Records are immutable values held in flat dicts: tuples keyed by plain tuples, and the numerous ones (live PASIDs,
+outstanding page-request groups) packed into ints (explorer/state_records.py). The model that indexes a recording holds
 its maps as `Journal`s (explorer/journal.py), so a checkpoint is what changed since the one before
 (`StateChanges`), not a copy of the state: checkpoints cost memory in proportion to the events, however big the
 state grows. A full copy (`copy()`) is taken now and then, so that a seek applies a bounded number of changes.
@@ -16,20 +17,7 @@ from typing import Any, NamedTuple
 
 from ..events import PASID_SPACE
 from ..journal import Changes, Journal, apply_changes
-
-
-class LivePasid(NamedTuple):
-    """An allocated PASID: who asked (path), for whom (owner, mm, vm), since when and by which event."""
-
-    pasid: int
-    path: str
-    owner: str
-    mm: int | None
-    vm: str | None
-    since_ns: int
-    idx: int  # event index of the allocation (-1 when inferred)
-    certain: bool = True
-    machine: int = 0  # the machine whose allocator handed it out (explorer/machines.py)
+from ..state_records import Atoms, GroupView, PasidView, PendingGroup
 
 
 class Freed(NamedTuple):
@@ -65,22 +53,6 @@ class Bind(NamedTuple):
     idx: int
 
 
-class PendingGroup(NamedTuple):
-    """An outstanding page-request group, open from its first request until its response."""
-
-    device: str
-    pasid: int | None
-    prg: int
-    first_ns: int
-    first_idx: int
-    requests: int
-    closed: bool  # the request carrying Last has arrived
-    route: str  # who must answer: kernel (iopf/SVA), user (iommufd fault queue), guest (a VM)
-    stale: bool = False  # already reported as unanswered
-    needs_pasid: bool = True  # the response must carry the PASID to match (else the PRG index alone matches)
-    unattached: bool = False  # its PASID had no domain attached on the device when the group opened
-
-
 class UapiObject(NamedTuple):
     """An object a process created through iommufd (IOAS, HWPT, fault queue, vIOMMU, vdevice)."""
 
@@ -104,7 +76,8 @@ class SimState:
     # device -> its IOMMU's own max_pasids where the header says it (VT-d ecap PSS, AMD EFR PASmax): the kernel gives
     # a device min(capability, IOMMU) (drivers/iommu/iommu.c dev_iommu_get_max_pasids(), 6.2+)
     iommu_limits: dict[str, int] = field(default_factory=dict)
-    pasids: dict[int, LivePasid] = field(default_factory=dict)
+    # PASID -> its `LivePasid` packed (explorer/state_records.py); `pasids` reads them as LivePasids
+    pasid_records: dict[int, int] = field(default_factory=dict)
     freed: dict[int, Freed] = field(default_factory=dict)
     mm_pasid: dict[int, int] = field(default_factory=dict)
     mm_owner: dict[int, str] = field(default_factory=dict)
@@ -113,14 +86,15 @@ class SimState:
     binds: dict[tuple[int, str], Bind] = field(default_factory=dict)
     attachments: dict[tuple[str, int], Attachment] = field(default_factory=dict)
     implied_detach: dict[tuple[str, int], int] = field(default_factory=dict)  # detached by a last unbind
-    groups: dict[tuple[str, int, int | None], PendingGroup] = field(default_factory=dict)
-    # The latest answers, (ts, idx) by group key, to tell a duplicate response from a stray one: two generations
+    # group key -> its `PendingGroup`, both packed (explorer/state_records.py); `groups` reads them as PendingGroups
+    group_records: dict[int, int] = field(default_factory=dict)
+    # The latest answers, (ts, idx) by packed group key, to tell a duplicate response from a stray one: two generations
     # of at most ANSWERS_KEPT each, so that memory stays bounded however long the recording.
-    answered: dict[tuple[str, int, int | None], tuple[int, int]] = field(default_factory=dict)
-    answered_before: dict[tuple[str, int, int | None], tuple[int, int]] = field(default_factory=dict)
+    answered: dict[int, tuple[int, int]] = field(default_factory=dict)
+    answered_before: dict[int, tuple[int, int]] = field(default_factory=dict)
     # Groups a detach, replace or last unbind drained: the kernel answers them itself (iommufd_auto_response_faults,
     # VT-d intel_iommu_drain_pasid_prq), so a response seen for one later is that answer, not a stray.
-    drained: dict[tuple[str, int, int | None], tuple[int, int]] = field(default_factory=dict)
+    drained: dict[int, tuple[int, int]] = field(default_factory=dict)  # by packed group key
     # Devices whose PASIDs without a domain of their own go to user space: a nested domain at the RID takes them
     # (user-managed PASID tables: SMMUv3, the iommufd mock), seen when user space answered one -> "user"/"guest"
     rid_routes: dict[str, str] = field(default_factory=dict)
@@ -144,15 +118,18 @@ class SimState:
     # No group that has not gone stale opened before this time (a lower bound): aging scans the groups only once
     # one may be due, so a million open groups are not scanned at every batch.
     fresh_from: int = 1 << 63
+    # The text and shapes the packed records hold by number: one table for every state of a model, its checkpoints
+    # and its replayer (append-only, so shared rather than copied)
+    atoms: Atoms = field(default_factory=Atoms)
 
     def copy(self) -> SimState:
         """A checkpoint. `answered` and `stale_queue` only serve findings, which a replay from a checkpoint never
         reports (they were found while indexing), so checkpoints start them empty instead of copying them."""
-        new = SimState()
+        new = SimState(atoms=self.atoms)
         for f in fields(self):
             if f.name == _NESTED:
                 new.others = {m: st.copy() for m, st in self.others.items()}
-            elif f.name not in _FINDINGS_ONLY:
+            elif f.name not in _FINDINGS_ONLY and f.name != "atoms":
                 value = getattr(self, f.name)
                 setattr(new, f.name, value.copy() if hasattr(value, "copy") else value)
         return new
@@ -195,7 +172,7 @@ class SimState:
         """A full checkpoint, compact: what `copy()` holds, each map as one flat tuple of its items."""
         maps = {name: tuple(chain.from_iterable(m.items())) for name in _MAPS if (m := getattr(self, name))}
         return FullCopy(StateChanges(maps, tuple(getattr(self, name) for name in _SCALARS)),
-                        tuple((m, st.freeze()) for m, st in self.others.items()))
+                        tuple((m, st.freeze()) for m, st in self.others.items()), self.atoms)
 
     def apply(self, changes: StateChanges) -> None:
         """Bring this state (a copy) from one checkpoint to the next."""
@@ -205,6 +182,16 @@ class SimState:
             setattr(self, name, value)
 
     # -- questions the UI and the scenario runner ask --------------------------------------------------------
+    @property
+    def pasids(self) -> PasidView:
+        """The live PASIDs, by number."""
+        return PasidView(self.pasid_records, self.atoms)
+
+    @property
+    def groups(self) -> GroupView:
+        """The outstanding page-request groups, by (device, PRG index, PASID or None)."""
+        return GroupView(self.group_records, self.atoms)
+
     @property
     def uncertain(self) -> bool:
         return self.uncertain_since is not None
@@ -226,7 +213,7 @@ class SimState:
     def lowest_free(self, device: str | None = None) -> int | None:
         """What iommu_alloc_global_pasid() would return for `device` now: the lowest free PASID in range."""
         limit = self.max_pasids(device)
-        taken = self.pasids
+        taken = self.pasid_records
         pasid = 1
         while pasid in taken:
             pasid += 1
@@ -268,6 +255,7 @@ class FullCopy:
 
     state: StateChanges
     others: tuple[tuple[int, FullCopy], ...]
+    atoms: Atoms  # what its packed records' numbers stand for
 
     @property
     def size(self) -> int:
@@ -276,7 +264,7 @@ class FullCopy:
 
     def thaw(self) -> SimState:
         """A state of plain maps, as `SimState.copy()` gives, to replay from."""
-        st = SimState()
+        st = SimState(atoms=self.atoms)
         st.apply(self.state)
         st.others = {m: other.thaw() for m, other in self.others}
         return st
