@@ -291,12 +291,14 @@ class Tracked(Journal):
     Only writes are overridden (reads stay the dict's own), and `copy()` is a plain dict: a checkpoint copies
     the records, not the reporting, so replaying from it reports nothing twice."""
 
-    __slots__ = ("_store", "_code", "_clock", "_at")
+    __slots__ = ("_store", "_code", "_clock", "_at", "_packed")
 
     def __init__(self, store: Intervals, kind: IntervalKind, clock: _Clock, items: dict[Any, Any]) -> None:
         super().__init__(keep=False)
         self._store, self._code, self._clock = store, _KINDS.index(kind), clock
         packing = _PACKED[self._code]
+        # a packed record's opening is its bits above `_at`; a tuple's, its fields `_at` and `_at` + 1 (learnt)
+        self._packed = packing is not None
         self._at = -1 if packing is None else packing.low
         store.watch(kind, self)
         for key, value in items.items():
@@ -312,9 +314,13 @@ class Tracked(Journal):
             self._store.opened += 1
             return
         p = self._at
-        if p < 0:
-            p = self._at = self._store.layout(self._code, value).opening
-        if old[p] != value[p] or old[p + 1] != value[p + 1]:  # another interval under the same key
+        if self._packed:
+            reopened = old >> p != value >> p
+        else:
+            if p < 0:
+                p = self._at = self._store.layout(self._code, value).opening
+            reopened = old[p] != value[p] or old[p + 1] != value[p + 1]
+        if reopened:  # another interval under the same key
             self._store.opened += 1
             self._store.close(self._code, key, old, self._clock, True)
 
@@ -325,20 +331,3 @@ class Tracked(Journal):
             before[key] = old
         self._store.close(self._code, key, old, self._clock, False)
 
-
-class PackedTracked(Tracked):
-    """A `Tracked` map of packed records (explorer/state_records.py): a record's opening is its high bits."""
-
-    __slots__ = ()
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        old = dict.get(self, key)
-        dict.__setitem__(self, key, value)
-        before = self._before
-        if before is not None and key not in before:
-            before[key] = MISSING if old is None else old
-        if old is None:
-            self._store.opened += 1
-        elif old >> self._at != value >> self._at:  # another interval under the same key
-            self._store.opened += 1
-            self._store.close(self._code, key, old, self._clock, True)

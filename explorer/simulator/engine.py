@@ -29,7 +29,7 @@ from ..events import (
     Row,
     machine_of,
 )
-from ..intervals import IntervalKind, Intervals, PackedTracked, Tracked
+from ..intervals import IntervalKind, Intervals, Tracked
 from ..kernel_facts import Rules, rules_for
 from ..machines import QUALIFIER, Machine
 from ..recording.header import DeviceInfo
@@ -282,11 +282,9 @@ class Simulator:
     def _track(self, st: SimState) -> None:
         """Hold the state's interval maps as `Tracked` dicts that tell `self.intervals` what opens and closes."""
         assert self.intervals is not None
-        for name, kind, tracked in (("pasid_records", IntervalKind.LIFETIME, PackedTracked),
-                                    ("attachments", IntervalKind.ATTACHMENT, Tracked),
-                                    ("binds", IntervalKind.BIND, Tracked),
-                                    ("group_records", IntervalKind.GROUP, PackedTracked)):
-            setattr(st, name, tracked(self.intervals, kind, st, getattr(st, name)))
+        for name, kind in (("pasid_records", IntervalKind.LIFETIME), ("attachments", IntervalKind.ATTACHMENT),
+                           ("binds", IntervalKind.BIND), ("group_records", IntervalKind.GROUP)):
+            setattr(st, name, Tracked(self.intervals, kind, st, getattr(st, name)))
 
     # -- reporting --------------------------------------------------------------------------------------------
     def _flag(self, rule: str, ts: int, device: str | None, pasid: int | None, text: str,
