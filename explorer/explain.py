@@ -262,7 +262,7 @@ def _detach(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
 
 def _request(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
     f, p, dev = ev.fields, ev.pasid, ev.device
-    g = next((g for g in st.groups.values() if g.device == dev and g.pasid == p and g.prg == f.get("prg")), None)
+    g = st.groups.find(dev, f.get("prg"), p)
     route = g.route if g is not None else "kernel"
     last = ("It carries Last: the group is complete and now waits for one response."
             if f.get("last") else "More requests of this group may follow; the one with Last closes it.")

@@ -253,6 +253,17 @@ class GroupView(Mapping[tuple[str, int, "int | None"], PendingGroup]):
     def __len__(self) -> int:
         return len(self._raw)
 
+    def find(self, device: str | None, prg: int, pasid: int | None) -> PendingGroup | None:
+        """The open group of `device`, PRG index `prg` and PASID `pasid`, keyed by its PASID or (a function that
+        needs none in the response) without it: two lookups, where a scan would read back every group."""
+        if not isinstance(prg, int):
+            return None
+        for key in ((device, prg, pasid), (device, prg, None)):
+            g = self.get(key)
+            if g is not None and g.pasid == pasid:
+                return g
+        return None
+
     def values(self) -> Iterator[PendingGroup]:  # type: ignore[override]
         atoms = self._atoms
         return (group_of(atoms, k, v) for k, v in list(self._raw.items()))

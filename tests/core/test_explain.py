@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from explorer.events import Kind
+from pathlib import Path
+
+from explorer.events import Kind, make
 from explorer.explain import _DESCRIBE, explain
+from explorer.loading import open_index
+from explorer.recording import DeviceInfo, Header, write_events
 from explorer.scenarios import bundled_scenarios, load_scenario
 
 
@@ -27,3 +31,19 @@ def test_a_vmms_pasid_is_explained_as_user_chosen_and_a_free_by_its_kernels_rule
     new = _scenario("12")  # 6.8: freed after the last mmdrop, late but not never
     free = next(i for i in range(new.n) if new.event(i).kind == Kind.PASID_FREE and new.event(i).pasid == 2)
     assert "__mmdrop()" in " ".join(explain(new, free).paragraphs)
+
+
+def test_a_page_request_says_who_answers_its_group_whether_or_not_the_response_needs_its_pasid(
+        tmp_path: Path) -> None:
+    """The group is found under the key the model keeps it by: with its PASID, or, for a function whose responses
+    need none, without it."""
+    dev = "0000:00:01.0"
+    events = [make(Kind.PASID_ATTACH, 1_000, device=dev, pasid=5, domain_type="paging", fault_queue=3),
+              make(Kind.PAGE_REQUEST, 2_000, device=dev, pasid=5, prg=7, addr=0x1000, perm=1, last=True),
+              make(Kind.PAGE_REQUEST, 3_000, device=dev, pasid=5, prg=8, addr=0x1000, perm=1, last=True,
+                   needs_pasid=False)]
+    path = tmp_path / "requests.pasidrec"
+    write_events(path, Header(source="test", devices=[DeviceInfo(dev, pasid_width=20)]), events)
+    idx = open_index(path)
+    for i in (1, 2):
+        assert "user space: the group is queued" in " ".join(explain(idx, i).paragraphs)
