@@ -7,6 +7,7 @@ earlier events prove it. One describer per event kind, in `_DESCRIBE`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from weakref import WeakKeyDictionary
@@ -64,9 +65,14 @@ class Account:
     paragraphs: tuple[str, ...]
 
 
+_FOLDED = re.compile("[ \t\n]+")
+
+
 def prose(text: str) -> str:
-    """Scenario text as one flowing paragraph: YAML block scalars keep their line breaks, a panel should not."""
-    return " ".join(text.split())
+    """Scenario text as one flowing paragraph: YAML block scalars keep their line breaks, a panel should not. Only
+    spaces, tabs and newlines fold: a carriage return or another control character in a stranger's text stays, to be
+    shown escaped (`str.split` would drop it without a trace)."""
+    return _FOLDED.sub(" ", text).strip(" ")
 
 
 def model_progress(index: RecordingIndex) -> str:

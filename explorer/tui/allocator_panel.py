@@ -13,9 +13,10 @@ from ..machines import machine_of_device
 from ..reconcile import Disagreement, failure_responses, kernel_rows, reconcile
 from ..simulator import SimState
 from ..snapshot import stored
+from ..text import line
 from ..units import fmt_ns
 from .palette import ink
-from .panel import Panel, columns
+from .panel import Panel, PanelText, columns
 
 if TYPE_CHECKING:
     from .session import Session
@@ -45,19 +46,20 @@ class AllocatorPanel(Panel):
     def show_state(self, index: RecordingIndex, st: SimState | None, cursor: int) -> None:
         """`st` None: the model, still running, has not reached the cursor yet."""
         if st is None:
-            self.set_body(Text(f"at +{fmt_ns(cursor - index.start_ns)} · {model_progress(index)} ({index.modelled:,} "
-                               f"of {index.n:,} events): the allocator's state here shows when it gets this far",
-                               style="dim"))
+            self.set_body(PanelText(f"at +{fmt_ns(cursor - index.start_ns)} · {model_progress(index)} "
+                                    f"({index.modelled:,} of {index.n:,} events): the allocator's state here shows "
+                                    "when it gets this far", style="dim"))
             return
         alarm = ink("red", self.dark)
         body = render_state(index, st, cursor, alarm)
         if len(index.header.machines) > 1:
-            body = Text("\n").join([Text(f"machine {index.header.machines[st.machine].name} (the selected row's; "
-                                          "each machine has its own)", style="bold"), body])
+            name = line(index.header.machines[st.machine].name)
+            body = PanelText("\n").join([PanelText(f"machine {name} (the selected row's; each machine has its own)",
+                                                    style="bold"), body])
         if self._kernel is None or self._kernel[0] is not index:
             self._kernel = (index, KernelState(index))
         kernel = self._kernel[1].render(cursor, alarm)
-        self.set_body(body if kernel is None else Text("\n").join([body, kernel]))
+        self.set_body(body if kernel is None else PanelText("\n").join([body, kernel]))
 
 
 def machine_of_row(s: Session) -> int:
@@ -97,33 +99,33 @@ class KernelState:
                                             lambda: failure_responses(rec.iter_rows() if rec is not None else []))
         when = f"+{fmt_ns(ts - self.index.start_ns)}" if ts >= self.index.start_ns else \
             f"{fmt_ns(self.index.start_ns - ts)} before the first event"
-        out = [Text(f"kernel snapshot at {when} (the nearest of {len(self.snaps)}), beside the model then:",
-                    style="bold")]
+        out = [PanelText(f"kernel snapshot at {when} (the nearest of {len(self.snaps)}), beside the model then:",
+                         style="bold")]
         rows = kernel_rows(snap, self._states[ts])
         out.append(columns(rows, ("device", "kernel", "model")) if rows else
-                   Text("no device with a PASID table, a PASID capability or an attachment", style="dim"))
+                   PanelText("no device with a PASID table, a PASID capability or an attachment", style="dim"))
         for d in self._disagreements:
             if d.ts_ns == ts:
-                out.append(Text(f"  {d.rule}: {d.explanation}", style=alarm if d.severity == "error" else ""))
-        out += [Text(f"  unusable snapshot: {why}", style="dim") for why in self.problems]
+                out.append(PanelText(f"  {d.rule}: {d.explanation}", style=alarm if d.severity == "error" else ""))
+        out += [PanelText(f"  unusable snapshot: {why}", style="dim") for why in self.problems]
         unread = snap.get("unreadable", {})
         if unread:
-            out.append(Text(f"  not read: {'; '.join(sorted(unread))}", style="dim"))
+            out.append(PanelText(f"  not read: {'; '.join(sorted(unread))}", style="dim"))
         for part in out:
             part.rstrip()
-        return Text("\n").join(out)
+        return PanelText("\n").join(out)
 
 
 def render_state(index: RecordingIndex, st: SimState, cursor: int, alarm: str) -> Text:
     """The state at `cursor`; `alarm` is the theme's colour for what needs attention."""
     parts: list[Text] = []
-    head = Text(f"at +{fmt_ns(cursor - index.start_ns)} · {index.index_at(cursor):,} of {index.n:,} events")
+    head = PanelText(f"at +{fmt_ns(cursor - index.start_ns)} · {index.index_at(cursor):,} of {index.n:,} events")
     if st.uncertain:
         head.append(f"\nUNCERTAIN: {uncertainty(index, st)}; state below may be incomplete", style=f"bold {alarm}")
     parts.append(head)
-    parts.append(Text(f"space: {len(st.pasids):,} live of {PASID_SPACE - 1:,} · high-water {st.high_water:,} "
-                      f"(PASID {st.high_water_pasid}) · {st.allocs:,} allocs, {st.frees:,} frees · next free "
-                      f"{st.lowest_free()}", style="dim"))
+    parts.append(PanelText(f"space: {len(st.pasids):,} live of {PASID_SPACE - 1:,} · high-water {st.high_water:,} "
+                           f"(PASID {st.high_water_pasid}) · {st.allocs:,} allocs, {st.frees:,} frees · next free "
+                           f"{st.lowest_free()}", style="dim"))
     listed = []
     for p in sorted(st.pasids)[:MAX_LISTED]:
         live = st.pasids[p]
@@ -132,20 +134,20 @@ def render_state(index: RecordingIndex, st: SimState, cursor: int, alarm: str) -
         owner = live.owner + (f" vm {live.vm}" if live.vm else "") + ("" if live.certain else " (inferred)")
         listed.append((str(p), live.path, owner, devs))
     parts.append(columns(listed, ("PASID", "path", "owner", "attached (domain)")) if listed
-                 else Text("no PASID is allocated", style="dim"))
+                 else PanelText("no PASID is allocated", style="dim"))
     if len(st.pasids) > MAX_LISTED:
-        parts.append(Text(f"… and {len(st.pasids) - MAX_LISTED:,} more live PASIDs", style="dim"))
+        parts.append(PanelText(f"… and {len(st.pasids) - MAX_LISTED:,} more live PASIDs", style="dim"))
     groups = st.outstanding(cursor)
     if groups:
-        parts.append(Text(f"outstanding page-request groups: {len(groups)}", style="bold"))
+        parts.append(PanelText(f"outstanding page-request groups: {len(groups)}", style="bold"))
         for g, age in groups[:MAX_LISTED // 4]:
             stale = age >= index.stale_ns
-            parts.append(Text(f"  {g.device} PASID {g.pasid} PRG {g.prg}: age {fmt_ns(age)}, {g.requests} req, "
-                              f"{_WAITING.get(g.route, f'to be answered by {g.route}')}"
-                              f"{' (waiting for Last)' if not g.closed else ''}{'  STALE' if stale else ''}",
-                              style=alarm if stale else ""))
+            parts.append(PanelText(f"  {line(g.device)} PASID {g.pasid} PRG {g.prg}: age {fmt_ns(age)}, "
+                                   f"{g.requests} req, {_WAITING.get(g.route, f'to be answered by {g.route}')}"
+                                   f"{' (waiting for Last)' if not g.closed else ''}{'  STALE' if stale else ''}",
+                                   style=alarm if stale else ""))
     else:
-        parts.append(Text("no page-request group outstanding", style="dim"))
+        parts.append(PanelText("no page-request group outstanding", style="dim"))
     devices = []
     names = [m.name for m in index.header.machines]
     mine = names[st.machine] if len(names) > 1 else None
@@ -160,14 +162,14 @@ def render_state(index: RecordingIndex, st: SimState, cursor: int, alarm: str) -
     parts.append(columns(devices, ("device", "width", "PASIDs on it")))
     mms = [(mm, p) for mm, p in st.mm_pasid.items()]
     if mms:
-        parts.append(Text("processes (mm → SVA PASID, binds):", style="bold"))
+        parts.append(PanelText("processes (mm → SVA PASID, binds):", style="bold"))
         for mm, p in mms[:MAX_LISTED // 4]:
             binds = ", ".join(f"{d} ×{b.refs}" for d, b in sorted(st.binds_of(mm).items())) or "no binds"
-            parts.append(Text(f"  {st.mm_owner.get(mm, f'mm {mm}')} → PASID {p}: {binds}"))
+            parts.append(PanelText(f"  {line(st.mm_owner.get(mm, f'mm {mm}'))} → PASID {p}: {line(binds)}"))
     if st.uapi_objects:
         objs = ", ".join(f"{o.kind} {oid}" for (_pid, oid), o in list(st.uapi_objects.items())[:12])
-        parts.append(Text(f"iommufd objects: {objs}", style="dim"))
+        parts.append(PanelText(f"iommufd objects: {objs}", style="dim"))
     for part in parts:
         part.rstrip()
-    return Text("\n").join(parts)
+    return PanelText("\n").join(parts)
 

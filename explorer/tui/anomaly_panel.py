@@ -5,12 +5,11 @@ from __future__ import annotations
 import bisect
 from typing import TYPE_CHECKING
 
-from rich.text import Text
-
 from ..index import RecordingIndex
+from ..text import line
 from ..units import fmt_ns
 from .palette import SEVERITY_INK, ink
-from .panel import Panel
+from .panel import Panel, PanelText
 
 if TYPE_CHECKING:
     from .session import Session
@@ -34,17 +33,19 @@ class AnomalyPanel(Panel):
         found = index.anomalies
         running = not index.model_done
         self.border_title = f"anomalies ({len(found):,}{' so far' if running else ''})"
-        still = Text("The model is still replaying the recording: more may follow." if running else "", style="dim")
+        still = PanelText("The model is still replaying the recording: more may follow." if running else "",
+                          style="dim")
         if not found:
-            self.set_body(still if running else Text("No anomalies: every invariant held.", style="dim"))
+            self.set_body(still if running else PanelText("No anomalies: every invariant held.", style="dim"))
             return
         at = bisect.bisect_right(index.anomaly_times, cursor) - 1 if current is None else current
         lo = max(0, at - WINDOW // 2)
-        text = Text()
+        text = PanelText()
         for n, a in enumerate(found[lo:lo + WINDOW], lo):
             where = " ".join(x for x in (a.device, None if a.pasid is None else f"PASID {a.pasid}") if x)
-            line = f"{'▶' if n == at else ' '} +{fmt_ns(a.ts_ns - index.start_ns)} {a.severity}: {a.title} {where}\n"
-            text.append(line, style=ink(SEVERITY_INK.get(a.severity, "red"), self.dark)
+            entry = line(f"{'▶' if n == at else ' '} +{fmt_ns(a.ts_ns - index.start_ns)} {a.severity}: {a.title} "
+                         f"{where}")  # one line each, whatever the device's name holds
+            text.append(entry + "\n", style=ink(SEVERITY_INK.get(a.severity, "red"), self.dark)
                         + (" bold reverse" if n == at else ""))
         if lo + WINDOW < len(found):
             text.append(f"  … {len(found) - lo - WINDOW:,} more (n / N jump)\n", style="dim")

@@ -18,6 +18,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 from textual.worker import get_current_worker
@@ -201,9 +202,11 @@ class ExplorerApp(App[None]):
             panel.refresh_from(s)
         self.frame_count += 1
 
-    def _say(self, message: str | None, timeout: float = 2) -> None:
+    def _say(self, message: str | None, timeout: float = 2, severity: SeverityLevel = "information") -> None:
+        """Every notification goes through here: it may quote the input (a row's label, a filter a user pasted),
+        so its control characters are shown escaped and markup in it stays as written."""
         if message is not None:
-            self.notify(message, timeout=timeout, markup=False)
+            self.notify(line(message), severity=severity, timeout=timeout, markup=False)
 
     # -- keys: the session's moves ----------------------------------------------------------------------------
     def action_cursor(self, cells: int) -> None:
@@ -277,7 +280,7 @@ class ExplorerApp(App[None]):
         self.refresh_view(reselect=False)
 
     def action_speed(self, delta: int) -> None:
-        self.notify(self.session.change_speed(delta), timeout=1.5)
+        self._say(self.session.change_speed(delta), timeout=1.5)
         self.refresh_view(reselect=False)
 
     def action_stop_indexing(self) -> None:
@@ -322,7 +325,7 @@ class ExplorerApp(App[None]):
         try:
             flt = parse_filter(event.value)
         except FilterSyntaxError as e:
-            self.notify(str(e), severity="error", timeout=6, markup=False)
+            self._say(str(e), 6, "error")
             return
         event.input.remove_class("shown")
         self._apply_filter(flt)
@@ -331,7 +334,7 @@ class ExplorerApp(App[None]):
     def _apply_filter(self, flt: Filter) -> None:
         refused = self.session.apply_filter(flt)
         if refused is not None:
-            self.notify(refused, severity="warning", timeout=4, markup=False)  # it quotes the typed filter
+            self._say(refused, 4, "warning")  # it quotes the typed filter
         self.refresh_view()
 
     def action_search(self) -> None:
@@ -361,7 +364,7 @@ class ExplorerApp(App[None]):
 
     def _found(self, i: int | None, needle: str) -> None:
         if i is None:
-            self.notify(f"no more events matching '{needle}'", severity="warning", timeout=3, markup=False)
+            self._say(f"no more events matching '{needle}'", 3, "warning")
             return
         self.select_event(i, keep_row=False)
 

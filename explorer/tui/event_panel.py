@@ -12,9 +12,10 @@ from ..explain import anomaly_text, explain
 from ..index import RecordingIndex
 from ..intervals import IntervalKind
 from ..simulator import Anomaly, SimState
+from ..text import line
 from ..units import fmt_ns
 from .palette import SEVERITY_INK, ink
-from .panel import Panel, columns
+from .panel import Panel, PanelText, columns
 
 if TYPE_CHECKING:
     from .session import Session
@@ -46,18 +47,18 @@ class EventPanel(Panel):
             body.append(render_event(index, i, dark, index.anomalies[anomaly] if anomaly is not None else None,
                                      state_at, intervals))
         elif anomaly is None:
-            body.append(Text(f"No event at or before the cursor on {where}. Use ] and [ to step through this "
-                             "row's events, or . and , through all of them.", style="dim"))
-        self.set_body(Text("\n").join(body))
+            body.append(PanelText(f"No event at or before the cursor on {where}. Use ] and [ to step through this "
+                                  "row's events, or . and , through all of them.", style="dim"))
+        self.set_body(PanelText("\n").join(body))
 
 
 def render_anomaly(index: RecordingIndex, n: int, dark: bool) -> Text:
     a = index.anomalies[n]
-    head = Text(f"anomaly {n + 1} of {len(index.anomalies)} +{fmt_ns(a.ts_ns - index.start_ns)}  ", style="dim")
-    head.append(a.title, style="bold")
-    why = Text(anomaly_text(a, index), style=f"bold {ink(SEVERITY_INK.get(a.severity, 'red'), dark)}")
-    parts = [head, why] + ([Text("Its evidence at or before that time:", style="dim")] if a.evidence else [])
-    return Text("\n").join(parts)
+    head = PanelText(f"anomaly {n + 1} of {len(index.anomalies)} +{fmt_ns(a.ts_ns - index.start_ns)}  ", style="dim")
+    head.append(line(a.title), style="bold")
+    why = PanelText(anomaly_text(a, index), style=f"bold {ink(SEVERITY_INK.get(a.severity, 'red'), dark)}")
+    parts = [head, why] + ([PanelText("Its evidence at or before that time:", style="dim")] if a.evidence else [])
+    return PanelText("\n").join(parts)
 
 
 def render_event(index: RecordingIndex, i: int, dark: bool, shown: Anomaly | None = None,
@@ -66,15 +67,15 @@ def render_event(index: RecordingIndex, i: int, dark: bool, shown: Anomaly | Non
     False, what it opened or closed is left out too (the explorer's worker is still looking those up)."""
     ev = index.event(i)
     account = explain(index, i, shown, state_at)
-    head = Text(f"#{i} +{fmt_ns(ev.ts_ns - index.start_ns)}  ", style="dim")
-    head.append(account.headline, style="bold")
+    head = PanelText(f"#{i} +{fmt_ns(ev.ts_ns - index.start_ns)}  ", style="dim")
+    head.append(line(account.headline), style="bold")
     fields = columns([(k, _value(k, v)) for k, v in ev.as_dict().items() if v not in (None, "", {}) and k != "ts_ns"],
                      indent="  ")
     fields.stylize("dim")
-    paras = [Text(p, style=_role_style(p, dark)) for p in account.paragraphs]
-    spans = [Text(line, style="dim") for line in (interval_lines(index, i) if intervals else [])]
+    paras = [PanelText(p, style=_role_style(p, dark)) for p in account.paragraphs]
+    spans = [PanelText(line(s), style="dim") for s in (interval_lines(index, i) if intervals else [])]
     fields.rstrip()
-    return Text("\n").join([head, *paras, *spans, fields])  # the account first: on a small screen it is what fits
+    return PanelText("\n").join([head, *paras, *spans, fields])  # the account first: on a small screen it fits
 
 
 _NOUN = {IntervalKind.LIFETIME: "PASID {pasid}'s lifetime", IntervalKind.ATTACHMENT: "{device} PASID {pasid}'s "

@@ -6,13 +6,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from rich.text import Text
 
 from ..explain import prose
 from ..index import RecordingIndex
 from ..units import fmt_ns
 from .palette import ink
-from .panel import Panel
+from .panel import Panel, PanelText
 
 if TYPE_CHECKING:
     from .session import Session
@@ -30,9 +29,9 @@ class LessonPanel(Panel):
 
     def show_lesson(self, index: RecordingIndex, markers: list[int], cursor: int) -> None:
         h = index.header
-        text = Text()
+        text = PanelText()
         if h.title:
-            text.append(h.title + "\n", style="bold")
+            text.append(prose(h.title) + "\n", style="bold")
         if h.description:
             text.append(prose(h.description) + "\n\n", style="dim")
         if not markers:
@@ -45,7 +44,7 @@ class LessonPanel(Panel):
         reveal = None  # where the current step's text starts and ends
         for n, i in enumerate(markers):
             ev = index.event(i)
-            title = ev.get("title")
+            title = prose(str(ev.get("title") or ""))
             body = prose(str(ev.get("text", "")))
             stamp = f"+{fmt_ns(ev.ts_ns - index.start_ns)} "
             if n == current:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.actions import SkipAction
@@ -18,7 +19,7 @@ from textual.strip import Strip
 from textual.visual import Visual
 from textual.widget import Widget
 
-from ..text import control_places, lines
+from ..text import line, lines
 
 if TYPE_CHECKING:
     from .session import Session
@@ -76,8 +77,8 @@ class Panel(Widget, can_focus=True):
     def set_body(self, text: Text, reveal: tuple[int, int] | None = None) -> None:
         """Show `text` (as Textual's own Content: laid out natively, far cheaper than a Rich renderable). With
         `reveal`, a (start, end) range of its characters is scrolled into view; else it stays scrolled where it
-        was (as far as the new text reaches)."""
-        text = neutral_text(text)
+        was (as far as the new text reaches). Build `text` of `PanelText`, so that what it shows of the input
+        comes escaped."""
         self._body, self._content, self._reveal = text, Content.from_rich_text(text), reveal
         self._width = -1
         self._wrap()
@@ -156,32 +157,27 @@ class Panel(Widget, can_focus=True):
         return [s.text for s in self._strips[self.top:self.top + self.size.height]]
 
 
+class PanelText(Text):
+    """The Text a panel's body is built of: every string it is given, at once or appended, has its control
+    characters shown escaped (`\\x1b`, `\\x07`; newlines and tabs kept) as it enters. A panel shows process names,
+    devices, log lines, titles and scenario text: Rich would drop BEL, backspace, VT, FF and CR without a trace and
+    pass ESC on to the terminal. Markup in them stays as written (a Text never parses it)."""
+
+    def __init__(self, text: str = "", style: str | Style = "") -> None:
+        super().__init__(lines(text), style)
+
+    def append(self, text: str | Text, style: str | Style | None = None) -> Text:
+        return super().append(lines(text) if isinstance(text, str) else text, style)
+
+
 def columns(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None, indent: str = "") -> Text:
     """Rows aligned in columns as plain Text: a Rich Table measures itself again on every layout pass, which costs
-    more than the whole timeline frame; the last column is left free to wrap."""
-    every = ([header] if header else []) + rows
+    more than the whole timeline frame; the last column is left free to wrap (and to hold a text's own lines). A
+    cell before it is one line (a newline or control character in a name is shown escaped), measured as shown."""
+    every = [(*map(line, r[:-1]), r[-1]) for r in ([header] if header else []) + rows]
     widths = [max(len(r[c]) for r in every) for c in range(len(every[0]) - 1)] if every else []
-    out = Text()
+    out = PanelText()
     for n, r in enumerate(every):
-        line = indent + "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)) + "  " + r[-1]
-        out.append(line.rstrip() + "\n", style="bold" if header and n == 0 else "")
-    return out
-
-
-def neutral_text(text: Text) -> Text:
-    """`text` with each control character shown escaped (`\\x1b`), in the style it had: a panel shows process
-    names, devices, log lines and scenario text, and no escape sequence in them may reach the terminal. (Rich
-    already drops BEL, backspace and CR; ESC and the rest it would pass on.)"""
-    places = control_places(text.plain)
-    if not places:
-        return text
-    cuts = sorted({c for p in places for c in (p, p + 1)})
-    out = Text(style=text.style, justify=text.justify, no_wrap=text.no_wrap, end=text.end)
-    for piece in text.divide(cuts):
-        if len(piece) == 1 and control_places(piece.plain):
-            escaped = Text(lines(piece.plain))
-            for span in piece.spans:
-                escaped.stylize(span.style, 0, len(escaped))
-            piece = escaped
-        out.append_text(piece)
+        row = indent + "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)) + "  " + r[-1]
+        out.append(row.rstrip() + "\n", style="bold" if header and n == 0 else "")
     return out

@@ -14,9 +14,10 @@ from textual import work
 from textual.worker import get_current_worker
 
 from ..range_stats import LATENCY_EDGES, Columns, DeviceLatency, RangeStats, range_stats
+from ..text import line
 from ..units import fmt_ns
 from .palette import ink
-from .panel import Panel, columns
+from .panel import Panel, PanelText, columns
 
 if TYPE_CHECKING:
     from ..index import RecordingIndex
@@ -64,7 +65,7 @@ class RangePanel(Panel):
 def render_range(index: RecordingIndex, r: RangeStats, between_marks: bool, dark: bool) -> Text:
     """The panel's text for one count."""
     head = ink("cyan", dark)
-    text = Text()
+    text = PanelText()
     span = f"+{fmt_ns(r.t0 - index.start_ns)} … +{fmt_ns(r.t1 - 1 - index.start_ns)}"
     if between_marks:
         text.append(f"A–B {span} (Δ {fmt_ns(r.t1 - 1 - r.t0)})\n", style="bold")
@@ -78,7 +79,8 @@ def render_range(index: RecordingIndex, r: RangeStats, between_marks: bool, dark
     if not r.faults:
         text.append("  none\n", style="dim")
     for key, n in r.faults[:FAULT_PAIRS_SHOWN]:
-        text.append(f"  {n:>7,}  {key.device or 'allocator'}{'' if key.pasid is None else f' · PASID {key.pasid}'}\n")
+        pasid = "" if key.pasid is None else f" · PASID {key.pasid}"
+        text.append(f"  {n:>7,}  {line(key.device or 'allocator')}{pasid}\n")
     if len(r.faults) > FAULT_PAIRS_SHOWN:
         rest = sum(n for _, n in r.faults[FAULT_PAIRS_SHOWN:])
         text.append(f"  … {rest:,} more in {len(r.faults) - FAULT_PAIRS_SHOWN:,} more pairs\n", style="dim")
@@ -95,8 +97,8 @@ def render_range(index: RecordingIndex, r: RangeStats, between_marks: bool, dark
 
 
 def _device_latency(d: DeviceLatency) -> Text:
-    text = Text()
-    text.append(f"{d.device}  ", style="bold")
+    text = PanelText()
+    text.append(f"{line(d.device)}  ", style="bold")
     if d.answered:
         text.append(f"{d.answered:,} answered · p50 {fmt_ns(d.p50_ns)} · p99 {fmt_ns(d.p99_ns)} · "
                     f"max {fmt_ns(d.max_ns)}\n")

@@ -17,6 +17,7 @@ from ..events import Kind
 from ..explain import model_progress
 from ..index import RecordingIndex
 from ..simulator import Anomaly, SimState
+from ..text import line
 from ..units import fmt_ns
 from .cells import CellModel
 from .filters import Filter
@@ -391,4 +392,4 @@ class Session:
             bits.append(live_status + (" · following" if self.following else ""))
         if self.spans.done < index.n and not modelling:
             bits.append("computing bars…")
-        return " · ".join(bits)
+        return line(" · ".join(bits))  # it quotes a row's label and the filter as typed (or pasted)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hostile_files import GOOD, RAW_CONTROLS, hostile_rows, write_crafted, write_injecting
+from hostile_files import ESCAPES, GOOD, RAW_CONTROLS, hostile_rows, write_crafted, write_injecting
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.text import Text
@@ -17,20 +17,23 @@ from explorer.range_stats import range_stats
 from explorer.tui.allocator_panel import render_state
 from explorer.tui.cells import CellModel
 from explorer.tui.event_panel import render_anomaly, render_event
-from explorer.tui.panel import neutral_text
 from explorer.tui.range_panel import render_range
 from explorer.tui.session import Session
 from explorer.tui.spans import Spans
 
 
-def shown(text: Text) -> str:
-    plain = neutral_text(text).plain
+def shown(text: Text, seen: list[str] | None = None) -> str:
+    plain = text.plain
     assert not any(c in plain for c in RAW_CONTROLS), plain
+    if seen is not None:
+        seen.append(plain)
     return plain
 
 
-def walk(path: Path) -> None:
-    """Every move and panel a user can reach, on the recording at `path`."""
+def walk(path: Path) -> str:
+    """Every move and panel a user can reach, on the recording at `path`; what the panels and status lines
+    showed."""
+    seen: list[str] = []
     index = open_index(path)
     spans = Spans(index)
     spans.update()
@@ -41,25 +44,26 @@ def walk(path: Path) -> None:
         s.selected = r
         s.toggle_row()
         s.row_event(1)
-        s.status(80)
+        seen.append(s.status(80))
         r += 1
     s.expand_all(True)
     s.jump(False)
     while s.step(1) is None:
         assert s.selected_event is not None
-        shown(render_event(index, s.selected_event, True))
-        shown(render_state(index, index.state_at(s.cursor), s.cursor, "red"))
+        shown(render_event(index, s.selected_event, True), seen)
+        shown(render_state(index, index.state_at(s.cursor), s.cursor, "red"), seen)
         for row in s.rows:
             s.cells.row_cells(row, s.window.edges(60))
     for n in range(len(index.anomalies)):
-        shown(render_anomaly(index, n, False))
+        shown(render_anomaly(index, n, False), seen)
     whole = range_stats(index, int(index.ts.min()), index.end_ns + 1)  # (times may go back: the first is no minimum)
     assert whole.events == index.n and sum(n for _, n in whole.kinds) == index.n
-    shown(render_range(index, whole, True, True))
+    shown(render_range(index, whole, True, True), seen)
     while s.anomaly(1) is None:
         pass
     s.cursor_by(5, 60)
     s.fit()
+    return "\n".join(seen + [r.label for r in s.rows])
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -69,4 +73,8 @@ def test_the_panels_draw_any_crafted_recording(tmp_path: Path, rows: list[Any]) 
 
 
 def test_the_panels_show_escapes_as_text(tmp_path: Path) -> None:
-    walk(write_injecting(tmp_path / "inject.pasidrec"))
+    """Every control character is shown escaped, none dropped (Rich would drop BEL and CR unseen), and markup
+    shows as written."""
+    seen = walk(write_injecting(tmp_path / "inject.pasidrec"))
+    for text in ESCAPES.values():
+        assert text.replace("\x1b", "\\x1b").replace("\x07", "\\x07").replace("\r", "\\x0d") in seen, text
