@@ -42,6 +42,13 @@ def lines(text: str) -> str:
     return _CONTROL_BUT_NEWLINE.sub(_escape, text) if _CONTROL_BUT_NEWLINE.search(text) else text
 
 
+def searchable(text: str) -> str:
+    """`text` as a filter or search matches it, lower-cased: raw and as shown (`line`), so that both what the
+    screen shows (`\\x1b]0;pwned`) and a part of the raw text find it."""
+    shown = line(text)
+    return (text if shown == text else f"{text}\x00{shown}").lower()
+
+
 def control_places(text: str) -> list[int]:
     """Where `text` holds a character `lines` would escape (none, in all but hostile text)."""
     return [m.start() for m in _CONTROL_BUT_NEWLINE.finditer(text)]

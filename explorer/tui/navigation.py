@@ -13,6 +13,7 @@ import numpy as np
 from ..events import Kind
 from ..index import RecordingIndex
 from ..simulator import Anomaly
+from ..text import searchable
 
 _CHUNK = 65_536
 
@@ -86,11 +87,11 @@ def step_global(index: RecordingIndex, current: int, forward: bool, visible: np.
 
 def find_text(index: RecordingIndex, current: int, forward: bool, needle: str, visible: np.ndarray,
               keep: np.ndarray | None = None) -> int | None:
-    """The next (previous) such event whose one-line description contains `needle` (any case); only candidates
-    are decoded."""
+    """The next (previous) such event whose one-line description contains `needle` (any case, as shown or raw);
+    only candidates are decoded."""
     needle = needle.lower()
     return next((j for j in candidates(index, current, forward, visible, keep)
-                 if needle in index.event(j).brief().lower()), None)
+                 if needle in searchable(index.event(j).brief())), None)
 
 
 def next_anomaly(anomalies: list[Anomaly], times: list[int], current: int | None, t: int, forward: bool

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from ..index import RecordingIndex
 from ..machines import machine_of_device
 from ..pasid_spaces import foreign_pasids
-from ..text import line
+from ..text import line, searchable
 from ..units import fmt_ns
 from .filters import Filter
 from .spans import Spans, lifetime_key
@@ -117,12 +117,13 @@ def _owner_text(spans: Spans | None, key: tuple[object, object]) -> str:
 def matches(row: TrackRow, flt: Filter, index: RecordingIndex, spans: Spans | None,
             kind_tracks: set[int] | None) -> bool:
     """Whether a row without children survives the filter: every given criterion must hold (a group survives
-    through its children: see `visible_rows`)."""
-    if flt.devices and not (row.device and any(d in row.device.lower() for d in flt.devices)):
+    through its children: see `visible_rows`). Names match as shown and raw (`searchable`)."""
+    if flt.devices and not (row.device and any(d in searchable(row.device) for d in flt.devices)):
         return False
     if flt.pasids and row.pasid not in flt.pasids:
         return False
-    names = spans.owners.get(row.span_key, set()) if spans is not None and row.span_key is not None else set()
+    owners = spans.owners.get(row.span_key, ()) if spans is not None and row.span_key is not None else ()
+    names = {searchable(n) for n in owners}
     if flt.pids and not any(str(p) in names for p in flt.pids):
         return False
     if flt.comms and not any(c in n for c in flt.comms for n in names):
@@ -131,7 +132,7 @@ def matches(row: TrackRow, flt: Filter, index: RecordingIndex, spans: Spans | No
         return False
     if flt.words:
         info = index.devices.get(row.device) if row.device else None
-        hay = " ".join([row.label.lower(), *names, (info.driver or "") if info else ""]).lower()
+        hay = " ".join([row.label.lower(), *names, searchable(info.driver or "") if info else ""])
         return all(w in hay for w in flt.words)
     return True
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hostile_files import DEV, write_crafted
+from hostile_files import DEV, RAW_CONTROLS, write_crafted, write_injecting
 
 from explorer.cli.main import main
 from explorer.errors import INTERNAL_ERROR, ExplorerCrashed
@@ -15,7 +15,7 @@ from explorer.tui.app import ExplorerApp, run_explorer
 from explorer.tui.timeline import Timeline
 from explorer.tui.timescale import Window
 
-from .conftest import drive, screen_lines
+from .conftest import drive, panel_text, screen_lines
 
 KEYS = ["enter", "down", "enter", "down", "enter", "right", "+", "+", "+", "-", "shift+right", "shift+left", "end",
         "home", "0", "]", "[", ".", ",", "n", "N", "m", "space", ">", ">", "space", "enter", "up", "enter"]
@@ -79,3 +79,44 @@ def test_an_internal_error_exits_70_with_one_line(monkeypatch: pytest.MonkeyPatc
     assert main(["info", str(write_crafted(tmp_path / "x.pasidrec", []))]) == INTERNAL_ERROR
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error: KeyError" in err and "report" in err
+
+
+def test_a_strangers_text_shows_escaped_and_the_filter_finds_it_as_shown_or_raw(tmp_path: Path) -> None:
+    """Process names, a device's name and driver, the titles and a marker carrying a window title (OSC 0), a
+    screen clear, a clipboard write (OSC 52), a bell, a carriage return and markup: every panel, row label and the
+    status line show them escaped (none dropped) and the markup as written; `/` finds a row by what the screen
+    shows or by a part of the raw name, and `f` an event by its escaped text."""
+    app = ExplorerApp(open_index(write_injecting(tmp_path / "inject.pasidrec")), layout="teaching")
+    screen: list[str] = []
+    found: dict[str, list[str]] = {}
+    briefs: list[str] = []
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press("n")  # the double free: explained with its owners' text
+        await pilot.pause()
+        screen.extend(screen_lines(app))
+        screen.append(panel_text(app, "event"))  # (scrolled past the panel's foot)
+        for typed in ("pwned", "comm:\\x1b]0;pwned\\x07", "]0;pwn", "dev:\\x1b[2J", "bogus"):
+            await pilot.press("slash", "ctrl+u", *typed, "enter")
+            await pilot.pause()
+            found[typed] = [r.label for r in app.session.rows]
+        await pilot.press("escape", "home", "f", *"\\x1b]52;c;", "enter")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        if app.session.selected_event is not None:
+            briefs.append(app.index.event(app.session.selected_event).brief())
+
+    drive(app, body)
+    shown = "\n".join(screen)
+    assert not any(c in shown for c in RAW_CONTROLS)
+    for escaped in ("PASID 1 \\x1b]0;pwned\\x07", "0000:6a:01.0\\x1b[2J", "[bold red]x[/]",
+                    "\\x1b]52;c;cHduZWQ=\\x07\\x07over\\x0dwritten"):  # (the bell and the return not dropped)
+        assert escaped in shown, escaped
+    pwned_row = "PASID 1 \\x1b]0;pwned\\x07"
+    for typed in ("pwned", "comm:\\x1b]0;pwned\\x07", "]0;pwn"):
+        assert pwned_row in found[typed], typed
+    assert found["dev:\\x1b[2J"] and all("0000:6a:01.0\\x1b[2J" in label or label.startswith("PASID")
+                                          for label in found["dev:\\x1b[2J"])
+    assert found["bogus"] == []
+    assert len(briefs) == 1 and "\x1b]52;c;cHduZWQ=\x07" in briefs[0]
