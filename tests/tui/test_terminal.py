@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,13 +21,17 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None and not os.environ.
 
 
 class Terminal:
-    """A detached tmux session on its own server socket, of a fixed size."""
+    """A detached tmux session on its own server socket, of a fixed size; with `raw`, every byte the programs
+    in it write to the terminal is copied to that file (tmux's pipe-pane), before tmux interprets it."""
 
-    def __init__(self, command: list[str], width: int = 160, height: int = 48) -> None:
+    def __init__(self, command: list[str], width: int = 160, height: int = 48, raw: Path | None = None) -> None:
         self.socket = f"pasid-e2e-{os.getpid()}-{time.monotonic_ns()}"
         # the shell starts first and the program is typed into it, so it starts in a terminal of the final size
         self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "e2e", "-x", str(width), "-y", str(height),
                   "-c", str(ROOT), "sh")
+        self.raw = raw
+        if raw is not None:
+            self.tmux("pipe-pane", "-t", "e2e", "-o", f"cat >> {raw}")
         self.keys(" ".join(command) + "; printf 'EXIT%s\\n' \"=$?\"", "Enter")  # the typed line never shows EXIT=
 
     def tmux(self, *args: str) -> str:
@@ -52,6 +57,15 @@ class Terminal:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{text!r} never appeared; the screen shows:\n{screen}")
             time.sleep(0.2)
+
+    def written(self, until: bytes, timeout: float = 30.0) -> bytes:
+        """What the programs wrote to the terminal, once `until` is among it (the copy may lag the screen)."""
+        assert self.raw is not None
+        deadline = time.monotonic() + timeout
+        while until not in (data := self.raw.read_bytes() if self.raw.exists() else b""):
+            assert time.monotonic() < deadline, f"{until!r} was never written"
+            time.sleep(0.2)
+        return data
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=20)
@@ -108,15 +122,22 @@ def untouched(term: Terminal) -> None:
 
 
 def test_escape_sequences_in_a_recording_reach_the_terminal_only_as_text(terminal, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """A process name carrying a title change, a screen clear and a clipboard write (OSC 52), shown by `info`,
-    `check` and the explorer: the title stays, the screen keeps its text, the clipboard stays empty."""
+    """Process names, a device's name and driver and the titles carrying a title change, a screen clear, a
+    clipboard write (OSC 52), a bell and markup, shown by `info`, `check` and the explorer: the title stays, the
+    screen keeps its text, the clipboard stays empty, each is shown escaped, and of the bytes written to the
+    terminal none is an ESC or BEL of the recording's (the commands write only their progress line's redraw; the
+    explorer only its own drawing)."""
     path = write_injecting(tmp_path / "inject.pasidrec")
     cli = f"{sys.executable} -m explorer.cli.main"
-    term = terminal([f"echo BEFORE; {cli} info {path}; {cli} check {path}"], height=150)  # all of it on screen
+    raw = tmp_path / "terminal.bytes"
+    term = terminal([f"echo BEFORE; {cli} info {path}; {cli} check {path}"], height=150, raw=raw)  # all on screen
     term.tmux("set-option", "-g", "set-clipboard", "on")
     screen = term.wait_for("EXIT=")
     assert "BEFORE" in screen  # not cleared by ESC[2J
-    assert "\\x1b]0;pwned\\x07" in screen and "EXIT=1" in screen
+    assert "\\x1b]0;pwned\\x07" in screen and "\\x07\\x07over\\x0dwritten" in screen and "EXIT=1" in screen
+    commands = term.written(b"EXIT=1")
+    plain = commands.replace(b"\r\x1b[K", b"")  # the progress line's own redraw
+    assert b"\x1b" not in plain and b"\x07" not in plain
     untouched(term)
     term.keys("clear", "Enter")
     term.tmux("resize-window", "-t", "e2e", "-x", "160", "-y", "48")
@@ -125,6 +146,10 @@ def test_escape_sequences_in_a_recording_reach_the_terminal_only_as_text(termina
     term.keys("n")  # the double free, explained with its owners' text
     screen = term.wait_for("freed again by")
     assert "0000:6a:01.0\\x1b[2J" in screen and "red]x[/]" in screen  # escaped, and markup shown as written
+    assert "\\x1b]0;pwned\\x07" in screen and "\\x07\\x07over\\x0dwritten" in screen  # bell and return not dropped
     untouched(term)
     term.keys("q")
     assert "EXIT=0" in term.wait_for("EXIT=0")
+    explorer = term.written(b"EXIT=0")[len(commands):]
+    own = re.sub(rb"\x1b\]22;[a-z-]*\x07", b"", explorer)  # Textual's own OSC 22: the mouse pointer's shape
+    assert b"\x07" not in own and b"\x1b]" not in own and b"\x1b[2J" not in explorer
