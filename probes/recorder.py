@@ -3,13 +3,15 @@
 Rows are appended as they are polled and a chunk is written at least every second (and fsynced at most every
 second: one per chunk would stall the drain), so a capture killed with SIGKILL loses at most its last second;
 `close` writes the footer with the kernel's exact counts and why the capture ended. The kernel's own PASID state
-(explorer.snapshot) is read at the start and at the end.
+(explorer.snapshot) is read at the start and at the end. A write that fails (a full disk) stops the recording, not
+the capture's close: `close` then says in one line what was kept.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from explorer.errors import InputError
@@ -40,6 +42,8 @@ class RecordingTee:
             raise InputError(self.path, "", f"cannot write the recording: {e.strerror or e}") from None
         self._last_flush = time.monotonic()
         self.end_reason = "complete"
+        self.failed: OSError | None = None  # the write that failed: nothing more is written
+        self.on_failure: Callable[[], None] = lambda: None  # told once, from the thread that wrote (`live`'s app)
 
     def poll(self, timeout_s: float) -> list[Row]:
         return self.pump(timeout_s).rows()
@@ -51,11 +55,17 @@ class RecordingTee:
         return rows
 
     def _write(self, rows: PackedRows) -> None:
-        self.writer.append_packed(rows)
-        now = time.monotonic()
-        if now - self._last_flush >= FLUSH_EVERY_S:
-            self.writer.flush()
-            self._last_flush = now
+        if self.failed is not None:
+            return
+        try:
+            self.writer.append_packed(rows)
+            now = time.monotonic()
+            if now - self._last_flush >= FLUSH_EVERY_S:
+                self.writer.flush()
+                self._last_flush = now
+        except OSError as e:  # (the writer's alone: the capture's own errors stay what they are)
+            self.failed = e
+            self.on_failure()
 
     def status(self) -> str:
         return f"{self.capture.status()} · recording {self.path}"
@@ -65,7 +75,8 @@ class RecordingTee:
         return self.writer.events_written + self.writer.pending
 
     def close(self, end_reason: str | None = None) -> dict[str, Any]:
-        """Stop the capture, write what is still in flight and the footer; returns the footer's extras."""
+        """Stop the capture, write what is still in flight and the footer; returns the footer's extras. After a
+        failed write the capture is closed all the same, and an InputError says what was kept."""
         if self.writer.closed:
             return {}
         extra: dict[str, Any] = {}
@@ -79,6 +90,23 @@ class RecordingTee:
                      "unmatched_responses": self.capture.decoder.unmatched_responses, stored.KEY: [take()],
                      "clock_end": snapshot().to_dict()}
         finally:
-            self.writer.close(end_reason or self.end_reason, **extra)
-            self.capture.close()
+            try:
+                self._close_writer(end_reason or self.end_reason, extra)
+            finally:
+                self.capture.close()
+        if self.failed is not None:
+            raise InputError(self.path, "", f"cannot write the recording: {self.failed.strerror or self.failed}; "
+                                            f"its {self.writer.chunks_written:,} complete chunks are kept, what came "
+                                            "after is not")
         return extra
+
+    def _close_writer(self, end_reason: str, extra: dict[str, Any]) -> None:
+        """The footer written, unless a write failed before (what is in flight cannot be written either) or
+        this one does: then the file is left as it broke."""
+        if self.failed is None:
+            try:
+                self.writer.close(end_reason, **extra)
+                return
+            except OSError as e:
+                self.failed = e
+        self.writer.abandon()

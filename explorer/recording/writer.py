@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -250,6 +251,16 @@ class RecordingWriter:
         self.closed = True
         if self._owns_file:
             self._f.close()
+
+    def abandon(self) -> None:
+        """Close without writing more, after a write failed (a full disk): the file ends where it broke, which
+        the reader names as a cut, and keeps every chunk before; rows not yet in a chunk are dropped."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._owns_file:
+            with contextlib.suppress(OSError):  # (the file is closed even when its last buffered bytes fail)
+                self._f.close()
 
     def __enter__(self) -> RecordingWriter:
         return self

@@ -230,6 +230,7 @@ def test_a_full_disk_is_one_clear_line_and_every_complete_chunk_is_kept(small_di
     assert rec.proc.returncode == 2, err
     lines = [x for x in err.splitlines() if x.startswith("pasid-explorer:")]
     assert len(lines) == 1 and "No space left on device" in lines[0] and "Traceback" not in err
+    assert "complete chunks are kept" in lines[0] and " events in " not in err  # no count of what was not kept
     r = Recording(out)
     assert r.chunks and all(r.try_chunk_rows(i) is not None for i in range(len(r.chunks)))
     assert r.size - (r.chunks[-1].offset + 12 + r.chunks[-1].length) <= max(c.length for c in r.chunks) + 12

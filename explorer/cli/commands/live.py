@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shutil
 import signal
-from collections.abc import Callable
 from types import FrameType
-from typing import Any
 
 from probes.capture import Capture
 from probes.recorder import RecordingTee
 
-from ...errors import ExplorerError, InputError
+from ...errors import ExplorerError
 from ...index import RecordingIndex
 from ...live_spill import OutputSpill
-from ...recording.encoded import PackedRows
 from .record import add_capture_arguments, capture_options
 
 ORDER = 72
@@ -40,35 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
-class _LiveTee(RecordingTee):
-    """`live -o`'s recording. A write that fails (a full disk) ends the session with one line, as it ends `record`,
-    rather than killing the capture's thread under a screen that silently stops growing."""
-
-    def __init__(self, capture: Capture, path: str) -> None:
-        super().__init__(capture, path)
-        self.failed: OSError | None = None
-        self.on_failure: Callable[[], None] = lambda: None  # (the app, once made, is told)
-
-    def _write(self, rows: PackedRows) -> None:
-        if self.failed is not None:
-            return
-        try:
-            super()._write(rows)
-        except OSError as e:  # (the writer's alone: the capture's own errors stay what they are)
-            self.failed = e
-            self.on_failure()
-
-    def close(self, end_reason: str | None = None) -> dict[str, Any]:
-        if self.failed is None:
-            return super().close(end_reason)
-        with contextlib.suppress(OSError):  # what is still in flight cannot be written either
-            super().close(end_reason)
-        self.capture.close()
-        raise InputError(self.path, "", f"cannot write the recording: {self.failed.strerror or self.failed}; its "
-                                        f"{self.writer.chunks_written:,} complete chunks are kept, what came after "
-                                        "is not")
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         from ...tui.app import ExplorerApp, default_layout, run_explorer
@@ -77,14 +44,15 @@ def run(args: argparse.Namespace) -> int:
         raise ExplorerError(f"the explorer UI is not available in this installation ({e})") from None
     layout = load_layout(args.layout) if args.layout else None  # a bad layout fails before the probes load
     capture = Capture(capture_options(args))
-    source: Capture | _LiveTee = capture if args.output is None else _LiveTee(capture, args.output)
+    source: Capture | RecordingTee = capture if args.output is None else RecordingTee(capture, args.output)
     # older rows are read back from the -o file itself; without one (or one that cannot be read), a temporary file
     spill = OutputSpill.of(source.writer) if isinstance(source, RecordingTee) else None
     index = RecordingIndex(source.header, spill=spill)
     app = ExplorerApp(index, live=source, layout=layout or load_layout(
         default_layout(index, tuple(shutil.get_terminal_size()))))
     ended: list[str] = []
-    if isinstance(source, _LiveTee):
+    if isinstance(source, RecordingTee):  # a write that fails (a full disk) ends the session with one line, as
+        # it ends `record`, rather than leave a screen that silently stops growing
         source.on_failure = lambda: app.call_from_thread(app.exit)
 
     def terminated(_signum: int, _frame: FrameType | None) -> None:

@@ -16,6 +16,7 @@ from probes.devices import PCI_DEVICES
 from probes.recorder import RecordingTee
 
 from ...errors import CaptureError
+from ...text import line, raw
 
 ORDER = 71
 DEFAULT_RING_MB = 64
@@ -98,18 +99,19 @@ def run(args: argparse.Namespace) -> int:
     start = time.monotonic()
     end = None if args.duration is None else start + args.duration
     last_draw = 0.0
+    term = raw(sys.stderr)  # the counter's own \r and erase-line, which the CLI's stderr would show escaped
     try:
-        while stop.reason is None and (end is None or time.monotonic() < end):
+        while stop.reason is None and source.failed is None and (end is None or time.monotonic() < end):
             source.pump(POLL_S if end is None else max(0.0, min(POLL_S, end - time.monotonic())))
             now = time.monotonic()
             if show and now - last_draw >= 0.25:
                 last_draw = now
-                sys.stderr.write(f"\r\x1b[K{args.output}: {_counter(source, now - start)}")
-                sys.stderr.flush()
+                term.write(f"\r\x1b[K{line(args.output)}: {_counter(source, now - start)}")
+                term.flush()
     finally:
-        extra = source.close(stop.reason or "complete")
-    if show:
-        sys.stderr.write("\r\x1b[K")
+        if show:
+            term.write("\r\x1b[K")
+        extra = source.close(stop.reason or "complete")  # after a failed write: one line, what was kept
     elapsed = time.monotonic() - start
     print(f"{args.output}: {source.writer.events_written:,} events in {elapsed:.1f} s, "
           f"{extra.get('lost', 0):,} lost ({stop.reason or 'complete'})", file=sys.stderr)
