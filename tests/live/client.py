@@ -3,7 +3,7 @@
 Any fd will do: the syscall tracepoints fire before the kernel rejects the call, here with ENOTTY on /dev/null.
 It names itself (comm) "pasid-client", waits for a line on stdin, runs its mode, and exits.
 
-    python client.py calls           the PLAN below, once
+    python client.py calls [ROUNDS]  the PLAN below, once (or ROUNDS times, each on a line of its own)
     python client.py flood N         N IOMMU_IOAS_ALLOC calls as fast as it can
     python client.py steady SECONDS  one call every 2 ms
 """
@@ -62,10 +62,13 @@ def main(argv: list[str]) -> None:
     sys.stdin.readline()
     mode = argv[1]
     if mode == "calls":
-        for name, args, _ in PLAN:
-            call(fd, command_number(name), bytearray(encode_args(name, args)))
-        call(fd, UNKNOWN_IOMMUFD, bytearray(b"\x08\0\0\0\0\0\0\0"))
-        call(fd, TCGETS, bytearray(64))  # not iommufd: the capture must not keep it
+        for n in range(int(argv[2]) if len(argv) > 2 else 1):
+            if n:
+                sys.stdin.readline()
+            for name, args, _ in PLAN:
+                call(fd, command_number(name), bytearray(encode_args(name, args)))
+            call(fd, UNKNOWN_IOMMUFD, bytearray(b"\x08\0\0\0\0\0\0\0"))
+            call(fd, TCGETS, bytearray(64))  # not iommufd: the capture must not keep it
     elif mode == "flood":
         buf, cmd = bytearray(encode_args("IOMMU_IOAS_ALLOC", {})), command_number("IOMMU_IOAS_ALLOC")
         for _ in range(int(argv[2])):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,15 @@ def drive(app: ExplorerApp, body: Callable[[Any], Awaitable[None]], size: tuple[
             await body(pilot)
 
     asyncio.run(run())
+
+
+async def settle(pilot: Any, ready: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Pause until `ready()` holds: parts of the first screen (the footer's keys) are drawn a refresh or two
+    after it, later on a loaded machine than one pause allows."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, "the screen never got there"
+        await pilot.pause(0.05)
 
 
 def panel_text(app: ExplorerApp, name: str) -> str:

@@ -22,7 +22,7 @@ from explorer.tui.panel import WHEEL_LINES, Panel
 from explorer.tui.session import SPEEDS
 from explorer.tui.timeline import HEADER_LINES, Timeline
 
-from .conftest import RECORDINGS, ROOT, drive, index_of, panel_text, region_lines, screen_lines
+from .conftest import RECORDINGS, ROOT, drive, index_of, panel_text, region_lines, screen_lines, settle
 
 SCENARIOS = [p.name[:2] for p in RECORDINGS]
 
@@ -274,6 +274,7 @@ def test_the_opening_screen_tells_of_anomalies_even_when_their_rows_are_off_scre
     app = ExplorerApp(index, layout=default_layout(index, size))
 
     async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot, lambda: all(key in screen_lines(app)[-1] for key in ESSENTIAL_KEYS))
         timeline = app.query_one(Timeline)
         lines = region_lines(app, timeline)
         count = len(index.anomalies)
