@@ -153,11 +153,11 @@ def run(argv: list[str], timeout: float) -> tuple[str, int, bytes, bytes, float]
                 break
             if time.monotonic() > deadline:
                 os.killpg(p.pid, signal.SIGKILL)
-                os.wait4(p.pid, 0)
+                p.returncode = os.waitstatus_to_exitcode(os.wait4(p.pid, 0)[1])  # reaped here: Popen is told
                 out.seek(0), err.seek(0)
                 return "hang", -9, out.read(), err.read(), 0.0  # (killed: its peak is not known)
             time.sleep(0.01)
-        code = os.waitstatus_to_exitcode(status)
+        code = p.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4 (for its usage): Popen is told
         out.seek(0), err.seek(0)
         o, e = out.read(), err.read()
         kb = peak.read().strip()

@@ -161,6 +161,20 @@ class RecordingIndex:
             idx._columns()
         return idx
 
+    def close(self) -> None:
+        """Let go of the files it reads: the recording and the live spill (the app's index lives as long as the
+        process; tests and scripts that open many close each)."""
+        if self.recording is not None:
+            self.recording.close()
+        if self._spill is not None:
+            self._spill.close()
+
+    def __enter__(self) -> RecordingIndex:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     @property
     def indexed_all(self) -> bool:
         """Whether every chunk of the file has been indexed (always, for an index fed live)."""

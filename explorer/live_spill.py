@@ -37,6 +37,10 @@ class LiveSpill(Protocol):
 
     def __contains__(self, c: int) -> bool: ...
 
+    def close(self) -> None:
+        """Let go of the files it reads (and writes)."""
+        ...
+
     def rows(self, c: int) -> list[Row]:
         """Chunk `c`'s rows as they arrived (`unreadable` stand-ins, when the file can no longer give them)."""
         ...
@@ -79,6 +83,10 @@ class TempSpill:
 
     def __contains__(self, c: int) -> bool:
         return c in self._chunk_of
+
+    def close(self) -> None:
+        self._reader.close()
+        self._file.close()  # (the writer's, which it does not own)
 
     def rows(self, c: int) -> list[Row]:
         k = self._chunk_of[c]
@@ -125,6 +133,9 @@ class OutputSpill:
 
     def __contains__(self, c: int) -> bool:
         return c in self._span
+
+    def close(self) -> None:
+        self._reader.close()
 
     def rows(self, c: int) -> list[Row]:
         start, end = self._span[c]

@@ -41,9 +41,9 @@ def export(path: str, to: str, out: str, progress: Tick | None = None, damage: l
     if to == "parquet":  # a directory of tables, written in place once complete
         from .parquet import write_parquet  # pyarrow loads only when asked for
 
-        idx = open_index(path, progress=progress)
-        n = write_parquet(idx, Path(path).name, out, None if progress is None else lambda k: progress(k, idx.n))
-        found.extend(idx.damage)
+        with open_index(path, progress=progress) as idx:
+            n = write_parquet(idx, Path(path).name, out, None if progress is None else lambda k: progress(k, idx.n))
+            found.extend(idx.damage)
         return n
     mode = "wb" if to in BINARY else "w"
     if out == "-":
@@ -55,16 +55,16 @@ def export(path: str, to: str, out: str, progress: Tick | None = None, damage: l
 def _write(path: str, to: str, f, progress: Tick | None, damage: list[str],  # type: ignore[no-untyped-def]
            anomalies: bool) -> int:
     if to in MODELLED:
-        idx = open_index(path, progress=progress)
-        total = idx.n
-        tick = None if progress is None else (lambda n: progress(n, total))
-        if to == "perfetto":
-            from .perfetto import write_perfetto  # protobuf's Perfetto protos load only when asked for
+        with open_index(path, progress=progress) as idx:
+            total = idx.n
+            tick = None if progress is None else (lambda n: progress(n, total))
+            if to == "perfetto":
+                from .perfetto import write_perfetto  # protobuf's Perfetto protos load only when asked for
 
-            n = write_perfetto(idx, f, tick)
-        else:
-            n = write_chrome_json(idx, f, tick)
-        damage.extend(idx.damage)
+                n = write_perfetto(idx, f, tick)
+            else:
+                n = write_chrome_json(idx, f, tick)
+            damage.extend(idx.damage)
         return n
     with open_rows(path, anomalies) as (_, rows, total, found):
         tick = None if progress is None else (lambda n: progress(n, total))

@@ -26,10 +26,10 @@ def open_rows(path: str, anomalies: bool = False) -> Iterator[tuple[Header, Iter
         raise InputError(path, "", "no such file")
     damage: list[str] = []
     if anomalies or p.suffix in (".yaml", ".yml"):  # a scenario is simulated, and findings need the model
-        idx = open_index(p)
-        found = [a.to_event().to_row() for a in idx.anomalies] if anomalies else []
-        rows = heapq.merge(idx.iter_rows(), found, key=itemgetter(R_TS))
-        yield idx.header, _then(rows, lambda: damage.extend(idx.damage)), idx.n + len(found), damage
+        with open_index(p) as idx:
+            found = [a.to_event().to_row() for a in idx.anomalies] if anomalies else []
+            rows = heapq.merge(idx.iter_rows(), found, key=itemgetter(R_TS))
+            yield idx.header, _then(rows, lambda: damage.extend(idx.damage)), idx.n + len(found), damage
         return
     with Recording(p) as rec:
         yield rec.header, _then(rec.iter_rows(), lambda: damage.extend(map(str, rec.damage))), rec.event_count, \

@@ -139,8 +139,8 @@ def test_repeated_findings_are_folded_and_check_prints_a_summary_then_the_first_
     frees = [[2000 + i, "pasid_free", None, 1, None, None, None, "t", {}] for i in range(20_000)]  # double frees
     strays = [[30_000 + i, "pasid_free", None, 100 + i, None, None, None, "t", {}] for i in range(RULE_KEPT + 500)]
     path = write_crafted(tmp_path / "flood.pasidrec", [GOOD[:1], frees, strays])
-    index = open_index(path)
-    found = index.anomalies
+    with open_index(path) as index:
+        found = index.anomalies
     by_rule = {r: [a for a in found if a.rule == r] for r in {a.rule for a in found}}
     assert len(by_rule["double_free"]) == FOLD_AFTER  # one (device, PASID): the rest folded into the last
     assert sum(a.count for a in by_rule["double_free"]) == len(frees) - 1
@@ -159,15 +159,15 @@ def test_a_long_live_session_keeps_a_bounded_window_of_rows_in_memory() -> None:
 
     from explorer.index import LIVE_WINDOW, RecordingIndex
 
-    index = RecordingIndex(header())
-    batches = LIVE_WINDOW * 3
-    for b in range(batches):
-        index.add_rows([[b * 1000 + i, "pasid_alloc" if i % 2 == 0 else "pasid_free", DEV, 1 + b, 0, 1, "a", "t",
-                         {"path": "iommufd"}] for i in range(100)])
-    kept = sum(len(rows) for rows in index._live_chunks.values())
-    assert kept <= LIVE_WINDOW * 100 < index.n == batches * 100  # the rest is in the spill file
-    assert index.event(5).ts_ns == 5 and index.event(index.n - 1).ts_ns == (batches - 1) * 1000 + 99
-    assert index.state_at(1000).pasids.keys() == {2}  # a seek into spilled rows replays them from the file
+    with RecordingIndex(header()) as index:
+        batches = LIVE_WINDOW * 3
+        for b in range(batches):
+            index.add_rows([[b * 1000 + i, "pasid_alloc" if i % 2 == 0 else "pasid_free", DEV, 1 + b, 0, 1, "a",
+                             "t", {"path": "iommufd"}] for i in range(100)])
+        kept = sum(len(rows) for rows in index._live_chunks.values())
+        assert kept <= LIVE_WINDOW * 100 < index.n == batches * 100  # the rest is in the spill file
+        assert index.event(5).ts_ns == 5 and index.event(index.n - 1).ts_ns == (batches - 1) * 1000 + 99
+        assert index.state_at(1000).pasids.keys() == {2}  # a seek into spilled rows replays them from the file
 
 
 def test_the_hostile_benchmark_counts_each_commands_own_memory_and_crafted_logs_import_in_little(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ...fleet import check_one, fleet_status, fleet_text, recordings_in, summary
+from ...index import RecordingIndex
 from ...simulator import RULES, Anomaly
 from ...summary import anomaly_text, check_report, info_text, interval_text
 from ...text import line
@@ -82,7 +83,11 @@ def run_fleet(args: argparse.Namespace) -> int:
 
 
 def run_one(args: argparse.Namespace) -> int:
-    idx = open_with_progress(args.file, args.stale_ms)
+    with open_with_progress(args.file, args.stale_ms) as idx:
+        return _report_one(args, idx)
+
+
+def _report_one(args: argparse.Namespace, idx: RecordingIndex) -> int:
     report = check_report(args.file, idx)
     anomalies = idx.anomalies
     unreadable = idx.n == 0 and bool(idx.damage)

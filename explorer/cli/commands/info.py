@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    idx = open_with_progress(args.file)
-    info = recording_info(args.file, idx)
+    with open_with_progress(args.file) as idx:
+        info = recording_info(args.file, idx)
     if args.json:
         print_json(info)
     else:
