@@ -39,14 +39,15 @@ def header() -> Header:
 
 
 def chunk_payload(rows: list[Any], seq: int = 0) -> bytes:
-    t = [r[0] for r in rows if isinstance(r, list) and r and isinstance(r[0], int)] or [0]
+    # (times of the rows that have one: a bool is none, and a chunk whose own t0 were False would be refused whole)
+    t = [r[0] for r in rows if isinstance(r, list) and r and type(r[0]) is int] or [0]
     return msgpack.packb({"seq": seq, "t0": min(t), "t1": max(t), "n": len(rows), "counts": {}, "events": rows},
                          use_bin_type=True)
 
 
 def packed_payload(rows: list[Any], seq: int = 0) -> bytes:
     """The chunk a format 2 writer makes of `rows` (compressed columns), or format 1's when they do not fit."""
-    t = [r[0] for r in rows if isinstance(r, list) and r and isinstance(r[0], int)] or [0]
+    t = [r[0] for r in rows if isinstance(r, list) and r and type(r[0]) is int] or [0]
     meta = {"seq": seq, "t0": min(t), "t1": max(t), "n": len(rows), "counts": {}}
     return Packer().chunk(rows, meta, columns_of(rows)) or chunk_payload(rows, seq)
 
