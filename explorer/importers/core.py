@@ -218,9 +218,6 @@ class TextImporter:
         anchors = self.ANCHORS + self.GUEST_ANCHORS if scan_for_guest else self.ANCHORS
         self.scanner = guest.scanner = BlockScanner(anchors, self.line)
 
-    def feed(self, block: bytes, start: int, end: int) -> None:
-        self.scanner.feed(block, start, end)
-
     def finish(self) -> None:
         if self.guest is not None:
             self.guest.finish()

@@ -1,9 +1,10 @@
 """Run an import end to end: sniff the format, stream the input through its importer into a recording.
 
-Memory stays bounded whatever the input's size: the input is read in blocks, the writer flushes a chunk every
-few thousand events, and only the current block is ever decoded. The output is checked before the input is read,
-and the recording is written beside its final name and renamed into place when complete (outputs.atomic_output),
-so a failed import never leaves half a file or clobbers an older one.
+Memory stays bounded whatever the input's size: the input is read in blocks (the next read and scanned on
+another thread while this one is parsed: `read_ahead`), the writer flushes a chunk every few thousand events, and
+only the current block is ever decoded. The output is checked before the input is read, and the recording is
+written beside its final name and renamed into place when complete (outputs.atomic_output), so a failed import
+never leaves half a file or clobbers an older one.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, TypeVar
 
 from ..collector import collector_paused
 from ..errors import InputError
@@ -28,13 +30,15 @@ from .detect import FORMATS, TRACE_DAT_MAGIC, Sniff, not_text, sniff
 from .ftrace import FtraceImporter
 from .kernel_log import KernelLogImporter
 from .prefix import YearGuess
-from .scan import BLOCK
+from .scan import BLOCK, FoundLines
 
 SNIFF_BYTES = 1 << 16
 SNIFF_MAX = 1 << 24  # the most read to find the input's first complete lines
 MAX_LINE = 64 << 20  # a "line" longer than this is not text we can use
+SWITCH_S = 0.0002  # the GIL's switch interval while a read runs beside the parsers (read_ahead)
 
 ProgressFn = Callable[[int, int], None]
+T = TypeVar("T")
 
 
 @contextmanager
@@ -84,10 +88,13 @@ def _last_line(f: IO[bytes]) -> str:
     return lines[-1] if lines else ""
 
 
-def _blocks(f: BinaryIO, head: bytes, path: str) -> Iterator[tuple[bytes, int, int, int]]:
-    """Runs of whole lines, `block[start:end]`, of about BLOCK bytes, and how many input bytes have been consumed
-    after each. Each read is scanned where it lies, never copied: only a line that straddles two reads is joined,
-    and handed over on its own."""
+Runs = list[tuple[bytes, int, int]]  # runs of whole lines, `block[start:end]`
+
+
+def _blocks(f: BinaryIO, head: bytes, path: str) -> Iterator[tuple[Runs, int]]:
+    """The whole lines of each read, as runs `block[start:end]` of about BLOCK bytes, and how many input bytes
+    have been consumed after them. Each read is scanned where it lies, never copied: only a line that straddles
+    two reads is joined, and handed over on its own before the rest of the read."""
     partial: list[bytes] = []  # the beginning of a line, from earlier reads
     held = done = 0
     chunk = head or f.read(BLOCK)
@@ -102,20 +109,70 @@ def _blocks(f: BinaryIO, head: bytes, path: str) -> Iterator[tuple[bytes, int, i
                                                               "this is not a text log")
             chunk = f.read(BLOCK)
             continue
+        runs: Runs = []
         start = 0
         if partial:
-            line = b"".join([*partial, chunk[:first]])
-            yield line, 0, first + held, done - len(chunk) + first
+            runs.append((b"".join([*partial, chunk[:first]]), 0, first + held))
             partial, held, start = [], 0, first
         last = chunk.rfind(b"\n") + 1
         if start < last:
-            yield chunk, start, last, done - len(chunk) + last
+            runs.append((chunk, start, last))
+        yield runs, done - len(chunk) + last
         if last < len(chunk):
             partial, held = [chunk[last:]], len(chunk) - last
         chunk = f.read(BLOCK)
     if partial:
         line = b"".join(partial)
-        yield line, 0, held, done
+        yield [(line, 0, held)], done
+
+
+def read_ahead(blocks: Iterator[tuple[Runs, int]], find: Callable[[bytes, int, int], FoundLines | None]
+               ) -> Iterator[tuple[list[FoundLines], int]]:
+    """Each read's lines (`BlockScanner.find` of its runs) and the input consumed after it. The next read is made
+    and its lines found on another thread while the caller parses this one's: reading and scanning release the
+    GIL, so a second core takes them off the parsers' time. At most two reads are held. Meanwhile the interpreter
+    hands the GIL over after SWITCH_S instead of its default 5 ms: the reader takes it back several times a read,
+    and at 5 ms a time it fell behind the parsers."""
+    def next_read() -> tuple[list[FoundLines], int] | None:
+        item = next(blocks, None)
+        if item is None:
+            return None
+        runs, done = item
+        return [found for run in runs if (found := find(*run)) is not None], done
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, SWITCH_S))
+    try:
+        ahead = _in_background(next_read)
+        while (item := ahead()) is not None:
+            ahead = _in_background(next_read)
+            yield item
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def _in_background(fn: Callable[[], T]) -> Callable[[], T]:
+    """Start `fn` on a thread of its own; returns the wait for its result (which raises what `fn` raised). A daemon
+    thread: when the import stops early, a read still blocked on a terminal or a pipe holds nothing up."""
+    outcome: list[tuple[T | None, BaseException | None]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((fn(), None))
+        except BaseException as e:  # handed to the waiting thread, which raises it
+            outcome.append((None, e))
+
+    thread = threading.Thread(target=run, name="import-read", daemon=True)
+    thread.start()
+
+    def wait() -> T:
+        thread.join()
+        value, error = outcome[0]
+        if error is not None:
+            raise error
+        return value  # type: ignore[return-value]
+
+    return wait
 
 
 def _description(fmt: str, clock: str, name: str) -> str:
@@ -173,10 +230,13 @@ def _run(path: str, f: BinaryIO, size: int, head: bytes, s: Sniff, chosen: str, 
     mixed = bool(s.evidence.get("kernel-log") and s.evidence.get("ftrace"))
     with collector_paused():  # rows are short-lived or written out
         importer = _importer(chosen, Sink(writer, header.source, stats), stats, clock, years, mixed)
-        for block, start, end, done in _blocks(f, head, path):
-            importer.feed(block, start, end)
-            if progress is not None:
-                progress(done, size)
+        scanner = importer.scanner
+        with closing(read_ahead(_blocks(f, head, path), scanner.find)) as blocks:
+            for found, done in blocks:
+                for lines in found:
+                    scanner.take(lines)
+                if progress is not None:
+                    progress(done, size)
         importer.finish()
         if stats.parsed == 0 and not s.evidence.get(chosen):
             raise _not_recognised(path, s, f"nothing in it reads as {chosen}", len(head))

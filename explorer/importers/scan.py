@@ -5,13 +5,16 @@ Arrow binary array over the block's own bytes (no copy), and one RE2 pass (Arrow
 over all the anchors at once, several times quicker than a pass of bytes.find per anchor or Python's regex
 alternation) marks the lines that hold an anchor; lines holding none are only counted, never decoded. When a
 parser holds a record open (a dump spread over several lines) the scanner hands it the very next line, anchor or
-not. pyarrow loads with the first scanner, not with the package: every command imports the importers.
+not. Finding a block's lines (`find`) holds no Python state and runs in numpy and Arrow with the GIL released, so
+the import does it on a worker thread for the next block while the parsers read this one (pipeline.read_ahead).
+pyarrow loads with the first scanner, not with the package: every command imports the importers.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -66,6 +69,17 @@ def anchor_matcher(anchors: tuple[bytes, ...]) -> Callable[[bytes, np.ndarray], 
     return match
 
 
+@dataclass(slots=True)
+class FoundLines:
+    """A block's lines: where each begins and ends (without its line break), and the indices of those holding an
+    anchor."""
+
+    block: bytes
+    starts: np.ndarray
+    ends: np.ndarray
+    found: np.ndarray
+
+
 class BlockScanner:
     """Calls `handle(block, start, end, is_candidate)` for each line worth a look, `block[start:end]` (without
     its line break); is_candidate says whether it holds an anchor, since a line is also handed over when the
@@ -91,11 +105,21 @@ class BlockScanner:
         i = int(np.searchsorted(self._starts, start))
         return self._block[self._starts[i - 1]:self._ends[i - 1]] if i else None
 
-    def feed(self, block: bytes, start: int, end: int) -> None:
-        """`block[start:end]` holds whole lines (the last may lack its newline only at the end of the input)."""
+    def find(self, block: bytes, start: int, end: int) -> FoundLines | None:
+        """The lines of `block[start:end]` (whole lines; the last may lack its newline only at the end of the input)
+        and which hold an anchor; None for no bytes. Touches no state: another thread may run it."""
         if end <= start:
-            return
-        starts, ends, found = candidate_lines(block, start, end, self.match)
+            return None
+        return FoundLines(block, *candidate_lines(block, start, end, self.match))
+
+    def feed(self, block: bytes, start: int, end: int) -> None:
+        """Find and hand over the lines of `block[start:end]` (see `find`)."""
+        if (found := self.find(block, start, end)) is not None:
+            self.take(found)
+
+    def take(self, lines: FoundLines) -> None:
+        """Hand over a block's lines that hold an anchor, and those an open record asks for."""
+        block, starts, ends, found = lines.block, lines.starts, lines.ends, lines.found
         marked = np.zeros(len(starts), bool)
         marked[found] = True
         self._block, self._starts, self._ends, self._marked = block, starts, ends, marked
