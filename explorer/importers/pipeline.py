@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import IO, BinaryIO, TypeVar
+from typing import IO, BinaryIO
 
 from ..collector import collector_paused
 from ..errors import InputError
@@ -38,7 +39,6 @@ MAX_LINE = 64 << 20  # a "line" longer than this is not text we can use
 SWITCH_S = 0.0002  # the GIL's switch interval while a read runs beside the parsers (read_ahead)
 
 ProgressFn = Callable[[int, int], None]
-T = TypeVar("T")
 
 
 @contextmanager
@@ -132,47 +132,38 @@ def read_ahead(blocks: Iterator[tuple[Runs, int]], find: Callable[[bytes, int, i
     and its lines found on another thread while the caller parses this one's: reading and scanning release the
     GIL, so a second core takes them off the parsers' time. At most two reads are held. Meanwhile the interpreter
     hands the GIL over after SWITCH_S instead of its default 5 ms: the reader takes it back several times a read,
-    and at 5 ms a time it fell behind the parsers."""
-    def next_read() -> tuple[list[FoundLines], int] | None:
-        item = next(blocks, None)
-        if item is None:
-            return None
-        runs, done = item
-        return [found for run in runs if (found := find(*run)) is not None], done
+    and at 5 ms a time it fell behind the parsers. The reader is a daemon thread: when the import stops early, a
+    read still blocked on a terminal or a pipe holds nothing up."""
+    asks: queue.SimpleQueue[bool] = queue.SimpleQueue()
+    answers: queue.SimpleQueue[tuple[tuple[list[FoundLines], int] | None, BaseException | None]] = \
+        queue.SimpleQueue()
+
+    def reader() -> None:
+        while asks.get():
+            try:
+                item = next(blocks, None)
+                answers.put((None if item is None else
+                             ([found for run in item[0] if (found := find(*run)) is not None], item[1]), None))
+            except BaseException as e:  # handed to the parsing thread, which raises it
+                answers.put((None, e))
+                return
 
     interval = sys.getswitchinterval()
     sys.setswitchinterval(min(interval, SWITCH_S))
+    threading.Thread(target=reader, name="import-read", daemon=True).start()
     try:
-        ahead = _in_background(next_read)
-        while (item := ahead()) is not None:
-            ahead = _in_background(next_read)
+        asks.put(True)
+        while True:
+            item, error = answers.get()
+            if error is not None:
+                raise error
+            if item is None:
+                return
+            asks.put(True)
             yield item
     finally:
+        asks.put(False)
         sys.setswitchinterval(interval)
-
-
-def _in_background(fn: Callable[[], T]) -> Callable[[], T]:
-    """Start `fn` on a thread of its own; returns the wait for its result (which raises what `fn` raised). A daemon
-    thread: when the import stops early, a read still blocked on a terminal or a pipe holds nothing up."""
-    outcome: list[tuple[T | None, BaseException | None]] = []
-
-    def run() -> None:
-        try:
-            outcome.append((fn(), None))
-        except BaseException as e:  # handed to the waiting thread, which raises it
-            outcome.append((None, e))
-
-    thread = threading.Thread(target=run, name="import-read", daemon=True)
-    thread.start()
-
-    def wait() -> T:
-        thread.join()
-        value, error = outcome[0]
-        if error is not None:
-            raise error
-        return value  # type: ignore[return-value]
-
-    return wait
 
 
 def _description(fmt: str, clock: str, name: str) -> str:
