@@ -5,6 +5,7 @@ that the fast path cannot drift from the schema."""
 from __future__ import annotations
 
 from pathlib import Path
+from random import Random
 from typing import Any
 
 import msgpack
@@ -15,7 +16,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import explorer.schema as schema
-from explorer.events import R_TS, Kind, ResponseCode
+from explorer.events import R_TS, Event, Kind, ResponseCode
+from explorer.loading import open_index
 from explorer.recording import Recording
 from explorer.recording.fieldmaps import field_maps
 from explorer.schema import TS_END, checked, lost_row, row_problem
@@ -73,6 +75,21 @@ def test_a_packed_chunk_is_judged_from_its_tables_as_its_rows_are_one_by_one(tmp
         if head is not None:
             positions = list(range(len(rows)))[::2]
             assert [r for r in head.rows(positions) if r is not None] == [want[j] for j in positions]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.one_of(st.sampled_from(GOOD).map(list), hostile_rows()), min_size=2, max_size=24),
+       order=st.randoms(use_true_random=False))
+def test_an_event_shown_alone_is_the_one_its_chunk_holds(tmp_path: Path, rows: list[Any], order: Random) -> None:
+    """The explorer's panels show an event decoded alone from its chunk's columns, not the whole chunk (until
+    many of one chunk's events are asked for, a walk): the same event, a refused row the same loss."""
+    assume(all(type(r[R_TS]) is int for r in rows))
+    rows = sorted(rows, key=lambda r: r[0] if type(r[0]) is int and 0 <= r[0] < TS_END else 0)
+    path = write_crafted(tmp_path / "p.pasidrec", [rows[:len(rows) // 2], rows[len(rows) // 2:]], packed=True)
+    whole, alone = open_index(path, model=False), open_index(path, model=False)
+    asked = list(range(whole.n))
+    order.shuffle(asked)
+    assert [repr(alone.event(i)) for i in asked] == [repr(Event.from_row(whole.row(i))) for i in asked]  # (NaNs)
 
 
 def test_good_rows_are_cleared_in_bulk_without_judging_them_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
