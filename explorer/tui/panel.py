@@ -7,6 +7,8 @@ whenever the text's height changed (and with it the scroll bar), which cost more
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from itertools import accumulate
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.style import Style
@@ -16,6 +18,7 @@ from textual.actions import SkipAction
 from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.strip import Strip
+from textual.style import Style as VisualStyle
 from textual.visual import Visual
 from textual.widget import Widget
 
@@ -67,8 +70,11 @@ class Panel(Widget, can_focus=True):
         self._body = Text()
         self._content = Content()
         self._reveal: tuple[int, int] | None = None
-        self._strips: list[Strip] = []
-        self._width = -1  # the width the strips were wrapped at
+        self._lines: list[Content] = []  # the body's lines of text
+        self._ends: list[int] = []  # per line of text, how many wrapped lines it and those before it take
+        self._strips: list[Strip] = []  # the wrapped lines laid out so far, from the first
+        self._width = -1  # the width the lines were wrapped at
+        self._style = VisualStyle()
         self.top = 0  # the first body line shown
 
     def on_mount(self) -> None:
@@ -95,7 +101,10 @@ class Panel(Widget, can_focus=True):
             return
         if width != self._width:
             self._width = width
-            self._strips = Visual.to_strips(self, self._content, width, None, self.visual_style, pad=True)
+            self._lines = self._content.split("\n", allow_blank=True)
+            self._ends = list(accumulate(map(self._height_of, self._lines)))
+            self._strips = []
+            self._style = self.visual_style  # what the lines laid out later are drawn in too
         if self._reveal is not None:
             start, end = self._reveal
             first = self._lines_before(start)
@@ -104,6 +113,26 @@ class Panel(Widget, can_focus=True):
             if not (self.top <= first and last <= self.top + height):
                 self.top = max(min(first, last - height), 0)
         self._scroll_to(self.top)
+
+    def _height_of(self, line: Content) -> int:
+        """How many lines a line of text wraps to at the panel's width (Content's own wrapping)."""
+        return 1 if line.cell_length <= self._width and "\t" not in line.plain else len(line.wrap(self._width))
+
+    @property
+    def wrapped_lines(self) -> int:
+        """How many lines the body takes at the panel's width."""
+        return self._ends[-1] if self._ends else 0
+
+    def _lay_out(self, upto: int) -> None:
+        """Lay out the wrapped lines before `upto`, at least: a body is laid out only as far down as it is seen
+        (a cursor move refills panels two to five times their height, and laying out text costs more than the
+        timeline's frame), the rest when it is scrolled to."""
+        if upto <= len(self._strips):
+            return
+        count = bisect_left(self._ends, upto) + 1 if not self._strips else len(self._lines)
+        end = sum(len(line.plain) + 1 for line in self._lines[:count]) - 1
+        self._strips = Visual.to_strips(self, self._content[:end] if count < len(self._lines) else self._content,
+                                        self._width, None, self._style, pad=True)
 
     def _lines_before(self, offset: int) -> int:
         """How many wrapped lines the body's first `offset` characters take, up to the line `offset` begins."""
@@ -116,13 +145,14 @@ class Panel(Widget, can_focus=True):
 
     def _scroll_to(self, top: int) -> None:
         """Scroll, and say in the bottom border which lines show when they do not all fit."""
-        height, total = self.size.height, len(self._strips)
+        height, total = self.size.height, self.wrapped_lines
         self.top = max(min(top, total - height), 0)
+        self._lay_out(self.top + height)
         more = total > height > 0
         self.border_subtitle = f"{self.top + 1}–{min(self.top + height, total)} of {total} ↕" if more else ""
 
     def action_scroll_by(self, amount: float) -> None:
-        if len(self._strips) <= self.size.height:
+        if self.wrapped_lines <= self.size.height:
             raise SkipAction  # nothing to scroll: the key goes to the app (↑/↓ move between rows)
         lines = int(amount * self.size.height) if abs(amount) < 1 else int(amount)
         self._scroll_to(self.top + lines)

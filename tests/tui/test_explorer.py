@@ -575,10 +575,10 @@ def test_a_panel_longer_than_its_box_scrolls_with_keys_and_wheel_and_says_what_i
 
     async def body(pilot) -> None:  # type: ignore[no-untyped-def]
         await pilot.press("end")
-        panel = max(app.query(Panel), key=lambda p: len(p._strips) - p.size.height)  # noqa: SLF001
-        assert len(panel._strips) > panel.size.height + WHEEL_LINES  # noqa: SLF001
+        panel = max(app.query(Panel), key=lambda p: p.wrapped_lines - p.size.height)
+        assert panel.wrapped_lines > panel.size.height + WHEEL_LINES
         first = panel.visible_text()
-        assert panel.border_subtitle == f"1–{panel.size.height} of {len(panel._strips)} ↕"  # noqa: SLF001
+        assert panel.border_subtitle == f"1–{panel.size.height} of {panel.wrapped_lines} ↕"
         panel.focus()
         await pilot.press("down")
         assert panel.visible_text()[0] == first[1] and panel.border_subtitle.startswith("2–")
@@ -588,15 +588,15 @@ def test_a_panel_longer_than_its_box_scrolls_with_keys_and_wheel_and_says_what_i
         panel.post_message(MouseScrollUp(panel, 1, 1, 0, -1, 0, False, False, False, screen_x=region.x + 1,
                                          screen_y=region.y + 1))
         await pilot.pause()
-        assert panel.top == len(panel._strips) - panel.size.height - WHEEL_LINES  # noqa: SLF001
+        assert panel.top == panel.wrapped_lines - panel.size.height - WHEEL_LINES
         assert [line[2:-2].rstrip() for line in region_lines(app, panel)[1:-1]] == \
             [line.rstrip() for line in panel.visible_text()]  # on screen, inside the border and padding
         await pilot.resize_terminal(80, 60)  # taller: the end of the text comes down to the panel's new bottom
         await pilot.pause()
-        assert panel.top == max(len(panel._strips) - panel.size.height, 0)  # noqa: SLF001
+        assert panel.top == max(panel.wrapped_lines - panel.size.height, 0)
         assert panel.border_subtitle == ("" if panel.top == 0 else
-                                         f"{panel.top + 1}–{len(panel._strips)} of {len(panel._strips)} ↕")  # noqa: SLF001
-        short = min(app.query(Panel), key=lambda p: len(p._strips))  # noqa: SLF001
+                                         f"{panel.top + 1}–{panel.wrapped_lines} of {panel.wrapped_lines} ↕")
+        short = min(app.query(Panel), key=lambda p: p.wrapped_lines)
         short.focus()
         row = app.session.selected
         await pilot.press("down")  # nothing for it to scroll: the key moves the timeline's row
