@@ -125,6 +125,10 @@ class RecordingIndex:
         self._alone: OrderedDict[int, Row] = OrderedDict()  # events decoded alone (`event`), by index
         self._walk = (-1, 0)  # the chunk `event` last decoded an event of alone, and how many in a row
         self._checkpoints: list[_Checkpoint] = []
+        # the last seek's checkpoint and events replayed, and the state they made before time passed to the time
+        # sought: a frame seeks the selected event's time and the cursor's, often with no event between them, and
+        # a cursor key moves on from where the last one was
+        self._replayed: tuple[int, int, FullCopy] | None = None
         self._checkpoint_starts: list[int] = []
         self._since_full = 0  # changes the checkpoints since the last full copy hold
         self._full_size = 0  # entries of the last full copy
@@ -694,14 +698,18 @@ class RecordingIndex:
         k = bisect.bisect_right(self._checkpoint_starts, upto) - 1
         while k > 0 and (self._checkpoints[k].loss_ns or 0) > t_ns:  # a loss that comes after t_ns
             k -= 1
-        cp = self._checkpoints[k]
-        full = k
-        while self._checkpoints[full].state is None:
-            full -= 1
         sim = self._replayer
-        sim.restore(self._checkpoints[full].state,  # type: ignore[arg-type]
-                    (c.changes for c in self._checkpoints[full + 1:k + 1]))  # type: ignore[misc]
-        i = cp.next_index
+        last = self._replayed
+        if last is not None and last[0] == k and last[1] <= upto:  # on from the last seek's events
+            sim.restore(last[2])
+            i = last[1]
+        else:
+            full = k
+            while self._checkpoints[full].state is None:
+                full -= 1
+            sim.restore(self._checkpoints[full].state,  # type: ignore[arg-type]
+                        (c.changes for c in self._checkpoints[full + 1:k + 1]))  # type: ignore[misc]
+            i = self._checkpoints[k].next_index
         stateful = self._stateful
         kinds = self.kinds
         while i < upto:
@@ -716,6 +724,7 @@ class RecordingIndex:
                 offset = i - start
                 sim.apply_rows(rows, (offset + j for j in np.flatnonzero(stateful[kinds[i:stop]]).tolist()), start)
             i = stop
+        self._replayed = (k, upto, sim.snapshot())
         sim.advance(t_ns)
         return sim.state
 

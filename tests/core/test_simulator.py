@@ -211,6 +211,20 @@ def test_state_at_any_time_equals_a_straight_replay_up_to_that_time(tmp_path: Pa
         assert _comparable(idx.state_at(t)) == _comparable(_naive_state(rows, upto, idx.header, t))
 
 
+def test_seeks_that_go_on_from_the_last_one_equal_a_straight_replay(tmp_path: Path) -> None:
+    """A frame seeks the selected event's time and then the cursor's, and a cursor key moves on a little: a seek
+    goes on from the last one's events (none between them, or a few) and must give the same state."""
+    path = tmp_path / "w.pasidrec"
+    write_workload(str(path), 30_000, seed=3, slow_every=500, loss_every=200)
+    rows = list(Recording(path).iter_rows())
+    idx = RecordingIndex.build(Recording(path))
+    rng = random.Random(7)
+    t = idx.start_ns
+    for _ in range(30):
+        t = min(max(t + rng.choice([0, 1, 700, 9_000, 400_000, -5_000]), idx.start_ns), idx.end_ns)
+        assert _comparable(idx.state_at(t)) == _comparable(_naive_state(rows, idx.index_at(t), idx.header, t))
+
+
 def test_a_big_batch_fed_live_gets_checkpoints_inside_it() -> None:
     rows = list(generate_rows(3 * CHECKPOINT_EVERY + 100, seed=4, slow_every=300))
     idx = RecordingIndex(workload_header(len(rows), 4))
