@@ -74,6 +74,7 @@ class Timeline(Widget, can_focus=True):
         self.view: View | None = None
         self.dark = True
         self._cache: dict[int, Strip] = {}
+        self._ground: Style | None = None  # the theme's colours under every line of this frame
         self._grid: tuple[np.ndarray, list[tuple[int, str]]] | None = None  # this frame's cell edges and ticks
         self._styles: dict[tuple[object, ...], Style] = {}
         # each row's cells at the last window: a cursor or row move redraws the lines but counts nothing again
@@ -100,6 +101,7 @@ class Timeline(Widget, can_focus=True):
     def invalidate(self) -> None:
         self._cache.clear()
         self._grid = None
+        self._ground = None
         self.refresh()
 
     def _edges_and_ticks(self, v: View) -> tuple[np.ndarray, list[tuple[int, str]]]:
@@ -157,7 +159,9 @@ class Timeline(Widget, can_focus=True):
         """Line `y`, over the theme's colours (a line drawn without them would show the terminal's own)."""
         strip = self._cache.get(y)
         if strip is None:
-            strip = self._cache[y] = self._line(y).apply_style(self.visual_style.rich_style)
+            if self._ground is None:  # once a frame: the widget's style is worked out from its ancestors'
+                self._ground = self.visual_style.rich_style
+            strip = self._cache[y] = self._line(y).apply_style(self._ground)
         return strip
 
     def _line(self, y: int) -> Strip:
