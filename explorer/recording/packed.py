@@ -28,13 +28,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import msgpack
 import numpy as np
 import zstandard
 
-from ..events import R_FIELDS, Row
+from ..events import R_CPU, R_FIELDS, R_PASID, R_PID, Row
 from ..schema import common_fit
 from .columns import ChunkColumns
 from .encoded import RowColumns
@@ -125,6 +126,17 @@ def _plain_key(k: tuple[Any, Any, Any]) -> bool:
     return type(kind) is str and (device is None or type(device) is str) and (pasid is None or type(pasid) is int)
 
 
+_INT_ITEMS = tuple(map(itemgetter, (R_PASID, R_CPU, R_PID)))
+_INT_OR_NIL = {int, type(None)}
+
+
+def _ints_where_ints_go(rows: list[Row]) -> bool:
+    """Whether every row's PASID, CPU and pid is an int or nil. The tables of distinct keys and processes are
+    dictionaries, which take True and 1.0 for 1: judging their entries alone would let a row's True stand under
+    an earlier row's 1 and come back as 1, unrefused."""
+    return all(set(map(type, map(item, rows))) <= _INT_OR_NIL for item in _INT_ITEMS)
+
+
 def _plain_proc(p: tuple[Any, Any, Any, Any]) -> bool:
     cpu, pid, comm, source = p
     return (cpu is None or type(cpu) is int) and (pid is None or type(pid) is int) and \
@@ -148,7 +160,7 @@ class Packer:
         could confuse, field maps too repetitive for a reader to accept): the caller then writes the rows
         themselves, as format 1 does."""
         n = len(rows)
-        if cols is None or not all(type(r) is list and len(r) >= 9 for r in rows):
+        if cols is None or not all(type(r) is list and len(r) >= 9 for r in rows) or not _ints_where_ints_go(rows):
             return None
         procs: dict[tuple[Any, Any, Any, Any], int] = {}
         try:

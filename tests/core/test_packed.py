@@ -126,6 +126,26 @@ def test_rows_the_columns_cannot_hold_are_written_as_rows_and_read_back(tmp_path
         assert "pasid is True" in rec.damage_summary()
 
 
+@pytest.mark.parametrize("odd_first", [True, False])
+@pytest.mark.parametrize(("odd", "good"), [
+    ([0, "fault", None, True, None, None, None, "t", {}], [6, "fault", None, 1, None, None, None, "t", {}, 0]),
+    ([0, "marker", None, None, 1.0, None, None, "t", {"text": "m"}],
+     [6, "marker", None, None, 1, None, None, "t", {"text": "m"}, 0])])
+def test_a_value_a_dictionary_takes_for_an_int_is_refused_whichever_comes_first(
+        tmp_path: Path, odd: list[Any], good: list[Any], odd_first: bool) -> None:
+    """A bool PASID or a float CPU in a chunk of rows beside the int it equals (both rows the capture's columns
+    cannot hold: the second has a tenth item). The chunk's tables of distinct keys and processes are dictionaries,
+    which take True and 1.0 for 1: judged by their entries alone, the odd row read back as the int, unrefused,
+    when the int came first."""
+    odd = [5 if odd_first else 7, *odd[1:]]
+    path = tmp_path / "odd.pasidrec"
+    with RecordingWriter(path, HEADER) as w:
+        w.extend_rows([odd, list(good)])
+    with Recording(path) as rec:
+        assert [(r[0], r[1]) for r in rec.iter_rows()] == sorted([(6, good[1]), (odd[0], "lost")])
+        assert len(rec.damage) == 1
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=hostile_rows().map(lambda r: [r]))
 def test_a_crafted_row_in_a_compressed_chunk_is_read_or_refused_as_in_format1(
