@@ -16,7 +16,7 @@ import pytest
 from explorer.lab import kernels
 from explorer.loading import open_index
 
-from .conftest import KERNELS
+from .conftest import KERNELS, TCG_STALE_NS
 from .test_faultq import did, events
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -51,7 +51,7 @@ def test_attach_replace_and_detach_are_recorded_once_per_pasid(attach_run) -> No
 
 
 def test_the_model_ends_with_the_pasids_detached_and_every_group_answered(attach_run) -> None:  # type: ignore[no-untyped-def]
-    idx = open_index(attach_run.recording)
+    idx = open_index(attach_run.recording, stale_ns=TCG_STALE_NS)
     assert [k for k in idx.sim.state.attachments if k[1] in (0x30, 0x31)] == []
     assert idx.sim.state.groups == {}
     assert [(a.rule, a.explanation) for a in idx.anomalies] == []

@@ -24,7 +24,7 @@ from explorer.uapi import IOMMU_TEST_OPS
 from probes.loader import VFIO_TRACKED
 from probes.uapi_decode import VFIO_BASE
 
-from .conftest import KERNELS
+from .conftest import KERNELS, TCG_STALE_NS
 from .test_faultq import events, footer
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -90,7 +90,7 @@ def test_kernel_counters_and_the_models_end_state_agree_with_the_recording(selft
     recorded = Counter(e.kind for e in events(run.recording))
     assert counts["ioctl"] == recorded["uapi"]
     assert (counts["report_fault"], counts["page_response"]) == (recorded["page_request"], recorded["page_response"])
-    idx = open_index(run.recording)
+    idx = open_index(run.recording, stale_ns=TCG_STALE_NS)
     assert idx.sim.state.groups == {} and idx.sim.state.pasids == {}  # every group answered; no host PASIDs
     assert [k for k in idx.sim.state.attachments if k[1]] == []  # every PASID attachment detached
     assert [(a.rule, a.explanation) for a in idx.anomalies] == []
