@@ -49,11 +49,6 @@ def searchable(text: str) -> str:
     return (text if shown == text else f"{text}\x00{shown}").lower()
 
 
-def control_places(text: str) -> list[int]:
-    """Where `text` holds a character `lines` would escape (none, in all but hostile text)."""
-    return [m.start() for m in _CONTROL_BUT_NEWLINE.finditer(text)]
-
-
 def csv_cell(text: str) -> str:
     """A text cell a spreadsheet shows as text: control characters escaped (newlines kept: CSV quotes them) and a
     cell that starts like a formula (= + - @, a tab or a carriage return) prefixed with a quote, as OWASP's CSV

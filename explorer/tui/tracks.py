@@ -123,7 +123,7 @@ def matches(row: TrackRow, flt: Filter, index: RecordingIndex, spans: Spans | No
     if flt.pasids and row.pasid not in flt.pasids:
         return False
     owners = spans.owners.get(row.span_key, ()) if spans is not None and row.span_key is not None else ()
-    names = {searchable(n) for n in owners}
+    names = {searchable(n) for n in owners} if flt.pids or flt.comms or flt.words else set()
     if flt.pids and not any(str(p) in names for p in flt.pids):
         return False
     if flt.comms and not any(c in n for c in flt.comms for n in names):
