@@ -151,10 +151,10 @@ class RecordingWriter:
             return
         try:
             batch = PackedRows.of_rows(self._rows)
-        except ValueError:
-            self._rows[:0] = PackedRows.concat(self._packed).rows()
-            self._packed, self._npacked = [], 0
-            self._flush_rows()
+        except ValueError:  # (through extend_rows' row path, cut at chunk_events however many there are)
+            rows = PackedRows.concat(self._packed).rows() + self._rows
+            self._packed, self._npacked, self._rows = [], 0, []
+            self.extend_rows(rows)
             return
         self._packed.append(batch)
         self._npacked += len(batch)

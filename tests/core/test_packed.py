@@ -20,6 +20,7 @@ from explorer.cli.main import main
 from explorer.events import KINDS
 from explorer.index import RecordingIndex
 from explorer.recording import Header, Recording, RecordingWriter
+from explorer.recording.encoded import PackedRows
 from explorer.schema import row_problem
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,6 +125,20 @@ def test_rows_the_columns_cannot_hold_are_written_as_rows_and_read_back(tmp_path
         assert "events" in msgpack.unpackb(rec.chunk_payload(0), strict_map_key=False)
         assert [r[3] for r in rec.iter_rows()][:2] == [None, 1]  # the bool refused by the schema, the 1 kept
         assert "pasid is True" in rec.damage_summary()
+
+
+def test_a_batch_holding_a_row_the_columns_cannot_hold_is_still_cut_into_chunks(tmp_path: Path) -> None:
+    """Chunks stay at most `chunk_events` long (a kill -9 loses at most the one being written) when a big batch
+    goes the row path because one of its rows has a tenth item."""
+    rows = [[i, "marker", None, None, 0, 7, "m", "t", {"text": "m"}] for i in range(2_500)]
+    rows[1_200].append(0)
+    path = tmp_path / "cut.pasidrec"
+    with RecordingWriter(path, HEADER, chunk_events=1_000) as w:
+        w.append_packed(PackedRows.of_rows(rows[:100]))  # (a capture's batch first, which the rest then join)
+        w.extend_rows(rows[100:])
+    with Recording(path) as rec:
+        assert [c.n for c in rec.chunks] == [1_000, 1_000, 500]
+        assert [r[0] for r in rec.iter_rows()] == list(range(2_500))
 
 
 @pytest.mark.parametrize("odd_first", [True, False])
