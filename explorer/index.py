@@ -710,6 +710,7 @@ class RecordingIndex:
             sim.restore(self._checkpoints[full].state,  # type: ignore[arg-type]
                         (c.changes for c in self._checkpoints[full + 1:k + 1]))  # type: ignore[misc]
             i = self._checkpoints[k].next_index
+        replayed_from = i
         stateful = self._stateful
         kinds = self.kinds
         while i < upto:
@@ -724,7 +725,8 @@ class RecordingIndex:
                 offset = i - start
                 sim.apply_rows(rows, (offset + j for j in np.flatnonzero(stateful[kinds[i:stop]]).tolist()), start)
             i = stop
-        self._replayed = (k, upto, sim.snapshot())
+        if upto != replayed_from:  # (else the last seek's, or the checkpoint, already is this state)
+            self._replayed = (k, upto, sim.snapshot())
         sim.advance(t_ns)
         return sim.state
 
