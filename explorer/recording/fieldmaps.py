@@ -203,8 +203,7 @@ def _layout_of(row: np.ndarray) -> Layout:
     before), else read from its bytes. _Unsupported when it has none this module takes."""
     known = _known.get(len(row), ())
     for layout in known:
-        got = row[layout.at]
-        if bool(((got >= layout.lo) & (got <= layout.hi)).all()):
+        if bool(layout.fits(row[None])[0]):
             return layout
     found = Layout.read(row.tobytes())
     if len(_known) >= _KNOWN_LENGTHS:
