@@ -128,7 +128,7 @@ CLOSED, STALE, NEEDS, UNATTACHED = 1, 2, 4, 8
 REQUEST = 1 << 6  # one more request
 ROUTES = ("kernel", "user", "guest", "auto")
 _ROUTE_BITS = {route: n << 4 for n, route in enumerate(ROUTES)}
-_GROUP_OPENED = GROUP_LOW + IDX_BITS
+GROUP_OPENED = GROUP_LOW + IDX_BITS  # a packed group shifted right by this many is its opening time
 KEY_DEV = P_BITS + 32
 
 
@@ -180,7 +180,7 @@ def _group_closing(key: int, value: int) -> tuple[int, int, int, int, int, int]:
     """A closed group as a closed interval's numbers: (shape: device code and flags, opening time and event,
     PASID, PRG index, requests)."""
     p = key & _P_MASK or value >> 38 & _P_MASK
-    return (key >> KEY_DEV << 6 | value & 63, value >> _GROUP_OPENED, (value >> GROUP_LOW & IDX_MASK) - 1,
+    return (key >> KEY_DEV << 6 | value & 63, value >> GROUP_OPENED, (value >> GROUP_LOW & IDX_MASK) - 1,
             p - 1 if p else NONE, key >> P_BITS & (U32 - 1), value >> 6 & (U32 - 1))
 
 

@@ -36,7 +36,7 @@ from ..recording.header import DeviceInfo
 from ..state_records import (
     CLOSED,
     GROUP_LOW,
-    IDX_BITS,
+    GROUP_OPENED,
     IDX_MASK,
     KEY_DEV,
     NEEDS,
@@ -68,7 +68,6 @@ from .state import (
 
 # What a handler raises on an event with missing or mistyped fields (a damaged or hand-made recording)
 MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError)
-_GROUP_OPENED = GROUP_LOW + IDX_BITS  # a packed group shifted right by this many is its opening time
 # Enum members the hottest paths compare with, as plain values: an Enum class's attribute costs about 250 ns
 _SVA_DOMAIN, _FAILURE = str(DomainType.SVA), int(ResponseCode.FAILURE)
 # A finding repeated on one (device, PASID) is kept FOLD_AFTER times, then folded into the last one kept (its
@@ -655,7 +654,7 @@ class Simulator:
             answered[key] = (ts, idx)
             if len(answered) > ANSWERS_KEPT:
                 st.answered_before, st.answered = answered, {}
-            if not g & STALE and ts - (g >> _GROUP_OPENED) >= self.stale_ns:
+            if not g & STALE and ts - (g >> GROUP_OPENED) >= self.stale_ns:
                 group = group_of(st.atoms, found, g)
                 self._stale_group(group, [group.first_idx, idx])
             return
@@ -715,7 +714,7 @@ class Simulator:
             for key, g in groups.items():
                 if g & STALE:
                     continue
-                first = g >> _GROUP_OPENED
+                first = g >> GROUP_OPENED
                 if first <= due:
                     group = group_of(st.atoms, key, g)
                     self._stale_group(group, [group.first_idx])
