@@ -96,6 +96,7 @@ def _attachment(f: dict[str, Any], dtype: str, ts: int, idx: int, global_pasid: 
 
 
 AUTO = "auto"  # a group no fault handler takes: the kernel answers it itself
+_ANSWERERS = {"kernel": "the kernel", "user": "user space", "guest": "the guest"}  # a response's `by`
 
 
 def _route(att: Attachment | None) -> str:
@@ -656,7 +657,7 @@ class Simulator:
                 st.answered_before, st.answered = answered, {}
             if not g & STALE and ts - (g >> GROUP_OPENED) >= self.stale_ns:
                 group = group_of(st.atoms, found, g)
-                self._stale_group(group, [group.first_idx, idx])
+                self._stale_group(group, [group.first_idx, idx], answered=(ts, f.get("by")))
             return
         if st.drained.pop(key, None) is not None or st.drained.pop(key >> P_BITS << P_BITS, None) is not None:
             return  # the kernel's own answer to a group its detach drained
@@ -726,8 +727,20 @@ class Simulator:
         while q and q[0][0] <= now:
             self._exit_overdue(q.popleft()[1])
 
-    def _stale_group(self, g: PendingGroup, evidence: list[int]) -> None:
+    def _stale_group(self, g: PendingGroup, evidence: list[int],
+                     answered: tuple[int, object] | None = None) -> None:
+        """A group past the threshold: still open when time reached it, or `answered` late, at (time, by)."""
         words = f"PRG {g.prg} on {_where(g.device, g.pasid)} ({g.requests} request{'s' if g.requests != 1 else ''})"
+        if answered is not None:
+            at, by = answered
+            who = _ANSWERERS.get(by, "a response") if isinstance(by, str) else "a response"
+            expected = (" It had no fault handler of its own here (unless a nested domain at the device's RID "
+                        "took it), so the kernel was expected to answer it." if g.route == AUTO else "")
+            self._flag("unanswered_group", g.first_ns + self.stale_ns, g.device, g.pasid,
+                       f"{words} was answered by {who} {fmt_ns(at - g.first_ns)} after its first request, past the "
+                       f"{fmt_ns(self.stale_ns)} threshold; the device was stalled on it meanwhile.{expected}",
+                       evidence, Severity.UNCERTAIN if g.route == AUTO else self._doubt(None))
+            return
         if g.route == AUTO:
             # No handler takes it, so the kernel answers Invalid Request itself (iopf_error_response() 6.11+, the
             # driver's bad-request path before), and only VT-d's qi_submit shows that answer: maybe unseen.
