@@ -35,6 +35,7 @@ from .help_screen import HelpScreen
 from .navigation import find_text, marker_indices
 from .panel import Panel
 from .panels import PANELS
+from .plain_input import PlainInput
 from .screen_layout import Layout, load_layout
 from .session import Session
 from .spans import Spans
@@ -144,8 +145,8 @@ class ExplorerApp(App[None]):
                         if kind is Timeline else kind(id=spec.panel)
                     widget.styles.width = spec.width
                     yield widget
-        yield Input(placeholder=FILTER_HELP, id="filter")
-        yield Input(placeholder="search: text in an event's line (a PASID, an address, IOMMU_HWPT_ALLOC, a comm)",
+        yield PlainInput(placeholder=FILTER_HELP, id="filter")
+        yield PlainInput(placeholder="search: text in an event's line (a PASID, an address, IOMMU_HWPT_ALLOC, a comm)",
                     id="search")
         yield Footer()
 

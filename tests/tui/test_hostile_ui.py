@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 from hostile_files import DEV, RAW_CONTROLS, write_crafted, write_injecting
+from textual.events import Paste
 
 from explorer.cli.main import main
 from explorer.errors import INTERNAL_ERROR, ExplorerCrashed
 from explorer.loading import open_index
 from explorer.tui.app import ExplorerApp, run_explorer
+from explorer.tui.plain_input import PlainInput
 from explorer.tui.timeline import Timeline
 from explorer.tui.timescale import Window
 
@@ -85,11 +87,13 @@ def test_a_strangers_text_shows_escaped_and_the_filter_finds_it_as_shown_or_raw(
     """Process names, a device's name and driver, the titles and a marker carrying a window title (OSC 0), a
     screen clear, a clipboard write (OSC 52), a bell, a carriage return and markup: every panel, row label and the
     status line show them escaped (none dropped) and the markup as written; `/` finds a row by what the screen
-    shows or by a part of the raw name, and `f` an event by its escaped text."""
+    shows, by a part of the raw name or by the raw name pasted (which the box keeps escaped: Textual's Input would
+    draw its ESC raw), and `f` an event by its escaped text."""
     app = ExplorerApp(open_index(write_injecting(tmp_path / "inject.pasidrec")), layout="teaching")
     screen: list[str] = []
     found: dict[str, list[str]] = {}
     briefs: list[str] = []
+    drawn: list[str] = []
 
     async def body(pilot) -> None:  # type: ignore[no-untyped-def]
         await pilot.press("n")  # the double free: explained with its owners' text
@@ -100,6 +104,14 @@ def test_a_strangers_text_shows_escaped_and_the_filter_finds_it_as_shown_or_raw(
             await pilot.press("slash", "ctrl+u", *typed, "enter")
             await pilot.pause()
             found[typed] = [r.label for r in app.session.rows]
+        await pilot.press("slash", "ctrl+u")  # the raw name pasted (bracketed paste): kept escaped, still found
+        box = app.query_one("#filter", PlainInput)
+        box.post_message(Paste("comm:\x1b]0;pwned\x07"))
+        await pilot.pause()
+        drawn.append("".join(seg.text for seg in box.render_line(0)))
+        await pilot.press("enter")
+        await pilot.pause()
+        found["pasted"] = [r.label for r in app.session.rows]
         await pilot.press("escape", "home", "f", *"\\x1b]52;c;", "enter")
         await pilot.pause()
         await app.workers.wait_for_complete()
@@ -114,8 +126,9 @@ def test_a_strangers_text_shows_escaped_and_the_filter_finds_it_as_shown_or_raw(
                     "\\x1b]52;c;cHduZWQ=\\x07\\x07over\\x0dwritten"):  # (the bell and the return not dropped)
         assert escaped in shown, escaped
     pwned_row = "PASID 1 \\x1b]0;pwned\\x07"
-    for typed in ("pwned", "comm:\\x1b]0;pwned\\x07", "]0;pwn"):
+    for typed in ("pwned", "comm:\\x1b]0;pwned\\x07", "]0;pwn", "pasted"):
         assert pwned_row in found[typed], typed
+    assert drawn[0].startswith("comm:\\x1b]0;pwned\\x07") and not any(c in drawn[0] for c in RAW_CONTROLS)
     assert found["dev:\\x1b[2J"] and all("0000:6a:01.0\\x1b[2J" in label or label.startswith("PASID")
                                           for label in found["dev:\\x1b[2J"])
     assert found["bogus"] == []
