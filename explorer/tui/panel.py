@@ -17,6 +17,7 @@ from textual import events
 from textual.actions import SkipAction
 from textual.binding import Binding, BindingType
 from textual.content import Content
+from textual.geometry import Region
 from textual.strip import Strip
 from textual.style import Style as VisualStyle
 from textual.visual import Visual
@@ -165,6 +166,13 @@ class Panel(Widget, can_focus=True):
     def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
         event.stop()
         self.action_scroll_by(-WHEEL_LINES)
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        style = self.visual_style
+        if style != self._style and self._width > 0:  # the theme changed since the text was laid out: again, in its ink
+            self._style, self._strips = style, []
+            self._lay_out(self.top + self.size.height)
+        return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
         i = self.top + y
