@@ -30,6 +30,7 @@ from .tracks import ALLOCATOR, TrackRow, build_rows, visible_rows
 SPEEDS: tuple[float, ...] = (0.0001, 0.001, 0.01, 0.1, 0.25, 0.5, 1, 2, 5, 10, 100, 1000, float("inf"))
 PLAY_S = 10.0  # the default speed replays the whole recording in about this long
 MAX_PACE = 1000  # the speed as fast as possible never falls below
+KEPT_STATES = 4  # states at recent times the session keeps (a frame asks for two: the cursor's, the event's)
 
 
 def default_speed(duration_ns: int) -> int:
@@ -66,7 +67,9 @@ class Session:
     mark_b: int | None = field(default=None, init=False)
     # the anomaly shown, kept by identity: findings the model adds later may sort before it
     _anomaly: Anomaly | None = field(default=None, init=False)
-    _state: tuple[tuple[int, int, int], SimState] | None = field(default=None, init=False)  # see state_at
+    # the states last sought, by time, for the index and model as they were then (see state_at)
+    _states: dict[int, SimState] = field(default_factory=dict, init=False)
+    _states_of: tuple[int, int] = field(default=(-1, -1), init=False)
     # whether the event panel may read what each event opened or closed: a big recording's are looked up in the
     # model's worker before it hands the bars over (seconds at 10M events), so that no step waits for that
     intervals_ready: bool = field(default=True, init=False)
@@ -116,13 +119,28 @@ class Session:
         return bisect.bisect_right(self._marker_ts, self.cursor)
 
     def state_at(self, t: int) -> SimState:
-        """The model's state at `t` (read, never changed), kept until asked for another time: after a step both
-        the allocator panel and the event's account ask for the cursor's, and a seek costs more than the rest of
-        a frame."""
-        key = (t, self.index.n, self.index.modelled)
-        if self._state is None or self._state[0] != key:
-            self._state = (key, self.index.state_at(t))
-        return self._state[1]
+        """The model's state at `t` (read, never changed), kept with the last few asked for while the index and
+        the model stay as they are: the allocator panel asks for the cursor's and the event panel for the
+        selected event's, and a seek costs more than the rest of a frame.
+        Asked for a time after the selected event's, that one is sought first: the index's seek goes on forward
+        from the last one, so the two cost one replay from their checkpoint, not two."""
+        index = self.index
+        if self._states_of != (index.n, index.modelled):
+            self._states, self._states_of = {}, (index.n, index.modelled)
+        got = self._states.get(t)
+        if got is None:
+            i = self.selected_event
+            first = int(index.ts[i]) if i is not None else t
+            if first < t and first not in self._states and index.covers(first):
+                self._keep(first, index.state_at(first))
+            got = self._keep(t, index.state_at(t))
+        return got
+
+    def _keep(self, t: int, state: SimState) -> SimState:
+        if len(self._states) >= KEPT_STATES:
+            del self._states[next(iter(self._states))]
+        self._states[t] = state
+        return state
 
     def keep(self) -> np.ndarray | None:
         """The kinds the filter keeps (None: all)."""
