@@ -7,10 +7,12 @@ whenever the text's height changed (and with it the scroll bar), which cost more
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from itertools import accumulate
 from typing import TYPE_CHECKING, ClassVar
 
+from rich._wrap import divide_line
+from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 from textual import events
@@ -71,7 +73,8 @@ class Panel(Widget, can_focus=True):
         self._body = Text()
         self._content = Content()
         self._reveal: tuple[int, int] | None = None
-        self._lines: list[Content] = []  # the body's lines of text
+        self._lines: list[str] = []  # the body's lines of text
+        self._starts: list[int] = []  # where each line of text begins in the body
         self._ends: list[int] = []  # per line of text, how many wrapped lines it and those before it take
         self._strips: list[Strip] = []  # the wrapped lines laid out so far, from the first
         self._width = -1  # the width the lines were wrapped at
@@ -102,7 +105,8 @@ class Panel(Widget, can_focus=True):
             return
         if width != self._width:
             self._width = width
-            self._lines = self._content.split("\n", allow_blank=True)
+            self._lines = self._body.plain.split("\n")
+            self._starts = [0, *accumulate(len(line) + 1 for line in self._lines[:-1])]
             self._ends = list(accumulate(map(self._height_of, self._lines)))
             self._strips = []
             self._style = self.visual_style  # what the lines laid out later are drawn in too
@@ -115,9 +119,13 @@ class Panel(Widget, can_focus=True):
                 self.top = max(min(first, last - height), 0)
         self._scroll_to(self.top)
 
-    def _height_of(self, line: Content) -> int:
-        """How many lines a line of text wraps to at the panel's width (Content's own wrapping)."""
-        return 1 if line.cell_length <= self._width and "\t" not in line.plain else len(line.wrap(self._width))
+    def _height_of(self, line: str) -> int:
+        """How many lines a line of text wraps to at the panel's width: Content's own wrapping, which breaks a
+        line where Rich's `divide_line` says (counted from the plain text: laying out its styles costs as much as
+        drawing it). A tab is expanded first, as Content does."""
+        if "\t" in line:
+            return len(Content(line).wrap(self._width))
+        return 1 if cell_len(line) <= self._width else len(divide_line(line, self._width, fold=True)) + 1
 
     @property
     def wrapped_lines(self) -> int:
@@ -131,18 +139,18 @@ class Panel(Widget, can_focus=True):
         if upto <= len(self._strips):
             return
         count = bisect_left(self._ends, upto) + 1 if not self._strips else len(self._lines)
-        end = sum(len(line.plain) + 1 for line in self._lines[:count]) - 1
-        self._strips = Visual.to_strips(self, self._content[:end] if count < len(self._lines) else self._content,
-                                        self._width, None, self._style, pad=True)
+        content = self._content if count >= len(self._lines) else self._content[:self._starts[count] - 1]
+        self._strips = Visual.to_strips(self, content, self._width, None, self._style, pad=True)
 
     def _lines_before(self, offset: int) -> int:
-        """How many wrapped lines the body's first `offset` characters take, up to the line `offset` begins."""
-        before = self._body[:offset]
-        if not before.plain:
+        """How many wrapped lines the body's first `offset` characters take, up to the line `offset` begins: the
+        lines of text before its own, and those its own line's first characters wrap to."""
+        n = bisect_right(self._starts, offset) - 1
+        if n < 0:
             return 0
-        ends_line = before.plain.endswith("\n")
-        lines = len(Content.from_rich_text(before[:-1] if ends_line else before).wrap(self._width))
-        return lines if ends_line else lines - 1
+        within = offset - self._starts[n]
+        before = self._ends[n - 1] if n else 0
+        return before + self._height_of(self._lines[n][:within]) - 1 if within else before
 
     def _scroll_to(self, top: int) -> None:
         """Scroll, and say in the bottom border which lines show when they do not all fit."""

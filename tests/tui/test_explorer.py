@@ -584,6 +584,7 @@ def test_a_panel_longer_than_its_box_scrolls_with_keys_and_wheel_and_says_what_i
         assert panel.visible_text()[0] == first[1] and panel.border_subtitle.startswith("2–")
         await pilot.press("pagedown", "pagedown", "pagedown", "pagedown")
         assert panel.visible_text()[-1] == panel._strips[-1].text  # noqa: SLF001 - it stops at the end
+        assert len(panel._strips) == panel.wrapped_lines  # noqa: SLF001 - the count it says is the lines drawn
         region = panel.content_region
         panel.post_message(MouseScrollUp(panel, 1, 1, 0, -1, 0, False, False, False, screen_x=region.x + 1,
                                          screen_y=region.y + 1))
