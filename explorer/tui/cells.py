@@ -38,12 +38,20 @@ class CellModel:
         self.spans = spans
         self._kinds: frozenset[str] = frozenset()
         self.version = 0  # counts resets: cells counted before one are out of date
+        self._n = -1  # events when the per-track arrays were made
         self.reset()
 
     def reset(self, kinds: frozenset[str] | None = None) -> None:
-        """Forget cached arrays (new events arrived, or `kinds` now restricts which events count)."""
+        """Count again: new events arrived, `kinds` now restricts which events count, or new bars or findings
+        came. The per-track arrays are made again only for the first two (merging a device's tracks takes a
+        second at 10M events, which the first frame after the model's bars waited for)."""
+        same = self.index.n == self._n and (kinds is None or kinds == self._kinds)
         if kinds is not None:
             self._kinds = kinds
+        self.version += 1
+        self._sort_anomalies()
+        if same:
+            return
         self._n = self.index.n
         self._prio = priority_table(self.index.kind_names)
         if self._kinds:
@@ -57,8 +65,7 @@ class CellModel:
             self.keep = None
         self._tracks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._merged: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
-        self._sort_anomalies()
-        self.version += 1
+
     def _sort_anomalies(self) -> None:
         """Anomalies by (device, PASID), again whenever the model (maybe still running) has found more."""
         self._anoms: dict[_AnomalyKey, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}

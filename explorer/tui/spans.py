@@ -78,9 +78,12 @@ class TrackSpans:
         starts, ends, styles = self.starts[sel], self.ends[sel], self.styles[sel]
         c0 = np.clip(np.searchsorted(edges, starts, side="right") - 1, 0, cells - 1)
         c1 = np.clip(np.searchsorted(edges, ends, side="left"), 1, cells)
-        wide = (c1 - c0 >= min_cells) | (styles == GROUP_STALE)
-        for a, b, s in zip(c0[wide], c1[wide], styles[wide], strict=True):
-            np.maximum(out[a:b], s, out=out[a:b])  # the later style number wins: groups over attachments
+        drawn = ((c1 - c0 >= min_cells) | (styles == GROUP_STALE)) & (c1 > c0)
+        c0, c1, styles = c0[drawn], c1[drawn], styles[drawn]
+        for style in np.unique(styles).tolist():  # in rising order: the later style number wins (groups over
+            mine = styles == style  # attachments); the cells its spans cover, counted by a running sum
+            covered = np.cumsum(np.bincount(c0[mine], minlength=cells + 1) - np.bincount(c1[mine], minlength=cells + 1))
+            out[covered[:cells] > 0] = style
         return out
 
 
