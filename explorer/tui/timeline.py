@@ -12,6 +12,7 @@ import numpy as np
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
+from textual.geometry import Region
 from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
@@ -96,13 +97,33 @@ class Timeline(Widget, can_focus=True):
         view.top = min(max(view.top, view.selected - self.track_lines + 1), max(view.selected, 0))
         view.top = max(min(view.top, max(len(view.rows) - self.track_lines, 0)), 0)
         self.view = view
-        self.invalidate()
+        old = self._cache
+        self._forget()
+        width, height = self.size
+        if not old or not width:
+            self.refresh()
+            return
+        # Draw every line now and repaint only the runs of lines that changed: a row or step key changes a few
+        # (Textual's compositing of the whole timeline again cost more than drawing it)
+        changed = [y for y in range(height) if self.render_line(y) != old.get(y)]
+        runs = [[y, y + 1] for y in changed[:1]]
+        for y in changed[1:]:
+            if y == runs[-1][1]:
+                runs[-1][1] += 1
+            else:
+                runs.append([y, y + 1])
+        if runs:  # (no region at all would repaint the whole widget)
+            self.refresh(*(Region(0, a, width, b - a) for a, b in runs))
 
     def invalidate(self) -> None:
-        self._cache.clear()
+        """Draw every line again (in a new theme's ink)."""
+        self._forget()
+        self.refresh()
+
+    def _forget(self) -> None:
+        self._cache = {}
         self._grid = None
         self._ground = None
-        self.refresh()
 
     def _edges_and_ticks(self, v: View) -> tuple[np.ndarray, list[tuple[int, str]]]:
         """The cell edges and axis ticks of this frame, worked out once for all its lines."""

@@ -562,6 +562,25 @@ def test_a_big_recording_shows_its_timeline_at_once_and_its_model_as_it_comes(tm
     drive(app, body)
 
 
+def test_keys_repaint_the_timeline_lines_they_change_and_the_screen_shows_the_whole_view() -> None:
+    """A key repaints only the timeline's lines that changed: after every kind of move, what is on screen is
+    still the view drawn afresh."""
+    app = ExplorerApp(index_of("06"), layout="debug")
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        timeline = app.query_one(Timeline)
+        for key in ("down", "down", "right", "right_square_bracket", "plus", "shift+left", "up", "n", "A", "left",
+                    "B", "full_stop", "enter", "minus", "comma", "end", "home"):
+            await pilot.press(key)
+            await pilot.pause()
+            shown = region_lines(app, timeline)
+            timeline.invalidate()
+            await pilot.pause()
+            assert region_lines(app, timeline) == shown, key
+
+    drive(app, body)
+
+
 def app_with_model_text(index, cursor: int) -> str:  # type: ignore[no-untyped-def]
     """What the allocator panel shows at `cursor` for an index modelled while it was opened."""
     from explorer.tui.allocator_panel import render_state
