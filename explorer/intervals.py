@@ -154,12 +154,11 @@ class Intervals:
         self._shapes: dict[tuple[Any, ...], int] = {}  # (key, rest of a tuple record) -> its number
         self._shape_list: list[tuple[Any, ...]] = []
         self.opened = 0  # intervals opened so far: with `closed_count`, tells a reader it is out of date
-        self._by_event: dict[int, list[int]] = {}  # event index -> closed intervals it opened or closed
-        self._by_event_seen = 0
+        self._by_event = _ByKey()  # event index -> closed intervals it opened or closed
         # A group's requests after its first, as (request, the group's opening request) pairs in the order they
         # came: 16 bytes per later request, nothing per group (a million open groups cost nothing more here)
         self._joins = array("q")
-        self._joins_sorted: tuple[int, np.ndarray, np.ndarray] | None = None  # (pairs then, openers, requests)
+        self._joins_by_opener = _ByKey()
 
     # -- filled by the simulator's state -------------------------------------------------------------------
     def watch(self, kind: IntervalKind, records: dict[Any, Any]) -> None:
@@ -200,15 +199,12 @@ class Intervals:
         """The requests of the group that event `open_idx` opened, after that first one, in order (a Perfetto
         flow starts at each of them as at the first)."""
         n = len(self._joins)
-        if not n:
-            return []
-        got = self._joins_sorted
-        if got is None or got[0] != n:  # sorted by opener once, then looked up (a copy: the model may go on)
-            pairs = np.frombuffer(self._joins[:n], dtype=np.int64).reshape(-1, 2)
-            order = np.argsort(pairs[:, 1], kind="stable")
-            got = self._joins_sorted = (n, pairs[order, 1], pairs[order, 0])
-        lo, hi = np.searchsorted(got[1], (open_idx, open_idx + 1))
-        return got[2][lo:hi].tolist()  # type: ignore[no-any-return]
+
+        def pairs() -> tuple[np.ndarray, np.ndarray]:
+            got = np.frombuffer(self._joins[:n], dtype=np.int64).reshape(-1, 2)  # (a copy: the model may go on)
+            return got[:, 1], got[:, 0]
+
+        return self._joins_by_opener.find(n, pairs, open_idx) if n else []
 
     @property
     def closed_count(self) -> int:
@@ -231,10 +227,13 @@ class Intervals:
         """The closed intervals of `kind` as numpy columns: an aggregate over hundreds of thousands of them (the
         range panel's page-request latencies) reads these instead of making an Interval of each. A copy, taken
         whole, so the model may go on closing intervals meanwhile."""
-        cols = self._cols[:self.closed_count * _WIDTH]
-        table = np.frombuffer(cols, dtype=np.int64).reshape(-1, _WIDTH)
+        table = self._table(self.closed_count)
         rows = table[(table[:, 0] >> 1 & 3) == _KINDS.index(kind)]
         return ClosedColumns(rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4])
+
+    def _table(self, n: int) -> np.ndarray:
+        """The first `n` closed intervals' rows, a copy (the model may go on closing intervals meanwhile)."""
+        return np.frombuffer(self._cols[:n * _WIDTH], dtype=np.int64).reshape(-1, _WIDTH)
 
     def closed_since(self, n: int) -> Iterator[Interval]:
         """Intervals closed after the first `n`, in closing order (a reader's bookmark is `closed_count`)."""
@@ -275,14 +274,39 @@ class Intervals:
 
     def by_event(self, idx: int) -> list[Interval]:
         """The intervals event `idx` opened or closed: the evidence an event panel shows."""
-        found = self._by_event
-        cols = self._cols
-        for i in range(self._by_event_seen, self.closed_count):
-            for e in {cols[_WIDTH * i + 3], cols[_WIDTH * i + 4]}:
-                if e >= 0:
-                    found.setdefault(e, []).append(i)
-        self._by_event_seen = self.closed_count
-        return [self._closed(i) for i in found.get(idx, [])] + [iv for iv in self.open_now() if iv.open_idx == idx]
+        n = self.closed_count
+
+        def pairs() -> tuple[np.ndarray, np.ndarray]:
+            table, numbers = self._table(n), np.arange(n)
+            opened, closed = table[:, 3], table[:, 4]
+            twice = closed != opened  # (an interval opened and closed by one event is listed once)
+            events, which = np.concatenate([opened, closed[twice]]), np.concatenate([numbers, numbers[twice]])
+            seen = events >= 0  # (-1: inferred by a rule, no event)
+            return events[seen], which[seen]
+
+        found = self._by_event.find(n, pairs, idx) if n else []
+        return [self._closed(i) for i in found] + [iv for iv in self.open_now() if iv.open_idx == idx]
+
+
+class _ByKey:
+    """Numbers looked up by a key, from (key, number) pairs sorted once per growth of their source: 16 bytes a
+    pair, where a dict of lists took about 150 (a key, a list and the map's entry)."""
+
+    __slots__ = ("_sorted",)
+
+    def __init__(self) -> None:
+        self._sorted: tuple[int, np.ndarray, np.ndarray] | None = None  # (pairs then, keys, numbers), replaced whole
+
+    def find(self, n: int, pairs: Callable[[], tuple[np.ndarray, np.ndarray]], key: int) -> list[int]:
+        """The numbers paired with `key`, in ascending order; `pairs()` gives every pair of a source that holds
+        `n` items, called only when `n` has changed since the last call."""
+        got = self._sorted
+        if got is None or got[0] != n:
+            keys, numbers = pairs()
+            order = np.lexsort((numbers, keys))
+            got = self._sorted = (n, keys[order], numbers[order])
+        lo, hi = np.searchsorted(got[1], (key, key + 1))
+        return got[2][lo:hi].tolist()  # type: ignore[no-any-return]
 
 
 class Tracked(Journal):
