@@ -3,7 +3,7 @@
 Events are kept as a few numpy columns (time, kind, track), about 30 bytes an event, never as Python objects;
 full events are decoded from their chunk on demand. The simulator runs once over the stateful events and leaves a
 checkpoint every CHECKPOINT_EVERY events: what its state's maps changed since the checkpoint before (a full copy
-only once the changes since the last full copy outnumber that copy's entries, and FULL_COPY_AFTER), so
+only once the changes since the last full copy outnumber the state's entries, and FULL_COPY_AFTER), so
 checkpoints cost memory in proportion to the events whatever the state holds, and the state at any time is one
 full copy, a bounded run of changes and a replay of at most CHECKPOINT_EVERY events away.
 
@@ -131,7 +131,6 @@ class RecordingIndex:
         self._replayed: tuple[int, int, FullCopy] | None = None
         self._checkpoint_starts: list[int] = []
         self._since_full = 0  # changes the checkpoints since the last full copy hold
-        self._full_size = 0  # entries of the last full copy
         self._checkpoint(0, full=True)
         self.n = 0
         self._notes: list[str] = []  # damage the index found (the recording's own is added by `damage`)
@@ -398,16 +397,18 @@ class RecordingIndex:
 
     def _checkpoint(self, next_index: int, *, loss_ns: int | None = None, full: bool = False) -> None:
         """Leave a checkpoint of the model's state before event `next_index`: its changes since the checkpoint
-        before, or a full copy once the changes since the last full copy outnumber its entries. Full copies
-        then cost no more than twice the changes did (memory stays in proportion to the events, however big the
-        state: a million live PASIDs), and a seek applies no more changes than a full copy copies entries."""
+        before, or a full copy once the changes since the last full copy outnumber the state's entries now. A
+        seek then applies no more changes than the state it makes holds entries (and FULL_COPY_AFTER), full
+        copies cost no more than the changes did (memory stays in proportion to the events, however big the
+        state), and a state that only grows (a million live PASIDs or open groups) takes no full copy at all:
+        its changes are its entries, held once."""
         st = self.sim.root
         self._since_full += st.pending
         # (other machines' states, in a merged recording, are copied whole: their maps keep no journal)
-        if full or st.others or self._since_full >= max(FULL_COPY_AFTER, self._full_size):
+        if full or st.others or self._since_full >= max(FULL_COPY_AFTER, st.size):
             cp = _Checkpoint(next_index, self.sim.snapshot(), loss_ns=loss_ns)
             st.forget_changes()
-            self._since_full, self._full_size = 0, st.size
+            self._since_full = 0
         else:
             cp = _Checkpoint(next_index, None, st.changes(), loss_ns)
         self._checkpoints.append(cp)
