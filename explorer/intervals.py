@@ -113,6 +113,7 @@ class _Clock(Protocol):
 
 
 _WIDTH = 8  # numbers per closed interval: packed, start, end, opening event, closing event, three numbers
+_SLICE = 1 << 16  # closed intervals a reader copies at a time
 _ROW, _PAIR = struct.Struct(f"={_WIDTH}q").pack, struct.Struct("=2q").pack  # as array("q") holds them
 
 
@@ -227,13 +228,17 @@ class Intervals:
         """The closed intervals of `kind` as numpy columns: an aggregate over hundreds of thousands of them (the
         range panel's page-request latencies) reads these instead of making an Interval of each. A copy, taken
         whole, so the model may go on closing intervals meanwhile."""
-        table = self._table(self.closed_count)
-        rows = table[(table[:, 0] >> 1 & 3) == _KINDS.index(kind)]
-        return ClosedColumns(rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4])
+        code = _KINDS.index(kind)
+        rows = np.concatenate([np.zeros((0, 4), np.int64)] +
+                              [t[(t[:, 0] >> 1 & 3) == code, 1:5] for t in self._slices(self.closed_count)])
+        return ClosedColumns(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3])
 
-    def _table(self, n: int) -> np.ndarray:
-        """The first `n` closed intervals' rows, a copy (the model may go on closing intervals meanwhile)."""
-        return np.frombuffer(self._cols[:n * _WIDTH], dtype=np.int64).reshape(-1, _WIDTH)
+    def _slices(self, n: int) -> Iterator[np.ndarray]:
+        """The first `n` closed intervals' rows, copied a slice at a time (the model may go on closing intervals
+        meanwhile, and a reader's copy stays a few megabytes however many there are)."""
+        for a in range(0, n, _SLICE):
+            rows = self._cols[a * _WIDTH:min(a + _SLICE, n) * _WIDTH]
+            yield np.frombuffer(rows, dtype=np.int64).reshape(-1, _WIDTH)
 
     def closed_since(self, n: int) -> Iterator[Interval]:
         """Intervals closed after the first `n`, in closing order (a reader's bookmark is `closed_count`)."""
@@ -277,8 +282,8 @@ class Intervals:
         n = self.closed_count
 
         def pairs() -> tuple[np.ndarray, np.ndarray]:
-            table, numbers = self._table(n), np.arange(n)
-            opened, closed = table[:, 3], table[:, 4]
+            ends = np.concatenate([t[:, 3:5] for t in self._slices(n)])
+            opened, closed, numbers = ends[:, 0], ends[:, 1], np.arange(n, dtype=np.int32)
             twice = closed != opened  # (an interval opened and closed by one event is listed once)
             events, which = np.concatenate([opened, closed[twice]]), np.concatenate([numbers, numbers[twice]])
             seen = events >= 0  # (-1: inferred by a rule, no event)
@@ -289,8 +294,8 @@ class Intervals:
 
 
 class _ByKey:
-    """Numbers looked up by a key, from (key, number) pairs sorted once per growth of their source: 16 bytes a
-    pair, where a dict of lists took about 150 (a key, a list and the map's entry)."""
+    """Numbers looked up by a key, from (key, number) pairs sorted once per growth of their source: 12-16 bytes
+    a pair, where a dict of lists took about 150 (a key, a list and the map's entry)."""
 
     __slots__ = ("_sorted",)
 
