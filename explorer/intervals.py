@@ -282,12 +282,9 @@ class Intervals:
         n = self.closed_count
 
         def pairs() -> tuple[np.ndarray, np.ndarray]:
-            ends = np.concatenate([t[:, 3:5] for t in self._slices(n)])
-            opened, closed, numbers = ends[:, 0], ends[:, 1], np.arange(n, dtype=np.int32)
-            twice = closed != opened  # (an interval opened and closed by one event is listed once)
-            events, which = np.concatenate([opened, closed[twice]]), np.concatenate([numbers, numbers[twice]])
-            seen = events >= 0  # (-1: inferred by a rule, no event)
-            return events[seen], which[seen]
+            ends = np.concatenate([t[:, 3:5] for t in self._slices(n)])  # each one's opening and closing event
+            ends[ends[:, 1] == ends[:, 0], 1] = -1  # (an interval opened and closed by one event is listed once)
+            return ends.reshape(-1), np.arange(2 * n, dtype=np.int32) >> 1
 
         found = self._by_event.find(n, pairs, idx) if n else []
         return [self._closed(i) for i in found] + [iv for iv in self.open_now() if iv.open_idx == idx]
@@ -303,13 +300,16 @@ class _ByKey:
         self._sorted: tuple[int, np.ndarray, np.ndarray] | None = None  # (pairs then, keys, numbers), replaced whole
 
     def find(self, n: int, pairs: Callable[[], tuple[np.ndarray, np.ndarray]], key: int) -> list[int]:
-        """The numbers paired with `key`, in ascending order; `pairs()` gives every pair of a source that holds
-        `n` items, called only when `n` has changed since the last call."""
+        """The numbers paired with `key`, in the order `pairs()` gives them; `pairs()` gives every (key, number)
+        pair of a source that holds `n` items (a negative key: no pair), called only when `n` has changed since
+        the last call."""
         got = self._sorted
         if got is None or got[0] != n:
             keys, numbers = pairs()
-            order = np.lexsort((numbers, keys))
-            got = self._sorted = (n, keys[order], numbers[order])
+            order = np.argsort(keys, kind="stable")
+            keys = keys[order]
+            first = int(np.searchsorted(keys, 0))
+            got = self._sorted = (n, keys[first:].copy() if first else keys, numbers[order[first:]])
         lo, hi = np.searchsorted(got[1], (key, key + 1))
         return got[2][lo:hi].tolist()  # type: ignore[no-any-return]
 
