@@ -269,6 +269,14 @@ class Intervals:
     def __len__(self) -> int:
         return self.closed_count + sum(len(m) for maps in self._maps.values() for m in maps)
 
+    def counts(self) -> dict[IntervalKind, tuple[int, int]]:
+        """Per kind, the intervals seen so far and those open now, counted without reading them."""
+        closed = np.zeros(len(_KINDS), np.int64)
+        for t in self._slices(self.closed_count):
+            closed += np.bincount(t[:, 0] >> 1 & 3, minlength=len(_KINDS))
+        now = {kind: sum(len(m) for m in maps) for kind, maps in self._maps.items()}
+        return {kind: (int(closed[i]) + now.get(kind, 0), now.get(kind, 0)) for i, kind in enumerate(_KINDS)}
+
     def of(self, kind: IntervalKind) -> Iterator[Interval]:
         return (iv for iv in self if iv.kind == kind)
 

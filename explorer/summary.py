@@ -113,11 +113,8 @@ def interval_report(idx: RecordingIndex) -> dict[str, Any]:
     """Per kind of interval, how many the model saw and how many are open at the end; and the page-request groups
     still outstanding then, each with the event that opened it, as a list made only as it is written (`Streamed`):
     a million of them as dicts would take gigabytes."""
-    out: dict[str, Any] = {str(k): {"total": 0, "open_at_end": 0} for k in IntervalKind}
-    for iv in idx.intervals:
-        counts = out[str(iv.kind)]
-        counts["total"] += 1
-        counts["open_at_end"] += iv.is_open
+    out: dict[str, Any] = {str(kind): {"total": total, "open_at_end": still}
+                           for kind, (total, still) in idx.intervals.counts().items()}
     out["outstanding_groups"] = Streamed(lambda: (
         {"device": iv.device, "pasid": iv.pasid, "prg": iv.record.prg, "since_ns": iv.start_ns,
          "requests": iv.record.requests, "opened_by": iv.open_idx}
