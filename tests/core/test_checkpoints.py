@@ -70,13 +70,14 @@ def _live_pasids(path: Path, n: int) -> Path:
 
 def test_checkpoints_of_a_growing_state_hold_its_changes_not_copies_of_it(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """40,000 live PASIDs, a checkpoint every 1,000 events: 40 full copies would hold 820,000 entries; changes
-    and a full copy only when the changes outnumber the last one hold less than three entries per PASID."""
+    """40,000 live PASIDs, a checkpoint every 1,000 events: 40 full copies would hold 820,000 entries; changes,
+    and a full copy only when the changes since the last one outnumber the state's entries, hold each PASID about
+    once (a state that only grows is never copied whole again)."""
     monkeypatch.setattr(index_module, "CHECKPOINT_EVERY", 1000)
     monkeypatch.setattr(index_module, "FULL_COPY_AFTER", 1000)
     idx = RecordingIndex.build(Recording(_live_pasids(tmp_path / "p.pasidrec", 40_000)))
     held = sum(cp.state.size if cp.state is not None else cp.changes.size for cp in idx._checkpoints)  # noqa: SLF001
-    assert len(idx._checkpoints) >= 40 and held < 3 * 40_000  # noqa: SLF001
+    assert len(idx._checkpoints) >= 40 and held < 1.1 * 40_000  # noqa: SLF001
     assert len(idx.state_at(idx.ts[-1]).pasids) == 40_000
     assert len(idx.state_at(idx.ts[20_000]).pasids) == 20_001
 
