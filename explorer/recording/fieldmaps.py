@@ -198,18 +198,20 @@ _KNOWN_PER_LENGTH = 4
 _KNOWN_LENGTHS = 1024
 
 
-def _layout_of(row: np.ndarray) -> Layout:
-    """The layout of the map `row` holds: one met lately (a chunk's maps mostly have the layouts of the chunk's
-    before), else read from its bytes. _Unsupported when it has none this module takes."""
-    known = _known.get(len(row), ())
+def _layout_of(grid: np.ndarray) -> tuple[Layout, np.ndarray]:
+    """The layout of the map `grid`'s first row holds, and which rows of `grid` have it: one met lately (a chunk's
+    maps mostly have the layouts of the chunk's before), else read from its bytes. _Unsupported when it has none
+    this module takes."""
+    known = _known.get(grid.shape[1], ())
     for layout in known:
-        if bool(layout.fits(row[None])[0]):
-            return layout
-    found = Layout.read(row.tobytes())
+        fits = layout.fits(grid)
+        if fits[0]:
+            return layout, fits
+    found = Layout.read(grid[0].tobytes())
     if len(_known) >= _KNOWN_LENGTHS:
         _known.clear()
-    _known[len(row)] = (found, *known[:_KNOWN_PER_LENGTH - 1])
-    return found
+    _known[grid.shape[1]] = (found, *known[:_KNOWN_PER_LENGTH - 1])
+    return found, found.fits(grid)
 
 
 def _groups(kind_codes: np.ndarray, lengths: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
@@ -222,16 +224,6 @@ def _groups(kind_codes: np.ndarray, lengths: np.ndarray) -> list[tuple[int, int,
             for a, b in zip([0, *cuts], [*cuts, len(key)], strict=True)]
 
 
-def _one_layout(grid: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray, list[Any]]:
-    """Which rows of `grid` have `layout`, those rows, and their maps, decoded in one call (each row one item of
-    exactly its bytes: the layout says so). ValueError (or msgpack's errors) when one does not decode (a string
-    that is not UTF-8)."""
-    fits = layout.fits(grid)
-    rows = grid if bool(fits.all()) else grid[fits]
-    maps = msgpack.unpackb(_PACKER.pack_array_header(len(rows)) + rows.tobytes(), raw=False, strict_map_key=False)
-    return fits, rows, maps
-
-
 def _by_layouts(grid: np.ndarray, members: np.ndarray, kind: str, maps: list[Any], suspects: list[int]
                 ) -> np.ndarray:
     """Decode the rows of one kind and length (`members`, their bytes the rows of `grid`) that have a layout into
@@ -240,8 +232,12 @@ def _by_layouts(grid: np.ndarray, members: np.ndarray, kind: str, maps: list[Any
         if len(members) < MIN_GROUP:
             break
         try:
-            layout = _layout_of(grid[0])
-            fits, rows, decoded = _one_layout(grid, layout)
+            layout, fits = _layout_of(grid)
+            rows = grid if bool(fits.all()) else grid[fits]
+            # each row one item of exactly its bytes (the layout says so): all of them decode in one call (ValueError,
+            # or msgpack's errors, when one does not: a string that is not UTF-8)
+            decoded = msgpack.unpackb(_PACKER.pack_array_header(len(rows)) + rows.tobytes(), raw=False,
+                                      strict_map_key=False)
         except (_Unsupported, ValueError, msgpack.UnpackException):
             break
         done = members.tolist() if rows is grid else members[fits].tolist()
