@@ -112,11 +112,6 @@ class BlockScanner:
             return None
         return FoundLines(block, *candidate_lines(block, start, end, self.match))
 
-    def feed(self, block: bytes, start: int, end: int) -> None:
-        """Find and hand over the lines of `block[start:end]` (see `find`)."""
-        if (found := self.find(block, start, end)) is not None:
-            self.take(found)
-
     def take(self, lines: FoundLines) -> None:
         """Hand over a block's lines that hold an anchor, and those an open record asks for."""
         block, starts, ends, found = lines.block, lines.starts, lines.ends, lines.found
