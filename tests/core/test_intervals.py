@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from explorer.cli.main import main
 from explorer.events import Kind, make
 from explorer.export.chrome_json import write_chrome_json
 from explorer.index import RecordingIndex
-from explorer.intervals import IntervalKind
+from explorer.intervals import Interval, IntervalKind
 from explorer.loading import open_index
 from explorer.recording import DeviceInfo, Header, Recording, write_events
 from explorer.tui.event_panel import interval_lines
@@ -153,3 +154,33 @@ def test_a_group_s_later_requests_are_known_by_the_request_that_opened_it() -> N
     assert (ivs.later_requests(2), ivs.later_requests(3), ivs.later_requests(7)) == ([4, 5], [], [])
     (answered,) = [iv for iv in ivs.of(IntervalKind.GROUP) if iv.close_idx is not None]
     assert (answered.open_idx, answered.close_idx, answered.record.requests) == (2, 6, 3)
+
+
+def _every_view(idx: RecordingIndex) -> tuple[object, ...]:
+    ivs = idx.intervals
+
+    def fields(got: Iterable[Interval]) -> list[tuple[object, ...]]:
+        return [(iv.kind, iv.key, iv.record, iv.start_ns, iv.open_idx, iv.end_ns, iv.close_idx, iv.replaced)
+                for iv in got]
+
+    columns = [[c.tolist() for c in (got.start_ns, got.end_ns, got.open_idx, got.close_idx)]
+               for got in map(ivs.closed_columns, IntervalKind)]
+    evidence = [[(iv.kind, iv.key, iv.start_ns) for iv in ivs.by_event(i)] for i in range(idx.n)]
+    return fields(ivs), columns, evidence, ivs.counts(), fields(ivs.closed_since(ivs.closed_count - 100))
+
+
+def test_closed_intervals_sealed_in_blocks_read_back_as_they_closed(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store seals its closed intervals in blocks of narrow columns: every view reads the same intervals,
+    numbers, evidence and counts as from the rows they were closed as (blocks of 64 here, so that thousands
+    are sealed, a reader's slices cut across them)."""
+    path = tmp_path / "w.pasidrec"
+    write_workload(str(path), 20_000, seed=7, slow_every=300, loss_every=500)
+    unsealed = _every_view(open_index(path))
+    from explorer import intervals
+
+    monkeypatch.setattr(intervals, "_SLICE", 64)
+    monkeypatch.setattr(intervals, "_READ", 5)
+    idx = open_index(path)
+    assert idx.intervals.closed_count > 64 * 20
+    assert _every_view(idx) == unsealed
