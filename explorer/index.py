@@ -34,7 +34,7 @@ from .live_spill import LiveSpill, TempSpill
 from .recording import DeviceInfo, Header, Recording
 from .recording.columns import ChunkColumns, columns_of
 from .recording.reader import ChunkHead
-from .schema import U32_END, checked, key_problem
+from .schema import U32_END, checked, key_problem, lost_row
 from .simulator import DEFAULT_STALE_NS, STATEFUL_KINDS, Anomaly, SimState, Simulator, lifecycle_unobserved
 from .simulator.state import FullCopy, StateChanges
 from .track_table import PASID_SHIFT, TrackTable
@@ -629,8 +629,14 @@ class RecordingIndex:
 
     def row(self, i: int) -> Row:
         """Event `i`'s row, from its chunk's rows, read whole and kept: for walks over many events."""
-        c = self._chunk_of(i)
-        return self._chunk_rows(c)[i - self._chunk_starts[c]]
+        return self._row_of(self._chunk_of(i), i)
+
+    def _row_of(self, c: int, i: int) -> Row:
+        """Event `i` from its chunk `c`'s rows; a one-event loss at its stored time when the chunk, indexed from
+        its columns, no longer decodes (the model counted its events lost, and `damage` says why)."""
+        rows = self._chunk_rows(c)
+        j = i - self._chunk_starts[c]
+        return rows[j] if j < len(rows) else lost_row(int(self.ts[i]), "its chunk's rows do not decode")
 
     def iter_rows(self) -> Iterator[Row]:
         """Every row in order, chunk by chunk (a chunk that can no longer be read yields none)."""
@@ -645,7 +651,7 @@ class RecordingIndex:
             row = self._alone.get(i)
             held = c in self._cache
         if row is None:
-            row = self._chunk_rows(c)[i - self._chunk_starts[c]] if held else self._decode_alone(c, i)
+            row = self._row_of(c, i) if held else self._decode_alone(c, i)
         return Event.from_row(row)
 
     def _decode_alone(self, c: int, i: int) -> Row:
@@ -672,7 +678,7 @@ class RecordingIndex:
                     if len(self._alone) > ALONE_KEPT:
                         self._alone.popitem(last=False)
                 return row
-        return self._chunk_rows(c)[j]
+        return self._row_of(c, i)
 
     def events(self, indices: Sequence[int]) -> Iterator[Event]:
         for i in indices:

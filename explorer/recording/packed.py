@@ -64,7 +64,9 @@ def expansion_limit(compressed: int) -> int:
     return compressed * MAX_EXPANSION + EXPANSION_ALLOWANCE
 
 
-def _inflate(z: dict[Any, Any], name: str) -> bytes:
+def _declared(z: dict[Any, Any], name: str) -> tuple[bytes, int]:
+    """A column's zstd frame and the size it declares, refused when it declares none or more than the expansion
+    limit allows (nothing is decompressed)."""
     data = z.get(name)
     if not isinstance(data, bytes):
         raise BadChunk(f"column {name} is missing")
@@ -75,6 +77,10 @@ def _inflate(z: dict[Any, Any], name: str) -> bytes:
     if size < 0 or size > expansion_limit(len(data)):
         raise BadChunk(f"column {name} declares {'no' if size < 0 else size} decompressed bytes "
                        f"from {len(data)} (at most {expansion_limit(len(data))})")
+    return data, size
+
+
+def _decompressed(data: bytes, size: int, name: str) -> bytes:
     try:
         out = _decompressor().decompress(data, max_output_size=size)
     except zstandard.ZstdError as e:
@@ -82,6 +88,29 @@ def _inflate(z: dict[Any, Any], name: str) -> bytes:
     if len(out) != size:
         raise BadChunk(f"column {name} decompresses to {len(out)} bytes, not the {size} it declares")
     return out
+
+
+def _inflate(z: dict[Any, Any], name: str) -> bytes:
+    return _decompressed(*_declared(z, name), name)
+
+
+def _blocks_end_at_its_end(frame: bytes) -> bool:
+    """Whether a zstd frame's blocks, read from their headers alone (RFC 8878 3.1.1), end where its bytes do: a
+    frame cut short or run on fails this without being decompressed."""
+    if len(frame) < 6 or frame[4] & 0x08:  # (the magic number is checked by `_declared`; 0x08: a reserved bit)
+        return False
+    descriptor = frame[4]
+    single = descriptor >> 5 & 1
+    at = 5 + (not single) + (0, 1, 2, 4)[descriptor & 3] + (single, 2, 4, 8)[descriptor >> 6]
+    while at + 3 <= len(frame):
+        header = int.from_bytes(frame[at:at + 3], "little")
+        kind, size = header >> 1 & 3, header >> 3
+        if kind == 3:  # reserved
+            return False
+        at += 3 + (1 if kind == 1 else size)  # an RLE block stores one byte
+        if header & 1:  # the last block, then the checksum when the frame has one
+            return at + 4 * (descriptor >> 2 & 1) == len(frame)
+    return False
 
 
 def _pack_uints(values: np.ndarray) -> bytes:
@@ -225,7 +254,8 @@ class PackedChunk:
         self.cols = ChunkColumns(ts.view(np.int64), keys, _index(z, "key_of", n, len(keys)))
         self._procs: list[tuple[Any, ...]] | None = None
         self._proc_of = np.zeros(0, np.uint32)  # (set, with the next two, by `check`)
-        self._fields: bytes = b""
+        self._fields: bytes | None = None  # decompressed when a row is first decoded (`_field_bytes`)
+        self._fields_frame = (b"", 0)  # its frame and the size it declares
         self._at = np.zeros(1, np.uint64)
         self._extra: dict[Any, Any] = {}
         self._fit: bool | None = None
@@ -243,18 +273,22 @@ class PackedChunk:
         return self._fit
 
     def check(self) -> None:
-        """BadChunk unless the columns rows need besides times and keys decompress and fit its events (once;
-        the field maps themselves are decoded, and judged, with their rows)."""
+        """BadChunk unless the columns rows need besides times and keys decompress and fit its events (once).
+        The field maps, most of a chunk's bytes, are only checked to be a whole frame of the size their lengths
+        add up to: they are decompressed, decoded and judged with the first rows read (opening a file reads
+        none, so it decompresses a fifth of what it did)."""
         if self._procs is not None:
             return
         z, n = self._z, self.n
         procs = _list_of(z, "procs", 4)
         proc_of = _index(z, "proc_of", n, len(procs))
-        fields = _inflate(z, "fields")
+        fields = _declared(z, "fields")
+        if not _blocks_end_at_its_end(fields[0]):
+            raise BadChunk("column fields does not decompress (its blocks do not end where the frame does)")
         at = np.zeros(n + 1, np.uint64)
         np.cumsum(_unpack_uints(_inflate(z, "flen"), n, "flen"), out=at[1:])
-        if int(at[-1]) != len(fields):
-            raise BadChunk(f"column flen adds up to {int(at[-1])} bytes, column fields holds {len(fields)}")
+        if int(at[-1]) != fields[1]:
+            raise BadChunk(f"column flen adds up to {int(at[-1])} bytes, column fields holds {fields[1]}")
         extra: Any = {}
         if "extra" in z:
             try:
@@ -266,25 +300,32 @@ class PackedChunk:
             if not isinstance(extra, dict) or not all(type(k) is int and 0 <= k < n and isinstance(v, list)
                                                       for k, v in extra.items()):
                 raise BadChunk("column extra is not a map of event positions to lists")
-        self._proc_of, self._fields, self._at, self._extra = proc_of, fields, at, extra
+        self._proc_of, self._fields_frame, self._at, self._extra = proc_of, fields, at, extra
         self._procs = procs  # last: another thread reading the chunk takes it as the sign the rest are there
+
+    def _field_bytes(self) -> bytes:
+        """The field maps, decompressed once (BadChunk when they do not decompress)."""
+        if self._fields is None:
+            self._fields = _decompressed(*self._fields_frame, "fields")
+        return self._fields
 
     def _field_maps(self, cols: ChunkColumns, positions: Sequence[int]) -> tuple[list[Any], list[int] | None]:
         """The field maps at `positions` and, when the chunk's tables fit the schema and it holds no items past
         the ninth (see `tables_fit`), the places (in that list) of the rows whose fields may break it, judged a
         layout at a time as they are decoded (`fieldmaps`); else None: every part of each row is still to judge.
         BadChunk when a map does not decode."""
+        data = self._field_bytes()
         try:
             if not self._extra and self.tables_fit():
                 at = np.arange(self.n) if isinstance(positions, range) and positions == range(self.n) \
                     else np.asarray(positions, np.intp)
                 names: dict[str, int] = {}
                 code_of = np.array([names.setdefault(kind, len(names)) for kind, _, _ in cols.keys], np.int64)
-                return field_maps(self._fields, self._at, at, code_of[cols.key_of[at]], list(names), self._unpack)
+                return field_maps(data, self._at, at, code_of[cols.key_of[at]], list(names), self._unpack)
             if isinstance(positions, range) and positions == range(self.n):
-                return msgpack.unpackb(self._mp.pack_array_header(self.n) + self._fields, raw=False,
+                return msgpack.unpackb(self._mp.pack_array_header(self.n) + data, raw=False,
                                        strict_map_key=False), None
-            view, at, j = memoryview(self._fields), self._at, np.asarray(positions, np.intp)
+            view, at, j = memoryview(data), self._at, np.asarray(positions, np.intp)
             return [self._unpack(view[a:b]) for a, b in zip(at[j].tolist(), at[j + 1].tolist(), strict=True)], None
         except Exception as e:  # msgpack raises several unrelated types
             raise BadChunk(f"column fields does not decode ({e})") from None

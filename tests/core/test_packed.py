@@ -231,6 +231,25 @@ def test_a_compressed_chunk_broken_behind_its_checksum_costs_only_itself_in_one_
     assert info["events"] == 10 and any(words in d and "\n" not in d for d in info["damage"])
 
 
+def test_field_maps_whole_but_garbled_behind_their_checksum_are_shown_as_stored_and_read_as_losses(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Opening a file decompresses no field maps (only their frame's blocks are checked to be whole): maps whose
+    compressed bytes are garbled are found when rows are read. The timeline keeps the chunk's stored events, the
+    model counts them lost, and each reads as a loss, never a crash."""
+    good = _chunks()
+    real = _real(good[1], "fields")
+    garbled = real[:12] + bytes(b ^ 0x5A for b in real[12:-3]) + real[-3:]
+    path = write_crafted(tmp_path / "garbled.pasidrec", [good[0], _with_column(good[1], "fields", garbled), good[2]],
+                         packed=True)
+    with Recording(path) as rec:
+        idx = RecordingIndex.build(rec)
+        assert idx.n == 15 and [idx.event(i).kind for i in range(4, 11)] == ["marker"] + ["lost"] * 5 + ["marker"]
+        assert any("column fields does not decompress" in d for d in idx.damage)
+    assert main(["info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["lost"] == 5 and any("does not decompress" in d for d in info["damage"])
+
+
 def test_a_chunk_claiming_more_events_than_bytes_is_refused_and_the_writer_pads_one_that_compresses_below(
         tmp_path: Path) -> None:
     path = tmp_path / "same.pasidrec"
