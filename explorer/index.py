@@ -86,8 +86,12 @@ class RecordingIndex:
     """Index + simulator over one event stream, from a file (`build`) or fed live (`add_rows`)."""
 
     def __init__(self, header: Header, *, recording: Recording | None = None,
-                 stale_ns: int = DEFAULT_STALE_NS, spill: LiveSpill | None = None) -> None:
+                 stale_ns: int = DEFAULT_STALE_NS, spill: LiveSpill | None = None, history: bool = True) -> None:
         self.header = header
+        # False: no checkpoints (nor the journal they are made of), so no `state_at`: a report that only needs
+        # the model's findings and what it holds at the end (`info`, most `check`s) keeps a million live PASIDs
+        # once, not also in full copies and changes
+        self.history = history
         self.recording = recording
         self.devices: dict[str, DeviceInfo] = {d.name: d for d in header.devices}
         self.stale_ns = stale_ns
@@ -99,7 +103,8 @@ class RecordingIndex:
                                    unobserved=unobserved, midstream=midstream, keep_intervals=False,
                                    machines=header.machines)
         self._replayer.report = False
-        self.sim.root.journal()  # its checkpoints are its changes
+        if history:
+            self.sim.root.journal()  # its checkpoints are its changes
         self._kind_ids: defaultdict[str, int] = defaultdict(count().__next__)
         for k in Kind:
             self._kind_ids[str(k)]
@@ -143,13 +148,15 @@ class RecordingIndex:
     # -- building ---------------------------------------------------------------------------------------------
     @classmethod
     def build(cls, recording: Recording, *, progress: ProgressHook | None = None,
-              stale_ns: int = DEFAULT_STALE_NS, model: bool = True, first: int | None = None) -> RecordingIndex:
+              stale_ns: int = DEFAULT_STALE_NS, model: bool = True, first: int | None = None,
+              history: bool = True) -> RecordingIndex:
         """Index a whole recording; `progress(done, total)` is called after every chunk. With `model` False only
         the columns are read: `run_model` replays the model later (the explorer runs it in a worker). With
         `first` (and `model` False) only the chunks that hold the first `first` events are indexed: the rest
-        are read with `read_heads` and indexed with `add_heads` (the explorer does so behind its first screen)."""
+        are read with `read_heads` and indexed with `add_heads` (the explorer does so behind its first screen).
+        With `history` False the model keeps no checkpoints: see `__init__`."""
         assert first is None or not model, "the model replays a whole recording"
-        idx = cls(recording.header, recording=recording, stale_ns=stale_ns)
+        idx = cls(recording.header, recording=recording, stale_ns=stale_ns, history=history)
         idx._columns_store.reserve(recording.event_count)
         for d in recording.devices:
             idx.devices.setdefault(d.name, d)
@@ -402,6 +409,9 @@ class RecordingIndex:
         copies cost no more than the changes did (memory stays in proportion to the events, however big the
         state), and a state that only grows (a million live PASIDs or open groups) takes no full copy at all:
         its changes are its entries, held once."""
+        if not self.history:  # only where the next one would be is kept (at most CHECKPOINT_EVERY on)
+            self._checkpoint_starts[-1:] = [next_index]
+            return
         st = self.sim.root
         self._since_full += st.pending
         # (other machines' states, in a merged recording, are copied whole: their maps keep no journal)
@@ -695,6 +705,8 @@ class RecordingIndex:
 
         The cyclic collector is paused meanwhile: a replay makes thousands of acyclic rows, and a full collection
         over the checkpoints would cost more than the replay itself."""
+        if not self.history:
+            raise ValueError("this index keeps no history: it was opened for a report of the model's findings")
         if not self.covers(t_ns):
             raise ValueError(f"the model has not reached {t_ns} yet ({self.modelled} of {self.n} events)")
         with collector_paused():

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from snapshot_host import DEV, config_space, host, recording, snapshots
 
+from explorer.cli.main import main
 from explorer.index import RecordingIndex
 from explorer.reconcile import reconcile
 from explorer.recording import Recording
@@ -107,7 +108,8 @@ def test_this_machines_own_config_space_reads_as_root(tmp_path: Path) -> None:
     assert "not root" not in json.dumps(snap["unreadable"])
 
 
-def test_check_says_where_the_kernels_pasid_table_and_the_model_disagree(tmp_path: Path) -> None:
+def test_check_says_where_the_kernels_pasid_table_and_the_model_disagree(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = recording(tmp_path, *snapshots(tmp_path))
     with Recording(path) as rec:
         report = check_report(path, RecordingIndex.build(rec))
@@ -115,6 +117,10 @@ def test_check_says_where_the_kernels_pasid_table_and_the_model_disagree(tmp_pat
     # PASID 5 was in the table before the recording began: no finding at the start; 7 is attached in the model
     # but absent from the table at the end; 9 appeared unseen; Response Failure came with no failure response.
     assert got == [("table_missing", 7), ("table_unexplained", 9), ("pri_unexplained", None)]
+    # `check` keeps the model's checkpoints for a recording with snapshots only, and seeks them here
+    assert main(["check", str(path), "--json"]) == 1
+    cli = json.loads(capsys.readouterr().out)["kernel_state"]["disagreements"]
+    assert [(d["rule"], d["pasid"]) for d in cli] == got
 
 
 def test_recordings_without_snapshots_read_as_before() -> None:

@@ -12,12 +12,13 @@ from ..progress import Progress
 
 
 def open_with_progress(path: str, stale_ms: float | None = None, *, model: bool = True,
-                       first: int | None = None) -> RecordingIndex:
+                       first: int | None = None, history: bool | None = True) -> RecordingIndex:
     """`model` False: the explorer runs the model itself, behind its first screen (and with `first`, indexes
-    all but the first events there too)."""
+    all but the first events there too). `history`: see `loading.open_index` (a report that never seeks the
+    model keeps no checkpoints)."""
     progress = Progress(f"indexing {path}")
     stale_ns = None if stale_ms is None else int(stale_ms * 1e6)
-    idx = open_index(path, progress=progress, stale_ns=stale_ns, model=model, first=first)
+    idx = open_index(path, progress=progress, stale_ns=stale_ns, model=model, first=first, history=history)
     progress.done()
     return idx
 

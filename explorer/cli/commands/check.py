@@ -83,7 +83,7 @@ def run_fleet(args: argparse.Namespace) -> int:
 
 
 def run_one(args: argparse.Namespace) -> int:
-    with open_with_progress(args.file, args.stale_ms) as idx:
+    with open_with_progress(args.file, args.stale_ms, history=None) as idx:
         return _report_one(args, idx)
 
 

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    with open_with_progress(args.file) as idx:
+    with open_with_progress(args.file, history=False) as idx:
         info = recording_info(args.file, idx)
     if args.json:
         print_json(info)
