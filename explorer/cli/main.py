@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import __version__
+from ..allocator import return_big_buffers
 from ..errors import INTERNAL_ERROR, ExplorerCrashed, ExplorerError
 from ..text import line, neutral
 from . import commands
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Its stdout and stderr escape control characters (text.Neutral): whatever a recording, a
     log or a process name holds, it cannot drive the user's terminal."""
+    return_big_buffers()
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = neutral(out), neutral(err)
     try:
