@@ -113,6 +113,7 @@ class RecordingIndex:
             self._stateful[self._kind_ids[str(k)]] = True
         self._tracks = TrackTable()
         self._columns_store = EventColumns()
+        self._settle_early = True  # False while `build` runs: no one reads the columns before it returns
         self.indexed_files = 0  # file chunks indexed: the rest are read behind the first screen (`add_heads`)
         # Per chunk, flat arrays of numbers (8 bytes a chunk each, where lists of ints took 40): a long quiet
         # capture writes hundreds of thousands of five-event chunks
@@ -162,13 +163,15 @@ class RecordingIndex:
             idx.devices.setdefault(d.name, d)
             idx.sim.add_device(d)
         total = recording.event_count
-        with collector_paused():
+        idx._settle_early = False  # sorted by track once, at the end: no runs to merge (a million tracks' merge
+        with collector_paused():   # of two runs peaked 45 MB above the one run it made)
             while not idx.indexed_all and (first is None or idx.n < first):
                 idx._index_file_chunk(idx.indexed_files, _fitting(recording.chunk_head(idx.indexed_files)))
                 if model:
                     idx._model_chunk(idx.modelled_chunks)
                 if progress is not None:
                     progress(idx.n, total)
+        idx._settle_early = True
         if model:
             idx.finish()
         else:
@@ -346,7 +349,7 @@ class RecordingIndex:
     def _add_chunk(self, n: int, columns: tuple[np.ndarray, np.ndarray, np.ndarray], file_chunk: int | None) -> None:
         """Record a chunk's columns and which of its rows the model replays. The columns show once a reader
         asks, or once enough are pending: as many as there are tracks, so that sorting them by track costs no
-        more than they do (a million tracks), and no fewer than SETTLE_AFTER."""
+        more than they do (a million tracks), and no fewer than SETTLE_AFTER (`build` waits until its end)."""
         c = len(self._chunk_starts)
         store = self._columns_store
         if n:
@@ -357,7 +360,7 @@ class RecordingIndex:
         self._stateful_at[c] = np.flatnonzero(self._stateful[columns[1]]).astype(np.uint32)
         self._first_ts.append(int(columns[0][0]) if n else 0)
         self.n += n
-        if store.pending >= max(SETTLE_AFTER, len(self._tracks)):
+        if self._settle_early and store.pending >= max(SETTLE_AFTER, len(self._tracks)):
             self._columns()
 
     def _file_chunk(self, c: int) -> int | None:
