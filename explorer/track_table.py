@@ -1,10 +1,11 @@
 """The index's tracks, (device, PASID) pairs numbered as they first appear, held as arrays of numbers.
 
 Each PASID on each device is a track, and a recording may hold a million of them. A dict of (device, PASID)
-tuples to numbers cost about 120 bytes a track (the tuple, the number, the entry); here a track costs 12 bytes
-in two arrays and, to find it again, 12 in a sorted array of codes (`device << 33 | PASID + 1`, 0 for none).
-Codes not yet merged into that sorted array wait in a small dict, merged once it holds a quarter as many: a
-chunk of new tracks costs its own size, not the table's (200,000 tiny chunks each bringing a track stay linear).
+tuples to numbers cost about 120 bytes a track (the tuple, the number, the entry); here a track costs its code
+(`device << 33 | PASID + 1`, 0 for none), 8 bytes, and 4 to find it again: the tracks in order of their codes,
+searched with numpy. Tracks added since that order was last made are found in a small sorted array of their own,
+merged into the order once it holds a quarter as many: a chunk of new tracks costs its own size, not the table's
+(200,000 tiny chunks each bringing a track stay linear), and nothing a track is numbered with is a Python object.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import NamedTuple, overload
 import numpy as np
 
 PASID_SHIFT = 33  # a PASID is below 2^32 (schema.key_problem); + 1 so that 0 means none
-MERGE_AT = 4096  # codes waiting in the dict (at least) before they are merged into the sorted array
+_PASID_BITS = (1 << PASID_SHIFT) - 1
+MERGE_AT = 4096  # tracks found apart (at least) before they are merged into the tracks by code
 
 
 class TrackKey(NamedTuple):
@@ -38,11 +40,11 @@ class TrackTable(Sequence[TrackKey]):
         self.devices: list[str | None] = []  # each distinct device once (one copy of its name)
         self.device_ids: dict[str | None, int] = {}  # device -> its number (read only: `device_id` adds)
         self._n = 0
-        self._dev = np.zeros(0, np.uint32)  # per track, its device's number (room to grow past `_n`)
-        self._pasid = np.zeros(0, np.int64)  # per track, its PASID (-1: none)
-        self._sorted = np.zeros(0, np.int64)  # codes of the merged tracks, sorted
-        self._sorted_ids = np.zeros(0, np.uint32)  # their tracks, in the same order
-        self._recent: dict[int, int] = {}  # code -> track, for tracks not merged yet
+        self._code = np.zeros(0, np.int64)  # per track, its code (room to grow past `_n`)
+        self._merged = 0  # tracks 0.._merged-1 are in `_order`
+        self._order = np.zeros(0, np.uint32)  # those tracks, by code
+        self._recent = np.zeros(0, np.int64)  # the codes of the tracks after them, sorted
+        self._recent_ids = np.zeros(0, np.uint32)  # their tracks, in the same order
 
     def __len__(self) -> int:
         return self._n
@@ -56,9 +58,10 @@ class TrackTable(Sequence[TrackKey]):
     __hash__ = None  # type: ignore[assignment]
 
     def columns(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each track's device number (an index into `devices`) and PASID (-1: none), as arrays."""
-        n = self._n
-        return self._dev[:n], self._pasid[:n]
+        """Each track's device number (an index into `devices`) and PASID (-1: none), as arrays made for the
+        asking."""
+        codes = self._code[:self._n]
+        return (codes >> PASID_SHIFT).astype(np.uint32), (codes & _PASID_BITS) - 1
 
     @overload
     def __getitem__(self, t: int) -> TrackKey: ...
@@ -70,8 +73,8 @@ class TrackTable(Sequence[TrackKey]):
             return [self[i] for i in range(*t.indices(len(self)))]
         if not -self._n <= t < self._n:
             raise IndexError(f"track {t} of {self._n}")
-        p = int(self._pasid[t % self._n])
-        return TrackKey(self.devices[self._dev[t % self._n]], None if p < 0 else p)
+        code = int(self._code[t % self._n])
+        return TrackKey(self.devices[code >> PASID_SHIFT], (code & _PASID_BITS) - 1 if code & _PASID_BITS else None)
 
     def __iter__(self) -> Iterator[TrackKey]:
         devices = self.devices
@@ -92,57 +95,49 @@ class TrackTable(Sequence[TrackKey]):
         d = self.device_ids.get(device)
         if d is None:
             return []
-        return np.flatnonzero(self.columns()[0] == d).tolist()  # type: ignore[no-any-return]
+        return np.flatnonzero(self._code[:self._n] >> PASID_SHIFT == d).tolist()  # type: ignore[no-any-return]
 
-    def number(self, codes: list[int]) -> list[int]:
-        """The track of each code (`device_id(device) << PASID_SHIFT | PASID + 1`, or 0 for no PASID), new
-        codes numbered in the order they first appear here."""
-        recent = self._recent
-        out: list[int | None] = [recent.get(c) for c in codes]
-        if None not in out:
-            return out  # type: ignore[return-value]
-        misses = [i for i, t in enumerate(out) if t is None]
-        if len(self._sorted):
-            wanted = np.array([codes[i] for i in misses], np.int64)
-            at = np.minimum(np.searchsorted(self._sorted, wanted), len(self._sorted) - 1)
-            found = np.where(self._sorted[at] == wanted, self._sorted_ids[at].astype(np.int64), -1).tolist()
-            for i, t in zip(misses, found, strict=True):
-                if t >= 0:
-                    out[i] = t
-        new: list[int] = []
-        for i in misses:
-            if out[i] is None:
-                code = codes[i]
-                t = recent.get(code)  # (twice in one list)
-                if t is None:
-                    t = recent[code] = self._n + len(new)
-                    new.append(code)
-                out[i] = t
-        if new:
-            self._add(np.array(new, np.int64))
-        if len(recent) >= max(MERGE_AT, len(self._sorted) // 4):
-            self._merge()
-        return out  # type: ignore[return-value]
+    def number(self, codes: np.ndarray) -> np.ndarray:
+        """The track of each code (int64: `device_id(device) << PASID_SHIFT | PASID + 1`, or 0 for no PASID),
+        new codes numbered in the order they first appear here."""
+        out = np.full(len(codes), -1, np.int64)
+        m = self._merged
+        if m:
+            at = self._order[np.minimum(np.searchsorted(self._code[:m], codes, sorter=self._order), m - 1)]
+            np.copyto(out, at, where=self._code[at] == codes)
+        if len(self._recent):
+            at = np.minimum(np.searchsorted(self._recent, codes), len(self._recent) - 1)
+            np.copyto(out, self._recent_ids[at], where=(self._recent[at] == codes) & (out < 0))
+        misses = np.flatnonzero(out < 0)
+        if len(misses):
+            new, first, of = np.unique(codes[misses], return_index=True, return_inverse=True)
+            rank = np.empty(len(new), np.int64)  # each distinct new code's place among them, as first seen
+            rank[np.argsort(first, kind="stable")] = np.arange(len(new))
+            ids = self._n + rank
+            out[misses] = ids[of.reshape(-1)]
+            self._add(new, ids)
+        return out
 
-    def _add(self, codes: np.ndarray) -> None:
-        """Tracks `_n`, `_n + 1`, ... are these codes': written past the end, then counted (a reader's
-        `columns()` views stay valid, a grown buffer being a new one)."""
+    def _add(self, codes: np.ndarray, ids: np.ndarray) -> None:
+        """New tracks `ids` (`_n`, `_n + 1`, ... in some order), of sorted `codes`: written past the end, then
+        counted (a reader's `columns()` stays valid, a grown buffer being a new one)."""
         a, b = self._n, self._n + len(codes)
-        if b > len(self._dev):
-            size = max(b, 2 * len(self._dev), 1024)
-            self._dev = np.concatenate([self._dev[:a], np.zeros(size - a, np.uint32)])
-            self._pasid = np.concatenate([self._pasid[:a], np.zeros(size - a, np.int64)])
-        self._dev[a:b] = codes >> PASID_SHIFT
-        self._pasid[a:b] = (codes & ((1 << PASID_SHIFT) - 1)) - 1
+        if b > len(self._code):
+            grown = np.empty(max(b, 2 * len(self._code), 1024), np.int64)  # (its tail takes no memory untouched)
+            grown[:a] = self._code[:a]
+            self._code = grown
+        self._code[ids] = codes
         self._n = b
+        at = np.searchsorted(self._recent, codes)
+        self._recent = np.insert(self._recent, at, codes)
+        self._recent_ids = np.insert(self._recent_ids, at, ids.astype(np.uint32))
+        if len(self._recent) >= max(MERGE_AT, self._merged // 4):
+            self._merge()
 
     def _merge(self) -> None:
-        """Move the dict's codes into the sorted array."""
-        codes = np.fromiter(self._recent.keys(), np.int64, len(self._recent))
-        ids = np.fromiter(self._recent.values(), np.uint32, len(self._recent))
-        order = np.argsort(codes)
-        codes, ids = codes[order], ids[order]
-        at = np.searchsorted(self._sorted, codes)
-        self._sorted = np.insert(self._sorted, at, codes)
-        self._sorted_ids = np.insert(self._sorted_ids, at, ids)
-        self._recent = {}
+        """Every track into `_order`."""
+        m = self._merged
+        at = np.searchsorted(self._code[:m], self._recent, sorter=self._order) if m else 0
+        self._order = np.insert(self._order, at, self._recent_ids)
+        self._merged = self._n
+        self._recent, self._recent_ids = np.zeros(0, np.int64), np.zeros(0, np.uint32)
