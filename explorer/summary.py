@@ -28,19 +28,21 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
     rec = idx.recording
     footer = (rec.footer if rec is not None else None) or {}
     foreign = foreign_pasids(footer)  # a driver's own numbering (amdgpu): never listed as the IOMMU's PASIDs
-    # Counted over the track table's columns: a million PASIDs make no object each here
+    # Counted over the track table's columns: a million PASIDs make no object each here, and each array is let go
+    # before the next is made (info's peak is the index's, not this)
     tracks = idx.tracks
     dev_of, pasid_of = tracks.columns()
-    per_track = np.bincount(idx.track_of, minlength=len(dev_of))[:len(dev_of)] if idx.n else np.zeros(len(dev_of))
-    per_device = np.bincount(dev_of, weights=per_track, minlength=len(tracks.devices)).tolist()
-    device_events = {dev: int(n) for dev, n in zip(tracks.devices, per_device, strict=True)}
     own = pasid_of >= 0
     for dev, pasid in foreign:
         d = tracks.device_ids.get(dev)
         if d is not None:
             own &= ~((dev_of == d) & (pasid_of == pasid))
-    pasids = np.sort(pasid_of[own])  # distinct by sorting: np.unique's hash set took 30 MB for a million
-    pasids = pasids[np.concatenate(([True], pasids[1:] != pasids[:-1]))] if len(pasids) else pasids
+    pasids = _distinct(pasid_of[own])
+    del own, pasid_of
+    per_track = np.bincount(idx.track_of, minlength=len(dev_of))[:len(dev_of)] if idx.n else np.zeros(len(dev_of))
+    per_device = np.bincount(dev_of, weights=per_track, minlength=len(tracks.devices)).tolist()
+    del per_track, dev_of
+    device_events = {dev: int(n) for dev, n in zip(tracks.devices, per_device, strict=True)}
     devices = []
     for name in idx.device_names():
         d = idx.devices.get(name)
@@ -89,6 +91,14 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
     if unknown:
         info["unknown_kinds"] = unknown
     return info
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values, sorted, found by sorting in place: np.unique's hash set took 30 MB for a million."""
+    values.sort()
+    keep = np.ones(len(values), bool)
+    np.not_equal(values[1:], values[:-1], out=keep[1:])
+    return values[keep]
 
 
 def _streamed_ints(values: np.ndarray) -> Streamed:

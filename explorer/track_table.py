@@ -61,7 +61,10 @@ class TrackTable(Sequence[TrackKey]):
         """Each track's device number (an index into `devices`) and PASID (-1: none), as arrays made for the
         asking."""
         codes = self._code[:self._n]
-        return (codes >> PASID_SHIFT).astype(np.uint32), (codes & _PASID_BITS) - 1
+        dev = np.right_shift(codes, PASID_SHIFT, out=np.empty(len(codes), np.uint32), casting="unsafe")
+        pasid = np.bitwise_and(codes, _PASID_BITS)
+        pasid -= 1
+        return dev, pasid
 
     @overload
     def __getitem__(self, t: int) -> TrackKey: ...
