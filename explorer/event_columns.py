@@ -152,6 +152,14 @@ class EventColumns:
     def ts_max(self) -> np.ndarray:
         return (self._ts if self._ts_max is None else self._ts_max)[:self.n]
 
+    def track_counts(self, ntracks: int) -> np.ndarray:
+        """Events on each of the first `ntracks` tracks (int64), read from the runs' bounds."""
+        out = np.zeros(ntracks, np.int64)
+        for r in self._runs:
+            k = min(len(r.bounds) - 1, ntracks)
+            out[:k] += np.diff(r.bounds[:k + 1])
+        return out
+
     def track_events(self, track: int) -> np.ndarray:
         """Indices of the events on `track`, in index order (a view when they are in one run)."""
         parts = [r.order[r.slice_of(track)] for r in self._runs]

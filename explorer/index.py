@@ -539,6 +539,11 @@ class RecordingIndex:
         self._columns()
         return self._columns_store.ts_max
 
+    def track_counts(self) -> np.ndarray:
+        """Events on each track, by track number (int64)."""
+        self._columns()
+        return self._columns_store.track_counts(len(self._tracks))
+
     def track_events(self, track: int) -> np.ndarray:
         """Indices of the events on `track`, in time order."""
         self._columns()

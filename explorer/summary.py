@@ -39,10 +39,13 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
             own &= ~((dev_of == d) & (pasid_of == pasid))
     pasids = _distinct(pasid_of[own])
     del own, pasid_of
-    per_track = np.bincount(idx.track_of, minlength=len(dev_of))[:len(dev_of)] if idx.n else np.zeros(len(dev_of))
-    per_device = np.bincount(dev_of, weights=per_track, minlength=len(tracks.devices)).tolist()
+    per_track = idx.track_counts()[:len(dev_of)]
+    per_device = np.zeros(len(tracks.devices))
+    for a in range(0, len(dev_of), 1 << 16):  # a slice at a time: the weights are a float copy of the counts
+        per_device += np.bincount(dev_of[a:a + (1 << 16)], weights=per_track[a:a + (1 << 16)],
+                                  minlength=len(tracks.devices))
     del per_track, dev_of
-    device_events = {dev: int(n) for dev, n in zip(tracks.devices, per_device, strict=True)}
+    device_events = {dev: int(n) for dev, n in zip(tracks.devices, per_device.tolist(), strict=True)}
     devices = []
     for name in idx.device_names():
         d = idx.devices.get(name)
@@ -98,7 +101,7 @@ def _distinct(values: np.ndarray) -> np.ndarray:
     values.sort()
     keep = np.ones(len(values), bool)
     np.not_equal(values[1:], values[:-1], out=keep[1:])
-    return values[keep]
+    return values if keep.all() else values[keep]
 
 
 def _streamed_ints(values: np.ndarray) -> Streamed:
