@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _sizes import parser, run  # noqa: E402
 
+from explorer.allocator import return_big_buffers  # noqa: E402
 from explorer.index import RecordingIndex  # noqa: E402
 from explorer.recording import Recording  # noqa: E402
 from explorer.workload import write_workload  # noqa: E402
@@ -154,6 +155,7 @@ def main() -> int:
     ap = parser(__doc__, "events", "recording sizes")
     ap.add_argument("--seeks", type=int, default=1000)
     args = ap.parse_args()
+    return_big_buffers()  # as every command does (cli/main.py): resident bytes are then the tool's own
     return run(args, args.events, "events", lambda n, say: measure(n, args.seed, args.seeks, args.repeat, say),
                lambda r: f"{r['events']:,}: {1e9 / r['ingest_events_per_s']:.0f} ns/event, "
                          f"{r['bytes_per_event']} B/event")
