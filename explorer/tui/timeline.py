@@ -12,7 +12,6 @@ import numpy as np
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
-from textual.geometry import Region
 from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
@@ -20,6 +19,7 @@ from textual.widget import Widget
 from .cells import CellModel, RowCells
 from .glyphs import MARKS, density_glyph, mark_of_priority
 from .palette import ANOMALY_CHIPS, BAR_TINTS, ink
+from .repaint import repaint_changed
 from .spans import GROUP_STALE
 from .timescale import Window, fmt_offset
 from .tracks import TrackRow
@@ -75,7 +75,7 @@ class Timeline(Widget, can_focus=True):
         self.view: View | None = None
         self.dark = True
         self._cache: dict[int, Strip] = {}
-        self._ground: Style | None = None  # the theme's colours under every line of this frame
+        self._ground: Style | None = None  # the theme's colours under every line (see _under)
         self._grid: tuple[np.ndarray, list[tuple[int, str]]] | None = None  # this frame's cell edges and ticks
         self._styles: dict[tuple[object, ...], Style] = {}
         # each row's cells at the last window: a cursor or row move redraws the lines but counts nothing again
@@ -99,31 +99,19 @@ class Timeline(Widget, can_focus=True):
         self.view = view
         old = self._cache
         self._forget()
-        width, height = self.size
-        if not old or not width:
-            self.refresh()
-            return
-        # Draw every line now and repaint only the runs of lines that changed: a row or step key changes a few
-        # (Textual's compositing of the whole timeline again cost more than drawing it)
-        changed = [y for y in range(height) if self.render_line(y) != old.get(y)]
-        runs = [[y, y + 1] for y in changed[:1]]
-        for y in changed[1:]:
-            if y == runs[-1][1]:
-                runs[-1][1] += 1
-            else:
-                runs.append([y, y + 1])
-        if runs:  # (no region at all would repaint the whole widget)
-            self.refresh(*(Region(0, a, width, b - a) for a, b in runs))
+        # Draw every line now and repaint only those that changed: a row or step key changes a few
+        repaint_changed(self, old, [self.render_line(y) for y in range(self.size.height)] if old else [])
 
     def invalidate(self) -> None:
-        """Draw every line again (in a new theme's ink)."""
+        """Draw every line again, over the theme's colours and in its ink (the theme changed)."""
         self._forget()
+        self._ground = None
+        self._styles, self._reversed, self._runs = {}, {}, {}
         self.refresh()
 
     def _forget(self) -> None:
         self._cache = {}
         self._grid = None
-        self._ground = None
 
     def _edges_and_ticks(self, v: View) -> tuple[np.ndarray, list[tuple[int, str]]]:
         """The cell edges and axis ticks of this frame, worked out once for all its lines."""
@@ -170,26 +158,31 @@ class Timeline(Widget, can_focus=True):
     # -- drawing ----------------------------------------------------------------------------------------------
     def _style(self, fg: str | None = None, bg: str | None = None, bold: bool = False, reverse: bool = False,
                dim: bool = False) -> Style:
+        """A style over the theme's colours: every segment is drawn in one (a line drawn without them would show
+        the terminal's own), so no line needs them applied after it is made."""
         key = (fg, bg, bold, reverse, dim)
         s = self._styles.get(key)
         if s is None:
-            s = self._styles[key] = Style(color=fg, bgcolor=bg, bold=bold, reverse=reverse, dim=dim)
+            s = self._styles[key] = self._under() + Style(color=fg, bgcolor=bg, bold=bold, reverse=reverse, dim=dim)
         return s
 
+    def _under(self) -> Style:
+        """The theme's colours under every line, worked out from the widget's ancestors' once a theme."""
+        if self._ground is None:
+            self._ground = self.visual_style.rich_style
+        return self._ground
+
     def render_line(self, y: int) -> Strip:
-        """Line `y`, over the theme's colours (a line drawn without them would show the terminal's own)."""
         strip = self._cache.get(y)
         if strip is None:
-            if self._ground is None:  # once a frame: the widget's style is worked out from its ancestors'
-                self._ground = self.visual_style.rich_style
-            strip = self._cache[y] = self._line(y).apply_style(self._ground)
+            strip = self._cache[y] = self._line(y)
         return strip
 
     def _line(self, y: int) -> Strip:
         v = self.view
         width = self.size.width
         if v is None or width <= self.label_width + 2:
-            return Strip.blank(width)
+            return Strip.blank(width, self._under())
         if y == 0:
             return self._axis_labels(v)
         if y == 1:
@@ -198,7 +191,7 @@ class Timeline(Widget, can_focus=True):
             return Strip([Segment(v.status[:width].ljust(width), self._style(dim=True))])
         r = v.top + y - HEADER_LINES
         if r >= len(v.rows):
-            return Strip.blank(width)
+            return Strip.blank(width, self._under())
         return self._row_line(v, r)
 
     def _axis_labels(self, v: View) -> Strip:
