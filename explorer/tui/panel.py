@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 from rich._wrap import divide_line
 from rich.cells import cell_len
 from rich.style import Style
-from rich.text import Text
+from rich.text import Span, Text
 from textual import events
 from textual.actions import SkipAction
 from textual.binding import Binding, BindingType
@@ -26,11 +26,13 @@ from textual.visual import Visual
 from textual.widget import Widget
 
 from ..text import line, lines
+from .repaint import repaint_changed
 
 if TYPE_CHECKING:
     from .session import Session
 
 WHEEL_LINES = 3
+KNOWN_LINES = 2000  # lines of text laid out lately that a panel keeps to reuse (see _lay_out)
 
 
 class Panel(Widget, can_focus=True):
@@ -71,10 +73,15 @@ class Panel(Widget, can_focus=True):
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 (Textual's own name)
         super().__init__(id=id)
         self._body = Text()
-        self._content = Content()
         self._reveal: tuple[int, int] | None = None
         self._lines: list[str] = []  # the body's lines of text
         self._starts: list[int] = []  # where each line of text begins in the body
+        self._spans: list[tuple[tuple[int, int, str | Style], ...]] = []  # each line's styles, from its start
+        self._laid = 0  # lines of text laid out so far (into `_strips`)
+        # lines of text laid out lately (by text and styles), at `_known_at`'s width, style and text selection
+        self._known: dict[tuple[str, tuple[tuple[int, int, str | Style], ...], str | Style], list[Strip]] = {}
+        self._known_at: tuple[object, ...] | None = None
+        self._subtitle = ""
         self._ends: list[int] = []  # per line of text, how many wrapped lines it and those before it take
         self._strips: list[Strip] = []  # the wrapped lines laid out so far, from the first
         self._width = -1  # the width the lines were wrapped at
@@ -89,13 +96,16 @@ class Panel(Widget, can_focus=True):
         `reveal`, a (start, end) range of its characters is scrolled into view; else it stays scrolled where it
         was (as far as the new text reaches). Build `text` of `PanelText`, so that what it shows of the input
         comes escaped."""
-        self._body, self._content, self._reveal = text, Content.from_rich_text(text), reveal
+        height = self.size.height
+        before = [self.render_line(y) for y in range(height)] if self._strips else []
+        self._body, self._reveal = text, reveal
         self._width = -1
         self._wrap()
-        self.refresh()
+        repaint_changed(self, before, [self.render_line(y) for y in range(height)] if before else [])
 
     def on_resize(self, _: events.Resize) -> None:
         self._wrap()
+        self.refresh()  # (Textual may have drawn the new size before this: with what was laid out for the old)
 
     def _wrap(self) -> None:
         """Wrap the body at the panel's width (again only when that changed) and scroll: to the range to
@@ -108,7 +118,8 @@ class Panel(Widget, can_focus=True):
             self._lines = self._body.plain.split("\n")
             self._starts = [0, *accumulate(len(line) + 1 for line in self._lines[:-1])]
             self._ends = list(accumulate(map(self._height_of, self._lines)))
-            self._strips = []
+            self._spans = self._styles_by_line()
+            self._strips, self._laid = [], 0
             self._style = self.visual_style  # what the lines laid out later are drawn in too
         if self._reveal is not None:
             start, end = self._reveal
@@ -132,15 +143,46 @@ class Panel(Widget, can_focus=True):
         """How many lines the body takes at the panel's width."""
         return self._ends[-1] if self._ends else 0
 
+    def _styles_by_line(self) -> list[tuple[tuple[int, int, str | Style], ...]]:
+        """The body's styled spans cut at its lines, each from its own line's start (in the body's order)."""
+        starts, lines = self._starts, self._lines
+        out: list[list[tuple[int, int, str | Style]]] = [[] for _ in lines]
+        for start, end, style in self._body.spans:
+            for n in range(bisect_right(starts, start) - 1, bisect_right(starts, max(end - 1, start))):
+                a, b = max(start - starts[n], 0), min(end - starts[n], len(lines[n]))
+                if a < b:
+                    out[n].append((a, b, style))
+        return [tuple(spans) for spans in out]
+
     def _lay_out(self, upto: int) -> None:
         """Lay out the wrapped lines before `upto`, at least: a body is laid out only as far down as it is seen
         (a cursor move refills panels two to five times their height, and laying out text costs more than the
-        timeline's frame), the rest when it is scrolled to."""
+        timeline's frame), the rest when it is scrolled to. A line of text laid out lately, with the same styles,
+        is not laid out again: a cursor move changes a few of a panel's lines."""
         if upto <= len(self._strips):
             return
-        count = bisect_left(self._ends, upto) + 1 if not self._strips else len(self._lines)
-        content = self._content if count >= len(self._lines) else self._content[:self._starts[count] - 1]
-        self._strips = Visual.to_strips(self, content, self._width, None, self._style, pad=True)
+        at_now = (self._width, self._style, self.text_selection)
+        if self._known_at != at_now or len(self._known) > KNOWN_LINES:
+            self._known, self._known_at = {}, at_now
+        count = min(bisect_left(self._ends, upto) + 1, len(self._lines))
+        under = self._body.style  # (Textual reads a body's own style apart from its spans)
+        keys = [(text, spans, under) for text, spans in zip(self._lines[self._laid:count],
+                                                             self._spans[self._laid:count], strict=True)]
+        new = [key for key in dict.fromkeys(keys) if key not in self._known]
+        if new:  # laid out together, in one pass of Textual's, then cut into each line's own wrapped lines
+            spans, at = [], 0
+            for text, styles, _ in new:
+                spans += [Span(at + a, at + b, style) for a, b, style in styles]
+                at += len(text) + 1
+            body = Text("\n".join(key[0] for key in new), under, spans=spans)
+            strips = Visual.to_strips(self, Content.from_rich_text(body), self._width, None, self._style, pad=True)
+            at = 0
+            for key in new:
+                height = self._height_of(key[0])
+                self._known[key], at = strips[at:at + height], at + height
+        for key in keys:
+            self._strips += self._known[key]
+        self._laid = count
 
     def _lines_before(self, offset: int) -> int:
         """How many wrapped lines the body's first `offset` characters take, up to the line `offset` begins: the
@@ -158,7 +200,9 @@ class Panel(Widget, can_focus=True):
         self.top = max(min(top, total - height), 0)
         self._lay_out(self.top + height)
         more = total > height > 0
-        self.border_subtitle = f"{self.top + 1}–{min(self.top + height, total)} of {total} ↕" if more else ""
+        subtitle = f"{self.top + 1}–{min(self.top + height, total)} of {total} ↕" if more else ""
+        if subtitle != self._subtitle:  # (setting it repaints the whole panel)
+            self.border_subtitle = self._subtitle = subtitle
 
     def action_scroll_by(self, amount: float) -> None:
         if self.wrapped_lines <= self.size.height:
@@ -178,7 +222,7 @@ class Panel(Widget, can_focus=True):
     def render_lines(self, crop: Region) -> list[Strip]:
         style = self.visual_style
         if style != self._style and self._width > 0:  # the theme changed since the text was laid out: again, in its ink
-            self._style, self._strips = style, []
+            self._style, self._strips, self._laid = style, [], 0
             self._lay_out(self.top + self.size.height)
         return super().render_lines(crop)
 
