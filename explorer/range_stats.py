@@ -152,13 +152,30 @@ _COUNTS: WeakKeyDictionary[Intervals, tuple[tuple[int, int], np.ndarray, CountTa
 def count_table(index: RecordingIndex, c: Columns) -> CountTable | None:
     """The index's count table for these columns (made again when they changed); None where times go back or
     the recording is too short to need one."""
-    key = (c.n, len(c.tracks))
-    got = _COUNTS.get(index.intervals)
-    base = c.kinds.base if c.kinds.base is not None else c.kinds
-    if got is None or got[0] != key or got[1] is not base:
+    got = _counts_made(index, c)
+    if got is None:
         table = CountTable.of(c) if c.n >= 2 * BLOCK and c.ordered else None
-        got = _COUNTS[index.intervals] = (key, base, table)
+        got = _COUNTS[index.intervals] = ((c.n, len(c.tracks)), _base(c.kinds), table)
     return got[2]
+
+
+def _base(a: np.ndarray) -> np.ndarray:
+    return a.base if a.base is not None else a
+
+
+def _counts_made(index: RecordingIndex, c: Columns) -> tuple[tuple[int, int], np.ndarray, CountTable | None] | None:
+    got = _COUNTS.get(index.intervals)
+    return got if got is not None and got[0] == (c.n, len(c.tracks)) and got[1] is _base(c.kinds) else None
+
+
+def counted_at_once(index: RecordingIndex, c: Columns) -> bool:
+    """Whether a range of these columns is counted in milliseconds, whatever its length: an earlier count made
+    the tables it needs (the first takes about a second at 10M events)."""
+    counts = _counts_made(index, c)
+    if counts is None or counts[2] is None:
+        return False
+    groups = _TABLES.get(index.intervals)
+    return not c.model_done or groups is not None and groups[0] == _groups_key(index.intervals, c)
 
 
 ANSWERED, DRAINED, UNANSWERED = 0, 1, 2  # a group's fate: closed by a response, closed otherwise, still open
@@ -214,11 +231,15 @@ _TABLES: WeakKeyDictionary[Intervals, tuple[tuple[int, ...], GroupTable]] = Weak
 def group_table(index: RecordingIndex, c: Columns) -> GroupTable:
     """The index's group table, made again only when the model has opened or closed groups since."""
     store = index.intervals
-    key = (store.opened, store.closed_count, c.n)
+    key = _groups_key(store, c)
     got = _TABLES.get(store)
     if got is None or got[0] != key:
         got = _TABLES[store] = (key, GroupTable.of(index, c))
     return got[1]
+
+
+def _groups_key(store: Intervals, c: Columns) -> tuple[int, ...]:
+    return store.opened, store.closed_count, c.n
 
 
 def group_latency(table: GroupTable, t0: int, t1: int) -> list[DeviceLatency]:

@@ -2,8 +2,9 @@
 tool measures: events per kind, faults per device and PASID, and each device's page-request latency as a
 histogram with p50, p99 and max (explorer/range_stats.py counts; this draws).
 
-A big recording's range is counted in a worker thread, so that panning across a million events never waits
-for a count: the panel says it is counting and shows the result when it comes, unless the range moved again."""
+A big recording's first range is counted in a worker thread (it makes the tables every later count reads, about
+a second at 10M events), so that no key waits for that: the panel says it is counting and shows the result when it
+comes, unless the range moved again. Once they are made, a range is counted at once, in milliseconds."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from rich.text import Text
 from textual import work
 from textual.worker import get_current_worker
 
-from ..range_stats import LATENCY_EDGES, Columns, DeviceLatency, RangeStats, range_stats
+from ..range_stats import LATENCY_EDGES, Columns, DeviceLatency, RangeStats, counted_at_once, range_stats
 from ..text import line
 from ..units import fmt_ns
 from .palette import ink
@@ -39,11 +40,12 @@ class RangePanel(Panel):
     def fill(self, s: Session) -> None:
         t0, t1, between_marks = s.measured_range()
         index = s.index
-        if index.n <= SYNC_EVENTS:
-            self.show_stats(index, range_stats(index, t0, t1), between_marks)
+        cols = Columns.of(index)
+        if index.n <= SYNC_EVENTS or counted_at_once(index, cols):
+            self.show_stats(index, range_stats(index, t0, t1, cols), between_marks)
             return
         self.border_title = f"{self.TITLE} (counting…)"
-        self._count(self.shown, index, Columns.of(index), t0, t1, between_marks)
+        self._count(self.shown, index, cols, t0, t1, between_marks)
 
     @work(thread=True, exclusive=True, group="range")
     def _count(self, asked: tuple[object, ...] | None, index: RecordingIndex, cols: Columns, t0: int, t1: int,
@@ -58,7 +60,8 @@ class RangePanel(Panel):
             self.show_stats(index, stats, between_marks)
 
     def show_stats(self, index: RecordingIndex, stats: RangeStats, between_marks: bool) -> None:
-        self.border_title = self.TITLE
+        if self.border_title != self.TITLE:  # (setting it repaints the whole panel)
+            self.border_title = self.TITLE
         self.set_body(render_range(index, stats, between_marks, self.dark))
 
 
