@@ -9,9 +9,11 @@ import re
 import threading
 from collections import Counter
 from pathlib import Path
+from weakref import WeakKeyDictionary
 
 import pytest
 
+from explorer import range_stats
 from explorer.events import Kind, make
 from explorer.loading import open_index
 from explorer.recording import DeviceInfo, Header, Recording, write_events
@@ -141,6 +143,10 @@ def test_the_range_panel_counts_what_the_recording_holds_between_the_markers_or_
         # a big recording is counted in a worker (held here until the test lets it go): the panel says it is
         # counting, the keys go on working meanwhile, and the count of the latest range arrives
         monkeypatch.setattr(range_panel, "SYNC_EVENTS", 0)
+        # with counts kept every 1024 events, as a big recording keeps them every 65,536, and none made yet
+        monkeypatch.setattr(range_stats, "BLOCK", 1024)
+        for tables in ("_COUNTS", "_TABLES"):
+            monkeypatch.setattr(range_stats, tables, WeakKeyDictionary())
         gate, count = threading.Event(), range_panel.range_stats
         monkeypatch.setattr(range_panel, "range_stats", lambda *a: gate.wait(30) and count(*a))
         await pilot.press("0")
@@ -155,6 +161,11 @@ def test_the_range_panel_counts_what_the_recording_holds_between_the_markers_or_
             if panel.border_title == "range":
                 break
         kinds, _ = expected(s.window.t0, s.window.t1)
+        assert counted(panel_text(app, "range"), f"{sum(kinds.values()):,} event(s)") == kinds
+        # that count made the tables every later one reads: the next range is counted at once, with the key
+        await pilot.press("w", "d")
+        kinds, _ = expected(s.window.t0, s.window.t1)
+        assert panel.border_title == "range"
         assert counted(panel_text(app, "range"), f"{sum(kinds.values()):,} event(s)") == kinds
 
     drive(app, body)
