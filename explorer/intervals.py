@@ -161,7 +161,9 @@ class Intervals:
         self._shapes: dict[tuple[Any, ...], int] = {}  # (key, rest of a tuple record) -> its number
         self._shape_list: list[tuple[Any, ...]] = []
         self.opened = 0  # intervals opened so far: with `closed_count`, tells a reader it is out of date
-        self._by_event = _ByKey()  # event index -> closed intervals it opened or closed
+        # event index -> closed intervals it opened or closed: sorted pairs per sealed block, and of the rows after
+        self._evidence: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+        self._by_event = _ByKey()
         # A group's requests after its first, as (request, the group's opening request) pairs in the order they
         # came: 16 bytes per later request, nothing per group (a million open groups cost nothing more here)
         self._joins = array("q")
@@ -314,16 +316,39 @@ class Intervals:
         return [iv for iv in self if iv.start_ns <= t_ns and (iv.end_ns is None or iv.end_ns > t_ns)]
 
     def by_event(self, idx: int) -> list[Interval]:
-        """The intervals event `idx` opened or closed: the evidence an event panel shows."""
-        n = self.closed_count
-
-        def pairs() -> tuple[np.ndarray, np.ndarray]:
-            ends = np.concatenate([t[:, 3:5] for t in self._slices(n)])  # each one's opening and closing event
-            ends[ends[:, 1] == ends[:, 0], 1] = -1  # (an interval opened and closed by one event is listed once)
-            return ends.reshape(-1), np.arange(2 * n, dtype=np.int32) >> 1
-
-        found = self._by_event.find(n, pairs, idx) if n else []
+        """The intervals event `idx` opened or closed: the evidence an event panel shows. A sealed block's pairs
+        are sorted once, at the first call after it is sealed (the explorer's worker makes that call), and the
+        rows after the blocks once per count of them."""
+        blocks, rows = self._published
+        got = self._evidence
+        if len(got) < len(blocks):  # (replaced whole: another thread may be reading the tuple)
+            got = self._evidence = got + tuple(_sorted(*_evidence(b.rows(0, b.size))) for b in blocks[len(got):])
+        found = []
+        for b, (events, numbers) in enumerate(got[:len(blocks)]):
+            lo, hi = np.searchsorted(events, (idx, idx + 1))
+            found += [b * _SLICE + i for i in numbers[lo:hi].tolist()]
+        sealed, n = len(blocks) * _SLICE, len(rows) // _WIDTH
+        if n:
+            found += [sealed + i for i in self._by_event.find(sealed + n, lambda: _evidence(
+                np.frombuffer(rows[:n * _WIDTH], dtype=np.int64).reshape(-1, _WIDTH)), idx)]
         return [self._closed(i) for i in found] + [iv for iv in self.open_now() if iv.open_idx == idx]
+
+
+def _evidence(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(event, row number) pairs of the events that opened and closed each row, unsorted; an interval opened and
+    closed by one event is paired with it once, and one a rule inferred with event -1."""
+    ends = rows[:, 3:5].copy()
+    ends[ends[:, 1] == ends[:, 0], 1] = -1
+    return ends.reshape(-1), np.arange(2 * len(rows), dtype=np.int32) >> 1
+
+
+def _sorted(keys: np.ndarray, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(key, number) pairs sorted by key (a stable sort: numbers keep their order under one key), those with a
+    negative key (none) left out."""
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    first = int(np.searchsorted(keys, 0))
+    return (keys[first:].copy() if first else keys), numbers[order[first:]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +358,10 @@ class _Block:
 
     least: np.ndarray  # each column's least value (int64)
     offsets: tuple[np.ndarray, ...]  # each column's offsets from it
+
+    @property
+    def size(self) -> int:
+        return len(self.offsets[0])
 
     @classmethod
     def of(cls, rows: np.ndarray) -> _Block:
@@ -368,11 +397,7 @@ class _ByKey:
         the last call."""
         got = self._sorted
         if got is None or got[0] != n:
-            keys, numbers = pairs()
-            order = np.argsort(keys, kind="stable")
-            keys = keys[order]
-            first = int(np.searchsorted(keys, 0))
-            got = self._sorted = (n, keys[first:].copy() if first else keys, numbers[order[first:]])
+            got = self._sorted = (n, *_sorted(*pairs()))
         lo, hi = np.searchsorted(got[1], (key, key + 1))
         return got[2][lo:hi].tolist()  # type: ignore[no-any-return]
 
