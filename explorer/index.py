@@ -478,7 +478,7 @@ class RecordingIndex:
             codes.append(dev << PASID_SHIFT | (0 if pasid is None else pasid + 1))
         per_key = cols.key_of
         return (cols.ts.astype(np.int64), np.array(kinds, np.uint8)[per_key],
-                tracks.number(np.array(codes, np.int64)).astype(np.uint32)[per_key])
+                tracks.number(codes).astype(np.uint32)[per_key])
 
     def _kind_id_for(self, kind: str) -> int:
         """The kinds column's id of `kind`: its own among the first KIND_IDS - 1 names seen, else the one the

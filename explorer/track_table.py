@@ -5,7 +5,8 @@ tuples to numbers cost about 120 bytes a track (the tuple, the number, the entry
 (`device << 33 | PASID + 1`, 0 for none), 8 bytes, and 4 to find it again: the tracks in order of their codes,
 searched with numpy. Tracks added since that order was last made are found in a small sorted array of their own,
 merged into the order once it holds a quarter as many: a chunk of new tracks costs its own size, not the table's
-(200,000 tiny chunks each bringing a track stay linear), and nothing a track is numbered with is a Python object.
+(200,000 tiny chunks each bringing a track stay linear). A dict of the last few thousand codes looked up answers
+first: most chunks use the same tracks as the chunk before, and a numpy search costs more than a dict's for a few.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 PASID_SHIFT = 33  # a PASID is below 2^32 (schema.key_problem); + 1 so that 0 means none
 _PASID_BITS = (1 << PASID_SHIFT) - 1
 MERGE_AT = 4096  # tracks found apart (at least) before they are merged into the tracks by code
+NEAR = 4096  # codes whose tracks a dict keeps from one lookup to the next: most chunks use the same few again
 
 
 class TrackKey(NamedTuple):
@@ -45,6 +47,7 @@ class TrackTable(Sequence[TrackKey]):
         self._order = np.zeros(0, np.uint32)  # those tracks, by code
         self._recent = np.zeros(0, np.int64)  # the codes of the tracks after them, sorted
         self._recent_ids = np.zeros(0, np.uint32)  # their tracks, in the same order
+        self._near: dict[int, int] = {}  # code -> track of the codes last looked up (at most NEAR)
 
     def __len__(self) -> int:
         return self._n
@@ -100,9 +103,21 @@ class TrackTable(Sequence[TrackKey]):
             return []
         return np.flatnonzero(self._code[:self._n] >> PASID_SHIFT == d).tolist()  # type: ignore[no-any-return]
 
-    def number(self, codes: np.ndarray) -> np.ndarray:
-        """The track of each code (int64: `device_id(device) << PASID_SHIFT | PASID + 1`, or 0 for no PASID),
+    def number(self, keys: list[int]) -> np.ndarray:
+        """The track of each code (`device_id(device) << PASID_SHIFT | PASID + 1`, or 0 for no PASID), as int64,
         new codes numbered in the order they first appear here."""
+        near = self._near
+        known = list(map(near.get, keys))
+        if None not in known:  # (most chunks: a long quiet capture writes 200,000 of a few events each)
+            return np.array(known, np.int64)
+        codes = np.array(keys, np.int64)
+        out = self._lookup(codes)
+        if len(near) + len(keys) > NEAR:
+            near.clear()
+        near.update(zip(keys, out.tolist(), strict=True))
+        return out
+
+    def _lookup(self, codes: np.ndarray) -> np.ndarray:
         out = np.full(len(codes), -1, np.int64)
         m = self._merged
         if m:
