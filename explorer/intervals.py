@@ -274,8 +274,9 @@ class Intervals:
         return (self._made(row) for t in self._slices(self.closed_count, n) for a in range(0, len(t), _READ)
                 for row in t[a:a + _READ].tolist())
 
-    def open_now(self) -> Iterator[Interval]:
-        """The intervals open at the model's latest event."""
+    def open_now(self, opened_by: int | None = None) -> Iterator[Interval]:
+        """The intervals open at the model's latest event (those event `opened_by` opened, told from each record's
+        opening alone: a million open PASIDs are not each made a `LivePasid` to find one)."""
         for kind, maps in self._maps.items():
             code = _KINDS.index(kind)
             packing = _PACKED[code]
@@ -285,11 +286,13 @@ class Intervals:
                     if record is None:
                         continue
                     if packing is not None:
-                        start, opened_by = opening(record, packing.low)
-                        yield Interval(kind, *packing.read(self._atoms, key, record), start, opened_by)
+                        start, idx = opening(record, packing.low)
+                        if opened_by is None or idx == opened_by:
+                            yield Interval(kind, *packing.read(self._atoms, key, record), start, idx)
                         continue
                     p = self.layout(code, record).opening
-                    yield Interval(kind, key, record, record[p], record[p + 1])
+                    if opened_by is None or record[p + 1] == opened_by:
+                        yield Interval(kind, key, record, record[p], record[p + 1])
 
     def __iter__(self) -> Iterator[Interval]:
         """Every interval: the closed ones in closing order, then the open ones."""
@@ -331,7 +334,7 @@ class Intervals:
         if n:
             found += [sealed + i for i in self._by_event.find(sealed + n, lambda: _evidence(
                 np.frombuffer(rows[:n * _WIDTH], dtype=np.int64).reshape(-1, _WIDTH)), idx)]
-        return [self._closed(i) for i in found] + [iv for iv in self.open_now() if iv.open_idx == idx]
+        return [self._closed(i) for i in found] + list(self.open_now(idx))
 
 
 def _evidence(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
