@@ -443,8 +443,11 @@ class RecordingIndex:
             try:
                 return head.rows(positions)
             except (TypeError, ValueError, OverflowError, IndexError, msgpack.UnpackException) as e:
-                self._notes.append(f"byte {self.recording.chunks[file_chunk].offset}: chunk {file_chunk}: {e}; "
-                                   "the model reads the chunk's rows, the timeline shows its stored columns")
+                rows = self._chunk_rows(c)
+                then = "the model reads the chunk's rows, the timeline shows its stored columns" if rows else \
+                    "its events, shown from their stored columns, read as losses"
+                self._notes.append(f"byte {self.recording.chunks[file_chunk].offset}: chunk {file_chunk}: {e}; {then}")
+                return rows
         return self._chunk_rows(c)
 
     def _columns_of(self, rows: list[Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -657,9 +660,16 @@ class RecordingIndex:
         return rows[j] if j < len(rows) else lost_row(int(self.ts[i]), "its chunk's rows do not decode")
 
     def iter_rows(self) -> Iterator[Row]:
-        """Every row in order, chunk by chunk (a chunk that can no longer be read yields none)."""
-        for c in range(len(self._chunk_starts)):
-            yield from self._chunk_rows(c)
+        """Every event's row in order, chunk by chunk, so that the i-th is event i (the exports number events so,
+        and findings and intervals point at them): an event of a chunk indexed from its columns whose rows no
+        longer decode is the one-event loss `row` gives."""
+        starts = self._chunk_starts
+        for c, start in enumerate(starts):
+            rows = self._chunk_rows(c)
+            yield from rows
+            end = starts[c + 1] if c + 1 < len(starts) else self.n
+            for i in range(start + len(rows), end):
+                yield self._row_of(c, i)
 
     def event(self, i: int) -> Event:
         """Event `i`, as a panel or a finding's evidence shows one: when its chunk's rows are not at hand, decoded

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from explorer.cli.main import main
-from explorer.events import KINDS
+from explorer.events import KINDS, R_KIND, R_TS
 from explorer.index import RecordingIndex
 from explorer.recording import Header, Recording, RecordingWriter
 from explorer.recording.encoded import PackedRows
@@ -244,6 +244,9 @@ def test_field_maps_whole_but_garbled_behind_their_checksum_are_shown_as_stored_
     with Recording(path) as rec:
         idx = RecordingIndex.build(rec)
         assert idx.n == 15 and [idx.event(i).kind for i in range(4, 11)] == ["marker"] + ["lost"] * 5 + ["marker"]
+        walked = list(idx.iter_rows())  # what the exports number their events by: event i is the i-th
+        assert [r[R_KIND] for r in walked] == [idx.event(i).kind for i in range(15)]
+        assert [r[R_TS] for r in walked] == idx.ts.tolist()
         assert any("column fields does not decompress" in d for d in idx.damage)
     assert main(["info", str(path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
