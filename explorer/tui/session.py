@@ -30,7 +30,9 @@ from .tracks import ALLOCATOR, TrackRow, build_rows, visible_rows
 SPEEDS: tuple[float, ...] = (0.0001, 0.001, 0.01, 0.1, 0.25, 0.5, 1, 2, 5, 10, 100, 1000, float("inf"))
 PLAY_S = 10.0  # the default speed replays the whole recording in about this long
 MAX_PACE = 1000  # the speed as fast as possible never falls below
-KEPT_STATES = 4  # states at recent times the session keeps (a frame asks for two: the cursor's, the event's)
+# states at recent times the session keeps: a frame asks for two, the cursor's and the event's (each is a whole
+# state, about 120 MB at a million live PASIDs)
+KEPT_STATES = 2
 
 
 def default_speed(duration_ns: int) -> int:
