@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from _sizes import parser, run  # noqa: E402
 
+from explorer.allocator import return_big_buffers  # noqa: E402
 from explorer.importers import import_log  # noqa: E402
 from explorer.importers.kernel_log import KEYWORDS  # noqa: E402
 
@@ -120,6 +121,7 @@ def block_scan(path: Path) -> float:
 
 
 def _child(path: str, out: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
+    return_big_buffers()  # as every command does (cli/main.py)
     t0, c0 = time.perf_counter(), time.process_time()  # the process's CPU: every thread's
     stats = import_log(path, out)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0

@@ -52,6 +52,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from explorer.allocator import return_big_buffers  # noqa: E402
+
 KEYS = ["right", "right", "plus", "plus", "shift+right", "down", "right_square_bracket", "minus", "left",
         "full_stop", "shift+left", "down", "n", "plus", "right", "up", "minus", "minus", "comma", "left"]
 
@@ -71,6 +73,7 @@ def main() -> None:
     ap.add_argument("--live-child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--window", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    return_big_buffers()  # as every command does (cli/main.py): the figures are the tool's own
     if args.child:
         asyncio.run(child(args))
         return

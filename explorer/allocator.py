@@ -16,9 +16,10 @@ MMAP_THRESHOLD = 128 * 1024  # glibc's own default, kept fixed
 
 
 def return_big_buffers() -> None:
-    """Fix the threshold (no-op where the C library has no `mallopt`, as on macOS)."""
+    """Fix the threshold (no-op where the C library has no `mallopt`, as on macOS, or cannot be opened by name
+    at all, as on Windows)."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return
     mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
