@@ -581,6 +581,28 @@ def test_keys_repaint_the_timeline_lines_they_change_and_the_screen_shows_the_wh
     drive(app, body)
 
 
+def test_after_every_kind_of_key_each_panel_shows_its_text_laid_out_afresh() -> None:
+    """Panels reuse the lines of text they laid out lately and repaint only the lines that changed: after each
+    key, every panel's box still shows what laying its whole text out again, with nothing reused, shows."""
+    app = ExplorerApp(index_of("04"), layout="debug")
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        for key in ("down", "right", "right", "right_square_bracket", "plus", "n", "enter", "shift+right", "A",
+                    "full_stop", "full_stop", "B", "comma", "up", "minus", "end", "home", "n", "N"):
+            await pilot.press(key)
+            await pilot.pause()
+            panels = list(app.query(Panel))
+            shown = [region_lines(app, p) for p in panels]
+            for panel in panels:
+                panel._known, panel._known_at = {}, None  # noqa: SLF001 - nothing laid out before is reused
+                panel.set_body(panel._body)  # noqa: SLF001
+                panel.refresh()
+            await pilot.pause()
+            assert [region_lines(app, p) for p in panels] == shown, key
+
+    drive(app, body)
+
+
 def app_with_model_text(index, cursor: int) -> str:  # type: ignore[no-untyped-def]
     """What the allocator panel shows at `cursor` for an index modelled while it was opened."""
     from explorer.tui.allocator_panel import render_state
