@@ -728,12 +728,12 @@ class Simulator:
             self._exit_overdue(q.popleft()[1])
 
     def _stale_group(self, g: PendingGroup, evidence: list[int],
-                     answered: tuple[int, object] | None = None) -> None:
+                     answered: tuple[int, str | None] | None = None) -> None:
         """A group past the threshold: still open when time reached it, or `answered` late, at (time, by)."""
         words = f"PRG {g.prg} on {_where(g.device, g.pasid)} ({g.requests} request{'s' if g.requests != 1 else ''})"
         if answered is not None:
             at, by = answered
-            who = _ANSWERERS.get(by, "a response") if isinstance(by, str) else "a response"
+            who = _ANSWERERS.get(by, "a response")  # (the schema let only text or nothing through)
             expected = (" It had no fault handler of its own here (unless a nested domain at the device's RID "
                         "took it), so the kernel was expected to answer it." if g.route == AUTO else "")
             self._flag("unanswered_group", g.first_ns + self.stale_ns, g.device, g.pasid,
