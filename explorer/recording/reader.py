@@ -452,7 +452,7 @@ class Recording:
         except RecordingError as e:
             offset = self.chunks[i].offset
             if not any(d.offset == offset and d.what.startswith(e.what) for d in self.damage):
-                self.damage.append(Damage(offset, f"{e.what}; its {self.chunks[i].n} events are skipped"))
+                self.damage.append(Damage(offset, f"{e.what}; its {self.chunks[i].n} events cannot be read"))
             return None
 
     def iter_rows(self) -> Iterator[list[Any]]:
