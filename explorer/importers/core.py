@@ -5,6 +5,7 @@ statistics that end up in the recording's footer under "import", and the text im
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -44,10 +45,12 @@ class ImportStats:
     # a driver's own PASID numbering (amdgpu's GPU VMs) -> the (device, PASID) pairs seen in it (explorer.pasid_spaces)
     pasid_spaces: dict[str, set[tuple[str | None, int]]] = field(default_factory=dict)
 
-    def not_understood(self, line_no: int, text: str) -> None:
+    def not_understood(self, line_no: Callable[[], int], text: str) -> None:
+        """Count a line no format read; the first few are kept as samples, with the number `line_no()` gives (asked
+        only for those: finding a line's number costs a search of its block)."""
         self.unknown += 1
         if len(self.unknown_samples) < UNKNOWN_SAMPLES:
-            self.unknown_samples.append([line_no, text.rstrip("\r\n")[:300]])
+            self.unknown_samples.append([line_no(), text.rstrip("\r\n")[:300]])
 
     def footer(self) -> dict[str, Any]:
         return {"format": self.format, "input": self.input, "lines": self.lines, "parsed": self.parsed,

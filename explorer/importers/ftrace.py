@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from ..events import KINDS, Kind, make
@@ -97,7 +98,7 @@ class FtraceImporter(TextImporter):
         if m is None:
             if (follow := self.hand_over(block, start, end, candidate, text)) is not None:
                 return follow
-            self.stats.not_understood(self.scanner.line_no(start), text)
+            self.stats.not_understood(partial(self.scanner.line_no, start), text)
             return False
         where: Where
         if m.re is BARE_LINE:
@@ -105,7 +106,7 @@ class FtraceImporter(TextImporter):
         else:
             sec = m["sec"]
             if len(sec) > 12:  # more seconds than a kernel runs (and than int() reads past 4300 digits)
-                self.stats.not_understood(self.scanner.line_no(start), text)
+                self.stats.not_understood(partial(self.scanner.line_no, start), text)
                 return False
             ts = int(sec) * 1_000_000_000 + int(m["frac"].ljust(9, "0")[:9])
             where = (int(m["cpu"]), int(m["pid"]), m["comm"].strip())
@@ -130,7 +131,7 @@ class FtraceImporter(TextImporter):
         if ok:
             self.stats.parsed += 1
         else:
-            self.stats.not_understood(self.scanner.line_no(start), text)
+            self.stats.not_understood(partial(self.scanner.line_no, start), text)
 
     def _emit(self, kind: str, ts: int, where: Where, device: str | None, pasid: int | None,
               fields: dict[str, Any], vendor: str | None = None) -> bool:

@@ -10,6 +10,7 @@ Trace lines pasted among the dmesg lines go to the ftrace importer (see core.Tex
 from __future__ import annotations
 
 import re
+from functools import partial
 
 from ..events import Kind
 from .amd_vi import AmdVi
@@ -179,7 +180,7 @@ class KernelLogImporter(TextImporter):
             return follow
         if may_hold(msg, _FAULTISH_WORDS) and _FAULTISH.search(msg) and not _STACK_FRAME.match(msg) and \
                 (mono is not None or wall is not None or _DRIVER_TAG.match(msg)) and may_hold(msg, _DRIVER_WORDS):
-            stats.not_understood(self.scanner.line_no(start), text)
+            stats.not_understood(partial(self.scanner.line_no, start), text)
         return False
 
     def _suppressed(self, line: LogLine, vendor: str, n: int) -> None:

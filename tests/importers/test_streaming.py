@@ -57,6 +57,22 @@ def test_a_log_without_final_newline_keeps_its_last_line(tmp_path: Path) -> None
     assert (ev.device, ev.get("access"), ev.get("code")) == ("0000:00:14.0", "write", 5)
 
 
+@pytest.mark.parametrize("fmt", [None, "ftrace"])
+def test_lines_not_understood_are_all_counted_and_the_first_sampled_with_their_line_numbers(
+        fmt: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    new = "something new the kernel started printing"
+    odd = (f"[{{n:5d}}.000000] DMAR: [DMA Write] Request device [00:14.{{n}}] {new}" if fmt is None else
+           f"  irq/24-AMD-Vi-48  [002] ....  {{n}}.000000: io_page_fault: {new}")
+    lines = [odd.format(n=n) if n % 3 == 0 else f"[{n:5d}.000000] usb 1-1: new device number {n}"
+             for n in range(1, 241)]
+    src = tmp_path / "odd.log"
+    src.write_text("".join(line + "\n" for line in lines))
+    monkeypatch.setattr(pipeline, "BLOCK", 500)  # the samples' lines lie in many blocks
+    stats = import_log(str(src), tmp_path / "out.pasidrec", fmt=fmt)
+    assert stats.unknown == 80
+    assert stats.unknown_samples == [[n, lines[n - 1]] for n in range(3, 151, 3)]
+
+
 def test_progress_is_reported_in_increasing_bytes_up_to_the_size(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "all.log"
