@@ -26,8 +26,10 @@ refuse a chunk claiming more events than bytes (see footer.MIN_EVENT_BYTES).
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import count
 from operator import itemgetter
 from typing import Any
 
@@ -35,7 +37,7 @@ import msgpack
 import numpy as np
 import zstandard
 
-from ..events import R_CPU, R_FIELDS, R_PASID, R_PID, Row
+from ..events import R_COMM, R_CPU, R_FIELDS, R_PASID, R_PID, R_SOURCE, Row
 from ..schema import common_fit
 from .columns import ChunkColumns
 from .encoded import RowColumns
@@ -156,6 +158,7 @@ def _plain_key(k: tuple[Any, Any, Any]) -> bool:
 
 
 _INT_ITEMS = tuple(map(itemgetter, (R_PASID, R_CPU, R_PID)))
+_PROC, _FIELDS = itemgetter(R_CPU, R_PID, R_COMM, R_SOURCE), itemgetter(R_FIELDS)
 _INT_OR_NIL = {int, type(None)}
 
 
@@ -189,18 +192,21 @@ class Packer:
         could confuse, field maps too repetitive for a reader to accept): the caller then writes the rows
         themselves, as format 1 does."""
         n = len(rows)
-        if cols is None or not all(type(r) is list and len(r) >= 9 for r in rows) or not _ints_where_ints_go(rows):
+        if cols is None or not set(map(type, rows)) <= {list}:
             return None
-        procs: dict[tuple[Any, Any, Any, Any], int] = {}
+        sizes = list(map(len, rows))
+        if min(sizes, default=9) < 9 or not _ints_where_ints_go(rows):
+            return None
+        procs: defaultdict[tuple[Any, Any, Any, Any], int] = defaultdict(count().__next__)  # in first-seen order
         try:
-            proc_of = np.fromiter((procs.setdefault((r[4], r[5], r[6], r[7]), len(procs)) for r in rows), np.uint32, n)
+            proc_of = np.fromiter(map(procs.__getitem__, map(_PROC, rows)), np.uint32, n)
         except TypeError:
             return None  # an unhashable CPU, pid, comm or source
-        pack = self._mp.pack
-        fields = [pack(r[R_FIELDS]) for r in rows]
+        fields = list(map(self._mp.pack, map(_FIELDS, rows)))
         split = RowColumns(cols.ts, cols.keys, cols.key_of, list(procs), proc_of,
                            np.frombuffer(b"".join(fields), np.uint8), np.fromiter(map(len, fields), np.int64, n))
-        return self.columns_chunk(split, meta, {j: r[9:] for j, r in enumerate(rows) if len(r) > 9})
+        extra = {j: rows[j][9:] for j, k in enumerate(sizes) if k > 9} if max(sizes, default=9) > 9 else None
+        return self.columns_chunk(split, meta, extra)
 
     def columns_chunk(self, cols: RowColumns, meta: dict[str, Any], extra: dict[int, Row] | None = None
                       ) -> bytes | None:

@@ -8,6 +8,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from operator import itemgetter
 from typing import Any, BinaryIO
 
 import msgpack
@@ -96,7 +97,7 @@ class RecordingWriter:
 
     def append_row(self, row: Row) -> None:
         self._rows.append(row)
-        if self.pending >= self.chunk_events:
+        if len(self._rows) + self._npacked >= self.chunk_events:  # (`pending`, without a property's call per row)
             self.flush()
 
     def extend_rows(self, rows: list[Row]) -> None:
@@ -181,8 +182,9 @@ class RecordingWriter:
     def _flush_rows(self) -> None:
         if not self._rows:
             return
-        order = sorted(range(len(self._rows)), key=lambda i: self._rows[i][R_TS])  # stable, as the rows' sort
-        rows = [self._rows[i] for i in order]
+        ts = list(map(itemgetter(R_TS), self._rows))
+        order = sorted(range(len(ts)), key=ts.__getitem__)  # stable, as the rows' sort
+        rows = list(map(self._rows.__getitem__, order))
         self._rows = []
         self._store_rows(rows, columns_of(rows), _moved(np.array(order)))
 
