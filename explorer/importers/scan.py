@@ -56,18 +56,15 @@ def candidate_lines(block: bytes, start: int, end: int, matcher: Any) -> tuple[n
 
 def anchor_matcher(anchors: tuple[bytes, ...]) -> Callable[[bytes, np.ndarray], np.ndarray]:
     """A function of (block, line offsets) giving the indices of the lines that hold one of `anchors`."""
-    # The compute functions themselves (pyarrow.compute re-exports them): importing pyarrow.compute also builds a
-    # Python wrapper for each of its hundreds of functions, which took 20 ms of an import's 0.85 s (1M lines).
     import pyarrow as pa
-    from pyarrow._compute import MatchSubstringOptions, call_function
+    import pyarrow.compute as pc
 
-    options = MatchSubstringOptions("|".join(map(_re2_literal, anchors)))
+    options = pc.MatchSubstringOptions("|".join(map(_re2_literal, anchors)))
     binary = pa.large_binary()
 
     def match(block: bytes, offsets: np.ndarray) -> np.ndarray:
         lines = pa.Array.from_buffers(binary, len(offsets) - 1, [None, pa.py_buffer(offsets), pa.py_buffer(block)])
-        marks = call_function("match_substring_regex", [lines], options)
-        return call_function("indices_nonzero", [marks]).to_numpy()
+        return pc.indices_nonzero(pc.match_substring_regex(lines, options=options)).to_numpy()
 
     return match
 
