@@ -68,8 +68,8 @@ def items(scale: float) -> dict[str, int]:
     return {"live-pasids": big, "open-groups": big, "tiny-chunks": max(big // 5, 1000) // 5}
 
 
-def recordings(d: Path, scale: float) -> dict[str, Path]:
-    """Every hostile recording, by name."""
+def recordings(d: Path, scale: float, wanted: Callable[[str], bool] = lambda name: True) -> dict[str, Path]:
+    """Every hostile recording, by name (of the big ones, only those `wanted`)."""
     big = max(int(1_000_000 * scale), 1000)
     out: dict[str, Path] = {}
     for place in ("ts_ns", "kind", "device", "pasid", "comm", "fields", "addr", "prg", "code", "args", "count"):
@@ -94,15 +94,19 @@ def recordings(d: Path, scale: float) -> dict[str, Path]:
                                                                                 None, None, None, "t", {}])])
     out["inject"] = write_injecting(d / "inject.pasidrec")
     dev = GOOD[0][2]
-    out["live-pasids"] = _write_rows(d / "pasids.pasidrec", (
-        [i, "pasid_alloc", dev, i + 1, 0, 1, "a", "t", {"path": "iommufd"}] for i in range(big)))
-    out["open-groups"] = _write_rows(d / "groups.pasidrec", (
-        [i, "page_request", dev, (i >> 9) + 1, 0, 1, "a", "t", {"prg": i & 511, "addr": 4096}] for i in range(big)))
-    out["tiny-chunks"] = _write_rows(d / "tiny.pasidrec", (
-        [i, "pasid_alloc" if i % 2 == 0 else "pasid_free", dev, 1, 0, 1, "a", "t", {"path": "iommufd"}]
-        for i in range(max(big // 5, 1000))), chunk=5)
-    out["fault-flood"] = _write_rows(d / "faults.pasidrec", (
-        [i, "pasid_free", None, 1 + i % 1000, None, None, None, "t", {}] for i in range(big)))
+    big_cases = {
+        "live-pasids": lambda: _write_rows(d / "pasids.pasidrec", (
+            [i, "pasid_alloc", dev, i + 1, 0, 1, "a", "t", {"path": "iommufd"}] for i in range(big))),
+        "open-groups": lambda: _write_rows(d / "groups.pasidrec", (
+            [i, "page_request", dev, (i >> 9) + 1, 0, 1, "a", "t", {"prg": i & 511, "addr": 4096}]
+            for i in range(big))),
+        "tiny-chunks": lambda: _write_rows(d / "tiny.pasidrec", (
+            [i, "pasid_alloc" if i % 2 == 0 else "pasid_free", dev, 1, 0, 1, "a", "t", {"path": "iommufd"}]
+            for i in range(max(big // 5, 1000))), chunk=5),
+        "fault-flood": lambda: _write_rows(d / "faults.pasidrec", (
+            [i, "pasid_free", None, 1 + i % 1000, None, None, None, "t", {}] for i in range(big))),
+    }
+    out.update((name, write()) for name, write in big_cases.items() if wanted(name))
     return out
 
 
@@ -171,18 +175,24 @@ def main() -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="size of the big cases (1.0: a million events)")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds before a command counts as hung")
     ap.add_argument("--floor-mb", type=float, default=200.0, help="the memory budget's fixed part")
+    ap.add_argument("--case", action="append", default=[], metavar="NAME",
+                    help="run only this case (repeatable; 'one', the baseline of memory per item, always runs)")
+    ap.add_argument("--command", action="append", default=[], metavar="WORD",
+                    help="run only the commands that start with this word (repeatable: info, check, export, import)")
     args = ap.parse_args()
     totals = {"cases": 0, "runs": 0, "crashes": 0, "hangs": 0, "injections": 0, "over_budget": 0}
     peak, worst_ratio, per_finding = 0.0, 0.0, []
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         t0 = time.monotonic()
-        cases = recordings(d, args.scale)
+        cases = recordings(d, args.scale, lambda name: not args.case or name in args.case)
         print(f"built {len(cases)} recordings in {time.monotonic() - t0:.1f} s", flush=True)
         jobs = [(name, path, [c.replace("{out}", str(d / name)) for c in cmd]) for name, path in cases.items()
                 for cmd in COMMANDS]
         jobs += [(name, path, ["import", "{path}", "-o", str(d / f"{name}.pasidrec")])
                  for name, path in logs(d).items()]
+        jobs = [j for j in jobs if (not args.case or j[0] in (*args.case, "one"))
+                and (not args.command or j[2][0] in args.command)]
         seen: set[str] = set()
         check_bytes: dict[str, int] = {}  # bytes `check` printed, by case
         check_rss: dict[str, float] = {}  # `check`'s peak, by case (MiB)
