@@ -274,11 +274,12 @@ class Intervals:
         return (self._made(row) for t in self._slices(self.closed_count, n) for a in range(0, len(t), _READ)
                 for row in t[a:a + _READ].tolist())
 
-    def open_now(self, opened_by: int | None = None) -> Iterator[Interval]:
+    def open_now(self, opened_by: int | None = None, kind: IntervalKind | None = None) -> Iterator[Interval]:
         """The intervals open at the model's latest event (those event `opened_by` opened, told from each record's
-        opening alone: a million open PASIDs are not each made a `LivePasid` to find one)."""
-        for kind, maps in self._maps.items():
-            code = _KINDS.index(kind)
+        opening alone: a million open PASIDs are not each made a `LivePasid` to find one), of every kind or
+        `kind` alone (outstanding groups are listed without reading a million live PASIDs)."""
+        for of, maps in self._maps.items() if kind is None else ((kind, self._maps.get(kind, [])),):
+            code = _KINDS.index(of)
             packing = _PACKED[code]
             for records in maps:
                 for key in list(records):  # (a copy of the keys alone: the model may go on meanwhile)
@@ -288,11 +289,11 @@ class Intervals:
                     if packing is not None:
                         start, idx = opening(record, packing.low)
                         if opened_by is None or idx == opened_by:
-                            yield Interval(kind, *packing.read(self._atoms, key, record), start, idx)
+                            yield Interval(of, *packing.read(self._atoms, key, record), start, idx)
                         continue
                     p = self.layout(code, record).opening
                     if opened_by is None or record[p + 1] == opened_by:
-                        yield Interval(kind, key, record, record[p], record[p + 1])
+                        yield Interval(of, key, record, record[p], record[p + 1])
 
     def __iter__(self) -> Iterator[Interval]:
         """Every interval: the closed ones in closing order, then the open ones."""

@@ -205,8 +205,7 @@ class GroupTable:
         store = index.intervals
         closed = store.closed_columns(IntervalKind.GROUP)
         # outstanding groups are few (the model holds each in its state): read one by one
-        waiting = [(iv.start_ns, iv.open_idx) for iv in store.open_now()
-                   if iv.kind == IntervalKind.GROUP and iv.open_idx < c.n]
+        waiting = [(iv.start_ns, iv.open_idx) for iv in store.open_now(kind=IntervalKind.GROUP) if iv.open_idx < c.n]
         # (live, the model may have gone past these columns: what it closed later is in the next table)
         keep = closed.close_idx < c.n
         closed_by = closed.close_idx[keep]

@@ -210,11 +210,11 @@ GROUP = Packing(GROUP_LOW, _group_closing, _group_reopened,
 
 
 class PasidView(Mapping[int, LivePasid]):
-    """A state's live PASIDs as `LivePasid`s, made on access from its packed map."""
+    """A state's live PASIDs as `LivePasid`s, made on access from its packed map (a `live_table.LiveTable`)."""
 
     __slots__ = ("_raw", "_atoms")
 
-    def __init__(self, raw: dict[int, int], atoms: Atoms) -> None:
+    def __init__(self, raw: Mapping[int, int], atoms: Atoms) -> None:
         self._raw, self._atoms = raw, atoms
 
     def __getitem__(self, pasid: int) -> LivePasid:

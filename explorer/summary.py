@@ -141,7 +141,7 @@ def interval_report(idx: RecordingIndex) -> dict[str, Any]:
     out["outstanding_groups"] = Streamed(lambda: (
         {"device": iv.device, "pasid": iv.pasid, "prg": iv.record.prg, "since_ns": iv.start_ns,
          "requests": iv.record.requests, "opened_by": iv.open_idx}
-        for iv in idx.intervals.open_now() if iv.kind == IntervalKind.GROUP))
+        for iv in idx.intervals.open_now(kind=IntervalKind.GROUP)))
     return out
 
 

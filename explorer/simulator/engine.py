@@ -282,8 +282,9 @@ class Simulator:
     def _track(self, st: SimState) -> None:
         """Hold the state's interval maps as `Tracked` dicts that tell `self.intervals` what opens and closes."""
         assert self.intervals is not None
-        for name, kind in (("pasid_records", IntervalKind.LIFETIME), ("attachments", IntervalKind.ATTACHMENT),
-                           ("binds", IntervalKind.BIND), ("group_records", IntervalKind.GROUP)):
+        st.pasid_records.track(self.intervals, st)
+        for name, kind in (("attachments", IntervalKind.ATTACHMENT), ("binds", IntervalKind.BIND),
+                           ("group_records", IntervalKind.GROUP)):
             setattr(st, name, Tracked(self.intervals, kind, st, getattr(st, name)))
 
     # -- reporting --------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ state grows. A full copy (`copy()`) is taken now and then, so that a seek applie
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import dataclass, field, fields
@@ -17,6 +18,7 @@ from typing import Any, NamedTuple
 
 from ..events import PASID_SPACE
 from ..journal import Changes, Journal, apply_changes
+from ..live_table import LiveTable, entries
 from ..state_records import Atoms, GroupView, PasidView, PendingGroup
 
 
@@ -76,8 +78,9 @@ class SimState:
     # device -> its IOMMU's own max_pasids where the header says it (VT-d ecap PSS, AMD EFR PASmax): the kernel gives
     # a device min(capability, IOMMU) (drivers/iommu/iommu.c dev_iommu_get_max_pasids(), 6.2+)
     iommu_limits: dict[str, int] = field(default_factory=dict)
-    # PASID -> its `LivePasid` packed (explorer/state_records.py); `pasids` reads them as LivePasids
-    pasid_records: dict[int, int] = field(default_factory=dict)
+    # PASID -> its `LivePasid` packed (explorer/state_records.py), in slots by PASID (explorer/live_table.py);
+    # `pasids` reads them as LivePasids
+    pasid_records: LiveTable = field(default_factory=LiveTable)
     freed: dict[int, Freed] = field(default_factory=dict)
     mm_pasid: dict[int, int] = field(default_factory=dict)
     mm_owner: dict[int, str] = field(default_factory=dict)
@@ -148,7 +151,7 @@ class SimState:
         """Hold every map a checkpoint keeps as a `Journal` (the interval maps are `Tracked`, journals too)."""
         for name in _MAPS:
             value = getattr(self, name)
-            if isinstance(value, Journal):
+            if isinstance(value, (Journal, LiveTable)):
                 value.start()
             else:
                 setattr(self, name, Journal(value))
@@ -170,14 +173,19 @@ class SimState:
 
     def freeze(self) -> FullCopy:
         """A full checkpoint, compact: what `copy()` holds, each map as one flat tuple of its items."""
-        maps = {name: tuple(chain.from_iterable(m.items())) for name in _MAPS if (m := getattr(self, name))}
+        maps = {name: m.frozen() if isinstance(m, LiveTable) else tuple(chain.from_iterable(m.items()))
+                for name in _MAPS if (m := getattr(self, name))}
         return FullCopy(StateChanges(maps, tuple(getattr(self, name) for name in _SCALARS)),
                         tuple((m, st.freeze()) for m, st in self.others.items()), self.atoms)
 
     def apply(self, changes: StateChanges) -> None:
         """Bring this state (a copy) from one checkpoint to the next."""
         for name, c in changes.maps.items():
-            apply_changes(getattr(self, name), c)
+            target = getattr(self, name)
+            if isinstance(target, LiveTable):
+                target.apply(c)  # type: ignore[arg-type]
+            else:
+                apply_changes(target, c)
         for name, value in zip(_SCALARS, changes.scalars, strict=True):
             setattr(self, name, value)
 
@@ -239,12 +247,12 @@ class StateChanges:
     """One checkpoint as the changes since the one before: per map, each key written and its value now
     (`journal.MISSING`: gone; see `Journal.changes`), and every number as it is."""
 
-    maps: dict[str, Changes]
+    maps: dict[str, Changes | array[int]]  # (a `LiveTable`'s changes are an array: see explorer/live_table.py)
     scalars: tuple[Any, ...]
 
     @property
     def size(self) -> int:
-        return sum(len(c) for c in self.maps.values()) // 2
+        return sum(entries(c) for c in self.maps.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +278,6 @@ class FullCopy:
         return st
 
 
-_MAPS = tuple(f.name for f in fields(SimState)
-              if f.default_factory is dict and f.name not in _FINDINGS_ONLY and f.name != _NESTED)
+_MAPS = tuple(f.name for f in fields(SimState) if f.default_factory in (dict, LiveTable)
+              and f.name not in _FINDINGS_ONLY and f.name != _NESTED)
 _SCALARS = tuple(f.name for f in fields(SimState) if f.default is not NO_DEFAULT)

@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from explorer import index as index_module
-from explorer.events import Kind, make
+from explorer.events import PASID_SPACE, Kind, make
 from explorer.index import RecordingIndex
 from explorer.journal import Journal, apply_changes
+from explorer.live_table import LiveTable
 from explorer.recording import DeviceInfo, Header, Recording, RecordingWriter
 from explorer.simulator import Simulator
 from explorer.workload import write_workload
@@ -41,6 +42,39 @@ def test_a_journal_s_changes_bring_a_copy_from_one_mark_to_the_next(ops: list[tu
             assert marked == journal
     apply_changes(marked, journal.changes())
     assert marked == journal and journal.changes() == ()
+
+
+# PASIDs in the first page, the next, and the last of the space; records as wide as a packed LivePasid's
+TABLE_OPS = st.lists(st.tuples(st.sampled_from(["set", "pop", "mark", "copy"]),
+                               st.sampled_from([0, 1, 2, 255, 256, 300, PASID_SPACE - 1]),
+                               st.sampled_from([1, 2, 1 << 143, (1 << 143) + 5, (1 << 81) - 1])), max_size=60)
+
+
+@given(TABLE_OPS)
+@settings(max_examples=300, deadline=None)
+def test_the_live_pasid_table_acts_as_a_dict_in_order_and_its_changes_and_copies_bring_a_copy_along(
+        ops: list[tuple[str, int, int]]) -> None:
+    """Lookups, length and the order the PASIDs became live (what exports list) are a dict's; a checkpoint's
+    changes, a full copy and `copy()` each make a table that is the same, in the same order."""
+    table, same, marked = LiveTable(), {}, LiveTable()
+    table.start()
+    for op, pasid, value in ops:
+        if op == "set":
+            table[pasid] = same[pasid] = value
+        elif op == "pop":
+            assert table.pop(pasid, None) == same.pop(pasid, None)
+        elif op == "mark":
+            marked.apply(table.changes())
+            assert {p: marked[p] for p in marked} == same
+        else:
+            copied = table.copy()
+            assert list(copied) == list(same) and [copied[p] for p in copied] == list(same.values())
+        assert list(table) == list(same) and len(table) == len(same)
+        assert [table.get(p) for p in range(300)] == [same.get(p) for p in range(300)]
+        assert all((p in table) == (p in same) for p in (0, 1, 255, 256, PASID_SPACE - 1, PASID_SPACE, -1, None))
+    thawed = LiveTable()
+    thawed.apply(table.frozen())
+    assert list(thawed) == list(same) and [thawed[p] for p in thawed] == list(same.values())
 
 
 @pytest.mark.parametrize("every, full_after", [(7, 16), (64, 40), (500, 5000)])

@@ -184,3 +184,21 @@ def test_closed_intervals_sealed_in_blocks_read_back_as_they_closed(tmp_path: Pa
     idx = open_index(path)
     assert idx.intervals.closed_count > 64 * 20
     assert _every_view(idx) == unsealed
+
+
+def test_open_lifetimes_are_listed_in_the_order_their_pasids_were_allocated(tmp_path: Path) -> None:
+    """PASIDs allocated out of numerical order, some freed and allocated again: exports and `check --json` list
+    the PASIDs still live in the order they became live (the newest allocation last), as the model took them."""
+    order = [900_000, 7, 300, 2, 65_000, 1, 5000]
+    events = [make(Kind.PASID_ALLOC, 1_000 + i, pasid=p, path="iommufd", owner="pid 1 (a)") for i, p in
+              enumerate(order)]
+    events += [make(Kind.PASID_FREE, 2_000, pasid=7), make(Kind.PASID_FREE, 2_001, pasid=65_000),
+               make(Kind.PASID_ALLOC, 3_000, pasid=7, path="iommufd", owner="pid 2 (b)")]
+    path = tmp_path / "o.pasidrec"
+    write_events(path, Header(source="test", devices=[DeviceInfo(DEV, pasid_width=20)]), events)
+    idx = open_index(path)
+    assert [iv.key for iv in idx.intervals.open_now(kind=IntervalKind.LIFETIME)] == [900_000, 300, 2, 1, 5000, 7]
+    assert [iv.key for iv in idx.intervals.open_now() if iv.kind == IntervalKind.LIFETIME] == [
+        900_000, 300, 2, 1, 5000, 7]
+    assert [(iv.key, iv.end_ns) for iv in idx.intervals.closed_since(0)] == [(7, 2_000), (65_000, 2_001)]
+    assert not list(idx.intervals.open_now(kind=IntervalKind.GROUP))
