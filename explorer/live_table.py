@@ -55,21 +55,21 @@ class LiveTable:
 
     # -- reads ---------------------------------------------------------------------------------------------
     def get(self, pasid: int, default: Any = None) -> Any:
-        if pasid.__class__ is not int or not 0 <= pasid < len(self._pages) << _PAGE_BITS:
+        try:
+            page = self._pages[pasid >> _PAGE_BITS]
+        except (IndexError, TypeError):  # (past the pages made, or not a number)
             return default
-        page = self._pages[pasid >> _PAGE_BITS]
-        if page is None:
+        if page is None or pasid < 0:
             return default
         i = (pasid & _SLOT_MASK) << 2
-        if not page[i + 3]:
-            return default
-        return (page[i] << IDX_BITS | page[i + 1]) << LIVE_LOW | page[i + 2]
+        return (page[i] << IDX_BITS | page[i + 1]) << LIVE_LOW | page[i + 2] if page[i + 3] else default
 
     def __contains__(self, pasid: object) -> bool:
-        if pasid.__class__ is not int or not 0 <= pasid < len(self._pages) << _PAGE_BITS:  # type: ignore[operator]
+        try:
+            page = self._pages[pasid >> _PAGE_BITS]  # type: ignore[operator]
+        except (IndexError, TypeError):
             return False
-        page = self._pages[pasid >> _PAGE_BITS]  # type: ignore[operator]
-        return page is not None and page[(pasid & _SLOT_MASK) << 2 | 3] != 0  # type: ignore[operator]
+        return page is not None and pasid >= 0 and page[(pasid & _SLOT_MASK) << 2 | 3] != 0  # type: ignore[operator]
 
     def __getitem__(self, pasid: int) -> int:
         value = self.get(pasid)
@@ -104,32 +104,35 @@ class LiveTable:
         if pasid.__class__ is not int or not 0 <= pasid < PASID_SPACE:
             raise ValueError(f"PASID {pasid} outside 0..{PASID_SPACE - 1}")
         pages = self._pages
-        n = pasid >> _PAGE_BITS
-        if n >= len(pages):
-            pages.extend([None] * (n + 1 - len(pages)))
-        page = pages[n]
+        page = pages[pasid >> _PAGE_BITS] if pasid >> _PAGE_BITS < len(pages) else None
         if page is None:
-            page = pages[n] = _EMPTY_PAGE[:]
+            page = self._new_page(pasid >> _PAGE_BITS)
         i = (pasid & _SLOT_MASK) << 2
         added = page[i + 3]
-        old = (page[i] << IDX_BITS | page[i + 1]) << LIVE_LOW | page[i + 2] if added else None
-        before = self._before
-        if before is not None and pasid not in before:
-            before[pasid] = MISSING if old is None else old
+        before, store = self._before, self._store
+        if before is not None or store is not None:
+            old = (page[i] << IDX_BITS | page[i + 1]) << LIVE_LOW | page[i + 2] if added else None
+            if before is not None and pasid not in before:
+                before[pasid] = MISSING if old is None else old
+            if store is not None:
+                if old is None:
+                    store.opened += 1
+                elif old >> LIVE_LOW != value >> LIVE_LOW:  # another lifetime under the same number
+                    store.opened += 1
+                    store.close(_LIFETIME, pasid, old, self._clock, True)  # type: ignore[arg-type]
         page[i] = value >> _TS_SHIFT
         page[i + 1] = value >> LIVE_LOW & IDX_MASK
         page[i + 2] = value & _LOW_MASK
         if not added:
             self._n += 1
-            self._added += 1
-            page[i + 3] = self._added
-        store = self._store
-        if store is not None:
-            if old is None:
-                store.opened += 1
-            elif old >> LIVE_LOW != value >> LIVE_LOW:  # another lifetime under the same number
-                store.opened += 1
-                store.close(_LIFETIME, pasid, old, self._clock, True)  # type: ignore[arg-type]
+            self._added = page[i + 3] = self._added + 1
+
+    def _new_page(self, n: int) -> array[int]:
+        pages = self._pages
+        if n >= len(pages):
+            pages.extend([None] * (n + 1 - len(pages)))
+        page = pages[n] = _EMPTY_PAGE[:]
+        return page
 
     def pop(self, pasid: int, default: Any = MISSING) -> Any:
         value = self.get(pasid)
@@ -137,9 +140,7 @@ class LiveTable:
             if default is MISSING:
                 raise KeyError(pasid)
             return default
-        page = self._pages[pasid >> _PAGE_BITS]
-        i = (pasid & _SLOT_MASK) << 2
-        page[i:i + 4] = _EMPTY_PAGE[:4]  # type: ignore[index]
+        self._pages[pasid >> _PAGE_BITS][(pasid & _SLOT_MASK) << 2 | 3] = 0  # type: ignore[index]  # (empty)
         self._n -= 1
         before = self._before
         if before is not None and pasid not in before:
