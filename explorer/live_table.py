@@ -71,6 +71,18 @@ class LiveTable:
             return False
         return page is not None and pasid >= 0 and page[(pasid & _SLOT_MASK) << 2 | 3] != 0  # type: ignore[operator]
 
+    def first_free(self, start: int) -> int:
+        """The lowest PASID from `start` (>= 0) on that is not live: a page at a time, not a lookup a number."""
+        pages = self._pages
+        for n in range(start >> _PAGE_BITS, len(pages)):
+            page, first = pages[n], max(start - (n << _PAGE_BITS), 0)
+            if page is None:
+                return (n << _PAGE_BITS) + first
+            free = np.flatnonzero(np.frombuffer(page.tobytes(), np.int64)[4 * first + 3::4] == 0)
+            if len(free):
+                return (n << _PAGE_BITS) + first + int(free[0])
+        return max(start, len(pages) << _PAGE_BITS)
+
     def __getitem__(self, pasid: int) -> int:
         value = self.get(pasid)
         if value is None:

@@ -220,12 +220,8 @@ class SimState:
 
     def lowest_free(self, device: str | None = None) -> int | None:
         """What iommu_alloc_global_pasid() would return for `device` now: the lowest free PASID in range."""
-        limit = self.max_pasids(device)
-        taken = self.pasid_records
-        pasid = 1
-        while pasid in taken:
-            pasid += 1
-        return pasid if pasid < limit else None
+        pasid = self.pasid_records.first_free(1)
+        return pasid if pasid < self.max_pasids(device) else None
 
     def pasids_on(self, device: str) -> dict[int, Attachment]:
         return {p: a for (d, p), a in self.attachments.items() if d == device}

@@ -72,9 +72,21 @@ def test_the_live_pasid_table_acts_as_a_dict_in_order_and_its_changes_and_copies
         assert list(table) == list(same) and len(table) == len(same)
         assert [table.get(p) for p in range(300)] == [same.get(p) for p in range(300)]
         assert all((p in table) == (p in same) for p in (0, 1, 255, 256, PASID_SPACE - 1, PASID_SPACE, -1, None))
+        for start in (0, 1, 2, 255, 256, 257):
+            assert table.first_free(start) == next(p for p in range(start, PASID_SPACE + 1) if p not in same)
     thawed = LiveTable()
     thawed.apply(table.frozen())
     assert list(thawed) == list(same) and [thawed[p] for p in thawed] == list(same.values())
+
+
+def test_the_lowest_free_pasid_is_found_past_full_pages_and_holes() -> None:
+    """What the allocator panel and `explain` call the next PASID iommu_alloc_global_pasid() would hand out."""
+    table = LiveTable()
+    for p in range(1, 600):
+        table[p] = 1
+    assert table.first_free(1) == 600 and table.first_free(0) == 0 and table.first_free(700) == 700
+    table.pop(300)
+    assert table.first_free(1) == 300 and table.first_free(301) == 600
 
 
 @pytest.mark.parametrize("every, full_after", [(7, 16), (64, 40), (500, 5000)])
