@@ -71,6 +71,15 @@ class LiveTable:
             return False
         return page is not None and pasid >= 0 and page[(pasid & _SLOT_MASK) << 2 | 3] != 0  # type: ignore[operator]
 
+    def lowest(self, n: int) -> list[int]:
+        """The `n` lowest live PASIDs, in order (`sorted(table)[:n]`, without reading every other one)."""
+        out: list[int] = []
+        for k, page in enumerate(list(self._pages)):
+            if page is not None and len(out) < n:
+                live = np.flatnonzero(np.frombuffer(page.tobytes(), np.int64)[3::4])
+                out += (live[:n - len(out)] + (k << _PAGE_BITS)).tolist()
+        return out
+
     def first_free(self, start: int) -> int:
         """The lowest PASID from `start` (>= 0) on that is not live: a page at a time, not a lookup a number."""
         pages = self._pages

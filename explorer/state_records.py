@@ -17,7 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from threading import Lock
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from .live_table import LiveTable
 
 IDX_BITS = 41  # an event index + 1 (-1: inferred by a rule)
 IDX_MASK = (1 << IDX_BITS) - 1
@@ -214,7 +217,7 @@ class PasidView(Mapping[int, LivePasid]):
 
     __slots__ = ("_raw", "_atoms")
 
-    def __init__(self, raw: Mapping[int, int], atoms: Atoms) -> None:
+    def __init__(self, raw: LiveTable, atoms: Atoms) -> None:
         self._raw, self._atoms = raw, atoms
 
     def __getitem__(self, pasid: int) -> LivePasid:
@@ -228,6 +231,10 @@ class PasidView(Mapping[int, LivePasid]):
 
     def __len__(self) -> int:
         return len(self._raw)
+
+    def lowest(self, n: int) -> list[int]:
+        """The `n` lowest live PASIDs, in order: what the allocator panel lists."""
+        return self._raw.lowest(n)
 
 
 class GroupView(Mapping[tuple[str, int, "int | None"], PendingGroup]):

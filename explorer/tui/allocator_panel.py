@@ -127,7 +127,7 @@ def render_state(index: RecordingIndex, st: SimState, cursor: int, alarm: str) -
                            f"(PASID {st.high_water_pasid}) · {st.allocs:,} allocs, {st.frees:,} frees · next free "
                            f"{st.lowest_free()}", style="dim"))
     listed = []
-    for p in sorted(st.pasids)[:MAX_LISTED]:
+    for p in st.pasids.lowest(MAX_LISTED):
         live = st.pasids[p]
         devs = ", ".join(f"{d} {a.domain_type}" + (f" guest PASID {a.guest_pasid}" if a.guest_pasid is not None else "")
                          for d, a in sorted(st.devices_of(p).items())) or "none"

@@ -72,6 +72,7 @@ def test_the_live_pasid_table_acts_as_a_dict_in_order_and_its_changes_and_copies
         assert list(table) == list(same) and len(table) == len(same)
         assert [table.get(p) for p in range(300)] == [same.get(p) for p in range(300)]
         assert all((p in table) == (p in same) for p in (0, 1, 255, 256, PASID_SPACE - 1, PASID_SPACE, -1, None))
+        assert table.lowest(3) == sorted(same)[:3] and table.lowest(10) == sorted(same)
         for start in (0, 1, 2, 255, 256, 257):
             assert table.first_free(start) == next(p for p in range(start, PASID_SPACE + 1) if p not in same)
     thawed = LiveTable()
