@@ -2,7 +2,7 @@
 
 A PASID is below PASID_SPACE (2^20, checked where events are read), so a live PASID's packed record
 (explorer/state_records.py: opening time, opening event + 1, the rest) goes in four 8-byte words at its number's
-slot: 32 bytes a PASID, where a dict's entry, its int key and its int value took about 120 (issue 16: a million
+slot: 32 bytes a PASID, where a dict's entry, its int key and its int value took about 105 (issue 16: a million
 live PASIDs). Slots come in pages of 256 PASIDs, made when a PASID in them is first written, so a small
 recording's few PASIDs cost a page or two, and scattered numbers at most a page each (32 MiB for the whole space).
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 _PAGE_BITS = 8
 _SLOT_MASK = (1 << _PAGE_BITS) - 1
-_EMPTY_PAGE = array("q", bytes(8 << 2 + _PAGE_BITS))  # four zero words per slot
+_EMPTY_PAGE = array("q", bytes(32 << _PAGE_BITS))  # four zero words (32 bytes) per slot
 _LOW_MASK = (1 << LIVE_LOW) - 1
 _TS_SHIFT = LIVE_LOW + IDX_BITS
 _GONE = -1  # a change's last word where the PASID is no longer live (a live one's is never negative)
