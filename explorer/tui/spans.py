@@ -9,6 +9,7 @@ also follows a live capture. Nothing here imports Textual.
 
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -49,7 +50,11 @@ class TrackSpans:
         a, length_class, lengths = a[order], length_class[order], lengths[order]
         cuts = [0, *(np.flatnonzero(np.diff(length_class)) + 1).tolist(), len(a)]
         classes = tuple((lo, hi, int(lengths[lo:hi].max()) + 1) for lo, hi in zip(cuts, cuts[1:], strict=False))
-        return cls(a[:, 0], a[:, 1], a[:, 2].astype(np.int16), classes)
+        return cls(a[:, 0].copy(), a[:, 1].copy(), a[:, 2].astype(np.int8), classes)
+
+    def rows(self) -> np.ndarray:
+        """The spans as (start, end, style) rows, to lay out again with more."""
+        return np.column_stack((self.starts, self.ends, self.styles.astype(np.int64)))
 
     def _overlapping(self, t0: int, t1: int) -> np.ndarray:
         """Indices of the spans overlapping [t0, t1): in each class only spans starting less than its longest
@@ -67,28 +72,66 @@ class TrackSpans:
         sel = np.concatenate(picks)
         return sel[self.ends[sel] > t0]
 
+    def within(self, t0: int, t1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Start, end and style of the spans overlapping [t0, t1)."""
+        sel = self._overlapping(t0, t1)
+        return self.starts[sel], self.ends[sel], self.styles[sel]
+
     def cover(self, edges: np.ndarray, min_cells: int = 1) -> np.ndarray:
         """Per cell, the style of the span covering it (-1: none). Spans narrower than `min_cells` cells are left
         to the marks, so microsecond-long groups do not paint a zoomed-out screen solid."""
-        cells = len(edges) - 1
-        out = np.full(cells, -1, dtype=np.int16)
-        sel = self._overlapping(int(edges[0]), int(edges[-1]))
-        if not len(sel):
-            return out
-        starts, ends, styles = self.starts[sel], self.ends[sel], self.styles[sel]
-        c0 = np.clip(np.searchsorted(edges, starts, side="right") - 1, 0, cells - 1)
-        c1 = np.clip(np.searchsorted(edges, ends, side="left"), 1, cells)
-        drawn = ((c1 - c0 >= min_cells) | (styles == GROUP_STALE)) & (c1 > c0)
-        c0, c1, styles = c0[drawn], c1[drawn], styles[drawn]
-        for style in np.unique(styles).tolist():  # in rising order: the later style number wins (groups over
-            mine = styles == style  # attachments); the cells its spans cover, counted by a running sum
-            covered = np.cumsum(np.bincount(c0[mine], minlength=cells + 1) - np.bincount(c1[mine], minlength=cells + 1))
-            out[covered[:cells] > 0] = style
+        return _painted(edges, min_cells, *self.within(int(edges[0]), int(edges[-1])))
+
+
+def _painted(edges: np.ndarray, min_cells: int, starts: np.ndarray, ends: np.ndarray,
+             styles: np.ndarray) -> np.ndarray:
+    """Per cell of `edges`, the style of the span covering it (-1: none), of the spans given."""
+    cells = len(edges) - 1
+    out = np.full(cells, -1, dtype=np.int16)
+    if not len(starts):
         return out
+    c0 = np.clip(np.searchsorted(edges, starts, side="right") - 1, 0, cells - 1)
+    c1 = np.clip(np.searchsorted(edges, ends, side="left"), 1, cells)
+    drawn = ((c1 - c0 >= min_cells) | (styles == GROUP_STALE)) & (c1 > c0)
+    c0, c1, styles = c0[drawn], c1[drawn], styles[drawn]
+    for style in np.unique(styles).tolist():  # in rising order: the later style number wins (groups over
+        mine = styles == style  # attachments); the cells its spans cover, counted by a running sum
+        covered = np.cumsum(np.bincount(c0[mine], minlength=cells + 1) - np.bincount(c1[mine], minlength=cells + 1))
+        out[covered[:cells] > 0] = style
+    return out
 
 
-NO_SPANS = TrackSpans(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int16), ())
-_NO_BARS = np.zeros((0, 3), np.int64)
+NO_SPANS = TrackSpans(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8), ())
+
+
+@dataclass(frozen=True, slots=True)
+class RowBars:
+    """A row's bars as drawn: the closed ones, laid out once as the model closes them (17 bytes a bar, kept
+    nowhere else), and those open now (a few, laid out again as the recording's end moves)."""
+
+    closed: TrackSpans
+    open: TrackSpans
+
+    @property
+    def starts(self) -> np.ndarray:
+        return np.concatenate([self.closed.starts, self.open.starts])
+
+    @property
+    def ends(self) -> np.ndarray:
+        return np.concatenate([self.closed.ends, self.open.ends])
+
+    @property
+    def styles(self) -> np.ndarray:
+        return np.concatenate([self.closed.styles, self.open.styles])
+
+    def cover(self, edges: np.ndarray, min_cells: int = 1) -> np.ndarray:
+        """As `TrackSpans.cover`, over both parts."""
+        t0, t1 = int(edges[0]), int(edges[-1])
+        closed, still = self.closed.within(t0, t1), self.open.within(t0, t1)
+        return _painted(edges, min_cells, *(np.concatenate(pair) for pair in zip(closed, still, strict=True)))
+
+
+NO_BARS = RowBars(NO_SPANS, NO_SPANS)
 
 
 RowKey = tuple[object, object]  # ("pasid", p) for a PASID's lifetime, (device, pasid) for the rest
@@ -120,11 +163,10 @@ class Spans:
 
     index: RecordingIndex
     done: int = 0  # events scanned for names so far
-    _closed: dict[RowKey, np.ndarray] = field(default_factory=dict)  # closed bars by row, (start, end, style) rows
+    _closed: dict[RowKey, TrackSpans] = field(default_factory=dict)  # closed bars by row
     _closed_seen: int = 0  # the model's closed intervals laid out so far
-    _open: defaultdict[RowKey, list[tuple[int, int, int]]] = field(default_factory=lambda: defaultdict(list))
-    _arrays: dict[RowKey, TrackSpans] = field(default_factory=dict)
-    _arrays_at: tuple[int, int, int] = (-1, -1, -1)  # (closed, opened, end of the recording) when made
+    _open: dict[RowKey, TrackSpans] = field(default_factory=dict)  # the bars open now, by row
+    _laid_at: tuple[int, int, int] = (-1, -1, -1)  # (closed, opened, end of the recording) when laid out
     # by row key, ("pasid", p) for the number or (device, p) for one device's use of it: names a filter matches
     owners: defaultdict[RowKey, set[str]] = field(default_factory=lambda: defaultdict(set))
     holders: defaultdict[RowKey, dict[object, str]] = field(  # -> holder -> label
@@ -172,56 +214,53 @@ class Spans:
         if who is not None and label:
             self.holders[key].setdefault(who, label)  # type: ignore[arg-type]
 
-    def _pieces(self, start: int, end: int, style: int, seen: int | None = None) -> list[tuple[int, int, int]]:
-        """A span as drawn: a group is amber until it passes the stale threshold and red from there on. `seen`:
-        how long an open group has been seen open (a closed one: its end)."""
+    def _lay(self, out: array[int], start: int, end: int, style: int, seen: int | None = None) -> None:
+        """Append a span as drawn to `out`, as (start, end, style) numbers: a group is amber until it passes the
+        stale threshold and red from there on. `seen`: how long an open group has been seen open (a closed
+        one: its end)."""
         stale_at = start + self.index.stale_ns
         if style != GROUP or (end if seen is None else seen) <= stale_at:
-            return [(start, end, style)]
-        return [(start, stale_at, GROUP), (stale_at, end, GROUP_STALE)]
+            out.extend((start, end, style))
+        else:
+            out.extend((start, stale_at, GROUP, stale_at, end, GROUP_STALE))
 
-    def of(self, row_key: RowKey) -> TrackSpans:
+    def of(self, row_key: RowKey) -> RowBars:
         """The bars of a row, open ones running to the end (a group open past the stale threshold turns red
         there)."""
         if self.done < self.index.n:
-            return NO_SPANS
+            return NO_BARS
         self._catch_up()
-        got = self._arrays.get(row_key)
-        if got is None:
-            still = np.array(self._open.get(row_key, []), np.int64).reshape(-1, 3)
-            got = self._arrays[row_key] = TrackSpans.of(np.concatenate([self._closed.get(row_key, _NO_BARS), still]))
-        return got
+        return RowBars(self._closed.get(row_key, NO_SPANS), self._open.get(row_key, NO_SPANS))
 
     def prepare(self) -> None:
-        """Lay out every row's bars now: the model's worker does, so that no frame waits for the first look at a
-        row (a row of a big recording holds thousands of bars)."""
-        if self.done < self.index.n:
-            return
-        self._catch_up()
-        for key in self._closed.keys() | self._open.keys():
-            self.of(key)
+        """Lay out every row's bars now: the model's worker does, so that no frame waits for the first look at
+        the bars (a row of a big recording holds thousands)."""
+        if self.done >= self.index.n:
+            self._catch_up()
 
     def _catch_up(self) -> None:
-        """Lay out what the model closed since last asked (kept as arrays, 24 bytes a bar), and what it holds open
-        now."""
+        """Lay out what the model closed since last asked (each row's closed bars laid out again with the new
+        ones: the numbers go through a flat array, no object per bar), and what it holds open now."""
         store = self.index.intervals
         version = (store.closed_count, store.opened, self.index.end_ns)
-        if self._arrays_at == version:
+        if self._laid_at == version:
             return
-        self._arrays.clear()
-        self._arrays_at = version
-        new: defaultdict[RowKey, list[tuple[int, int, int]]] = defaultdict(list)
+        self._laid_at = version
+        new: defaultdict[RowKey, array[int]] = defaultdict(lambda: array("q"))
         for iv in store.closed_since(self._closed_seen):
             bar = bar_of(iv)
             if bar is not None:
-                new[bar[0]] += self._pieces(iv.start_ns, iv.end_or(0), bar[1])
+                self._lay(new[bar[0]], iv.start_ns, iv.end_or(0), bar[1])
         self._closed_seen = store.closed_count
-        for key, pieces in new.items():
+        for key, numbers in new.items():
+            added = np.frombuffer(numbers, np.int64).reshape(-1, 3)
             earlier = self._closed.get(key)
-            added = np.array(pieces, np.int64)
-            self._closed[key] = added if earlier is None else np.concatenate([earlier, added])
-        self._open.clear()
+            self._closed[key] = TrackSpans.of(added if earlier is None else np.concatenate([earlier.rows(), added]))
+        del new
+        still: defaultdict[RowKey, array[int]] = defaultdict(lambda: array("q"))
         for iv in store.open_now():
             bar = bar_of(iv)
             if bar is not None:
-                self._open[bar[0]] += self._pieces(iv.start_ns, OPEN_END, bar[1], seen=self.index.end_ns)
+                self._lay(still[bar[0]], iv.start_ns, int(OPEN_END), bar[1], seen=self.index.end_ns)
+        self._open = {key: TrackSpans.of(np.frombuffer(numbers, np.int64).reshape(-1, 3))
+                      for key, numbers in still.items()}
