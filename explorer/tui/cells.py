@@ -15,7 +15,7 @@ import numpy as np
 from ..index import RecordingIndex
 from .glyphs import priority_table
 from .palette import SEVERITY_RANK
-from .spans import NO_SPANS, Spans, TrackSpans
+from .spans import NO_BARS, RowBars, Spans
 from .tracks import TrackRow
 
 MERGE_TRACKS = 16  # a row summing more tracks than this gets one merged array instead of a search per track
@@ -64,7 +64,7 @@ class CellModel:
         else:
             self.keep = None
         self._tracks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._merged: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self._merged: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, bool]] = {}
 
     def _sort_anomalies(self) -> None:
         """Anomalies by (device, PASID), again whenever the model (maybe still running) has found more."""
@@ -101,18 +101,37 @@ class CellModel:
             self._tracks[tid] = got
         return got
 
-    def _arrays_of(self, row: TrackRow) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(sorted times, priorities) to count for a row: one array per track, or one merged array for many."""
+    def _arrays_of(self, row: TrackRow, edges: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(sorted keys, priorities, the edges as keys) to count for a row: per track, its times and the edges
+        themselves; for a row of many tracks, one merged array (`_merge`)."""
         if len(row.tracks) <= MERGE_TRACKS:
-            return [self._track(tid) for tid in row.tracks]
+            return [(*self._track(tid), edges) for tid in row.tracks]
         key = tuple(row.tracks)
         got = self._merged.get(key)
         if got is None:
-            parts = [self._track(tid) for tid in row.tracks]
-            times = np.concatenate([t for t, _ in parts])
-            order = np.argsort(times, kind="stable")
-            got = self._merged[key] = (times[order], np.concatenate([p for _, p in parts])[order])
-        return [got]
+            got = self._merged[key] = self._merge(row.tracks)
+        keys, prio, by_index = got
+        return [(keys, prio, np.searchsorted(self.index.ts_max, edges, side="left") if by_index else edges)]
+
+    def _merge(self, tracks: list[int]) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The events of many tracks (those the kind filter keeps) as one array, with their priorities and
+        whether it holds their indices: where each of them is in time order with every event before it (a
+        recording in order), the first index at or after an edge's time tells their counts, at 5 bytes an event
+        where their times took 10; else their times, sorted."""
+        idx = self.index
+        member = np.zeros(len(idx.tracks), dtype=bool)
+        member[tracks] = True
+        ids = np.flatnonzero(member[idx.track_of]).astype(np.uint32)
+        kinds = idx.kinds[ids]
+        if self.keep is not None:
+            sel = self.keep[kinds]
+            ids, kinds = ids[sel], kinds[sel]
+        prio = self._prio[kinds]
+        times = idx.ts[ids]
+        if np.array_equal(times, idx.ts_max[ids]):
+            return ids, prio, True
+        order = np.argsort(times, kind="stable")
+        return times[order], prio[order], False
 
     def _anomalies(self, key: _AnomalyKey) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Times (sorted), severity ranks and indices (into index.anomalies) of the anomalies under `key`:
@@ -182,8 +201,8 @@ class CellModel:
         cells = len(edges) - 1
         counts = np.zeros(cells, dtype=np.int64)
         top = np.zeros(cells, dtype=np.int16)
-        for times, prio in self._arrays_of(row):
-            pos = np.searchsorted(times, edges, side="left")
+        for keys, prio, at in self._arrays_of(row, edges):
+            pos = np.searchsorted(keys, at, side="left")
             c = np.diff(pos)
             if not c.any():
                 continue
@@ -195,7 +214,7 @@ class CellModel:
         bars = self._bars(row).cover(edges, min_cells=2)
         return RowCells(counts, top, bars, self._anomaly_ranks(self.anomaly_key(row), edges))
 
-    def _bars(self, row: TrackRow) -> TrackSpans:
+    def _bars(self, row: TrackRow) -> RowBars:
         if self.spans is None or row.span_key is None:
-            return NO_SPANS
+            return NO_BARS
         return self.spans.of(row.span_key)

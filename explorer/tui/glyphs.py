@@ -52,7 +52,7 @@ DENSITY = "▁▂▃▄▅▆▇█"  # low-priority cells show how many events 
 def priority_table(kind_names: list[str]) -> np.ndarray:
     """Priority per kind id of an index: 1 + the kind's place in MARKS, 0 for kinds this version does not know."""
     order = {name: i + 1 for i, name in enumerate(MARKS)}
-    table = np.zeros(256, dtype=np.int16)
+    table = np.zeros(256, dtype=np.uint8)
     for i, name in enumerate(kind_names):
         table[i] = order.get(name, 0)
     return table

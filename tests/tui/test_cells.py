@@ -19,9 +19,10 @@ DEV = "0000:6a:01.0"
 MS = 1_000_000
 
 
-def synthetic(pasids: int = 2, maps: int = 10_000) -> RecordingIndex:
+def synthetic(pasids: int = 2, maps: int = 10_000, late: bool = False) -> RecordingIndex:
     """One device; PASIDs bound at 1 ms intervals; a burst of map/unmap traffic on PASID 1 between 10 and 20 ms;
-    one page request on PASID 1 at 30 ms answered at 250 ms (past the 100 ms stale threshold)."""
+    one page request on PASID 1 at 30 ms answered at 250 ms (past the 100 ms stale threshold). `late`: the last
+    PASID's allocation arrives last, out of time order (as a capture's may)."""
     rows: list[list[object]] = []
     for p in range(1, pasids + 1):
         rows.append([p * MS, str(Kind.PASID_ALLOC), DEV, p, 0, 100 + p, f"proc-{p}", "test", {"path": "sva"}])
@@ -33,6 +34,8 @@ def synthetic(pasids: int = 2, maps: int = 10_000) -> RecordingIndex:
     rows.append([30 * MS, str(Kind.PAGE_REQUEST), DEV, 1, 0, None, None, "test", request])
     rows.append([250 * MS, str(Kind.PAGE_RESPONSE), DEV, 1, 0, None, None, "test", {"prg": 1, "code": 0}])
     rows.sort(key=lambda r: r[0])  # type: ignore[arg-type, return-value]
+    if late:
+        rows.append(rows.pop(next(i for i, r in enumerate(rows) if r[3] == pasids)))
     index = RecordingIndex(Header(source="test", devices=[DeviceInfo(DEV, 20, True, True, "idxd")]))
     index.add_rows(rows)
     index.finish()
@@ -72,6 +75,24 @@ def test_a_device_of_many_pasids_counts_the_same_merged_as_track_by_track() -> N
     assert (merged.counts == summed).all()
     last_alloc = max(i for i in range(index.n) if index.event(i).kind == Kind.PASID_ALLOC)
     assert model.telling_event(device, int(edges[0]), int(edges[-1])) == last_alloc  # the latest of the most telling
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["in order", "an event out of order"])
+@pytest.mark.parametrize("kinds", [frozenset(), frozenset({str(Kind.UNMAP), str(Kind.PASID_ALLOC)})],
+                         ids=["every kind", "a kind filter"])
+def test_a_merged_row_shows_what_its_tracks_show_together(late: bool, kinds: frozenset[str]) -> None:
+    index = synthetic(pasids=MERGE_TRACKS * 2, maps=1_000, late=late)
+    model = CellModel(index, None)
+    model.reset(kinds)
+    device = next(r for r in build_rows(index) if r.device == DEV)
+    for t0, t1, cells in [(index.start_ns, index.end_ns, 77), (0, 40 * MS, 160), (9 * MS, 11 * MS, 50)]:
+        edges = Window(t0, t1, index.start_ns, index.end_ns).edges(cells)
+        merged = model.row_cells(device, edges)
+        alone = [model.row_cells(c, edges) for c in device.children]
+        assert merged.counts.tolist() == sum(c.counts for c in alone).tolist()
+        assert merged.top.tolist() == np.max([c.top for c in alone], axis=0).tolist()
+    assert model.row_cells(device, Window.whole(index.start_ns, index.end_ns).edges(77)).counts.sum() == \
+        (2 * MERGE_TRACKS + 1_000 + 2 if not kinds else 2 * MERGE_TRACKS + 500)
 
 
 def test_the_window_zooms_around_a_time_pans_and_shows_the_cursor() -> None:
