@@ -329,8 +329,7 @@ class Intervals:
             got = self._evidence = got + tuple(_sorted(*_evidence(b.rows(0, b.size))) for b in blocks[len(got):])
         found = []
         for b, (events, numbers) in enumerate(got[:len(blocks)]):
-            lo, hi = np.searchsorted(events, (idx, idx + 1))
-            found += [b * _SLICE + i for i in numbers[lo:hi].tolist()]
+            found += [b * _SLICE + i for i in numbers[_found(events, idx)].tolist()]
         sealed, n = len(blocks) * _SLICE, len(rows) // _WIDTH
         if n:
             found += [sealed + i for i in self._by_event.find(sealed + n, lambda: _evidence(
@@ -348,11 +347,24 @@ def _evidence(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _sorted(keys: np.ndarray, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(key, number) pairs sorted by key (a stable sort: numbers keep their order under one key), those with a
-    negative key (none) left out."""
+    negative key (none) left out, the keys 32-bit where they fit (an event's index does: 12 bytes a pair)."""
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
     first = int(np.searchsorted(keys, 0))
-    return (keys[first:].copy() if first else keys), numbers[order[first:]]
+    keys = keys[first:]
+    return (keys.astype(np.uint32) if not len(keys) or int(keys[-1]) <= _U32 else keys.copy()), numbers[order[first:]]
+
+
+_U32 = int(np.iinfo(np.uint32).max)
+
+
+def _found(keys: np.ndarray, key: int) -> slice:
+    """Where `key` is among sorted `keys` (searched as their own type: a Python int would have numpy copy them
+    all to a wider one first)."""
+    if not 0 <= key <= int(np.iinfo(keys.dtype).max):
+        return slice(0, 0)
+    k = keys.dtype.type(key)
+    return slice(int(np.searchsorted(keys, k, side="left")), int(np.searchsorted(keys, k, side="right")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,7 +399,7 @@ class _Block:
 
 
 class _ByKey:
-    """Numbers looked up by a key, from (key, number) pairs sorted once per growth of their source: 12-16 bytes
+    """Numbers looked up by a key, from (key, number) pairs sorted once per growth of their source: 8-12 bytes
     a pair, where a dict of lists took about 150 (a key, a list and the map's entry)."""
 
     __slots__ = ("_sorted",)
@@ -402,8 +414,7 @@ class _ByKey:
         got = self._sorted
         if got is None or got[0] != n:
             got = self._sorted = (n, *_sorted(*pairs()))
-        lo, hi = np.searchsorted(got[1], (key, key + 1))
-        return got[2][lo:hi].tolist()  # type: ignore[no-any-return]
+        return got[2][_found(got[1], key)].tolist()  # type: ignore[no-any-return]
 
 
 class Tracked(Journal):

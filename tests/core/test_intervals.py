@@ -176,7 +176,13 @@ def test_closed_intervals_sealed_in_blocks_read_back_as_they_closed(tmp_path: Pa
     are sealed, a reader's slices cut across them)."""
     path = tmp_path / "w.pasidrec"
     write_workload(str(path), 20_000, seed=7, slow_every=300, loss_every=500)
-    unsealed = _every_view(open_index(path))
+    first = open_index(path)
+    unsealed = _every_view(first)
+    named: list[list[tuple[object, ...]]] = [[] for _ in range(first.n)]  # what each event opened or closed
+    for iv in first.intervals:
+        for i in {iv.open_idx, iv.close_idx} - {None, -1}:
+            named[i].append((iv.kind, iv.key, iv.start_ns))  # type: ignore[index]
+    assert unsealed[2] == named and sum(map(len, named)) > 1_000
     from explorer import intervals
 
     monkeypatch.setattr(intervals, "_SLICE", 64)
