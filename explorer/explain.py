@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from weakref import WeakKeyDictionary
 
-import numpy as np
-
 from .events import R_KIND, AllocPath, Event, Kind, ResponseCode, perm_text
 from .index import RecordingIndex
 from .simulator import Anomaly, SimState
@@ -134,8 +132,7 @@ def linked_event(index: RecordingIndex, ev: Event) -> int | None:
     ts, _, device = ev.get("same_as")
     for t, key in enumerate(index.tracks):
         if key.device == device and key.pasid == ev.pasid:
-            times = index.track_times(t)
-            at = int(np.searchsorted(times, ts))
+            at = int(index.track_search(t, ts))
             for j in index.track_events(t)[at:at + 8].tolist():
                 if int(index.ts[j]) == ts and index.row(j)[R_KIND] == ev.kind:
                     return j

@@ -538,6 +538,12 @@ class RecordingIndex:
         return int(self.ts_max[-1]) if self.n else 0
 
     @property
+    def in_order(self) -> bool:
+        """Whether the events' times never go back (`ts` is then sorted, and its own `ts_max`)."""
+        self._columns()
+        return self._columns_store.in_order
+
+    @property
     def ts_max(self) -> np.ndarray:
         self._columns()
         return self._columns_store.ts_max
@@ -552,10 +558,10 @@ class RecordingIndex:
         self._columns()
         return self._columns_store.track_events(track)
 
-    def track_times(self, track: int) -> np.ndarray:
-        """Times of the events on `track`, sorted."""
+    def track_search(self, track: int, times: np.ndarray | int, side: str = "left") -> np.ndarray:
+        """Where `times` go among `track`'s sorted times (as np.searchsorted), without making them."""
         self._columns()
-        return self._columns_store.track_times(track)
+        return self._columns_store.track_search(track, times, side)
 
     def device_names(self) -> list[str]:
         """Devices in the header's table first, then those only seen in events."""

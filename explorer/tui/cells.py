@@ -63,7 +63,7 @@ class CellModel:
             self.keep: np.ndarray | None = keep  # per kind id: counted under the kind filter
         else:
             self.keep = None
-        self._tracks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._tracks: dict[int, tuple[np.ndarray, np.ndarray, bool]] = {}
         self._merged: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, bool]] = {}
 
     def _sort_anomalies(self) -> None:
@@ -89,47 +89,39 @@ class CellModel:
             out |= {tid for tid, t in enumerate(tracks) if (t.device, t.pasid) in self._anom_pairs}
         return out
 
-    def _track(self, tid: int) -> tuple[np.ndarray, np.ndarray]:
+    def _track(self, tid: int) -> tuple[np.ndarray, np.ndarray, bool]:
         got = self._tracks.get(tid)
         if got is None:
-            times = self.index.track_times(tid)
-            kinds = self.index.kinds[self.index.track_events(tid)]
-            if self.keep is not None:
-                sel = self.keep[kinds]
-                times, kinds = times[sel], kinds[sel]
-            got = (times, self._prio[kinds])
-            self._tracks[tid] = got
+            got = self._tracks[tid] = self._searchable(self.index.track_events(tid))
         return got
 
-    def _arrays_of(self, row: TrackRow, edges: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(sorted keys, priorities, the edges as keys) to count for a row: per track, its times and the edges
-        themselves; for a row of many tracks, one merged array (`_merge`)."""
+    def _arrays_of(self, row: TrackRow) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+        """What to count for a row (see `_searchable`): one per track, or one merged for many."""
         if len(row.tracks) <= MERGE_TRACKS:
-            return [(*self._track(tid), edges) for tid in row.tracks]
+            return [self._track(tid) for tid in row.tracks]
         key = tuple(row.tracks)
         got = self._merged.get(key)
         if got is None:
-            got = self._merged[key] = self._merge(row.tracks)
-        keys, prio, by_index = got
-        return [(keys, prio, np.searchsorted(self.index.ts_max, edges, side="left") if by_index else edges)]
+            idx = self.index
+            member = np.zeros(len(idx.tracks), dtype=bool)
+            member[row.tracks] = True
+            got = self._merged[key] = self._searchable(np.flatnonzero(member[idx.track_of]).astype(np.uint32))
+        return [got]
 
-    def _merge(self, tracks: list[int]) -> tuple[np.ndarray, np.ndarray, bool]:
-        """The events of many tracks (those the kind filter keeps) as one array, with their priorities and
-        whether it holds their indices: where each of them is in time order with every event before it (a
-        recording in order), the first index at or after an edge's time tells their counts, at 5 bytes an event
-        where their times took 10; else their times, sorted."""
+    def _searchable(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The events `ids` (in index order) that the kind filter keeps, as sorted keys to search, their
+        priorities, and whether the keys are the events' indices: in a recording in order the first index at
+        or after an edge's time tells their counts, at 5 bytes an event where their times took 10 (and a
+        track's are a view of the index's own); else their times, sorted."""
         idx = self.index
-        member = np.zeros(len(idx.tracks), dtype=bool)
-        member[tracks] = True
-        ids = np.flatnonzero(member[idx.track_of]).astype(np.uint32)
         kinds = idx.kinds[ids]
         if self.keep is not None:
             sel = self.keep[kinds]
             ids, kinds = ids[sel], kinds[sel]
         prio = self._prio[kinds]
-        times = idx.ts[ids]
-        if np.array_equal(times, idx.ts_max[ids]):
+        if idx.in_order:
             return ids, prio, True
+        times = idx.ts[ids]
         order = np.argsort(times, kind="stable")
         return times[order], prio[order], False
 
@@ -182,8 +174,7 @@ class CellModel:
         """The event whose mark a cell [t0, t1) of the row shows: its most telling kind, the latest of those."""
         best: tuple[int, int, int] | None = None
         for tid in row.tracks:
-            times = self.index.track_times(tid)
-            lo, hi = np.searchsorted(times, [t0, t1], side="left")
+            lo, hi = self.index.track_search(tid, np.array([t0, t1]))
             ids = self.index.track_events(tid)[lo:hi]
             kinds = self.index.kinds[ids]
             if self.keep is not None:
@@ -201,8 +192,11 @@ class CellModel:
         cells = len(edges) - 1
         counts = np.zeros(cells, dtype=np.int64)
         top = np.zeros(cells, dtype=np.int16)
-        for keys, prio, at in self._arrays_of(row, edges):
-            pos = np.searchsorted(keys, at, side="left")
+        at = None  # the edges as event indices, for keys that are indices
+        for keys, prio, by_index in self._arrays_of(row):
+            if by_index and at is None:
+                at = np.searchsorted(self.index.ts, edges, side="left").astype(keys.dtype)
+            pos = np.searchsorted(keys, at if by_index else edges, side="left")
             c = np.diff(pos)
             if not c.any():
                 continue

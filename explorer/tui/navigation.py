@@ -21,14 +21,14 @@ _CHUNK = 65_536
 def event_at(index: RecordingIndex, tracks: Iterable[int], t: int, keep: np.ndarray | None = None) -> int | None:
     """The latest event at or before `t` on these tracks (the highest index among equal times)."""
     best: tuple[int, int] | None = None
+    ts = index.ts
     for tid in tracks:
-        times = index.track_times(tid)
         ids = index.track_events(tid)
-        pos = int(np.searchsorted(times, t, side="right")) - 1
+        pos = int(index.track_search(tid, t, side="right")) - 1
         while pos >= 0 and keep is not None and not keep[index.kinds[ids[pos]]]:
             pos -= 1
         if pos >= 0:
-            cand = (int(times[pos]), int(ids[pos]))
+            cand = (int(ts[ids[pos]]), int(ids[pos]))
             if best is None or cand > best:
                 best = cand
     return None if best is None else best[1]
@@ -39,24 +39,24 @@ def step_on_tracks(index: RecordingIndex, tracks: Iterable[int], current: int | 
     """The next (or previous) event on these tracks after `current` (or after time `t` when there is none)."""
     here = (t, index.n if forward else -1) if current is None else (int(index.ts[current]), current)
     best: tuple[int, int] | None = None
+    ts = index.ts
     for tid in tracks:
-        times = index.track_times(tid)
         ids = index.track_events(tid)
         if forward:
-            pos = int(np.searchsorted(times, here[0], side="left"))
-            while pos < len(times) and ((int(times[pos]), int(ids[pos])) <= here
-                                        or (keep is not None and not keep[index.kinds[ids[pos]]])):
+            pos = int(index.track_search(tid, here[0], side="left"))
+            while pos < len(ids) and ((int(ts[ids[pos]]), int(ids[pos])) <= here
+                                      or (keep is not None and not keep[index.kinds[ids[pos]]])):
                 pos += 1
-            if pos < len(times):
-                cand = (int(times[pos]), int(ids[pos]))
+            if pos < len(ids):
+                cand = (int(ts[ids[pos]]), int(ids[pos]))
                 best = cand if best is None or cand < best else best
         else:
-            pos = int(np.searchsorted(times, here[0], side="right")) - 1
-            while pos >= 0 and ((int(times[pos]), int(ids[pos])) >= here
+            pos = int(index.track_search(tid, here[0], side="right")) - 1
+            while pos >= 0 and ((int(ts[ids[pos]]), int(ids[pos])) >= here
                                 or (keep is not None and not keep[index.kinds[ids[pos]]])):
                 pos -= 1
             if pos >= 0:
-                cand = (int(times[pos]), int(ids[pos]))
+                cand = (int(ts[ids[pos]]), int(ids[pos]))
                 best = cand if best is None or cand > best else best
     return None if best is None else best[1]
 

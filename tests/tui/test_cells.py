@@ -156,3 +156,19 @@ def test_bars_and_names_fed_from_the_models_rows_equal_those_decoded_on_their_ow
         assert (a.starts.tolist(), a.ends.tolist(), a.styles.tolist()) == \
             (b.starts.tolist(), b.ends.tolist(), b.styles.tolist()), key
     assert fed.owners == alone.owners and fed.holders == alone.holders
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["in order", "an event out of order"])
+def test_a_tracks_times_are_searched_as_a_search_of_them_would(late: bool) -> None:
+    whole = synthetic(pasids=MERGE_TRACKS * 2, maps=1_000, late=late)
+    rows = [whole.row(i) for i in range(whole.n)]
+    index = RecordingIndex(whole.header)
+    for k in range(0, len(rows), 150):  # batch after batch, so that a track's events lie in several runs
+        index.add_rows(rows[k:k + 150])
+        assert index.ts[-1] == rows[min(k + 150, len(rows)) - 1][0]
+    assert index.in_order is not late
+    probes = np.unique(np.concatenate([index.ts, index.ts - 1, index.ts + 1, [-(10 ** 12), 10 ** 12]]))
+    for t in range(len(index.tracks)):
+        times = index.ts[index.track_events(t)]
+        for side in ("left", "right"):
+            assert index.track_search(t, probes, side).tolist() == np.searchsorted(times, probes, side).tolist()
