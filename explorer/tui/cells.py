@@ -65,6 +65,7 @@ class CellModel:
             self.keep = None
         self._tracks: dict[int, tuple[np.ndarray, np.ndarray, bool]] = {}
         self._merged: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, bool]] = {}
+        self._edges_at: tuple[np.ndarray, np.ndarray] | None = None  # edges, the first event at or after each
 
     def _sort_anomalies(self) -> None:
         """Anomalies by (device, PASID), again whenever the model (maybe still running) has found more."""
@@ -192,11 +193,8 @@ class CellModel:
         cells = len(edges) - 1
         counts = np.zeros(cells, dtype=np.int64)
         top = np.zeros(cells, dtype=np.int16)
-        at = None  # the edges as event indices, for keys that are indices
         for keys, prio, by_index in self._arrays_of(row):
-            if by_index and at is None:
-                at = np.searchsorted(self.index.ts, edges, side="left").astype(keys.dtype)
-            pos = np.searchsorted(keys, at if by_index else edges, side="left")
+            pos = np.searchsorted(keys, self._first_at(edges, keys.dtype) if by_index else edges, side="left")
             c = np.diff(pos)
             if not c.any():
                 continue
@@ -207,6 +205,14 @@ class CellModel:
             top[nonempty] = np.maximum(top[nonempty], best)
         bars = self._bars(row).cover(edges, min_cells=2)
         return RowCells(counts, top, bars, self._anomaly_ranks(self.anomaly_key(row), edges))
+
+    def _first_at(self, edges: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """The first event at or after each edge's time, as `dtype` (searched once for a frame's rows, whose
+        edges are the same: a search of every event's time costs far more than one of a track's)."""
+        got = self._edges_at
+        if got is None or got[1].dtype != dtype or not np.array_equal(got[0], edges):
+            got = self._edges_at = (edges.copy(), np.searchsorted(self.index.ts, edges, side="left").astype(dtype))
+        return got[1]
 
     def _bars(self, row: TrackRow) -> RowBars:
         if self.spans is None or row.span_key is None:

@@ -80,6 +80,8 @@ class TrackSpans:
     def cover(self, edges: np.ndarray, min_cells: int = 1) -> np.ndarray:
         """Per cell, the style of the span covering it (-1: none). Spans narrower than `min_cells` cells are left
         to the marks, so microsecond-long groups do not paint a zoomed-out screen solid."""
+        if not self.classes:
+            return np.full(len(edges) - 1, -1, dtype=np.int16)
         return _painted(edges, min_cells, *self.within(int(edges[0]), int(edges[-1])))
 
 
@@ -126,6 +128,8 @@ class RowBars:
 
     def cover(self, edges: np.ndarray, min_cells: int = 1) -> np.ndarray:
         """As `TrackSpans.cover`, over both parts."""
+        if not self.open.classes:
+            return self.closed.cover(edges, min_cells)
         t0, t1 = int(edges[0]), int(edges[-1])
         closed, still = self.closed.within(t0, t1), self.open.within(t0, t1)
         return _painted(edges, min_cells, *(np.concatenate(pair) for pair in zip(closed, still, strict=True)))
