@@ -108,17 +108,14 @@ class LiveTable:
             yield from pasids[a:a + _READ].tolist()
 
     def _ordered(self, first_word: int) -> tuple[np.ndarray, np.ndarray]:
-        """Every live slot's PASID and its words from `first_word` on (rows), in the order added."""
-        rows, keys = [np.zeros((0, 4 - first_word), np.int64)], [np.zeros(0, np.int64)]
-        for n, page in enumerate(list(self._pages)):
-            if page is not None:
-                words = np.frombuffer(page.tobytes(), np.int64).reshape(-1, 4)  # (a copy: the page may change)
-                live = np.flatnonzero(words[:, 3])
-                rows.append(words[live, first_word:])
-                keys.append(live + (n << _PAGE_BITS))
-        words, pasids = np.concatenate(rows), np.concatenate(keys)
-        order = np.argsort(words[:, -1])
-        return words[order], pasids[order]
+        """Every live slot's PASID and its words from `first_word` on (rows), in the order added: the pages made
+        read as one array (a copy: the pages may change), not a page at a time (a million live PASIDs fill 3,900)."""
+        made = [n for n, page in enumerate(self._pages) if page is not None]
+        words = np.frombuffer(b"".join([self._pages[n] for n in made]), np.int64).reshape(-1, 4)
+        live = np.flatnonzero(words[:, 3])
+        pasids = (np.array(made, np.int64) << _PAGE_BITS)[live >> _PAGE_BITS] + (live & _SLOT_MASK)
+        order = np.argsort(words[live, 3])
+        return words[live[order], first_word:], pasids[order]
 
     # -- writes ----------------------------------------------------------------------------------------------
     def __setitem__(self, pasid: int, value: int) -> None:
@@ -209,14 +206,34 @@ class LiveTable:
         return array("q", out.tobytes())
 
     def apply(self, changes: array[int]) -> None:
-        """Bring this table (a copy) from one checkpoint to the next."""
-        pop, put = self.pop, self.__setitem__
-        words = iter(changes)
-        for pasid, ts, mid, low in zip(words, words, words, words, strict=True):
-            if low == _GONE:
-                pop(pasid, None)
-            else:
-                put(pasid, (ts << IDX_BITS | mid) << LIVE_LOW | low)
+        """Bring this table (a copy, which notes and tells nothing) from one checkpoint to the next, the pages it
+        touches as one array: a seek restores a full copy, and a million live PASIDs put one by one took 0.3 s of
+        every seek. (A PASID appears at most once in `changes`; those new to the table are added in the order
+        listed, as a dict would add them.)"""
+        assert self._before is None and self._store is None
+        rows = np.frombuffer(changes, np.int64).reshape(-1, 4)
+        touched, at = np.unique(rows[:, 0] >> _PAGE_BITS, return_inverse=True)
+        pages = self._pages
+        made = [int(n) < len(pages) and pages[n] is not None for n in touched.tolist()]
+        dense = np.frombuffer(bytearray(b"".join([pages[n] if ok else _EMPTY_PAGE  # type: ignore[misc]
+                                                   for n, ok in zip(touched.tolist(), made, strict=True)])),
+                              np.int64).reshape(-1, 4)
+        slot = at << _PAGE_BITS | rows[:, 0] & _SLOT_MASK
+        gone = rows[:, 3] == _GONE
+        was = dense[slot, 3]
+        fresh = np.flatnonzero(~gone & (was == 0))
+        dense[slot[~gone], :3] = rows[~gone, 1:]
+        dense[slot[gone], 3] = 0
+        dense[slot[fresh], 3] = np.arange(self._added + 1, self._added + 1 + len(fresh))
+        kept = np.zeros(len(touched), bool)
+        kept[at[~gone]] = True  # (a page only freed from is made no more than the per-entry path makes one)
+        for k, n in enumerate(touched.tolist()):
+            if made[k] or kept[k]:
+                if not made[k]:
+                    self._new_page(n)
+                pages[n][:] = array("q", dense[k << _PAGE_BITS:(k + 1) << _PAGE_BITS].tobytes())  # type: ignore[index]
+        self._n += len(fresh) - int(np.count_nonzero(was[gone]))
+        self._added += len(fresh)
 
     def track(self, store: Intervals, clock: _Clock) -> None:
         """Tell `store` when a lifetime opens (a PASID added, or its record replaced by one with another opening)
