@@ -1,20 +1,24 @@
-"""The live PASIDs of one state, held in slots indexed by PASID rather than in a dict.
+"""The live PASIDs of one state, held in slots indexed by PASID rather than in a dict where they are many.
 
-A PASID is below PASID_SPACE (2^20, checked where events are read), so a live PASID's packed record
-(explorer/state_records.py: opening time, opening event + 1, the rest) goes in four 8-byte words at its number's
-slot: 32 bytes a PASID, where a dict's entry, its int key and its int value took about 105 (issue 16: a million
-live PASIDs). Slots come in pages of 256 PASIDs, made when a PASID in them is first written, so a small
-recording's few PASIDs cost a page or two, and scattered numbers at most a page each (32 MiB for the whole space).
+A live PASID's packed record (explorer/state_records.py: opening time, opening event + 1, the rest) goes in four
+8-byte words at its number's slot: 32 bytes a PASID, where a dict's entry, its int key and its int value took
+about 105 (issue 16: a million live PASIDs). Slots come in pages of 256 PASIDs below PASID_SPACE (2^20). A page is
+made only once 64 of its PASIDs are live at once: until then, and for any number outside the pages (the schema
+lets PASIDs up to 2^32 through, and the model reports them beyond the device's width), entries stay in a dict. So
+a page costs at most 128 bytes a live PASID, and numbers scattered one to a page, over a merged recording's many
+machines, cost what a dict costs.
 
-The fourth word numbers each entry as it is added (0: the slot is empty), so iteration keeps a dict's order, the
-order the PASIDs became live, which exports and panels show. As a `Journal` does, the table notes what a key held
-before its first write since the last `changes()`; changes and full copies are flat arrays of four words an entry
+Each entry carries an order word, its number in the order entries were added (in a slot, the fourth word, 0 where
+the slot is empty; in the dict, the low bits of the value), so iteration keeps a dict's order, the order the
+PASIDs became live, which exports and panels show. As a `Journal` does, the table notes what a key held before its
+first write since the last `changes()`; changes and full copies are flat arrays of four words an entry
 (`changes()`, `frozen()`, `apply()`), not tuples of boxed ints. It can also tell an `Intervals` store when a
 PASID's lifetime opens and closes, as `intervals.Tracked` does for the state's other maps.
 """
 
 from __future__ import annotations
 
+import heapq
 from array import array
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -31,22 +35,28 @@ if TYPE_CHECKING:
 
 _PAGE_BITS = 8
 _SLOT_MASK = (1 << _PAGE_BITS) - 1
+_PAGES = PASID_SPACE >> _PAGE_BITS
 _EMPTY_PAGE = array("q", bytes(32 << _PAGE_BITS))  # four zero words (32 bytes) per slot
 _LOW_MASK = (1 << LIVE_LOW) - 1
 _TS_SHIFT = LIVE_LOW + IDX_BITS
 _GONE = -1  # a change's last word where the PASID is no longer live (a live one's is never negative)
 _READ = 4096  # PASIDs an iteration makes ints of at a time
 _LIFETIME = tuple(IntervalKind).index(IntervalKind.LIFETIME)  # the kind's number in an `Intervals` store
+_DENSE = 64  # live PASIDs of one page, kept in the dict, at which the page is made
+_ORDER_BITS = 40  # a dict entry's value: the packed record above its order word
+_ORDER_MASK = (1 << _ORDER_BITS) - 1
 
 
 class LiveTable:
     """Live PASIDs -> packed `LivePasid` ints, with a dict's interface where the model uses one (`in`, get, set,
     pop, len, iteration in the order added, `copy()`)."""
 
-    __slots__ = ("_pages", "_n", "_added", "_before", "_store", "_clock")
+    __slots__ = ("_pages", "_sparse", "_crowd", "_n", "_added", "_before", "_store", "_clock")
 
     def __init__(self) -> None:
-        self._pages: list[array[int] | None] = []  # grown to the highest page written
+        self._pages: list[array[int] | None] = []  # grown to the highest page made
+        self._sparse: dict[int, int] = {}  # PASIDs without a made page -> record << _ORDER_BITS | order word
+        self._crowd: dict[int, int] = {}  # page not made -> its live PASIDs in `_sparse`
         self._n = 0
         self._added = 0  # entries ever added: the next one's order word
         self._before: dict[int, int] | None = None  # key -> its packed value at the last `changes()` (journalling)
@@ -58,9 +68,13 @@ class LiveTable:
         try:
             page = self._pages[pasid >> _PAGE_BITS]
         except (IndexError, TypeError):  # (past the pages made, or not a number)
-            return default
+            page = None
         if page is None or pasid < 0:
-            return default
+            try:
+                coded = self._sparse.get(pasid)
+            except TypeError:  # (not hashable: no PASID)
+                return default
+            return default if coded is None else coded >> _ORDER_BITS
         i = (pasid & _SLOT_MASK) << 2
         return (page[i] << IDX_BITS | page[i + 1]) << LIVE_LOW | page[i + 2] if page[i + 3] else default
 
@@ -68,8 +82,21 @@ class LiveTable:
         try:
             page = self._pages[pasid >> _PAGE_BITS]  # type: ignore[operator]
         except (IndexError, TypeError):
-            return False
-        return page is not None and pasid >= 0 and page[(pasid & _SLOT_MASK) << 2 | 3] != 0  # type: ignore[operator]
+            page = None
+        if page is None or pasid < 0:  # type: ignore[operator]
+            try:
+                return pasid in self._sparse
+            except TypeError:
+                return False
+        return page[(pasid & _SLOT_MASK) << 2 | 3] != 0  # type: ignore[operator]
+
+    def _page(self, pasid: int) -> array[int] | None:
+        """The made page that holds `pasid`'s slot, or None: the PASID is then kept, if live, in `_sparse`."""
+        try:
+            page = self._pages[pasid >> _PAGE_BITS]
+        except IndexError:
+            return None
+        return page if pasid >= 0 else None
 
     def lowest(self, n: int) -> list[int]:
         """The `n` lowest live PASIDs, in order (`sorted(table)[:n]`, without reading every other one)."""
@@ -78,19 +105,25 @@ class LiveTable:
             if page is not None and len(out) < n:
                 live = np.flatnonzero(np.frombuffer(page.tobytes(), np.int64)[3::4])
                 out += (live[:n - len(out)] + (k << _PAGE_BITS)).tolist()
-        return out
+        return sorted(out + heapq.nsmallest(n, self._sparse))[:n]
 
     def first_free(self, start: int) -> int:
-        """The lowest PASID from `start` (>= 0) on that is not live: a page at a time, not a lookup a number."""
-        pages = self._pages
-        for n in range(start >> _PAGE_BITS, len(pages)):
-            page, first = pages[n], max(start - (n << _PAGE_BITS), 0)
+        """The lowest PASID from `start` (>= 0) on that is not live: a page at a time where pages are made, not a
+        lookup a number."""
+        pages, sparse, p = self._pages, self._sparse, start
+        while True:
+            k = p >> _PAGE_BITS
+            page = pages[k] if k < len(pages) else None
             if page is None:
-                return (n << _PAGE_BITS) + first
+                if p not in sparse:
+                    return p
+                p += 1
+                continue
+            first = p & _SLOT_MASK
             free = np.flatnonzero(np.frombuffer(page.tobytes(), np.int64)[4 * first + 3::4] == 0)
             if len(free):
-                return (n << _PAGE_BITS) + first + int(free[0])
-        return max(start, len(pages) << _PAGE_BITS)
+                return p + int(free[0])
+            p = (k + 1) << _PAGE_BITS
 
     def __getitem__(self, pasid: int) -> int:
         value = self.get(pasid)
@@ -108,42 +141,84 @@ class LiveTable:
             yield from pasids[a:a + _READ].tolist()
 
     def _ordered(self, first_word: int) -> tuple[np.ndarray, np.ndarray]:
-        """Every live slot's PASID and its words from `first_word` on (rows), in the order added: the pages made
+        """Every live entry's PASID and its words from `first_word` on (rows), in the order added: the pages made
         read as one array (a copy: the pages may change), not a page at a time (a million live PASIDs fill 3,900)."""
         made = [n for n, page in enumerate(self._pages) if page is not None]
-        words = np.frombuffer(b"".join([self._pages[n] for n in made]), np.int64).reshape(-1, 4)
+        words = np.frombuffer(b"".join([self._pages[n] for n in made]), np.int64).reshape(-1, 4)  # type: ignore[misc]
         live = np.flatnonzero(words[:, 3])
         pasids = (np.array(made, np.int64) << _PAGE_BITS)[live >> _PAGE_BITS] + (live & _SLOT_MASK)
-        order = np.argsort(words[live, 3])
-        return words[live[order], first_word:], pasids[order]
+        if not self._sparse:
+            order = np.argsort(words[live, 3])
+            return words[live[order], first_word:], pasids[order]
+        extra = np.array([(c >> _ORDER_BITS + _TS_SHIFT, c >> _ORDER_BITS + LIVE_LOW & IDX_MASK,
+                           c >> _ORDER_BITS & _LOW_MASK, c & _ORDER_MASK) for c in self._sparse.values()], np.int64)
+        order = np.argsort(np.concatenate([words[live, 3], extra[:, 3]]))
+        slotted = order < len(live)
+        out = np.empty((len(order), 4 - first_word), np.int64)
+        out[slotted] = words[live[order[slotted]], first_word:]
+        out[~slotted] = extra[order[~slotted] - len(live), first_word:]
+        return out, np.concatenate([pasids, np.fromiter(self._sparse, np.int64, len(self._sparse))])[order]
 
     # -- writes ----------------------------------------------------------------------------------------------
     def __setitem__(self, pasid: int, value: int) -> None:
-        if pasid.__class__ is not int or not 0 <= pasid < PASID_SPACE:
-            raise ValueError(f"PASID {pasid} outside 0..{PASID_SPACE - 1}")
-        pages = self._pages
-        page = pages[pasid >> _PAGE_BITS] if pasid >> _PAGE_BITS < len(pages) else None
+        if pasid.__class__ is not int:
+            raise ValueError(f"PASID {pasid!r} is not a number")
+        page = self._page(pasid)
         if page is None:
-            page = self._new_page(pasid >> _PAGE_BITS)
+            self._set_sparse(pasid, value)
+            return
         i = (pasid & _SLOT_MASK) << 2
         added = page[i + 3]
-        before, store = self._before, self._store
-        if before is not None or store is not None:
-            old = (page[i] << IDX_BITS | page[i + 1]) << LIVE_LOW | page[i + 2] if added else None
-            if before is not None and pasid not in before:
-                before[pasid] = MISSING if old is None else old
-            if store is not None:
-                if old is None:
-                    store.opened += 1
-                elif old >> LIVE_LOW != value >> LIVE_LOW:  # another lifetime under the same number
-                    store.opened += 1
-                    store.close(_LIFETIME, pasid, old, self._clock, True)  # type: ignore[arg-type]
+        if self._before is not None or self._store is not None:
+            self._noted(pasid, (page[i] << IDX_BITS | page[i + 1]) << LIVE_LOW | page[i + 2] if added else None,
+                        value)
         page[i] = value >> _TS_SHIFT
         page[i + 1] = value >> LIVE_LOW & IDX_MASK
         page[i + 2] = value & _LOW_MASK
         if not added:
             self._n += 1
             self._added = page[i + 3] = self._added + 1
+
+    def _set_sparse(self, pasid: int, value: int) -> None:
+        coded = self._sparse.get(pasid)
+        if self._before is not None or self._store is not None:
+            self._noted(pasid, None if coded is None else coded >> _ORDER_BITS, value)
+        if coded is not None:
+            self._sparse[pasid] = value << _ORDER_BITS | coded & _ORDER_MASK
+            return
+        self._n += 1
+        self._added += 1
+        self._sparse[pasid] = value << _ORDER_BITS | self._added
+        if 0 <= pasid < PASID_SPACE:
+            k = pasid >> _PAGE_BITS
+            crowd = self._crowd[k] = self._crowd.get(k, 0) + 1
+            if crowd >= _DENSE:
+                self._make_dense(k)
+
+    def _make_dense(self, k: int) -> None:
+        """Page `k` holds enough live PASIDs: make it, and move them from the dict into its slots."""
+        page, sparse = self._new_page(k), self._sparse
+        if not self._crowd.pop(k, 0):  # (none to move: a seek's restore makes its pages so)
+            return
+        for pasid in range(k << _PAGE_BITS, (k + 1) << _PAGE_BITS):
+            coded = sparse.pop(pasid, None)
+            if coded is not None:
+                value, i = coded >> _ORDER_BITS, (pasid & _SLOT_MASK) << 2
+                page[i:i + 4] = array("q", (value >> _TS_SHIFT, value >> LIVE_LOW & IDX_MASK, value & _LOW_MASK,
+                                            coded & _ORDER_MASK))
+
+    def _noted(self, pasid: int, old: int | None, value: int) -> None:
+        """Note `pasid`'s record before its first write since the last `changes()`, and tell the store of the
+        lifetimes that open and close as it goes from `old` to `value`."""
+        before, store = self._before, self._store
+        if before is not None and pasid not in before:
+            before[pasid] = MISSING if old is None else old
+        if store is not None:
+            if old is None:
+                store.opened += 1
+            elif old >> LIVE_LOW != value >> LIVE_LOW:  # another lifetime under the same number
+                store.opened += 1
+                store.close(_LIFETIME, pasid, old, self._clock, True)  # type: ignore[arg-type]
 
     def _new_page(self, n: int) -> array[int]:
         pages = self._pages
@@ -158,7 +233,17 @@ class LiveTable:
             if default is MISSING:
                 raise KeyError(pasid)
             return default
-        self._pages[pasid >> _PAGE_BITS][(pasid & _SLOT_MASK) << 2 | 3] = 0  # type: ignore[index]  # (empty)
+        page = self._page(pasid)
+        if page is not None:
+            page[(pasid & _SLOT_MASK) << 2 | 3] = 0  # (empty)
+        else:
+            del self._sparse[pasid]
+            if 0 <= pasid < PASID_SPACE:
+                k = pasid >> _PAGE_BITS
+                if self._crowd[k] > 1:
+                    self._crowd[k] -= 1
+                else:
+                    del self._crowd[k]
         self._n -= 1
         before = self._before
         if before is not None and pasid not in before:
@@ -171,6 +256,7 @@ class LiveTable:
         """The same entries, in the same order, noting and telling nothing (a checkpoint or a replayer's)."""
         new = LiveTable()
         new._pages = [None if p is None else p[:] for p in self._pages]
+        new._sparse, new._crowd = self._sparse.copy(), self._crowd.copy()
         new._n, new._added = self._n, self._added
         return new
 
@@ -206,34 +292,62 @@ class LiveTable:
         return array("q", out.tobytes())
 
     def apply(self, changes: array[int]) -> None:
-        """Bring this table (a copy, which notes and tells nothing) from one checkpoint to the next, the pages it
+        """Bring this table (a copy, which notes and tells nothing) from one checkpoint to the next, the slots it
         touches as one array: a seek restores a full copy, and a million live PASIDs put one by one took 0.3 s of
         every seek. (A PASID appears at most once in `changes`; those new to the table are added in the order
         listed, as a dict would add them.)"""
         assert self._before is None and self._store is None
         rows = np.frombuffer(changes, np.int64).reshape(-1, 4)
-        touched, at = np.unique(rows[:, 0] >> _PAGE_BITS, return_inverse=True)
+        pasids, gone = rows[:, 0], rows[:, 3] == _GONE
+        paged = (pasids >= 0) & (pasids < PASID_SPACE)
+        page_of = np.where(paged, pasids >> _PAGE_BITS, 0)
         pages = self._pages
-        made = [int(n) < len(pages) and pages[n] is not None for n in touched.tolist()]
-        dense = np.frombuffer(bytearray(b"".join([pages[n] if ok else _EMPTY_PAGE  # type: ignore[misc]
-                                                   for n, ok in zip(touched.tolist(), made, strict=True)])),
+        coming = np.bincount(page_of[paged & ~gone], minlength=_PAGES)  # live entries each page will gain
+        for k in np.flatnonzero(coming).tolist():
+            if (k >= len(pages) or pages[k] is None) and self._crowd.get(k, 0) + int(coming[k]) >= _DENSE:
+                self._make_dense(k)
+        made = np.zeros(_PAGES, bool)
+        made[[k for k, page in enumerate(pages) if page is not None]] = True
+        slotted = paged & made[page_of]
+        was = np.zeros(len(rows), bool)  # each entry live before
+        in_slots = np.flatnonzero(slotted)
+        touched = np.flatnonzero(np.bincount(page_of[in_slots], minlength=_PAGES))  # (counted, not sorted)
+        at = np.zeros(_PAGES, np.int64)
+        at[touched] = np.arange(len(touched))
+        at = at[page_of[in_slots]]
+        dense = np.frombuffer(bytearray(b"".join([pages[k] for k in touched.tolist()])),  # type: ignore[misc]
                               np.int64).reshape(-1, 4)
-        slot = at << _PAGE_BITS | rows[:, 0] & _SLOT_MASK
-        gone = rows[:, 3] == _GONE
-        was = dense[slot, 3]
-        fresh = np.flatnonzero(~gone & (was == 0))
-        dense[slot[~gone], :3] = rows[~gone, 1:]
-        dense[slot[gone], 3] = 0
-        dense[slot[fresh], 3] = np.arange(self._added + 1, self._added + 1 + len(fresh))
-        kept = np.zeros(len(touched), bool)
-        kept[at[~gone]] = True  # (a page only freed from is made no more than the per-entry path makes one)
-        for k, n in enumerate(touched.tolist()):
-            if made[k] or kept[k]:
-                if not made[k]:
-                    self._new_page(n)
-                pages[n][:] = array("q", dense[k << _PAGE_BITS:(k + 1) << _PAGE_BITS].tobytes())  # type: ignore[index]
-        self._n += len(fresh) - int(np.count_nonzero(was[gone]))
-        self._added += len(fresh)
+        slot = at << _PAGE_BITS | pasids[in_slots] & _SLOT_MASK
+        was[in_slots] = dense[slot, 3] != 0
+        elsewhere = np.flatnonzero(~slotted).tolist()
+        was[elsewhere] = [p in self._sparse for p in pasids[elsewhere].tolist()]
+        fresh = ~gone & ~was
+        order = np.zeros(len(rows), np.int64)
+        order[fresh] = np.arange(self._added + 1, self._added + 1 + int(np.count_nonzero(fresh)))
+        kept, ended = ~gone[in_slots], gone[in_slots]
+        dense[slot[kept], :3] = rows[in_slots[kept], 1:]
+        dense[slot[ended], 3] = 0
+        new = fresh[in_slots]
+        dense[slot[new], 3] = order[in_slots[new]]
+        for j, k in enumerate(touched.tolist()):
+            pages[k][:] = array("q", dense[j << _PAGE_BITS:(j + 1) << _PAGE_BITS].tobytes())  # type: ignore[index]
+        sparse, crowd = self._sparse, self._crowd
+        for i in elsewhere:
+            pasid, ts, mid, low = rows[i].tolist()
+            k = pasid >> _PAGE_BITS if 0 <= pasid < PASID_SPACE else None
+            if gone[i]:
+                if sparse.pop(pasid, None) is not None and k is not None:
+                    crowd[k] -= 1
+                    if not crowd[k]:
+                        del crowd[k]
+            else:
+                coded = sparse.get(pasid)
+                sparse[pasid] = ((ts << IDX_BITS | mid) << LIVE_LOW | low) << _ORDER_BITS | (
+                    int(order[i]) if coded is None else coded & _ORDER_MASK)
+                if coded is None and k is not None:
+                    crowd[k] = crowd.get(k, 0) + 1
+        self._n += int(np.count_nonzero(fresh)) - int(np.count_nonzero(gone & was))
+        self._added += int(np.count_nonzero(fresh))
 
     def track(self, store: Intervals, clock: _Clock) -> None:
         """Tell `store` when a lifetime opens (a PASID added, or its record replaced by one with another opening)

@@ -62,6 +62,9 @@ CASES: dict[str, tuple[Callable[[int], list[Any]], int, int, float]] = {
     "live PASID": (lambda i: [i, "pasid_alloc", DEV, i + 1, 0, 1, "a", "t", {"path": "iommufd"}], 4096, N, 160),  # 190
     "open group": (lambda i: [i, "page_request", DEV, (i >> 9) + 1, 0, 1, "a", "t", {"prg": i & 511, "addr": 4096}],
                    4096, N, 165),  # 160
+    # one live PASID to each 256-number page: the pages of slots that hold crowded PASIDs must not cost each (8 KiB)
+    "scattered PASID": (lambda i: [i, "pasid_alloc", DEV, (i % 4000) * 256 + 1 + i // 4000, 0, 1, "a", "t",
+                                   {"path": "iommufd"}], 4096, N, 250),  # 1,756 with a page made for each
     "five-event chunk": (lambda i: [i, "pasid_alloc" if i % 2 == 0 else "pasid_free", DEV, 1, 0, 1, "a", "t",
                                     {"path": "iommufd"}], 5, N // 5, 700),  # 1,100
 }

@@ -15,6 +15,7 @@ from explorer.events import AllocPath, DomainType, Event, Kind, make
 from explorer.index import CHECKPOINT_EVERY, RecordingIndex
 from explorer.recording import DeviceInfo, Header, Recording, write_events
 from explorer.simulator import SimState, Simulator
+from explorer.simulator.checks import Severity
 from explorer.workload import generate_rows, workload_header, write_workload
 
 DSA, NARROW = "0000:6a:01.0", "0000:3b:00.0"
@@ -106,6 +107,20 @@ def test_each_broken_invariant_is_found_once_with_its_evidence(events: list[Even
     for a in sim.anomalies:
         assert a.explanation and a.title != a.rule and a.lesson
         assert all(0 <= i < len(events) for i in a.evidence) and a.evidence
+
+
+def test_a_pasid_past_the_20_bit_space_is_beyond_width_and_leaves_later_findings_certain() -> None:
+    """The schema lets a recording's PASIDs up to 2^32 through (a hostile or corrupt file), and the model reports one
+    past the device's width, as for any allocation beyond max_pasids (drivers/iommu/iommu.c
+    iommu_alloc_global_pasid(), 6.6+: ida_alloc_range(..., dev->iommu->max_pasids - 1)). It must not read as an
+    event the model cannot apply, which would leave every later finding uncertain."""
+    sim = Simulator(kernel="6.18")
+    for i, (kind, pasid) in enumerate([("pasid_alloc", 2_000_000), ("pasid_alloc", 7), ("pasid_free", 7),
+                                       ("pasid_free", 7)]):
+        sim.apply_row([i, kind, DSA, pasid, 0, 1, "a", "t", {"path": "driver"} if kind == "pasid_alloc" else {}], i)
+    assert [(a.rule, a.severity) for a in sim.anomalies] == [("beyond_width", Severity.ERROR),
+                                                              ("double_free", Severity.ERROR)]
+    assert set(sim.state.pasids) == {2_000_000}
 
 
 def test_user_chosen_pasids_are_attached_per_device_without_an_allocation() -> None:
