@@ -114,17 +114,9 @@ class RowBars:
     closed: TrackSpans
     open: TrackSpans
 
-    @property
-    def starts(self) -> np.ndarray:
-        return np.concatenate([self.closed.starts, self.open.starts])
-
-    @property
-    def ends(self) -> np.ndarray:
-        return np.concatenate([self.closed.ends, self.open.ends])
-
-    @property
-    def styles(self) -> np.ndarray:
-        return np.concatenate([self.closed.styles, self.open.styles])
+    def rows(self) -> np.ndarray:
+        """Every bar of the row, closed then open, as (start, end, style) rows."""
+        return np.concatenate([self.closed.rows(), self.open.rows()])
 
     def cover(self, edges: np.ndarray, min_cells: int = 1) -> np.ndarray:
         """As `TrackSpans.cover`, over both parts."""
@@ -169,7 +161,9 @@ class Spans:
     done: int = 0  # events scanned for names so far
     _closed: dict[RowKey, TrackSpans] = field(default_factory=dict)  # closed bars by row
     _closed_seen: int = 0  # the model's closed intervals laid out so far
-    _open: dict[RowKey, TrackSpans] = field(default_factory=dict)  # the bars open now, by row
+    # The bars open now: their numbers by row, and the rows laid out so far (a row only when a frame asks for it:
+    # a live capture's every batch moves them, and laying out 200,000 rows took seconds), replaced together
+    _open: tuple[dict[RowKey, array[int]], dict[RowKey, TrackSpans]] = field(default_factory=lambda: ({}, {}))
     _laid_at: tuple[int, int, int] = (-1, -1, -1)  # (closed, opened, end of the recording) when laid out
     # by row key, ("pasid", p) for the number or (device, p) for one device's use of it: names a filter matches
     owners: defaultdict[RowKey, set[str]] = field(default_factory=lambda: defaultdict(set))
@@ -234,7 +228,13 @@ class Spans:
         if self.done < self.index.n:
             return NO_BARS
         self._catch_up()
-        return RowBars(self._closed.get(row_key, NO_SPANS), self._open.get(row_key, NO_SPANS))
+        numbers, laid = self._open
+        still = laid.get(row_key)
+        if still is None:
+            held = numbers.get(row_key)
+            still = laid[row_key] = NO_SPANS if held is None else TrackSpans.of(
+                np.frombuffer(held, np.int64).reshape(-1, 3))
+        return RowBars(self._closed.get(row_key, NO_SPANS), still)
 
     def prepare(self) -> None:
         """Lay out every row's bars now: the model's worker does, so that no frame waits for the first look at
@@ -266,5 +266,4 @@ class Spans:
             bar = bar_of(iv)
             if bar is not None:
                 self._lay(still[bar[0]], iv.start_ns, int(OPEN_END), bar[1], seen=self.index.end_ns)
-        self._open = {key: TrackSpans.of(np.frombuffer(numbers, np.int64).reshape(-1, 3))
-                      for key, numbers in still.items()}
+        self._open = (dict(still), {})

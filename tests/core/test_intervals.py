@@ -56,9 +56,8 @@ def test_a_response_matched_by_group_index_alone_closes_the_group_in_every_view(
     spans = Spans(idx)
     spans.update()
     bars = spans.of((DEV, 5))
-    groups = [(s, e) for s, e, st in zip(bars.starts.tolist(), bars.ends.tolist(), bars.styles.tolist(),
-                                         strict=True) if st in (GROUP, GROUP_STALE)]
-    assert groups == [(3_000, 4_000)] and GROUP_STALE not in bars.styles.tolist()
+    groups = [(s, e) for s, e, st in bars.rows().tolist() if st in (GROUP, GROUP_STALE)]
+    assert groups == [(3_000, 4_000)] and GROUP_STALE not in bars.rows()[:, 2].tolist()
     # the Perfetto export: the group ends at the response, answered
     out = io.StringIO()
     write_chrome_json(idx, out)

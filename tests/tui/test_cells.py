@@ -112,7 +112,7 @@ def test_a_group_is_amber_until_the_stale_threshold_and_red_after() -> None:
     spans = Spans(index)
     spans.update()
     bars = spans.of((DEV, 1))
-    groups = sorted(zip(bars.starts.tolist(), bars.ends.tolist(), bars.styles.tolist(), strict=True))
+    groups = sorted(map(tuple, bars.rows().tolist()))
     assert groups == [(30 * MS, 130 * MS, GROUP), (130 * MS, 250 * MS, GROUP_STALE)]
     edges = np.arange(0, 300 * MS + 1, 10 * MS)
     cover = bars.cover(edges).tolist()
@@ -153,8 +153,7 @@ def test_bars_and_names_fed_from_the_models_rows_equal_those_decoded_on_their_ow
     assert len(keys) > 20 and keys == {bar[0] for iv in later.intervals if (bar := bar_of(iv)) is not None}
     for key in keys:
         a, b = alone.of(key), fed.of(key)
-        assert (a.starts.tolist(), a.ends.tolist(), a.styles.tolist()) == \
-            (b.starts.tolist(), b.ends.tolist(), b.styles.tolist()), key
+        assert a.rows().tolist() == b.rows().tolist(), key
     assert fed.owners == alone.owners and fed.holders == alone.holders
 
 

@@ -532,7 +532,7 @@ def test_a_big_recording_shows_its_timeline_at_once_and_its_model_as_it_comes(tm
         assert panel_text(app, "allocator").startswith("at +0 ns · ")  # the state at the start, known already
         assert "live of" in panel_text(app, "allocator")
         assert panel_text(app, "anomalies") == "The model is still replaying the recording: more may follow."
-        assert sum(1 for r in app.session.rows_all for c in r.children if app.session.cells._bars(c).starts.size) == 0  # noqa: SLF001
+        assert sum(1 for r in app.session.rows_all for c in r.children if len(app.session.cells._bars(c).rows())) == 0  # noqa: SLF001
         await pilot.press("end")
         assert "the model has replayed" in panel_text(app, "allocator")
         assert "The model has replayed" in panel_text(app, "event")
@@ -557,7 +557,7 @@ def test_a_big_recording_shows_its_timeline_at_once_and_its_model_as_it_comes(tm
             panel_text(app, "anomalies")
         assert panel_text(app, "allocator") == app_with_model_text(full, app.session.cursor)
         assert app.session.selected_event == evidence and full.anomalies[0].title in panel_text(app, "event")
-        assert any(app.session.cells._bars(c).starts.size for r in app.session.rows_all for c in r.children)  # noqa: SLF001
+        assert any(len(app.session.cells._bars(c).rows()) for r in app.session.rows_all for c in r.children)  # noqa: SLF001
 
     drive(app, body)
 

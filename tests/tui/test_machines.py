@@ -32,8 +32,8 @@ def test_machine_rows_hold_their_devices_and_a_guest_s_pasids(tmp_path: Path) ->
         await pilot.press("enter")  # the guest's own PASID 5, its lifetime drawn from the guest's allocator
         child = app.session.rows[labels.index(app.session.row.label) + 1]
         assert (child.depth, child.pasid, child.span_key) == (1, 5, ("pasid", (1, 5)))
-        assert len(app.session.spans.of(child.span_key).starts) == 1
-        assert len(app.session.spans.of(("pasid", 5)).starts) == 1, "the host's PASID 5 is a lifetime of its own"
+        assert len(app.session.spans.of(child.span_key).rows()) == 1
+        assert len(app.session.spans.of(("pasid", 5)).rows()) == 1, "the host's PASID 5 is a lifetime of its own"
         await pilot.press("end")
         assert "machine lab-6.12 (the selected row's" in panel_text(app, "allocator")
         shown = panel_text(app, "allocator")
