@@ -190,8 +190,12 @@ def main() -> int:
         print(f"built {len(cases)} recordings in {time.monotonic() - t0:.1f} s", flush=True)
         jobs = [(name, path, [c.replace("{out}", str(d / name)) for c in cmd]) for name, path in cases.items()
                 for cmd in COMMANDS]
+        hostile_logs = logs(d)
+        unknown = sorted(set(args.case) - set(cases) - set(hostile_logs))
+        if unknown:
+            ap.error(f"no case named {', '.join(unknown)} (the cases: {', '.join(sorted({*cases, *hostile_logs}))})")
         jobs += [(name, path, ["import", "{path}", "-o", str(d / f"{name}.pasidrec")])
-                 for name, path in logs(d).items()]
+                 for name, path in hostile_logs.items()]
         jobs = [j for j in jobs if (not args.case or j[0] in (*args.case, "one"))
                 and (not args.command or j[2][0] in args.command)]
         seen: set[str] = set()

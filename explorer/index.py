@@ -559,7 +559,8 @@ class RecordingIndex:
         return self._columns_store.track_events(track)
 
     def track_search(self, track: int, times: np.ndarray | int, side: str = "left") -> np.ndarray:
-        """Where `times` go among `track`'s sorted times (as np.searchsorted), without making them."""
+        """Where `times` go among `track`'s times (as np.searchsorted over them): through its events' indices when
+        the recording is in time order, without gathering its times; else over its times, gathered."""
         self._columns()
         return self._columns_store.track_search(track, times, side)
 

@@ -172,9 +172,8 @@ class LiveTable:
         if self._before is not None or self._store is not None:
             self._noted(pasid, (page[i] << IDX_BITS | page[i + 1]) << LIVE_LOW | page[i + 2] if added else None,
                         value)
-        page[i] = value >> _TS_SHIFT
-        page[i + 1] = value >> LIVE_LOW & IDX_MASK
-        page[i + 2] = value & _LOW_MASK
+        # (one write of the three words: a reader on another thread sees the old record or the new, never a mix)
+        page[i:i + 3] = array("q", (value >> _TS_SHIFT, value >> LIVE_LOW & IDX_MASK, value & _LOW_MASK))
         if not added:
             self._n += 1
             self._added = page[i + 3] = self._added + 1

@@ -271,7 +271,7 @@ class Simulator:
 
     def restore(self, state: FullCopy, changes: Iterable[StateChanges] = ()) -> None:
         """Continue from a checkpoint (a replayer's seek): a full copy, then the checkpoints after it as changes.
-        Its maps are plain dicts, so nothing is reported. A simulator that keeps intervals never goes back: its
+        Its maps note and tell nothing, so nothing is reported. A simulator that keeps intervals never goes back: its
         store would no longer follow its state."""
         if self.intervals is not None:
             raise ValueError("a simulator keeping intervals cannot restore a checkpoint (use a replayer)")

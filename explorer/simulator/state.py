@@ -148,7 +148,8 @@ class SimState:
 
     # -- checkpoints as changes ------------------------------------------------------------------------------
     def journal(self) -> None:
-        """Hold every map a checkpoint keeps as a `Journal` (the interval maps are `Tracked`, journals too)."""
+        """Note the changes of every map a checkpoint keeps: each a `Journal` (the interval maps are `Tracked`,
+        journals too), the live PASIDs' table noting its own."""
         for name in _MAPS:
             value = getattr(self, name)
             if isinstance(value, (Journal, LiveTable)):
@@ -172,7 +173,8 @@ class SimState:
             getattr(self, name).changes()
 
     def freeze(self) -> FullCopy:
-        """A full checkpoint, compact: what `copy()` holds, each map as one flat tuple of its items."""
+        """A full checkpoint, compact: what `copy()` holds, each map as one flat tuple of its items (the live
+        PASIDs as one array of four words an entry)."""
         maps = {name: m.frozen() if isinstance(m, LiveTable) else tuple(chain.from_iterable(m.items()))
                 for name in _MAPS if (m := getattr(self, name))}
         return FullCopy(StateChanges(maps, tuple(getattr(self, name) for name in _SCALARS)),
@@ -253,9 +255,9 @@ class StateChanges:
 
 @dataclass(frozen=True, slots=True)
 class FullCopy:
-    """A full checkpoint: every map as changes from empty (16 bytes an entry, where a copy's dicts took about 85,
-    so a million live PASIDs cost the full copies about 30 bytes each rather than 90), and each other machine's
-    state (a merged recording's guests) the same way."""
+    """A full checkpoint: every map as changes from empty (16 bytes an entry, where a copy's dicts took about 85; the
+    live PASIDs 32, four words each: see explorer/live_table.py), and each other machine's state (a merged
+    recording's guests) the same way."""
 
     state: StateChanges
     others: tuple[tuple[int, FullCopy], ...]
@@ -267,7 +269,8 @@ class FullCopy:
         return self.state.size + sum(other.size for _, other in self.others)
 
     def thaw(self) -> SimState:
-        """A state of plain maps, as `SimState.copy()` gives, to replay from."""
+        """A state that notes and tells nothing (dicts, and a live table), as `SimState.copy()` gives, to replay
+        from."""
         st = SimState(atoms=self.atoms)
         st.apply(self.state)
         st.others = {m: other.thaw() for m, other in self.others}

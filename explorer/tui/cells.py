@@ -31,7 +31,8 @@ class RowCells:
 
 
 class CellModel:
-    """Per-track sorted times and priorities, cached; rebuilt when the index grows or the kind filter changes."""
+    """Per-row events and priorities for counting cells (a recording in time order keeps its events' indices, one
+    out of order their times), cached; rebuilt when the index grows or the kind filter changes."""
 
     def __init__(self, index: RecordingIndex, spans: Spans | None) -> None:
         self.index = index
