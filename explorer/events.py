@@ -310,8 +310,6 @@ def make(kind: str, ts_ns: int, *, device: str | None = None, pasid: int | None 
             raise ValueError(f"{kind}: unknown field {name!r} (known: {', '.join(names)})")
         if value is not None and not isinstance(value, f.type):
             raise ValueError(f"{kind}.{name}: expected {f.type}, got {type(value).__name__}")
-    if pasid is not None and not 0 <= pasid < PASID_SPACE:
-        raise ValueError(f"{kind}: PASID {pasid} outside 0..{PASID_SPACE - 1}")
     clean = {k: v for k, v in fields.items() if v is not None}
     event = Event(ts_ns, Kind(kind), device, pasid, cpu, pid, comm, source, MappingProxyType(clean))
     from .schema import row_problem  # (the schema is built from KINDS, above)

@@ -53,6 +53,7 @@ _END, _BEGIN, _EVENT, _ANOMALY = range(4)
 _INSTANT, _BEGIN_T, _END_T, _COUNTER = (pb.TrackEvent.TYPE_INSTANT, pb.TrackEvent.TYPE_SLICE_BEGIN,
                                         pb.TrackEvent.TYPE_SLICE_END, pb.TrackEvent.TYPE_COUNTER)
 _INT64 = range(-(1 << 63), 1 << 63)
+_RANK_END = 1 << 31  # a track's sibling_order_rank is an int32
 
 
 @dataclass(slots=True)
@@ -209,7 +210,8 @@ class PerfettoWriter:
 
     def pasid_track(self, device: str | None, pasid: int, m: int = 0) -> int:
         """A PASID's track: under its device, or under machine `m`'s allocator when it names no device."""
-        return self.p.track(("pasid", device, pasid, m), f"PASID {pasid}", self._parent(device, m), pasid + 1)
+        return self.p.track(("pasid", device, pasid, m), f"PASID {pasid}", self._parent(device, m),
+                            min(pasid + 1, _RANK_END - 1))  # (a PASID past 2^31, which a hostile file may hold, last)
 
     def lane(self, device: str | None, pasid: int | None, name: str, rank: int, m: int = 0) -> int:
         if pasid is None and device is None:
