@@ -269,10 +269,11 @@ class Intervals:
             yield np.frombuffer(rows[(max(first, sealed) - sealed) * _WIDTH:(n - sealed) * _WIDTH],
                                 dtype=np.int64).reshape(-1, _WIDTH)
 
-    def closed_since(self, n: int) -> Iterator[Interval]:
-        """Intervals closed after the first `n`, in closing order (a reader's bookmark is `closed_count`)."""
-        return (self._made(row) for t in self._slices(self.closed_count, n) for a in range(0, len(t), _READ)
-                for row in t[a:a + _READ].tolist())
+    def closed_since(self, n: int, upto: int | None = None) -> Iterator[Interval]:
+        """Intervals closed after the first `n` (up to the first `upto`, by default as many as are closed now), in
+        closing order (a reader's bookmark is `closed_count`)."""
+        return (self._made(row) for t in self._slices(self.closed_count if upto is None else upto, n)
+                for a in range(0, len(t), _READ) for row in t[a:a + _READ].tolist())
 
     def open_now(self, opened_by: int | None = None, kind: IntervalKind | None = None) -> Iterator[Interval]:
         """The intervals open at the model's latest event (those event `opened_by` opened, told from each record's

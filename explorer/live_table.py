@@ -94,7 +94,7 @@ class LiveTable:
         """The made page that holds `pasid`'s slot, or None: the PASID is then kept, if live, in `_sparse`."""
         try:
             page = self._pages[pasid >> _PAGE_BITS]
-        except IndexError:
+        except (IndexError, TypeError):
             return None
         return page if pasid >= 0 else None
 
@@ -105,7 +105,7 @@ class LiveTable:
             if page is not None and len(out) < n:
                 live = np.flatnonzero(np.frombuffer(page.tobytes(), np.int64)[3::4])
                 out += (live[:n - len(out)] + (k << _PAGE_BITS)).tolist()
-        return sorted(out + heapq.nsmallest(n, self._sparse))[:n]
+        return sorted(set(out).union(heapq.nsmallest(n, self._sparse.copy())))[:n]
 
     def first_free(self, start: int) -> int:
         """The lowest PASID from `start` (>= 0) on that is not live: a page at a time where pages are made, not a
@@ -142,22 +142,33 @@ class LiveTable:
 
     def _ordered(self, first_word: int) -> tuple[np.ndarray, np.ndarray]:
         """Every live entry's PASID and its words from `first_word` on (rows), in the order added: the pages made
-        read as one array (a copy: the pages may change), not a page at a time (a million live PASIDs fill 3,900)."""
+        read as one array, not a page at a time (a million live PASIDs fill 3,900). Both parts are copies taken
+        first (the dict in one call), so the model's thread may go on writing meanwhile; a PASID moved from the
+        dict to a page between the two copies is listed once."""
+        sparse = self._sparse.copy()
         made = [n for n, page in enumerate(self._pages) if page is not None]
         words = np.frombuffer(b"".join([self._pages[n] for n in made]), np.int64).reshape(-1, 4)  # type: ignore[misc]
         live = np.flatnonzero(words[:, 3])
         pasids = (np.array(made, np.int64) << _PAGE_BITS)[live >> _PAGE_BITS] + (live & _SLOT_MASK)
-        if not self._sparse:
+        if not sparse:
             order = np.argsort(words[live, 3])
             return words[live[order], first_word:], pasids[order]
-        extra = np.array([(c >> _ORDER_BITS + _TS_SHIFT, c >> _ORDER_BITS + LIVE_LOW & IDX_MASK,
-                           c >> _ORDER_BITS & _LOW_MASK, c & _ORDER_MASK) for c in self._sparse.values()], np.int64)
+        keys = np.fromiter(sparse, np.int64, len(sparse))
+        coded = list(sparse.values())
+        records = [c >> _ORDER_BITS for c in coded]
+        extra = np.empty((len(coded), 4), np.int64)
+        extra[:, 0] = np.fromiter((r >> _TS_SHIFT for r in records), np.int64, len(records))
+        extra[:, 1] = np.fromiter((r >> LIVE_LOW & IDX_MASK for r in records), np.int64, len(records))
+        extra[:, 2] = np.fromiter((r & _LOW_MASK for r in records), np.int64, len(records))
+        extra[:, 3] = np.fromiter((c & _ORDER_MASK for c in coded), np.int64, len(coded))
+        apart = ~np.isin(keys, pasids)
+        keys, extra = keys[apart], extra[apart]
         order = np.argsort(np.concatenate([words[live, 3], extra[:, 3]]))
         slotted = order < len(live)
         out = np.empty((len(order), 4 - first_word), np.int64)
         out[slotted] = words[live[order[slotted]], first_word:]
         out[~slotted] = extra[order[~slotted] - len(live), first_word:]
-        return out, np.concatenate([pasids, np.fromiter(self._sparse, np.int64, len(self._sparse))])[order]
+        return out, np.concatenate([pasids, keys])[order]
 
     # -- writes ----------------------------------------------------------------------------------------------
     def __setitem__(self, pasid: int, value: int) -> None:
@@ -331,10 +342,10 @@ class LiveTable:
         for j, k in enumerate(touched.tolist()):
             pages[k][:] = array("q", dense[j << _PAGE_BITS:(j + 1) << _PAGE_BITS].tobytes())  # type: ignore[index]
         sparse, crowd = self._sparse, self._crowd
-        for i in elsewhere:
-            pasid, ts, mid, low = rows[i].tolist()
+        for (pasid, ts, mid, low), ended, number in zip(rows[elsewhere].tolist(), gone[elsewhere].tolist(),
+                                                         order[elsewhere].tolist(), strict=True):
             k = pasid >> _PAGE_BITS if 0 <= pasid < PASID_SPACE else None
-            if gone[i]:
+            if ended:
                 if sparse.pop(pasid, None) is not None and k is not None:
                     crowd[k] -= 1
                     if not crowd[k]:
@@ -342,7 +353,7 @@ class LiveTable:
             else:
                 coded = sparse.get(pasid)
                 sparse[pasid] = ((ts << IDX_BITS | mid) << LIVE_LOW | low) << _ORDER_BITS | (
-                    int(order[i]) if coded is None else coded & _ORDER_MASK)
+                    number if coded is None else coded & _ORDER_MASK)
                 if coded is None and k is not None:
                     crowd[k] = crowd.get(k, 0) + 1
         self._n += int(np.count_nonzero(fresh)) - int(np.count_nonzero(gone & was))

@@ -9,6 +9,7 @@ also follows a live capture. Nothing here imports Textual.
 
 from __future__ import annotations
 
+import threading
 from array import array
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -165,6 +166,9 @@ class Spans:
     # a live capture's every batch moves them, and laying out 200,000 rows took seconds), replaced together
     _open: tuple[dict[RowKey, array[int]], dict[RowKey, TrackSpans]] = field(default_factory=lambda: ({}, {}))
     _laid_at: tuple[int, int, int] = (-1, -1, -1)  # (closed, opened, end of the recording) when laid out
+    # The model's worker (`prepare`) and the UI thread (`of`) both lay out: one at a time, so that neither adds the
+    # same closed bars twice nor reads the other's half-made layout
+    _laying: threading.Lock = field(default_factory=threading.Lock)
     # by row key, ("pasid", p) for the number or (device, p) for one device's use of it: names a filter matches
     owners: defaultdict[RowKey, set[str]] = field(default_factory=lambda: defaultdict(set))
     holders: defaultdict[RowKey, dict[object, str]] = field(  # -> holder -> label
@@ -227,7 +231,7 @@ class Spans:
         there)."""
         if self.done < self.index.n:
             return NO_BARS
-        self._catch_up()
+        self._catch_up(wait=False)
         numbers, laid = self._open
         still = laid.get(row_key)
         if still is None:
@@ -242,20 +246,27 @@ class Spans:
         if self.done >= self.index.n:
             self._catch_up()
 
-    def _catch_up(self) -> None:
+    def _catch_up(self, wait: bool = True) -> None:
         """Lay out what the model closed since last asked (each row's closed bars laid out again with the new
-        ones: the numbers go through a flat array, no object per bar), and what it holds open now."""
+        ones: the numbers go through a flat array, no object per bar), and what it holds open now. Without `wait`
+        (a frame), while the other thread lays out, the layout it has so far is drawn rather than waited for."""
+        if self._laying.acquire(blocking=wait):
+            try:
+                self._lay_out()
+            finally:
+                self._laying.release()
+
+    def _lay_out(self) -> None:
         store = self.index.intervals
         version = (store.closed_count, store.opened, self.index.end_ns)
         if self._laid_at == version:
             return
-        self._laid_at = version
         new: defaultdict[RowKey, array[int]] = defaultdict(lambda: array("q"))
-        for iv in store.closed_since(self._closed_seen):
+        for iv in store.closed_since(self._closed_seen, version[0]):
             bar = bar_of(iv)
             if bar is not None:
                 self._lay(new[bar[0]], iv.start_ns, iv.end_or(0), bar[1])
-        self._closed_seen = store.closed_count
+        self._closed_seen = version[0]
         for key, numbers in new.items():
             added = np.frombuffer(numbers, np.int64).reshape(-1, 3)
             earlier = self._closed.get(key)
@@ -267,3 +278,4 @@ class Spans:
             if bar is not None:
                 self._lay(still[bar[0]], iv.start_ns, int(OPEN_END), bar[1], seen=self.index.end_ns)
         self._open = (dict(still), {})
+        self._laid_at = version

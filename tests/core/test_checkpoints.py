@@ -4,6 +4,8 @@ gives, and their memory follows the events, not the state's size."""
 from __future__ import annotations
 
 import random
+import sys
+import threading
 from pathlib import Path
 from unittest.mock import patch
 
@@ -90,6 +92,38 @@ def _table_acts_as_a_dict(ops: list[tuple[str, int, int]]) -> None:
     thawed = LiveTable()
     thawed.apply(table.frozen())
     assert list(thawed) == list(same) and [thawed[p] for p in thawed] == list(same.values())
+
+
+def test_the_live_pasids_are_listed_whole_while_the_model_goes_on_writing() -> None:
+    """The timeline lists the open lifetimes (`Intervals.open_now`) on the UI thread while the model's thread may
+    still write: each listing is the table at some moment, never an error, never a PASID twice."""
+    table = LiveTable()
+    for p in range(50_000):
+        table[PASID_SPACE + p] = p + 1  # (past the pages: in the table's dict)
+    for p in range(0, 64 * 256, 3):
+        table[p] = 1  # (pages made as they fill)
+    stop = threading.Event()
+
+    def write() -> None:
+        k = 0
+        while not stop.is_set():
+            table[PASID_SPACE + 100_000 + k % 5000] = 1
+            table.pop(PASID_SPACE + 100_000 + (k - 2500) % 5000, None)
+            table[k % (64 * 256)] = 2
+            k += 1
+
+    writer = threading.Thread(target=write)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    writer.start()
+    try:
+        for _ in range(20):
+            listed = list(table)
+            assert len(listed) == len(set(listed)) and len(table.frozen()) % 4 == 0
+    finally:
+        stop.set()
+        writer.join()
+        sys.setswitchinterval(interval)
 
 
 def test_the_lowest_free_pasid_is_found_past_full_pages_and_holes() -> None:
