@@ -49,7 +49,7 @@ _ORDER_MASK = (1 << _ORDER_BITS) - 1
 
 class LiveTable:
     """Live PASIDs -> packed `LivePasid` ints, with a dict's interface where the model uses one (`in`, get, set,
-    pop, len, iteration in the order added, `copy()`)."""
+    pop, len, iteration in the order added)."""
 
     __slots__ = ("_pages", "_sparse", "_crowd", "_n", "_added", "_before", "_store", "_clock")
 
@@ -261,14 +261,6 @@ class LiveTable:
         if self._store is not None:
             self._store.close(_LIFETIME, pasid, value, self._clock, False)  # type: ignore[arg-type]
         return value
-
-    def copy(self) -> LiveTable:
-        """The same entries, in the same order, noting and telling nothing (a checkpoint or a replayer's)."""
-        new = LiveTable()
-        new._pages = [None if p is None else p[:] for p in self._pages]
-        new._sparse, new._crowd = self._sparse.copy(), self._crowd.copy()
-        new._n, new._added = self._n, self._added
-        return new
 
     # -- journal and intervals -------------------------------------------------------------------------------
     def start(self) -> None:

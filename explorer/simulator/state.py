@@ -4,7 +4,7 @@ Records are immutable values held in flat dicts: tuples keyed by plain tuples, a
 outstanding page-request groups) packed into ints (explorer/state_records.py). The model that indexes a recording holds
 its maps as `Journal`s (explorer/journal.py), so a checkpoint is what changed since the one before
 (`StateChanges`), not a copy of the state: checkpoints cost memory in proportion to the events, however big the
-state grows. A full copy (`copy()`) is taken now and then, so that a seek applies a bounded number of changes.
+state grows. A full copy (`freeze()`) is taken now and then, so that a seek applies a bounded number of changes.
 """
 
 from __future__ import annotations
@@ -65,14 +65,16 @@ class UapiObject(NamedTuple):
     detail: str
 
 
+# Maps that only serve findings, which a replay from a checkpoint never reports (they were found while indexing):
+# checkpoints leave them out, and a replayer starts them empty
 _FINDINGS_ONLY = frozenset({"answered", "answered_before", "stale_queue", "exit_reported"})
-_NESTED = "others"  # the other machines' states: copied state by state
+_NESTED = "others"  # the other machines' states: frozen state by state
 ANSWERS_KEPT = 4096  # answered groups remembered per generation (a PRG index is 9 bits, so keys recur)
 
 
 @dataclass(slots=True)
 class SimState:
-    """Everything the simulator knows at one time; `copy()` is the checkpoint."""
+    """Everything the simulator knows at one time; `freeze()` is a full checkpoint, `changes()` the others."""
 
     devices: dict[str, int | None] = field(default_factory=dict)  # device -> PASID capability width (bits)
     # device -> its IOMMU's own max_pasids where the header says it (VT-d ecap PSS, AMD EFR PASmax): the kernel gives
@@ -125,18 +127,6 @@ class SimState:
     # and its replayer (append-only, so shared rather than copied)
     atoms: Atoms = field(default_factory=Atoms)
 
-    def copy(self) -> SimState:
-        """A checkpoint. `answered` and `stale_queue` only serve findings, which a replay from a checkpoint never
-        reports (they were found while indexing), so checkpoints start them empty instead of copying them."""
-        new = SimState(atoms=self.atoms)
-        for f in fields(self):
-            if f.name == _NESTED:
-                new.others = {m: st.copy() for m, st in self.others.items()}
-            elif f.name not in _FINDINGS_ONLY and f.name != "atoms":
-                value = getattr(self, f.name)
-                setattr(new, f.name, value.copy() if hasattr(value, "copy") else value)
-        return new
-
     @property
     def size(self) -> int:
         """Entries a full copy copies: what one costs in memory and time (about 40 bytes each)."""
@@ -173,8 +163,8 @@ class SimState:
             getattr(self, name).changes()
 
     def freeze(self) -> FullCopy:
-        """A full checkpoint, compact: what `copy()` holds, each map as one flat tuple of its items (the live
-        PASIDs as one array of four words an entry)."""
+        """A full checkpoint, compact: each map but those only findings use as one flat tuple of its items (the
+        live PASIDs as one array of four words an entry)."""
         maps = {name: m.frozen() if isinstance(m, LiveTable) else tuple(chain.from_iterable(m.items()))
                 for name in _MAPS if (m := getattr(self, name))}
         return FullCopy(StateChanges(maps, tuple(getattr(self, name) for name in _SCALARS)),
@@ -269,8 +259,7 @@ class FullCopy:
         return self.state.size + sum(other.size for _, other in self.others)
 
     def thaw(self) -> SimState:
-        """A state that notes and tells nothing (dicts, and a live table), as `SimState.copy()` gives, to replay
-        from."""
+        """A state that notes and tells nothing (dicts, and a live table), to replay from."""
         st = SimState(atoms=self.atoms)
         st.apply(self.state)
         st.others = {m: other.thaw() for m, other in self.others}
