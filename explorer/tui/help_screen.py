@@ -47,7 +47,7 @@ A big recording opens at once on its first events: the rest is indexed behind th
 line saying how far it got, and the model replays it after; `k` stops the indexing, keeping what it has read.
 
 Mouse: click a mark to select the event drawn there (an `!`: its anomaly, explained), a row to select it; the
-wheel zooms around the pointer.
+wheel zooms around the pointer. Drag over a panel's text (or double-click it) to select it; `ctrl+c` copies it.
 `ctrl+p` opens the command palette (every action is there too).
 
 ## Marks

@@ -20,6 +20,7 @@ from textual.actions import SkipAction
 from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.geometry import Region
+from textual.selection import Selection
 from textual.strip import Strip
 from textual.style import Style as VisualStyle
 from textual.visual import Visual
@@ -161,21 +162,20 @@ class Panel(Widget, can_focus=True):
         is not laid out again: a cursor move changes a few of a panel's lines."""
         if upto <= len(self._strips):
             return
-        at_now = (self._width, self._style, self.text_selection)
-        if self._known_at != at_now or len(self._known) > KNOWN_LINES:
-            self._known, self._known_at = {}, at_now
         count = min(bisect_left(self._ends, upto) + 1, len(self._lines))
         under = self._body.style  # (Textual reads a body's own style apart from its spans)
+        if self.text_selection is not None:  # every line from the first, where the selection's numbers place it
+            self._strips = self._strips_of(self._lines[:count], self._spans[:count], under)
+            self._laid = count
+            return
+        at_now = (self._width, self._style)
+        if self._known_at != at_now or len(self._known) > KNOWN_LINES:
+            self._known, self._known_at = {}, at_now
         keys = [(text, spans, under) for text, spans in zip(self._lines[self._laid:count],
                                                              self._spans[self._laid:count], strict=True)]
         new = [key for key in dict.fromkeys(keys) if key not in self._known]
         if new:  # laid out together, in one pass of Textual's, then cut into each line's own wrapped lines
-            spans, at = [], 0
-            for text, styles, _ in new:
-                spans += [Span(at + a, at + b, style) for a, b, style in styles]
-                at += len(text) + 1
-            body = Text("\n".join(key[0] for key in new), under, spans=spans)
-            strips = Visual.to_strips(self, Content.from_rich_text(body), self._width, None, self._style, pad=True)
+            strips = self._strips_of([key[0] for key in new], [key[1] for key in new], under)
             at = 0
             for key in new:
                 height = self._height_of(key[0])
@@ -183,6 +183,17 @@ class Panel(Widget, can_focus=True):
         for key in keys:
             self._strips += self._known[key]
         self._laid = count
+
+    def _strips_of(self, texts: list[str], styles: list[tuple[tuple[int, int, str | Style], ...]],
+                   under: str | Style) -> list[Strip]:
+        """Lines of text with their styles, wrapped and drawn in one pass of Textual's (the selection, if any,
+        drawn where it covers them when they are the body's first lines)."""
+        spans, at = [], 0
+        for text, line_styles in zip(texts, styles, strict=True):
+            spans += [Span(at + a, at + b, style) for a, b, style in line_styles]
+            at += len(text) + 1
+        body = Text("\n".join(texts), under, spans=spans)
+        return Visual.to_strips(self, Content.from_rich_text(body), self._width, None, self._style, pad=True)
 
     def _lines_before(self, offset: int) -> int:
         """How many wrapped lines the body's first `offset` characters take, up to the line `offset` begins: the
@@ -229,8 +240,30 @@ class Panel(Widget, can_focus=True):
     def render_line(self, y: int) -> Strip:
         i = self.top + y
         if 0 <= i < len(self._strips):
-            return self._strips[i]
+            return self._placed(self._strips[i], i)
         return Strip.blank(self.size.width, self.visual_style.rich_style)
+
+    def _placed(self, strip: Strip, i: int) -> Strip:
+        """Wrapped line `i` as drawn, its characters numbered for text selection by their line of text and place
+        in it: a line laid out lately is reused wherever it now stands, and Textual numbered it where it was
+        laid out. (The strip keeps what it made: drawing it again at the same place costs a lookup.)"""
+        for segment in strip:
+            at = segment.style.meta.get("offset") if segment.style is not None else None
+            if at is not None:
+                return strip.apply_offsets(at[0], bisect_right(self._ends, i))
+        return strip
+
+    def get_selection(self, selection: Selection) -> tuple[str, str] | None:
+        """The text a mouse selection covers (Textual's copy takes it), from the body's own plain text: the
+        lines of text it spans, not their wrapped lines."""
+        return selection.extract(self._body.plain), "\n"
+
+    def selection_updated(self, selection: Selection | None) -> None:
+        """The selection is drawn over the lines laid out: they are laid out again, with or without it."""
+        if self._width > 0:
+            self._strips, self._laid = [], 0
+            self._lay_out(self.top + self.size.height)
+        self.refresh()
 
     @property
     def dark(self) -> bool:

@@ -54,6 +54,7 @@ class Timeline(Widget, can_focus=True):
     DEFAULT_CSS = """
     Timeline { height: 1fr; min-height: 6; }
     """
+    ALLOW_SELECT = False  # a drawing, not text: a drag selects nothing here (Textual would copy the widget's name)
 
     class Clicked(Message):
         """A click on a row (None: on the axis or below the rows) and a cell (None: on the labels)."""

@@ -663,3 +663,47 @@ def test_the_allocator_shows_the_nearest_kernel_snapshot_beside_the_model_at_its
         assert "pri_unexplained" in text
 
     drive(app, body)
+
+
+def test_dragging_over_a_panel_copies_the_lines_of_text_it_covers() -> None:
+    """A drag over a panel's lines selects them, highlighted where they stand, and `ctrl+c` copies their text.
+    The lines were laid out for an earlier cursor and reused lower down, where Textual had numbered them by the
+    place they were laid out at; a double-click copies the whole text. A drag over the timeline copies nothing
+    (not the widget's name)."""
+    app = ExplorerApp(index_of("06"), layout="debug")
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        for _ in range(30):  # the event panel's text changes at each step; its lines are reused from before
+            await pilot.press("right")
+        await pilot.pause()
+        panel = app.query_one("#event", Panel)
+        texts = panel.text.split("\n")
+        shown = [line.rstrip() for line in panel.visible_text()]
+        # two lines on screen that are each a whole line of text, one under the other, below the first
+        y = next(y for y in range(1, len(shown) - 1) if shown[y] in texts and shown[y + 1] in texts
+                 and texts.index(shown[y + 1]) == texts.index(shown[y]) + 1 and len(shown[y + 1]) > 5)
+        left, top = panel.content_region.x - panel.region.x, panel.content_region.y - panel.region.y
+        await pilot.mouse_down(panel, offset=(left, top + y))
+        await pilot.hover(panel, offset=(left + 5, top + y + 1))
+        await pilot.mouse_up(panel, offset=(left + 5, top + y + 1))
+        await pilot.pause()
+        expected = shown[y] + "\n" + shown[y + 1][:6]  # (up to the character under the pointer)
+        assert app.screen.get_selected_text() == expected
+        await pilot.press("ctrl+c")
+        assert app.clipboard == expected
+        ground = panel.visual_style.rich_style.bgcolor  # (the selection's ink is blended over it)
+        lit = [n for n in range(panel.size.height) if any(
+            s.style is not None and s.style.bgcolor != ground and s.text.strip() for s in panel.render_line(n))]
+        assert lit == [y, y + 1]
+        await pilot.click(panel, offset=(left + 1, top + 1), times=2)
+        await pilot.press("ctrl+c")
+        assert app.clipboard == panel.text
+        app.screen.clear_selection()
+        timeline = app.query_one(Timeline)
+        await pilot.mouse_down(timeline, offset=(2, HEADER_LINES))
+        await pilot.hover(timeline, offset=(30, HEADER_LINES + 2))
+        await pilot.mouse_up(timeline, offset=(30, HEADER_LINES + 2))
+        await pilot.pause()
+        assert app.screen.get_selected_text() is None
+
+    drive(app, body)
