@@ -48,6 +48,7 @@ LIVE_WINDOW = 65_536  # live events whose rows stay in memory; older batches are
 LIVE_CHUNK = 4096  # a live batch is indexed (and later written out) in chunks of at most this many events
 KIND_IDS = 256  # kind names the kinds column tells apart (uint8); kinds beyond share the last id
 OTHER_KINDS = "(other kinds)"
+FIRST_CHUNKS = 512  # chunks at most indexed before a first screen (`build`'s `first`): ~0.1 ms each to index
 CHECKPOINT_EVERY = 8192  # events between simulator checkpoints: bounds the replay behind any seek
 SETTLE_AFTER = 65_536  # pending events (at least) before the columns take them in: see `_add_chunk`
 FULL_COPY_AFTER = 16384  # changes since the last full copy of the state before another (at least): bounds a seek
@@ -155,7 +156,8 @@ class RecordingIndex:
         the columns are read: `run_model` replays the model later (the explorer runs it in a worker). With
         `first` (and `model` False) only the chunks that hold the first `first` events are indexed: the rest
         are read with `read_heads` and indexed with `add_heads` (the explorer does so behind its first screen).
-        With `history` False the model keeps no checkpoints: see `__init__`."""
+        With `history` False the model keeps no checkpoints: see `__init__`. (`first` stops at FIRST_CHUNKS chunks
+        too: a long quiet capture's chunks hold a few events each.)"""
         assert first is None or not model, "the model replays a whole recording"
         idx = cls(recording.header, recording=recording, stale_ns=stale_ns, history=history)
         idx._columns_store.reserve(recording.event_count)
@@ -165,7 +167,7 @@ class RecordingIndex:
         total = recording.event_count
         idx._settle_early = False  # sorted by track once, at the end: no runs to merge (a million tracks' merge
         with collector_paused():   # of two runs peaked 45 MB above the one run it made)
-            while not idx.indexed_all and (first is None or idx.n < first):
+            while not idx.indexed_all and (first is None or idx.n < first and idx.indexed_files < FIRST_CHUNKS):
                 idx._index_file_chunk(idx.indexed_files, _fitting(recording.chunk_head(idx.indexed_files)))
                 if model:
                     idx._model_chunk(idx.modelled_chunks)

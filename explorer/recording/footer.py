@@ -9,7 +9,10 @@ wrong type is dropped, and both are reported as damage.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import chain
 from typing import Any
+
+import numpy as np
 
 from ..machines import BadMachines, ClockSnapshot
 from ..schema import TS_END
@@ -45,6 +48,8 @@ def index_problem(chunks: Any, first: int, end: int, min_event_bytes: int = MIN_
     end of the header) and `end` (the footer's offset), in file order, none overlapping another."""
     if not isinstance(chunks, list):
         return f"its chunk list is a {type(chunks).__name__}"
+    if _all_sound(chunks, first, end, min_event_bytes):
+        return None
     at = first
     for k, entry in enumerate(chunks):
         problem = entry_problem(entry, min_event_bytes)
@@ -57,6 +62,26 @@ def index_problem(chunks: Any, first: int, end: int, min_event_bytes: int = MIN_
         if at > end:
             return f"chunk {k} at byte {offset} runs past the footer (byte {end})"
     return None
+
+
+def _all_sound(chunks: list[Any], first: int, end: int, min_event_bytes: int) -> bool:
+    """Whether every entry is five counts that pass `index_problem`'s checks, judged in a few passes over the
+    whole list (a day's quiet capture writes a chunk a second: 86,400 entries, each checked alone cost 0.4 s of
+    opening it). False only says to look entry by entry, which names the first problem."""
+    if not chunks or set(map(type, chunks)) != {list} or set(map(len, chunks)) != {5} or \
+            set(map(type, chain.from_iterable(chunks))) != {int}:  # (a bool is not an int here)
+        return False
+    try:
+        a = np.array(chunks, dtype=np.int64)
+    except OverflowError:  # a count past 2^63
+        return False
+    offset, length, t0, t1, n = a.T
+    if not ((a >= 0).all() and (length <= MAX_FRAME).all() and (offset <= end).all() and (t0 <= t1).all()
+            and (n <= length).all()):  # (bounded first, so that nothing below overflows)
+        return False
+    ends = offset + FRAME.size + length
+    return bool((n * min_event_bytes <= length).all() and offset[0] >= first and (offset[1:] >= ends[:-1]).all()
+                and ends[-1] <= end)
 
 
 def _is_map_of(values: Callable[[Any], bool]) -> Callable[[Any], bool]:

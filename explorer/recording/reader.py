@@ -12,6 +12,7 @@ import stat
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from itertools import islice
 from typing import Any, NamedTuple
 
 import msgpack
@@ -31,9 +32,9 @@ _TAGS = re.compile(re.escape(TAG_CHUNK) + b"|" + re.escape(TAG_FOOTER))
 _SCAN_BLOCK = 1 << 20  # bytes read at a time when looking past damage for the next intact frame
 
 
-@dataclass(frozen=True, slots=True)
-class ChunkInfo:
-    """Where one chunk's payload lies and what time span and how many events it covers."""
+class ChunkInfo(NamedTuple):
+    """Where one chunk's payload lies and what time span and how many events it covers (a named tuple: a footer
+    lists one a second of a long capture, and these are made in half a dataclass's time)."""
 
     offset: int  # of the frame
     length: int  # of the payload
@@ -183,6 +184,7 @@ class Recording:
         self.damage: list[Damage] = []
         self.footer: dict[str, Any] | None = None
         self.chunks: list[ChunkInfo] = []
+        self._counted: tuple[list[ChunkInfo], int, int] = (self.chunks, 0, 0)  # see event_count
         self.unknown_frames: list[tuple[int, str]] = []
         self._refused: set[tuple[int, int]] = set()  # (chunk, event) of each row the schema refused
         self._refused_footer = -1  # offset of a footer whose index was refused: the walk ends there
@@ -267,7 +269,7 @@ class Recording:
             return False
         self.footer, dropped = checked_keys(footer)
         self.damage += [Damage(footer_off, d) for d in dropped]
-        self.chunks = [ChunkInfo(*c[:5]) for c in footer["chunks"]]
+        self.chunks = [ChunkInfo._make(c[:5]) for c in footer["chunks"]]
         return True
 
     def follow(self, offset: int, length: int, t0: int, t1: int, n: int) -> None:
@@ -466,7 +468,15 @@ class Recording:
 
     @property
     def event_count(self) -> int:
-        return sum(c.n for c in self.chunks)
+        """The events the chunks hold, each chunk counted once (the screen asks at every frame while it indexes,
+        and a long quiet capture lists a chunk a second: chunks are only ever added to the list)."""
+        chunks, seen, events = self._counted
+        if chunks is not self.chunks:  # (the footer's list replaced the empty one)
+            chunks, seen, events = self.chunks, 0, 0
+        if seen != len(chunks):
+            events += sum(c.n for c in islice(chunks, seen, None))
+            self._counted = (chunks, len(chunks), events)
+        return events
 
     @property
     def complete(self) -> bool:

@@ -9,16 +9,20 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hostile_files import DEV, GOOD, HOSTILE_VALUES, hostile_rows, with_value, write_crafted
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from explorer.cli.main import main
 from explorer.events import Kind
 from explorer.index import KIND_IDS, OTHER_KINDS
 from explorer.loading import open_index
-from explorer.recording import Recording
+from explorer.recording import Recording, footer
+from explorer.recording.footer import MIN_EVENT_BYTES, MIN_ROW_BYTES
+from explorer.recording.framing import FRAME, MAX_FRAME
 from explorer.schema import row_problem
 from explorer.simulator.engine import FOLD_AFTER, RULE_KEPT
 
@@ -130,6 +134,38 @@ def test_a_footer_with_lying_offsets_or_wrong_types_is_refused(tmp_path: Path, e
     with Recording(path) as rec:
         assert len(rec.chunks) == 1 and why in rec.damage_summary()  # type: ignore[operator]
     assert json.loads(run_all(path, capsys)["info --json"][1])["events"] == len(GOOD)
+
+
+_ENTRY_VALUES = st.one_of(st.integers(-2, 60), st.sampled_from([MAX_FRAME + 1, (1 << 63) - 1, 1 << 63, 1 << 64]),
+                          st.sampled_from([True, False, 0.5, "7", None]))
+
+
+@given(entries=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 40), st.integers(0, 9), st.integers(0, 9),
+                                  st.integers(0, 40)), min_size=1, max_size=30),
+       damage=st.lists(st.tuples(st.integers(0, 29), st.integers(0, 5), _ENTRY_VALUES), max_size=2),
+       slack=st.one_of(st.integers(-20, 8), st.just(1 << 40)),
+       per_event=st.sampled_from([MIN_EVENT_BYTES, MIN_ROW_BYTES]))
+@example(entries=[(0, 10, 0, 0, 1)], damage=[(0, 4, -1)], slack=0, per_event=1)  # (a negative count)
+@example(entries=[(0, 10, 0, 0, 1)], damage=[(0, 1, MAX_FRAME + 1)], slack=1 << 40, per_event=1)
+@settings(max_examples=500, deadline=None)
+def test_a_footer_index_is_judged_at_once_as_it_is_entry_by_entry(
+        entries: list[tuple[int, ...]], damage: list[tuple[int, int, Any]], slack: int, per_event: int) -> None:
+    """A footer's chunk list is judged by a few passes over the whole list (a long capture lists a chunk a
+    second), and entry by entry only when those find something wrong: the verdict and its words are the same."""
+    chunks, at = [], 100
+    for gap, length, t0, span, n in entries:  # a sound list: in order, inside the file, each within its bytes
+        chunks.append([at + gap, length, t0, t0 + span, min(n, length // per_event)])
+        at += gap + FRAME.size + length
+    for k, place, value in damage:  # then an entry or two damaged: a value of a wrong type or range, one cut
+        entry = chunks[k % len(chunks)]  # short (a small value makes chunks overlap, end before they start...)
+        if place == 5:
+            del entry[4:]
+        elif place < len(entry):
+            entry[place] = value
+    end = at + slack  # (the last chunk may run past the footer)
+    with patch.object(footer, "_all_sound", lambda *_: False):
+        one_by_one = footer.index_problem(chunks, 100, end, per_event)
+    assert footer.index_problem(chunks, 100, end, per_event) == one_by_one
 
 
 def test_footer_keys_of_the_wrong_type_are_ignored_and_said(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

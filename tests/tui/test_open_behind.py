@@ -7,9 +7,11 @@ import random
 import threading
 
 import numpy as np
+import pytest
 
-from explorer.index import RecordingIndex
-from explorer.loading import open_index
+from explorer.index import FIRST_CHUNKS, RecordingIndex
+from explorer.loading import FIRST_SCREEN, open_index
+from explorer.recording import Recording, RecordingWriter
 from explorer.tui.app import INDEX_BATCH, ExplorerApp
 from explorer.tui.timeline import Timeline
 from explorer.workload import write_workload
@@ -17,10 +19,18 @@ from explorer.workload import write_workload
 from .conftest import drive, screen_lines
 
 
-def _recording(tmp_path, events: int = 40_000):  # type: ignore[no-untyped-def]
+def _recording(tmp_path, events: int = 40_000, chunk_events: int | None = None):  # type: ignore[no-untyped-def]
+    """A generated recording; with `chunk_events`, rewritten in chunks that small (a long quiet capture writes a
+    chunk a second of a few events)."""
     path = tmp_path / "big.pasidrec"
     write_workload(str(path), events, seed=4, slow_every=900)
-    return path
+    if chunk_events is None:
+        return path
+    small = tmp_path / "small-chunks.pasidrec"
+    with Recording(path) as rec, RecordingWriter(small, rec.header, chunk_events=chunk_events) as w:
+        for row in rec.iter_rows():
+            w.append_row(row)
+    return small
 
 
 def _gated(index: RecordingIndex) -> threading.Event:
@@ -38,11 +48,17 @@ async def _until(pilot, done) -> None:  # type: ignore[no-untyped-def]
     await pilot.pause()
 
 
-def test_first_screen_before_indexing_ends_then_the_same_as_an_eager_open(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    path = _recording(tmp_path)
+@pytest.mark.parametrize("chunk_events", [None, 10])
+def test_first_screen_before_indexing_ends_then_the_same_as_an_eager_open(tmp_path, chunk_events) -> None:  # type: ignore[no-untyped-def]
+    """The first screen comes from the chunks holding the first events (5,000 here), or from the first
+    FIRST_CHUNKS chunks when they hold fewer (4,000 chunks of ten events: all 40,000 are below FIRST_SCREEN)."""
+    path = _recording(tmp_path, chunk_events=chunk_events)
     full = open_index(path)
-    index = open_index(path, model=False, first=5_000)
-    assert 5_000 <= index.n < full.n and not index.indexed_all
+    index = open_index(path, model=False, first=5_000 if chunk_events is None else FIRST_SCREEN)
+    if chunk_events is None:
+        assert 5_000 <= index.n < full.n and not index.indexed_all
+    else:
+        assert index.indexed_files == FIRST_CHUNKS and index.n == FIRST_CHUNKS * chunk_events < full.n
     gate = _gated(index)
     app = ExplorerApp(index, layout="debug")
     eager = ExplorerApp(open_index(path, model=False), layout="debug")
