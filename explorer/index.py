@@ -36,6 +36,7 @@ from .recording.columns import ChunkColumns, columns_of
 from .recording.reader import ChunkHead
 from .schema import U32_END, checked, key_problem, lost_row
 from .simulator import DEFAULT_STALE_NS, STATEFUL_KINDS, Anomaly, SimState, Simulator, lifecycle_unobserved
+from .simulator.pages import NAMES, WANTED, PageColumns
 from .simulator.state import FullCopy, StateChanges
 from .track_table import PASID_SHIFT, TrackTable
 
@@ -385,7 +386,9 @@ class RecordingIndex:
         gap = self._gaps.get(c)
         stateful = self._stateful_at.pop(c)  # (a seek's replay finds them from the kinds column)
         positions = stateful.tolist()
-        rows = self._model_rows(c, positions)
+        head = self._model_head(c)
+        read = self._page_columns(head, stateful) if head is not None else None
+        rows, pages = read if read is not None else (self._model_rows(c, head, positions), None)
         if len(rows) != n:  # readable when indexed, not now: its events are a loss like an unreadable chunk's
             gap = (self._first_ts[c], n)
             assert self.recording is not None  # (rows in memory are always there)
@@ -399,7 +402,7 @@ class RecordingIndex:
         for a in range(0, n, CHECKPOINT_EVERY):  # a big chunk (a busy second of capture) gets several
             b = min(a + CHECKPOINT_EVERY, n)
             lo, hi = np.searchsorted(stateful, (a, b))
-            self.sim.apply_rows(rows, positions[lo:hi], base)
+            self.sim.apply_rows(rows, positions[lo:hi], base, None if pages is None else pages.batch(lo, hi))
             # Every CHECKPOINT_EVERY events however small the chunks (a long quiet capture writes tiny ones)
             if base + b - self._checkpoint_starts[-1] >= CHECKPOINT_EVERY:
                 self._checkpoint(base + b)
@@ -429,19 +432,47 @@ class RecordingIndex:
         self._checkpoints.append(cp)
         self._checkpoint_starts.append(next_index)
 
-    def _model_rows(self, c: int, positions: list[int]) -> list[Row | None]:
-        """Chunk `c`'s rows with at least those at `positions` decoded: from the file by stored columns when
-        it has them, else whole. Rows that contradict their columns past the ones checked when indexing are
-        modelled from the whole chunk, and the damage says so."""
+    def _model_head(self, c: int) -> ChunkHead | None:
+        """Chunk `c`'s head, to decode the rows the model needs from, if it is a file chunk whose rows are not at
+        hand already."""
         file_chunk = self._file_chunk(c)
         with self._lock:
             cached = self._cache.get(c)
         if file_chunk is None or cached is not None:
-            return self._chunk_rows(c)
+            return None
         assert self.recording is not None
         last, self._last_head = self._last_head, None
-        head = last[1] if last is not None and last[0] == c else self.recording.chunk_head(file_chunk)
+        return last[1] if last is not None and last[0] == c else self.recording.chunk_head(file_chunk)
+
+    def _page_columns(self, head: ChunkHead, stateful: np.ndarray) -> tuple[list[Row | None], PageColumns] | None:
+        """The chunk's rows the model must decode whatever happens, and its page rows as columns for settling
+        page-request groups at once (explorer/simulator/pages.py); None where the rows are to be read as before
+        (a merged recording, a chunk without stored columns or whose rows do not decode)."""
+        if self.sim.machines > 1:
+            return None
+        rows: list[Row | None] = [None] * len(head.cols.ts)
+
+        def decode(positions: list[int]) -> None:
+            got = head.rows(positions)
+            for j in positions:
+                rows[j] = got[j]
+        try:
+            fields = head.field_columns(stateful, WANTED, NAMES)
+            if fields is None:
+                return None
+            decode(stateful[~fields.read].tolist())  # (where a chunk's rows fail to decode, they fail here)
+        except (TypeError, ValueError, OverflowError, IndexError, msgpack.UnpackException):
+            return None
+        return rows, PageColumns.of(head.cols.keys, head.cols.key_of[stateful], head.cols.ts[stateful], fields, rows,
+                                    stateful, decode)
+
+    def _model_rows(self, c: int, head: ChunkHead | None, positions: list[int]) -> list[Row | None]:
+        """Chunk `c`'s rows with at least those at `positions` decoded: from the file by stored columns when
+        it has them (`head`), else whole. Rows that contradict their columns past the ones checked when indexing
+        are modelled from the whole chunk, and the damage says so."""
+        file_chunk = self._file_chunk(c)
         if head is not None:
+            assert self.recording is not None and file_chunk is not None
             try:
                 return head.rows(positions)
             except (TypeError, ValueError, OverflowError, IndexError, msgpack.UnpackException) as e:

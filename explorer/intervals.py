@@ -211,6 +211,21 @@ class Intervals:
         """Event `request_idx` is a later request of the page-request group that event `open_idx` opened."""
         self._joins.frombytes(_PAIR(request_idx, open_idx))
 
+    def closed_many(self, rows: bytes | memoryview) -> None:
+        """Intervals closed in this order, none replaced: `rows`, `_WIDTH` int64 a row as `close` writes them. The
+        page-request groups the model settles a batch at a time (explorer/simulator/pages.py)."""
+        at = 0
+        while at < len(rows):
+            take = min(_SLICE * _WIDTH - len(self._cols), (len(rows) - at) // 8)
+            self._cols.frombytes(rows[at:at + 8 * take])
+            at += 8 * take
+            if len(self._cols) == _WIDTH * _SLICE:
+                self._seal()
+
+    def joined_many(self, pairs: list[int]) -> None:
+        """`joined` for (request, opening request) pairs given flat, in order."""
+        self._joins.fromlist(pairs)
+
     # -- read by everything else ---------------------------------------------------------------------------
     def later_requests(self, open_idx: int) -> list[int]:
         """The requests of the group that event `open_idx` opened, after that first one, in order (a Perfetto

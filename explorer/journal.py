@@ -38,6 +38,15 @@ class Journal(dict):  # type: ignore[type-arg]
         if before is not None and key not in before:
             before[key] = old
 
+    def came_and_went(self, keys: list[Any]) -> None:
+        """`keys`, each absent, were each written and then deleted, in this order: noted as writing and deleting
+        them would have noted them (the page-request groups the model settles a batch at a time)."""
+        before = self._before
+        if before is not None:
+            for key in keys:
+                if key not in before:
+                    before[key] = MISSING
+
     def start(self) -> None:
         """Note changes from now on."""
         if self._before is None:

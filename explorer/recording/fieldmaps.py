@@ -167,9 +167,10 @@ class Layout:
         got = grid[:, self.at]
         return ((got >= self.lo) & (got <= self.hi)).all(axis=1)
 
-    def columns(self, grid: np.ndarray, maps: list[dict[str, Any]]) -> dict[str, list[Any] | Known]:
-        """Each top-level name's values in `maps` (decoded from the rows of `grid`, which all have this layout)
-        as the schema judges them: known from the array where they are numbers, strings or bools."""
+    def columns(self, grid: np.ndarray, maps: Callable[[], list[dict[str, Any]]]) -> dict[str, list[Any] | Known]:
+        """Each top-level name's values in `maps()` (decoded from the rows of `grid`, which all have this layout,
+        only if a rule must see each value) as the schema judges them: known from the array where they are
+        numbers, strings or bools."""
         out: dict[str, list[Any] | Known] = {}
         for name, value in zip(self.names, self.values, strict=True):
             values = _values(maps, name)
@@ -180,8 +181,12 @@ class Layout:
         return out
 
 
-def _values(maps: list[dict[str, Any]], name: str) -> Callable[[], list[Any]]:
-    return lambda: list(map(itemgetter(name), maps))
+def _given(maps: list[dict[str, Any]]) -> Callable[[], list[dict[str, Any]]]:
+    return lambda: maps
+
+
+def _values(maps: Callable[[], list[dict[str, Any]]], name: str) -> Callable[[], list[Any]]:
+    return lambda: list(map(itemgetter(name), maps()))
 
 
 def _bounds(grid: np.ndarray, at: int, kind: str) -> Callable[[], tuple[Any, Any]]:
@@ -243,7 +248,7 @@ def _by_layouts(grid: np.ndarray, members: np.ndarray, kind: str, maps: list[Any
         done = members.tolist() if rows is grid else members[fits].tolist()
         for i, m in zip(done, decoded, strict=True):
             maps[i] = m
-        suspects += shape_suspects(kind, layout.columns(rows, decoded), done)
+        suspects += shape_suspects(kind, layout.columns(rows, _given(decoded)), done)
         members, grid = (members[:0], grid[:0]) if rows is grid else (members[~fits], grid[~fits])
     return members
 
@@ -280,3 +285,99 @@ def field_maps(fields: bytes, at: np.ndarray, positions: np.ndarray, kind_codes:
         else:
             suspects += rest
     return maps, sorted(set(suspects))
+
+
+# A name's values as `field_columns` reads them: their class (ABSENT: the map lacks the name; OTHER: nil, text,
+# a float, a map or a list, whose value is not read)
+ABSENT, INT, BOOL, OTHER = 0, 1, 2, 3
+
+
+@dataclass(frozen=True, slots=True)
+class FieldColumns:
+    """Field maps read as columns without decoding them: which rows were read (a layout covers them and the schema
+    suspects nothing of their fields), and, for each name asked, every row's value and its class (an int64 and
+    an int8 column; a row's entries mean something only where it was read)."""
+
+    read: np.ndarray  # bool
+    values: dict[str, tuple[np.ndarray, np.ndarray]]
+
+    def __getitem__(self, at: slice) -> FieldColumns:
+        return FieldColumns(self.read[at], {k: (v[at], c[at]) for k, (v, c) in self.values.items()})
+
+
+def _text_fits(layout: Layout, grid: np.ndarray) -> bool:
+    """Whether every top-level value of the layout is a number, a bool or ASCII text in every row of `grid` (so
+    that each row decodes, and holds nothing nested): what a row must hold to be read without decoding it."""
+    first = grid[0].tobytes()
+    for value in layout.values:
+        if value is None:
+            return False
+        if value[0] is str:
+            head, size = _str_head(first, value[1])
+            if size and bool((grid[:, value[1] + head:value[1] + head + size] >= 0x80).any()):
+                return False
+    return True
+
+
+def _column(grid: np.ndarray, value: Value) -> tuple[np.ndarray, int]:
+    """A top-level value's column (int64) in the rows of `grid`, and its class."""
+    assert value is not None
+    cls, at, kind = value
+    if cls is bool:
+        return grid[:, at].astype(np.int64) - 0xC2, BOOL
+    if cls is not int:
+        return np.zeros(len(grid), np.int64), OTHER
+    if kind in ("u1", "i1"):
+        return grid[:, at].view(kind).astype(np.int64), INT
+    column = np.ascontiguousarray(grid[:, at:at + int(kind[-1])]).view(kind).reshape(-1)
+    return column.astype(np.int64), INT  # (a u8 past 2^63 wraps to a negative number: out of every range read)
+
+
+def field_columns(fields: bytes, at: np.ndarray, positions: np.ndarray, kind_codes: np.ndarray, kinds: list[str],
+                  wanted: frozenset[str], names: tuple[str, ...]) -> FieldColumns:
+    """The field maps at `positions` (as `field_maps` takes them) of the kinds `wanted` read as columns of
+    `names`, from the rows a layout covers and whose fields the schema, judging them a layout at a time as
+    `field_maps` does, does not suspect. Other rows are left unread: they are decoded (`field_maps`) as before."""
+    n = len(positions)
+    read = np.zeros(n, bool)
+    out = {name: (np.zeros(n, np.int64), np.zeros(n, np.int8)) for name in names}
+    starts = at[positions].astype(np.int64)
+    lengths = at[positions + 1].astype(np.int64) - starts
+    for code, length, members in _groups(kind_codes, lengths) if n else ():
+        if kinds[code] not in wanted or len(members) < MIN_GROUP or not length:
+            continue
+        grid = np.ndarray((len(fields) - length + 1, length), np.uint8, fields, strides=(1, 1))[starts[members]]
+        for _ in range(_LAYOUTS_PER_GROUP):
+            if len(members) < MIN_GROUP:
+                break
+            try:
+                layout, fits = _layout_of(grid)
+            except _Unsupported:
+                break
+            rows, done = (grid, members) if bool(fits.all()) else (grid[fits], members[fits])
+            if _text_fits(layout, rows):
+                try:
+                    suspect = shape_suspects(kinds[code], layout.columns(rows, _decoder(rows)), list(range(len(rows))))
+                except (ValueError, msgpack.UnpackException):
+                    suspect = list(range(len(rows)))
+                ok = np.ones(len(rows), bool)
+                ok[suspect] = False
+                read[done[ok]] = True
+                for name, value in zip(layout.names, layout.values, strict=True):
+                    if name in out:
+                        column, cls = _column(rows, value)
+                        out[name][0][done], out[name][1][done] = column, cls
+            members, grid = members[~fits], grid[~fits]
+    return FieldColumns(read, out)
+
+
+def _decoder(rows: np.ndarray) -> Callable[[], list[dict[str, Any]]]:
+    """The maps of `rows` (each one item of exactly its bytes), decoded when first asked for."""
+    got: list[list[dict[str, Any]]] = []
+
+    def maps() -> list[dict[str, Any]]:
+        if not got:
+            got.append(msgpack.unpackb(_PACKER.pack_array_header(len(rows)) + rows.tobytes(), raw=False,
+                                       strict_map_key=False))
+        return got[0]
+    return maps

@@ -41,7 +41,7 @@ from ..events import R_COMM, R_CPU, R_FIELDS, R_PASID, R_PID, R_SOURCE, Row
 from ..schema import common_fit
 from .columns import ChunkColumns
 from .encoded import RowColumns
-from .fieldmaps import field_maps
+from .fieldmaps import FieldColumns, field_columns, field_maps
 
 LEVEL = 3  # zstd level: level 3 writes 4,096 events in about 0.1 ms and gains little from more
 MAX_EXPANSION = 256  # a frame may decompress to this many times its size ...
@@ -265,6 +265,7 @@ class PackedChunk:
         self._at = np.zeros(1, np.uint64)
         self._extra: dict[Any, Any] = {}
         self._fit: bool | None = None
+        self._kinds: tuple[list[tuple[Any, ...]], np.ndarray, list[str]] | None = None  # (see `_kind_codes`)
 
     def tables_fit(self) -> bool:
         """Whether every row's time, key, CPU, pid, comm and source fit the schema, judged once on what rows are
@@ -325,9 +326,8 @@ class PackedChunk:
             if not self._extra and self.tables_fit():
                 at = np.arange(self.n) if isinstance(positions, range) and positions == range(self.n) \
                     else np.asarray(positions, np.intp)
-                names: dict[str, int] = {}
-                code_of = np.array([names.setdefault(kind, len(names)) for kind, _, _ in cols.keys], np.int64)
-                return field_maps(data, self._at, at, code_of[cols.key_of[at]], list(names), self._unpack)
+                code_of, names = self._kind_codes(cols)
+                return field_maps(data, self._at, at, code_of[cols.key_of[at]], names, self._unpack)
             if isinstance(positions, range) and positions == range(self.n):
                 return msgpack.unpackb(self._mp.pack_array_header(self.n) + data, raw=False,
                                        strict_map_key=False), None
@@ -335,6 +335,28 @@ class PackedChunk:
             return [self._unpack(view[a:b]) for a, b in zip(at[j].tolist(), at[j + 1].tolist(), strict=True)], None
         except Exception as e:  # msgpack raises several unrelated types
             raise BadChunk(f"column fields does not decode ({e})") from None
+
+    def field_columns(self, cols: ChunkColumns, positions: np.ndarray, wanted: frozenset[str],
+                      names: tuple[str, ...]) -> FieldColumns | None:
+        """The field maps at `positions` of the kinds `wanted` read as columns of `names` without decoding them
+        (`fieldmaps.field_columns`), or None when the chunk's tables do not fit the schema or it holds items
+        past the ninth (its rows are then judged whole as they are decoded). BadChunk as `check`."""
+        self.check()
+        data = self._field_bytes()
+        if self._extra or not self.tables_fit():
+            return None
+        code_of, kinds = self._kind_codes(cols)
+        return field_columns(data, self._at, positions, code_of[cols.key_of[positions]], kinds, wanted, names)
+
+    def _kind_codes(self, cols: ChunkColumns) -> tuple[np.ndarray, list[str]]:
+        """Each key's kind as a number, and the kinds by number (once per table of keys: the model reads a chunk's
+        rows in a few calls)."""
+        got = self._kinds
+        if got is None or got[0] is not cols.keys:
+            names: dict[str, int] = {}
+            code_of = np.array([names.setdefault(kind, len(names)) for kind, _, _ in cols.keys], np.int64)
+            got = self._kinds = (cols.keys, code_of, list(names))
+        return got[1], got[2]
 
     @staticmethod
     def _unpack(data: memoryview) -> Any:

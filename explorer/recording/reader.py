@@ -16,6 +16,7 @@ from itertools import islice
 from typing import Any, NamedTuple
 
 import msgpack
+import numpy as np
 
 from ..errors import RecordingError
 from ..events import R_DEVICE, R_KIND, R_PASID, R_TS, Event, Row
@@ -23,6 +24,7 @@ from ..machines import ClockSnapshot, Machine
 from ..schema import TS_END, checked
 from .columns import ChunkColumns
 from .columns import unpack as unpack_columns
+from .fieldmaps import FieldColumns
 from .footer import MIN_EVENT_BYTES, MIN_ROW_BYTES, checked_keys, entry_problem, index_problem
 from .framing import FRAME, MAGIC, MAX_FRAME, TAG_CHUNK, TAG_FOOTER, TAG_HEADER, TAIL, TAIL_MAGIC
 from .header import PACKED_VERSION, BadHeader, DeviceInfo, Header
@@ -127,6 +129,13 @@ class ChunkHead:
         for j, row in zip(positions, good, strict=True):
             out[j] = row
         return out
+
+    def field_columns(self, positions: np.ndarray, wanted: frozenset[str], names: tuple[str, ...]
+                      ) -> FieldColumns | None:
+        """The field maps at `positions` of the kinds `wanted` read as columns of `names`, without decoding the rows
+        (see `PackedChunk.field_columns`); None in a chunk without stored columns, or one whose rows are judged
+        whole. A row not read is decoded by `rows` as before."""
+        return None if self.packed is None else self.packed.field_columns(self.cols, positions, wanted, names)
 
     def check_ends(self) -> None:
         """ValueError when the chunk's first or last row is not the event its columns say (format 1 stores rows

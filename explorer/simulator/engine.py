@@ -55,6 +55,7 @@ from ..state_records import (
 )
 from ..units import fmt_ns
 from .checks import RULES, Anomaly, Severity
+from .pages import PageColumns, settle
 from .state import (
     ANSWERS_KEPT,
     Attachment,
@@ -201,8 +202,11 @@ class Simulator:
         if st is not self.root:  # between events, `state` is the first machine's, as without machines
             self.state, self.policy = self.root, self._policies[0]
 
-    def apply_rows(self, rows: list[Row], positions: Iterable[int], base: int) -> None:
-        """The indexer's hot loop: apply `rows[j]` as event `base + j` for each j in `positions`.
+    def apply_rows(self, rows: list[Row | None], positions: Iterable[int], base: int,
+                   pages: PageColumns | None = None) -> None:
+        """The indexer's hot loop: apply `rows[j]` as event `base + j` for each j in `positions`. Given `pages`
+        (a packed chunk's stateful rows as columns, these positions' entries), plain page-request groups are
+        settled at once and only the other rows are decoded into `rows` and handled (explorer/simulator/pages.py).
 
         Groups age once per batch rather than per event: a group answered late is caught by its response, one
         still open by the aging at the batch's end, so findings are the same either way."""
@@ -212,6 +216,13 @@ class Simulator:
         st = self.state
         if st.index < 0 and rows and rows[0] is not None:  # (an indexer passing only some rows calls begin)
             self.begin(rows[0][R_TS])
+        if pages is not None:
+            positions = list(positions)
+            if positions:
+                settle(self, rows, positions, base, pages, _route, self._run)
+                st.time_ns, st.index = int(pages.ts[-1]), base + positions[-1]
+                self._age_groups(st.time_ns)
+            return
         handler_of = self._handlers.get
         j = -1
         for j in positions:
@@ -228,6 +239,18 @@ class Simulator:
             st.time_ns = rows[j][R_TS]
             st.index = base + j
             self._age_groups(st.time_ns)
+
+    def _run(self, row: Row, i: int) -> None:
+        """Apply one row as event `i` in a batch (`apply_rows`), its groups aged at the batch's end."""
+        handler = self._handlers.get(row[R_KIND])
+        if handler is not None:
+            st = self.state
+            st.time_ns = row[R_TS]
+            st.index = i
+            try:
+                handler(row, i)
+            except MALFORMED as e:
+                self._malformed(row, i, e)
 
     def _apply_rows_of_machines(self, rows: list[Row], positions: Iterable[int], base: int) -> None:
         """`apply_rows` for a merged recording: each row goes to its machine's state."""

@@ -1,0 +1,437 @@
+"""Page-request groups settled a batch at a time: the model's hot loop over a packed chunk (`Simulator.apply_rows`
+given the chunk's `PageColumns`).
+
+Most of a busy host's stateful events are page requests on a (device, PASID) with a domain attached, answered
+soon after by a matching response. Such a group leaves in the state only its answer, the aging bound, its closed
+interval, its later requests and the journal's note that its key was written: its record comes and goes. The
+index reads a packed chunk's page rows as columns from their bytes (`recording.fieldmaps.field_columns`: no row
+decoded), and a batch's groups of the plain shape are found here at once: rows read whole, of plain values,
+opened on a key no group holds, answered in the batch before the threshold by a response that is no Response
+Failure, with no row between that could drain it (a detach or replace of its pair, an unbind on its device, an exit
+or free that may unbind unseen binds), on a (device, PASID) none of whose page rows was left unread. Their rows are
+neither decoded nor stepped through. The other rows are decoded and run the handlers, in order (but iommufd calls
+the model only counts are counted, and the counts written before the next row that runs a handler); before each of
+them, the groups that opened since the last one are asked whether their pair has a domain and their function's PRI
+did not fail (the state's answers then; a group refused there is decoded and handled, its rows in their place), and
+what the settled groups left before that row is written in the handlers' order: journal notes, later requests,
+answers, closed intervals.
+tests/core/test_page_groups.py models recordings and random mixes both ways and compares findings, checkpoints,
+intervals and seeks.
+"""
+
+from __future__ import annotations
+
+import struct
+from bisect import bisect_left
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..events import R_FIELDS, R_KIND, R_PID, Kind, ResponseCode, Row
+from ..intervals import IntervalKind
+from ..journal import Journal
+from ..recording.fieldmaps import ABSENT, BOOL, INT, OTHER, FieldColumns
+from ..state_records import CLOSED, P_BITS, ROUTES, open_group
+from .state import ANSWERS_KEPT, SimState
+
+if TYPE_CHECKING:
+    from .engine import Simulator
+
+WANTED = frozenset({str(Kind.PAGE_REQUEST), str(Kind.PAGE_RESPONSE)})  # the kinds read as columns
+NAMES = ("prg", "last", "needs_pasid", "code")
+# Row kinds by what they are to a settled group: its own; one that may drain its (device, PASID), any PASID of its
+# device (an unbind: the bind's PASID), any group (an exit or a free may unbind unseen binds); one that cannot
+_REQUEST, _RESPONSE, _DRAIN_PAIR, _DRAIN_DEVICE, _DRAIN_ALL, _OTHER = 1, 2, 3, 4, 5, 0
+_KIND_OF = {str(Kind.PAGE_REQUEST): _REQUEST, str(Kind.PAGE_RESPONSE): _RESPONSE,
+            str(Kind.PASID_DETACH): _DRAIN_PAIR, str(Kind.PASID_REPLACE): _DRAIN_PAIR,
+            str(Kind.SVA_UNBIND): _DRAIN_DEVICE, str(Kind.MM_EXIT): _DRAIN_ALL, str(Kind.PASID_FREE): _DRAIN_ALL}
+# Where every unbind is seen, an exit or a free unbinds nothing itself (kernel_facts `unbind_visible`)
+_KIND_OF_UNBINDS_SEEN = {**_KIND_OF, str(Kind.MM_EXIT): _OTHER, str(Kind.PASID_FREE): _OTHER}
+_UAPI = str(Kind.UAPI)
+_MAKES_OBJECTS = ("_ALLOC", "_DESTROY", "_BIND_IOMMUFD")  # the calls `Simulator._uapi` keeps objects of
+_FEW = 16  # page rows below which a batch is all the handlers'
+_PAIRS_COMPARED = 1 << 18  # groups times rows that may drain them, past which any such row between fails a group
+# A settled group's flags as its packed record holds them (its route, whether Last came; it needs its PASID)
+_FLAGS = {(route, last): open_group(0, 0, last, route, True, False, None) & 63 for route in ROUTES
+          for last in (False, True)}
+_FAILURE = int(ResponseCode.FAILURE)
+_GROUP = tuple(IntervalKind).index(IntervalKind.GROUP) << 1  # a closed group's row: its shape above this
+_ROW_BYTES = 64  # a closed interval's row: eight int64
+_SHAPE_AT = struct.Struct("=q").pack_into  # its first number
+
+
+@dataclass(frozen=True, slots=True)
+class PageColumns:
+    """A packed chunk's stateful rows as the settling reads them, one entry per stateful position (in order)."""
+
+    keys: list[tuple[Any, Any, Any]]  # the chunk's (kind, device, PASID) table
+    key_of: np.ndarray
+    ts: np.ndarray  # int64
+    fields: FieldColumns  # page rows' prg, last, needs_pasid, code
+    decode: Callable[[list[int]], None]  # decodes the rows at these chunk positions into the model's row list
+
+    @classmethod
+    def of(cls, keys: list[tuple[Any, Any, Any]], key_of: np.ndarray, ts: np.ndarray, fields: FieldColumns,
+           rows: list[Row | None], positions: np.ndarray, decode: Callable[[list[int]], None]) -> PageColumns:
+        """A chunk's stateful rows at `positions`, their page rows' fields read from `fields` where it read them,
+        else from `rows` (decoded already: the rows no layout covered, or whose fields the schema suspected; one it
+        refused is a loss, left unread)."""
+        kinds = np.array([k in WANTED for k, _, _ in keys], bool)
+        read, values = fields.read, fields.values
+        for i in np.flatnonzero(kinds[key_of] & ~read).tolist():
+            row = rows[positions[i]]
+            f = row[R_FIELDS] if row is not None and row[R_KIND] == keys[key_of[i]][0] else None
+            if f.__class__ is dict:
+                for name in NAMES:
+                    column, classes = values[name]
+                    column[i], classes[i] = _value(f.get(name, _ABSENT))
+                read[i] = True
+        return cls(keys, key_of, ts, fields, decode)
+
+    def batch(self, lo: int, hi: int) -> PageColumns:
+        at = slice(lo, hi)
+        return PageColumns(self.keys, self.key_of[at], self.ts[at], self.fields[at], self.decode)
+
+
+_ABSENT = object()
+_UNSEEN = object()  # a group's domain at the batch's start where it had none (or its function's PRI had failed)
+
+
+def _value(v: Any) -> tuple[int, int]:
+    """A field's value as `FieldColumns` holds it: its number and its class."""
+    if v is _ABSENT:
+        return 0, ABSENT
+    if v.__class__ is bool:
+        return int(v), BOOL
+    if v.__class__ is int and -1 << 63 <= v < 1 << 63:
+        return v, INT
+    return 0, OTHER
+
+
+def _key_columns(sim: Simulator, keys: list[tuple[Any, Any, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each key's kind (to a group), device code (-1: none yet) and PASID (-1: none, or none a key holds). The
+    keys are a packed chunk's whose tables fit the schema: kinds are text, devices text or nil, PASIDs ints or nil."""
+    of = _KIND_OF if not sim.policy.unbind_visible else _KIND_OF_UNBINDS_SEEN
+    n = len(keys)
+    kinds, devices, pasids = zip(*keys, strict=True) if n else ((), (), ())
+    kind = np.fromiter(map(of.get, kinds, repeat(_OTHER)), np.int8, n)
+    dev = np.fromiter(map(sim.state.atoms.codes.get, devices, repeat(-1)), np.int64, n)
+    try:
+        pasid = np.fromiter((-1 if p is None else p for p in pasids), np.int64, n)
+    except OverflowError:
+        pasid = np.array([p if p.__class__ is int and 0 <= p < 1 << 32 else -1 for p in pasids], np.int64)
+    pasid[(pasid < 0) | (pasid >= 1 << 32)] = -1
+    return kind, dev, pasid
+
+
+class _Batch:
+    """One batch's settled groups (see the module): found at once, then asked and written as the loop goes."""
+
+    def __init__(self, sim: Simulator, positions: list[int], base: int, cols: PageColumns,
+                 route: Callable[[Any], str]) -> None:
+        self.sim, self.st, self.base, self.route = sim, sim.state, base, route
+        m = len(positions)
+        self.slow: list[int] = list(range(m))  # the rows (places in the batch) the handlers run
+        self.n = 0
+        self.due = m  # the place of the first settled group's row not asked or written yet
+        kinds, devs, pasids = _key_columns(sim, cols.keys)
+        k = cols.key_of
+        kind, dev, pasid = kinds[k], devs[k], pasids[k]
+        is_req, is_resp = kind == _REQUEST, kind == _RESPONSE
+        if int(np.count_nonzero(is_req | is_resp)) < _FEW:
+            return
+        f = cols.fields
+        read = f.read
+        (prg, prg_c), (last, last_c), (needs, needs_c), (code, code_c) = (f.values[n] for n in NAMES)
+        pair_known = (is_req | is_resp) & (dev >= 0) & (pasid >= 0)
+        keyed_prg = read & ((prg_c == INT) & (prg >= 0) & (prg < 1 << 32) | (prg_c == BOOL))
+        needs_known = (needs_c == ABSENT) | (needs_c == BOOL)
+        # A page row of a known pair whose key is not known (not read, or its needs_pasid not plain) may be of any
+        # group of its pair: the pair's groups are the handlers'
+        tainted = pair_known & ~(keyed_prg & (is_resp | needs_known))
+        in_run = pair_known & keyed_prg & (is_resp | needs_known & ((needs_c == ABSENT) | (needs == 1)))
+        plain = in_run & (prg_c == INT) & (
+            is_req & ((last_c == ABSENT) | (last_c == BOOL))
+            | is_resp & ((code_c == ABSENT) | (code_c == INT) & (code != _FAILURE)))
+        # Group each key's rows in order: a request opens a group, requests join it, a response closes it
+        keyed = np.flatnonzero(in_run)
+        if not len(keyed):
+            return
+        d, p, q = dev[keyed], prg[keyed], pasid[keyed]
+        if int(d.max()) < 1 << 15 and int(p.max()) < 1 << 16:  # (one key of 63 bits: a plain sort)
+            order = keyed[np.argsort(d << 48 | p << 32 | q, kind="stable")]
+        else:
+            order = keyed[np.lexsort((keyed, q, p, d))]
+        d, p, q = dev[order], prg[order], pasid[order]
+        n = len(order)
+        run = np.ones(n, bool)
+        run[1:] = (d[1:] != d[:-1]) | (p[1:] != p[:-1]) | (q[1:] != q[:-1])
+        req = is_req[order]
+        start = np.ones(n, bool)  # after a response (or a key's first row): a group starts, or a stray response
+        start[1:] = ~req[:-1]
+        start |= run
+        end_of_run = np.ones(n, bool)
+        end_of_run[:-1] = run[1:]
+        bad = ~plain[order] | ~req & start | req & end_of_run
+        gid = np.cumsum(start) - 1
+        firsts = np.flatnonzero(start)
+        lasts = np.r_[firsts[1:], n] - 1
+        ts = cols.ts
+        first_at, last_at = order[firsts], order[lasts]
+        failed = np.add.reduceat(bad, firsts) > 0
+        failed |= ts[last_at] - ts[first_at] >= sim.stale_ns
+        drains = np.flatnonzero(kind >= _DRAIN_PAIR)
+        gd, gq = d[firsts], q[firsts]
+        if len(drains) * len(firsts) > _PAIRS_COMPARED:  # (many of both: any such row between fails a group)
+            passed = np.cumsum(kind >= _DRAIN_PAIR)
+            failed |= passed[last_at] != passed[first_at]
+        elif len(drains):  # a row between a group's first request and its response that may drain it
+            scope, dd, dq = kind[drains], dev[drains], pasid[drains]
+            failed |= ((first_at[:, None] < drains) & (drains < last_at[:, None]) & (
+                (scope == _DRAIN_ALL) | (dd == gd[:, None]) & ((scope == _DRAIN_DEVICE) | (dq == gq[:, None])))
+                ).any(axis=1)
+        if tainted.any():
+            failed |= np.isin(gd << 32 | gq, dev[tainted] << 32 | pasid[tainted])
+        ok = np.flatnonzero(~failed)
+        if not len(ok):
+            return
+        self._found(cols, positions, order, gid, firsts, lasts, ok, run, d, p, q, req & ~start,
+                    ((last_c == ABSENT) | (last_c == BOOL) & (last == 1))[order] & req)
+
+    def _found(self, cols: PageColumns, positions: list[int], order: np.ndarray, gid: np.ndarray, firsts: np.ndarray,
+               lasts: np.ndarray, ok: np.ndarray, run: np.ndarray, d: np.ndarray, p: np.ndarray, q: np.ndarray,
+               later: np.ndarray, last_came: np.ndarray) -> None:
+        """Keep what the loop needs of the groups found settleable (`ok`, of the groups `gid` numbers in `order`,
+        from `firsts` to `lasts` there): by opening, by later request, by response."""
+        st, base, ts, m = self.st, self.base, cols.ts, len(positions)
+        ok = ok[np.argsort(order[firsts[ok]], kind="stable")]
+        f0, l0 = firsts[ok], lasts[ok]
+        first_at = order[f0]
+        last_at = order[l0]
+        gd, gp, gq = d[f0].tolist(), p[f0].tolist(), q[f0].tolist()
+        keys = [(dd << 32 | pp) << P_BITS | qq + 1 for dd, pp, qq in zip(gd, gp, gq, strict=True)]
+        # the first group of a key may join a group open before the batch
+        groups = st.group_records
+        open_before = groups.keys() & keys if groups else None
+        if open_before:
+            keep = np.flatnonzero(~(np.array([key in open_before for key in keys], bool) & run[f0]))
+            ok, f0, l0, first_at, last_at = ok[keep], f0[keep], l0[keep], first_at[keep], last_at[keep]
+            keys = [keys[i] for i in keep.tolist()]
+            gd, gp, gq = d[f0].tolist(), p[f0].tolist(), q[f0].tolist()
+        self.n = nc = len(keys)
+        if not nc:
+            return
+        self.key = keys
+        # each row's group (-1: the handlers'), and the slow rows
+        size = l0 - f0 + 1
+        number = np.full(len(firsts), -1)
+        number[ok] = np.arange(nc)
+        mine = number[gid]
+        group_of = np.full(m, -1)
+        group_of[order] = mine
+        self.slow = np.flatnonzero(group_of < 0).tolist()
+        self.group_of = group_of
+        idx = np.asarray(positions, np.int64) + base
+        self.first = first_at.tolist()
+        came = np.cumsum(last_came)
+        closed = came[l0] - came[f0] + last_came[f0] > 0
+        # What the state says at the batch's start, pair by pair: a group is asked again as it opens only if its
+        # pair's domain is another by then (or its function's PRI failed)
+        pairs, inverse = np.unique(d[f0] << 32 | q[f0], return_inverse=True)
+        att_get, pri, route, values = st.attachments.get, st.pri_disabled, self.route, st.atoms.values
+        self.pairs = [(values[pair >> 32], pair & 0xFFFFFFFF) for pair in pairs.tolist()]
+        atts = [att_get(pair) for pair in self.pairs]
+        bits = np.array([_FLAGS[route(a), False] if a is not None else 0 for a in atts], np.int64)
+        self.pair_of = inverse.tolist()
+        self.att = [atts[j] if atts[j] is not None and self.pairs[j][0] not in pri else _UNSEEN
+                    for j in self.pair_of] if pri else list(itemgetter(*self.pair_of)(atts)) if nc > 1 else [atts[0]]
+        flags = np.where(bits[inverse] > 0, bits[inverse] | closed * CLOSED, 0)
+        self.flags, self.closed = flags.tolist(), closed.tolist()
+        self.start = ts[first_at]
+        self.ok = np.ones(nc, bool)
+        self.refused = False
+        # by response
+        by_resp = np.argsort(last_at, kind="stable")
+        self.r_at = last_at[by_resp].tolist()
+        self.r_group = by_resp
+        self.r_key = list(itemgetter(*by_resp.tolist())(keys)) if nc > 1 else keys[:]
+        r_idx, r_ts = idx[last_at[by_resp]], ts[last_at[by_resp]]
+        self.r_answer = list(zip(r_ts.tolist(), r_idx.tolist(), strict=True))
+        start = self.start[by_resp]
+        rows = np.empty((nc, 8), np.int64)
+        rows[:, 0] = d[f0][by_resp] << 6
+        rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4] = start, np.maximum(r_ts, start), idx[first_at][by_resp], r_idx
+        rows[:, 5], rows[:, 6], rows[:, 7] = q[f0][by_resp], p[f0][by_resp], (size - 1)[by_resp]
+        rows[:, 0] = (rows[:, 0] | flags[by_resp]) << 3 | _GROUP
+        self.closing = bytearray(rows.tobytes())  # (a group whose route is another by its opening: its row patched)
+        self.shape = (d[f0] << 6).tolist()
+        r_pos = np.empty(nc, np.int64)
+        r_pos[by_resp] = np.arange(nc)
+        self.r_pos = r_pos.tolist()
+        # later requests, in order
+        joins = np.sort(order[later & (mine >= 0)])
+        self.j_at = joins.tolist()
+        self.j_group = group_of[joins]
+        self.j_pairs = np.stack([idx[joins], idx[first_at][group_of[joins]]], axis=1).ravel().tolist()
+        self.v = self.noted = self.pj = self.pr = 0
+        self.due = self.first[0]
+        for g in np.flatnonzero(flags == 0).tolist():  # (no domain at the start: asked when reached)
+            self.att[g] = _UNSEEN
+
+    def ask(self, i: int) -> list[int]:
+        """Ask the groups opened before row `i` (the state now is the state at their opening): settled, or refused
+        (their rows, to run the handlers, returned)."""
+        v, n, first = self.v, self.n, self.first
+        if v >= n or first[v] >= i:
+            return []
+        st = self.st
+        att_get, pri, att, pairs, pair_of = st.attachments.get, st.pri_disabled, self.att, self.pairs, self.pair_of
+        refused: list[int] = []
+        while v < n and first[v] < i:
+            pair = pairs[pair_of[v]]
+            now = att_get(pair)
+            if now is not att[v] or pri and pair[0] in pri:
+                if now is None or pair[0] in pri:
+                    self.ok[v] = False
+                    self.refused = True
+                    refused += np.flatnonzero(self.group_of == v).tolist()
+                else:
+                    flags = _FLAGS[self.route(now), self.closed[v]]
+                    if flags != self.flags[v]:
+                        self.flags[v] = flags
+                        _SHAPE_AT(self.closing, self.r_pos[v] * _ROW_BYTES, (self.shape[v] | flags) << 3 | _GROUP)
+            v += 1
+        self.v = v
+        return refused
+
+    def write(self, i: int) -> None:
+        """Write what the settled groups left before row `i`, as the handlers would have."""
+        st, intervals, ok = self.st, self.sim.intervals, self.ok
+        noted, v = self.noted, self.v
+        if v > noted:
+            keys = self.key[noted:v] if not self.refused else \
+                [k for k, y in zip(self.key[noted:v], ok[noted:v].tolist(), strict=True) if y]
+            groups = st.group_records
+            if isinstance(groups, Journal):
+                groups.came_and_went(keys)
+            if intervals is not None:
+                intervals.opened += len(keys)
+            self.noted = v
+        pj = self.pj
+        k = bisect_left(self.j_at, i, pj)
+        if k > pj:
+            if intervals is not None:
+                pairs = self.j_pairs[2 * pj:2 * k]
+                if self.refused:
+                    mine = ok[self.j_group[pj:k]].tolist()
+                    pairs = [x for j, y in enumerate(mine) if y for x in pairs[2 * j:2 * j + 2]]
+                intervals.joined_many(pairs)
+            self.pj = k
+        pr = self.pr
+        k = bisect_left(self.r_at, i, pr)
+        self.due = min(self.first[self.v] if self.v < self.n else len(self.group_of),
+                       self.j_at[self.pj] if self.pj < len(self.j_at) else len(self.group_of),
+                       self.r_at[k] if k < self.n else len(self.group_of))
+        if k == pr:
+            return
+        self.pr = k
+        keys, answers = self.r_key[pr:k], self.r_answer[pr:k]
+        if self.refused:
+            mine = ok[self.r_group[pr:k]]
+            keys = [x for x, y in zip(keys, mine.tolist(), strict=True) if y]
+            answers = [x for x, y in zip(answers, mine.tolist(), strict=True) if y]
+        answered = st.answered
+        if len(answered) + len(keys) <= ANSWERS_KEPT:
+            answered.update(zip(keys, answers, strict=True))
+        else:
+            for key, answer in zip(keys, answers, strict=True):
+                answered[key] = answer
+                if len(answered) > ANSWERS_KEPT:
+                    st.answered_before, st.answered = answered, {}
+                    answered = st.answered
+        if intervals is not None:
+            rows = memoryview(self.closing)[pr * _ROW_BYTES:k * _ROW_BYTES]
+            if self.refused:
+                rows = np.frombuffer(rows, np.int64).reshape(-1, 8)[ok[self.r_group[pr:k]]].tobytes()
+            intervals.closed_many(rows)
+
+    def fresh(self) -> None:
+        """The aging bound: no settled group opened before it is open, but the handlers would have lowered it."""
+        if self.n and self.ok.any():
+            self.st.fresh_from = min(self.st.fresh_from, int(self.start[self.ok].min()))
+
+
+def settle(sim: Simulator, rows: list[Row | None], positions: list[int], base: int, cols: PageColumns,
+           route: Callable[[Any], str], run: Callable[[Row, int], None]) -> None:
+    """Apply the batch's rows at `positions` (see `Simulator.apply_rows`): settled groups at once, iommufd calls
+    that are only counted by their count, the rest by `run` (a row's handler, as the hot loop runs it), in order."""
+    batch = _Batch(sim, positions, base, cols, route)
+    calls = _Calls(sim.state)
+    slow = batch.slow
+    _decode(rows, positions, slow, cols)
+    m, at = len(positions), 0
+    while True:
+        i = slow[at] if at < len(slow) else m
+        row = rows[positions[i]] if i < m else None
+        if row is not None and row[R_KIND] == _UAPI and calls.counted(row):
+            at += 1
+            continue
+        calls.write()
+        if i > batch.due:
+            refused = batch.ask(i)
+            if refused:
+                _decode(rows, positions, refused, cols)
+                slow = sorted(slow[at:] + refused)
+                at = 0
+                if slow[0] < i:
+                    continue
+            batch.write(i)
+        if row is None:
+            break
+        run(row, base + positions[i])
+        at += 1
+    calls.write()
+    batch.fresh()
+
+
+class _Calls:
+    """iommufd calls that the model only counts by (pid, command, return value): counted here, and their counts
+    written before the next call that does more (or at the batch's end), in the order they came."""
+
+    __slots__ = ("_st", "_counts")
+
+    def __init__(self, st: SimState) -> None:
+        self._st, self._counts = st, {}
+
+    def counted(self, row: Row) -> bool:
+        """Count `row` if it is such a call (`_uapi` does nothing else with it: no object made or destroyed, nothing
+        malformed); False for the handlers."""
+        f = row[R_FIELDS]
+        if row[R_KIND] != _UAPI or f.__class__ is not dict:
+            return False
+        name, ret = f.get("name", "?"), f.get("ret")
+        if name.__class__ is not str or not (ret is None or ret.__class__ is int) or \
+                (ret is None or ret >= 0) and name.endswith(_MAKES_OBJECTS):
+            return False
+        key = (row[R_PID], name, ret if ret is not None else 0)
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + 1
+        return True
+
+    def write(self) -> None:
+        if self._counts:
+            calls = self._st.uapi_calls
+            for key, n in self._counts.items():
+                calls[key] = calls.get(key, 0) + n
+            self._counts = {}
+
+
+def _decode(rows: list[Row | None], positions: list[int], at: list[int], cols: PageColumns) -> None:
+    """Decode the rows at batch places `at` not decoded yet."""
+    todo = [positions[i] for i in at if rows[positions[i]] is None]
+    if todo:
+        cols.decode(todo)

@@ -1,0 +1,189 @@
+"""Page-request groups settled a batch at a time from a packed chunk's columns (explorer/simulator/pages.py) leave
+exactly what the handlers leave: the same findings (text, order, evidence), the same checkpoints (every map in the
+same order), the same intervals, later requests and states at any seek, on the bundled recordings, generated
+workloads (with losses and slow answers) and random mixes of requests, responses, attaches, detaches, unbinds,
+failures, losses and rows of odd shapes."""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from explorer import index as index_module
+from explorer.index import RecordingIndex
+from explorer.live_table import LiveTable
+from explorer.recording import DeviceInfo, Header, Recording, RecordingWriter
+from explorer.simulator import pages
+from explorer.workload import write_workload
+
+BUNDLED = sorted((Path(__file__).parents[2] / "recordings").glob("*.pasidrec"))
+DEVICES = ("0000:00:01.0", "0000:00:02.0")
+
+
+def _plain(x: Any) -> Any:
+    """`x` with every map as its items in order (a map's order is part of the state a seek rebuilds)."""
+    if isinstance(x, LiveTable):
+        return [("live", k, x[k]) for k in x]
+    if isinstance(x, dict):
+        return [("dict", _plain(k), _plain(v)) for k, v in x.items()]
+    if is_dataclass(x) and not isinstance(x, type):
+        return [type(x).__name__, *(_plain(getattr(x, f.name)) for f in fields(x) if f.name != "atoms")]
+    if isinstance(x, (list, tuple)):
+        return [type(x).__name__, *map(_plain, x)]
+    return repr(x)
+
+
+def _replay(path: Path, settle: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    with monkeypatch.context() as m:
+        if not settle:
+            m.setattr(RecordingIndex, "_page_columns", lambda self, head, stateful: None)
+        idx = RecordingIndex.build(Recording(path))
+        seen = {"findings": _plain(idx.anomalies), "checkpoints": _plain(idx._checkpoints),  # noqa: SLF001
+                "state": _plain(idx.sim.root), "closed": [repr(i) for i in idx.intervals.closed_since(0)],
+                "open": [repr(i) for i in idx.intervals.open_now()], "opened": idx.intervals.opened,
+                "later": [idx.intervals.later_requests(i) for i in range(idx.n)], "damage": idx.damage,
+                "counts": idx.counts_by_kind()}
+        rng = random.Random(path.name)
+        if idx.n:
+            times = [idx.start_ns, idx.end_ns] + [rng.randrange(idx.start_ns, idx.end_ns + 1) for _ in range(20)]
+            seen["seeks"] = [_plain(idx.state_at(t)) for t in times]
+        return seen
+
+
+def _same_both_ways(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settled, handled = _replay(path, True, monkeypatch), _replay(path, False, monkeypatch)
+    for part in handled:
+        assert settled[part] == handled[part], part
+
+
+def _settles_some(path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    """How many groups the settling took (so that a test cannot pass by settling nothing)."""
+    took = [0]
+    fresh = pages._Batch.fresh  # noqa: SLF001 (called once a batch, when every group was asked)
+
+    def counting(self: Any) -> None:
+        fresh(self)
+        took[0] += int(self.ok.sum()) if self.n else 0
+
+    with monkeypatch.context() as m:
+        m.setattr(pages._Batch, "fresh", counting)  # noqa: SLF001
+        RecordingIndex.build(Recording(path))
+    return took[0]
+
+
+@pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.stem)
+def test_a_bundled_recording_models_the_same_with_groups_settled(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pages, "_FEW", 1)
+    _same_both_ways(path, monkeypatch)
+
+
+@pytest.mark.parametrize("seed, slow_every, loss_every", [(1, 0, 0), (2, 30, 0), (3, 200, 40), (4, 7, 9)])
+def test_a_generated_workload_models_the_same_with_groups_settled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, slow_every: int, loss_every: int) -> None:
+    monkeypatch.setattr(index_module, "CHECKPOINT_EVERY", 700)
+    monkeypatch.setattr(index_module, "FULL_COPY_AFTER", 900)
+    path = tmp_path / "w.pasidrec"
+    write_workload(str(path), 30_000, seed=seed, slow_every=slow_every, loss_every=loss_every)
+    assert _settles_some(path, monkeypatch) > 100
+    _same_both_ways(path, monkeypatch)
+
+
+OPS = st.lists(st.tuples(
+    st.sampled_from(["request", "request", "response", "pair", "pair", "pair", "pair", "attach", "detach", "lost",
+                     "group_add", "odd_request", "odd_response", "unbind", "uapi"]),
+    st.integers(0, 1), st.integers(1, 2), st.integers(0, 1), st.integers(0, 2), st.integers(1, 400)),
+    min_size=20, max_size=200)
+
+
+def _mix(path: Path, ops: list[tuple[str, int, int, int, int, int]]) -> None:
+    """Requests (Last or not), responses (success, invalid, failure), attaches and detaches (which drain), unbinds,
+    losses, re-probes, iommufd calls, and rows of odd shapes (no PASID, needs_pasid off, a PRG index that is a
+    bool, text where a number goes), some answered late; in chunks of 37 rows."""
+    header = Header(source="test", devices=[DeviceInfo(d, 20, True, True, "t") for d in DEVICES])
+    ts = 1_000
+    pending: list[list[Any]] = []
+    with RecordingWriter(path, header, chunk_events=37) as w:
+        for d, pasid in ((0, 1), (0, 2), (1, 1), (1, 2)):  # (every pair attached at first: most groups settle)
+            w.append_row([ts, "pasid_attach", DEVICES[d], pasid, 0, 1, "q", "t",
+                          {"domain": 3, "domain_type": "sva" if pasid == 1 else "nested"}])
+        for op, d, pasid, prg, n, gap in ops:
+            ts += gap * (1_000_000 if gap > 390 else 1_000)  # (now and then past the 100 ms threshold)
+            dev = DEVICES[d]
+            row: list[Any] = [ts, "page_request", dev, pasid, 0, None, None, "t",
+                              {"prg": prg, "addr": 4096, "perm": 1, "last": n != 1, "needs_pasid": True}]
+            if op == "pair":  # a request, and its answer after the next row
+                w.append_row(row)
+                pending.append([ts + 1, "page_response", dev, pasid, 0, None, None, "t",
+                                {"prg": prg, "code": n, "by": "kernel"}])
+                continue
+            if op == "response":
+                row = [ts, "page_response", dev, pasid, 0, None, None, "t", {"prg": prg, "code": n, "by": "user"}]
+            elif op == "attach":
+                row = [ts, "pasid_attach", dev, pasid, 0, 1, "q", "t",
+                       {"domain": 3, "domain_type": ("sva", "paging", "nested")[n]}]
+            elif op == "detach":
+                row = [ts, "pasid_detach", dev, pasid, 0, 1, "q", "t", {}]
+            elif op == "unbind":
+                row = [ts, "sva_unbind", dev, pasid, 0, 1, "q", "t", {"mm": 7}]
+            elif op == "lost":
+                row = [ts, "lost", None, None, 0, None, None, "t", {"count": 1}]
+            elif op == "group_add":
+                row = [ts, "group_add", dev, None, 0, None, None, "t", {"group": 1}]
+            elif op == "uapi":
+                row = [ts, "uapi", None, None, 0, 5, "q", "t", {"name": "IOMMU_IOAS_MAP", "ret": n - 1}]
+            elif op == "odd_request":
+                row = [ts, "page_request", dev, (None, pasid, pasid)[n], 0, None, None, "t",
+                       {"prg": (True, prg, "x")[n], "addr": 0, "needs_pasid": n != 2}]
+            elif op == "odd_response":
+                row = [ts, "page_response", dev, (None, pasid, pasid)[n], 0, None, None, "t",
+                       {"prg": prg, "code": (0, "x", 1.5)[n]}]
+            w.append_row(row)
+            while pending:
+                late = pending.pop(0)
+                late[0] = ts = ts + 1
+                w.append_row(late)
+
+
+@given(OPS, st.booleans())
+@settings(max_examples=120, deadline=None)
+def test_a_random_mix_models_the_same_with_groups_settled(ops: list[tuple[str, int, int, int, int, int]],
+                                                          coarse: bool) -> None:
+    """`coarse`: any detach or unbind between a group's rows fails it (as with many of both in a batch)."""
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(pages, "_FEW", 1)
+        monkeypatch.setattr(pages, "_PAIRS_COMPARED", 0 if coarse else pages._PAIRS_COMPARED)  # noqa: SLF001
+        monkeypatch.setattr(index_module, "CHECKPOINT_EVERY", 24)
+        monkeypatch.setattr(index_module, "FULL_COPY_AFTER", 30)
+        monkeypatch.setattr("explorer.recording.fieldmaps.MIN_GROUP", 2)
+        path = Path(tmp) / "mix.pasidrec"
+        _mix(path, ops)
+        _same_both_ways(path, monkeypatch)
+
+
+def test_a_settled_group_still_lowers_the_aging_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group settled early in a batch that spans the threshold, and another answered by the handlers later: the
+    aging at the batch's end scans the groups as the handlers' bound says it must (the state's bound after it is
+    part of every checkpoint)."""
+    monkeypatch.setattr(pages, "_FEW", 1)
+    monkeypatch.setattr("explorer.recording.fieldmaps.MIN_GROUP", 2)
+    path = tmp_path / "bound.pasidrec"
+    header = Header(source="test", devices=[DeviceInfo(d, 20, True, True, "t") for d in DEVICES])
+    ms = 1_000_000
+    with RecordingWriter(path, header, chunk_events=6) as w:
+        w.append_row([ms, "pasid_attach", DEVICES[0], 1, 0, 1, "q", "t", {"domain": 3, "domain_type": "sva"}])
+        for at, dev, pasid in ((2 * ms, DEVICES[0], 1), (3 * ms, DEVICES[1], 5), (130 * ms, DEVICES[0], 1),
+                               (260 * ms, DEVICES[1], 5)):  # (the first two the devices' first; the last unattached)
+            w.append_row([at, "page_request", dev, pasid, 0, None, None, "t", {"prg": 1, "addr": 0, "last": True}])
+            w.append_row([at + 1, "page_response", dev, pasid, 0, None, None, "t", {"prg": 1, "code": 0}])
+            if at == 3 * ms:
+                w.append_row([120 * ms, "lost", None, None, 0, None, None, "t", {"count": 1}])  # (chunk one ends)
+        w.append_row([270 * ms, "lost", None, None, 0, None, None, "t", {"count": 1}])
+    assert _settles_some(path, monkeypatch) == 1
+    _same_both_ways(path, monkeypatch)
