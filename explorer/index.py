@@ -51,6 +51,7 @@ KIND_IDS = 256  # kind names the kinds column tells apart (uint8); kinds beyond 
 OTHER_KINDS = "(other kinds)"
 FIRST_CHUNKS = 512  # chunks at most indexed before a first screen (`build`'s `first`): ~0.1 ms each to index
 CHECKPOINT_EVERY = 8192  # events between simulator checkpoints: bounds the replay behind any seek
+CHECKPOINT_CHUNKS = 32  # chunks between them at most: a seek replays a small chunk in about 0.2 ms
 SETTLE_AFTER = 65_536  # pending events (at least) before the columns take them in: see `_add_chunk`
 FULL_COPY_AFTER = 16384  # changes since the last full copy of the state before another (at least): bounds a seek
 
@@ -139,6 +140,7 @@ class RecordingIndex:
         self._replayed: tuple[int, int, FullCopy] | None = None
         self._checkpoint_starts: list[int] = []
         self._since_full = 0  # changes the checkpoints since the last full copy hold
+        self._checkpoint_chunk = 0  # the chunk holding the last checkpoint's next event
         self._checkpoint(0, full=True)
         self.n = 0
         self._notes: list[str] = []  # damage the index found (the recording's own is added by `damage`)
@@ -403,8 +405,10 @@ class RecordingIndex:
             b = min(a + CHECKPOINT_EVERY, n)
             lo, hi = np.searchsorted(stateful, (a, b))
             self.sim.apply_rows(rows, positions[lo:hi], base, None if pages is None else pages.batch(lo, hi))
-            # Every CHECKPOINT_EVERY events however small the chunks (a long quiet capture writes tiny ones)
-            if base + b - self._checkpoint_starts[-1] >= CHECKPOINT_EVERY:
+            # Every CHECKPOINT_EVERY events, and every CHECKPOINT_CHUNKS chunks: a seek's replay reads each chunk
+            # it crosses, and a long quiet capture writes a chunk a second of a few events
+            if base + b - self._checkpoint_starts[-1] >= CHECKPOINT_EVERY or \
+                    b == n and c + 1 - self._checkpoint_chunk >= CHECKPOINT_CHUNKS:
                 self._checkpoint(base + b)
         if observe is not None:
             observe(rows, positions)
@@ -417,6 +421,7 @@ class RecordingIndex:
         copies cost no more than the changes did (memory stays in proportion to the events, however big the
         state), and a state that only grows (a million live PASIDs or open groups) takes no full copy at all:
         its changes are its entries, held once."""
+        self._checkpoint_chunk = bisect.bisect_right(self._chunk_starts, next_index) - 1
         if not self.history:  # only where the next one would be is kept (at most CHECKPOINT_EVERY on)
             self._checkpoint_starts[-1:] = [next_index]
             return
@@ -794,13 +799,17 @@ class RecordingIndex:
             c = bisect.bisect_right(self._chunk_starts, i) - 1
             start = self._chunk_starts[c]
             end = self._chunk_starts[c + 1] if c + 1 < len(self._chunk_starts) else self.n
-            rows = self._replayed_rows(c, start, end)
             stop = min(upto, end)
+            replayed = np.flatnonzero(stateful[kinds[i:stop]])
+            if not len(replayed) and sim.state.index >= 0:  # nothing to replay, once begun: the chunk is not read
+                i = stop  # (a long quiet capture's tiny chunks of DMA maps)
+                continue
+            rows = self._replayed_rows(c, start, end)
             if len(rows) == end - start:  # (else it is no longer readable: the model counted it lost)
                 if sim.state.index < 0 and end > start:
                     sim.begin(self._first_ts[c])  # as the model did: the replayed rows may not start the chunk
                 offset = i - start
-                sim.apply_rows(rows, (offset + j for j in np.flatnonzero(stateful[kinds[i:stop]]).tolist()), start)
+                sim.apply_rows(rows, (offset + j for j in replayed.tolist()), start)
             i = stop
         if upto != replayed_from:  # (else the last seek's, or the checkpoint, already is this state)
             self._replayed = (k, upto, sim.snapshot())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import sys
 import threading
+from bisect import bisect_right
 from pathlib import Path
 from unittest.mock import patch
 
@@ -22,7 +23,7 @@ from explorer.journal import Journal, apply_changes
 from explorer.live_table import LiveTable
 from explorer.recording import DeviceInfo, Header, Recording, RecordingWriter
 from explorer.simulator import Simulator
-from explorer.workload import write_workload
+from explorer.workload import generate_rows, workload_header, write_workload
 
 OPS = st.lists(st.tuples(st.sampled_from(["set", "del", "pop", "clear", "mark"]), st.integers(0, 6),
                          st.integers(0, 3)), max_size=60)
@@ -153,6 +154,33 @@ def test_seeking_through_changes_and_full_copies_equals_a_straight_replay(
     rng = random.Random(every)
     for t in [idx.start_ns, idx.end_ns] + [rng.randrange(idx.start_ns, idx.end_ns) for _ in range(30)]:
         assert _comparable(idx.state_at(t)) == _comparable(_naive_state(rows, idx.index_at(t), idx.header, t))
+
+
+def test_a_long_quiet_capture_s_tiny_chunks_are_checkpointed_and_read_by_a_seek_only_where_it_replays(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A quiet capture writes a chunk a second of a few events. A seek replays from the checkpoint before its
+    time, reading each chunk it crosses: checkpoints come every CHECKPOINT_CHUNKS chunks too, and a chunk holding
+    no row the model replays (DMA maps and unmaps) is not read at all. Seeks still give a straight replay's state."""
+    monkeypatch.setattr(index_module, "CHECKPOINT_CHUNKS", 4)
+    path = tmp_path / "quiet.pasidrec"
+    with RecordingWriter(path, workload_header(3000, 5), chunk_events=3) as w:
+        for row in generate_rows(3000, 5, slow_every=40, loss_every=60):
+            w.append_row(row)
+    rows = list(Recording(path).iter_rows())
+    idx = RecordingIndex.build(Recording(path))
+    chunks = [bisect_right(idx._chunk_starts, cp.next_index) - 1 for cp in idx._checkpoints]  # noqa: SLF001
+    assert max(b - a for a, b in zip(chunks[:-1], chunks[1:], strict=True)) <= 4 and len(chunks) >= 1000 // 4
+    assert idx.recording is not None
+    reads: list[int] = []
+    head = idx.recording.chunk_head
+    monkeypatch.setattr(idx.recording, "chunk_head", lambda i: reads.append(i) or head(i))
+    rng = random.Random(5)
+    for t in [idx.start_ns, idx.end_ns] + [rng.randrange(idx.start_ns, idx.end_ns) for _ in range(30)]:
+        reads.clear()
+        idx._replayed = None  # noqa: SLF001 - each seek from its checkpoint, not on from the last one
+        assert _comparable(idx.state_at(t)) == _comparable(_naive_state(rows, idx.index_at(t), idx.header, t))
+        assert len(reads) <= 4 and all(idx._stateful[idx.kinds[idx._chunk_starts[i]:idx._chunk_starts[i] + 3]].any()
+                                       for i in reads)  # noqa: SLF001
 
 
 def _live_pasids(path: Path, n: int) -> Path:
