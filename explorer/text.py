@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, TextIO
 
-# C0 controls, DEL and C1 controls (8-bit CSI/OSC), and the bidirectional overrides that reorder what is shown
-_OTHERS = "\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+# C0 controls, DEL and C1 controls (8-bit CSI/OSC), the line and paragraph separators (a reader may break a line
+# there: str.splitlines does), and the bidirectional overrides that reorder what is shown
+_OTHERS = "\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
 _ANY_CONTROL = re.compile(f"[\x00-\x1f{_OTHERS}]")
 _CONTROL_BUT_NEWLINE = re.compile(f"[\x00-\x08\x0b-\x1f{_OTHERS}]")  # tabs and newlines kept
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

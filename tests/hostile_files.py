@@ -105,10 +105,11 @@ def hostile_rows(draw: st.DrawFn) -> list[Any]:
 
 
 # Text a process, a log or a bug reporter controls: a window title (OSC 0), a screen clear, a clipboard write
-# (OSC 52), a bell, a carriage return over the line, Rich markup, a spreadsheet formula
+# (OSC 52), a bell, a carriage return over the line, a line separator, Rich markup, a spreadsheet formula
 ESCAPES = {"title": "\x1b]0;pwned\x07", "clear": "\x1b[2J", "clipboard": "\x1b]52;c;cHduZWQ=\x07", "bell": "\x07",
-           "cr": "over\rwritten", "markup": "[bold red]x[/]", "formula": "=HYPERLINK(\"http://x\")"}
-RAW_CONTROLS = ("\x1b", "\x07", "\r")
+           "cr": "over\rwritten", "markup": "[bold red]x[/]", "formula": "=HYPERLINK(\"http://x\")",
+           "separator": "a line\u2028that splits"}
+RAW_CONTROLS = ("\x1b", "\x07", "\r", "\u2028")
 
 
 def write_injecting(path: Path) -> Path:

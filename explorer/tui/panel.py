@@ -99,6 +99,8 @@ class Panel(Widget, can_focus=True):
         comes escaped."""
         height = self.size.height
         before = [self.render_line(y) for y in range(height)] if self._strips else []
+        if self.text_selection is not None and text.plain != self._body.plain:  # what was selected is gone
+            self.screen.selections = {w: s for w, s in self.screen.selections.items() if w is not self}
         self._body, self._reveal = text, reveal
         self._width = -1
         self._wrap()
@@ -254,9 +256,10 @@ class Panel(Widget, can_focus=True):
         return strip
 
     def get_selection(self, selection: Selection) -> tuple[str, str] | None:
-        """The text a mouse selection covers (Textual's copy takes it), from the body's own plain text: the
-        lines of text it spans, not their wrapped lines."""
-        return selection.extract(self._body.plain), "\n"
+        """The text a mouse selection covers (Textual's copy takes it), from the body's own plain text as it is
+        shown (tabs expanded: Textual numbers the characters on screen): the lines of text it spans, not their
+        wrapped lines."""
+        return selection.extract(self._body.plain.expandtabs(8)), "\n"
 
     def selection_updated(self, selection: Selection | None) -> None:
         """The selection is drawn over the lines laid out: they are laid out again, with or without it."""

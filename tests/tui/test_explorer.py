@@ -18,7 +18,7 @@ from explorer.loading import open_index
 from explorer.tui.app import ExplorerApp, default_layout
 from explorer.tui.glyphs import MARKS
 from explorer.tui.palette import ANOMALY_CHIPS, SEVERITY_RANK
-from explorer.tui.panel import WHEEL_LINES, Panel
+from explorer.tui.panel import WHEEL_LINES, Panel, PanelText
 from explorer.tui.session import SPEEDS
 from explorer.tui.timeline import HEADER_LINES, Timeline
 
@@ -668,8 +668,9 @@ def test_the_allocator_shows_the_nearest_kernel_snapshot_beside_the_model_at_its
 def test_dragging_over_a_panel_copies_the_lines_of_text_it_covers() -> None:
     """A drag over a panel's lines selects them, highlighted where they stand, and `ctrl+c` copies their text.
     The lines were laid out for an earlier cursor and reused lower down, where Textual had numbered them by the
-    place they were laid out at; a double-click copies the whole text. A drag over the timeline copies nothing
-    (not the widget's name)."""
+    place they were laid out at. When the panel's text changes, the selection goes with it. A double-click copies
+    the whole text, and after a tab what is copied is what is shown. A drag over the timeline copies nothing (not
+    the widget's name)."""
     app = ExplorerApp(index_of("06"), layout="debug")
 
     async def body(pilot) -> None:  # type: ignore[no-untyped-def]
@@ -695,9 +696,18 @@ def test_dragging_over_a_panel_copies_the_lines_of_text_it_covers() -> None:
         lit = [n for n in range(panel.size.height) if any(
             s.style is not None and s.style.bgcolor != ground and s.text.strip() for s in panel.render_line(n))]
         assert lit == [y, y + 1]
+        await pilot.press("n")  # the panel's text changes: what was selected is no longer there to copy
+        await pilot.pause()
+        assert app.screen.get_selected_text() is None
         await pilot.click(panel, offset=(left + 1, top + 1), times=2)
         await pilot.press("ctrl+c")
         assert app.clipboard == panel.text
+        panel.set_body(PanelText("a\tbcdef ghijk\nnext"))  # after a tab: what is shown is what is copied
+        await pilot.mouse_down(panel, offset=(left + 9, top))
+        await pilot.hover(panel, offset=(left + 12, top))
+        await pilot.mouse_up(panel, offset=(left + 12, top))
+        await pilot.pause()
+        assert app.screen.get_selected_text() == "cdef" == panel.visible_text()[0][9:13]
         app.screen.clear_selection()
         timeline = app.query_one(Timeline)
         await pilot.mouse_down(timeline, offset=(2, HEADER_LINES))

@@ -77,4 +77,5 @@ def test_the_panels_show_escapes_as_text(tmp_path: Path) -> None:
     shows as written."""
     seen = walk(write_injecting(tmp_path / "inject.pasidrec"))
     for text in ESCAPES.values():
-        assert text.replace("\x1b", "\\x1b").replace("\x07", "\\x07").replace("\r", "\\x0d") in seen, text
+        assert text.replace("\x1b", "\\x1b").replace("\x07", "\\x07").replace("\r", "\\x0d").replace(
+            "\u2028", "\\u2028") in seen, text
