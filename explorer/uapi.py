@@ -7,6 +7,13 @@ include/uapi/linux/vfio.h); the ioctl `cmd` as seen by sys_enter_ioctl is 0x3b00
 from __future__ import annotations
 
 IOCTL_TYPE = ord(";")
+_OBJECT_CALLS = ("_ALLOC", "_DESTROY", "_BIND_IOMMUFD")  # commands that make or end an object the model keeps
+
+
+def only_counted(name: str, ret: int | None) -> bool:
+    """Whether the model only counts a call of `name` that returned `ret`: a failed call, or one that makes or
+    ends no object (`Simulator._uapi`; the settling in simulator/pages.py counts such calls a batch at a time)."""
+    return (ret is not None and ret < 0) or not name.endswith(_OBJECT_CALLS)
 
 IOMMUFD_COMMANDS: dict[int, str] = {
     0x80: "IOMMU_DESTROY", 0x81: "IOMMU_IOAS_ALLOC", 0x82: "IOMMU_IOAS_ALLOW_IOVAS", 0x83: "IOMMU_IOAS_COPY",

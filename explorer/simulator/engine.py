@@ -53,6 +53,7 @@ from ..state_records import (
     open_group,
     pack_live,
 )
+from ..uapi import only_counted
 from ..units import fmt_ns
 from .checks import RULES, Anomaly, Severity
 from .pages import PageColumns, settle
@@ -798,7 +799,7 @@ class Simulator:
         name, ret, pid = f.get("name", "?"), f.get("ret"), row[R_PID]
         ckey = (pid, name, ret if ret is not None else 0)
         st.uapi_calls[ckey] = st.uapi_calls.get(ckey, 0) + 1
-        if (ret is not None and ret < 0) or not name.endswith(("_ALLOC", "_DESTROY", "_BIND_IOMMUFD")):
+        if only_counted(name, ret):
             return
         args = f.get("args") or {}
         if name == "IOMMU_DESTROY" and "id" in args:

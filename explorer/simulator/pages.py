@@ -36,6 +36,7 @@ from ..intervals import IntervalKind
 from ..journal import Journal
 from ..recording.fieldmaps import ABSENT, BOOL, INT, OTHER, FieldColumns
 from ..state_records import CLOSED, P_BITS, ROUTES, open_group
+from ..uapi import only_counted
 from .state import ANSWERS_KEPT, SimState
 
 if TYPE_CHECKING:
@@ -52,7 +53,6 @@ _KIND_OF = {str(Kind.PAGE_REQUEST): _REQUEST, str(Kind.PAGE_RESPONSE): _RESPONSE
 # Where every unbind is seen, an exit or a free unbinds nothing itself (kernel_facts `unbind_visible`)
 _KIND_OF_UNBINDS_SEEN = {**_KIND_OF, str(Kind.MM_EXIT): _OTHER, str(Kind.PASID_FREE): _OTHER}
 _UAPI = str(Kind.UAPI)
-_MAKES_OBJECTS = ("_ALLOC", "_DESTROY", "_BIND_IOMMUFD")  # the calls `Simulator._uapi` keeps objects of
 _FEW = 16  # page rows below which a batch is all the handlers'
 _PAIRS_COMPARED = 1 << 18  # groups times rows that may drain them, past which any such row between fails a group
 # A settled group's flags as its packed record holds them (its route, whether Last came; it needs its PASID)
@@ -148,7 +148,7 @@ class _Batch:
         read = f.read
         (prg, prg_c), (last, last_c), (needs, needs_c), (code, code_c) = (f.values[n] for n in NAMES)
         pair_known = (is_req | is_resp) & (dev >= 0) & (pasid >= 0)
-        keyed_prg = read & ((prg_c == INT) & (prg >= 0) & (prg < 1 << 32) | (prg_c == BOOL))
+        keyed_prg = read & (prg_c == INT) & (prg >= 0) & (prg < 1 << 32)
         needs_known = (needs_c == ABSENT) | (needs_c == BOOL)
         # A page row of a known pair whose key is not known (not read, or its needs_pasid not plain) may be of any
         # group of its pair: the pair's groups are the handlers'
@@ -156,7 +156,7 @@ class _Batch:
         in_run = pair_known & keyed_prg & (is_resp | needs_known & ((needs_c == ABSENT) | (needs == 1)))
         plain = in_run & (prg_c == INT) & (
             is_req & ((last_c == ABSENT) | (last_c == BOOL))
-            | is_resp & ((code_c == ABSENT) | (code_c == INT) & (code != _FAILURE)))
+            | is_resp & (code_c == INT) & (code != _FAILURE))
         # Group each key's rows in order: a request opens a group, requests join it, a response closes it
         keyed = np.flatnonzero(in_run)
         if not len(keyed):
@@ -311,7 +311,8 @@ class _Batch:
     def write(self, i: int) -> None:
         """Write what the settled groups left before row `i`, as the handlers would have."""
         st, intervals, ok = self.st, self.sim.intervals, self.ok
-        noted, v = self.noted, self.v
+        noted = self.noted
+        v = bisect_left(self.first, i, noted, self.v)  # (groups asked past `i`, before a refused one: not yet)
         if v > noted:
             keys = self.key[noted:v] if not self.refused else \
                 [k for k, y in zip(self.key[noted:v], ok[noted:v].tolist(), strict=True) if y]
@@ -333,7 +334,7 @@ class _Batch:
             self.pj = k
         pr = self.pr
         k = bisect_left(self.r_at, i, pr)
-        self.due = min(self.first[self.v] if self.v < self.n else len(self.group_of),
+        self.due = min(self.first[self.noted] if self.noted < self.n else len(self.group_of),
                        self.j_at[self.pj] if self.pj < len(self.j_at) else len(self.group_of),
                        self.r_at[k] if k < self.n else len(self.group_of))
         if k == pr:
@@ -414,8 +415,7 @@ class _Calls:
         if row[R_KIND] != _UAPI or f.__class__ is not dict:
             return False
         name, ret = f.get("name", "?"), f.get("ret")
-        if name.__class__ is not str or not (ret is None or ret.__class__ is int) or \
-                (ret is None or ret >= 0) and name.endswith(_MAKES_OBJECTS):
+        if name.__class__ is not str or not (ret is None or ret.__class__ is int) or not only_counted(name, ret):
             return False
         key = (row[R_PID], name, ret if ret is not None else 0)
         counts = self._counts

@@ -187,3 +187,35 @@ def test_a_settled_group_still_lowers_the_aging_bound(tmp_path: Path, monkeypatc
         w.append_row([270 * ms, "lost", None, None, 0, None, None, "t", {"count": 1}])
     assert _settles_some(path, monkeypatch) == 1
     _same_both_ways(path, monkeypatch)
+
+
+def test_a_group_settled_after_one_refused_is_noted_after_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group on a PASID with no domain is refused when asked, and the handlers run its rows in their place;
+    a group settled after it opened after it too, so the state notes it after the refused one, and both open
+    again later: a seek lists the open groups in the order the model holds them (found by review)."""
+    path = tmp_path / "order.pasidrec"
+    dev = DEVICES[0]
+    with RecordingWriter(path, Header(source="test", devices=[DeviceInfo(dev, 20, True, True, "t")]),
+                         chunk_events=40) as w:
+        rows: list[tuple[str, int | None, dict[str, Any]]] = [
+            ("pasid_attach", 1, {"domain": 3, "domain_type": "sva"}),
+            ("page_request", 1, {"prg": 9, "addr": 0, "last": True}), ("page_response", 1, {"prg": 9, "code": 0}),
+            *[("map", None, {"iova": 0, "paddr": 0, "size": 4096})] * 37]
+        for prg in range(10, 18):  # plain groups: enough page rows in the chunk to settle
+            rows += [("page_request", 1, {"prg": prg, "addr": 0, "last": True}),
+                     ("page_response", 1, {"prg": prg, "code": 0})]
+        rows += [("page_request", 3, {"prg": 1, "addr": 0, "last": True}),  # PASID 3 has no domain: refused
+                 ("page_request", 1, {"prg": 2, "addr": 0, "last": True}),  # settled
+                 ("page_response", 1, {"prg": 2, "code": 0}),
+                 ("page_response", 3, {"prg": 1, "code": 1, "by": "kernel"}),
+                 ("pasid_attach", 2, {"domain": 3, "domain_type": "sva"}),  # a handler's row: the groups asked here
+                 *[("map", None, {"iova": 0, "paddr": 0, "size": 4096})] * 18,
+                 ("page_request", 3, {"prg": 1, "addr": 0, "last": True}),  # both keys open again, unanswered
+                 ("page_request", 1, {"prg": 2, "addr": 0, "last": True}),
+                 *[("map", None, {"iova": 0, "paddr": 0, "size": 4096})] * 1320]
+        for n, (kind, pasid, fields) in enumerate(rows):
+            w.append_row([2000 + 1000 * n, kind, dev, pasid, 0, None, None, "t", fields])
+    assert _settles_some(path, monkeypatch) > 0
+    _same_both_ways(path, monkeypatch)
+    idx = RecordingIndex.build(Recording(path))
+    assert [(g.prg, g.pasid) for g in idx.state_at(idx.end_ns).groups.values()] == [(1, 3), (2, 1)]
