@@ -421,7 +421,7 @@ class RecordingIndex:
         copies cost no more than the changes did (memory stays in proportion to the events, however big the
         state), and a state that only grows (a million live PASIDs or open groups) takes no full copy at all:
         its changes are its entries, held once."""
-        self._checkpoint_chunk = bisect.bisect_right(self._chunk_starts, next_index) - 1
+        self._checkpoint_chunk = bisect.bisect_left(self._chunk_starts, next_index)  # (the next chunk, indexed or not)
         if not self.history:  # only where the next one would be is kept (at most CHECKPOINT_EVERY on)
             self._checkpoint_starts[-1:] = [next_index]
             return

@@ -482,9 +482,10 @@ class Recording:
         chunks, seen, events = self._counted
         if chunks is not self.chunks:  # (the footer's list replaced the empty one)
             chunks, seen, events = self.chunks, 0, 0
-        if seen != len(chunks):
-            events += sum(c.n for c in islice(chunks, seen, None))
-            self._counted = (chunks, len(chunks), events)
+        now = len(chunks)  # (a writer's thread may append meanwhile: the rest are counted next time)
+        if seen != now:
+            events += sum(c.n for c in islice(chunks, seen, now))
+            self._counted = (chunks, now, events)
         return events
 
     @property
