@@ -47,6 +47,16 @@ _ORDER_BITS = 40  # a dict entry's value: the packed record above its order word
 _ORDER_MASK = (1 << _ORDER_BITS) - 1
 
 
+def _words(value: int) -> tuple[int, int, int]:
+    """A packed record as a slot's first three words: opening time, opening event + 1, the rest."""
+    return value >> _TS_SHIFT, value >> LIVE_LOW & IDX_MASK, value & _LOW_MASK
+
+
+def _record(ts: int, idx: int, low: int) -> int:
+    """The packed record of a slot's first three words (`get` does this inline: it is on the model's path)."""
+    return (ts << IDX_BITS | idx) << LIVE_LOW | low
+
+
 class LiveTable:
     """Live PASIDs -> packed `LivePasid` ints, with a dict's interface where the model uses one (`in`, get, set,
     pop, len, iteration in the order added)."""
@@ -181,10 +191,9 @@ class LiveTable:
         i = (pasid & _SLOT_MASK) << 2
         added = page[i + 3]
         if self._before is not None or self._store is not None:
-            self._noted(pasid, (page[i] << IDX_BITS | page[i + 1]) << LIVE_LOW | page[i + 2] if added else None,
-                        value)
+            self._noted(pasid, _record(page[i], page[i + 1], page[i + 2]) if added else None, value)
         # (one write of the three words: a reader on another thread sees the old record or the new, never a mix)
-        page[i:i + 3] = array("q", (value >> _TS_SHIFT, value >> LIVE_LOW & IDX_MASK, value & _LOW_MASK))
+        page[i:i + 3] = array("q", _words(value))
         if not added:
             self._n += 1
             self._added = page[i + 3] = self._added + 1
@@ -199,11 +208,21 @@ class LiveTable:
         self._n += 1
         self._added += 1
         self._sparse[pasid] = value << _ORDER_BITS | self._added
-        if 0 <= pasid < PASID_SPACE:
-            k = pasid >> _PAGE_BITS
-            crowd = self._crowd[k] = self._crowd.get(k, 0) + 1
-            if crowd >= _DENSE:
-                self._make_dense(k)
+        if self._crowd_by(pasid, 1) >= _DENSE:
+            self._make_dense(pasid >> _PAGE_BITS)
+
+    def _crowd_by(self, pasid: int, step: int) -> int:
+        """Count `step` more of the live PASIDs in the dict that share `pasid`'s page (none past the pages): how
+        many it holds now."""
+        if not 0 <= pasid < PASID_SPACE:
+            return 0
+        k = pasid >> _PAGE_BITS
+        now = self._crowd.get(k, 0) + step
+        if now:
+            self._crowd[k] = now
+        else:
+            self._crowd.pop(k, None)
+        return now
 
     def _make_dense(self, k: int) -> None:
         """Page `k` holds enough live PASIDs: make it, and move them from the dict into its slots."""
@@ -214,8 +233,7 @@ class LiveTable:
             coded = sparse.pop(pasid, None)
             if coded is not None:
                 value, i = coded >> _ORDER_BITS, (pasid & _SLOT_MASK) << 2
-                page[i:i + 4] = array("q", (value >> _TS_SHIFT, value >> LIVE_LOW & IDX_MASK, value & _LOW_MASK,
-                                            coded & _ORDER_MASK))
+                page[i:i + 4] = array("q", (*_words(value), coded & _ORDER_MASK))
 
     def _noted(self, pasid: int, old: int | None, value: int) -> None:
         """Note `pasid`'s record before its first write since the last `changes()`, and tell the store of the
@@ -248,12 +266,7 @@ class LiveTable:
             page[(pasid & _SLOT_MASK) << 2 | 3] = 0  # (empty)
         else:
             del self._sparse[pasid]
-            if 0 <= pasid < PASID_SPACE:
-                k = pasid >> _PAGE_BITS
-                if self._crowd[k] > 1:
-                    self._crowd[k] -= 1
-                else:
-                    del self._crowd[k]
+            self._crowd_by(pasid, -1)
         self._n -= 1
         before = self._before
         if before is not None and pasid not in before:
@@ -281,8 +294,7 @@ class LiveTable:
         for pasid, old in self._before.items():
             now = self.get(pasid)
             if now != (None if old is MISSING else old):
-                out.extend((pasid, _GONE, 0, _GONE) if now is None else
-                           (pasid, now >> _TS_SHIFT, now >> LIVE_LOW & IDX_MASK, now & _LOW_MASK))
+                out.extend((pasid, _GONE, 0, _GONE) if now is None else (pasid, *_words(now)))
         self._before = {}
         return out
 
@@ -333,21 +345,18 @@ class LiveTable:
         dense[slot[new], 3] = order[in_slots[new]]
         for j, k in enumerate(touched.tolist()):
             pages[k][:] = array("q", dense[j << _PAGE_BITS:(j + 1) << _PAGE_BITS].tobytes())  # type: ignore[index]
-        sparse, crowd = self._sparse, self._crowd
+        sparse = self._sparse
         for (pasid, ts, mid, low), ended, number in zip(rows[elsewhere].tolist(), gone[elsewhere].tolist(),
                                                          order[elsewhere].tolist(), strict=True):
-            k = pasid >> _PAGE_BITS if 0 <= pasid < PASID_SPACE else None
             if ended:
-                if sparse.pop(pasid, None) is not None and k is not None:
-                    crowd[k] -= 1
-                    if not crowd[k]:
-                        del crowd[k]
+                if sparse.pop(pasid, None) is not None:
+                    self._crowd_by(pasid, -1)
             else:
                 coded = sparse.get(pasid)
-                sparse[pasid] = ((ts << IDX_BITS | mid) << LIVE_LOW | low) << _ORDER_BITS | (
+                sparse[pasid] = _record(ts, mid, low) << _ORDER_BITS | (
                     number if coded is None else coded & _ORDER_MASK)
-                if coded is None and k is not None:
-                    crowd[k] = crowd.get(k, 0) + 1
+                if coded is None:
+                    self._crowd_by(pasid, 1)
         self._n += int(np.count_nonzero(fresh)) - int(np.count_nonzero(gone & was))
         self._added += int(np.count_nonzero(fresh))
 
