@@ -265,7 +265,7 @@ class PackedChunk:
         self._at = np.zeros(1, np.uint64)
         self._extra: dict[Any, Any] = {}
         self._fit: bool | None = None
-        self._kinds: tuple[list[tuple[Any, ...]], np.ndarray, list[str]] | None = None  # (see `_kind_codes`)
+        self._kinds: tuple[np.ndarray, list[str]] | None = None  # (see `_kind_codes`)
 
     def tables_fit(self) -> bool:
         """Whether every row's time, key, CPU, pid, comm and source fit the schema, judged once on what rows are
@@ -349,14 +349,13 @@ class PackedChunk:
         return field_columns(data, self._at, positions, code_of[cols.key_of[positions]], kinds, wanted, names)
 
     def _kind_codes(self, cols: ChunkColumns) -> tuple[np.ndarray, list[str]]:
-        """Each key's kind as a number, and the kinds by number (once per table of keys: the model reads a chunk's
-        rows in a few calls)."""
-        got = self._kinds
-        if got is None or got[0] is not cols.keys:
+        """Each key's kind as a number, and the kinds by number (once a chunk: the model reads its rows in a few
+        calls, always with the chunk's own columns)."""
+        if self._kinds is None:
             names: dict[str, int] = {}
             code_of = np.array([names.setdefault(kind, len(names)) for kind, _, _ in cols.keys], np.int64)
-            got = self._kinds = (cols.keys, code_of, list(names))
-        return got[1], got[2]
+            self._kinds = (code_of, list(names))
+        return self._kinds
 
     @staticmethod
     def _unpack(data: memoryview) -> Any:

@@ -154,7 +154,7 @@ class _Batch:
         # group of its pair: the pair's groups are the handlers'
         tainted = pair_known & ~(keyed_prg & (is_resp | needs_known))
         in_run = pair_known & keyed_prg & (is_resp | needs_known & ((needs_c == ABSENT) | (needs == 1)))
-        plain = in_run & (prg_c == INT) & (
+        plain = in_run & (
             is_req & ((last_c == ABSENT) | (last_c == BOOL))
             | is_resp & (code_c == INT) & (code != _FAILURE))
         # Group each key's rows in order: a request opens a group, requests join it, a response closes it
@@ -221,7 +221,6 @@ class _Batch:
             keep = np.flatnonzero(~(np.array([key in open_before for key in keys], bool) & run[f0]))
             ok, f0, l0, first_at, last_at = ok[keep], f0[keep], l0[keep], first_at[keep], last_at[keep]
             keys = [keys[i] for i in keep.tolist()]
-            gd, gp, gq = d[f0].tolist(), p[f0].tolist(), q[f0].tolist()
         self.n = nc = len(keys)
         if not nc:
             return
@@ -247,8 +246,8 @@ class _Batch:
         atts = [att_get(pair) for pair in self.pairs]
         bits = np.array([_FLAGS[route(a), False] if a is not None else 0 for a in atts], np.int64)
         self.pair_of = inverse.tolist()
-        self.att = [atts[j] if atts[j] is not None and self.pairs[j][0] not in pri else _UNSEEN
-                    for j in self.pair_of] if pri else list(itemgetter(*self.pair_of)(atts)) if nc > 1 else [atts[0]]
+        seen = [_UNSEEN if a is None or pair[0] in pri else a for a, pair in zip(atts, self.pairs, strict=True)]
+        self.att = [seen[j] for j in self.pair_of]
         flags = np.where(bits[inverse] > 0, bits[inverse] | closed * CLOSED, 0)
         self.flags, self.closed = flags.tolist(), closed.tolist()
         self.start = ts[first_at]
@@ -262,13 +261,14 @@ class _Batch:
         r_idx, r_ts = idx[last_at[by_resp]], ts[last_at[by_resp]]
         self.r_answer = list(zip(r_ts.tolist(), r_idx.tolist(), strict=True))
         start = self.start[by_resp]
+        shape, opened_at = d[f0] << 6, idx[first_at]
         rows = np.empty((nc, 8), np.int64)
-        rows[:, 0] = d[f0][by_resp] << 6
-        rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4] = start, np.maximum(r_ts, start), idx[first_at][by_resp], r_idx
+        rows[:, 0] = shape[by_resp]
+        rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4] = start, np.maximum(r_ts, start), opened_at[by_resp], r_idx
         rows[:, 5], rows[:, 6], rows[:, 7] = q[f0][by_resp], p[f0][by_resp], (size - 1)[by_resp]
         rows[:, 0] = (rows[:, 0] | flags[by_resp]) << 3 | _GROUP
         self.closing = bytearray(rows.tobytes())  # (a group whose route is another by its opening: its row patched)
-        self.shape = (d[f0] << 6).tolist()
+        self.shape = shape.tolist()
         r_pos = np.empty(nc, np.int64)
         r_pos[by_resp] = np.arange(nc)
         self.r_pos = r_pos.tolist()
@@ -276,11 +276,9 @@ class _Batch:
         joins = np.sort(order[later & (mine >= 0)])
         self.j_at = joins.tolist()
         self.j_group = group_of[joins]
-        self.j_pairs = np.stack([idx[joins], idx[first_at][group_of[joins]]], axis=1).ravel().tolist()
+        self.j_pairs = np.stack([idx[joins], opened_at[group_of[joins]]], axis=1).ravel().tolist()
         self.v = self.noted = self.pj = self.pr = 0
         self.due = self.first[0]
-        for g in np.flatnonzero(flags == 0).tolist():  # (no domain at the start: asked when reached)
-            self.att[g] = _UNSEEN
 
     def ask(self, i: int) -> list[int]:
         """Ask the groups opened before row `i` (the state now is the state at their opening): settled, or refused
@@ -378,7 +376,7 @@ def settle(sim: Simulator, rows: list[Row | None], positions: list[int], base: i
     while True:
         i = slow[at] if at < len(slow) else m
         row = rows[positions[i]] if i < m else None
-        if row is not None and row[R_KIND] == _UAPI and calls.counted(row):
+        if row is not None and calls.counted(row):
             at += 1
             continue
         calls.write()
