@@ -57,8 +57,13 @@ def candidate_lines(block: bytes, start: int, end: int, matcher: Any) -> tuple[n
 def anchor_matcher(anchors: tuple[bytes, ...]) -> Callable[[bytes, np.ndarray], np.ndarray]:
     """A function of (block, line offsets) giving the indices of the lines that hold one of `anchors`."""
     import pyarrow as pa
-    from pyarrow._compute import MatchSubstringOptions, call_function  # pyarrow.compute's own; importing that
-    # module also builds a Python wrapper of each of its hundreds of functions: 20 ms, a few % of a 1M-line import
+
+    try:  # where pyarrow defines them: importing pyarrow.compute also builds a Python wrapper of each of its
+        # hundreds of functions, 20 ms of every import. That module is private: a pyarrow that moves them is read
+        # through pyarrow.compute, which exports both.
+        from pyarrow._compute import MatchSubstringOptions, call_function
+    except ImportError:
+        from pyarrow.compute import MatchSubstringOptions, call_function
 
     options = MatchSubstringOptions("|".join(map(_re2_literal, anchors)))
     binary = pa.large_binary()
