@@ -469,7 +469,7 @@ class RecordingIndex:
         except (TypeError, ValueError, OverflowError, IndexError, msgpack.UnpackException):
             return None
         return rows, PageColumns.of(head.cols.keys, head.cols.key_of[stateful], head.cols.ts[stateful], fields, rows,
-                                    stateful, decode)
+                                    stateful, decode, head.pids)
 
     def _model_rows(self, c: int, head: ChunkHead | None, positions: list[int]) -> list[Row | None]:
         """Chunk `c`'s rows with at least those at `positions` decoded: from the file by stored columns when

@@ -64,6 +64,14 @@ _SHAPED: dict[str, Check] = {  # fields whose values have inner structure: check
     "args": lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
 }
 ColumnCheck = Callable[[list[Any]], bool]
+
+
+class NamedMap:
+    """The class of a map known from its bytes to hold text names only (a field map's layout: `fieldmaps`), whose
+    values are not made: never a value's own class, so only a column known that way is judged by it."""
+
+
+_SHAPED_EXACT: dict[str, frozenset[type]] = {"args": frozenset({NamedMap})}  # what passes a shaped rule outright
 _SHAPED_COLUMNS: dict[str, ColumnCheck] = {  # whether a column of such values (no None) passes outright
     "args": lambda vs: set(map(type, vs)) == {dict} and set(map(type, chain.from_iterable(vs))) <= {str},
 }
@@ -96,7 +104,7 @@ def _rule(name: str, typ: type | tuple[type, ...]) -> Rule:
         lo, hi = INT_RANGES[name]
         return Rule(_int(lo, hi), expected, frozenset({int}), lo, hi)
     if name in _SHAPED:
-        return Rule(_SHAPED[name], expected, column=_SHAPED_COLUMNS.get(name))
+        return Rule(_SHAPED[name], expected, _SHAPED_EXACT.get(name, frozenset()), column=_SHAPED_COLUMNS.get(name))
     return Rule(_check_of(typ), expected, frozenset(types) - {type(None)})
 
 

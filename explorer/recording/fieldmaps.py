@@ -9,6 +9,8 @@ fixint or a bool must stay one. Rows that have it hold one item each of exactly 
 decode in one call, and the schema judges each name's values from the layout (their class) and the array (their
 least and greatest: `schema.Known`). Rows no layout covers (small groups, bin and ext values, names that are not
 strings) are decoded and judged one by one, as before, and fail there first, in order, when they do not decode.
+A nested map's layout holds text names only, so the schema judges an `args` map from its layout (`NamedMap`)
+without making it; `field_columns` reads numbers, bools and ASCII text as columns from rows it need not decode.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from ..schema import Known, fields_suspects, shape_suspects
+from ..schema import Known, NamedMap, fields_suspects, shape_suspects
 
 MIN_GROUP = 16  # rows of one kind and length below which decoding them one by one costs less
 _LAYOUTS_PER_GROUP = 3  # layouts tried on the rows of one kind and length before the rest go one by one
@@ -39,14 +41,15 @@ class _Unsupported(Exception):
 
 @dataclass(slots=True)
 class _Reading:
-    """A layout as it is read: the bytes every row must have (`start`, `data`), and those that must stay in a
-    range (a fixint, a bool: at `at`, from `lo` to `hi`)."""
+    """A layout as it is read: the bytes every row must have (`start`, `data`), those that must stay in a range
+    (a fixint, a bool: at `at`, from `lo` to `hi`), and where its strings' text lies (`texts`: start, length)."""
 
     start: list[int] = field(default_factory=list)
     data: list[bytes] = field(default_factory=list)
     at: list[int] = field(default_factory=list)
     lo: list[int] = field(default_factory=list)
     hi: list[int] = field(default_factory=list)
+    texts: list[tuple[int, int]] = field(default_factory=list)
 
     def fixed(self, start: int, data: bytes) -> None:
         self.start.append(start)
@@ -58,8 +61,8 @@ class _Reading:
         self.hi.append(hi)
 
 
-# A value as the schema sees it: its class and, for a number, where it lies and its numpy type (None: nil or a
-# map or list, whose values are made to judge them)
+# A value as the schema sees it: its class and, for a number, where it lies and its numpy type (NamedMap: a map,
+# its names text; None: nil or a list, whose values are made to judge them)
 Value = tuple[type, int, str] | None
 
 
@@ -100,18 +103,20 @@ def _item(data: bytes, at: int, out: _Reading, depth: int) -> tuple[Value, int]:
     head, size = _str_head(data, at)
     if head:
         out.fixed(at + 1, data[at + 1:at + head])
+        out.texts.append((at + head, size))
         return (str, at, ""), at + head + size
     if 0x80 <= c <= 0x9F or c in (0xDC, 0xDD, 0xDE, 0xDF):  # a map or an array
         is_map = c <= 0x8F or c >= 0xDE
         head = 1 if c <= 0x9F else 3 if c in (0xDC, 0xDE) else 5
         n = c & 0x0F if c <= 0x9F else _length(data, at + 1, head - 1)
         out.fixed(at + 1, data[at + 1:at + head])
+        value: Value = (NamedMap, at, "") if is_map else None
         at += head
         for _ in range(n):
             if is_map:
                 at = _name(data, at, out)[1]
             at = _item(data, at, out, depth + 1)[1]
-        return None, at
+        return value, at
     raise _Unsupported  # bin, ext, and 0xc1 (never used)
 
 
@@ -137,6 +142,7 @@ class Layout:
     hi: np.ndarray  # uint8
     names: tuple[str, ...]
     values: tuple[Value, ...]
+    texts: tuple[tuple[int, int], ...]  # where its strings' text lies (start, length), at any depth
 
     @classmethod
     def read(cls, data: bytes) -> Layout:
@@ -160,7 +166,7 @@ class Layout:
         at_ = np.concatenate([*(np.arange(a, a + len(d)) for a, d in zip(out.start, out.data, strict=True)),
                               np.array(out.at, np.intp)]).astype(np.intp)
         return cls(at_, np.concatenate([const, np.array(out.lo, np.uint8)]),
-                   np.concatenate([const, np.array(out.hi, np.uint8)]), tuple(names), tuple(values))
+                   np.concatenate([const, np.array(out.hi, np.uint8)]), tuple(names), tuple(values), tuple(out.texts))
 
     def fits(self, grid: np.ndarray) -> np.ndarray:
         """Which rows of `grid` (a map a row, each of the layout's length) have this layout."""
@@ -287,9 +293,10 @@ def field_maps(fields: bytes, at: np.ndarray, positions: np.ndarray, kind_codes:
     return maps, sorted(set(suspects))
 
 
-# A name's values as `field_columns` reads them: their class (ABSENT: the map lacks the name; OTHER: nil, text,
-# a float, a map or a list, whose value is not read)
-ABSENT, INT, BOOL, OTHER = 0, 1, 2, 3
+# A name's values as `field_columns` reads them: their class (ABSENT: the map lacks the name; TEXT: its number is
+# the text's place in `FieldColumns.texts`; OTHER: nil, a float, a map, a list or an int past 2^63 - 1, whose
+# value is not read)
+ABSENT, INT, BOOL, OTHER, TEXT = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,37 +307,42 @@ class FieldColumns:
 
     read: np.ndarray  # bool
     values: dict[str, tuple[np.ndarray, np.ndarray]]
+    texts: list[str]  # the texts read, by number
 
     def __getitem__(self, at: slice) -> FieldColumns:
-        return FieldColumns(self.read[at], {k: (v[at], c[at]) for k, (v, c) in self.values.items()})
+        return FieldColumns(self.read[at], {k: (v[at], c[at]) for k, (v, c) in self.values.items()}, self.texts)
 
 
 def _text_fits(layout: Layout, grid: np.ndarray) -> bool:
-    """Whether every top-level value of the layout is a number, a bool or ASCII text in every row of `grid` (so
-    that each row decodes, and holds nothing nested): what a row must hold to be read without decoding it."""
-    first = grid[0].tobytes()
-    for value in layout.values:
-        if value is None:
-            return False
-        if value[0] is str:
-            head, size = _str_head(first, value[1])
-            if size and bool((grid[:, value[1] + head:value[1] + head + size] >= 0x80).any()):
-                return False
-    return True
+    """Whether every top-level value of the layout is a number, a bool, text or a map (no nil, no list), and all
+    its text, at any depth, is ASCII in every row of `grid` (so that each row decodes): what a row must hold to be
+    read without decoding it."""
+    return None not in layout.values and not any(
+        size and bool((grid[:, at:at + size] >= 0x80).any()) for at, size in layout.texts)
 
 
-def _column(grid: np.ndarray, value: Value) -> tuple[np.ndarray, int]:
-    """A top-level value's column (int64) in the rows of `grid`, and its class."""
+def _column(grid: np.ndarray, value: Value, texts: list[str]) -> tuple[np.ndarray, np.ndarray | int]:
+    """A top-level value's column (int64) in the rows of `grid`, and its class (one for all, or each row's); the
+    distinct texts of a text column are added to `texts` (ASCII: `_text_fits`)."""
     assert value is not None
     cls, at, kind = value
     if cls is bool:
         return grid[:, at].astype(np.int64) - 0xC2, BOOL
+    if cls is str:
+        head, size = _str_head(grid[0].tobytes(), at)
+        if not size:
+            texts.append("")
+            return np.full(len(grid), len(texts) - 1, np.int64), TEXT
+        text = np.ascontiguousarray(grid[:, at + head:at + head + size]).view(np.dtype((np.void, size))).reshape(-1)
+        distinct, number = np.unique(text, return_inverse=True)
+        texts += [t.tobytes().decode() for t in distinct]
+        return number.astype(np.int64) + (len(texts) - len(distinct)), TEXT
     if cls is not int:
         return np.zeros(len(grid), np.int64), OTHER
     if kind in ("u1", "i1"):
         return grid[:, at].view(kind).astype(np.int64), INT
-    column = np.ascontiguousarray(grid[:, at:at + int(kind[-1])]).view(kind).reshape(-1)
-    return column.astype(np.int64), INT  # (a u8 past 2^63 wraps to a negative number: out of every range read)
+    column = np.ascontiguousarray(grid[:, at:at + int(kind[-1])]).view(kind).reshape(-1).astype(np.int64)
+    return column, INT if kind != ">u8" else np.where(column < 0, OTHER, INT).astype(np.int8)  # (past 2^63 - 1)
 
 
 def field_columns(fields: bytes, at: np.ndarray, positions: np.ndarray, kind_codes: np.ndarray, kinds: list[str],
@@ -341,6 +353,7 @@ def field_columns(fields: bytes, at: np.ndarray, positions: np.ndarray, kind_cod
     n = len(positions)
     read = np.zeros(n, bool)
     out = {name: (np.zeros(n, np.int64), np.zeros(n, np.int8)) for name in names}
+    texts: list[str] = []
     starts = at[positions].astype(np.int64)
     lengths = at[positions + 1].astype(np.int64) - starts
     for code, length, members in _groups(kind_codes, lengths) if n else ():
@@ -365,10 +378,10 @@ def field_columns(fields: bytes, at: np.ndarray, positions: np.ndarray, kind_cod
                 read[done[ok]] = True
                 for name, value in zip(layout.names, layout.values, strict=True):
                     if name in out:
-                        column, cls = _column(rows, value)
+                        column, cls = _column(rows, value, texts)
                         out[name][0][done], out[name][1][done] = column, cls
             members, grid = members[~fits], grid[~fits]
-    return FieldColumns(read, out)
+    return FieldColumns(read, out, texts)
 
 
 def _decoder(rows: np.ndarray) -> Callable[[], list[dict[str, Any]]]:

@@ -357,6 +357,13 @@ class PackedChunk:
             self._kinds = (code_of, list(names))
         return self._kinds
 
+    def pids(self, positions: list[int]) -> list[Any]:
+        """The pid of each row at `positions`, as `rows_at` makes it (its process's). BadChunk as `check`."""
+        self.check()
+        assert self._procs is not None
+        pid_of = [proc[1] for proc in self._procs]
+        return [pid_of[p] for p in self._proc_of[positions].tolist()]
+
     @staticmethod
     def _unpack(data: memoryview) -> Any:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)

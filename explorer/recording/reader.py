@@ -137,6 +137,11 @@ class ChunkHead:
         whole. A row not read is decoded by `rows` as before."""
         return None if self.packed is None else self.packed.field_columns(self.cols, positions, wanted, names)
 
+    def pids(self, positions: list[int]) -> list[Any]:
+        """The pid of each row at `positions`, read without decoding the rows (a chunk with stored columns)."""
+        assert self.packed is not None
+        return self.packed.pids(positions)
+
     def check_ends(self) -> None:
         """ValueError when the chunk's first or last row is not the event its columns say (format 1 stores rows
         beside their columns), or when the columns its rows are made of (format 2 and 3) do not decompress or do

@@ -9,8 +9,9 @@ decoded), and a batch's groups of the plain shape are found here at once: rows r
 opened on a key no group holds, answered in the batch before the threshold by a response that is no Response
 Failure, with no row between that could drain it (a detach or replace of its pair, an unbind on its device, an exit
 or free that may unbind unseen binds), on a (device, PASID) none of whose page rows was left unread. Their rows are
-neither decoded nor stepped through. The other rows are decoded and run the handlers, in order (but iommufd calls
-the model only counts are counted, and the counts written before the next row that runs a handler); before each of
+neither decoded nor stepped through. So are the iommufd calls the model only counts, read from their bytes too
+(`name`, `ret`, and the pid): they are counted, and the counts written before the next row that runs a handler.
+The other rows are decoded and run the handlers, in order; before each of
 them, the groups that opened since the last one are asked whether their pair has a domain and their function's PRI
 did not fail (the state's answers then; a group refused there is decoded and handled, its rows in their place), and
 what the settled groups left before that row is written in the handlers' order: journal notes, later requests,
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import repeat
@@ -31,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..events import R_FIELDS, R_KIND, R_PID, Kind, ResponseCode, Row
+from ..events import R_FIELDS, R_KIND, Kind, ResponseCode, Row
 from ..intervals import IntervalKind
 from ..journal import Journal
-from ..recording.fieldmaps import ABSENT, BOOL, INT, OTHER, FieldColumns
+from ..recording.fieldmaps import ABSENT, BOOL, INT, OTHER, TEXT, FieldColumns
 from ..state_records import CLOSED, P_BITS, ROUTES, open_group
 from ..uapi import only_counted
 from .state import ANSWERS_KEPT, SimState
@@ -42,8 +44,11 @@ from .state import ANSWERS_KEPT, SimState
 if TYPE_CHECKING:
     from .engine import Simulator
 
-WANTED = frozenset({str(Kind.PAGE_REQUEST), str(Kind.PAGE_RESPONSE)})  # the kinds read as columns
-NAMES = ("prg", "last", "needs_pasid", "code")
+_UAPI = str(Kind.UAPI)
+_PAGES = frozenset({str(Kind.PAGE_REQUEST), str(Kind.PAGE_RESPONSE)})
+_PAGE_NAMES = ("prg", "last", "needs_pasid", "code")
+WANTED = _PAGES | {_UAPI}  # the kinds read as columns, and their names read
+NAMES = (*_PAGE_NAMES, "name", "ret")
 # Row kinds by what they are to a settled group: its own; one that may drain its (device, PASID), any PASID of its
 # device (an unbind: the bind's PASID), any group (an exit or a free may unbind unseen binds); one that cannot
 _REQUEST, _RESPONSE, _DRAIN_PAIR, _DRAIN_DEVICE, _DRAIN_ALL, _OTHER = 1, 2, 3, 4, 5, 0
@@ -52,7 +57,6 @@ _KIND_OF = {str(Kind.PAGE_REQUEST): _REQUEST, str(Kind.PAGE_RESPONSE): _RESPONSE
             str(Kind.SVA_UNBIND): _DRAIN_DEVICE, str(Kind.MM_EXIT): _DRAIN_ALL, str(Kind.PASID_FREE): _DRAIN_ALL}
 # Where every unbind is seen, an exit or a free unbinds nothing itself (kernel_facts `unbind_visible`)
 _KIND_OF_UNBINDS_SEEN = {**_KIND_OF, str(Kind.MM_EXIT): _OTHER, str(Kind.PASID_FREE): _OTHER}
-_UAPI = str(Kind.UAPI)
 _FEW = 16  # page rows below which a batch is all the handlers'
 _PAIRS_COMPARED = 1 << 18  # groups times rows that may drain them, past which any such row between fails a group
 # A settled group's flags as its packed record holds them (its route, whether Last came; it needs its PASID)
@@ -71,30 +75,32 @@ class PageColumns:
     keys: list[tuple[Any, Any, Any]]  # the chunk's (kind, device, PASID) table
     key_of: np.ndarray
     ts: np.ndarray  # int64
-    fields: FieldColumns  # page rows' prg, last, needs_pasid, code
+    fields: FieldColumns  # page rows' prg, last, needs_pasid, code; iommufd calls' name and ret
     decode: Callable[[list[int]], None]  # decodes the rows at these chunk positions into the model's row list
+    pids: Callable[[list[int]], list[Any]]  # the pids of the rows at these chunk positions
 
     @classmethod
     def of(cls, keys: list[tuple[Any, Any, Any]], key_of: np.ndarray, ts: np.ndarray, fields: FieldColumns,
-           rows: list[Row | None], positions: np.ndarray, decode: Callable[[list[int]], None]) -> PageColumns:
+           rows: list[Row | None], positions: np.ndarray, decode: Callable[[list[int]], None],
+           pids: Callable[[list[int]], list[Any]]) -> PageColumns:
         """A chunk's stateful rows at `positions`, their page rows' fields read from `fields` where it read them,
         else from `rows` (decoded already: the rows no layout covered, or whose fields the schema suspected; one it
-        refused is a loss, left unread)."""
-        kinds = np.array([k in WANTED for k, _, _ in keys], bool)
+        refused is a loss, left unread). Its iommufd calls not read are decoded: they run the handler."""
+        kinds = np.array([k in _PAGES for k, _, _ in keys], bool)
         read, values = fields.read, fields.values
         for i in np.flatnonzero(kinds[key_of] & ~read).tolist():
             row = rows[positions[i]]
             f = row[R_FIELDS] if row is not None and row[R_KIND] == keys[key_of[i]][0] else None
             if f.__class__ is dict:
-                for name in NAMES:
+                for name in _PAGE_NAMES:
                     column, classes = values[name]
                     column[i], classes[i] = _value(f.get(name, _ABSENT))
                 read[i] = True
-        return cls(keys, key_of, ts, fields, decode)
+        return cls(keys, key_of, ts, fields, decode, pids)
 
     def batch(self, lo: int, hi: int) -> PageColumns:
         at = slice(lo, hi)
-        return PageColumns(self.keys, self.key_of[at], self.ts[at], self.fields[at], self.decode)
+        return PageColumns(self.keys, self.key_of[at], self.ts[at], self.fields[at], self.decode, self.pids)
 
 
 _ABSENT = object()
@@ -132,10 +138,10 @@ class _Batch:
     """One batch's settled groups (see the module): found at once, then asked and written as the loop goes."""
 
     def __init__(self, sim: Simulator, positions: list[int], base: int, cols: PageColumns,
-                 route: Callable[[Any], str]) -> None:
-        self.sim, self.st, self.base, self.route = sim, sim.state, base, route
+                 route: Callable[[Any], str], counted: np.ndarray) -> None:
+        self.sim, self.st, self.base, self.route, self.counted = sim, sim.state, base, route, counted
         m = len(positions)
-        self.slow: list[int] = list(range(m))  # the rows (places in the batch) the handlers run
+        self.slow: list[int] = np.flatnonzero(~counted).tolist()  # the rows (places in the batch) the handlers run
         self.n = 0
         self.due = m  # the place of the first settled group's row not asked or written yet
         kinds, devs, pasids = _key_columns(sim, cols.keys)
@@ -146,7 +152,7 @@ class _Batch:
             return
         f = cols.fields
         read = f.read
-        (prg, prg_c), (last, last_c), (needs, needs_c), (code, code_c) = (f.values[n] for n in NAMES)
+        (prg, prg_c), (last, last_c), (needs, needs_c), (code, code_c) = (f.values[n] for n in _PAGE_NAMES)
         pair_known = (is_req | is_resp) & (dev >= 0) & (pasid >= 0)
         keyed_prg = read & (prg_c == INT) & (prg >= 0) & (prg < 1 << 32)
         needs_known = (needs_c == ABSENT) | (needs_c == BOOL)
@@ -232,7 +238,7 @@ class _Batch:
         mine = number[gid]
         group_of = np.full(m, -1)
         group_of[order] = mine
-        self.slow = np.flatnonzero(group_of < 0).tolist()
+        self.slow = np.flatnonzero((group_of < 0) & ~self.counted).tolist()
         self.group_of = group_of
         idx = np.asarray(positions, np.int64) + base
         self.first = first_at.tolist()
@@ -368,18 +374,15 @@ def settle(sim: Simulator, rows: list[Row | None], positions: list[int], base: i
            route: Callable[[Any], str], run: Callable[[Row, int], None]) -> None:
     """Apply the batch's rows at `positions` (see `Simulator.apply_rows`): settled groups at once, iommufd calls
     that are only counted by their count, the rest by `run` (a row's handler, as the hot loop runs it), in order."""
-    batch = _Batch(sim, positions, base, cols, route)
-    calls = _Calls(sim.state)
+    calls = _Calls(sim.state, positions, cols)
+    batch = _Batch(sim, positions, base, cols, route, calls.counted)
     slow = batch.slow
     _decode(rows, positions, slow, cols)
     m, at = len(positions), 0
     while True:
         i = slow[at] if at < len(slow) else m
-        row = rows[positions[i]] if i < m else None
-        if row is not None and calls.counted(row):
-            at += 1
-            continue
-        calls.write()
+        if i > calls.due:
+            calls.write(i)
         if i > batch.due:
             refused = batch.ask(i)
             if refused:
@@ -389,43 +392,53 @@ def settle(sim: Simulator, rows: list[Row | None], positions: list[int], base: i
                 if slow[0] < i:
                     continue
             batch.write(i)
-        if row is None:
+        if i == m:
             break
-        run(row, base + positions[i])
+        run(rows[positions[i]], base + positions[i])
         at += 1
-    calls.write()
     batch.fresh()
 
 
 class _Calls:
-    """iommufd calls that the model only counts by (pid, command, return value): counted here, and their counts
-    written before the next call that does more (or at the batch's end), in the order they came."""
+    """iommufd calls that the model only counts by (pid, command, return value) and that were read from their
+    bytes (never decoded): counted a batch at a time, and their counts written before the next row that runs a
+    handler (or at the batch's end), in the order they came. (A decoded call runs `Simulator._uapi`, which counts
+    it as it comes.)"""
 
-    __slots__ = ("_st", "_counts")
+    __slots__ = ("_st", "counted", "_at", "_keys", "_done", "due")
 
-    def __init__(self, st: SimState) -> None:
-        self._st, self._counts = st, {}
+    def __init__(self, st: SimState, positions: list[int], cols: PageColumns) -> None:
+        self._st, self._done = st, 0
+        self.counted = np.zeros(len(positions), bool)  # by place in the batch
+        f = cols.fields
+        (name, name_c), (ret, ret_c) = f.values["name"], f.values["ret"]
+        calls = np.array([k == _UAPI for k, _, _ in cols.keys], bool)[cols.key_of] & f.read & \
+            ((name_c == TEXT) | (name_c == ABSENT)) & ((ret_c == INT) | (ret_c == ABSENT))
+        at = np.flatnonzero(calls)
+        texts = f.texts
+        named = [texts[t] if c == TEXT else "?" for t, c in zip(name[at].tolist(), name_c[at].tolist(), strict=True)]
+        returned = [r if c == INT else None for r, c in zip(ret[at].tolist(), ret_c[at].tolist(), strict=True)]
+        pairs = list(zip(named, returned, strict=True))
+        judged = {pair: only_counted(*pair) for pair in set(pairs)}  # (`Simulator._uapi` does nothing else)
+        mine = [judged[pair] for pair in pairs]
+        at = at[np.array(mine, bool)] if not all(mine) else at
+        self.counted[at] = True
+        self._at = at.tolist()
+        kept = [pair for pair, y in zip(pairs, mine, strict=True) if y]
+        pids = cols.pids([positions[i] for i in self._at])
+        self._keys = [(pid, name, ret if ret is not None else 0) for pid, (name, ret) in zip(pids, kept, strict=True)]
+        self.due = self._at[0] if self._at else len(positions)  # the place of the first call not written yet
 
-    def counted(self, row: Row) -> bool:
-        """Count `row` if it is such a call (`_uapi` does nothing else with it: no object made or destroyed, nothing
-        malformed); False for the handlers."""
-        f = row[R_FIELDS]
-        if row[R_KIND] != _UAPI or f.__class__ is not dict:
-            return False
-        name, ret = f.get("name", "?"), f.get("ret")
-        if name.__class__ is not str or not (ret is None or ret.__class__ is int) or not only_counted(name, ret):
-            return False
-        key = (row[R_PID], name, ret if ret is not None else 0)
-        counts = self._counts
-        counts[key] = counts.get(key, 0) + 1
-        return True
-
-    def write(self) -> None:
-        if self._counts:
+    def write(self, i: int) -> None:
+        """Write the counts of the calls before place `i`."""
+        done = self._done
+        k = bisect_left(self._at, i, done)
+        if k > done:
             calls = self._st.uapi_calls
-            for key, n in self._counts.items():
+            for key, n in Counter(self._keys[done:k]).items():
                 calls[key] = calls.get(key, 0) + n
-            self._counts = {}
+            self._done = k
+            self.due = self._at[k] if k < len(self._at) else len(self.counted)
 
 
 def _decode(rows: list[Row | None], positions: list[int], at: list[int], cols: PageColumns) -> None:

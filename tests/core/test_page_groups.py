@@ -97,15 +97,32 @@ def test_a_generated_workload_models_the_same_with_groups_settled(
 
 OPS = st.lists(st.tuples(
     st.sampled_from(["request", "request", "response", "pair", "pair", "pair", "pair", "attach", "detach", "lost",
-                     "group_add", "odd_request", "odd_response", "unbind", "uapi"]),
+                     "group_add", "odd_request", "odd_response", "unbind", "uapi", "uapi", "uapi"]),
     st.integers(0, 1), st.integers(1, 2), st.integers(0, 1), st.integers(0, 2), st.integers(1, 400)),
     min_size=20, max_size=200)
 
 
+_CMD = 15237
+CALLS: tuple[dict[str, Any], ...] = (  # iommufd calls: only counted, or making or ending an object (the handler's)
+    {"cmd": _CMD, "name": "IOMMU_IOAS_MAP", "ret": 0, "args": {"iova": 1 << 40, "size": 40}},
+    {"cmd": _CMD, "name": "IOMMU_IOAS_MAP", "ret": 0, "args": {"iova": 4096, "size": 40}},
+    {"cmd": _CMD, "name": "IOMMU_IOAS_UNMAP", "ret": -1},
+    {"cmd": _CMD, "name": "IOMMU_IOAS_ALLOC", "ret": 0, "args": {"out_ioas_id": 2}},
+    {"cmd": _CMD, "name": "IOMMU_IOAS_ALLOC", "ret": -22, "args": {"out_ioas_id": 2}},
+    {"cmd": _CMD, "name": "IOMMU_DESTROY", "ret": 0, "args": {"id": 2}},
+    {"cmd": _CMD, "name": "IOMMU_IOAS_MAP", "fd": 3},  # no return value: counted as 0
+    {"cmd": _CMD, "name": "IOMMU_IOAS_MAP", "ret": None, "args": {"iova": [1, "x"]}},  # nil; a list in the args
+    {"cmd": _CMD, "name": "IOMMU_IOAS_MAP", "ret": (1 << 64) - 1},  # past an int64
+    {"cmd": _CMD, "name": "IOMMU_IOAS_MAP", "ret": 0, "args": {"path": "\u00e9t\u00e9"}},  # text not ASCII
+    {"cmd": _CMD, "name": 7, "ret": 0},  # a name that is no text: refused, a loss
+    {"cmd": _CMD, "name": "IOMMU_IOAS_MAP", "ret": 0, "args": {1: 2}},  # args named by a number: refused
+)
+
+
 def _mix(path: Path, ops: list[tuple[str, int, int, int, int, int]]) -> None:
     """Requests (Last or not), responses (success, invalid, failure), attaches and detaches (which drain), unbinds,
-    losses, re-probes, iommufd calls, and rows of odd shapes (no PASID, needs_pasid off, a PRG index that is a
-    bool, text where a number goes), some answered late; in chunks of 37 rows."""
+    losses, re-probes, iommufd calls of several processes (`CALLS`), and rows of odd shapes (no PASID, needs_pasid
+    off, a PRG index that is a bool, text where a number goes), some answered late; in chunks of 37 rows."""
     header = Header(source="test", devices=[DeviceInfo(d, 20, True, True, "t") for d in DEVICES])
     ts = 1_000
     pending: list[list[Any]] = []
@@ -137,7 +154,7 @@ def _mix(path: Path, ops: list[tuple[str, int, int, int, int, int]]) -> None:
             elif op == "group_add":
                 row = [ts, "group_add", dev, None, 0, None, None, "t", {"group": 1}]
             elif op == "uapi":
-                row = [ts, "uapi", None, None, 0, 5, "q", "t", {"name": "IOMMU_IOAS_MAP", "ret": n - 1}]
+                row = [ts, "uapi", None, None, 0, 4 + pasid, "q", "t", CALLS[d * 6 + prg * 3 + n]]
             elif op == "odd_request":
                 row = [ts, "page_request", dev, (None, pasid, pasid)[n], 0, None, None, "t",
                        {"prg": (True, prg, "x")[n], "addr": 0, "needs_pasid": n != 2}]

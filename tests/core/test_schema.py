@@ -12,14 +12,14 @@ import msgpack
 import numpy as np
 import pytest
 from hostile_files import FIELD_NAMES, GOOD, hostile_rows, values, write_crafted
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import explorer.schema as schema
 from explorer.events import R_TS, Event, Kind, ResponseCode
 from explorer.loading import open_index
 from explorer.recording import Recording
-from explorer.recording.fieldmaps import field_maps
+from explorer.recording.fieldmaps import ABSENT, BOOL, INT, OTHER, TEXT, field_columns, field_maps
 from explorer.schema import TS_END, checked, lost_row, row_problem
 
 ROWS = st.lists(st.one_of(st.sampled_from(GOOD).map(list), hostile_rows(),
@@ -112,7 +112,9 @@ _WIDTHS = [st.integers(0, 127), st.integers(128, 255), st.integers(256, 65535), 
            st.integers(1 << 32, (1 << 64) - 1), st.integers(-32, -1), st.integers(-128, -33),
            st.integers(-32768, -129), st.integers(-(1 << 31), -32769), st.integers(-(1 << 63), -(1 << 31) - 1),
            st.booleans(), st.none(), st.floats(allow_nan=False), st.text("ab\x1b", min_size=3, max_size=3),
-           st.fixed_dictionaries({"a": st.integers(0, 127)}), st.lists(st.integers(0, 127), min_size=2, max_size=2),
+           st.text("a\u00e9", min_size=2, max_size=2), st.fixed_dictionaries({"a": st.integers(0, 127)}),
+           st.fixed_dictionaries({"a": st.text("b\u00e9", min_size=1, max_size=1), "b": st.lists(st.text("c"))}),
+           st.lists(st.integers(0, 127), min_size=2, max_size=2),
            st.binary(min_size=2, max_size=2)]
 _KINDS = sorted({r[1] for r in GOOD}) + ["made_up"]
 
@@ -150,6 +152,59 @@ def test_field_maps_decoded_a_layout_at_a_time_are_the_maps_and_refusals_of_deco
     said: list[tuple[int, str]] = []
     assert (checked(rows, lambda j, p: said.append((j, p)), common_known=True, suspected=suspected), said) == \
         by_row(rows)
+
+
+@st.composite
+def _groups_read(draw: st.DrawFn) -> list[tuple[str, dict[Any, Any]]]:
+    """Groups big enough to be read a layout at a time, of a kind that requires names or of none, with names
+    whose rules take many widths or any (`x`); text and 64-bit numbers (past 2^63 - 1 or not) come often."""
+    out = []
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["made_up", "made_up", "uapi"]))
+        names = draw(st.lists(st.sampled_from(["x", "name", "ret", "args", "cmd", "prg"]), unique=True, min_size=1,
+                              max_size=3))
+        widths = [draw(st.sampled_from(_WIDTHS + [_WIDTHS[4], _WIDTHS[13]] * 4)) for _ in names]
+        for _ in range(draw(st.integers(16, 40))):
+            out.append((kind, {name: draw(w) for name, w in zip(names, widths, strict=True)}))
+    return draw(st.permutations(out))
+
+
+def _read_as(value: Any) -> tuple[int | str, int]:
+    """What `field_columns` must hold for a value it reads: its number (or text; 0 where its class says it was not
+    read) and its class."""
+    if value is _NOTHING:
+        return 0, ABSENT
+    if type(value) is bool:
+        return int(value), BOOL
+    if type(value) is int and -(1 << 63) <= value < 1 << 63:
+        return value, INT
+    return (value, TEXT) if type(value) is str else (0, OTHER)
+
+
+_NOTHING = object()
+
+
+@settings(max_examples=300, deadline=None)
+@given(drawn=st.one_of(_groups_of_maps(), _groups_read()))
+@example(drawn=[("made_up", {"x": "ab", "name": "cd"})] * 20 + [("made_up", {"x": "abc"})] * 20)
+def test_field_columns_read_only_maps_the_schema_takes_and_read_their_values_as_decoding_them_would(
+        drawn: list[tuple[str, dict[Any, Any]]]) -> None:
+    """Any field map `field_columns` reads without decoding decodes, its row passes the schema, and each name's
+    number, text and class are the decoded value's."""
+    packed = [msgpack.packb(m, use_bin_type=True) for _, m in drawn]
+    at = np.zeros(len(packed) + 1, np.uint64)
+    np.cumsum([len(p) for p in packed], out=at[1:])
+    kinds = sorted({k for k, _ in drawn})
+    codes = np.array([kinds.index(k) for k, _ in drawn], np.int64)
+    names = tuple(sorted({name for _, m in drawn for name in m if type(name) is str}))
+    cols = field_columns(b"".join(packed), at, np.arange(len(drawn)), codes, kinds, frozenset(kinds), names)
+    for j in np.flatnonzero(cols.read).tolist():
+        m = msgpack.unpackb(packed[j], raw=False, strict_map_key=False)
+        assert row_problem([1000, drawn[j][0], "d", 1, 0, 1, "a", "t", m]) is None
+        for name in names:
+            number, cls = cols.values[name][0][j], cols.values[name][1][j]
+            got = cols.texts[number] if cls == TEXT else 0 if cls in (ABSENT, OTHER) else number
+            assert (got, cls) == _read_as(m.get(name, _NOTHING))
 
 
 def test_a_field_map_that_does_not_decode_fails_as_it_does_alone() -> None:
