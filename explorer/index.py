@@ -450,9 +450,10 @@ class RecordingIndex:
         return last[1] if last is not None and last[0] == c else self.recording.chunk_head(file_chunk)
 
     def _page_columns(self, head: ChunkHead, stateful: np.ndarray) -> tuple[list[Row | None], PageColumns] | None:
-        """The chunk's rows the model must decode whatever happens, and its page rows as columns for settling
-        page-request groups at once (explorer/simulator/pages.py); None where the rows are to be read as before
-        (a merged recording, a chunk without stored columns or whose rows do not decode)."""
+        """The chunk's rows the model must decode whatever happens, and its page rows and iommufd calls as columns
+        for settling page-request groups and counting calls at once (explorer/simulator/pages.py); None where the
+        rows are to be read as before (a merged recording, a chunk without stored columns or whose rows do not
+        decode)."""
         if self.sim.machines > 1:
             return None
         rows: list[Row | None] = [None] * len(head.cols.ts)
