@@ -62,6 +62,7 @@ _SHAPED: dict[str, Check] = {  # fields whose values have inner structure: check
     "same_as": lambda v: isinstance(v, list) and len(v) == 3 and _integer(v[0]) and 0 <= v[0] < TS_END and
     _integer(v[1]) and 0 <= v[1] < MAX_MACHINES and (v[2] is None or isinstance(v[2], str)),
     "args": lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
+    "seen_by": lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),  # hook names, joined as text
 }
 ColumnCheck = Callable[[list[Any]], bool]
 

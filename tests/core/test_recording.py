@@ -24,6 +24,7 @@ HEADER = Header("test", host={"kernel": "6.18.0"}, devices=[DeviceInfo(DEV, 20, 
 _values = {int: st.integers(0, 2**63 - 1), str: st.text(max_size=12), bool: st.booleans(),
            dict: st.dictionaries(st.text(max_size=5), st.integers(0, 99), max_size=3),
            list: st.lists(st.integers(0, 99), max_size=3)}
+_named = {"seen_by": st.lists(st.text(max_size=8), max_size=3)}  # hook names (explorer.schema)
 
 
 @st.composite
@@ -37,7 +38,7 @@ def events(draw: st.DrawFn) -> Event:
                 fields[f.name] = [draw(st.integers(0, 2**62)), draw(st.integers(0, 255)), DEV]
                 continue
             lo_hi = INT_RANGES.get(f.name)  # the schema's own ranges, so that no drawn value is out of range
-            fields[f.name] = draw(st.integers(lo_hi[0], lo_hi[1] - 1) if lo_hi else _values[typ])
+            fields[f.name] = draw(st.integers(lo_hi[0], lo_hi[1] - 1) if lo_hi else _named.get(f.name, _values[typ]))
     return make(kind, draw(st.integers(0, 2**62)), device=draw(st.sampled_from([None, DEV, "0000:3b:00.0"])),
                 pasid=draw(st.none() | st.integers(0, (1 << 20) - 1)), cpu=draw(st.none() | st.integers(0, 255)),
                 pid=draw(st.none() | st.integers(1, 4_000_000)), comm=draw(st.none() | st.text(max_size=15)),
