@@ -278,7 +278,8 @@ class PerfettoWriter:
                     if tick is not None and done % 65536 == 0:
                         tick(done)
                 elif ph == _BEGIN:
-                    iv = next(ivs.closed_since(w)) if w < closed else open_now[w - closed]
+                    # (one row: unbounded, the store makes the 4,096 rows from `w` Python numbers to give the first)
+                    iv = next(ivs.closed_since(w, w + 1)) if w < closed else open_now[w - closed]
                     self.begin(w, iv, end_ns)
                 elif ph == _END:
                     self.end(w, int(ends[w]))
