@@ -215,7 +215,7 @@ def merge(sources: list[Source], out: str | os.PathLike[str], *, window_ns: int 
     total = sum(s.recording.event_count for s in sources)
     per_machine = {s.machine.name: 0 for s in sources}
     names = [s.machine.name for s in sources]
-    with atomic_output(out, "wb") as f, RecordingWriter(f, header) as w:
+    with atomic_output(out, "wb", reads=[s.path for s in sources]) as f, RecordingWriter(f, header) as w:
         for n, row in enumerate(heapq.merge(*(_rows(s, i) for i, s in enumerate(sources)), key=lambda r: r[R_TS])):
             if row[R_KIND] in _LINKED and links:
                 partner = links.get(_link_key(row))

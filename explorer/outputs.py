@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
@@ -11,9 +11,14 @@ from typing import IO, Any
 from .errors import InputError
 
 
-def check_output(out: str | os.PathLike[str]) -> Path:
-    """Refuse an output path that cannot be written, before reading a big input for nothing."""
+def check_output(out: str | os.PathLike[str], reads: Iterable[str | os.PathLike[str]] = ()) -> Path:
+    """Refuse an output path that cannot be written, or that names a file the command reads (`reads`: writing it
+    would replace the input), before reading a big input for nothing."""
     target = Path(out)
+    for source in reads:
+        if _same_file(target, Path(source)):
+            raise InputError(str(out), "", f"is also the input {str(source)!r}: writing it would replace what is "
+                                           "read; name another file with -o")
     if target.is_dir():
         raise InputError(str(out), "", "is a directory: name the file to write")
     parent = target.parent
@@ -24,11 +29,22 @@ def check_output(out: str | os.PathLike[str]) -> Path:
     return target
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (through links too); standard input ('-') is no file."""
+    if str(b) == "-":
+        return False
+    try:
+        return a.samefile(b)
+    except OSError:  # (either does not exist yet)
+        return a.absolute() == b.absolute()
+
+
 @contextmanager
-def atomic_output(out: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
+def atomic_output(out: str | os.PathLike[str], mode: str = "w",
+                  reads: Iterable[str | os.PathLike[str]] = ()) -> Iterator[IO[Any]]:
     """A file beside `out` that replaces it only when the block completes: an interrupted export or import
-    never leaves a half-written file under the name the user asked for."""
-    target = check_output(out)
+    never leaves a half-written file under the name the user asked for (nor replaces one it reads: `reads`)."""
+    target = check_output(out, reads)
     special = target.exists() and not target.is_file()  # /dev/null, a FIFO: written to, never replaced
     tmp = target if special else target.with_name(f".{target.name}.{os.getpid()}.part")
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..loading import open_index
 from ..outputs import atomic_output
+from ..text import raw
 from .chrome_json import write_chrome_json
 from .jsonl import write_jsonl
 from .rows import open_rows
@@ -47,8 +48,8 @@ def export(path: str, to: str, out: str, progress: Tick | None = None, damage: l
         return n
     mode = "wb" if to in BINARY else "w"
     if out == "-":
-        return _write(path, to, sys.stdout.buffer if to in BINARY else sys.stdout, progress, found, anomalies)
-    with atomic_output(out, mode) as f:
+        return _write(path, to, raw(sys.stdout).buffer if to in BINARY else sys.stdout, progress, found, anomalies)
+    with atomic_output(out, mode, reads=(path,)) as f:
         return _write(path, to, f, progress, found, anomalies)
 
 

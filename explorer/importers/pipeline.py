@@ -182,7 +182,7 @@ def import_log(path: str, out: str | os.PathLike[str], *, fmt: str | None = None
     """Import `path` ('-' for stdin) into the recording `out`; returns the statistics kept in its footer."""
     if fmt is not None and fmt not in FORMATS:
         raise InputError(path, "", f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
-    with atomic_output(out, "wb") as dest, _open_input(path, fmt) as (f, size, name, is_dat):
+    with atomic_output(out, "wb", reads=(path,)) as dest, _open_input(path, fmt) as (f, size, name, is_dat):
         head = f.read(SNIFF_BYTES)
         while head.count(b"\n") < 2 and len(head) < SNIFF_MAX and (more := f.read(len(head))):
             head += more  # a first line longer than the sample: read on (bounded) to the lines that tell the format

@@ -116,7 +116,7 @@ def merge_files(args: argparse.Namespace, output: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output(args.output)
+    check_output(args.output, reads=args.files)
     first, *rest = merge_files(args, args.output)
     print("\n".join([f"{line(args.output)}: {first}", *rest]))
     return 0

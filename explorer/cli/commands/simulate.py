@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     out = args.output or f"{Path(args.scenario).stem}.pasidrec"
-    check_output(out)
+    check_output(out, reads=(args.scenario,))
     run_ = load_scenario(args.scenario)
     n = run_.write(out)
     idx = run_.index()
