@@ -73,13 +73,20 @@ def _trace_cmd_report(path: str) -> Iterator[BinaryIO]:
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen([exe, "report", "-i", path], stdout=subprocess.PIPE, stderr=err)
         assert proc.stdout is not None
+
+        def failed() -> InputError:
+            return InputError(path, "", f"trace-cmd report failed: {_last_line(err) or proc.returncode}")
+
         try:
             yield proc.stdout  # type: ignore[misc]
-        finally:
+        except BaseException:
             proc.stdout.close()
-            code = proc.wait()
-        if code != 0:
-            raise InputError(path, "", f"trace-cmd report failed: {_last_line(err) or code}")
+            if proc.wait() > 0:  # its own failure explains what reading its report then found (nothing, say)
+                raise failed() from None
+            raise
+        proc.stdout.close()
+        if proc.wait() != 0:
+            raise failed()
 
 
 def _last_line(f: IO[bytes]) -> str:

@@ -87,18 +87,21 @@ FAKE_TRACE_CMD = """#!{python}
 import sys
 sys.stderr.write("trace-cmd: some warning about a missing plugin\\n" * 4000)
 sys.stderr.flush()
-print("cpus=1")
-print('  bash-1  [000]  1.000001: print: tracing_mark_write: pasid_explorer: {{"kind": "marker", "text": "hi"}}')
+if {report}:
+    print("cpus=1")
+    print('  bash-1  [000]  1.000001: print: tracing_mark_write: pasid_explorer: {{"kind": "marker", "text": "hi"}}')
 sys.stderr.write("{last}\\n")
 sys.exit({code})
 """
 
 
-def _import_with_fake_trace_cmd(tmp_path: Path, fmt: str | None, code: int = 0) -> subprocess.CompletedProcess[str]:
+def _import_with_fake_trace_cmd(tmp_path: Path, fmt: str | None, code: int = 0,
+                                report: bool = True) -> subprocess.CompletedProcess[str]:
     """Import a trace.dat through the stand-in, in a child process with a time limit: a hang fails, not stalls."""
     exe = tmp_path / "bin" / "trace-cmd"
     exe.parent.mkdir()
-    exe.write_text(FAKE_TRACE_CMD.format(python=sys.executable, last="trace-cmd: the very last word", code=code))
+    exe.write_text(FAKE_TRACE_CMD.format(python=sys.executable, last="trace-cmd: the very last word", code=code,
+                                      report=report))
     exe.chmod(0o755)
     dat = tmp_path / "trace.dat"
     dat.write_bytes(b"\x17\x08Dtracing6\x00" + bytes(64))
@@ -116,6 +119,8 @@ def test_trace_cmd_warnings_past_a_pipes_buffer_do_not_stall_the_import(fmt: str
     assert _import_with_fake_trace_cmd(tmp_path, fmt).stdout.split() == ["trace-dat", "1"]
 
 
-def test_a_failing_trace_cmd_is_one_line_with_its_last_word(tmp_path: Path) -> None:
-    said = _import_with_fake_trace_cmd(tmp_path, None, code=1).stdout.strip()
+@pytest.mark.parametrize("report", [True, False])
+def test_a_failing_trace_cmd_is_one_line_with_its_last_word(tmp_path: Path, report: bool) -> None:
+    """Whether it printed part of a report or none (then its failure, not an empty input, is what is said)."""
+    said = _import_with_fake_trace_cmd(tmp_path, None, code=1, report=report).stdout.strip()
     assert said.endswith("trace-cmd report failed: trace-cmd: the very last word") and "\n" not in said
