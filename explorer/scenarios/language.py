@@ -509,7 +509,11 @@ def _time(c: _Checker, s: LineDict, what: str, t: int, first: bool) -> int:
                                           f"ns); steps must be in time order")
         return at
     if "after" in s:
-        return t + c.duration(s, "after", what)
+        after = c.duration(s, "after", what)
+        if after < 0:
+            raise c.fail(s.line_of("after"), f"{what}: after {s['after']} is negative: a step comes after the "
+                                             f"previous one (0 or more; `at` gives a time of its own)")
+        return t + after
     return t if first else t + DEFAULT_GAP_NS
 
 

@@ -138,3 +138,31 @@ def test_a_binary_trace_goes_down_a_pipe_as_it_goes_to_a_file(tmp_path: Path) ->
     assert piped.returncode == 0, piped.stderr
     assert cli("export", rec, "--to", "perfetto", "-o", str(tmp_path / "t.pftrace")).returncode == 0
     assert piped.stdout == (tmp_path / "t.pftrace").read_bytes() and len(piped.stdout) > 1000
+
+
+@pytest.mark.parametrize("args, words", [
+    (["check", "{rec}", "--stale-ms", "-5"], "--stale-ms: expected a number above 0, got '-5'"),
+    (["check", "{rec}", "--stale-ms", "nan"], "--stale-ms: expected a number above 0, got 'nan'"),
+    (["check", "{rec}", "--jobs", "0"], "--jobs/-j: expected a whole number of at least 1, got '0'"),
+    (["replay", "{rec}", "--stale-ms", "0"], "--stale-ms: expected a number above 0, got '0'"),
+    (["generate", "-o", "x.pasidrec", "--slow-every", "-3"], "--slow-every: expected a whole number of at least 0"),
+    (["generate", "-o", "x.pasidrec", "--events", "0"], "--events: expected a whole number of at least 1"),
+])
+def test_a_number_that_means_nothing_is_refused_before_any_work(tmp_path: Path, args: list[str], words: str) -> None:
+    """A negative age once reported every answer as 'waited more than -5.000 ms'; a count of 0 or less was taken
+    silently."""
+    rec = str(SCENARIOS["06-buggy-driver"].recording_path)
+    r = cli(*(a.format(rec=rec) for a in args), cwd=tmp_path)
+    assert r.returncode == 2 and words in r.stderr, r.stderr
+    assert not (tmp_path / "x.pasidrec").exists()
+
+
+@pytest.mark.parametrize("args", [["replay", "{rec}"], []])
+def test_the_explorer_without_a_terminal_says_so_rather_than_hang(args: list[str]) -> None:
+    """With input and output redirected it once wrote its screen into the file and waited for keys forever."""
+    rec = str(SCENARIOS["01-two-processes-one-device"].recording_path)
+    r = subprocess.run([sys.executable, "-m", "explorer.cli.main", *(a.format(rec=rec) for a in args)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1
+    assert "shows its screen on a terminal" in r.stderr
+

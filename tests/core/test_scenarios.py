@@ -92,6 +92,7 @@ script:
     (GOOD_HEAD + "  - at: 1ms\n    bind: {actor: app}\n", "line 8", "needs `device`"),
     (GOOD_HEAD + "  - at: 2ms\n    say: a\n  - at: 1ms\n    say: b\n", "line 9", "goes back in time"),
     (GOOD_HEAD + "  - at: 1ms\n    free: {pasid: ghost}\n", "line 8", "unknown PASID 'ghost'"),
+    (GOOD_HEAD + "  - after: -5ms\n    say: a\n", "line 7", "after -5ms is negative"),
     (GOOD_HEAD.replace("width: 4", "width: 40") + "  - say: hi\n", "line 3", "width must be 0..20"),
     (GOOD_HEAD + "  - at: 1ms\n", "line 7", "does nothing"),
     # nesting deep enough to exhaust PyYAML's recursion, in its constructor (300) and in its scanner (600)

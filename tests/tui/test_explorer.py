@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from core.snapshot_host import recording, snapshots
+from textual.binding import Binding
 from textual.events import MouseScrollUp
 
 from explorer.events import Kind
@@ -717,3 +718,12 @@ def test_dragging_over_a_panel_copies_the_lines_of_text_it_covers() -> None:
         assert app.screen.get_selected_text() is None
 
     drive(app, body)
+
+
+def test_replay_help_names_the_keys_the_explorer_binds() -> None:
+    """Each key `replay --help` lists for a purpose is the one the explorer binds to it (search moved from s to f)."""
+    helped = subprocess.run([sys.executable, "-m", "explorer.cli.main", "replay", "--help"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60).stdout
+    bound = {b.description: b.key for b in ExplorerApp.BINDINGS if isinstance(b, Binding)}
+    search = next(line for line in helped.splitlines() if "search event text" in line)
+    assert search.split()[:2] == [bound["search event text"], bound["next search match"]]

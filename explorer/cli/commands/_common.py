@@ -1,14 +1,48 @@
-"""Helpers the subcommands share: opening an input with progress, and JSON output."""
+"""Helpers the subcommands share: numbers as options take them, opening an input with progress, and JSON output."""
 
 from __future__ import annotations
 
+import argparse
+import math
 import sys
+from collections.abc import Callable
 from typing import Any
 
+from ...errors import ExplorerError
 from ...index import RecordingIndex
 from ...loading import open_index
 from ...text import write_json
 from ..progress import Progress
+
+
+def count(least: int) -> Callable[[str], int]:
+    """An option's whole number of at least `least` (1,000,000 and 1_000_000 read as they are meant): a count or
+    a period that is below it would be taken silently and mean nothing."""
+    def read(text: str) -> int:
+        digits = text.replace("_", "").replace(",", "")
+        if not digits.isdigit() or int(digits) < least:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {least}, got {text!r}")
+        return int(digits)
+    return read
+
+
+def positive(text: str) -> float:
+    """An option's time or length above zero (a negative age would report every answer as late)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
+def need_terminal(command: str) -> None:
+    """The explorer draws a screen and reads keys: without a terminal on both ends it would write its escape
+    sequences into a file and wait for keys that never come."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise ExplorerError(f"{command} shows its screen on a terminal, and standard input or output is not one: "
+                            "run it in a terminal, or read a recording with check, info or export")
 
 
 def open_with_progress(path: str, stale_ms: float | None = None, *, model: bool = True,

@@ -7,6 +7,7 @@ import argparse
 from ...outputs import check_output
 from ...workload import write_workload
 from ..progress import Progress
+from ._common import count
 
 ORDER = 45
 
@@ -22,21 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                "  pasid-explorer generate --events 50000 --seed 7 --loss-every 500 -o lossy.pasidrec",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-o", "--output", required=True, help="recording to write")
-    p.add_argument("--events", type=_positive, default=100_000, help="number of events (default 100,000)")
+    p.add_argument("--events", type=count(1), default=100_000, help="number of events (default 100,000)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    p.add_argument("--slow-every", type=int, default=20_000, metavar="N",
+    p.add_argument("--slow-every", type=count(0), default=20_000, metavar="N",
                    help="answer one page-request group in N after 120 ms (default 20,000; 0: never)")
-    p.add_argument("--loss-every", type=int, default=0, metavar="N",
+    p.add_argument("--loss-every", type=count(0), default=0, metavar="N",
                    help="make about one lifecycle step in N a lost-events record (default 0: no loss)")
     p.set_defaults(func=run)
-
-
-def _positive(text: str) -> int:
-    digits = text.replace("_", "").replace(",", "")  # 1,000,000 and 1_000_000 read as they are meant
-    n = int(digits) if digits.isdigit() else 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a count of at least 1, got {text!r}")
-    return n
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ...lab import claims, kernels, session, vm
 from ..progress import Progress
-from ._common import print_json
+from ._common import count, print_json
 
 ORDER = 72
 
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     b = lab.add_parser("build", help="build (or find cached) lab kernels")
     b.add_argument("--kernel", action="append", choices=list(kernels.KERNELS),
                    help=f"kernel version (repeatable; default {kernels.DEFAULT_KERNEL})")
-    b.add_argument("-j", "--jobs", type=int, help="parallel make jobs (default: all CPUs)")
+    b.add_argument("-j", "--jobs", type=count(1), help="parallel make jobs (default: all CPUs)")
     b.set_defaults(func=run_build)
 
     r = lab.add_parser("run", help="run a command in the VM with the capture attached",

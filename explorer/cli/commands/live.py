@@ -13,6 +13,7 @@ from probes.recorder import RecordingTee
 from ...errors import ExplorerError
 from ...index import RecordingIndex
 from ...live_spill import OutputSpill
+from ._common import need_terminal
 from .record import add_capture_arguments, capture_options
 
 ORDER = 72
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise ExplorerError(f"the explorer UI is not available in this installation ({e})") from None
     layout = load_layout(args.layout) if args.layout else None  # a bad layout fails before the probes load
+    need_terminal("live")
     capture = Capture(capture_options(args))
     source: Capture | RecordingTee = capture if args.output is None else RecordingTee(capture, args.output)
     # older rows are read back from the -o file itself; without one (or one that cannot be read), a temporary file

@@ -11,7 +11,7 @@ from pathlib import Path
 from ...errors import ExplorerError
 from ...loading import FIRST_SCREEN
 from ...scenarios import bundled_scenarios
-from ._common import open_with_progress
+from ._common import need_terminal, open_with_progress, positive
 from .merge import ALIGNMENT_HELP, add_machine_arguments, merge_files
 
 ORDER = 5
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                "  ] [         next/previous event on the row    . ,  step through all events\n"
                "  n N         next/previous anomaly             m M  next/previous teaching step\n"
                "  space       play/pause  > < speed             /    filter (dev: pasid: pid: comm: kind:)\n"
-               "  s S         search event text, next match     ?    help    q  quit\n\n"
+               "  f S         search event text, next match     ?    help    q  quit\n\n"
                "examples:\n"
                "  pasid-explorer                                          the first teaching scenario\n"
                "  pasid-explorer replay recordings/06-buggy-driver.pasidrec\n"
@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "the host's first, then its guests', on one timeline")
     p.add_argument("--layout", help="layout name (debug, teaching, compact) or a layout .yaml file (default: "
                                     "compact below 120x36, else teaching for scenarios and debug otherwise)")
-    p.add_argument("--stale-ms", type=float, metavar="MS",
+    p.add_argument("--stale-ms", type=positive, metavar="MS",
                    help="age at which an unanswered page-request group is reported (default 100)")
     add_machine_arguments(p)
     p.set_defaults(func=run)
@@ -75,6 +75,7 @@ def _explore(args: argparse.Namespace, path: str, source_name: str) -> int:
     from ...tui.screen_layout import load_layout
 
     layout = load_layout(args.layout) if args.layout else None  # a bad layout fails before the long indexing
+    need_terminal("replay")
     index = open_with_progress(path, args.stale_ms, model=False, first=FIRST_SCREEN)
     if layout is None:
         layout = load_layout(default_layout(index, tuple(shutil.get_terminal_size())))
