@@ -49,7 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", help="the log or trace to read ('-' reads standard input)")
     p.add_argument("-o", "--output", help="recording to write (default: INPUT with .pasidrec, in this directory)")
-    p.add_argument("--format", choices=FORMATS, help="skip detection and read the input as this format")
+    p.add_argument("--format", choices=FORMATS,
+                   help="skip detection and read the input as this format (ftrace text also reads the kernel-log "
+                        "lines pasted among its trace lines, as detection would)")
     p.add_argument("--title", help="a title for the recording (default: the input's name)")
     p.set_defaults(func=run)
 
