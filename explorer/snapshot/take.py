@@ -39,7 +39,7 @@ def take(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
     """Read what this host (or a copy of its /sys under `root`) exposes."""
     base = Path(root)
     snap: dict[str, Any] = {"taken_ns": time.monotonic_ns(), "taken_unix": time.time(),
-                            "kernel": os.uname().release, "pci": {}, "unreadable": {}}
+                            "kernel": _kernel(base), "pci": {}, "unreadable": {}}
     _pci(base / "sys/bus/pci/devices", snap)
     snap["iommus"], unreadable = iommu_limits.read_units(base / "sys/class/iommu")
     snap["unreadable"].update(unreadable)
@@ -53,6 +53,17 @@ def take(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
         _amd(debugfs / "iommu/amd", snap, [u for u in units if u.startswith("ivhd")])
     snap["done_ns"] = time.monotonic_ns()  # what changed between taken_ns and this may show either way
     return snap
+
+
+def _kernel(base: Path) -> str:
+    """The kernel's release: this host's, or, for a copy, the one its proc/sys/kernel/osrelease names (never this
+    host's, which would label another host's state with it)."""
+    if base.resolve() == Path("/"):
+        return os.uname().release
+    try:
+        return (base / "proc/sys/kernel/osrelease").read_text(errors="replace").strip() or "unknown"
+    except OSError:
+        return "unknown"
 
 
 def _units(iommus: Path) -> list[str]:

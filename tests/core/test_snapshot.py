@@ -466,3 +466,18 @@ def test_a_paging_pasid_the_model_and_the_kernels_page_tables_disagree_on_is_a_f
     model[25] = state((3, "paging"), (5, "paging"), (6, "paging"))
     got = [(d.rule, d.pasid) for d in reconcile([start, end], model.__getitem__, lambda: [])]
     assert ("translation_unexplained", 6) not in got
+
+
+def test_a_copy_is_never_labelled_with_this_hosts_kernel_and_a_root_without_sys_is_refused(tmp_path: Path) -> None:
+    """--root reads a copy of another host's /sys: its kernel is the copy's own osrelease, or unknown; a folder
+    holding no sys/ (a typo) was read as an empty host running this machine's kernel."""
+    (tmp_path / "sys").mkdir()
+    assert take(tmp_path)["kernel"] == "unknown" != os.uname().release
+    (tmp_path / "proc/sys/kernel").mkdir(parents=True)
+    (tmp_path / "proc/sys/kernel/osrelease").write_text("6.6.0-other\n")
+    r = subprocess.run([sys.executable, "-m", "explorer.cli.main", "snapshot", "--root", str(tmp_path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("kernel 6.6.0-other:"), r.stdout + r.stderr
+    r = subprocess.run([sys.executable, "-m", "explorer.cli.main", "snapshot", "--root", str(tmp_path / "nope")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "holds no sys/ folder" in r.stderr

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
+from ...errors import InputError
 from ...outputs import atomic_output
 from ...snapshot import take
 
@@ -31,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
+    if not (Path(args.root) / "sys").is_dir():
+        raise InputError(args.root, "", "holds no sys/ folder to read: --root names the folder a copy of a host's "
+                                        "/sys lies in, as ROOT/sys")
     snap = take(args.root)
     if args.output == "-":
         print(json.dumps(snap, indent=1))
