@@ -142,8 +142,9 @@ def linked_event(index: RecordingIndex, ev: Event) -> int | None:
 def uncertainty(index: RecordingIndex, st: SimState) -> str:
     """Why the model cannot be sure at this point: a recording blind to the lifecycle, or events lost."""
     why = []
-    if index.sim.unobserved:
-        why.append(f"this recording cannot show the PASID lifecycle ({index.sim.unobserved})")
+    unobserved = index.sim.unobserved_of(st.machine)
+    if unobserved:
+        why.append(f"this recording cannot show the PASID lifecycle ({unobserved})")
     if st.lost:
         since = "?" if st.uncertain_since is None else fmt_ns(st.uncertain_since - index.start_ns)
         why.append(f"{st.lost:,} event(s) lost since +{since}")

@@ -99,12 +99,13 @@ class RecordingIndex:
         self.devices: dict[str, DeviceInfo] = {d.name: d for d in header.devices}
         self.stale_ns = stale_ns
         unobserved = lifecycle_unobserved(header)  # imports, and captures blind to the kernel's PASID calls
+        unobserved_on = [unobserved, *(lifecycle_unobserved(header, m) for m in header.machines[1:])]  # (merged)
         midstream = header.source == "capture"  # a capture starts with the kernel's PASID state already there
         self.sim = Simulator(self.devices.values(), kernel=header.kernel, stale_ns=stale_ns, unobserved=unobserved,
-                             midstream=midstream, machines=header.machines)
+                             midstream=midstream, machines=header.machines, unobserved_on=unobserved_on)
         self._replayer = Simulator(self.devices.values(), kernel=header.kernel, stale_ns=stale_ns,
                                    unobserved=unobserved, midstream=midstream, keep_intervals=False,
-                                   machines=header.machines)
+                                   machines=header.machines, unobserved_on=unobserved_on)
         self._replayer.report = False
         if history:
             self.sim.root.journal()  # its checkpoints are its changes

@@ -32,5 +32,5 @@ def open_index(path: str | os.PathLike[str], *, progress: ProgressHook | None = 
         return scenario.index(**kw)
     rec = Recording(p)
     if history is None:
-        history = bool(stored.snapshots(rec.header.extra, rec.footer)[0])
+        history = bool(stored.snapshots(rec.header.extra, rec.footer, rec.header.machines)[0])
     return RecordingIndex.build(rec, progress=progress, model=model, first=first, history=history, **kw)

@@ -25,6 +25,7 @@ from .machines import Alignment, Machine, align_by_clocks, qualified
 from .outputs import atomic_output
 from .recording import DeviceInfo, Header, Recording, RecordingWriter
 from .schema import TS_END
+from .snapshot import stored
 
 LINK_WINDOW_NS = 100_000_000  # how long a VMM may take to pass a group between host and guest
 _LINKED = (Kind.PAGE_REQUEST, Kind.PAGE_RESPONSE)
@@ -206,12 +207,15 @@ def merge(sources: list[Source], out: str | os.PathLike[str], *, window_ns: int 
     reference = sources[0]
     table = [replace(reference.machine, aligned_by="reference", offset_ns=0, error_ns=0)]
     table += [replace(s.machine, offset_ns=s.offset_ns, aligned_by=s.alignment.by if s.alignment else None,
-                      error_ns=s.alignment.error_ns if s.alignment else None) for s in sources[1:]]
+                      error_ns=s.alignment.error_ns if s.alignment else None, extra=_own(s))
+              for s in sources[1:]]
     devices = [d for i, s in enumerate(sources) for d in _devices(s, i)]
     head = reference.recording.header
     header = Header(head.source, host=head.host, clock=head.clock, title=head.title or "merged recording",
                     description=f"merged from {', '.join(os.path.basename(s.path) for s in sources)}",
                     probes=head.probes, devices=devices, machines=table, extra=dict(head.extra))
+    # the first machine's snapshot at its end, where its recording kept it (the others' are in their entries)
+    end = {stored.KEY: ends} if (ends := (reference.recording.footer or {}).get(stored.KEY)) is not None else {}
     total = sum(s.recording.event_count for s in sources)
     per_machine = {s.machine.name: 0 for s in sources}
     names = [s.machine.name for s in sources]
@@ -225,7 +229,18 @@ def merge(sources: list[Source], out: str | os.PathLike[str], *, window_ns: int 
             w.append_row(row)
             if progress is not None and n % 65536 == 0:
                 progress(n, total)
+        w.close(**end)
     return Merged(per_machine, len(links) // 2)
+
+
+def _own(source: Source) -> dict[str, Any]:
+    """What a machine other than the first keeps of its own recording in its entry: what its probes could see
+    (the model judges its events by it: simulator.coverage) and its kernel snapshots, on the timeline and with
+    its devices named as in its rows."""
+    rec = source.recording
+    snaps, _ = stored.snapshots(rec.header.extra, rec.footer)  # (one the reader cannot use is left out)
+    return {**source.machine.extra, "source": rec.header.source, "probes": rec.header.probes,
+            stored.KEY: [stored.moved(s, source.offset_ns, source.machine.name) for s in snaps]}
 
 
 def _devices(source: Source, number: int) -> list[DeviceInfo]:

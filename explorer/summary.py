@@ -15,6 +15,7 @@ from .machines import Alignment, Machine
 from .pasid_spaces import by_space, foreign_pasids
 from .reconcile import failure_responses, reconcile
 from .simulator import Anomaly
+from .simulator.state import SimState
 from .snapshot import stored
 from .text import Streamed, line
 from .units import fmt_ns
@@ -62,7 +63,9 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
         "description": h.description,
         "host": h.host,
         "clock": h.clock,
-        "machines": [m.to_dict() for m in (rec.machines if rec is not None else h.machine_table)],
+        # (a merged recording's other machines keep their snapshots in their entries: listed below with the rest)
+        "machines": [{k: v for k, v in m.to_dict().items() if k != stored.KEY}
+                     for m in (rec.machines if rec is not None else h.machine_table)],
         "events": idx.n,
         "by_kind": dict(sorted(idx.counts_by_kind().items())),
         "devices": devices,
@@ -84,9 +87,9 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
     }
     if "import" in footer:
         info["import"] = footer["import"]
-    snaps, _ = stored.snapshots(h.extra, rec.footer if rec is not None else None)
+    snaps, _ = stored.snapshots(h.extra, rec.footer if rec is not None else None, h.machines)
     if snaps:
-        info["snapshots"] = snaps  # the kernel's own state, at the start and the end of a capture
+        info["snapshots"] = snaps  # the kernel's own state, at the start and the end of each machine's capture
     for key in ("kernel_counts", "kernel_counts_missed"):  # a capture's exact in-kernel counts
         if key in footer:
             info[key] = footer[key]
@@ -123,13 +126,28 @@ def check_report(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
     report["anomalies"] = [a.as_dict() for a in idx.anomalies]
     report["intervals"] = interval_report(idx)
     rec = idx.recording
-    snaps, problems = stored.snapshots(idx.header.extra, rec.footer if rec is not None else None)
+    machines = idx.header.machines
+    snaps, problems = stored.snapshots(idx.header.extra, rec.footer if rec is not None else None, machines)
     if snaps or problems:
         rows = rec.iter_rows if rec is not None else list  # (a scenario in memory keeps no snapshots)
-        report["kernel_state"] = {
-            "snapshots": [s["taken_ns"] for s in snaps], "unusable": problems,
-            "disagreements": [d.as_dict() for d in reconcile(snaps, idx.state_at, lambda: failure_responses(rows()))]}
+        found = []
+        for number, m in enumerate(machines or [None]):  # each machine's snapshots beside its own state
+            mine = [s for s in snaps if s.get(stored.MACHINE) == (m.name if number else None)]
+            if mine:
+                found += reconcile(mine, lambda t, n=number: _machine_state(idx, t, n),
+                                   lambda: failure_responses(rows()))
+        report["kernel_state"] = {"snapshots": [s["taken_ns"] for s in snaps], "unusable": problems,
+                                  "disagreements": [d.as_dict() for d in sorted(found, key=lambda d: d.ts_ns)]}
     return report
+
+
+def _machine_state(idx: RecordingIndex, t_ns: int, machine: int) -> SimState:
+    """Machine `machine`'s modelled state at `t_ns`; before its first event, an empty one (uncertain from the start
+    where its recording could not see the PASID lifecycle)."""
+    state = idx.state_at(t_ns)
+    if not machine:
+        return state
+    return state.of_machine(machine) or SimState(uncertain_since=0 if idx.sim.unobserved_of(machine) else None)
 
 
 def interval_report(idx: RecordingIndex) -> dict[str, Any]:
@@ -249,7 +267,8 @@ def _snapshot_lines(info: dict[str, Any]) -> list[str]:
             found.append(f"PASID tables of {len(tables)} devices")
         when = snap["taken_ns"] - info["time_range_ns"][0]
         at = f"+{fmt_ns(when)}" if when >= 0 else f"{fmt_ns(-when)} before the first event"
-        lines.append(f"  kernel snapshot at {at}: {', '.join(found)}"
+        of = f" of machine {snap[stored.MACHINE]}" if stored.MACHINE in snap else ""
+        lines.append(f"  kernel snapshot{of} at {at}: {', '.join(found)}"
                      + (f"; not read: {', '.join(sorted(snap.get('unreadable', {})))}" if snap.get("unreadable")
                         else ""))
     return lines

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..events import Kind
 from ..kernel_facts import blind_spots, parse_version
+from ..machines import Machine
 from ..recording.header import Header
 
 # The events without which a fault, a bind or a free looks like a bug. A replace only changes the domain of a
@@ -25,20 +26,32 @@ LIFECYCLE = "PASID lifecycle"
 _NOT_IN_KERNEL = "missing symbol"
 
 
-def lifecycle_unobserved(header: Header) -> str | None:
-    """Why this recording cannot show every PASID allocation, bind and attach; None when it can.
+def lifecycle_unobserved(header: Header, guest: Machine | None = None) -> str | None:
+    """Why this recording (or the part of a merged one from `guest`, a machine other than the first) cannot show
+    every PASID allocation, bind and attach; None when it can.
 
     The header decides: an importer's `unavailable` entry for the lifecycle, a capture's `invisible_kinds`
     naming a lifecycle kind that this kernel has but that no probe could attach to, or an imported recording
-    whose header predates coverage notes (a log never shows the lifecycle)."""
-    probes: dict[str, Any] = header.probes or {}
+    whose header predates coverage notes (a log never shows the lifecycle). A merged recording's other machines
+    have the source and probes of the recording each came from in their entries (`merge`); one merged before
+    they did keeps only the first recording's, which say nothing of the others."""
+    if guest is None:
+        return _unobserved(header.source, header.kernel, header.probes or {})
+    probes = guest.extra.get("probes")
+    if not isinstance(probes, dict):
+        return "merged by a version that kept no probe notes of this machine: what its capture saw is not known" \
+            if probes is None else "the probe notes of the recording it came from are unreadable"
+    return _unobserved(str(guest.extra.get("source", "")), guest.kernel, probes)
+
+
+def _unobserved(source: str, kernel: str | None, probes: dict[str, Any]) -> str | None:
     unavailable = probes.get("unavailable") or {}
     if isinstance(unavailable, dict):
         for name in (LIFECYCLE, *sorted(LIFECYCLE_KINDS)):
             if name in unavailable:
                 return f"{name}: {unavailable[name]}"
-    if header.source == "capture":
-        version = parse_version(header.kernel)
+    if source == "capture":
+        version = parse_version(kernel)
         # hook -> 'status: reason'; a function this kernel was built without is no blind spot
         hooks_gone = {h: str(why) for h, why in unavailable.items() if not str(why).startswith(_NOT_IN_KERNEL)} \
             if isinstance(unavailable, dict) else {}
@@ -50,8 +63,8 @@ def lifecycle_unobserved(header: Header) -> str | None:
     missed = sorted(k for k in LIFECYCLE_KINDS & set(invisible) if not _absent_from_kernel(str(invisible[k])))
     if missed:
         return f"the capture could not see {', '.join(missed)} ({invisible[missed[0]]})"
-    if header.source.startswith("import:") and not probes:
-        return f"imported from a log ({header.source.removeprefix('import:')}), which shows no PASID lifecycle"
+    if source.startswith("import:") and not probes:
+        return f"imported from a log ({source.removeprefix('import:')}), which shows no PASID lifecycle"
     return None
 
 

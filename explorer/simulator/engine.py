@@ -126,7 +126,7 @@ class Simulator:
     def __init__(self, devices: Iterable[DeviceInfo] = (), *, kernel: str | None = None,
                  stale_ns: int = DEFAULT_STALE_NS, policy: Rules | None = None,
                  unobserved: str | None = None, midstream: bool = False, keep_intervals: bool = True,
-                 machines: Sequence[Machine] = ()) -> None:
+                 machines: Sequence[Machine] = (), unobserved_on: Sequence[str | None] = ()) -> None:
         self.policy = policy or rules_for(kernel)
         # A merged recording's machines, by number: each follows its own kernel's rules (the first, `kernel`'s)
         self._policies = [self.policy, *(rules_for(m.kernel) for m in machines[1:])]
@@ -145,8 +145,11 @@ class Simulator:
         # are unknown, so a finding about one this stream never saw is uncertain (a scenario starts empty).
         self.midstream = midstream
         # Why the PASID lifecycle cannot be seen, if it cannot: then state is uncertain before the first event
-        # (time 0 until `begin` learns the first event's time), exactly as after a loss.
+        # (time 0 until `begin` learns the first event's time), exactly as after a loss. A merged recording's
+        # machines each have their own (`unobserved_on`, by number; a machine it leaves out has the first's):
+        # `unobserved` is the machine's whose event is being applied, the first's between events.
         self.unobserved = unobserved
+        self._unobserved = [unobserved, *unobserved_on[1:]]
         if unobserved is not None:
             self.state.uncertain_since = 0
         self._widths: dict[str, int | None] = {}  # every machine's devices' widths
@@ -185,8 +188,8 @@ class Simulator:
 
     def apply_row(self, row: Row, idx: int) -> None:
         """Apply one recording row (see `Event.to_row`) that is event number `idx` of its stream."""
-        st = self._on(machine_of(row)) if self.machines > 1 else self.state
         ts = row[R_TS]
+        st = self._on(machine_of(row), ts) if self.machines > 1 else self.state
         if st.index < 0:
             self.begin(ts)
         st.time_ns = ts
@@ -201,7 +204,7 @@ class Simulator:
                 self._malformed(row, idx, e)
         self._age_groups(ts)
         if st is not self.root:  # between events, `state` is the first machine's, as without machines
-            self.state, self.policy = self.root, self._policies[0]
+            self._back_to_first()
 
     def apply_rows(self, rows: list[Row | None], positions: Iterable[int], base: int,
                    pages: PageColumns | None = None) -> None:
@@ -258,21 +261,30 @@ class Simulator:
         for j in positions:
             self.apply_row(rows[j], base + j)
 
-    def _on(self, machine: int) -> SimState:
-        """Make machine `machine`'s state the one the handlers change (made on the machine's first event)."""
+    def _on(self, machine: int, ts: int) -> SimState:
+        """Make machine `machine`'s state the one the handlers change (made on its first event, at `ts`)."""
         root = self.root
+        self.unobserved = self.unobserved_of(machine)
         st = root.of_machine(machine)
         if st is None:
             mine = self._prefixes[machine] if machine < len(self._prefixes) else None
             widths = {d: w for d, w in self._widths.items() if mine and d.startswith(mine)}
             st = root.others[machine] = SimState(devices=widths, machine=machine, atoms=root.atoms,
-                                                 uncertain_since=root.uncertain_since if self.unobserved else None)
+                                                 uncertain_since=ts if self.unobserved else None)
             st.index = root.index
             if self.intervals is not None:
                 self._track(st)
         self.state = st
         self.policy = self._policies[machine] if machine < len(self._policies) else self._policies[0]
         return st
+
+    def unobserved_of(self, machine: int) -> str | None:
+        """Why machine `machine` (by number) cannot show the PASID lifecycle; None when it can."""
+        return self._unobserved[machine] if machine < len(self._unobserved) else self._unobserved[0]
+
+    def _back_to_first(self) -> None:
+        """Between events, the first machine's state, rules and coverage are the simulator's, as without machines."""
+        self.state, self.policy, self.unobserved = self.root, self._policies[0], self._unobserved[0]
 
     def advance(self, ts: int) -> None:
         """Let time pass without an event (end of a recording, a live clock tick): groups age, on every machine."""
@@ -281,7 +293,7 @@ class Simulator:
             if ts > st.time_ns:
                 st.time_ns = ts
             self._age_groups(ts)
-        self.state, self.policy = self.root, self._policies[0]
+        self._back_to_first()
 
     def begin(self, ts: int) -> None:
         """The stream's first event is at `ts`: uncertainty from the start now starts there, not at time 0."""

@@ -1,12 +1,17 @@
 """Snapshots kept in a recording: the one taken at the start in the header (so a capture killed with SIGKILL keeps
 it), the one taken at the end in the footer, both under the key "snapshots" (a list; docs/recording-format.md).
-Recordings from before snapshots existed have neither key and read as having none."""
+Recordings from before snapshots existed have neither key and read as having none. A merged recording keeps each
+other machine's in its machine entry, under the same key, on the timeline (`moved`); read, each names its machine."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from ..machines import Machine, qualified
+
 KEY = "snapshots"
+MACHINE = "machine"  # a snapshot read from a merged recording's other machine's entry: the machine's name
 
 
 def valid(snap: Any) -> str | None:
@@ -37,10 +42,14 @@ def _dump_ok(d: Any) -> bool:
         d.get("pgd") is None or isinstance(d.get("same_as"), str) or type(d.get("mappings")) is int)
 
 
-def snapshots(header_extra: dict[str, Any], footer: dict[str, Any] | None) -> tuple[list[dict[str, Any]], list[str]]:
-    """The recording's snapshots in time order, and a line for each one that could not be used."""
+def snapshots(header_extra: dict[str, Any], footer: dict[str, Any] | None,
+              machines: Sequence[Machine] = ()) -> tuple[list[dict[str, Any]], list[str]]:
+    """The recording's snapshots in time order (of every machine of `machines`, the header's table; each of a
+    machine but the first naming it), and a line for each one that could not be used."""
     found, problems = [], []
-    for where, holder in (("header", header_extra), ("footer", footer or {})):
+    holders = [("header", header_extra, {}), ("footer", footer or {}, {}),
+               *((f"machine {m.name}", m.extra, {MACHINE: m.name}) for m in machines[1:])]
+    for where, holder, of in holders:
         listed = holder.get(KEY, [])
         if not isinstance(listed, list):
             problems.append(f"{where} key {KEY}: expected a list, found {type(listed).__name__}")
@@ -48,7 +57,35 @@ def snapshots(header_extra: dict[str, Any], footer: dict[str, Any] | None) -> tu
         for i, snap in enumerate(listed):
             why = valid(snap)
             if why is None:
-                found.append(snap)
+                found.append({**snap, **of} if of else snap)
             else:
                 problems.append(f"{where} key {KEY}[{i}]: {why}")
     return sorted(found, key=lambda s: s["taken_ns"]), problems
+
+
+def moved(snap: dict[str, Any], offset_ns: int, machine: str) -> dict[str, Any]:
+    """A snapshot of a machine merged as `machine` (not the first), whose times move by `offset_ns`, as the merged
+    recording keeps it: on the timeline, its devices named as the machine's rows name them (everywhere `valid`
+    and explorer.reconcile read a device's name)."""
+    out = {**snap, "taken_ns": snap["taken_ns"] + offset_ns,
+           "pci": _renamed(snap.get("pci", {}), machine)}
+    if type(snap.get("done_ns")) is int:
+        out["done_ns"] = snap["done_ns"] + offset_ns
+    if "intel" in snap:
+        intel = out["intel"] = {**snap["intel"]}
+        for key in ("devices", "paging_pasids"):
+            if key in intel:
+                intel[key] = _renamed(intel[key], machine)
+        if "translations" in intel:  # a dump of a page table read already names that one's device
+            intel["translations"] = {qualified(machine, dev): [
+                {**d, "same_as": qualified(machine, d["same_as"])} if isinstance(d.get("same_as"), str) else d
+                for d in dumps]
+                for dev, dumps in intel["translations"].items()}
+    amd = snap.get("amd")
+    if isinstance(amd, dict) and isinstance(amd.get("devtbl"), dict) and isinstance(amd["devtbl"].get("device"), str):
+        out["amd"] = {**amd, "devtbl": {**amd["devtbl"], "device": qualified(machine, amd["devtbl"]["device"])}}
+    return out
+
+
+def _renamed(by_device: dict[str, Any], machine: str) -> dict[str, Any]:
+    return {qualified(machine, dev): value for dev, value in by_device.items()}

@@ -4,6 +4,7 @@ the same PASID's lifecycle on each."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from explorer.events import Event, Kind, make
 from explorer.machines import ClockSnapshot, Machine
@@ -18,11 +19,16 @@ def clocks(mono: int, real: int, spread: int = 400) -> ClockSnapshot:
     return ClockSnapshot(mono, real, mono + 7 * S, spread)
 
 
-def write(path: Path, machine: Machine, events: list[Event]) -> Path:
+def write(path: Path, machine: Machine, events: list[Event], probes: dict[str, Any] | None = None,
+          snapshots: tuple[dict[str, Any], dict[str, Any]] | None = None) -> Path:
+    """A capture of `machine`; `probes` says what it could not see, `snapshots` are the kernel's own state at its
+    start (kept in the header) and its end (in the footer)."""
     header = Header("capture", clock="monotonic", host={"kernel": machine.kernel or "6.18.0"},
-                    devices=[DeviceInfo(BDF, 20, True, True)], machines=[machine])
+                    devices=[DeviceInfo(BDF, 20, True, True)], machines=[machine], probes=probes or {},
+                    extra={"snapshots": [snapshots[0]]} if snapshots else {})
     with RecordingWriter(path, header) as w:
         w.extend(events)
+        w.close(**({"snapshots": [snapshots[1]]} if snapshots else {}))
     return path
 
 

@@ -4,12 +4,13 @@ between the host's page requests and the guest's."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
 
 import pytest
-from core.machine_pair import BDF, GUEST, HOST, S, lifecycle, pair, request, response
+from core.machine_pair import BDF, GUEST, HOST, S, lifecycle, pair, request, response, write
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +19,7 @@ from explorer.events import Event, Kind, make
 from explorer.index import RecordingIndex
 from explorer.machines import Machine, align_by_clocks
 from explorer.merge import find_links, merge, open_sources
-from explorer.recording import Recording
+from explorer.recording import DeviceInfo, Header, Recording, write_events
 
 
 def test_realtime_alignment_and_its_stated_error() -> None:
@@ -164,6 +165,67 @@ def test_a_guest_s_finding_names_its_machine(tmp_path: Path) -> None:
     found = [(a["kind"], a.get("machine"), a["pasid"]) for a in json.loads(done.stdout)["anomalies"]]
     assert found and all(m == 1 and p == 9 for _, m, p in found), found
     assert "(lab-6.12: PASID 9)" in cli("check", str(tmp_path / "m.pasidrec")).stdout
+
+
+# A capture on a locked-down kernel: no probe could attach to the PASID calls (as `record` notes it)
+BLIND = {"invisible_kinds": {k: "iommu_attach_device_pasid: blocked by lockdown" for k in (
+    Kind.PASID_ALLOC, Kind.PASID_FREE, Kind.PASID_ATTACH, Kind.PASID_DETACH, Kind.SVA_BIND, Kind.SVA_UNBIND)}}
+
+
+@pytest.mark.parametrize("blind", ["host", "guest"])
+def test_each_machine_s_findings_are_as_certain_as_its_own_probes_saw(tmp_path: Path, blind: str) -> None:
+    """A PASID freed while attached is an error where the capture saw every detach, and only uncertain where it
+    could not: judged by the machine's own recording, whichever of the two was blind."""
+    events = {"host": lifecycle(1001 * S, guest=False) + [make(Kind.PASID_FREE, 1002 * S, pasid=5)],
+              "guest": lifecycle(45 * S, guest=False) + [make(Kind.PASID_FREE, 46 * S, pasid=5)]}  # (SVA on both)
+    paths = [str(write(tmp_path / f"{name}.pasidrec", machine, events[name], BLIND if name == blind else None))
+             for name, machine in (("host", HOST), ("guest", GUEST))]
+    merge(open_sources(paths), tmp_path / "m.pasidrec")
+    idx = RecordingIndex.build(Recording(tmp_path / "m.pasidrec"))
+    found = {("guest" if a.machine else "host", a.severity) for a in idx.anomalies if a.rule == "free_while_attached"}
+    seen = "guest" if blind == "host" else "host"
+    assert found == {(blind, "uncertain"), (seen, "error")}
+
+
+def test_a_guest_merged_before_its_probe_notes_were_kept_is_judged_uncertain(tmp_path: Path) -> None:
+    """A recording merged by an older version names only the first machine's probes: what a guest's capture saw is
+    not known, so its findings are uncertain rather than errors; the host's stay errors. The file still reads."""
+    freed = lifecycle(1001 * S, guest=False) + [make(Kind.PASID_FREE, 1002 * S, pasid=5)]
+    guest = [dataclasses.replace(e, machine=1, device=e.device and f"lab-6.12/{BDF}") for e in freed]
+    header = Header("capture", clock="monotonic", host={"kernel": "6.18.0"},
+                    devices=[DeviceInfo(BDF, 20, True, True), DeviceInfo(f"lab-6.12/{BDF}", 20, True, True)],
+                    machines=[HOST, dataclasses.replace(GUEST, aligned_by="given")])
+    write_events(tmp_path / "old.pasidrec", header, sorted(freed + guest, key=lambda e: e.ts_ns))
+    idx = RecordingIndex.build(Recording(tmp_path / "old.pasidrec"))
+    assert {(a.machine, a.severity) for a in idx.anomalies if a.rule == "free_while_attached"} == \
+        {(0, "error"), (1, "uncertain")}
+
+
+def _snapshot(t: int, table: list[int]) -> dict:
+    """The kernel's state at `t` as a capture keeps it: the device's VT-d PASID table holds `table`."""
+    return {"taken_ns": t, "pci": {}, "unreadable": {}, "intel": {
+        "iommus": {"dmar0": {"enabled": True, "scalable": True}},
+        "devices": {BDF: {"iommu": "dmar0", "pasids": [{"pasid": p, "pgtt": 1, "domain_id": 2} for p in table]}}}}
+
+
+def test_every_machine_s_snapshots_are_set_beside_its_own_state(tmp_path: Path) -> None:
+    """Both machines' start and end snapshots survive the merge, on the timeline, and each is compared with its own
+    machine's model: the guest's table lacking the PASID 5 its model holds attached is a finding on the guest's
+    device; the host's, holding its own PASID 5, agrees, and the entries made before either capture are none."""
+    from core.test_cli import cli
+
+    paths = pair(tmp_path, [], [])
+    write(Path(paths[0]), HOST, lifecycle(1001 * S, guest=False),
+          snapshots=(_snapshot(1000 * S, [9]), _snapshot(1050 * S, [9, 5])))
+    write(Path(paths[1]), GUEST, lifecycle(45 * S, guest=True),
+          snapshots=(_snapshot(41 * S, [7]), _snapshot(80 * S, [7])))
+    merge(open_sources(paths), tmp_path / "m.pasidrec")
+    offset = Recording(tmp_path / "m.pasidrec").machines[1].offset_ns
+    report = json.loads(cli("check", str(tmp_path / "m.pasidrec"), "--json").stdout)
+    assert report["kernel_state"]["snapshots"] == sorted([1000 * S, 1050 * S, 41 * S + offset, 80 * S + offset])
+    assert [(d["rule"], d["device"], d["pasid"], d["ts_ns"]) for d in report["kernel_state"]["disagreements"]] == \
+        [("table_missing", f"lab-6.12/{BDF}", 5, 80 * S + offset)]
+    assert "kernel snapshot of machine lab-6.12 at" in cli("info", str(tmp_path / "m.pasidrec")).stdout
 
 
 def _passed_on(host: tuple, guest: tuple, window: int) -> bool:
