@@ -63,9 +63,7 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
         "description": h.description,
         "host": h.host,
         "clock": h.clock,
-        # (a merged recording's other machines keep their snapshots in their entries: listed below with the rest)
-        "machines": [{k: v for k, v in m.to_dict().items() if k != stored.KEY}
-                     for m in (rec.machines if rec is not None else h.machine_table)],
+        "machines": _machines(idx, rec.machines if rec is not None else h.machine_table),
         "events": idx.n,
         "by_kind": dict(sorted(idx.counts_by_kind().items())),
         "devices": devices,
@@ -97,6 +95,18 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
     if unknown:
         info["unknown_kinds"] = unknown
     return info
+
+
+def _machines(idx: RecordingIndex, machines: list[Machine]) -> list[dict[str, Any]]:
+    """The machine table; in a merged recording, each other machine with why its capture could not see the PASID
+    lifecycle, if it could not (its snapshots are left out here: `snapshots` lists them with the rest)."""
+    out = []
+    for i, m in enumerate(machines):
+        d = {k: v for k, v in m.to_dict().items() if k != stored.KEY}
+        if i and idx.sim.unobserved_of(i):
+            d["lifecycle_unobserved"] = idx.sim.unobserved_of(i)
+        out.append(d)
+    return out
 
 
 def _distinct(values: np.ndarray) -> np.ndarray:
@@ -253,6 +263,9 @@ def _machine_lines(machines: list[dict[str, Any]]) -> list[str]:
         else:
             how = "no clock readings: aligning it with another machine's recording needs --offset"
         lines.append(f"  machine {m.name}{f' ({about})' if about else ''}: {how}")
+        if d.get("lifecycle_unobserved"):
+            lines.append(f"    its PASID lifecycle was not observed ({d['lifecycle_unobserved']}): its findings a "
+                         "missing allocation, bind or attach could explain are uncertain")
     return lines
 
 

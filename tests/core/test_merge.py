@@ -20,6 +20,7 @@ from explorer.index import RecordingIndex
 from explorer.machines import Machine, align_by_clocks
 from explorer.merge import find_links, merge, open_sources
 from explorer.recording import DeviceInfo, Header, Recording, write_events
+from explorer.summary import recording_info
 
 
 def test_realtime_alignment_and_its_stated_error() -> None:
@@ -185,6 +186,8 @@ def test_each_machine_s_findings_are_as_certain_as_its_own_probes_saw(tmp_path: 
     found = {("guest" if a.machine else "host", a.severity) for a in idx.anomalies if a.rule == "free_while_attached"}
     seen = "guest" if blind == "host" else "host"
     assert found == {(blind, "uncertain"), (seen, "error")}
+    guest = recording_info(tmp_path / "m.pasidrec", idx)["machines"][1]
+    assert ("could not see pasid_alloc" in guest.get("lifecycle_unobserved", "")) == (blind == "guest")
 
 
 def test_a_guest_merged_before_its_probe_notes_were_kept_is_judged_uncertain(tmp_path: Path) -> None:
