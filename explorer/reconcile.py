@@ -30,10 +30,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .events import R_DEVICE, R_FIELDS, R_KIND, R_TS, DomainType, Kind, ResponseCode
 from .simulator.state import SimState
+from .snapshot import stored
+
+if TYPE_CHECKING:
+    from .index import RecordingIndex
 
 RID_PASID = 0
 
@@ -49,6 +53,44 @@ class Disagreement:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def recorded_snapshots(idx: RecordingIndex) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every snapshot of the recording (of each of a merged recording's machines), in time order, and a line for
+    each one that could not be used."""
+    rec = idx.recording
+    return stored.snapshots(idx.header.extra, rec.footer if rec is not None else None, idx.header.machines)
+
+
+def _machine_number(idx: RecordingIndex, snap: dict[str, Any]) -> int | None:
+    """The number of the machine a snapshot is of (0: the first, whose snapshots name none; None: a name the
+    machine table lacks)."""
+    name = snap.get(stored.MACHINE)
+    if name is None:
+        return 0
+    return next((n for n, m in enumerate(idx.header.machines) if n and m.name == name), None)
+
+
+def state_beside(idx: RecordingIndex, snap: dict[str, Any], t_ns: int) -> SimState:
+    """The modelled state at `t_ns` of the machine `snap` is of: in a merged recording a guest's own (before its
+    first event an empty one, uncertain from the start where its recording could not see the PASID lifecycle)."""
+    state = idx.state_at(t_ns)
+    machine = _machine_number(idx, snap)
+    if not machine:  # (the first's, or one of no machine known: the whole state, as a single recording's)
+        return state
+    return state.of_machine(machine) or SimState(uncertain_since=0 if idx.sim.unobserved_of(machine) else None)
+
+
+def recording_disagreements(idx: RecordingIndex, snaps: list[dict[str, Any]]) -> list[Disagreement]:
+    """Each machine's snapshots of `snaps` beside its own modelled state, in time order."""
+    rows = idx.recording.iter_rows if idx.recording is not None else list  # (a scenario in memory keeps none)
+    found: list[Disagreement] = []
+    for number in range(max(len(idx.header.machines), 1)):
+        mine = [s for s in snaps if _machine_number(idx, s) == number]
+        if mine:
+            found += reconcile(mine, lambda t, snap=mine[0]: state_beside(idx, snap, t),
+                               lambda: failure_responses(rows()))
+    return sorted(found, key=lambda d: d.ts_ns)
 
 
 def reconcile(snaps: list[dict[str, Any]], state_at: Callable[[int], SimState],

@@ -13,9 +13,8 @@ from .intervals import IntervalKind
 from .kernel_facts import applied_facts
 from .machines import Alignment, Machine
 from .pasid_spaces import by_space, foreign_pasids
-from .reconcile import failure_responses, reconcile
+from .reconcile import recorded_snapshots, recording_disagreements
 from .simulator import Anomaly
-from .simulator.state import SimState
 from .snapshot import stored
 from .text import Streamed, line
 from .units import fmt_ns
@@ -85,7 +84,7 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
     }
     if "import" in footer:
         info["import"] = footer["import"]
-    snaps, _ = stored.snapshots(h.extra, rec.footer if rec is not None else None, h.machines)
+    snaps, _ = recorded_snapshots(idx)
     if snaps:
         info["snapshots"] = snaps  # the kernel's own state, at the start and the end of each machine's capture
     for key in ("kernel_counts", "kernel_counts_missed"):  # a capture's exact in-kernel counts
@@ -135,29 +134,11 @@ def check_report(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
     report = recording_info(path, idx)
     report["anomalies"] = [a.as_dict() for a in idx.anomalies]
     report["intervals"] = interval_report(idx)
-    rec = idx.recording
-    machines = idx.header.machines
-    snaps, problems = stored.snapshots(idx.header.extra, rec.footer if rec is not None else None, machines)
+    snaps, problems = recorded_snapshots(idx)
     if snaps or problems:
-        rows = rec.iter_rows if rec is not None else list  # (a scenario in memory keeps no snapshots)
-        found = []
-        for number, m in enumerate(machines or [None]):  # each machine's snapshots beside its own state
-            mine = [s for s in snaps if s.get(stored.MACHINE) == (m.name if number else None)]
-            if mine:
-                found += reconcile(mine, lambda t, n=number: _machine_state(idx, t, n),
-                                   lambda: failure_responses(rows()))
         report["kernel_state"] = {"snapshots": [s["taken_ns"] for s in snaps], "unusable": problems,
-                                  "disagreements": [d.as_dict() for d in sorted(found, key=lambda d: d.ts_ns)]}
+                                  "disagreements": [d.as_dict() for d in recording_disagreements(idx, snaps)]}
     return report
-
-
-def _machine_state(idx: RecordingIndex, t_ns: int, machine: int) -> SimState:
-    """Machine `machine`'s modelled state at `t_ns`; before its first event, an empty one (uncertain from the start
-    where its recording could not see the PASID lifecycle)."""
-    state = idx.state_at(t_ns)
-    if not machine:
-        return state
-    return state.of_machine(machine) or SimState(uncertain_since=0 if idx.sim.unobserved_of(machine) else None)
 
 
 def interval_report(idx: RecordingIndex) -> dict[str, Any]:

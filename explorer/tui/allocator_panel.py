@@ -10,7 +10,7 @@ from ..events import PASID_SPACE
 from ..explain import model_progress, uncertainty
 from ..index import RecordingIndex
 from ..machines import machine_of_device
-from ..reconcile import Disagreement, failure_responses, kernel_rows, reconcile
+from ..reconcile import Disagreement, kernel_rows, recorded_snapshots, recording_disagreements, state_beside
 from ..simulator import SimState
 from ..snapshot import stored
 from ..text import line
@@ -79,10 +79,9 @@ class KernelState:
     the model's state at a snapshot's time and the disagreements do not change as the cursor moves)."""
 
     def __init__(self, index: RecordingIndex) -> None:
-        rec = index.recording
         self.index = index
-        self.snaps, self.problems = stored.snapshots(index.header.extra, rec.footer if rec is not None else None)
-        self._states: dict[int, SimState] = {}
+        self.snaps, self.problems = recorded_snapshots(index)
+        self._states: dict[tuple[int, str | None], SimState] = {}  # by time and machine (None: the first)
         self._disagreements: list[Disagreement] | None = None
 
     def render(self, cursor: int, alarm: str) -> Text | None:
@@ -90,22 +89,21 @@ class KernelState:
         if not self.snaps:
             return None
         snap = min(self.snaps, key=lambda s: abs(s["taken_ns"] - cursor))
-        ts = snap["taken_ns"]
-        if ts not in self._states:
-            self._states[ts] = self.index.state_at(ts)
+        ts, machine = snap["taken_ns"], snap.get(stored.MACHINE)
+        if (ts, machine) not in self._states:
+            self._states[ts, machine] = state_beside(self.index, snap, ts)
         if self._disagreements is None:
-            rec = self.index.recording
-            self._disagreements = reconcile(self.snaps, self.index.state_at,
-                                            lambda: failure_responses(rec.iter_rows() if rec is not None else []))
+            self._disagreements = recording_disagreements(self.index, self.snaps)
         when = f"+{fmt_ns(ts - self.index.start_ns)}" if ts >= self.index.start_ns else \
             f"{fmt_ns(self.index.start_ns - ts)} before the first event"
-        out = [PanelText(f"kernel snapshot at {when} (the nearest of {len(self.snaps)}), beside the model then:",
-                         style="bold")]
-        rows = kernel_rows(snap, self._states[ts])
+        of = f" of machine {machine}" if machine is not None else ""
+        out = [PanelText(f"kernel snapshot{of} at {when} (the nearest of {len(self.snaps)}), beside the model "
+                         "then:", style="bold")]
+        rows = kernel_rows(snap, self._states[ts, machine])
         out.append(columns(rows, ("device", "kernel", "model")) if rows else
                    PanelText("no device with a PASID table, a PASID capability or an attachment", style="dim"))
         for d in self._disagreements:
-            if d.ts_ns == ts:
+            if d.ts_ns == ts and (machine is None or d.device.startswith(f"{machine}/")):
                 out.append(PanelText(f"  {d.rule}: {d.explanation}", style=alarm if d.severity == "error" else ""))
         out += [PanelText(f"  unusable snapshot: {why}", style="dim") for why in self.problems]
         unread = snap.get("unreadable", {})

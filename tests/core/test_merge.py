@@ -211,19 +211,25 @@ def _snapshot(t: int, table: list[int]) -> dict:
         "devices": {BDF: {"iommu": "dmar0", "pasids": [{"pasid": p, "pgtt": 1, "domain_id": 2} for p in table]}}}}
 
 
-def test_every_machine_s_snapshots_are_set_beside_its_own_state(tmp_path: Path) -> None:
-    """Both machines' start and end snapshots survive the merge, on the timeline, and each is compared with its own
-    machine's model: the guest's table lacking the PASID 5 its model holds attached is a finding on the guest's
-    device; the host's, holding its own PASID 5, agrees, and the entries made before either capture are none."""
-    from core.test_cli import cli
-
+def merged_with_snapshots(tmp_path: Path) -> int:
+    """m.pasidrec in `tmp_path`: a host and a guest, each with a start and an end snapshot, the guest's end one
+    lacking the PASID 5 its model holds attached; returns the guest's offset on the merged timeline."""
     paths = pair(tmp_path, [], [])
     write(Path(paths[0]), HOST, lifecycle(1001 * S, guest=False),
           snapshots=(_snapshot(1000 * S, [9]), _snapshot(1050 * S, [9, 5])))
     write(Path(paths[1]), GUEST, lifecycle(45 * S, guest=True),
           snapshots=(_snapshot(41 * S, [7]), _snapshot(80 * S, [7])))
     merge(open_sources(paths), tmp_path / "m.pasidrec")
-    offset = Recording(tmp_path / "m.pasidrec").machines[1].offset_ns
+    return Recording(tmp_path / "m.pasidrec").machines[1].offset_ns
+
+
+def test_every_machine_s_snapshots_are_set_beside_its_own_state(tmp_path: Path) -> None:
+    """Both machines' start and end snapshots survive the merge, on the timeline, and each is compared with its own
+    machine's model: the guest's table lacking the PASID 5 its model holds attached is a finding on the guest's
+    device; the host's, holding its own PASID 5, agrees, and the entries made before either capture are none."""
+    from core.test_cli import cli
+
+    offset = merged_with_snapshots(tmp_path)
     report = json.loads(cli("check", str(tmp_path / "m.pasidrec"), "--json").stdout)
     assert report["kernel_state"]["snapshots"] == sorted([1000 * S, 1050 * S, 41 * S + offset, 80 * S + offset])
     assert [(d["rule"], d["device"], d["pasid"], d["ts_ns"]) for d in report["kernel_state"]["disagreements"]] == \

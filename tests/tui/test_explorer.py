@@ -16,6 +16,7 @@ from textual.events import MouseScrollUp
 
 from explorer.events import Kind
 from explorer.loading import open_index
+from explorer.tui.allocator_panel import KernelState
 from explorer.tui.app import ExplorerApp, default_layout
 from explorer.tui.glyphs import MARKS
 from explorer.tui.palette import ANOMALY_CHIPS, SEVERITY_RANK
@@ -646,6 +647,22 @@ def test_a_panel_longer_than_its_box_scrolls_with_keys_and_wheel_and_says_what_i
         assert app.session.selected == row + 1
 
     drive(app, body, size=(80, 24))
+
+
+def test_the_allocator_sets_a_guest_s_snapshot_beside_the_guest_s_own_model(tmp_path: Path) -> None:
+    """In a merged recording the panel once showed the host's snapshots only; a guest's is now named, set beside
+    the guest's own model, and its finding shown with it (`check` reports the same one)."""
+    from core.test_merge import BDF, S, merged_with_snapshots
+
+    offset = merged_with_snapshots(tmp_path)
+    kernel = KernelState(open_index(tmp_path / "m.pasidrec"))
+    assert len(kernel.snaps) == 4
+    text = kernel.render(80 * S + offset, "red").plain
+    assert "kernel snapshot of machine lab-6.12 at" in text and "(the nearest of 4)" in text
+    assert re.search(rf"lab-6\.12/{re.escape(BDF)}\s+table 7\b.*\s+PASIDs 5", text), text
+    assert f"table_missing: the model holds PASID 5 attached to lab-6.12/{BDF}" in text
+    host = kernel.render(1050 * S, "red").plain
+    assert "kernel snapshot at" in host and "table_missing" not in host
 
 
 def test_the_allocator_shows_the_nearest_kernel_snapshot_beside_the_model_at_its_time(tmp_path: Path) -> None:
