@@ -35,7 +35,15 @@ from .recording import DeviceInfo, Header, Recording
 from .recording.columns import ChunkColumns, columns_of
 from .recording.reader import ChunkHead
 from .schema import U32_END, checked, key_problem, lost_row
-from .simulator import DEFAULT_STALE_NS, STATEFUL_KINDS, Anomaly, SimState, Simulator, lifecycle_unobserved
+from .simulator import (
+    DEFAULT_STALE_NS,
+    STATEFUL_KINDS,
+    Anomaly,
+    SimState,
+    Simulator,
+    lifecycle_unobserved,
+    starts_midstream,
+)
 from .simulator.pages import NAMES, WANTED, PageColumns
 from .simulator.state import FullCopy, StateChanges
 from .track_table import PASID_SHIFT, TrackTable
@@ -100,12 +108,14 @@ class RecordingIndex:
         self.stale_ns = stale_ns
         unobserved = lifecycle_unobserved(header)  # imports, and captures blind to the kernel's PASID calls
         unobserved_on = [unobserved, *(lifecycle_unobserved(header, m) for m in header.machines[1:])]  # (merged)
-        midstream = header.source == "capture"  # a capture starts with the kernel's PASID state already there
+        # a capture starts with the kernel's PASID state already there (each merged machine's by its own source)
+        midstream_on = [starts_midstream(header), *(starts_midstream(header, m) for m in header.machines[1:])]
         self.sim = Simulator(self.devices.values(), kernel=header.kernel, stale_ns=stale_ns, unobserved=unobserved,
-                             midstream=midstream, machines=header.machines, unobserved_on=unobserved_on)
+                             midstream=midstream_on[0], machines=header.machines, unobserved_on=unobserved_on,
+                             midstream_on=midstream_on)
         self._replayer = Simulator(self.devices.values(), kernel=header.kernel, stale_ns=stale_ns,
-                                   unobserved=unobserved, midstream=midstream, keep_intervals=False,
-                                   machines=header.machines, unobserved_on=unobserved_on)
+                                   unobserved=unobserved, midstream=midstream_on[0], keep_intervals=False,
+                                   machines=header.machines, unobserved_on=unobserved_on, midstream_on=midstream_on)
         self._replayer.report = False
         if history:
             self.sim.root.journal()  # its checkpoints are its changes

@@ -38,10 +38,25 @@ def lifecycle_unobserved(header: Header, guest: Machine | None = None) -> str | 
     if guest is None:
         return _unobserved(header.source, header.kernel, header.probes or {})
     probes = guest.extra.get("probes")
-    if not isinstance(probes, dict):
-        return "merged by a version that kept no probe notes of this machine: what its capture saw is not known" \
-            if probes is None else "the probe notes of the recording it came from are unreadable"
+    if probes is None:
+        return "merged by a version that kept no probe notes of this machine: what its capture saw is not known"
+    if not _notes_readable(probes):  # (the header reader refuses the same of the first machine's)
+        return "the probe notes of the recording it came from are unreadable"
     return _unobserved(str(guest.extra.get("source", "")), guest.kernel, probes)
+
+
+def starts_midstream(header: Header, guest: Machine | None = None) -> bool:
+    """Whether this recording (or the part of a merged one from `guest`) began with the kernel's PASID state
+    already there: a capture does, a scenario starts empty. A machine merged before its source was kept is
+    taken to be the first's kind."""
+    return str(guest.extra.get("source", header.source) if guest is not None else header.source) == "capture"
+
+
+def _notes_readable(probes: Any) -> bool:
+    """Probe notes of the shape recording.header requires of a header's: `attached` a list, `unavailable` and
+    `invisible_kinds` maps."""
+    return isinstance(probes, dict) and isinstance(probes.get("attached", []), list) and \
+        isinstance(probes.get("unavailable", {}), dict) and isinstance(probes.get("invisible_kinds", {}), dict)
 
 
 def _unobserved(source: str, kernel: str | None, probes: dict[str, Any]) -> str | None:

@@ -126,7 +126,8 @@ class Simulator:
     def __init__(self, devices: Iterable[DeviceInfo] = (), *, kernel: str | None = None,
                  stale_ns: int = DEFAULT_STALE_NS, policy: Rules | None = None,
                  unobserved: str | None = None, midstream: bool = False, keep_intervals: bool = True,
-                 machines: Sequence[Machine] = (), unobserved_on: Sequence[str | None] = ()) -> None:
+                 machines: Sequence[Machine] = (), unobserved_on: Sequence[str | None] = (),
+                 midstream_on: Sequence[bool] = ()) -> None:
         self.policy = policy or rules_for(kernel)
         # A merged recording's machines, by number: each follows its own kernel's rules (the first, `kernel`'s)
         self._policies = [self.policy, *(rules_for(m.kernel) for m in machines[1:])]
@@ -144,6 +145,7 @@ class Simulator:
         # A capture starts with the kernel already running: PASIDs, binds and groups from before its first event
         # are unknown, so a finding about one this stream never saw is uncertain (a scenario starts empty).
         self.midstream = midstream
+        self._midstream = [midstream, *midstream_on[1:]]  # by machine, as `_unobserved` below
         # Why the PASID lifecycle cannot be seen, if it cannot: then state is uncertain before the first event
         # (time 0 until `begin` learns the first event's time), exactly as after a loss. A merged recording's
         # machines each have their own (`unobserved_on`, by number; a machine it leaves out has the first's):
@@ -265,6 +267,7 @@ class Simulator:
         """Make machine `machine`'s state the one the handlers change (made on its first event, at `ts`)."""
         root = self.root
         self.unobserved = self.unobserved_of(machine)
+        self.midstream = self._midstream[machine] if machine < len(self._midstream) else self._midstream[0]
         st = root.of_machine(machine)
         if st is None:
             mine = self._prefixes[machine] if machine < len(self._prefixes) else None
@@ -285,6 +288,7 @@ class Simulator:
     def _back_to_first(self) -> None:
         """Between events, the first machine's state, rules and coverage are the simulator's, as without machines."""
         self.state, self.policy, self.unobserved = self.root, self._policies[0], self._unobserved[0]
+        self.midstream = self._midstream[0]
 
     def advance(self, ts: int) -> None:
         """Let time pass without an event (end of a recording, a live clock tick): groups age, on every machine."""

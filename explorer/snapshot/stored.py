@@ -20,12 +20,19 @@ def valid(snap: Any) -> str | None:
         return f"a snapshot must be a map, found {type(snap).__name__}"
     if type(snap.get("taken_ns")) is not int:
         return "a snapshot's taken_ns must be an integer"
-    for key in ("pci", "unreadable"):
-        if not isinstance(snap.get(key, {}), dict):
-            return f"a snapshot's {key} must be a map"
+    if "done_ns" in snap and type(snap["done_ns"]) is not int:
+        return "a snapshot's done_ns must be an integer"
+    if not isinstance(snap.get("unreadable", {}), dict):
+        return "a snapshot's unreadable must be a map"
+    pci = snap.get("pci", {})
+    if not _by_device(pci) or not all(map(_caps_ok, pci.values())):
+        return "a snapshot's pci must map devices to their capabilities (a PASID one with an integer width)"
     intel = snap.get("intel", {})
-    if not isinstance(intel, dict) or not isinstance(intel.get("devices", {}), dict):
-        return "a snapshot's intel.devices must be a map"
+    if not isinstance(intel, dict) or not _by_device(intel.get("devices", {})) or \
+            not all(map(_table_ok, intel.get("devices", {}).values())):
+        return "a snapshot's intel.devices must map devices to their IOMMU and PASID table entries"
+    if not _by_device(intel.get("iommus", {})):
+        return "a snapshot's intel.iommus must map IOMMUs to what they say"
     paging = intel.get("paging_pasids", {})
     if not isinstance(paging, dict) or not all(isinstance(v, list) and all(type(p) is int for p in v)
                                                for v in paging.values()):
@@ -34,6 +41,25 @@ def valid(snap: Any) -> str | None:
     if not isinstance(dumps, dict) or not all(isinstance(v, list) and all(map(_dump_ok, v)) for v in dumps.values()):
         return "a snapshot's intel.translations must map devices to lists of page-table dumps"
     return None
+
+
+def _by_device(v: Any) -> bool:
+    """A map from names (devices, IOMMUs) to maps: what the checks beside the model read by name."""
+    return isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, dict) for k, x in v.items())
+
+
+def _caps_ok(fn: dict[str, Any]) -> bool:
+    """A PCI function's capabilities as explorer.snapshot.pci_caps decodes them, where the checks read them."""
+    pasid, pri = fn.get("pasid"), fn.get("pri")
+    return (pasid is None or isinstance(pasid, dict) and type(pasid.get("width")) is int and "enabled" in pasid) and \
+        (pri is None or isinstance(pri, dict))
+
+
+def _table_ok(entry: dict[str, Any]) -> bool:
+    """A device's VT-d PASID table as explorer.snapshot.intel_debugfs reads it."""
+    pasids = entry.get("pasids", [])
+    return (entry.get("iommu") is None or isinstance(entry["iommu"], str)) and isinstance(pasids, list) and \
+        all(isinstance(e, dict) and type(e.get("pasid")) is int for e in pasids)
 
 
 def _dump_ok(d: Any) -> bool:
@@ -56,8 +82,8 @@ def snapshots(header_extra: dict[str, Any], footer: dict[str, Any] | None,
             continue
         for i, snap in enumerate(listed):
             why = valid(snap)
-            if why is None:
-                found.append({**snap, **of} if of else snap)
+            if why is None:  # (the machine is the holder's to say: a first machine's snapshot names none)
+                found.append({**snap, **of} if of else {k: v for k, v in snap.items() if k != MACHINE})
             else:
                 problems.append(f"{where} key {KEY}[{i}]: {why}")
     return sorted(found, key=lambda s: s["taken_ns"]), problems

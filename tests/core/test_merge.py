@@ -190,6 +190,47 @@ def test_each_machine_s_findings_are_as_certain_as_its_own_probes_saw(tmp_path: 
     assert ("could not see pasid_alloc" in guest.get("lifecycle_unobserved", "")) == (blind == "guest")
 
 
+def test_a_guest_capture_merged_behind_an_imported_log_still_starts_midstream(tmp_path: Path) -> None:
+    """A capture begins with the kernel's PASIDs already there, so a PASID attached that it never saw allocated is
+    no finding (engine.py's midstream rule); judged by the guest's own source, not the first machine's (an
+    imported log's, which does not start midstream). It was a certain 'used but never allocated' error."""
+    log = Header("import:dmesg", host={"kernel": "6.18.0"}, devices=[DeviceInfo(BDF, 20, True, True)])
+    write_events(tmp_path / "host.pasidrec", log, [request(1001 * S, 1, 0x1000)])
+    attach = [make(Kind.PASID_ATTACH, 45 * S, device=BDF, pasid=5, domain=1, domain_type="sva")]
+    write(tmp_path / "guest.pasidrec", GUEST, attach)
+    assert not RecordingIndex.build(Recording(tmp_path / "guest.pasidrec")).anomalies  # alone: clean
+    sources = open_sources([str(tmp_path / "host.pasidrec"), str(tmp_path / "guest.pasidrec")],
+                           offsets={"lab-6.12": 956 * S})
+    merge(sources, tmp_path / "m.pasidrec")
+    idx = RecordingIndex.build(Recording(tmp_path / "m.pasidrec"))
+    assert [(a.rule, a.severity) for a in idx.anomalies if a.machine == 1 and a.severity != "uncertain"] == []
+
+
+@pytest.mark.parametrize("probes", [{"invisible_kinds": ["pasid_alloc"]}, {"invisible_kinds": 7},
+                                    {"invisible_kinds": [[1]]}, {"unavailable": ["x"]}, {"attached": 3}, "x"])
+def test_a_merged_machine_s_unreadable_probe_notes_make_its_findings_uncertain(tmp_path: Path, probes: object,
+                                                                               capsys: pytest.CaptureFixture[str]
+                                                                               ) -> None:
+    """Probe notes of a guest's entry that the header reader would refuse for the first machine: `info` and `check`
+    once stopped with an internal error on them, or read them as 'saw everything' (certain errors)."""
+    from explorer.cli.main import main
+
+    freed = lifecycle(45 * S, guest=False) + [make(Kind.PASID_FREE, 46 * S, pasid=5)]
+    paths = [str(write(tmp_path / f"{name}.pasidrec", machine, lifecycle(1001 * S, guest=False) if name == "host"
+                       else freed)) for name, machine in (("host", HOST), ("guest", GUEST))]
+    merge(open_sources(paths), tmp_path / "m.pasidrec")
+    rec = Recording(tmp_path / "m.pasidrec")
+    header = dataclasses.replace(rec.header, machines=[rec.header.machines[0], dataclasses.replace(
+        rec.header.machines[1], extra={**rec.header.machines[1].extra, "probes": probes})])
+    write_events(tmp_path / "crafted.pasidrec", header, list(rec.iter_events()))
+    assert main(["info", str(tmp_path / "crafted.pasidrec")]) == 0
+    assert "probe notes of the recording it came from are unreadable" in capsys.readouterr().out
+    assert main(["check", str(tmp_path / "crafted.pasidrec"), "--json"]) == 1
+    found = json.loads(capsys.readouterr().out)["anomalies"]
+    freed = {(a.get("machine"), a["severity"]) for a in found if a["kind"] == "free_while_attached"}
+    assert freed == {(1, "uncertain")}
+
+
 def test_a_guest_merged_before_its_probe_notes_were_kept_is_judged_uncertain(tmp_path: Path) -> None:
     """A recording merged by an older version names only the first machine's probes: what a guest's capture saw is
     not known, so its findings are uncertain rather than errors; the host's stay errors. The file still reads."""

@@ -21,6 +21,7 @@ import shutil
 import struct
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -481,3 +482,35 @@ def test_a_copy_is_never_labelled_with_this_hosts_kernel_and_a_root_without_sys_
     r = subprocess.run([sys.executable, "-m", "explorer.cli.main", "snapshot", "--root", str(tmp_path / "nope")],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "holds no sys/ folder" in r.stderr
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda s: s["pci"].update({DEV: 3}), "pci must map devices"),
+    (lambda s: s["pci"].update({DEV: {"pasid": {"enabled": True}}}), "pci must map devices"),
+    (lambda s: s["pci"].update({7: {}}), "pci must map devices"),
+    (lambda s: s["intel"]["devices"].update({DEV: 3}), "intel.devices must map devices"),
+    (lambda s: s["intel"]["devices"].update({DEV: {"iommu": ["dmar0"], "pasids": []}}), "intel.devices must map"),
+    (lambda s: s["intel"]["devices"].update({DEV: {"iommu": "dmar0", "pasids": [5]}}), "intel.devices must map"),
+    (lambda s: s["intel"].update({"iommus": {"dmar0": True}}), "intel.iommus must map"),
+    (lambda s: s.update({"done_ns": "later"}), "done_ns must be an integer"),
+])
+def test_a_snapshot_whose_parts_are_of_the_wrong_shape_is_unusable_not_a_crash(
+        change: Callable[[dict], object], words: str) -> None:
+    """Each part the checks beside the model read by name (explorer/reconcile.py), crafted: `check` once stopped
+    with an internal error on a device's capabilities or table entry that was not a map."""
+    snap = _paging_snapshot(10, [3])
+    snap["pci"] = {DEV: {"pasid": {"width": 20, "enabled": True}}}
+    snap["intel"]["devices"] = {DEV: {"iommu": "dmar0", "pasids": [{"pasid": 3, "pgtt": "first-stage"}]}}
+    assert stored.valid(snap) is None
+    change(snap)
+    assert words in (stored.valid(snap) or "")
+    found, problems = stored.snapshots({"snapshots": [snap]}, None)
+    assert found == [] and len(problems) == 1 and words in problems[0]
+
+
+def test_a_first_machine_s_snapshot_naming_a_machine_is_still_set_beside_the_model() -> None:
+    """Which machine a snapshot is of is the recording's to say (a merged guest's entry): one in the header or
+    footer naming a machine of its own was counted and then silently never compared."""
+    snap = {**_paging_snapshot(10, [3]), stored.MACHINE: "elsewhere"}
+    found, problems = stored.snapshots({"snapshots": [snap]}, None)
+    assert problems == [] and len(found) == 1 and stored.MACHINE not in found[0]
