@@ -6,7 +6,7 @@ index's columns; no Textual.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -62,9 +62,10 @@ def step_on_tracks(index: RecordingIndex, tracks: Iterable[int], current: int | 
 
 
 def candidates(index: RecordingIndex, current: int, forward: bool, visible: np.ndarray,
-               keep: np.ndarray | None = None) -> Iterator[int]:
-    """Events after (before) `current` in recording order on a visible track and of a kept kind, found a chunk of
-    the index's columns at a time, so a step costs little however far the next such event is."""
+               keep: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, int]]:
+    """Events after (before) `current` in recording order on a visible track and of a kept kind, in the order a
+    step visits them, a chunk of the index's columns at a time (maybe none in one), each with the event the scan
+    has reached after it, so a step costs little however far the next such event is."""
     tracks, kinds = index.track_of, index.kinds
     i = current
     while True:
@@ -75,23 +76,32 @@ def candidates(index: RecordingIndex, current: int, forward: bool, visible: np.n
         if keep is not None:
             ok &= keep[kinds[lo:hi]]
         hits = np.flatnonzero(ok) + lo
-        yield from (hits if forward else hits[::-1]).tolist()
         i = hi - 1 if forward else lo
+        yield (hits if forward else hits[::-1]), i
 
 
 def step_global(index: RecordingIndex, current: int, forward: bool, visible: np.ndarray,
                 keep: np.ndarray | None = None) -> int | None:
     """The next (previous) event in recording order that a step may land on."""
-    return next(candidates(index, current, forward, visible, keep), None)
+    return next((int(hits[0]) for hits, _reached in candidates(index, current, forward, visible, keep) if len(hits)),
+                None)
 
 
 def find_text(index: RecordingIndex, current: int, forward: bool, needle: str, visible: np.ndarray,
-              keep: np.ndarray | None = None) -> int | None:
+              keep: np.ndarray | None = None, going: Callable[[int], bool] = lambda _reached: True) -> int | None:
     """The next (previous) such event whose one-line description contains `needle` (any case, as shown or raw);
-    only candidates are decoded."""
+    only candidates are decoded, a chunk's at once. `going(reached)` is asked before each block with the event
+    the scan has reached: when it says no (a newer search, the user left), the search stops and finds nothing."""
     needle = needle.lower()
-    return next((j for j in candidates(index, current, forward, visible, keep)
-                 if needle in searchable(index.event(j).brief())), None)
+    reached = current
+    for hits, then in candidates(index, current, forward, visible, keep):
+        if not going(reached):
+            return None
+        for j, event in zip(hits.tolist(), index.events(hits), strict=True):
+            if needle in searchable(event.brief()):
+                return j
+        reached = then
+    return None
 
 
 def next_anomaly(anomalies: list[Anomaly], times: list[int], current: int | None, t: int, forward: bool
