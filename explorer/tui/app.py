@@ -102,7 +102,7 @@ class ExplorerApp(App[None]):
         Binding("A", "set_mark('a')", "marker A at the cursor", key_display="A", show=False),
         Binding("B", "set_mark('b')", "marker B at the cursor", key_display="B", show=False),
         Binding("x", "clear_marks", "clear markers A and B", show=False),
-        Binding("escape", "clear_filter", "clear filter", show=False),
+        Binding("escape", "clear_filter", "stop a running search, else clear filter", show=False),
         Binding("t", "toggle_theme", "light / dark", show=False),
         Binding("k", "stop_indexing", "stop indexing the rest of a big recording", show=False),
     ]
@@ -132,6 +132,8 @@ class ExplorerApp(App[None]):
         self._stop_indexing = False  # `k`: the user stopped indexing the rest of a big recording
         self._ntracks = len(index.tracks)  # tracks when the rows were last built
         self._ticks = 0  # progress ticks so far
+        self._searches = 0  # searches started: only the latest one's answer lands
+        self._searching: str | None = None  # a running search's status
         self.frame_count = 0  # full refreshes done, for the benchmark and tests
 
     # -- composition ------------------------------------------------------------------------------------------
@@ -194,8 +196,9 @@ class ExplorerApp(App[None]):
         if reselect:
             s.reselect()
         timeline = self.query_one(Timeline)
+        status = s.status(timeline.cell_count, self._source_status())
         view = View(s.window, s.cursor, s.rows, s.expanded, s.selected, self._top,
-                    s.status(timeline.cell_count, self._source_status()),
+                    status if self._searching is None else f"{line(self._searching)} · {status}",
                     (s.mark_a, s.mark_b))
         timeline.show(view)
         self._top = view.top
@@ -356,20 +359,60 @@ class ExplorerApp(App[None]):
             self.action_search()
             return
         current = s.selected_event if s.selected_event is not None else self.index.index_at(s.cursor) - 1
-        self._find(current, delta > 0, s.needle, s.visible_tracks(), s.keep())
+        self._stop_search()
+        self._searching = f"searching '{s.needle}' · esc stops"
+        self.refresh_view(reselect=False)
+        self._find(self._searches, current, delta > 0, s.needle, s.visible_tracks(), s.keep())
+
+    def _stop_search(self) -> None:
+        """A running search stops at its next block, and what it would have found never lands."""
+        self._searches += 1
+        self.workers.cancel_group(self, "search")
+        self._searching = None
 
     @work(thread=True, exclusive=True, group="search")
-    def _find(self, current: int, forward: bool, needle: str, visible: np.ndarray, keep: np.ndarray | None) -> None:
-        found = find_text(self.index, current, forward, needle, visible, keep)
-        self.call_from_thread(self._found, found, needle)
+    def _find(self, search: int, current: int, forward: bool, needle: str, visible: np.ndarray,
+              keep: np.ndarray | None) -> None:
+        """Search number `search` (a newer one, `esc` or leaving stops it), its progress in the status line."""
+        worker = get_current_worker()
+        span = max(self.index.n - 1 - current if forward else current + 1, 1)
+        shown = time.monotonic()
 
-    def _found(self, i: int | None, needle: str) -> None:
+        def going(reached: int) -> bool:
+            nonlocal shown
+            if worker.is_cancelled or not self.is_running:
+                return False
+            if time.monotonic() - shown >= PROGRESS_S:
+                shown = time.monotonic()
+                done = (reached - current if forward else current - reached) / span
+                self.call_from_thread(self._search_progress, search, f"searching '{needle}' {done:.0%} · esc stops")
+            return True
+
+        found = find_text(self.index, current, forward, needle, visible, keep, going)
+        if not worker.is_cancelled and self.is_running:
+            self.call_from_thread(self._found, search, found, needle)
+
+    def _search_progress(self, search: int, status: str) -> None:
+        if search == self._searches:
+            self._searching = status
+            self.refresh_view(reselect=False)
+
+    def _found(self, search: int, i: int | None, needle: str) -> None:
+        if search != self._searches:
+            return
+        self._searching = None
         if i is None:
             self._say(f"no more events matching '{needle}'", 3, "warning")
+            self.refresh_view(reselect=False)
             return
         self.select_event(i, keep_row=False)
 
     def action_clear_filter(self) -> None:
+        if self._searching is not None:  # esc stops a running search first; the next one clears the filter
+            self._stop_search()
+            self._say("search stopped")
+            self.refresh_view(reselect=False)
+            return
         self.query_one("#search", Input).remove_class("shown")
         box = self.query_one("#filter", Input)
         box.remove_class("shown")
