@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from ..events import (
     IOMMU_NO_PASID,
@@ -112,6 +112,15 @@ def _route(att: Attachment | None) -> str:
 def _shared(text: str) -> str:
     """One copy of a name many records hold (a path, an owner): each decoded row brings its own."""
     return sys.intern(text) if text.__class__ is str else text
+
+
+_T = TypeVar("_T")
+
+
+def _of_machine(by_machine: Sequence[_T], machine: int) -> _T:
+    """A merged recording's per-machine setting of machine `machine`; the first's for a number past the table
+    (a crafted row's)."""
+    return by_machine[machine] if machine < len(by_machine) else by_machine[0]
 
 
 def _where(device: str | None, pasid: int | None) -> str:
@@ -266,8 +275,7 @@ class Simulator:
     def _on(self, machine: int, ts: int) -> SimState:
         """Make machine `machine`'s state the one the handlers change (made on its first event, at `ts`)."""
         root = self.root
-        self.unobserved = self.unobserved_of(machine)
-        self.midstream = self._midstream[machine] if machine < len(self._midstream) else self._midstream[0]
+        self.unobserved, self.midstream = self.unobserved_of(machine), _of_machine(self._midstream, machine)
         st = root.of_machine(machine)
         if st is None:
             mine = self._prefixes[machine] if machine < len(self._prefixes) else None
@@ -278,12 +286,12 @@ class Simulator:
             if self.intervals is not None:
                 self._track(st)
         self.state = st
-        self.policy = self._policies[machine] if machine < len(self._policies) else self._policies[0]
+        self.policy = _of_machine(self._policies, machine)
         return st
 
     def unobserved_of(self, machine: int) -> str | None:
         """Why machine `machine` (by number) cannot show the PASID lifecycle; None when it can."""
-        return self._unobserved[machine] if machine < len(self._unobserved) else self._unobserved[0]
+        return _of_machine(self._unobserved, machine)
 
     def _back_to_first(self) -> None:
         """Between events, the first machine's state, rules and coverage are the simulator's, as without machines."""
