@@ -102,8 +102,9 @@ class KernelState:
         rows = kernel_rows(snap, self._states[ts, machine])
         out.append(columns(rows, ("device", "kernel", "model")) if rows else
                    PanelText("no device with a PASID table, a PASID capability or an attachment", style="dim"))
-        for d in self._disagreements:
-            if d.ts_ns == ts and (machine is None or d.device.startswith(f"{machine}/")):
+        names = [m.name for m in self.index.header.machines]
+        for d in self._disagreements:  # (this snapshot's: at its time, on its machine's devices)
+            if d.ts_ns == ts and machine_of_device(d.device, names)[0] == machine:
                 out.append(PanelText(f"  {d.rule}: {d.explanation}", style=alarm if d.severity == "error" else ""))
         out += [PanelText(f"  unusable snapshot: {why}", style="dim") for why in self.problems]
         unread = snap.get("unreadable", {})
