@@ -776,8 +776,7 @@ class RecordingIndex:
         chunks = np.searchsorted(np.array(self._chunk_starts, dtype=np.int64), wanted, side="right") - 1
         edges = [0, *(np.flatnonzero(np.diff(chunks)) + 1).tolist(), len(i_list)]
         for a, b in pairwise(edges):
-            run = i_list[a:b]
-            c = self._chunk_of(run[0])
+            run, c = i_list[a:b], int(chunks[a])  # (the last chunk starting at or before: empty ones skipped)
             rows = self._chunk_rows(c) if b - a > WALK else []
             start = self._chunk_starts[c]
             for i in run:
