@@ -78,9 +78,8 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
         "lost": sum(st.lost for st in (idx.sim.root, *idx.sim.root.others.values())),  # on every machine
         "probes": h.probes,
         "lifecycle_unobserved": idx.sim.unobserved,  # why state is uncertain from the start, or None
-        "kernel_rules": idx.sim.policy.describe(),
-        "kernel_facts": [{"key": f.key, "versions": str(f.span), "text": f.text, "hooks": list(f.hooks),
-                          "blind": f.blind} for f in applied_facts(h.probes, h.kernel)],
+        "kernel_rules": idx.sim.policy_of(0).describe(),
+        "kernel_facts": _facts(h.probes, h.kernel),
     }
     if "import" in footer:
         info["import"] = footer["import"]
@@ -97,15 +96,26 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
 
 
 def _machines(idx: RecordingIndex, machines: list[Machine]) -> list[dict[str, Any]]:
-    """The machine table; in a merged recording, each other machine with why its capture could not see the PASID
+    """The machine table; in a merged recording, each other machine with the kernel rules and facts it is judged
+    by (its own kernel's: the top-level ones are the first machine's) and why its capture could not see the PASID
     lifecycle, if it could not (its snapshots are left out here: `snapshots` lists them with the rest)."""
     out = []
     for i, m in enumerate(machines):
         d = {k: v for k, v in m.to_dict().items() if k != stored.KEY}
-        if i and idx.sim.unobserved_of(i):
-            d["lifecycle_unobserved"] = idx.sim.unobserved_of(i)
+        if i:
+            probes = m.extra.get("probes")
+            d["kernel_rules"] = idx.sim.policy_of(i).describe()
+            d["kernel_facts"] = _facts(probes if isinstance(probes, dict) else None, m.kernel)
+            if idx.sim.unobserved_of(i):
+                d["lifecycle_unobserved"] = idx.sim.unobserved_of(i)
         out.append(d)
     return out
+
+
+def _facts(probes: dict[str, Any] | None, kernel: str | None) -> list[dict[str, Any]]:
+    """The kernel facts a machine's events are read by, as `info` lists them."""
+    return [{"key": f.key, "versions": str(f.span), "text": f.text, "hooks": list(f.hooks), "blind": f.blind}
+            for f in applied_facts(probes, kernel)]
 
 
 def _distinct(values: np.ndarray) -> np.ndarray:
@@ -177,11 +187,9 @@ def info_text(info: dict[str, Any]) -> list[str]:
     host = info["host"]
     if host:
         lines.append("  host: " + ", ".join(f"{k} {v}" for k, v in host.items() if v is not None))
-    lines += _machine_lines(info["machines"])
-    lines.append(f"  rules: {info['kernel_rules']}")
-    for f in info.get("kernel_facts", []):
-        blind = " [blind spot: no hook sees it]" if f["blind"] else ""
-        lines.append(f"    {f['key']} ({f['versions']}): {f['text']}{blind}")
+    lines += _machine_lines(info)
+    if len(info["machines"]) < 2:  # (a merged recording's are under each machine)
+        lines += _rule_lines(info, "  ")
     a, b = info["time_range_ns"]
     lines.append(f"  {info['events']:,} events over {fmt_ns(b - a)} ({info['clock']} clock), "
                  f"{info['chunks'] if info['chunks'] is not None else '-'} chunks")
@@ -204,9 +212,8 @@ def info_text(info: dict[str, Any]) -> list[str]:
         shown = ", ".join(f"{p['pasid']} on {p['device']}" for p in pairs[:20]) + \
             (f" ... ({len(pairs)} in all)" if len(pairs) > 20 else "")
         lines.append(f"  {space} PASIDs (the driver's own numbering, not the IOMMU's global space): {shown}")
-    probes = info.get("probes") or {}
-    for hook, why in (probes.get("unavailable") or {}).items():
-        lines.append(f"  not observed: {hook}: {why}")
+    if len(info["machines"]) < 2:
+        lines += _unobserved_hook_lines(info.get("probes"), "  ")
     if info.get("lifecycle_unobserved"):
         lines.append("  state uncertain from the start: the PASID lifecycle was not observed, so findings a missing "
                      "allocation, bind or attach could explain are marked uncertain")
@@ -229,9 +236,28 @@ def info_text(info: dict[str, Any]) -> list[str]:
     return [line(x) for x in lines]  # titles, hosts, devices and samples come from the input: one line each
 
 
-def _machine_lines(machines: list[dict[str, Any]]) -> list[str]:
-    """Which machines the events happened on and whether their clocks can be aligned with another's."""
+def _rule_lines(d: dict[str, Any], indent: str, label: str = "rules") -> list[str]:
+    """The kernel rules and facts a machine is judged by (`info`'s, or a merged recording's other machine's)."""
+    lines = [f"{indent}{label}: {d['kernel_rules']}"]
+    for f in d.get("kernel_facts", []):
+        blind = " [blind spot: no hook sees it]" if f["blind"] else ""
+        lines.append(f"{indent}  {f['key']} ({f['versions']}): {f['text']}{blind}")
+    return lines
+
+
+def _unobserved_hook_lines(probes: object, indent: str) -> list[str]:
+    """The hooks a capture could not attach, with why (a crafted entry of another shape says nothing)."""
+    unavailable = probes.get("unavailable") if isinstance(probes, dict) else None
+    return [f"{indent}not observed: {hook}: {why}" for hook, why in
+            (unavailable.items() if isinstance(unavailable, dict) else ())]
+
+
+def _machine_lines(info: dict[str, Any]) -> list[str]:
+    """Which machines the events happened on and whether their clocks can be aligned with another's; a merged
+    recording's machines each with the kernel rules it is judged by (its own kernel's) and the hooks its capture
+    could not attach."""
     lines = []
+    machines = info["machines"]
     for i, d in enumerate(machines):
         m = Machine.from_dict(d, f"machines[{i}]")
         about = ", ".join(x for x in (m.kernel and f"kernel {m.kernel}", m.boot_id and f"boot {m.boot_id}") if x)
@@ -244,6 +270,13 @@ def _machine_lines(machines: list[dict[str, Any]]) -> list[str]:
         else:
             how = "no clock readings: aligning it with another machine's recording needs --offset"
         lines.append(f"  machine {m.name}{f' ({about})' if about else ''}: {how}")
+        if len(machines) > 1:
+            rules = info if i == 0 else d
+            if i and (d["kernel_rules"], d["kernel_facts"]) == (info["kernel_rules"], info["kernel_facts"]):
+                lines.append(f"    its rules: as machine {machines[0].get('name')}'s")
+            else:
+                lines += _rule_lines(rules, "    ", "its rules")
+            lines += _unobserved_hook_lines(info.get("probes") if i == 0 else d.get("probes"), "    ")
         if d.get("lifecycle_unobserved"):
             lines.append(f"    its PASID lifecycle was not observed ({d['lifecycle_unobserved']}): its findings a "
                          "missing allocation, bind or attach could explain are uncertain")

@@ -289,6 +289,10 @@ class Simulator:
         self.policy = _of_machine(self._policies, machine)
         return st
 
+    def policy_of(self, machine: int) -> Rules:
+        """The kernel rules machine `machine` (by number) is judged by: a merged recording's guest, its own kernel's."""
+        return _of_machine(self._policies, machine)
+
     def unobserved_of(self, machine: int) -> str | None:
         """Why machine `machine` (by number) cannot show the PASID lifecycle; None when it can."""
         return _of_machine(self._unobserved, machine)

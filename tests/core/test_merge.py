@@ -300,3 +300,26 @@ def test_links_are_exactly_the_pairs_that_can_only_be_each_other(raw: list) -> N
         if len(hosts) == 1 and hosts[0] in once and [x for x in keys if _passed_on(hosts[0], x, window)] == [g]:
             expected[g], expected[hosts[0]] = hosts[0], g
     assert links == expected
+
+
+def test_info_names_each_machine_s_own_kernel_rules_and_blind_hooks(tmp_path: Path) -> None:
+    """A 6.18 host and a 6.12 guest are judged by different rules (kernel_facts.py: `alloc.user`, user-chosen
+    iommufd PASIDs through VFIO_DEVICE_ATTACH_PASID, is 6.15+), and each capture missed its own hooks: `info`
+    says which rules and which gaps belong to which machine, not the host's for both."""
+    blind = {"unavailable": {"fentry:iommu_sva_bind_device": "blocked by lockdown"}}
+    paths = [str(write(tmp_path / "host.pasidrec", HOST, lifecycle(1001 * S, guest=False))),
+             str(write(tmp_path / "guest.pasidrec", GUEST, lifecycle(45 * S, guest=True), blind))]
+    merge(open_sources(paths), tmp_path / "m.pasidrec")
+    from core.test_cli import cli
+
+    info = json.loads(cli("info", str(tmp_path / "m.pasidrec"), "--json").stdout)
+    host, guest = info["machines"]
+    assert info["kernel_rules"].startswith("kernel 6.18") and guest["kernel_rules"].startswith("kernel 6.12")
+    assert "alloc.user" in [f["key"] for f in info["kernel_facts"]]
+    assert "alloc.user" not in [f["key"] for f in guest["kernel_facts"]]
+    text = cli("info", str(tmp_path / "m.pasidrec")).stdout
+    under_host, under_guest = text.split("  machine host")[1].split("  machine lab-6.12")
+    assert "its rules: kernel 6.18" in under_host and "alloc.user" in under_host
+    assert "its rules: kernel 6.12" in under_guest and "alloc.user" not in under_guest.split("events over")[0]
+    assert "not observed: fentry:iommu_sva_bind_device: blocked by lockdown" in under_guest
+    assert "not observed" not in under_host
