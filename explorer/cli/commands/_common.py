@@ -26,14 +26,17 @@ def count(least: int) -> Callable[[str], int]:
     return read
 
 
-def positive(text: str) -> float:
-    """An option's time or length above zero (a negative age would report every answer as late)."""
+def milliseconds(text: str) -> float:
+    """An option's time in milliseconds, above zero (a negative age would report every answer as late) and not
+    below the clocks' 1 ns (it would be taken as 0 ns)."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not value > 0 or math.isinf(value):
         raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    if value < 1e-6:
+        raise argparse.ArgumentTypeError(f"expected at least 0.000001 (1 ns, the clocks' unit), got {text!r}")
     return value
 
 

@@ -15,7 +15,7 @@ from ...summary import anomaly_text, check_report, info_text, interval_text
 from ...text import line
 from ...units import fmt_ns
 from ..progress import Progress
-from ._common import count, open_with_progress, positive, print_json, warn_damage
+from ._common import count, milliseconds, open_with_progress, print_json, warn_damage
 
 ORDER = 30
 SHOWN_PER_RULE = 10  # findings of each kind `check` prints without --all
@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="print one JSON object (info plus 'anomalies'; for a fleet, 'recordings' and 'summary')")
     p.add_argument("--all", action="store_true",
                    help=f"print every finding (default: a summary, then the first {SHOWN_PER_RULE} of each kind)")
-    p.add_argument("--stale-ms", type=positive, default=None, metavar="MS",
+    p.add_argument("--stale-ms", type=milliseconds, default=None, metavar="MS",
                    help="report page-request groups unanswered this long (default 100, or the scenario's)")
     p.add_argument("--jobs", "-j", type=count(1), default=os.cpu_count() or 1, metavar="N",
                    help="fleet: recordings checked at once, each in its own process (default: the CPUs here)")

@@ -11,7 +11,7 @@ from pathlib import Path
 from ...errors import ExplorerError
 from ...loading import FIRST_SCREEN
 from ...scenarios import bundled_scenarios
-from ._common import need_terminal, open_with_progress, positive
+from ._common import milliseconds, need_terminal, open_with_progress
 from .merge import ALIGNMENT_HELP, add_machine_arguments, merge_files
 
 ORDER = 5
@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "the host's first, then its guests', on one timeline")
     p.add_argument("--layout", help="layout name (debug, teaching, compact) or a layout .yaml file (default: "
                                     "compact below 120x36, else teaching for scenarios and debug otherwise)")
-    p.add_argument("--stale-ms", type=positive, metavar="MS",
+    p.add_argument("--stale-ms", type=milliseconds, metavar="MS",
                    help="age at which an unanswered page-request group is reported (default 100)")
     add_machine_arguments(p)
     p.set_defaults(func=run)
