@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
 
 from ..text import line, raw
 
@@ -12,11 +11,10 @@ from ..text import line, raw
 class Progress:
     """Call with (done, total); redraws at most ten times a second and only on a terminal."""
 
-    def __init__(self, label: str, unit: str = "events", stream: TextIO | None = None,
-                 enabled: bool | None = None) -> None:
+    def __init__(self, label: str, unit: str = "events") -> None:
         self.label, self.unit = line(label), unit
-        self.stream = stream or raw(sys.stderr)  # its own \r and erase-line, which the CLI's stderr would escape
-        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.stream = raw(sys.stderr)  # its own \r and erase-line, which the CLI's stderr would escape
+        self.enabled = self.stream.isatty()
         self.start = time.monotonic()
         self._last = 0.0
         self._shown = False

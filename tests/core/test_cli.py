@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -156,6 +159,47 @@ def test_a_number_that_means_nothing_is_refused_before_any_work(tmp_path: Path, 
     r = cli(*(a.format(rec=rec) for a in args), cwd=tmp_path)
     assert r.returncode == 2 and words in r.stderr, r.stderr
     assert not (tmp_path / "x.pasidrec").exists()
+
+
+def _on_a_terminal(args: list[str], cwd: Path, *, stderr_to_file: bool = False) -> tuple[int, bytes, str]:
+    """Run the CLI with standard input and output (and error, unless `stderr_to_file`) on a pseudo-terminal, as
+    in a user's shell: its exit status, what reached the terminal and what went to the file."""
+    main, tty = os.openpty()
+    err = subprocess.PIPE if stderr_to_file else tty
+    p = subprocess.Popen([sys.executable, "-m", "explorer.cli.main", *args], cwd=cwd, stdin=tty, stdout=tty,
+                         stderr=err, env=os.environ | {"PYTHONPATH": str(ROOT)})
+    os.close(tty)
+    shown = bytearray()
+    deadline = time.monotonic() + 60
+    try:
+        while select.select([main], [], [], max(deadline - time.monotonic(), 0))[0]:
+            if not (chunk := os.read(main, 65536)):
+                break
+            shown += chunk
+    except OSError:  # (the terminal's other end closed: the process is gone)
+        pass
+    finally:
+        os.close(main)
+        p.kill()  # (one that still runs, waiting for keys, fails the test rather than hang it)
+    to_file = p.stderr.read().decode() if p.stderr is not None else ""
+    return p.wait(), bytes(shown), to_file
+
+
+def test_export_s_progress_redraws_one_terminal_line(tmp_path: Path) -> None:
+    """It was escaped as text (`\\x0d\\x1b[K...`), dozens of lines of it, where import's redraws in place."""
+    rec = tmp_path / "big.pasidrec"
+    assert cli("generate", "--events", "300000", "-o", str(rec)).returncode == 0
+    code, shown, _ = _on_a_terminal(["export", str(rec), "--to", "jsonl", "-o", str(tmp_path / "o.jsonl")], tmp_path)
+    assert code == 0 and b"\rexporting" in shown.replace(b"\x1b[K", b""), shown[:300]
+    assert b"\\x0d" not in shown and b"\\x1b" not in shown
+
+
+def test_the_explorer_with_its_error_stream_redirected_says_so_on_the_terminal(tmp_path: Path) -> None:
+    """The screen is drawn on standard error: `replay rec 2>err.log` once left the terminal blank and filled the
+    file with the screen, and only a blind `q` ended it."""
+    rec = str(SCENARIOS["01-two-processes-one-device"].recording_path)
+    code, _, to_file = _on_a_terminal(["replay", rec], tmp_path, stderr_to_file=True)
+    assert code == 2 and to_file.count("\n") == 1 and "shows its screen on a terminal" in to_file
 
 
 @pytest.mark.parametrize("args", [["replay", "{rec}"], []])

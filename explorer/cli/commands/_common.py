@@ -41,11 +41,11 @@ def milliseconds(text: str) -> float:
 
 
 def need_terminal(command: str) -> None:
-    """The explorer draws a screen and reads keys: without a terminal on both ends it would write its escape
-    sequences into a file and wait for keys that never come."""
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise ExplorerError(f"{command} shows its screen on a terminal, and standard input or output is not one: "
-                            "run it in a terminal, or read a recording with check, info or export")
+    """The explorer draws a screen (on standard error, as Textual does) and reads keys: without a terminal on
+    every end it would write its escape sequences into a file and wait for keys that never come."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty() and sys.stderr.isatty()):
+        raise ExplorerError(f"{command} shows its screen on a terminal, and standard input, output or error is not "
+                            "one: run it in a terminal, or read a recording with check, info or export")
 
 
 def open_with_progress(path: str, stale_ms: float | None = None, *, model: bool = True,

@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     if args.output == "-" and args.to in BINARY and sys.stdout.isatty():
         raise InputError("-", "", f"--to {args.to} writes a binary trace: name a file with -o, or pipe it")
-    progress = Progress(f"exporting {args.file}", stream=sys.stderr)
+    progress = Progress(f"exporting {args.file}")
     damage: list[str] = []
     n = export(args.file, args.to, args.output, progress=progress, damage=damage, anomalies=args.anomalies)
     progress.done()
