@@ -159,7 +159,10 @@ class Anomaly:
                     severity=str(self.severity))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.rule, "title": self.title, "severity": str(self.severity), "time_ns": self.ts_ns,
-                "device": self.device, "pasid": self.pasid, "explanation": self.explanation,
-                "evidence": list(self.evidence), "repeats": self.repeats.count, "last_ns": self.repeats.last_ns,
+        """`check --json`'s finding: `rule`, `ts_ns` and `count` as the exports name them (`kind`, `time_ns` and
+        `repeats`, the count less one, are the names scripts written before them read)."""
+        return {"rule": self.rule, "kind": self.rule, "title": self.title, "severity": str(self.severity),
+                "ts_ns": self.ts_ns, "time_ns": self.ts_ns, "device": self.device, "pasid": self.pasid,
+                "explanation": self.explanation, "evidence": list(self.evidence), "count": 1 + self.repeats.count,
+                "repeats": self.repeats.count, "last_ns": self.repeats.last_ns,
                 **({"machine": self.machine} if self.machine else {})}

@@ -51,6 +51,12 @@ def test_check_exits_0_when_clean_and_1_with_anomalies_listed_in_json() -> None:
         assert {"kind", "time_ns", "device", "pasid", "explanation"} <= a.keys() and a["explanation"]
     text = cli("check", str(SCENARIOS["06-buggy-driver"].recording_path))
     assert "PASID freed while still attached" in text.stdout and "evidence #" in text.stdout
+    # the same findings, by the same names, as the export's anomaly events (`rule`, `ts_ns`): `jq '.rule'` reads both
+    exported = cli("export", str(SCENARIOS["06-buggy-driver"].recording_path), "--to", "jsonl", "--anomalies",
+                   "-o", "-")
+    rows = [json.loads(x) for x in exported.stdout.splitlines()]
+    assert sorted((r["rule"], r["ts_ns"]) for r in rows if "rule" in r) == \
+        sorted((a["rule"], a["ts_ns"]) for a in anomalies for _ in range(a["count"]))
 
 
 def test_check_stale_threshold_is_configurable() -> None:
