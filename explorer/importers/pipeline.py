@@ -31,7 +31,8 @@ from .detect import FORMATS, TRACE_DAT_MAGIC, Sniff, not_text, sniff
 from .ftrace import FtraceImporter
 from .kernel_log import KernelLogImporter
 from .prefix import YearGuess
-from .scan import BLOCK, FoundLines
+from .scan import BLOCK, BlockScanner, FoundLines
+from .split import can_split, import_split
 
 SNIFF_BYTES = 1 << 16
 SNIFF_MAX = 1 << 24  # the most read to find the input's first complete lines
@@ -98,12 +99,15 @@ def _last_line(f: IO[bytes]) -> str:
 Runs = list[tuple[bytes, int, int]]  # runs of whole lines, `block[start:end]`
 
 
-def _blocks(f: BinaryIO, head: bytes, path: str) -> Iterator[tuple[Runs, int]]:
+def _blocks(f: BinaryIO, head: bytes, path: str, cut: bytes = b"", done: int = 0, to_end: bool = True
+            ) -> Iterator[tuple[Runs, int]]:
     """The whole lines of each read, as runs `block[start:end]` of about BLOCK bytes, and how many input bytes
     have been consumed after them. Each read is scanned where it lies, never copied: only a line that straddles
-    two reads is joined, and handed over on its own before the rest of the read."""
-    partial: list[bytes] = []  # the beginning of a line, from earlier reads
-    held = done = 0
+    two reads is joined, and handed over on its own before the rest of the read. A range of the input (split.py)
+    starts `done` bytes in, after `cut`, the beginning of the line its start cuts; the line its end cuts is left
+    to the next range, unless the range reaches the input's end (`to_end`)."""
+    partial: list[bytes] = [cut] if cut else []  # the beginning of a line, from earlier reads
+    held = len(cut)
     chunk = head or f.read(BLOCK)
     while chunk:
         done += len(chunk)
@@ -128,7 +132,7 @@ def _blocks(f: BinaryIO, head: bytes, path: str) -> Iterator[tuple[Runs, int]]:
         if last < len(chunk):
             partial, held = [chunk[last:]], len(chunk) - last
         chunk = f.read(BLOCK)
-    if partial:
+    if partial and to_end:
         line = b"".join(partial)
         yield [(line, 0, held)], done
 
@@ -228,18 +232,28 @@ def _run(path: str, f: BinaryIO, size: int, head: bytes, s: Sniff, chosen: str, 
     mixed = bool(s.evidence.get("kernel-log") and s.evidence.get("ftrace"))
     with collector_paused():  # rows are short-lived or written out
         importer = _importer(chosen, Sink(writer, header.source, stats), stats, clock, years, mixed)
-        scanner = importer.scanner
-        with closing(read_ahead(_blocks(f, head, path), scanner.find)) as blocks:
-            for found, done in blocks:
-                for lines in found:
-                    scanner.take(lines)
-                if progress is not None:
-                    progress(done, size)
+        if isinstance(importer, KernelLogImporter) and can_split(size, f.seekable(), chosen, clock, mixed):
+            def make(sink: Sink, stats: ImportStats) -> TextImporter:
+                return _importer(chosen, sink, stats, clock, YearGuess(years.year), mixed)
+
+            import_split(importer, f, path, size, head, _blocks, BLOCK, make, writer, progress)
+        else:
+            _read_all(importer.scanner, f, head, path, size, progress)
         importer.finish()
         if stats.parsed == 0 and not s.evidence.get(chosen):
             raise _not_recognised(path, s, f"nothing in it reads as {chosen}", len(head))
         writer.close("complete", **{"import": stats.footer()})
     return stats
+
+
+def _read_all(scanner: BlockScanner, f: BinaryIO, head: bytes, path: str, size: int,
+              progress: ProgressFn | None) -> None:
+    with closing(read_ahead(_blocks(f, head, path), scanner.find)) as blocks:
+        for found, done in blocks:
+            for lines in found:
+                scanner.take(lines)
+            if progress is not None:
+                progress(done, size)
 
 
 def _importer(chosen: str, sink: Sink, stats: ImportStats, clock: str, years: YearGuess,

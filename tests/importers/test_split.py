@@ -1,0 +1,163 @@
+"""A big dmesg log is parsed in worker processes, range by range, and must make the very file the single-process
+import makes, byte for byte after the header's creation time, wherever the ranges fall: in a record spread over
+lines, between a status line and its faults, after the last fault a "callbacks suppressed" line speaks for. Here the
+reads and ranges are made tiny, so that a small log is cut in hundreds of places, and the state a worker rebuilds
+before its range is made short, so that this process often has to parse a range itself. A worker that fails or is
+killed changes nothing but the time; Ctrl-C stops the import and its workers, and leaves no file."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from explorer.importers import import_log, pipeline, split
+from explorer.recording import Recording
+from explorer.recording.framing import FRAME, MAGIC
+
+FIXTURES = Path(__file__).parent / "fixtures"
+sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
+bench = __import__("import")  # the benchmark's log generator: the fixtures' records re-stamped among other lines
+
+
+def _dmesg_cases() -> list[str]:
+    return [case["log"] for path in sorted(FIXTURES.glob("*.yaml"))
+            for case in yaml.safe_load(path.read_text())["cases"] if not case.get("format") and not case.get("clock")]
+
+
+def _recorded(path: Path) -> tuple[dict[str, Any], bytes]:
+    """The file as a user gets it: its header but for the time it was made, then every byte after the header."""
+    data = path.read_bytes()
+    with Recording(path) as rec:
+        header = rec.header.to_dict()
+    del header["created_unix"]
+    _, length, _ = FRAME.unpack_from(data, len(MAGIC))
+    return header, data[len(MAGIC) + FRAME.size + length:]
+
+
+def _geometry(monkeypatch: pytest.MonkeyPatch, sniff: int, block: int, reads: int, overlap: int) -> None:
+    monkeypatch.setattr(pipeline, "SNIFF_BYTES", sniff)
+    monkeypatch.setattr(pipeline, "BLOCK", block)
+    monkeypatch.setattr(split, "RANGE_READS", reads)
+    monkeypatch.setattr(split, "OVERLAP", overlap)
+
+
+def _both_ways(src: Path, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Import `src` in one process and split; assert the two files are the same. Returns how the split went."""
+    monkeypatch.setattr(split, "SPLIT_MIN", 1 << 62)
+    import_log(str(src), tmp / "one.pasidrec")
+    seen = {"adopted": 0, "parsed here": 0}
+    adopt, parse_range = split._adopt, split.parse_range
+
+    def adopted(*args: Any) -> None:
+        seen["adopted"] += 1
+        adopt(*args)
+
+    def parsed(*args: Any, before: Any = None) -> None:
+        seen["parsed here"] += before is None  # (a worker's own parse passes `before`)
+        parse_range(*args, before=before)
+
+    monkeypatch.setattr(split, "_adopt", adopted)
+    monkeypatch.setattr(split, "parse_range", parsed)
+    monkeypatch.setattr(split, "SPLIT_MIN", 0)
+    for thread in threading.enumerate():  # the import forks only a process of one thread: the reader must be gone
+        if thread is not threading.main_thread():
+            thread.join()
+    import_log(str(src), tmp / "split.pasidrec")
+    assert _recorded(tmp / "split.pasidrec") == _recorded(tmp / "one.pasidrec")
+    return seen
+
+
+@pytest.mark.parametrize(("block", "reads", "overlap"), [(48, 1, 100), (300, 2, 4096), (1000, 1, 7), (4096, 3, 1)])
+def test_every_fixture_case_in_a_row_imports_the_same_split(block: int, reads: int, overlap: int, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "all.log"
+    src.write_text("".join(_dmesg_cases()) * 3)
+    _geometry(monkeypatch, 2048, block, reads, overlap)
+    seen = _both_ways(src, tmp_path, monkeypatch)
+    assert seen["adopted"] > 0
+
+
+@pytest.mark.parametrize(("seed", "share", "crlf"), [(1, 0.3, False), (2, 0.9, True), (3, 0.05, False)])
+def test_the_benchmarks_log_imports_the_same_split(seed: int, share: float, crlf: bool, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "mixed.log"
+    bench.generate(src, 20_000, share, seed)
+    if crlf:
+        src.write_bytes(src.read_bytes().replace(b"\n", b"\r\n"))
+    _geometry(monkeypatch, 1 << 16, 4096, 2, 8192)
+    seen = _both_ways(src, tmp_path, monkeypatch)
+    assert seen["adopted"] > 0
+
+
+_records, _noise = bench.pools()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(picks=st.lists(st.tuples(st.booleans(), st.integers(0, 10_000)), min_size=20, max_size=300),
+       sniff=st.integers(64, 4096), block=st.integers(16, 2048), reads=st.integers(1, 3),
+       overlap=st.integers(1, 3000))
+def test_a_log_cut_anywhere_imports_the_same_split(picks: list[tuple[bool, int]], sniff: int, block: int, reads: int,
+                                                   overlap: int, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records and other lines in any order, read and split at any size: the same file."""
+    lines: list[str] = []
+    for is_record, i in picks:
+        lines += _records[i % len(_records)] if is_record else [_noise[i % len(_noise)]]
+    src = tmp_path / "cut.log"
+    src.write_text("\n".join(lines) + "\n")
+    _geometry(monkeypatch, sniff, block, reads, overlap)
+    _both_ways(src, tmp_path, monkeypatch)
+
+
+def _dies_on_its_second_range(start: int, end: int | None) -> split.Parsed | None:
+    if start == SECOND_RANGE:
+        os._exit(3)  # as the kernel's OOM killer would end it
+    return _parse(start, end)
+
+
+def _fails_every_other_range(start: int, end: int | None) -> split.Parsed | None:
+    return None if random.Random(start).random() < 0.5 else _parse(start, end)
+
+
+_parse = split._parse
+SECOND_RANGE = (1 << 16) + 2 * 4096  # the first read, then a range of two reads
+
+
+@pytest.mark.parametrize("worker", [_dies_on_its_second_range, _fails_every_other_range])
+def test_a_worker_that_fails_or_is_killed_changes_nothing_but_the_time(worker: Any, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       capfd: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "mixed.log"
+    bench.generate(src, 20_000, 0.3, 4)
+    _geometry(monkeypatch, 1 << 16, 4096, 2, 8192)
+    monkeypatch.setattr(split, "_parse", worker)
+    seen = _both_ways(src, tmp_path, monkeypatch)
+    assert seen["parsed here"] > 0
+    assert capfd.readouterr().err == ""  # not a word of it on the terminal
+
+
+def test_ctrl_c_stops_the_import_and_its_workers_and_leaves_no_file(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    src, out = tmp_path / "mixed.log", tmp_path / "out.pasidrec"
+    bench.generate(src, 20_000, 0.3, 5)
+    _geometry(monkeypatch, 1 << 16, 4096, 2, 8192)
+    monkeypatch.setattr(split, "SPLIT_MIN", 0)
+
+    def interrupt(done: int, total: int) -> None:
+        if done > total // 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        import_log(str(src), out, progress=interrupt)
+    assert not out.exists() and list(tmp_path.iterdir()) == [src]
+    assert multiprocessing.active_children() == []
