@@ -10,14 +10,17 @@ Then, in one run, interleaved and best of --repeat:
   (a) the baseline: read the file line by line and test each line with the importer's own keyword pattern
       (what `grep -c` does, in Python); nothing is decoded or kept;
   (b) the import: detection, parsing, decoding, writing the recording - in a child process, whose peak RSS
-      is reported. The import reads and scans the next block on a second thread while it parses this one, so
-      its CPU time (both threads, import_cpu_s) is reported beside the baseline's (baseline_cpu_s).
+      is reported. The import reads and scans the next block on a second thread while it parses this one, and a
+      big log's ranges are parsed by worker processes (one per core, explorer/importers/split.py), so its CPU
+      time (every thread of every process, import_cpu_s) is reported beside the baseline's (baseline_cpu_s).
 Also reported: a block scan (the keyword pattern run over whole blocks, the importer's own first stage), a
 stricter reference than (a): the import does far more than find lines, and that scan is the floor of any import.
 The last line is one JSON object with lines_per_s, baseline_lines_per_s, ratio (import / baseline; target >= 0.8),
 ratio_vs_block_scan, import_cpu_s, baseline_cpu_s and cpu_ratio (baseline / import, in CPU time: what a loaded
-machine, with no core to spare, would give) and peak_rss_mb (the import's own peak resident set, VmHWM, flat across
-sizes when memory is bounded), at the largest size, with `sizes` listing the figures at every size.
+machine, with no core to spare, would give) and peak_rss_mb (the import's peak resident set, VmHWM, plus each worker
+process's, counted as the largest worker's peak each: flat across sizes when memory is bounded; pages the workers
+share with the importing process count in each), at the largest size, with `sizes` listing the figures at every
+size, and `workers`, the number of worker processes.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import multiprocessing as mp
 import os
 import random
 import re
+import resource
 import sys
 import tempfile
 import time
@@ -41,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from _sizes import parser, run  # noqa: E402
 
 from explorer.allocator import return_big_buffers  # noqa: E402
-from explorer.importers import import_log  # noqa: E402
+from explorer.importers import import_log, split  # noqa: E402
 from explorer.importers.kernel_log import KEYWORDS  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "importers" / "fixtures"
@@ -125,12 +129,15 @@ def _child(path: str, out: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
     t0, c0 = time.perf_counter(), time.process_time()  # the process's CPU: every thread's
     stats = import_log(path, out)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)  # the import's worker processes, all ended by now
+    n_workers = split.workers() if workers.ru_maxrss else 0
     with open("/proc/self/status") as f:  # the import's own peak (getrusage's would count the parent's)
         peak_kb = int(re.search(r"VmHWM:\s+(\d+)", f.read())[1])  # type: ignore[index]
-    q.put((elapsed, stats.lines, stats.events, stats.parsed, stats.unknown, peak_kb, cpu))
+    q.put((elapsed, stats.lines, stats.events, stats.parsed, stats.unknown, peak_kb + n_workers * workers.ru_maxrss,
+           cpu + workers.ru_utime + workers.ru_stime, n_workers))
 
 
-def timed_import(path: Path, out: Path) -> tuple[float, int, int, int, int, int, float]:
+def timed_import(path: Path, out: Path) -> tuple[float, int, int, int, int, int, float, int]:
     ctx = mp.get_context("spawn")  # a fresh interpreter: its memory is the import's alone
     q = ctx.Queue()
     p = ctx.Process(target=_child, args=(str(path), str(out), q))
@@ -162,7 +169,7 @@ def measure(n_lines: int, share: float, seed: int, repeat: int, say: Callable[..
             say(f"run {r + 1}: grep-style scan {g:.2f} s ({hits:,} keyword lines), import {result[0]:.2f} s "
                 f"({result[2]:,} events)")
         assert result is not None
-        _, n_lines_read, events, parsed, unknown, peak_kb, _ = result
+        _, n_lines_read, events, parsed, unknown, peak_kb, _, workers = result
         assert n_lines_read == lines == n, (n_lines_read, lines, n)
         out_size = out.stat().st_size
     report = {
@@ -176,7 +183,7 @@ def measure(n_lines: int, share: float, seed: int, repeat: int, say: Callable[..
         "block_scan_lines_per_s": round(lines / best_block), "ratio_vs_block_scan": round(best_block / best_import, 3),
         "import_cpu_s": round(best_import_cpu, 3), "baseline_cpu_s": round(best_grep_cpu, 3),
         "cpu_ratio": round(best_grep_cpu / best_import_cpu, 3),
-        "peak_rss_mb": round(peak_kb / 1024, 1), "recording_mb": round(out_size / 2**20, 2),
+        "peak_rss_mb": round(peak_kb / 1024, 1), "workers": workers, "recording_mb": round(out_size / 2**20, 2),
         "ns_per_line": round(best_import / lines * 1e9, 1), "cpus": os.cpu_count(),
     }
     say(f"import: {report['lines_per_s']:,} lines/s ({report['mb_per_s']} MiB/s), grep-style scan: "

@@ -22,6 +22,7 @@ and line-numbered clocks carry a year or a line count through the whole file.
 from __future__ import annotations
 
 import copy
+import gc
 import os
 import signal
 import threading
@@ -37,7 +38,7 @@ from ..events import Row
 from .core import ImportStats, Sink, TextImporter
 from .kernel_log import KernelLogImporter
 
-SPLIT_MIN = 48 << 20  # smaller inputs stay in this process: starting the workers costs more than they save
+SPLIT_MIN = 32 << 20  # smaller inputs stay in this process: starting the workers costs more than they save
 RANGE_READS = 4  # a worker's range: a few of the import's reads
 OVERLAP = 256 << 10  # parsed before a range, to bring the parsers' state up to its first line
 AHEAD = 2  # ranges handed out per worker beyond the one being written: bounds what waits in memory
@@ -48,10 +49,17 @@ ProgressFn = Callable[[int, int], None]
 Factory = Callable[[Sink, ImportStats], TextImporter]  # builds the import's importer around a sink
 
 
+def workers() -> int:
+    """Worker processes an import starts: one per core this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
 def can_split(size: int, seekable: bool, chosen: str, clock: str, mixed: bool) -> bool:
-    """Whether this import is split across processes (see the module's note), on a machine with a core to spare."""
+    """Whether this import is split across processes (see the module's note): on a machine with a core to spare,
+    from a process of one thread (a fork copies only the calling thread, and a lock another thread held would stay
+    held in the worker)."""
     return (seekable and size >= SPLIT_MIN and chosen == "kernel-log" and clock == "kernel" and not mixed
-            and len(os.sched_getaffinity(0)) > 1 and threading.active_count() == 1)
+            and workers() > 1 and threading.active_count() == 1)
 
 
 @dataclass(slots=True)
@@ -216,11 +224,14 @@ _job: dict[str, Any] = {}
 
 def _start_worker(path: str, head: bytes, make: Factory, blocks: Blocks, source: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importing process's to handle
+    gc.freeze()  # what the fork brought is never garbage (see _parse)
     _job.update(path=path, head=head, make=make, blocks=blocks, source=source)
 
 
 def _parse(start: int, end: int | None) -> Parsed | None:
     """Parse one range (see the module's note); None when it could not (this process then parses it)."""
+    gc.collect()  # the last range's importer: its scanner and parsers refer to each other, and the collector is
+    # paused for the import (rows are short-lived), so it would hold its last block for the whole import
     try:
         rows: list[Row] = []
         notes: list[tuple[int, str, str | None]] = []
@@ -295,8 +306,8 @@ def import_split(log: KernelLogImporter, f: BinaryIO, path: str, size: int, head
     parsed by worker processes."""
     bounds = [0, *range(len(head) + RANGE_READS * block, size, RANGE_READS * block)]
     ranges = [(a, b) for a, b in zip(bounds, [*bounds[1:], None], strict=True)]
-    workers = len(os.sched_getaffinity(0))
-    pool = ProcessPoolExecutor(workers, get_context("fork"), initializer=_start_worker,
+    n = workers()
+    pool = ProcessPoolExecutor(n, get_context("fork"), initializer=_start_worker,
                                initargs=(path, head, make, blocks, log.sink.source))
     waiting: deque[Future[Parsed | None]] = deque()  # the ranges handed out, in order from the next to write
     handed = 0
@@ -304,7 +315,7 @@ def import_split(log: KernelLogImporter, f: BinaryIO, path: str, size: int, head
         for a, b in ranges:
             parsed = None
             try:
-                while handed < len(ranges) and len(waiting) < workers * AHEAD:
+                while handed < len(ranges) and len(waiting) < n * AHEAD:
                     waiting.append(pool.submit(_parse, *ranges[handed]))
                     handed += 1
                 if waiting:
@@ -318,6 +329,11 @@ def import_split(log: KernelLogImporter, f: BinaryIO, path: str, size: int, head
                 parse_range(log, f, path, blocks, a, b, head)
             if progress is not None:
                 progress(size if b is None else b, size)
+    except BaseException:  # Ctrl-C, or the output failed: stop the workers now rather than after their ranges
+        processes = getattr(pool, "_processes", None) or {}  # (private: without it, they are waited for)
+        for process in list(processes.values()):
+            process.terminate()
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
+import signal
+import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +164,31 @@ def test_ctrl_c_stops_the_import_and_its_workers_and_leaves_no_file(tmp_path: Pa
         import_log(str(src), out, progress=interrupt)
     assert not out.exists() and list(tmp_path.iterdir()) == [src]
     assert multiprocessing.active_children() == []
+
+
+_CLI = """
+import sys
+from explorer.cli.main import main
+from explorer.importers import pipeline, split
+pipeline.BLOCK, split.RANGE_READS, split.SPLIT_MIN = 4096, 1, 0  # a thousand ranges: still running at Ctrl-C
+sys.exit(main(["import", sys.argv[1], "-o", sys.argv[2]]))
+"""
+
+
+def test_ctrl_c_at_the_terminal_stops_the_command_and_its_workers_in_one_line(tmp_path: Path) -> None:
+    src, out = tmp_path / "big.log", tmp_path / "big.pasidrec"
+    bench.generate(src, 60_000, 0.3, 6)
+    cmd = subprocess.Popen([sys.executable, "-c", _CLI, str(src), str(out)], start_new_session=True, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).parents[2])
+    workers: list[str] = []
+    for _ in range(600):
+        workers = subprocess.run(["pgrep", "-P", str(cmd.pid)], capture_output=True, text=True).stdout.split()
+        if len(workers) > 1 or cmd.poll() is not None:
+            break
+        time.sleep(0.02)
+    os.killpg(cmd.pid, signal.SIGINT)  # as Ctrl-C does: to the terminal's whole foreground group
+    _, err = cmd.communicate(timeout=60)
+    assert len(workers) > 1
+    assert (cmd.returncode, err) == (130, "pasid-explorer: interrupted\n")
+    assert not out.exists() and list(tmp_path.iterdir()) == [src]
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
