@@ -1,8 +1,9 @@
 """Run an import end to end: sniff the format, stream the input through its importer into a recording.
 
 Memory stays bounded whatever the input's size: the input is read in blocks (the next read and scanned on
-another thread while this one is parsed: `read_ahead`), the writer flushes a chunk every few thousand events, and
-only the current block is ever decoded. The output is checked before the input is read, and the recording is
+another thread while this one is parsed: `read_ahead`; a big dmesg file's ranges are read and parsed by worker
+processes instead, split.py), the writer flushes a chunk every few thousand events, and only the current block is
+ever decoded. The output is checked before the input is read, and the recording is
 written beside its final name and renamed into place when complete (outputs.atomic_output), so a failed import
 never leaves half a file or clobbers an older one.
 """
