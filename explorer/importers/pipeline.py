@@ -32,7 +32,7 @@ from .detect import FORMATS, TRACE_DAT_MAGIC, Sniff, not_text, sniff
 from .ftrace import FtraceImporter
 from .kernel_log import KernelLogImporter
 from .prefix import YearGuess
-from .scan import BLOCK, BlockScanner, FoundLines
+from .scan import BLOCK, BlockScanner, FoundLines, Runs
 from .split import can_split, import_split
 
 SNIFF_BYTES = 1 << 16
@@ -95,9 +95,6 @@ def _last_line(f: IO[bytes]) -> str:
     f.seek(0)
     lines = f.read().decode("utf-8", "replace").strip().splitlines()
     return lines[-1] if lines else ""
-
-
-Runs = list[tuple[bytes, int, int]]  # runs of whole lines, `block[start:end]`
 
 
 def _blocks(f: BinaryIO, head: bytes, path: str, cut: bytes = b"", done: int = 0, to_end: bool = True

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 BLOCK = 2 << 20  # larger blocks are no quicker, and each costs its size again in a transient mask
+Runs = list[tuple[bytes, int, int]]  # runs of whole lines, `block[start:end]`, as the import reads them
 
 
 def keyword_pattern(anchors: tuple[bytes, ...]) -> re.Pattern[bytes]:

@@ -37,15 +37,14 @@ from typing import Any, BinaryIO
 from ..events import Row
 from .core import ImportStats, Sink, TextImporter
 from .kernel_log import KernelLogImporter
+from .scan import Runs
 
 SPLIT_MIN = 32 << 20  # smaller inputs stay in this process: starting the workers costs more than they save
 RANGE_READS = 4  # a worker's range: a few of the import's reads
 OVERLAP = 256 << 10  # parsed before a range, to bring the parsers' state up to its first line
 AHEAD = 2  # ranges handed out per worker beyond the one being written: bounds what waits in memory
 
-Runs = list[tuple[bytes, int, int]]
 Blocks = Callable[..., Iterator[tuple[Runs, int]]]  # pipeline._blocks
-ProgressFn = Callable[[int, int], None]
 Factory = Callable[[Sink, ImportStats], TextImporter]  # builds the import's importer around a sink
 
 
@@ -301,7 +300,7 @@ def _adopt(log: KernelLogImporter, writer: Any, p: Parsed) -> None:
 
 
 def import_split(log: KernelLogImporter, f: BinaryIO, path: str, size: int, head: bytes, blocks: Blocks, block: int,
-                 make: Factory, writer: Any, progress: ProgressFn | None) -> None:
+                 make: Factory, writer: Any, progress: Callable[[int, int], None] | None) -> None:
     """Feed `log` the whole of `f` (whose first read was `head`, and the next ones `block` bytes each), its ranges
     parsed by worker processes."""
     bounds = [0, *range(len(head) + RANGE_READS * block, size, RANGE_READS * block)]
