@@ -49,8 +49,10 @@ Factory = Callable[[Sink, ImportStats], TextImporter]  # builds the import's imp
 
 
 def workers() -> int:
-    """Worker processes an import starts: one per core this process may run on."""
-    return len(os.sched_getaffinity(0))
+    """Worker processes an import starts: one per core this process may run on (1, so no split, where the system
+    cannot say which: that is Linux's call)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else 1
 
 
 def can_split(size: int, seekable: bool, chosen: str, clock: str, mixed: bool) -> bool:
