@@ -246,6 +246,7 @@ def _run(path: str, f: BinaryIO, size: int, head: bytes, s: Sniff, chosen: str, 
 
 def _read_all(scanner: BlockScanner, f: BinaryIO, head: bytes, path: str, size: int,
               progress: ProgressFn | None) -> None:
+    """Feed the scanner the whole input in this process, each read's lines found on the reader thread."""
     with closing(read_ahead(_blocks(f, head, path), scanner.find)) as blocks:
         for found, done in blocks:
             for lines in found:
