@@ -67,9 +67,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout, sys.stderr = out, err
 
 
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, where a command taking several files also takes them between its options
+    (`merge -o both.pasidrec host.pasidrec --name guest.pasidrec=g0 guest.pasidrec`): argparse alone stops
+    taking them at the first option and calls the rest unrecognized."""
+    args, extra = parser.parse_known_args(argv)
+    several = next((k for k in ("files", "file") if isinstance(getattr(args, k, None), list)), None)
+    if extra and several is not None and not any(x.startswith("-") and x != "-" for x in extra):
+        getattr(args, several).extend(extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if args.command is None:
         args = parser.parse_args(["replay"])
     try:

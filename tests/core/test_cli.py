@@ -155,6 +155,8 @@ def test_a_binary_trace_goes_down_a_pipe_as_it_goes_to_a_file(tmp_path: Path) ->
     (["check", "{rec}", "--jobs", "0"], "--jobs/-j: expected a whole number of at least 1, got '0'"),
     (["replay", "{rec}", "--stale-ms", "0"], "--stale-ms: expected a number above 0, got '0'"),
     (["check", "{rec}", "--stale-ms", "1e-300"], "--stale-ms: expected at least 0.000001 (1 ns, the clocks' unit)"),
+    (["merge", "-o", "x.pasidrec", "{rec}", "{rec}", "--offset", "g=+1s", "--offset", "g=+5s"],
+     "--offset g: given twice (g=+1s and g=+5s)"),
     (["generate", "-o", "x.pasidrec", "--slow-every", "-3"], "--slow-every: expected a whole number of at least 0"),
     (["generate", "-o", "x.pasidrec", "--events", "0"], "--events: expected a whole number of at least 1"),
 ])
@@ -206,6 +208,16 @@ def test_the_explorer_with_its_error_stream_redirected_says_so_on_the_terminal(t
     rec = str(SCENARIOS["01-two-processes-one-device"].recording_path)
     code, _, to_file = _on_a_terminal(["replay", rec], tmp_path, stderr_to_file=True)
     assert code == 2 and to_file.count("\n") == 1 and "shows its screen on a terminal" in to_file
+
+
+def test_several_files_may_stand_between_options(tmp_path: Path) -> None:
+    """`merge -o out host --name guest=g0 guest` was refused ('unrecognized arguments: guest'): argparse stops
+    taking the files at the first option. An option that is not one is still refused."""
+    host, guest = (str(SCENARIOS[s].recording_path) for s in ("03-guest-pasid-iommufd", "07-lost-events"))
+    r = cli("merge", "-o", str(tmp_path / "m.pasidrec"), host, "--name", f"{guest}=g0", "--offset", "g0=+0s", guest)
+    assert r.returncode == 0 and [m.name for m in Recording(tmp_path / "m.pasidrec").machines][1] == "g0", r.stderr
+    r = cli("check", host, "--bogus", guest)
+    assert r.returncode == 2 and "unrecognized arguments: --bogus" in r.stderr
 
 
 @pytest.mark.parametrize("args", [["replay", "{rec}"], []])

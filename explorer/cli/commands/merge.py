@@ -45,6 +45,8 @@ def _pairs(values: list[str], option: str, what: str) -> dict[str, str]:
         key, sep, value = v.rpartition("=")
         if not sep or not key or not value:
             raise ExplorerError(f"{option} {v!r}: expected {what}")
+        if key in out:  # (the last would silently win)
+            raise ExplorerError(f"{option} {key}: given twice ({key}={out[key]} and {key}={value})")
         out[key] = value
     return out
 
