@@ -228,7 +228,8 @@ def info_text(info: dict[str, Any]) -> list[str]:
     lines += _kernel_count_lines(info)
     lines += _snapshot_lines(info)
     if info["lost"]:
-        lines.append(f"  {info['lost']:,} events lost during capture: state after the first loss is uncertain")
+        how = "during capture, or unreadable in the file (see 'damaged' below)" if info["damage"] else "during capture"
+        lines.append(f"  {info['lost']:,} events lost {how}: state after the first loss is uncertain")
     for d in info["damage"]:
         lines.append(f"  damaged: {d}")
     if info["end_reason"] and info["end_reason"] != "complete":

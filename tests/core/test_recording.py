@@ -183,6 +183,11 @@ def test_a_corrupt_byte_is_caught_by_its_checksum_and_costs_only_its_chunk(tmp_p
         kept = list(rec.iter_events())
         assert kept == chunks[0] + chunks[2] + chunks[3]
         assert any(d.offset == second.offset and "checksum" in d.what for d in rec.damage)
+    # `info` does not blame the capture for what the file lost
+    from core.test_cli import cli
+
+    text = cli("info", str(path)).stdout
+    assert f"{len(chunks[1]):,} events lost during capture, or unreadable in the file" in text and "damaged: " in text
 
 
 @pytest.mark.parametrize("content, message", [
