@@ -7,6 +7,7 @@ that prove it, so the UI can jump to the evidence.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,9 +125,10 @@ class Repeats:
         self.last_ns = ts
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Anomaly:
-    """One broken invariant: when, where, why in words, and which events prove it."""
+    """One broken invariant: when, where, why in words, and which events prove it. Readers on other threads hold
+    it while the model runs: it is only ever appended to the model's list, and changed in one way only (`revise`)."""
 
     rule: str
     ts_ns: int
@@ -137,6 +139,14 @@ class Anomaly:
     severity: Severity = Severity.ERROR
     repeats: Repeats = field(default_factory=lambda: Repeats(), compare=False)  # later ones folded into this one
     machine: int = 0  # the machine it happened on (explorer/machines.py)
+
+    def revise(self, explanation: str, evidence: Iterable[int], severity: Severity) -> None:
+        """What an event after the finding taught (a group reported unanswered was answered late): the same
+        finding, at the same time and place, in the words and with the evidence it would have had if the model had
+        seen that event first. Its time stays, so its place among the findings does."""
+        self.evidence = tuple(i for i in evidence if i >= 0)
+        self.severity = severity
+        self.explanation = explanation
 
     @property
     def count(self) -> int:

@@ -123,6 +123,10 @@ def _of_machine(by_machine: Sequence[_T], machine: int) -> _T:
     return by_machine[machine] if machine < len(by_machine) else by_machine[0]
 
 
+def _group_words(g: PendingGroup) -> str:
+    return f"PRG {g.prg} on {_where(g.device, g.pasid)} ({g.requests} request{'s' if g.requests != 1 else ''})"
+
+
 def _where(device: str | None, pasid: int | None) -> str:
     if device is None:
         return f"PASID {pasid}"
@@ -171,6 +175,9 @@ class Simulator:
         self._kept: dict[tuple[Any, ...], tuple[int, Anomaly]] = {}  # (rule, device, PASID[, machine])
         self._per_rule: dict[str, int] = {}
         self._last_of_rule: dict[str, Anomaly] = {}
+        # The finding each group still open past the threshold was reported by, by (machine, group key): revised
+        # when its answer comes, so that it reads as it would had the answer come before the aging (see _late)
+        self._unanswered: dict[tuple[int, int], Anomaly] = {}
         self.report = True  # off while replaying from a checkpoint: those anomalies are known already
         # Keyed by plain strs: a row's kind (an exact str) is then looked up on the dict's fast path
         self._handlers: dict[str, Callable[[Row, int], None]] = {str(k): h for k, h in {
@@ -341,21 +348,23 @@ class Simulator:
 
     # -- reporting --------------------------------------------------------------------------------------------
     def _flag(self, rule: str, ts: int, device: str | None, pasid: int | None, text: str,
-              evidence: Iterable[int] = (), severity: Severity | None = None) -> None:
+              evidence: Iterable[int] = (), severity: Severity | None = None) -> Anomaly | None:
+        """Report a finding; the new one, or None when it was folded into an earlier one (or nothing reports)."""
         if not self.report:
-            return
+            return None
         machine = self.state.machine
         key = (rule, device, pasid) if not machine else (rule, device, pasid, machine)
         kept = self._kept.get(key)
         if kept is not None and kept[0] >= FOLD_AFTER or kept is None and self._per_rule.get(rule, 0) >= RULE_KEPT:
             (kept[1] if kept is not None else self._last_of_rule[rule]).repeats.add(ts)
-            return
+            return None
         sev = severity or RULES[rule].severity
         found = Anomaly(rule, ts, device, pasid, text, tuple(i for i in evidence if i >= 0), sev, machine=machine)
         self.anomalies.append(found)
         self._kept[key] = (1 if kept is None else kept[0] + 1, found)
         self._per_rule[rule] = self._per_rule.get(rule, 0) + 1
         self._last_of_rule[rule] = found
+        return found
 
     def _doubt(self, severity: Severity | None = None) -> Severity | None:
         """Findings a lost (or never observable) event could explain are uncertain once state is uncertain."""
@@ -643,8 +652,10 @@ class Simulator:
         device = st.atoms.codes.get(dev)
         groups = st.group_records
         for key in [k for k, g in groups.items() if k >> KEY_DEV == device and group_pasid(k, g) == pasid]:
-            del groups[key]
+            g = groups.pop(key)
             st.drained[key] = (ts, idx)
+            if ts - (g >> GROUP_OPENED) >= self.stale_ns:
+                self._late(key, g, ts, idx, "kernel")
         if len(st.drained) > ANSWERS_KEPT:
             st.drained.clear()
 
@@ -708,9 +719,8 @@ class Simulator:
             answered[key] = (ts, idx)
             if len(answered) > ANSWERS_KEPT:
                 st.answered_before, st.answered = answered, {}
-            if not g & STALE and ts - (g >> GROUP_OPENED) >= self.stale_ns:
-                group = group_of(st.atoms, found, g)
-                self._stale_group(group, [group.first_idx, idx], answered=(ts, f.get("by")))
+            if ts - (g >> GROUP_OPENED) >= self.stale_ns:
+                self._late(found, g, ts, idx, f.get("by"))
             return
         if st.drained.pop(key, None) is not None or st.drained.pop(key >> P_BITS << P_BITS, None) is not None:
             return  # the kernel's own answer to a group its detach drained
@@ -771,7 +781,9 @@ class Simulator:
                 first = g >> GROUP_OPENED
                 if first <= due:
                     group = group_of(st.atoms, key, g)
-                    self._stale_group(group, [group.first_idx])
+                    found = self._stale_group(group, [group.first_idx])
+                    if found is not None:
+                        self._unanswered[(st.machine, key)] = found
                     groups[key] = g | STALE
                 elif first < fresh_from:
                     fresh_from = first
@@ -780,31 +792,41 @@ class Simulator:
         while q and q[0][0] <= now:
             self._exit_overdue(q.popleft()[1])
 
-    def _stale_group(self, g: PendingGroup, evidence: list[int],
-                     answered: tuple[int, str | None] | None = None) -> None:
-        """A group past the threshold: still open when time reached it, or `answered` late, at (time, by)."""
-        words = f"PRG {g.prg} on {_where(g.device, g.pasid)} ({g.requests} request{'s' if g.requests != 1 else ''})"
-        if answered is not None:
-            at, by = answered
-            who = _ANSWERERS.get(by, "a response")  # (the schema let only text or nothing through)
-            expected = (" It had no fault handler of its own here (unless a nested domain at the device's RID "
-                        "took it), so the kernel was expected to answer it." if g.route == AUTO else "")
-            self._flag("unanswered_group", g.first_ns + self.stale_ns, g.device, g.pasid,
-                       f"{words} was answered by {who} {fmt_ns(at - g.first_ns)} after its first request, past the "
-                       f"{fmt_ns(self.stale_ns)} threshold; the device was stalled on it meanwhile.{expected}",
-                       evidence, Severity.UNCERTAIN if g.route == AUTO else self._doubt(None))
-            return
+    def _stale_group(self, g: PendingGroup, evidence: list[int]) -> Anomaly | None:
+        """A group still open when time reached the threshold: its finding (None when folded or not reporting)."""
+        words = _group_words(g)
         if g.route == AUTO:
             # No handler takes it, so the kernel answers Invalid Request itself (iopf_error_response() 6.11+, the
             # driver's bad-request path before), and only VT-d's qi_submit shows that answer: maybe unseen.
-            self._flag("unanswered_group", g.first_ns + self.stale_ns, g.device, g.pasid,
+            return self._flag("unanswered_group", g.first_ns + self.stale_ns, g.device, g.pasid,
                        f"{words} has no fault handler of its own (unless a nested domain at the device's RID takes "
                        f"it), so the kernel answers it itself; no answer was seen in {fmt_ns(self.stale_ns)}, and "
                        f"off VT-d no hook shows that answer.", evidence, Severity.UNCERTAIN)
-            return
-        self._flag("unanswered_group", g.first_ns + self.stale_ns, g.device, g.pasid,
+        return self._flag("unanswered_group", g.first_ns + self.stale_ns, g.device, g.pasid,
                    f"{words} waited more than {fmt_ns(self.stale_ns)} for the {g.route}'s response; the device "
                    f"was stalled on it.", evidence, self._doubt(None))
+
+    def _late(self, key: int, g: int, ts: int, idx: int, by: str | None) -> None:
+        """Group `key` (record `g`) answered at `ts` (event `idx`, by `by`; a detach's drain is the kernel's
+        answer) past the threshold. If the aging reported it still open (a batch ended between its request and this
+        answer: where chunks and live ticks fall), that finding is revised to what it would have said had the
+        answer come first, so the finding is the same however the events were batched."""
+        st = self.state
+        group = group_of(st.atoms, key, g)
+        who = _ANSWERERS.get(by, "a response")  # (the schema let only text or nothing through)
+        expected = (" It had no fault handler of its own here (unless a nested domain at the device's RID took it), "
+                    "so the kernel was expected to answer it." if group.route == AUTO else "")
+        text = (f"{_group_words(group)} was answered by {who} {fmt_ns(ts - group.first_ns)} after its first request, "
+                f"past the {fmt_ns(self.stale_ns)} threshold; the device was stalled on it meanwhile.{expected}")
+        severity = Severity.UNCERTAIN if group.route == AUTO else self._doubt(None)
+        evidence = [group.first_idx, idx]
+        if not g & STALE:
+            self._flag("unanswered_group", group.first_ns + self.stale_ns, group.device, group.pasid, text, evidence,
+                       severity)
+            return
+        found = self._unanswered.pop((st.machine, key), None)
+        if found is not None and self.report:
+            found.revise(text, evidence, severity or RULES["unanswered_group"].severity)
 
     def _exit_overdue(self, mm: int) -> None:
         """An exited mm whose binds outlived the threshold: reported once, by aging or by the late unbind."""
