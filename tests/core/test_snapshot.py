@@ -48,6 +48,18 @@ def test_pasid_pri_and_ats_capabilities_decode_as_lspci_shows_them() -> None:
     assert fn["ats"] == {"enabled": True, "stu": 0, "invalidate_queue_depth": 32, "page_aligned_request": True}
 
 
+@pytest.mark.parametrize("width", [20, 31])
+def test_a_pasid_width_beyond_the_pcie_specification_is_remarked(tmp_path: Path, width: int) -> None:
+    """Max PASID Width is 5 bits in the PASID Capability register, but the PCIe base specification reserves values
+    above 20, and the kernel's PASID space is 20 bits (PASID_BITS): a 31 was once shown without remark."""
+    root = host(tmp_path)
+    (root / "sys/bus/pci/devices" / DEV / "config").write_bytes(config_space(width=width))
+    r = subprocess.run([sys.executable, "-m", "explorer.cli.main", "snapshot", "--root", str(root)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and f"PASID {width} bits" in r.stdout, r.stderr
+    assert ("beyond the 20 the PCIe specification allows" in r.stdout) == (width > 20)
+
+
 @pytest.mark.parametrize("config, why", [
     (b"\x86\x80" * 10, "fewer than the 64"),
     (config_space()[:0x100] + struct.pack("<I", 0x0F | 1 << 16 | 0x100 << 20) + bytes(4092 - 0x100),

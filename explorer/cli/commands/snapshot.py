@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import InputError
+from ...events import PASID_BITS
 from ...outputs import atomic_output
 from ...snapshot import take
 
@@ -55,7 +56,9 @@ def summary(snap: dict[str, Any]) -> list[str]:
         parts = []
         if "pasid" in fn:
             p = fn["pasid"]
-            parts.append(f"PASID {p['width']} bits {'enabled' if p['enabled'] else 'disabled'}")
+            beyond = f" (beyond the {PASID_BITS} the PCIe specification allows: the device misreports it)" \
+                if p["width"] > PASID_BITS else ""
+            parts.append(f"PASID {p['width']} bits{beyond} {'enabled' if p['enabled'] else 'disabled'}")
         if "pri" in fn:
             r = fn["pri"]
             flags = [k for k in ("response_failure", "stopped", "prg_response_pasid_required") if r[k]]
