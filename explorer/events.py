@@ -239,9 +239,9 @@ class Event:
         bits: list[str] = []
         if "prg" in f:
             bits.append(f"PRG {f['prg']}")
-        if "addr" in f:
+        if isinstance(f.get("addr"), int):  # (nil where the log did not give it)
             bits.append(f"addr {f['addr']:#x}")
-        if "perm" in f:
+        if isinstance(f.get("perm"), int):
             bits.append(perm_text(f["perm"]))
         if f.get("last"):
             bits.append("last")

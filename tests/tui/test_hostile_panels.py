@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hostile_files import ESCAPES, GOOD, RAW_CONTROLS, hostile_rows, write_crafted, write_injecting
+import numpy as np
+from hostile_files import DEV, ESCAPES, GOOD, RAW_CONTROLS, hostile_rows, write_crafted, write_injecting
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.text import Text
@@ -17,6 +18,7 @@ from explorer.range_stats import range_stats
 from explorer.tui.allocator_panel import render_state
 from explorer.tui.cells import CellModel
 from explorer.tui.event_panel import render_anomaly, render_event
+from explorer.tui.navigation import find_text
 from explorer.tui.range_panel import render_range
 from explorer.tui.session import Session
 from explorer.tui.spans import Spans
@@ -70,6 +72,17 @@ def walk(path: Path) -> str:
 @given(rows=st.lists(hostile_rows(), min_size=1, max_size=4))
 def test_the_panels_draw_any_crafted_recording(tmp_path: Path, rows: list[Any]) -> None:
     walk(write_crafted(tmp_path / "h.pasidrec", [GOOD[:3] + rows + GOOD[3:]]))
+
+
+def test_a_fault_with_a_nil_address_and_access_is_drawn(tmp_path: Path) -> None:
+    """The schema lets a fault's `addr` be nil (a log that does not give it); the event's line, as an anomaly's
+    evidence and in a search, stopped the explorer with a TypeError (hypothesis found it)."""
+    fault = [GOOD[-1][0] + 1, "fault", DEV, 1, 0, 1, "x", "probe", {"addr": None, "reason": "r"}]
+    path = write_crafted(tmp_path / "h.pasidrec", [GOOD + [fault]])
+    walk(path)
+    index = open_index(path)
+    assert next(iter(index.events([index.n - 1]))).brief() == f"fault {DEV} PASID 1 r"
+    assert find_text(index, 0, True, "PASID 1 r", np.ones(int(index.track_of.max()) + 1, bool)) == index.n - 1
 
 
 def test_the_panels_show_escapes_as_text(tmp_path: Path) -> None:
