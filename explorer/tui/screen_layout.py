@@ -88,7 +88,17 @@ class _Checker:
         text = str(value).strip()
         if not _SIZE.match(text) or text in ("0", "0%", "0fr"):
             raise self.fail(parent, key, f"expected a size such as 12, 40% or 2fr, got {value!r}")
+        if text.endswith("%") and int(text[:-1]) > 100:
+            raise self.fail(parent, key, f"expected a share of at most 100%, got {value!r}")
         return text
+
+    def shares(self, sizes: list[str], key: str, what: str, parent: Any) -> None:
+        """Shares of one screen (the rows' heights) or one row (its panels' widths) that add up past 100%: what
+        comes after the first 100% would never show."""
+        total = sum(int(x[:-1]) for x in sizes if x.endswith("%"))
+        if total > 100:
+            raise self.fail(parent, key, f"expected {what} that add up to at most 100%, got {total}%: "
+                                         "what comes after would not show")
 
     def text(self, value: Any, key: str, what: str, parent: Any) -> str:
         """A value that must be a string (YAML would otherwise turn a list or a number into one silently)."""
@@ -135,7 +145,9 @@ def _parse(doc: Any, path: Path) -> Layout:
             if name not in PANELS:
                 raise c.fail(spec, f"{pk}.panel", f"unknown panel {name!r} (known: {', '.join(PANELS)})")
             panels.append(PanelSpec(name, c.size(spec.get("width", "1fr"), f"{pk}.width", spec)))
+        c.shares([p.width for p in panels], f"{rk}.panels", "widths", row)
         rows.append(RowSpec(c.size(row.get("height", "1fr"), f"{rk}.height", row), tuple(panels)))
+    c.shares([r.height for r in rows], "rows", "heights", top)
     names = [p.panel for r in rows for p in r.panels]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup:

@@ -19,6 +19,12 @@ GOOD = "name: mine\ndescription: one line\nfilter: pasid:1\nrows:\n  - height: 1
     ("name: [x]\nrows:\n  - panels: [timeline]\n", 1, "name", "['x']"),
     ("name: x\ndescription: {a: 1}\nrows:\n  - panels: [timeline]\n", 2, "description", "{'a': 1}"),
     ("name: x\nrows:\n  - panels: [timeline]\ntheme: [dark]\n", 4, "theme", "['dark']"),
+    # a share past the screen: the rows (panels) after it never showed
+    ("name: x\nrows:\n  - height: 150%\n    panels: [timeline]\n", 3, "rows[0].height", "'150%'"),
+    ("name: x\nrows:\n  - height: 70%\n    panels: [timeline]\n  - height: 40%\n    panels: [event]\n", 2,
+     "rows", "110%: what comes after would not show"),
+    ("name: x\nrows:\n  - panels:\n      - {panel: timeline, width: 60%}\n      - {panel: event, width: 60%}\n",
+     3, "rows[0].panels", "120%: what comes after would not show"),
 ])
 def test_a_value_of_the_wrong_type_names_its_file_line_and_key(tmp_path: Path, text: str, line: int, key: str,
                                                               what: str) -> None:
