@@ -239,7 +239,10 @@ def _run(path: str, f: BinaryIO, size: int, head: bytes, s: Sniff, chosen: str, 
             _read_all(importer.scanner, f, head, path, size, progress)
         importer.finish()
         if stats.parsed == 0 and not s.evidence.get(chosen):
-            raise _not_recognised(path, s, f"nothing in it reads as {chosen}", len(head))
+            if s.format in (None, chosen):
+                raise _not_recognised(path, s, f"nothing in it reads as {chosen}", len(head))
+            raise _not_recognised(path, s, f"nothing in it reads as {chosen} (--format), and its first lines read "
+                                           f"as {s.format}: leave --format out", len(head), tried=False)
         writer.close("complete", **{"import": stats.footer()})
     return stats
 
@@ -287,7 +290,8 @@ def _file_year(path: str) -> int:
     return dt.datetime.fromtimestamp(when or dt.datetime.now().timestamp(), dt.UTC).year
 
 
-def _not_recognised(path: str, s: Sniff, why: str, read: int) -> InputError:
+def _not_recognised(path: str, s: Sniff, why: str, read: int, *, tried: bool = True) -> InputError:
     shown = "; ".join(repr(x)[:200] for x in s.first_lines[:3]) or \
         (f"a line longer than the {read:,} bytes read" if read else "(empty input)")
-    return InputError(path, "line 1", f"{why} (tried: {', '.join(FORMATS)}); it begins: {shown}")
+    formats = f" (tried: {', '.join(FORMATS)})" if tried else ""
+    return InputError(path, "line 1", f"{why}{formats}; it begins: {shown}")

@@ -66,6 +66,18 @@ def test_unrecognised_input_is_one_line_naming_file_formats_and_first_line(tmp_p
     assert not list(tmp_path.glob(".*part")), "nor leaves a partial file"
 
 
+def test_a_kernel_log_forced_to_read_as_ftrace_is_told_to_leave_format_out(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """It said 'tried: kernel-log, ftrace, trace-dat', though only ftrace was tried and the log reads as the other."""
+    src = tmp_path / "dmesg.txt"
+    src.write_text("[    0.000000] Linux version 6.8.0\n[ 4778.915423] DMAR: [DMA Read NO_PASID] Request device "
+                   "[00:02.0] fault addr 0x1000 [fault reason 0x06] PTE Read access is not set\n")
+    assert main(["import", str(src), "--format", "ftrace", "-o", str(tmp_path / "x.pasidrec")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "read as kernel-log: leave --format out" in err and "tried" not in err
+    assert main(["import", str(src), "-o", str(tmp_path / "x.pasidrec")]) == 0
+
+
 def test_missing_input_and_unknown_format_are_one_line_errors(tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["import", str(tmp_path / "nope.log"), "-o", str(tmp_path / "x.pasidrec")]) == 2
