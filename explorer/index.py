@@ -31,6 +31,7 @@ from .event_columns import EventColumns
 from .events import Event, Kind, Row, make
 from .intervals import Intervals
 from .live_spill import LiveSpill, TempSpill
+from .read_ahead import Pages, ReadAhead, read_pages
 from .recording import DeviceInfo, Header, Recording
 from .recording.columns import ChunkColumns, columns_of
 from .recording.reader import ChunkHead
@@ -44,7 +45,7 @@ from .simulator import (
     lifecycle_unobserved,
     starts_midstream,
 )
-from .simulator.pages import NAMES, WANTED, PageColumns
+from .simulator.pages import PageColumns
 from .simulator.state import FullCopy, StateChanges
 from .track_table import PASID_SHIFT, TrackTable
 
@@ -62,6 +63,7 @@ CHECKPOINT_EVERY = 8192  # events between simulator checkpoints: bounds the repl
 CHECKPOINT_CHUNKS = 32  # chunks between them at most: a seek replays a small chunk in about 0.2 ms
 SETTLE_AFTER = 65_536  # pending events (at least) before the columns take them in: see `_add_chunk`
 FULL_COPY_AFTER = 16384  # changes since the last full copy of the state before another (at least): bounds a seek
+READ_AHEAD_EVENTS = 500_000  # file events still to model from which a pass reads ahead in a helper process
 
 
 def _reader_said(recording: Recording, i: int | None) -> str:
@@ -160,6 +162,7 @@ class RecordingIndex:
         self._last_head: tuple[int, ChunkHead] | None = None  # the chunk last indexed from its columns
         self._lock = Lock()  # the chunk cache is shared with a worker thread running the model
         self._model_lock = Lock()  # and so is the model: whoever feeds live rows models them too
+        self._ahead: ReadAhead | None = None  # the helper reading the next chunks during a big pass (`run_model`)
 
     # -- building ---------------------------------------------------------------------------------------------
     @classmethod
@@ -258,16 +261,35 @@ class RecordingIndex:
         each chunk's decoded rows, so a caller that needs the same rows (the timeline's bars) does not decode
         them again. It returns early, False, when `stop()` says so or, with `through_ns`, once the state at
         that time is known. One thread models at a time (a lock sees to it); others may read meanwhile: what it
-        appends (checkpoints, anomalies, `modelled`) is appended in an order they can read at any moment."""
-        with collector_paused():
-            while not self.model_done:
-                if (stop is not None and stop()) or (through_ns is not None and self.covers(through_ns)):
-                    return False
-                self._model_next(observe)
-                if progress is not None:
-                    progress(self.modelled, self.n)
+        appends (checkpoints, anomalies, `modelled`) is appended in an order they can read at any moment. A
+        whole pass over many file events reads the next chunks in a helper process meanwhile (read_ahead.py),
+        which ends with the pass, however it ends."""
+        self._ahead = self._read_ahead() if through_ns is None else None
+        try:
+            with collector_paused():
+                while not self.model_done:
+                    if (stop is not None and stop()) or (through_ns is not None and self.covers(through_ns)):
+                        return False
+                    self._model_next(observe)
+                    if progress is not None:
+                        progress(self.modelled, self.n)
+        finally:
+            if self._ahead is not None:
+                self._ahead.close()
+                self._ahead = None
         self.finish()
         return True
+
+    def _read_ahead(self) -> ReadAhead | None:
+        """A helper for the file chunks indexed but not modelled yet, when they hold READ_AHEAD_EVENTS events
+        or more (its start-up pays) and the recording is one machine's (a merged one's rows are read whole)."""
+        if self.recording is None or self.sim.machines > 1 or self.n - self.modelled < READ_AHEAD_EVENTS:
+            return None
+        files, stateful = self._chunk_file_ids, self._stateful_at
+        # (asked lazily, as the model goes, from the chunk after the one it models: none it has passed meanwhile)
+        upcoming = ((files[c], stateful[c]) for c in range(self.modelled_chunks, len(files))
+                    if c > self.modelled_chunks and files[c] >= 0)
+        return ReadAhead.start(self.recording, upcoming)
 
     @property
     def intervals(self) -> Intervals:
@@ -399,8 +421,8 @@ class RecordingIndex:
         gap = self._gaps.get(c)
         stateful = self._stateful_at.pop(c)  # (a seek's replay finds them from the kinds column)
         positions = stateful.tolist()
-        head = self._model_head(c)
-        read = self._page_columns(head, stateful) if head is not None else None
+        head, pages = self._model_head(c)
+        read = self._page_columns(head, stateful, pages) if head is not None else None
         rows, pages = read if read is not None else (self._model_rows(c, head, positions), None)
         if len(rows) != n:  # readable when indexed, not now: its events are a loss like an unreadable chunk's
             gap = (self._first_ts[c], n)
@@ -448,40 +470,40 @@ class RecordingIndex:
         self._checkpoints.append(cp)
         self._checkpoint_starts.append(next_index)
 
-    def _model_head(self, c: int) -> ChunkHead | None:
+    def _model_head(self, c: int) -> tuple[ChunkHead | None, Pages | None]:
         """Chunk `c`'s head, to decode the rows the model needs from, if it is a file chunk whose rows are not at
-        hand already."""
+        hand already; with its inputs to the model, where the helper has read them (`run_model`)."""
         file_chunk = self._file_chunk(c)
         with self._lock:
             cached = self._cache.get(c)
         if file_chunk is None or cached is not None:
-            return None
+            return None, None
         assert self.recording is not None
+        pages = self._ahead.take(file_chunk) if self._ahead is not None else None
+        if pages is not None:
+            return pages.head, pages
         last, self._last_head = self._last_head, None
-        return last[1] if last is not None and last[0] == c else self.recording.chunk_head(file_chunk)
+        return (last[1] if last is not None and last[0] == c else self.recording.chunk_head(file_chunk)), None
 
-    def _page_columns(self, head: ChunkHead, stateful: np.ndarray) -> tuple[list[Row | None], PageColumns] | None:
+    def _page_columns(self, head: ChunkHead, stateful: np.ndarray, pages: Pages | None = None
+                      ) -> tuple[list[Row | None], PageColumns] | None:
         """The chunk's rows the model must decode whatever happens, and its page rows and iommufd calls as columns
-        for settling page-request groups and counting calls at once (explorer/simulator/pages.py); None where the
-        rows are to be read as before (a merged recording, a chunk without stored columns or whose rows do not
-        decode)."""
+        for settling page-request groups and counting calls at once (explorer/simulator/pages.py), from `pages`
+        when the helper read them; None where the rows are to be read as before (a merged recording, a chunk
+        without stored columns or whose rows do not decode)."""
         if self.sim.machines > 1:
             return None
-        rows: list[Row | None] = [None] * len(head.cols.ts)
+        pages = pages or read_pages(head, stateful)  # (where a chunk's rows fail to decode, they fail here)
+        if pages is None:
+            return None
+        rows = pages.rows
 
         def decode(positions: list[int]) -> None:
             got = head.rows(positions)
             for j in positions:
                 rows[j] = got[j]
-        try:
-            fields = head.field_columns(stateful, WANTED, NAMES)
-            if fields is None:
-                return None
-            decode(stateful[~fields.read].tolist())  # (where a chunk's rows fail to decode, they fail here)
-        except (TypeError, ValueError, OverflowError, IndexError, msgpack.UnpackException):
-            return None
-        return rows, PageColumns.of(head.cols.keys, head.cols.key_of[stateful], head.cols.ts[stateful], fields, rows,
-                                    stateful, decode, head.pids)
+        return rows, PageColumns.of(head.cols.keys, head.cols.key_of[stateful], head.cols.ts[stateful], pages.fields,
+                                    rows, stateful, decode, head.pids)
 
     def _model_rows(self, c: int, head: ChunkHead | None, positions: list[int]) -> list[Row | None]:
         """Chunk `c`'s rows with at least those at `positions` decoded: from the file by stored columns when

@@ -455,11 +455,14 @@ class Recording:
                 else:
                     u.skip()
             if "z" in meta:
-                packed = self._packed(i, meta)
-                return ChunkHead(packed.cols, refused, packed.rows_at, packed)
+                return self.packed_head(i, self._packed(i, meta))
         except (RecordingError, ValueError, msgpack.UnpackException):
             return None
         return None
+
+    def packed_head(self, i: int, packed: PackedChunk) -> ChunkHead:
+        """Chunk `i`'s head from its columns (read here, or by the model's helper process: see read_ahead.py)."""
+        return ChunkHead(packed.cols, lambda j, problem: self.refuse(i, j, problem), packed.rows_at, packed)
 
     def try_chunk_rows(self, i: int) -> list[Row] | None:
         """Chunk `i`'s rows, or None after noting in `damage` why it cannot be read."""

@@ -2,23 +2,22 @@
 exactly what the handlers leave: the same findings (text, order, evidence), the same checkpoints (every map in the
 same order), the same intervals, later requests and states at any seek, on the bundled recordings, generated
 workloads (with losses and slow answers) and random mixes of requests, responses, attaches, detaches, unbinds,
-failures, losses and rows of odd shapes."""
+failures, losses and rows of odd shapes. So does a model pass whose chunks a helper process read ahead
+(explorer/read_ahead.py), against the same pass read here."""
 
 from __future__ import annotations
 
-import random
 import tempfile
-from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from core.model_replay import replay
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from explorer import index as index_module
 from explorer.index import RecordingIndex
-from explorer.live_table import LiveTable
 from explorer.recording import DeviceInfo, Header, Recording, RecordingWriter
 from explorer.simulator import pages
 from explorer.workload import write_workload
@@ -27,40 +26,15 @@ BUNDLED = sorted((Path(__file__).parents[2] / "recordings").glob("*.pasidrec"))
 DEVICES = ("0000:00:01.0", "0000:00:02.0")
 
 
-def _plain(x: Any) -> Any:
-    """`x` with every map as its items in order (a map's order is part of the state a seek rebuilds)."""
-    if isinstance(x, LiveTable):
-        return [("live", k, x[k]) for k in x]
-    if isinstance(x, dict):
-        return [("dict", _plain(k), _plain(v)) for k, v in x.items()]
-    if is_dataclass(x) and not isinstance(x, type):
-        return [type(x).__name__, *(_plain(getattr(x, f.name)) for f in fields(x) if f.name != "atoms")]
-    if isinstance(x, (list, tuple)):
-        return [type(x).__name__, *map(_plain, x)]
-    return repr(x)
-
-
-def _replay(path: Path, settle: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    with monkeypatch.context() as m:
-        if not settle:
-            m.setattr(RecordingIndex, "_page_columns", lambda self, head, stateful: None)
-        idx = RecordingIndex.build(Recording(path))
-        seen = {"findings": _plain(idx.anomalies), "checkpoints": _plain(idx._checkpoints),  # noqa: SLF001
-                "state": _plain(idx.sim.root), "closed": [repr(i) for i in idx.intervals.closed_since(0)],
-                "open": [repr(i) for i in idx.intervals.open_now()], "opened": idx.intervals.opened,
-                "later": [idx.intervals.later_requests(i) for i in range(idx.n)], "damage": idx.damage,
-                "counts": idx.counts_by_kind()}
-        rng = random.Random(path.name)
-        if idx.n:
-            times = [idx.start_ns, idx.end_ns] + [rng.randrange(idx.start_ns, idx.end_ns + 1) for _ in range(20)]
-            seen["seeks"] = [_plain(idx.state_at(t)) for t in times]
-        return seen
-
-
-def _same_both_ways(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    settled, handled = _replay(path, True, monkeypatch), _replay(path, False, monkeypatch)
+def _same_both_ways(path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Settled and handled alike, and read ahead and here alike; the chunks read ahead."""
+    settled, handled = replay(path, "settled", monkeypatch), replay(path, "handled", monkeypatch)
+    here, ahead = replay(path, "here", monkeypatch), replay(path, "ahead", monkeypatch)
+    read_ahead = ahead.pop("read ahead")
     for part in handled:
         assert settled[part] == handled[part], part
+        assert part == "read ahead" or here[part] == ahead[part], part
+    return read_ahead
 
 
 def _settles_some(path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
@@ -92,7 +66,7 @@ def test_a_generated_workload_models_the_same_with_groups_settled(
     path = tmp_path / "w.pasidrec"
     write_workload(str(path), 30_000, seed=seed, slow_every=slow_every, loss_every=loss_every)
     assert _settles_some(path, monkeypatch) > 100
-    _same_both_ways(path, monkeypatch)
+    assert _same_both_ways(path, monkeypatch) == len(Recording(path).chunks) - 1  # (the first read as it starts)
 
 
 OPS = st.lists(st.tuples(

@@ -1,0 +1,214 @@
+"""A packed chunk's inputs to the model, read a few chunks ahead in a helper process (a big recording's model pass).
+
+About half of the model pass over a packed chunk is getting its inputs ready: reading and decompressing the chunk,
+reading its page rows' fields as columns (`recording.fieldmaps`) and decoding the rows not read so. None of it
+depends on the model, so a helper process (`serve`, on the machine's other core) does it for the next chunks while
+the index models the current one. It sends back what the same calls make here: the chunk decompressed, the field
+columns, the rows decoded and the rows the schema refused. The index takes a chunk's inputs from the helper once it
+is up, and reads the chunk itself otherwise (before the helper is up, where the helper could not read the chunk, or
+once it has died): the model is the same either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pickle
+import select
+import struct
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from .allocator import return_big_buffers
+from .events import Row
+from .recording import Recording
+from .recording.fieldmaps import FieldColumns
+from .recording.packed import PackedChunk
+from .recording.reader import ChunkHead
+from .simulator.pages import NAMES, WANTED
+
+AHEAD = 4  # chunks asked for before their answers are read: the helper's memory and this one's stay bounded
+_ASK = struct.Struct("<qq")  # file chunk, stateful positions
+_SIZE = struct.Struct("<q")  # an answer's bytes (0: the helper has opened the recording)
+_PIPE_BYTES = 1 << 20  # the answers' pipe: a few whole answers, each written and read in one go (Linux's limit)
+_STALLED_S = 10.0  # an answer that stops half written: the helper is stuck, and is let go
+
+
+@dataclass(frozen=True, slots=True)
+class Pages:
+    """A packed chunk's inputs to the model: its head, its page rows and iommufd calls read as columns, and its
+    stateful rows not read so, decoded (None elsewhere; see `RecordingIndex._page_columns`)."""
+
+    head: ChunkHead
+    fields: FieldColumns
+    rows: list[Row | None]
+
+
+def read_pages(head: ChunkHead, stateful: np.ndarray) -> Pages | None:
+    """The chunk's inputs at its `stateful` positions; None where its rows are read whole instead (a chunk without
+    stored columns, or whose rows do not decode)."""
+    try:
+        fields = head.field_columns(stateful, WANTED, NAMES)
+        if fields is None:
+            return None
+        return Pages(head, fields, head.rows(stateful[~fields.read].tolist()))
+    except (TypeError, ValueError, OverflowError, IndexError, msgpack.UnpackException):
+        return None
+
+
+def _answer(recording: Recording, i: int, stateful: np.ndarray) -> tuple[Any, ...] | None:
+    """File chunk `i`'s inputs as the helper sends them: where it lies, the chunk decompressed, the field columns, the
+    rows, and each row refused and why (the index notes them as its own reading would)."""
+    head = recording.chunk_head(i)
+    if head is None or head.packed is None:
+        return None
+    refused: list[tuple[int, str]] = []
+    pages = read_pages(replace(head, refused=lambda j, problem: refused.append((j, problem))), stateful)
+    if pages is None:
+        return None
+    return recording.chunks[i].offset, head.packed, pages.fields, pages.rows, refused
+
+
+def serve() -> None:
+    """The helper: open the recording named on the command line, say so, then answer each file chunk asked for on
+    stdin, in order, on stdout, until stdin closes (the index is done, or gone)."""
+    return_big_buffers()  # (as every command does: its peak is what it uses)
+    recording = Recording(sys.argv[1])
+    with os.fdopen(0, "rb", buffering=0) as asks, os.fdopen(1, "wb", buffering=0) as out:
+        out.write(_SIZE.pack(0))
+        while len(ask := _read(asks, _ASK.size)) == _ASK.size:
+            i, n = _ASK.unpack(ask)
+            if len(positions := _read(asks, 4 * n)) < 4 * n:
+                return
+            data = pickle.dumps(_answer(recording, i, np.frombuffer(positions, np.uint32)), pickle.HIGHEST_PROTOCOL)
+            out.write(_SIZE.pack(len(data)) + data)
+
+
+def _read(f: Any, n: int) -> bytes:
+    """`n` bytes from `f`, fewer only at its end."""
+    got = bytearray()
+    while len(got) < n and (part := f.read(n - len(got))):
+        got += part
+    return bytes(got)
+
+
+class ReadAhead:
+    """The helper process, asked for the file chunks `upcoming` yields (file chunk, stateful positions), in the
+    order the model takes them, at most AHEAD at a time."""
+
+    def __init__(self, recording: Recording, upcoming: Iterator[tuple[int, np.ndarray]],
+                 proc: subprocess.Popen[bytes]) -> None:
+        self.recording = recording
+        self._upcoming = upcoming
+        self._asked: deque[int] = deque()
+        self._proc: subprocess.Popen[bytes] | None = proc
+        self._up = False
+
+    @classmethod
+    def start(cls, recording: Recording, upcoming: Iterator[tuple[int, np.ndarray]]) -> ReadAhead | None:
+        """Start the helper (it starts up while the index reads on alone); None where it cannot be started."""
+        here = str(Path(__file__).resolve().parents[1])  # (the same `explorer` this process runs)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", "from explorer.read_ahead import serve; serve()", recording.path],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, bufsize=0,
+                start_new_session=True)  # (a terminal's Ctrl+C is the explorer's; the helper ends with its stdin)
+        except (OSError, ValueError):  # (no interpreter to start, no file descriptors left)
+            return None
+        assert proc.stdout is not None
+        with contextlib.suppress(OSError, AttributeError):  # (a lower limit, or none: answers come in pieces)
+            fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+        return cls(recording, upcoming, proc)
+
+    def _started(self) -> bool:
+        """Whether the helper has opened the recording (it says so first): until then the index reads chunks
+        itself rather than wait for it."""
+        if not self._up and self._proc is not None and self._readable(0):
+            self._up = self._read_exact(_SIZE.size) == _SIZE.pack(0)
+            if not self._up:
+                self.close()
+            self._ask()
+        return self._up
+
+    def _ask(self) -> None:
+        while self._proc is not None and len(self._asked) < AHEAD:
+            nxt = next(self._upcoming, None)
+            if nxt is None:
+                return
+            i, stateful = nxt
+            positions = stateful.astype(np.uint32, copy=False)
+            try:
+                assert self._proc.stdin is not None
+                self._proc.stdin.write(_ASK.pack(i, len(positions)) + positions.tobytes())
+            except OSError:
+                self.close()
+                return
+            self._asked.append(i)
+
+    def take(self, i: int) -> Pages | None:
+        """File chunk `i`'s inputs from the helper, or None: the index then reads the chunk itself. Answers to
+        chunks before `i` (which the index had at hand) are passed over."""
+        if not self._started():
+            return None
+        while self._asked and self._asked[0] <= i:
+            asked = self._asked.popleft()
+            answer = self._answer()
+            self._ask()
+            if asked == i and answer is not None and answer[0] == self.recording.chunks[i].offset:
+                _, packed, fields, rows, refused = answer
+                for j, problem in refused:
+                    self.recording.refuse(i, j, problem)
+                return Pages(self.recording.packed_head(i, packed), fields, rows)
+        return None
+
+    def _answer(self) -> tuple[int, PackedChunk, FieldColumns, list[Row | None], list[tuple[int, str]]] | None:
+        """The next answer; None where the helper could not read its chunk, or is gone."""
+        size = self._read_exact(_SIZE.size)
+        n = _SIZE.unpack(size)[0] if len(size) == _SIZE.size else 0
+        data = self._read_exact(n) if n > 0 else None
+        if data is None or len(data) < n:  # (it ended, or ended mid-answer)
+            self.close()
+            return None
+        answer: Any = pickle.loads(data)
+        return answer
+
+    def _readable(self, timeout: float) -> bool:
+        assert self._proc is not None and self._proc.stdout is not None
+        return bool(select.select([self._proc.stdout], [], [], timeout)[0])
+
+    def _read_exact(self, n: int) -> bytearray:
+        """`n` bytes of the helper's answers; fewer when it ends or stalls (it is then let go)."""
+        if self._proc is None:
+            return bytearray()
+        out = self._proc.stdout
+        assert out is not None
+        got = bytearray(n)
+        view, at = memoryview(got), 0
+        while at < n:
+            part = out.readinto(view[at:]) if self._readable(_STALLED_S) else 0
+            if not part:
+                self.close()
+                return got[:at]
+            at += part
+        return got
+
+    def close(self) -> None:
+        """End the helper now (the pass is done, stopped, or the helper failed): the index reads on alone."""
+        proc, self._proc = self._proc, None
+        self._asked.clear()
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            for f in (proc.stdin, proc.stdout):
+                if f is not None:
+                    f.close()

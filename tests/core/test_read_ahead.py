@@ -1,0 +1,130 @@
+"""A big recording's model pass reads its next chunks in a helper process (explorer/read_ahead.py). The model is
+the same whether the helper dies mid-pass, cannot read a damaged chunk, or the pass is stopped and resumed; and no
+helper outlives its pass, nor the explorer when it is killed."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from core.model_replay import plain, read_ahead_always, replay
+
+from explorer.index import RecordingIndex
+from explorer.read_ahead import Pages, ReadAhead
+from explorer.recording import Recording
+from explorer.workload import write_workload
+
+
+def _workload(tmp_path: Path) -> Path:
+    path = tmp_path / "w.pasidrec"
+    write_workload(str(path), 30_000, seed=2, slow_every=30)
+    return path
+
+
+def _helpers(m: pytest.MonkeyPatch) -> list[subprocess.Popen[bytes]]:
+    """Every helper process started from now on (within `m`'s context)."""
+    procs: list[subprocess.Popen[bytes]] = []
+    start = ReadAhead.start.__func__  # type: ignore[attr-defined]
+
+    def starting(cls: type[ReadAhead], *args: Any) -> ReadAhead | None:
+        ahead = start(cls, *args)
+        if ahead is not None:
+            procs.append(ahead._proc)  # noqa: SLF001
+        return ahead
+
+    m.setattr(ReadAhead, "start", classmethod(starting))
+    return procs
+
+
+def _ended(pid: int) -> bool:
+    """Whether process `pid` has ended (gone, or a zombie its new parent has not reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_helper_killed_mid_pass_leaves_the_same_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _workload(tmp_path)
+    here = replay(path, "here", monkeypatch)
+    procs = _helpers(monkeypatch)
+    take = ReadAhead.take
+
+    def killing(self: ReadAhead, i: int) -> Pages | None:
+        if i == 3 and self._proc is not None:  # noqa: SLF001
+            self._proc.kill()  # noqa: SLF001
+        return take(self, i)
+
+    monkeypatch.setattr(ReadAhead, "take", killing)
+    ahead = replay(path, "ahead", monkeypatch)
+    assert 0 < ahead.pop("read ahead") < len(Recording(path).chunks) - 1
+    assert ahead == {k: v for k, v in here.items() if k != "read ahead"}
+    assert [p.returncode for p in procs] == [-signal.SIGKILL]
+
+
+def test_a_chunk_the_helper_cannot_read_is_modelled_as_a_loss_as_before(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _workload(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[Recording(path).chunks[4].offset + 200] ^= 0xFF
+    path.write_bytes(bytes(data))
+    here, ahead = replay(path, "here", monkeypatch), replay(path, "ahead", monkeypatch)
+    assert any("chunk" in d for d in here["damage"])
+    assert ahead.pop("read ahead") == len(Recording(path).chunks) - 2  # (the first is read as it starts)
+    assert ahead == {k: v for k, v in here.items() if k != "read ahead"}
+
+
+def test_a_stopped_pass_ends_its_helper_and_resumes_to_the_same_model(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _workload(tmp_path)
+    with monkeypatch.context() as m:
+        procs = _helpers(m)
+        taken = read_ahead_always(m)
+        stopped = RecordingIndex.build(Recording(path), model=False)
+        assert not stopped.run_model(stop=lambda: taken[0] >= 2)
+        assert procs[0].returncode is not None  # ended before `run_model` returned
+        assert 0 < stopped.modelled < stopped.n
+        assert stopped.run_model()
+        assert len(procs) == 2 and procs[1].returncode is not None
+    whole = RecordingIndex.build(Recording(path), model=False)
+    whole.run_model()
+    assert stopped.anomalies == whole.anomalies
+    assert stopped.damage == whole.damage
+    assert plain(stopped._checkpoints) == plain(whole._checkpoints)  # noqa: SLF001
+    assert plain(stopped.state_at(stopped.end_ns)) == plain(whole.state_at(whole.end_ns))
+
+
+_KILLED_MID_PASS = """
+import os, signal, sys
+import pytest
+sys.path.insert(0, sys.argv[2])
+from core.model_replay import read_ahead_always
+from explorer.index import RecordingIndex
+from explorer.recording import Recording
+with pytest.MonkeyPatch.context() as m:
+    taken = read_ahead_always(m)
+    idx = RecordingIndex.build(Recording(sys.argv[1]), model=False)
+    def observe(rows, positions):
+        if taken[0] == 2:
+            print(idx._ahead._proc.pid, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+    idx.run_model(observe=observe)
+"""
+
+
+def test_an_explorer_killed_mid_pass_leaves_no_helper_behind(tmp_path: Path) -> None:
+    path = _workload(tmp_path)
+    out = subprocess.run([sys.executable, "-c", _KILLED_MID_PASS, str(path), str(Path(__file__).parents[1])],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    helper = int(out.stdout)
+    deadline = time.monotonic() + 10
+    while not _ended(helper) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _ended(helper)
