@@ -16,8 +16,10 @@ and reports:
                    of the screen update it caused (Pilot's own idle waits between keys are not counted);
   keys_cpu_s       the CPU time the process spent over that key sequence (every thread: the range panel's counts
                    included), which a loaded machine inflates far less than the frames' wall times;
-  model_events_per_s  events over the time the model itself spent replaying them (its chunks' rows decoded,
-                   checked and applied, checkpoints left; not the bars it hands them to);
+  model_events_per_s  events over the wall time of the model's pass (`run_model`, from its start to its return:
+                   its chunks' rows read, decoded, checked and applied, checkpoints left, the helper process that
+                   reads chunks ahead started and ended; not the bars it hands the rows to), so work moved to
+                   the helper counts only where the pass waits for it;
   resident_bytes_per_event  resident memory once the model is done, less before opening, per event, and
                    model_bytes_per_event the part of it the model added (state, checkpoints, intervals, findings,
                    bars) after the columns;
@@ -175,12 +177,12 @@ def rss_bytes() -> int:
 
 
 def time_the_model(index_class: type) -> list[float]:
-    """Patch the index so that the time its model spends on each chunk, less the bars it hands the rows to, is
-    added up in the list returned."""
+    """Patch the index so that the wall time of its model's passes, less the bars it hands the rows to, is added
+    up in the list returned."""
     spent = [0.0]
-    original = index_class._model_chunk
+    original = index_class.run_model
 
-    def timed(self, c, observe=None):  # type: ignore[no-untyped-def]
+    def timed(self, *, observe=None, **kwargs):  # type: ignore[no-untyped-def]
         aside = [0.0]
 
         def watched(rows, positions):  # type: ignore[no-untyped-def]
@@ -189,10 +191,12 @@ def time_the_model(index_class: type) -> list[float]:
             aside[0] += time.perf_counter() - t
 
         t0 = time.perf_counter()
-        original(self, c, watched if observe is not None else None)
-        spent[0] += time.perf_counter() - t0 - aside[0]
+        try:
+            return original(self, observe=watched if observe is not None else None, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - t0 - aside[0]
 
-    index_class._model_chunk = timed
+    index_class.run_model = timed
     return spent
 
 
