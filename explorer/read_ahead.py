@@ -22,7 +22,6 @@ import sys
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -78,11 +77,14 @@ def _answer(recording: Recording, i: int, stateful: np.ndarray) -> tuple[Any, ..
     return recording.chunks[i].offset, head.packed, pages.fields, pages.rows, refused
 
 
+_SERVE = "import os, sys; sys.path[:] = sys.argv[1].split(os.pathsep); from explorer.read_ahead import serve; serve()"
+
+
 def serve() -> None:
     """The helper: open the recording named on the command line, say so, then answer each file chunk asked for on
     stdin, in order, on stdout, until stdin closes (the index is done, or gone)."""
     return_big_buffers()  # (as every command does: its peak is what it uses)
-    recording = Recording(sys.argv[1])
+    recording = Recording(sys.argv[2])
     with os.fdopen(0, "rb", buffering=0) as asks, os.fdopen(1, "wb", buffering=0) as out:
         out.write(_SIZE.pack(0))
         while len(ask := _read(asks, _ASK.size)) == _ASK.size:
@@ -116,12 +118,12 @@ class ReadAhead:
     @classmethod
     def start(cls, recording: Recording, upcoming: Iterator[tuple[int, np.ndarray]]) -> ReadAhead | None:
         """Start the helper (it starts up while the index reads on alone); None where it cannot be started."""
-        here = str(Path(__file__).resolve().parents[1])  # (the same `explorer` this process runs)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
+        # It imports what this process would (its path, not the environment's nor the working directory's)
+        path = os.pathsep.join(os.path.abspath(p) for p in sys.path)
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-c", "from explorer.read_ahead import serve; serve()", recording.path],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, bufsize=0,
+                [sys.executable, "-I", "-c", _SERVE, path, recording.path], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0,
                 start_new_session=True)  # (a terminal's Ctrl+C is the explorer's; the helper ends with its stdin)
         except (OSError, ValueError):  # (no interpreter to start, no file descriptors left)
             return None
