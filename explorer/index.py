@@ -421,8 +421,8 @@ class RecordingIndex:
         gap = self._gaps.get(c)
         stateful = self._stateful_at.pop(c)  # (a seek's replay finds them from the kinds column)
         positions = stateful.tolist()
-        head, pages = self._model_head(c)
-        read = self._page_columns(head, stateful, pages) if head is not None else None
+        head, ready = self._model_head(c)
+        read = self._page_columns(head, stateful, ready) if head is not None else None
         rows, pages = read if read is not None else (self._model_rows(c, head, positions), None)
         if len(rows) != n:  # readable when indexed, not now: its events are a loss like an unreadable chunk's
             gap = (self._first_ts[c], n)
