@@ -26,6 +26,11 @@ HOST = "host"  # the name of the machine of a recording that names none
 NAME_ENV = "PASID_EXPLORER_MACHINE"  # a capture's machine name when `--machine` gives none (the lab sets it)
 QUALIFIER = "/"  # between a machine's name and its device's: "guest/0000:00:03.0"
 MAX_MACHINES = 256  # a row's machine number is below this
+# How an imported log's later boot was put on the timeline (importers/boots.py): its stamps since boot moved after
+# the previous boot's, or the log's own wall-clock or line order kept
+BOOT_ORDER = "boot order"
+LOG_ORDER = "log order"
+BOOT_GAP_NS = 1_000_000_000  # BOOT_ORDER: a later boot's time zero is this long after the previous boot's last stamp
 _SNAPSHOT_TRIES = 5  # reads of the three clocks; the tightest pair of monotonic reads around them is kept
 
 
@@ -169,10 +174,16 @@ class Alignment:
     """What to add to a machine's times to put them on another's timeline, and how sure that is."""
 
     offset_ns: int
-    by: str  # "realtime" (both recordings' clock snapshots) or "given" (the user's --offset)
+    by: str  # "realtime" (both recordings' clock snapshots), "given" (the user's --offset), BOOT_ORDER, LOG_ORDER
     error_ns: int | None  # the bound the data show; None when they show none (a given offset)
 
     def describe(self) -> str:
+        if self.by == BOOT_ORDER:
+            return (f"offset {_signed(self.offset_ns)}: a later boot of the log, its stamps (time since its boot) "
+                    f"placed {fmt_ns(BOOT_GAP_NS)} after the previous boot's last (the log does not say how long "
+                    f"the reboot took)")
+        if self.by == LOG_ORDER:
+            return "a later boot of the log, on the timeline by the log's own wall-clock stamps or line order"
         if self.error_ns is None:
             return f"offset {_signed(self.offset_ns)} as given"
         return (f"offset {_signed(self.offset_ns)} from the machines' wall clocks, within ±{fmt_ns(self.error_ns)} "

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..events import R_DEVICE, R_FIELDS, R_PASID, Kind, Row
+from ..events import R_DEVICE, R_FIELDS, R_MACHINE, R_PASID, R_TS, Kind, Row
 from ..recording import DeviceInfo, RecordingWriter
+from .boots import Boot
 from .scan import BlockScanner
 
 UNKNOWN_SAMPLES = 50
@@ -44,6 +45,7 @@ class ImportStats:
     host: dict[str, Any] = field(default_factory=dict)
     # a driver's own PASID numbering (amdgpu's GPU VMs) -> the (device, PASID) pairs seen in it (explorer.pasid_spaces)
     pasid_spaces: dict[str, set[tuple[str | None, int]]] = field(default_factory=dict)
+    boots: list[Boot] = field(default_factory=list)  # the log's boots after its first, each kept as a machine
 
     def not_understood(self, line_no: Callable[[], int], text: str) -> None:
         """Count a line no format read; the first few are kept as samples, with the number `line_no()` gives (asked
@@ -59,7 +61,8 @@ class ImportStats:
                 "by_vendor": self.by_vendor, **({"host": self.host} if self.host else {}),
                 **({"pasid_spaces": {space: [list(p) for p in sorted(pairs, key=lambda p: (p[0] or "", p[1]))]
                                      [:MAX_SPACE_PAIRS] for space, pairs in self.pasid_spaces.items()}}
-                   if self.pasid_spaces else {})}
+                   if self.pasid_spaces else {}),
+                **({"boots": [b.footer() for b in self.boots]} if self.boots else {})}
 
 
 class Sink:
@@ -72,6 +75,15 @@ class Sink:
         self.stats = stats
         self._drivers: dict[str, str | None] = {}
         self.last_device: dict[str, str | None] = {}  # per vendor: who a "callbacks suppressed" line is about
+        # A later boot of the log (importers/boots.py): its machine's number, the offset that puts its times on the
+        # timeline, and what its devices' names start with; None while the log's first boot is read
+        self.boot: tuple[int, int, str] | None = None
+
+    def start_boot(self, number: int, offset_ns: int, prefix: str) -> None:
+        """Rows from here on are a later boot's: moved, on its machine, its devices named apart, and no "callbacks
+        suppressed" line speaks for the last boot's devices."""
+        self.boot = (number, offset_ns, prefix)
+        self.last_device.clear()
 
     def row(self, kind: str, ts: int, device: str | None, pasid: int | None, fields: dict[str, Any],
             cpu: int | None = None, pid: int | None = None, comm: str | None = None) -> None:
@@ -94,6 +106,9 @@ class Sink:
                                         "incomplete"))
 
     def emit(self, row: Row) -> None:
+        device = row[R_DEVICE]
+        if self.boot is not None:
+            self.move(row)
         self._append(row)
         stats = self.stats
         stats.events += 1
@@ -104,10 +119,21 @@ class Sink:
         if vendor is not None:
             by_vendor = stats.by_vendor
             by_vendor[vendor] = by_vendor.get(vendor, 0) + 1
-            self.last_device[vendor] = row[R_DEVICE]
+            self.last_device[vendor] = device
+
+    def move(self, row: Row) -> None:
+        """Put a later boot's row on the timeline and its machine, its device named apart (see `start_boot`)."""
+        assert self.boot is not None
+        number, offset, prefix = self.boot
+        row[R_TS] += offset
+        if row[R_DEVICE] is not None:
+            row[R_DEVICE] = prefix + row[R_DEVICE]
+        row[R_MACHINE:] = [number]
 
     def device(self, name: str | None, driver: str | None = None) -> None:
         """Note a device (and its driver when the log names it) for the recording's device table."""
+        if self.boot is not None and name is not None:
+            name = self.boot[2] + name
         if name is None or (name in self._drivers and (driver is None or self._drivers[name] is not None)):
             return
         self._drivers[name] = driver

@@ -17,6 +17,7 @@ from .amd_vi import AmdVi
 from .amdgpu import AmdGpu
 from .apple_dart import AppleDart
 from .arm_smmu import ArmSmmu
+from .boots import BACK_NS, NEAR_ZERO_NS, Boot, next_boot
 from .core import ImportStats, LogLine, Parser, Sink, TextImporter, may_hold
 from .exynos import Exynos
 from .intel_dmar import IntelDmar
@@ -108,6 +109,7 @@ class KernelLogImporter(TextImporter):
         self.rules = [(word, pattern, getattr(p, method), p) for p in self.parsers for word, pattern, method in p.RULES]
         self.open: Parser | None = None
         self.last_ts = 0
+        self.boots: list[Boot] = []  # the boots after the log's first (boots.py)
 
     def finish(self) -> None:
         if self.open is not None:
@@ -145,6 +147,7 @@ class KernelLogImporter(TextImporter):
                 prev_mono, prev_wall, _, _ = split_parts(prev.decode("utf-8", "replace"), self.years)
                 ts = prev_mono if clock == "kernel" else prev_wall
             ts = self.last_ts if ts is None else ts
+        prev = self.last_ts
         self.last_ts = ts
         line = LogLine(text, msg, ts)
         if record is not None:
@@ -158,6 +161,11 @@ class KernelLogImporter(TextImporter):
             self.open = None
         if not candidate:
             return False
+        if (ts < prev or msg[:1] == "L") and self._boot_starts(msg, ts, prev):
+            banner = self._new_boot(start, msg, prev)
+            if banner:
+                stats.parsed += 1
+                return False
         for word, pattern, take, parser in self.rules:
             if word in msg and (m := pattern.search(msg)) is not None and take(line, m):
                 stats.parsed += 1
@@ -182,6 +190,24 @@ class KernelLogImporter(TextImporter):
                 (mono is not None or wall is not None or _DRIVER_TAG.match(msg)) and may_hold(msg, _DRIVER_WORDS):
             stats.not_understood(partial(self.scanner.line_no, start), text)
         return False
+
+    def _boot_starts(self, msg: str, ts: int, prev: int) -> bool:
+        """Whether this line starts another boot (see boots.py): its banner after the log's first lines (with stamps
+        since boot, stamped before the line before it), or a stamp near zero long after the last."""
+        if msg.startswith("Linux version "):
+            return prev > 0 and (self.clock != "kernel" or ts < prev)
+        return self.clock == "kernel" and ts < NEAR_ZERO_NS and prev - ts >= BACK_NS
+
+    def _new_boot(self, start: int, msg: str, prev: int) -> bool:
+        """Close what the last boot left open and send the rows from here on to the new boot's machine; returns
+        whether the line was the boot's banner (else it is read on as any line)."""
+        for p in self.parsers:
+            p.close()
+        kernel = host_facts(msg).get("kernel")
+        boot = next_boot(self.boots, self.scanner.line_no(start), kernel, prev, self.clock)
+        self.boots.append(boot)
+        self.sink.start_boot(boot.number, boot.offset_ns, boot.prefix)
+        return kernel is not None
 
     def _suppressed(self, line: LogLine, vendor: str, n: int) -> None:
         self.stats.suppressed += n

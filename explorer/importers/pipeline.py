@@ -27,6 +27,7 @@ from ..collector import collector_paused
 from ..errors import InputError
 from ..outputs import atomic_output
 from ..recording import Header, RecordingWriter
+from .boots import TooManyBoots, keep_apart
 from .core import ImportStats, Sink, TextImporter
 from .detect import FORMATS, TRACE_DAT_MAGIC, Sniff, not_text, sniff
 from .ftrace import FtraceImporter
@@ -205,7 +206,10 @@ def import_log(path: str, out: str | os.PathLike[str], *, fmt: str | None = None
         if chosen is None:
             raise _not_recognised(path, s, "no line looks like a kernel log or a trace", len(head))
         stats = ImportStats(format="trace-dat" if is_dat else chosen, input=name)
-        return _run(path, f, size, head, s, chosen, stats, dest, progress, title or f"{name} (imported)")
+        try:
+            return _run(path, f, size, head, s, chosen, stats, dest, progress, title or f"{name} (imported)")
+        except TooManyBoots as e:
+            raise InputError(path, "", str(e)) from None
 
 
 def _refuse_non_text(path: str, head: bytes, out: str | os.PathLike[str]) -> None:
@@ -243,7 +247,11 @@ def _run(path: str, f: BinaryIO, size: int, head: bytes, s: Sniff, chosen: str, 
                 raise _not_recognised(path, s, f"nothing in it reads as {chosen}", len(head))
             raise _not_recognised(path, s, f"nothing in it reads as {chosen} (--format), and its first lines read "
                                            f"as {s.format}: leave --format out", len(head), tried=False)
+        log = importer if isinstance(importer, KernelLogImporter) else importer.guest
+        stats.boots = log.boots if isinstance(log, KernelLogImporter) else []
         writer.close("complete", **{"import": stats.footer()})
+        if stats.boots:
+            keep_apart(dest, path, stats.boots, stats.host.get("kernel"))
     return stats
 
 

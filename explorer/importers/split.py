@@ -13,7 +13,9 @@ here. Two pieces of state are kept as long as the log runs, so a worker rarely r
 IOMMU (only a "callbacks suppressed" line reads it) and the host facts (only a boot's first lines read them); the
 worker notes which of them its range read before setting, and those must agree too. When anything disagrees, or a
 worker fails or is killed, this process parses that range itself, from its own state: the result is the same,
-only slower.
+only slower. A log of several boots (boots.py) keeps each later boot's rows apart: only this process numbers the
+boots, so a range in which one starts is parsed here, and the rows of the others are moved to the boot they fall in
+as they are written.
 
 Only a seekable file whose format is the kernel log with dmesg stamps (the stamps are its times) is split: syslog
 and line-numbered clocks carry a year or a line count through the whole file.
@@ -255,6 +257,8 @@ def _parse(start: int, end: int | None) -> Parsed | None:
 
         with open(_job["path"], "rb") as f:
             parse_range(log, f, _job["path"], _job["blocks"], start, end, _job["head"], before=before)
+        if log.boots:  # a boot starts here: this process parses the range, and numbers and places the boot
+            return None
         lines = log.scanner.lines - marks["lines"]
         for sample in stats.unknown_samples:
             sample[0] -= marks["lines"]
@@ -279,7 +283,15 @@ def _agrees(log: KernelLogImporter, p: Parsed) -> bool:
 
 
 def _adopt(log: KernelLogImporter, writer: Any, p: Parsed) -> None:
-    """Write a range the worker parsed and take up its end state."""
+    """Write a range the worker parsed and take up its end state. A worker knows nothing of the boots before its
+    range (it gives up a range in which one starts): its rows are moved to the boot being read here."""
+    sink = log.sink
+    if sink.boot is not None:
+        for row in p.rows:
+            sink.move(row)
+        prefix = sink.boot[2]
+        p.stats.pasid_spaces = {space: {(d if d is None else prefix + d, n) for d, n in pairs}
+                                for space, pairs in p.stats.pasid_spaces.items()}
     done = 0
     for at, name, driver in p.notes:
         writer.extend_rows(p.rows[done:at])

@@ -80,7 +80,9 @@ def _both_ways(src: Path, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> dict[st
     return seen
 
 
-@pytest.mark.parametrize(("block", "reads", "overlap"), [(48, 1, 100), (300, 2, 4096), (1000, 1, 7), (4096, 3, 1)])
+# (the cases come from several boots, each kept as a machine: a range in which one starts is parsed here, so the
+# first range must end before the first boot, about 9 KiB in, for the last geometry to adopt any)
+@pytest.mark.parametrize(("block", "reads", "overlap"), [(48, 1, 100), (300, 2, 4096), (1000, 1, 7), (4096, 1, 1)])
 def test_every_fixture_case_in_a_row_imports_the_same_split(block: int, reads: int, overlap: int, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "all.log"
@@ -100,6 +102,26 @@ def test_the_benchmarks_log_imports_the_same_split(seed: int, share: float, crlf
     _geometry(monkeypatch, 1 << 16, 4096, 2, 8192)
     seen = _both_ways(src, tmp_path, monkeypatch)
     assert seen["adopted"] > 0
+
+
+def test_a_log_of_two_boots_imports_the_same_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second boot's rows, found by workers that know nothing of the first boot, are moved to its machine."""
+    one = tmp_path / "one.log"
+    bench.generate(one, 20_000, 0.3, 4)
+    boot = one.read_text()
+    src = tmp_path / "boots.log"
+    banner = "[    0.000000] Linux version {} (x) #1\n"
+    src.write_text(banner.format("6.8.0") + boot + banner.format("6.12.0") + boot)
+    _geometry(monkeypatch, 1 << 16, 4096, 2, 8192)
+    later = []
+    adopt = split._adopt
+    monkeypatch.setattr(split, "_adopt", lambda log, *args: (later.append(log.sink.boot is not None),
+                                                             adopt(log, *args)))
+    seen = _both_ways(src, tmp_path, monkeypatch)
+    assert seen["adopted"] > 0 and any(later)
+    with Recording(tmp_path / "split.pasidrec") as rec:
+        assert [m.kernel for m in rec.machines] == ["6.8.0", "6.12.0"]
+    assert not import_log(str(one), tmp_path / "bench.pasidrec").boots  # the benchmark's log is one boot
 
 
 _records, _noise = bench.pools()

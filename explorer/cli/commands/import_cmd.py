@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ...importers import FORMATS, import_log
+from ...text import line
 from ..progress import Progress
 
 ORDER = 50
@@ -72,4 +73,6 @@ def run(args: argparse.Namespace) -> int:
     if not stats.events:
         notes.append("no IOMMU fault or event lines found")
     print("  " + "; ".join(notes))
+    for boot in stats.boots:  # (its kernel's name comes from the log)
+        print(line(f"  {boot.describe()}"))
     return 0
