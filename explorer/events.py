@@ -103,7 +103,8 @@ _INT = int
 _OPT_INT = (int, type(None))
 _ERR = _f("error", int, "negative errno when the kernel call failed, 0 or absent on success")
 _OWNER = _f("owner", str, "who holds it: 'pid 1234 (qemu)', 'iommufd obj 7', 'vm guest0'")
-_MM = _f("mm", int, "the address space: its mm pointer when the probe saw it, else the owning tgid")
+_MM = _f("mm", int, "the address space: the tgid of the process it belongs to, or its mm pointer when the probe saw "
+         "it outside that process or the tgid already names another live mm (one the process had before an exec)")
 _DOMAIN = _f("domain", int, "domain id (kernel pointer or iommufd object id)")
 _DOMAIN_TYPE = _f("domain_type", str, "sva, paging, nested, identity or blocked (DomainType)")
 _SEEN_BY = _f("seen_by", list, "other hooks that saw this same kernel event: evidence on it, not events of their own")

@@ -7,9 +7,12 @@
 
 #define INVALID_PASID 0xffffffff
 
-/* mm pointer -> owning process, learned when a process binds its own mm: unbinds and drops that happen later,
- * from another context (an exiting task, a workqueue), still name the process the simulator knows. */
-BPF_HASH(mm_owner, u64, u32, 10240);
+/* mm pointer -> the name events give it (see mm_key), learned when a process binds its own mm: unbinds and drops
+ * that happen later, from another context (an exiting task, a workqueue), still name the mm the simulator knows.
+ * tgid -> the mm named by that tgid. Both forget an mm at mm_pasid_drop() (its __mmdrop(), 6.4+); before 6.4 no
+ * hook sees an mm go, so they are LRU: the mms touched longest ago make room (a long-dead one, in practice). */
+BPF_TABLE("lru_hash", u64, u64, mm_owner, 10240);
+BPF_TABLE("lru_hash", u32, u64, tgid_mm, 10240);
 /* Thread -> mm while it is inside iommu_sva_bind_device: a global PASID allocated then is the mm's SVA PASID. */
 BPF_HASH(in_bind, u32, u64, 10240);
 
@@ -50,21 +53,46 @@ static __always_inline u32 mm_pasid(u64 mm)
 #endif
 }
 
-/* The simulator names an mm by its process: the caller's tgid when it is the caller's own mm. */
+/* The simulator names an mm by its process: the caller's tgid when it is the caller's own mm, and no other live mm
+ * has that name already; else by its pointer. A process that execs gets a new mm (fs/exec.c exec_mmap()) while the
+ * old one, and its PASID, live on as long as a bind holds it (an SVA fd kept across the exec: the SVA domain's
+ * mmgrab(), iommu-sva.c; the PASID goes in mm_pasid_drop(), from __mmdrop(), kernel/fork.c): the new mm's own
+ * PASID must not be taken for a second PASID of the old one. So must a new process that reuses a live mm's tgid. */
 static __always_inline u64 mm_key(u64 mm)
 {
-    u32 *owner = mm_owner.lookup(&mm);
-    if (owner)
-        return *owner;
+    u64 *known = mm_owner.lookup(&mm);
+    if (known)
+        return *known;
 #ifdef OFF_TASK_MM
     u64 task = (u64)bpf_get_current_task();
     if (mm && kread(task + OFF_TASK_MM) == mm) {
         u32 tgid = bpf_get_current_pid_tgid() >> 32;
-        mm_owner.update(&mm, &tgid);
-        return tgid;
+        u64 *named = tgid_mm.lookup(&tgid);
+        if (named && *named != mm) {
+            mm_owner.update(&mm, &mm);
+            return mm;
+        }
+        u64 key = tgid;
+        tgid_mm.update(&tgid, &mm);
+        mm_owner.update(&mm, &key);
+        return key;
     }
 #endif
     return mm;
+}
+
+/* An mm is gone (__mmdrop): its name is free for the next mm of its tgid. (Its name is read from the table: an
+ * fentry program's mm is a typed pointer, which the verifier will not let be cut to 32 bits.) */
+static __always_inline void forget_mm(u64 mm)
+{
+    u64 *known = mm_owner.lookup(&mm);
+    if (!known)
+        return;
+    u32 tgid = *known;  /* (a name that is a pointer names no tgid's mm: the check below tells) */
+    u64 *named = tgid_mm.lookup(&tgid);
+    if (named && *named == mm)
+        tgid_mm.delete(&tgid);
+    mm_owner.delete(&mm);
 }
 
 static __always_inline u64 stash_key(u32 hook)
@@ -390,7 +418,7 @@ static __always_inline int on_mm_pasid_drop(u64 mm, u64 a1, u64 a2, u64 a3)
 {
     u32 pasid = mm_pasid(mm);
     u64 key = mm_key(mm);
-    mm_owner.delete(&mm);
+    forget_mm(mm);
     if (pasid == INVALID_PASID)
         return 0;
     struct rec *r = kfunc_rec(EV_MM_PASID_DROP, pasid, 0);

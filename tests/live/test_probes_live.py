@@ -8,6 +8,8 @@ import ctypes
 import fcntl
 import os
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -132,6 +134,42 @@ def test_kernel_function_probes_compile_as_fentry_programs() -> None:
         b.cleanup()
     for hook in FUNCTIONS:
         assert (f"kretfunc__{hook.name}" if hook.returns else f"kfunc__{hook.name}") in names
+
+
+# mm_key of the caller's own mm each time the target process calls getppid(), by mm pointer
+MM_KEYS_OF_TARGET = """
+BPF_HASH(keys_seen, u64, u64, 16);
+TRACEPOINT_PROBE(syscalls, sys_enter_getppid)
+{
+    if ((bpf_get_current_pid_tgid() >> 32) != TARGET)
+        return 0;
+    u64 mm = kread((u64)bpf_get_current_task() + OFF_TASK_MM);
+    u64 key = mm_key(mm);
+    keys_seen.update(&mm, &key);
+    return 0;
+}
+"""
+
+
+def test_an_execd_process_s_new_mm_is_not_named_as_its_old_one() -> None:
+    """exec_mmap() (fs/exec.c) gives the process a new mm while the old one may live on, held by a bind of an SVA
+    fd kept across the exec, with its PASID (freed only by mm_pasid_drop() in __mmdrop(), kernel/fork.c 5.18+):
+    the capture must not name both by the tgid, or the new mm's PASID reads as a second PASID of the old mm."""
+    bcc = loader.import_bcc()
+    child = subprocess.Popen([sys.executable, "-c", "import os, sys; sys.stdin.readline(); os.getppid(); "
+                              "os.execv(sys.executable, [sys.executable, '-c', 'import os; os.getppid()'])"],
+                             stdin=subprocess.PIPE, text=True)
+    text, flags = _kernel_funcs_text_and_flags(fentry=False)
+    b = bcc.BPF(text=(text + MM_KEYS_OF_TARGET).encode(), cflags=[*flags, f"-DTARGET={child.pid}"])
+    try:
+        child.communicate("go\n", timeout=60)
+        named = {k.value: v.value for k, v in b[b"keys_seen"].items()}
+    finally:
+        b.cleanup()
+    assert child.returncode == 0 and len(named) == 2  # the mm before the exec and the mm after it
+    before, after = sorted(named.items(), key=lambda kv: kv[1] != child.pid)
+    assert before[1] == child.pid  # the first mm the capture saw: named by the process
+    assert after[1] == after[0] != before[0]  # the exec's: by its own pointer, not as the first
 
 
 def test_a_host_without_tracefs_or_hooks_is_refused_with_the_reason(tmp_path: Path,
