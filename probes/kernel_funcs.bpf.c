@@ -10,9 +10,11 @@
 /* mm pointer -> the name events give it (see mm_key), learned when a process binds its own mm: unbinds and drops
  * that happen later, from another context (an exiting task, a workqueue), still name the mm the simulator knows.
  * tgid -> the mm named by that tgid. Both forget an mm at mm_pasid_drop() (its __mmdrop(), 6.4+); before 6.4 no
- * hook sees an mm go, so they are LRU: the mms touched longest ago make room (a long-dead one, in practice). */
-BPF_TABLE("lru_hash", u64, u64, mm_owner, 10240);
-BPF_TABLE("lru_hash", u32, u64, tgid_mm, 10240);
+ * hook sees an mm go, so they fill up over a long capture. They are plain hashes, never LRU: an LRU may evict a
+ * live mm's name (its per-CPU free lists take entries long before it is full, on a host of many CPUs), and a later
+ * unbind named otherwise would be a false finding. A full table names new mms as before the tables (their tgid). */
+BPF_HASH(mm_owner, u64, u64, 65536);
+BPF_HASH(tgid_mm, u32, u64, 65536);
 /* Thread -> mm while it is inside iommu_sva_bind_device: a global PASID allocated then is the mm's SVA PASID. */
 BPF_HASH(in_bind, u32, u64, 10240);
 

@@ -154,6 +154,7 @@ def test_a_binary_trace_goes_down_a_pipe_as_it_goes_to_a_file(tmp_path: Path) ->
     (["check", "{rec}", "--stale-ms", "nan"], "--stale-ms: expected a number above 0, got 'nan'"),
     (["check", "{rec}", "--jobs", "0"], "--jobs/-j: expected a whole number of at least 1, got '0'"),
     (["replay", "{rec}", "--stale-ms", "0"], "--stale-ms: expected a number above 0, got '0'"),
+    (["check", "{rec}", "--stale-ms", "1e303"], "--stale-ms: expected at most 9.2e12 (292 years), got '1e303'"),
     (["check", "{rec}", "--stale-ms", "1e-300"], "--stale-ms: expected at least 0.000001 (1 ns, the clocks' unit)"),
     (["merge", "-o", "x.pasidrec", "{rec}", "{rec}", "--offset", "g=+1s", "--offset", "g=+5s"],
      "--offset g: given twice (g=+1s and g=+5s)"),

@@ -37,6 +37,8 @@ def milliseconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
     if value < 1e-6:
         raise argparse.ArgumentTypeError(f"expected at least 0.000001 (1 ns, the clocks' unit), got {text!r}")
+    if value * 1e6 >= 2 ** 63:  # (beyond the clocks' 64-bit nanoseconds: 292 years)
+        raise argparse.ArgumentTypeError(f"expected at most 9.2e12 (292 years), got {text!r}")
     return value
 
 
