@@ -15,10 +15,12 @@ import contextlib
 import fcntl
 import os
 import pickle
+import queue
 import select
 import struct
 import subprocess
 import sys
+import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -85,14 +87,27 @@ def serve() -> None:
     stdin, in order, on stdout, until stdin closes (the index is done, or gone)."""
     return_big_buffers()  # (as every command does: its peak is what it uses)
     recording = Recording(sys.argv[2])
-    with os.fdopen(0, "rb", buffering=0) as asks, os.fdopen(1, "wb", buffering=0) as out:
+    asks: queue.SimpleQueue[tuple[int, bytes] | None] = queue.SimpleQueue()
+    threading.Thread(target=_take_asks, args=(asks,), daemon=True).start()
+    with os.fdopen(1, "wb", buffering=0) as out:
         out.write(_SIZE.pack(0))
-        while len(ask := _read(asks, _ASK.size)) == _ASK.size:
-            i, n = _ASK.unpack(ask)
-            if len(positions := _read(asks, 4 * n)) < 4 * n:
-                return
+        while (ask := asks.get()) is not None:
+            i, positions = ask
             data = pickle.dumps(_answer(recording, i, np.frombuffer(positions, np.uint32)), pickle.HIGHEST_PROTOCOL)
             out.write(_SIZE.pack(len(data)) + data)
+
+
+def _take_asks(asks: queue.SimpleQueue[tuple[int, bytes] | None]) -> None:
+    """Read the asks on stdin as they come, on a thread of their own, then None once it closes. An ask bigger than
+    the room left in its pipe (a big chunk's positions) must not wait while this process waits to write an answer
+    the index has no room for yet: each would wait for the other for ever. (The index asks at most AHEAD ahead.)"""
+    with os.fdopen(0, "rb", buffering=0) as f:
+        while len(ask := _read(f, _ASK.size)) == _ASK.size:
+            i, n = _ASK.unpack(ask)
+            if len(positions := _read(f, 4 * n)) < 4 * n:
+                break
+            asks.put((i, positions))
+    asks.put(None)
 
 
 def _read(f: Any, n: int) -> bytes:

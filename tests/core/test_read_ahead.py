@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from core.model_replay import plain, read_ahead_always, replay
 
 from explorer.index import RecordingIndex
 from explorer.read_ahead import Pages, ReadAhead
-from explorer.recording import Recording
+from explorer.recording import Recording, RecordingWriter
 from explorer.workload import write_workload
 
 
@@ -98,6 +99,26 @@ def test_a_stopped_pass_ends_its_helper_and_resumes_to_the_same_model(tmp_path: 
     assert stopped.damage == whole.damage
     assert plain(stopped._checkpoints) == plain(whole._checkpoints)  # noqa: SLF001
     assert plain(stopped.state_at(stopped.end_ns)) == plain(whole.state_at(whole.end_ns))
+
+
+def test_chunks_whose_asks_and_answers_outgrow_their_pipes_are_read_ahead_without_a_hang(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk of 65,536 events (a capture's busy second, a spill) is asked for with 256 KiB of positions, more than
+    the helper's stdin pipe holds, while its answer outgrows the answers' pipe: the index writing the next ask and
+    the helper writing an answer once waited for each other for ever."""
+    events = tmp_path / "w.pasidrec"
+    write_workload(str(events), 200_000, seed=3)
+    path = tmp_path / "big-chunks.pasidrec"
+    with Recording(events) as rec, RecordingWriter(path, rec.header, chunk_events=65_536) as w:
+        w.extend(rec.iter_events())
+    assert len(Recording(path).chunks) == 4
+    got: dict[str, Any] = {}
+    done = threading.Thread(target=lambda: got.update(replay(path, "ahead", monkeypatch)), daemon=True)
+    done.start()
+    done.join(timeout=120)
+    assert not done.is_alive(), "the pass hung"
+    assert got.pop("read ahead") == 3  # (every chunk but the first, read as the helper starts)
+    assert got == {k: v for k, v in replay(path, "here", monkeypatch).items() if k != "read ahead"}
 
 
 _KILLED_MID_PASS = """
