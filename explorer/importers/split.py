@@ -23,7 +23,9 @@ and line-numbered clocks carry a year or a line count through the whole file.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import ctypes
 import gc
 import os
 import signal
@@ -45,6 +47,7 @@ SPLIT_MIN = 32 << 20  # smaller inputs stay in this process: starting the worker
 RANGE_READS = 4  # a worker's range: a few of the import's reads
 OVERLAP = 256 << 10  # parsed before a range, to bring the parsers' state up to its first line
 AHEAD = 2  # ranges handed out per worker beyond the one being written: bounds what waits in memory
+_PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies (linux/prctl.h)
 
 Blocks = Callable[..., Iterator[tuple[Runs, int]]]  # pipeline._blocks
 Factory = Callable[[Sink, ImportStats], TextImporter]  # builds the import's importer around a sink
@@ -225,10 +228,20 @@ def parse_range(log: KernelLogImporter, f: BinaryIO, path: str, blocks: Blocks, 
 _job: dict[str, Any] = {}
 
 
-def _start_worker(path: str, head: bytes, make: Factory, blocks: Blocks, source: str) -> None:
+def _start_worker(parent: int, path: str, head: bytes, make: Factory, blocks: Blocks, source: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importing process's to handle
+    _die_with(parent)
     gc.freeze()  # what the fork brought is never garbage (see _parse)
     _job.update(path=path, head=head, make=make, blocks=blocks, source=source)
+
+
+def _die_with(parent: int) -> None:
+    """Have Linux kill this worker when the importing process dies, however it dies (kill -9, a timeout's SIGTERM,
+    the OOM killer): its cleanup runs only on an exception, and a worker left behind would wait for ever."""
+    with contextlib.suppress(OSError, AttributeError):  # (no C library to ask: the cleanup is all there is)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # (it died before the request was made)
+        os._exit(1)
 
 
 def _parse(start: int, end: int | None) -> Parsed | None:
@@ -321,7 +334,7 @@ def import_split(log: KernelLogImporter, f: BinaryIO, path: str, size: int, head
     ranges = [(a, b) for a, b in zip(bounds, [*bounds[1:], None], strict=True)]
     n = workers()
     pool = ProcessPoolExecutor(n, get_context("fork"), initializer=_start_worker,
-                               initargs=(path, head, make, blocks, log.sink.source))
+                               initargs=(os.getpid(), path, head, make, blocks, log.sink.source))
     waiting: deque[Future[Parsed | None]] = deque()  # the ranges handed out, in order from the next to write
     handed = 0
     try:

@@ -214,3 +214,34 @@ def test_ctrl_c_at_the_terminal_stops_the_command_and_its_workers_in_one_line(tm
     assert (cmd.returncode, err) == (130, "pasid-explorer: interrupted\n")
     assert not out.exists() and list(tmp_path.iterdir()) == [src]
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_an_import_killed_leaves_no_worker_behind(sig: int, tmp_path: Path) -> None:
+    """kill -9, a timeout's SIGTERM or the OOM killer run no cleanup: the workers once stayed, blocked on their
+    pipes and holding their memory, for ever (prctl's PR_SET_PDEATHSIG now ends them with the import)."""
+    src, out = tmp_path / "big.log", tmp_path / "big.pasidrec"
+    bench.generate(src, 60_000, 0.3, 6)
+    cmd = subprocess.Popen([sys.executable, "-c", _CLI, str(src), str(out)], start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[2])
+    workers: list[str] = []
+    for _ in range(600):
+        workers = subprocess.run(["pgrep", "-P", str(cmd.pid)], capture_output=True, text=True).stdout.split()
+        if len(workers) > 1 or cmd.poll() is not None:
+            break
+        time.sleep(0.02)
+    cmd.send_signal(sig)  # (to the importing process alone)
+    cmd.wait(timeout=60)
+    assert len(workers) > 1
+    deadline = time.monotonic() + 10
+    while not all(map(_ended, workers)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert all(map(_ended, workers))
+
+
+def _ended(pid: str) -> bool:
+    """Whether process `pid` has ended (gone, or a zombie its new parent has not reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
