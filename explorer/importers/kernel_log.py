@@ -53,6 +53,8 @@ _STACK_FRAME = re.compile(r"^\??\s*[\w.]+\+0x[0-9a-f]+/0x[0-9a-f]+")  # " arm_sm
 # A line from a driver (rather than a reporter's prose around the log): "DMAR: ...", "arm-smmu-v3 x.y: ...".
 _DRIVER_TAG = re.compile(r"^(?:(?:DMAR|dmar|DMAR-IR|AMD-Vi|INTR-REMAP|iommu|SMMU|smmu)\b|[\w.\-]+ [\w.:\-]+: )")
 _SUPPRESSED = re.compile(r"(?P<func>\w+): (?P<n>\d{1,10}) callbacks suppressed")
+_BANNER = re.compile(r"Linux version \S+ \(.*\).* #\d")  # init/version-timestamp.c's linux_banner
+_PROGRAM_TAG = re.compile(r"[\w.-]+\[\d+\]: ")  # a syslog line's program[pid]: the kernel's lines have `kernel:`
 _HOST = re.compile(r"^(?:Linux version (?P<kernel>\S+)|DMI: (?P<dmi>.+)|Command line: (?P<cmdline>.+))")
 
 
@@ -161,7 +163,7 @@ class KernelLogImporter(TextImporter):
             self.open = None
         if not candidate:
             return False
-        if (ts < prev or msg[:1] == "L") and self._boot_starts(msg, ts, prev):
+        if (ts < prev or msg[:1] == "L") and self._boot_starts(text, msg, ts, prev):
             banner = self._new_boot(start, msg, prev)
             if banner:
                 stats.parsed += 1
@@ -191,11 +193,15 @@ class KernelLogImporter(TextImporter):
             stats.not_understood(partial(self.scanner.line_no, start), text)
         return False
 
-    def _boot_starts(self, msg: str, ts: int, prev: int) -> bool:
+    def _boot_starts(self, text: str, msg: str, ts: int, prev: int) -> bool:
         """Whether this line starts another boot (see boots.py): its banner after the log's first lines (with stamps
-        since boot, stamped before the line before it), or a stamp near zero long after the last."""
+        since boot, stamped before the line before it), or a stamp near zero long after the last. A banner is the
+        kernel's own (linux_banner: `Linux version <release> (<builder>) ... #<build>`), not a program's line that
+        quotes a version (`fwupd[812]: Linux version 6.8.0 detected`), nor a program logging /proc/version."""
         if msg.startswith("Linux version "):
-            return prev > 0 and (self.clock != "kernel" or ts < prev)
+            at = text.rfind(msg)
+            return prev > 0 and (self.clock != "kernel" or ts < prev) and _BANNER.match(msg) is not None and \
+                _PROGRAM_TAG.search(text[:max(at, 0)]) is None
         return self.clock == "kernel" and ts < NEAR_ZERO_NS and prev - ts >= BACK_NS
 
     def _new_boot(self, start: int, msg: str, prev: int) -> bool:

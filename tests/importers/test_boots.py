@@ -81,6 +81,24 @@ def test_a_healthy_boot_with_stamps_out_of_order_is_one_boot(tmp_path: Path,
     assert "machine boot-2" not in _info(out, capsys)
 
 
+@pytest.mark.parametrize("quoting", [
+    "Dec  1 10:02:00 host fwupd[812]: Linux version 6.8.0-31-generic detected, using the defaults\n",
+    "Dec  1 10:02:00 host sysinfo[99]: Linux version 6.8.0 (buildd@x) (gcc 13) #31-Ubuntu SMP\n",  # /proc/version
+    "Dec  1 10:02:00 host kernel: Linux version 6.8.0 is what this mock driver was built for\n",
+])
+def test_a_line_that_quotes_a_version_is_no_boot(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 quoting: str) -> None:
+    """Only the kernel's own banner starts a boot (init/version-timestamp.c: `Linux version <release> (<builder>)
+    ... #<build>`, printed by start_kernel on the kernel's own lines): a program's line that names a version, or
+    logs /proc/version, once split a wall-clock syslog's one boot in two, its device's PASIDs with it."""
+    one = "".join(x.replace("[    0.000000] ", "").replace("[  100.000000] ", "")
+                  for x in SYSLOG.splitlines(True)[:2])  # rsyslog without the printk stamps: one boot
+    out, said = _import(tmp_path, one + quoting + _fault("  100.500000", 2, 0x3000, "Dec  1 10:03:00 host kernel: ")
+                        .replace("[  100.500000] ", ""), capsys)
+    assert "another boot" not in said
+    assert {(r["device"], r.get("machine")) for r in _exported(out, capsys)} == {("0000:6a:01.0", None)}
+
+
 def test_stamps_back_at_zero_without_a_banner_are_a_boot_of_unknown_kernel(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     text = ("[    0.000000] Linux version 6.8.0 (x) #1\n" + _fault("  300.000000", 2, 0x1000) +
