@@ -135,10 +135,13 @@ class ReadAhead:
         """Start the helper (it starts up while the index reads on alone); None where it cannot be started."""
         # It imports what this process would (its path, not the environment's nor the working directory's)
         path = os.pathsep.join(os.path.abspath(p) for p in sys.path)
+        fd = recording._fd  # noqa: SLF001 - the file this index reads, even if its name is given to another since
+        if fd is None:
+            return None
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", _SERVE, path, recording.path], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0,
+                [sys.executable, "-I", "-c", _SERVE, path, f"/proc/self/fd/{fd}"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0, pass_fds=(fd,),
                 start_new_session=True)  # (a terminal's Ctrl+C is the explorer's; the helper ends with its stdin)
         except (OSError, ValueError):  # (no interpreter to start, no file descriptors left)
             return None

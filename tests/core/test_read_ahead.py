@@ -121,6 +121,26 @@ def test_chunks_whose_asks_and_answers_outgrow_their_pipes_are_read_ahead_withou
     assert got == {k: v for k, v in replay(path, "here", monkeypatch).items() if k != "read ahead"}
 
 
+def test_a_recording_whose_name_is_given_to_another_file_mid_pass_is_read_ahead_still(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The helper reads the file the index has open, not whatever its name means now (`generate -o` or a new
+    capture written over the same name while the explorer models the old one)."""
+    path = _workload(tmp_path)
+    here, chunks = replay(path, "here", monkeypatch), len(Recording(path).chunks)
+    start = ReadAhead.start.__func__  # type: ignore[attr-defined]
+
+    def replacing(cls: type[ReadAhead], *args: Any) -> ReadAhead | None:
+        ahead = start(cls, *args)
+        (tmp_path / "new.pasidrec").write_bytes(b"not the recording the explorer opened")
+        (tmp_path / "new.pasidrec").replace(path)  # (before the helper, starting, opens it)
+        return ahead
+
+    monkeypatch.setattr(ReadAhead, "start", classmethod(replacing))
+    ahead = replay(path, "ahead", monkeypatch)
+    assert ahead.pop("read ahead") == chunks - 1  # (the first is read as the helper starts)
+    assert ahead == {k: v for k, v in here.items() if k != "read ahead"}
+
+
 _KILLED_MID_PASS = """
 import os, signal, sys
 import pytest
