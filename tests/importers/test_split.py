@@ -197,8 +197,8 @@ sys.exit(main(["import", sys.argv[1], "-o", sys.argv[2]]))
 """
 
 
-def test_ctrl_c_at_the_terminal_stops_the_command_and_its_workers_in_one_line(tmp_path: Path) -> None:
-    src, out = tmp_path / "big.log", tmp_path / "big.pasidrec"
+def _importing(src: Path, out: Path) -> tuple[subprocess.Popen[str], list[str]]:
+    """The CLI importing `src` (a log of 60,000 lines), and its workers' pids once it has more than one."""
     bench.generate(src, 60_000, 0.3, 6)
     cmd = subprocess.Popen([sys.executable, "-c", _CLI, str(src), str(out)], start_new_session=True, text=True,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).parents[2])
@@ -208,6 +208,12 @@ def test_ctrl_c_at_the_terminal_stops_the_command_and_its_workers_in_one_line(tm
         if len(workers) > 1 or cmd.poll() is not None:
             break
         time.sleep(0.02)
+    return cmd, workers
+
+
+def test_ctrl_c_at_the_terminal_stops_the_command_and_its_workers_in_one_line(tmp_path: Path) -> None:
+    src, out = tmp_path / "big.log", tmp_path / "big.pasidrec"
+    cmd, workers = _importing(src, out)
     os.killpg(cmd.pid, signal.SIGINT)  # as Ctrl-C does: to the terminal's whole foreground group
     _, err = cmd.communicate(timeout=60)
     assert len(workers) > 1
@@ -220,18 +226,9 @@ def test_ctrl_c_at_the_terminal_stops_the_command_and_its_workers_in_one_line(tm
 def test_an_import_killed_leaves_no_worker_behind(sig: int, tmp_path: Path) -> None:
     """kill -9, a timeout's SIGTERM or the OOM killer run no cleanup: the workers once stayed, blocked on their
     pipes and holding their memory, for ever (prctl's PR_SET_PDEATHSIG now ends them with the import)."""
-    src, out = tmp_path / "big.log", tmp_path / "big.pasidrec"
-    bench.generate(src, 60_000, 0.3, 6)
-    cmd = subprocess.Popen([sys.executable, "-c", _CLI, str(src), str(out)], start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[2])
-    workers: list[str] = []
-    for _ in range(600):
-        workers = subprocess.run(["pgrep", "-P", str(cmd.pid)], capture_output=True, text=True).stdout.split()
-        if len(workers) > 1 or cmd.poll() is not None:
-            break
-        time.sleep(0.02)
+    cmd, workers = _importing(tmp_path / "big.log", tmp_path / "big.pasidrec")
     cmd.send_signal(sig)  # (to the importing process alone)
-    cmd.wait(timeout=60)
+    cmd.communicate(timeout=60)
     assert len(workers) > 1
     deadline = time.monotonic() + 10
     while not all(map(_ended, workers)) and time.monotonic() < deadline:
