@@ -54,6 +54,20 @@ class ImportStats:
         if len(self.unknown_samples) < UNKNOWN_SAMPLES:
             self.unknown_samples.append([line_no(), text.rstrip("\r\n")[:300]])
 
+    def add(self, other: ImportStats, first_line: int) -> None:
+        """Count a range parsed apart (importers/split.py) as if its lines, the first of which is line
+        `first_line` + 1, had been read here: its samples renumbered, and kept while there is room."""
+        room = max(0, UNKNOWN_SAMPLES - len(self.unknown_samples))
+        self.unknown_samples += [[n + first_line, text] for n, text in other.unknown_samples[:room]]
+        self.parsed += other.parsed
+        self.unknown += other.unknown
+        self.suppressed += other.suppressed
+        self.events += other.events
+        for vendor, n in other.by_vendor.items():
+            self.by_vendor[vendor] = self.by_vendor.get(vendor, 0) + n
+        for space, pairs in other.pasid_spaces.items():
+            self.pasid_spaces.setdefault(space, set()).update(pairs)
+
     def footer(self) -> dict[str, Any]:
         return {"format": self.format, "input": self.input, "lines": self.lines, "parsed": self.parsed,
                 "unknown": self.unknown, "unknown_samples": self.unknown_samples, "suppressed": self.suppressed,

@@ -311,17 +311,7 @@ def _adopt(log: KernelLogImporter, writer: Any, p: Parsed) -> None:
         log.sink.device(name, driver)
         done = at
     writer.extend_rows(p.rows[done:])
-    stats, got = log.stats, p.stats
-    room = max(0, 50 - len(stats.unknown_samples))
-    stats.unknown_samples += [[n + log.scanner.lines, text] for n, text in got.unknown_samples[:room]]
-    stats.parsed += got.parsed
-    stats.unknown += got.unknown
-    stats.suppressed += got.suppressed
-    stats.events += got.events
-    for vendor, n in got.by_vendor.items():
-        stats.by_vendor[vendor] = stats.by_vendor.get(vendor, 0) + n
-    for space, pairs in got.pasid_spaces.items():
-        stats.pasid_spaces.setdefault(space, set()).update(pairs)
+    log.stats.add(p.stats, log.scanner.lines)
     log.scanner.lines += p.lines
     _install(log, p.end, p.host_read)
 
