@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from core.model_replay import plain, read_ahead_always, replay
+from processes import ended
 
 from explorer.index import RecordingIndex
 from explorer.read_ahead import Pages, ReadAhead
@@ -41,14 +42,6 @@ def _helpers(m: pytest.MonkeyPatch) -> list[subprocess.Popen[bytes]]:
     m.setattr(ReadAhead, "start", classmethod(starting))
     return procs
 
-
-def _ended(pid: int) -> bool:
-    """Whether process `pid` has ended (gone, or a zombie its new parent has not reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 def test_a_helper_killed_mid_pass_leaves_the_same_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -166,6 +159,6 @@ def test_an_explorer_killed_mid_pass_leaves_no_helper_behind(tmp_path: Path) -> 
     assert out.returncode == -signal.SIGKILL, out.stderr
     helper = int(out.stdout)
     deadline = time.monotonic() + 10
-    while not _ended(helper) and time.monotonic() < deadline:
+    while not ended(helper) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert _ended(helper)
+    assert ended(helper)

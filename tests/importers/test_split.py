@@ -22,6 +22,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from processes import ended
 
 from explorer.importers import import_log, pipeline, split
 from explorer.recording import Recording
@@ -231,14 +232,7 @@ def test_an_import_killed_leaves_no_worker_behind(sig: int, tmp_path: Path) -> N
     cmd.communicate(timeout=60)
     assert len(workers) > 1
     deadline = time.monotonic() + 10
-    while not all(map(_ended, workers)) and time.monotonic() < deadline:
+    while not all(map(ended, workers)) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert all(map(_ended, workers))
+    assert all(map(ended, workers))
 
-
-def _ended(pid: str) -> bool:
-    """Whether process `pid` has ended (gone, or a zombie its new parent has not reaped yet)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
