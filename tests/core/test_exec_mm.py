@@ -1,8 +1,9 @@
 """A process that execs while an SVA fd it opened (without O_CLOEXEC) stays open has two mms with a PASID each, and
 that is healthy: exec_mmap() (fs/exec.c, 6.12) gives it a new mm_struct with no PASID, whose first bind allocates
 one (iommu_sva_bind_device() -> iommu_alloc_mm_data(), drivers/iommu/iommu-sva.c 6.12), while the old mm lives on
-held by the fd's bind (the SVA domain's mmgrab()) with its own PASID until __mmdrop() calls mm_pasid_drop()
-(kernel/fork.c; 5.18+). The capture names the new mm by its pointer, not by the tgid the old one already has
+held by the fd's bind (the SVA domain's mmgrab()) with its own PASID until __mmdrop() (kernel/fork.c) calls
+mm_pasid_drop() (5.18+: an inline of sched/mm.h until 6.3, a function, which the probe sees, from 6.4).
+The capture names the new mm by its pointer, not by the tgid the old one already has
 (mm_key in probes/kernel_funcs.bpf.c), so the model sees two mms, each with one PASID. These are the rows such a
 capture makes, through a recording; one mm named twice with two live PASIDs is still an error."""
 
