@@ -45,7 +45,7 @@ from .simulator import (
     lifecycle_unobserved,
     starts_midstream,
 )
-from .simulator.pages import PageColumns
+from .simulator.pages import PageColumns, Settling, batches
 from .simulator.state import FullCopy, StateChanges
 from .track_table import PASID_SHIFT, TrackTable
 
@@ -289,7 +289,7 @@ class RecordingIndex:
         # (asked lazily, as the model goes, from the chunk after the one it models: none it has passed meanwhile)
         upcoming = ((files[c], stateful[c]) for c in range(self.modelled_chunks, len(files))
                     if c > self.modelled_chunks and files[c] >= 0)
-        return ReadAhead.start(self.recording, upcoming)
+        return ReadAhead.start(self.recording, upcoming, self._settling())
 
     @property
     def intervals(self) -> Intervals:
@@ -428,16 +428,15 @@ class RecordingIndex:
             gap = (self._first_ts[c], n)
             assert self.recording is not None  # (rows in memory are always there)
             self._notes.append(_reader_said(self.recording, self._file_chunk(c)))
-            rows, stateful, positions = [None] * n, stateful[:0], []
+            rows, stateful, positions, pages = [None] * n, stateful[:0], [], None
         if gap is not None:  # with a checkpoint of its own: a seek past it must not replay from before the loss
             self.sim.apply_row(make(Kind.LOST, gap[0], source="recording", count=gap[1]).to_row(), -1)
             self._checkpoint(base, loss_ns=gap[0])
         if n and self.sim.state.index < 0:
             self.sim.begin(self._first_ts[c])  # the stream's first event, whatever its kind
-        for a in range(0, n, CHECKPOINT_EVERY):  # a big chunk (a busy second of capture) gets several
-            b = min(a + CHECKPOINT_EVERY, n)
-            lo, hi = np.searchsorted(stateful, (a, b))
-            self.sim.apply_rows(rows, positions[lo:hi], base, None if pages is None else pages.batch(lo, hi))
+        # a big chunk (a busy second of capture) gets several
+        for k, (_, b, lo, hi) in enumerate(batches(stateful, n, CHECKPOINT_EVERY)):
+            self.sim.apply_rows(rows, positions[lo:hi], base, None if pages is None else pages.batch(k, lo, hi))
             # Every CHECKPOINT_EVERY events, and every CHECKPOINT_CHUNKS chunks: a seek's replay reads each chunk
             # it crosses, and a long quiet capture writes a chunk a second of a few events
             if base + b - self._checkpoint_starts[-1] >= CHECKPOINT_EVERY or \
@@ -493,7 +492,8 @@ class RecordingIndex:
         without stored columns or whose rows do not decode)."""
         if self.sim.machines > 1:
             return None
-        pages = pages or read_pages(head, stateful)  # (where a chunk's rows fail to decode, they fail here)
+        # (where a chunk's rows fail to decode, they fail here)
+        pages = pages or read_pages(head, stateful, self._settling())
         if pages is None:
             return None
         rows = pages.rows
@@ -502,8 +502,11 @@ class RecordingIndex:
             got = head.rows(positions)
             for j in positions:
                 rows[j] = got[j]
-        return rows, PageColumns.of(head.cols.keys, head.cols.key_of[stateful], head.cols.ts[stateful], pages.fields,
-                                    rows, stateful, decode, head.pids)
+        return rows, PageColumns(head.cols.ts[stateful], pages.found, decode)
+
+    def _settling(self) -> Settling:
+        """What finding a chunk's groups depends on besides its columns (see `simulator.pages.Settling`)."""
+        return Settling.of(self.sim, CHECKPOINT_EVERY)
 
     def _model_rows(self, c: int, head: ChunkHead | None, positions: list[int]) -> list[Row | None]:
         """Chunk `c`'s rows with at least those at `positions` decoded: from the file by stored columns when

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import pickle
 import queue
@@ -23,7 +24,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 from typing import Any
 
 import msgpack
@@ -32,10 +33,9 @@ import numpy as np
 from .allocator import return_big_buffers
 from .events import Row
 from .recording import Recording
-from .recording.fieldmaps import FieldColumns
 from .recording.packed import PackedChunk
 from .recording.reader import ChunkHead
-from .simulator.pages import NAMES, WANTED
+from .simulator.pages import NAMES, WANTED, Found, Settling, batches, fill, find
 
 AHEAD = 4  # chunks asked for before their answers are read: the helper's memory and this one's stay bounded
 _ASK = struct.Struct("<qq")  # file chunk, stateful positions
@@ -46,37 +46,52 @@ _STALLED_S = 10.0  # an answer that stops half written: the helper is stuck, and
 
 @dataclass(frozen=True, slots=True)
 class Pages:
-    """A packed chunk's inputs to the model: its head, its page rows and iommufd calls read as columns, and its
-    stateful rows not read so, decoded (None elsewhere; see `RecordingIndex._page_columns`)."""
+    """A packed chunk's inputs to the model: its head, its stateful rows not read as columns or run by the
+    handlers whatever the state, decoded (None elsewhere; see `RecordingIndex._page_columns`), and what each
+    batch's columns say (`simulator.pages.find`)."""
 
     head: ChunkHead
-    fields: FieldColumns
     rows: list[Row | None]
+    found: list[Found]
 
 
-def read_pages(head: ChunkHead, stateful: np.ndarray) -> Pages | None:
+def read_pages(head: ChunkHead, stateful: np.ndarray, settling: Settling) -> Pages | None:
     """The chunk's inputs at its `stateful` positions; None where its rows are read whole instead (a chunk without
     stored columns, or whose rows do not decode)."""
     try:
         fields = head.field_columns(stateful, WANTED, NAMES)
         if fields is None:
             return None
-        return Pages(head, fields, head.rows(stateful[~fields.read].tolist()))
+        rows = head.rows(stateful[~fields.read].tolist())
+        cols = head.cols
+        key_of, ts = cols.key_of[stateful], cols.ts[stateful]
+        fill(cols.keys, key_of, fields, rows, stateful)
+        found, slow = [], []
+        for _, _, lo, hi in batches(stateful, len(cols.ts), settling.every):
+            at = stateful[lo:hi]
+            found.append(find(cols.keys, key_of[lo:hi], ts[lo:hi], fields[lo:hi], at, head.pids, settling))
+            slow += at[found[-1].slow].tolist()
+        todo = [j for j in slow if rows[j] is None]
+        if todo:
+            got = head.rows(todo)
+            for j in todo:
+                rows[j] = got[j]
+        return Pages(head, rows, found)
     except (TypeError, ValueError, OverflowError, IndexError, msgpack.UnpackException):
         return None
 
 
-def _answer(recording: Recording, i: int, stateful: np.ndarray) -> tuple[Any, ...] | None:
-    """File chunk `i`'s inputs as the helper sends them: where it lies, the chunk decompressed, the field columns, the
-    rows, and each row refused and why (the index notes them as its own reading would)."""
+def _answer(recording: Recording, i: int, stateful: np.ndarray, settling: Settling) -> tuple[Any, ...] | None:
+    """File chunk `i`'s inputs as the helper sends them: where it lies, the chunk decompressed, the rows, what each
+    batch's columns say, and each row refused and why (the index notes them as its own reading would)."""
     head = recording.chunk_head(i)
     if head is None or head.packed is None:
         return None
     refused: list[tuple[int, str]] = []
-    pages = read_pages(replace(head, refused=lambda j, problem: refused.append((j, problem))), stateful)
+    pages = read_pages(replace(head, refused=lambda j, problem: refused.append((j, problem))), stateful, settling)
     if pages is None:
         return None
-    return recording.chunks[i].offset, head.packed, pages.fields, pages.rows, refused
+    return recording.chunks[i].offset, head.packed, pages.rows, pages.found, refused
 
 
 _SERVE = "import os, sys; sys.path[:] = sys.argv[1].split(os.pathsep); from explorer.read_ahead import serve; serve()"
@@ -84,16 +99,18 @@ _SERVE = "import os, sys; sys.path[:] = sys.argv[1].split(os.pathsep); from expl
 
 def serve() -> None:
     """The helper: open the recording named on the command line, say so, then answer each file chunk asked for on
-    stdin, in order, on stdout, until stdin closes (the index is done, or gone)."""
+    stdin, in order, on stdout, until stdin closes (the index is done, or gone), settling as the command line says."""
     return_big_buffers()  # (as every command does: its peak is what it uses)
     recording = Recording(sys.argv[2])
+    settling = Settling(*json.loads(sys.argv[3]))
     asks: queue.SimpleQueue[tuple[int, bytes] | None] = queue.SimpleQueue()
     threading.Thread(target=_take_asks, args=(asks,), daemon=True).start()
     with os.fdopen(1, "wb", buffering=0) as out:
         out.write(_SIZE.pack(0))
         while (ask := asks.get()) is not None:
             i, positions = ask
-            data = pickle.dumps(_answer(recording, i, np.frombuffer(positions, np.uint32)), pickle.HIGHEST_PROTOCOL)
+            answer = _answer(recording, i, np.frombuffer(positions, np.uint32), settling)
+            data = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
             out.write(_SIZE.pack(len(data)) + data)
 
 
@@ -131,8 +148,10 @@ class ReadAhead:
         self._up = False
 
     @classmethod
-    def start(cls, recording: Recording, upcoming: Iterator[tuple[int, np.ndarray]]) -> ReadAhead | None:
-        """Start the helper (it starts up while the index reads on alone); None where it cannot be started."""
+    def start(cls, recording: Recording, upcoming: Iterator[tuple[int, np.ndarray]], settling: Settling
+              ) -> ReadAhead | None:
+        """Start the helper (it starts up while the index reads on alone), settling as `settling` says; None where
+        it cannot be started."""
         # It imports what this process would (its path, not the environment's nor the working directory's)
         path = os.pathsep.join(os.path.abspath(p) for p in sys.path)
         fd = recording._fd  # noqa: SLF001 - the file this index reads, even if its name is given to another since
@@ -140,8 +159,8 @@ class ReadAhead:
             return None
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", _SERVE, path, f"/proc/self/fd/{fd}"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0, pass_fds=(fd,),
+                [sys.executable, "-I", "-c", _SERVE, path, f"/proc/self/fd/{fd}", json.dumps(astuple(settling))],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0, pass_fds=(fd,),
                 start_new_session=True)  # (a terminal's Ctrl+C is the explorer's; the helper ends with its stdin)
         except (OSError, ValueError):  # (no interpreter to start, no file descriptors left)
             return None
@@ -185,13 +204,13 @@ class ReadAhead:
             answer = self._answer()
             self._ask()
             if asked == i and answer is not None and answer[0] == self.recording.chunks[i].offset:
-                _, packed, fields, rows, refused = answer
+                _, packed, rows, found, refused = answer
                 for j, problem in refused:
                     self.recording.refuse(i, j, problem)
-                return Pages(self.recording.packed_head(i, packed), fields, rows)
+                return Pages(self.recording.packed_head(i, packed), rows, found)
         return None
 
-    def _answer(self) -> tuple[int, PackedChunk, FieldColumns, list[Row | None], list[tuple[int, str]]] | None:
+    def _answer(self) -> tuple[int, PackedChunk, list[Row | None], list[Found], list[tuple[int, str]]] | None:
         """The next answer; None where the helper could not read its chunk, or is gone."""
         size = self._read_exact(_SIZE.size)
         n = _SIZE.unpack(size)[0] if len(size) == _SIZE.size else 0

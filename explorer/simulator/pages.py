@@ -11,11 +11,13 @@ Failure, with no row between that could drain it (a detach or replace of its pai
 or free that may unbind unseen binds), on a (device, PASID) none of whose page rows was left unread. Their rows are
 neither decoded nor stepped through. So are the iommufd calls the model only counts, read from their bytes too
 (`name`, `ret`, and the pid): they are counted, and the counts written before the next row that runs a handler.
-The other rows are decoded and run the handlers, in order; before each of
-them, the groups that opened since the last one are asked whether their pair has a domain and their function's PRI
-did not fail (the state's answers then; a group refused there is decoded and handled, its rows in their place), and
-what the settled groups left before that row is written in the handlers' order: journal notes, later requests,
-answers, closed intervals.
+What a batch's columns alone say (`find`: the calls only counted, the groups of that shape) is found with the
+chunk's other inputs, in the read-ahead helper process where there is one (read_ahead.py); the state at the
+batch's start then says which of those groups settle (`_Batch`). The other rows are decoded and run the handlers,
+in order; before each of them, the groups that opened since the last one are asked whether their pair has a domain
+and their function's PRI did not fail (the state's answers then; a group refused there is decoded and handled, its
+rows in their place), and what the settled groups left before that row is written in the handlers' order: journal
+notes, later requests, answers, closed intervals.
 tests/core/test_page_groups.py models recordings and random mixes both ways and compares findings, checkpoints,
 intervals and seeks.
 """
@@ -69,38 +71,90 @@ _SHAPE_AT = struct.Struct("=q").pack_into  # its first number
 
 
 @dataclass(frozen=True, slots=True)
-class PageColumns:
-    """A packed chunk's stateful rows as the settling reads them, one entry per stateful position (in order)."""
+class Settling:
+    """What finding a chunk's groups depends on besides its columns: the model's threshold and rules, and where the
+    index cuts the chunk into batches (`batches`). The helper process (read_ahead.py) is given the same."""
 
-    keys: list[tuple[Any, Any, Any]]  # the chunk's (kind, device, PASID) table
-    key_of: np.ndarray
-    ts: np.ndarray  # int64
-    fields: FieldColumns  # page rows' prg, last, needs_pasid, code; iommufd calls' name and ret
-    decode: Callable[[list[int]], None]  # decodes the rows at these chunk positions into the model's row list
-    pids: Callable[[list[int]], list[Any]]  # the pids of the rows at these chunk positions
+    stale_ns: int
+    unbind_visible: bool
+    every: int  # events a batch spans at most (the index's CHECKPOINT_EVERY)
+    few: int  # `_FEW` and `_PAIRS_COMPARED`, as they are when the pass starts
+    pairs_compared: int
 
     @classmethod
-    def of(cls, keys: list[tuple[Any, Any, Any]], key_of: np.ndarray, ts: np.ndarray, fields: FieldColumns,
-           rows: list[Row | None], positions: np.ndarray, decode: Callable[[list[int]], None],
-           pids: Callable[[list[int]], list[Any]]) -> PageColumns:
-        """A chunk's stateful rows at `positions`, their page rows' fields read from `fields` where it read them,
-        else from `rows` (decoded already: the rows no layout covered, or whose fields the schema suspected; one it
-        refused is a loss, left unread). Its iommufd calls not read are decoded: they run the handler."""
-        kinds = np.array([k in _PAGES for k, _, _ in keys], bool)
-        read, values = fields.read, fields.values
-        for i in np.flatnonzero(kinds[key_of] & ~read).tolist():
-            row = rows[positions[i]]
-            f = row[R_FIELDS] if row is not None and row[R_KIND] == keys[key_of[i]][0] else None
-            if f.__class__ is dict:
-                for name in _PAGE_NAMES:
-                    column, classes = values[name]
-                    column[i], classes[i] = _value(f.get(name, _ABSENT))
-                read[i] = True
-        return cls(keys, key_of, ts, fields, decode, pids)
+    def of(cls, sim: Simulator, every: int) -> Settling:
+        return cls(sim.stale_ns, sim.policy.unbind_visible, every, _FEW, _PAIRS_COMPARED)
 
-    def batch(self, lo: int, hi: int) -> PageColumns:
-        at = slice(lo, hi)
-        return PageColumns(self.keys, self.key_of[at], self.ts[at], self.fields[at], self.decode, self.pids)
+
+def batches(stateful: np.ndarray, n: int, every: int) -> list[tuple[int, int, int, int]]:
+    """A chunk of `n` events cut every `every` events: each batch's first and end event, and its entries of the
+    chunk's `stateful` positions (from, to)."""
+    starts = list(range(0, n, every))
+    ends = [min(a + every, n) for a in starts]
+    places = np.searchsorted(stateful, starts + ends).tolist() if starts else []
+    return list(zip(starts, ends, places[:len(starts)], places[len(starts):], strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Groups:
+    """A batch's plain page-request groups as its columns alone show them (`_groups`): the state at the batch's
+    start (which devices it knows, which keys are open, what is attached) then decides which of them settle
+    (`_Batch`). Its keyed rows in `order` (by device, PRG index, PASID, place), each row's group (`gid`), each
+    group's first and last entries there (`firsts`, `lasts`); `ok`: the groups that may settle."""
+
+    devices: list[Any]  # the devices `d` numbers (by first appearance in the chunk's keys)
+    order: np.ndarray
+    gid: np.ndarray
+    firsts: np.ndarray
+    lasts: np.ndarray
+    ok: np.ndarray
+    run: np.ndarray  # in `order`: where a key's rows start
+    d: np.ndarray  # in `order`: device number, PRG index, PASID
+    p: np.ndarray
+    q: np.ndarray
+    later: np.ndarray  # in `order`: a later request of its group
+    last_came: np.ndarray  # in `order`: a request that said Last
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What a batch's columns alone say (`find`): the iommufd calls only counted, and the groups that may settle."""
+
+    counted: np.ndarray  # bool, by place in the batch
+    calls_at: list[int]  # the counted calls' places, and each one's (pid, command, return value)
+    calls: list[tuple[Any, str, int]]
+    groups: Groups | None
+    slow: np.ndarray  # the places of rows the handlers run whatever the state (neither counted nor in `groups`)
+
+
+@dataclass(frozen=True, slots=True)
+class PageColumns:
+    """A packed chunk's stateful rows as the settling reads them: their times, what `find` found in each batch
+    (`batches`, in order), and a way to decode rows."""
+
+    ts: np.ndarray  # int64, one entry per stateful position (in order)
+    found: list[Found]
+    decode: Callable[[list[int]], None]  # decodes the rows at these chunk positions into the model's row list
+
+    def batch(self, k: int, lo: int, hi: int) -> PageColumns:
+        """Batch `k`, of stateful entries `lo` to `hi`."""
+        return PageColumns(self.ts[lo:hi], [self.found[k]], self.decode)
+
+
+def fill(keys: list[tuple[Any, Any, Any]], key_of: np.ndarray, fields: FieldColumns, rows: list[Row | None],
+         positions: np.ndarray) -> None:
+    """Read into `fields` the page rows' fields it did not read, from `rows` (decoded already: the rows no layout
+    covered, or whose fields the schema suspected; one it refused is a loss, left unread)."""
+    kinds = np.array([k in _PAGES for k, _, _ in keys], bool)
+    read, values = fields.read, fields.values
+    for i in np.flatnonzero(kinds[key_of] & ~read).tolist():
+        row = rows[positions[i]]
+        f = row[R_FIELDS] if row is not None and row[R_KIND] == keys[key_of[i]][0] else None
+        if f.__class__ is dict:
+            for name in _PAGE_NAMES:
+                column, classes = values[name]
+                column[i], classes[i] = _value(f.get(name, _ABSENT))
+            read[i] = True
 
 
 _ABSENT = object()
@@ -118,102 +172,150 @@ def _value(v: Any) -> tuple[int, int]:
     return 0, OTHER
 
 
-def _key_columns(sim: Simulator, keys: list[tuple[Any, Any, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each key's kind (to a group), device code (-1: none yet) and PASID (-1: none, or none a key holds). The
-    keys are a packed chunk's whose tables fit the schema: kinds are text, devices text or nil, PASIDs ints or nil."""
-    of = _KIND_OF if not sim.policy.unbind_visible else _KIND_OF_UNBINDS_SEEN
+def find(keys: list[tuple[Any, Any, Any]], key_of: np.ndarray, ts: np.ndarray, fields: FieldColumns,
+         positions: np.ndarray, pids: Callable[[list[int]], list[Any]], settling: Settling) -> Found:
+    """What a batch's columns (its entries of the chunk's key table, times and field columns; its chunk
+    `positions`) say whatever the state: the iommufd calls only counted, and the groups that may settle. The same
+    in the helper process as here."""
+    m = len(key_of)
+    f = fields
+    (name, name_c), (ret, ret_c) = f.values["name"], f.values["ret"]
+    calls = np.array([k == _UAPI for k, _, _ in keys], bool)[key_of] & f.read & \
+        ((name_c == TEXT) | (name_c == ABSENT)) & ((ret_c == INT) | (ret_c == ABSENT))
+    at = np.flatnonzero(calls)
+    texts = f.texts
+    named = [texts[t] if c == TEXT else "?" for t, c in zip(name[at].tolist(), name_c[at].tolist(), strict=True)]
+    returned = [r if c == INT else None for r, c in zip(ret[at].tolist(), ret_c[at].tolist(), strict=True)]
+    pairs = list(zip(named, returned, strict=True))
+    judged = {pair: only_counted(*pair) for pair in set(pairs)}  # (`Simulator._uapi` does nothing else)
+    mine = [judged[pair] for pair in pairs]
+    at = at[np.array(mine, bool)] if not all(mine) else at
+    counted = np.zeros(m, bool)
+    counted[at] = True
+    kept = [pair for pair, y in zip(pairs, mine, strict=True) if y]
+    calls_at = at.tolist()
+    got = pids(positions[at].tolist())
+    keys_of_calls = [(pid, n, r if r is not None else 0) for pid, (n, r) in zip(got, kept, strict=True)]
+    groups = _groups(keys, key_of, ts, fields, settling)
+    member = np.zeros(m, bool)
+    if groups is not None:
+        okg = np.zeros(len(groups.firsts), bool)
+        okg[groups.ok] = True
+        member[groups.order] = okg[groups.gid]
+    return Found(counted, calls_at, keys_of_calls, groups, np.flatnonzero(~member & ~counted))
+
+
+def _key_columns(keys: list[tuple[Any, Any, Any]], unbind_visible: bool
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Any]]:
+    """Each key's kind (to a group), device number (-1: none) and PASID (-1: none, or none a key holds), and the
+    devices by number. The keys are a packed chunk's whose tables fit the schema: kinds are text, devices text or
+    nil, PASIDs ints or nil."""
+    of = _KIND_OF if not unbind_visible else _KIND_OF_UNBINDS_SEEN
     n = len(keys)
     kinds, devices, pasids = zip(*keys, strict=True) if n else ((), (), ())
     kind = np.fromiter(map(of.get, kinds, repeat(_OTHER)), np.int8, n)
-    dev = np.fromiter(map(sim.state.atoms.codes.get, devices, repeat(-1)), np.int64, n)
+    numbers: dict[Any, int] = {}
+    dev = np.fromiter((-1 if x is None else numbers.setdefault(x, len(numbers)) for x in devices), np.int64, n)
     try:
         pasid = np.fromiter((-1 if p is None else p for p in pasids), np.int64, n)
     except OverflowError:
         pasid = np.array([p if p.__class__ is int and 0 <= p < 1 << 32 else -1 for p in pasids], np.int64)
     pasid[(pasid < 0) | (pasid >= 1 << 32)] = -1
-    return kind, dev, pasid
+    return kind, dev, pasid, list(numbers)
+
+
+def _groups(keys: list[tuple[Any, Any, Any]], key_of: np.ndarray, ts: np.ndarray, fields: FieldColumns,
+            settling: Settling) -> Groups | None:
+    """The batch's groups of the plain shape (see the module) as its columns alone show them; None: none."""
+    kinds, devs, pasids, devices = _key_columns(keys, settling.unbind_visible)
+    k = key_of
+    kind, dev, pasid = kinds[k], devs[k], pasids[k]
+    is_req, is_resp = kind == _REQUEST, kind == _RESPONSE
+    if int(np.count_nonzero(is_req | is_resp)) < settling.few:
+        return None
+    f = fields
+    read = f.read
+    (prg, prg_c), (last, last_c), (needs, needs_c), (code, code_c) = (f.values[n] for n in _PAGE_NAMES)
+    pair_known = (is_req | is_resp) & (dev >= 0) & (pasid >= 0)
+    keyed_prg = read & (prg_c == INT) & (prg >= 0) & (prg < 1 << 32)
+    needs_known = (needs_c == ABSENT) | (needs_c == BOOL)
+    # A page row of a known pair whose key is not known (not read, or its needs_pasid not plain) may be of any
+    # group of its pair: the pair's groups are the handlers'
+    tainted = pair_known & ~(keyed_prg & (is_resp | needs_known))
+    in_run = pair_known & keyed_prg & (is_resp | needs_known & ((needs_c == ABSENT) | (needs == 1)))
+    plain = in_run & (
+        is_req & ((last_c == ABSENT) | (last_c == BOOL))
+        | is_resp & (code_c == INT) & (code != _FAILURE))
+    # Group each key's rows in order: a request opens a group, requests join it, a response closes it
+    keyed = np.flatnonzero(in_run)
+    if not len(keyed):
+        return None
+    d, p, q = dev[keyed], prg[keyed], pasid[keyed]
+    if int(d.max()) < 1 << 15 and int(p.max()) < 1 << 16:  # (one key of 63 bits: a plain sort)
+        order = keyed[np.argsort(d << 48 | p << 32 | q, kind="stable")]
+    else:
+        order = keyed[np.lexsort((keyed, q, p, d))]
+    d, p, q = dev[order], prg[order], pasid[order]
+    n = len(order)
+    run = np.ones(n, bool)
+    run[1:] = (d[1:] != d[:-1]) | (p[1:] != p[:-1]) | (q[1:] != q[:-1])
+    req = is_req[order]
+    start = np.ones(n, bool)  # after a response (or a key's first row): a group starts, or a stray response
+    start[1:] = ~req[:-1]
+    start |= run
+    end_of_run = np.ones(n, bool)
+    end_of_run[:-1] = run[1:]
+    bad = ~plain[order] | ~req & start | req & end_of_run
+    gid = np.cumsum(start) - 1
+    firsts = np.flatnonzero(start)
+    lasts = np.r_[firsts[1:], n] - 1
+    first_at, last_at = order[firsts], order[lasts]
+    failed = np.add.reduceat(bad, firsts) > 0
+    failed |= ts[last_at] - ts[first_at] >= settling.stale_ns
+    drains = np.flatnonzero(kind >= _DRAIN_PAIR)
+    gd, gq = d[firsts], q[firsts]
+    if len(drains) * len(firsts) > settling.pairs_compared:  # (many of both: any such row between fails a group)
+        passed = np.cumsum(kind >= _DRAIN_PAIR)
+        failed |= passed[last_at] != passed[first_at]
+    elif len(drains):  # a row between a group's first request and its response that may drain it
+        scope, dd, dq = kind[drains], dev[drains], pasid[drains]
+        failed |= ((first_at[:, None] < drains) & (drains < last_at[:, None]) & (
+            (scope == _DRAIN_ALL) | (dd == gd[:, None]) & ((scope == _DRAIN_DEVICE) | (dq == gq[:, None])))
+            ).any(axis=1)
+    if tainted.any():
+        failed |= np.isin(gd << 32 | gq, dev[tainted] << 32 | pasid[tainted])
+    ok = np.flatnonzero(~failed)
+    if not len(ok):
+        return None
+    return Groups(devices, order, gid, firsts, lasts, ok, run, d, p, q, req & ~start,
+                  ((last_c == ABSENT) | (last_c == BOOL) & (last == 1))[order] & req)
 
 
 class _Batch:
     """One batch's settled groups (see the module): found at once, then asked and written as the loop goes."""
 
     def __init__(self, sim: Simulator, positions: list[int], base: int, cols: PageColumns,
-                 route: Callable[[Any], str], counted: np.ndarray) -> None:
-        self.sim, self.st, self.base, self.route, self.counted = sim, sim.state, base, route, counted
-        m = len(positions)
-        self.slow: list[int] = np.flatnonzero(~counted).tolist()  # the rows (places in the batch) the handlers run
+                 route: Callable[[Any], str], found: Found) -> None:
+        self.sim, self.st, self.base, self.route, self.counted = sim, sim.state, base, route, found.counted
+        self.slow: list[int] = np.flatnonzero(~found.counted).tolist()  # the rows (places) the handlers run
         self.n = 0
-        self.due = m  # the place of the first settled group's row not asked or written yet
-        kinds, devs, pasids = _key_columns(sim, cols.keys)
-        k = cols.key_of
-        kind, dev, pasid = kinds[k], devs[k], pasids[k]
-        is_req, is_resp = kind == _REQUEST, kind == _RESPONSE
-        if int(np.count_nonzero(is_req | is_resp)) < _FEW:
+        self.due = len(positions)  # the place of the first settled group's row not asked or written yet
+        g = found.groups
+        if g is None:
             return
-        f = cols.fields
-        read = f.read
-        (prg, prg_c), (last, last_c), (needs, needs_c), (code, code_c) = (f.values[n] for n in _PAGE_NAMES)
-        pair_known = (is_req | is_resp) & (dev >= 0) & (pasid >= 0)
-        keyed_prg = read & (prg_c == INT) & (prg >= 0) & (prg < 1 << 32)
-        needs_known = (needs_c == ABSENT) | (needs_c == BOOL)
-        # A page row of a known pair whose key is not known (not read, or its needs_pasid not plain) may be of any
-        # group of its pair: the pair's groups are the handlers'
-        tainted = pair_known & ~(keyed_prg & (is_resp | needs_known))
-        in_run = pair_known & keyed_prg & (is_resp | needs_known & ((needs_c == ABSENT) | (needs == 1)))
-        plain = in_run & (
-            is_req & ((last_c == ABSENT) | (last_c == BOOL))
-            | is_resp & (code_c == INT) & (code != _FAILURE))
-        # Group each key's rows in order: a request opens a group, requests join it, a response closes it
-        keyed = np.flatnonzero(in_run)
-        if not len(keyed):
-            return
-        d, p, q = dev[keyed], prg[keyed], pasid[keyed]
-        if int(d.max()) < 1 << 15 and int(p.max()) < 1 << 16:  # (one key of 63 bits: a plain sort)
-            order = keyed[np.argsort(d << 48 | p << 32 | q, kind="stable")]
-        else:
-            order = keyed[np.lexsort((keyed, q, p, d))]
-        d, p, q = dev[order], prg[order], pasid[order]
-        n = len(order)
-        run = np.ones(n, bool)
-        run[1:] = (d[1:] != d[:-1]) | (p[1:] != p[:-1]) | (q[1:] != q[:-1])
-        req = is_req[order]
-        start = np.ones(n, bool)  # after a response (or a key's first row): a group starts, or a stray response
-        start[1:] = ~req[:-1]
-        start |= run
-        end_of_run = np.ones(n, bool)
-        end_of_run[:-1] = run[1:]
-        bad = ~plain[order] | ~req & start | req & end_of_run
-        gid = np.cumsum(start) - 1
-        firsts = np.flatnonzero(start)
-        lasts = np.r_[firsts[1:], n] - 1
-        ts = cols.ts
-        first_at, last_at = order[firsts], order[lasts]
-        failed = np.add.reduceat(bad, firsts) > 0
-        failed |= ts[last_at] - ts[first_at] >= sim.stale_ns
-        drains = np.flatnonzero(kind >= _DRAIN_PAIR)
-        gd, gq = d[firsts], q[firsts]
-        if len(drains) * len(firsts) > _PAIRS_COMPARED:  # (many of both: any such row between fails a group)
-            passed = np.cumsum(kind >= _DRAIN_PAIR)
-            failed |= passed[last_at] != passed[first_at]
-        elif len(drains):  # a row between a group's first request and its response that may drain it
-            scope, dd, dq = kind[drains], dev[drains], pasid[drains]
-            failed |= ((first_at[:, None] < drains) & (drains < last_at[:, None]) & (
-                (scope == _DRAIN_ALL) | (dd == gd[:, None]) & ((scope == _DRAIN_DEVICE) | (dq == gq[:, None])))
-                ).any(axis=1)
-        if tainted.any():
-            failed |= np.isin(gd << 32 | gq, dev[tainted] << 32 | pasid[tainted])
-        ok = np.flatnonzero(~failed)
-        if not len(ok):
-            return
-        self._found(cols, positions, order, gid, firsts, lasts, ok, run, d, p, q, req & ~start,
-                    ((last_c == ABSENT) | (last_c == BOOL) & (last == 1))[order] & req)
+        # The devices as the state numbers them: a group on one it does not know yet is the handlers'
+        codes = np.array([self.st.atoms.codes.get(x, -1) for x in g.devices], np.int64)
+        d = codes[g.d]
+        ok = g.ok[d[g.firsts[g.ok]] >= 0]
+        if len(ok):
+            self._found(cols, positions, g, ok, d)
 
-    def _found(self, cols: PageColumns, positions: list[int], order: np.ndarray, gid: np.ndarray, firsts: np.ndarray,
-               lasts: np.ndarray, ok: np.ndarray, run: np.ndarray, d: np.ndarray, p: np.ndarray, q: np.ndarray,
-               later: np.ndarray, last_came: np.ndarray) -> None:
-        """Keep what the loop needs of the groups found settleable (`ok`, of the groups `gid` numbers in `order`,
-        from `firsts` to `lasts` there): by opening, by later request, by response."""
+    def _found(self, cols: PageColumns, positions: list[int], g: Groups, ok: np.ndarray, d: np.ndarray) -> None:
+        """Keep what the loop needs of the groups `g` found that may settle (`ok`; `d`: their devices' codes):
+        by opening, by later request, by response."""
         st, base, ts, m = self.st, self.base, cols.ts, len(positions)
+        order, gid, firsts, lasts, run, p, q = g.order, g.gid, g.firsts, g.lasts, g.run, g.p, g.q
+        later, last_came = g.later, g.last_came
         ok = ok[np.argsort(order[firsts[ok]], kind="stable")]
         f0, l0 = firsts[ok], lasts[ok]
         first_at = order[f0]
@@ -374,8 +476,9 @@ def settle(sim: Simulator, rows: list[Row | None], positions: list[int], base: i
            route: Callable[[Any], str], run: Callable[[Row, int], None]) -> None:
     """Apply the batch's rows at `positions` (see `Simulator.apply_rows`): settled groups at once, iommufd calls
     that are only counted by their count, the rest by `run` (a row's handler, as the hot loop runs it), in order."""
-    calls = _Calls(sim.state, positions, cols)
-    batch = _Batch(sim, positions, base, cols, route, calls.counted)
+    found = cols.found[0]
+    calls = _Calls(sim.state, found)
+    batch = _Batch(sim, positions, base, cols, route, found)
     slow = batch.slow
     _decode(rows, positions, slow, cols)
     m, at = len(positions), 0
@@ -407,27 +510,10 @@ class _Calls:
 
     __slots__ = ("_st", "counted", "_at", "_keys", "_done", "due")
 
-    def __init__(self, st: SimState, positions: list[int], cols: PageColumns) -> None:
+    def __init__(self, st: SimState, found: Found) -> None:
         self._st, self._done = st, 0
-        self.counted = np.zeros(len(positions), bool)  # by place in the batch
-        f = cols.fields
-        (name, name_c), (ret, ret_c) = f.values["name"], f.values["ret"]
-        calls = np.array([k == _UAPI for k, _, _ in cols.keys], bool)[cols.key_of] & f.read & \
-            ((name_c == TEXT) | (name_c == ABSENT)) & ((ret_c == INT) | (ret_c == ABSENT))
-        at = np.flatnonzero(calls)
-        texts = f.texts
-        named = [texts[t] if c == TEXT else "?" for t, c in zip(name[at].tolist(), name_c[at].tolist(), strict=True)]
-        returned = [r if c == INT else None for r, c in zip(ret[at].tolist(), ret_c[at].tolist(), strict=True)]
-        pairs = list(zip(named, returned, strict=True))
-        judged = {pair: only_counted(*pair) for pair in set(pairs)}  # (`Simulator._uapi` does nothing else)
-        mine = [judged[pair] for pair in pairs]
-        at = at[np.array(mine, bool)] if not all(mine) else at
-        self.counted[at] = True
-        self._at = at.tolist()
-        kept = [pair for pair, y in zip(pairs, mine, strict=True) if y]
-        pids = cols.pids([positions[i] for i in self._at])
-        self._keys = [(pid, name, ret if ret is not None else 0) for pid, (name, ret) in zip(pids, kept, strict=True)]
-        self.due = self._at[0] if self._at else len(positions)  # the place of the first call not written yet
+        self.counted, self._at, self._keys = found.counted, found.calls_at, found.calls
+        self.due = self._at[0] if self._at else len(self.counted)  # the place of the first call not written yet
 
     def write(self, i: int) -> None:
         """Write the counts of the calls before place `i`."""
