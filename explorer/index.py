@@ -867,6 +867,12 @@ class RecordingIndex:
         sim.advance(t_ns)
         return sim.state
 
+    @property
+    def findings_seen(self) -> tuple[int, int]:
+        """How many findings the model has made and revised so far: a view drawn from them is out of date once
+        this changes (a revision changes a finding's words and severity in place, not their number)."""
+        return len(self.sim.anomalies), self.sim.revisions
+
     def anomalies_between(self, t0: int, t1: int) -> list[Anomaly]:
         a = self.anomalies
         return a[bisect.bisect_left(self._anomaly_ts, t0):bisect.bisect_right(self._anomaly_ts, t1)]

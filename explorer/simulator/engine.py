@@ -178,6 +178,7 @@ class Simulator:
         # The finding each group still open past the threshold was reported by, by (machine, group key): revised
         # when its answer comes, so that it reads as it would had the answer come before the aging (see _late)
         self._unanswered: dict[tuple[int, int], Anomaly] = {}
+        self.revisions = 0  # findings revised so far: a view that drew one draws it again when this moves
         self.report = True  # off while replaying from a checkpoint: those anomalies are known already
         # Keyed by plain strs: a row's kind (an exact str) is then looked up on the dict's fast path
         self._handlers: dict[str, Callable[[Row, int], None]] = {str(k): h for k, h in {
@@ -827,6 +828,7 @@ class Simulator:
         found = self._unanswered.pop((st.machine, key), None)
         if found is not None and self.report:
             found.revise(text, evidence, severity or RULES["unanswered_group"].severity)
+            self.revisions += 1
 
     def _exit_overdue(self, mm: int) -> None:
         """An exited mm whose binds outlived the threshold: reported once, by aging or by the late unbind."""

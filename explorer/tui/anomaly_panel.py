@@ -24,7 +24,8 @@ class AnomalyPanel(Panel):
     def depends_on(self, s: Session) -> tuple[object, ...]:
         index = s.index
         found = len(index.anomalies)
-        return (s.shown_anomaly, found, index.model_done, found and bisect.bisect_right(index.anomaly_times, s.cursor))
+        return (s.shown_anomaly, index.findings_seen, index.model_done,
+                found and bisect.bisect_right(index.anomaly_times, s.cursor))
 
     def fill(self, s: Session) -> None:
         self.show_anomalies(s.index, s.cursor, s.current_anomaly)

@@ -69,21 +69,22 @@ class CellModel:
         self._edges_at: tuple[np.ndarray, np.ndarray] | None = None  # edges, the first event at or after each
 
     def _sort_anomalies(self) -> None:
-        """Anomalies by (device, PASID), again whenever the model (maybe still running) has found more."""
+        """Anomalies by (device, PASID), again whenever the model (maybe still running) has found more or revised
+        one (a late answer changes a finding's severity, so its colour)."""
+        self._anomalies_seen = self.index.findings_seen  # (before reading them: one found meanwhile is not missed)
         self._anoms: dict[_AnomalyKey, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         by_pair: defaultdict[tuple[str | None, int | None], list[tuple[int, int, int]]] = defaultdict(list)
         found = self.index.anomalies
         for n, a in enumerate(found):
             by_pair[(a.device, a.pasid)].append((a.ts_ns, SEVERITY_RANK.get(a.severity, 1), n))
         self._anom_pairs = by_pair
-        self._anomalies_seen = len(found)
 
     def tracks_with_kinds(self, kinds: frozenset[str]) -> set[int] | None:
         """Tracks holding at least one event of `kinds`, or for the pseudo-kind "anomaly" an anomaly of their
         (device, PASID); None: no kind filter."""
         if not kinds:
             return None
-        if len(self.index.anomalies) != self._anomalies_seen:
+        if self.index.findings_seen != self._anomalies_seen:
             self._sort_anomalies()
         tracks = self.index.tracks
         out = {tid for tid in range(len(tracks)) if len(self._track(tid)[0])} if self.keep is not None else set()
@@ -130,7 +131,7 @@ class CellModel:
     def _anomalies(self, key: _AnomalyKey) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Times (sorted), severity ranks and indices (into index.anomalies) of the anomalies under `key`:
         ("all",), ("pair", device, pasid) or ("device", device, PASIDs or None for all)."""
-        if len(self.index.anomalies) != self._anomalies_seen:
+        if self.index.findings_seen != self._anomalies_seen:
             self._sort_anomalies()
         got = self._anoms.get(key)
         if got is None:

@@ -30,7 +30,7 @@ class EventPanel(Panel):
     def depends_on(self, s: Session) -> tuple[object, ...]:
         i, index = s.selected_event, s.index
         progress = None if i is None or index.covers(int(index.ts[i])) else index.modelled
-        return (i, s.shown_anomaly, s.row.key if s.row else None, index.n, progress, len(index.anomalies),
+        return (i, s.shown_anomaly, s.row.key if s.row else None, index.n, progress, index.findings_seen,
                 s.intervals_ready)
 
     def fill(self, s: Session) -> None:

@@ -290,7 +290,7 @@ class Timeline(Widget, can_focus=True):
     def _cells_of(self, row: TrackRow, edges: np.ndarray) -> RowCells:
         """The row's cells, counted again only when the window, the index, its findings or the filter changed."""
         model = self.cells
-        at = (int(edges[0]), int(edges[-1]), len(edges), model.index.n, len(model.index.anomalies), model.version,
+        at = (int(edges[0]), int(edges[-1]), len(edges), model.index.n, model.index.findings_seen, model.version,
               id(model.spans))
         if at != self._row_cells_of:
             self._row_cells, self._row_cells_of, self._runs = {}, at, {}

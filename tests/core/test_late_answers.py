@@ -28,9 +28,10 @@ MS = 1_000_000
 ROOT = Path(__file__).parents[2]
 
 
-def _write(path: Path, between: int, chunk: int, answer: str | None, at_ms: int = 160) -> None:
+def _write(path: Path, between: int, chunk: int, answer: str | None, at_ms: int = 160, after: int = 0) -> None:
     """An SVA bind, a page request at 10 ms, `between` unrelated iommufd calls, then at `at_ms` the group's
-    `answer`: a "response", a "detach" (which drains it), or None (the recording ends first), in `chunk`-row chunks."""
+    `answer`: a "response", a "detach" (which drains it), or None (the recording ends first), and `after` more
+    calls a microsecond apart, in `chunk`-row chunks."""
     header = Header(source="capture", host={"kernel": "6.12.0", "hostname": "t"}, clock="monotonic", title="t",
                     devices=[DeviceInfo(name=DEV, pasid_width=20, pri=True, ats=True)])
     with RecordingWriter(path, header, chunk_events=chunk) as w:
@@ -50,6 +51,9 @@ def _write(path: Path, between: int, chunk: int, answer: str | None, at_ms: int 
                           by="kernel"))
         elif answer == "detach":
             w.append(make("pasid_detach", at_ms * MS, source="capture", device=DEV, pasid=1, pid=4100, comm="app"))
+        for i in range(after):
+            w.append(make("uapi", at_ms * MS + (i + 1) * 1_000, source="capture", pid=9, comm="x", cmd=15233,
+                          name="IOMMU_IOAS_ALLOC", args={}, ret=0))
 
 
 def _findings(path: Path) -> list[dict[str, Any]]:

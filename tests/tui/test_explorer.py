@@ -564,6 +564,40 @@ def test_a_big_recording_shows_its_timeline_at_once_and_its_model_as_it_comes(tm
     drive(app, body)
 
 
+def test_a_finding_revised_by_a_late_answer_is_shown_revised_while_the_model_runs(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The model reports a page-request group still unanswered at a chunk's end; its answer comes in the next chunk,
+    past the threshold, and the finding is revised in place (engine.py `_late`: the kernel keeps a group outstanding
+    until iopf_group_response() answers it, 6.9+). The event panel shows the revised words before the model ends,
+    although the number of findings did not change."""
+    import threading
+
+    from core.test_late_answers import MS, _write
+
+    from explorer.tui import app as app_module
+
+    path = tmp_path / "late.pasidrec"
+    _write(path, 4100, 4096, "response", after=5000)  # the answer at 160 ms, in the second of three chunks
+    index = open_index(path, model=False)
+    monkeypatch.setattr(app_module, "SYNC_MODEL", 1_000)
+    app = ExplorerApp(index, layout="debug")
+    gate, model = threading.Event(), index.run_model
+    index.run_model = lambda **kw: gate.wait(30) and model(**kw)  # type: ignore[method-assign]
+
+    async def body(pilot) -> None:  # type: ignore[no-untyped-def]
+        model(through_ns=120 * MS)  # the first chunk: the group is past 100 ms, not answered yet
+        await pilot.press("n")
+        await pilot.pause(3 * app_module.PROGRESS_S)
+        assert "waited more than 100.000 ms" in panel_text(app, "event")
+        model(through_ns=161 * MS)  # the second chunk, with the answer
+        assert not index.model_done and len(index.anomalies) == 1
+        await pilot.pause(3 * app_module.PROGRESS_S)
+        shown = panel_text(app, "event")
+        assert "was answered by the kernel 150.000 ms after" in shown and "waited more than" not in shown
+        gate.set()
+
+    drive(app, body)
+
+
 def test_keys_repaint_the_timeline_lines_they_change_and_the_screen_shows_the_whole_view() -> None:
     """A key repaints only the timeline's lines that changed: after every kind of move, what is on screen is
     still the view drawn afresh."""
