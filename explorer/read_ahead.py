@@ -35,7 +35,7 @@ from .events import Row
 from .recording import Recording
 from .recording.packed import PackedChunk
 from .recording.reader import ChunkHead
-from .simulator.pages import NAMES, WANTED, Found, Settling, batches, fill, find
+from .simulator.pages import NAMES, WANTED, Found, Settling, batches, fill, find, unread_pages
 
 AHEAD = 4  # chunks asked for before their answers are read: the helper's memory and this one's stay bounded
 _ASK = struct.Struct("<qq")  # file chunk, stateful positions
@@ -62,10 +62,13 @@ def read_pages(head: ChunkHead, stateful: np.ndarray, settling: Settling) -> Pag
         fields = head.field_columns(stateful, WANTED, NAMES)
         if fields is None:
             return None
-        rows = head.rows(stateful[~fields.read].tolist())
         cols = head.cols
         key_of, ts = cols.key_of[stateful], cols.ts[stateful]
-        fill(cols.keys, key_of, fields, rows, stateful)
+        # The page rows not read are decoded first where there are any: the groups are found from their fields.
+        # (The rows not read are among those the handlers run whatever the state: else decoded with them.)
+        unread = unread_pages(cols.keys, key_of, fields)
+        rows = head.rows(stateful[~fields.read].tolist()) if len(unread) else [None] * len(cols.ts)
+        fill(cols.keys, key_of, fields, rows, stateful, unread)
         found, slow = [], []
         for _, _, lo, hi in batches(stateful, len(cols.ts), settling.every):
             at = stateful[lo:hi]

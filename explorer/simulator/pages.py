@@ -141,13 +141,17 @@ class PageColumns:
         return PageColumns(self.ts[lo:hi], [self.found[k]], self.decode)
 
 
+def unread_pages(keys: list[tuple[Any, Any, Any]], key_of: np.ndarray, fields: FieldColumns) -> np.ndarray:
+    """The places of the page rows `fields` did not read (no layout covered them, or the schema suspected them)."""
+    return np.flatnonzero(np.array([k in _PAGES for k, _, _ in keys], bool)[key_of] & ~fields.read)
+
+
 def fill(keys: list[tuple[Any, Any, Any]], key_of: np.ndarray, fields: FieldColumns, rows: list[Row | None],
-         positions: np.ndarray) -> None:
-    """Read into `fields` the page rows' fields it did not read, from `rows` (decoded already: the rows no layout
-    covered, or whose fields the schema suspected; one it refused is a loss, left unread)."""
-    kinds = np.array([k in _PAGES for k, _, _ in keys], bool)
+         positions: np.ndarray, unread: np.ndarray) -> None:
+    """Read into `fields` the page rows' fields it did not read (at places `unread`), from `rows` (decoded
+    already; one the schema refused is a loss, left unread)."""
     read, values = fields.read, fields.values
-    for i in np.flatnonzero(kinds[key_of] & ~read).tolist():
+    for i in unread.tolist():
         row = rows[positions[i]]
         f = row[R_FIELDS] if row is not None and row[R_KIND] == keys[key_of[i]][0] else None
         if f.__class__ is dict:
