@@ -23,6 +23,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import IO, BinaryIO
 
+from ..allocator import buffers_reused
 from ..collector import collector_paused
 from ..errors import InputError
 from ..outputs import atomic_output
@@ -232,7 +233,7 @@ def _run(path: str, f: BinaryIO, size: int, head: bytes, s: Sniff, chosen: str, 
     writer = RecordingWriter(dest, header)
     years = YearGuess(s.year or _file_year(path))
     mixed = bool(s.evidence.get("kernel-log") and s.evidence.get("ftrace"))
-    with collector_paused():  # rows are short-lived or written out
+    with collector_paused(), buffers_reused():  # rows are short-lived or written out; blocks come and go
         importer = _importer(chosen, Sink(writer, header.source, stats), stats, clock, years, mixed)
         if isinstance(importer, KernelLogImporter) and can_split(size, f.seekable(), chosen, clock, mixed):
             def make(sink: Sink, stats: ImportStats) -> TextImporter:
