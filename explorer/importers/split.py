@@ -39,6 +39,7 @@ from multiprocessing import get_context
 from typing import Any, BinaryIO
 
 from ..events import Row
+from ..recording.encoded import PackedRows
 from .core import ImportStats, Sink, TextImporter
 from .kernel_log import KernelLogImporter
 from .scan import Runs
@@ -111,11 +112,13 @@ def _install(log: KernelLogImporter, s: State, host: bool) -> None:
 @dataclass(slots=True)
 class Parsed:
     """A worker's range: its state before the range's first line and after its last, what it found (rows, and
-    device notes after the number of rows they follow), and its counts."""
+    device notes after the number of rows they follow), and its counts. The rows come already encoded, as the
+    writer stores them (PackedRows: a few arrays, where a list of rows took longer to pickle, to unpickle and to
+    encode here than the worker takes to encode them), or as a list when the columns cannot hold one of them."""
 
     start: State
     end: State
-    rows: list[Row]
+    rows: PackedRows | list[Row]
     notes: list[tuple[int, str, str | None]]
     lines: int
     stats: ImportStats  # the range's own counts; unknown_samples numbered from the range's first line
@@ -275,10 +278,17 @@ def _parse(start: int, end: int | None) -> Parsed | None:
         lines = log.scanner.lines - marks["lines"]
         for sample in stats.unknown_samples:
             sample[0] -= marks["lines"]
-        return Parsed(marks["state"], state_of(log), rows, notes, lines, stats, set(sink.last_device.missed),
-                      stats.host.asked)
+        return Parsed(marks["state"], state_of(log), _encoded(rows), notes, lines, stats,
+                      set(sink.last_device.missed), stats.host.asked)
     except Exception:  # noqa: BLE001 - whatever it was, the importing process parses the range itself
         return None
+
+
+def _encoded(rows: list[Row]) -> PackedRows | list[Row]:
+    try:
+        return PackedRows.of_rows(rows)
+    except ValueError:  # a row the columns cannot hold: the writer stores it as rows, here as there
+        return rows
 
 
 # -- in the importing process --------------------------------------------------------------------------------
@@ -298,22 +308,33 @@ def _agrees(log: KernelLogImporter, p: Parsed) -> bool:
 def _adopt(log: KernelLogImporter, writer: Any, p: Parsed) -> None:
     """Write a range the worker parsed and take up its end state. A worker knows nothing of the boots before its
     range (it gives up a range in which one starts): its rows are moved to the boot being read here."""
-    sink = log.sink
+    sink, rows = log.sink, p.rows
     if sink.boot is not None:
-        for row in p.rows:
+        if isinstance(rows, PackedRows):
+            rows = rows.rows()
+        for row in rows:
             sink.move(row)
         prefix = sink.boot[2]
         p.stats.pasid_spaces = {space: {(d if d is None else prefix + d, n) for d, n in pairs}
                                 for space, pairs in p.stats.pasid_spaces.items()}
     done = 0
     for at, name, driver in p.notes:
-        writer.extend_rows(p.rows[done:at])
-        log.sink.device(name, driver)
+        _write(writer, rows, done, at)
+        sink.device(name, driver)
         done = at
-    writer.extend_rows(p.rows[done:])
+    _write(writer, rows, done, len(rows))
     log.stats.add(p.stats, log.scanner.lines)
     log.scanner.lines += p.lines
     _install(log, p.end, p.host_read)
+
+
+def _write(writer: Any, rows: PackedRows | list[Row], start: int, end: int) -> None:
+    """Hand the writer rows start..end-1 of a range."""
+    if end > start:
+        if isinstance(rows, PackedRows):
+            writer.append_packed(rows.slice(start, end))
+        else:
+            writer.extend_rows(rows[start:end])
 
 
 def import_split(log: KernelLogImporter, f: BinaryIO, path: str, size: int, head: bytes, blocks: Blocks, block: int,
