@@ -26,6 +26,7 @@ from processes import ended
 
 from explorer.importers import import_log, pipeline, split
 from explorer.recording import Recording
+from explorer.recording.encoded import PackedRows
 from explorer.recording.framing import FRAME, MAGIC
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -123,6 +124,23 @@ def test_a_log_of_two_boots_imports_the_same_split(tmp_path: Path, monkeypatch: 
     with Recording(tmp_path / "split.pasidrec") as rec:
         assert [m.kernel for m in rec.machines] == ["6.8.0", "6.12.0"]
     assert not import_log(str(one), tmp_path / "bench.pasidrec").boots  # the benchmark's log is one boot
+
+
+def test_rows_the_columns_cannot_hold_come_from_a_worker_as_rows(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker sends its rows encoded as the writer stores them, except a range holding one that the columns
+    cannot (a stamp past 2^63 ns): the writer stores that range's rows as rows, as it does in one process."""
+    src = tmp_path / "huge.log"
+    bench.generate(src, 20_000, 0.3, 5)
+    with src.open("a") as f:  # (each fault is written when the next comes)
+        f.writelines(f"[999999999{i}.999999] DMAR: [DMA Read NO_PASID] Request device [00:02.0] fault addr 0x1000 "
+                     "[fault reason 0x06] PTE Read access is not set\n" for i in range(3))
+    _geometry(monkeypatch, 1 << 16, 4096, 2, 1 << 16)  # (the last range adopted)
+    sent: set[type] = set()
+    adopt = split._adopt
+    monkeypatch.setattr(split, "_adopt", lambda log, writer, p: (sent.add(type(p.rows)), adopt(log, writer, p)))
+    _both_ways(src, tmp_path, monkeypatch)
+    assert sent == {list, PackedRows}
 
 
 _records, _noise = bench.pools()
