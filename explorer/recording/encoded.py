@@ -12,7 +12,10 @@ batch without parsing a row (`PackedRows.columns`); a live view decodes rows bac
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
+from itertools import count
+from operator import itemgetter
 from typing import Any
 
 import msgpack
@@ -240,11 +243,23 @@ def _merged(tables: list[list[Any]], codes: list[np.ndarray]) -> tuple[list[Any]
     return list(ids), np.concatenate(out)
 
 
-def _row_fits(row: Any) -> bool:
-    """A row as a capture writes it: nine items, an int time, and a key and process of ints, strings and nils
-    (what the columns hold without a dictionary confusing True with 1)."""
-    return type(row) is list and len(row) == 9 and type(row[0]) is int and 0 <= row[0] < 1 << 63 and all(
-        v is None or isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)) for v in row[1:8])
+_TS, _FIELDS = itemgetter(R_TS), itemgetter(R_FIELDS)
+_KEY, _PROC = itemgetter(1, 2, 3), itemgetter(4, 5, 6, 7)
+_KEY_AND_PROC = tuple(map(itemgetter, range(1, 8)))
+_NONE = type(None)
+
+
+def _rows_fit(rows: list[Row]) -> bool:
+    """Whether every row is one as a capture writes it: nine items, an int time, and a key and process of ints,
+    strings and nils (what the columns hold without a dictionary confusing True with 1). Judged a column at a time,
+    by the types it holds."""
+    if set(map(type, rows)) - {list} or set(map(len, rows)) - {9}:
+        return False
+    ts = list(map(_TS, rows))
+    if set(map(type, ts)) - {int} or ts and not (min(ts) >= 0 and max(ts) < 1 << 63):
+        return False
+    return all(t is _NONE or issubclass(t, str) or (issubclass(t, int) and not issubclass(t, bool))
+               for item in _KEY_AND_PROC for t in set(map(type, map(item, rows))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,17 +299,20 @@ class PackedRows:
 
     @classmethod
     def of_rows(cls, rows: list[Row]) -> PackedRows:
-        """Rows packed one by one (the few that are not worth a template); ValueError when one is not a row as a
-        capture writes it (see `_row_fits`): the writer then stores such rows as rows."""
-        if not all(map(_row_fits, rows)):
+        """Rows packed one by one (the few that are not worth a template; an import's); ValueError when one is not
+        a row as a capture writes it (see `_rows_fit`): the writer then stores such rows as rows."""
+        if not _rows_fit(rows):
             raise ValueError("a row the columns cannot hold")
-        keys: dict[Key, int] = {}
-        procs: dict[Proc, int] = {}
         n = len(rows)
-        key_of = np.fromiter((keys.setdefault((r[1], r[2], r[3]), len(keys)) for r in rows), np.uint32, n)
-        proc_of = np.fromiter((procs.setdefault((r[4], r[5], r[6], r[7]), len(procs)) for r in rows), np.uint32, n)
-        return cls.assemble(np.fromiter((r[R_TS] for r in rows), np.int64, n), list(keys), key_of, list(procs),
-                            proc_of, [(np.arange(n), [_PACKER.pack(r[R_FIELDS]) for r in rows])])
+        keys: defaultdict[Key, int] = defaultdict(count().__next__)  # numbered in order of first appearance
+        procs: defaultdict[Proc, int] = defaultdict(count().__next__)
+        key_of = np.fromiter(map(keys.__getitem__, map(_KEY, rows)), np.uint32, n)
+        proc_of = np.fromiter(map(procs.__getitem__, map(_PROC, rows)), np.uint32, n)
+        packed = list(map(_PACKER.pack, map(_FIELDS, rows)))
+        field_at = np.zeros(n + 1, np.int64)
+        np.cumsum(np.fromiter(map(len, packed), np.int64, n), out=field_at[1:])
+        return cls(np.fromiter(map(_TS, rows), np.int64, n), list(keys), key_of, list(procs), proc_of,
+                   np.frombuffer(bytearray(b"".join(packed)), np.uint8), field_at)
 
     @classmethod
     def assemble(cls, ts: np.ndarray, keys: list[Key], key_of: np.ndarray, procs: list[Proc], proc_of: np.ndarray,
