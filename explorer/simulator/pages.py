@@ -117,6 +117,66 @@ class Groups:
 
 
 @dataclass(frozen=True, slots=True)
+class Layout:
+    """What the settling loop needs of a batch's groups `ok` (of a `Groups`; by first row), found from its columns
+    alone (`_layout`), places in the batch and event numbers in its chunk (the index adds the chunk's first)."""
+
+    ok: np.ndarray
+    f0: np.ndarray  # each group's first entry in `Groups.order`
+    first_at: np.ndarray  # each group's first row, its PRG index and PASID
+    p: np.ndarray
+    q: np.ndarray
+    group_of: np.ndarray  # each row's group (-1: the handlers')
+    slow: np.ndarray  # the rows the handlers run
+    closed: np.ndarray  # whether a request said Last
+    start: np.ndarray  # each group's first time
+    pairs: np.ndarray  # the (device number, PASID) pairs, and each group's
+    pair_of: np.ndarray
+    by_resp: np.ndarray  # the groups by response: their order, responses' rows and times, each group's place there
+    r_at: np.ndarray
+    r_ts: np.ndarray
+    r_pos: np.ndarray
+    closing: np.ndarray  # each group's closed interval (by response), but for its shape
+    joins: np.ndarray  # the later requests' rows, groups, and (event, its group's first event) pairs
+    j_group: np.ndarray
+    j_pairs: np.ndarray
+
+
+def _layout(g: Groups, ok: np.ndarray, ts: np.ndarray, at: np.ndarray, counted: np.ndarray) -> Layout:
+    """The layout of groups `ok` of `g` in a batch of times `ts`, at chunk positions `at`, its calls `counted`."""
+    order = g.order
+    ok = ok[np.argsort(order[g.firsts[ok]], kind="stable")]
+    f0, l0 = g.firsts[ok], g.lasts[ok]
+    first_at, last_at = order[f0], order[l0]
+    nc = len(ok)
+    number = np.full(len(g.firsts), -1)
+    number[ok] = np.arange(nc)
+    mine = number[g.gid]
+    group_of = np.full(len(counted), -1)
+    group_of[order] = mine
+    came = np.cumsum(g.last_came)
+    closed = came[l0] - came[f0] + g.last_came[f0] > 0
+    p, q = g.p[f0], g.q[f0]
+    pairs, pair_of = np.unique(g.d[f0] << 32 | q, return_inverse=True)
+    start = ts[first_at]
+    by_resp = np.argsort(last_at, kind="stable")
+    r_at = last_at[by_resp]
+    r_ts = ts[r_at]
+    opened_at = at[first_at]
+    rows = np.zeros((nc, 8), np.int64)
+    rows[:, 1], rows[:, 2] = start[by_resp], np.maximum(r_ts, start[by_resp])
+    rows[:, 3], rows[:, 4] = opened_at[by_resp], at[r_at]
+    rows[:, 5], rows[:, 6], rows[:, 7] = q[by_resp], p[by_resp], (l0 - f0)[by_resp]
+    r_pos = np.empty(nc, np.int64)
+    r_pos[by_resp] = np.arange(nc)
+    joins = np.sort(order[g.later & (mine >= 0)])
+    j_group = group_of[joins]
+    j_pairs = np.stack([at[joins], opened_at[j_group]], axis=1).ravel()
+    return Layout(ok, f0, first_at, p, q, group_of, np.flatnonzero((group_of < 0) & ~counted), closed, start, pairs,
+                  pair_of, by_resp, r_at, r_ts, r_pos, rows, joins, j_group, j_pairs)
+
+
+@dataclass(frozen=True, slots=True)
 class Found:
     """What a batch's columns alone say (`find`): the iommufd calls only counted, and the groups that may settle."""
 
@@ -124,6 +184,7 @@ class Found:
     calls_at: list[int]  # the counted calls' places, and each one's (pid, command, return value)
     calls: list[tuple[Any, str, int]]
     groups: Groups | None
+    layout: Layout | None  # what the loop needs of them, all of them settling
     slow: np.ndarray  # the places of rows the handlers run whatever the state (neither counted nor in `groups`)
 
 
@@ -201,12 +262,10 @@ def find(keys: list[tuple[Any, Any, Any]], key_of: np.ndarray, ts: np.ndarray, f
     got = pids(positions[at].tolist())
     keys_of_calls = [(pid, n, r if r is not None else 0) for pid, (n, r) in zip(got, kept, strict=True)]
     groups = _groups(keys, key_of, ts, fields, settling)
-    member = np.zeros(m, bool)
-    if groups is not None:
-        okg = np.zeros(len(groups.firsts), bool)
-        okg[groups.ok] = True
-        member[groups.order] = okg[groups.gid]
-    return Found(counted, calls_at, keys_of_calls, groups, np.flatnonzero(~member & ~counted))
+    if groups is None:
+        return Found(counted, calls_at, keys_of_calls, None, None, np.flatnonzero(~counted))
+    layout = _layout(groups, groups.ok, ts, positions, counted)
+    return Found(counted, calls_at, keys_of_calls, groups, layout, layout.slow)
 
 
 def _key_columns(keys: list[tuple[Any, Any, Any]], unbind_visible: bool
@@ -304,91 +363,70 @@ class _Batch:
         self.slow: list[int] = np.flatnonzero(~found.counted).tolist()  # the rows (places) the handlers run
         self.n = 0
         self.due = len(positions)  # the place of the first settled group's row not asked or written yet
-        g = found.groups
-        if g is None:
+        g, lay = found.groups, found.layout
+        if g is None or lay is None:
             return
         # The devices as the state numbers them: a group on one it does not know yet is the handlers'
         codes = np.array([self.st.atoms.codes.get(x, -1) for x in g.devices], np.int64)
-        d = codes[g.d]
-        ok = g.ok[d[g.firsts[g.ok]] >= 0]
-        if len(ok):
-            self._found(cols, positions, g, ok, d)
+        known = codes[g.d[lay.f0]] >= 0
+        if not known.all():
+            lay = _layout(g, lay.ok[known], cols.ts, np.asarray(positions, np.int64), found.counted)
+        if len(lay.ok):
+            self._found(cols, positions, g, lay, codes)
 
-    def _found(self, cols: PageColumns, positions: list[int], g: Groups, ok: np.ndarray, d: np.ndarray) -> None:
-        """Keep what the loop needs of the groups `g` found that may settle (`ok`; `d`: their devices' codes):
-        by opening, by later request, by response."""
-        st, base, ts, m = self.st, self.base, cols.ts, len(positions)
-        order, gid, firsts, lasts, run, p, q = g.order, g.gid, g.firsts, g.lasts, g.run, g.p, g.q
-        later, last_came = g.later, g.last_came
-        ok = ok[np.argsort(order[firsts[ok]], kind="stable")]
-        f0, l0 = firsts[ok], lasts[ok]
-        first_at = order[f0]
-        last_at = order[l0]
-        gd, gp, gq = d[f0].tolist(), p[f0].tolist(), q[f0].tolist()
-        keys = [(dd << 32 | pp) << P_BITS | qq + 1 for dd, pp, qq in zip(gd, gp, gq, strict=True)]
+    def _found(self, cols: PageColumns, positions: list[int], g: Groups, lay: Layout, codes: np.ndarray) -> None:
+        """Keep what the loop needs of the groups laid out in `lay` (`codes`: the state's code of each device `g`
+        numbers): by opening, by later request, by response."""
+        st, base = self.st, self.base
+        gd = codes[g.d[lay.f0]]
+        keys = [(dd << 32 | pp) << P_BITS | qq + 1 for dd, pp, qq in zip(gd.tolist(), lay.p.tolist(), lay.q.tolist(),
+                                                                          strict=True)]
         # the first group of a key may join a group open before the batch
         groups = st.group_records
         open_before = groups.keys() & keys if groups else None
         if open_before:
-            keep = np.flatnonzero(~(np.array([key in open_before for key in keys], bool) & run[f0]))
-            ok, f0, l0, first_at, last_at = ok[keep], f0[keep], l0[keep], first_at[keep], last_at[keep]
-            keys = [keys[i] for i in keep.tolist()]
+            keep = np.flatnonzero(~(np.array([key in open_before for key in keys], bool) & g.run[lay.f0]))
+            lay = _layout(g, lay.ok[keep], cols.ts, np.asarray(positions, np.int64), self.counted)
+            gd, keys = gd[keep], [keys[i] for i in keep.tolist()]
         self.n = nc = len(keys)
         if not nc:
             return
         self.key = keys
-        # each row's group (-1: the handlers'), and the slow rows
-        size = l0 - f0 + 1
-        number = np.full(len(firsts), -1)
-        number[ok] = np.arange(nc)
-        mine = number[gid]
-        group_of = np.full(m, -1)
-        group_of[order] = mine
-        self.slow = np.flatnonzero((group_of < 0) & ~self.counted).tolist()
-        self.group_of = group_of
-        idx = np.asarray(positions, np.int64) + base
-        self.first = first_at.tolist()
-        came = np.cumsum(last_came)
-        closed = came[l0] - came[f0] + last_came[f0] > 0
+        self.slow = lay.slow.tolist()
+        self.group_of = lay.group_of
+        self.first = lay.first_at.tolist()
         # What the state says at the batch's start, pair by pair: a group is asked again as it opens only if its
         # pair's domain is another by then (or its function's PRI failed)
-        pairs, inverse = np.unique(d[f0] << 32 | q[f0], return_inverse=True)
-        att_get, pri, route, values = st.attachments.get, st.pri_disabled, self.route, st.atoms.values
-        self.pairs = [(values[pair >> 32], pair & 0xFFFFFFFF) for pair in pairs.tolist()]
+        att_get, pri, route, names = st.attachments.get, st.pri_disabled, self.route, g.devices
+        self.pairs = [(names[pair >> 32], pair & 0xFFFFFFFF) for pair in lay.pairs.tolist()]
         atts = [att_get(pair) for pair in self.pairs]
         bits = np.array([_FLAGS[route(a), False] if a is not None else 0 for a in atts], np.int64)
+        inverse = lay.pair_of
         self.pair_of = inverse.tolist()
         seen = [_UNSEEN if a is None or pair[0] in pri else a for a, pair in zip(atts, self.pairs, strict=True)]
         self.att = [seen[j] for j in self.pair_of]
-        flags = np.where(bits[inverse] > 0, bits[inverse] | closed * CLOSED, 0)
-        self.flags, self.closed = flags.tolist(), closed.tolist()
-        self.start = ts[first_at]
+        flags = np.where(bits[inverse] > 0, bits[inverse] | lay.closed * CLOSED, 0)
+        self.flags, self.closed = flags.tolist(), lay.closed.tolist()
+        self.start = lay.start
         self.ok = np.ones(nc, bool)
         self.refused = False
         # by response
-        by_resp = np.argsort(last_at, kind="stable")
-        self.r_at = last_at[by_resp].tolist()
+        by_resp = lay.by_resp
+        self.r_at = lay.r_at.tolist()
         self.r_group = by_resp
         self.r_key = list(itemgetter(*by_resp.tolist())(keys)) if nc > 1 else keys[:]
-        r_idx, r_ts = idx[last_at[by_resp]], ts[last_at[by_resp]]
-        self.r_answer = list(zip(r_ts.tolist(), r_idx.tolist(), strict=True))
-        start = self.start[by_resp]
-        shape, opened_at = d[f0] << 6, idx[first_at]
-        rows = np.empty((nc, 8), np.int64)
-        rows[:, 0] = shape[by_resp]
-        rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4] = start, np.maximum(r_ts, start), opened_at[by_resp], r_idx
-        rows[:, 5], rows[:, 6], rows[:, 7] = q[f0][by_resp], p[f0][by_resp], (size - 1)[by_resp]
-        rows[:, 0] = (rows[:, 0] | flags[by_resp]) << 3 | _GROUP
+        rows = lay.closing.copy()
+        rows[:, 3:5] += base
+        self.r_answer = list(zip(lay.r_ts.tolist(), rows[:, 4].tolist(), strict=True))
+        shape = gd << 6
+        rows[:, 0] = (shape[by_resp] | flags[by_resp]) << 3 | _GROUP
         self.closing = bytearray(rows.tobytes())  # (a group whose route is another by its opening: its row patched)
         self.shape = shape.tolist()
-        r_pos = np.empty(nc, np.int64)
-        r_pos[by_resp] = np.arange(nc)
-        self.r_pos = r_pos.tolist()
+        self.r_pos = lay.r_pos.tolist()
         # later requests, in order
-        joins = np.sort(order[later & (mine >= 0)])
-        self.j_at = joins.tolist()
-        self.j_group = group_of[joins]
-        self.j_pairs = np.stack([idx[joins], opened_at[group_of[joins]]], axis=1).ravel().tolist()
+        self.j_at = lay.joins.tolist()
+        self.j_group = lay.j_group
+        self.j_pairs = (lay.j_pairs + base).tolist()
         self.v = self.noted = self.pj = self.pr = 0
         self.due = self.first[0]
 
