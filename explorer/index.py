@@ -422,7 +422,7 @@ class RecordingIndex:
         stateful = self._stateful_at.pop(c)  # (a seek's replay finds them from the kinds column)
         positions = stateful.tolist()
         head, ready = self._model_head(c)
-        read = self._page_columns(head, stateful, ready) if head is not None else None
+        read = self._page_columns(c, head, stateful, ready) if head is not None or ready is not None else None
         rows, pages = read if read is not None else (self._model_rows(c, head, positions), None)
         if len(rows) != n:  # readable when indexed, not now: its events are a loss like an unreadable chunk's
             gap = (self._first_ts[c], n)
@@ -471,7 +471,7 @@ class RecordingIndex:
 
     def _model_head(self, c: int) -> tuple[ChunkHead | None, Pages | None]:
         """Chunk `c`'s head, to decode the rows the model needs from, if it is a file chunk whose rows are not at
-        hand already; with its inputs to the model, where the helper has read them (`run_model`)."""
+        hand already; or its inputs to the model, where the helper has read them (`run_model`)."""
         file_chunk = self._file_chunk(c)
         with self._lock:
             cached = self._cache.get(c)
@@ -480,29 +480,46 @@ class RecordingIndex:
         assert self.recording is not None
         pages = self._ahead.take(file_chunk) if self._ahead is not None else None
         if pages is not None:
-            return pages.head, pages
+            return None, pages
         last, self._last_head = self._last_head, None
         return (last[1] if last is not None and last[0] == c else self.recording.chunk_head(file_chunk)), None
 
-    def _page_columns(self, head: ChunkHead, stateful: np.ndarray, pages: Pages | None = None
+    def _page_columns(self, c: int, head: ChunkHead | None, stateful: np.ndarray, pages: Pages | None = None
                       ) -> tuple[list[Row | None], PageColumns] | None:
-        """The chunk's rows the model must decode whatever happens, and its page rows and iommufd calls as columns
-        for settling page-request groups and counting calls at once (explorer/simulator/pages.py), from `pages`
-        when the helper read them; None where the rows are to be read as before (a merged recording, a chunk
-        without stored columns or whose rows do not decode)."""
+        """Chunk `c`'s rows the model must decode whatever happens, and what its page rows and iommufd calls say as
+        columns, for settling page-request groups and counting calls at once (explorer/simulator/pages.py), from
+        `pages` when the helper read them, else from `head`; None where the rows are to be read as before (a merged
+        recording, a chunk without stored columns or whose rows do not decode)."""
         if self.sim.machines > 1:
             return None
         # (where a chunk's rows fail to decode, they fail here)
-        pages = pages or read_pages(head, stateful, self._settling())
+        pages = pages or (read_pages(head, stateful, self._settling()) if head is not None else None)
         if pages is None:
             return None
-        rows = pages.rows
+        rows, at_hand = pages.rows, pages.head
 
         def decode(positions: list[int]) -> None:
-            got = head.rows(positions)
+            nonlocal at_hand
+            if at_hand is None:  # (read by the helper: this chunk's few other rows are read here)
+                at_hand = self._head_again(c)
+            if at_hand is None:
+                for j, ts in zip(positions, pages.ts[np.searchsorted(stateful, positions)].tolist(), strict=True):
+                    rows[j] = lost_row(ts, "its chunk could not be read again")
+                return
+            got = at_hand.rows(positions)
             for j in positions:
                 rows[j] = got[j]
-        return rows, PageColumns(head.cols.ts[stateful], pages.found, decode)
+        return rows, PageColumns(pages.ts, pages.found, decode)
+
+    def _head_again(self, c: int) -> ChunkHead | None:
+        """File chunk `c`'s head once more, the helper having read it; None, noted, where it no longer reads."""
+        assert self.recording is not None
+        file_chunk = self._file_chunk(c)
+        head = self.recording.chunk_head(file_chunk) if file_chunk is not None else None
+        if head is None:
+            self._notes.append(f"{_reader_said(self.recording, file_chunk)}; read again to model it, it no longer "
+                               "reads: the rows the model still needed read as lost events")
+        return head
 
     def _settling(self) -> Settling:
         """What finding a chunk's groups depends on besides its columns (see `simulator.pages.Settling`)."""

@@ -33,7 +33,6 @@ import numpy as np
 from .allocator import return_big_buffers
 from .events import Row
 from .recording import Recording
-from .recording.packed import PackedChunk
 from .recording.reader import ChunkHead
 from .simulator.pages import NAMES, WANTED, Found, Settling, batches, fill, find, unread_pages
 
@@ -50,9 +49,10 @@ class Pages:
     handlers whatever the state, decoded (None elsewhere; see `RecordingIndex._page_columns`), and what each
     batch's columns say (`simulator.pages.find`)."""
 
-    head: ChunkHead
+    head: ChunkHead | None  # (None: read by the helper, which sends no field maps)
     rows: list[Row | None]
     found: list[Found]
+    ts: np.ndarray  # the stateful rows' times
 
 
 def read_pages(head: ChunkHead, stateful: np.ndarray, settling: Settling) -> Pages | None:
@@ -79,14 +79,15 @@ def read_pages(head: ChunkHead, stateful: np.ndarray, settling: Settling) -> Pag
             got = head.rows(todo)
             for j in todo:
                 rows[j] = got[j]
-        return Pages(head, rows, found)
+        return Pages(head, rows, found, ts)
     except (TypeError, ValueError, OverflowError, IndexError, msgpack.UnpackException):
         return None
 
 
 def _answer(recording: Recording, i: int, stateful: np.ndarray, settling: Settling) -> tuple[Any, ...] | None:
-    """File chunk `i`'s inputs as the helper sends them: where it lies, the chunk decompressed, the rows, what each
-    batch's columns say, and each row refused and why (the index notes them as its own reading would)."""
+    """File chunk `i`'s inputs as the helper sends them: where it lies, the rows, what each batch's columns say, the
+    stateful rows' times, and each row refused and why (the index notes them as its own reading would). Not the
+    chunk: the rows the state makes the model decode besides are few, if any, and the index reads them itself."""
     head = recording.chunk_head(i)
     if head is None or head.packed is None:
         return None
@@ -94,7 +95,7 @@ def _answer(recording: Recording, i: int, stateful: np.ndarray, settling: Settli
     pages = read_pages(replace(head, refused=lambda j, problem: refused.append((j, problem))), stateful, settling)
     if pages is None:
         return None
-    return recording.chunks[i].offset, head.packed, pages.rows, pages.found, refused
+    return recording.chunks[i].offset, pages.rows, pages.found, pages.ts, refused
 
 
 _SERVE = "import os, sys; sys.path[:] = sys.argv[1].split(os.pathsep); from explorer.read_ahead import serve; serve()"
@@ -207,13 +208,13 @@ class ReadAhead:
             answer = self._answer()
             self._ask()
             if asked == i and answer is not None and answer[0] == self.recording.chunks[i].offset:
-                _, packed, rows, found, refused = answer
+                _, rows, found, ts, refused = answer
                 for j, problem in refused:
                     self.recording.refuse(i, j, problem)
-                return Pages(self.recording.packed_head(i, packed), rows, found)
+                return Pages(None, rows, found, ts)
         return None
 
-    def _answer(self) -> tuple[int, PackedChunk, list[Row | None], list[Found], list[tuple[int, str]]] | None:
+    def _answer(self) -> tuple[int, list[Row | None], list[Found], np.ndarray, list[tuple[int, str]]] | None:
         """The next answer; None where the helper could not read its chunk, or is gone."""
         size = self._read_exact(_SIZE.size)
         n = _SIZE.unpack(size)[0] if len(size) == _SIZE.size else 0

@@ -267,16 +267,6 @@ class PackedChunk:
         self._fit: bool | None = None
         self._kinds: tuple[np.ndarray, list[str]] | None = None  # (see `_kind_codes`)
 
-    def __getstate__(self) -> dict[str, Any]:
-        """What the model's helper process sends of a chunk it has read (read_ahead.py): its columns decompressed
-        (it has checked them), but for the field maps, still compressed: the index decodes few rows, if any, itself
-        (those the state makes it decode)."""
-        assert self._procs is not None
-        return {k: v for k, v in self.__dict__.items() if k not in ("_z", "_mp", "_fields")}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _z={}, _mp=msgpack.Packer(use_bin_type=True), _fields=None)
-
     def tables_fit(self) -> bool:
         """Whether every row's time, key, CPU, pid, comm and source fit the schema, judged once on what rows are
         made of: the ends of the times (in order, so they bound the rest), the distinct keys and processes. When

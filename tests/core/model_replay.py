@@ -62,7 +62,7 @@ def replay(path: Path, way: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, A
     indexes, or in a pass after indexing, its chunks read `here` or `ahead` (the count of those read so)."""
     with monkeypatch.context() as m:
         if way == "handled":
-            m.setattr(RecordingIndex, "_page_columns", lambda self, head, stateful, pages=None: None)
+            m.setattr(RecordingIndex, "_page_columns", lambda self, c, head, stateful, pages=None: None)
         if way in ("settled", "handled"):
             idx = RecordingIndex.build(Recording(path))
         else:

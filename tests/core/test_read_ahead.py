@@ -74,6 +74,22 @@ def test_a_chunk_the_helper_cannot_read_is_modelled_as_a_loss_as_before(tmp_path
     assert ahead == {k: v for k, v in here.items() if k != "read ahead"}
 
 
+def test_rows_still_to_decode_of_a_chunk_read_ahead_that_no_longer_reads_here_are_losses(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The helper sends a chunk's inputs, not the chunk: the few rows the state makes the model decode besides (a
+    group on a PASID with no domain) are read here, and where the chunk no longer reads they are losses, said so."""
+    path = _workload(tmp_path)
+    with monkeypatch.context() as m:
+        taken = read_ahead_always(m)
+        idx = RecordingIndex.build(Recording(path), model=False)
+        m.setattr(Recording, "chunk_head", lambda self, i: None)
+        idx.run_model()
+    assert taken[0] == len(Recording(path).chunks) - 1
+    assert any("read again to model it, it no longer reads" in d for d in idx.damage)
+    assert any(a.rule == "events_lost" and "its chunk could not be read again" in a.explanation
+               for a in idx.anomalies)
+
+
 def test_a_stopped_pass_ends_its_helper_and_resumes_to_the_same_model(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     path = _workload(tmp_path)
