@@ -42,8 +42,9 @@ IOMMU_ANCHORS = (b"DMAR", b"dmar", b"AMD-Vi", b"smmu", b"INTR-REMAP", b"suppress
                  b"IOMMU", b"ipmmu", b"SMMUv3", b"iopf")
 ANCHORS = (*IOMMU_ANCHORS, b"fault")
 KEYWORDS = keyword_pattern(ANCHORS)
-_FAULTISH = re.compile(r"fault|error|event|logged|received|overflow|unhandled|illegal|invalid|timed? ?out|"
-                       r"Request device|\bblocked\b|\blost\b|\babort|\bstall(?:ed)?\b|GFSR", re.IGNORECASE)
+# ("Default domain type" and "Queued invalidation" are boot lines of every IOMMU host, not faults)
+_FAULTISH = re.compile(r"(?<!de)fault|error|event|logged|received|overflow|unhandled|illegal|invalid(?!ation)|"
+                       r"timed? ?out|Request device|\bblocked\b|\blost\b|\babort|\bstall(?:ed)?\b|GFSR", re.IGNORECASE)
 _FAULTISH_WORDS = ("fault", "error", "event", "logged", "received", "overflow", "unhandled", "illegal", "invalid",
                    "out", "request device", "blocked", "lost", "abort", "stall", "gfsr")  # see core.may_hold
 # A line the "fault" anchor found is counted as not understood only when a driver read here printed it (other

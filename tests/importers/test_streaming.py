@@ -88,6 +88,19 @@ def test_lines_not_understood_are_all_counted_and_the_first_sampled_with_their_l
     assert stats.unknown_samples == [[n, lines[n - 1]] for n in range(3, 151, 3)]
 
 
+def test_the_boot_lines_every_iommu_host_prints_are_not_listed_as_faults_not_understood(tmp_path: Path) -> None:
+    """drivers/iommu/iommu.c (iommu_subsys_init) prints the default domain type and the TLB invalidation policy, and
+    intel/dmar.c the queued invalidation, at every boot: "Default" and "invalidation" are not faults. A fault line
+    in words the importer does not know is still listed."""
+    lines = ["iommu: Default domain type: Translated", "iommu: DMA domain TLB invalidation policy: lazy mode",
+             "DMAR: dmar0: Using Queued invalidation",
+             "DMAR: [DMA Write] Request device [00:14.1] something new the kernel started printing"]
+    src = tmp_path / "boot.log"
+    src.write_text("".join(f"[    0.{i:06d}] {line}\n" for i, line in enumerate(lines)))
+    stats = import_log(str(src), tmp_path / "out.pasidrec")
+    assert stats.unknown_samples == [[4, f"[    0.000003] {lines[3]}"]]
+
+
 def test_progress_is_reported_in_increasing_bytes_up_to_the_size(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "all.log"
