@@ -21,6 +21,7 @@ LAYOUTS_DIR = bundled("layouts")
 EXPAND = ("none", "devices", "allocator", "all")
 THEMES = ("dark", "light")
 _SIZE = re.compile(r"^(\d+)(%|fr)?$")
+MAX_CELLS = 1000  # a size in cells past any terminal's lines or columns (Textual lays a screen of it out, cell by cell)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,9 @@ class _Checker:
             raise self.fail(parent, key, f"expected a size such as 12, 40% or 2fr, got {value!r}")
         if text.endswith("%") and int(text[:-1]) > 100:
             raise self.fail(parent, key, f"expected a share of at most 100%, got {value!r}")
+        if text.isdigit() and int(text) > MAX_CELLS:
+            raise self.fail(parent, key, f"expected at most {MAX_CELLS} cells (a terminal's lines or columns; "
+                                         f"40% or 2fr for a share), got {value!r}")
         return text
 
     def shares(self, sizes: list[str], key: str, what: str, parent: Any) -> None:

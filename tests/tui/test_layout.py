@@ -21,6 +21,9 @@ GOOD = "name: mine\ndescription: one line\nfilter: pasid:1\nrows:\n  - height: 1
     ("name: x\nrows:\n  - panels: [timeline]\ntheme: [dark]\n", 4, "theme", "['dark']"),
     # a share past the screen: the rows (panels) after it never showed
     ("name: x\nrows:\n  - height: 150%\n    panels: [timeline]\n", 3, "rows[0].height", "'150%'"),
+    # a size in cells no terminal has: Textual would lay it out cell by cell until memory ran out
+    ("name: x\nrows:\n  - height: 99999999999999999999\n    panels: [timeline]\n", 3, "rows[0].height",
+     "got 99999999999999999999"),
     ("name: x\nrows:\n  - height: 70%\n    panels: [timeline]\n  - height: 40%\n    panels: [event]\n", 2,
      "rows", "110%: what comes after would not show"),
     ("name: x\nrows:\n  - panels:\n      - {panel: timeline, width: 60%}\n      - {panel: event, width: 60%}\n",
