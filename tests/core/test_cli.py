@@ -158,6 +158,8 @@ def test_a_binary_trace_goes_down_a_pipe_as_it_goes_to_a_file(tmp_path: Path) ->
     (["check", "{rec}", "--stale-ms", "1e-300"], "--stale-ms: expected at least 0.000001 (1 ns, the clocks' unit)"),
     (["merge", "-o", "x.pasidrec", "{rec}", "{rec}", "--offset", "g=+1s", "--offset", "g=+5s"],
      "--offset g: given twice (g=+1s and g=+5s)"),
+    (["replay", "{rec}", "--offset", "bogus", "--name", "nosuch.pasidrec=x"],
+     "--offset, --name: these align several recordings on one timeline"),
     (["generate", "-o", "x.pasidrec", "--slow-every", "-3"], "--slow-every: expected a whole number of at least 0"),
     (["generate", "-o", "x.pasidrec", "--events", "0"], "--events: expected a whole number of at least 1"),
 ])

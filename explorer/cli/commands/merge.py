@@ -25,6 +25,9 @@ ALIGNMENT_HELP = (
     "recording carries no clock readings (older ones, imports).")
 
 
+LINK_WINDOW = f"{LINK_WINDOW_NS // 1_000_000}ms"
+
+
 def add_machine_arguments(p: argparse.ArgumentParser) -> None:
     """The options `merge` and `replay A B` share."""
     p.add_argument("--offset", action="append", default=[], metavar="NAME=±DURATION",
@@ -33,10 +36,10 @@ def add_machine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", action="append", default=[], metavar="FILE=NAME",
                    help="call FILE's machine NAME (two recordings that both name their machine 'host', older "
                         "recordings, must be told apart); repeatable")
-    p.add_argument("--link-window", default=f"{LINK_WINDOW_NS // 1_000_000}ms", metavar="DURATION",
+    p.add_argument("--link-window", default=LINK_WINDOW, metavar="DURATION",
                    help="how long a VMM may take to pass a page-request group between host and guest: a guest's "
                         "request (response) is linked to the host's only when it is the one match within this "
-                        f"window, after alignment, either way (default {LINK_WINDOW_NS // 1_000_000}ms)")
+                        f"window, after alignment, either way (default {LINK_WINDOW})")
 
 
 def _pairs(values: list[str], option: str, what: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ from ...errors import ExplorerError
 from ...loading import FIRST_SCREEN
 from ...scenarios import bundled_scenarios
 from ._common import milliseconds, need_terminal, open_with_progress
-from .merge import ALIGNMENT_HELP, add_machine_arguments, merge_files
+from .merge import ALIGNMENT_HELP, LINK_WINDOW, add_machine_arguments, merge_files
 
 ORDER = 5
 
@@ -60,6 +60,11 @@ def run(args: argparse.Namespace) -> int:
             first, *rest = merge_files(args, path)
             print("\n".join([f"pasid-explorer: {first}", *rest]), file=sys.stderr)
             return _explore(args, path, " + ".join(args.files))
+    aligning = [o for o, given in (("--offset", args.offset), ("--name", args.name),
+                                   ("--link-window", args.link_window != LINK_WINDOW)) if given]
+    if aligning:  # (taken and ignored, a typo in one went unnoticed)
+        raise ExplorerError(f"{', '.join(aligning)}: these align several recordings on one timeline (a host's, "
+                            "then its guests'); with one there is nothing to align")
     path = args.files[0] if args.files else None
     if path is None:
         scenarios = bundled_scenarios()
