@@ -171,7 +171,7 @@ def run_generator(gen: subprocess.Popen[str]) -> tuple[int, float]:
 def bench_record(tmp: Path, seconds: float, rate: float, ring_kb: int) -> dict[str, float]:
     gen = start_generator(seconds, rate)
     out = tmp / f"bench-{rate:.0f}.pasidrec"
-    rec = subprocess.Popen([sys.executable, "-m", "explorer.cli.main", "record", "-o", str(out), "--pid",
+    rec = subprocess.Popen([sys.executable, "-m", "explorer.cli.main", "record", "-o", str(out), "--force", "--pid",
                             str(gen.pid), "--ring-kb", str(ring_kb)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     assert rec.stderr is not None
     ready = rec.stderr.readline()

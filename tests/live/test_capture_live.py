@@ -266,3 +266,8 @@ def test_bad_options_fail_before_anything_is_written(tmp_path: Path) -> None:
     assert result.returncode == 2 and "cannot write the recording" in result.stderr
     result = cli("record", "-o", str(tmp_path / "x.pasidrec"), "--ring-kb", "3")
     assert result.returncode == 2 and "power of two" in result.stderr
+    kept = tmp_path / "kept.pasidrec"  # a capture made before: not replaced unless asked
+    kept.write_bytes(b"an earlier capture")
+    result = cli("record", "-o", str(kept), "--duration", "1")
+    assert result.returncode == 2 and "the file is there already" in result.stderr and "--force" in result.stderr
+    assert kept.read_bytes() == b"an earlier capture"

@@ -37,9 +37,16 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
                         "name a VM's guest when you record it, so that 'replay host.pasidrec guest.pasidrec' "
                         "shows it under its own name; the boot id and clock readings that align it with other "
                         "recordings are kept whatever the name")
+    p.add_argument("--force", action="store_true",
+                   help="with -o, replace a file that is there already (by default it is kept: a capture cannot "
+                        "be made again)")
 
 
 def capture_options(args: argparse.Namespace) -> CaptureOptions:
+    """The capture's options, checked before any probe loads; an output that would replace a capture is refused."""
+    if args.output is not None and not args.force and os.path.isfile(args.output) and os.path.getsize(args.output):
+        raise CaptureError(f"{args.output}: the file is there already, and a capture cannot be made again: give "
+                           "another -o, or --force to replace it")
     if args.pid is not None and not os.path.exists(f"/proc/{args.pid}"):
         raise CaptureError(f"--pid {args.pid}: no such process")
     device = args.device
