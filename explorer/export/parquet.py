@@ -8,7 +8,8 @@ column added is a minor change, one renamed or retyped a major one) and the reco
 
 Each event field has one typed column (its type from the event model, `explorer/events.py`): a value that does
 not fit it (a number beyond 64 bits, a field of a kind this version does not know) goes to `extra` as JSON, never
-dropped. Text is neutralised as for CSV (`explorer/text.py`: control characters escaped, newlines kept).
+dropped. Control characters in text are escaped as in CSV (`explorer/text.py`, newlines kept); a cell starting like
+a formula keeps its text exactly (a typed cell no spreadsheet evaluates; docs/parquet-schema.md says why).
 Rows are written in batches as they are read: memory beyond the index is one batch.
 """
 
