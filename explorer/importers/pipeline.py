@@ -199,6 +199,9 @@ def import_log(path: str, out: str | os.PathLike[str], *, fmt: str | None = None
             head += more  # a first line longer than the sample: read on (bounded) to the lines that tell the format
         if not is_dat:
             _refuse_non_text(path, head, out)
+        elif not head:  # (trace-cmd exits 0 on a trace.dat whose header it cannot read, and prints nothing)
+            raise InputError(path, "", "trace-cmd report printed nothing for it: the trace.dat is empty or damaged "
+                                       "('trace-cmd report -i FILE' shows what trace-cmd makes of it)")
         s = sniff(head)
         if s.format == "trace-dat" and not is_dat:
             raise InputError(path, "", "a trace.dat is read through trace-cmd, which needs a file: name it "

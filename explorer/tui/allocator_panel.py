@@ -122,9 +122,10 @@ def render_state(index: RecordingIndex, st: SimState, cursor: int, alarm: str) -
     if st.uncertain:
         head.append(f"\nUNCERTAIN: {uncertainty(index, st)}; state below may be incomplete", style=f"bold {alarm}")
     parts.append(head)
-    parts.append(PanelText(f"space: {len(st.pasids):,} live of {PASID_SPACE - 1:,} · high-water {st.high_water:,} "
-                           f"(PASID {st.high_water_pasid}) · {st.allocs:,} allocs, {st.frees:,} frees · next free "
-                           f"{st.lowest_free()}", style="dim"))
+    peak = f" (PASID {st.high_water_pasid})" if st.high_water else ""  # (none yet: no PASID to name)
+    parts.append(PanelText(f"space: {len(st.pasids):,} live of {PASID_SPACE - 1:,} · high-water {st.high_water:,}"
+                           f"{peak} · {st.allocs:,} allocs, {st.frees:,} frees · next free {st.lowest_free()}",
+                           style="dim"))
     listed = []
     for p in st.pasids.lowest(MAX_LISTED):
         live = st.pasids[p]

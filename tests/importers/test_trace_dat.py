@@ -82,6 +82,19 @@ def test_trace_dat_without_trace_cmd_is_a_clear_error(tmp_path: Path, monkeypatc
         import_log(str(dat), tmp_path / "x.pasidrec")
 
 
+def test_a_damaged_trace_dat_that_trace_cmd_reports_nothing_for_is_said_so(tmp_path: Path) -> None:
+    """The real trace-cmd exits 0 and prints nothing for a trace.dat whose header it cannot read: the import said the
+    input was empty."""
+    from explorer.errors import InputError
+
+    dat = tmp_path / "trace.dat"
+    dat.write_bytes(b"\x17\x08Dtracing6\x00\x00\x00" + bytes(200))
+    with pytest.raises(InputError) as e:
+        import_log(str(dat), tmp_path / "x.pasidrec")
+    assert "trace-cmd report printed nothing for it: the trace.dat is empty or damaged" in str(e.value)
+    assert not (tmp_path / "x.pasidrec").exists()
+
+
 # A stand-in for trace-cmd: 200 KB of warnings on stderr (past a pipe's buffer) before its report, then its exit.
 FAKE_TRACE_CMD = """#!{python}
 import sys
