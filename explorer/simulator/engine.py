@@ -608,15 +608,19 @@ class Simulator:
                        f"{_where(dev, pasid)} was attached to a {dtype} domain while still attached to a "
                        f"{old.domain_type} domain since {fmt_ns(ts - old.since_ns)} earlier.", [old.idx, idx],
                        self._doubt())
-        st.attachments[(dev, pasid)] = _attachment(f, dtype, ts, idx, self._global(pasid, dtype))
+        st.attachments[(dev, pasid)] = _attachment(f, dtype, ts, idx, self._global(pasid, dtype, f))
         st.implied_detach.pop((dev, pasid), None)
 
-    def _global(self, pasid: int, dtype: str) -> bool:
+    def _global(self, pasid: int, dtype: str, f: dict[str, Any]) -> bool:
         """Is this attach of a global (allocator) PASID? An SVA domain's always is; another domain's is when the
         number is live in the allocator for a driver (iommu_alloc_global_pasid) or the ioasid allocator. An
-        iommufd/VFIO PASID is chosen by user space in the device's own table and never allocated (6.15+)."""
+        iommufd/VFIO PASID is chosen by user space in the device's own table and never allocated (6.15+): an
+        attach only user space makes there (a nested domain, a VM's, one with a fault queue) is of such a number,
+        whatever a driver holds under the same number in the global allocator."""
         if dtype == DomainType.SVA:
             return True
+        if self.policy.user_pasids and (dtype == DomainType.NESTED or f.get("vm") or f.get("fault_queue") is not None):
+            return False
         live = self.state.pasids.get(pasid)
         return live is not None and live.path != AllocPath.SVA
 
@@ -668,7 +672,7 @@ class Simulator:
         dtype = f.get("domain_type", DomainType.PAGING)
         self._check_number(ts, dev, pasid, dtype, "replace", idx)
         self._drain(dev, pasid, ts, idx)
-        st.attachments[(dev, pasid)] = _attachment(f, dtype, ts, idx, self._global(pasid, dtype))
+        st.attachments[(dev, pasid)] = _attachment(f, dtype, ts, idx, self._global(pasid, dtype, f))
 
     # -- page requests, responses and faults -----------------------------------------------------------------
     def _page_request(self, row: Row, idx: int) -> None:

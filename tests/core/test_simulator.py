@@ -143,6 +143,27 @@ def test_user_chosen_pasids_are_attached_per_device_without_an_allocation() -> N
     assert rules(sim) == []  # DSA's user PASID 5 stays attached: not the allocator's number
 
 
+def test_a_driver_freeing_its_pasid_says_nothing_of_a_vm_attach_at_the_same_number_on_another_device() -> None:
+    """6.15+: a VMM attaches (device, PASID) at a number user space chose in that device's own table
+    (VFIO_DEVICE_ATTACH_PASID, drivers/iommu/iommufd/device.c iommufd_device_attach(idev, pasid, ...) 6.15; the
+    host allocator never sees it). A driver's global PASID of the same number (iommu_alloc_global_pasid(),
+    drivers/iommu/iommu.c 6.6+) is another thing: its free leaves the VM's attach alone."""
+    vfio = "0000:b1:00.0"
+    evs = [make(Kind.PASID_ALLOC, 0, device=DSA, pasid=1, path=AllocPath.DRIVER, owner="idxd"),
+           make(Kind.PASID_ATTACH, 1, device=DSA, pasid=1, domain=3, domain_type=DomainType.PAGING),
+           make(Kind.PASID_ATTACH, 2, device=vfio, pasid=1, domain=4, domain_type=DomainType.NESTED, guest_pasid=1,
+                vm="vm0", fault_queue=7),
+           make(Kind.PASID_DETACH, 3, device=DSA, pasid=1, domain_type=DomainType.PAGING),
+           make(Kind.PASID_FREE, 4, pasid=1, path=AllocPath.DRIVER, owner="idxd"),
+           make(Kind.PASID_DETACH, 5, device=vfio, pasid=1, domain_type=DomainType.NESTED)]
+    assert rules(run(evs)) == []
+    assert not run(evs[:3]).state.attachments[(vfio, 1)].global_pasid
+    # The driver's own attach is of its global number: freeing under it is still found.
+    assert rules(run(evs[:3] + evs[4:5])) == ["free_while_attached"]
+    # Before 6.15 no user-chosen PASID could be attached: a nested attach was of an allocated (ioasid) number.
+    assert rules(run(evs[:3] + evs[4:5], kernel="5.15")) == ["free_while_attached", "free_while_attached"]
+
+
 def test_a_group_no_domain_of_its_own_takes_is_uncertain_unless_user_space_is_known_to_answer_them() -> None:
     """6.11+ io-pgfault.c find_fault_handler(): a PASID with no attach handle goes to the RID's nested domain where
     the driver keeps a user-managed PASID table (SMMUv3, the iommufd mock), else nowhere (the kernel answers
