@@ -455,7 +455,11 @@ def _devices(c: _Checker, top: LineDict) -> list[DeviceSpec]:
         width = c.get(d, "width", int, what, 20)
         if not 0 <= width <= 20:
             raise c.fail(d.line_of("width"), f"{what}: PASID width must be 0..20 bits, got {width}")
-        devices.append(DeviceSpec(str(c.get(d, "name", (str, int), what)), width, c.get(d, "pri", bool, what, True),
+        name = str(c.get(d, "name", (str, int), what))
+        if any(known.name == name for known in devices):
+            raise c.fail(d.line_of("name"), f"{what}: device {name!r} is named twice: a device's name says which one "
+                                            f"each step means, so give each its own")
+        devices.append(DeviceSpec(name, width, c.get(d, "pri", bool, what, True),
                                   c.get(d, "ats", bool, what, True), c.get(d, "driver", str, what, None)))
     return devices
 

@@ -95,6 +95,8 @@ script:
     (GOOD_HEAD + "  - after: -5ms\n    say: a\n", "line 7", "after -5ms is negative"),
     (GOOD_HEAD.replace("width: 4", "width: 40") + "  - say: hi\n", "line 3", "width must be 0..20"),
     (GOOD_HEAD + "  - at: 1ms\n", "line 7", "does nothing"),
+    (GOOD_HEAD.replace("  - {name: d0, width: 4}\n", "  - {name: d0, width: 4}\n  - {name: d0, width: 3}\n")
+     + "  - say: hi\n", "line 4", "device 'd0' is named twice"),
     # nesting deep enough to exhaust PyYAML's recursion, in its constructor (300) and in its scanner (600)
     *((f"title: t\nsummary: {'[' * depth}{']' * depth}\n", "", "nested too deeply") for depth in (300, 600)),
 ])
