@@ -41,6 +41,7 @@ class ScenarioRun:
         self._sva_domain: dict[int, int] = {}
         self._marker_steps = count(1)
         self._floor = -1
+        self._exited: set[int] = set()  # actors' mms that exited, by pid (the model forgets an mm once it is freed)
         for step in scenario.steps:
             self._run(step)
 
@@ -132,21 +133,26 @@ class ScenarioRun:
         assert actor is not None
         st = self.sim.state
         mm = actor.pid
-        bind = st.binds.get((mm, dev))
+        # (before 6.2 the model drops an exited mm's binds itself, unbinds being unseen there: they are still held)
+        bind = st.binds.get((mm, dev)) or st.unseen_unbinds.get((mm, dev))
         pasid = bind.pasid if bind else st.mm_pasid.get(mm)
         t = self._emit(Kind.SVA_UNBIND, t, actor, device=dev, pasid=pasid, mm=mm)
         if bind is not None and bind.refs == 1:
             t = self._emit(Kind.PASID_DETACH, t, actor, device=dev, pasid=pasid, domain=self._sva_domain.get(mm),
                            domain_type=DomainType.SVA)
-            if not st.binds_of(mm) and pasid is not None and (
-                    mm in st.exited or self.sim.policy.sva_free_at == "last_unbind"):
+            held = st.binds_of(mm) or any(m == mm for m, _ in st.unseen_unbinds)
+            # The last unbind frees the PASID up to 5.17 (iommu_sva_free_pasid()); from 5.18 the mm's drop does, so
+            # it comes now only if the process has exited (__mmdrop() -> mm_pasid_drop(), kernel/fork.c).
+            if not held and pasid is not None and (mm in self._exited or self.sim.policy.sva_free_at == "last_unbind"):
                 self._emit(Kind.PASID_FREE, t, actor, pasid=pasid, path=AllocPath.SVA, owner=actor.owner, mm=mm)
+                self._exited.discard(mm)
 
     def _do_exit(self, step: Step, t: int) -> None:
         actor = self._actor(step)
         assert actor is not None
         st = self.sim.state
         mm = actor.pid
+        self._exited.add(mm)
         pasid = st.mm_pasid.get(mm)
         if pasid is not None and not st.binds_of(mm):
             # No bind holds the mm: it is dropped as the process exits, and mm_pasid_drop() frees its PASID.

@@ -59,6 +59,7 @@ from .checks import RULES, Anomaly, Severity
 from .pages import PageColumns, settle
 from .state import (
     ANSWERS_KEPT,
+    UNSEEN_KEPT,
     Attachment,
     Bind,
     Freed,
@@ -543,6 +544,14 @@ class Simulator:
             self._exit_overdue(mm)  # unbound, but too late
         key = (mm, dev)
         b = st.binds.get(key)
+        if b is None and key in st.unseen_unbinds:
+            # An unbind the model applied already, at the exit or free that implied it (before 6.2): evidence of it
+            b = st.unseen_unbinds.pop(key)
+            if b.refs > 1:
+                st.unseen_unbinds[key] = b._replace(refs=b.refs - 1)
+            elif b.pasid is not None:
+                st.implied_detach[(dev, b.pasid)] = idx  # the last one's detach, if seen, was applied with it
+            return
         if b is None:
             pasid = row[R_PASID]
             self._flag("detach_unattached", ts, dev, pasid,
@@ -587,8 +596,11 @@ class Simulator:
         """Before 6.2 no probe can name an unbind's mm (struct iommu_sva has no domain; kernel_facts unbind.blind):
         an mm's exit, or the free of its PASID, tells that its binds went, and their SVA attachments with them."""
         st = self.state
+        unseen = st.unseen_unbinds
         for key in [k for k in st.binds if k[0] == mm]:
-            b = st.binds.pop(key)
+            b = unseen[key] = st.binds.pop(key)
+            if len(unseen) > UNSEEN_KEPT:
+                del unseen[next(iter(unseen))]
             att = st.attachments.get((key[1], b.pasid))
             if att is not None and att.domain_type == DomainType.SVA:
                 del st.attachments[(key[1], b.pasid)]

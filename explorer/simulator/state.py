@@ -67,9 +67,10 @@ class UapiObject(NamedTuple):
 
 # Maps that only serve findings, which a replay from a checkpoint never reports (they were found while indexing):
 # checkpoints leave them out, and a replayer starts them empty
-_FINDINGS_ONLY = frozenset({"answered", "answered_before", "stale_queue", "exit_reported"})
+_FINDINGS_ONLY = frozenset({"answered", "answered_before", "stale_queue", "exit_reported", "unseen_unbinds"})
 _NESTED = "others"  # the other machines' states: frozen state by state
 ANSWERS_KEPT = 4096  # answered groups remembered per generation (a PRG index is 9 bits, so keys recur)
+UNSEEN_KEPT = 4096  # binds dropped unseen that are remembered (see `SimState.unseen_unbinds`)
 
 
 @dataclass(slots=True)
@@ -91,6 +92,10 @@ class SimState:
     binds: dict[tuple[int, str], Bind] = field(default_factory=dict)
     attachments: dict[tuple[str, int], Attachment] = field(default_factory=dict)
     implied_detach: dict[tuple[str, int], int] = field(default_factory=dict)  # detached by a last unbind
+    # Binds the model dropped when their mm exited or its PASID was freed, on kernels whose unbinds no probe can
+    # name (before 6.2): an unbind seen later for one (a scenario's, an import's) is that same unbind, by (mm,
+    # device). The oldest go past UNSEEN_KEPT.
+    unseen_unbinds: dict[tuple[int, str], Bind] = field(default_factory=dict)
     # group key -> its `PendingGroup`, both packed (explorer/state_records.py); `groups` reads them as PendingGroups
     group_records: dict[int, int] = field(default_factory=dict)
     # The latest answers, (ts, idx) by packed group key, to tell a duplicate response from a stray one: two generations

@@ -29,7 +29,7 @@ HEADER = Header("test", host={"kernel": "6.18.0"})
 # What the format 1 reader (commit f6be248) read from each bundled recording: its rows, hashed as msgpack
 FORMAT1_READS = {
     "01-two-processes-one-device": (41, "31d77cb9debcf47f7234f272914ae9807d1e4b289d6e71852adb7c6b981059ed"),
-    "02-one-process-two-devices": (26, "13a8cf6a317612c9e5fbcb943e609aea38916a133e8735a3ddcb90fa41f9f687"),
+    "02-one-process-two-devices": (27, "2b246807269dfbf28118e8d0c11df31277a033c3d0a302a88c899e3f556fafbe"),
     "03-guest-pasid-iommufd": (31, "25ec34dc5d66a5548933b2830f94d3a772e19172bb0050228dc11e3faa33d943"),
     "04-page-request-groups": (22, "1175860a059ff59962be92726876ba36078afa3867ea9de6af0db10eed0bf86a"),
     "05-exhaustion-narrow-device": (43, "478f2e306472aaf2cf8694abe289d6eb19c1cf9fab010ba227227eb206ade32f"),
