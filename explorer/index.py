@@ -69,9 +69,7 @@ READ_AHEAD_EVENTS = 500_000  # file events still to model from which a pass read
 def _reader_said(recording: Recording, i: int | None) -> str:
     """Why file chunk `i` could not be read: the reader's damage at its offset."""
     assert i is not None
-    info = recording.chunks[i]
-    return next((str(d) for d in recording.damage if d.offset == info.offset),
-                f"byte {info.offset}: unreadable chunk of {info.n} events")
+    return recording.said_of(i)
 
 
 def _fitting(head: ChunkHead | None) -> ChunkHead | None:
@@ -247,6 +245,9 @@ class RecordingIndex:
         """Index file chunk `i` from its stored columns, or from its rows when it has none (or columns the
         rows contradict); an unreadable chunk is a gap."""
         assert self.recording is not None
+        skipped = self.recording.loss_before(i)
+        if skipped is not None:
+            self._note_gap(skipped[0], 0, skipped[1])
         if head is None or not self._ingest_head(head, i):
             rows = self.recording.try_chunk_rows(i)
             if rows is None:
@@ -356,9 +357,12 @@ class RecordingIndex:
                     del self._live_chunks[c]
 
     def _note_gap(self, ts: int, n: int, why: str) -> None:
-        """An unreadable chunk is a loss like any other: the simulator must stop trusting its state there."""
+        """An unreadable chunk, or bytes skipped as damage before one (events of unknown number, `n` 0), is a loss
+        like any other: the simulator must stop trusting its state there."""
         self._notes.append(why)
-        self._gaps[len(self._chunk_starts)] = (ts, n)
+        c = len(self._chunk_starts)  # (the chunk indexed next; bytes skipped before it may be lost too)
+        earlier, lost = self._gaps.get(c, (ts, 0))
+        self._gaps[c] = (min(earlier, ts), lost + n)
 
     def _ingest_head(self, head: ChunkHead, file_chunk: int) -> bool:
         """Index a file chunk from its stored columns (`_fitting` has checked its first and last rows). False
@@ -430,7 +434,8 @@ class RecordingIndex:
             self._notes.append(_reader_said(self.recording, self._file_chunk(c)))
             rows, stateful, positions, pages = [None] * n, stateful[:0], [], None
         if gap is not None:  # with a checkpoint of its own: a seek past it must not replay from before the loss
-            self.sim.apply_row(make(Kind.LOST, gap[0], source="recording", count=gap[1]).to_row(), -1)
+            self.sim.apply_row(make(Kind.LOST, gap[0], source="recording", count=gap[1],
+                                    why="unreadable in the file").to_row(), -1)
             self._checkpoint(base, loss_ns=gap[0])
         if n and self.sim.state.index < 0:
             self.sim.begin(self._first_ts[c])  # the stream's first event, whatever its kind

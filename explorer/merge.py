@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import InputError
-from .events import R_DEVICE, R_FIELDS, R_KIND, R_MACHINE, R_PASID, R_TS, Kind, Row
+from .events import R_DEVICE, R_FIELDS, R_KIND, R_MACHINE, R_PASID, R_TS, Kind, Row, make
 from .machines import Alignment, Machine, align_by_clocks, qualified
 from .outputs import atomic_output
 from .recording import DeviceInfo, Header, Recording, RecordingWriter
@@ -115,10 +115,29 @@ def _why_no_clock(reference: Source, other: Source) -> str:
     return "their clock readings do not fit"
 
 
-def _rows(source: Source, number: int) -> Iterator[Row]:
-    """A source's rows as the merged recording holds them: moved onto the timeline, devices and machine named."""
-    offset, name, rec = source.offset_ns, source.machine.name, source.recording
-    for row in rec.iter_rows():
+def _file_rows(source: Source, losses: list[str] | None) -> Iterator[Row]:
+    """A source's readable rows, and a loss where its damage lost events (an unreadable chunk's, or events of
+    unknown number in bytes skipped before a chunk), each added to `losses`: the merged file keeps them as
+    losses on that machine, and its model stops trusting that machine's state there."""
+    rec, why = source.recording, f"unreadable in {os.path.basename(source.path)}"
+    for i, chunk in enumerate(rec.chunks):
+        skipped = rec.loss_before(i)
+        rows = rec.try_chunk_rows(i)
+        lost = ([(*skipped, 0)] if skipped is not None else []) + \
+            ([(chunk.t0, rec.said_of(i), chunk.n)] if rows is None else [])
+        for ts, said, n in lost:
+            if losses is not None:
+                losses.append(f"{source.path}: {said}; the merged file keeps this as a loss on machine "
+                              f"{source.machine.name}")
+            yield make(Kind.LOST, ts, source="recording", count=n, why=why).to_row()
+        yield from rows or ()
+
+
+def _rows(source: Source, number: int, losses: list[str] | None = None) -> Iterator[Row]:
+    """A source's rows as the merged recording holds them: moved onto the timeline, devices and machine named,
+    its losses to damage included (`_file_rows`)."""
+    offset, name = source.offset_ns, source.machine.name
+    for row in _file_rows(source, losses):
         ts = row[R_TS] + offset
         if not 0 <= ts < TS_END:
             raise InputError(source.path, "", f"an event at {row[R_TS]} ns moved by {offset} ns falls outside the "
@@ -196,6 +215,7 @@ class Merged:
 
     events: dict[str, int]
     links: int
+    losses: list[str]  # each source's damage kept as a loss, one line each (its file and place)
 
 
 def merge(sources: list[Source], out: str | os.PathLike[str], *, window_ns: int = LINK_WINDOW_NS,
@@ -219,8 +239,10 @@ def merge(sources: list[Source], out: str | os.PathLike[str], *, window_ns: int 
     total = sum(s.recording.event_count for s in sources)
     per_machine = {s.machine.name: 0 for s in sources}
     names = [s.machine.name for s in sources]
+    losses: list[str] = []
     with atomic_output(out, "wb", reads=[s.path for s in sources]) as f, RecordingWriter(f, header) as w:
-        for n, row in enumerate(heapq.merge(*(_rows(s, i) for i, s in enumerate(sources)), key=lambda r: r[R_TS])):
+        rows = heapq.merge(*(_rows(s, i, losses) for i, s in enumerate(sources)), key=lambda r: r[R_TS])
+        for n, row in enumerate(rows):
             if row[R_KIND] in _LINKED and links:
                 partner = links.get(_link_key(row))
                 if partner is not None:
@@ -230,7 +252,7 @@ def merge(sources: list[Source], out: str | os.PathLike[str], *, window_ns: int 
             if progress is not None and n % 65536 == 0:
                 progress(n, total)
         w.close(**end)
-    return Merged(per_machine, len(links) // 2)
+    return Merged(per_machine, len(links) // 2, losses)
 
 
 def _own(source: Source) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from .header import PACKED_VERSION, BadHeader, DeviceInfo, Header
 from .packed import BadChunk, PackedChunk
 
 _TAGS = re.compile(re.escape(TAG_CHUNK) + b"|" + re.escape(TAG_FOOTER))
+UNKNOWN_LOSS = "events of unknown number lost"  # what bytes skipped as damage cost
 _SCAN_BLOCK = 1 << 20  # bytes read at a time when looking past damage for the next intact frame
 
 
@@ -196,6 +197,7 @@ class Recording:
             self.close()
             raise RecordingError(self.path, "byte 0", "empty file, not a recording")
         self.damage: list[Damage] = []
+        self._skipped: dict[int, Damage] = {}  # chunk -> the damage skipped just before it, walking: see loss_before
         self.footer: dict[str, Any] | None = None
         self.chunks: list[ChunkInfo] = []
         self._counted: tuple[list[ChunkInfo], int, int] = (self.chunks, 0, 0)  # see event_count
@@ -323,7 +325,7 @@ class Recording:
             if problem is None:
                 self.chunks.append(ChunkInfo(*entry))
             else:
-                self.damage.append(Damage(off, f"chunk passes its checksum but {problem}; skipped"))
+                self._skip(off, f"chunk passes its checksum but {problem}; skipped: {UNKNOWN_LOSS}")
         elif tag == TAG_FOOTER and off == self._refused_footer:
             return True  # its index was refused, and said so: the chunks before it are all there is
         elif tag == TAG_FOOTER:
@@ -344,12 +346,12 @@ class Recording:
         tag, length, _, _, why = bad
         end = off + FRAME.size + length
         if why is None and self._may_start_frame(end):
-            self.damage.append(Damage(off, f"{bad.fault}; its {FRAME.size + length} bytes are skipped"))
+            self._skip(off, f"{bad.fault}; its {FRAME.size + length} bytes are skipped: {UNKNOWN_LOSS}")
             return end
         found = self._next_intact_frame(off + 1)
         if found is not None:
-            self.damage.append(Damage(off, f"damaged frame (tag {tag!r}, length {length}): bytes {off} to "
-                                           f"{found - 1} skipped, up to the next intact frame"))
+            self._skip(off, f"damaged frame (tag {tag!r}, length {length}): bytes {off} to {found - 1} skipped, "
+                            f"up to the next intact frame: {UNKNOWN_LOSS}")
             return found
         kept = f"{len(self.chunks)} complete chunks kept"
         if why is not None and length <= MAX_FRAME:
@@ -358,6 +360,21 @@ class Recording:
             self.damage.append(Damage(off, f"{bad.fault}: nothing intact from here to the end "
                                            f"({self.size - off} bytes); {kept}"))
         return None
+
+    def _skip(self, off: int, what: str) -> None:
+        """Note bytes the walk steps over: the events they held are a loss before the next chunk kept."""
+        self.damage.append(Damage(off, what))
+        self._skipped.setdefault(len(self.chunks), self.damage[-1])
+
+    def loss_before(self, i: int) -> tuple[int, str] | None:
+        """The time (ns) and description of the events of unknown number lost to damage the walk stepped over
+        just before chunk `i` (a file without a usable footer), or None. The loss is put just after the last
+        readable event before it: the state is uncertain from there, as after an unreadable chunk's loss."""
+        skipped = self._skipped.get(i)
+        if skipped is None or not 0 <= i < len(self.chunks):
+            return None
+        t = self.chunks[i].t0 if i == 0 else min(self.chunks[i - 1].t1 + 1, self.chunks[i].t0)
+        return t, str(skipped)
 
     def _may_start_frame(self, off: int) -> bool:
         """Is `off` the end of the file, the tail, or the start (perhaps cut) of a chunk or footer frame?"""
@@ -473,6 +490,12 @@ class Recording:
             if not any(d.offset == offset and d.what.startswith(e.what) for d in self.damage):
                 self.damage.append(Damage(offset, f"{e.what}; its {self.chunks[i].n} events cannot be read"))
             return None
+
+    def said_of(self, i: int) -> str:
+        """Why chunk `i` could not be read: what `damage` says at its offset."""
+        info = self.chunks[i]
+        return next((str(d) for d in self.damage if d.offset == info.offset),
+                    f"byte {info.offset}: unreadable chunk of {info.n} events")
 
     def iter_rows(self) -> Iterator[list[Any]]:
         """Every readable row in order; unreadable chunks are skipped and described in `damage`."""

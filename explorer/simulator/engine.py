@@ -885,10 +885,12 @@ class Simulator:
         count, why = row[R_FIELDS].get("count", 0), row[R_FIELDS].get("why")
         st.lost += count
         first = self._uncertain_from(row[R_TS])
+        what = f"{count} event(s)" if count else "events of unknown number"  # (0: a damaged file's skipped bytes)
         self._flag("events_lost", row[R_TS], None, None,
-                   f"the capture lost {count} event(s){f' on CPU {row[R_CPU]}' if row[R_CPU] is not None else ''}"
-                   f"{f' ({why})' if why else ''}"
-                   f"{'; state is uncertain from here' if first else ''} ({st.lost} lost so far).", [idx])
+                   f"{what} lost{f' on CPU {row[R_CPU]}' if row[R_CPU] is not None else ''}"
+                   f"{f' ({why})' if why else ' during capture'}"
+                   f"{'; state is uncertain from here' if first else ''}"
+                   f"{f' ({st.lost} lost so far)' if st.lost else ''}.", [idx])
 
     def _uncertain_from(self, ts: int) -> bool:
         """State can no longer be trusted from `ts` on; True when this is the first such moment."""

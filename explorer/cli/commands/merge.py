@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ...errors import ExplorerError
 from ...merge import LINK_WINDOW_NS, Merged, Source, merge, open_sources
@@ -116,6 +117,8 @@ def merge_files(args: argparse.Namespace, output: str) -> list[str]:
         for s in sources:
             s.recording.close()
     progress.done()
+    for loss in result.losses:
+        print(f"pasid-explorer: {line(loss)}", file=sys.stderr)
     return [line(f"{sum(result.events.values()):,} events of {len(sources)} machines on one timeline (link window "
                  f"{fmt_ns(window)}):"), *describe(sources, result)]
 
