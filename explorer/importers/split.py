@@ -233,6 +233,7 @@ _job: dict[str, Any] = {}
 
 def _start_worker(parent: int, path: str, head: bytes, make: Factory, blocks: Blocks, source: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importing process's to handle
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # (held off while it was forked: see _submit)
     _die_with(parent)
     gc.freeze()  # what the fork brought is never garbage (see _parse)
     _job.update(path=path, head=head, make=make, blocks=blocks, source=source)
@@ -328,6 +329,18 @@ def _adopt(log: KernelLogImporter, writer: Any, p: Parsed) -> None:
     _install(log, p.end, p.host_read)
 
 
+def _submit(pool: ProcessPoolExecutor, start: int, end: int | None) -> Future[Parsed | None]:
+    """Hand a worker a range, with Ctrl-C held off meanwhile: the first hand-out forks the workers, and a Ctrl-C
+    landing amid a fork's bookkeeping was lost (the import went on), left a pool half started (an internal error),
+    or printed a worker's traceback before the worker came to ignore it. Held off, it is raised here once the pool
+    stands, and the workers, which start with it held off too, drop it."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return pool.submit(_parse, start, end)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 def _write(writer: Any, rows: PackedRows | list[Row], start: int, end: int) -> None:
     """Hand the writer rows start..end-1 of a range."""
     if end > start:
@@ -353,7 +366,7 @@ def import_split(log: KernelLogImporter, f: BinaryIO, path: str, size: int, head
             parsed = None
             try:
                 while handed < len(ranges) and len(waiting) < n * AHEAD:
-                    waiting.append(pool.submit(_parse, *ranges[handed]))
+                    waiting.append(_submit(pool, *ranges[handed]))
                     handed += 1
                 if waiting:
                     parsed = waiting.popleft().result()

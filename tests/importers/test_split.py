@@ -216,17 +216,18 @@ sys.exit(main(["import", sys.argv[1], "-o", sys.argv[2]]))
 """
 
 
-def _importing(src: Path, out: Path) -> tuple[subprocess.Popen[str], list[str]]:
-    """The CLI importing `src` (a log of 60,000 lines), and its workers' pids once it has more than one."""
-    bench.generate(src, 60_000, 0.3, 6)
+def _importing(src: Path, out: Path, workers_started: int = 2) -> tuple[subprocess.Popen[str], list[str]]:
+    """The CLI importing `src` (a log of 60,000 lines), and its workers' pids once it has `workers_started`."""
+    if not src.exists():
+        bench.generate(src, 60_000, 0.3, 6)
     cmd = subprocess.Popen([sys.executable, "-c", _CLI, str(src), str(out)], start_new_session=True, text=True,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).parents[2])
     workers: list[str] = []
     for _ in range(600):
         workers = subprocess.run(["pgrep", "-P", str(cmd.pid)], capture_output=True, text=True).stdout.split()
-        if len(workers) > 1 or cmd.poll() is not None:
+        if len(workers) >= workers_started or cmd.poll() is not None:
             break
-        time.sleep(0.02)
+        time.sleep(0.002)
     return cmd, workers
 
 
@@ -239,6 +240,18 @@ def test_ctrl_c_at_the_terminal_stops_the_command_and_its_workers_in_one_line(tm
     assert (cmd.returncode, err) == (130, "pasid-explorer: interrupted\n")
     assert not out.exists() and list(tmp_path.iterdir()) == [src]
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_ctrl_c_as_the_workers_are_forked_is_neither_lost_nor_an_internal_error(tmp_path: Path) -> None:
+    """A Ctrl-C the moment the first worker exists, amid the forking: the command stops in one line, every time."""
+    src, out = tmp_path / "big.log", tmp_path / "big.pasidrec"
+    for _ in range(5):
+        cmd, workers = _importing(src, out, workers_started=1)
+        os.killpg(cmd.pid, signal.SIGINT)
+        _, err = cmd.communicate(timeout=60)
+        assert workers
+        assert (cmd.returncode, err) == (130, "pasid-explorer: interrupted\n")
+        assert not out.exists() and list(tmp_path.iterdir()) == [src]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
