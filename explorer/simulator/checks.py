@@ -47,6 +47,10 @@ RULES: dict[str, Rule] = {r.name: r for r in (
        "All versions: the allocator hands a freed number to the next caller (ida_free() WARNs on a double free, "
        "6.4+); freeing it again can free someone else's PASID. Since 6.6 mm_pasid_drop() calls "
        "iommu_free_global_pasid(): that is one free, recorded once."),
+    _r("double_alloc", "PASID handed out twice", E,
+       "All versions: the allocator never hands out a number it holds (ioasid_alloc() 5.5-6.3, the SVA IDA 6.4-6.5, "
+       "iommu_alloc_global_pasid() 6.6+); a second allocation of a live PASID means its free went unseen (a lost "
+       "event makes this uncertain) or two allocators share its numbers."),
     _r("free_unallocated", "PASID freed but never allocated", E,
        "All versions: only an allocated PASID can be freed (ioasid_free() and iommu_free_global_pasid() of an "
        "unknown number WARN or do nothing)."),

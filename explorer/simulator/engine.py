@@ -464,7 +464,7 @@ class Simulator:
         mm = f.get("mm")
         if pasid in st.pasid_records:
             prev = st.pasids[pasid]
-            self._flag("double_free", ts, dev, pasid,
+            self._flag("double_alloc", ts, dev, pasid,
                        f"PASID {pasid} was handed to {owner} while {prev.owner} still held it: a free went "
                        f"missing or the allocator handed it out twice.", [prev.idx, idx], self._doubt())
         if path == AllocPath.SVA and mm is not None and mm in st.mm_pasid and st.mm_pasid[mm] != pasid:

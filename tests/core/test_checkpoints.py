@@ -213,6 +213,6 @@ def test_a_pasid_reallocated_to_another_mm_then_freed_leaves_no_dangling_evidenc
         make(Kind.PASID_ALLOC, 1, pasid=5, path="sva", mm=1), make(Kind.PASID_ALLOC, 2, pasid=5, path="sva", mm=2),
         make(Kind.PASID_FREE, 3, pasid=5), make(Kind.PASID_ALLOC, 4, pasid=6, path="sva", mm=1),
         make(Kind.SVA_BIND, 5, device="0000:00:01.0", pasid=7, mm=1)])
-    assert [a.rule for a in sim.anomalies] == ["double_free", "second_sva_pasid", "second_sva_pasid",
+    assert [a.rule for a in sim.anomalies] == ["double_alloc", "second_sva_pasid", "second_sva_pasid",
                                                "use_unallocated"]
     assert set(sim.state.pasids) == {6, 7}

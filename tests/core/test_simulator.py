@@ -88,6 +88,9 @@ def test_an_unbind_seen_after_the_exit_that_implied_it_is_evidence_before_6_2(ke
 @pytest.mark.parametrize("events, expected", [
     pytest.param(sva_bind(0, 10, 1) + [make(Kind.PASID_FREE, 5, pasid=1), make(Kind.PASID_FREE, 6, pasid=1)],
                  ["free_while_attached", "double_free"], id="double free"),
+    pytest.param([make(Kind.PASID_ALLOC, 1, device=DSA, pasid=5, path="driver", pid=1, comm="a"),
+                  make(Kind.PASID_ALLOC, 2, device=DSA, pasid=5, path="driver", pid=2, comm="b")],
+                 ["double_alloc"], id="handed out twice (was titled 'PASID freed twice')"),
     pytest.param([make(Kind.PAGE_REQUEST, 1, device=DSA, pasid=9, prg=1, addr=0),
                   make(Kind.PAGE_RESPONSE, 2, device=DSA, pasid=9, prg=1, code=1, by="kernel")], ["fault_unattached"],
                  id="request on an unattached PASID, refused by the kernel"),
