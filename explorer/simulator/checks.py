@@ -102,7 +102,9 @@ RULES: dict[str, Rule] = {r.name: r for r in (
        "page requests are posted, so no completion timeout ends the wait, and work behind it stops. User-space "
        "fault queues (6.11+) answer only when the VMM writes back; detaching a PASID drains what is left (VT-d "
        "waits for its handlers) or answers it Invalid (iommufd), and a device leaving its fault queue has every "
-       "pending group answered Invalid (iopf_queue_remove_device(), 6.9+)."),
+       "pending group answered Invalid (iopf_queue_remove_device(), 6.9+). The kernel handles a group only once its "
+       "request with Last comes (io-pgfault.c: the others wait on the device's partial list), so its answer is "
+       "awaited from that request; a wait for Last itself is the device's (or a lost event's), reported uncertain."),
     _r("mm_exit_with_binds", "process exited but its binds were held on", W,
        "5.18+: an exiting process's binds normally go as its files close, right after sched_process_exit. Binds "
        "held long after keep the SVA domain, and so the mm (mmgrab) and its PASID, which mm_pasid_drop() frees "

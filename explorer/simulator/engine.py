@@ -99,6 +99,9 @@ def _attachment(f: dict[str, Any], dtype: str, ts: int, idx: int, global_pasid: 
 
 
 AUTO = "auto"  # a group no fault handler takes: the kernel answers it itself
+# Why a group without its request with Last waits on the device, not on whoever answers it
+_PARTIAL = ("the kernel handles a group only once its request with Last comes (io-pgfault.c: the others wait on the "
+            "device's partial list),")
 _ANSWERERS = {"kernel": "the kernel", "user": "user space", "guest": "the guest"}  # a response's `by`
 
 
@@ -671,8 +674,9 @@ class Simulator:
         for key in [k for k, g in groups.items() if k >> KEY_DEV == device and group_pasid(k, g) == pasid]:
             g = groups.pop(key)
             st.drained[key] = (ts, idx)
-            if ts - (g >> GROUP_OPENED) >= self.stale_ns:
-                self._late(key, g, ts, idx, "kernel")
+            start = self._awaited_from(key, g)
+            if ts - start >= self.stale_ns:
+                self._late(key, g, start, ts, idx, "kernel")
         if len(st.drained) > ANSWERS_KEPT:
             st.drained.clear()
 
@@ -698,7 +702,9 @@ class Simulator:
         groups = st.group_records
         g = groups.get(key)
         if g is not None:  # a later request of an open group (the hot path: kept short)
-            groups[key] = (g | CLOSED if f.get("last", True) else g) + REQUEST
+            if not g & CLOSED and f.get("last", True):
+                g = self._completed(key, g, ts, idx)
+            groups[key] = g + REQUEST
             if self.intervals is not None:
                 self.intervals.joined(idx, (g >> GROUP_LOW & IDX_MASK) - 1)
             return
@@ -736,8 +742,9 @@ class Simulator:
             answered[key] = (ts, idx)
             if len(answered) > ANSWERS_KEPT:
                 st.answered_before, st.answered = answered, {}
-            if ts - (g >> GROUP_OPENED) >= self.stale_ns:
-                self._late(found, g, ts, idx, f.get("by"))
+            start = self._awaited_from(found, g)
+            if ts - start >= self.stale_ns:
+                self._late(found, g, start, ts, idx, f.get("by"))
             return
         if st.drained.pop(key, None) is not None or st.drained.pop(key >> P_BITS << P_BITS, None) is not None:
             return  # the kernel's own answer to a group its detach drained
@@ -791,60 +798,105 @@ class Simulator:
         due = now - self.stale_ns
         if st.fresh_from <= due:  # some group may be due: report those that are, and find the next bound
             fresh_from = 1 << 63
-            groups = st.group_records
+            groups, lasts = st.group_records, st.last_requests or {}
             for key, g in groups.items():
                 if g & STALE:
                     continue
-                first = g >> GROUP_OPENED
-                if first <= due:
+                start = lasts.get(key, g >> GROUP_OPENED)
+                if start <= due:
                     group = group_of(st.atoms, key, g)
-                    found = self._stale_group(group, [group.first_idx])
+                    found = self._stale_group(group, start, [group.first_idx])
                     if found is not None:
                         self._unanswered[(st.machine, key)] = found
                     groups[key] = g | STALE
-                elif first < fresh_from:
-                    fresh_from = first
+                elif start < fresh_from:
+                    fresh_from = start
             st.fresh_from = fresh_from
         q = st.stale_queue
         while q and q[0][0] <= now:
             self._exit_overdue(q.popleft()[1])
 
-    def _stale_group(self, g: PendingGroup, evidence: list[int]) -> Anomaly | None:
-        """A group still open when time reached the threshold: its finding (None when folded or not reporting)."""
-        words = _group_words(g)
+    def _stale_group(self, g: PendingGroup, start: int, evidence: list[int]) -> Anomaly | None:
+        """A group still open `stale_ns` after `start` (its request with Last; its first while it has none): its
+        finding (None when folded or not reporting)."""
+        words, due = _group_words(g), start + self.stale_ns
+        if not g.closed:
+            return self._flag("unanswered_group", due, g.device, g.pasid,
+                              f"{words} has had no request with Last for {fmt_ns(self.stale_ns)}: {_PARTIAL} so the "
+                              f"device has not finished it, or the capture lost that request.", evidence,
+                              Severity.UNCERTAIN)
         if g.route == AUTO:
             # No handler takes it, so the kernel answers Invalid Request itself (iopf_error_response() 6.11+, the
             # driver's bad-request path before), and only VT-d's qi_submit shows that answer: maybe unseen.
-            return self._flag("unanswered_group", g.first_ns + self.stale_ns, g.device, g.pasid,
+            return self._flag("unanswered_group", due, g.device, g.pasid,
                        f"{words} has no fault handler of its own (unless a nested domain at the device's RID takes "
-                       f"it), so the kernel answers it itself; no answer was seen in {fmt_ns(self.stale_ns)}, and "
-                       f"off VT-d no hook shows that answer.", evidence, Severity.UNCERTAIN)
-        return self._flag("unanswered_group", g.first_ns + self.stale_ns, g.device, g.pasid,
-                   f"{words} waited more than {fmt_ns(self.stale_ns)} for the {g.route}'s response; the device "
-                   f"was stalled on it.", evidence, self._doubt(None))
+                       f"it), so the kernel answers it itself; no answer was seen in {fmt_ns(self.stale_ns)} after "
+                       f"its request with Last, and off VT-d no hook shows that answer.", evidence, Severity.UNCERTAIN)
+        return self._flag("unanswered_group", due, g.device, g.pasid,
+                   f"{words} waited more than {fmt_ns(self.stale_ns)} after its request with Last for the {g.route}'s "
+                   f"response; the device was stalled on it.", evidence, self._doubt(None))
 
-    def _late(self, key: int, g: int, ts: int, idx: int, by: str | None) -> None:
-        """Group `key` (record `g`) answered at `ts` (event `idx`, by `by`; a detach's drain is the kernel's
-        answer) past the threshold. If the aging reported it still open (a batch ended between its request and this
-        answer: where chunks and live ticks fall), that finding is revised to what it would have said had the
-        answer come first, so the finding is the same however the events were batched."""
+    def _awaited_from(self, key: int, g: int) -> int:
+        """When group `key` (record `g`), now closing, began to wait for its answer: its request with Last (its first
+        while it has none); that request's time is forgotten."""
         st = self.state
-        group = group_of(st.atoms, key, g)
-        who = _ANSWERERS.get(by, "a response")  # (the schema let only text or nothing through)
-        expected = (" It had no fault handler of its own here (unless a nested domain at the device's RID took it), "
-                    "so the kernel was expected to answer it." if group.route == AUTO else "")
-        text = (f"{_group_words(group)} was answered by {who} {fmt_ns(ts - group.first_ns)} after its first request, "
-                f"past the {fmt_ns(self.stale_ns)} threshold; the device was stalled on it meanwhile.{expected}")
-        severity = Severity.UNCERTAIN if group.route == AUTO else self._doubt(None)
-        evidence = [group.first_idx, idx]
+        lasts = st.last_requests
+        if not lasts:
+            return g >> GROUP_OPENED
+        start = lasts.pop(key, g >> GROUP_OPENED)
+        if not lasts:
+            st.last_requests = None  # (as a batch that settled the group leaves it)
+        return start
+
+    def _completed(self, key: int, g: int, ts: int, idx: int) -> int:
+        """Group `key` (record `g`) got its request with Last at `ts` (event `idx`), after its first: the kernel
+        handles it only now, so its answer is awaited from now. A wait past the threshold for that request was the
+        device's, and is reported so (the aging's report of it revised to say it). The record, closed."""
+        st = self.state
+        if st.last_requests is None:
+            st.last_requests = {}
+        st.last_requests[key] = ts
+        first = g >> GROUP_OPENED
+        if ts - first < self.stale_ns:
+            return g | CLOSED
+        group = group_of(st.atoms, key, g + REQUEST)
+        text = (f"{_group_words(group)} sent its request with Last {fmt_ns(ts - first)} after its first: {_PARTIAL} "
+                f"so until then the wait was the device's.")
+        self._report_or_revise(key, g, first + self.stale_ns, group, text, [group.first_idx, idx], Severity.UNCERTAIN)
+        if ts < st.fresh_from:  # its answer is awaited afresh: aged again from here
+            st.fresh_from = ts
+        return (g & ~STALE) | CLOSED
+
+    def _report_or_revise(self, key: int, g: int, ts: int, group: PendingGroup, text: str, evidence: list[int],
+                          severity: Severity | None) -> None:
+        """Report what group `key` (record `g`) waited for, or, if the aging reported it still waiting, revise that
+        finding to say it, so that the finding is the same however the events were batched."""
         if not g & STALE:
-            self._flag("unanswered_group", group.first_ns + self.stale_ns, group.device, group.pasid, text, evidence,
-                       severity)
+            self._flag("unanswered_group", ts, group.device, group.pasid, text, evidence, severity)
             return
-        found = self._unanswered.pop((st.machine, key), None)
+        found = self._unanswered.pop((self.state.machine, key), None)
         if found is not None and self.report:
             found.revise(text, evidence, severity or RULES["unanswered_group"].severity)
             self.revisions += 1
+
+    def _late(self, key: int, g: int, start: int, ts: int, idx: int, by: str | None) -> None:
+        """Group `key` (record `g`, awaiting its answer since `start`) answered at `ts` (event `idx`, by `by`; a
+        detach's drain is the kernel's answer) past the threshold. If the aging reported it still open (a batch ended
+        between its request and this answer: where chunks and live ticks fall), that finding is revised to what it
+        would have said had the answer come first."""
+        group = group_of(self.state.atoms, key, g)
+        who = _ANSWERERS.get(by, "a response")  # (the schema let only text or nothing through)
+        if not group.closed:
+            text = (f"{_group_words(group)} had no request with Last when {who} closed it, {fmt_ns(ts - start)} after "
+                    f"its first request: {_PARTIAL} so the wait was the device's, or the capture lost that request.")
+            severity: Severity | None = Severity.UNCERTAIN
+        else:
+            expected = (" It had no fault handler of its own here (unless a nested domain at the device's RID took "
+                        "it), so the kernel was expected to answer it." if group.route == AUTO else "")
+            text = (f"{_group_words(group)} was answered by {who} {fmt_ns(ts - start)} after its request with Last, "
+                    f"past the {fmt_ns(self.stale_ns)} threshold; the device was stalled on it meanwhile.{expected}")
+            severity = Severity.UNCERTAIN if group.route == AUTO else self._doubt(None)
+        self._report_or_revise(key, g, start + self.stale_ns, group, text, [group.first_idx, idx], severity)
 
     def _exit_overdue(self, mm: int) -> None:
         """An exited mm whose binds outlived the threshold: reported once, by aging or by the late unbind."""

@@ -6,11 +6,12 @@ soon after by a matching response. Such a group leaves in the state only its ans
 interval, its later requests and the journal's note that its key was written: its record comes and goes. The
 index reads a packed chunk's page rows as columns from their bytes (`recording.fieldmaps.field_columns`: no row
 decoded), and a batch's groups of the plain shape are found here at once: rows read whole, of plain values,
-opened on a key no group holds, answered in the batch before the threshold by a response that is no Response
-Failure, with no row between that could drain it (a detach or replace of its pair, an unbind on its device, an exit
-or free that may unbind unseen binds), on a (device, PASID) none of whose page rows was left unread. Their rows are
-neither decoded nor stepped through. So are the iommufd calls the model only counts, read from their bytes too
-(`name`, `ret`, and the pid): they are counted, and the counts written before the next row that runs a handler.
+opened on a key no group holds, answered in the batch before the threshold (counted from its request with Last,
+which came before the threshold too) by a response that is no Response Failure, with no row between that could
+drain it (a detach or replace of its pair, an unbind on its device, an exit or free that may unbind unseen binds),
+on a (device, PASID) none of whose page rows was left unread. Their rows are neither decoded nor stepped through.
+So are the iommufd calls the model only counts, read from their bytes too (`name`, `ret`, and the pid): they are
+counted, and the counts written before the next row that runs a handler.
 What a batch's columns alone say (`find`: the calls only counted, the groups of that shape) is found with the
 chunk's other inputs, in the read-ahead helper process where there is one (read_ahead.py); the state at the
 batch's start then says which of those groups settle (`_Batch`). The other rows are decoded and run the handlers,
@@ -334,7 +335,16 @@ def _groups(keys: list[tuple[Any, Any, Any]], key_of: np.ndarray, ts: np.ndarray
     lasts = np.r_[firsts[1:], n] - 1
     first_at, last_at = order[firsts], order[lasts]
     failed = np.add.reduceat(bad, firsts) > 0
-    failed |= ts[last_at] - ts[first_at] >= settling.stale_ns
+    # Its answer is awaited from its (first) request with Last, and that request from its first: either wait past the
+    # threshold is the handlers' to report (engine.py `_completed`, `_late`)
+    came = ((last_c == ABSENT) | (last_c == BOOL) & (last == 1))[order] & req
+    came_at = np.flatnonzero(came)
+    if len(came_at):
+        j = np.minimum(np.searchsorted(came_at, firsts), len(came_at) - 1)
+        closed_at = order[np.where((came_at[j] >= firsts) & (came_at[j] < lasts), came_at[j], firsts)]
+    else:
+        closed_at = first_at
+    failed |= (ts[last_at] - ts[closed_at] >= settling.stale_ns) | (ts[closed_at] - ts[first_at] >= settling.stale_ns)
     drains = np.flatnonzero(kind >= _DRAIN_PAIR)
     gd, gq = d[firsts], q[firsts]
     if len(drains) * len(firsts) > settling.pairs_compared:  # (many of both: any such row between fails a group)
@@ -350,8 +360,7 @@ def _groups(keys: list[tuple[Any, Any, Any]], key_of: np.ndarray, ts: np.ndarray
     ok = np.flatnonzero(~failed)
     if not len(ok):
         return None
-    return Groups(devices, order, gid, firsts, lasts, ok, run, d, p, q, req & ~start,
-                  ((last_c == ABSENT) | (last_c == BOOL) & (last == 1))[order] & req)
+    return Groups(devices, order, gid, firsts, lasts, ok, run, d, p, q, req & ~start, came)
 
 
 class _Batch:

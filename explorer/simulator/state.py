@@ -113,6 +113,11 @@ class SimState:
     uapi_objects: dict[tuple[int | None, int], UapiObject] = field(default_factory=dict)
     uapi_calls: dict[tuple[int | None, str, int], int] = field(default_factory=dict)  # (pid, cmd, ret) -> n
     stale_queue: deque[tuple[int, int]] = field(default_factory=deque)  # (due time, mm) of exits holding binds
+    # The time of the request with Last, by packed group key, for an outstanding group whose Last came after its
+    # first request: the kernel handles a group only from then, so its answer is awaited from then. Few and brief,
+    # so kept whole in every checkpoint (a copy, as a number is) rather than journalled: a group settled a batch at a
+    # time (pages.py) then leaves no note here, as it leaves none of its record. None until the first.
+    last_requests: dict[int, int] | None = None
     time_ns: int = 0
     index: int = -1
     allocs: int = 0
@@ -160,7 +165,11 @@ class SimState:
     def changes(self) -> StateChanges:
         """What changed since the last checkpoint (a journalled state only), which becomes the next one."""
         maps = {name: c for name in _MAPS if (c := getattr(self, name).changes())}
-        return StateChanges(maps, tuple(getattr(self, name) for name in _SCALARS))
+        return StateChanges(maps, self._scalars())
+
+    def _scalars(self) -> tuple[Any, ...]:
+        """The numbers as they are now, and the maps kept whole (`last_requests`) as copies."""
+        return tuple(dict(v) if v.__class__ is dict else v for v in (getattr(self, name) for name in _SCALARS))
 
     def forget_changes(self) -> None:
         """A full copy was taken: the next changes count from here."""
@@ -172,7 +181,7 @@ class SimState:
         live PASIDs as one array of four words an entry)."""
         maps = {name: m.frozen() if isinstance(m, LiveTable) else tuple(chain.from_iterable(m.items()))
                 for name in _MAPS if (m := getattr(self, name))}
-        return FullCopy(StateChanges(maps, tuple(getattr(self, name) for name in _SCALARS)),
+        return FullCopy(StateChanges(maps, self._scalars()),
                         tuple((m, st.freeze()) for m, st in self.others.items()), self.atoms)
 
     def apply(self, changes: StateChanges) -> None:
@@ -184,7 +193,7 @@ class SimState:
             else:
                 apply_changes(target, c)
         for name, value in zip(_SCALARS, changes.scalars, strict=True):
-            setattr(self, name, value)
+            setattr(self, name, dict(value) if value.__class__ is dict else value)  # (the checkpoint's stays as it was)
 
     # -- questions the UI and the scenario runner ask --------------------------------------------------------
     @property

@@ -209,7 +209,7 @@ def test_a_group_answered_late_names_who_answered_and_how_late() -> None:
            make(Kind.PAGE_RESPONSE, 133_001_000, device=DSA, pasid=16, prg=2, code=0, by="user")]
     [late] = run(evs).anomalies
     assert (late.rule, late.severity, late.evidence) == ("unanswered_group", "uncertain", (0, 1))
-    assert "answered by user space 133.000 ms after its first request" in late.explanation
+    assert "answered by user space 133.000 ms after its request with Last" in late.explanation
     assert "no answer was seen" not in late.explanation
     attached = sva_bind(0, 10, 1) + [make(Kind.PAGE_REQUEST, 1_000, device=DSA, pasid=1, prg=3, addr=0),
                                      make(Kind.PAGE_RESPONSE, 150_001_000, device=DSA, pasid=1, prg=3, code=0,
