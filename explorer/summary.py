@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .events import Kind
 from .index import RecordingIndex
 from .intervals import IntervalKind
 from .kernel_facts import applied_facts
@@ -227,9 +228,12 @@ def info_text(info: dict[str, Any]) -> list[str]:
         lines.append(f"  kinds from a newer writer (kept, shown as-is): {', '.join(info['unknown_kinds'])}")
     lines += _kernel_count_lines(info)
     lines += _snapshot_lines(info)
-    if info["lost"]:
-        how = "during capture, or unreadable in the file (see 'damaged' below)" if info["damage"] else "during capture"
-        lines.append(f"  {info['lost']:,} events lost {how}: state after the first loss is uncertain")
+    if info["lost"] or info["by_kind"].get(Kind.LOST):  # (a damaged source merged in: events of unknown number)
+        how = ("during capture, or unreadable in the file (see 'damaged' below)" if info["damage"] else
+               "during capture, or unreadable in a recording merged into this one" if len(info["machines"]) > 1 else
+               "during capture")
+        many = f"{info['lost']:,} events" if info["lost"] else "events of unknown number"
+        lines.append(f"  {many} lost {how}: state after the first loss is uncertain")
     for d in info["damage"]:
         lines.append(f"  damaged: {d}")
     if info["end_reason"] and info["end_reason"] != "complete":

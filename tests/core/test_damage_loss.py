@@ -81,3 +81,4 @@ def test_merge_keeps_a_source_s_damage_as_a_loss_on_its_machine(tmp_path: Path, 
     assert _errors(merged) <= _errors(healthy)
     assert ("events_lost", "uncertain") in _findings(merged)
     assert f"unreadable in {f.path.name}" in cli("check", str(merged)).stdout
+    assert "lost during capture, or unreadable in a recording merged into this one" in cli("info", str(merged)).stdout
