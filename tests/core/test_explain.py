@@ -33,6 +33,30 @@ def test_a_vmms_pasid_is_explained_as_user_chosen_and_a_free_by_its_kernels_rule
     assert "__mmdrop()" in " ".join(explain(new, free).paragraphs)
 
 
+def test_a_vmms_pasid_is_user_chosen_even_where_a_driver_holds_the_same_global_number(tmp_path: Path) -> None:
+    """6.15+: the host allocator never sees a number user space attaches through iommufd (VFIO_DEVICE_ATTACH_PASID;
+    drivers/iommu/iommufd/device.c), whatever a driver took from iommu_alloc_global_pasid() (drivers/iommu/iommu.c)."""
+    path = tmp_path / "vm.yaml"
+    path.write_text("""title: t
+kernel: "6.18"
+devices:
+  - {name: "0000:6a:01.0", width: 20, driver: idxd}
+  - {name: "0000:b1:00.0", width: 20, driver: vfio-pci}
+actors:
+  idxd: {pid: 900, comm: kworker}
+  qemu: {pid: 6100, comm: qemu-system-x86, vm: vm0}
+script:
+  - at: 1ms
+    alloc: {actor: idxd, device: "0000:6a:01.0", as: kwq}
+  - at: 2ms
+    attach: {actor: qemu, device: "0000:b1:00.0", pasid: 1, domain: nested, guest_pasid: 1, fault_queue: 7}
+""")
+    idx = load_scenario(path).index()
+    attach = next(i for i in range(idx.n) if idx.event(i).kind == Kind.PASID_ATTACH)
+    text = " ".join(explain(idx, attach).paragraphs)
+    assert "did not come from the kernel's allocator" in text and "via driver" not in text
+
+
 def test_a_page_request_says_who_answers_its_group_whether_or_not_the_response_needs_its_pasid(
         tmp_path: Path) -> None:
     """The group is found under the key the model keeps it by: with its PASID, or, for a function whose responses
