@@ -67,14 +67,15 @@ def _write(path: Path, between: int, chunk: int, answer: str | None, at_ms: int 
 
 
 def _findings(path: Path) -> list[dict[str, Any]]:
-    return [a.as_dict() for a in RecordingIndex.build(Recording(path)).anomalies]
+    with Recording(path) as rec:  # (closed: a hypothesis run opens hundreds)
+        return [a.as_dict() for a in RecordingIndex.build(rec).anomalies]
 
 
 def _one_by_one(path: Path) -> list[dict[str, Any]]:
     """A replay event by event (groups aged after each), as a scenario or a test feeds the model."""
-    rec = Recording(path)
-    sim = Simulator(rec.header.devices, kernel="6.12.0")
-    rows = list(rec.iter_rows())
+    with Recording(path) as rec:
+        sim = Simulator(rec.header.devices, kernel="6.12.0")
+        rows = list(rec.iter_rows())
     for i, row in enumerate(rows):
         sim.apply_row(row, i)
     sim.advance(rows[-1][0])
