@@ -841,9 +841,10 @@ class Simulator:
         while it has none); that request's time is forgotten."""
         st = self.state
         lasts = st.last_requests
-        if not lasts:
+        if not lasts or key not in lasts:
             return g >> GROUP_OPENED
-        start = lasts.pop(key, g >> GROUP_OPENED)
+        lasts = st.own_last_requests()
+        start = lasts.pop(key)
         if not lasts:
             st.last_requests = None  # (as a batch that settled the group leaves it)
         return start
@@ -853,9 +854,7 @@ class Simulator:
         handles it only now, so its answer is awaited from now. A wait past the threshold for that request was the
         device's, and is reported so (the aging's report of it revised to say it). The record, closed."""
         st = self.state
-        if st.last_requests is None:
-            st.last_requests = {}
-        st.last_requests[key] = ts
+        st.own_last_requests()[key] = ts
         first = g >> GROUP_OPENED
         if ts - first < self.stale_ns:
             return g | CLOSED

@@ -114,10 +114,13 @@ class SimState:
     uapi_calls: dict[tuple[int | None, str, int], int] = field(default_factory=dict)  # (pid, cmd, ret) -> n
     stale_queue: deque[tuple[int, int]] = field(default_factory=deque)  # (due time, mm) of exits holding binds
     # The time of the request with Last, by packed group key, for an outstanding group whose Last came after its
-    # first request: the kernel handles a group only from then, so its answer is awaited from then. Few and brief,
-    # so kept whole in every checkpoint (a copy, as a number is) rather than journalled: a group settled a batch at a
-    # time (pages.py) then leaves no note here, as it leaves none of its record. None until the first.
+    # first request: the kernel handles a group only from then, so its answer is awaited from then. Kept whole in
+    # every checkpoint rather than journalled: a group settled a batch at a time (pages.py) then leaves no note
+    # here, as it leaves none of its record. A checkpoint holds the dict itself, which is copied before it next
+    # changes (`own_last_requests`): many groups stuck after their Last (a hung device) cost one copy, not one a
+    # checkpoint. None until the first.
     last_requests: dict[int, int] | None = None
+    lasts_checkpointed: dict[int, int] | None = field(default=None, compare=False, repr=False)  # (not a scalar)
     time_ns: int = 0
     index: int = -1
     allocs: int = 0
@@ -168,8 +171,18 @@ class SimState:
         return StateChanges(maps, self._scalars())
 
     def _scalars(self) -> tuple[Any, ...]:
-        """The numbers as they are now, and the maps kept whole (`last_requests`) as copies."""
-        return tuple(dict(v) if v.__class__ is dict else v for v in (getattr(self, name) for name in _SCALARS))
+        """The numbers as they are now, and `last_requests`, kept whole: the checkpoint's from now on."""
+        self.lasts_checkpointed = self.last_requests
+        return tuple(getattr(self, name) for name in _SCALARS)
+
+    def own_last_requests(self) -> dict[int, int]:
+        """`last_requests` to change: this state's own, copied first where a checkpoint holds it."""
+        lasts = self.last_requests
+        if lasts is None:
+            lasts = self.last_requests = {}
+        elif lasts is self.lasts_checkpointed:
+            lasts = self.last_requests = dict(lasts)
+        return lasts
 
     def forget_changes(self) -> None:
         """A full copy was taken: the next changes count from here."""
@@ -193,7 +206,8 @@ class SimState:
             else:
                 apply_changes(target, c)
         for name, value in zip(_SCALARS, changes.scalars, strict=True):
-            setattr(self, name, dict(value) if value.__class__ is dict else value)  # (the checkpoint's stays as it was)
+            setattr(self, name, value)
+        self.lasts_checkpointed = self.last_requests  # (the checkpoint's: copied before this state changes it)
 
     # -- questions the UI and the scenario runner ask --------------------------------------------------------
     @property
@@ -282,4 +296,4 @@ class FullCopy:
 
 _MAPS = tuple(f.name for f in fields(SimState) if f.default_factory in (dict, LiveTable)
               and f.name not in _FINDINGS_ONLY and f.name != _NESTED)
-_SCALARS = tuple(f.name for f in fields(SimState) if f.default is not NO_DEFAULT)
+_SCALARS = tuple(f.name for f in fields(SimState) if f.default is not NO_DEFAULT and f.name != "lasts_checkpointed")

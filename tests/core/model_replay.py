@@ -51,7 +51,7 @@ def plain(x: Any) -> Any:
     if isinstance(x, dict):
         return [("dict", plain(k), plain(v)) for k, v in x.items()]
     if is_dataclass(x) and not isinstance(x, type):
-        return [type(x).__name__, *(plain(getattr(x, f.name)) for f in fields(x) if f.name != "atoms")]
+        return [type(x).__name__, *(plain(getattr(x, f.name)) for f in fields(x) if f.name != "atoms" and f.compare)]
     if isinstance(x, (list, tuple)):
         return [type(x).__name__, *map(plain, x)]
     return repr(x)

@@ -272,7 +272,7 @@ NOT_STATE = {"answered", "answered_before", "stale_queue", "exit_reported", "uns
 
 
 def _comparable(s: SimState) -> dict:
-    return {f.name: getattr(s, f.name) for f in fields(s) if f.name not in NOT_STATE} | {
+    return {f.name: getattr(s, f.name) for f in fields(s) if f.name not in NOT_STATE and f.compare} | {
         "pasid_records": dict(s.pasids), "group_records": dict(s.groups)}
 
 
