@@ -435,7 +435,7 @@ class _Batch:
         # later requests, in order
         self.j_at = lay.joins.tolist()
         self.j_group = lay.j_group
-        self.j_pairs = (lay.j_pairs + base).tolist()
+        self.j_pairs = (lay.j_pairs.astype(np.int64) + base).tolist()  # (chunk positions are uint32)
         self.v = self.noted = self.pj = self.pr = 0
         self.due = self.first[0]
 

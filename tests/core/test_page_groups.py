@@ -210,3 +210,41 @@ def test_a_group_settled_after_one_refused_is_noted_after_it(tmp_path: Path, mon
     _same_both_ways(path, monkeypatch)
     idx = RecordingIndex.build(Recording(path))
     assert [(g.prg, g.pasid) for g in idx.state_at(idx.end_ns).groups.values()] == [(1, 3), (2, 1)]
+
+
+def test_a_batch_past_four_billion_events_links_its_later_requests_to_their_events(tmp_path: Path,
+                                                                                    monkeypatch: pytest.MonkeyPatch
+                                                                                    ) -> None:
+    """The index numbers events up to 2^40 (IDX_BITS), while a chunk's positions are uint32: the links from a settled
+    group's later requests to their events were summed in uint32, an OverflowError past 2^32 (and wrong numbers
+    near it), where the handlers count in Python ints."""
+    import numpy as np
+
+    from explorer.read_ahead import read_pages
+    from explorer.recording import fieldmaps
+    from explorer.simulator.engine import Simulator
+
+    monkeypatch.setattr(pages, "_FEW", 1)
+    monkeypatch.setattr(fieldmaps, "MIN_GROUP", 2)  # (so few rows get a layout of their own: read as columns)
+    dev, path = "0000:00:01.0", tmp_path / "g.pasidrec"
+    rows: list[list[Any]] = [[1000, "pasid_attach", dev, 1, 0, 1, "q", "t", {"domain": 3, "domain_type": "sva"}]]
+    for prg in range(1, 30):  # groups of two requests, answered at once
+        t = 2000 + 30 * prg
+        rows += [[t, "page_request", dev, 1, 0, None, None, "t", {"prg": prg, "addr": 0, "last": False}],
+                 [t + 10, "page_request", dev, 1, 0, None, None, "t", {"prg": prg, "addr": 4096, "last": True}],
+                 [t + 20, "page_response", dev, 1, 0, None, None, "t", {"prg": prg, "code": 0}]]
+    header = Header(source="test", devices=[DeviceInfo(dev, 20, True, True, "t")])
+    with RecordingWriter(path, header) as w:
+        for row in rows:
+            w.append_row(row)
+    stateful = np.arange(len(rows), dtype=np.uint32)
+    sim = Simulator(header.devices)
+    sim.apply_row(rows[0], 0)
+    for row in ([1100, "page_request", dev, 1, 0, None, None, "t", {"prg": 500, "addr": 0, "last": True}],
+                [1200, "page_response", dev, 1, 0, None, None, "t", {"prg": 500, "code": 0}]):
+        sim.apply_row(row, 0)  # (a group's answer before the batch: the device has a code in the state's table)
+    found = read_pages(Recording(path).chunk_head(0), stateful, pages.Settling.of(sim, 8192)).found[0]
+    cols = pages.PageColumns(np.array([r[0] for r in rows], np.int64), [found], lambda at: None)
+    base = (1 << 32) + 7
+    batch = pages._Batch(sim, stateful.tolist(), base, cols, lambda att: "kernel", found)  # noqa: SLF001
+    assert batch.j_pairs[:4] == [base + 2, base + 1, base + 5, base + 4]  # (a later request, its group's first)
