@@ -67,7 +67,7 @@ class UapiObject(NamedTuple):
 
 # Maps that only serve findings, which a replay from a checkpoint never reports (they were found while indexing):
 # checkpoints leave them out, and a replayer starts them empty
-_FINDINGS_ONLY = frozenset({"answered", "answered_before", "stale_queue", "exit_reported", "unseen_unbinds"})
+_FINDINGS_ONLY = frozenset({"answered", "answered_before", "stale_queue", "exit_reported"})
 _NESTED = "others"  # the other machines' states: frozen state by state
 ANSWERS_KEPT = 4096  # answered groups remembered per generation (a PRG index is 9 bits, so keys recur)
 UNSEEN_KEPT = 4096  # binds dropped unseen that are remembered (see `SimState.unseen_unbinds`)
