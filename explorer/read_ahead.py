@@ -226,8 +226,12 @@ class ReadAhead:
         return answer
 
     def _readable(self, timeout: float) -> bool:
+        """Whether the helper's answer can be read within `timeout` s (poll(2): select() refuses a descriptor past
+        1023, which a process holding many files open gets)."""
         assert self._proc is not None and self._proc.stdout is not None
-        return bool(select.select([self._proc.stdout], [], [], timeout)[0])
+        poll = select.poll()
+        poll.register(self._proc.stdout, select.POLLIN)
+        return bool(poll.poll(timeout * 1000))
 
     def _read_exact(self, n: int) -> bytearray:
         """`n` bytes of the helper's answers; fewer when it ends or stalls (it is then let go)."""

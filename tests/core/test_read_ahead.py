@@ -178,3 +178,25 @@ def test_an_explorer_killed_mid_pass_leaves_no_helper_behind(tmp_path: Path) -> 
     while not ended(helper) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert ended(helper)
+
+
+def test_a_process_holding_over_a_thousand_files_open_reads_ahead_the_same(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The helper's pipe then gets a descriptor past 1023, which select() refuses (a ValueError out of the pass);
+    poll() takes any."""
+    import os
+    import resource
+
+    path = _workload(tmp_path)
+    here = replay(path, "here", monkeypatch)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(4096, hard)), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        ahead = replay(path, "ahead", monkeypatch)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert ahead.pop("read ahead") > 0
+    assert ahead == {k: v for k, v in here.items() if k != "read ahead"}
