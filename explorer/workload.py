@@ -40,6 +40,7 @@ class _Proc:
     pasid: int
     ready_ns: int  # its first bind has completed: its devices may fault from here on
     devices: set[str] = field(default_factory=set)
+    bound_ns: int = 0  # its latest bind's time: it exits after it
 
 
 @dataclass(slots=True)
@@ -187,6 +188,7 @@ class _Workload:
         if others and self.rng.random() < 0.3:
             dev = others[self.rng.randrange(len(others))]
             proc.devices.add(dev)
+            proc.bound_ns = t + 400
             return [[t, Kind.PASID_ATTACH.value, dev, proc.pasid, *head,
                      {"domain": proc.pid, "domain_type": DomainType.SVA.value}],
                     [t + 400, Kind.SVA_BIND.value, dev, proc.pasid, *head, {"mm": proc.pid}]]
@@ -194,6 +196,7 @@ class _Workload:
             return self.dma(t)  # the kernel drains a PASID's faults before unbinding it: try later
         rows: list[Row] = []
         del self.procs[proc.pid]
+        t = max(t, proc.bound_ns + 100)  # (a step right after a bind: its unbind came before the bind it undoes)
         for i, dev in enumerate(sorted(proc.devices)):
             rows += [[t + i * 1000, Kind.SVA_UNBIND.value, dev, proc.pasid, *head, {"mm": proc.pid}],
                      [t + i * 1000 + 300, Kind.PASID_DETACH.value, dev, proc.pasid, *head,

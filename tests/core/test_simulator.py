@@ -351,6 +351,16 @@ def test_the_workload_is_well_formed_apart_from_what_it_plants() -> None:
     assert list(generate_rows(500, seed=11)) == rows[:500], "the same seed must give the same recording"
 
 
+def test_the_workload_with_losses_gives_no_error_a_lifecycle_could_explain() -> None:
+    """`generate --seed 7 --slow-every 200 --loss-every 500` unbound a device a step before the bind it undid (a
+    process's exit right after it bound another device): a detach_unattached ERROR the generator never meant."""
+    rows = list(generate_rows(80_000, seed=7, slow_every=200, loss_every=500))
+    idx = RecordingIndex(workload_header(80_000, 7))
+    idx.add_rows(rows)
+    idx.finish()
+    assert not [(a.rule, a.explanation) for a in idx.anomalies if a.severity == Severity.ERROR]
+
+
 def _script_made_findings(steps: list) -> Counter[str]:
     """The findings a random script asks for itself, predicted from the script alone: an unbind of a device the
     actor holds no bind on (`detach_unattached`), a response when no group is open on that (device, PRG): to a
