@@ -120,7 +120,7 @@ class SimState:
     # changes (`own_last_requests`): many groups stuck after their Last (a hung device) cost one copy, not one a
     # checkpoint. None until the first.
     last_requests: dict[int, int] | None = None
-    lasts_checkpointed: dict[int, int] | None = field(default=None, compare=False, repr=False)  # (not a scalar)
+    lasts_checkpointed: dict[int, int] | None = field(default=None, compare=False, repr=False)  # (no state: no scalar)
     time_ns: int = 0
     index: int = -1
     allocs: int = 0
@@ -296,4 +296,4 @@ class FullCopy:
 
 _MAPS = tuple(f.name for f in fields(SimState) if f.default_factory in (dict, LiveTable)
               and f.name not in _FINDINGS_ONLY and f.name != _NESTED)
-_SCALARS = tuple(f.name for f in fields(SimState) if f.default is not NO_DEFAULT and f.name != "lasts_checkpointed")
+_SCALARS = tuple(f.name for f in fields(SimState) if f.default is not NO_DEFAULT and f.compare)  # (not the bookkeeping)
