@@ -116,6 +116,20 @@ def test_every_command_has_help_with_examples() -> None:
         assert r.returncode == 0 and "examples:" in r.stdout, c
 
 
+def test_a_command_loads_its_own_module_only() -> None:
+    """`import` starts without the other commands' modules (the index, the simulator, the probes: 0.13-0.16 s of
+    every command's start-up); a mistyped command is still told every command there is."""
+    code = ("import sys\nfrom explorer.cli.main import main\ntry:\n    main(['import', '--help'])\n"
+            "except SystemExit:\n    pass\nprint(' '.join(sorted(sys.modules)))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "examples:" in r.stdout, r.stderr
+    loaded = set(r.stdout.split())
+    assert "explorer.cli.commands.import_cmd" in loaded
+    assert not loaded & {"explorer.cli.commands.check", "explorer.index", "explorer.simulator", "probes.capture"}
+    typo = cli("imprt", "x")
+    assert typo.returncode == 2 and all(c in typo.stderr for c in ("'import'", "'check'", "'replay'", "'lab'"))
+
+
 @pytest.mark.parametrize("command", ["import", "simulate", "export", "merge"])
 def test_a_command_never_writes_over_what_it_reads(tmp_path: Path, command: str) -> None:
     """`-o` naming the input (or a link to it) is refused in one line, and the input is left as it was: an import,
