@@ -41,6 +41,9 @@ _ASK = struct.Struct("<qq")  # file chunk, stateful positions
 _SIZE = struct.Struct("<q")  # an answer's bytes (0: the helper has opened the recording)
 _PIPE_BYTES = 1 << 20  # the answers' pipe: a few whole answers, each written and read in one go (Linux's limit)
 _STALLED_S = 10.0  # an answer that stops half written: the helper is stuck, and is let go
+# The helper multiplies no matrices: numpy's BLAS is kept from starting a thread a core, which spin as they start
+# (0.05 s of CPU, a third of the helper's start-up) and now and then after
+_ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +169,8 @@ class ReadAhead:
             proc = subprocess.Popen(
                 [sys.executable, "-I", "-c", _SERVE, path, f"/proc/self/fd/{fd}", json.dumps(astuple(settling))],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0, pass_fds=(fd,),
-                start_new_session=True)  # (a terminal's Ctrl+C is the explorer's; the helper ends with its stdin)
+                start_new_session=True,  # (a terminal's Ctrl+C is the explorer's; the helper ends with its stdin)
+                env={**os.environ, **_ONE_THREAD})
         except (OSError, ValueError):  # (no interpreter to start, no file descriptors left)
             return None
         assert proc.stdout is not None
