@@ -41,24 +41,20 @@ class _Unsupported(Exception):
 
 @dataclass(slots=True)
 class _Reading:
-    """A layout as it is read: the bytes every row must have (`start`, `data`), those that must stay in a range
-    (a fixint, a bool: at `at`, from `lo` to `hi`), and where its strings' text lies (`texts`: start, length)."""
+    """A layout as it is read: the bits every row must have, byte by byte (`mask`: which bits, `value`: what they
+    are; every bit of a byte that must be equal, the sign bits of a fixint, all but the lowest of a bool), and where
+    its strings' text lies (`texts`: start, length)."""
 
-    start: list[int] = field(default_factory=list)
-    data: list[bytes] = field(default_factory=list)
-    at: list[int] = field(default_factory=list)
-    lo: list[int] = field(default_factory=list)
-    hi: list[int] = field(default_factory=list)
+    mask: bytearray
+    value: bytearray
     texts: list[tuple[int, int]] = field(default_factory=list)
 
     def fixed(self, start: int, data: bytes) -> None:
-        self.start.append(start)
-        self.data.append(data)
+        self.mask[start:start + len(data)] = b"\xff" * len(data)
+        self.value[start:start + len(data)] = data
 
-    def ranged(self, at: int, lo: int, hi: int) -> None:
-        self.at.append(at)
-        self.lo.append(lo)
-        self.hi.append(hi)
+    def bits(self, at: int, mask: int, value: int) -> None:
+        self.mask[at], self.value[at] = mask, value
 
 
 # A value as the schema sees it: its class and, for a number, where it lies and its numpy type (NamedMap: a map,
@@ -88,11 +84,11 @@ def _item(data: bytes, at: int, out: _Reading, depth: int) -> tuple[Value, int]:
     if at >= len(data) or depth > _DEPTH:
         raise _Unsupported
     c = data[at]
-    if c <= 0x7F or c >= 0xE0:  # a fixint
-        out.ranged(at, *((0, 0x7F) if c <= 0x7F else (0xE0, 0xFF)))
+    if c <= 0x7F or c >= 0xE0:  # a fixint (0x00-0x7f, 0xe0-0xff)
+        out.bits(at, *((0x80, 0) if c <= 0x7F else (0xE0, 0xE0)))
         return (int, at, "u1" if c <= 0x7F else "i1"), at + 1
     if c in (0xC2, 0xC3):
-        out.ranged(at, 0xC2, 0xC3)
+        out.bits(at, 0xFE, 0xC2)
         return (bool, at, ""), at + 1
     out.fixed(at, data[at:at + 1])
     if c == 0xC0:
@@ -134,12 +130,11 @@ def _name(data: bytes, at: int, out: _Reading) -> tuple[str, int]:
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """A field map's layout: the bytes at `at` lie between `lo` and `hi` in every row that has it; its top-level
+    """A field map's layout: the bits `mask` of a row's bytes are `value` in every row that has it; its top-level
     names and their values as the schema sees them."""
 
-    at: np.ndarray  # intp
-    lo: np.ndarray  # uint8
-    hi: np.ndarray  # uint8
+    mask: np.ndarray  # uint8, one a byte
+    value: np.ndarray
     names: tuple[str, ...]
     values: tuple[Value, ...]
     texts: tuple[tuple[int, int], ...]  # where its strings' text lies (start, length), at any depth
@@ -147,7 +142,7 @@ class Layout:
     @classmethod
     def read(cls, data: bytes) -> Layout:
         """The layout of one field map (a map with distinct string names at its top); _Unsupported otherwise."""
-        out = _Reading()
+        out = _Reading(bytearray(len(data)), bytearray(len(data)))
         c = data[0] if data else 0
         if not (0x80 <= c <= 0x8F or c in (0xDE, 0xDF)):
             raise _Unsupported
@@ -162,16 +157,15 @@ class Layout:
             values.append(value)
         if at != len(data) or len(set(names)) != n:
             raise _Unsupported
-        const = np.frombuffer(b"".join(out.data), np.uint8)
-        at_ = np.concatenate([*(np.arange(a, a + len(d)) for a, d in zip(out.start, out.data, strict=True)),
-                              np.array(out.at, np.intp)]).astype(np.intp)
-        return cls(at_, np.concatenate([const, np.array(out.lo, np.uint8)]),
-                   np.concatenate([const, np.array(out.hi, np.uint8)]), tuple(names), tuple(values), tuple(out.texts))
+        return cls(np.frombuffer(out.mask, np.uint8), np.frombuffer(out.value, np.uint8), tuple(names),
+                   tuple(values), tuple(out.texts))
 
     def fits(self, grid: np.ndarray) -> np.ndarray:
         """Which rows of `grid` (a map a row, each of the layout's length) have this layout."""
-        got = grid[:, self.at]
-        return ((got >= self.lo) & (got <= self.hi)).all(axis=1)
+        wrong = grid & self.mask
+        wrong ^= self.value
+        n, size = grid.shape  # (numpy's reductions along a row of a few dozen bytes are slow: a row's bytes or-ed)
+        return np.bitwise_or.reduceat(wrong.reshape(-1), np.arange(0, n * size, size)) == 0
 
     def columns(self, grid: np.ndarray, maps: Callable[[], list[dict[str, Any]]]) -> dict[str, list[Any] | Known]:
         """Each top-level name's values in `maps()` (decoded from the rows of `grid`, which all have this layout,
