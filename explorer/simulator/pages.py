@@ -249,19 +249,30 @@ def find(keys: list[tuple[Any, Any, Any]], key_of: np.ndarray, ts: np.ndarray, f
     calls = np.array([k == _UAPI for k, _, _ in keys], bool)[key_of] & f.read & \
         ((name_c == TEXT) | (name_c == ABSENT)) & ((ret_c == INT) | (ret_c == ABSENT))
     at = np.flatnonzero(calls)
+    # The distinct (name, return value) pairs (a name's text by number, -1: none; a return value, and whether there
+    # is one), each judged once (`Simulator._uapi` does nothing else), and each call's pair
+    text = np.where(name_c[at] == TEXT, name[at], -1) << 1 | (ret_c[at] == INT)
+    value = np.where(ret_c[at] == INT, ret[at], 0)
+    order = np.lexsort((value, text))
+    new = np.ones(len(at), bool)
+    new[1:] = (np.diff(text[order]) != 0) | (np.diff(value[order]) != 0)
+    pair = np.empty(len(at), np.intp)
+    pair[order] = np.cumsum(new) - 1
     texts = f.texts
-    named = [texts[t] if c == TEXT else "?" for t, c in zip(name[at].tolist(), name_c[at].tolist(), strict=True)]
-    returned = [r if c == INT else None for r, c in zip(ret[at].tolist(), ret_c[at].tolist(), strict=True)]
-    pairs = list(zip(named, returned, strict=True))
-    judged = {pair: only_counted(*pair) for pair in set(pairs)}  # (`Simulator._uapi` does nothing else)
-    mine = [judged[pair] for pair in pairs]
-    at = at[np.array(mine, bool)] if not all(mine) else at
+    named = [texts[t >> 1] if t >= 0 else "?" for t in text[order[new]].tolist()]
+    returned = [r if t & 1 else None for t, r in zip(text[order[new]].tolist(), value[order[new]].tolist(),
+                                                    strict=True)]
+    mine = np.array([only_counted(n, r) for n, r in zip(named, returned, strict=True)], bool)[pair]
+    at, pair = at[mine], pair[mine]
     counted = np.zeros(m, bool)
     counted[at] = True
-    kept = [pair for pair, y in zip(pairs, mine, strict=True) if y]
     calls_at = at.tolist()
-    got = pids(positions[at].tolist())
-    keys_of_calls = [(pid, n, r if r is not None else 0) for pid, (n, r) in zip(got, kept, strict=True)]
+    # A call's (pid, command, return value): one object for all its equal calls (fewer for the index to unpickle)
+    kept = pair.tolist()
+    returned = [0 if r is None else r for r in returned]
+    same: dict[tuple[Any, str, int], tuple[Any, str, int]] = {}
+    keys_of_calls = [same.setdefault(key, key) for key in zip(
+        pids(positions[at].tolist()), map(named.__getitem__, kept), map(returned.__getitem__, kept), strict=True)]
     groups = _groups(keys, key_of, ts, fields, settling)
     if groups is None:
         return Found(counted, calls_at, keys_of_calls, None, None, np.flatnonzero(~counted))
