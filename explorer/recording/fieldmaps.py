@@ -361,19 +361,22 @@ def field_columns(fields: bytes, at: np.ndarray, positions: np.ndarray, kind_cod
                 layout, fits = _layout_of(grid)
             except _Unsupported:
                 break
-            rows, done = (grid, members) if bool(fits.all()) else (grid[fits], members[fits])
+            every = bool(fits.all())
+            rows, done = (grid, members) if every else (grid[fits], members[fits])
             if _text_fits(layout, rows):
                 try:
                     suspect = shape_suspects(kinds[code], layout.columns(rows, _decoder(rows)), list(range(len(rows))))
                 except (ValueError, msgpack.UnpackException):
                     suspect = list(range(len(rows)))
-                ok = np.ones(len(rows), bool)
-                ok[suspect] = False
-                read[done[ok]] = True
+                read[done] = True
+                if suspect:
+                    read[done[suspect]] = False
                 for name, value in zip(layout.names, layout.values, strict=True):
                     if name in out:
                         column, cls = _column(rows, value, texts)
                         out[name][0][done], out[name][1][done] = column, cls
+            if every:
+                break
             members, grid = members[~fits], grid[~fits]
     return FieldColumns(read, out, texts)
 
