@@ -6,7 +6,9 @@ depends on the model, so a helper process (`serve`, on the machine's other core)
 the index models the current one. It sends back what the same calls make here: the chunk decompressed, the field
 columns, the rows decoded and the rows the schema refused. The index takes a chunk's inputs from the helper once it
 is up, and reads the chunk itself otherwise (before the helper is up, where the helper could not read the chunk, or
-once it has died): the model is the same either way.
+once it has died): the model is the same either way. The helper reads the fields of the chunks asked for and
+waiting as columns in one pass (`fieldmaps.field_columns_together`: fewer, bigger groups of rows of one layout); a
+row may then be read as columns that its chunk alone leaves to decode, and its values are the same.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import numpy as np
 from .allocator import buffers_reused
 from .events import Row
 from .recording import Recording
+from .recording.fieldmaps import FieldColumns, FieldRows, field_columns_together
 from .recording.reader import ChunkHead
 from .simulator.pages import NAMES, WANTED, Found, Settling, batches, fill, find, unread_pages
 
@@ -44,6 +47,7 @@ _STALLED_S = 10.0  # an answer that stops half written: the helper is stuck, and
 # The helper multiplies no matrices: numpy's BLAS is kept from starting a thread a core, which spin as they start
 # (0.05 s of CPU, a third of the helper's start-up) and now and then after
 _ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1"}
+_UNREADABLE = (TypeError, ValueError, OverflowError, IndexError, msgpack.UnpackException)  # (a chunk's rows, damaged)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +62,12 @@ class Pages:
     ts: np.ndarray  # the stateful rows' times
 
 
-def read_pages(head: ChunkHead, stateful: np.ndarray, settling: Settling) -> Pages | None:
+def read_pages(head: ChunkHead, stateful: np.ndarray, settling: Settling, fields: FieldColumns | None = None
+               ) -> Pages | None:
     """The chunk's inputs at its `stateful` positions; None where its rows are read whole instead (a chunk without
-    stored columns, or whose rows do not decode)."""
+    stored columns, or whose rows do not decode). `fields`: their field columns where they were read already."""
     try:
-        fields = head.field_columns(stateful, WANTED, NAMES)
+        fields = fields or head.field_columns(stateful, WANTED, NAMES)
         if fields is None:
             return None
         cols = head.cols
@@ -83,22 +88,42 @@ def read_pages(head: ChunkHead, stateful: np.ndarray, settling: Settling) -> Pag
             for j in todo:
                 rows[j] = got[j]
         return Pages(head, rows, found, ts)
-    except (TypeError, ValueError, OverflowError, IndexError, msgpack.UnpackException):
+    except _UNREADABLE:
         return None
 
 
-def _answer(recording: Recording, i: int, stateful: np.ndarray, settling: Settling) -> tuple[Any, ...] | None:
-    """File chunk `i`'s inputs as the helper sends them: where it lies, the rows, what each batch's columns say, the
-    stateful rows' times, and each row refused and why (the index notes them as its own reading would). Not the
-    chunk: the rows the state makes the model decode besides are few, if any, and the index reads them itself."""
-    head = recording.chunk_head(i)
-    if head is None or head.packed is None:
-        return None
-    refused: list[tuple[int, str]] = []
-    pages = read_pages(replace(head, refused=lambda j, problem: refused.append((j, problem))), stateful, settling)
-    if pages is None:
-        return None
-    return recording.chunks[i].offset, pages.rows, pages.found, pages.ts, refused
+def _answers(recording: Recording, asks: list[tuple[int, np.ndarray]], settling: Settling
+             ) -> Iterator[tuple[Any, ...] | None]:
+    """The answers to `asks` (file chunk, stateful positions), in order: each chunk's inputs as the helper sends
+    them (where it lies, the rows, what each batch's columns say, the stateful rows' times, and each row refused
+    and why: the index notes them as its own reading would), or None where it cannot be read so. Not the chunk:
+    the rows the state makes the model decode besides are few, if any, and the index reads them itself. The
+    chunks' page and iommufd fields are read as columns together (`field_columns_together`)."""
+    heads = [recording.chunk_head(i) for i, _ in asks]
+    refused: list[list[tuple[int, str]]] = [[] for _ in asks]
+    fields = _fields_together(heads, [stateful for _, stateful in asks])
+    for (i, stateful), head, f, out in zip(asks, heads, fields, refused, strict=True):
+        pages = None if head is None or head.packed is None else \
+            read_pages(replace(head, refused=lambda j, problem, out=out: out.append((j, problem))), stateful,
+                       settling, f)
+        yield None if pages is None else (recording.chunks[i].offset, pages.rows, pages.found, pages.ts, out)
+
+
+def _fields_together(heads: list[ChunkHead | None], stateful: list[np.ndarray]) -> list[FieldColumns | None]:
+    """Each chunk's field columns at its `stateful` positions, read in one pass where there are several chunks
+    (None for a chunk left to `read_pages` to read alone, or to refuse: one that does not read as columns)."""
+    parts: dict[int, FieldRows] = {}
+    for k, (head, places) in enumerate(zip(heads, stateful, strict=True)):
+        with contextlib.suppress(*_UNREADABLE):  # (`read_pages` meets it again, alone)
+            got = head.packed.field_rows(head.cols, places) if head is not None and head.packed is not None else None
+            if got is not None:
+                parts[k] = got
+    out: list[FieldColumns | None] = [None] * len(heads)
+    if len(parts) > 1:
+        with contextlib.suppress(*_UNREADABLE):  # (each chunk is then read alone: one that fails so fails alone)
+            for k, fields in zip(parts, field_columns_together(list(parts.values()), WANTED, NAMES), strict=True):
+                out[k] = fields
+    return out
 
 
 _SERVE = "import os, sys; sys.path[:] = sys.argv[1].split(os.pathsep); from explorer.read_ahead import serve; serve()"
@@ -115,11 +140,27 @@ def serve() -> None:
     # kept in the heap, not mapped afresh and faulted in a page at a time (0.1 s of CPU per million events)
     with buffers_reused(), os.fdopen(1, "wb", buffering=0) as out:
         out.write(_SIZE.pack(0))
-        while (ask := asks.get()) is not None:
-            i, positions = ask
-            answer = _answer(recording, i, np.frombuffer(positions, np.uint32), settling)
-            data = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
-            out.write(_SIZE.pack(len(data)) + data)
+        while todo := _waiting(asks):
+            for answer in _answers(recording, [(i, np.frombuffer(p, np.uint32)) for i, p in todo], settling):
+                data = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
+                out.write(_SIZE.pack(len(data)) + data)
+
+
+def _waiting(asks: queue.SimpleQueue[tuple[int, bytes] | None]) -> list[tuple[int, bytes]]:
+    """The next ask and those waiting behind it (the index asks at most AHEAD ahead): none once stdin has closed."""
+    todo: list[tuple[int, bytes]] = []
+    ask = asks.get()
+    while ask is not None:
+        todo.append(ask)
+        if len(todo) == AHEAD:
+            break
+        try:
+            ask = asks.get_nowait()
+        except queue.Empty:
+            break
+    else:
+        asks.put(None)  # (said again: the asks before it are answered first)
+    return todo
 
 
 def _take_asks(asks: queue.SimpleQueue[tuple[int, bytes] | None]) -> None:

@@ -381,6 +381,31 @@ def field_columns(fields: bytes, at: np.ndarray, positions: np.ndarray, kind_cod
     return FieldColumns(read, out, texts)
 
 
+# Rows as `field_columns` takes them: the field maps' bytes, where each map lies, the positions to read, each one's
+# kind code and the kinds by code
+FieldRows = tuple[bytes, np.ndarray, np.ndarray, np.ndarray, list[str]]
+
+
+def field_columns_together(parts: list[FieldRows], wanted: frozenset[str], names: tuple[str, ...]
+                           ) -> list[FieldColumns]:
+    """`field_columns` of several chunks' rows in one pass, one FieldColumns a part. The layouts' work is per group
+    of rows of one kind and byte length: a few chunks' rows, in fewer and bigger groups, cost a third less. (A row
+    may then be read here that a chunk alone leaves to decode, where its group is small: the values are the same.)"""
+    kinds: dict[str, int] = {}
+    fields, at, positions, codes = [], [], [], []
+    offset = rows = 0
+    for data, starts, places, code, names_of in parts:
+        fields.append(data)
+        at.append(starts[:-1].astype(np.int64) + offset)
+        positions.append(places.astype(np.int64) + rows)
+        codes.append(np.array([kinds.setdefault(kind, len(kinds)) for kind in names_of], np.int64)[code])
+        offset, rows = offset + len(data), rows + len(starts) - 1
+    whole = field_columns(b"".join(fields), np.append(np.concatenate(at), offset), np.concatenate(positions),
+                          np.concatenate(codes), list(kinds), wanted, names)
+    cuts = np.cumsum([len(part[2]) for part in parts]).tolist()
+    return [whole[a:b] for a, b in zip([0, *cuts[:-1]], cuts, strict=True)]
+
+
 def _decoder(rows: np.ndarray) -> Callable[[], list[dict[str, Any]]]:
     """The maps of `rows` (each one item of exactly its bytes), decoded when first asked for."""
     got: list[list[dict[str, Any]]] = []

@@ -41,7 +41,7 @@ from ..events import R_COMM, R_CPU, R_FIELDS, R_PASID, R_PID, R_SOURCE, Row
 from ..schema import common_fit
 from .columns import ChunkColumns
 from .encoded import RowColumns
-from .fieldmaps import FieldColumns, field_columns, field_maps
+from .fieldmaps import FieldColumns, FieldRows, field_columns, field_maps
 
 LEVEL = 3  # zstd level: level 3 writes 4,096 events in about 0.1 ms and gains little from more
 MAX_EXPANSION = 256  # a frame may decompress to this many times its size ...
@@ -341,12 +341,17 @@ class PackedChunk:
         """The field maps at `positions` of the kinds `wanted` read as columns of `names` without decoding them
         (`fieldmaps.field_columns`), or None when the chunk's tables do not fit the schema or it holds items
         past the ninth (its rows are then judged whole as they are decoded). BadChunk as `check`."""
+        got = self.field_rows(cols, positions)
+        return None if got is None else field_columns(*got, wanted, names)
+
+    def field_rows(self, cols: ChunkColumns, positions: np.ndarray) -> FieldRows | None:
+        """What `field_columns` reads the rows at `positions` from (None as there). BadChunk as `check`."""
         self.check()
         data = self._field_bytes()
         if self._extra or not self.tables_fit():
             return None
         code_of, kinds = self._kind_codes(cols)
-        return field_columns(data, self._at, positions, code_of[cols.key_of[positions]], kinds, wanted, names)
+        return data, self._at, positions, code_of[cols.key_of[positions]], kinds
 
     def _kind_codes(self, cols: ChunkColumns) -> tuple[np.ndarray, list[str]]:
         """Each key's kind as a number, and the kinds by number (once a chunk: the model reads its rows in a few

@@ -19,7 +19,18 @@ import explorer.schema as schema
 from explorer.events import R_TS, Event, Kind, ResponseCode
 from explorer.loading import open_index
 from explorer.recording import Recording
-from explorer.recording.fieldmaps import ABSENT, BOOL, INT, OTHER, TEXT, field_columns, field_maps
+from explorer.recording.fieldmaps import (
+    ABSENT,
+    BOOL,
+    INT,
+    OTHER,
+    TEXT,
+    FieldColumns,
+    FieldRows,
+    field_columns,
+    field_columns_together,
+    field_maps,
+)
 from explorer.schema import TS_END, checked, lost_row, row_problem
 
 ROWS = st.lists(st.one_of(st.sampled_from(GOOD).map(list), hostile_rows(),
@@ -191,20 +202,55 @@ def test_field_columns_read_only_maps_the_schema_takes_and_read_their_values_as_
         drawn: list[tuple[str, dict[Any, Any]]]) -> None:
     """Any field map `field_columns` reads without decoding decodes, its row passes the schema, and each name's
     number, text and class are the decoded value's."""
+    names = _names(drawn)
+    _read_as_decoded(field_columns(*_chunk(drawn), frozenset(k for k, _ in drawn), names), drawn, names)
+
+
+def _chunk(drawn: list[tuple[str, dict[Any, Any]]], every: int = 1, first: int = 0, backwards: bool = False
+           ) -> FieldRows:
+    """Maps (kind, map) packed as a chunk's fields, its rows `first`, `first + every`, ... asked for, its kinds
+    numbered in order or `backwards`."""
     packed = [msgpack.packb(m, use_bin_type=True) for _, m in drawn]
     at = np.zeros(len(packed) + 1, np.uint64)
     np.cumsum([len(p) for p in packed], out=at[1:])
-    kinds = sorted({k for k, _ in drawn})
-    codes = np.array([kinds.index(k) for k, _ in drawn], np.int64)
-    names = tuple(sorted({name for _, m in drawn for name in m if type(name) is str}))
-    cols = field_columns(b"".join(packed), at, np.arange(len(drawn)), codes, kinds, frozenset(kinds), names)
+    kinds = sorted({k for k, _ in drawn}, reverse=backwards)
+    places = np.arange(first, len(drawn), every)
+    return b"".join(packed), at, places, np.array([kinds.index(drawn[j][0]) for j in places.tolist()], np.int64), kinds
+
+
+def _names(drawn: list[tuple[str, dict[Any, Any]]]) -> tuple[str, ...]:
+    return tuple(sorted({name for _, m in drawn for name in m if type(name) is str}))
+
+
+def _read_as_decoded(cols: FieldColumns, drawn: list[tuple[str, dict[Any, Any]]], names: tuple[str, ...]) -> None:
+    """Each map of `drawn` (kind, map) that `cols` read (one entry each) decodes, its row passes the schema, and
+    each name's number, text and class are the decoded value's."""
+    assert len(cols.read) == len(drawn)
     for j in np.flatnonzero(cols.read).tolist():
-        m = msgpack.unpackb(packed[j], raw=False, strict_map_key=False)
+        m = msgpack.unpackb(msgpack.packb(drawn[j][1], use_bin_type=True), raw=False, strict_map_key=False)
         assert row_problem([1000, drawn[j][0], "d", 1, 0, 1, "a", "t", m]) is None
         for name in names:
             number, cls = cols.values[name][0][j], cols.values[name][1][j]
             got = cols.texts[number] if cls == TEXT else 0 if cls in (ABSENT, OTHER) else number
             assert (got, cls) == _read_as(m.get(name, _NOTHING))
+
+
+@settings(max_examples=150, deadline=None)
+@given(drawn=st.one_of(_groups_of_maps(), _groups_read()), cuts=st.lists(st.integers(0, 120), max_size=3),
+       every=st.integers(1, 3))
+@example(drawn=[("made_up", {"x": 300, "name": "cd"})] * 24, cuts=[12], every=1)  # (too few to read alone)
+def test_several_chunks_field_columns_read_together_read_each_as_decoding_it_would(
+        drawn: list[tuple[str, dict[Any, Any]]], cuts: list[int], every: int) -> None:
+    """`field_columns_together` (the read-ahead helper reads the chunks it is asked for so) holds for each chunk
+    what `field_columns` does alone, whatever each chunk numbers its kinds and whichever of its rows are asked."""
+    bounds = sorted({min(c, len(drawn)) for c in cuts} | {0, len(drawn)})
+    chunks = [drawn[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    parts = [_chunk(chunk, every, k % every, k % 2 == 1) for k, chunk in enumerate(chunks)]
+    names = _names(drawn)
+    together = field_columns_together(parts, frozenset(k for k, _ in drawn), names)
+    assert len(together) == len(chunks)
+    for cols, chunk, part in zip(together, chunks, parts, strict=True):
+        _read_as_decoded(cols, [chunk[j] for j in part[2].tolist()], names)
 
 
 def test_a_field_map_that_does_not_decode_fails_as_it_does_alone() -> None:
