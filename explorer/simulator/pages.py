@@ -362,10 +362,11 @@ def _groups(keys: list[tuple[Any, Any, Any]], key_of: np.ndarray, ts: np.ndarray
         passed = np.cumsum(kind >= _DRAIN_PAIR)
         failed |= passed[last_at] != passed[first_at]
     elif len(drains):  # a row between a group's first request and its response that may drain it
-        scope, dd, dq = kind[drains], dev[drains], pasid[drains]
-        failed |= ((first_at[:, None] < drains) & (drains < last_at[:, None]) & (
-            (scope == _DRAIN_ALL) | (dd == gd[:, None]) & ((scope == _DRAIN_DEVICE) | (dq == gq[:, None])))
-            ).any(axis=1)
+        some = np.flatnonzero(np.searchsorted(drains, first_at, "right") < np.searchsorted(drains, last_at))
+        if len(some):  # (the groups with any such row between: most have none)
+            scope, dd, dq, sd, sq = kind[drains], dev[drains], pasid[drains], gd[some, None], gq[some, None]
+            failed[some] |= ((first_at[some, None] < drains) & (drains < last_at[some, None]) & (
+                (scope == _DRAIN_ALL) | (dd == sd) & ((scope == _DRAIN_DEVICE) | (dq == sq)))).any(axis=1)
     if tainted.any():
         failed |= np.isin(gd << 32 | gq, dev[tainted] << 32 | pasid[tainted])
     ok = np.flatnonzero(~failed)
