@@ -31,8 +31,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import repeat
-from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from operator import attrgetter, itemgetter
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -96,6 +96,18 @@ def batches(stateful: np.ndarray, n: int, every: int) -> list[tuple[int, int, in
     return list(zip(starts, ends, places[:len(starts)], places[len(starts):], strict=True))
 
 
+_T = TypeVar("_T")
+
+
+def _pickled_as_arguments(cls: type[_T]) -> type[_T]:
+    """Pickle a frozen dataclass with slots as its constructor's arguments, got in one call (its own pickling loops
+    over its fields in Python each way: the read-ahead helper pickles three such objects a batch)."""
+    arguments = attrgetter(*cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    cls.__reduce__ = lambda self: (cls, arguments(self))  # type: ignore[method-assign,assignment]
+    return cls
+
+
+@_pickled_as_arguments
 @dataclass(frozen=True, slots=True)
 class Groups:
     """A batch's plain page-request groups as its columns alone show them (`_groups`): the state at the batch's
@@ -117,6 +129,7 @@ class Groups:
     last_came: np.ndarray  # in `order`: a request that said Last
 
 
+@_pickled_as_arguments
 @dataclass(frozen=True, slots=True)
 class Layout:
     """What the settling loop needs of a batch's groups `ok` (of a `Groups`; by first row), found from its columns
@@ -177,6 +190,7 @@ def _layout(g: Groups, ok: np.ndarray, ts: np.ndarray, at: np.ndarray, counted: 
                   pair_of, by_resp, r_at, r_ts, r_pos, rows, joins, j_group, j_pairs)
 
 
+@_pickled_as_arguments
 @dataclass(frozen=True, slots=True)
 class Found:
     """What a batch's columns alone say (`find`): the iommufd calls only counted, and the groups that may settle."""
