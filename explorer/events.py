@@ -107,6 +107,13 @@ _MM = _f("mm", int, "the address space: the tgid of the process it belongs to, o
          "it outside that process or the tgid already names another live mm (one the process had before an exec)")
 _DOMAIN = _f("domain", int, "domain id (kernel pointer or iommufd object id)")
 _DOMAIN_TYPE = _f("domain_type", str, "sva, paging, nested, identity or blocked (DomainType)")
+_ATTACHED = (  # what an attach says of its domain
+    _f("guest_pasid", int, "the guest's own number for this PASID, where a VMM told us"),
+    _f("vm", str, "the virtual machine owning a nested domain"),
+    _f("fault_queue", int, "iommufd fault queue id receiving this PASID's page requests"),
+    _f("dma_api", bool, "a paging domain is the DMA API's (a kernel driver's IOMMU_DOMAIN_DMA or _DMA_FQ: the "
+                        "__IOMMU_DOMAIN_DMA_API bit), not one user space made (iommufd); absent when not known"),
+)
 _SEEN_BY = _f("seen_by", list, "other hooks that saw this same kernel event: evidence on it, not events of their own")
 _SAME_AS = _f("same_as", list, "in a merged recording, this group's event on another machine, as a VMM passed it "
                                "between host and guest: [time on the merged timeline, machine number, device]")
@@ -121,14 +128,9 @@ KINDS: dict[str, tuple[FieldSpec, ...]] = {
     Kind.SVA_BIND: (_MM, _f("handle", int, "the bind handle (struct iommu_sva *)"), _ERR),
     Kind.SVA_UNBIND: (_MM, _f("handle", int, "the bind handle (struct iommu_sva *)")),
     Kind.MM_EXIT: (_MM,),
-    Kind.PASID_ATTACH: (
-        _DOMAIN, _DOMAIN_TYPE, _ERR,
-        _f("guest_pasid", int, "the guest's own number for this PASID, where a VMM told us"),
-        _f("vm", str, "the virtual machine owning a nested domain"),
-        _f("fault_queue", int, "iommufd fault queue id receiving this PASID's page requests"),
-    ),
+    Kind.PASID_ATTACH: (_DOMAIN, _DOMAIN_TYPE, _ERR, *_ATTACHED),
     Kind.PASID_DETACH: (_DOMAIN, _DOMAIN_TYPE),
-    Kind.PASID_REPLACE: (_DOMAIN, _DOMAIN_TYPE, _f("old_domain", int, "the domain it replaced"), _ERR),
+    Kind.PASID_REPLACE: (_DOMAIN, _DOMAIN_TYPE, _f("old_domain", int, "the domain it replaced"), _ERR, _ATTACHED[-1]),
     Kind.PAGE_REQUEST: (
         _f("prg", int, "9-bit page request group index", True),
         _f("addr", int, "page address requested", True),

@@ -464,8 +464,11 @@ class Decoder:
     def _pasid_domain(self, row: RowMaker, r: Raw) -> list[Row]:
         kind = {Ev.PASID_ATTACH: Kind.PASID_ATTACH, Ev.PASID_REPLACE: Kind.PASID_REPLACE,
                 Ev.PASID_DETACH: Kind.PASID_DETACH}[Ev(r.type)]
-        error = {"error": r.ret or None} if r.type != Ev.PASID_DETACH else {}
-        return [row(kind, r.dev, r.pasid, domain=r.a, domain_type=domain_type(r.b), **error)]
+        dtype = domain_type(r.b)
+        # a paging domain is a kernel driver's (the DMA API's) or one user space made (an iommufd HWPT)
+        extra = {} if r.type == Ev.PASID_DETACH else {
+            "error": r.ret or None, "dma_api": bool(r.b & DOMAIN_DMA_API) if dtype == "paging" else None}
+        return [row(kind, r.dev, r.pasid, domain=r.a, domain_type=dtype, **extra)]
 
     def _report_fault(self, row: RowMaker, r: Raw) -> list[Row]:
         flags = r.b & 0xFFFFFFFF
@@ -528,7 +531,11 @@ class Raw:
 
 
 # include/linux/iommu.h domain type bits: __IOMMU_DOMAIN_PAGING 1, _DMA_API 2, _PT 4, _DMA_FQ 8, _SVA 16,
-# _PLATFORM 32, _NESTED 64; IOMMU_DOMAIN_BLOCKED is 0.
+# _PLATFORM 32, _NESTED 64; IOMMU_DOMAIN_BLOCKED is 0. A kernel driver's DMA-API domain (IOMMU_DOMAIN_DMA, _DMA_FQ)
+# has _DMA_API; an iommufd paging HWPT is IOMMU_DOMAIN_UNMANAGED, _PAGING alone.
+DOMAIN_DMA_API = 0x2
+
+
 def domain_type(bits: int) -> str:
     if bits & 0x10:
         return "sva"

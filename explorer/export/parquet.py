@@ -32,7 +32,7 @@ from ..intervals import IntervalKind
 from ..simulator import RULES
 from ..text import json_encoder, json_text, lines
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 BATCH = 65536
 TABLES = ("events", "anomalies", "intervals")
 _JSON = json_encoder(separators=(",", ":"))

@@ -185,14 +185,20 @@ class ScenarioRun:
         actor, dev, pasid = self._actor(step), self._arg(step, "device"), self._pasid(step)
         fresh = next(self._domains)  # drawn even when `domain_id` is given: later domains keep their numbers
         domain = fresh if "domain_id" not in step.params else self._arg(step, "domain_id")
+        dtype = self._arg(step, "domain")
+        kw: dict[str, Any] = {}
         if self._through_iommufd(step, actor):
             t = self._emit(Kind.UAPI, t, actor, device=dev, pasid=pasid,
                            cmd=command_number("VFIO_DEVICE_ATTACH_IOMMUFD_PT"), name="VFIO_DEVICE_ATTACH_IOMMUFD_PT",
                            args={"argsz": 16, "flags": VFIO_DEVICE_ATTACH_PASID, "pt_id": domain, "pasid": pasid},
                            ret=0, vm=actor.vm if actor else None)
-        self._emit(Kind.PASID_ATTACH, t, actor, device=dev, pasid=pasid, domain=domain,
-                   domain_type=self._arg(step, "domain"), guest_pasid=self._arg(step, "guest_pasid"),
-                   vm=actor.vm if actor else None, fault_queue=self._arg(step, "fault_queue"))
+        elif self._arg(step, "via") == AllocPath.DRIVER and dtype == DomainType.PAGING:
+            # A kernel driver attaches its device's DMA-API domain (iommu_get_domain_for_dev(): IOMMU_DOMAIN_DMA or
+            # _DMA_FQ, include/linux/iommu.h), as a capture reads it from the domain's type bits
+            kw["dma_api"] = True
+        self._emit(Kind.PASID_ATTACH, t, actor, device=dev, pasid=pasid, domain=domain, domain_type=dtype,
+                   guest_pasid=self._arg(step, "guest_pasid"), vm=actor.vm if actor else None,
+                   fault_queue=self._arg(step, "fault_queue"), **kw)
 
     def _do_detach(self, step: Step, t: int) -> None:
         actor, dev, pasid = self._actor(step), self._arg(step, "device"), self._pasid(step)
@@ -249,6 +255,6 @@ class ScenarioRun:
         idx.finish()
         return idx
 
-    def write(self, path: str) -> int:
-        return write_events(path, self.header, self.events)
+    def write(self, path: str, *, compress: bool = True) -> int:
+        return write_events(path, self.header, self.events, compress=compress)
 

@@ -629,12 +629,14 @@ class Simulator:
     def _global(self, pasid: int, dtype: str, f: dict[str, Any]) -> bool:
         """Is this attach of a global (allocator) PASID? An SVA domain's always is; another domain's is when the
         number is live in the allocator for a driver (iommu_alloc_global_pasid) or the ioasid allocator. An
-        iommufd/VFIO PASID is chosen by user space in the device's own table and never allocated (6.15+): an
-        attach only user space makes there (a nested domain, a VM's, one with a fault queue) is of such a number,
-        whatever a driver holds under the same number in the global allocator."""
+        iommufd/VFIO PASID is chosen by user space in the device's own table and never allocated (6.15+), whatever
+        a driver holds under the same number in the global allocator: there a non-SVA attach is of a driver's
+        number only when its domain is known to be the DMA API's (`dma_api`: the __IOMMU_DOMAIN_DMA_API bit,
+        include/linux/iommu.h; iommufd's HWPTs are IOMMU_DOMAIN_UNMANAGED, without it). Where the bit is not known
+        (older captures, imports) the attach is taken as user space's: a free under it is missed, not made up."""
         if dtype == DomainType.SVA:
             return True
-        if self.policy.user_pasids and (dtype == DomainType.NESTED or f.get("vm") or f.get("fault_queue") is not None):
+        if self.policy.user_pasids and f.get("dma_api") is not True:
             return False
         live = self.state.pasids.get(pasid)
         return live is not None and live.path != AllocPath.SVA

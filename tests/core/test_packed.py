@@ -33,13 +33,13 @@ FORMAT1_READS = {
     "03-guest-pasid-iommufd": (31, "25ec34dc5d66a5548933b2830f94d3a772e19172bb0050228dc11e3faa33d943"),
     "04-page-request-groups": (22, "1175860a059ff59962be92726876ba36078afa3867ea9de6af0db10eed0bf86a"),
     "05-exhaustion-narrow-device": (43, "478f2e306472aaf2cf8694abe289d6eb19c1cf9fab010ba227227eb206ade32f"),
-    "06-buggy-driver": (32, "90a70bcef5b70ce4dc9efc58413980abcc1e29573f7124ae4e75071630cf6609"),
+    "06-buggy-driver": (32, "05cc1355371a081b8840073e70ecfe5970d65bcf9c047f7f03d3bc6e8f3e530b"),
     "07-lost-events": (14, "50e3110c8f00bfd0f6b6c2f1cda2dedc3d9d516e907f352ccfa4c15a427459d4"),
     "08-old-kernel-last-unbind": (24, "b5d2a9ac975f3bbe36e64365d990c7cd3fd3f002fcf6e009c73d54972a970435"),
     "09-lab-fault-queue": (42, "1450249ea87058e3194970a6c4e9720daf1282a5045371643177afaaf06ec16e"),
     "10-era-ioasid": (26, "4cbed6551add1a555088d22a65603198f481f06e1c0668ce242d485abaa129bc"),
     "11-era-sva-ida": (15, "b08e25f5dbd5430ae5b0cf4a80843c55d674f4b731d0f17e1229e1c5bb02a8e9"),
-    "12-era-global-ida": (15, "edf3b46bc339f1edde5dbec584ebb27d58f333537929189dd9ab80e22c9030d6"),
+    "12-era-global-ida": (15, "541215ca567f28608d48cbf43c0ad3a93d292e725e68b2c3083da0444f81a222"),
     "lab/6.12-fault-queue": (42, "5941457ec22888e87e765aed8f68e39b1e6009db79415b6e7b20b1a78f4187c8"),
 }
 

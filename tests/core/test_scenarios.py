@@ -95,6 +95,37 @@ def _write(tmp_path: Path, text: str) -> Path:
     return p
 
 
+TWO_DRIVERS = """title: t
+kernel: "6.15"
+devices:
+  - {name: dsa, width: 20}
+  - {name: vf, width: 20}
+actors:
+  drv: {pid: 2, comm: kworker}
+  app: {pid: 300, comm: dpdk}
+  qemu: {pid: 400, comm: qemu, vm: g0}
+script:
+  - at: 1ms
+    alloc: {actor: drv, as: k, device: dsa}
+  - attach: {actor: drv, device: dsa, pasid: k, via: driver}
+  - attach: {actor: app, device: vf, pasid: 1, domain: paging}
+"""
+
+
+def test_a_kernel_drivers_global_pasid_is_not_a_user_space_drivers_own_number_on_6_15(tmp_path: Path) -> None:
+    """A kernel driver attaches its global PASID (iommu_alloc_global_pasid(), drivers/iommu/iommu.c 6.6+) to its
+    device's DMA-API domain (IOMMU_DOMAIN_DMA: __IOMMU_DOMAIN_DMA_API, include/linux/iommu.h); a user-space
+    driver attaches a number of its own choosing on its VFIO device to a paging HWPT (IOMMU_DOMAIN_UNMANAGED,
+    drivers/vfio/iommufd.c 6.15+). Freeing the global PASID after its own detach leaves the other alone."""
+    healthy = load_scenario(_write(tmp_path, TWO_DRIVERS + (
+        "  - detach: {actor: drv, device: dsa, pasid: k, via: driver}\n  - free: {actor: drv, pasid: k}\n"
+        "  - detach: {actor: app, device: vf, pasid: 1}\n")))
+    assert [e.get("dma_api") for e in healthy.events if e.kind == "pasid_attach"] == [True, None]
+    assert healthy.sim.anomalies == []
+    buggy = load_scenario(_write(tmp_path, TWO_DRIVERS + "  - free: {actor: drv, pasid: k}\n"))
+    assert [(a.rule, a.device) for a in buggy.sim.anomalies] == [("free_while_attached", "dsa")]
+
+
 GOOD_HEAD = """title: t
 devices:
   - {name: d0, width: 4}

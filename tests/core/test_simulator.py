@@ -173,7 +173,7 @@ def test_a_driver_freeing_its_pasid_says_nothing_of_a_vm_attach_at_the_same_numb
     drivers/iommu/iommu.c 6.6+) is another thing: its free leaves the VM's attach alone."""
     vfio = "0000:b1:00.0"
     evs = [make(Kind.PASID_ALLOC, 0, device=DSA, pasid=1, path=AllocPath.DRIVER, owner="idxd"),
-           make(Kind.PASID_ATTACH, 1, device=DSA, pasid=1, domain=3, domain_type=DomainType.PAGING),
+           make(Kind.PASID_ATTACH, 1, device=DSA, pasid=1, domain=3, domain_type=DomainType.PAGING, dma_api=True),
            make(Kind.PASID_ATTACH, 2, device=vfio, pasid=1, domain=4, domain_type=DomainType.NESTED, guest_pasid=1,
                 vm="vm0", fault_queue=7),
            make(Kind.PASID_DETACH, 3, device=DSA, pasid=1, domain_type=DomainType.PAGING),
@@ -185,6 +185,26 @@ def test_a_driver_freeing_its_pasid_says_nothing_of_a_vm_attach_at_the_same_numb
     assert rules(run(evs[:3] + evs[4:5])) == ["free_while_attached"]
     # Before 6.15 no user-chosen PASID could be attached: a nested attach was of an allocated (ioasid) number.
     assert rules(run(evs[:3] + evs[4:5], kernel="5.15")) == ["free_while_attached", "free_while_attached"]
+
+
+@pytest.mark.parametrize("kernel", ["6.15", "6.18"])
+def test_a_driver_freeing_its_pasid_says_nothing_of_a_user_paging_attach_at_the_same_number(kernel: str) -> None:
+    """6.15+: a user-space driver (no VM, no fault queue) attaches its VFIO device's PASID 1 to a paging HWPT
+    (VFIO_DEVICE_ATTACH_PASID, drivers/iommu/iommufd/device.c 6.15): an IOMMU_DOMAIN_UNMANAGED domain, the
+    __IOMMU_DOMAIN_PAGING bit alone (include/linux/iommu.h), in the device's own table. A kernel driver's attach is
+    of its DMA-API domain (IOMMU_DOMAIN_DMA/_DMA_FQ, with __IOMMU_DOMAIN_DMA_API), and only that one is of its
+    global number (iommu_alloc_global_pasid(), drivers/iommu/iommu.c 6.6+)."""
+    vfio = "0000:17:00.0"
+    alloc = make(Kind.PASID_ALLOC, 0, device=DSA, pasid=1, path=AllocPath.DRIVER, owner="idxd")
+    user = make(Kind.PASID_ATTACH, 2, device=vfio, pasid=1, domain=9, domain_type=DomainType.PAGING, dma_api=False)
+    free = make(Kind.PASID_FREE, 4, pasid=1, path=AllocPath.DRIVER, owner="idxd")
+    assert rules(run([alloc, user, free], kernel)) == []
+    # The driver's own DMA-API attach freed under it is still found; one whose domain is not known is not
+    driver = make(Kind.PASID_ATTACH, 1, device=DSA, pasid=1, domain=3, domain_type=DomainType.PAGING, dma_api=True)
+    assert rules(run([alloc, driver, user, free], kernel)) == ["free_while_attached"]
+    unknown = make(Kind.PASID_ATTACH, 1, device=DSA, pasid=1, domain=3, domain_type=DomainType.PAGING)
+    assert rules(run([alloc, unknown, free], kernel)) == []
+    assert rules(run([alloc, unknown, free], "6.14")) == ["free_while_attached"]  # no user PASIDs before 6.15
 
 
 def test_a_group_no_domain_of_its_own_takes_is_uncertain_unless_user_space_is_known_to_answer_them() -> None:

@@ -235,12 +235,27 @@ def test_kernel_function_records() -> None:
         5, "fentry:iommu_alloc_global_pasid", {"path": "sva", "owner": "pid 77 (idxd)", "mm": 77})
     assert full.pasid is None and full.get("error") == -28 and full.get("path") == "driver"
     assert (bind.pasid, bind.get("mm")) == (5, 77)
-    assert (attach.pasid, attach.get("domain_type")) == (5, "sva")
+    assert (attach.pasid, attach.get("domain_type"), attach.get("dma_api")) == (5, "sva", None)
     assert (req.pasid, req.get("prg"), req.get("last"), req.get("needs_pasid")) == (5, 3, True, True)
     assert (resp.get("prg"), resp.get("code"), resp.get("by")) == (3, 0, "kernel")
     assert (drop.kind, drop.pasid, drop.get("path"), drop.get("mm")) == ("pasid_free", 5, "sva", 77)
     # made inside the process's write() to its fault-queue fd (iommufd_fault_fops_write -> iopf_group_response)
     assert (user_resp.get("prg"), user_resp.get("code"), user_resp.get("by")) == (4, 1, "user")
+
+
+def test_a_paging_attach_says_whether_its_domain_is_the_dma_apis() -> None:
+    """include/linux/iommu.h: a kernel driver's IOMMU_DOMAIN_DMA (and _DMA_FQ) carries __IOMMU_DOMAIN_DMA_API (2);
+    iommufd's paging HWPTs are IOMMU_DOMAIN_UNMANAGED, __IOMMU_DOMAIN_PAGING (1) alone. The model tells a
+    driver's global PASID from user space's own number by it (6.15+)."""
+    dev = {"in": b"0000:6a:01.0"}
+    recs = batch(record(Ev.PASID_ATTACH, 1, cmd=1, a=0xA0, b=0x1 | 0x2, **dev),
+                 record(Ev.PASID_ATTACH, 2, cmd=2, a=0xA1, b=0x1 | 0x2 | 0x8, **dev),
+                 record(Ev.PASID_REPLACE, 3, cmd=3, a=0xA2, b=0x1, **dev),
+                 record(Ev.PASID_DETACH, 4, cmd=1, a=0xA0, b=0x1 | 0x2, **dev))
+    events = [valid(r) for r in Decoder().rows(recs)]
+    assert [(e.kind, e.get("domain_type"), e.get("dma_api")) for e in events] == [
+        ("pasid_attach", "paging", True), ("pasid_attach", "paging", True), ("pasid_replace", "paging", False),
+        ("pasid_detach", "paging", None)]
 
 
 def test_sva_era_dev_fault_and_page_response_tracepoints() -> None:

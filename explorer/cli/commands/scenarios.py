@@ -25,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     for s in bundled_scenarios():
         run_ = load_scenario(s.yaml_path)
-        if args.rebuild:
-            run_.write(str(s.recording_path))
+        if args.rebuild:  # in rows (format 1), which every explorer version reads, as they have always shipped
+            run_.write(str(s.recording_path), compress=False)
         expect = ", ".join(run_.scenario.expect) or "no anomaly"
         print(f"{s.name:<32} {s.title}\n{'':<32} shows: {expect}; {s.recording_path.name}")
     return 0
