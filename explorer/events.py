@@ -107,7 +107,7 @@ _MM = _f("mm", int, "the address space: the tgid of the process it belongs to, o
          "it outside that process or the tgid already names another live mm (one the process had before an exec)")
 _DOMAIN = _f("domain", int, "domain id (kernel pointer or iommufd object id)")
 _DOMAIN_TYPE = _f("domain_type", str, "sva, paging, nested, identity or blocked (DomainType)")
-_ATTACHED = (  # what an attach says of its domain
+_ATTACHED = (  # what an attach, or a replace (the same attach on an attached PASID), says of the new domain
     _f("guest_pasid", int, "the guest's own number for this PASID, where a VMM told us"),
     _f("vm", str, "the virtual machine owning a nested domain"),
     _f("fault_queue", int, "iommufd fault queue id receiving this PASID's page requests"),
@@ -130,7 +130,7 @@ KINDS: dict[str, tuple[FieldSpec, ...]] = {
     Kind.MM_EXIT: (_MM,),
     Kind.PASID_ATTACH: (_DOMAIN, _DOMAIN_TYPE, _ERR, *_ATTACHED),
     Kind.PASID_DETACH: (_DOMAIN, _DOMAIN_TYPE),
-    Kind.PASID_REPLACE: (_DOMAIN, _DOMAIN_TYPE, _f("old_domain", int, "the domain it replaced"), _ERR, _ATTACHED[-1]),
+    Kind.PASID_REPLACE: (_DOMAIN, _DOMAIN_TYPE, _f("old_domain", int, "the domain it replaced"), _ERR, *_ATTACHED),
     Kind.PAGE_REQUEST: (
         _f("prg", int, "9-bit page request group index", True),
         _f("addr", int, "page address requested", True),

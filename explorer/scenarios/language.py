@@ -194,7 +194,9 @@ ACTIONS: dict[str, Action] = {
         "actor": replace(ACTOR, doc="who frees it (default: a driver)"),
         "via": _choice({p.value: p for p in AllocPath if p != AllocPath.IOMMUFD}, "the path that allocated it",
                        "driver")}),
-    "attach": _a("attach a (device, PASID) to a domain: paging, nested (a guest's) or sva",
+    "attach": _a("attach a (device, PASID) to a domain: paging, nested (a guest's) or sva; through iommufd, a PASID "
+                 "it has attached already gets the new domain in its place, as the kernel does (a pasid_replace, "
+                 "6.15+ vfio_iommufd_physical_pasid_attach_ioas())",
                  {"device": DEVICE, "pasid": PASID}, {
                      "actor": ACTOR,
                      "domain": _choice({d.value: d for d in DomainType}, "the domain's type", "paging"),

@@ -42,6 +42,7 @@ class ScenarioRun:
         self._marker_steps = count(1)
         self._floor = -1
         self._exited: set[int] = set()  # actors' mms that exited, by pid (the model forgets an mm once it is freed)
+        self._iommufd_attached: set[tuple[str, int | None]] = set()  # (device, PASID)s attached through VFIO/iommufd
         for step in scenario.steps:
             self._run(step)
 
@@ -186,17 +187,24 @@ class ScenarioRun:
         fresh = next(self._domains)  # drawn even when `domain_id` is given: later domains keep their numbers
         domain = fresh if "domain_id" not in step.params else self._arg(step, "domain_id")
         dtype = self._arg(step, "domain")
+        kind = Kind.PASID_ATTACH
         kw: dict[str, Any] = {}
         if self._through_iommufd(step, actor):
             t = self._emit(Kind.UAPI, t, actor, device=dev, pasid=pasid,
                            cmd=command_number("VFIO_DEVICE_ATTACH_IOMMUFD_PT"), name="VFIO_DEVICE_ATTACH_IOMMUFD_PT",
                            args={"argsz": 16, "flags": VFIO_DEVICE_ATTACH_PASID, "pt_id": domain, "pasid": pasid},
                            ret=0, vm=actor.vm if actor else None)
+            old = self.sim.state.attachments.get((dev, pasid)) if (dev, pasid) in self._iommufd_attached else None
+            if old is not None:
+                # The ioctl on a PASID iommufd has attached already replaces its domain (6.15+ drivers/vfio/iommufd.c
+                # vfio_iommufd_physical_pasid_attach_ioas(): iommufd_device_replace() -> iommu_replace_device_pasid())
+                kind, kw["old_domain"] = Kind.PASID_REPLACE, old.domain
+            self._iommufd_attached.add((dev, pasid))
         elif self._arg(step, "via") == AllocPath.DRIVER and dtype == DomainType.PAGING:
             # A kernel driver attaches its device's DMA-API domain (iommu_get_domain_for_dev(): IOMMU_DOMAIN_DMA or
             # _DMA_FQ, include/linux/iommu.h), as a capture reads it from the domain's type bits
             kw["dma_api"] = True
-        self._emit(Kind.PASID_ATTACH, t, actor, device=dev, pasid=pasid, domain=domain, domain_type=dtype,
+        self._emit(kind, t, actor, device=dev, pasid=pasid, domain=domain, domain_type=dtype,
                    guest_pasid=self._arg(step, "guest_pasid"), vm=actor.vm if actor else None,
                    fault_queue=self._arg(step, "fault_queue"), **kw)
 
@@ -204,6 +212,7 @@ class ScenarioRun:
         actor, dev, pasid = self._actor(step), self._arg(step, "device"), self._pasid(step)
         att = self.sim.state.attachments.get((dev, pasid)) if pasid is not None else None
         if self._through_iommufd(step, actor):
+            self._iommufd_attached.discard((dev, pasid))
             t = self._emit(Kind.UAPI, t, actor, device=dev, pasid=pasid,
                            cmd=command_number("VFIO_DEVICE_DETACH_IOMMUFD_PT"), name="VFIO_DEVICE_DETACH_IOMMUFD_PT",
                            args={"argsz": 12, "flags": VFIO_DEVICE_ATTACH_PASID, "pasid": pasid}, ret=0,

@@ -126,6 +126,23 @@ def test_a_kernel_drivers_global_pasid_is_not_a_user_space_drivers_own_number_on
     assert [(a.rule, a.device) for a in buggy.sim.anomalies] == [("free_while_attached", "dsa")]
 
 
+def test_attaching_an_attached_pasid_through_iommufd_replaces_its_domain(tmp_path: Path) -> None:
+    """VFIO_DEVICE_ATTACH_IOMMUFD_PT on a PASID iommufd already attached is a replace (drivers/vfio/iommufd.c
+    vfio_iommufd_physical_pasid_attach_ioas(), 6.15+: iommufd_device_replace() -> iommu_replace_device_pasid()):
+    a VMM re-pointing a guest PASID is no attach conflict."""
+    run = load_scenario(_write(tmp_path, TWO_DRIVERS + (
+        "  - attach: {actor: qemu, device: vf, pasid: 5, domain: nested, domain_id: 5, fault_queue: 3}\n"
+        "  - attach: {actor: qemu, device: vf, pasid: 5, domain: nested, domain_id: 7, fault_queue: 3}\n"
+        "  - detach: {actor: qemu, device: vf, pasid: 5}\n")))
+    kinds = [(e.kind, e.get("name") or e.get("old_domain")) for e in run.events if e.pasid == 5]
+    assert kinds == [("uapi", "VFIO_DEVICE_ATTACH_IOMMUFD_PT"), ("pasid_attach", None),
+                     ("uapi", "VFIO_DEVICE_ATTACH_IOMMUFD_PT"), ("pasid_replace", 5),
+                     ("uapi", "VFIO_DEVICE_DETACH_IOMMUFD_PT"), ("pasid_detach", None)]
+    replaced = run.index().state_at(run.events[-3].ts_ns).attachments[("vf", 5)]
+    assert (replaced.domain, replaced.route, replaced.global_pasid) == (7, "guest", False)
+    assert run.sim.anomalies == []
+
+
 GOOD_HEAD = """title: t
 devices:
   - {name: d0, width: 4}
