@@ -155,10 +155,12 @@ class ScenarioRun:
         mm = actor.pid
         self._exited.add(mm)
         pasid = st.mm_pasid.get(mm)
-        if pasid is not None and not st.binds_of(mm):
-            # No bind holds the mm: it is dropped as the process exits, and mm_pasid_drop() frees its PASID.
-            t = self._emit(Kind.PASID_FREE, t, actor, pasid=pasid, path=AllocPath.SVA, owner=actor.owner, mm=mm)
-        self._emit(Kind.MM_EXIT, t, actor, mm=mm)
+        dropped = pasid is not None and not st.binds_of(mm)  # (before 5.18 the last unbind freed it already)
+        t = self._emit(Kind.MM_EXIT, t, actor, mm=mm)
+        if dropped:
+            # No bind holds the mm, yet exit_mm() leaves it a lazy-TLB reference (kernel/exit.c): the last mmdrop
+            # comes after the exit, and __mmdrop() -> mm_pasid_drop() frees its PASID then (5.18+, kernel/fork.c).
+            self._emit(Kind.PASID_FREE, t, actor, pasid=pasid, path=AllocPath.SVA, owner=actor.owner, mm=mm)
 
     # -- the user interface and drivers -----------------------------------------------------------------------
     def _do_alloc(self, step: Step, t: int) -> None:

@@ -28,18 +28,18 @@ HEADER = Header("test", host={"kernel": "6.18.0"})
 
 # What the format 1 reader (commit f6be248) read from each bundled recording: its rows, hashed as msgpack
 FORMAT1_READS = {
-    "01-two-processes-one-device": (41, "31d77cb9debcf47f7234f272914ae9807d1e4b289d6e71852adb7c6b981059ed"),
+    "01-two-processes-one-device": (41, "7eb24840abb0058ba0c0956b28548e272a11c5f69db562571e300d4f6807314b"),
     "02-one-process-two-devices": (27, "2b246807269dfbf28118e8d0c11df31277a033c3d0a302a88c899e3f556fafbe"),
     "03-guest-pasid-iommufd": (31, "25ec34dc5d66a5548933b2830f94d3a772e19172bb0050228dc11e3faa33d943"),
-    "04-page-request-groups": (22, "1175860a059ff59962be92726876ba36078afa3867ea9de6af0db10eed0bf86a"),
-    "05-exhaustion-narrow-device": (43, "478f2e306472aaf2cf8694abe289d6eb19c1cf9fab010ba227227eb206ade32f"),
-    "06-buggy-driver": (32, "05cc1355371a081b8840073e70ecfe5970d65bcf9c047f7f03d3bc6e8f3e530b"),
-    "07-lost-events": (14, "50e3110c8f00bfd0f6b6c2f1cda2dedc3d9d516e907f352ccfa4c15a427459d4"),
+    "04-page-request-groups": (22, "2321f99d7bf0d2a276f6ccea56c550042009a3135b3cc610463ad84b5922448b"),
+    "05-exhaustion-narrow-device": (43, "b3aaded452fd9d42d3294880d4e639d2e0caf29b0f7803728d32e952c1b51633"),
+    "06-buggy-driver": (32, "640e6c8ea80e120497618d1d9dcd9878e86192eca41bda47c0c2734ccd7785a5"),
+    "07-lost-events": (14, "fb6163d3ddc1a8e373dd93b1340c6dffc1febb4c69dd5569de77f8aab003844e"),
     "08-old-kernel-last-unbind": (24, "b5d2a9ac975f3bbe36e64365d990c7cd3fd3f002fcf6e009c73d54972a970435"),
     "09-lab-fault-queue": (42, "1450249ea87058e3194970a6c4e9720daf1282a5045371643177afaaf06ec16e"),
-    "10-era-ioasid": (26, "4cbed6551add1a555088d22a65603198f481f06e1c0668ce242d485abaa129bc"),
-    "11-era-sva-ida": (15, "b08e25f5dbd5430ae5b0cf4a80843c55d674f4b731d0f17e1229e1c5bb02a8e9"),
-    "12-era-global-ida": (15, "541215ca567f28608d48cbf43c0ad3a93d292e725e68b2c3083da0444f81a222"),
+    "10-era-ioasid": (26, "6f357280af2ee3d256465bf40b771e0181fec260f93ab989adbe552370a56d48"),
+    "11-era-sva-ida": (15, "b23bd7824e26b1c48f766d22a56c4f0071a831fbabbda20509413eebce63fecd"),
+    "12-era-global-ida": (15, "5a0d7a64ce30a7886cdedea9a86807d194e2f3ec27d286ddf9b8990a7eb90845"),
     "lab/6.12-fault-queue": (42, "5941457ec22888e87e765aed8f68e39b1e6009db79415b6e7b20b1a78f4187c8"),
 }
 

@@ -56,6 +56,22 @@ def test_the_last_unbind_after_exit_writes_the_free_on_every_kernel(tmp_path: Pa
     assert run.sim.anomalies == []
 
 
+@pytest.mark.parametrize("kernel, kinds", [
+    ("5.15", ["sva_unbind", "pasid_detach", "pasid_free", "mm_exit"]),
+    ("6.18", ["sva_unbind", "pasid_detach", "mm_exit", "pasid_free"])])
+def test_an_unbound_process_s_pasid_is_freed_after_its_exit_from_5_18(tmp_path: Path, kernel: str,
+                                                                      kinds: list[str]) -> None:
+    """From 5.18 __mmdrop() -> mm_pasid_drop() frees an mm's PASID (kernel/fork.c), and exit_mm() keeps a lazy-TLB
+    reference to the mm past the exit (kernel/exit.c): the free follows sched_process_exit. Up to 5.17 the last
+    unbind freed it (iommu_sva_free_pasid(), drivers/iommu/iommu-sva-lib.c), before the exit."""
+    path = _write(tmp_path, GOOD_HEAD.replace("title: t\n", f"title: t\nkernel: \"{kernel}\"\n") + (
+        "  - at: 0\n    bind: {actor: app, device: d0}\n  - at: 1ms\n    unbind: {actor: app, device: d0}\n"
+        "  - at: 2ms\n    exit: {actor: app}\n"))
+    run = load_scenario(path)
+    assert [e.kind for e in run.events if e.ts_ns >= 1_000_000] == kinds
+    assert run.sim.anomalies == [] and run.sim.state.pasids == {}
+
+
 def test_the_bundled_recording_of_one_process_on_two_devices_frees_its_pasid_after_the_last_unbind() -> None:
     with Recording(BUNDLED[1].recording_path) as rec:
         kinds = [e.kind for e in rec.iter_events()]
