@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import ScenarioError
 from ..events import PASID_SPACE, AllocPath, DomainType, ResponseCode
-from ..kernel_facts import parse_version
+from ..kernel_facts import FACT_KEYS, HOOK_FACTS, Span, Version, parse_version
 from ..simulator import DEFAULT_STALE_NS, RULES
 from ..uapi import NUMBERS
 from ..units import parse_duration
@@ -247,7 +247,9 @@ TOP_KEYS: dict[str, str] = {
     "summary": "text: what the learner should take away, the recording's description",
     "kernel": 'a quoted release such as "6.18": whose rules apply (before 5.18 an SVA PASID is freed at the last '
               "unbind; up to 6.3 the ioasid allocator hands PASIDs out, 6.4-6.5 an IDA inside iommu-sva.c, 6.6+ "
-              "the global IDA); default: current rules",
+              f"the global IDA); a step the named kernel lacks is refused (a PASID attach or detach: "
+              f"{FACT_KEYS['attach.pasid'].span}, through iommufd {FACT_KEYS['alloc.user'].span}; alloc "
+              f"{HOOK_FACTS['iommu_alloc_global_pasid'].spans[0]}); default: current rules",
     "stale_after": "a duration: an unanswered page-request group is reported after this (default 100ms)",
     "devices": "a list of devices (required), with the keys below",
     "actors": "a mapping of actor name to actor, with the keys below",
@@ -431,8 +433,9 @@ def parse_scenario(path: str | Path) -> Scenario:
     devices = _devices(c, top)
     actors = _actors(c, top)
     expect = _expect(c, top)
-    steps = _steps(c, top, actors, {d.name for d in devices})
-    return Scenario(path, title, summary, _kernel(c, top), stale_ns, devices, actors, steps, expect)
+    kernel = _kernel(c, top)
+    steps = _steps(c, top, actors, {d.name for d in devices}, parse_version(kernel))
+    return Scenario(path, title, summary, kernel, stale_ns, devices, actors, steps, expect)
 
 
 def _kernel(c: _Checker, top: LineDict) -> str | None:
@@ -487,7 +490,8 @@ def _expect(c: _Checker, top: LineDict) -> list[str]:
     return expect
 
 
-def _steps(c: _Checker, top: LineDict, actors: dict[str, Actor], device_names: set[str]) -> list[Step]:
+def _steps(c: _Checker, top: LineDict, actors: dict[str, Actor], device_names: set[str],
+           kernel: Version | None) -> list[Step]:
     steps: list[Step] = []
     t = 0
     script = c.get(top, "script", list, "a scenario")
@@ -497,11 +501,35 @@ def _steps(c: _Checker, top: LineDict, actors: dict[str, Actor], device_names: s
         s = c.mapping(raw, line, what)
         t = _time(c, s, what, t, first=not steps)
         action, params = _action(c, s, what, actors, device_names)
+        if action is not None and kernel is not None:
+            for span, doing in _needs(action, params):
+                if kernel not in span:
+                    raise c.fail(s.line_of(action), f"{what} ({action}): {doing} is in kernels {span}, not in this "
+                                                    f"scenario's {kernel[0]}.{kernel[1]} (`kernel`)")
         say = c.get(s, "say", str, what, None)
         if action is None and say is None:
             raise c.fail(s.line, f"{what} does nothing: give an action ({', '.join(ACTIONS)}) or `say`")
         steps.append(Step(s.line, t, action, params, say, c.get(s, "title", str, what, None)))
     return steps
+
+
+def through_iommufd(params: Mapping[str, Any]) -> bool:
+    """Whether an attach or detach is an actor's VFIO ioctl (an actor, not `via: driver`) rather than a driver's."""
+    return params.get("actor") is not None and params.get("via", "iommufd") != "driver"
+
+
+def _needs(action: str, params: Mapping[str, Any]) -> list[tuple[Span, str]]:
+    """The kernel versions a step needs (kernel_facts' table), with what it does in words."""
+    if action == "alloc":
+        return [(HOOK_FACTS["iommu_alloc_global_pasid"].spans[0], "a driver's PASID allocation "
+                                                                  "(iommu_alloc_global_pasid())")]
+    if action not in ("attach", "detach"):
+        return []
+    needs = [(FACT_KEYS["attach.pasid"].span, f"a PASID {action} (iommu_{action}_device_pasid())")]
+    if through_iommufd(params):
+        needs.append((FACT_KEYS["alloc.user"].span, f"a PASID {action} through iommufd (VFIO_DEVICE_"
+                                                    f"{action.upper()}_IOMMUFD_PT with VFIO_DEVICE_ATTACH_PASID)"))
+    return needs
 
 
 def _time(c: _Checker, s: LineDict, what: str, t: int, first: bool) -> int:

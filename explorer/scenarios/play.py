@@ -16,7 +16,7 @@ from ..index import RecordingIndex
 from ..recording import DeviceInfo, Header, write_events
 from ..simulator import Simulator
 from ..uapi import VFIO_DEVICE_ATTACH_PASID, command_number
-from .language import ACTIONS, PAGE, Actor, Scenario, Step
+from .language import ACTIONS, PAGE, Actor, Scenario, Step, through_iommufd
 
 ENOSPC, EOVERFLOW = 28, 75
 TICK = 1_000  # spacing of the events one action produces (1 µs)
@@ -181,9 +181,6 @@ class ScenarioRun:
         self._emit(Kind.PASID_FREE, t, actor, pasid=self._pasid(step), path=self._arg(step, "via"),
                    owner=actor.owner if actor else "a driver")
 
-    def _through_iommufd(self, step: Step, actor: Actor | None) -> bool:
-        return actor is not None and self._arg(step, "via") != AllocPath.DRIVER
-
     def _do_attach(self, step: Step, t: int) -> None:
         actor, dev, pasid = self._actor(step), self._arg(step, "device"), self._pasid(step)
         fresh = next(self._domains)  # drawn even when `domain_id` is given: later domains keep their numbers
@@ -191,7 +188,7 @@ class ScenarioRun:
         dtype = self._arg(step, "domain")
         kind = Kind.PASID_ATTACH
         kw: dict[str, Any] = {}
-        if self._through_iommufd(step, actor):
+        if through_iommufd(step.params):
             t = self._emit(Kind.UAPI, t, actor, device=dev, pasid=pasid,
                            cmd=command_number("VFIO_DEVICE_ATTACH_IOMMUFD_PT"), name="VFIO_DEVICE_ATTACH_IOMMUFD_PT",
                            args={"argsz": 16, "flags": VFIO_DEVICE_ATTACH_PASID, "pt_id": domain, "pasid": pasid},
@@ -213,7 +210,7 @@ class ScenarioRun:
     def _do_detach(self, step: Step, t: int) -> None:
         actor, dev, pasid = self._actor(step), self._arg(step, "device"), self._pasid(step)
         att = self.sim.state.attachments.get((dev, pasid)) if pasid is not None else None
-        if self._through_iommufd(step, actor):
+        if through_iommufd(step.params):
             self._iommufd_attached.discard((dev, pasid))
             t = self._emit(Kind.UAPI, t, actor, device=dev, pasid=pasid,
                            cmd=command_number("VFIO_DEVICE_DETACH_IOMMUFD_PT"), name="VFIO_DEVICE_DETACH_IOMMUFD_PT",

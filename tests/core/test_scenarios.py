@@ -168,6 +168,40 @@ script:
 """
 
 
+def _on(kernel: str, step: str) -> str:
+    return GOOD_HEAD.replace("title: t\n", f"title: t\nkernel: \"{kernel}\"\n") + "  - at: 1ms\n" + step
+
+
+@pytest.mark.parametrize("body, line, words", [
+    # VFIO_DEVICE_ATTACH_PASID: 6.15 (include/uapi/linux/vfio.h, drivers/vfio/iommufd.c)
+    (_on("6.12", "    attach: {actor: app, device: d0, pasid: 5, domain: nested}\n"), "line 9",
+     "a PASID attach through iommufd (VFIO_DEVICE_ATTACH_IOMMUFD_PT with VFIO_DEVICE_ATTACH_PASID) is in kernels "
+     "6.15+, not in this scenario's 6.12"),
+    (_on("6.14", "    detach: {actor: app, device: d0, pasid: 5}\n"), "line 9", "is in kernels 6.15+"),
+    # iommu_attach_device_pasid(): 6.2 (drivers/iommu/iommu.c)
+    (_on("6.1", "    attach: {device: d0, pasid: 5, via: driver}\n"), "line 9",
+     "a PASID attach (iommu_attach_device_pasid()) is in kernels 6.2+, not in this scenario's 6.1"),
+    # iommu_alloc_global_pasid(): 6.6 (drivers/iommu/iommu.c)
+    (_on("6.1", "    alloc: {actor: app, device: d0}\n"), "line 9",
+     "a driver's PASID allocation (iommu_alloc_global_pasid()) is in kernels 6.6+, not in this scenario's 6.1"),
+])
+def test_an_action_the_scenarios_kernel_lacks_is_refused_at_its_line(tmp_path: Path, body: str, line: str,
+                                                                     words: str) -> None:
+    path = _write(tmp_path, body)
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}:{line}") and words in msg and "\n" not in msg, msg
+
+
+@pytest.mark.parametrize("kernel, step", [
+    ("6.15", "    attach: {actor: app, device: d0, pasid: 5, domain: nested}\n"),
+    ("6.14", "    attach: {device: d0, pasid: 5, via: driver}\n"),
+    ("6.6", "    alloc: {actor: app, device: d0}\n")])
+def test_the_first_kernel_with_an_action_takes_it(tmp_path: Path, kernel: str, step: str) -> None:
+    assert load_scenario(_write(tmp_path, _on(kernel, step))).events
+
+
 @pytest.mark.parametrize("body, line, words", [
     ("title: [unclosed\n", "line 2", "opened at line 1"),
     ("- just\n- a list\n", "line 1", "must be a mapping"),
