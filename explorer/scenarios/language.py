@@ -183,7 +183,8 @@ ACTIONS: dict[str, Action] = {
     "bind": _a("SVA-bind the actor's mm to a device (the first bind allocates its PASID)",
                {"actor": ACTOR, "device": DEVICE}),
     "unbind": _a("drop one bind reference of the actor's mm on a device", {"actor": ACTOR, "device": DEVICE}),
-    "exit": _a("the actor's process exits: its mm goes away and its SVA PASID with it", {"actor": ACTOR}),
+    "exit": _a("the actor's process exits: its mm goes away and its SVA PASID with it; after it the actor may "
+               "only unbind and detach what it held (its files closing)", {"actor": ACTOR}),
     "alloc": _a("a kernel driver allocates a global PASID for itself (iommu_alloc_global_pasid, 6.6+); name it "
                 "with `as` to use it later. iommufd allocates none: attach a number of the VMM's choosing instead",
                 {"actor": ACTOR}, {
@@ -268,6 +269,9 @@ ACTOR_KEYS: dict[str, str] = {
     "comm": "text: its process name (default: the actor's name)",
     "vm": "text: the virtual machine it runs, for a VMM",
 }
+# What an actor's steps may still be after its exit: dropping what it held as the kernel closes its files
+# (exit_files() after exit_mm(), kernel/exit.c). Its pid names its mm: a process after it is another actor.
+AFTER_EXIT = ("unbind", "detach")
 STEP_KEYS: dict[str, str] = {
     "at": "a duration: when the step happens, from the start; steps are in time order",
     "after": "a duration: how long after the previous step (the default, 1ms); give `at` or `after`, not both",
@@ -494,6 +498,7 @@ def _steps(c: _Checker, top: LineDict, actors: dict[str, Actor], device_names: s
            kernel: Version | None) -> list[Step]:
     steps: list[Step] = []
     t = 0
+    exited: dict[str, int] = {}  # actor -> the line of its exit
     script = c.get(top, "script", list, "a scenario")
     for i, raw in enumerate(script):
         what = f"step {i + 1}"
@@ -506,6 +511,14 @@ def _steps(c: _Checker, top: LineDict, actors: dict[str, Actor], device_names: s
                 if kernel not in span:
                     raise c.fail(s.line_of(action), f"{what} ({action}): {doing} is in kernels {span}, not in this "
                                                     f"scenario's {kernel[0]}.{kernel[1]} (`kernel`)")
+        actor = str(params.get("actor")) if action is not None and "actor" in params else None
+        if actor in exited and action not in AFTER_EXIT:
+            raise c.fail(params["_lines"].get("actor", s.line), f"{what} ({action}): actor {actor!r} exited at line "
+                                                                f"{exited[actor]}; after that only its "
+                                                                f"{' and '.join(AFTER_EXIT)} steps may follow (its "
+                                                                f"files closing): a new process is another actor")
+        if action == "exit" and actor is not None:
+            exited[actor] = s.line_of(action)
         say = c.get(s, "say", str, what, None)
         if action is None and say is None:
             raise c.fail(s.line, f"{what} does nothing: give an action ({', '.join(ACTIONS)}) or `say`")

@@ -206,6 +206,12 @@ def test_the_first_kernel_with_an_action_takes_it(tmp_path: Path, kernel: str, s
     ("title: [unclosed\n", "line 2", "opened at line 1"),
     ("- just\n- a list\n", "line 1", "must be a mapping"),
     (GOOD_HEAD + "  - at: 1ms\n    bnd: {actor: app, device: d0}\n", "line 8", "unknown action 'bnd'"),
+    # an exited process binds no more (its mm is gone: do_exit() -> exit_mm(), kernel/exit.c), nor reuses its PASID
+    (GOOD_HEAD + "  - at: 0\n    bind: {actor: app, device: d0}\n  - at: 1ms\n    exit: {actor: app}\n"
+     "  - at: 2ms\n    bind: {actor: app, device: d0}\n", "line 12", "actor 'app' exited at line 10; after that only "
+     "its unbind and detach steps may follow"),
+    (GOOD_HEAD + "  - at: 0\n    exit: {actor: app}\n  - at: 2ms\n    uapi: {actor: app, name: IOMMU_IOAS_ALLOC}\n",
+     "line 10", "actor 'app' exited at line 8"),
     (GOOD_HEAD + "  - at: 1ms\n    bind: {actor: nobody, device: d0}\n", "line 8", "unknown actor 'nobody'"),
     (GOOD_HEAD + "  - at: 5\n    bind: {actor: app, device: d0}\n", "line 7", "with a unit"),
     (GOOD_HEAD + "  - at: 1ms\n    bind: {actor: app}\n", "line 8", "needs `device`"),
