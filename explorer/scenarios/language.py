@@ -265,7 +265,7 @@ DEVICE_KEYS: dict[str, str] = {
     "driver": "text: the driver bound to it",
 }
 ACTOR_KEYS: dict[str, str] = {
-    "pid": f"an integer 1..{PID_MAX} (required): its process id, which also names its mm",
+    "pid": f"an integer 1..{PID_MAX} (required): its process id, which also names its mm (one actor each)",
     "comm": "text: its process name (default: the actor's name)",
     "vm": "text: the virtual machine it runs, for a VMM",
 }
@@ -480,8 +480,13 @@ def _actors(c: _Checker, top: LineDict) -> dict[str, Actor]:
         what = f"actor {name!r}"
         a = c.mapping(raw, raw_actors.line_of(name), what)
         c.keys(a, ACTOR_KEYS, what)
-        actors[str(name)] = Actor(str(name), c.ranged(a, "pid", 1, PID_MAX, what),
-                                  str(c.get(a, "comm", (str, int), what, name)), c.get(a, "vm", str, what, None))
+        pid = c.ranged(a, "pid", 1, PID_MAX, what)
+        twin = next((other.name for other in actors.values() if other.pid == pid), None)
+        if twin is not None:
+            raise c.fail(a.line_of("pid"), f"{what}: pid {pid} is actor {twin!r}'s too: a pid names one process and "
+                                           f"its mm, so give each actor its own")
+        actors[str(name)] = Actor(str(name), pid, str(c.get(a, "comm", (str, int), what, name)),
+                                  c.get(a, "vm", str, what, None))
     return actors
 
 
@@ -513,10 +518,10 @@ def _steps(c: _Checker, top: LineDict, actors: dict[str, Actor], device_names: s
                                                     f"scenario's {kernel[0]}.{kernel[1]} (`kernel`)")
         actor = str(params.get("actor")) if action is not None and "actor" in params else None
         if actor in exited and action not in AFTER_EXIT:
-            raise c.fail(params["_lines"].get("actor", s.line), f"{what} ({action}): actor {actor!r} exited at line "
-                                                                f"{exited[actor]}; after that only its "
-                                                                f"{' and '.join(AFTER_EXIT)} steps may follow (its "
-                                                                f"files closing): a new process is another actor")
+            raise c.fail(params["_lines"].get("actor", s.line),
+                         f"{what} ({action}): actor {actor!r} exited at line {exited[actor]}; after that only its "
+                         f"{' and '.join(AFTER_EXIT)} steps may follow (its files closing): a new process is another "
+                         f"actor, with its own pid")
         if action == "exit" and actor is not None:
             exited[actor] = s.line_of(action)
         say = c.get(s, "say", str, what, None)

@@ -212,6 +212,7 @@ def test_the_first_kernel_with_an_action_takes_it(tmp_path: Path, kernel: str, s
      "its unbind and detach steps may follow"),
     (GOOD_HEAD + "  - at: 0\n    exit: {actor: app}\n  - at: 2ms\n    uapi: {actor: app, name: IOMMU_IOAS_ALLOC}\n",
      "line 10", "actor 'app' exited at line 8"),
+    (GOOD_HEAD.replace("script:", "  app2: {pid: 10}\nscript:"), "line 6", "pid 10 is actor 'app''s too"),
     (GOOD_HEAD + "  - at: 1ms\n    bind: {actor: nobody, device: d0}\n", "line 8", "unknown actor 'nobody'"),
     (GOOD_HEAD + "  - at: 5\n    bind: {actor: app, device: d0}\n", "line 7", "with a unit"),
     (GOOD_HEAD + "  - at: 1ms\n    bind: {actor: app}\n", "line 8", "needs `device`"),
