@@ -251,7 +251,8 @@ TOP_KEYS: dict[str, str] = {
               f"the global IDA); a step the named kernel lacks is refused (a PASID attach or detach: "
               f"{FACT_KEYS['attach.pasid'].span}, through iommufd {FACT_KEYS['alloc.user'].span}; alloc "
               f"{HOOK_FACTS['iommu_alloc_global_pasid'].spans[0]}); default: current rules",
-    "stale_after": "a duration: an unanswered page-request group is reported after this (default 100ms)",
+    "stale_after": "a duration: an unanswered page-request group, or an exited process's binds held on, is "
+                   "reported after this (default 100ms)",
     "devices": "a list of devices (required), with the keys below",
     "actors": "a mapping of actor name to actor, with the keys below",
     "expect": "a list of the anomalies the scenario must show: " + ", ".join(sorted(RULES)),

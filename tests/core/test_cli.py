@@ -65,6 +65,21 @@ def test_check_stale_threshold_is_configurable() -> None:
     assert cli("check", path, "--stale-ms", "500", "--json").returncode == 0
 
 
+def test_the_stale_threshold_also_times_binds_held_past_an_exit_and_help_says_so(tmp_path: Path) -> None:
+    """--stale-ms is the one threshold for both lateness findings: a group unanswered, and an exited process's SVA
+    binds still held (mm_exit_with_binds; the binds go as its files close, exit_files() after exit_mm(),
+    kernel/exit.c 5.18+)."""
+    path = tmp_path / "late.yaml"
+    path.write_text('title: t\nkernel: "6.18"\ndevices:\n  - {name: d0}\nactors:\n  app: {pid: 10}\nscript:\n'
+                    "  - at: 0\n    bind: {actor: app, device: d0}\n  - at: 1ms\n    exit: {actor: app}\n"
+                    "  - at: 51ms\n    unbind: {actor: app, device: d0}\n")
+    assert cli("check", str(path), "--json").returncode == 0  # 50 ms: within the default 100
+    late = cli("check", str(path), "--stale-ms", "20", "--json")
+    assert [a["kind"] for a in json.loads(late.stdout)["anomalies"]] == ["mm_exit_with_binds"]
+    words = " ".join(cli("check", "--help").stdout.split())
+    assert "page-request groups unanswered this long, and processes that exited with SVA binds held on" in words
+
+
 @pytest.mark.parametrize("args, words", [
     (["check", "no-such-file.pasidrec"], "no such file"),
     (["info", "README.md"], "not a PASID Explorer recording"),

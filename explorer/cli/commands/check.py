@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--all", action="store_true",
                    help=f"print every finding (default: a summary, then the first {SHOWN_PER_RULE} of each kind)")
     p.add_argument("--stale-ms", type=milliseconds, default=None, metavar="MS",
-                   help="report page-request groups unanswered this long (default 100, or the scenario's)")
+                   help="report page-request groups unanswered this long, and processes that exited with SVA "
+                        "binds held on this long after (default 100, or the scenario's)")
     p.add_argument("--jobs", "-j", type=count(1), default=os.cpu_count() or 1, metavar="N",
                    help="fleet: recordings checked at once, each in its own process (default: the CPUs here)")
     p.set_defaults(func=run)

@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--layout", help="layout name (debug, teaching, compact) or a layout .yaml file (default: "
                                     "compact below 120x36, else teaching for scenarios and debug otherwise)")
     p.add_argument("--stale-ms", type=milliseconds, metavar="MS",
-                   help="age at which an unanswered page-request group is reported (default 100)")
+                   help="age at which an unanswered page-request group, or a process's SVA binds held on past its "
+                        "exit, is reported (default 100)")
     add_machine_arguments(p)
     p.set_defaults(func=run)
 
