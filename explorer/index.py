@@ -628,6 +628,10 @@ class RecordingIndex:
 
     @property
     def start_ns(self) -> int:
+        """Where shown times count from: the first event, or a scenario's own 0, which its steps' `at` count from
+        (a scenario whose first step is at 10ms shows it at +10ms)."""
+        if self.header.clock == "scenario":
+            return 0
         return int(self.ts[0]) if self.n else 0
 
     @property

@@ -3,6 +3,7 @@ in a scenario file are named by file and line."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from explorer.cli.main import main
 from explorer.errors import ScenarioError
+from explorer.export import export
 from explorer.index import RecordingIndex
 from explorer.recording import Recording
 from explorer.scenarios import ACTIONS, bundled_scenarios, load_scenario
@@ -70,6 +72,18 @@ def test_an_unbound_process_s_pasid_is_freed_after_its_exit_from_5_18(tmp_path: 
     run = load_scenario(path)
     assert [e.kind for e in run.events if e.ts_ns >= 1_000_000] == kinds
     assert run.sim.anomalies == [] and run.sim.state.pasids == {}
+
+
+def test_a_scenarios_times_read_as_its_author_wrote_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A scenario whose first step is at 10ms shows it at 10ms, not at 0: its steps' `at` count from its own 0."""
+    path = _write(tmp_path, GOOD_HEAD.replace("width: 4", "width: 20") + (
+        "  - at: 10ms\n    bind: {actor: app, device: d0}\n  - at: 12ms\n    free: {pasid: app, via: sva}\n"))
+    assert main(["check", str(path)]) == 1
+    assert "ERROR        12.000 ms  PASID freed while still attached" in capsys.readouterr().out
+    export(str(path), "chrome-json", str(tmp_path / "t.json"))
+    trace = json.loads((tmp_path / "t.json").read_text())["traceEvents"]
+    assert min(e["ts"] for e in trace if "ts" in e and e.get("ph") != "M") == 10_000.0  # µs
+    assert load_scenario(path).index().start_ns == 0
 
 
 def test_the_bundled_recording_of_one_process_on_two_devices_frees_its_pasid_after_the_last_unbind() -> None:
