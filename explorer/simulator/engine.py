@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from itertools import compress, repeat
+from operator import eq, itemgetter
 from typing import Any, TypeVar
 
 from ..events import (
@@ -79,6 +81,7 @@ _SVA_DOMAIN, _FAILURE = str(DomainType.SVA), int(ResponseCode.FAILURE)
 FOLD_AFTER = 8
 RULE_KEPT = 10_000
 DEFAULT_STALE_NS = 100_000_000  # a page-request group unanswered this long is reported
+_SECOND = itemgetter(1)  # an attachment's PASID, of its key
 ENOSPC = 28
 
 # Kinds that change or check state; the rest (map, unmap, markers...) pass the simulator by.
@@ -432,13 +435,16 @@ class Simulator:
         st.frees += 1
         if live.mm is not None and st.mm_pasid.get(live.mm) == pasid:
             del st.mm_pasid[live.mm]
-            if not st.binds_of(live.mm):
+            if not st.holds_binds(live.mm):
                 # The mm is gone from the model: keep checkpoints small on hosts with many short-lived processes.
                 st.mm_owner.pop(live.mm, None)
                 st.exited.pop(live.mm, None)
-        for (dev, p), att in st.attachments.items():
+        attachments = st.attachments
+        # (its pairs found in C: a free scans every attachment of the host)
+        for dev, p in compress(attachments, map(eq, map(_SECOND, attachments), repeat(pasid))) if not inferred else ():
+            att = attachments[dev, p]
             # Attachments older than this allocation were reported when the PASID was first freed under them.
-            if p == pasid and not inferred and att.global_pasid and att.since_ns >= live.since_ns:
+            if att.global_pasid and att.since_ns >= live.since_ns:
                 self._flag("free_while_attached", ts, dev, pasid,
                            f"PASID {pasid} was freed while {dev} still had it attached to a {att.domain_type} "
                            f"domain (attached {fmt_ns(ts - att.since_ns)} earlier).", [att.idx, idx],
@@ -571,9 +577,9 @@ class Simulator:
             del st.attachments[(dev, b.pasid)]
             st.implied_detach[(dev, b.pasid)] = idx
             self._drain(dev, b.pasid, ts, idx)
-        if self.policy.sva_free_at == "last_unbind" and b.pasid in st.pasid_records and not st.binds_of(mm):
+        if self.policy.sva_free_at == "last_unbind" and b.pasid in st.pasid_records and not st.holds_binds(mm):
             self._release(b.pasid, ts, idx, st.mm_owner.get(mm, f"mm {mm}"), inferred=True)
-        elif mm in st.exited and not st.binds_of(mm) and b.pasid in st.pasid_records:
+        elif mm in st.exited and not st.holds_binds(mm) and b.pasid in st.pasid_records:
             # The last bind of an exited mm: the mm is dropped now and mm_pasid_drop() frees its PASID.
             self._release(b.pasid, ts, idx, st.mm_owner.get(mm, f"mm {mm}"), inferred=True)
 
@@ -581,13 +587,13 @@ class Simulator:
         st = self.state
         ts, f = row[R_TS], row[R_FIELDS]
         mm = f.get("mm", row[R_PID])
-        held = st.binds_of(mm)
+        held = st.holds_binds(mm)
         pasid = st.mm_pasid.get(mm)
         if not held and pasid is None:
             return  # an mm the PASID machinery never saw: most processes on a host
         if held and not self.policy.unbind_visible:
             self._unseen_unbinds(mm, ts, idx)  # its files close right after: the driver unbinds then
-            held = {}
+            held = False
         st.exited[mm] = (ts, idx)
         if held:
             st.stale_queue.append((ts + self.stale_ns, mm))

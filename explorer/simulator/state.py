@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import dataclass, field, fields
 from itertools import chain
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from ..events import PASID_SPACE
@@ -70,6 +71,7 @@ class UapiObject(NamedTuple):
 _FINDINGS_ONLY = frozenset({"answered", "answered_before", "stale_queue", "exit_reported"})
 _NESTED = "others"  # the other machines' states: frozen state by state
 ANSWERS_KEPT = 4096  # answered groups remembered per generation (a PRG index is 9 bits, so keys recur)
+_MM = itemgetter(0)  # a bind's mm, of its key
 UNSEEN_KEPT = 4096  # binds dropped unseen that are remembered (see `SimState.unseen_unbinds`)
 
 
@@ -251,6 +253,11 @@ class SimState:
 
     def binds_of(self, mm: int) -> dict[str, Bind]:
         return {d: b for (m, d), b in self.binds.items() if m == mm}
+
+    def holds_binds(self, mm: int) -> bool:
+        """Whether `mm` holds a bind: `binds_of` without making it (the handlers ask this at every free and unbind,
+        of a map the size of the host's binds)."""
+        return mm in map(_MM, self.binds)
 
     def outstanding(self, now_ns: int | None = None) -> list[tuple[PendingGroup, int]]:
         """Outstanding groups, oldest first, with their age at `now_ns` (default: the state's time)."""
