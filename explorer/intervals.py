@@ -222,9 +222,9 @@ class Intervals:
             if len(self._cols) == _WIDTH * _SLICE:
                 self._seal()
 
-    def joined_many(self, pairs: list[int]) -> None:
-        """`joined` for (request, opening request) pairs given flat, in order."""
-        self._joins.fromlist(pairs)
+    def joined_many(self, pairs: np.ndarray) -> None:
+        """`joined` for (request, opening request) pairs given flat (int64), in order."""
+        self._joins.frombytes(pairs.tobytes())
 
     # -- read by everything else ---------------------------------------------------------------------------
     def later_requests(self, open_idx: int) -> list[int]:

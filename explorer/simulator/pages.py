@@ -26,12 +26,11 @@ intervals and seeks.
 from __future__ import annotations
 
 import struct
-from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import repeat
-from operator import attrgetter, itemgetter
+from itertools import compress, repeat
+from operator import attrgetter, is_not, itemgetter, not_
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -42,7 +41,7 @@ from ..journal import Journal
 from ..recording.fieldmaps import ABSENT, BOOL, INT, OTHER, TEXT, FieldColumns
 from ..state_records import CLOSED, P_BITS, ROUTES, open_group
 from ..uapi import only_counted
-from .state import ANSWERS_KEPT, SimState
+from .state import ANSWERS_KEPT
 
 if TYPE_CHECKING:
     from .engine import Simulator
@@ -390,14 +389,18 @@ def _groups(keys: list[tuple[Any, Any, Any]], key_of: np.ndarray, ts: np.ndarray
 
 
 class _Batch:
-    """One batch's settled groups (see the module): found at once, then asked and written as the loop goes."""
+    """One batch's settled groups and counted calls (see the module): found at once, then asked and written as the
+    handlers' rows go (`run`)."""
 
     def __init__(self, sim: Simulator, positions: list[int], base: int, cols: PageColumns,
                  route: Callable[[Any], str], found: Found) -> None:
         self.sim, self.st, self.base, self.route, self.counted = sim, sim.state, base, route, found.counted
         self.slow: list[int] = np.flatnonzero(~found.counted).tolist()  # the rows (places) the handlers run
-        self.n = 0
-        self.due = len(positions)  # the place of the first settled group's row not asked or written yet
+        self.c_at, self.c_keys = np.asarray(found.calls_at, np.int64), found.calls  # the calls only counted
+        self.n = self.v = self.noted = self.pj = self.pr = self.pa = self.pc = 0  # (what is asked and written)
+        self.refused = False
+        self.first = self.r_at = self.j_at = _NONE
+        self.ok = np.zeros(0, bool)
         g, lay = found.groups, found.layout
         if g is None or lay is None:
             return
@@ -414,8 +417,7 @@ class _Batch:
         numbers): by opening, by later request, by response."""
         st, base = self.st, self.base
         gd = codes[g.d[lay.f0]]
-        keys = [(dd << 32 | pp) << P_BITS | qq + 1 for dd, pp, qq in zip(gd.tolist(), lay.p.tolist(), lay.q.tolist(),
-                                                                          strict=True)]
+        keys = _keys(gd, lay.p, lay.q)
         # the first group of a key may join a group open before the batch
         groups = st.group_records
         open_before = groups.keys() & keys if groups else None
@@ -429,7 +431,7 @@ class _Batch:
         self.key = keys
         self.slow = lay.slow.tolist()
         self.group_of = lay.group_of
-        self.first = lay.first_at.tolist()
+        self.first = lay.first_at
         # What the state says at the batch's start, pair by pair: a group is asked again as it opens only if its
         # pair's domain is another by then (or its function's PRI failed)
         att_get, pri, route, names = st.attachments.get, st.pri_disabled, self.route, g.devices
@@ -439,109 +441,156 @@ class _Batch:
         inverse = lay.pair_of
         self.pair_of = inverse.tolist()
         seen = [_UNSEEN if a is None or pair[0] in pri else a for a, pair in zip(atts, self.pairs, strict=True)]
-        self.att = [seen[j] for j in self.pair_of]
-        flags = np.where(bits[inverse] > 0, bits[inverse] | lay.closed * CLOSED, 0)
-        self.flags, self.closed = flags.tolist(), lay.closed.tolist()
+        self.pair_at, self.seen_at = list(map(self.pairs.__getitem__, self.pair_of)), list(map(seen.__getitem__,
+                                                                                              self.pair_of))
+        self.flags = np.where(bits[inverse] > 0, bits[inverse] | lay.closed * CLOSED, 0)
+        self.closed = lay.closed
         self.start = lay.start
         self.ok = np.ones(nc, bool)
-        self.refused = False
         # by response
         by_resp = lay.by_resp
-        self.r_at = lay.r_at.tolist()
+        self.r_at = lay.r_at
         self.r_group = by_resp
         self.r_key = list(itemgetter(*by_resp.tolist())(keys)) if nc > 1 else keys[:]
         rows = lay.closing.copy()
         rows[:, 3:5] += base
-        self.r_answer = list(zip(lay.r_ts.tolist(), rows[:, 4].tolist(), strict=True))
-        shape = gd << 6
-        rows[:, 0] = (shape[by_resp] | flags[by_resp]) << 3 | _GROUP
+        self.r_ts, self.r_idx = lay.r_ts.tolist(), rows[:, 4].tolist()  # (their answers)
+        self.shape = gd << 6
+        rows[:, 0] = (self.shape[by_resp] | self.flags[by_resp]) << 3 | _GROUP
         self.closing = bytearray(rows.tobytes())  # (a group whose route is another by its opening: its row patched)
-        self.shape = shape.tolist()
-        self.r_pos = lay.r_pos.tolist()
+        self.r_pos = lay.r_pos
         # later requests, in order
-        self.j_at = lay.joins.tolist()
+        self.j_at = lay.joins
         self.j_group = lay.j_group
-        self.j_pairs = (lay.j_pairs.astype(np.int64) + base).tolist()  # (chunk positions are uint32)
-        self.v = self.noted = self.pj = self.pr = 0
-        self.due = self.first[0]
+        self.j_pairs = lay.j_pairs.astype(np.int64) + base  # (chunk positions are uint32)
 
-    def ask(self, i: int) -> list[int]:
-        """Ask the groups opened before row `i` (the state now is the state at their opening): settled, or refused
-        (their rows, to run the handlers, returned)."""
-        v, n, first = self.v, self.n, self.first
-        if v >= n or first[v] >= i:
-            return []
-        st = self.st
-        att_get, pri, att, pairs, pair_of = st.attachments.get, st.pri_disabled, self.att, self.pairs, self.pair_of
+    def run(self, slow: list[int], rows: list[Row | None], positions: list[int], handle: Callable[[Row, int], None]
+            ) -> list[int] | None:
+        """Run the handlers of the rows at places `slow` (the batch's rows left to run, in order), asking and
+        writing before each what the settled groups and counted calls left before it, as the handlers would have;
+        at the batch's end, all of it. None once done; else, a group asked on the way was refused, and these are
+        the places left to run, its rows among them (decoded by the caller).
+
+        Where a write is due is found for all the rows at once. Later requests, answers and counts, which only one
+        handler each reads or writes (a page request's, a response's, an iommufd call's), are written only before
+        such a row; notes of groups and their closed intervals, before any row that comes after them."""
+        m, base = len(positions), self.base
+        kinds = np.array([rows[positions[i]][R_KIND] for i in slow] + [None], object)  # type: ignore[index]
+        places = np.array([*slow, m], np.int64)
+        end = np.zeros(len(places), bool)
+        end[-1] = True
+        bounds = []
+        for at, done, before in ((self.first, self.noted, None), (self.r_at, self.pr, None),
+                                 (self.j_at, self.pj, _PAGE_REQUEST), (self.r_at, self.pa, _PAGE_RESPONSE),
+                                 (self.c_at, self.pc, _UAPI)):
+            upto = np.searchsorted(at, places)
+            if before is not None:  # (carried on from the last such row)
+                upto = np.maximum.accumulate(np.where(end | (kinds == before), upto, 0))
+            bounds.append(np.maximum(upto, done))
+        due = np.zeros(len(places), bool)
+        for upto, done in zip(bounds, (self.noted, self.pr, self.pj, self.pa, self.pc), strict=True):
+            due[0] |= upto[0] > done
+            due[1:] |= upto[1:] > upto[:-1]
+        points = np.flatnonzero(due)
+        ran = 0
+        for w, g1, r1, j1, a1, c1 in zip(points.tolist(), *(upto[points].tolist() for upto in bounds), strict=True):
+            for i in slow[ran:w]:
+                j = positions[i]
+                handle(rows[j], base + j)  # type: ignore[arg-type]
+            ran = w
+            if g1 > self.v:
+                refused = self.ask(g1)
+                if refused:
+                    return sorted(slow[w:] + refused)
+            self.write(g1, r1, j1, a1, c1)
+        for i in slow[ran:]:
+            j = positions[i]
+            handle(rows[j], base + j)  # type: ignore[arg-type]
+        return None
+
+    def ask(self, upto: int) -> list[int]:
+        """Ask the groups opened before group `upto` (the state now is the state at their opening): settled, or
+        refused (their rows, to run the handlers, returned)."""
+        st, v0 = self.st, self.v
+        att_get, pri, pair_at, seen_at = st.attachments.get, st.pri_disabled, self.pair_at, self.seen_at
+        self.v = upto
+        nows = list(map(att_get, pair_at[v0:upto]))
+        # (in C: the groups whose pair's domain is the one it had at the batch's start, the most, pass unasked)
+        again = range(v0, upto) if pri else compress(range(v0, upto), map(is_not, nows, seen_at[v0:upto]))
         refused: list[int] = []
-        while v < n and first[v] < i:
-            pair = pairs[pair_of[v]]
-            now = att_get(pair)
-            if now is not att[v] or pri and pair[0] in pri:
+        for v in again:
+            pair, now = pair_at[v], nows[v - v0]
+            if now is not seen_at[v] or pri and pair[0] in pri:
                 if now is None or pair[0] in pri:
                     self.ok[v] = False
                     self.refused = True
                     refused += np.flatnonzero(self.group_of == v).tolist()
                 else:
-                    flags = _FLAGS[self.route(now), self.closed[v]]
+                    flags = _FLAGS[self.route(now), bool(self.closed[v])]
                     if flags != self.flags[v]:
                         self.flags[v] = flags
-                        _SHAPE_AT(self.closing, self.r_pos[v] * _ROW_BYTES, (self.shape[v] | flags) << 3 | _GROUP)
-            v += 1
-        self.v = v
+                        _SHAPE_AT(self.closing, int(self.r_pos[v]) * _ROW_BYTES,
+                                  int(self.shape[v] | flags) << 3 | _GROUP)
         return refused
 
-    def write(self, i: int) -> None:
-        """Write what the settled groups left before row `i`, as the handlers would have."""
-        st, intervals, ok = self.st, self.sim.intervals, self.ok
+    def write(self, g1: int, r1: int, j1: int, a1: int, c1: int) -> None:
+        """Write what the settled groups and counted calls left before a row: the notes of groups `noted` to `g1`,
+        the closed intervals and answers of those by response to `r1` and `a1`, the later requests to `j1`, the
+        counts of the calls to `c1`."""
+        st, intervals, ok, refused = self.st, self.sim.intervals, self.ok, self.refused
         noted = self.noted
-        v = bisect_left(self.first, i, noted, self.v)  # (groups asked past `i`, before a refused one: not yet)
-        if v > noted:
-            keys = self.key[noted:v] if not self.refused else \
-                [k for k, y in zip(self.key[noted:v], ok[noted:v].tolist(), strict=True) if y]
+        if g1 > noted:
+            keys = self.key[noted:g1] if not refused else \
+                [k for k, y in zip(self.key[noted:g1], ok[noted:g1].tolist(), strict=True) if y]
             groups = st.group_records
             if isinstance(groups, Journal):
                 groups.came_and_went(keys)
             if intervals is not None:
                 intervals.opened += len(keys)
-            self.noted = v
-        pj = self.pj
-        k = bisect_left(self.j_at, i, pj)
-        if k > pj:
-            if intervals is not None:
-                pairs = self.j_pairs[2 * pj:2 * k]
-                if self.refused:
-                    mine = ok[self.j_group[pj:k]].tolist()
-                    pairs = [x for j, y in enumerate(mine) if y for x in pairs[2 * j:2 * j + 2]]
-                intervals.joined_many(pairs)
-            self.pj = k
+            self.noted = g1
         pr = self.pr
-        k = bisect_left(self.r_at, i, pr)
-        self.due = min(self.first[self.noted] if self.noted < self.n else len(self.group_of),
-                       self.j_at[self.pj] if self.pj < len(self.j_at) else len(self.group_of),
-                       self.r_at[k] if k < self.n else len(self.group_of))
-        if k == pr:
-            return
-        self.pr = k
-        keys, answers = self.r_key[pr:k], self.r_answer[pr:k]
+        if r1 > pr:
+            if intervals is not None:
+                closing = memoryview(self.closing)[pr * _ROW_BYTES:r1 * _ROW_BYTES]
+                intervals.closed_many(closing if not refused else np.frombuffer(closing, np.int64).reshape(-1, 8)[
+                    ok[self.r_group[pr:r1]]].tobytes())
+            self.pr = r1
+        pj = self.pj
+        if j1 > pj:
+            if intervals is not None:
+                pairs = self.j_pairs[2 * pj:2 * j1]
+                intervals.joined_many(pairs if not refused else pairs.reshape(-1, 2)[ok[self.j_group[pj:j1]]])
+            self.pj = j1
+        if a1 > self.pa:
+            self._answer(a1)
+        if c1 > self.pc:
+            calls = st.uapi_calls
+            for key, n in Counter(self.c_keys[self.pc:c1]).items():
+                calls[key] = calls.get(key, 0) + n
+            self.pc = c1
+
+    def _answer(self, upto: int) -> None:
+        """The answers of the groups by response `pa` to `upto`, as the handler writes them one by one: a generation
+        holds ANSWERS_KEPT keys at most, and the key past them starts the next (`Simulator._page_response`)."""
+        st, pa = self.st, self.pa
+        keys, answers = self.r_key[pa:upto], list(zip(self.r_ts[pa:upto], self.r_idx[pa:upto], strict=True))
         if self.refused:
-            mine = ok[self.r_group[pr:k]]
-            keys = [x for x, y in zip(keys, mine.tolist(), strict=True) if y]
-            answers = [x for x, y in zip(answers, mine.tolist(), strict=True) if y]
-        answered = st.answered
-        if len(answered) + len(keys) <= ANSWERS_KEPT:
-            answered.update(zip(keys, answers, strict=True))
-        else:
-            for key, answer in zip(keys, answers, strict=True):
-                answered[key] = answer
+            mine = self.ok[self.r_group[pa:upto]].tolist()
+            keys, answers = list(compress(keys, mine)), list(compress(answers, mine))
+        answered, at, n = st.answered, 0, len(keys)
+        while at < n:  # (in C: the keys up to the one that would fill the generation past ANSWERS_KEPT)
+            room = ANSWERS_KEPT - len(answered)
+            fresh = list(compress(range(at, n), map(not_, map(answered.__contains__, keys[at:]))))  # (not held)
+            end = at if room < 0 else fresh[room] if room < len(fresh) else n
+            answered.update(zip(keys[at:end], answers[at:end], strict=True))
+            if end < n:
+                answered[keys[end]] = answers[end]
+                end += 1
                 if len(answered) > ANSWERS_KEPT:
                     st.answered_before, st.answered = answered, {}
                     answered = st.answered
-        if intervals is not None:
-            rows = memoryview(self.closing)[pr * _ROW_BYTES:k * _ROW_BYTES]
-            if self.refused:
-                rows = np.frombuffer(rows, np.int64).reshape(-1, 8)[ok[self.r_group[pr:k]]].tobytes()
-            intervals.closed_many(rows)
+            at = end
+        self.pa = upto
 
     def fresh(self) -> None:
         """The aging bound: no settled group opened before it is open, but the handlers would have lowered it."""
@@ -549,59 +598,27 @@ class _Batch:
             self.st.fresh_from = min(self.st.fresh_from, int(self.start[self.ok].min()))
 
 
+_NONE = np.zeros(0, np.int64)
+_PAGE_REQUEST, _PAGE_RESPONSE = str(Kind.PAGE_REQUEST), str(Kind.PAGE_RESPONSE)
+
+
+def _keys(devices: np.ndarray, prg: np.ndarray, pasid: np.ndarray) -> list[int]:
+    """Packed group keys (`state_records.group_key`) of state device codes, PRG indexes (below 2^32) and PASIDs: past
+    64 bits, so made as Python ints, a numpy call each step over object arrays from where int64 no longer holds them
+    (a device code is below 2^31: the state's table of texts never holds so many)."""
+    return ((devices << 32 | prg).astype(object) << P_BITS | (pasid + 1)).tolist()  # type: ignore[no-any-return]
+
+
 def settle(sim: Simulator, rows: list[Row | None], positions: list[int], base: int, cols: PageColumns,
            route: Callable[[Any], str], run: Callable[[Row, int], None]) -> None:
     """Apply the batch's rows at `positions` (see `Simulator.apply_rows`): settled groups at once, iommufd calls
     that are only counted by their count, the rest by `run` (a row's handler, as the hot loop runs it), in order."""
-    found = cols.found[0]
-    calls = _Calls(sim.state, found)
-    batch = _Batch(sim, positions, base, cols, route, found)
-    slow = batch.slow
-    _decode(rows, positions, slow, cols)
-    m, at = len(positions), 0
-    while True:
-        i = slow[at] if at < len(slow) else m
-        if i > calls.due:
-            calls.write(i)
-        if i > batch.due:
-            refused = batch.ask(i)
-            if refused:
-                _decode(rows, positions, refused, cols)
-                slow = sorted(slow[at:] + refused)
-                at = 0
-                if slow[0] < i:
-                    continue
-            batch.write(i)
-        if i == m:
-            break
-        run(rows[positions[i]], base + positions[i])
-        at += 1
+    batch = _Batch(sim, positions, base, cols, route, cols.found[0])
+    slow: list[int] | None = batch.slow
+    while slow is not None:
+        _decode(rows, positions, slow, cols)
+        slow = batch.run(slow, rows, positions, run)
     batch.fresh()
-
-
-class _Calls:
-    """iommufd calls that the model only counts by (pid, command, return value) and that were read from their
-    bytes (never decoded): counted a batch at a time, and their counts written before the next row that runs a
-    handler (or at the batch's end), in the order they came. (A decoded call runs `Simulator._uapi`, which counts
-    it as it comes.)"""
-
-    __slots__ = ("_st", "counted", "_at", "_keys", "_done", "due")
-
-    def __init__(self, st: SimState, found: Found) -> None:
-        self._st, self._done = st, 0
-        self.counted, self._at, self._keys = found.counted, found.calls_at, found.calls
-        self.due = self._at[0] if self._at else len(self.counted)  # the place of the first call not written yet
-
-    def write(self, i: int) -> None:
-        """Write the counts of the calls before place `i`."""
-        done = self._done
-        k = bisect_left(self._at, i, done)
-        if k > done:
-            calls = self._st.uapi_calls
-            for key, n in Counter(self._keys[done:k]).items():
-                calls[key] = calls.get(key, 0) + n
-            self._done = k
-            self.due = self._at[k] if k < len(self._at) else len(self.counted)
 
 
 def _decode(rows: list[Row | None], positions: list[int], at: list[int], cols: PageColumns) -> None:

@@ -247,4 +247,4 @@ def test_a_batch_past_four_billion_events_links_its_later_requests_to_their_even
     cols = pages.PageColumns(np.array([r[0] for r in rows], np.int64), [found], lambda at: None)
     base = (1 << 32) + 7
     batch = pages._Batch(sim, stateful.tolist(), base, cols, lambda att: "kernel", found)  # noqa: SLF001
-    assert batch.j_pairs[:4] == [base + 2, base + 1, base + 5, base + 4]  # (a later request, its group's first)
+    assert batch.j_pairs[:4].tolist() == [base + 2, base + 1, base + 5, base + 4]  # (a later request, its group's first)
