@@ -580,8 +580,11 @@ class _Batch:
         answered, at, n = st.answered, 0, len(keys)
         while at < n:  # (in C: the keys up to the one that would fill the generation past ANSWERS_KEPT)
             room = ANSWERS_KEPT - len(answered)
-            fresh = list(compress(range(at, n), map(not_, map(answered.__contains__, keys[at:]))))  # (not held)
-            end = at if room < 0 else fresh[room] if room < len(fresh) else n
+            if room >= n - at:  # (they fit, however many are held already: the most)
+                end = n
+            else:
+                fresh = list(compress(range(at, n), map(not_, map(answered.__contains__, keys[at:]))))  # (not held)
+                end = at if room < 0 else fresh[room] if room < len(fresh) else n
             answered.update(zip(keys[at:end], answers[at:end], strict=True))
             if end < n:
                 answered[keys[end]] = answers[end]
