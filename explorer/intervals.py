@@ -214,6 +214,9 @@ class Intervals:
     def closed_many(self, rows: bytes | memoryview) -> None:
         """Intervals closed in this order, none replaced: `rows`, `_WIDTH` int64 a row as `close` writes them. The
         page-request groups the model settles a batch at a time (explorer/simulator/pages.py)."""
+        if len(self._cols) + len(rows) // 8 < _SLICE * _WIDTH:  # (no block sealed on the way: the most)
+            self._cols.frombytes(rows)
+            return
         at = 0
         while at < len(rows):
             take = min(_SLICE * _WIDTH - len(self._cols), (len(rows) - at) // 8)

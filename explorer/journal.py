@@ -94,7 +94,7 @@ class Journal(dict):  # type: ignore[type-arg]
     def changes(self) -> Changes:
         """Keys whose value is another one than at the last call (MISSING: gone), and forget them."""
         before = self._before
-        if before is None:
+        if not before:  # (most maps, between two checkpoints)
             return ()
         keys = list(before)  # (in C a step at a time: a checkpoint's notes are a hundred thousand at 1M events)
         nows = list(map(dict.get, repeat(self), keys, repeat(MISSING)))
