@@ -11,14 +11,16 @@ which came before the threshold too) by a response that is no Response Failure, 
 drain it (a detach or replace of its pair, an unbind on its device, an exit or free that may unbind unseen binds),
 on a (device, PASID) none of whose page rows was left unread. Their rows are neither decoded nor stepped through.
 So are the iommufd calls the model only counts, read from their bytes too (`name`, `ret`, and the pid): they are
-counted, and the counts written before the next row that runs a handler.
+counted, and the counts written before the next iommufd call that runs a handler (or at the batch's end).
 What a batch's columns alone say (`find`: the calls only counted, the groups of that shape) is found with the
 chunk's other inputs, in the read-ahead helper process where there is one (read_ahead.py); the state at the
 batch's start then says which of those groups settle (`_Batch`). The other rows are decoded and run the handlers,
 in order; before each of them, the groups that opened since the last one are asked whether their pair has a domain
 and their function's PRI did not fail (the state's answers then; a group refused there is decoded and handled, its
 rows in their place), and what the settled groups left before that row is written in the handlers' order: journal
-notes, later requests, answers, closed intervals.
+notes and closed intervals; later requests and answers, which only a page request's and a response's handler read
+or write, only before such a row (and at the batch's end). Where each write falls is found for all the batch's
+handlers' rows at once (`_Batch.run`).
 tests/core/test_page_groups.py models recordings and random mixes both ways and compares findings, checkpoints,
 intervals and seeks.
 """
