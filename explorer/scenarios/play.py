@@ -1,7 +1,8 @@
-"""Turns a scenario's script into the events the kernel would show, in the kernel's order.
+"""Turns a scenario's script into the events a capture of its kernel would record, in the kernel's order.
 
 The runner asks the simulator what the kernel would decide (which PASID the allocator hands out, whether an mm
-already has one, whether a bind reference is the last), so scenarios teach the same rules the checks enforce.
+already has one), so scenarios teach the same rules the checks enforce. It counts bind references itself: before 6.2
+the unbinds it writes none of are the kernel's all the same.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from ..errors import ScenarioError
 from ..events import AllocPath, DomainType, Event, Kind, ResponseCode, make
 from ..index import RecordingIndex
+from ..kernel_facts import CURRENT, HOOKS, parse_version
 from ..recording import DeviceInfo, Header, write_events
 from ..simulator import Simulator
 from ..uapi import VFIO_DEVICE_ATTACH_PASID, command_number
@@ -42,6 +44,14 @@ class ScenarioRun:
         self._marker_steps = count(1)
         self._floor = -1
         self._exited: set[int] = set()  # actors' mms that exited, by pid (the model forgets an mm once it is freed)
+        # The kernel's SVA binds, (mm, device) -> (references, PASID): the model's lack the unbinds a capture cannot
+        # see (before 6.2), and it forgets an exited mm's PASID when it infers them
+        self._binds: dict[tuple[int, str], tuple[int, int]] = {}
+        # What a capture of this kernel records (kernel_facts.HOOKS): a bind, unbind or exit shows only these kinds
+        # (before 6.2 no attach, detach or unbind). Allocations and frees are always written: the player takes its
+        # PASID numbers from the model's allocator, which must see them (6.4-6.5's unhooked IDA included).
+        version = parse_version(scenario.kernel) or CURRENT
+        self._recorded = {kind for h in HOOKS if h.in_kernel(version) for kind in h.kinds}
         self._iommufd_attached: set[tuple[str, int | None]] = set()  # (device, PASID)s attached through VFIO/iommufd
         for step in scenario.steps:
             self._run(step)
@@ -56,6 +66,10 @@ class ScenarioRun:
         self.events.append(ev)
         self._floor = t
         return t + TICK
+
+    def _kernel(self, kind: str, t: int, actor: Actor, **kw: Any) -> int:
+        """Emit an event of a bind, unbind or exit if a capture of this kernel can record its kind."""
+        return self._emit(kind, t, actor, **kw) if kind in self._recorded else t
 
     def _fail(self, step: Step, key: str | None, what: str) -> ScenarioError:
         line = step.params.get("_lines", {}).get(key, step.line) if key else step.line
@@ -114,34 +128,34 @@ class ScenarioRun:
             if pasid is None:
                 t = self._emit(Kind.PASID_ALLOC, t, actor, device=dev, path=AllocPath.SVA, owner=actor.owner,
                                mm=mm, error=-ENOSPC)
-                self._emit(Kind.SVA_BIND, t, actor, device=dev, mm=mm, error=-ENOSPC)
+                self._kernel(Kind.SVA_BIND, t, actor, device=dev, mm=mm, error=-ENOSPC)
                 return
             t = self._emit(Kind.PASID_ALLOC, t, actor, device=dev, pasid=pasid, path=AllocPath.SVA,
                            owner=actor.owner, mm=mm)
         if pasid >= st.max_pasids(dev):
             # The mm's PASID is beyond this device's max_pasids: the bind fails with -EOVERFLOW before any attach
             # (iommu_alloc_mm_data() 6.8+, iommu_sva_alloc_pasid() before; iommu-sva.c).
-            self._emit(Kind.SVA_BIND, t, actor, device=dev, pasid=pasid, mm=mm, error=-EOVERFLOW)
+            self._kernel(Kind.SVA_BIND, t, actor, device=dev, pasid=pasid, mm=mm, error=-EOVERFLOW)
             return
-        if (mm, dev) not in st.binds:
+        if (mm, dev) not in self._binds:
             domain = self._sva_domain.setdefault(mm, next(self._domains))
-            t = self._emit(Kind.PASID_ATTACH, t, actor, device=dev, pasid=pasid, domain=domain,
-                           domain_type=DomainType.SVA)
-        self._emit(Kind.SVA_BIND, t, actor, device=dev, pasid=pasid, mm=mm)
+            t = self._kernel(Kind.PASID_ATTACH, t, actor, device=dev, pasid=pasid, domain=domain,
+                             domain_type=DomainType.SVA)
+        self._binds[(mm, dev)] = (self._binds.get((mm, dev), (0, pasid))[0] + 1, pasid)
+        self._kernel(Kind.SVA_BIND, t, actor, device=dev, pasid=pasid, mm=mm)
 
     def _do_unbind(self, step: Step, t: int) -> None:
         actor, dev = self._actor(step), self._arg(step, "device")
         assert actor is not None
-        st = self.sim.state
         mm = actor.pid
-        # (before 6.2 the model drops an exited mm's binds itself, unbinds being unseen there: they are still held)
-        bind = st.binds.get((mm, dev)) or st.unseen_unbinds.get((mm, dev))
-        pasid = bind.pasid if bind else st.mm_pasid.get(mm)
-        t = self._emit(Kind.SVA_UNBIND, t, actor, device=dev, pasid=pasid, mm=mm)
-        if bind is not None and bind.refs == 1:
-            t = self._emit(Kind.PASID_DETACH, t, actor, device=dev, pasid=pasid, domain=self._sva_domain.get(mm),
-                           domain_type=DomainType.SVA)
-            held = st.binds_of(mm) or any(m == mm for m, _ in st.unseen_unbinds)
+        refs, pasid = self._binds.pop((mm, dev), (0, self.sim.state.mm_pasid.get(mm)))
+        t = self._kernel(Kind.SVA_UNBIND, t, actor, device=dev, pasid=pasid, mm=mm)
+        if refs > 1:
+            self._binds[(mm, dev)] = (refs - 1, pasid)
+        elif refs == 1:
+            t = self._kernel(Kind.PASID_DETACH, t, actor, device=dev, pasid=pasid, domain=self._sva_domain.get(mm),
+                             domain_type=DomainType.SVA)
+            held = any(m == mm for m, _ in self._binds)
             # The last unbind frees the PASID up to 5.17 (iommu_sva_free_pasid()); from 5.18 the mm's drop does, so
             # it comes now only if the process has exited (__mmdrop() -> mm_pasid_drop(), kernel/fork.c).
             if not held and pasid is not None and (mm in self._exited or self.sim.policy.sva_free_at == "last_unbind"):
@@ -151,12 +165,11 @@ class ScenarioRun:
     def _do_exit(self, step: Step, t: int) -> None:
         actor = self._actor(step)
         assert actor is not None
-        st = self.sim.state
         mm = actor.pid
         self._exited.add(mm)
-        pasid = st.mm_pasid.get(mm)
-        dropped = pasid is not None and not st.binds_of(mm)  # (before 5.18 the last unbind freed it already)
-        t = self._emit(Kind.MM_EXIT, t, actor, mm=mm)
+        pasid = self.sim.state.mm_pasid.get(mm)
+        dropped = pasid is not None and not any(m == mm for m, _ in self._binds)  # (≤5.17 the last unbind freed it)
+        t = self._kernel(Kind.MM_EXIT, t, actor, mm=mm)
         if dropped:
             # No bind holds the mm, yet exit_mm() leaves it a lazy-TLB reference (kernel/exit.c): the last mmdrop
             # comes after the exit, and __mmdrop() -> mm_pasid_drop() frees its PASID then (5.18+, kernel/fork.c).

@@ -44,34 +44,68 @@ def test_bundled_recordings_are_up_to_date_with_their_yaml(scenario) -> None:
         "regenerate with: pasid-explorer scenarios --rebuild")
 
 
-@pytest.mark.parametrize("kernel", ["5.15", "6.1", "6.18"])
-def test_the_last_unbind_after_exit_writes_the_free_on_every_kernel(tmp_path: Path, kernel: str) -> None:
+@pytest.mark.parametrize("kernel, kinds", [
+    ("5.15", ["pasid_free"]), ("6.1", ["pasid_free"]), ("6.18", ["sva_unbind", "pasid_detach", "pasid_free"])])
+def test_the_last_unbind_after_exit_writes_the_free_on_every_kernel(tmp_path: Path, kernel: str,
+                                                                    kinds: list[str]) -> None:
     """The PASID's free follows the last unbind of an exited process: up to 5.17 the last unbind frees it
     (iommu_sva_free_pasid(), drivers/iommu/iommu-sva-lib.c), from 5.18 the mm's drop that the unbind allows
     (__mmdrop() -> mm_pasid_drop(), kernel/fork.c). The model's own inferences (before 6.2 it drops the binds at
-    the exit) do not hide it, and nothing is reported."""
+    the exit) do not hide it, and nothing is reported. Before 6.2 the unbind and its detach show nothing."""
     path = _write(tmp_path, GOOD_HEAD.replace("title: t\n", f"title: t\nkernel: \"{kernel}\"\n") + (
         "  - at: 0\n    bind: {actor: app, device: d0}\n  - at: 1ms\n    exit: {actor: app}\n"
         "  - at: 1200us\n    unbind: {actor: app, device: d0}\n"))
     run = load_scenario(path)
-    assert [e.kind for e in run.events if e.ts_ns >= 1_200_000] == ["sva_unbind", "pasid_detach", "pasid_free"]
+    assert [e.kind for e in run.events if e.ts_ns >= 1_200_000] == kinds
     assert run.sim.anomalies == []
 
 
 @pytest.mark.parametrize("kernel, kinds", [
-    ("5.15", ["sva_unbind", "pasid_detach", "pasid_free", "mm_exit"]),
+    ("5.15", ["pasid_free", "mm_exit"]),
     ("6.18", ["sva_unbind", "pasid_detach", "mm_exit", "pasid_free"])])
 def test_an_unbound_process_s_pasid_is_freed_after_its_exit_from_5_18(tmp_path: Path, kernel: str,
                                                                       kinds: list[str]) -> None:
     """From 5.18 __mmdrop() -> mm_pasid_drop() frees an mm's PASID (kernel/fork.c), and exit_mm() keeps a lazy-TLB
     reference to the mm past the exit (kernel/exit.c): the free follows sched_process_exit. Up to 5.17 the last
-    unbind freed it (iommu_sva_free_pasid(), drivers/iommu/iommu-sva-lib.c), before the exit."""
+    unbind freed it (iommu_sva_free_pasid(), drivers/iommu/iommu-sva-lib.c), before the exit, the unbind itself
+    unseen."""
     path = _write(tmp_path, GOOD_HEAD.replace("title: t\n", f"title: t\nkernel: \"{kernel}\"\n") + (
         "  - at: 0\n    bind: {actor: app, device: d0}\n  - at: 1ms\n    unbind: {actor: app, device: d0}\n"
         "  - at: 2ms\n    exit: {actor: app}\n"))
     run = load_scenario(path)
     assert [e.kind for e in run.events if e.ts_ns >= 1_000_000] == kinds
     assert run.sim.anomalies == [] and run.sim.state.pasids == {}
+
+
+@pytest.mark.parametrize("scenario", [s for s in BUNDLED if s.name.startswith(("08-", "10-"))],
+                         ids=lambda s: s.name)
+def test_a_scenario_before_6_2_shows_only_what_a_capture_of_its_kernel_records(scenario) -> None:
+    """Up to 6.1 an SVA bind attaches through the IOMMU driver's sva_bind op (iommu_sva_bind_device(),
+    drivers/iommu/iommu.c; PASIDs from drivers/iommu/iommu-sva-lib.c): iommu_attach_device_pasid() and
+    iommu_detach_device_pasid() come only in 6.2, and struct iommu_sva (include/linux/iommu.h, 5.2-6.1) holds only
+    the device, no domain, so a probe on iommu_sva_unbind_device() cannot name the unbinding mm. A capture of
+    such a kernel records no attach, detach or unbind: neither do the bundled recordings, whose markers still say
+    each unbind, and whose model still follows it (the PASIDs are all freed, nothing is reported)."""
+    rows = list(Recording(scenario.recording_path).iter_rows())
+    kinds = {r[1] for r in rows}
+    assert kinds.isdisjoint({"pasid_attach", "pasid_detach", "sva_unbind"})
+    assert {"sva_bind", "pasid_alloc", "pasid_free"} <= kinds
+    assert any("unbinds" in (r[8] or {}).get("text", "") for r in rows if r[1] == "marker")
+    idx = RecordingIndex.build(Recording(scenario.recording_path))
+    assert idx.anomalies == [] and idx.state_at(rows[-1][0]).pasids == {}
+
+
+def test_from_6_2_a_scenario_shows_the_attach_detach_and_unbind(tmp_path: Path) -> None:
+    """6.2 added iommu_attach_device_pasid()/iommu_detach_device_pasid() (drivers/iommu/iommu.c) and the SVA
+    domain in struct iommu_sva (include/linux/iommu.h), which names the unbinding mm."""
+    steps = "  - at: 0\n    bind: {actor: app, device: d0}\n  - at: 1ms\n    unbind: {actor: app, device: d0}\n"
+    for kernel, shown in (("6.1", False), ("6.2", True)):
+        run = load_scenario(_write(tmp_path, GOOD_HEAD.replace("title: t\n", f"title: t\nkernel: \"{kernel}\"\n")
+                                   + steps))
+        unbind = [e for e in run.events if e.kind == "sva_unbind"]
+        assert bool(unbind) == shown and (not unbind or unbind[0].get("mm") == 10)
+        assert any(e.kind == "pasid_attach" for e in run.events) == shown
+        assert any(e.kind == "pasid_detach" for e in run.events) == shown
 
 
 def test_a_scenarios_times_read_as_its_author_wrote_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

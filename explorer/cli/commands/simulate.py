@@ -15,9 +15,9 @@ ORDER = 40
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "simulate", help="run a teaching scenario (.yaml) and write its recording",
-        description="Run a teaching scenario through the simulator: each action becomes the events the kernel "
-                    "would show, in the kernel's order, with the PASIDs its allocator would hand out. The "
-                    "recording can then be explored, checked or exported like a live capture.\n\n"
+        description="Run a teaching scenario through the simulator: each action becomes the events a capture of "
+                    "the scenario's kernel would record, in the kernel's order, with the PASIDs its allocator would "
+                    "hand out. The recording can then be explored, checked or exported like a live capture.\n\n"
                     f"{reference()}\n\nSee recordings/scenarios/ for complete examples.",
         epilog="examples:\n"
                "  pasid-explorer simulate recordings/scenarios/01-two-processes-one-device.yaml -o two.pasidrec\n"
