@@ -247,20 +247,23 @@ class Recording:
         return header
 
     def _frame_at(self, off: int) -> _Frame:
-        """The frame at `off`; one cut inside its 12 leading bytes comes back with what is present of its tag."""
-        present = self.size - off
-        if present < FRAME.size:
-            tag = self._read(off, min(present, 4))
-            name = f"a {tag.decode('ascii', 'replace')} frame" if len(tag) == 4 else "a frame"
-            return _Frame(tag, 0, 0, b"", f"file ends inside {name} ({present} of at least {FRAME.size} bytes present)")
-        tag, length, crc = FRAME.unpack(self._read(off, FRAME.size))
+        """The frame at `off`; one cut inside its 12 leading bytes comes back with what is present of its tag. The
+        bytes are counted as read, not from the size at opening: a file cut shorter since reads as cut there."""
+        head = self._read(off, FRAME.size)
+        if len(head) < FRAME.size:
+            return _Frame(head[:4], 0, 0, b"", f"file ends inside {_frame_name(head)} ({len(head)} of at least "
+                                               f"{FRAME.size} bytes present)")
+        tag, length, crc = FRAME.unpack(head)
         start = off + FRAME.size
         if length > MAX_FRAME:
             return _Frame(tag, length, crc, b"", f"frame length {length} is implausible (corrupt)")
-        if start + length > self.size:
-            return _Frame(tag, length, crc, b"", f"file ends inside a {tag.decode('ascii', 'replace')} "
-                                                 f"frame ({present} of {FRAME.size + length} bytes present)")
-        return _Frame(tag, length, crc, self._read(start, length), None)
+        # (a length past the end is not read: it may be up to MAX_FRAME)
+        data = self._read(start, length) if start + length <= self.size else b""
+        if len(data) < length:
+            present = FRAME.size + (len(data) if start + length <= self.size else self.size - start)
+            return _Frame(tag, length, crc, b"", f"file ends inside {_frame_name(tag)} ({present} of "
+                                                 f"{FRAME.size + length} bytes present)")
+        return _Frame(tag, length, crc, data, None)
 
     def _open_by_footer(self) -> bool:
         if self.size < self._after_header + TAIL.size:
@@ -334,7 +337,7 @@ class Recording:
             return True
         else:
             # Skipped as the format says; noted too, since in a damaged file it may be a chunk whose tag was hit.
-            self.unknown_frames.append((off, tag.decode("ascii", "replace")))
+            self.unknown_frames.append((off, _tag_text(tag)))
             self.damage.append(Damage(off, f"frame with unknown tag {tag!r} skipped ({length} bytes)"))
         return False
 
@@ -565,3 +568,14 @@ class Recording:
 
 def open_recording(path: str | os.PathLike[str]) -> Recording:
     return Recording(path)
+
+
+def _tag_text(tag: bytes) -> str:
+    """A frame's tag as text: its letters where it is four printable ASCII characters (every tag the format
+    defines), else its bytes in hex (a damaged file's tag is arbitrary bytes, a terminal escape among them)."""
+    return tag.decode("ascii") if len(tag) == 4 and all(0x20 < b < 0x7F for b in tag) else tag.hex()
+
+
+def _frame_name(head: bytes) -> str:
+    """How a damage line names the frame whose leading bytes are `head`."""
+    return f"a {_tag_text(head[:4])} frame" if len(head) >= 4 else "a frame"

@@ -4,6 +4,7 @@ helper outlives its pass, nor the explorer when it is killed."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -200,3 +201,26 @@ def test_a_process_holding_over_a_thousand_files_open_reads_ahead_the_same(tmp_p
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert ahead.pop("read ahead") > 0
     assert ahead == {k: v for k, v in here.items() if k != "read ahead"}
+
+
+@pytest.mark.parametrize("way", ["here", "ahead"])
+def test_a_recording_cut_shorter_while_its_model_runs_ends_in_damage_lines_not_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str) -> None:
+    """A capture file rotated or truncated by another program while the explorer models it: the chunks past the cut
+    no longer read, which the index says as damage (the reader once unpacked a frame's leading bytes that were no
+    longer there: a struct.error out of the pass)."""
+    path = _workload(tmp_path)
+    if way == "ahead":
+        read_ahead_always(monkeypatch)
+    idx = RecordingIndex.build(Recording(path), model=False)
+    cut = [False]
+
+    def progress(done: int, total: int) -> None:
+        if not cut[0] and done > total // 3:
+            os.truncate(path, path.stat().st_size // 2)
+            cut[0] = True
+
+    assert idx.run_model(progress=progress) and cut[0]
+    assert any("file ends inside" in d or "no longer reads" in d for d in idx.damage)
+    assert any(a.rule == "events_lost" for a in idx.anomalies)
+    assert not any(ch in d for d in idx.damage for ch in "\x1b\ufffd")

@@ -352,3 +352,18 @@ def test_rows_that_do_not_match_their_columns_are_read_whole(tmp_path: Path, mon
     original = ChunkHead.rows
     monkeypatch.setattr(ChunkHead, "rows", lambda self, positions: original(shifted, [0]))
     assert _index_columns(path) == expected  # every chunk fell back to its rows, to the same index
+
+
+def test_a_damaged_frame_tag_is_named_in_hex_never_as_the_raw_bytes(tmp_path: Path) -> None:
+    """A tag is arbitrary bytes in a damaged file: an escape sequence among them must not reach a terminal."""
+    path = tmp_path / "w.pasidrec"
+    write_workload(str(path), 20_000, seed=1)
+    data = bytearray(path.read_bytes())
+    at = Recording(path).chunks[2].offset
+    data[at:at + 4] = b"\x1b[2J"
+    path.write_bytes(bytes(data[:at + 100]))  # (cut there, the footer with it: the walk meets the frame)
+    rec = Recording(path)
+    list(rec.iter_events())
+    said = [text for _, text in rec.unknown_frames] + [str(d) for d in rec.damage]
+    assert any("1b5b324a" in s for s in said)
+    assert not any("\x1b" in s for s in said)
