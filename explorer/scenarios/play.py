@@ -43,6 +43,7 @@ class ScenarioRun:
         self._sva_domain: dict[int, int] = {}
         self._marker_steps = count(1)
         self._floor = -1
+        self._gone: set[int] = set()  # actors' pids whose process exited (for good: a pid names one actor)
         self._exited: set[int] = set()  # actors' mms that exited, by pid (the model forgets an mm once it is freed)
         # The kernel's SVA binds, (mm, device) -> (references, PASID): the model's lack the unbinds a capture cannot
         # see (before 6.2), and it forgets an exited mm's PASID when it infers them
@@ -167,6 +168,7 @@ class ScenarioRun:
         assert actor is not None
         mm = actor.pid
         self._exited.add(mm)
+        self._gone.add(mm)
         pasid = self.sim.state.mm_pasid.get(mm)
         dropped = pasid is not None and not any(m == mm for m, _ in self._binds)  # (≤5.17 the last unbind freed it)
         t = self._kernel(Kind.MM_EXIT, t, actor, mm=mm)
@@ -212,7 +214,7 @@ class ScenarioRun:
                 # vfio_iommufd_physical_pasid_attach_ioas(): iommufd_device_replace() -> iommu_replace_device_pasid())
                 kind, kw["old_domain"] = Kind.PASID_REPLACE, old.domain
             self._iommufd_attached.add((dev, pasid))
-        elif self._arg(step, "via") == AllocPath.DRIVER and dtype == DomainType.PAGING:
+        elif dtype == DomainType.PAGING:
             # A kernel driver attaches its device's DMA-API domain (iommu_get_domain_for_dev(): IOMMU_DOMAIN_DMA or
             # _DMA_FQ, include/linux/iommu.h), as a capture reads it from the domain's type bits
             kw["dma_api"] = True
@@ -223,8 +225,9 @@ class ScenarioRun:
     def _do_detach(self, step: Step, t: int) -> None:
         actor, dev, pasid = self._actor(step), self._arg(step, "device"), self._pasid(step)
         att = self.sim.state.attachments.get((dev, pasid)) if pasid is not None else None
-        if through_iommufd(step.params):
-            self._iommufd_attached.discard((dev, pasid))
+        self._iommufd_attached.discard((dev, pasid))
+        if through_iommufd(step.params) and actor is not None and actor.pid not in self._gone:
+            # (after its exit an actor makes no ioctl: its VFIO device file closing detaches, exit_files())
             t = self._emit(Kind.UAPI, t, actor, device=dev, pasid=pasid,
                            cmd=command_number("VFIO_DEVICE_DETACH_IOMMUFD_PT"), name="VFIO_DEVICE_DETACH_IOMMUFD_PT",
                            args={"argsz": 12, "flags": VFIO_DEVICE_ATTACH_PASID, "pasid": pasid}, ret=0,

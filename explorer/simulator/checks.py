@@ -57,8 +57,9 @@ RULES: dict[str, Rule] = {r.name: r for r in (
     _r("free_while_attached", "PASID freed while still attached", E,
        "6.2+ (per-PASID attach): detach before free. The kernel does not check: the device's PASID-table entry "
        "keeps pointing at its domain while the allocator may give the number away, and its new owner's attach "
-       "on that device then fails with -EBUSY. From 6.15 only SVA and a driver's DMA-API attach (dma_api) count: "
-       "user space's iommufd PASIDs are its own numbers, and an attach of an unknown domain is not judged."),
+       "on that device then fails with -EBUSY. From 6.15 only SVA, a driver's DMA-API attach (dma_api) and an "
+       "identity domain count: user space's iommufd PASIDs are its own numbers, and a paging attach of an unknown "
+       "domain is not judged."),
     _r("reserved_pasid", "reserved PASID 0 used as a PASID", E,
        "All versions: PASID 0 is IOMMU_NO_PASID (VT-d RID2PASID, SMMU SSID 0, AMD 'no PASID'): it means 'no "
        "PASID', is never allocated, and iommu_attach_device_pasid() (6.2+) refuses it."),

@@ -190,6 +190,21 @@ def test_a_kernel_drivers_global_pasid_is_not_a_user_space_drivers_own_number_on
     assert [(a.rule, a.device) for a in buggy.sim.anomalies] == [("free_while_attached", "dsa")]
 
 
+def test_an_attach_no_actor_makes_is_a_drivers_and_a_detach_after_the_exit_makes_no_ioctl(tmp_path: Path) -> None:
+    """An attach with no actor is a kernel driver's (no VFIO ioctl is played): its paging domain is its device's
+    DMA-API one, so freeing the global PASID under it is found on 6.15+ too. After its exit an actor makes no
+    ioctl: its VFIO device file closing (exit_files(), kernel/exit.c, after exit_mm()) detaches what it held."""
+    driver = load_scenario(_write(tmp_path, TWO_DRIVERS.replace(
+        "attach: {actor: drv, device: dsa, pasid: k, via: driver}", "attach: {device: dsa, pasid: k, domain: paging}")
+        + "  - free: {actor: drv, pasid: k, via: driver}\n"))
+    assert [(a.rule, a.device) for a in driver.sim.anomalies] == [("free_while_attached", "dsa")]
+    gone = load_scenario(_write(tmp_path, TWO_DRIVERS + "  - exit: {actor: app}\n  - detach: {actor: app, device: vf, "
+                                                       "pasid: 1}\n"))
+    exit_at = next(e.ts_ns for e in gone.events if e.kind == "mm_exit")
+    after = [e for e in gone.events if e.ts_ns > exit_at]
+    assert [e.kind for e in after] == ["pasid_detach"]
+
+
 def test_attaching_an_attached_pasid_through_iommufd_replaces_its_domain(tmp_path: Path) -> None:
     """VFIO_DEVICE_ATTACH_IOMMUFD_PT on a PASID iommufd already attached is a replace (drivers/vfio/iommufd.c
     vfio_iommufd_physical_pasid_attach_ioas(), 6.15+: iommufd_device_replace() -> iommu_replace_device_pasid()):

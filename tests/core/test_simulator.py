@@ -205,6 +205,10 @@ def test_a_driver_freeing_its_pasid_says_nothing_of_a_user_paging_attach_at_the_
     unknown = make(Kind.PASID_ATTACH, 1, device=DSA, pasid=1, domain=3, domain_type=DomainType.PAGING)
     assert rules(run([alloc, unknown, free], kernel)) == []
     assert rules(run([alloc, unknown, free], "6.14")) == ["free_while_attached"]  # no user PASIDs before 6.15
+    # An identity domain is never user space's (iommufd makes none): a driver attaching its device's default domain
+    # on a passthrough host (IOMMU_DOMAIN_IDENTITY, __IOMMU_DOMAIN_PT) is of its global number, and freed under it
+    identity = make(Kind.PASID_ATTACH, 1, device=DSA, pasid=1, domain=3, domain_type=DomainType.IDENTITY)
+    assert rules(run([alloc, identity, free], kernel)) == ["free_while_attached"]
 
 
 def test_a_group_no_domain_of_its_own_takes_is_uncertain_unless_user_space_is_known_to_answer_them() -> None:
