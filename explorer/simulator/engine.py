@@ -636,12 +636,12 @@ class Simulator:
         """Is this attach of a global (allocator) PASID? An SVA domain's always is; another domain's is when the
         number is live in the allocator for a driver (iommu_alloc_global_pasid) or the ioasid allocator. An
         iommufd/VFIO PASID is chosen by user space in the device's own table and never allocated (6.15+), whatever
-        a driver holds under the same number in the global allocator: there a non-SVA attach is of a driver's
-        number only when its domain is known to be the DMA API's (`dma_api`: the __IOMMU_DOMAIN_DMA_API bit,
-        include/linux/iommu.h; iommufd's HWPTs are IOMMU_DOMAIN_UNMANAGED, without it), and a nested domain, a VM's
-        or one with a fault queue never is. Where the bit is not known (older captures, imports) a paging attach is
-        taken as user space's: a free under it is missed, not made up. An identity or blocked domain is never user
-        space's (iommufd makes neither: a driver attaching its device's default domain on a passthrough host)."""
+        a driver holds under the same number in the global allocator. There a nested domain, a VM's or one with a
+        fault queue is user space's; a paging one is a driver's only when it is known to be the DMA API's
+        (`dma_api`: the __IOMMU_DOMAIN_DMA_API bit, include/linux/iommu.h; iommufd's HWPTs are
+        IOMMU_DOMAIN_UNMANAGED, without it), and where the bit is not known (older captures, imports) it is taken as
+        user space's: a free under it is missed, not made up. An identity or blocked domain is a driver's (iommufd
+        makes neither: a driver attaching its device's default domain on a passthrough host)."""
         if dtype == DomainType.SVA:
             return True
         if self.policy.user_pasids and (dtype == DomainType.NESTED or f.get("vm") or f.get("fault_queue") is not None
