@@ -16,6 +16,7 @@ from ..events import AllocPath, DomainType, Event, Kind, ResponseCode, make
 from ..index import RecordingIndex
 from ..kernel_facts import CURRENT, HOOKS, parse_version
 from ..recording import DeviceInfo, Header, write_events
+from ..recording.header import SCENARIO_CLOCK
 from ..simulator import Simulator
 from ..uapi import VFIO_DEVICE_ATTACH_PASID, command_number
 from .language import ACTIONS, PAGE, Actor, Scenario, Step, through_iommufd
@@ -30,7 +31,7 @@ class ScenarioRun:
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
         self.header = Header(
-            source="scenario", host={"kernel": scenario.kernel} if scenario.kernel else {}, clock="scenario",
+            source="scenario", host={"kernel": scenario.kernel} if scenario.kernel else {}, clock=SCENARIO_CLOCK,
             title=scenario.title, description=scenario.summary.strip() or None,
             devices=[DeviceInfo(d.name, d.width, d.pri, d.ats, d.driver) for d in scenario.devices],
             extra={"scenario": {"file": scenario.path.rsplit("/", 1)[-1], "expect": scenario.expect,
@@ -43,8 +44,7 @@ class ScenarioRun:
         self._sva_domain: dict[int, int] = {}
         self._marker_steps = count(1)
         self._floor = -1
-        self._gone: set[int] = set()  # actors' pids whose process exited (for good: a pid names one actor)
-        self._exited: set[int] = set()  # actors' mms that exited, by pid (the model forgets an mm once it is freed)
+        self._exited: set[int] = set()  # actors' pids (and mms) whose process exited: a pid names one actor
         # The kernel's SVA binds, (mm, device) -> (references, PASID): the model's lack the unbinds a capture cannot
         # see (before 6.2), and it forgets an exited mm's PASID when it infers them
         self._binds: dict[tuple[int, str], tuple[int, int]] = {}
@@ -71,6 +71,10 @@ class ScenarioRun:
     def _kernel(self, kind: str, t: int, actor: Actor, **kw: Any) -> int:
         """Emit an event of a bind, unbind or exit if a capture of this kernel can record its kind."""
         return self._emit(kind, t, actor, **kw) if kind in self._recorded else t
+
+    def _holds(self, mm: int) -> bool:
+        """Whether `mm` still holds a bind (the kernel's count, `_binds`)."""
+        return any(m == mm for m, _ in self._binds)
 
     def _fail(self, step: Step, key: str | None, what: str) -> ScenarioError:
         line = step.params.get("_lines", {}).get(key, step.line) if key else step.line
@@ -156,21 +160,19 @@ class ScenarioRun:
         elif refs == 1:
             t = self._kernel(Kind.PASID_DETACH, t, actor, device=dev, pasid=pasid, domain=self._sva_domain.get(mm),
                              domain_type=DomainType.SVA)
-            held = any(m == mm for m, _ in self._binds)
+            held = self._holds(mm)
             # The last unbind frees the PASID up to 5.17 (iommu_sva_free_pasid()); from 5.18 the mm's drop does, so
             # it comes now only if the process has exited (__mmdrop() -> mm_pasid_drop(), kernel/fork.c).
             if not held and pasid is not None and (mm in self._exited or self.sim.policy.sva_free_at == "last_unbind"):
                 self._emit(Kind.PASID_FREE, t, actor, pasid=pasid, path=AllocPath.SVA, owner=actor.owner, mm=mm)
-                self._exited.discard(mm)
 
     def _do_exit(self, step: Step, t: int) -> None:
         actor = self._actor(step)
         assert actor is not None
         mm = actor.pid
         self._exited.add(mm)
-        self._gone.add(mm)
         pasid = self.sim.state.mm_pasid.get(mm)
-        dropped = pasid is not None and not any(m == mm for m, _ in self._binds)  # (≤5.17 the last unbind freed it)
+        dropped = pasid is not None and not self._holds(mm)  # (≤5.17 the last unbind freed it)
         t = self._kernel(Kind.MM_EXIT, t, actor, mm=mm)
         if dropped:
             # No bind holds the mm, yet exit_mm() leaves it a lazy-TLB reference (kernel/exit.c): the last mmdrop
@@ -226,7 +228,7 @@ class ScenarioRun:
         actor, dev, pasid = self._actor(step), self._arg(step, "device"), self._pasid(step)
         att = self.sim.state.attachments.get((dev, pasid)) if pasid is not None else None
         self._iommufd_attached.discard((dev, pasid))
-        if through_iommufd(step.params) and actor is not None and actor.pid not in self._gone:
+        if through_iommufd(step.params) and actor is not None and actor.pid not in self._exited:
             # (after its exit an actor makes no ioctl: its VFIO device file closing detaches, exit_files())
             t = self._emit(Kind.UAPI, t, actor, device=dev, pasid=pasid,
                            cmd=command_number("VFIO_DEVICE_DETACH_IOMMUFD_PT"), name="VFIO_DEVICE_DETACH_IOMMUFD_PT",
