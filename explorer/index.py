@@ -34,6 +34,7 @@ from .live_spill import LiveSpill, TempSpill
 from .read_ahead import Pages, ReadAhead, read_pages
 from .recording import DeviceInfo, Header, Recording
 from .recording.columns import ChunkColumns, columns_of
+from .recording.header import SCENARIO_CLOCK
 from .recording.reader import ChunkHead
 from .schema import U32_END, checked, key_problem, lost_row
 from .simulator import (
@@ -630,7 +631,7 @@ class RecordingIndex:
     def start_ns(self) -> int:
         """Where shown times count from: the first event, or a scenario's own 0, which its steps' `at` count from
         (a scenario whose first step is at 10ms shows it at +10ms)."""
-        if self.header.clock == "scenario":
+        if self.header.clock == SCENARIO_CLOCK:
             return 0
         return int(self.ts[0]) if self.n else 0
 

@@ -81,6 +81,9 @@ class DeviceInfo:
                    {k: v for k, v in d.items() if k not in known})
 
 
+SCENARIO_CLOCK = "scenario"  # a scenario's clock: its times count from its own 0, as its steps' `at` say
+
+
 @dataclass(slots=True)
 class Header:
     """The first frame of a recording. Unknown keys from newer writers are kept in `extra`."""
