@@ -494,20 +494,21 @@ class _Batch:
             due[0] |= upto[0] > done
             due[1:] |= upto[1:] > upto[:-1]
         points = np.flatnonzero(due)
-        ran = 0
-        for w, g1, r1, j1, a1, c1 in zip(points.tolist(), *(upto[points].tolist() for upto in bounds), strict=True):
-            for i in slow[ran:w]:
+        def handled(places: list[int]) -> None:
+            for i in places:
                 j = positions[i]
                 handle(rows[j], base + j)  # type: ignore[arg-type]
+
+        ran = 0
+        for w, g1, r1, j1, a1, c1 in zip(points.tolist(), *(upto[points].tolist() for upto in bounds), strict=True):
+            handled(slow[ran:w])
             ran = w
             if g1 > self.v:
                 refused = self.ask(g1)
                 if refused:
                     return sorted(slow[w:] + refused)
             self.write(g1, r1, j1, a1, c1)
-        for i in slow[ran:]:
-            j = positions[i]
-            handle(rows[j], base + j)  # type: ignore[arg-type]
+        handled(slow[ran:])
         return None
 
     def ask(self, upto: int) -> list[int]:
