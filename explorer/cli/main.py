@@ -54,9 +54,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     names = [m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")]
     if command is not None:
-        own = [n for n in (command, f"{command}_cmd") if n in names][:1]
-        for name in own:
-            importlib.import_module(f"{commands.__name__}.{name}").register(sub)
+        own = next((n for n in (command, f"{command}_cmd") if n in names), None)
+        if own is not None:
+            importlib.import_module(f"{commands.__name__}.{own}").register(sub)
         return parser if command in sub.choices else build_parser()  # (else argparse's error lists them all)
     modules = [importlib.import_module(f"{commands.__name__}.{n}") for n in names]
     for module in sorted(modules, key=lambda m: (getattr(m, "ORDER", 50), m.__name__)):
