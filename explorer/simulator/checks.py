@@ -84,11 +84,14 @@ RULES: dict[str, Rule] = {r.name: r for r in (
        "5.14+ (VT-d reports requests; AMD 6.10+): a device sent a page request on a PASID with nothing attached "
        "there, and the kernel answered it itself (Invalid Request: iopf_error_response() 6.11+). With a "
        "user-managed PASID table (SMMUv3 nesting, the iommufd mock) the RID's nested domain takes every PASID, "
-       "so only the kernel's own refusal counts."),
+       "so only the kernel's own refusal counts. On a capture, a PASID allocated before it began may have had its "
+       "domain attached unseen: uncertain."),
     _r("response_without_group", "page response with no outstanding group", E,
        "All versions: a response answers one outstanding group, matched by PRG index and, when the function "
        "needs it, PASID. Up to 6.8 iommu_page_response() dropped an unmatched one ('no pending PRQ'); 6.9+ a "
-       "response is bound to its iopf_group; iommufd rejects an unknown cookie with -EINVAL."),
+       "response is bound to its iopf_group; iommufd rejects an unknown cookie with -EINVAL. On a capture, an answer "
+       "on a PASID allocated before it began may close a group requested before it: uncertain within the stale "
+       "threshold of its start (a group answered later stalled its device past it)."),
     _r("duplicate_response", "page-request group answered twice", E,
        "All versions: a group is answered once. 6.9+ its handler frees the group right after answering it "
        "(iopf_group_response() then iopf_free_group(): iommu-sva.c, iommufd's fault write), so a second answer is "

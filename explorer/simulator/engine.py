@@ -296,7 +296,7 @@ class Simulator:
             mine = self._prefixes[machine] if machine < len(self._prefixes) else None
             widths = {d: w for d, w in self._widths.items() if mine and d.startswith(mine)}
             st = root.others[machine] = SimState(devices=widths, machine=machine, atoms=root.atoms,
-                                                 uncertain_since=ts if self.unobserved else None)
+                                                 uncertain_since=ts if self.unobserved else None, started_ns=ts)
             st.index = root.index
             if self.intervals is not None:
                 self._track(st)
@@ -327,9 +327,13 @@ class Simulator:
         self._back_to_first()
 
     def begin(self, ts: int) -> None:
-        """The stream's first event is at `ts`: uncertainty from the start now starts there, not at time 0."""
+        """The stream's first event is at `ts`: a capture began there, and uncertainty from the start starts there,
+        not at time 0."""
         st = self.state
-        if self.unobserved is not None and st.uncertain_since == 0 and st.index < 0:
+        if st.index >= 0:
+            return
+        st.started_ns = ts
+        if self.unobserved is not None and st.uncertain_since == 0:
             st.uncertain_since = ts
 
     def snapshot(self) -> FullCopy:
@@ -380,10 +384,20 @@ class Simulator:
 
     def _before_start(self, pasid: int | None) -> Severity | None:
         """A finding about a PASID this stream never saw, which a capture's past could explain: uncertain."""
+        return Severity.UNCERTAIN if self._from_before(pasid) else self._doubt()
+
+    def _from_before(self, pasid: int | None) -> bool:
+        """Could `pasid` (None: one the finding cannot name) have been allocated before this capture began? Yes
+        unless the stream saw its allocation or its free: a PASID it never saw, or one whose allocation the model
+        only inferred from a bind or attach (the process may have bound another device before the capture)."""
         st = self.state
-        if self.midstream and (pasid is None or (pasid not in st.pasid_records and pasid not in st.freed)):
-            return Severity.UNCERTAIN
-        return self._doubt()
+        if not self.midstream:
+            return False
+        if pasid is None:
+            return True
+        if pasid in st.pasid_records:
+            return not st.pasids[pasid].certain
+        return pasid not in st.freed
 
     def _check_live(self, ts: int, device: str | None, pasid: int | None, what: str, idx: int) -> bool:
         """Is `pasid` allocated? Flags use-after-free / never-allocated / reserved / beyond width if not."""
@@ -770,9 +784,24 @@ class Simulator:
                        f"{code} response for PRG {prg} on {_where(dev, pasid)}, already answered "
                        f"{fmt_ns(ts - prev[0])} earlier.", [prev[1], idx], self._doubt())
         else:
+            severity, why = self._stray(ts, pasid)
             self._flag("response_without_group", ts, dev, pasid,
                        f"{code} response for PRG {prg} on {_where(dev, pasid)}, but no such group was "
-                       f"outstanding.", [idx], self._doubt())
+                       f"outstanding{why}.", [idx], severity)
+
+    def _stray(self, ts: int, pasid: int | None) -> tuple[Severity | None, str]:
+        """How sure a response at `ts` with no group is a stray, and the words that say why not. On a capture, one on
+        a PASID allocated before it began (`_from_before`) may answer a group requested before then: uncertain while
+        that group would have waited less than the threshold. Answered later, it waited past it, which is a finding
+        too (a stalled device): then the stray response is reported."""
+        if not self._from_before(pasid):
+            return self._doubt(), ""
+        since = ts - self.state.started_ns
+        if since < self.stale_ns:
+            began = f"{fmt_ns(since)} before it" if since else "with it"
+            return Severity.UNCERTAIN, f" in this capture, which began {began}: its request may have come before that"
+        return self._doubt(), (f" (had its request come before the capture began, {fmt_ns(since)} earlier, the device "
+                               f"would have waited past the {fmt_ns(self.stale_ns)} threshold for this answer)")
 
     def _answered_unattached(self, g: PendingGroup, row: Row, idx: int, code: Any) -> None:
         """A response to a group whose PASID had no domain attached: who answered tells where such requests go."""
@@ -784,7 +813,7 @@ class Simulator:
             self._flag("fault_unattached", ts, dev, pasid,
                        f"page request PRG {f['prg']} from {dev} on PASID {pasid}, which had no domain attached there "
                        f"(nor a nested domain taking every PASID): the kernel answered it {said} itself.",
-                       [g.first_idx, idx], self._doubt())
+                       [g.first_idx, idx], self._before_start(pasid))
 
     def _match_without_pasid(self, dev: str, prg: int, pasid: int | None) -> tuple[int, int | None]:
         """The kernel's rule (iommu_page_response): a response matches a group on its PRG index alone unless the

@@ -131,6 +131,7 @@ class SimState:
     high_water_pasid: int = 0
     lost: int = 0
     uncertain_since: int | None = None
+    started_ns: int = 0  # the stream's first event (a capture's start: groups requested before it are unseen)
     # A merged recording's machines each have a state of their own (a guest's PASID 5 is not the host's): this
     # one is machine `machine`'s; the first machine's state holds the others' by number.
     machine: int = 0

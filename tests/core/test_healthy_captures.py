@@ -1,0 +1,96 @@
+"""Captures of a healthy kernel that the model once reported as bugs (review 30), and beside each the true finding
+it must still make. Each recording is what `check` reads: a capture's header and rows as the probes write them.
+
+A capture starts with the kernel already running (explorer/simulator/coverage.py `starts_midstream`): PASIDs, binds
+and page-request groups from before its first event exist, unseen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from explorer.events import Event, make
+from explorer.index import RecordingIndex
+from explorer.recording import DeviceInfo, Header, Recording, write_events
+from explorer.simulator.engine import DEFAULT_STALE_NS
+
+DSA = "0000:6a:01.0"  # a VT-d device with PRI (idxd)
+OTHER = "0000:6b:01.0"
+T0 = 5_000_000_000  # a capture's clock (CLOCK_MONOTONIC) is far from 0
+US = 1_000
+Finding = tuple[str, str, int | None]
+
+
+def _ev(kind: str, t_us: int, **fields: Any) -> Event:
+    return make(kind, T0 + t_us * US, source=fields.pop("source", "fentry:test"), pid=100, comm="app", **fields)
+
+
+def _check(tmp_path: Path, events: list[Event], kernel: str = "6.12.10",
+           devices: tuple[DeviceInfo, ...] = (DeviceInfo(DSA, 20, True, True, "idxd"),)) -> list[Finding]:
+    path = tmp_path / "capture.pasidrec"
+    write_events(path, Header(source="capture", host={"kernel": kernel}, devices=list(devices)), events)
+    with Recording(path) as rec:
+        return [(a.rule, str(a.severity), a.pasid) for a in RecordingIndex.build(rec).anomalies]
+
+
+def _bind(t_us: int, pasid: int, dev: str = DSA, alloc: bool = True, mm: int = 100) -> list[Event]:
+    """iommu_sva_bind_device(): the mm's first bind allocates its PASID (iommu_alloc_global_pasid(), 6.6+), then
+    attaches its SVA domain (iommu-sva.c)."""
+    return [*([_ev("pasid_alloc", t_us, device=dev, pasid=pasid, path="sva", mm=mm)] if alloc else []),
+            _ev("pasid_attach", t_us + 1, device=dev, pasid=pasid, domain=7, domain_type="sva"),
+            _ev("sva_bind", t_us + 2, device=dev, pasid=pasid, mm=mm)]
+
+
+def _fault(t_us: int, pasid: int, prg: int, code: int, dev: str = DSA, **response: Any) -> list[Event]:
+    return [_ev("page_request", t_us, device=dev, pasid=pasid, prg=prg, addr=0x1000, perm=1, last=True),
+            _ev("page_response", t_us + 5, device=dev, pasid=pasid, prg=prg, code=code,
+                **({"by": "kernel"} | response))]
+
+
+# -- 1. a group pending when the capture began ---------------------------------------------------------------------
+def test_an_answer_to_a_group_requested_before_the_capture_is_uncertain_while_it_could_still_be_pending(
+        tmp_path: Path) -> None:
+    """drivers/iommu/io-pgfault.c (6.9+; 6.12 here): iopf_group_response() answers a group only while it is
+    pending ('Only send response if there is a fault report pending'), so an answer seen with no request before it
+    is a stray unless the request came before the capture did. On a PASID the capture never saw allocated, that
+    explains an answer while the group could still be waiting: within the stale threshold of the capture's
+    start. Later, that group would have stalled the device past it: then the stray is reported. A PASID allocated
+    in the capture had no group before it: a stray answer there is reported at once."""
+    late = DEFAULT_STALE_NS // US + 500
+    assert _check(tmp_path, [
+        _ev("page_response", 1, device=DSA, pasid=3, prg=5, code=0, by="kernel"),  # PRG 5: requested before
+        *_bind(10, 1),
+        _ev("page_response", 20, device=DSA, pasid=1, prg=6, code=0, by="kernel"),  # a stray in the window
+        _ev("page_response", late, device=DSA, pasid=3, prg=7, code=0, by="kernel"),
+    ]) == [("response_without_group", "uncertain", 3), ("response_without_group", "error", 1),
+           ("response_without_group", "error", 3)]
+
+
+def test_a_stray_answer_past_the_window_says_a_group_from_before_the_capture_would_have_stalled(
+        tmp_path: Path) -> None:
+    late = 2 * DEFAULT_STALE_NS // US
+    path = tmp_path / "capture.pasidrec"
+    write_events(path, Header(source="capture", host={"kernel": "6.12.10"}, devices=[DeviceInfo(DSA, 20, True)]),
+                 [*_bind(1, 1), _ev("page_response", late, device=DSA, pasid=3, prg=7, code=0, by="kernel")])
+    with Recording(path) as rec:
+        (found,) = RecordingIndex.build(rec).anomalies
+    assert "had its request come before the capture began" in found.explanation
+    assert "past the 100.000 ms threshold" in found.explanation
+
+
+# -- 2. a bind made before the capture ------------------------------------------------------------------------------
+def test_an_invalid_answer_on_a_pasid_bound_before_the_capture_is_uncertain(tmp_path: Path) -> None:
+    """drivers/iommu/iommu-sva.c iommu_sva_handle_mm() (6.8+; io-pgfault.c before): the SVA handler answers
+    Invalid Request when vma_lookup() finds no mapping, on a PASID whose SVA domain is attached. A process that
+    bound before the capture has that domain unseen: PASID 3 here, and PASID 4, whose bind of another device the
+    capture saw (the mm's PASID then comes from before: only inferred). PASID 1, allocated, bound and unbound in
+    the capture, truly had no domain (the kernel's own Invalid Request: iopf_error_response(), 6.11+)."""
+    assert _check(tmp_path, [
+        *_fault(1, 3, 6, code=1),
+        *_bind(20, 4, dev=OTHER, alloc=False),
+        *_fault(30, 4, 8, code=1),
+        *_bind(40, 1, mm=200),
+        _ev("sva_unbind", 50, device=DSA, pasid=1, mm=200),
+        *_fault(60, 1, 9, code=1),
+    ], devices=(DeviceInfo(DSA, 20, True), DeviceInfo(OTHER, 20, True))) == [
+        ("fault_unattached", "uncertain", 3), ("fault_unattached", "uncertain", 4), ("fault_unattached", "warning", 1)]
