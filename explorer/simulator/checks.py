@@ -101,7 +101,9 @@ RULES: dict[str, Rule] = {r.name: r for r in (
        "PCIe (every version): a Response Failure (1111b) disables the function's Page Request Interface until "
        "software enables it again (PCIe 10.4.2.1). The kernel sends it for requests it cannot take at all (AMD "
        "ppr.c invalid PPRs, 6.10+; a core abort). A request after it is the device's fault, or PRI was "
-       "re-enabled unseen (a reset)."),
+       "re-enabled unseen (a reset). Only a function with PRI: not one the device table says has none, nor an "
+       "SMMUv3 stall device, whose Failure (arm_smmu_page_response(): CMD_RESUME with ABORT, 6.9+) ends one stalled "
+       "access."),
     _r("unanswered_group", "page-request group left unanswered", W,
        "All versions: the device holds a group's index and its outstanding-request credit until the host answers; "
        "page requests are posted, so no completion timeout ends the wait, and work behind it stops. User-space "

@@ -22,6 +22,7 @@ from ..events import (
     R_KIND,
     R_PASID,
     R_PID,
+    R_SOURCE,
     R_TS,
     AllocPath,
     DomainType,
@@ -83,6 +84,7 @@ RULE_KEPT = 10_000
 DEFAULT_STALE_NS = 100_000_000  # a page-request group unanswered this long is reported
 _SECOND = itemgetter(1)  # an attachment's PASID, of its key
 ENOSPC = 28
+_STALL_RESUME = "arm_smmu_page_response"  # SMMUv3's page_response op: a hook source names it (fentry:..., probe)
 
 # Kinds that change or check state; the rest (map, unmap, markers...) pass the simulator by.
 STATEFUL_KINDS = frozenset({
@@ -175,6 +177,7 @@ class Simulator:
         if unobserved is not None:
             self.state.uncertain_since = 0
         self._widths: dict[str, int | None] = {}  # every machine's devices' widths
+        self._no_pri: set[str] = set()  # devices the table says have no Page Request Interface (stall devices)
         for d in devices:
             self.add_device(d)
         self.anomalies: list[Anomaly] = []
@@ -200,6 +203,8 @@ class Simulator:
     def add_device(self, d: DeviceInfo) -> None:
         """A device of the recording's table (unless known already): the first machine's state holds its own."""
         self._widths.setdefault(d.name, d.pasid_width)
+        if d.pri is False:
+            self._no_pri.add(d.name)
         if not any(d.name.startswith(p) for p in self._prefixes[1:]):  # (another machine's: its own state's)
             self.state.know_device(d.name, d.pasid_width, d.extra, keep=True)
 
@@ -759,7 +764,7 @@ class Simulator:
             found, g = self._match_without_pasid(dev, prg, pasid)
         if g is not None:
             code = f.get("code", 0)
-            if code == _FAILURE:
+            if code == _FAILURE and self._disables_pri(row):
                 st.pri_disabled[dev] = (ts, idx)
             if g & UNATTACHED:
                 self._answered_unattached(group_of(st.atoms, found, g), row, idx, code)
@@ -802,6 +807,17 @@ class Simulator:
             return Severity.UNCERTAIN, f" in this capture, which began {began}: its request may have come before that"
         return self._doubt(), (f" (had its request come before the capture began, {fmt_ns(since)} earlier, the device "
                                f"would have waited past the {fmt_ns(self.stale_ns)} threshold for this answer)")
+
+    def _disables_pri(self, row: Row) -> bool:
+        """Does this Response Failure disable its function's Page Request Interface (PCIe 10.4.2.1)? Not on a
+        device the recording's device table says has none, nor when SMMUv3 sent it: its page_response op resumes one
+        stalled access (arm_smmu_page_response(): INVALID and FAILURE alike are CMD_RESUME with ABORT, 6.9+;
+        5.13-6.8 unprobed), and SMMUv3 hands the core no PRI request (arm_smmu_handle_ppr() denies each one)."""
+        if row[R_DEVICE] in self._no_pri:
+            return False
+        seen = row[R_FIELDS].get("seen_by")
+        return not any(isinstance(s, str) and s.endswith(_STALL_RESUME)
+                       for s in (row[R_SOURCE], *(seen if isinstance(seen, list) else ())))
 
     def _answered_unattached(self, g: PendingGroup, row: Row, idx: int, code: Any) -> None:
         """A response to a group whose PASID had no domain attached: who answered tells where such requests go."""

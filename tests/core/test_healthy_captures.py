@@ -16,6 +16,7 @@ from explorer.simulator.engine import DEFAULT_STALE_NS
 
 DSA = "0000:6a:01.0"  # a VT-d device with PRI (idxd)
 OTHER = "0000:6b:01.0"
+SEC = "0000:b6:00.0"  # an SMMUv3 stall device: PASID capability, no PRI (HiSilicon SEC2, hisi_sec2)
 T0 = 5_000_000_000  # a capture's clock (CLOCK_MONOTONIC) is far from 0
 US = 1_000
 Finding = tuple[str, str, int | None]
@@ -94,3 +95,28 @@ def test_an_invalid_answer_on_a_pasid_bound_before_the_capture_is_uncertain(tmp_
         *_fault(60, 1, 9, code=1),
     ], devices=(DeviceInfo(DSA, 20, True), DeviceInfo(OTHER, 20, True))) == [
         ("fault_unattached", "uncertain", 3), ("fault_unattached", "uncertain", 4), ("fault_unattached", "warning", 1)]
+
+
+# -- 3. Response Failure on a device without PRI --------------------------------------------------------------------
+def test_a_failure_answer_disables_pri_only_on_a_device_with_pri_and_never_on_an_smmuv3_stall(
+        tmp_path: Path) -> None:
+    """PCIe 10.4.2.1: Response Failure disables the function's Page Request Interface. A function without PRI has
+    none to disable: SMMUv3 stall devices (HiSilicon SEC2: the capture's device table says pri false) fault through
+    the event queue, and drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c arm_smmu_page_response() (6.9+) turns Invalid
+    and Failure alike into CMD_RESUME with ABORT: one stalled access ends, the next one stalls again; SMMUv3 gives
+    the core no PRI request (arm_smmu_handle_ppr() denies them). On 6.9-6.10 the driver answers Failure itself for a
+    stall no handler took ('Nobody cared, abort the access'). A device whose table entry is missing is judged SMMUv3
+    by its answers' hook. A VT-d device with PRI sent Failure, then a request, is still found."""
+    def failed_then_faults(dev: str, prg: int, **response: Any) -> list[Event]:
+        return [*_fault(prg * 100, 1, prg, code=2, dev=dev, **response),
+                *_fault(prg * 100 + 50, 1, prg + 1, code=0, dev=dev, **response)]
+
+    table = (DeviceInfo(SEC, 16, False, False, "hisi_sec2"), DeviceInfo(DSA, 20, True, True, "idxd"))
+    assert _check(tmp_path, [
+        *_bind(1, 1, dev=SEC), *_bind(10, 1, dev=DSA, alloc=False), *_bind(20, 1, dev=OTHER, alloc=False),
+        *failed_then_faults(SEC, 1, source="fentry:iopf_group_response"),
+        *failed_then_faults(OTHER, 3, source="fentry:arm_smmu_page_response"),  # 6.9-6.10: 'Nobody cared'
+        *failed_then_faults(OTHER, 5, source="fentry:iopf_group_response", seen_by=["fentry:arm_smmu_page_response"]),
+        *failed_then_faults(DSA, 7, source="fentry:iopf_group_response",
+                            seen_by=["fentry:intel_iommu_page_response", "intel_iommu:qi_submit"]),
+    ], kernel="6.10.0", devices=table) == [("request_after_failure", "warning", 1)]
