@@ -69,7 +69,9 @@ RULES: dict[str, Rule] = {r.name: r for r in (
        "bind of an mm whose PASID is larger fails with -EOVERFLOW."),
     _r("space_exhausted", "PASID space exhausted", W,
        "All versions: the allocator found no free PASID below the device's max_pasids. Narrow devices run out "
-       "first, since one space serves every device (-ENOSPC 6.6+, -ENOMEM from ioasid before)."),
+       "first, since one space serves every device (-ENOSPC 6.6+, -ENOMEM from ioasid before). A device with no "
+       "PASID past 0 (width 0, or no PASID capability: max_pasids 0) has none to exhaust: iommu_alloc_global_pasid() "
+       "refuses it at once, which is no finding."),
     _r("second_sva_pasid", "mm with two SVA PASIDs", E,
        "5.18+ (and within one bind-to-unbind span before): an mm has at most one SVA PASID; the first bind "
        "allocates it and every later bind, on any device, reuses it."),

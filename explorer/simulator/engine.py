@@ -476,8 +476,11 @@ class Simulator:
         owner = f.get("owner") or f"pid {row[R_PID]}"
         err = f.get("error", 0)
         if err or pasid is None:
-            if err == -ENOSPC or pasid is None:
-                limit = st.max_pasids(dev)
+            limit = st.max_pasids(dev)
+            # A device with no PASID past 0 (width 0; max_pasids 0 without the capability) has nothing to exhaust:
+            # iommu_alloc_global_pasid() refuses it at once ('max_pasids == 0 means that the device does not
+            # support PASID', iommu.c 6.6+), or finds its range 1..0 empty, and the bind fails -ENOSPC.
+            if (err == -ENOSPC or pasid is None) and limit > 1:
                 self._flag("space_exhausted", ts, dev, None,
                            f"{owner} asked for a PASID ({path} path) and the allocator had none left in "
                            f"1..{limit - 1}{f' for {dev}' if dev else ''}: {len(st.pasid_records)} are live.", [idx])

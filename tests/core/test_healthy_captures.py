@@ -120,3 +120,18 @@ def test_a_failure_answer_disables_pri_only_on_a_device_with_pri_and_never_on_an
         *failed_then_faults(DSA, 7, source="fentry:iopf_group_response",
                             seen_by=["fentry:intel_iommu_page_response", "intel_iommu:qi_submit"]),
     ], kernel="6.10.0", devices=table) == [("request_after_failure", "warning", 1)]
+
+
+# -- 9. a device without PASIDs -------------------------------------------------------------------------------------
+def test_a_failed_allocation_for_a_device_without_pasids_is_no_exhausted_space(tmp_path: Path) -> None:
+    """drivers/iommu/iommu.c iommu_alloc_global_pasid() (6.6+): 'max_pasids == 0 means that the device does not
+    support PASID': it returns IOMMU_PASID_INVALID at once, and a capability of width 0 leaves the range 1..0
+    empty; the bind fails -ENOSPC (iommu-sva.c iommu_alloc_mm_data()) with nothing exhausted. A 4-bit device
+    whose 15 PASIDs are all live is exhausted."""
+    narrow = "0000:6c:00.0"
+    table = (DeviceInfo("0000:00:02.0", 0, False, True, "i915"), DeviceInfo(narrow, 4, True, True, "idxd"))
+    assert _check(tmp_path, [
+        _ev("pasid_alloc", 1, device="0000:00:02.0", path="sva", mm=100, error=-28),
+        *(_ev("pasid_alloc", 10 + p, device=narrow, pasid=p, path="driver") for p in range(1, 16)),
+        _ev("pasid_alloc", 40, device=narrow, path="driver", error=-28),
+    ], kernel="6.8.0", devices=table) == [("space_exhausted", "warning", None)]
