@@ -84,6 +84,8 @@ RULE_KEPT = 10_000
 DEFAULT_STALE_NS = 100_000_000  # a page-request group unanswered this long is reported
 _SECOND = itemgetter(1)  # an attachment's PASID, of its key
 ENOSPC = 28
+# VT-d's queued-invalidation tracepoint: a page response only it saw is one the driver sent itself
+_VTD_DESCRIPTOR = "intel_iommu:qi_submit"
 _STALL_RESUME = "arm_smmu_page_response"  # SMMUv3's page_response op: a hook source names it (fentry:..., probe)
 
 # Kinds that change or check state; the rest (map, unmap, markers...) pass the simulator by.
@@ -781,12 +783,21 @@ class Simulator:
             return
         if st.drained.pop(key, None) is not None or st.drained.pop(key >> P_BITS << P_BITS, None) is not None:
             return  # the kernel's own answer to a group its detach drained
+        code = f.get("code", 0)
+        code = ResponseCode(code).name.lower() if code in (0, 1, 2) else code
+        if row[R_SOURCE] == _VTD_DESCRIPTOR and self.policy.requests_visible:
+            # Only VT-d's descriptor showed it: no response of the core's or of the driver's op came first
+            self._flag("refused_request", ts, dev, pasid,
+                       f"{dev} sent page request PRG {prg}{f' on PASID {pasid}' if pasid is not None else ''}, which "
+                       f"the VT-d driver refused without reporting it, answering {code} itself: no hook sees such a "
+                       f"request, only this answer (handle_bad_prq_event(): an address that is not canonical, a "
+                       f"privileged or execute-with-read request, or a requester it does not know).", [idx],
+                       self._doubt())
+            return
         prev = st.answered.get(key) or st.answered_before.get(key)
         if prev is None and self.midstream and not self.policy.requests_visible:
             st.answered[key] = (ts, idx)  # up to 5.13 VT-d answered requests no hook saw: the answer implies one
             return
-        code = f.get("code", 0)
-        code = ResponseCode(code).name.lower() if code in (0, 1, 2) else code
         if prev is not None:
             self._flag("duplicate_response", ts, dev, pasid,
                        f"{code} response for PRG {prg} on {_where(dev, pasid)}, already answered "
