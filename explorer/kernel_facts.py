@@ -236,8 +236,8 @@ FACTS: tuple[Fact, ...] = (
          ("ioasid_alloc",), "drivers/iommu/ioasid.c"),
     Fact("alloc.sva-ida", "allocate", _s("6.4", "6.5"),
          "a static iommu_sva_alloc_pasid() takes the PASID from an IDA private to iommu-sva.c; no hook sees it, "
-         "the PASID shows first at the bind's return", (), "drivers/iommu/iommu-sva.c ('iommu: Remove ioasid "
-         "infrastructure')", _ALLOC),
+         "the PASID shows first at the bind's attach (iommu_attach_device_pasid()) and return", (),
+         "drivers/iommu/iommu-sva.c ('iommu: Remove ioasid infrastructure')", _ALLOC),
     Fact("alloc.global-ida", "allocate", _s("6.6"),
          "iommu_alloc_global_pasid(dev): the global IDA, lowest free in 1..max_pasids(dev)-1",
          ("iommu_alloc_global_pasid",), "drivers/iommu/iommu.c, iommu-sva.c iommu_alloc_mm_data()"),
@@ -355,6 +355,7 @@ class Rules:
     user_pasids: bool  # user space chooses PASIDs per device through iommufd/VFIO: 6.15+
     unbind_visible: bool  # a probe can name an unbind's mm (6.2+; before, an unbind shows only by its effects)
     requests_visible: bool  # page requests reach a hook (VT-d's svm.c answered them unreported up to 5.13)
+    allocs_visible: bool  # an mm's SVA allocation reaches a hook (none does 5.2-5.4 and 6.4-6.5: shown first in use)
 
     def describe(self) -> str:
         v = f"{self.version[0]}.{self.version[1]}" if self.version else "(unknown, assuming current)"
@@ -367,6 +368,7 @@ def rules_for(release: str | None) -> Rules:
     version = parse_version(release)
     v = version or CURRENT
     allocator = ("driver" if v < (5, 5) else "ioasid" if v < (6, 4) else "sva-ida" if v < (6, 6) else "global-ida")
+    blind = blind_spots(v)
     return Rules(version, allocator, "last_unbind" if v < (5, 18) else "mmdrop",
-                 1 << 3 if v < (6, 10) else 1 << 2, v >= (6, 15), Kind.SVA_UNBIND not in blind_spots(v),
-                 Kind.PAGE_REQUEST not in blind_spots(v))
+                 1 << 3 if v < (6, 10) else 1 << 2, v >= (6, 15), Kind.SVA_UNBIND not in blind,
+                 Kind.PAGE_REQUEST not in blind, Kind.PASID_ALLOC not in blind)

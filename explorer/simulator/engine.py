@@ -551,14 +551,18 @@ class Simulator:
         if pasid is None:
             return
         if pasid not in st.pasid_records:
-            if pasid in st.freed or (not self.midstream and self.unobserved is None):
+            if not self._allocated_unseen(pasid):
                 self._check_live(ts, dev, pasid, "SVA bind", idx)  # the allocation was observable, yet not seen
             # Infer the allocation the first bind makes (or one made before a capture started, or unseen: the
             # 6.4-6.5 IDA), so that the mm's later events are checked against it.
             self._take(pasid, AllocPath.SVA, owner, mm, None, ts, -1, certain=False)
         elif dev is not None and pasid >= st.max_pasids(dev):
             self._check_live(ts, dev, pasid, "SVA bind", idx)
-        elif (live := st.pasids[pasid]).mm is None and not live.certain:  # inferred at the attach: now named
+        elif (live := st.pasids[pasid]).mm is None and (not live.certain or live.path == AllocPath.IOASID):
+            # Inferred at the attach, or taken from the ioasid allocator, whose ioasid_alloc() names no mm (5.5-6.3,
+            # drivers/iommu/ioasid.c): the bind names it, so that the mm's PASID goes with its free
+            if live.certain:
+                owner = st.mm_owner[mm] = live.owner
             st.pasid_records[pasid] = pack_live(st.atoms, *live._replace(mm=mm, owner=owner)[1:])
         st.mm_pasid[mm] = pasid
         key = (mm, dev)
@@ -674,12 +678,19 @@ class Simulator:
         live = self.state.pasids.get(pasid)
         return live is not None and live.path != AllocPath.SVA
 
+    def _allocated_unseen(self, pasid: int) -> bool:
+        """Whether an SVA bind's (or its attach's) PASID that the model does not hold was allocated where no event
+        shows it: on a kernel whose SVA allocator no hook sees (5.2-5.4 the driver's IDR, 6.4-6.5 the IDA static in
+        iommu-sva.c: kernel_facts alloc.driver, alloc.sva-ida), whose allocator hands a freed number out again; else
+        before a capture began or through probes it could not attach, unless its free was seen."""
+        return not self.policy.allocs_visible or pasid not in self.state.freed and (
+            self.midstream or self.unobserved is not None)
+
     def _check_number(self, ts: int, dev: str | None, pasid: int, dtype: str, what: str, idx: int) -> None:
         """What iommu_attach_device_pasid() itself checks (0 and the width), plus, for an SVA domain, that its
         PASID is the mm's allocated one. Any other number may be user space's choice: not the allocator's."""
         st = self.state
-        if dtype == DomainType.SVA and pasid not in st.pasid_records and pasid not in st.freed and (
-                self.midstream or self.unobserved is not None):
+        if dtype == DomainType.SVA and pasid not in st.pasid_records and self._allocated_unseen(pasid):
             # The attach inside a bind whose allocation came before the capture, or unseen (6.4-6.5's IDA)
             self._take(pasid, AllocPath.SVA, "unknown", None, None, ts, -1, certain=False)
         elif dtype == DomainType.SVA or pasid == IOMMU_NO_PASID:

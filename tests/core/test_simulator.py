@@ -85,6 +85,54 @@ def test_an_unbind_seen_after_the_exit_that_implied_it_is_evidence_before_6_2(ke
         "detach_unattached"]
 
 
+def _captured(tmp_path: Path, kernel: str, events: list[Event]) -> RecordingIndex:
+    """The index of `events` as a capture of `kernel` recorded them (its blind spots make its lifecycle uncertain)."""
+    path = tmp_path / "capture.pasidrec"
+    write_events(str(path), Header(source="capture", host={"kernel": kernel}, devices=DEVICES), events)
+    return RecordingIndex.build(Recording(path))
+
+
+def test_an_ioasid_allocation_is_the_mm_s_that_binds_it_and_goes_with_its_free(tmp_path: Path) -> None:
+    """5.5-6.3 an mm's first bind takes its PASID with ioasid_alloc(set, min, max, private) and 5.11-5.17 the last
+    unbind gives it back through ioasid_put() (drivers/iommu/ioasid.c, drivers/iommu/iommu-sva-lib.c 5.15): neither
+    names a device or an mm, so a capture's rows carry neither (probes/decode.py). The bind that follows names the
+    allocation's mm; once its free is seen the mm has no PASID, and its next bind's new one is no second PASID."""
+    a, b = 0xFFFF_8881_0000_1000, 0xFFFF_8881_0000_2000  # two mms, as a capture names them
+    events = [make(Kind.PASID_ALLOC, 0, pasid=1, path=AllocPath.IOASID, owner="pid 10 (a)", pid=10, comm="a"),
+              make(Kind.SVA_BIND, 1, device=DSA, pasid=1, mm=a, pid=10, comm="a"),
+              make(Kind.PASID_FREE, 10, pasid=1, path=AllocPath.IOASID, pid=10, comm="a"),  # a's last unbind
+              make(Kind.PASID_ALLOC, 20, pasid=1, path=AllocPath.IOASID, owner="pid 11 (b)", pid=11, comm="b"),
+              make(Kind.SVA_BIND, 21, device=DSA, pasid=1, mm=b, pid=11, comm="b"),
+              make(Kind.PASID_ALLOC, 30, pasid=2, path=AllocPath.IOASID, owner="pid 10 (a)", pid=10, comm="a"),
+              make(Kind.SVA_BIND, 31, device=DSA, pasid=2, mm=a, pid=10, comm="a"),
+              make(Kind.PASID_FREE, 40, pasid=2, path=AllocPath.IOASID, pid=10, comm="a"),
+              make(Kind.PASID_FREE, 41, pasid=1, path=AllocPath.IOASID, pid=11, comm="b"),
+              make(Kind.MM_EXIT, 50, mm=a, pid=10), make(Kind.MM_EXIT, 51, mm=b, pid=11)]
+    idx = _captured(tmp_path, "5.15", events)
+    assert idx.anomalies == []
+    mid = idx.state_at(31)
+    assert (mid.pasids[1].mm, mid.pasids[1].owner) == (b, "pid 11 (b)") and mid.pasids[2].mm == a
+    assert idx.state_at(51).pasids == {}
+
+
+@pytest.mark.parametrize("kernel, found", [("6.5", []), ("6.8", ["use_after_free", "use_after_free"])])
+def test_a_freed_sva_pasid_bound_again_is_a_new_allocation_only_where_no_hook_sees_allocations(
+        tmp_path: Path, kernel: str, found: list[str]) -> None:
+    """6.4-6.5 an mm's PASID comes from an IDA static to drivers/iommu/iommu-sva.c (iommu_sva_alloc_pasid(), 6.5),
+    which no hook sees, and mm_pasid_drop() gives it back to the IDA, whose lowest free number the next mm gets: an
+    SVA attach and bind of a number freed before are that unseen allocation. From 6.6 iommu_alloc_global_pasid()
+    (drivers/iommu/iommu.c) shows every allocation, and the same rows mean a PASID bound after its free."""
+    events: list[Event] = []
+    for t, mm in ((0, 10), (100, 11)):
+        events += [make(Kind.PASID_ATTACH, t, device=DSA, pasid=1, domain=mm, domain_type=DomainType.SVA),
+                   make(Kind.SVA_BIND, t + 1, device=DSA, pasid=1, mm=mm, pid=mm),
+                   make(Kind.SVA_UNBIND, t + 10, device=DSA, pasid=1, mm=mm),
+                   make(Kind.PASID_DETACH, t + 11, device=DSA, pasid=1, domain=mm, domain_type=DomainType.SVA),
+                   make(Kind.MM_EXIT, t + 20, mm=mm, pid=mm),
+                   make(Kind.PASID_FREE, t + 21, pasid=1, path=AllocPath.SVA, mm=mm)]
+    assert [a.rule for a in _captured(tmp_path, kernel, events).anomalies] == found
+
+
 @pytest.mark.parametrize("events, expected", [
     pytest.param(sva_bind(0, 10, 1) + [make(Kind.PASID_FREE, 5, pasid=1), make(Kind.PASID_FREE, 6, pasid=1)],
                  ["free_while_attached", "double_free"], id="double free"),
