@@ -204,9 +204,11 @@ def _alloc(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
 
 def _free(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
     seen = f" (also seen by {', '.join(ev.get('seen_by'))}: one free)" if ev.get("seen_by") else ""
-    return [f"PASID {ev.pasid} went back to the global allocator{seen}; the number can now be handed to anyone. "
-            "A device that still has it attached keeps pointing at its old domain until it is detached.",
-            _free_rule(index) if ev.get("path") in (None, AllocPath.SVA) else ""]
+    # (5.5-6.3 an mm's SVA PASID goes back with ioasid_free() or ioasid_put(), whose probes name no mm)
+    ioasid = ev.get("path") == AllocPath.IOASID
+    return [f"PASID {ev.pasid} went back to the {'ioasid' if ioasid else 'global'} allocator{seen}; the number can "
+            "now be handed to anyone. A device that still has it attached keeps pointing at its old domain until it "
+            "is detached.", _free_rule(index) if ioasid or ev.get("path") in (None, AllocPath.SVA) else ""]
 
 
 def _bind(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:

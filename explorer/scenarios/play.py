@@ -49,10 +49,14 @@ class ScenarioRun:
         # see (before 6.2), and it forgets an exited mm's PASID when it infers them
         self._binds: dict[tuple[int, str], tuple[int, int]] = {}
         # What a capture of this kernel records (kernel_facts.HOOKS): a bind, unbind or exit shows only these kinds
-        # (before 6.2 no attach, detach or unbind). Allocations and frees are always written: the player takes its
-        # PASID numbers from the model's allocator, which must see them (6.4-6.5's unhooked IDA included).
+        # (before 6.2 no attach, detach or unbind; 5.2-5.4 and 6.4-6.5 no SVA allocation, 5.2-5.4 no free). The
+        # player takes its PASID numbers from the model's allocator all the same: where no row shows an allocation,
+        # the model infers it at the bind's attach or the bind, as for a capture of that kernel.
         version = parse_version(scenario.kernel) or CURRENT
         self._recorded = {kind for h in HOOKS if h.in_kernel(version) for kind in h.kinds}
+        # 5.5-6.3 an mm's PASID comes from ioasid_alloc() and goes with ioasid_free() (ioasid_put() 5.11-5.17,
+        # drivers/iommu/ioasid.c), which take no device and no mm: their rows name neither (probes/decode.py)
+        self._ioasid = self.sim.policy.allocator == "ioasid"
         self._iommufd_attached: set[tuple[str, int | None]] = set()  # (device, PASID)s attached through VFIO/iommufd
         for step in scenario.steps:
             self._run(step)
@@ -69,8 +73,21 @@ class ScenarioRun:
         return t + TICK
 
     def _kernel(self, kind: str, t: int, actor: Actor, **kw: Any) -> int:
-        """Emit an event of a bind, unbind or exit if a capture of this kernel can record its kind."""
+        """Emit an event of the kernel's (a bind, unbind, exit, SVA allocation or free) if a capture of this kernel can
+        record its kind."""
         return self._emit(kind, t, actor, **kw) if kind in self._recorded else t
+
+    def _sva_pasid(self, kind: str, t: int, actor: Actor, pasid: int | None, dev: str | None = None,
+                   **kw: Any) -> int:
+        """Emit the allocation (for `dev`) or the free of an actor's SVA PASID as this kernel's hook records it, if
+        one does: 5.5-6.3 ioasid_alloc(set, min, max, private) and ioasid_free(ioasid) know no device and no mm, and
+        the probe of a free no owner (probes/decode.py); iommu_alloc_global_pasid() (6.6+) and mm_pasid_drop()
+        (6.4+) are called for the mm, and say so (the owner of such a free is the player's: no probe reads one)."""
+        if self._ioasid:
+            return self._kernel(kind, t, actor, pasid=pasid, path=AllocPath.IOASID,
+                                owner=actor.owner if kind == Kind.PASID_ALLOC else None, **kw)
+        return self._kernel(kind, t, actor, device=dev, pasid=pasid, path=AllocPath.SVA, owner=actor.owner,
+                            mm=actor.pid, **kw)
 
     def _holds(self, mm: int) -> bool:
         """Whether `mm` still holds a bind (the kernel's count, `_binds`)."""
@@ -131,12 +148,10 @@ class ScenarioRun:
         if pasid is None:
             pasid = st.lowest_free(dev)
             if pasid is None:
-                t = self._emit(Kind.PASID_ALLOC, t, actor, device=dev, path=AllocPath.SVA, owner=actor.owner,
-                               mm=mm, error=-ENOSPC)
+                t = self._sva_pasid(Kind.PASID_ALLOC, t, actor, None, dev, error=-ENOSPC)
                 self._kernel(Kind.SVA_BIND, t, actor, device=dev, mm=mm, error=-ENOSPC)
                 return
-            t = self._emit(Kind.PASID_ALLOC, t, actor, device=dev, pasid=pasid, path=AllocPath.SVA,
-                           owner=actor.owner, mm=mm)
+            t = self._sva_pasid(Kind.PASID_ALLOC, t, actor, pasid, dev)
         if pasid >= st.max_pasids(dev):
             # The mm's PASID is beyond this device's max_pasids: the bind fails with -EOVERFLOW before any attach
             # (iommu_alloc_mm_data() 6.8+, iommu_sva_alloc_pasid() before; iommu-sva.c).
@@ -164,7 +179,7 @@ class ScenarioRun:
             # The last unbind frees the PASID up to 5.17 (iommu_sva_free_pasid()); from 5.18 the mm's drop does, so
             # it comes now only if the process has exited (__mmdrop() -> mm_pasid_drop(), kernel/fork.c).
             if not held and pasid is not None and (mm in self._exited or self.sim.policy.sva_free_at == "last_unbind"):
-                self._emit(Kind.PASID_FREE, t, actor, pasid=pasid, path=AllocPath.SVA, owner=actor.owner, mm=mm)
+                self._sva_pasid(Kind.PASID_FREE, t, actor, pasid)
 
     def _do_exit(self, step: Step, t: int) -> None:
         actor = self._actor(step)
@@ -177,7 +192,7 @@ class ScenarioRun:
         if dropped:
             # No bind holds the mm, yet exit_mm() leaves it a lazy-TLB reference (kernel/exit.c): the last mmdrop
             # comes after the exit, and __mmdrop() -> mm_pasid_drop() frees its PASID then (5.18+, kernel/fork.c).
-            self._emit(Kind.PASID_FREE, t, actor, pasid=pasid, path=AllocPath.SVA, owner=actor.owner, mm=mm)
+            self._sva_pasid(Kind.PASID_FREE, t, actor, pasid)
 
     # -- the user interface and drivers -----------------------------------------------------------------------
     def _do_alloc(self, step: Step, t: int) -> None:

@@ -25,9 +25,10 @@ def test_a_vmms_pasid_is_explained_as_user_chosen_and_a_free_by_its_kernels_rule
     attach = next(i for i in range(idx.n) if idx.event(i).kind == Kind.PASID_ATTACH and idx.event(i).pasid == 5)
     text = " ".join(explain(idx, attach).paragraphs)
     assert "did not come from the kernel's allocator" in text and "-EBUSY" in text
-    old = _scenario("08")  # 5.15: freed at the last unbind
+    old = _scenario("08")  # 5.15: freed at the last unbind, by ioasid_put() (drivers/iommu/ioasid.c, 5.15)
     free = next(i for i in range(old.n) if old.event(i).kind == Kind.PASID_FREE)
     assert "Before 5.18" in " ".join(explain(old, free).paragraphs)
+    assert "went back to the ioasid allocator" in explain(old, free).paragraphs[0]
     new = _scenario("12")  # 6.8: freed after the last mmdrop, late but not never
     free = next(i for i in range(new.n) if new.event(i).kind == Kind.PASID_FREE and new.event(i).pasid == 2)
     assert "__mmdrop()" in " ".join(explain(new, free).paragraphs)

@@ -35,10 +35,10 @@ FORMAT1_READS = {
     "05-exhaustion-narrow-device": (43, "b3aaded452fd9d42d3294880d4e639d2e0caf29b0f7803728d32e952c1b51633"),
     "06-buggy-driver": (32, "640e6c8ea80e120497618d1d9dcd9878e86192eca41bda47c0c2734ccd7785a5"),
     "07-lost-events": (14, "fb6163d3ddc1a8e373dd93b1340c6dffc1febb4c69dd5569de77f8aab003844e"),
-    "08-old-kernel-last-unbind": (15, "840a7a54a69b23ca30dbc5a33c4bfc6ff88e682a32addec555ac84d0c20cce3e"),
+    "08-old-kernel-last-unbind": (15, "61956e5bdcd1b6534f286f4783dca6503844316e553db6763ff99d953e9ca3e2"),
     "09-lab-fault-queue": (42, "1450249ea87058e3194970a6c4e9720daf1282a5045371643177afaaf06ec16e"),
-    "10-era-ioasid": (17, "d16af98fca0aad9fc198275197a8645e0415d8cc8f87c0bdc86058c5d0642f3d"),
-    "11-era-sva-ida": (15, "b23bd7824e26b1c48f766d22a56c4f0071a831fbabbda20509413eebce63fecd"),
+    "10-era-ioasid": (17, "ff8cc3075697a33c09157ce1a9d5b35455352957ad4b2eb11070f0ebba8f0c16"),
+    "11-era-sva-ida": (14, "6956972ca70e4c08b613a7f730d4d202ab809132357b424f726f9554b6d36bfc"),
     "12-era-global-ida": (15, "5a0d7a64ce30a7886cdedea9a86807d194e2f3ec27d286ddf9b8990a7eb90845"),
     "lab/6.12-fault-queue": (42, "5941457ec22888e87e765aed8f68e39b1e6009db79415b6e7b20b1a78f4187c8"),
 }

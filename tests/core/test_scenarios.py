@@ -108,6 +108,51 @@ def test_from_6_2_a_scenario_shows_the_attach_detach_and_unbind(tmp_path: Path) 
         assert any(e.kind == "pasid_detach" for e in run.events) == shown
 
 
+_SVA_ALLOC = ("d0", {"path": "sva", "owner": "pid 10 (app)", "mm": 10})
+_IOASID_ALLOC = (None, {"path": "ioasid", "owner": "pid 10 (app)"})
+
+
+@pytest.mark.parametrize("kernel, allocs, free", [
+    ("5.15", [_IOASID_ALLOC], ("ioasid", None)), ("6.1", [_IOASID_ALLOC], ("ioasid", None)),
+    ("6.3", [_IOASID_ALLOC], ("ioasid", None)), ("6.4", [], ("sva", 10)), ("6.5", [], ("sva", 10)),
+    ("6.6", [_SVA_ALLOC], ("sva", 10))])
+def test_a_scenario_writes_an_mm_s_allocation_and_free_as_a_capture_of_its_kernel_records_them(
+        tmp_path: Path, kernel: str, allocs: list[tuple[str | None, dict[str, object]]],
+        free: tuple[str, int | None]) -> None:
+    """5.5-6.3 an mm's PASID comes from ioasid_alloc(set, min, max, private) and goes with ioasid_free(ioasid)
+    (ioasid_put() 5.11-5.17; drivers/iommu/ioasid.c, 6.1), whose probes read neither a device nor an mm, nor, for
+    the free, an owner (probes/decode.py _pasid_alloc, _pasid_free). 6.4-6.5 the static iommu_sva_alloc_pasid()'s
+    IDA (drivers/iommu/iommu-sva.c, 6.5) has no hook, and mm_pasid_drop(mm) frees it. 6.6+
+    iommu_alloc_global_pasid(dev) (drivers/iommu/iommu.c) allocates for the bind's device and mm. The model follows
+    every one of them: PASID 1 is the mm's until its free, and nothing is reported."""
+    path = _write(tmp_path, GOOD_HEAD.replace("title: t\n", f"title: t\nkernel: \"{kernel}\"\n") + (
+        "  - at: 0\n    bind: {actor: app, device: d0}\n  - at: 1ms\n    unbind: {actor: app, device: d0}\n"
+        "  - at: 2ms\n    exit: {actor: app}\n"))
+    run = load_scenario(path)
+    assert [(e.device, dict(e.fields)) for e in run.events if e.kind == "pasid_alloc"] == allocs
+    frees = [e for e in run.events if e.kind == "pasid_free"]
+    assert [(e.device, e.pasid, e.get("path"), e.get("mm")) for e in frees] == [(None, 1, *free)]
+    assert free[0] != "ioasid" or dict(frees[0].fields) == {"path": "ioasid"}
+    idx = run.index()
+    bound = next(e.ts_ns for e in run.events if e.kind == "sva_bind")
+    assert idx.anomalies == [] and idx.state_at(bound).pasids[1].mm == 10 and idx.state_at(2_000_000).pasids == {}
+
+
+def test_an_mm_s_pasid_freed_on_6_5_goes_to_the_next_mm_without_a_finding(tmp_path: Path) -> None:
+    """6.4-6.5 no hook sees the SVA IDA's allocation (drivers/iommu/iommu-sva.c, 6.5), and mm_pasid_drop() gives an
+    exited mm's PASID back to it: the next mm's first bind gets the same number, which a capture shows first at the
+    bind's iommu_attach_device_pasid(). It is a new allocation, not a use after free."""
+    head = GOOD_HEAD.replace("title: t\n", "title: t\nkernel: \"6.5\"\n").replace(
+        "script:", "  other: {pid: 11, comm: other}\nscript:")
+    run = load_scenario(_write(tmp_path, head + (
+        "  - at: 0\n    bind: {actor: app, device: d0}\n  - at: 1ms\n    unbind: {actor: app, device: d0}\n"
+        "  - at: 2ms\n    exit: {actor: app}\n  - at: 3ms\n    bind: {actor: other, device: d0}\n")))
+    assert [(e.kind, e.pasid) for e in run.events if e.kind in ("pasid_alloc", "pasid_attach", "pasid_free")] == [
+        ("pasid_attach", 1), ("pasid_free", 1), ("pasid_attach", 1)]
+    idx = run.index()
+    assert idx.anomalies == [] and idx.state_at(run.events[-1].ts_ns).pasids[1].mm == 11
+
+
 def test_a_scenarios_times_read_as_its_author_wrote_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A scenario whose first step is at 10ms shows it at 10ms, not at 0: its steps' `at` count from its own 0."""
     path = _write(tmp_path, GOOD_HEAD.replace("width: 4", "width: 20") + (
