@@ -243,11 +243,16 @@ ACTIONS: dict[str, Action] = {
 }
 
 # -- the keys around the actions, documented where they are checked ------------------------------------------
+# The oldest kernel a scenario may name: before it an IOMMU driver's own IDR hands SVA PASIDs out and takes them back
+# unseen (kernel_facts alloc.driver, free.driver), so the model the player takes a bind's PASID from never learns
+# that the last unbind freed one (intel-svm.c up to 5.4) and would give the next bind the wrong number.
+_OLDEST = FACT_KEYS["free.ioasid"].span.first
 TOP_KEYS: dict[str, str] = {
     "title": "text (required): the scenario's name, the recording's title",
     "summary": "text: what the learner should take away, the recording's description",
-    "kernel": 'a quoted release such as "6.18": whose rules apply (before 5.18 an SVA PASID is freed at the last '
-              "unbind; up to 6.3 the ioasid allocator hands PASIDs out, 6.4-6.5 an IDA inside iommu-sva.c, 6.6+ "
+    "kernel": f'a quoted release such as "6.18", {_OLDEST[0]}.{_OLDEST[1]} or later: whose rules apply (before 5.18 '
+              "an SVA PASID is freed at the last unbind; up to 6.3 the ioasid allocator hands PASIDs out, 6.4-6.5 "
+              "an IDA inside iommu-sva.c, 6.6+ "
               f"the global IDA); a step the named kernel lacks is refused (a PASID attach or detach: "
               f"{FACT_KEYS['attach.pasid'].span}, through iommufd {FACT_KEYS['alloc.user'].span}; alloc "
               f"{HOOK_FACTS['iommu_alloc_global_pasid'].spans[0]}); default: current rules",
@@ -444,15 +449,21 @@ def parse_scenario(path: str | Path) -> Scenario:
 
 
 def _kernel(c: _Checker, top: LineDict) -> str | None:
-    """The release whose rules apply. A number is refused: YAML reads an unquoted 6.10 as 6.1, another kernel."""
+    """The release whose rules apply. A number is refused: YAML reads an unquoted 6.10 as 6.1, another kernel; so is
+    a release older than the player can follow (`_OLDEST`)."""
     if "kernel" not in top:
         return None
     value, line = top["kernel"], top.line_of("kernel")
     if isinstance(value, int | float) and not isinstance(value, bool):
         raise c.fail(line, f"`kernel`: expected a quoted release, got {_kind(value)}: YAML reads an unquoted "
                            f"release as a number (6.10 becomes 6.1), so quote it, e.g. kernel: \"6.10\"")
-    if not isinstance(value, str) or parse_version(value) is None:
+    version = parse_version(value) if isinstance(value, str) else None
+    if version is None:
         raise c.fail(line, f"`kernel`: expected a release such as \"6.18\" (major.minor first), got {_kind(value)}")
+    if version < _OLDEST:
+        raise c.fail(line, f"`kernel`: scenarios start at {_OLDEST[0]}.{_OLDEST[1]}, got {value!r}: before it each "
+                           "IOMMU driver hands SVA PASIDs out and frees them where no capture sees it "
+                           "(kernel_facts alloc.driver, free.driver)")
     return value
 
 
