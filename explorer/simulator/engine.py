@@ -483,9 +483,12 @@ class Simulator:
             # iommu_alloc_global_pasid() refuses it at once ('max_pasids == 0 means that the device does not
             # support PASID', iommu.c 6.6+), or finds its range 1..0 empty, and the bind fails -ENOSPC.
             if (err == -ENOSPC or pasid is None) and limit > 1:
+                # (an allocation that names no device, ioasid_alloc()'s (5.5-6.3), was given a range the probe does
+                # not read: iommu_sva_bind_device() 6.2-6.3 passes the device's max_pasids)
+                span = f"1..{limit - 1} for {dev}" if dev else "the range it was asked for"
                 self._flag("space_exhausted", ts, dev, None,
-                           f"{owner} asked for a PASID ({path} path) and the allocator had none left in "
-                           f"1..{limit - 1}{f' for {dev}' if dev else ''}: {len(st.pasid_records)} are live.", [idx])
+                           f"{owner} asked for a PASID ({path} path) and the allocator had none left in {span}: "
+                           f"{len(st.pasid_records)} are live.", [idx])
             return
         if pasid == IOMMU_NO_PASID:
             self._check_live(ts, dev, pasid, "allocation", idx)

@@ -153,6 +153,21 @@ def test_an_mm_s_pasid_freed_on_6_5_goes_to_the_next_mm_without_a_finding(tmp_pa
     assert idx.anomalies == [] and idx.state_at(run.events[-1].ts_ns).pasids[1].mm == 11
 
 
+def test_an_exhausted_ioasid_allocation_is_found_without_a_range_its_row_does_not_carry(tmp_path: Path) -> None:
+    """6.2-6.3 iommu_sva_bind_device() asks for 1..max_pasids-1 of the device (drivers/iommu/iommu-sva.c, 6.3), but
+    ioasid_alloc(set, min, max, private) names no device and its probe reads no range: the exhaustion is found, and
+    its text claims no range (it said the whole 20-bit space)."""
+    head = GOOD_HEAD.replace("title: t\n", "title: t\nkernel: \"6.3\"\n").replace("width: 4", "width: 1").replace(
+        "script:", "  other: {pid: 11, comm: other}\nscript:")
+    run = load_scenario(_write(tmp_path, head + (
+        "  - at: 0\n    bind: {actor: app, device: d0}\n  - at: 1ms\n    bind: {actor: other, device: d0}\n")))
+    failed = [e for e in run.events if e.kind == "pasid_alloc" and e.get("error")]
+    assert [(e.device, e.get("path")) for e in failed] == [(None, "ioasid")]
+    [found] = run.index().anomalies
+    assert found.rule == "space_exhausted" and "none left in the range it was asked for:" in found.explanation and (
+        "1048575" not in found.explanation), found.explanation
+
+
 def test_a_scenarios_times_read_as_its_author_wrote_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A scenario whose first step is at 10ms shows it at 10ms, not at 0: its steps' `at` count from its own 0."""
     path = _write(tmp_path, GOOD_HEAD.replace("width: 4", "width: 20") + (
