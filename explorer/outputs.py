@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from .errors import InputError
 
@@ -27,6 +28,47 @@ def check_output(out: str | os.PathLike[str], reads: Iterable[str | os.PathLike[
     if not os.access(parent, os.W_OK):
         raise InputError(str(out), "", f"folder {str(parent)!r} is not writable")
     return target
+
+
+KEPT = ("the file is there already and is kept (it may be a capture, which cannot be made again): "
+        "give another -o, or --force to replace it")
+
+
+def keep_recording(out: str | os.PathLike[str]) -> None:
+    """Refuse, before any work, to write over a file that is there and not empty: `record`, `import`, `simulate`,
+    `generate`, `merge` and `lab run` all write recordings, and a capture replaced cannot be made again. An empty
+    file (a name made ready, a killed start) may be replaced; so may a device or a FIFO (/dev/null)."""
+    with suppress(FileNotFoundError):
+        _keep(out, os.stat(out))
+
+
+def _keep(out: str | os.PathLike[str], st: os.stat_result) -> None:
+    if stat.S_ISREG(st.st_mode) and st.st_size:
+        raise InputError(str(out), "", KEPT)
+
+
+def open_recording(out: str | os.PathLike[str], *, replace: bool) -> BinaryIO:
+    """`out` opened to write a recording into: unless `replace`, created if absent (O_EXCL), else taken only when
+    what is there is empty, decided on the file opened rather than on a name checked before (which another writer
+    could create in between)."""
+    try:
+        return open(out, "wb", opener=None if replace else _exclusive)  # noqa: SIM115 - the caller's to close
+    except OSError as e:
+        raise InputError(str(out), "", f"cannot write the recording: {e.strerror or e}") from None
+
+
+def _exclusive(path: str, flags: int) -> int:
+    """An `open()` opener: a new file, or one that is there if it is empty; never one truncated."""
+    try:
+        return os.open(path, flags | os.O_EXCL, 0o666)
+    except FileExistsError:
+        fd = os.open(path, flags & ~(os.O_CREAT | os.O_TRUNC))
+    try:
+        _keep(path, os.fstat(fd))
+    except InputError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -253,8 +253,9 @@ def workload_header(n_events: int, seed: int) -> Header:
                   devices=workload_devices())
 
 
-def write_workload(path: str, n_events: int, seed: int = 1, progress: Any = None, **kw: Any) -> int:
-    with RecordingWriter(path, workload_header(n_events, seed)) as w:
+def write_workload(path: str, n_events: int, seed: int = 1, progress: Any = None, *, replace: bool = True,
+                   **kw: Any) -> int:
+    with RecordingWriter(path, workload_header(n_events, seed), replace=replace) as w:
         for i, row in enumerate(generate_rows(n_events, seed, **kw)):
             w.append_row(row)
             if progress is not None and i % 65536 == 0:

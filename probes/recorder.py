@@ -29,17 +29,21 @@ FLUSH_EVERY_S = 1.0
 class RecordingTee:
     """Wraps a `Capture`: same `LiveSource` face, and a durable recording of everything it hands out."""
 
-    def __init__(self, capture: Capture, path: str | os.PathLike[str]) -> None:
+    def __init__(self, capture: Capture, path: str | os.PathLike[str], *, replace: bool = False) -> None:
+        """`replace`: write over a file at `path` that is not empty (by default it is kept, and this refuses)."""
         self.capture = capture
         self.header = capture.header
         self.path = str(path)
         # The kernel's own PASID state at the start, in the header so that a killed capture keeps it.
         capture.header.extra[stored.KEY] = [take()]
         try:
-            self.writer = RecordingWriter(path, capture.header, sync_every_s=FLUSH_EVERY_S)
+            self.writer = RecordingWriter(path, capture.header, sync_every_s=FLUSH_EVERY_S, replace=replace)
         except OSError as e:
             capture.close()
             raise InputError(self.path, "", f"cannot write the recording: {e.strerror or e}") from None
+        except InputError:
+            capture.close()
+            raise
         self._last_flush = time.monotonic()
         self.end_reason = "complete"
         self.failed: OSError | None = None  # the write that failed: nothing more is written

@@ -15,6 +15,7 @@ import msgpack
 import numpy as np
 
 from ..events import R_DEVICE, R_KIND, R_TS, Event, Row
+from ..outputs import open_recording
 from .columns import ChunkColumns, columns_of, pack
 from .encoded import PackedRows
 from .framing import MAGIC, TAG_CHUNK, TAG_FOOTER, TAG_HEADER, frame, tail
@@ -47,10 +48,10 @@ class RecordingWriter:
 
     def __init__(self, path: str | os.PathLike[str] | BinaryIO, header: Header, *,
                  chunk_events: int = DEFAULT_CHUNK_EVENTS, durable: bool = False,
-                 compress: bool = True, sync_every_s: float | None = None) -> None:
-        if isinstance(path, (str, os.PathLike)):
+                 compress: bool = True, sync_every_s: float | None = None, replace: bool = True) -> None:
+        if isinstance(path, (str, os.PathLike)):  # (`replace` False: a file there that is not empty is kept)
             self.path = str(path)
-            self._f: BinaryIO = open(path, "wb")  # noqa: SIM115 - owned, closed in close()
+            self._f: BinaryIO = open_recording(path, replace=replace)  # owned, closed in close()
             self._owns_file = True
         else:
             self.path = str(getattr(path, "name", "<stream>"))

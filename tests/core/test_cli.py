@@ -167,6 +167,33 @@ def test_a_command_never_writes_over_what_it_reads(tmp_path: Path, command: str)
     assert source.read_bytes() == before
 
 
+@pytest.mark.parametrize("command", ["import", "simulate", "generate", "merge"])
+def test_a_recording_that_is_there_is_kept_unless_forced(tmp_path: Path, command: str) -> None:
+    """Every command that writes a recording keeps a file that is there and not empty, as `record` does: `import`,
+    `simulate` and `generate` once replaced a capture given as -o (exit 0), and `import host.log` alone wrote over
+    host.pasidrec. One line naming the file, exit 2; --force replaces it; an empty file is simply written."""
+    log = tmp_path / "host.log"
+    log.write_text("[    1.000000] DMAR: DRHD: handling fault status reg 2\n")
+    guest = str(SCENARIOS["06-buggy-driver"].recording_path)
+    args = {"import": ["import", str(log)],  # (no -o: host.pasidrec, here)
+            "simulate": ["simulate", str(SCENARIOS["04-page-request-groups"].yaml_path), "-o", "host.pasidrec"],
+            "generate": ["generate", "--events", "50", "-o", "host.pasidrec"],
+            "merge": ["merge", "-o", "host.pasidrec", str(SCENARIOS["04-page-request-groups"].recording_path),
+                      guest, "--name", f"{guest}=g", "--offset", "g=+0s"]}[command]
+    capture = tmp_path / "host.pasidrec"
+    capture.write_bytes(SCENARIOS["01-two-processes-one-device"].recording_path.read_bytes())
+    before = capture.read_bytes()
+    r = cli(*args, cwd=tmp_path)
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("pasid-explorer: host.pasidrec: the file is there already") and "--force" in r.stderr
+    assert capture.read_bytes() == before
+    forced = cli(*args, "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert capture.read_bytes() != before and Recording(str(capture)).header.title != "Two processes, one device"
+    capture.write_bytes(b"")  # (a name made ready, or a start that was killed: nothing to keep)
+    assert cli(*args, cwd=tmp_path).returncode == 0 and capture.stat().st_size > 0
+
+
 def test_a_binary_trace_goes_down_a_pipe_as_it_goes_to_a_file(tmp_path: Path) -> None:
     """`export --to perfetto -o -` into a pipe writes the same trace as into a file (it once stopped with an internal
     error: the CLI's escaping stdout has no byte stream)."""

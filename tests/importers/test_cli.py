@@ -58,7 +58,7 @@ def test_unrecognised_input_is_one_line_naming_file_formats_and_first_line(tmp_p
     src.write_text("Dear diary,\ntoday nothing happened.\n")
     out = tmp_path / "old.pasidrec"
     out.write_bytes(b"an earlier recording")
-    assert main(["import", str(src), "-o", str(out)]) == 2
+    assert main(["import", str(src), "-o", str(out), "--force"]) == 2  # (without --force it is kept from the start)
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(src) in err
     assert "kernel-log, ftrace, trace-dat" in err and "Dear diary," in err

@@ -6,13 +6,14 @@ import argparse
 import math
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ExplorerError
-from ...index import RecordingIndex
-from ...loading import open_index
 from ...text import write_json
 from ..progress import Progress
+
+if TYPE_CHECKING:  # (`import` and `generate` share add_force and count, and never open an index)
+    from ...index import RecordingIndex
 
 
 def count(least: int) -> Callable[[str], int]:
@@ -24,6 +25,13 @@ def count(least: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected a whole number of at least {least}, got {text!r}")
         return int(digits)
     return read
+
+
+def add_force(p: argparse.ArgumentParser) -> None:
+    """--force, for every command that writes a recording (outputs.open_recording, keep_recording)."""
+    p.add_argument("--force", action="store_true",
+                   help="replace the output file if it is there already (by default a file that is not empty is "
+                        "kept: it may be a capture, which cannot be made again)")
 
 
 def milliseconds(text: str) -> float:
@@ -55,6 +63,8 @@ def open_with_progress(path: str, stale_ms: float | None = None, *, model: bool 
     """`model` False: the explorer runs the model itself, behind its first screen (and with `first`, indexes
     all but the first events there too). `history`: see `loading.open_index` (a report that never seeks the
     model keeps no checkpoints)."""
+    from ...loading import open_index
+
     progress = Progress(f"indexing {path}")
     stale_ns = None if stale_ms is None else int(stale_ms * 1e6)
     idx = open_index(path, progress=progress, stale_ns=stale_ns, model=model, first=first, history=history)

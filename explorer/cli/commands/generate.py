@@ -7,7 +7,7 @@ import argparse
 from ...outputs import check_output
 from ...workload import write_workload
 from ..progress import Progress
-from ._common import count
+from ._common import add_force, count
 
 ORDER = 45
 
@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                "  pasid-explorer generate --events 50000 --seed 7 --loss-every 500 -o lossy.pasidrec",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-o", "--output", required=True, help="recording to write")
+    add_force(p)
     p.add_argument("--events", type=count(1), default=100_000, help="number of events (default 100,000)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--slow-every", type=count(0), default=20_000, metavar="N",
@@ -35,8 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     check_output(args.output)
     progress = Progress(f"generating {args.output}")
-    n = write_workload(args.output, args.events, args.seed, progress=progress, slow_every=args.slow_every,
-                       loss_every=args.loss_every)
+    n = write_workload(args.output, args.events, args.seed, progress=progress, replace=args.force,
+                       slow_every=args.slow_every, loss_every=args.loss_every)
     progress.done()
     print(f"{args.output}: {n:,} events (seed {args.seed})")
     return 0

@@ -6,8 +6,10 @@ import argparse
 from pathlib import Path
 
 from ...importers import FORMATS, import_log
+from ...outputs import check_output, keep_recording
 from ...text import line
 from ..progress import Progress
+from ._common import add_force
 
 ORDER = 50
 
@@ -54,11 +56,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="skip detection and read the input as this format (ftrace text also reads the kernel-log "
                         "lines pasted among its trace lines, as detection would)")
     p.add_argument("--title", help="a title for the recording (default: the input's name)")
+    add_force(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     out = args.output or (Path(args.input).stem if args.input != "-" else "stdin") + ".pasidrec"
+    check_output(out, reads=(args.input,))  # (first: an -o naming the input is refused as that)
+    if not args.force:
+        keep_recording(out)
     progress = Progress(f"importing {args.input}", unit="bytes")
     stats = import_log(args.input, out, fmt=args.format, progress=progress, title=args.title)
     progress.done()

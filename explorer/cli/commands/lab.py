@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 from ...lab import claims, kernels, session, vm
+from ...outputs import keep_recording
 from ..progress import Progress
-from ._common import count, print_json
+from ._common import add_force, count, print_json
 
 ORDER = 72
 
@@ -42,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                    "read-only) with the capture attached, and write the recording here.")
     _boot_arguments(r)
     r.add_argument("-o", "--output", type=Path, help="recording to write (default lab-VERSION.pasidrec)")
+    add_force(r)
     r.add_argument("--ring-kb", type=int, default=session.RING_KB, metavar="KB",
                    help=f"the capture's ring buffer inside the VM (default {session.RING_KB})")
     r.add_argument("--stop-at", metavar="GUEST_FILE",
@@ -91,6 +93,8 @@ def run_build(args: argparse.Namespace) -> int:
 def run_command(args: argparse.Namespace) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     output = args.output or Path(f"lab-{args.kernel}.pasidrec")
+    if not args.force:
+        keep_recording(output)  # (before the boot: the recording is copied in place at the end)
     result = session.run(args.kernel, command, output, intel_iommu=args.intel_iommu, ring_kb=args.ring_kb,
                           stop_at=args.stop_at, progress=_progress())
     sys.stdout.write(result.command_output)

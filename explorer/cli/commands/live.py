@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     layout = load_layout(args.layout) if args.layout else None  # a bad layout fails before the probes load
     need_terminal("live")
     capture = Capture(capture_options(args))
-    source: Capture | RecordingTee = capture if args.output is None else RecordingTee(capture, args.output)
+    source: Capture | RecordingTee = (capture if args.output is None else
+                                      RecordingTee(capture, args.output, replace=args.force))
     # older rows are read back from the -o file itself; without one (or one that cannot be read), a temporary file
     spill = OutputSpill.of(source.writer) if isinstance(source, RecordingTee) else None
     index = RecordingIndex(source.header, spill=spill)

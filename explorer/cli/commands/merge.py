@@ -7,10 +7,11 @@ import sys
 
 from ...errors import ExplorerError
 from ...merge import LINK_WINDOW_NS, Merged, Source, merge, open_sources
-from ...outputs import check_output
+from ...outputs import check_output, keep_recording
 from ...text import line
 from ...units import fmt_ns, parse_duration
 from ..progress import Progress
+from ._common import add_force
 
 ORDER = 52
 
@@ -103,6 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", metavar="FILE", help="recordings: the host's first, then its guests'")
     p.add_argument("-o", "--output", required=True, help="merged recording to write (.pasidrec)")
+    add_force(p)
     add_machine_arguments(p)
     p.set_defaults(func=run)
 
@@ -125,6 +127,8 @@ def merge_files(args: argparse.Namespace, output: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     check_output(args.output, reads=args.files)
+    if not args.force:
+        keep_recording(args.output)
     first, *rest = merge_files(args, args.output)
     print("\n".join([f"{line(args.output)}: {first}", *rest]))
     return 0

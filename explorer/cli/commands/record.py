@@ -16,7 +16,9 @@ from probes.devices import PCI_DEVICES
 from probes.recorder import RecordingTee
 
 from ...errors import CaptureError
+from ...outputs import keep_recording
 from ...text import line, raw
+from ._common import add_force
 
 ORDER = 71
 DEFAULT_RING_MB = 64
@@ -37,16 +39,13 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
                         "name a VM's guest when you record it, so that 'replay host.pasidrec guest.pasidrec' "
                         "shows it under its own name; the boot id and clock readings that align it with other "
                         "recordings are kept whatever the name")
-    p.add_argument("--force", action="store_true",
-                   help="with -o, replace a file that is there already (by default it is kept: a capture cannot "
-                        "be made again)")
+    add_force(p)
 
 
 def capture_options(args: argparse.Namespace) -> CaptureOptions:
     """The capture's options, checked before any probe loads; an output that would replace a capture is refused."""
-    if args.output is not None and not args.force and os.path.isfile(args.output) and os.path.getsize(args.output):
-        raise CaptureError(f"{args.output}: the file is there already, and a capture cannot be made again: give "
-                           "another -o, or --force to replace it")
+    if args.output is not None and not args.force:
+        keep_recording(args.output)
     if args.pid is not None and not os.path.exists(f"/proc/{args.pid}"):
         raise CaptureError(f"--pid {args.pid}: no such process")
     device = args.device
@@ -98,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if args.duration is not None and args.duration <= 0:
         raise CaptureError("--duration must be positive")
     stop = _Stop()
-    source = RecordingTee(Capture(capture_options(args)), args.output)
+    source = RecordingTee(Capture(capture_options(args)), args.output, replace=args.force)
     show = not args.quiet and sys.stderr.isatty()
     if not args.quiet:
         attached = sum(v.status == ATTACHED for v in source.capture.verdicts)

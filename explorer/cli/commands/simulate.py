@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ...outputs import check_output
+from ...outputs import check_output, open_recording
 from ...scenarios import load_scenario, reference
 from ...units import fmt_ns
+from ._common import add_force
 
 ORDER = 40
 
@@ -26,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scenario", help="a scenario .yaml file")
     p.add_argument("-o", "--output", help="recording to write (default: the scenario's name, .pasidrec, here)")
+    add_force(p)
     p.set_defaults(func=run)
 
 
@@ -33,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.output or f"{Path(args.scenario).stem}.pasidrec"
     check_output(out, reads=(args.scenario,))
     run_ = load_scenario(args.scenario)
-    n = run_.write(out)
+    with open_recording(out, replace=args.force) as f:
+        n = run_.write(f)  # (a file, not its name: the name is claimed at the open, see open_recording)
     idx = run_.index()
     span = fmt_ns(idx.end_ns - idx.start_ns)
     found = sorted(a.rule for a in idx.anomalies)
