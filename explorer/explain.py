@@ -7,6 +7,7 @@ earlier events prove it. One describer per event kind, in `_DESCRIBE`.
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,18 @@ _PATHS = {
     AllocPath.IOASID: "by the ioasid allocator (5.5-6.3), which SVA binds took their PASIDs from",
     AllocPath.IOMMUFD: "as an earlier version of this tool recorded it: iommufd allocates no PASID (user space "
                        "chooses the number per device, 6.15+), so this path names no kernel allocator",
+}
+_BIND_REFUSALS = {  # why iommu_sva_bind_device() returns each error (drivers/iommu/iommu-sva.c unless named)
+    errno.EOVERFLOW: "the mm already has its PASID, from an earlier bind, and it is beyond this device's max_pasids "
+                     "(iommu_alloc_mm_data() 6.8+, iommu_sva_alloc_pasid() before)",
+    errno.ENOSPC: "this was the mm's first bind and no PASID was free below this device's max_pasids, or the device "
+                  "takes none at all (iommu_alloc_global_pasid() returns IOMMU_PASID_INVALID, 6.6+; the IDA's "
+                  "ida_alloc_range() ran out, 6.4-6.5)",
+    errno.ENOMEM: "the kernel was out of memory; before 6.4 also a full PASID space (iommu_sva_alloc_pasid() turned "
+                  "ioasid_alloc()'s failure into -ENOMEM)",
+    errno.EBUSY: "the (device, PASID) slot holds another domain (iommu_attach_device_pasid(), drivers/iommu/iommu.c "
+                 "6.2+), or the mm's page tables cannot be shared with a device (arch_pgtable_dma_compat(): x86 "
+                 "LAM, 6.4+)",
 }
 _DOMAINS = {
     "sva": "an SVA domain: the device walks the process's own CPU page table",
@@ -184,6 +197,12 @@ def _describe(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
     return describe(ev, st, index)
 
 
+def _errno(code: object) -> str:
+    """A failed call's result as the kernel source names it (-28 (-ENOSPC)); a number no errno has, as it is."""
+    name = errno.errorcode.get(-code) if isinstance(code, int) else None
+    return f"{code} (-{name})" if name else str(code)
+
+
 def _free_rule(index: RecordingIndex) -> str:
     if index.sim.policy.sva_free_at == "mmdrop":
         return ("Since 5.18 an mm's SVA PASID is freed by mm_pasid_drop() from __mmdrop(): after the process exits "
@@ -194,7 +213,7 @@ def _free_rule(index: RecordingIndex) -> str:
 def _alloc(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
     f, p = ev.fields, ev.pasid
     if f.get("error"):
-        return [f"The allocation failed with error {f['error']}: no PASID was handed out."]
+        return [f"The allocation failed with error {_errno(f['error'])}: no PASID was handed out."]
     path = f.get("path", "?")
     return [f"PASID {p} was allocated {_PATHS.get(path, f'by path {path!r}')}.",
             f"Owner: {f.get('owner') or ev.comm or '?'}" + (f", for VM {f['vm']}" if f.get("vm") else "")
@@ -216,8 +235,9 @@ def _bind(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
     live = st.pasids.get(p) if p is not None else None
     mm = f.get("mm")
     if f.get("error"):
-        return [f"{ev.comm or 'A process'} tried to bind mm {mm} to {dev}; the kernel refused ({f['error']}: "
-                "-EOVERFLOW when the mm's PASID is beyond this device's max_pasids)."]
+        why = _BIND_REFUSALS.get(-f["error"]) if isinstance(f["error"], int) else None
+        return [f"{ev.comm or 'A process'} tried to bind mm {mm} to {dev}; the kernel refused with "
+                f"{_errno(f['error'])}{f': {why}' if why else ''}."]
     b = st.binds.get((mm, dev)) if mm is not None else None
     first = b is not None and b.refs == 1 and not (set(st.binds_of(mm)) - {dev})
     reuse = (f"It reuses the mm's PASID {p}, allocated {_since(index, live.since_ns)} by {live.owner}: one "

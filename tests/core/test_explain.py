@@ -72,3 +72,16 @@ def test_a_page_request_says_who_answers_its_group_whether_or_not_the_response_n
     idx = open_index(path)
     for i in (1, 2):
         assert "user space: the group is queued" in " ".join(explain(idx, i).paragraphs)
+
+
+def test_a_refused_bind_is_explained_by_its_own_error_code() -> None:
+    """Every failed bind was explained as -EOVERFLOW, -28 included. drivers/iommu/iommu-sva.c, 6.8
+    iommu_alloc_mm_data(): an mm whose PASID is >= the device's max_pasids gets -EOVERFLOW (-75); a first bind
+    for which iommu_alloc_global_pasid() finds no free PASID gets -ENOSPC (-28)."""
+    idx = open_index(str(next(s for s in bundled_scenarios() if s.name.startswith("05")).recording_path))  # 6.18
+    refused = {idx.event(i).get("error"): " ".join(explain(idx, i).paragraphs)
+               for i in range(idx.n) if idx.event(i).kind == Kind.SVA_BIND and idx.event(i).get("error")}
+    assert set(refused) == {-28, -75}
+    assert "-28 (-ENOSPC): this was the mm's first bind and no PASID was free" in refused[-28]
+    assert "EOVERFLOW" not in refused[-28]
+    assert "-75 (-EOVERFLOW): the mm already has its PASID" in refused[-75] and "ENOSPC" not in refused[-75]
