@@ -331,7 +331,7 @@ def _uapi(ev: Event, st: SimState, index: RecordingIndex) -> list[str]:
     f = ev.fields
     args = f.get("args") or {}
     ret = f.get("ret")
-    res = "" if ret is None else " It succeeded." if ret >= 0 else f" The kernel refused it ({ret})."
+    res = "" if ret is None else " It succeeded." if ret >= 0 else f" The kernel refused it ({_errno(ret)})."
     extra = (f" It attaches the device at PASID {args.get('pasid')}, a number the caller chose: iommufd allocates "
              "none." if args.get("flags", 0) & VFIO_DEVICE_ATTACH_PASID and "ATTACH" in str(f.get("name")) else "")
     return [f"{ev.comm or 'A process'} called {f.get('name')} on fd {f.get('fd', '?')}: the user interface "
