@@ -344,6 +344,14 @@ def blind_spots(version: Version | None, unavailable: dict[str, str] | None = No
     return out
 
 
+_SOURCES = {  # Rules.describe()'s words for each allocator (the FACTS rows say more, in sentences of their own)
+    "driver": "each IOMMU driver's own IDR (Intel svm.c pasid_idr)",
+    "ioasid": "the ioasid allocator (ioasid_alloc()), the lowest free number first",
+    "sva-ida": "an IDA private to iommu-sva.c (iommu_sva_alloc_pasid(), which no hook sees)",
+    "global-ida": "the global IDA (iommu_alloc_global_pasid(dev)), the lowest free number in 1..max_pasids(dev)-1",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Rules:
     """The semantics the simulator applies for one kernel version."""
@@ -358,10 +366,13 @@ class Rules:
     allocs_visible: bool  # an mm's SVA allocation reaches a hook (none does 5.2-5.4 and 6.4-6.5: shown first in use)
 
     def describe(self) -> str:
-        v = f"{self.version[0]}.{self.version[1]}" if self.version else "(unknown, assuming current)"
+        """One line, in words: where this kernel's PASIDs come from and when an mm's goes back."""
+        v = "{}.{}".format(*(self.version or CURRENT))
+        kernel = f"kernel {v}" if self.version else f"kernel unknown (judged as {v})"
         when = "at its last unbind" if self.sva_free_at == "last_unbind" else "after the mm's last mmdrop"
-        alloc = next(f.text for f in FACTS if f.topic == "allocate" and f.key.endswith(self.allocator))
-        return f"kernel {v}: PASIDs come from {alloc}; an mm's SVA PASID is freed {when}"
+        user = "; user space chooses its own per device through iommufd/VFIO" if self.user_pasids else ""
+        return (f"{kernel}: the kernel's PASIDs come from {_SOURCES[self.allocator]}{user}; an mm's SVA PASID is "
+                f"freed {when}")
 
 
 def rules_for(release: str | None) -> Rules:

@@ -3,8 +3,16 @@ rules the simulator and the probes take from it follow the kernel's history."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import pytest
+
+from explorer.cli.main import main
 from explorer.kernel_facts import FACTS, HOOK_FACTS, NOT_HOOKED, blind_spots, facts_for, parse_version, rules_for
 from probes.hooks import HOOKS
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_fact_names_hooks_of_the_table_and_every_probe_hook_has_a_row() -> None:
@@ -52,6 +60,31 @@ def test_rules_for_each_era() -> None:
     r = rules_for("6.10")  # NEEDS_PASID moved from bit 3 to bit 2 in 6.10, not 6.7 (F2)
     assert (r.allocator, r.needs_pasid_bit) == ("global-ida", 1 << 2)
     assert rules_for("6.9").needs_pasid_bit == 1 << 3 and rules_for(None).user_pasids
+
+
+def test_every_versions_rules_line_reads_as_a_sentence(capsys: pytest.CaptureFixture[str]) -> None:
+    """`info` pasted each allocator's FACTS sentence after "come from": "PASIDs come from a static
+    iommu_sva_alloc_pasid() takes the PASID ..." (6.4-6.5), "PASIDs come from each IOMMU driver hands out ..."
+    (5.2-5.4). Each era's line is checked, and every version from 5.2 to 7.0 has one of these shapes."""
+    assert main(["info", str(ROOT / "recordings" / "11-era-sva-ida.pasidrec")]) == 0
+    assert ("rules: kernel 6.5: the kernel's PASIDs come from an IDA private to iommu-sva.c (iommu_sva_alloc_pasid(), "
+            "which no hook sees); an mm's SVA PASID is freed after the mm's last mmdrop\n") in capsys.readouterr().out
+    assert rules_for("5.4").describe() == ("kernel 5.4: the kernel's PASIDs come from each IOMMU driver's own IDR "
+                                           "(Intel svm.c pasid_idr); an mm's SVA PASID is freed at its last unbind")
+    assert rules_for("5.10").describe().startswith("kernel 5.10: the kernel's PASIDs come from the ioasid allocator "
+                                                   "(ioasid_alloc()), the lowest free number first;")
+    assert "come from the global IDA (iommu_alloc_global_pasid(dev)), the lowest free number in " \
+        "1..max_pasids(dev)-1; user space chooses its own per device through iommufd/VFIO; an mm's" \
+        in rules_for("6.15").describe()
+    sources = "|".join(re.escape(s) for s in (
+        "each IOMMU driver's own IDR (Intel svm.c pasid_idr)", "the ioasid allocator (ioasid_alloc()), the lowest "
+        "free number first", "an IDA private to iommu-sva.c (iommu_sva_alloc_pasid(), which no hook sees)",
+        "the global IDA (iommu_alloc_global_pasid(dev)), the lowest free number in 1..max_pasids(dev)-1"))
+    shape = re.compile(rf"kernel (\d+\.\d+|unknown \(judged as 6\.18\)): the kernel's PASIDs come from ({sources})"
+                       r"(; user space chooses its own per device through iommufd/VFIO)?"
+                       r"; an mm's SVA PASID is freed (at its last unbind|after the mm's last mmdrop)")
+    for release in [f"5.{m}" for m in range(2, 20)] + [f"6.{m}" for m in range(0, 20)] + ["7.0", None]:
+        assert shape.fullmatch(rules_for(release).describe()), release
 
 
 def test_places_not_probed_are_not_offered_and_each_says_why_with_its_source() -> None:
