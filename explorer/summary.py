@@ -18,7 +18,7 @@ from .reconcile import recorded_snapshots, recording_disagreements
 from .simulator import Anomaly
 from .snapshot import stored
 from .text import Streamed, line
-from .units import fmt_ns
+from .units import counted, fmt_ns
 
 SHOWN_SAMPLES = 10  # of the lines an import did not understand, how many `info` prints
 
@@ -192,8 +192,8 @@ def info_text(info: dict[str, Any]) -> list[str]:
     if len(info["machines"]) < 2:  # (a merged recording's are under each machine)
         lines += _rule_lines(info, "  ")
     a, b = info["time_range_ns"]
-    lines.append(f"  {info['events']:,} events over {fmt_ns(b - a)} ({info['clock']} clock), "
-                 f"{info['chunks'] if info['chunks'] is not None else '-'} chunks")
+    in_file = "" if info["chunks"] is None else f", {counted(info['chunks'], 'chunk')}"  # (a scenario has no file)
+    lines.append(f"  {counted(info['events'], 'event')} over {fmt_ns(b - a)} ({info['clock']} clock){in_file}")
     for kind, n in info["by_kind"].items():
         lines.append(f"    {kind:<14} {n:>10,}")
     if info["devices"]:

@@ -1,4 +1,4 @@
-"""Durations as people write and read them: nanoseconds are the model's unit, never a reader's."""
+"""Durations and counts as people write and read them: nanoseconds are the model's unit, never a reader's."""
 
 from __future__ import annotations
 
@@ -17,6 +17,11 @@ def parse_duration(value: Any) -> int:
     if not m:
         raise ValueError(f"expected a duration with a unit (e.g. 5ms, 250us, 1.5s), got {value!r}")
     return round(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def counted(n: int, noun: str) -> str:
+    """A count with its noun, singular for one ('1 line', '8,000 lines'); nouns here take a plain -s."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def fmt_ns(ns: int) -> str:

@@ -288,3 +288,22 @@ def test_the_explorer_without_a_terminal_says_so_rather_than_hang(args: list[str
     assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1
     assert "shows its screen on a terminal" in r.stderr
 
+
+
+def test_a_bad_scenario_given_to_the_explorer_without_a_terminal_is_told_as_the_yaml_error(tmp_path: Path) -> None:
+    """`replay bad.yaml` in a script said only that there was no terminal: the YAML error is what to fix."""
+    (tmp_path / "bad.yaml").write_text("title: [unclosed\n")
+    r = subprocess.run([sys.executable, "-m", "explorer.cli.main", "replay", "bad.yaml"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "invalid YAML" in r.stderr, r.stderr
+    assert "terminal" not in r.stderr
+
+
+def test_counts_of_one_are_said_in_the_singular_and_a_scenario_has_no_chunks(tmp_path: Path) -> None:
+    """`import` printed "1 lines parsed"; `info` on a scenario .yaml "..., - chunks" (it has no file of chunks)."""
+    (tmp_path / "one.log").write_text("[    1.000000] DMAR: DRHD: handling fault status reg 2\n")
+    r = cli("import", "one.log", cwd=tmp_path)
+    assert r.returncode == 0 and "from 1 line of one.log" in r.stdout and "  1 line parsed" in r.stdout, r.stdout
+    info = cli("info", str(SCENARIOS["01-two-processes-one-device"].yaml_path))
+    assert info.returncode == 0 and "chunk" not in info.stdout and "events over 23.002 ms (scenario clock)\n" in \
+        info.stdout, info.stdout

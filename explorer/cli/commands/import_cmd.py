@@ -8,6 +8,7 @@ from pathlib import Path
 from ...importers import FORMATS, import_log
 from ...outputs import check_output, keep_recording
 from ...text import line
+from ...units import counted
 from ..progress import Progress
 from ._common import add_force
 
@@ -69,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
     stats = import_log(args.input, out, fmt=args.format, progress=progress, title=args.title)
     progress.done()
     vendors = ", ".join(f"{v} {n:,}" for v, n in sorted(stats.by_vendor.items())) or "none"
-    print(f"{out}: {stats.events:,} events from {stats.lines:,} lines of {stats.input} ({stats.format}); "
-          f"by vendor: {vendors}")
-    notes = [f"{stats.parsed:,} lines parsed"]
+    print(f"{out}: {counted(stats.events, 'event')} from {counted(stats.lines, 'line')} of {stats.input} "
+          f"({stats.format}); by vendor: {vendors}")
+    notes = [f"{counted(stats.parsed, 'line')} parsed"]
     if stats.unknown:
         notes.append(f"{stats.unknown:,} look like faults but were not understood (pasid-explorer info {out})")
     if stats.suppressed:

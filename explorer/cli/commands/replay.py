@@ -81,8 +81,14 @@ def _explore(args: argparse.Namespace, path: str, source_name: str) -> int:
     from ...tui.screen_layout import load_layout
 
     layout = load_layout(args.layout) if args.layout else None  # a bad layout fails before the long indexing
-    need_terminal("replay")
+    # the input before the terminal: a scenario's YAML error or a corrupt recording is the news, wherever it runs
+    # (only the first screen's events are indexed here, so a missing terminal is still told at once)
     index = open_with_progress(path, args.stale_ms, model=False, first=FIRST_SCREEN)
+    try:
+        need_terminal("replay")
+    except ExplorerError:
+        index.close()
+        raise
     if layout is None:
         layout = load_layout(default_layout(index, tuple(shutil.get_terminal_size())))
     run_explorer(ExplorerApp(index, layout=layout, source_name=source_name))
