@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug of ours; never 0 (ok), 1 (findings) or 2 (a clear error about the input)
 
 
@@ -12,12 +14,24 @@ class ExplorerError(Exception):
 
 
 class InputError(ExplorerError):
-    """Input we cannot use, named by file and place (byte offset, line, key)."""
+    """Input we cannot use, named by file and place (`where`, in words: "line 12", "line 12, column 5",
+    "byte 4096", or "" for the whole file)."""
 
     def __init__(self, path: str, where: str, what: str) -> None:
         self.path, self.where, self.what = str(path), where, what
-        place = f"{self.path}:{where}" if where else self.path
-        super().__init__(f"{place}: {what}")
+        super().__init__(f"{_place(self.path, where)}: {what}")
+
+
+_LINE = re.compile(r"line (\d+)(?:, column (\d+))?")
+
+
+def _place(path: str, where: str) -> str:
+    """`file:12` or `file:12:5` for a line (and column), as compilers write it and editors and terminals jump to
+    it; another place as it is said (`file:byte 4096`), none as the file alone."""
+    line = _LINE.fullmatch(where)
+    if line is not None:
+        where = ":".join(n for n in line.groups() if n is not None)
+    return f"{path}:{where}" if where else path
 
 
 class RecordingError(InputError):

@@ -83,7 +83,7 @@ def test_the_stale_threshold_also_times_binds_held_past_an_exit_and_help_says_so
 @pytest.mark.parametrize("args, words", [
     (["check", "no-such-file.pasidrec"], "no such file"),
     (["info", "README.md"], "not a PASID Explorer recording"),
-    (["simulate", "pyproject.toml"], "pyproject.toml:line"),
+    (["simulate", "pyproject.toml"], "pyproject.toml:2:1: invalid YAML"),
 ])
 def test_unreadable_input_is_exit_2_with_one_line_naming_the_file(args: list[str], words: str) -> None:
     r = cli(*args)
@@ -108,7 +108,7 @@ def test_simulate_writes_a_recording_that_check_agrees_with(tmp_path: Path) -> N
     bad = tmp_path / "bad.yaml"
     bad.write_text("title: t\ndevices: []\nscript:\n  - at: 1ms\n    bind: {actor: ghost, device: d}\n")
     r = cli("simulate", str(bad))
-    assert r.returncode == 2 and f"{bad}:line 5" in r.stderr and "unknown actor" in r.stderr
+    assert r.returncode == 2 and f"{bad}:5: " in r.stderr and "unknown actor" in r.stderr
 
 
 def test_generate_is_seeded_and_check_finds_only_the_planted_slow_responses(tmp_path: Path) -> None:
@@ -295,7 +295,7 @@ def test_a_bad_scenario_given_to_the_explorer_without_a_terminal_is_told_as_the_
     (tmp_path / "bad.yaml").write_text("title: [unclosed\n")
     r = subprocess.run([sys.executable, "-m", "explorer.cli.main", "replay", "bad.yaml"], cwd=tmp_path,
                        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "invalid YAML" in r.stderr, r.stderr
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "bad.yaml:2:1: invalid YAML" in r.stderr, r.stderr
     assert "terminal" not in r.stderr
 
 

@@ -314,7 +314,7 @@ def test_an_action_the_scenarios_kernel_lacks_is_refused_at_its_line(tmp_path: P
     with pytest.raises(ScenarioError) as err:
         load_scenario(path)
     msg = str(err.value)
-    assert msg.startswith(f"{path}:{line}") and words in msg and "\n" not in msg, msg
+    assert msg.startswith(f"{path}:{line.removeprefix('line ')}") and words in msg and "\n" not in msg, msg
 
 
 @pytest.mark.parametrize("kernel, step", [
@@ -355,7 +355,7 @@ def test_mistakes_in_a_scenario_are_named_by_file_line_and_what_was_expected(tmp
     with pytest.raises(ScenarioError) as err:
         load_scenario(path)
     msg = str(err.value)
-    assert msg.startswith(f"{path}:{line}") and words in msg and "\n" not in msg, msg
+    assert msg.startswith(f"{path}:{line.removeprefix('line ')}") and words in msg and "\n" not in msg, msg
 
 
 # The step under test starts at line 10; block-style parameters put each key on its own line after that.
@@ -393,7 +393,7 @@ def test_bad_parameter_values_are_exit_2_with_one_line_naming_the_parameters_lin
     path = _write(tmp_path, BOUND + step)
     assert main(["simulate", str(path), "-o", str(tmp_path / "out.pasidrec")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"pasid-explorer: {path}:line {line}: ") and words in err and err.count("\n") == 1, err
+    assert err.startswith(f"pasid-explorer: {path}:{line}: ") and words in err and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize("value, words", [

@@ -261,7 +261,7 @@ def test_a_bad_layout_is_one_line_naming_file_line_and_key(tmp_path) -> None:  #
                           str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
-    assert f"{bad}:line 5: key 'rows[0].panels[0].panel': unknown panel 'timelin'" in out.stderr
+    assert f"{bad}:5: key 'rows[0].panels[0].panel': unknown panel 'timelin'" in out.stderr
 
 
 WITH_ANOMALIES = [name for name in SCENARIOS if index_of(name).anomalies]

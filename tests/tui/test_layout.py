@@ -37,7 +37,7 @@ def test_a_value_of_the_wrong_type_names_its_file_line_and_key(tmp_path: Path, t
         load_layout(str(path))
     message = str(e.value)
     assert "\n" not in message
-    assert message.startswith(f"{path}:line {line}: key '{key}': expected") and message.endswith(what)
+    assert message.startswith(f"{path}:{line}: key '{key}': expected") and message.endswith(what)
 
 
 def test_text_values_are_kept_as_written(tmp_path: Path) -> None:
