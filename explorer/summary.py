@@ -181,16 +181,18 @@ def interval_text(report: dict[str, Any]) -> str:
     return "model: " + (", ".join(parts) if parts else "no PASID lifetime, attachment, bind or group")
 
 
-def info_text(info: dict[str, Any]) -> list[str]:
+def info_text(info: dict[str, Any], *, facts: bool = True) -> list[str]:
+    """`info`'s text; `facts` False (`check`'s, which comes for the findings) folds each machine's kernel facts
+    into one line naming its blind spots, rather than a row each before the first finding."""
     lines = [f"{info['file']}: {info['title'] or 'recording'} ({info['source']}, format v{info['version']})"]
     if info.get("description"):
         lines.append(f"  {info['description'].strip().splitlines()[0]}")
     host = info["host"]
     if host:
         lines.append("  host: " + ", ".join(f"{k} {v}" for k, v in host.items() if v is not None))
-    lines += _machine_lines(info)
+    lines += _machine_lines(info, facts)
     if len(info["machines"]) < 2:  # (a merged recording's are under each machine)
-        lines += _rule_lines(info, "  ")
+        lines += _rule_lines(info, "  ", facts=facts)
     a, b = info["time_range_ns"]
     in_file = "" if info["chunks"] is None else f", {counted(info['chunks'], 'chunk')}"  # (a scenario has no file)
     lines.append(f"  {counted(info['events'], 'event')} over {fmt_ns(b - a)} ({info['clock']} clock){in_file}")
@@ -241,9 +243,13 @@ def info_text(info: dict[str, Any]) -> list[str]:
     return [line(x) for x in lines]  # titles, hosts, devices and samples come from the input: one line each
 
 
-def _rule_lines(d: dict[str, Any], indent: str, label: str = "rules") -> list[str]:
+def _rule_lines(d: dict[str, Any], indent: str, label: str = "rules", *, facts: bool = True) -> list[str]:
     """The kernel rules and facts a machine is judged by (`info`'s, or a merged recording's other machine's)."""
     lines = [f"{indent}{label}: {d['kernel_rules']}"]
+    if not facts:
+        blind = [f["key"] for f in d.get("kernel_facts", []) if f["blind"]]
+        return lines + [f"{indent}  {counted(len(d.get('kernel_facts', [])), 'kernel fact')} ('pasid-explorer info' "
+                        f"lists them){'; blind spots, which no hook sees: ' + ', '.join(blind) if blind else ''}"]
     for f in d.get("kernel_facts", []):
         blind = " [blind spot: no hook sees it]" if f["blind"] else ""
         lines.append(f"{indent}  {f['key']} ({f['versions']}): {f['text']}{blind}")
@@ -257,7 +263,7 @@ def _unobserved_hook_lines(probes: object, indent: str) -> list[str]:
             (unavailable.items() if isinstance(unavailable, dict) else ())]
 
 
-def _machine_lines(info: dict[str, Any]) -> list[str]:
+def _machine_lines(info: dict[str, Any], facts: bool) -> list[str]:
     """Which machines the events happened on and whether their clocks can be aligned with another's; a merged
     recording's machines each with the kernel rules it is judged by (its own kernel's) and the hooks its capture
     could not attach."""
@@ -280,7 +286,7 @@ def _machine_lines(info: dict[str, Any]) -> list[str]:
             if i and (d["kernel_rules"], d["kernel_facts"]) == (info["kernel_rules"], info["kernel_facts"]):
                 lines.append(f"    its rules: as machine {machines[0].get('name')}'s")
             else:
-                lines += _rule_lines(rules, "    ", "its rules")
+                lines += _rule_lines(rules, "    ", "its rules", facts=facts)
             lines += _unobserved_hook_lines(info.get("probes") if i == 0 else d.get("probes"), "    ")
         if d.get("lifecycle_unobserved"):
             lines.append(f"    its PASID lifecycle was not observed ({d['lifecycle_unobserved']}): its findings a "

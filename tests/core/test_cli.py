@@ -307,3 +307,13 @@ def test_counts_of_one_are_said_in_the_singular_and_a_scenario_has_no_chunks(tmp
     info = cli("info", str(SCENARIOS["01-two-processes-one-device"].yaml_path))
     assert info.returncode == 0 and "chunk" not in info.stdout and "events over 23.002 ms (scenario clock)\n" in \
         info.stdout, info.stdout
+
+
+def test_check_s_text_folds_the_kernel_facts_into_one_line_before_the_findings() -> None:
+    """`check` printed every kernel fact row (13 for 6.18) before its first finding; `info` still lists them."""
+    rec = str(SCENARIOS["11-era-sva-ida"].recording_path)  # 6.5: its allocation is a blind spot
+    out = cli("check", rec).stdout
+    rules = next(i for i, x in enumerate(out.splitlines()) if x.startswith("  rules: kernel 6.5: "))
+    assert out.splitlines()[rules + 1] == ("    9 kernel facts ('pasid-explorer info' lists them); blind spots, which "
+                                           "no hook sees: alloc.sva-ida")
+    assert "bind.sva (5.2+)" not in out and "bind.sva (5.2+)" in cli("info", rec).stdout

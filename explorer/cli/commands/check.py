@@ -95,7 +95,7 @@ def _report_one(args: argparse.Namespace, idx: RecordingIndex) -> int:
     if args.json:
         print_json(report)
     else:
-        print("\n".join(info_text(report)))
+        print("\n".join(info_text(report, facts=False)))
         print(interval_text(report["intervals"]))
         print()
         if not anomalies:
