@@ -35,7 +35,7 @@ def imports(tmp_path: Path, text: str | bytes, capsys: pytest.CaptureFixture[str
     src = tmp_path / "in.log"
     src.write_bytes(text if isinstance(text, bytes) else text.encode())
     out = tmp_path / "out.pasidrec"
-    status = main(["import", str(src), "-o", str(out)])
+    status = main(["import", str(src), "-o", str(out), "--force"])  # (one output, written over example after example)
     err = capsys.readouterr().err
     assert status in (0, 2), err
     if status == 0:
