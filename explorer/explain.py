@@ -36,8 +36,8 @@ _BIND_REFUSALS = {  # why iommu_sva_bind_device() returns each error (drivers/io
     errno.ENOSPC: "this was the mm's first bind and no PASID was free below this device's max_pasids, or the device "
                   "takes none at all (iommu_alloc_global_pasid() returns IOMMU_PASID_INVALID, 6.6+; the IDA's "
                   "ida_alloc_range() ran out, 6.4-6.5)",
-    errno.ENOMEM: "the kernel was out of memory; before 6.4 also a full PASID space (iommu_sva_alloc_pasid() turned "
-                  "ioasid_alloc()'s failure into -ENOMEM)",
+    errno.ENOMEM: "the kernel was out of memory, or, on a kernel of the ioasid allocator, the PASID space was full "
+                  "(iommu_sva_alloc_pasid() turned ioasid_alloc()'s failure into -ENOMEM, up to 6.3)",
     errno.EBUSY: "the (device, PASID) slot holds another domain (iommu_attach_device_pasid(), drivers/iommu/iommu.c "
                  "6.2+), or the mm's page tables cannot be shared with a device (arch_pgtable_dma_compat(): x86 "
                  "LAM, 6.4+)",
