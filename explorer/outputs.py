@@ -1,4 +1,5 @@
-"""Files the tool writes: checked before any work is done, and only in place once complete."""
+"""Files the tool writes: checked before any work is done, and only in place once complete (a recording, which is
+written chunk by chunk so that a killed capture keeps its past, never over one that is there unless asked)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Helpers the subcommands share: numbers as options take them, opening an input with progress, and JSON output."""
+"""Helpers the subcommands share: numbers as options take them, --force, opening an input with progress, and JSON
+output."""
 
 from __future__ import annotations
 
