@@ -57,7 +57,7 @@ def recording_info(path: str | Path, idx: RecordingIndex) -> dict[str, Any]:
     info: dict[str, Any] = {
         "file": str(path),
         "format": h.format,
-        "version": h.version,
+        "version": h.version or None,  # None: a damaged header's (unknown)
         "source": h.source,
         "title": h.title,
         "description": h.description,
@@ -184,7 +184,7 @@ def interval_text(report: dict[str, Any]) -> str:
 def info_text(info: dict[str, Any], *, facts: bool = True) -> list[str]:
     """`info`'s text; `facts` False (`check`'s, which comes for the findings) folds each machine's kernel facts
     into one line naming its blind spots, rather than a row each before the first finding."""
-    lines = [f"{info['file']}: {info['title'] or 'recording'} ({info['source']}, format v{info['version']})"]
+    lines = [f"{info['file']}: {info['title'] or 'recording'} ({info['source']}, format v{info['version'] or '?'})"]
     if info.get("description"):
         lines.append(f"  {info['description'].strip().splitlines()[0]}")
     host = info["host"]

@@ -19,6 +19,7 @@ FORMAT_VERSION = 3  # the newest this reader reads
 MERGED_VERSION = 2
 # Version 3: chunks hold compressed columns (recording.packed) instead of rows; the writer's default.
 PACKED_VERSION = 3
+UNKNOWN_VERSION = 0  # a damaged header's (Header.unread): no file is written with it
 HOST_TEXT_KEYS = ("hostname", "kernel", "arch", "boot_id")
 MAX_PASID_WIDTH = 32  # PCIe allows 20; more would make `max_pasids` absurd
 _WIDTH = f"an integer from 0 to {MAX_PASID_WIDTH}"
@@ -154,6 +155,16 @@ class Header:
             machines=machines, format=FORMAT_NAME, version=version,
             extra={k: v for k, v in d.items() if k not in known},
         )
+
+    @classmethod
+    def unread(cls, why: str) -> Header:
+        """The header of a recording whose own header frame is damaged: its host, kernel, devices, probes and
+        machines are unknown, so it says it could not show the PASID lifecycle (as an import of a log does) and
+        the model judges its events uncertain from the start, by the current kernel's rules."""
+        from ..simulator.coverage import LIFECYCLE  # (lazily: the simulator reads this module's headers)
+
+        return cls(source="?", clock="?", probes={"unavailable": {LIFECYCLE: why}}, created_unix=0.0,
+                   version=UNKNOWN_VERSION)
 
     @property
     def kernel(self) -> str | None:

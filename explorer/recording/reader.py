@@ -204,10 +204,15 @@ class Recording:
         self.unknown_frames: list[tuple[int, str]] = []
         self._refused: set[tuple[int, int]] = set()  # (chunk, event) of each row the schema refused
         self._refused_footer = -1  # offset of a footer whose index was refused: the walk ends there
+        self._header_damage: str | None = None  # why the header frame could not be read (see _unread_header)
         try:
             self.header = self._read_header()
             if not self._open_by_footer():
                 self._open_by_walking()
+            if self._header_damage is not None:
+                self.damage.insert(0, Damage(len(MAGIC), f"{self._header_damage}; the {len(self.chunks)} chunks "
+                                                         "after it are read, judged by the current kernel's rules "
+                                                         "as a recording that could not see the PASID lifecycle"))
         except BaseException:
             self.close()
             raise
@@ -225,13 +230,15 @@ class Recording:
         if head != MAGIC:
             raise self._fail(0, f"not a PASID Explorer recording (starts with {head!r}, "
                                 f"expected {MAGIC!r})")
-        tag, length, crc, payload, why = self._frame_at(len(MAGIC))
+        found = self._frame_at(len(MAGIC))
+        tag, length, crc, payload, why = found
         if not TAG_HEADER.startswith(tag):
-            raise self._fail(len(MAGIC), f"expected the header frame, found {tag!r}")
+            return self._unread_header(found, f"expected the header frame, found {tag!r}",
+                                       f"its tag is {_tag_text(tag)}, not HEAD")
         if why:
-            raise self._fail(len(MAGIC), why)
+            return self._unread_header(found, why, f"its length, {length}, cannot be right")
         if zlib.crc32(payload) != crc:
-            raise self._fail(len(MAGIC), "header frame fails its checksum (corrupt)")
+            return self._unread_header(found, "header frame fails its checksum (corrupt)", "fails its checksum")
         try:
             d = _unpack(payload)
         except Exception as e:  # msgpack raises several unrelated types
@@ -245,6 +252,26 @@ class Recording:
         self._after_header = len(MAGIC) + FRAME.size + length
         self._min_event_bytes = MIN_ROW_BYTES if header.version < PACKED_VERSION else MIN_EVENT_BYTES
         return header
+
+    def _unread_header(self, found: _Frame, error: str, damage: str) -> Header:
+        """The header frame is damaged: the chunks after it, each under its own checksum, are read under a header
+        that knows nothing (`Header.unread`), and `damage` says so. `error` is the file's one-line error when no
+        intact chunk or footer follows (a file cut inside its header, a foreign one)."""
+        first = self._next_intact_frame(len(MAGIC) + 1)
+        if first is None:
+            raise self._fail(len(MAGIC), error)
+        # Its length is trusted where it ends at a frame, not past an intact one (a flipped length bit can land on
+        # a later chunk): the walk then names any damage from there; else the walk starts at that intact frame.
+        end = len(MAGIC) + FRAME.size + found.length
+        if found.why is None and end <= first and self._may_start_frame(end):
+            self._after_header = end
+        else:
+            self._after_header = first
+            damage += f"; bytes {len(MAGIC)} to {first - 1} skipped, up to the next intact frame"
+        self._min_event_bytes = MIN_EVENT_BYTES  # the version is unknown: the least a chunk's event may take
+        self._header_damage = (f"header frame damaged ({damage}): the kernel, probes and machines it named are "
+                               "unknown, and its devices but for those the footer lists")
+        return Header.unread("the recording's header is damaged, so what its capture could see is not known")
 
     def _frame_at(self, off: int) -> _Frame:
         """The frame at `off`; one cut inside its 12 leading bytes comes back with what is present of its tag. The

@@ -82,3 +82,25 @@ def test_merge_keeps_a_source_s_damage_as_a_loss_on_its_machine(tmp_path: Path, 
     assert ("events_lost", "uncertain") in _findings(merged)
     assert f"unreadable in {f.path.name}" in cli("check", str(merged)).stdout
     assert "lost during capture, or unreadable in a recording merged into this one" in cli("info", str(merged)).stdout
+
+
+@pytest.mark.parametrize("name", ["06-buggy-driver", "08-old-kernel-last-unbind"])
+def test_a_damaged_header_keeps_every_event_and_makes_no_finding_more_than_uncertain(tmp_path: Path,
+                                                                                    name: str) -> None:
+    """Its kernel unknown (06's errors are errors on its 6.18; 08's 5.15 frees an SVA PASID at its last unbind, where
+    the current kernel's rules would call the free early) and its coverage unknown: every finding is kept, and
+    uncertain."""
+    healthy = SCENARIOS[name].recording_path
+    data = bytearray(healthy.read_bytes())
+    data[30] ^= 4  # inside the header's payload
+    path = tmp_path / "header.pasidrec"
+    path.write_bytes(bytes(data))
+    r = cli("check", str(path), "--json")
+    assert r.returncode == 1, r.stderr
+    assert f"pasid-explorer: {path}: byte 8: header frame damaged (fails its checksum): the kernel" in r.stderr
+    damaged, whole = json.loads(r.stdout), json.loads(cli("check", str(healthy), "--json").stdout)
+    assert damaged["events"] == whole["events"]
+    assert {a["severity"] for a in damaged["anomalies"]} == {"uncertain"}
+    assert {a["rule"] for a in whole["anomalies"]} <= {a["rule"] for a in damaged["anomalies"]}
+    info = cli("info", str(path)).stdout
+    assert "damaged: byte 8: header frame damaged" in info and "state uncertain from the start" in info

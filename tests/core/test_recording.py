@@ -106,6 +106,27 @@ def test_truncation_at_every_byte_keeps_every_complete_chunk_and_says_so(tmp_pat
             assert not rec.complete
 
 
+@pytest.mark.parametrize("footer", [True, False])
+def test_a_damaged_byte_in_the_header_costs_what_it_said_never_the_chunks(tmp_path: Path, footer: bool) -> None:
+    """Every byte of the header frame (tag, length, checksum, payload) flipped in turn, with the footer's index and
+    without it: every chunk is read, the damage names the header, and what it said is unknown (the devices but
+    for the footer's table)."""
+    path, data, chunks = _small_file(tmp_path)
+    header_end = len(MAGIC) + 12 + int.from_bytes(data[len(MAGIC) + 4:len(MAGIC) + 8], "little")
+    with Recording(path) as rec:
+        data = data if footer else data[:rec.chunks[-1].payload_offset + rec.chunks[-1].length]
+    for at in range(len(MAGIC), header_end):
+        bad = bytearray(data)
+        bad[at] ^= 1 << at % 8
+        path.write_bytes(bytes(bad))
+        with Recording(path) as rec:
+            assert list(rec.iter_events()) == [e for c in chunks for e in c], at
+            said = str(rec.damage[0])
+            assert said.startswith("byte 8: header frame damaged (") and f"the {len(chunks)} chunks after it" in said
+            assert (rec.header.source, rec.header.kernel) == ("?", None), at
+            assert [d.name for d in rec.devices] == ([DEV] if footer else []), at
+
+
 @dataclass(repr=False)  # hypothesis prints the arguments of a failing example; the rows are megabytes
 class Footerless:
     """A workload recording cut just before its footer, with each chunk's rows and frame offset."""
