@@ -109,15 +109,18 @@ HOOKS: tuple[HookFact, ...] = (
     _h("iommu:attach_device_to_domain", (_s("3.13"),), (Kind.DOMAIN_ATTACH,), "device (RID attach only)",
        "include/trace/events/iommu.h"),
     _h("iommu:dev_fault", (), (Kind.PAGE_REQUEST, Kind.FAULT),
-       "device, type, reason, addr, pasid, grpid, flags, prot", "'trace/iommu: Add sva trace events' (never merged)",
-       vendor="openEuler OLK-5.10, HiSilicon UADK trees"),
+       "device, type, reason, addr, pasid, grpid, flags, prot", "'trace/iommu: Add sva trace events' (never merged): "
+       "traced at the end of iommu_report_device_fault() (drivers/iommu/iommu.c)",
+       sighting_of=("iommu_report_device_fault",), vendor="openEuler OLK-5.10, HiSilicon UADK trees"),
     _h("iommu:dev_page_response", (), (Kind.PAGE_RESPONSE,), "device, code, pasid, grpid",
-       "'trace/iommu: Add sva trace events' (never merged)", vendor="openEuler OLK-5.10, HiSilicon UADK trees"),
+       "'trace/iommu: Add sva trace events' (never merged): traced in iommu_page_response() (drivers/iommu/iommu.c), "
+       "before the driver's ops->page_response (a later version of the patch: after it)",
+       sighting_of=("iommu_page_response",), vendor="openEuler OLK-5.10, HiSilicon UADK trees"),
     _h("intel_iommu:prq_report", (_s("5.14"),), (Kind.PAGE_REQUEST,),
        "dev, dw0 (type, pasid_present[8], rid, pasid[51:32], exe, priv), dw1 (rd, wr, lpig, prg_index[11:3], addr)",
        "drivers/iommu/intel/prq.c (svm.c up to 6.12 mainline): traced after intel_prq_report() -> "
-       "iommu_report_device_fault()",
-       sighting_of=("iommu_report_device_fault",)),
+       "iommu_report_device_fault() (which a vendor tree's iommu:dev_fault ends)",
+       sighting_of=("iommu_report_device_fault", "iommu:dev_fault")),
     _h("intel_iommu:qi_submit", (_s("5.12"),), (Kind.PAGE_RESPONSE,),
        "iommu, qw0 (type 9: code[15:12], rid[31:16], pasid[51:32], pasid_p[4]), qw1 (prg[11:3], lpig[2])",
        "drivers/iommu/intel/dmar.c qi_submit_sync(), called by ops->page_response (intel_iommu_page_response)",

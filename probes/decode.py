@@ -28,9 +28,9 @@ from explorer.events import (
     Row,
     owner_of,
 )
-from explorer.kernel_facts import HOOK_FACTS
 from explorer.pci import rid_to_pci
 from explorer.recording.encoded import Col, Encoded, PackedRows
+from explorer.sightings import Sightings, tier
 
 from .hooks import DRIVER_RESPONSE_OPS, HOOKS
 from .record import TEXT_BYTES, Ev
@@ -71,16 +71,8 @@ _PACKER = msgpack.Packer(use_bin_type=True)
 SIGHTINGS = {int(h.ev): h.shares for h in HOOKS if h.ev is not None and h.shares}
 
 
-def _tier(name: str) -> int:
-    """How deep in the kernel's call chain a hook sees its event: 0 for the first sighting, one more than the
-    hooks it is a sighting of (the core's response 0, the driver's page_response op 1, VT-d's qi_submit 2)."""
-    return 1 + max((_tier(s) for s in HOOK_FACTS[name].sighting_of), default=-1)
-
-
-TIERS = {int(h.ev): max(_tier(g.name) for g in HOOKS if g.ev == h.ev) for h in HOOKS if h.ev is not None and h.shares}
-SECOND_SIGHTINGS = frozenset(t for t, tier in TIERS.items() if tier)
-SIGHTING_WINDOW_NS = 10_000_000  # the second hook fires microseconds after the first, on the same thread
-MAX_FIRST_SIGHTINGS = 4096
+TIERS = {int(h.ev): max(tier(g.name) for g in HOOKS if g.ev == h.ev) for h in HOOKS if h.ev is not None and h.shares}
+SECOND_SIGHTINGS = frozenset(t for t, depth in TIERS.items() if depth)
 
 SOURCES = {int(h.ev): h.name for h in HOOKS if h.ev is not None and not h.function}
 
@@ -125,9 +117,7 @@ class Decoder:
     kfunc_sources: dict[int, str] | None = None  # Ev -> "fentry:fn" / "kprobe:fn" of the kernel-function hooks
     unmatched_responses: int = 0  # responses written for a fault the capture never saw read
     _comm: dict[bytes, str] = field(default_factory=dict, init=False, repr=False)
-    # (thread, topic, PRG index) -> (time, PASID, row, deepest tier seen) of a kernel event, for `_sighting`
-    _first: dict[tuple[int, str, int | None], tuple[int, int | None, Row, int]] = field(
-        default_factory=dict, init=False, repr=False)
+    _sightings: Sightings = field(default_factory=Sightings, init=False, repr=False)  # kernel events seen lately
     _iommufd_devs: dict[tuple[int, int], str] = field(default_factory=dict, init=False, repr=False)
     _container_fds: set[tuple[int, int]] = field(default_factory=set, init=False, repr=False)  # iommufd / type1
     # (tgid, fault object, cookie) -> (device, PASID, PRG index) of the page fault read with that cookie
@@ -339,27 +329,8 @@ class Decoder:
         topic = SIGHTINGS.get(t)
         if topic is None or len(rows) != 1:
             return rows
-        return self._sighting(topic, TIERS[t], head[0], int(rec["pid"]), rows[0])
-
-    def _sighting(self, topic: str, tier: int, ts: int, tid: int, row: Row) -> list[Row]:
-        """One kernel event seen by several hooks is one event. Each hook sees it deeper in the same call chain,
-        on the same thread, for the same PASID (and group), microseconds later: a deeper sighting is folded into
-        the event as evidence (`seen_by`). An mm's free (mm_pasid_drop, then iommu_free_global_pasid inside it,
-        6.6+); a VT-d page request (report, then prq_report); a page response (the core's, then the driver's
-        page_response op, then VT-d's qi_submit of the descriptor). A sighting no shallower hook saw first is an
-        event of its own (a response the core sends itself through the driver op, a driver's own free)."""
-        key = (tid, topic, row[R_FIELDS].get("prg"))
-        pasid = row[R_PASID]
-        first = self._first.get(key)
-        if first is not None and first[3] < tier and ts - first[0] <= SIGHTING_WINDOW_NS and (
-                first[1] is None or pasid is None or first[1] == pasid):
-            first[2][R_FIELDS].setdefault("seen_by", []).append(row[R_SOURCE])
-            self._first[key] = (first[0], first[1], first[2], tier)
-            return []
-        self._first[key] = (ts, pasid, row, tier)
-        if len(self._first) > MAX_FIRST_SIGHTINGS:
-            del self._first[next(iter(self._first))]
-        return [row]
+        # one kernel event seen by several hooks is one event (explorer/sightings.py)
+        return self._sightings.fold(topic, TIERS[t], head[0], int(rec["pid"]), rows[0], rows[0][R_SOURCE])
 
     def _exit(self, row: RowMaker, r: Raw) -> list[Row]:
         return [row(Kind.MM_EXIT, mm=r.tgid)]

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..events import KINDS, Kind, make
 from ..pci import rid_to_pci
+from ..sightings import Sightings, tier
 from .core import ImportStats, Sink, TextImporter, recordable
 from .kernel_log import IOMMU_ANCHORS as LOG_ANCHORS
 from .scan import keyword_pattern
@@ -75,6 +76,7 @@ class FtraceImporter(TextImporter):
     def __init__(self, sink: Sink, stats: ImportStats) -> None:
         super().__init__(sink, stats)
         self.last_ts = 0
+        self._sightings = Sightings()
         self._decoders: dict[str, Callable[[str, int, Where], bool | None]] = {
             "io_page_fault": self._io_page_fault, "map": self._map, "unmap": self._unmap,
             "add_device_to_group": lambda msg, ts, where: self._group(msg, ts, where, Kind.GROUP_ADD),
@@ -134,7 +136,13 @@ class FtraceImporter(TextImporter):
             self.stats.not_understood(partial(self.scanner.line_no, start), text)
 
     def _emit(self, kind: str, ts: int, where: Where, device: str | None, pasid: int | None,
-              fields: dict[str, Any], vendor: str | None = None) -> bool:
+              fields: dict[str, Any], vendor: str | None = None, hook: str | None = None) -> bool:
+        """Write the event a line shows; from a tracepoint (`hook`) that sees a page request or response another
+        may have shown first, a deeper sighting of it is evidence on that event (`seen_by`), as a live capture
+        folds them (explorer/sightings.py: a vendor tree's dev_page_response, then VT-d's qi_submit)."""
+        if hook is not None and not self._sightings.fold(kind, tier(hook), ts, where[1],
+                                                         [ts, kind, device, pasid, *where, hook, fields], hook):
+            return True
         self.sink.row(kind, ts, device, pasid, fields, *where)
         self.sink.device(device, fields.get("driver"))
         if vendor is not None:
@@ -191,7 +199,7 @@ class FtraceImporter(TextImporter):
             last = bool(kv.get("last", kv.get("flags", 0) & PAGE_REQUEST_LAST))
             return self._emit(Kind.PAGE_REQUEST, ts, where, dev, pasid,
                               {"prg": kv["group"] & 0x1FF, "addr": kv["addr"], "perm": kv.get("prot", 0),
-                               "last": last})
+                               "last": last}, hook="iommu:dev_fault")
         return self._emit(Kind.FAULT, ts, where, dev, pasid, {
             "addr": kv.get("addr"), "code": kv.get("reason"), "vendor": "generic", "access": "unknown", "raw": msg,
             "reason": f"unrecoverable fault reported to the IOMMU core (reason {kv.get('reason')})"})
@@ -200,7 +208,8 @@ class FtraceImporter(TextImporter):
         dev, _, rest = msg.partition("IOMMU:")[2].partition(" ")
         kv = {k: _int(v) for k, v in _KV.findall(rest)}
         return self._emit(Kind.PAGE_RESPONSE, ts, where, dev, kv.get("pasid"),
-                          {"prg": kv["group"] & 0x1FF, "code": kv["code"], "by": "kernel"})
+                          {"prg": kv["group"] & 0x1FF, "code": kv["code"], "by": "kernel"},
+                          hook="iommu:dev_page_response")
 
     # -- intel_iommu: -------------------------------------------------------------------------------------------
     def _prq_report(self, msg: str, ts: int, where: Where) -> bool:
@@ -213,7 +222,7 @@ class FtraceImporter(TextImporter):
         pasid = int(m["pasid"], 16)
         return self._emit(Kind.PAGE_REQUEST, ts, where, m["dev"], pasid or None,
                           {"prg": int(m["index"], 16) & 0x1FF, "addr": int(m["addr"], 16) << 12, "perm": perm,
-                           "last": flags[4] == "l"}, vendor="intel")
+                           "last": flags[4] == "l"}, vendor="intel", hook="intel_iommu:prq_report")
 
     def _qi_submit(self, msg: str, ts: int, where: Where) -> bool | None:
         m = _QI.search(msg)
@@ -225,7 +234,8 @@ class FtraceImporter(TextImporter):
         d = decode_page_group_response(qw0, qw1)
         pasid = int(d["pasid"]) if d["pasid_present"] else None
         return self._emit(Kind.PAGE_RESPONSE, ts, where, rid_to_pci(int(d["rid"])), pasid,
-                          {"prg": int(d["prg"]), "code": int(d["code"]), "by": "kernel"}, vendor="intel")
+                          {"prg": int(d["prg"]), "code": int(d["code"]), "by": "kernel"}, vendor="intel",
+                          hook="intel_iommu:qi_submit")
 
     # -- PASID Explorer's own events ----------------------------------------------------------------------------
     def _own(self, msg: str, ts: int, where: Where) -> bool:

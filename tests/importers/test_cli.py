@@ -198,3 +198,37 @@ def test_trace_lines_after_a_long_dmesg_are_read_too(tmp_path: Path) -> None:
     src.write_text(DMESG[0] + "\n" + noise + "\n".join(TRACE) + "\n")
     stats = import_log(str(src), tmp_path / "out.pasidrec")
     assert stats.format == "kernel-log" and (stats.events, stats.unknown) == (4, 0)
+
+
+# A vendor tree's iommu:dev_fault and dev_page_response (traced in iommu_report_device_fault() and
+# iommu_page_response(), before ops->page_response: 'trace/iommu: Add sva trace events', never merged) on VT-d,
+# whose prq_report follows the report and whose qi_submit sends the response's descriptor (drivers/iommu/intel/
+# trace.h, svm.c 5.14-6.12): two sightings each of one request and one response, on the PRQ thread
+VENDOR_TREE_TRACE = [
+    "kworker/0:1-10  [000] .....  500.000001: dev_fault: IOMMU:0000:00:0a.0 type=2 reason=0 "
+    "addr=0x0000000000401000 pasid=3 group=7 last=1 prot=3",
+    "kworker/0:1-10  [000] .....  500.000002: prq_report: dmar0/0000:00:0a.0 seq# 1: rid=0x50 addr=0x401 rw--l "
+    "pasid=0x3 index=0x7",
+    "kworker/0:1-10  [000] .....  500.000003: dev_page_response: IOMMU:0000:00:0a.0 code=0 pasid=3 group=7",
+    "kworker/0:1-10  [000] .....  500.000004: qi_submit: page_grp_resp dmar0: 0x300500019 0x3c 0x0 0x0",
+]
+
+
+def test_a_vendor_tree_trace_on_vt_d_is_one_request_and_one_response_not_a_group_answered_twice(
+        tmp_path: Path) -> None:
+    src, out = tmp_path / "trace.txt", tmp_path / "trace.pasidrec"
+    src.write_text("\n".join(VENDOR_TREE_TRACE) + "\n")
+    assert import_log(str(src), out).parsed == 4
+    idx = open_index(out)
+    events = [idx.event(i) for i in range(idx.n)]
+    assert [(e.kind, e.get("seen_by")) for e in events] == [
+        ("page_request", ["intel_iommu:prq_report"]), ("page_response", ["intel_iommu:qi_submit"])]
+    assert idx.anomalies == []
+
+
+def test_a_second_response_to_a_group_in_a_trace_is_still_an_answer_given_twice(tmp_path: Path) -> None:
+    """Only a deeper hook's sighting folds: the core answering one group twice is two responses."""
+    src, out = tmp_path / "trace.txt", tmp_path / "trace.pasidrec"
+    src.write_text("\n".join([*VENDOR_TREE_TRACE, VENDOR_TREE_TRACE[2].replace("500.000003", "500.000005")]) + "\n")
+    import_log(str(src), out)
+    assert [a.rule for a in open_index(out).anomalies] == ["duplicate_response"]

@@ -7,6 +7,7 @@ import mmap
 import struct
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -312,6 +313,29 @@ def test_one_kernel_event_seen_by_two_hooks_is_one_event_with_the_other_as_evide
         ("pasid_free", 5, None, "fentry:mm_pasid_drop", ["fentry:iommu_free_global_pasid"]),
         ("pasid_free", 9, None, "fentry:iommu_free_global_pasid", None)]
     assert events[2].get("code") == 1
+
+
+@pytest.mark.parametrize("kprobes", [True, False])
+def test_a_vendor_tree_s_tracepoints_on_vt_d_are_sightings_of_one_request_and_one_response(kprobes: bool) -> None:
+    """'trace/iommu: Add sva trace events' (never merged; openEuler OLK-5.10) traces dev_fault at the end of
+    iommu_report_device_fault() and dev_page_response in iommu_page_response() before ops->page_response; VT-d's
+    prq_report follows the report and qi_submit sends the response's descriptor (svm.c 5.14+): with the kernel
+    functions probed or not, one request and one response."""
+    dev, rid = b"0000:6a:01.0", 0x6A08
+    dw0, dw1 = 1 << 8 | rid << 16 | 5 << 32, 1 | 1 << 2 | 3 << 3 | 0x7000
+    qw0 = 9 | 1 << 4 | rid << 16 | 5 << 32
+    recs = batch(*([record(Ev.REPORT_FAULT, 10, pid=40, cmd=5, fd=3, a=0x7000, b=3, c=1, **{"in": dev})] * kprobes),
+                 record(Ev.DEV_FAULT, 11, pid=40, cmd=2, a=0x7000, b=3 << 32 | 3, c=5 << 32 | 1, **{"in": dev}),
+                 record(Ev.PRQ, 12, pid=40, a=dw0, b=dw1, **{"in": dev}),
+                 *([record(Ev.PAGE_RESPONSE, 20, pid=41, cmd=5, fd=3, ret=0, **{"in": dev})] * kprobes),
+                 record(Ev.DEV_PAGE_RESPONSE, 21, pid=41, cmd=0, b=3, c=5, **{"in": dev}),
+                 record(Ev.QI_PGRP_RESP, 22, pid=41, a=qw0, b=3 << 3))
+    sources = {Ev.REPORT_FAULT: "kprobe:iommu_report_device_fault", Ev.PAGE_RESPONSE: "kprobe:iommu_page_response"}
+    events = [valid(r) for r in Decoder(kfunc_sources=sources).rows(recs)]
+    request = ["iommu:dev_fault", "intel_iommu:prq_report"] if kprobes else ["intel_iommu:prq_report"]
+    response = ["iommu:dev_page_response", "intel_iommu:qi_submit"] if kprobes else ["intel_iommu:qi_submit"]
+    assert [(e.kind, e.pasid, e.get("prg"), e.get("seen_by")) for e in events] == [
+        ("page_request", 5, 3, request), ("page_response", 5, 3, response)]
 
 
 @settings(max_examples=60)
