@@ -36,6 +36,7 @@ from .core import LogLine, PendingParser, append_raw
 from .smmu_tables import FSYNR0_IND, FSYNR0_WNR, GFSR_USF, V3Event, fsr_text, fsynr0_text, gfsr_text, v3_event
 
 _WORD = re.compile(r"(?:(?:arm-smmu-v3 )?[\w.\-]+:)?\s*0x(?P<w>[0-9a-fA-F]{16})\s*$")
+_WORD_START = re.compile(r"(?:(?:arm-smmu-v3 )?[\w.\-]+:)?\s*0x[0-9a-fA-F]")  # a word, even one garbled after
 _WORD_TAIL = re.compile(r"(?P<w>[0-9a-fA-F]{16})\s*$")  # after the raw line's last "0x", prefixes and all
 _DECODED = re.compile(r"event: (?P<name>\S+) client: (?P<client>\(unassigned sid\)|\S+) sid: 0x(?P<sid>[0-9a-fA-F]+)")
 _DECODED2 = re.compile(r"(?:un)?priv (?:inst|data) (?:read|write) s[12] ")
@@ -89,7 +90,7 @@ class ArmSmmu(PendingParser):
     def __init__(self, sink):  # type: ignore[no-untyped-def]
         super().__init__(sink)
         self._v3: tuple[LogLine, str, int] | None = None  # header line, SMMU name, event id
-        self._words: list[int] = []
+        self._words: list[int | None] = []  # None: a word whose line is garbled
         self._client: str | None = None
         self._extra: list[str] = []  # the record's other lines, for its raw text
         self._pri_smmu: str | None = None
@@ -116,6 +117,10 @@ class ArmSmmu(PendingParser):
         if self._v3 is not None:
             if len(self._words) < 4 and (m := _WORD.match(msg)) is not None:
                 self._word(line.text, m["w"])
+                return True
+            if len(self._words) < 4 and _WORD_START.match(msg) is not None:  # a word with a byte garbled
+                self._word(line.text, None)
+                self.garbled = True
                 return True
             if (m := _DECODED.search(msg)) is not None:
                 client = m["client"]
@@ -159,8 +164,9 @@ class ArmSmmu(PendingParser):
                 return True
         return False
 
-    def _word(self, text: str, hexword: str) -> None:
-        self._words.append(int(hexword, 16))
+    def _word(self, text: str, hexword: str | None) -> None:
+        """The record's next word (None: its line is garbled), its line kept in the event's raw text."""
+        self._words.append(None if hexword is None else int(hexword, 16))
         self._extra.append(text.rstrip())
         self.greedy = len(self._words) < 4
 
@@ -177,15 +183,17 @@ class ArmSmmu(PendingParser):
         header, smmu, id_ = self._v3
         words, client, extra = self._words, self._client, self._extra
         self._v3, self._words, self._client, self._extra = None, [], None, []
-        if len(words) < 4:
+        garbled = " [record words garbled in the log]" if None in words else ""
+        if len(words) < 4 or words[0] is None or words[1] is None:
             name, meaning = v3_event(id_)
             row = self.sink.fault_row(header, smmu, None, code=id_, vendor=self.vendor, access="unknown",
-                                      reason=f"{name} ({id_:#04x}): {meaning} [record words not in the log]")
+                                      reason=f"{name} ({id_:#04x}): {meaning}"
+                                             f"{garbled or ' [record words not in the log]'}")
         else:
             sid, pasid, translation, access, reason = _v3_decoded(id_, words[0], words[1])
             device = client if client else stream_device(smmu, sid)
             row = self.sink.fault_row(header, device, pasid, addr=words[2] if translation else None,
-                                      code=id_, vendor=self.vendor, access=access, reason=reason)
+                                      code=id_, vendor=self.vendor, access=access, reason=reason + garbled)
             self.sink.device(device)
         if extra:
             row[R_FIELDS]["raw"] = "\n".join([row[R_FIELDS]["raw"], *extra])

@@ -164,6 +164,9 @@ class Parser:
     vendor = "generic"
     open = False
     greedy = False
+    # Set by `more` when the line it took is its record's own but damaged past reading (a dump's word with a byte
+    # garbled): the importer counts that line as not understood, and clears this
+    garbled = False
     # (a word the line must hold, the pattern that reads it, the method that takes the match and says whether it
     # did): the kernel log importer tries every parser's rules in order
     RULES: tuple[tuple[str, re.Pattern[str], str], ...] = ()

@@ -155,7 +155,11 @@ class KernelLogImporter(TextImporter):
         line = LogLine(text, msg, ts)
         if record is not None:
             if record.more(line):
-                stats.parsed += 1
+                if record.garbled:  # its own line, unreadable: sampled, not lost among the ignored lines
+                    record.garbled = False
+                    stats.not_understood(partial(self.scanner.line_no, start), text)
+                else:
+                    stats.parsed += 1
                 if record.open:
                     return record.greedy
                 self.open = None

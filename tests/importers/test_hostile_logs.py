@@ -142,3 +142,27 @@ def read(path: Path) -> Any:
     for i in range(idx.n):
         idx.event(i).brief()
     return idx.damage
+
+
+# drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c (4.8+): arm_smmu_evtq_thread() prints an event's header, then each of
+# its record's words on a line of its own ("\t0x%016llx")
+SMMU = "[   70.3{n:05d}] arm-smmu-v3 arm-smmu-v3.5.auto: {msg}\n"
+WORDS = ("0x0002060000000010", "0x0000020000000000", "0x00000000ff9bc000", "0x0000000000000000")
+
+
+@pytest.mark.parametrize("garbled", [1, 3])
+def test_an_smmu_event_word_garbled_by_a_control_character_is_counted_and_the_words_after_it_kept(
+        tmp_path: Path, garbled: int) -> None:
+    words = [w if i != garbled else w[:8] + "\x1b[31m" + w[8:] for i, w in enumerate(WORDS)]
+    lines = ["event 0x10 received:", *(f"\t{w}" for w in words), "event 0x10 received:", *(f"\t{w}" for w in WORDS)]
+    log = "".join(SMMU.format(n=n, msg=msg) for n, msg in enumerate(lines))
+    src, out = tmp_path / "smmu.log", tmp_path / "smmu.pasidrec"
+    src.write_text(log)
+    stats = import_log(str(src), out)
+    assert (stats.parsed, stats.unknown) == (9, 1)  # the garbled line is sampled as not understood, not ignored
+    assert stats.unknown_samples == [[garbled + 2, log.splitlines()[garbled + 1]]]
+    first, second = (open_index(out).event(i) for i in range(2))
+    assert first.get("reason").endswith("[record words garbled in the log]")
+    assert second.get("reason").startswith("F_TRANSLATION (0x10)") and "garbled" not in second.get("reason")
+    # its first two words read, the event names its stream's device, as the whole record does
+    assert (first.device == second.device) == (garbled == 3)
