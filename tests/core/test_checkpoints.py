@@ -31,7 +31,7 @@ OPS = st.lists(st.tuples(st.sampled_from(["set", "del", "pop", "clear", "mark"])
 
 
 @given(OPS)
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 def test_a_journal_s_changes_bring_a_copy_from_one_mark_to_the_next(ops: list[tuple[str, int, int]]) -> None:
     journal, marked = Journal(), {}
     for op, key, value in ops:
@@ -59,7 +59,7 @@ TABLE_OPS = st.lists(st.tuples(st.sampled_from(["set", "pop", "mark", "thaw"]),
 
 
 @given(TABLE_OPS, st.sampled_from([1, 2, 64]))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 def test_the_live_pasid_table_acts_as_a_dict_in_order_and_its_changes_and_copies_bring_a_copy_along(
         ops: list[tuple[str, int, int]], dense: int) -> None:
     """Lookups, length and the order the PASIDs became live (what exports list) are a dict's, whether a PASID sits

@@ -53,7 +53,7 @@ def _row(ts: int, device: str | None = None) -> list:  # type: ignore[type-arg]
             {"cmd": 0x3B81, "name": "IOMMU_IOAS_ALLOC", "fd": 3, "args": {}, "ret": -25}]
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25)
 @given(st.lists(st.integers(1, 3000), min_size=1, max_size=6), st.integers(1, 5))
 def test_a_writer_stores_packed_batches_as_chunks_a_reader_reads_back(tmp_path_factory, sizes: list[int],
                                                                          row_every: int) -> None:
@@ -111,7 +111,7 @@ def capture_rows(draw: st.DrawFn) -> list[list]:  # type: ignore[type-arg]
     return rows
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30)
 @given(capture_rows(), st.integers(1, 5))
 def test_chunks_written_from_columns_are_the_bytes_of_chunks_written_from_rows(
         tmp_path_factory, rows: list[list], parts: int) -> None:  # type: ignore[type-arg]

@@ -97,7 +97,7 @@ def test_pasids_past_the_20_bit_space_go_through_every_command_as_beyond_the_wid
     assert [e["pasid"] for e in exported if e.get("rule") == "beyond_width"] == [1 << 20, (1 << 32) - 1]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=hostile_rows().map(lambda r: [r]))
 def test_any_row_however_crafted_is_read_or_refused_never_a_crash(tmp_path: Path, rows: list[Any],
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
@@ -152,7 +152,7 @@ _ENTRY_VALUES = st.one_of(st.integers(-2, 60), st.sampled_from([MAX_FRAME + 1, (
        per_event=st.sampled_from([MIN_EVENT_BYTES, MIN_ROW_BYTES]))
 @example(entries=[(0, 10, 0, 0, 1)], damage=[(0, 4, -1)], slack=0, per_event=1)  # (a negative count)
 @example(entries=[(0, 10, 0, 0, 1)], damage=[(0, 1, MAX_FRAME + 1)], slack=1 << 40, per_event=1)
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=500)
 def test_a_footer_index_is_judged_at_once_as_it_is_entry_by_entry(
         entries: list[tuple[int, ...]], damage: list[tuple[int, int, Any]], slack: int, per_event: int) -> None:
     """A footer's chunk list is judged by a few passes over the whole list (a long capture lists a chunk a

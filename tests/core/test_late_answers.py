@@ -128,7 +128,7 @@ def test_a_group_never_answered_stays_reported_unanswered(tmp_path: Path) -> Non
 
 @given(st.integers(0, 400), st.sampled_from([7, 64, 500, 4096]), st.sampled_from(["response", "detach", None]),
        st.integers(20, 300))
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 def test_a_slow_group_is_one_finding_however_the_recording_is_chunked(between: int, chunk: int,
                                                                      answer: str | None, at_ms: int) -> None:
     """Against one chunk holding everything and a replay event by event. A detach's drain is the kernel's own
@@ -149,7 +149,7 @@ def test_a_slow_group_is_one_finding_however_the_recording_is_chunked(between: i
 
 @given(st.integers(0, 300), st.sampled_from([7, 64, 4096]), st.sampled_from(["response", "detach", None]),
        st.integers(20, 300), st.just(-1) | st.integers(11, 290))
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 def test_a_group_awaits_its_answer_from_its_request_with_last_however_the_recording_is_chunked(
         between: int, chunk: int, answer: str | None, at_ms: int, last_ms: int) -> None:
     """The kernel handles a group only once its request with Last comes: the others wait on the device's partial

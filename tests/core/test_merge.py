@@ -288,7 +288,7 @@ def _passed_on(host: tuple, guest: tuple, window: int) -> bool:
 
 @given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 60), st.sampled_from(["page_request", "page_response"]),
                           st.integers(0, 2), st.integers(0, 1)), max_size=30))
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 def test_links_are_exactly_the_pairs_that_can_only_be_each_other(raw: list) -> None:
     keys = [(m, t * 1_000_000, kind, f"dev{m}", 5, prg, detail) for m, t, kind, prg, detail in raw]
     window = 50_000_000

@@ -85,7 +85,7 @@ def rows(draw: st.DrawFn) -> list[Any]:
     return row + draw(st.lists(values, max_size=2) | st.just([]))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(rows(), min_size=1, max_size=30), st.integers(1, 12))
 def test_format2_round_trip_keeps_every_value_the_schema_allows(tmp_path: Path, written: list[list[Any]],
                                                                chunk: int) -> None:
@@ -161,7 +161,7 @@ def test_a_value_a_dictionary_takes_for_an_int_is_refused_whichever_comes_first(
         assert len(rec.damage) == 1
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=hostile_rows().map(lambda r: [r]))
 def test_a_crafted_row_in_a_compressed_chunk_is_read_or_refused_as_in_format1(
         tmp_path: Path, rows: list[Any]) -> None:

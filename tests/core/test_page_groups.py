@@ -158,7 +158,7 @@ def _mix(path: Path, ops: list[tuple[str, int, int, int, int, int]]) -> None:
 
 
 @given(OPS, st.booleans())
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=120)
 def test_a_random_mix_models_the_same_with_groups_settled(ops: list[tuple[str, int, int, int, int, int]],
                                                           coarse: bool) -> None:
     """`coarse`: any detach or unbind between a group's rows fails it (as with many of both in a batch)."""

@@ -67,7 +67,7 @@ def test_each_bundled_recording_round_trips_through_parquet(source: Path, tmp_pa
     check_tables(source, tmp_path / "t")
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=5, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(1, 10_000), n=st.integers(20, 2_000))
 def test_generated_recordings_round_trip(seed: int, n: int, tmp_path_factory: pytest.TempPathFactory) -> None:
     d = tmp_path_factory.mktemp("gen")

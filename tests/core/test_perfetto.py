@@ -209,7 +209,7 @@ def test_each_bundled_recording_round_trips_through_perfettos_protos(source: Pat
     assert t.events
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=6, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(1, 10_000), n=st.integers(50, 3_000))
 def test_generated_recordings_round_trip(seed: int, n: int, tmp_path_factory: pytest.TempPathFactory) -> None:
     d = tmp_path_factory.mktemp("gen")

@@ -148,7 +148,7 @@ def footerless(tmp_path_factory: pytest.TempPathFactory) -> Footerless:
     return Footerless(path, path.read_bytes()[:footer_offset], rows, offsets)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(st.data())
 def test_without_a_footer_a_damaged_byte_costs_only_its_chunk(footerless: Footerless, data: st.DataObject) -> None:
     f = footerless

@@ -59,13 +59,13 @@ def in_bulk(rows: list[Any], last_ts: int = 0) -> tuple[list[Any], list[tuple[in
     return checked(rows, lambda j, problem: said.append((j, problem)), last_ts), said
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(rows=ROWS, last_ts=st.integers(0, 10_000))
 def test_the_bulk_path_refuses_exactly_the_rows_the_definition_refuses(rows: list[Any], last_ts: int) -> None:
     assert in_bulk(rows, last_ts) == by_row(rows, last_ts)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.one_of(st.sampled_from(GOOD).map(list), hostile_rows()), min_size=1, max_size=12))
 def test_a_packed_chunk_is_judged_from_its_tables_as_its_rows_are_one_by_one(tmp_path: Path,
                                                                              rows: list[Any]) -> None:
@@ -88,7 +88,7 @@ def test_a_packed_chunk_is_judged_from_its_tables_as_its_rows_are_one_by_one(tmp
             assert [r for r in head.rows(positions) if r is not None] == [want[j] for j in positions]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.one_of(st.sampled_from(GOOD).map(list), hostile_rows()), min_size=2, max_size=24),
        order=st.randoms(use_true_random=False))
 def test_an_event_shown_alone_is_the_one_its_chunk_holds(tmp_path: Path, rows: list[Any], order: Random) -> None:
@@ -146,7 +146,7 @@ def _groups_of_maps(draw: st.DrawFn) -> list[tuple[str, dict[Any, Any]]]:
     return draw(st.permutations(out))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(drawn=_groups_of_maps())
 def test_field_maps_decoded_a_layout_at_a_time_are_the_maps_and_refusals_of_decoding_them_one_by_one(
         drawn: list[tuple[str, dict[Any, Any]]]) -> None:
@@ -195,7 +195,7 @@ def _read_as(value: Any) -> tuple[int | str, int]:
 _NOTHING = object()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(drawn=st.one_of(_groups_of_maps(), _groups_read()))
 @example(drawn=[("made_up", {"x": "ab", "name": "cd"})] * 20 + [("made_up", {"x": "abc"})] * 20)
 def test_field_columns_read_only_maps_the_schema_takes_and_read_their_values_as_decoding_them_would(
@@ -235,7 +235,7 @@ def _read_as_decoded(cols: FieldColumns, drawn: list[tuple[str, dict[Any, Any]]]
             assert (got, cls) == _read_as(m.get(name, _NOTHING))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(drawn=st.one_of(_groups_of_maps(), _groups_read()), cuts=st.lists(st.integers(0, 120), max_size=3),
        every=st.integers(1, 3))
 @example(drawn=[("made_up", {"x": 300, "name": "cd"})] * 24, cuts=[12], every=1)  # (too few to read alone)

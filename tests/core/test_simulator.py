@@ -463,7 +463,7 @@ def _script_made_findings(steps: list) -> Counter[str]:
     return found
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.lists(st.tuples(st.sampled_from(["bind", "unbind", "exit", "request", "respond"]),
                           st.integers(1, 4), st.sampled_from([DSA, NARROW])), max_size=40))
 def test_random_scenario_scripts_never_break_the_model_through_the_kernels_own_rules(

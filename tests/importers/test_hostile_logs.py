@@ -69,7 +69,7 @@ def test_a_first_line_longer_than_the_sample_does_not_hide_the_rest(tmp_path: Pa
     assert status == 0
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(parts=st.lists(st.tuples(st.sampled_from(LINES), st.integers(0, 200), st.text(max_size=12)), min_size=1,
                       max_size=6))
 def test_real_lines_spliced_with_anything_import_or_refuse(tmp_path: Path, parts: list[tuple[str, int, str]],

@@ -77,7 +77,7 @@ def _import(data: bytes, fmt: str | None) -> None:
                  **dict(ev.fields))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(log_text, st.sampled_from([None, "kernel-log", "ftrace"]))
 def test_any_text_imports_or_is_refused_in_one_line(text: str, fmt: str | None) -> None:
     _import(text.encode("utf-8", "surrogatepass"), fmt)
@@ -120,7 +120,7 @@ def test_reason_codes_are_read_in_the_base_they_were_printed_in(printed: str, co
     assert reason_code(printed) == code
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(st.binary(max_size=400))
 def test_any_bytes_import_or_are_refused_in_one_line(data: bytes) -> None:
     _import(data, None)

@@ -146,7 +146,7 @@ def test_rows_the_columns_cannot_hold_come_from_a_worker_as_rows(tmp_path: Path,
 _records, _noise = bench.pools()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(picks=st.lists(st.tuples(st.booleans(), st.integers(0, 10_000)), min_size=20, max_size=300),
        sniff=st.integers(64, 4096), block=st.integers(16, 2048), reads=st.integers(1, 3),
        overlap=st.integers(1, 3000))

@@ -68,7 +68,7 @@ def walk(path: Path) -> str:
     return "\n".join(seen + [r.label for r in s.rows])
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(hostile_rows(), min_size=1, max_size=4))
 def test_the_panels_draw_any_crafted_recording(tmp_path: Path, rows: list[Any]) -> None:
     walk(write_crafted(tmp_path / "h.pasidrec", [GOOD[:3] + rows + GOOD[3:]]))
