@@ -515,7 +515,7 @@ class RecordingIndex:
             got = at_hand.rows(positions)
             for j in positions:
                 rows[j] = got[j]
-        return rows, PageColumns(pages.ts, pages.found, decode)
+        return rows, PageColumns(pages.ts, stateful, pages.found, decode)
 
     def _head_again(self, c: int) -> ChunkHead | None:
         """File chunk `c`'s head once more, the helper having read it; None, noted, where it no longer reads."""

@@ -130,17 +130,12 @@ class Groups:
     last_came: np.ndarray  # in `order`: a request that said Last
 
 
-@_pickled_as_arguments
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """What the settling loop needs of a batch's groups `ok` (of a `Groups`; by first row), found from its columns
-    alone (`_layout`), places in the batch and event numbers in its chunk (the index adds the chunk's first)."""
+    """What the settling loop needs of the groups of a `Groups` that settle, by first row (`_layout`): places in
+    the batch and event numbers in its chunk (the loop adds the chunk's first)."""
 
-    ok: np.ndarray
-    f0: np.ndarray  # each group's first entry in `Groups.order`
-    first_at: np.ndarray  # each group's first row, its PRG index and PASID
-    p: np.ndarray
-    q: np.ndarray
+    first_at: np.ndarray  # each group's first row
     group_of: np.ndarray  # each row's group (-1: the handlers')
     slow: np.ndarray  # the rows the handlers run
     closed: np.ndarray  # whether a request said Last
@@ -158,9 +153,9 @@ class Layout:
 
 
 def _layout(g: Groups, ok: np.ndarray, ts: np.ndarray, at: np.ndarray, counted: np.ndarray) -> Layout:
-    """The layout of groups `ok` of `g` in a batch of times `ts`, at chunk positions `at`, its calls `counted`."""
+    """The layout of groups `ok` of `g` (by first row) in a batch of times `ts`, at chunk positions `at`, its
+    calls `counted`."""
     order = g.order
-    ok = ok[np.argsort(order[g.firsts[ok]], kind="stable")]
     f0, l0 = g.firsts[ok], g.lasts[ok]
     first_at, last_at = order[f0], order[l0]
     nc = len(ok)
@@ -187,8 +182,8 @@ def _layout(g: Groups, ok: np.ndarray, ts: np.ndarray, at: np.ndarray, counted: 
     joins = np.sort(order[g.later & (mine >= 0)])
     j_group = group_of[joins]
     j_pairs = np.stack([at[joins], opened_at[j_group]], axis=1).ravel()
-    return Layout(ok, f0, first_at, p, q, group_of, np.flatnonzero((group_of < 0) & ~counted), closed, start, pairs,
-                  pair_of, by_resp, r_at, r_ts, r_pos, rows, joins, j_group, j_pairs)
+    return Layout(first_at, group_of, np.flatnonzero((group_of < 0) & ~counted), closed, start, pairs, pair_of,
+                  by_resp, r_at, r_ts, r_pos, rows, joins, j_group, j_pairs)
 
 
 @_pickled_as_arguments
@@ -200,7 +195,6 @@ class Found:
     calls_at: list[int]  # the counted calls' places, and each one's (pid, command, return value)
     calls: list[tuple[Any, str, int]]
     groups: Groups | None
-    layout: Layout | None  # what the loop needs of them, all of them settling
     slow: np.ndarray  # the places of rows the handlers run whatever the state (neither counted nor in `groups`)
 
 
@@ -210,12 +204,13 @@ class PageColumns:
     (`batches`, in order), and a way to decode rows."""
 
     ts: np.ndarray  # int64, one entry per stateful position (in order)
+    at: np.ndarray  # the stateful positions in the chunk
     found: list[Found]
     decode: Callable[[list[int]], None]  # decodes the rows at these chunk positions into the model's row list
 
     def batch(self, k: int, lo: int, hi: int) -> PageColumns:
         """Batch `k`, of stateful entries `lo` to `hi`."""
-        return PageColumns(self.ts[lo:hi], [self.found[k]], self.decode)
+        return PageColumns(self.ts[lo:hi], self.at[lo:hi], [self.found[k]], self.decode)
 
 
 def unread_pages(keys: list[tuple[Any, Any, Any]], key_of: np.ndarray, fields: FieldColumns) -> np.ndarray:
@@ -290,9 +285,12 @@ def find(keys: list[tuple[Any, Any, Any]], key_of: np.ndarray, ts: np.ndarray, f
         pids(positions[at].tolist()), map(named.__getitem__, kept), map(returned.__getitem__, kept), strict=True)]
     groups = _groups(keys, key_of, ts, fields, settling)
     if groups is None:
-        return Found(counted, calls_at, keys_of_calls, None, None, np.flatnonzero(~counted))
-    layout = _layout(groups, groups.ok, ts, positions, counted)
-    return Found(counted, calls_at, keys_of_calls, groups, layout, layout.slow)
+        return Found(counted, calls_at, keys_of_calls, None, np.flatnonzero(~counted))
+    may_settle = np.zeros(len(groups.firsts), bool)
+    may_settle[groups.ok] = True
+    grouped = np.zeros(m, bool)
+    grouped[groups.order] = may_settle[groups.gid]
+    return Found(counted, calls_at, keys_of_calls, groups, np.flatnonzero(~grouped & ~counted))
 
 
 def _key_columns(keys: list[tuple[Any, Any, Any]], unbind_visible: bool
@@ -394,8 +392,8 @@ class _Batch:
     """One batch's settled groups and counted calls (see the module): found at once, then asked and written as the
     handlers' rows go (`run`)."""
 
-    def __init__(self, sim: Simulator, positions: list[int], base: int, cols: PageColumns,
-                 route: Callable[[Any], str], found: Found) -> None:
+    def __init__(self, sim: Simulator, base: int, cols: PageColumns, route: Callable[[Any], str], found: Found
+                 ) -> None:
         self.sim, self.st, self.base, self.route, self.counted = sim, sim.state, base, route, found.counted
         self.slow: list[int] = np.flatnonzero(~found.counted).tolist()  # the rows (places) the handlers run
         self.c_at, self.c_keys = np.asarray(found.calls_at, np.int64), found.calls  # the calls only counted
@@ -403,33 +401,33 @@ class _Batch:
         self.refused = False
         self.first = self.r_at = self.j_at = _NONE
         self.ok = np.zeros(0, bool)
-        g, lay = found.groups, found.layout
-        if g is None or lay is None:
+        g = found.groups
+        if g is None:
             return
         # The devices as the state numbers them: a group on one it does not know yet is the handlers'
         codes = np.array([self.st.atoms.codes.get(x, -1) for x in g.devices], np.int64)
-        known = codes[g.d[lay.f0]] >= 0
-        if not known.all():
-            lay = _layout(g, lay.ok[known], cols.ts, np.asarray(positions, np.int64), found.counted)
-        if len(lay.ok):
-            self._found(cols, positions, g, lay, codes)
+        ok = g.ok[np.argsort(g.order[g.firsts[g.ok]], kind="stable")]  # (by first row, as they are laid out)
+        ok = ok[codes[g.d[g.firsts[ok]]] >= 0]
+        if len(ok):
+            self._found(cols, g, ok, codes)
 
-    def _found(self, cols: PageColumns, positions: list[int], g: Groups, lay: Layout, codes: np.ndarray) -> None:
-        """Keep what the loop needs of the groups laid out in `lay` (`codes`: the state's code of each device `g`
-        numbers): by opening, by later request, by response."""
+    def _found(self, cols: PageColumns, g: Groups, ok: np.ndarray, codes: np.ndarray) -> None:
+        """Lay out the groups `ok` of `g` that settle and keep what the loop needs of them (`codes`: the state's
+        code of each device `g` numbers): by opening, by later request, by response."""
         st, base = self.st, self.base
-        gd = codes[g.d[lay.f0]]
-        keys = _keys(gd, lay.p, lay.q)
+        f0 = g.firsts[ok]
+        gd = codes[g.d[f0]]
+        keys = _keys(gd, g.p[f0], g.q[f0])
         # the first group of a key may join a group open before the batch
         groups = st.group_records
         open_before = groups.keys() & keys if groups else None
         if open_before:
-            keep = np.flatnonzero(~(np.array([key in open_before for key in keys], bool) & g.run[lay.f0]))
-            lay = _layout(g, lay.ok[keep], cols.ts, np.asarray(positions, np.int64), self.counted)
-            gd, keys = gd[keep], [keys[i] for i in keep.tolist()]
+            keep = np.flatnonzero(~(np.array([key in open_before for key in keys], bool) & g.run[f0]))
+            ok, gd, keys = ok[keep], gd[keep], [keys[i] for i in keep.tolist()]
         self.n = nc = len(keys)
         if not nc:
             return
+        lay = _layout(g, ok, cols.ts, cols.at, self.counted)
         self.key = keys
         self.slow = lay.slow.tolist()
         self.group_of = lay.group_of
@@ -454,7 +452,7 @@ class _Batch:
         self.r_at = lay.r_at
         self.r_group = by_resp
         self.r_key = list(itemgetter(*by_resp.tolist())(keys)) if nc > 1 else keys[:]
-        rows = lay.closing.copy()
+        rows = lay.closing
         rows[:, 3:5] += base
         self.r_ts, self.r_idx = lay.r_ts.tolist(), rows[:, 4].tolist()  # (their answers)
         self.shape = gd << 6
@@ -619,7 +617,7 @@ def settle(sim: Simulator, rows: list[Row | None], positions: list[int], base: i
            route: Callable[[Any], str], run: Callable[[Row, int], None]) -> None:
     """Apply the batch's rows at `positions` (see `Simulator.apply_rows`): settled groups at once, iommufd calls
     that are only counted by their count, the rest by `run` (a row's handler, as the hot loop runs it), in order."""
-    batch = _Batch(sim, positions, base, cols, route, cols.found[0])
+    batch = _Batch(sim, base, cols, route, cols.found[0])
     slow: list[int] | None = batch.slow
     while slow is not None:
         _decode(rows, positions, slow, cols)

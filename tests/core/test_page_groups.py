@@ -259,9 +259,9 @@ def test_a_batch_past_four_billion_events_links_its_later_requests_to_their_even
                 [1200, "page_response", dev, 1, 0, None, None, "t", {"prg": 500, "code": 0}]):
         sim.apply_row(row, 0)  # (a group's answer before the batch: the device has a code in the state's table)
     found = read_pages(Recording(path).chunk_head(0), stateful, pages.Settling.of(sim, 8192)).found[0]
-    cols = pages.PageColumns(np.array([r[0] for r in rows], np.int64), [found], lambda at: None)
+    cols = pages.PageColumns(np.array([r[0] for r in rows], np.int64), stateful, [found], lambda at: None)
     base = (1 << 32) + 7
-    batch = pages._Batch(sim, stateful.tolist(), base, cols, lambda att: "kernel", found)  # noqa: SLF001
+    batch = pages._Batch(sim, base, cols, lambda att: "kernel", found)  # noqa: SLF001
     assert batch.j_pairs[:4].tolist() == [base + 2, base + 1, base + 5, base + 4]  # (a later request, its opener)
 
 
