@@ -42,7 +42,9 @@ from .simulator.pages import NAMES, WANTED, Found, Settling, batches, fill, find
 AHEAD = 4  # chunks asked for before their answers are read: the helper's memory and this one's stay bounded
 _ASK = struct.Struct("<qq")  # file chunk, stateful positions
 _SIZE = struct.Struct("<q")  # an answer's bytes (0: the helper has opened the recording)
-_PIPE_BYTES = 1 << 20  # the answers' pipe: a few whole answers, each written and read in one go (Linux's limit)
+# Both pipes: a few whole answers, each written and read in one go; all the asks AHEAD of a few big chunks, written
+# without waiting for the helper's thread that reads them (Linux's limit)
+_PIPE_BYTES = 1 << 20
 _STALLED_S = 10.0  # an answer that stops half written: the helper is stuck, and is let go
 # The helper multiplies no matrices: numpy's BLAS is kept from starting a thread a core, which spin as they start
 # (0.05 s of CPU, a third of the helper's start-up) and now and then after
@@ -215,8 +217,9 @@ class ReadAhead:
         except (OSError, ValueError):  # (no interpreter to start, no file descriptors left)
             return None
         assert proc.stdout is not None
-        with contextlib.suppress(OSError, AttributeError):  # (a lower limit, or none: answers come in pieces)
-            fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+        for pipe in (proc.stdout, proc.stdin):
+            with contextlib.suppress(OSError, AttributeError):  # (a lower limit, or none: they come in pieces)
+                fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
         return cls(recording, upcoming, proc)
 
     def _started(self) -> bool:
