@@ -278,9 +278,12 @@ FACTS: tuple[Fact, ...] = (
     Fact("unbind.sva", "unbind", _s("6.2"), "iommu_sva_unbind_device(): the last unbind detaches the SVA domain",
          ("iommu_sva_unbind_device",), "drivers/iommu/iommu-sva.c"),
     Fact("attach.pasid", "attach", _s("6.2"),
-         "iommu_attach_device_pasid()/detach: -EINVAL for PASID 0 or ≥ max_pasids, -EBUSY when taken in the "
-         "group's pasid_array", ("iommu_attach_device_pasid", "iommu_detach_device_pasid"),
-         "drivers/iommu/iommu.c"),
+         "iommu_attach_device_pasid()/detach: -EBUSY when the (device, PASID) is taken in the group's pasid_array "
+         "(xa_cmpxchg)", ("iommu_attach_device_pasid", "iommu_detach_device_pasid"), "drivers/iommu/iommu.c"),
+    Fact("attach.pasid-checked", "attach", _s("6.9"),
+         "iommu_attach_device_pasid() refuses PASID 0 (IOMMU_NO_PASID) and a PASID ≥ the device's max_pasids with "
+         "-EINVAL", ("iommu_attach_device_pasid",),
+         "drivers/iommu/iommu.c, c404f55c26fc 'iommu: Validate the PASID in iommu_attach_device_pasid()' (6.9-rc2)"),
     Fact("attach.replace", "attach", _s("6.15"), "iommu_replace_device_pasid() switches an attached PASID",
          ("iommu_replace_device_pasid",), "drivers/iommu/iommu.c"),
     Fact("request.vtd-svm", "request", _s("5.2", "5.13"),

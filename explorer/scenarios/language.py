@@ -180,7 +180,8 @@ _BY_ACTOR = _choice({"iommufd": "iommufd", "driver": AllocPath.DRIVER},
                     "who does it; with iommufd (and an actor) the actor's VFIO ioctl comes first", "iommufd")
 
 ACTIONS: dict[str, Action] = {
-    "bind": _a("SVA-bind the actor's mm to a device (the first bind allocates its PASID)",
+    "bind": _a("SVA-bind the actor's mm to a device (the first bind allocates its PASID); it fails as the kernel's "
+               "does, its attach with it (-EBUSY where the device's PASID is taken)",
                {"actor": ACTOR, "device": DEVICE}),
     "unbind": _a("drop one bind reference of the actor's mm on a device", {"actor": ACTOR, "device": DEVICE}),
     "exit": _a("the actor's process exits: its mm goes away and its SVA PASID with it; after it the actor may "
@@ -197,7 +198,9 @@ ACTIONS: dict[str, Action] = {
                        "driver")}),
     "attach": _a("attach a (device, PASID) to a domain: paging, nested (a guest's) or sva; through iommufd, a PASID "
                  "it has attached already gets the new domain in its place, as the kernel does (a pasid_replace, "
-                 "6.15+ vfio_iommufd_physical_pasid_attach_ioas())",
+                 "6.15+ vfio_iommufd_physical_pasid_attach_ioas()). An attach iommu_attach_device_pasid() refuses "
+                 "is played as the failed call: -EBUSY for a (device, PASID) attached already, from 6.9 -EINVAL for "
+                 "PASID 0 or one beyond the device's width (before 6.9 these pass, a driver's bug to see)",
                  {"device": DEVICE, "pasid": PASID}, {
                      "actor": ACTOR,
                      "domain": _choice({d.value: d for d in DomainType}, "the domain's type", "paging"),

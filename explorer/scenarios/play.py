@@ -14,14 +14,14 @@ from typing import Any
 from ..errors import ScenarioError
 from ..events import AllocPath, DomainType, Event, Kind, ResponseCode, make
 from ..index import RecordingIndex
-from ..kernel_facts import CURRENT, HOOKS, parse_version
+from ..kernel_facts import CURRENT, FACT_KEYS, HOOKS, parse_version
 from ..recording import DeviceInfo, Header, write_events
 from ..recording.header import SCENARIO_CLOCK
 from ..simulator import Simulator
 from ..uapi import VFIO_DEVICE_ATTACH_PASID, command_number
 from .language import ACTIONS, PAGE, Actor, Scenario, Step, through_iommufd
 
-ENOSPC, EOVERFLOW = 28, 75
+EBUSY, EINVAL, ENOSPC, EOVERFLOW = 16, 22, 28, 75
 TICK = 1_000  # spacing of the events one action produces (1 µs)
 
 
@@ -53,6 +53,7 @@ class ScenarioRun:
         # player takes its PASID numbers from the model's allocator all the same: where no row shows an allocation,
         # the model infers it at the bind's attach or the bind, as for a capture of that kernel.
         version = parse_version(scenario.kernel) or CURRENT
+        self._checks_pasid = version in FACT_KEYS["attach.pasid-checked"].span
         self._recorded = {kind for h in HOOKS if h.in_kernel(version) for kind in h.kinds}
         # 5.5-6.3 an mm's PASID comes from ioasid_alloc() and goes with ioasid_free() (ioasid_put() 5.11-5.17,
         # drivers/iommu/ioasid.c), which take no device and no mm: their rows name neither (probes/decode.py)
@@ -92,6 +93,17 @@ class ScenarioRun:
     def _holds(self, mm: int) -> bool:
         """Whether `mm` still holds a bind (the kernel's count, `_binds`)."""
         return any(m == mm for m, _ in self._binds)
+
+    def _attach_error(self, dev: str, pasid: int | None) -> int | None:
+        """What iommu_attach_device_pasid() refuses (drivers/iommu/iommu.c), as its errno: -EINVAL for PASID 0 or
+        one at or past the device's max_pasids (6.9+, kernel_facts attach.pasid-checked), -EBUSY for a (device,
+        PASID) its group's pasid_array holds already (xa_cmpxchg, 6.2+); None when it attaches. A capture records
+        such an attach with its error, and the model passes it by, so a scenario shows what the kernel stopped."""
+        if pasid is None:
+            return None
+        if self._checks_pasid and not 0 < pasid < self.sim.state.max_pasids(dev):
+            return -EINVAL
+        return -EBUSY if (dev, pasid) in self.sim.state.attachments else None
 
     def _fail(self, step: Step, key: str | None, what: str) -> ScenarioError:
         line = step.params.get("_lines", {}).get(key, step.line) if key else step.line
@@ -152,17 +164,18 @@ class ScenarioRun:
                 self._kernel(Kind.SVA_BIND, t, actor, device=dev, mm=mm, error=-ENOSPC)
                 return
             t = self._sva_pasid(Kind.PASID_ALLOC, t, actor, pasid, dev)
-        if pasid >= st.max_pasids(dev):
-            # The mm's PASID is beyond this device's max_pasids: the bind fails with -EOVERFLOW before any attach
-            # (iommu_alloc_mm_data() 6.8+, iommu_sva_alloc_pasid() before; iommu-sva.c).
-            self._kernel(Kind.SVA_BIND, t, actor, device=dev, pasid=pasid, mm=mm, error=-EOVERFLOW)
-            return
-        if (mm, dev) not in self._binds:
+        # The mm's PASID beyond this device's max_pasids fails the bind with -EOVERFLOW before any attach
+        # (iommu_alloc_mm_data() 6.8+, iommu_sva_alloc_pasid() before; iommu-sva.c); an attach the kernel refuses
+        # fails it with the attach's error (iommu_sva_bind_device(), 6.2+)
+        err = -EOVERFLOW if pasid >= st.max_pasids(dev) else None
+        if err is None and (mm, dev) not in self._binds:
             domain = self._sva_domain.setdefault(mm, next(self._domains))
+            err = self._attach_error(dev, pasid)
             t = self._kernel(Kind.PASID_ATTACH, t, actor, device=dev, pasid=pasid, domain=domain,
-                             domain_type=DomainType.SVA)
-        self._binds[(mm, dev)] = (self._binds.get((mm, dev), (0, pasid))[0] + 1, pasid)
-        self._kernel(Kind.SVA_BIND, t, actor, device=dev, pasid=pasid, mm=mm)
+                             domain_type=DomainType.SVA, error=err)
+        if err is None:
+            self._binds[(mm, dev)] = (self._binds.get((mm, dev), (0, pasid))[0] + 1, pasid)
+        self._kernel(Kind.SVA_BIND, t, actor, device=dev, pasid=pasid, mm=mm, error=err)
 
     def _do_unbind(self, step: Step, t: int) -> None:
         actor, dev = self._actor(step), self._arg(step, "device")
@@ -220,17 +233,21 @@ class ScenarioRun:
         dtype = self._arg(step, "domain")
         kind = Kind.PASID_ATTACH
         kw: dict[str, Any] = {}
+        old = self.sim.state.attachments.get((dev, pasid)) if (dev, pasid) in self._iommufd_attached else None
+        if old is not None:
+            # The ioctl on a PASID iommufd has attached already replaces its domain (6.15+ drivers/vfio/iommufd.c
+            # vfio_iommufd_physical_pasid_attach_ioas(): iommufd_device_replace() -> iommu_replace_device_pasid())
+            kind, kw["old_domain"] = Kind.PASID_REPLACE, old.domain
+        else:
+            kw["error"] = self._attach_error(dev, pasid)
         if through_iommufd(step.params):
+            # (the ioctl returns what the attach did: vfio_iommufd_physical_pasid_attach_ioas() returns its rc)
             t = self._emit(Kind.UAPI, t, actor, device=dev, pasid=pasid,
                            cmd=command_number("VFIO_DEVICE_ATTACH_IOMMUFD_PT"), name="VFIO_DEVICE_ATTACH_IOMMUFD_PT",
                            args={"argsz": 16, "flags": VFIO_DEVICE_ATTACH_PASID, "pt_id": domain, "pasid": pasid},
-                           ret=0, vm=actor.vm if actor else None)
-            old = self.sim.state.attachments.get((dev, pasid)) if (dev, pasid) in self._iommufd_attached else None
-            if old is not None:
-                # The ioctl on a PASID iommufd has attached already replaces its domain (6.15+ drivers/vfio/iommufd.c
-                # vfio_iommufd_physical_pasid_attach_ioas(): iommufd_device_replace() -> iommu_replace_device_pasid())
-                kind, kw["old_domain"] = Kind.PASID_REPLACE, old.domain
-            self._iommufd_attached.add((dev, pasid))
+                           ret=kw.get("error") or 0, vm=actor.vm if actor else None)
+            if kw.get("error") is None:
+                self._iommufd_attached.add((dev, pasid))
         elif dtype == DomainType.PAGING:
             # A kernel driver attaches its device's DMA-API domain (iommu_get_domain_for_dev(): IOMMU_DOMAIN_DMA or
             # _DMA_FQ, include/linux/iommu.h), as a capture reads it from the domain's type bits

@@ -282,6 +282,39 @@ def test_attaching_an_attached_pasid_through_iommufd_replaces_its_domain(tmp_pat
     assert run.sim.anomalies == []
 
 
+# TWO_DRIVERS' devices and actors, a 4-bit device more, and no step yet
+CLASH_HEAD = TWO_DRIVERS.split("  - at: 1ms")[0].replace(
+    "  - {name: vf, width: 20}\n", "  - {name: vf, width: 20}\n  - {name: narrow, width: 4}\n") + "  - say: start\n"
+
+
+@pytest.mark.parametrize("kernel, steps, refused", [
+    # an SVA bind holds (vf, 1): the VMM's guest PASID 1 there is refused, and the other way round
+    ("6.15", "  - bind: {actor: app, device: vf}\n  - attach: {actor: qemu, device: vf, pasid: 1, domain: nested}\n",
+     [("pasid_attach", "nested", -16)]),
+    ("6.15", "  - attach: {actor: qemu, device: vf, pasid: 1, domain: nested}\n  - bind: {actor: app, device: vf}\n",
+     [("pasid_attach", "sva", -16), ("sva_bind", None, -16)]),
+    # PASID 0 and one past a 4-bit device's 16: refused from 6.9, let through (a driver's bug to see) before
+    ("6.15", "  - attach: {actor: qemu, device: narrow, pasid: 0, domain: nested}\n"
+             "  - attach: {actor: qemu, device: narrow, pasid: 16, domain: nested}\n",
+     [("pasid_attach", "nested", -22), ("pasid_attach", "nested", -22)]),
+    ("6.8", "  - attach: {device: narrow, pasid: 0, via: driver}\n", []),
+])
+def test_an_attach_the_kernel_refuses_is_played_as_the_failed_call_a_capture_records(
+        tmp_path: Path, kernel: str, steps: str, refused: list[tuple[str, str | None, int]]) -> None:
+    """iommu_attach_device_pasid() refuses a (device, PASID) its group's pasid_array holds with -EBUSY
+    (xa_cmpxchg, drivers/iommu/iommu.c 6.2+), and PASID 0 (IOMMU_NO_PASID) or one at or past the device's
+    max_pasids with -EINVAL (6.9+, c404f55c26fc 'iommu: Validate the PASID in iommu_attach_device_pasid()'); an
+    SVA bind fails with its attach (iommu_sva_bind_device(), iommu-sva.c) and VFIO_DEVICE_ATTACH_IOMMUFD_PT
+    returns the error (drivers/vfio/iommufd.c 6.15+). The player shows the failed calls, which the model passes
+    by: no finding claims the kernel broke its own rule."""
+    run = load_scenario(_write(tmp_path, CLASH_HEAD.replace("6.15", kernel) + steps))
+    failed = [(e.kind, e.get("domain_type"), e.get("error")) for e in run.events if e.get("error")]
+    assert failed == refused
+    assert [e.get("ret") for e in run.events if e.kind == "uapi" and e.get("ret")] == [
+        err for _, dtype, err in refused if dtype == "nested"]
+    assert [a.rule for a in run.sim.anomalies] == ([] if refused or kernel != "6.8" else ["reserved_pasid"])
+
+
 GOOD_HEAD = """title: t
 devices:
   - {name: d0, width: 4}
