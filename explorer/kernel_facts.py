@@ -284,6 +284,12 @@ FACTS: tuple[Fact, ...] = (
          "iommu_attach_device_pasid() refuses PASID 0 (IOMMU_NO_PASID) and a PASID ≥ the device's max_pasids with "
          "-EINVAL", ("iommu_attach_device_pasid",),
          "drivers/iommu/iommu.c, c404f55c26fc 'iommu: Validate the PASID in iommu_attach_device_pasid()' (6.9-rc2)"),
+    Fact("attach.nested", "attach", _s("6.13"),
+         "a nested domain (IOMMU_DOMAIN_NESTED, 6.7+) attaches to a PASID: VT-d's nested domain gains set_dev_pasid "
+         "(before it iommu_attach_device_pasid() returns -EOPNOTSUPP; SMMUv3 nests the guest's whole CD table on "
+         "the RID instead)", ("iommu_attach_device_pasid",),
+         "drivers/iommu/intel/nested.c, 67f6f56b5912 'iommu/vt-d: Add set_dev_pasid callback for nested domain' "
+         "(6.13); 54d606816b32 'iommu: Add IOMMU_DOMAIN_NESTED' (6.7)"),
     Fact("attach.replace", "attach", _s("6.15"), "iommu_replace_device_pasid() switches an attached PASID",
          ("iommu_replace_device_pasid",), "drivers/iommu/iommu.c"),
     Fact("request.vtd-svm", "request", _s("5.2", "5.13"),

@@ -258,7 +258,9 @@ TOP_KEYS: dict[str, str] = {
               "an IDA inside iommu-sva.c, 6.6+ "
               f"the global IDA); a step the named kernel lacks is refused (a PASID attach or detach: "
               f"{FACT_KEYS['attach.pasid'].span}, through iommufd {FACT_KEYS['alloc.user'].span}; alloc "
-              f"{HOOK_FACTS['iommu_alloc_global_pasid'].spans[0]}); default: current rules",
+              f"{HOOK_FACTS['iommu_alloc_global_pasid'].spans[0]}; a nested domain on a PASID "
+              f"{FACT_KEYS['attach.nested'].span}; an iommufd fault queue, `fault_queue` or `respond by: user` or "
+              f"`guest` {FACT_KEYS['response.iommufd'].span}); default: current rules",
     "stale_after": "a duration: an unanswered page-request group, or an exited process's binds held on, is "
                    "reported after this (default 100ms)",
     "devices": "a list of devices (required), with the keys below",
@@ -553,15 +555,26 @@ def through_iommufd(params: Mapping[str, Any]) -> bool:
 
 def _needs(action: str, params: Mapping[str, Any]) -> list[tuple[Span, str]]:
     """The kernel versions a step needs (kernel_facts' table), with what it does in words."""
+    queue = FACT_KEYS["response.iommufd"].span  # iommufd fault queues: IOMMU_FAULT_QUEUE_ALLOC and its fd
     if action == "alloc":
         return [(HOOK_FACTS["iommu_alloc_global_pasid"].spans[0], "a driver's PASID allocation "
                                                                   "(iommu_alloc_global_pasid())")]
+    if action == "respond":
+        return [(queue, "an answer through an iommufd fault queue (`by: user` or `guest`)")] if params.get(
+            "by", "kernel") != "kernel" else []
+    if action == "uapi":
+        return [(queue, "an iommufd fault queue (IOMMU_FAULT_QUEUE_ALLOC)")] if params.get(
+            "name") == "IOMMU_FAULT_QUEUE_ALLOC" else []
     if action not in ("attach", "detach"):
         return []
     needs = [(FACT_KEYS["attach.pasid"].span, f"a PASID {action} (iommu_{action}_device_pasid())")]
     if through_iommufd(params):
         needs.append((FACT_KEYS["alloc.user"].span, f"a PASID {action} through iommufd (VFIO_DEVICE_"
                                                     f"{action.upper()}_IOMMUFD_PT with VFIO_DEVICE_ATTACH_PASID)"))
+    if params.get("domain") == DomainType.NESTED.value:
+        needs.append((FACT_KEYS["attach.nested"].span, "a nested domain on a PASID (IOMMU_DOMAIN_NESTED)"))
+    if "fault_queue" in params:
+        needs.append((queue, "an iommufd fault queue (`fault_queue`)"))
     return needs
 
 

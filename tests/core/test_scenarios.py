@@ -340,6 +340,17 @@ def _on(kernel: str, step: str) -> str:
     # iommu_alloc_global_pasid(): 6.6 (drivers/iommu/iommu.c)
     (_on("6.1", "    alloc: {actor: app, device: d0}\n"), "line 9",
      "a driver's PASID allocation (iommu_alloc_global_pasid()) is in kernels 6.6+, not in this scenario's 6.1"),
+    # iommufd fault queues: IOMMU_FAULT_QUEUE_ALLOC and its fd's answers, 6.11 (drivers/iommu/iommufd/fault.c)
+    (_on("6.8", "    respond: {device: d0, prg: 1, by: user}\n"), "line 9",
+     "an answer through an iommufd fault queue (`by: user` or `guest`) is in kernels 6.11+, not in this "
+     "scenario's 6.8"),
+    (_on("6.10", "    uapi: {actor: app, name: IOMMU_FAULT_QUEUE_ALLOC}\n"), "line 9",
+     "an iommufd fault queue (IOMMU_FAULT_QUEUE_ALLOC) is in kernels 6.11+"),
+    (_on("6.10", "    attach: {device: d0, pasid: 5, via: driver, fault_queue: 3}\n"), "line 9",
+     "an iommufd fault queue (`fault_queue`) is in kernels 6.11+"),
+    # a nested domain's set_dev_pasid: VT-d 6.13 (drivers/iommu/intel/nested.c, 67f6f56b5912)
+    (_on("6.8", "    attach: {device: d0, pasid: 5, via: driver, domain: nested}\n"), "line 9",
+     "a nested domain on a PASID (IOMMU_DOMAIN_NESTED) is in kernels 6.13+, not in this scenario's 6.8"),
 ])
 def test_an_action_the_scenarios_kernel_lacks_is_refused_at_its_line(tmp_path: Path, body: str, line: str,
                                                                      words: str) -> None:
@@ -353,7 +364,9 @@ def test_an_action_the_scenarios_kernel_lacks_is_refused_at_its_line(tmp_path: P
 @pytest.mark.parametrize("kernel, step", [
     ("6.15", "    attach: {actor: app, device: d0, pasid: 5, domain: nested}\n"),
     ("6.14", "    attach: {device: d0, pasid: 5, via: driver}\n"),
-    ("6.6", "    alloc: {actor: app, device: d0}\n")])
+    ("6.6", "    alloc: {actor: app, device: d0}\n"),
+    ("6.11", "    uapi: {actor: app, name: IOMMU_FAULT_QUEUE_ALLOC}\n"),
+    ("6.13", "    attach: {device: d0, pasid: 5, via: driver, domain: nested, fault_queue: 3}\n")])
 def test_the_first_kernel_with_an_action_takes_it(tmp_path: Path, kernel: str, step: str) -> None:
     assert load_scenario(_write(tmp_path, _on(kernel, step))).events
 
