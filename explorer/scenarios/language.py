@@ -24,6 +24,7 @@ it for `simulate --help`, so the three cannot drift apart.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
@@ -453,6 +454,9 @@ def parse_scenario(path: str | Path) -> Scenario:
     return Scenario(path, title, summary, kernel, stale_ns, devices, actors, steps, expect)
 
 
+_RELEASE = re.compile(r"\d+\.\d+(\.\d+)?([-+][\w.+~-]*)?")
+
+
 def _kernel(c: _Checker, top: LineDict) -> str | None:
     """The release whose rules apply. A number is refused: YAML reads an unquoted 6.10 as 6.1, another kernel; so is
     a release older than the player can follow (`_OLDEST`)."""
@@ -462,9 +466,12 @@ def _kernel(c: _Checker, top: LineDict) -> str | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         raise c.fail(line, f"`kernel`: expected a quoted release, got {_kind(value)}: YAML reads an unquoted "
                            f"release as a number (6.10 becomes 6.1), so quote it, e.g. kernel: \"6.10\"")
-    version = parse_version(value) if isinstance(value, str) else None
+    # Read whole, as uname -r writes a release ("6.12.118-pasidlab"): parse_version() reads a capture's release
+    # leniently, and would take "6.1O" (letter O) for 6.1, another kernel's rules
+    version = parse_version(value) if isinstance(value, str) and _RELEASE.fullmatch(value) else None
     if version is None:
-        raise c.fail(line, f"`kernel`: expected a release such as \"6.18\" (major.minor first), got {_kind(value)}")
+        raise c.fail(line, f"`kernel`: expected a release such as \"6.18\" or \"6.12.118-custom\" (major.minor, "
+                           f"then .patch and a -suffix if any), got {_kind(value)}")
     if version < _OLDEST:
         raise c.fail(line, f"`kernel`: scenarios start at {_OLDEST[0]}.{_OLDEST[1]}, got {value!r}: before it each "
                            "IOMMU driver hands SVA PASIDs out and frees them where no capture sees it "

@@ -446,6 +446,8 @@ def test_bad_parameter_values_are_exit_2_with_one_line_naming_the_parameters_lin
     ("6.10", 'expected a quoted release, got float 6.1'),
     ("6", "expected a quoted release, got int 6"),
     ('"latest"', 'expected a release such as "6.18"'),
+    ('"6.1O"', 'expected a release such as "6.18"'),  # a letter O: not 6.1's rules
+    ('"6.18 "', 'expected a release such as "6.18"'),
 ])
 def test_a_kernel_release_must_be_a_quoted_string_not_a_number_yaml_rounds(tmp_path: Path, value: str,
                                                                           words: str) -> None:
