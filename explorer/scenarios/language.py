@@ -36,6 +36,7 @@ from ..events import PASID_SPACE, AllocPath, DomainType, ResponseCode
 from ..kernel_facts import FACT_KEYS, HOOK_FACTS, Span, Version, parse_version
 from ..simulator import DEFAULT_STALE_NS, RULES
 from ..uapi import NUMBERS
+from ..uapi_structs import members
 from ..units import parse_duration
 from ..yaml_lines import LineDict, LineList, load_yaml
 
@@ -240,7 +241,8 @@ ACTIONS: dict[str, Action] = {
         "actor": ACTOR,
         "name": Param("an iommufd or VFIO ioctl name", "the command, one of " + ", ".join(sorted(NUMBERS)),
                       _ioctl)}, {
-        "args": Param("a mapping of struct field: integer", "the decoded argument struct", _struct, {}),
+        "args": Param("a mapping of struct member: integer", "the decoded argument struct: its members, as in the "
+                      "uapi header, each in its C type's range", _struct, {}),
         "ret": _int(-S64, S64 - 1, "the return value, a negative errno on failure", 0)}),
     "lose": _a("the capture loses this many events (state becomes uncertain)",
                {"count": _int(1, U32, "how many events")}),
@@ -585,6 +587,23 @@ def _needs(action: str, params: Mapping[str, Any]) -> list[tuple[Span, str]]:
     return needs
 
 
+def _struct_members(c: _Checker, p: LineDict, what: str) -> None:
+    """An ioctl's `args` name only members of its struct, each in its C type's range (explorer/uapi_structs.py),
+    as a capture decodes them: a typo or a negative u32 is no call a kernel could see."""
+    name, args = p["name"], p["args"]
+    fields = members(name, args.get("op"))
+    for key, value in args.items():
+        line = args.line_of(key) if isinstance(args, LineDict) else p.line_of("args")
+        field = fields.get(key)
+        if field is None:
+            raise c.fail(line, f"{what} (uapi): `args`: {name} has no member {key!r} (its struct's: "
+                               f"{', '.join(fields) or 'none, it takes no struct'})")
+        lo, hi = field.bounds
+        if not lo <= value <= hi:
+            raise c.fail(line, f"{what} (uapi): `args`: {key} must be an integer {_bound(lo)}..{_bound(hi)}, "
+                               f"got {value}")
+
+
 def _time(c: _Checker, s: LineDict, what: str, t: int, first: bool) -> int:
     """The step's time: `at`, the previous step's plus `after`, or plus the default gap."""
     if "at" in s and "after" in s:
@@ -627,6 +646,8 @@ def _action(c: _Checker, s: LineDict, what: str, actors: dict[str, Actor],
             raise c.fail(p.line_of(key), f"{what} ({action}): `{key}`: {e}") from None
     for req in sorted(spec.required - set(p)):
         raise c.fail(p.line, f"{what} ({action}) needs `{req}`: {spec.doc}")
+    if action == "uapi" and "args" in p:
+        _struct_members(c, p, what)
     for key, known, plural in (("actor", actors, "actors"), ("device", device_names, "devices")):
         if key in p and str(p[key]) not in known:
             raise c.fail(p.line_of(key), f"{what}: unknown {key} {p[key]!r} ({plural}: "

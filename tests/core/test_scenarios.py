@@ -431,6 +431,14 @@ BOUND = GOOD_HEAD + "  - at: 0\n    bind: {actor: app, device: d0}\n  - at: 1ms\
     ("    uapi: {args: [1, 2]}\n", 10, "`args`: expected a mapping"),  # a bad value outranks missing keys
     ("    uapi: {actor: app, name: IOMMU_DESTROY, ret: abc}\n", 10, "`ret`: expected an integer"),
     ("    uapi: {actor: app, name: IOMMU_TELEPORT}\n", 10, "`name`: expected an iommufd or VFIO ioctl name"),
+    # `args` are the members of the command's struct in their C types (include/uapi/linux/iommufd.h), each at its line
+    ("    uapi:\n      actor: app\n      name: IOMMU_HWPT_ALLOC\n      args:\n        flags: 1\n        nosuch: 3\n",
+     15, "IOMMU_HWPT_ALLOC has no member 'nosuch' (its struct's: size, flags, dev_id, pt_id, out_hwpt_id"),
+    ("    uapi: {actor: app, name: IOMMU_HWPT_ALLOC, args: {flags: -1}}\n", 10,
+     "`args`: flags must be an integer 0..2^32-1, got -1"),
+    ("    uapi: {actor: app, name: VFIO_GET_API_VERSION, args: {x: 1}}\n", 10, "none, it takes no struct"),
+    ("    uapi: {actor: app, name: IOMMU_TEST_CMD, args: {op: 10, pt_id: 7, out_hwpt_id: 1}}\n", 10,
+     "IOMMU_TEST_CMD has no member 'out_hwpt_id' (its struct's: size, op, id, pt_id)"),
     ("    map: {domain: abc}\n", 10, "`domain`: expected an integer 0..2^64-1, got str 'abc'"),
     ("    map: {count: 100000000}\n", 10, "`count`: expected an integer 1..512"),
 ])
