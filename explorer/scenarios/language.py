@@ -274,7 +274,10 @@ TOP_KEYS: dict[str, str] = {
 DEVICE_KEYS: dict[str, str] = {
     "name": "text (required): its PCI address or any name; actions name it in `device`",
     "width": "an integer 0..20: its PASID capability's width in bits; it carries PASIDs below 2^width (default 20)",
-    "pri": "true or false: it can send page requests, with PRI (default true)",
+    "pri": "true or false: it has PCIe PRI, whose page requests a Response Failure disables (default true); a "
+           "device without (an SMMUv3 stall device) sends page requests all the same: its stalled transactions, "
+           "reported through the event queue and each resumed or aborted by arm_smmu_page_response() ("
+           "drivers/iommu/arm/arm-smmu-v3), with no PRI for a failure to disable",
     "ats": "true or false: it caches translations, with ATS (default true)",
     "driver": "text: the driver bound to it",
 }

@@ -492,6 +492,25 @@ def test_a_value_that_bypasses_the_parser_is_still_a_scenario_error_at_its_steps
     assert err.value.where == "line 7" and "expected an integer" in err.value.what
 
 
+def test_a_device_without_pri_sends_its_stalls_as_page_requests_and_a_failure_disables_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An SMMUv3 stall device has no PRI: its faults come through the event queue as page requests
+    (arm_smmu_handle_evt() -> iommu_report_device_fault()) and arm_smmu_page_response() resumes or aborts each
+    (INVALID and FAILURE both CMDQ_RESUME_0_RESP_ABORT, drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c 6.9): the help
+    says what `pri: false` means, and the next stall after an abort is no finding."""
+    with pytest.raises(SystemExit):
+        main(["simulate", "--help"])
+    found = re.search(r"^  pri  (.*?)^  ats", capsys.readouterr().out, re.M | re.S)
+    pri = " ".join(found.group(1).split()) if found else ""
+    assert "SMMUv3 stall device" in pri and "sends page requests" in pri, pri
+    run = load_scenario(_write(tmp_path, GOOD_HEAD.replace("title: t\n", 'title: t\nkernel: "6.9"\n').replace(
+        "width: 4}", "width: 4, pri: false, ats: false}") + (
+        "  - at: 0\n    bind: {actor: app, device: d0}\n"
+        "  - request: {device: d0, pasid: app, prg: 0}\n  - respond: {device: d0, pasid: app, prg: 0, code: failure}\n"
+        "  - request: {device: d0, pasid: app, prg: 1}\n  - respond: {device: d0, pasid: app, prg: 1}\n")))
+    assert [e.kind for e in run.events].count("page_request") == 2 and run.sim.anomalies == []
+
+
 def test_simulate_help_documents_every_key_and_every_actions_parameters(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["simulate", "--help"])
