@@ -93,14 +93,16 @@ RULES: dict[str, Rule] = {r.name: r for r in (
        "needs it, PASID. Up to 6.8 iommu_page_response() dropped an unmatched one ('no pending PRQ'); 6.9+ a "
        "response is bound to its iopf_group; iommufd rejects an unknown cookie with -EINVAL. On a capture, an answer "
        "on a PASID allocated before it began may close a group requested before it: uncertain within the stale "
-       "threshold of its start (a group answered later stalled its device past it)."),
+       "threshold of its start; later, a WARNING (such a group stalled its device past the threshold)."),
     _r("refused_request", "page request the IOMMU driver refused unreported", W,
        "5.14+ (VT-d): the driver's page-request thread refuses a request it cannot serve, without reporting it to "
        "the core, and answers it Invalid Request itself (handle_bad_prq_event(): svm.c, prq.c from 6.13): an "
        "address that is not canonical, a privileged or execute-with-read request, a requester it does not know, or "
-       "(until the PASID-less requests PRI users need were let through) no PASID. No hook sees such a request: a "
+       "(until the PASID-less requests PRI users need were let through) no PASID; up to 6.8 (svm.c) also one "
+       "iommu_report_device_fault() could not report, as with no fault handler. No hook sees such a request: a "
        "capture sees only the answer, a page-group response descriptor (intel_iommu:qi_submit) that no response "
-       "of the core or the driver's page_response op came before. The device's access fails: it, or whoever gave "
+       "of the core or the driver's page_response op came before, answering Invalid Request (any other code there "
+       "is an answer the other hooks missed). The device's access fails: it, or whoever gave "
        "it the address, asked for what the kernel does not serve."),
     _r("duplicate_response", "page-request group answered twice", E,
        "All versions: a group is answered once. 6.9+ its handler frees the group right after answering it "

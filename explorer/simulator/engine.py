@@ -75,7 +75,7 @@ from .state import (
 # What a handler raises on an event with missing or mistyped fields (a damaged or hand-made recording)
 MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 # Enum members the hottest paths compare with, as plain values: an Enum class's attribute costs about 250 ns
-_SVA_DOMAIN, _FAILURE = str(DomainType.SVA), int(ResponseCode.FAILURE)
+_SVA_DOMAIN, _FAILURE, _INVALID = str(DomainType.SVA), int(ResponseCode.FAILURE), int(ResponseCode.INVALID)
 # A finding repeated on one (device, PASID) is kept FOLD_AFTER times, then folded into the last one kept (its
 # `repeats` count it); a rule found RULE_KEPT times over folds its later findings too. Memory for findings is
 # bounded (rules x RULE_KEPT) whatever the recording holds: a million faults are not a million objects.
@@ -797,16 +797,19 @@ class Simulator:
             return
         if st.drained.pop(key, None) is not None or st.drained.pop(key >> P_BITS << P_BITS, None) is not None:
             return  # the kernel's own answer to a group its detach drained
-        code = f.get("code", 0)
-        code = ResponseCode(code).name.lower() if code in (0, 1, 2) else code
-        if row[R_SOURCE] == _VTD_DESCRIPTOR and self.policy.requests_visible:
-            # Only VT-d's descriptor showed it: no response of the core's or of the driver's op came first
+        raw = f.get("code", 0)
+        code = ResponseCode(raw).name.lower() if raw in (0, 1, 2) else raw
+        if row[R_SOURCE] == _VTD_DESCRIPTOR and raw == _INVALID and self.policy.requests_visible:
+            # Only VT-d's descriptor showed an Invalid Request: no response of the core's or of the driver's op came
+            # first. handle_bad_prq_event() answers nothing else; any other code is an answer the hooks missed
+            # (a kprobe attaches after the tracepoints as a capture starts): a response with no group, as below
             self._flag("refused_request", ts, dev, pasid,
                        f"{dev} sent page request PRG {prg}{f' on PASID {pasid}' if pasid is not None else ''}, which "
                        f"the VT-d driver refused without reporting it, answering {code} itself: no hook sees such a "
                        f"request, only this answer (handle_bad_prq_event(): an address that is not canonical, a "
-                       f"privileged or execute-with-read request, or a requester it does not know).", [idx],
-                       self._doubt())
+                       f"privileged or execute-with-read request, a requester it does not know, or, up to 6.8, one "
+                       f"iommu_report_device_fault() could not report, as with no fault handler).", [idx],
+                       self._stray(ts, pasid)[0])
             return
         prev = st.answered.get(key) or st.answered_before.get(key)
         if prev is None and self.midstream and not self.policy.requests_visible:
@@ -826,15 +829,16 @@ class Simulator:
         """How sure a response at `ts` with no group is a stray, and the words that say why not. On a capture, one on
         a PASID allocated before it began (`_from_before`) may answer a group requested before then: uncertain while
         that group would have waited less than the threshold. Answered later, it waited past it, which is a finding
-        too (a stalled device): then the stray response is reported."""
+        too (a stalled device, `unanswered_group`'s WARNING): the stray response is then reported no higher."""
         if not self._from_before(pasid):
             return self._doubt(), ""
         since = ts - self.state.started_ns
         if since < self.stale_ns:
             began = f"{fmt_ns(since)} before it" if since else "with it"
             return Severity.UNCERTAIN, f" in this capture, which began {began}: its request may have come before that"
-        return self._doubt(), (f" (had its request come before the capture began, {fmt_ns(since)} earlier, the device "
-                               f"would have waited past the {fmt_ns(self.stale_ns)} threshold for this answer)")
+        return self._doubt(Severity.WARNING), (
+            f" (had its request come before the capture began, {fmt_ns(since)} earlier, the device would have waited "
+            f"past the {fmt_ns(self.stale_ns)} threshold for this answer: a stalled device, if not a stray answer)")
 
     def _disables_pri(self, row: Row) -> bool:
         """Does this Response Failure disable its function's Page Request Interface (PCIe 10.4.2.1)? Not on a
