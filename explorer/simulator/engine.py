@@ -567,6 +567,12 @@ class Simulator:
             if live.certain:
                 owner = st.mm_owner[mm] = live.owner
             st.pasid_records[pasid] = pack_live(st.atoms, *live._replace(mm=mm, owner=owner)[1:])
+        elif live.mm is not None and live.mm != mm and live.certain and self.policy.allocs_visible:
+            # Another mm's PASID, whose allocation was seen and whose free was not: each mm's first bind allocates
+            # its own (iommu_sva_bind_device(): ioasid_alloc() 5.5-6.3, iommu_alloc_global_pasid() 6.6+)
+            self._flag("double_alloc", ts, dev, pasid,
+                       f"{owner} bound {dev} with PASID {pasid}, which {live.owner}'s mm still holds: its free went "
+                       f"missing or the allocator handed it out twice.", [live.idx, idx], self._doubt())
         st.mm_pasid[mm] = pasid
         key = (mm, dev)
         b = st.binds.get(key)
