@@ -58,6 +58,11 @@ def open_sources(paths: list[str], offsets: dict[str, int] | None = None,
         for path in paths:
             rec = Recording(path)
             table = rec.machines
+            if rec.header_unread:  # (its machines, clocks and kernel are unknown: nothing to align it by)
+                rec.close()
+                raise InputError(path, "", "its header frame is damaged, so its machines, clocks and kernel "
+                                           "are unknown: merge the recordings it was made from, or an "
+                                           "undamaged copy")
             if len(table) > 1:
                 raise InputError(path, "", f"already a merged recording of {len(table)} machines "
                                            f"({', '.join(m.name for m in table)}): merge the recordings it was "

@@ -19,9 +19,10 @@ import msgpack
 import numpy as np
 
 from ..errors import RecordingError
-from ..events import R_DEVICE, R_KIND, R_PASID, R_TS, Event, Row
-from ..machines import ClockSnapshot, Machine
+from ..events import R_DEVICE, R_KIND, R_PASID, R_TS, Event, Row, machine_of
+from ..machines import HOST, QUALIFIER, ClockSnapshot, Machine
 from ..schema import TS_END, checked
+from ..units import counted
 from .columns import ChunkColumns
 from .columns import unpack as unpack_columns
 from .fieldmaps import FieldColumns
@@ -210,9 +211,13 @@ class Recording:
             if not self._open_by_footer():
                 self._open_by_walking()
             if self._header_damage is not None:
-                self.damage.insert(0, Damage(len(MAGIC), f"{self._header_damage}; the {len(self.chunks)} chunks "
-                                                         "after it are read, judged by the current kernel's rules "
-                                                         "as a recording that could not see the PASID lifecycle"))
+                table = self._machines_of_rows()
+                self.header = replace(self.header, machines=table)
+                apart = f" (its rows name {len(table)} machines, each kept apart)" if table else ""
+                self.damage.insert(0, Damage(len(MAGIC), f"{self._header_damage}; what follows it is read "
+                                                         f"({counted(len(self.chunks), 'chunk')}){apart}, judged by "
+                                                         "the current kernel's rules as a recording that could not "
+                                                         "see the PASID lifecycle"))
         except BaseException:
             self.close()
             raise
@@ -272,6 +277,26 @@ class Recording:
         self._header_damage = (f"header frame damaged ({damage}): the kernel, probes and machines it named are "
                                "unknown, and its devices but for those the footer lists")
         return Header.unread("the recording's header is damaged, so what its capture could see is not known")
+
+    def _machines_of_rows(self) -> list[Machine]:
+        """A damaged header's machines, recovered from the rows: a merged recording's rows name their machine by
+        number and its devices by `name/`, so each machine keeps its own state in the model rather than one
+        machine's PASIDs meeting another's. Each is unknown but for its name (its device prefix; `#n` where its
+        rows name none), so each is judged as the header's own machine is; [] for rows of one machine. The rows
+        are read once more for this, only for a file whose header is damaged."""
+        names: dict[int, str | None] = {}
+        for row in self.iter_rows():
+            number, device = machine_of(row), row[R_DEVICE]
+            if names.get(number) is None:
+                head, sep, _ = device.partition(QUALIFIER) if isinstance(device, str) else ("", "", "")
+                names[number] = head if sep and number else None
+        if max(names, default=0) == 0:
+            return []
+        given = [HOST, *(names.get(n) or f"#{n}" for n in range(1, max(names) + 1))]
+        if len(set(given)) < len(given):  # (two machines' rows under one prefix: numbers tell them apart)
+            given = [HOST, *(f"#{n}" for n in range(1, len(given)))]
+        notes = {"source": self.header.source, "probes": self.header.probes}  # (each as unknown as the first)
+        return [Machine(name=name, extra=dict(notes)) for name in given]
 
     def _frame_at(self, off: int) -> _Frame:
         """The frame at `off`; one cut inside its 12 leading bytes comes back with what is present of its tag. The
@@ -548,6 +573,11 @@ class Recording:
             events += sum(c.n for c in islice(chunks, seen, now))
             self._counted = (chunks, now, events)
         return events
+
+    @property
+    def header_unread(self) -> bool:
+        """Whether the header frame was damaged, so that `header` knows nothing but what the rows show."""
+        return self._header_damage is not None
 
     @property
     def complete(self) -> bool:

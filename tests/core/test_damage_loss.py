@@ -104,3 +104,26 @@ def test_a_damaged_header_keeps_every_event_and_makes_no_finding_more_than_uncer
     assert {a["rule"] for a in whole["anomalies"]} <= {a["rule"] for a in damaged["anomalies"]}
     info = cli("info", str(path)).stdout
     assert "damaged: byte 8: header frame damaged" in info and "state uncertain from the start" in info
+
+
+def test_a_merged_recording_s_damaged_header_keeps_its_machines_apart_and_merge_refuses_it(tmp_path: Path) -> None:
+    """A merged recording of two captures that each check clean, its header frame damaged: the rows still name their
+    machine (by number, devices by `vm1/`), so the model keeps each machine's PASIDs its own (no PASID handed out
+    twice because host and guest both use PASID 1), and merging it again is refused rather than mislabelled."""
+    other = str(SCENARIOS["02-one-process-two-devices"].recording_path)
+    merged = tmp_path / "m.pasidrec"
+    made = cli("merge", "-o", str(merged), GUEST, other, "--name", f"{other}=vm1", "--offset", "vm1=+0s")
+    assert made.returncode == 0, made.stderr
+    data = bytearray(merged.read_bytes())
+    data[30] ^= 0xFF  # inside the header's payload
+    path = tmp_path / "damaged.pasidrec"
+    path.write_bytes(bytes(data))
+    r = cli("check", str(path), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["anomalies"] == [], r.stdout
+    assert "(1 chunk) (its rows name 2 machines, each kept apart)" in r.stderr
+    again = cli("merge", "-o", str(tmp_path / "again.pasidrec"), str(path), GUEST, "--name", f"{GUEST}=vm9",
+                "--offset", "vm9=+0s")
+    assert again.returncode == 2 and not (tmp_path / "again.pasidrec").exists()
+    assert again.stderr.strip().splitlines() == [f"pasid-explorer: {path}: its header frame is damaged, so its "
+                                                 "machines, clocks and kernel are unknown: merge the recordings it "
+                                                 "was made from, or an undamaged copy"]

@@ -122,7 +122,7 @@ def test_a_damaged_byte_in_the_header_costs_what_it_said_never_the_chunks(tmp_pa
         with Recording(path) as rec:
             assert list(rec.iter_events()) == [e for c in chunks for e in c], at
             said = str(rec.damage[0])
-            assert said.startswith("byte 8: header frame damaged (") and f"the {len(chunks)} chunks after it" in said
+            assert said.startswith("byte 8: header frame damaged (") and f"read ({len(chunks)} chunks)" in said
             assert (rec.header.source, rec.header.kernel) == ("?", None), at
             assert [d.name for d in rec.devices] == ([DEV] if footer else []), at
 
