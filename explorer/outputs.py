@@ -55,15 +55,23 @@ def open_recording(out: str | os.PathLike[str], *, replace: bool) -> BinaryIO:
     try:
         return open(out, "wb", opener=None if replace else _exclusive)  # noqa: SIM115 - the caller's to close
     except OSError as e:
-        raise InputError(str(out), "", f"cannot write the recording: {e.strerror or e}") from None
+        raise InputError(str(out), "", f"cannot write the recording{_through_link(out)}: {e.strerror or e}") \
+            from None
+
+
+def _through_link(out: str | os.PathLike[str]) -> str:
+    """Where a link given as -o leads, for a failure to write there (its folder missing, say)."""
+    return f" at {os.path.realpath(out)!r}, where the link leads" if os.path.islink(out) else ""
 
 
 def _exclusive(path: str, flags: int) -> int:
-    """An `open()` opener: a new file, or one that is there if it is empty; never one truncated."""
+    """An `open()` opener: a new file, or one that is there if it is empty; never one truncated. A name O_EXCL
+    refuses is opened without truncating it (creating the file a dangling link leads to), then judged by what was
+    opened: a file another writer made meanwhile is kept once it holds anything."""
     try:
         return os.open(path, flags | os.O_EXCL, 0o666)
     except FileExistsError:
-        fd = os.open(path, flags & ~(os.O_CREAT | os.O_TRUNC))
+        fd = os.open(path, flags & ~os.O_TRUNC, 0o666)
     try:
         _keep(path, os.fstat(fd))
     except InputError:

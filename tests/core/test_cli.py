@@ -194,6 +194,28 @@ def test_a_recording_that_is_there_is_kept_unless_forced(tmp_path: Path, command
     assert cli(*args, cwd=tmp_path).returncode == 0 and capture.stat().st_size > 0
 
 
+@pytest.mark.parametrize("command", ["simulate", "generate"])
+def test_an_output_that_is_a_dangling_link_is_written_where_it_leads(tmp_path: Path, command: str) -> None:
+    """`-o link`, the link leading to no file yet: the recording is written where it leads (the O_EXCL open once
+    refused the link, then failed with 'No such file or directory'); the file written is then kept as any other,
+    and a link into a missing folder says where it leads."""
+    args = {"simulate": ["simulate", str(SCENARIOS["04-page-request-groups"].yaml_path)],
+            "generate": ["generate", "--events", "50"]}[command]
+    (tmp_path / "link").symlink_to("target.pasidrec")
+    r = cli(*args, "-o", "link", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "link").is_symlink() and Recording(str(tmp_path / "target.pasidrec")).event_count > 0
+    before = (tmp_path / "target.pasidrec").read_bytes()
+    again = cli(*args, "-o", "link", cwd=tmp_path)
+    assert again.returncode == 2 and "link: the file is there already and is kept" in again.stderr, again.stderr
+    assert (tmp_path / "target.pasidrec").read_bytes() == before
+    (tmp_path / "lost").symlink_to("no-folder/x.pasidrec")
+    lost = cli(*args, "-o", "lost", cwd=tmp_path)
+    assert lost.returncode == 2 and lost.stderr == (f"pasid-explorer: lost: cannot write the recording at "
+                                                    f"'{tmp_path / 'no-folder/x.pasidrec'}', where the link leads: "
+                                                    "No such file or directory\n")
+
+
 def test_a_binary_trace_goes_down_a_pipe_as_it_goes_to_a_file(tmp_path: Path) -> None:
     """`export --to perfetto -o -` into a pipe writes the same trace as into a file (it once stopped with an internal
     error: the CLI's escaping stdout has no byte stream)."""
