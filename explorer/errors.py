@@ -34,6 +34,16 @@ def _place(path: str, where: str) -> str:
     return f"{path}:{where}" if where else path
 
 
+_AT_BYTE = re.compile(r"(byte \d+): (.*)", re.S)  # how a recording's damage names its place (recording.Damage)
+
+
+def placed(path: str, said: str) -> str:
+    """A recording's damage as the reader words it (`byte 8: ...`), with its file, the place written as an
+    InputError's (`file:byte 8: ...`), so that a warning and an error read alike."""
+    at = _AT_BYTE.fullmatch(said)
+    return str(InputError(path, *at.groups())) if at else f"{path}: {said}"
+
+
 class RecordingError(InputError):
     """A recording that is corrupt, foreign or cut short beyond use."""
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, placed
 from .events import R_DEVICE, R_FIELDS, R_KIND, R_MACHINE, R_PASID, R_TS, Kind, Row, make
 from .machines import Alignment, Machine, align_by_clocks, qualified
 from .outputs import atomic_output
@@ -132,7 +132,7 @@ def _file_rows(source: Source, losses: list[str] | None) -> Iterator[Row]:
             ([(chunk.t0, rec.said_of(i), chunk.n)] if rows is None else [])
         for ts, said, n in lost:
             if losses is not None:
-                losses.append(f"{source.path}: {said}; the merged file keeps this as a loss on machine "
+                losses.append(f"{placed(source.path, said)}; the merged file keeps this as a loss on machine "
                               f"{source.machine.name}")
             yield make(Kind.LOST, ts, source="recording", count=n, why=why).to_row()
         yield from rows or ()
@@ -224,8 +224,9 @@ class Merged:
 
 
 def merge(sources: list[Source], out: str | os.PathLike[str], *, window_ns: int = LINK_WINDOW_NS,
-          progress: Progress | None = None) -> Merged:
-    """Write the merged recording of `sources` (from `open_sources`) to `out`."""
+          progress: Progress | None = None, keep: bool = False) -> Merged:
+    """Write the merged recording of `sources` (from `open_sources`) to `out`; `keep`: never over a file made under
+    that name meanwhile (`outputs.atomic_output`)."""
     keys = [_link_key(r) for i, s in enumerate(sources) for r in _rows(s, i) if r[R_KIND] in _LINKED]
     errors = {i: s.alignment.error_ns or 0 for i, s in enumerate(sources) if s.alignment is not None}
     links = find_links(keys, errors, window_ns)
@@ -245,7 +246,7 @@ def merge(sources: list[Source], out: str | os.PathLike[str], *, window_ns: int 
     per_machine = {s.machine.name: 0 for s in sources}
     names = [s.machine.name for s in sources]
     losses: list[str] = []
-    with atomic_output(out, "wb", reads=[s.path for s in sources]) as f, RecordingWriter(f, header) as w:
+    with atomic_output(out, "wb", reads=[s.path for s in sources], keep=keep) as f, RecordingWriter(f, header) as w:
         rows = heapq.merge(*(_rows(s, i, losses) for i, s in enumerate(sources)), key=lambda r: r[R_TS])
         for n, row in enumerate(rows):
             if row[R_KIND] in _LINKED and links:

@@ -3,6 +3,7 @@ written chunk by chunk so that a killed capture keeps its past, never over one t
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -91,24 +92,48 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 @contextmanager
-def atomic_output(out: str | os.PathLike[str], mode: str = "w",
-                  reads: Iterable[str | os.PathLike[str]] = ()) -> Iterator[IO[Any]]:
+def atomic_output(out: str | os.PathLike[str], mode: str = "w", reads: Iterable[str | os.PathLike[str]] = (),
+                  *, keep: bool = False) -> Iterator[IO[Any]]:
     """A file beside `out` that replaces it only when the block completes: an interrupted export or import
-    never leaves a half-written file under the name the user asked for (nor replaces one it reads: `reads`)."""
+    never leaves a half-written file under the name the user asked for (nor replaces one it reads: `reads`).
+    A link given as `out` is written through, as `open()` would. With `keep` (a recording without --force), the
+    finished file is put in place with a link that fails where the name is taken, so a file another writer made
+    meanwhile (a capture started under that name) is kept unless it is empty (see `_place`)."""
     target = check_output(out, reads)
     special = target.exists() and not target.is_file()  # /dev/null, a FIFO: written to, never replaced
-    tmp = target if special else target.with_name(f".{target.name}.{os.getpid()}.part")
+    final = Path(os.path.realpath(target)) if target.is_symlink() else target
+    tmp = target if special else final.with_name(f".{final.name}.{os.getpid()}.part")
     try:
         f = open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""}))  # noqa: SIM115
     except OSError as e:
-        raise InputError(str(out), "", f"cannot be written ({e.strerror})") from None
+        raise InputError(str(out), "", f"cannot be written{_through_link(out)} ({e.strerror})") from None
     try:
         with f:
             yield f
         if not special:
-            os.replace(tmp, target)
+            _place(tmp, final, out, keep)
     except BaseException:
         if not special:
             with suppress(OSError):
                 tmp.unlink()
         raise
+
+
+def _place(tmp: Path, final: Path, out: str | os.PathLike[str], keep: bool) -> None:
+    """Move the finished `tmp` to `final`. Kept: `os.link` fails on a name that is there, so nothing written
+    meanwhile is replaced; a name that is there is then judged by what it is (an empty file is replaced), and
+    where the filesystem has no links (FAT, some network mounts) by a check just before `os.replace`, which
+    leaves the moment between the two open."""
+    if keep:
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            _keep(out, os.stat(final))
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise InputError(str(out), "", f"cannot be written{_through_link(out)} ({e.strerror})") from None
+            keep_recording(out)
+        else:
+            tmp.unlink()
+            return
+    os.replace(tmp, final)

@@ -189,11 +189,12 @@ def _description(fmt: str, clock: str, name: str) -> str:
 
 
 def import_log(path: str, out: str | os.PathLike[str], *, fmt: str | None = None,
-               progress: ProgressFn | None = None, title: str | None = None) -> ImportStats:
-    """Import `path` ('-' for stdin) into the recording `out`; returns the statistics kept in its footer."""
+               progress: ProgressFn | None = None, title: str | None = None, keep: bool = False) -> ImportStats:
+    """Import `path` ('-' for stdin) into the recording `out`; returns the statistics kept in its footer. `keep`:
+    a file made under that name during the import is kept (`outputs.atomic_output`), as --force does not ask."""
     if fmt is not None and fmt not in FORMATS:
         raise InputError(path, "", f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
-    with atomic_output(out, "wb", reads=(path,)) as dest, _open_input(path, fmt) as (f, size, name, is_dat):
+    with atomic_output(out, "wb", reads=(path,), keep=keep) as dest, _open_input(path, fmt) as (f, size, name, is_dat):
         head = f.read(SNIFF_BYTES)
         while head.count(b"\n") < 2 and len(head) < SNIFF_MAX and (more := f.read(len(head))):
             head += more  # a first line longer than the sample: read on (bounded) to the lines that tell the format

@@ -194,6 +194,33 @@ def test_a_recording_that_is_there_is_kept_unless_forced(tmp_path: Path, command
     assert cli(*args, cwd=tmp_path).returncode == 0 and capture.stat().st_size > 0
 
 
+@pytest.mark.parametrize("force", [False, True])
+def test_a_capture_made_under_the_name_during_an_import_is_kept_unless_forced(tmp_path: Path, force: bool) -> None:
+    """`import` checks the name before its work and puts the finished file in place at the end: a capture started
+    under that name meanwhile (here: while the import waits on its standard input) is kept, in one line, exit 2
+    (the finished import once replaced it with exit 0); --force replaces it."""
+    cmd = [sys.executable, "-m", "explorer.cli.main", "import", "-", "-o", "host.pasidrec", *(["--force"] * force)]
+    p = subprocess.Popen(cmd, cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    assert p.stdin is not None
+    p.stdin.write("[    1.000000] DMAR: DRHD: handling fault status reg 2\n")
+    p.stdin.flush()
+    for _ in range(600):  # (until the import has its file open beside the name)
+        if any(tmp_path.glob(".host.pasidrec.*.part")):
+            break
+        time.sleep(0.05)
+    capture = tmp_path / "host.pasidrec"
+    capture.write_bytes(SCENARIOS["01-two-processes-one-device"].recording_path.read_bytes())
+    out, err = p.communicate("[    2.000000] DMAR: DRHD: handling fault status reg 2\n", timeout=120)
+    if force:
+        assert p.returncode == 0 and Recording(str(capture)).header.source.startswith("import"), err
+    else:
+        assert p.returncode == 2 and err.count("\n") == 1, err
+        assert err.startswith("pasid-explorer: host.pasidrec: the file is there already and is kept")
+        assert capture.read_bytes() == SCENARIOS["01-two-processes-one-device"].recording_path.read_bytes()
+    assert not list(tmp_path.glob(".*.part"))
+
+
 @pytest.mark.parametrize("command", ["simulate", "generate"])
 def test_an_output_that_is_a_dangling_link_is_written_where_it_leads(tmp_path: Path, command: str) -> None:
     """`-o link`, the link leading to no file yet: the recording is written where it leads (the O_EXCL open once

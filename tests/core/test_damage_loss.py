@@ -61,7 +61,7 @@ def test_a_damaged_chunk_without_a_footer_is_a_loss_and_costs_no_false_error(tmp
     assert ("events_lost", "uncertain") in _findings(f.path)
     r = cli("check", str(f.path))
     assert "events of unknown number lost (unreadable in the file); state is uncertain from here" in r.stdout
-    assert f"pasid-explorer: {f.path}: byte {f.offset}: " in r.stderr
+    assert f"pasid-explorer: {f.path}:byte {f.offset}: " in r.stderr
     assert "events of unknown number lost" in r.stderr
     info = cli("info", str(f.path)).stdout
     assert f"damaged: byte {f.offset}: " in info and "events of unknown number lost" in info
@@ -76,7 +76,7 @@ def test_merge_keeps_a_source_s_damage_as_a_loss_on_its_machine(tmp_path: Path, 
         r = cli("merge", "-o", str(out), str(source), GUEST, "--name", f"{GUEST}=g0", "--offset", "g0=+1s")
         assert r.returncode == 0, r.stderr
         said[out] = r.stderr
-    assert f"pasid-explorer: {f.path}: byte {f.offset}: " in said[merged] and "loss" not in said[healthy]
+    assert f"pasid-explorer: {f.path}:byte {f.offset}: " in said[merged] and "loss" not in said[healthy]
     assert "the merged file keeps this as a loss on machine host" in said[merged]
     assert _errors(merged) <= _errors(healthy)
     assert ("events_lost", "uncertain") in _findings(merged)
@@ -97,7 +97,7 @@ def test_a_damaged_header_keeps_every_event_and_makes_no_finding_more_than_uncer
     path.write_bytes(bytes(data))
     r = cli("check", str(path), "--json")
     assert r.returncode == 1, r.stderr
-    assert f"pasid-explorer: {path}: byte 8: header frame damaged (fails its checksum): the kernel" in r.stderr
+    assert f"pasid-explorer: {path}:byte 8: header frame damaged (fails its checksum): the kernel" in r.stderr
     damaged, whole = json.loads(r.stdout), json.loads(cli("check", str(healthy), "--json").stdout)
     assert damaged["events"] == whole["events"]
     assert {a["severity"] for a in damaged["anomalies"]} == {"uncertain"}

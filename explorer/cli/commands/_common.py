@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ...errors import ExplorerError
+from ...errors import ExplorerError, placed
 from ...text import write_json
 from ..progress import Progress
 
@@ -74,9 +74,10 @@ def open_with_progress(path: str, stale_ms: float | None = None, *, model: bool 
 
 
 def warn_damage(path: str, damage: list[str]) -> None:
-    """What the input lacks, one line each on stderr, so that a pipe of the output stays clean."""
+    """What the input lacks, one line each on stderr, so that a pipe of the output stays clean; its place is
+    written as an error's is (`file:byte 8: ...`)."""
     for d in damage:
-        print(f"pasid-explorer: {path}: {d}", file=sys.stderr)
+        print(f"pasid-explorer: {placed(path, d)}", file=sys.stderr)
 
 
 def print_json(data: Any) -> None:

@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.force:
         keep_recording(out)
     progress = Progress(f"importing {args.input}", unit="bytes")
-    stats = import_log(args.input, out, fmt=args.format, progress=progress, title=args.title)
+    stats = import_log(args.input, out, fmt=args.format, progress=progress, title=args.title,
+                       keep=not args.force)
     progress.done()
     vendors = ", ".join(f"{v} {n:,}" for v, n in sorted(stats.by_vendor.items())) or "none"
     print(f"{out}: {counted(stats.events, 'event')} from {counted(stats.lines, 'line')} of {stats.input} "

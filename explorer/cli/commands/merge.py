@@ -109,12 +109,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
-def merge_files(args: argparse.Namespace, output: str) -> list[str]:
-    """Merge the recordings named on the command line (`args.files`) into `output`; what was done, for people."""
+def merge_files(args: argparse.Namespace, output: str, keep: bool = False) -> list[str]:
+    """Merge the recordings named on the command line (`args.files`) into `output` (`keep`: without --force);
+    what was done, for people."""
     sources, window = sources_from(args, args.files)
     progress = Progress(f"merging into {output}")
     try:
-        result = merge(sources, output, window_ns=window, progress=progress)
+        result = merge(sources, output, window_ns=window, progress=progress, keep=keep)
     finally:
         for s in sources:
             s.recording.close()
@@ -129,6 +130,6 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.output, reads=args.files)
     if not args.force:
         keep_recording(args.output)
-    first, *rest = merge_files(args, args.output)
+    first, *rest = merge_files(args, args.output, keep=not args.force)
     print("\n".join([f"{line(args.output)}: {first}", *rest]))
     return 0
