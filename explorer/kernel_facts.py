@@ -272,6 +272,11 @@ FACTS: tuple[Fact, ...] = (
     Fact("bind.sva", "bind", _s("5.2"), "iommu_sva_bind_device(): the first bind of an mm allocates, later binds "
          "(any device) reuse it, -EOVERFLOW when the PASID is beyond the device's max_pasids",
          ("iommu_sva_bind_device",), "drivers/iommu/iommu-sva.c"),
+    Fact("bind.slot-checked", "bind", _s("6.11"),
+         "iommu_sva_bind_device() looks up the (device, PASID) slot first (iommu_attach_handle_get(..., "
+         "IOMMU_DOMAIN_SVA)): another domain there, or another mm's SVA domain, fails the bind with -EBUSY before "
+         "any iommu_attach_device_pasid()", ("iommu_sva_bind_device",),
+         "drivers/iommu/iommu-sva.c ('iommu: Replace sva_iommu with iommu_attach_handle', 6.11)"),
     Fact("unbind.blind", "unbind", _s("5.2", "6.1"),
          "iommu_sva_unbind_device() runs, but the handle has no domain: the probe cannot tell which mm", (),
          "include/linux/iommu.h struct iommu_sva", (Kind.SVA_UNBIND,)),

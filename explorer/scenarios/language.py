@@ -202,7 +202,8 @@ ACTIONS: dict[str, Action] = {
                  "it has attached already gets the new domain in its place, as the kernel does (a pasid_replace, "
                  "6.15+ vfio_iommufd_physical_pasid_attach_ioas()). An attach iommu_attach_device_pasid() refuses "
                  "is played as the failed call: -EBUSY for a (device, PASID) attached already, from 6.9 -EINVAL for "
-                 "PASID 0 or one beyond the device's width (before 6.9 these pass, a driver's bug to see)",
+                 "PASID 0 or one beyond the device's width (before 6.9 the core does not check these: they pass here, "
+                 "a bug to see, though a driver may refuse them itself, as VT-d does past its PASID table)",
                  {"device": DEVICE, "pasid": PASID}, {
                      "actor": ACTOR,
                      "domain": _choice({d.value: d for d in DomainType}, "the domain's type", "paging"),

@@ -54,6 +54,7 @@ class ScenarioRun:
         # the model infers it at the bind's attach or the bind, as for a capture of that kernel.
         version = parse_version(scenario.kernel) or CURRENT
         self._checks_pasid = version in FACT_KEYS["attach.pasid-checked"].span
+        self._bind_checks_slot = version in FACT_KEYS["bind.slot-checked"].span
         self._recorded = {kind for h in HOOKS if h.in_kernel(version) for kind in h.kinds}
         # 5.5-6.3 an mm's PASID comes from ioasid_alloc() and goes with ioasid_free() (ioasid_put() 5.11-5.17,
         # drivers/iommu/ioasid.c), which take no device and no mm: their rows name neither (probes/decode.py)
@@ -166,13 +167,15 @@ class ScenarioRun:
             t = self._sva_pasid(Kind.PASID_ALLOC, t, actor, pasid, dev)
         # The mm's PASID beyond this device's max_pasids fails the bind with -EOVERFLOW before any attach
         # (iommu_alloc_mm_data() 6.8+, iommu_sva_alloc_pasid() before; iommu-sva.c); an attach the kernel refuses
-        # fails it with the attach's error (iommu_sva_bind_device(), 6.2+)
+        # fails it with the attach's error (iommu_sva_bind_device(), 6.2+), and from 6.11 a taken slot fails it
+        # before any attach is tried (kernel_facts bind.slot-checked)
         err = -EOVERFLOW if pasid >= st.max_pasids(dev) else None
         if err is None and (mm, dev) not in self._binds:
-            domain = self._sva_domain.setdefault(mm, next(self._domains))
             err = self._attach_error(dev, pasid)
-            t = self._kernel(Kind.PASID_ATTACH, t, actor, device=dev, pasid=pasid, domain=domain,
-                             domain_type=DomainType.SVA, error=err)
+            if err is None or not self._bind_checks_slot:
+                domain = self._sva_domain.setdefault(mm, next(self._domains))
+                t = self._kernel(Kind.PASID_ATTACH, t, actor, device=dev, pasid=pasid, domain=domain,
+                                 domain_type=DomainType.SVA, error=err)
         if err is None:
             self._binds[(mm, dev)] = (self._binds.get((mm, dev), (0, pasid))[0] + 1, pasid)
         self._kernel(Kind.SVA_BIND, t, actor, device=dev, pasid=pasid, mm=mm, error=err)

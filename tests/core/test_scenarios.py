@@ -291,7 +291,10 @@ CLASH_HEAD = TWO_DRIVERS.split("  - at: 1ms")[0].replace(
     # an SVA bind holds (vf, 1): the VMM's guest PASID 1 there is refused, and the other way round
     ("6.15", "  - bind: {actor: app, device: vf}\n  - attach: {actor: qemu, device: vf, pasid: 1, domain: nested}\n",
      [("pasid_attach", "nested", -16)]),
+    # (from 6.11 the bind finds the slot taken before it tries an attach; before, its attach fails)
     ("6.15", "  - attach: {actor: qemu, device: vf, pasid: 1, domain: nested}\n  - bind: {actor: app, device: vf}\n",
+     [("sva_bind", None, -16)]),
+    ("6.8", "  - attach: {device: vf, pasid: 1, via: driver}\n  - bind: {actor: app, device: vf}\n",
      [("pasid_attach", "sva", -16), ("sva_bind", None, -16)]),
     # PASID 0 and one past a 4-bit device's 16: refused from 6.9, let through (a driver's bug to see) before
     ("6.15", "  - attach: {actor: qemu, device: narrow, pasid: 0, domain: nested}\n"
@@ -304,7 +307,8 @@ def test_an_attach_the_kernel_refuses_is_played_as_the_failed_call_a_capture_rec
     """iommu_attach_device_pasid() refuses a (device, PASID) its group's pasid_array holds with -EBUSY
     (xa_cmpxchg, drivers/iommu/iommu.c 6.2+), and PASID 0 (IOMMU_NO_PASID) or one at or past the device's
     max_pasids with -EINVAL (6.9+, c404f55c26fc 'iommu: Validate the PASID in iommu_attach_device_pasid()'); an
-    SVA bind fails with its attach (iommu_sva_bind_device(), iommu-sva.c) and VFIO_DEVICE_ATTACH_IOMMUFD_PT
+    SVA bind fails with its attach (iommu_sva_bind_device(), iommu-sva.c), or from 6.11 before any attach, on
+    finding the slot taken (iommu_attach_handle_get(..., IOMMU_DOMAIN_SVA)), and VFIO_DEVICE_ATTACH_IOMMUFD_PT
     returns the error (drivers/vfio/iommufd.c 6.15+). The player shows the failed calls, which the model passes
     by: no finding claims the kernel broke its own rule."""
     run = load_scenario(_write(tmp_path, CLASH_HEAD.replace("6.15", kernel) + steps))
