@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from errno import ENOSPC
 from typing import Any, ClassVar
 
 import msgpack
@@ -50,7 +51,6 @@ from .uapi_decode import (
 RowMaker = Callable[..., Row]
 FdDevice = Callable[[int, int], str | None]  # (tgid, fd) -> the PCI device behind a VFIO device fd
 
-ENOSPC = 28
 FAULT_RECS_PER_IO = 4  # records the probe writes for one read or write on a fault-queue fd
 # Bytes of fault-queue I/O per record: whole entries only, at most two TEXT_BYTES halves.
 FAULT_READ_CHUNK = 2 * TEXT_BYTES // PGFAULT.size * PGFAULT.size

@@ -8,6 +8,7 @@ the unbinds it writes none of are the kernel's all the same.
 from __future__ import annotations
 
 from collections.abc import Callable
+from errno import EBUSY, EINVAL, ENOSPC, EOVERFLOW
 from itertools import count
 from typing import Any
 
@@ -21,7 +22,6 @@ from ..simulator import Simulator
 from ..uapi import VFIO_DEVICE_ATTACH_PASID, command_number
 from .language import ACTIONS, PAGE, Actor, Scenario, Step, through_iommufd
 
-EBUSY, EINVAL, ENOSPC, EOVERFLOW = 16, 22, 28, 75
 TICK = 1_000  # spacing of the events one action produces (1 µs)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from errno import ENOSPC
 from itertools import compress, repeat
 from operator import eq, itemgetter
 from typing import Any, TypeVar
@@ -83,7 +84,6 @@ FOLD_AFTER = 8
 RULE_KEPT = 10_000
 DEFAULT_STALE_NS = 100_000_000  # a page-request group unanswered this long is reported
 _SECOND = itemgetter(1)  # an attachment's PASID, of its key
-ENOSPC = 28
 # VT-d's queued-invalidation tracepoint: a page response only it saw is one the driver sent itself
 _VTD_DESCRIPTOR = "intel_iommu:qi_submit"
 _STALL_RESUME = "arm_smmu_page_response"  # SMMUv3's page_response op: a hook source names it (fentry:..., probe)
