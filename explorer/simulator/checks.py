@@ -62,14 +62,16 @@ RULES: dict[str, Rule] = {r.name: r for r in (
        "domain is not judged."),
     _r("reserved_pasid", "reserved PASID 0 used as a PASID", E,
        "All versions: PASID 0 is IOMMU_NO_PASID (VT-d RID2PASID, SMMU SSID 0, AMD 'no PASID'): it means 'no "
-       "PASID', is never allocated, and iommu_attach_device_pasid() (6.2+) refuses it."),
+       "PASID' and is never allocated. iommu_attach_device_pasid() refuses it from 6.9 (c404f55c26fc); 6.2-6.8 the "
+       "core let it through to the driver."),
     _r("beyond_width", "PASID beyond the device's width", E,
        "6.2+: a device carries max_pasids = min(its PCIe capability's 1 << width, its IOMMU's limit) "
-       "(dev_iommu_get_max_pasids()); iommu_attach_device_pasid() refuses a larger one with -EINVAL, and an SVA "
-       "bind of an mm whose PASID is larger fails with -EOVERFLOW."),
+       "(dev_iommu_get_max_pasids()); iommu_attach_device_pasid() refuses a larger one with -EINVAL from 6.9 "
+       "(c404f55c26fc; before, only a driver's own table bounds it), and an SVA bind of an mm whose PASID is larger "
+       "fails with -EOVERFLOW."),
     _r("space_exhausted", "PASID space exhausted", W,
        "All versions: the allocator found no free PASID below the device's max_pasids. Narrow devices run out "
-       "first, since one space serves every device (-ENOSPC 6.6+, -ENOMEM from ioasid before). A device with no "
+       "first, since one space serves every device (-ENOSPC 6.4+, -ENOMEM from ioasid before). A device with no "
        "PASID past 0 (width 0, or no PASID capability: max_pasids 0) has none to exhaust: iommu_alloc_global_pasid() "
        "refuses it at once, which is no finding."),
     _r("second_sva_pasid", "mm with two SVA PASIDs", E,
