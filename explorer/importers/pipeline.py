@@ -28,6 +28,7 @@ from ..collector import collector_paused
 from ..errors import InputError
 from ..outputs import atomic_output
 from ..recording import Header, RecordingWriter
+from ..recording.header import LIFECYCLE
 from .boots import TooManyBoots, keep_apart
 from .core import ImportStats, Sink, TextImporter
 from .detect import FORMATS, TRACE_DAT_MAGIC, Sniff, not_text, sniff
@@ -286,12 +287,11 @@ def _coverage(chosen: str) -> dict[str, object]:
     """What an imported text can and cannot show, in the header's probes terms (info prints the gaps)."""
     if chosen == "ftrace":
         return {"attached": ["iommu and intel_iommu tracepoints, as printed"],
-                "unavailable": {"PASID lifecycle": "the iommu tracepoints do not show PASID allocation, binds or "
-                                                   "attaches (only PASID Explorer's own events printed into the "
-                                                   "trace do)"}}
+                "unavailable": {LIFECYCLE: "the iommu tracepoints do not show PASID allocation, binds or attaches "
+                                           "(only PASID Explorer's own events printed into the trace do)"}}
     return {"attached": ["kernel log: IOMMU fault lines"],
-            "unavailable": {"PASID lifecycle": "a kernel log does not print PASID allocation, binds or attaches: "
-                                               "faults name PASIDs handed out before or outside the log",
+            "unavailable": {LIFECYCLE: "a kernel log does not print PASID allocation, binds or attaches: faults "
+                                       "name PASIDs handed out before or outside the log",
                             "page requests": "page requests and responses are not printed; only faults are"}}
 
 

@@ -83,6 +83,9 @@ class DeviceInfo:
 
 
 SCENARIO_CLOCK = "scenario"  # a scenario's clock: its times count from its own 0, as its steps' `at` say
+# How a header's `unavailable` probes table names every PASID lifecycle hook at once (an import of a log, a damaged
+# header): the model then judges what a missing event could explain as uncertain (simulator/coverage.py)
+LIFECYCLE = "PASID lifecycle"
 
 
 @dataclass(slots=True)
@@ -161,8 +164,6 @@ class Header:
         """The header of a recording whose own header frame is damaged: its host, kernel, devices, probes and
         machines are unknown, so it says it could not show the PASID lifecycle (as an import of a log does) and
         the model judges its events uncertain from the start, by the current kernel's rules."""
-        from ..simulator.coverage import LIFECYCLE  # (lazily: the simulator reads this module's headers)
-
         return cls(source="?", clock="?", probes={"unavailable": {LIFECYCLE: why}}, created_unix=0.0,
                    version=UNKNOWN_VERSION)
 

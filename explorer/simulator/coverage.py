@@ -13,14 +13,12 @@ from typing import Any
 from ..events import Kind
 from ..kernel_facts import blind_spots, parse_version
 from ..machines import Machine
-from ..recording.header import Header
+from ..recording.header import LIFECYCLE, Header
 
 # The events without which a fault, a bind or a free looks like a bug. A replace only changes the domain of a
 # pair already attached, so missing one explains no finding.
 LIFECYCLE_KINDS = frozenset(str(k) for k in (
     Kind.PASID_ALLOC, Kind.PASID_FREE, Kind.SVA_BIND, Kind.SVA_UNBIND, Kind.PASID_ATTACH, Kind.PASID_DETACH))
-# How importers name all of them at once in the header's `unavailable` table.
-LIFECYCLE = "PASID lifecycle"
 # A capture's verdict for a kernel function this kernel does not have (probes.capability.MISSING_SYMBOL): no
 # event of that kind can happen here, so none was missed.
 _NOT_IN_KERNEL = "missing symbol"
